@@ -1,0 +1,78 @@
+"""The `fieldkit` command: a click group whose sub-commands live in fieldkit/commands/.
+
+Sub-commands are imported only when run, so `fieldkit id` never pays for mlx, torch or
+textual. With no sub-command, the TUI opens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from fieldkit.errors import FieldkitError
+
+# name -> "module:attribute" of a click command or group. Add a line to register a command.
+COMMANDS: dict[str, str] = {
+    "id": "fieldkit.commands.identity:id_command",
+    "name": "fieldkit.commands.identity:name_command",
+    "library": "fieldkit.commands.library:library",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each sub-command's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, attr = COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FieldkitError as exc:
+            click.echo(f"fieldkit: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar="FIELDKIT_HOME",
+    help="State directory (default: the platform data dir). Two homes act as two devices.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="An mlx-lm model folder to use instead of the embedded default.",
+)
+@click.version_option(package_name="fieldkit")
+@click.pass_context
+def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
+    """fieldkit: offline knowledge packets for small language models."""
+    from fieldkit.services import Services
+
+    ctx.obj = Services.build(home=home, model_path=model_path)
+    ctx.call_on_close(ctx.obj.close)
+    if ctx.invoked_subcommand is None:
+        tui = importlib.import_module("fieldkit.app")
+        tui.run_app(ctx.obj)
+
+
+def run() -> None:
+    """Entry point that turns any FieldkitError raised outside a command into one line."""
+    try:
+        main(standalone_mode=True)
+    except FieldkitError as exc:  # raised while building services
+        click.echo(f"fieldkit: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,37 @@
+"""Errors a user can cause. Each one's message is a single clear sentence."""
+
+from __future__ import annotations
+
+
+class FieldkitError(Exception):
+    """Base for every error the CLI and the TUI show to a person instead of a traceback."""
+
+    exit_code = 1
+
+
+class PacketError(FieldkitError):
+    """A knowledge packet (file, manifest, weights or signature) is not acceptable."""
+
+
+class LibraryError(FieldkitError):
+    """The local library cannot do what was asked (unknown name, duplicate, ...)."""
+
+
+class ModelError(FieldkitError):
+    """The base model is missing, broken, or not the one a packet was made for."""
+
+
+class ProtocolError(FieldkitError):
+    """The peer broke the gossip protocol; the session ends and the library is untouched."""
+
+
+class PeerRefused(FieldkitError):
+    """The peer is blocked, untrusted under the policy, or its key changed."""
+
+
+class RouterError(FieldkitError):
+    """The router cannot embed or rank (embedder missing, bad question file, ...)."""
+
+
+class TransportError(FieldkitError):
+    """A link (TCP, BLE) failed: refused, cut, or timed out."""

@@ -1,0 +1,76 @@
+"""The composition root: one object that wires identity, library, engine and router.
+
+Built once by the CLI (or a test) and passed down; nothing in fieldkit keeps global state.
+Heavy parts (engine, router) are built on first use, so light commands stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fieldkit.home import Home
+
+if TYPE_CHECKING:
+    from fieldkit.engine.engine import Engine
+    from fieldkit.engine.router import Router
+    from fieldkit.store.identity import Identity
+    from fieldkit.store.library import Library
+
+DEFAULT_MODEL_DIRNAME = "smollm2-135m-instruct"
+
+
+@dataclass
+class Services:
+    """Everything a command or a screen needs, built lazily from one home."""
+
+    home: Home
+    model_override: Path | None = None
+    _closers: list[Any] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def build(cls, home: str | Path | None = None, model_path: str | Path | None = None) -> Services:
+        """Return services for the given home (see Home.resolve) and optional model folder."""
+        resolved = Home.resolve(home).ensure()
+        override = Path(model_path).expanduser().resolve() if model_path else None
+        return cls(home=resolved, model_override=override)
+
+    @property
+    def model_dir(self) -> Path:
+        """The base model folder: --model if given, else the embedded default in the home."""
+        return self.model_override or self.home.models_dir / DEFAULT_MODEL_DIRNAME
+
+    @cached_property
+    def identity(self) -> Identity:
+        from fieldkit.store.identity import Identity
+
+        return Identity.load_or_create(self.home)
+
+    @cached_property
+    def library(self) -> Library:
+        from fieldkit.store.library import Library
+
+        lib = Library.open(self.home, identity=self.identity)
+        self._closers.append(lib.close)
+        return lib
+
+    @cached_property
+    def engine(self) -> Engine:
+        from fieldkit.engine.engine import Engine
+
+        eng = Engine(self.model_dir)
+        self._closers.append(eng.close)
+        return eng
+
+    @cached_property
+    def router(self) -> Router:
+        from fieldkit.engine.router import Router
+
+        return Router(self.library)
+
+    def close(self) -> None:
+        """Release what was built (engine thread, database), newest first."""
+        while self._closers:
+            self._closers.pop()()

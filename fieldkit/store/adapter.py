@@ -1,0 +1,223 @@
+"""LoRA adapters in mlx-lm layout: the config whitelist and tensor validation.
+
+No mlx here: tensors are numpy arrays read with `safetensors.numpy`, so the library and the
+gossip layer can check a packet without loading a model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fieldkit.errors import PacketError
+
+ALL_KEYS: tuple[str, ...] = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+_TENSOR_NAME = re.compile(r"^model\.layers\.(\d+)\.([a-z_]+\.[a-z_]+)\.(lora_a|lora_b)$")
+_CONFIG_FIELDS = {"fine_tune_type", "num_layers", "lora_parameters"}
+_LORA_FIELDS = {"rank", "scale", "dropout", "keys"}
+# mlx-lm writes these bookkeeping fields into adapter_config.json; they do not change the
+# adapter's meaning, so they are dropped on import rather than refused.
+_IGNORED_TRAINING_FIELDS = {
+    "model", "train", "data", "seed", "batch_size", "iters", "val_batches", "learning_rate",
+    "steps_per_report", "steps_per_eval", "resume_adapter_file", "adapter_path",
+    "save_every", "test", "test_batches", "max_seq_length", "config", "grad_checkpoint",
+    "lr_schedule", "wandb", "mask_prompt", "optimizer", "optimizer_config", "report_to",
+    "project_name", "grad_accumulation_steps", "fuse",
+}
+MAX_RANK = 256
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """The shape of a LoRA adapter: which layers and projections, rank and scale."""
+
+    rank: int = 8
+    scale: float = 2.0
+    dropout: float = 0.0
+    num_layers: int = -1
+    keys: tuple[str, ...] = ALL_KEYS
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.rank, int) and 1 <= self.rank <= MAX_RANK):
+            raise PacketError(f"The adapter rank must be an integer from 1 to {MAX_RANK}.")
+        if not isinstance(self.num_layers, int) or self.num_layers == 0 or self.num_layers < -1:
+            raise PacketError("The adapter's num_layers must be a positive integer or -1.")
+        if not self.keys or any(k not in ALL_KEYS for k in self.keys):
+            raise PacketError(
+                "The adapter's keys must be among the 7 attention and MLP projections."
+            )
+        if len(set(self.keys)) != len(self.keys):
+            raise PacketError("The adapter's keys list a projection twice.")
+        for value, label in ((self.scale, "scale"), (self.dropout, "dropout")):
+            if not isinstance(value, int | float) or not np.isfinite(value):
+                raise PacketError(f"The adapter's {label} must be a finite number.")
+
+    def resolved_layers(self, n_model_layers: int) -> range:
+        """Return the indices of the layers that carry LoRA in a model of that depth."""
+        n = n_model_layers if self.num_layers == -1 else self.num_layers
+        if n > n_model_layers:
+            raise PacketError(
+                f"The adapter spans {n} layers but the base model has {n_model_layers}."
+            )
+        return range(n_model_layers - n, n_model_layers)
+
+    def to_mlx_dict(self) -> dict[str, Any]:
+        """Return the adapter_config.json form mlx-lm reads."""
+        return {
+            "fine_tune_type": "lora",
+            "num_layers": self.num_layers,
+            "lora_parameters": {
+                "rank": self.rank,
+                "scale": float(self.scale),
+                "dropout": float(self.dropout),
+                "keys": list(self.keys),
+            },
+        }
+
+    @classmethod
+    def from_mlx_dict(cls, data: Mapping[str, Any]) -> AdapterConfig:
+        """Parse an mlx-lm adapter config, refusing anything outside the whitelist."""
+        if not isinstance(data, Mapping):
+            raise PacketError("The adapter config is not a JSON object.")
+        unknown = set(data) - _CONFIG_FIELDS - _IGNORED_TRAINING_FIELDS
+        if unknown:
+            raise PacketError(f"The adapter config has unknown fields: {', '.join(sorted(unknown))}.")
+        if data.get("fine_tune_type", "lora") != "lora":
+            raise PacketError(
+                f"Only LoRA adapters are accepted, not fine_tune_type {data.get('fine_tune_type')!r}."
+            )
+        params = data.get("lora_parameters")
+        if not isinstance(params, Mapping):
+            raise PacketError("The adapter config has no lora_parameters.")
+        unknown = set(params) - _LORA_FIELDS
+        if unknown:
+            raise PacketError(
+                f"The adapter's lora_parameters have unknown fields: {', '.join(sorted(unknown))}."
+            )
+        keys = params.get("keys") or ALL_KEYS
+        if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
+            raise PacketError("The adapter's keys must be a list of projection names.")
+        try:
+            return cls(
+                rank=params.get("rank", 8),
+                scale=params.get("scale", 20.0),
+                dropout=params.get("dropout", 0.0),
+                num_layers=data.get("num_layers", 16),
+                keys=tuple(keys),
+            )
+        except TypeError as exc:
+            raise PacketError("The adapter config has a field of the wrong type.") from exc
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A validated adapter: its config, tensors by mlx-lm name, and the weights' sha256."""
+
+    config: AdapterConfig
+    tensors: dict[str, np.ndarray] = field(repr=False)
+    key: str = ""
+
+
+def expected_tensor_names(config: AdapterConfig, n_model_layers: int) -> set[str]:
+    """Return every tensor name an adapter of this config must carry in such a model."""
+    return {
+        f"model.layers.{i}.{k}.{part}"
+        for i in config.resolved_layers(n_model_layers)
+        for k in config.keys
+        for part in ("lora_a", "lora_b")
+    }
+
+
+def infer_model_layers(config: AdapterConfig, tensors: Mapping[str, np.ndarray]) -> int:
+    """Return the base model depth implied by the tensors (highest layer index + 1)."""
+    indices = [int(m.group(1)) for name in tensors if (m := _TENSOR_NAME.match(name))]
+    if not indices:
+        raise PacketError("The adapter holds no LoRA tensors.")
+    return max(indices) + 1
+
+
+def validate_tensors(
+    config: AdapterConfig,
+    tensors: Mapping[str, np.ndarray],
+    n_model_layers: int | None = None,
+) -> None:
+    """Check names, pairing, shapes and values of every tensor; raise PacketError if bad.
+
+    Every tensor must be `lora_a`/`lora_b` of a declared key on a covered layer, each pair
+    must agree on the rank, every A of a key must share the input width and every B the
+    output width, and no value may be NaN or infinite.
+    """
+    for name in tensors:
+        if not _TENSOR_NAME.match(name):
+            raise PacketError(f"The adapter holds a tensor that is not LoRA: {name}.")
+    depth = n_model_layers if n_model_layers is not None else infer_model_layers(config, tensors)
+    expected = expected_tensor_names(config, depth)
+    extra = sorted(set(tensors) - expected)
+    if extra:
+        raise PacketError(f"The adapter holds an undeclared tensor: {extra[0]}.")
+    missing = sorted(expected - set(tensors))
+    if missing:
+        raise PacketError(f"The adapter lacks the tensor {missing[0]}.")
+    widths: dict[tuple[str, str], int] = {}
+    for name, array in tensors.items():
+        m = _TENSOR_NAME.match(name)
+        assert m is not None
+        key, part = m.group(2), m.group(3)
+        if array.ndim != 2:
+            raise PacketError(f"The tensor {name} is not a matrix.")
+        rank_axis, width_axis = (1, 0) if part == "lora_a" else (0, 1)
+        if array.shape[rank_axis] != config.rank:
+            raise PacketError(
+                f"The tensor {name} has rank {array.shape[rank_axis]}, "
+                f"but the config says {config.rank}."
+            )
+        seen = widths.setdefault((key, part), array.shape[width_axis])
+        if seen != array.shape[width_axis]:
+            raise PacketError(f"The tensor {name} has a shape unlike its siblings.")
+        if array.dtype.kind != "f":
+            raise PacketError(f"The tensor {name} is not floating point.")
+        if not np.isfinite(array).all():
+            raise PacketError(f"The tensor {name} holds NaN or infinite values.")
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read a safetensors file into numpy arrays; raise PacketError if it is broken."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise PacketError(f"{path.name} is not a readable safetensors file.") from exc
+
+
+def read_safetensors_bytes(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
+    """Read safetensors bytes into numpy arrays; raise PacketError if they are broken."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as exc:
+        raise PacketError(f"The {label} are not a readable safetensors file.") from exc
+
+
+def tensors_to_bytes(tensors: Mapping[str, np.ndarray], dtype: str = "float16") -> bytes:
+    """Serialise tensors to safetensors bytes, sorted by name, in the given dtype."""
+    from safetensors.numpy import save
+
+    ordered = {k: np.ascontiguousarray(tensors[k].astype(dtype)) for k in sorted(tensors)}
+    return save(ordered)

@@ -1,0 +1,5 @@
+"""Fixtures live in tests/fixtures/; each module there is registered here."""
+
+pytest_plugins = [
+    "tests.fixtures.homes",
+]
