@@ -31,11 +31,33 @@ _LORA_FIELDS = {"rank", "scale", "dropout", "keys"}
 # mlx-lm writes these bookkeeping fields into adapter_config.json; they do not change the
 # adapter's meaning, so they are dropped on import rather than refused.
 _IGNORED_TRAINING_FIELDS = {
-    "model", "train", "data", "seed", "batch_size", "iters", "val_batches", "learning_rate",
-    "steps_per_report", "steps_per_eval", "resume_adapter_file", "adapter_path",
-    "save_every", "test", "test_batches", "max_seq_length", "config", "grad_checkpoint",
-    "lr_schedule", "wandb", "mask_prompt", "optimizer", "optimizer_config", "report_to",
-    "project_name", "grad_accumulation_steps", "fuse",
+    "model",
+    "train",
+    "data",
+    "seed",
+    "batch_size",
+    "iters",
+    "val_batches",
+    "learning_rate",
+    "steps_per_report",
+    "steps_per_eval",
+    "resume_adapter_file",
+    "adapter_path",
+    "save_every",
+    "test",
+    "test_batches",
+    "max_seq_length",
+    "config",
+    "grad_checkpoint",
+    "lr_schedule",
+    "wandb",
+    "mask_prompt",
+    "optimizer",
+    "optimizer_config",
+    "report_to",
+    "project_name",
+    "grad_accumulation_steps",
+    "fuse",
 }
 MAX_RANK = 256
 
@@ -94,7 +116,9 @@ class AdapterConfig:
             raise PacketError("The adapter config is not a JSON object.")
         unknown = set(data) - _CONFIG_FIELDS - _IGNORED_TRAINING_FIELDS
         if unknown:
-            raise PacketError(f"The adapter config has unknown fields: {', '.join(sorted(unknown))}.")
+            raise PacketError(
+                f"The adapter config has unknown fields: {', '.join(sorted(unknown))}."
+            )
         if data.get("fine_tune_type", "lora") != "lora":
             raise PacketError(
                 f"Only LoRA adapters are accepted, not fine_tune_type {data.get('fine_tune_type')!r}."

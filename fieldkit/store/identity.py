@@ -1,0 +1,128 @@
+"""A device's Ed25519 identity: created on first use, private key kept at mode 0600."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from fieldkit.errors import FieldkitError
+from fieldkit.home import Home
+
+KEY_FILE = "device.key"
+NAME_FILE = "device.json"
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+
+
+def device_id_for(public_key: bytes) -> str:
+    """Return the short printable device id of a public key (16 base32 characters)."""
+    digest = hashlib.sha256(b"fieldkit-device-id\0" + public_key).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:16]
+
+
+def key_fingerprint(public_key: bytes) -> str:
+    """Return a human-comparable fingerprint of a public key, e.g. 'ab12 cd34 ...'."""
+    digest = hashlib.sha256(public_key).hexdigest()[:24]
+    return " ".join(digest[i : i + 4] for i in range(0, 24, 4))
+
+
+def verify_signature(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    """Return True when `signature` is a valid Ed25519 signature of `data` by `public_key`."""
+    if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Identity:
+    """This device: its key pair, id and human name."""
+
+    private_key: Ed25519PrivateKey
+    public_key: bytes
+    name: str
+    home: Home
+
+    @property
+    def device_id(self) -> str:
+        return device_id_for(self.public_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        """Return the 64-byte Ed25519 signature of `data`."""
+        return self.private_key.sign(data)
+
+    @classmethod
+    def load_or_create(cls, home: Home) -> Identity:
+        """Load the home's key pair, creating it (mode 0600) on first use."""
+        home.ensure()
+        key_path = home.keys_dir / KEY_FILE
+        if key_path.exists():
+            private = _read_private_key(key_path)
+        else:
+            private = Ed25519PrivateKey.generate()
+            _write_private_key(key_path, private)
+        public = private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return cls(private, public, _read_name(home, public), home)
+
+    def with_name(self, name: str) -> Identity:
+        """Store a new human name for this device and return the updated identity."""
+        name = name.strip()
+        if not name or len(name) > 64 or not name.isprintable():
+            raise FieldkitError("A device name must be 1 to 64 printable characters.")
+        path = self.home.keys_dir / NAME_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"name": name}))
+        os.replace(tmp, path)
+        return Identity(self.private_key, self.public_key, name, self.home)
+
+
+def _read_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise FieldkitError(f"The device key {path} is damaged; restore it from a backup.") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise FieldkitError(f"The device key {path} is not an Ed25519 key.")
+    return key
+
+
+def _write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_name(home: Home, public_key: bytes) -> str:
+    path = home.keys_dir / NAME_FILE
+    try:
+        return str(json.loads(path.read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        host = socket.gethostname().split(".")[0] or "device"
+        return f"{host}-{device_id_for(public_key)[:4]}"

@@ -1,0 +1,285 @@
+"""Knowledge packets: the signed manifest, weight checks, and the one-file export format.
+
+A packet is a manifest (a JSON-able dict) signed by its author with Ed25519, plus a weights
+file (safetensors, fp16, mlx-lm LoRA layout). See docs/PACKET.md for every field and rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import msgpack
+
+from fieldkit.errors import PacketError
+from fieldkit.store.adapter import (
+    Adapter,
+    AdapterConfig,
+    read_safetensors,
+    read_safetensors_bytes,
+    tensors_to_bytes,
+    validate_tensors,
+)
+from fieldkit.store.identity import Identity, device_id_for, verify_signature
+
+FORMAT_VERSION = 1
+SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
+DEFAULT_CHUNK_SIZE = 32 * 1024
+MIN_CHUNK_SIZE = 4 * 1024
+MAX_CHUNK_SIZE = 1024 * 1024
+MAX_PACKET_SIZE = 256 * 1024 * 1024
+MIN_EXEMPLARS, MAX_EXEMPLARS = 10, 64
+MAX_TEXT = 2000
+FILE_MAGIC = b"FKPACKET"
+MAX_HEADER_SIZE = 4 * 1024 * 1024
+DTYPES = ("float16", "float32", "bfloat16")
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "format": int,
+    "name": str,
+    "domain": str,
+    "description": str,
+    "exemplars": list,
+    "base_model_id": str,
+    "base_fingerprint": str,
+    "adapter": dict,
+    "dtype": str,
+    "weights_sha256": str,
+    "weights_size": int,
+    "chunk_size": int,
+    "chunk_hashes": list,
+    "created": int,
+    "author_id": str,
+    "author_key": str,
+    "merged": bool,
+    "lineage": list,
+}
+
+
+def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """Return the exact bytes that are signed: sorted-key compact ASCII JSON."""
+    try:
+        return json.dumps(
+            manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        ).encode("ascii")
+    except (TypeError, ValueError) as exc:
+        raise PacketError("The manifest holds a value that cannot be signed.") from exc
+
+
+def packet_id(manifest: Mapping[str, Any]) -> str:
+    """Return the packet id: the sha256 (hex) of the canonical manifest bytes."""
+    return hashlib.sha256(canonical_bytes(manifest)).hexdigest()
+
+
+def chunk_hashes(data: bytes, chunk_size: int) -> list[str]:
+    """Return the sha256 (hex) of each `chunk_size` slice of `data`."""
+    return [
+        hashlib.sha256(data[i : i + chunk_size]).hexdigest()
+        for i in range(0, len(data), chunk_size)
+    ]
+
+
+def check_manifest(manifest: Any) -> None:
+    """Check the manifest's schema and limits (not its signature); raise PacketError if bad."""
+    if not isinstance(manifest, dict):
+        raise PacketError("The packet manifest is not a map.")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise PacketError(
+            f"The packet has format version {manifest.get('format')!r}; "
+            f"this fieldkit reads version {FORMAT_VERSION}."
+        )
+    missing = sorted(set(_FIELDS) - set(manifest))
+    if missing:
+        raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
+    extra = sorted(set(manifest) - set(_FIELDS))
+    if extra:
+        raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
+    for key, kind in _FIELDS.items():
+        value = manifest[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise PacketError(f"The packet manifest's field {key} has the wrong type.")
+    for key in ("name", "domain"):
+        if not 1 <= len(manifest[key]) <= 64 or not manifest[key].isprintable():
+            raise PacketError(f"The packet's {key} must be 1 to 64 printable characters.")
+    if len(manifest["description"]) > MAX_TEXT:
+        raise PacketError("The packet's description is too long.")
+    ex = manifest["exemplars"]
+    if not MIN_EXEMPLARS <= len(ex) <= MAX_EXEMPLARS:
+        raise PacketError(
+            f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, not {len(ex)}."
+        )
+    if not all(isinstance(q, str) and 0 < len(q) <= MAX_TEXT for q in ex):
+        raise PacketError("Every exemplar must be a non-empty question of at most 2000 characters.")
+    AdapterConfig.from_mlx_dict(manifest["adapter"])
+    if manifest["dtype"] not in DTYPES:
+        raise PacketError(f"The packet's weights dtype {manifest['dtype']!r} is not supported.")
+    size, csize = manifest["weights_size"], manifest["chunk_size"]
+    if not 0 < size <= MAX_PACKET_SIZE:
+        raise PacketError(f"The packet's weights size {size} is outside 1 byte to 256 MiB.")
+    if not MIN_CHUNK_SIZE <= csize <= MAX_CHUNK_SIZE:
+        raise PacketError(f"The packet's chunk size {csize} is outside 4 KiB to 1 MiB.")
+    hashes = manifest["chunk_hashes"]
+    if len(hashes) != -(-size // csize) or not all(_is_hex(h, 64) for h in hashes):
+        raise PacketError("The packet's chunk hashes do not match its size.")
+    for key in ("weights_sha256", "base_fingerprint"):
+        if not _is_hex(manifest[key], 64):
+            raise PacketError(f"The packet's {key} is not a sha256 hex digest.")
+    if not _is_hex(manifest["author_key"], 64):
+        raise PacketError("The packet's author key is not a 32-byte hex key.")
+    if device_id_for(bytes.fromhex(manifest["author_key"])) != manifest["author_id"]:
+        raise PacketError("The packet's author id does not belong to its author key.")
+    if not all(isinstance(p, str) and _is_hex(p, 64) for p in manifest["lineage"]):
+        raise PacketError("The packet's lineage must list packet ids.")
+
+
+def verify_manifest(manifest: Any, signature: bytes) -> str:
+    """Check schema and the author's signature; return the packet id or raise PacketError."""
+    check_manifest(manifest)
+    if not isinstance(signature, bytes) or not verify_signature(
+        bytes.fromhex(manifest["author_key"]),
+        SIGNING_CONTEXT + canonical_bytes(manifest),
+        signature,
+    ):
+        raise PacketError(f"The signature of packet {manifest['name']!r} does not verify.")
+    return packet_id(manifest)
+
+
+def verify_weights(manifest: Mapping[str, Any], data: bytes) -> Adapter:
+    """Check the weights bytes against the manifest (hashes, tensors); return the Adapter."""
+    if len(data) != manifest["weights_size"]:
+        raise PacketError(
+            f"The weights of {manifest['name']!r} are {len(data)} bytes, "
+            f"the manifest says {manifest['weights_size']} (truncated or padded)."
+        )
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != manifest["weights_sha256"]:
+        raise PacketError(f"The weights of {manifest['name']!r} do not match their sha256.")
+    if chunk_hashes(data, manifest["chunk_size"]) != manifest["chunk_hashes"]:
+        raise PacketError(f"The weights of {manifest['name']!r} do not match their chunk hashes.")
+    tensors = read_safetensors_bytes(data, f"weights of {manifest['name']!r}")
+    config = AdapterConfig.from_mlx_dict(manifest["adapter"])
+    for name, array in tensors.items():
+        if str(array.dtype) != manifest["dtype"]:
+            raise PacketError(f"The tensor {name} is {array.dtype}, not {manifest['dtype']}.")
+    validate_tensors(config, tensors)
+    return Adapter(config=config, tensors=tensors, key=digest)
+
+
+def build_manifest(
+    adapter: Adapter,
+    identity: Identity,
+    *,
+    name: str,
+    domain: str,
+    description: str,
+    exemplars: Iterable[str],
+    base_model_id: str,
+    base_fingerprint: str,
+    merged: bool = False,
+    lineage: Iterable[str] = (),
+    dtype: str = "float16",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    created: int | None = None,
+) -> tuple[dict[str, Any], bytes, bytes]:
+    """Serialise and sign a new packet; return (manifest, signature, weights bytes)."""
+    validate_tensors(adapter.config, adapter.tensors)
+    data = tensors_to_bytes(adapter.tensors, dtype)
+    manifest: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "name": name.strip(),
+        "domain": domain.strip(),
+        "description": description.strip(),
+        "exemplars": [q.strip() for q in exemplars if q.strip()],
+        "base_model_id": base_model_id,
+        "base_fingerprint": base_fingerprint,
+        "adapter": adapter.config.to_mlx_dict(),
+        "dtype": dtype,
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+        "weights_size": len(data),
+        "chunk_size": chunk_size,
+        "chunk_hashes": chunk_hashes(data, chunk_size),
+        "created": int(time.time()) if created is None else created,
+        "author_id": identity.device_id,
+        "author_key": identity.public_key.hex(),
+        "merged": merged,
+        "lineage": list(lineage),
+    }
+    check_manifest(manifest)
+    signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))
+    return manifest, signature, data
+
+
+@dataclass(frozen=True)
+class PacketFile:
+    """A packet read from a one-file export: manifest, signature and weights bytes."""
+
+    manifest: dict[str, Any]
+    signature: bytes
+    weights: bytes
+
+
+def write_packet_file(
+    out: IO[bytes], manifest: Mapping[str, Any], signature: bytes, weights: bytes
+) -> None:
+    """Write the one-file format: magic, u32 header length, msgpack header, weights."""
+    header = msgpack.packb({"manifest": dict(manifest), "signature": signature}, use_bin_type=True)
+    out.write(FILE_MAGIC + struct.pack(">BI", FORMAT_VERSION, len(header)))
+    out.write(header)
+    out.write(weights)
+
+
+def read_packet_file(path: Path) -> PacketFile:
+    """Read and fully verify a packet file; raise PacketError with one sentence if bad."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_PACKET_SIZE + MAX_HEADER_SIZE:
+            raise PacketError(f"{path.name} is larger than the 256 MiB packet limit.")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
+    prefix = len(FILE_MAGIC) + 5
+    if len(raw) < prefix or not raw.startswith(FILE_MAGIC):
+        raise PacketError(f"{path.name} is not a fieldkit packet file.")
+    version, header_len = struct.unpack(">BI", raw[len(FILE_MAGIC) : prefix])
+    if version != FORMAT_VERSION:
+        raise PacketError(
+            f"{path.name} has packet format {version}; this fieldkit reads {FORMAT_VERSION}."
+        )
+    if header_len > MAX_HEADER_SIZE or prefix + header_len > len(raw):
+        raise PacketError(f"{path.name} is truncated or its header is damaged.")
+    try:
+        header = msgpack.unpackb(raw[prefix : prefix + header_len], raw=False, strict_map_key=True)
+    except (ValueError, msgpack.UnpackException, TypeError) as exc:
+        raise PacketError(f"{path.name} has a damaged header.") from exc
+    if not isinstance(header, dict) or set(header) != {"manifest", "signature"}:
+        raise PacketError(f"{path.name} has a damaged header.")
+    manifest, signature = header["manifest"], header["signature"]
+    verify_manifest(manifest, signature)
+    weights = raw[prefix + header_len :]
+    if len(weights) < manifest["weights_size"]:
+        raise PacketError(f"{path.name} is truncated: its weights end early.")
+    verify_weights(manifest, weights)
+    return PacketFile(manifest=manifest, signature=signature, weights=weights)
+
+
+def adapter_from_file(path: Path, config: AdapterConfig) -> Adapter:
+    """Read a safetensors file into a validated Adapter with the given config."""
+    tensors = read_safetensors(path)
+    validate_tensors(config, tensors)
+    return Adapter(config=config, tensors=tensors)
+
+
+def _is_hex(value: Any, length: int) -> bool:
+    if not isinstance(value, str) or len(value) != length:
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
