@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.homes",
+    "tests.fixtures.tiny_model",
 ]
