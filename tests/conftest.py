@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.homes",
+    "tests.fixtures.packets",
     "tests.fixtures.tiny_model",
 ]

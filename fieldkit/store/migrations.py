@@ -1,0 +1,64 @@
+"""The library's schema, as sqlite-utils migrations applied on every open (idempotent)."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("fieldkit")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["packets"].create(
+        {
+            "packet_id": str,
+            "name": str,
+            "domain": str,
+            "description": str,
+            "exemplars": str,
+            "sha256": str,
+            "size": int,
+            "author_id": str,
+            "author_name": str,
+            "base_model_id": str,
+            "base_fingerprint": str,
+            "adapter": str,
+            "merged": int,
+            "source": str,
+            "received_at": float,
+            "verified": int,
+            "manifest": str,
+            "signature": str,
+        },
+        pk="packet_id",
+    )
+    db["packets"].create_index(["name"], unique=True)
+    db["peers"].create(
+        {
+            "peer_id": str,
+            "name": str,
+            "public_key": str,
+            "trust": str,
+            "address": str,
+            "first_seen": float,
+            "last_seen": float,
+        },
+        pk="peer_id",
+    )
+    db["transfers"].create(
+        {
+            "packet_id": str,
+            "peer_id": str,
+            "manifest": str,
+            "signature": str,
+            "received": str,
+            "updated_at": float,
+        },
+        pk="packet_id",
+    )
+    db["events"].create(
+        {"id": int, "ts": float, "kind": str, "data": str},
+        pk="id",
+    )
+    db["settings"].create({"key": str, "value": str}, pk="key")
