@@ -62,3 +62,13 @@ def m001_initial(db: Database) -> None:
         pk="id",
     )
     db["settings"].create({"key": str, "value": str}, pk="key")
+
+
+@migrations()
+def m002_exemplar_embeddings(db: Database) -> None:
+    # The router's cache: one packet's exemplar vectors (float32, row-major) per embedder.
+    db["exemplar_embeddings"].create(
+        {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
+        pk=("packet_id", "embedder_id"),
+        if_not_exists=True,
+    )
