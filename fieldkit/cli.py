@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "id": "fieldkit.commands.identity:id_command",
     "name": "fieldkit.commands.identity:name_command",
     "library": "fieldkit.commands.library:library",
+    "route": "fieldkit.commands.route:route_command",
 }
 
 
