@@ -31,7 +31,9 @@ class Services:
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     @classmethod
-    def build(cls, home: str | Path | None = None, model_path: str | Path | None = None) -> Services:
+    def build(
+        cls, home: str | Path | None = None, model_path: str | Path | None = None
+    ) -> Services:
         """Return services for the given home (see Home.resolve) and optional model folder."""
         resolved = Home.resolve(home).ensure()
         override = Path(model_path).expanduser().resolve() if model_path else None
@@ -41,6 +43,35 @@ class Services:
     def model_dir(self) -> Path:
         """The base model folder: --model if given, else the embedded default in the home."""
         return self.model_override or self.home.models_dir / DEFAULT_MODEL_DIRNAME
+
+    @property
+    def model_installed(self) -> bool:
+        return (self.model_dir / "config.json").is_file()
+
+    @cached_property
+    def base_fingerprint(self) -> str | None:
+        """The fingerprint of the base model in use, or None when none is installed."""
+        if not self.model_installed:
+            return None
+        from fieldkit.store.models import model_fingerprint
+
+        return model_fingerprint(self.model_dir)
+
+    def require_model(self) -> tuple[str, str, dict[str, Any]]:
+        """Return (model id, fingerprint, config) of the base model; ModelError if absent."""
+        from fieldkit.errors import ModelError
+        from fieldkit.store.models import model_fingerprint, model_id, read_config
+
+        if not self.model_installed:
+            raise ModelError(
+                f"No base model at {self.model_dir}; run `fieldkit model install-default` "
+                "or pass --model PATH."
+            )
+        return (
+            model_id(self.model_dir),
+            model_fingerprint(self.model_dir),
+            read_config(self.model_dir),
+        )
 
     @cached_property
     def identity(self) -> Identity:
@@ -68,7 +99,7 @@ class Services:
     def router(self) -> Router:
         from fieldkit.engine.router import Router
 
-        return Router(self.library)
+        return Router(self.library, base_fingerprint=self.base_fingerprint)
 
     def close(self) -> None:
         """Release what was built (engine thread, database), newest first."""
