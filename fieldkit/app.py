@@ -1,0 +1,111 @@
+"""The Textual app: three modes (Peers, Library, Ask), help, command palette, model loading.
+
+The app is handed its Services; `make_app` is the one factory used by the CLI and tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from fieldkit.errors import FieldkitError
+from fieldkit.services import Services
+from fieldkit.tui_services import TuiBackend
+
+MODE_NAMES = ("peers", "library", "ask")
+
+
+class FieldkitApp(App[None]):
+    """fieldkit's terminal interface; every action has a key, nothing needs a mouse."""
+
+    TITLE = "fieldkit"
+    BINDINGS = [
+        Binding("f2", "switch_mode('peers')", "Peers", show=False),
+        Binding("f3", "switch_mode('library')", "Library", show=False),
+        Binding("f4", "switch_mode('ask')", "Ask", show=False),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+    model_state: reactive[str] = reactive("not loaded")
+
+    def __init__(
+        self, services: Services, *, start_mode: str = "library", load_model: bool = True
+    ) -> None:
+        super().__init__()
+        self.services = services
+        self.backend = TuiBackend(services)
+        self.start_mode = start_mode
+        self.load_model_on_start = load_model
+
+    def on_mount(self) -> None:
+        from fieldkit.screens.ask import AskScreen
+        from fieldkit.screens.library import LibraryScreen
+        from fieldkit.screens.peers import PeersScreen
+
+        self.add_mode("peers", lambda: PeersScreen(self.backend))
+        self.add_mode("library", lambda: LibraryScreen(self.backend))
+        self.add_mode("ask", lambda: AskScreen(self.backend))
+        self.switch_mode(self.start_mode)
+        if self.load_model_on_start:
+            self.load_model()
+
+    @work(thread=True, exit_on_error=False, group="model", description="Loading the model")
+    def load_model(self) -> None:
+        """Load the base model on the engine's thread; the state line follows along."""
+        self.call_from_thread(setattr, self, "model_state", "loading...")
+        try:
+            state = self.backend.load_model()
+        except FieldkitError as exc:
+            self.call_from_thread(setattr, self, "model_state", "not installed")
+            raise exc
+        self.call_from_thread(setattr, self, "model_state", state)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Turn any failed worker into a notification; the app keeps running."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        what = event.worker.description or "A task"
+        if isinstance(error, FieldkitError):
+            self.notify(str(error), title=what, severity="error", timeout=8)
+        else:
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title=f"{what} failed",
+                severity="error",
+                timeout=8,
+            )
+
+    def action_help(self) -> None:
+        from fieldkit.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name in MODE_NAMES:
+            if name != self.current_mode:
+                yield SystemCommand(
+                    f"Go to {name.title()}",
+                    f"Show the {name} mode",
+                    lambda name=name: self.switch_mode(name),
+                )
+        yield SystemCommand("Help", "What each mode does and its keys", self.action_help)
+        yield SystemCommand("Reload model", "Load the base model again", self.load_model)
+
+
+def make_app(services: Services, **options: object) -> FieldkitApp:
+    """Return the app for these services (the one factory used by the CLI and tests)."""
+    return FieldkitApp(services, **options)  # type: ignore[arg-type]
+
+
+def run_app(services: Services, start_mode: str = "library") -> None:
+    """Run the TUI in the current terminal until the user quits."""
+    make_app(services, start_mode=start_mode).run()

@@ -1,0 +1,176 @@
+"""Library mode: the packet table, a detail pane, and verify / remove / export / trust."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui_services import PacketDetail, PacketRow, TuiBackend
+from fieldkit.widgets.packet_detail import PacketDetailPane
+from fieldkit.widgets.packet_table import PacketTable
+from fieldkit.widgets.status_line import StatusLine
+
+
+class LibraryScreen(Screen[None]):
+    """The packets on this device and what can be done with each."""
+
+    DEFAULT_CSS = """
+    LibraryScreen #library-count { height: 1; padding: 0 1; color: $text-muted; }
+    LibraryScreen PacketTable { height: 1fr; }
+    LibraryScreen PacketDetailPane { height: 10; }
+    """
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh"),
+        Binding("v", "verify", "Verify"),
+        Binding("d", "remove", "Remove"),
+        Binding("e", "export", "Export"),
+        Binding("t", "trust", "Trust"),
+        Binding("b", "block", "Block"),
+    ]
+
+    class Loaded(Message):
+        """Fresh rows from the library."""
+
+        def __init__(self, rows: list[PacketRow]) -> None:
+            super().__init__()
+            self.rows = rows
+
+    class DetailLoaded(Message):
+        """The detail of the packet under the cursor."""
+
+        def __init__(self, detail: PacketDetail | None) -> None:
+            super().__init__()
+            self.detail = detail
+
+    def __init__(self, backend: TuiBackend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine("Library")
+        yield Static("Loading the library...", id="library-count")
+        yield PacketTable(id="packets")
+        yield PacketDetailPane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_refresh()
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    @property
+    def table(self) -> PacketTable:
+        return self.query_one(PacketTable)
+
+    def action_refresh(self) -> None:
+        self.load_rows()
+
+    @work(
+        thread=True,
+        exit_on_error=False,
+        group="library",
+        exclusive=True,
+        description="Reading the library",
+    )
+    def load_rows(self) -> None:
+        self.post_message(self.Loaded(self.backend.packet_rows()))
+
+    @on(Loaded)
+    def show_rows(self, message: Loaded) -> None:
+        self.table.show(message.rows)
+        bad = sum(1 for row in message.rows if not row.status.good)
+        count = f"{len(message.rows)} packets"
+        if bad:
+            count += f", {bad} NOT usable (see state)"
+        if not message.rows:
+            count = "No packets yet: sync with a peer (F2) or import with `fieldkit library add`."
+        self.query_one("#library-count", Static).update(count)
+
+    @on(PacketTable.Highlighted)
+    def highlight(self, message: PacketTable.Highlighted) -> None:
+        self.load_detail(message.packet_id)
+
+    @work(
+        thread=True,
+        exit_on_error=False,
+        group="detail",
+        exclusive=True,
+        description="Reading a packet",
+    )
+    def load_detail(self, packet_id: str | None) -> None:
+        detail = self.backend.packet_detail(packet_id) if packet_id else None
+        self.post_message(self.DetailLoaded(detail))
+
+    @on(DetailLoaded)
+    def show_detail(self, message: DetailLoaded) -> None:
+        self.query_one(PacketDetailPane).show(message.detail)
+
+    def _selected(self) -> PacketRow | None:
+        packet_id = self.table.current_packet_id
+        if packet_id is None:
+            self.notify("The library is empty.", severity="warning")
+            return None
+        return self.table.rows_by_key[packet_id]
+
+    def action_verify(self) -> None:
+        if row := self._selected():
+            self.run_verify(row)
+
+    @work(thread=True, exit_on_error=False, group="library-action", description="Verifying")
+    def run_verify(self, row: PacketRow) -> None:
+        problem = self.backend.verify(row.packet_id)
+        if problem is None:
+            self.app.call_from_thread(self.notify, f"{row.name}: signature and weights intact.")
+        else:
+            self.app.call_from_thread(
+                self.notify, f"{row.name} FAILED verification: {problem}", severity="error"
+            )
+        self.load_rows()
+
+    @work(exit_on_error=False, group="library-action", description="Removing a packet")
+    async def action_remove(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        if not await self.app.push_screen_wait(ConfirmDialog(f"Remove {row.name}?")):
+            return
+        await asyncio.to_thread(self.backend.remove, row.packet_id)
+        self.notify(f"Removed {row.name}.")
+        self.load_rows()
+
+    @work(exit_on_error=False, group="library-action", description="Exporting a packet")
+    async def action_export(self) -> None:
+        row = self._selected()
+        if row is None:
+            return
+        default = str(self.backend.services.home.root / "exports")
+        folder = await self.app.push_screen_wait(
+            TextDialog(f"Export {row.name} to folder:", value=default)
+        )
+        if not folder:
+            return
+        path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
+        self.notify(f"Exported to {path}.")
+
+    def action_trust(self) -> None:
+        if row := self._selected():
+            self.run_trust(row, "trusted")
+
+    def action_block(self) -> None:
+        if row := self._selected():
+            self.run_trust(row, "blocked")
+
+    @work(thread=True, exit_on_error=False, group="library-action", description="Setting trust")
+    def run_trust(self, row: PacketRow, state: str) -> None:
+        self.backend.set_author_trust(row.author_id, state)
+        self.app.call_from_thread(self.notify, f"Author {row.author} is now {state}.")
+        self.load_rows()

@@ -1,0 +1,423 @@
+"""What the TUI shows, as plain data: a thin blocking facade over Services.
+
+No textual here. Every method may block (SQLite, hashing, MLX), so screens call them from
+thread workers; the facade only turns records into rows and sentences, so the rules about
+what a packet looks like (verified, unverified, foreign base) live in one testable place.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fieldkit.errors import FieldkitError, LibraryError, ModelError
+
+if TYPE_CHECKING:
+    from fieldkit.services import Services
+
+
+class PacketStatus(enum.Enum):
+    """How far a packet can be trusted on this device; only VERIFIED is shown as good."""
+
+    VERIFIED = "verified"
+    UNVERIFIED = "UNVERIFIED"
+    FOREIGN_BASE = "FOREIGN BASE"
+    BLOCKED = "BLOCKED AUTHOR"
+
+    @property
+    def label(self) -> str:
+        """Return the text shown in tables; it never relies on colour alone."""
+        return {
+            PacketStatus.VERIFIED: "ok verified",
+            PacketStatus.UNVERIFIED: "!! UNVERIFIED",
+            PacketStatus.FOREIGN_BASE: "!! FOREIGN BASE",
+            PacketStatus.BLOCKED: "!! BLOCKED",
+        }[self]
+
+    @property
+    def good(self) -> bool:
+        return self is PacketStatus.VERIFIED
+
+
+def packet_status(
+    record: Any, base_fingerprint: str | None, blocked_authors: frozenset[str] = frozenset()
+) -> PacketStatus:
+    """Return the status of a library record against this device's base model.
+
+    An unknown base fingerprint (model missing) counts as foreign: nothing can be shown as
+    usable until the base it needs is known to be here.
+    """
+    if not getattr(record, "verified", False):
+        return PacketStatus.UNVERIFIED
+    if getattr(record, "author_id", None) in blocked_authors:
+        return PacketStatus.BLOCKED
+    if base_fingerprint is None or record.base_fingerprint != base_fingerprint:
+        return PacketStatus.FOREIGN_BASE
+    return PacketStatus.VERIFIED
+
+
+def human_size(size: int) -> str:
+    """Return a byte count as '1.2 MB' style text."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def human_time(value: Any) -> str:
+    """Return a timestamp (epoch seconds, ISO text or datetime) as 'YYYY-MM-DD HH:MM'."""
+    if value in (None, ""):
+        return "-"
+    try:
+        if isinstance(value, int | float):
+            stamp = datetime.fromtimestamp(value, tz=UTC)
+        elif isinstance(value, datetime):
+            stamp = value
+        else:
+            stamp = datetime.fromisoformat(str(value))
+    except (ValueError, OSError, OverflowError):
+        return str(value)[:16]
+    return stamp.strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class PacketRow:
+    """One line of the library table."""
+
+    packet_id: str
+    name: str
+    domain: str
+    size: str
+    author: str
+    author_id: str
+    status: PacketStatus
+    source: str
+    received: str
+
+
+@dataclass(frozen=True)
+class PacketDetail:
+    """Everything the detail pane shows about one packet."""
+
+    row: PacketRow
+    description: str
+    exemplars: list[str]
+    base_model_id: str
+    base_match: bool
+    signature_ok: bool
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One known or discovered peer."""
+
+    peer_id: str
+    name: str
+    address: str
+    trust: str
+    via: str = "lan"
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """The router's decision in words: which packet, how sure, and who came second."""
+
+    packet_id: str | None
+    label: str
+    score: float
+    runner_up: str
+    reason: str
+    route_ms: float
+    manual: bool = False
+
+
+@dataclass
+class AnswerChunk:
+    """A piece of a streamed answer; the last one carries `done` and the speed."""
+
+    text: str = ""
+    done: bool = False
+    tokens_per_s: float | None = None
+    tokens: int | None = None
+
+
+@dataclass
+class SyncProgress:
+    """A transfer's state for one packet, reported by the gossip session."""
+
+    packet: str
+    done_bytes: int
+    total_bytes: int
+    rate_bps: float = 0.0
+    resumed: bool = False
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TuiBackend:
+    """The blocking operations behind the screens, built from one Services object."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._fingerprint: str | None = None
+        self._fingerprint_known = False
+        self._lock = threading.Lock()
+
+    # -- device and model -------------------------------------------------------------
+
+    def device_label(self) -> str:
+        """Return 'name (device id)' for the header, or a note when keys are missing."""
+        try:
+            ident = self.services.identity
+        except (ImportError, AttributeError):
+            return "this device"
+        return f"{ident.name} ({ident.device_id})"
+
+    def model_label(self) -> str:
+        """Return the base model folder's name."""
+        return self.services.model_dir.name
+
+    def base_fingerprint(self) -> str | None:
+        """Return the base model's fingerprint, or None when the model is not installed."""
+        with self._lock:
+            if not self._fingerprint_known:
+                self._fingerprint = self._compute_fingerprint()
+                self._fingerprint_known = True
+            return self._fingerprint
+
+    def _compute_fingerprint(self) -> str | None:
+        model_dir = self.services.model_dir
+        if not (model_dir / "config.json").exists():
+            return None
+        try:
+            from fieldkit.store.models import model_fingerprint
+        except ImportError:
+            return None
+        return model_fingerprint(model_dir)
+
+    def load_model(self) -> str:
+        """Load the base model on the engine's thread; return a one-line description.
+
+        Raises ModelError when the model folder is missing or broken.
+        """
+        model_dir = self.services.model_dir
+        if not (model_dir / "config.json").exists():
+            raise ModelError(
+                f"No base model in {model_dir}; install one with `fieldkit model install`."
+            )
+        engine = self.services.engine
+        engine.load()
+        return f"{model_dir.name} ready"
+
+    # -- library ----------------------------------------------------------------------
+
+    def _library(self) -> Any:
+        try:
+            return self.services.library
+        except ImportError as exc:
+            raise LibraryError("The packet library is not installed in this build.") from exc
+
+    def blocked_authors(self) -> frozenset[str]:
+        """Return the ids of authors this device has blocked."""
+        lib = self._library()
+        return frozenset(
+            _field(p, "peer_id", "id")
+            for p in lib.list_peers()
+            if str(_field(p, "trust", "state")) == "blocked"
+        )
+
+    def packet_rows(self) -> list[PacketRow]:
+        """Return every packet in the library, sorted by name."""
+        lib = self._library()
+        base = self.base_fingerprint()
+        blocked = self.blocked_authors()
+        rows = [self._row(r, base, blocked) for r in lib.list_packets()]
+        return sorted(rows, key=lambda row: (row.name, row.packet_id))
+
+    def _row(self, rec: Any, base: str | None, blocked: frozenset[str]) -> PacketRow:
+        source = rec.source if rec.source == "local" else f"peer {rec.source[:8]}"
+        return PacketRow(
+            packet_id=rec.packet_id,
+            name=rec.name,
+            domain=rec.domain,
+            size=human_size(rec.size),
+            author=rec.author_name or rec.author_id[:8],
+            author_id=rec.author_id,
+            status=packet_status(rec, base, blocked),
+            source=source,
+            received=human_time(rec.received_at),
+        )
+
+    def packet_detail(self, packet_id: str) -> PacketDetail:
+        """Return the detail of one packet. Raises LibraryError when it is gone."""
+        lib = self._library()
+        rec = lib.get(packet_id)
+        base = self.base_fingerprint()
+        row = self._row(rec, base, self.blocked_authors())
+        return PacketDetail(
+            row=row,
+            description=rec.description,
+            exemplars=list(rec.exemplars),
+            base_model_id=rec.base_model_id,
+            base_match=base is not None and rec.base_fingerprint == base,
+            signature_ok=bool(rec.verified),
+            manifest=dict(rec.manifest),
+        )
+
+    def verify(self, packet_id: str) -> str | None:
+        """Re-check a packet's signature and weights; return the problem, or None if intact."""
+        _record, problem = self._library().verify(packet_id)
+        return problem
+
+    def remove(self, packet_id: str) -> None:
+        """Remove a packet and its weights from the library."""
+        self._library().remove(packet_id)
+
+    def export(self, packet_id: str, dest_dir: Path) -> Path:
+        """Write the packet as one file in `dest_dir`; return its path."""
+        from fieldkit.store.packet import write_packet_file
+
+        lib = self._library()
+        rec = lib.get(packet_id)
+        weights = lib.read_weights(rec)
+        try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            path = dest_dir / f"{rec.name}.fkp"
+            tmp = path.with_suffix(".fkp.tmp")
+            with tmp.open("wb") as out:
+                write_packet_file(out, rec.manifest, rec.signature, weights)
+            tmp.replace(path)
+        except OSError as exc:
+            raise LibraryError(f"Cannot write to {dest_dir} ({exc.strerror}).") from exc
+        return path
+
+    def set_author_trust(self, author_id: str, state: str) -> None:
+        """Mark an author 'trusted' or 'blocked'."""
+        self._library().set_trust(author_id, state)
+
+    # -- peers ------------------------------------------------------------------------
+
+    def peer_rows(self) -> list[PeerRow]:
+        """Return the peers this device knows, sorted by name."""
+        rows = [
+            PeerRow(
+                peer_id=_field(p, "peer_id", "id"),
+                name=str(_field(p, "name") or "?"),
+                address=str(_field(p, "address") or "-"),
+                trust=str(_field(p, "trust", "state") or "unknown"),
+                via=str(_field(p, "via", "transport") or "lan"),
+            )
+            for p in self._library().list_peers()
+        ]
+        return sorted(rows, key=lambda r: (r.name, r.peer_id))
+
+    def bluetooth_status(self) -> tuple[bool, str]:
+        """Return (available, sentence) for the BLE radio on this machine."""
+        try:
+            from fieldkit.gossip import ble_bleak
+        except ImportError:
+            return False, "Bluetooth LE support is not installed; use LAN sync (key s)."
+        probe = getattr(ble_bleak, "adapter_status", None)
+        if probe is None:
+            return False, "Bluetooth LE scanning is not available; use LAN sync (key s)."
+        try:
+            ok, message = probe()
+        except FieldkitError as exc:
+            return False, f"{exc} Use LAN sync (key s) instead."
+        return bool(ok), str(message)
+
+    # -- ask --------------------------------------------------------------------------
+
+    def route(self, question: str) -> RouteView:
+        """Ask the router which packet should answer; 'base model' when none fits."""
+        decision = self.services.router.route(question)
+        names = {r.packet_id: r.name for r in self._library().list_packets()}
+        packet_id = decision.packet_id
+        runner = ""
+        cands = list(getattr(decision, "candidates", []) or [])
+        if len(cands) > 1:
+            second = cands[1]
+            pid, score = _candidate(second)
+            runner = f"{names.get(pid, pid[:8])} {score:.2f}"
+        label = names.get(packet_id, packet_id[:8]) if packet_id else "base model"
+        return RouteView(
+            packet_id=packet_id,
+            label=label,
+            score=float(decision.score or 0.0),
+            runner_up=runner or "-",
+            reason=str(decision.reason or ""),
+            route_ms=float(decision.route_ms or 0.0),
+        )
+
+    def manual_route(self, packet_id: str | None) -> RouteView:
+        """Return a decision picked by hand: a packet, or None for the base model."""
+        if packet_id is None:
+            return RouteView(None, "base model", 0.0, "-", "picked by hand", 0.0, manual=True)
+        rec = self._library().get(packet_id)
+        return RouteView(rec.packet_id, rec.name, 0.0, "-", "picked by hand", 0.0, manual=True)
+
+    def answer(
+        self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
+    ) -> Iterator[AnswerChunk]:
+        """Stream the answer from the engine (its own thread does the MLX work)."""
+        adapter = self._library().get(packet_id) if packet_id else None
+        for chunk in self.services.engine.generate(
+            question, adapter=adapter, max_tokens=max_tokens, cancel=cancel
+        ):
+            yield _to_chunk(chunk)
+
+    # -- sync -------------------------------------------------------------------------
+
+    async def sync_tcp(self, address: str, on_progress: Callable[[SyncProgress], None]) -> str:
+        """Sync with a LAN peer at 'host:port'; return a one-line summary.
+
+        Raises TransportError when the peer cannot be reached.
+        """
+        from fieldkit.gossip import tcp
+
+        result = await tcp.sync(self.services, address, progress=on_progress)
+        return _summary(result)
+
+
+def _field(obj: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return None
+
+
+def _candidate(cand: Any) -> tuple[str, float]:
+    if isinstance(cand, tuple | list):
+        return str(cand[0]), float(cand[1])
+    return str(_field(cand, "packet_id", "route")), float(_field(cand, "score") or 0.0)
+
+
+def _to_chunk(chunk: Any) -> AnswerChunk:
+    if isinstance(chunk, str):
+        return AnswerChunk(text=chunk)
+    return AnswerChunk(
+        text=str(_field(chunk, "text", "delta") or ""),
+        done=bool(_field(chunk, "done", "finished", "final")),
+        tokens_per_s=_field(chunk, "tokens_per_s", "generation_tps"),
+        tokens=_field(chunk, "tokens", "generation_tokens"),
+    )
+
+
+def _summary(result: Any) -> str:
+    if isinstance(result, str):
+        return result
+    got = _field(result, "received", "packets_received")
+    sent = _field(result, "sent", "packets_sent")
+    if got is None and sent is None:
+        return "Sync finished."
+    return f"Sync finished: {len(got or [])} received, {len(sent or [])} sent."

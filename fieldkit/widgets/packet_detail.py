@@ -1,0 +1,69 @@
+"""The detail pane of the library: manifest, exemplars, signature and base-model match."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from fieldkit.tui_services import PacketDetail
+from fieldkit.widgets.packet_table import status_text
+
+
+def render_detail(detail: PacketDetail) -> Group:
+    """Return the rich renderable for one packet's detail."""
+    row = detail.row
+    head = Text.assemble((row.name, "bold"), "  ", status_text(row.status))
+    facts = Table.grid(padding=(0, 1))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column()
+    sig = Text("valid", "green") if detail.signature_ok else Text("NOT VERIFIED", "bold red")
+    base = (
+        Text("matches this device", "green")
+        if detail.base_match
+        else Text(f"FOREIGN: made for {detail.base_model_id}", "bold yellow")
+    )
+    facts.add_row("signature", sig)
+    facts.add_row("base model", base)
+    facts.add_row("domain", row.domain)
+    facts.add_row("author", f"{row.author} ({row.author_id[:16]})")
+    facts.add_row("source", row.source)
+    facts.add_row("size", row.size)
+    facts.add_row("packet id", row.packet_id[:32])
+    adapter = detail.manifest.get("adapter") or {}
+    if isinstance(adapter, dict) and adapter:
+        lora = adapter.get("lora_parameters", adapter)
+        facts.add_row(
+            "adapter",
+            f"rank {lora.get('rank', '?')}, {adapter.get('num_layers', '?')} layers",
+        )
+    if detail.description:
+        facts.add_row("about", detail.description)
+    parts: list[object] = [head, facts]
+    if detail.exemplars:
+        parts.append(Text("exemplars", "bold"))
+        parts.extend(Text(f"  - {ex}") for ex in detail.exemplars[:8])
+    return Group(*parts)
+
+
+class PacketDetailPane(VerticalScroll):
+    """A scrollable pane that shows one PacketDetail, or a hint when nothing is selected."""
+
+    DEFAULT_CSS = """
+    PacketDetailPane { height: 1fr; border-top: solid $primary; padding: 0 1; }
+    PacketDetailPane > Static { width: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select a packet to see its manifest.", id="detail-body")
+
+    def show(self, detail: PacketDetail | None) -> None:
+        """Display `detail`, or the empty hint for None."""
+        body = self.query_one("#detail-body", Static)
+        if detail is None:
+            body.update("No packet selected.")
+        else:
+            body.update(render_detail(detail))

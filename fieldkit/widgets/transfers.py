@@ -1,0 +1,73 @@
+"""Per-packet transfer progress: a bar, bytes, rate and a mark when a transfer resumed."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Label, ProgressBar
+
+from fieldkit.tui_services import SyncProgress, human_size
+
+
+def progress_label(progress: SyncProgress) -> str:
+    """Return 'name  12.0 kB/40.0 kB  3.1 kB/s  resumed' for one transfer."""
+    parts = [
+        f"{human_size(progress.done_bytes)}/{human_size(progress.total_bytes)}",
+        f"{human_size(int(progress.rate_bps))}/s",
+    ]
+    if progress.resumed:
+        parts.append("resumed")
+    if progress.finished:
+        parts.append("done")
+    return "  ".join(parts)
+
+
+class TransferRow(Horizontal):
+    """One packet's transfer."""
+
+    DEFAULT_CSS = """
+    TransferRow { height: 1; }
+    TransferRow > .name { width: 16; }
+    TransferRow > ProgressBar { width: 30; }
+    TransferRow > .info { width: 1fr; }
+    """
+
+    def __init__(self, packet: str) -> None:
+        super().__init__()
+        self.packet = packet
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.packet[:15], classes="name")
+        yield ProgressBar(show_eta=False, show_percentage=True)
+        yield Label("", classes="info")
+
+    def update_progress(self, progress: SyncProgress) -> None:
+        self.query_one(ProgressBar).update(
+            total=max(progress.total_bytes, 1), progress=progress.done_bytes
+        )
+        self.query_one(".info", Label).update(progress_label(progress))
+
+
+class TransferList(VerticalScroll):
+    """The transfers of the current sync, one row per packet."""
+
+    DEFAULT_CSS = """
+    TransferList { height: 6; border-top: solid $primary; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - textual's name
+        super().__init__(id=id)
+        self.rows: dict[str, TransferRow] = {}
+
+    def reset(self) -> None:
+        self.rows.clear()
+        self.remove_children()
+
+    def update_progress(self, progress: SyncProgress) -> None:
+        row = self.rows.get(progress.packet)
+        if row is None:
+            row = self.rows[progress.packet] = TransferRow(progress.packet)
+            self.mount(row)
+            row.call_after_refresh(row.update_progress, progress)
+        else:
+            row.update_progress(progress)
