@@ -1,0 +1,311 @@
+"""The one module that imports mlx and mlx_lm: model, resident LoRA slots, generation.
+
+Everything here must run on the engine's single MLX thread (MLX streams are
+thread-local); `fieldkit.engine.engine.Engine` guarantees that. Importing this module
+preloads OpenBLAS first, because mlx binds its BLAS when it loads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fieldkit.engine.blas import preload_openblas
+
+preload_openblas()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
+from mlx.utils import tree_unflatten  # noqa: E402
+from mlx_lm.generate import generate_step  # noqa: E402
+from mlx_lm.sample_utils import make_sampler  # noqa: E402
+from mlx_lm.utils import load as mlx_lm_load  # noqa: E402
+
+from fieldkit.errors import ModelError  # noqa: E402
+from fieldkit.store.adapter import Adapter, AdapterConfig, validate_tensors  # noqa: E402
+
+Slot = tuple[int, str]  # (layer index, projection key)
+
+
+class SwapLoRALinear(nn.Module):
+    """A linear layer with a LoRA branch whose tensors are replaced in place on a swap.
+
+    The branch is skipped while `active` is False, so the base model's output is exact.
+    The rank is whatever the current adapter's tensors carry; nothing is padded.
+    """
+
+    def __init__(self, linear: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+        out_dims, in_dims = linear.weight.shape
+        if isinstance(linear, nn.QuantizedLinear):
+            in_dims = in_dims * 32 // linear.bits
+        self.in_dims, self.out_dims = int(in_dims), int(out_dims)
+        self.dtype = mx.float32 if isinstance(linear, nn.QuantizedLinear) else linear.weight.dtype
+        self.lora_a = mx.zeros((self.in_dims, 1), dtype=self.dtype)
+        self.lora_b = mx.zeros((1, self.out_dims), dtype=self.dtype)
+        self.scale = 0.0
+        self.active = False
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = self.linear(x)
+        if not self.active:
+            return y
+        z = (x @ self.lora_a) @ self.lora_b
+        return y + (self.scale * z).astype(x.dtype)
+
+
+@dataclass
+class PreparedAdapter:
+    """An adapter checked against the resident slots and converted to mx arrays."""
+
+    key: str
+    scale: float
+    tensors: dict[Slot, tuple[mx.array, mx.array]] = field(repr=False)
+    nbytes: int = 0
+
+
+def _split_name(name: str) -> Slot:
+    # "model.layers.{i}.{a}.{b}.lora_x": validate_tensors has already checked the pattern.
+    parts = name.split(".")
+    return int(parts[2]), f"{parts[3]}.{parts[4]}"
+
+
+class ResidentLoRA:
+    """The LoRA slots installed on the resident model, and which adapter fills them."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.n_layers = len(model.layers)
+        self.slots: dict[Slot, SwapLoRALinear] = {}
+        self.active: PreparedAdapter | None = None
+
+    def covers(self, config: AdapterConfig) -> bool:
+        """Return True if every (layer, key) the config needs already has a slot."""
+        layers = config.resolved_layers(self.n_layers)
+        return all((i, k) in self.slots for i in layers for k in config.keys)
+
+    def install(self, config: AdapterConfig) -> float:
+        """Add slots for every (layer, key) of the config not yet covered; return ms spent."""
+        tic = time.perf_counter()
+        for i in config.resolved_layers(self.n_layers):
+            layer = self.model.layers[i]
+            modules = dict(layer.named_modules())
+            new: list[tuple[str, nn.Module]] = []
+            for key in config.keys:
+                if (i, key) in self.slots:
+                    continue
+                linear = modules.get(key)
+                if not isinstance(linear, nn.Linear | nn.QuantizedLinear):
+                    raise ModelError(f"The base model's layer {i} has no projection {key}.")
+                slot = SwapLoRALinear(linear)
+                self.slots[(i, key)] = slot
+                new.append((key, slot))
+            if new:
+                layer.update_modules(tree_unflatten(new))
+        return (time.perf_counter() - tic) * 1000
+
+    def prepare(self, adapter: Adapter) -> PreparedAdapter:
+        """Check every tensor's name and shape against the slots; return mx arrays.
+
+        Raises PacketError if the adapter does not match its own config, and ModelError if
+        a tensor names a slot the model lacks or its shape does not fit the projection.
+        """
+        config = adapter.config
+        validate_tensors(config, adapter.tensors, self.n_layers)
+        if not self.covers(config):
+            raise ModelError("The adapter needs LoRA slots the model does not have installed.")
+        pairs: dict[Slot, dict[str, np.ndarray]] = {}
+        for name, array in adapter.tensors.items():
+            pairs.setdefault(_split_name(name), {})[name.rsplit(".", 1)[1]] = array
+        tensors: dict[Slot, tuple[mx.array, mx.array]] = {}
+        nbytes = 0
+        for (i, key), pair in sorted(pairs.items()):
+            slot = self.slots[(i, key)]
+            a, b = pair["lora_a"], pair["lora_b"]
+            rank = a.shape[1]
+            if a.shape != (slot.in_dims, rank) or b.shape != (rank, slot.out_dims):
+                raise ModelError(
+                    f"The adapter's {key} on layer {i} has shapes {a.shape} and {b.shape}, "
+                    f"but the model needs ({slot.in_dims}, r) and (r, {slot.out_dims})."
+                )
+            ma = mx.array(a).astype(slot.dtype)
+            mb = mx.array(b).astype(slot.dtype)
+            tensors[(i, key)] = (ma, mb)
+            nbytes += ma.nbytes + mb.nbytes
+        mx.eval([t for pair in tensors.values() for t in pair])
+        return PreparedAdapter(adapter.key, float(config.scale), tensors, nbytes)
+
+    def apply(self, prepared: PreparedAdapter | None) -> None:
+        """Fill the slots with the prepared adapter's tensors, or switch every slot off."""
+        if self.active is not None:
+            for slot_id in self.active.tensors:
+                self.slots[slot_id].active = False
+        for slot_id, (a, b) in prepared.tensors.items() if prepared else ():
+            slot = self.slots[slot_id]
+            slot.lora_a, slot.lora_b = a, b
+            slot.scale = prepared.scale
+            slot.active = True
+        self.active = prepared
+
+
+@dataclass
+class TokenStats:
+    """Counts and speeds of one generation (what mlx-lm's GenerationResponse reports)."""
+
+    tokens: list[int]
+    prompt_tokens: int
+    prompt_tps: float
+    generation_tps: float
+    finish_reason: str
+
+
+def encode_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Apply the tokenizer's chat template (with the assistant prompt) and tokenize."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=False
+        )
+    else:
+        text = "\n".join(m["content"] for m in messages) + "\n"
+    bos = tokenizer.bos_token
+    add_special = bos is None or not text.startswith(bos)
+    return list(tokenizer.encode(text, add_special_tokens=add_special))
+
+
+class MlxRuntime:
+    """The resident model, its tokenizer and its LoRA slots; lives on the MLX thread."""
+
+    def __init__(self, model_dir: Path, profile: AdapterConfig) -> None:
+        try:
+            self.model, self.tokenizer = mlx_lm_load(str(model_dir))
+        except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+            raise ModelError(f"mlx-lm cannot load the model in {model_dir}: {exc}.") from exc
+        self.resident = ResidentLoRA(self.model)
+        self.install_ms = self.resident.install(profile)
+        self.model.eval()
+        self.eos_ids = set(self.tokenizer.eos_token_ids)
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Apply the model's chat template (with the assistant prompt) and tokenize."""
+        return encode_chat(self.tokenizer, messages)
+
+    def decode(self, tokens: Iterable[int]) -> str:
+        return self.tokenizer.decode(list(tokens))
+
+    def generate(
+        self,
+        prompt: list[int],
+        *,
+        max_tokens: int,
+        temperature: float,
+        emit: Callable[[str], bool],
+        cancelled: Callable[[], bool],
+    ) -> TokenStats:
+        """Generate greedily (or sampled), calling emit(text_delta) per token.
+
+        `emit` returns False to stop (a stop string was seen); `cancelled()` is polled
+        before every token.
+        """
+        detok = self.tokenizer.detokenizer
+        detok.reset()
+        sampler = make_sampler(temp=temperature) if temperature > 0 else None
+        tokens: list[int] = []
+        finish = "length"
+        prompt_tps = 0.0
+        tic = time.perf_counter()
+        gen_tic = tic
+        steps = generate_step(mx.array(prompt), self.model, max_tokens=max_tokens, sampler=sampler)
+        for n, (token, _logprobs) in enumerate(steps):
+            if n == 0:
+                prompt_tps = len(prompt) / max(time.perf_counter() - tic, 1e-9)
+                gen_tic = time.perf_counter()
+            if cancelled():
+                finish = "cancelled"
+                break
+            token = int(token)
+            if token in self.eos_ids:
+                finish = "stop"
+                break
+            tokens.append(token)
+            detok.add_token(token)
+            if not emit(detok.last_segment):
+                finish = "stop"
+                break
+        steps.close()
+        detok.finalize()
+        if finish != "cancelled":
+            emit(detok.last_segment)
+        elapsed = max(time.perf_counter() - gen_tic, 1e-9)
+        return TokenStats(tokens, len(prompt), prompt_tps, len(tokens) / elapsed, finish)
+
+    def next_token_logits(self, prompt: list[int]) -> np.ndarray:
+        """Return the logits for the token after the prompt, as float32 numpy."""
+        logits = self.model(mx.array(prompt)[None])[0, -1].astype(mx.float32)
+        return np.array(logits)
+
+
+def write_mlx_adapter(adapter: Adapter, folder: Path) -> Path:
+    """Write the adapter as mlx-lm reads it (adapters.safetensors + adapter_config.json)."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {k: mx.array(v) for k, v in adapter.tensors.items()}
+    mx.save_safetensors(str(folder / "adapters.safetensors"), arrays)
+    (folder / "adapter_config.json").write_text(json.dumps(adapter.config.to_mlx_dict()))
+    return folder
+
+
+@dataclass
+class ReferenceRun:
+    """What plain mlx-lm produced: tokens, and how long loading base + adapter took."""
+
+    tokens: list[int]
+    text: str
+    load_ms: float
+    generation_tps: float
+    logits: np.ndarray | None = field(default=None, repr=False)
+
+
+def reference_generate(
+    model_dir: Path,
+    adapter: Adapter | None,
+    messages: Sequence[dict[str, str]],
+    *,
+    max_tokens: int = 32,
+    with_logits: bool = False,
+) -> ReferenceRun:
+    """Do what mlx-lm itself does: load base (+ adapter) fresh, then `stream_generate`.
+
+    Used as the yardstick in tests and benchmarks. Runs on the calling thread.
+    """
+    from mlx_lm.generate import stream_generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter_path = write_mlx_adapter(adapter, Path(tmp)) if adapter else None
+        tic = time.perf_counter()
+        model, tokenizer = mlx_lm_load(
+            str(model_dir), adapter_path=str(adapter_path) if adapter_path else None
+        )
+        load_ms = (time.perf_counter() - tic) * 1000
+    prompt = encode_chat(tokenizer, messages)
+    tokens: list[int] = []
+    text = ""
+    tps = 0.0
+    for response in stream_generate(model, tokenizer, prompt, max_tokens=max_tokens):
+        text += response.text
+        tps = response.generation_tps
+        # The closing "length" response carries the last token; a "stop" one carries EOS.
+        if response.finish_reason in (None, "length"):
+            tokens.append(int(response.token))
+    logits = None
+    if with_logits:
+        logits = np.array(model(mx.array(prompt)[None])[0, -1].astype(mx.float32))
+    return ReferenceRun(tokens, text, load_ms, tps, logits)
