@@ -20,6 +20,8 @@ COMMANDS: dict[str, str] = {
     "name": "fieldkit.commands.identity:name_command",
     "library": "fieldkit.commands.library:library",
     "route": "fieldkit.commands.route:route_command",
+    "train": "fieldkit.commands.train:train_command",
+    "merge": "fieldkit.commands.merge:merge_command",
 }
 
 

@@ -1,0 +1,151 @@
+"""`fieldkit train DATA.jsonl --name N --domain D`: LoRA on the base model into a packet."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from fieldkit.commands import services
+from fieldkit.errors import LibraryError
+
+
+def format_seconds(seconds: float) -> str:
+    """Return 75 -> '1m15s', 3700 -> '1h01m'."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr: steps, loss, validation loss, it/s, ETA."""
+
+    def __init__(self, width: int = 24) -> None:
+        self.width = width
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, p) -> None:  # noqa: ANN001 - TrainProgress, imported lazily
+        filled = round(self.width * p.iteration / max(p.total, 1))
+        bar = "#" * filled + "." * (self.width - filled)
+        val = "" if p.val_loss is None else f" val {p.val_loss:.3f}"
+        line = (
+            f"[{bar}] {p.iteration}/{p.total} loss {p.train_loss:.3f}{val} "
+            f"{p.it_per_s:.2f} it/s ETA {format_seconds(p.eta_s)}"
+        )
+        if self.tty:
+            click.echo("\r" + line.ljust(100), nl=False, err=True)
+        elif p.iteration == 1 or p.iteration % 10 == 0 or p.iteration == p.total:
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("", err=True)
+
+
+@click.command("train")
+@click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Packet name.")
+@click.option("--domain", required=True, help="The field the packet knows (e.g. agronomy).")
+@click.option("--iters", default=200, show_default=True, help="Most training steps.")
+@click.option("--rank", default=8, show_default=True, help="LoRA rank.")
+@click.option(
+    "--layers", default=-1, show_default=True, help="LoRA on the last N layers (-1: all)."
+)
+@click.option("--scale", default=2.0, show_default=True, help="LoRA scale.")
+@click.option("--lr", "learning_rate", default=5e-4, show_default=True, help="Learning rate.")
+@click.option("--batch-size", default=4, show_default=True)
+@click.option("--description", default="", help="What the packet knows, in one sentence.")
+@click.option(
+    "--exemplars",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Questions for the router, one a line (default: drawn from the training questions).",
+)
+@click.option(
+    "--paraphrases",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help='Extra phrasings: jsonl of {"question": original, "paraphrases": [...]}.',
+)
+@click.option("--no-expand", is_flag=True, help="Train on the records as given, one phrasing each.")
+@click.option("--max-minutes", type=float, default=None, help="Stop training after this long.")
+@click.option("--patience", default=3, show_default=True, help="Evaluations without progress.")
+@click.option("--seed", default=0, show_default=True)
+def train_command(
+    data: Path,
+    name: str,
+    domain: str,
+    iters: int,
+    rank: int,
+    layers: int,
+    scale: float,
+    learning_rate: float,
+    batch_size: int,
+    description: str,
+    exemplars: Path | None,
+    paraphrases: Path | None,
+    no_expand: bool,
+    max_minutes: float | None,
+    patience: int,
+    seed: int,
+) -> None:
+    """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
+    from fieldkit.engine.dataset import (
+        DataError,
+        attach_paraphrases,
+        build_examples,
+        load_records,
+        pick_exemplars,
+        read_jsonl,
+        read_lines,
+    )
+    from fieldkit.engine.train import TrainConfig, train_lora
+
+    svc = services()
+    if any(r.name == name.strip() for r in svc.library.list_packets()):
+        raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
+    if iters < 1 or batch_size < 1:
+        raise DataError("--iters and --batch-size must be at least 1.")
+    base_id, fingerprint, _ = svc.require_model()
+    records = load_records(data)
+    if paraphrases is not None:
+        records = attach_paraphrases(records, read_jsonl(paraphrases))
+    questions = read_lines(exemplars) if exemplars else pick_exemplars(records)
+    examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    config = TrainConfig(
+        rank=rank,
+        scale=scale,
+        num_layers=layers,
+        iters=iters,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        patience=patience,
+        seed=seed,
+        time_budget_s=None if max_minutes is None else 60.0 * max_minutes,
+    )
+    config.adapter_config()  # a bad rank or layer count fails before the model loads
+    click.echo(
+        f"Training {name}: {len(records)} records -> {len(examples)} examples, "
+        f"rank {rank}, layers {layers}, up to {iters} steps.",
+        err=True,
+    )
+    progress = ProgressLine()
+    try:
+        result = train_lora(svc.model_dir, examples, config, on_progress=progress)
+    finally:
+        progress.close()
+    record = svc.library.add_local(
+        result.adapter,
+        name=name,
+        domain=domain,
+        description=description or f"{domain.replace('_', ' ')} facts from {data.name}",
+        exemplars=questions,
+        base_model_id=base_id,
+        base_fingerprint=fingerprint,
+    )
+    val = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.3f}"
+    stop = " (early stop)" if result.stopped_early else ""
+    click.echo(
+        f"Added {record.name} ({record.short_id}): {result.iterations} steps{stop} in "
+        f"{format_seconds(result.seconds)}{val} at step {result.best_iteration}."
+    )

@@ -1,0 +1,235 @@
+"""LoRA training on the current base model through mlx-lm's tuner pieces.
+
+mlx-lm supplies the LoRA layers, the chat dataset with prompt masking, the batching and
+the loss; the loop here adds what a packet needs: a validation split, early stop on the
+validation loss (the best weights are kept, not the last), a time budget, and a progress
+callback with loss, it/s and ETA. mlx is imported inside the functions, after OpenBLAS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fieldkit.engine.dataset import DataError, Example
+from fieldkit.errors import ModelError
+from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, tensors_to_bytes
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one adapter. Defaults are the library's profile (rank 8, scale 2.0)."""
+
+    rank: int = 8
+    scale: float = 2.0
+    num_layers: int = -1
+    keys: tuple[str, ...] = ALL_KEYS
+    iters: int = 200
+    batch_size: int = 4
+    learning_rate: float = 5e-4
+    val_fraction: float = 0.1
+    steps_per_eval: int = 25
+    patience: int = 3
+    max_seq_length: int = 512
+    mask_prompt: bool = True
+    seed: int = 0
+    time_budget_s: float | None = None
+
+    def adapter_config(self) -> AdapterConfig:
+        """Return the AdapterConfig of the adapter this training produces."""
+        return AdapterConfig(
+            rank=self.rank, scale=self.scale, num_layers=self.num_layers, keys=tuple(self.keys)
+        )
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """One step's report: the running train loss, last validation loss, speed and ETA."""
+
+    iteration: int
+    total: int
+    train_loss: float
+    val_loss: float | None
+    it_per_s: float
+    eta_s: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained adapter (best validation weights) and how the run went."""
+
+    adapter: Adapter
+    iterations: int
+    train_loss: float
+    best_val_loss: float | None
+    best_iteration: int
+    stopped_early: bool
+    seconds: float
+    n_train: int
+    n_val: int
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def split_examples(
+    examples: Sequence[Example], fraction: float, batch_size: int, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Return (train, val): a seeded random share `fraction` held out for validation.
+
+    Validation is skipped (val empty) when it would hold less than one batch or leave
+    training with less than one batch.
+    """
+    items = list(examples)
+    random.Random(seed).shuffle(items)
+    n_val = round(len(items) * fraction)
+    if n_val < batch_size or len(items) - n_val < batch_size:
+        return items, []
+    return items[n_val:], items[:n_val]
+
+
+def _load_model(model_dir: Path):  # noqa: ANN202 - mlx types stay inside this module
+    from fieldkit.engine.blas import preload_openblas
+
+    preload_openblas()
+    from mlx_lm import load
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ModelError(f"No base model at {model_dir}; run `fieldkit model install-default`.")
+    try:
+        return load(str(model_dir))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"The base model at {model_dir} could not be loaded.") from exc
+
+
+def train_lora(
+    model_dir: Path,
+    examples: Sequence[Example],
+    config: TrainConfig = TrainConfig(),  # noqa: B008 - frozen dataclass
+    on_progress: Callable[[TrainProgress], None] | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter on chat examples and return the best one by validation loss.
+
+    Raises ModelError if the base model cannot be loaded and DataError if there are fewer
+    examples than one batch.
+    """
+    if len(examples) < config.batch_size:
+        raise DataError(
+            f"Training needs at least {config.batch_size} examples, but there are {len(examples)}."
+        )
+    model, tokenizer = _load_model(model_dir)
+
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.datasets import CacheDataset, ChatDataset
+    from mlx_lm.tuner.trainer import default_loss, evaluate, iterate_batches
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    train_set, val_set = split_examples(
+        examples, config.val_fraction, config.batch_size, config.seed
+    )
+    adapter_config = config.adapter_config()
+    n_layers = len(model.layers)
+    adapter_config.resolved_layers(n_layers)  # raises if num_layers exceeds the model
+    mx.random.seed(config.seed)
+    model.freeze()
+    linear_to_lora_layers(
+        model,
+        n_layers if config.num_layers == -1 else config.num_layers,
+        adapter_config.to_mlx_dict()["lora_parameters"],
+    )
+
+    def dataset(items: list[Example]) -> CacheDataset:
+        return CacheDataset(ChatDataset(items, tokenizer, mask_prompt=config.mask_prompt))
+
+    train_data = dataset(train_set)
+    val_data = dataset(val_set) if val_set else None
+    optimizer = optim.Adam(learning_rate=config.learning_rate)
+    loss_and_grad = nn.value_and_grad(model, default_loss)
+
+    def step(batch: mx.array, lengths: mx.array) -> mx.array:
+        (loss, _), grad = loss_and_grad(model, batch, lengths)
+        optimizer.update(model, grad)
+        return loss
+
+    def snapshot() -> dict[str, np.ndarray]:
+        return {
+            k: np.array(v, dtype=np.float32) for k, v in tree_flatten(model.trainable_parameters())
+        }
+
+    def validate() -> float:
+        loss = evaluate(
+            model, val_data, config.batch_size, -1, max_seq_length=config.max_seq_length
+        )
+        model.train()
+        return float(loss)
+
+    model.train()
+    start = time.perf_counter()
+    best_val, best_iter, best_weights = math.inf, 0, snapshot()
+    val_history: list[tuple[int, float]] = []
+    if val_data is not None:
+        best_val = validate()
+        val_history.append((0, best_val))
+    last_val: float | None = best_val if val_data is not None else None
+    stale, stopped_early, it, running = 0, False, 0, 0.0
+    batches = iterate_batches(
+        train_data, config.batch_size, config.max_seq_length, loop=True, seed=config.seed
+    )
+    train_start = time.perf_counter()
+    for it, (batch, lengths) in zip(range(1, config.iters + 1), batches, strict=False):
+        loss = step(batch, lengths)
+        mx.eval(model.parameters(), optimizer.state, loss)
+        value = float(loss.item())
+        running = value if it == 1 else 0.9 * running + 0.1 * value
+        out_of_time = (
+            config.time_budget_s is not None and time.perf_counter() - start >= config.time_budget_s
+        )
+        if val_data is not None and (
+            it % config.steps_per_eval == 0 or it == config.iters or out_of_time
+        ):
+            last_val = validate()
+            val_history.append((it, last_val))
+            if last_val < best_val - 1e-4:
+                best_val, best_iter, best_weights, stale = last_val, it, snapshot(), 0
+            else:
+                stale += 1
+                stopped_early = stale >= config.patience
+        elapsed = time.perf_counter() - train_start
+        rate = it / elapsed if elapsed > 0 else 0.0
+        remaining = (config.iters - it) / rate if rate > 0 else 0.0
+        if config.time_budget_s is not None:
+            remaining = min(
+                remaining, max(0.0, config.time_budget_s - (time.perf_counter() - start))
+            )
+        if on_progress is not None:
+            on_progress(
+                TrainProgress(it, config.iters, running, last_val, rate, remaining, elapsed)
+            )
+        if stopped_early or out_of_time:
+            break
+    if val_data is None:
+        best_iter, best_weights = it, snapshot()
+    tensors = {k: v for k, v in best_weights.items() if ".lora_" in k}
+    key = hashlib.sha256(tensors_to_bytes(tensors)).hexdigest()
+    adapter = Adapter(config=adapter_config, tensors=tensors, key=key)
+    return TrainResult(
+        adapter=adapter,
+        iterations=it,
+        train_loss=running,
+        best_val_loss=None if val_data is None else best_val,
+        best_iteration=best_iter,
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - start,
+        n_train=len(train_set),
+        n_val=len(val_set),
+        val_history=val_history,
+    )
