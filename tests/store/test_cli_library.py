@@ -1,0 +1,297 @@
+"""`fieldkit library` end to end through click, on real homes and a tiny real base model."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from safetensors.numpy import save_file
+
+from fieldkit.cli import main
+
+
+@pytest.fixture
+def cli(tiny_model_dir):
+    runner = CliRunner()
+
+    def invoke(home: Path, *args: str):
+        return runner.invoke(main, ["--home", str(home), "--model", str(tiny_model_dir), *args])
+
+    return invoke
+
+
+def _exemplars(tmp_path: Path) -> Path:
+    path = tmp_path / "exemplars.txt"
+    path.write_text("\n".join(f"How do I service pump part {i}?" for i in range(12)))
+    return path
+
+
+def write_mlx_folder(folder: Path, adapter) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(adapter.tensors, str(folder / "adapters.safetensors"))
+    config = adapter.config.to_mlx_dict() | {"model": "x", "iters": 10}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def write_peft_folder(folder: Path, adapter) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, array in adapter.tensors.items():
+        prefix, part = name.rsplit(".", 1)
+        peft_part = "lora_A" if part == "lora_a" else "lora_B"
+        tensors[f"base_model.model.{prefix}.{peft_part}.weight"] = np.ascontiguousarray(array.T)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    rank = adapter.config.rank
+    config = {
+        "peft_type": "LORA",
+        "r": rank,
+        "lora_alpha": adapter.config.scale * rank,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": [k.split(".")[1] for k in adapter.config.keys],
+        "task_type": "CAUSAL_LM",
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _rows(home: Path) -> list:
+    if not (home / "library.db").exists():
+        return []
+    con = sqlite3.connect(home / "library.db")
+    rows = con.execute("select name, packet_id from packets").fetchall()
+    con.close()
+    return rows
+
+
+def test_import_export_import_round_trip(cli, tmp_path, make_adapter):
+    folder = write_mlx_folder(tmp_path / "mlx", make_adapter(seed=1))
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = cli(
+        a,
+        "library",
+        "import",
+        str(folder),
+        "--name",
+        "pumps",
+        "--domain",
+        "solar_pumps",
+        "--exemplars",
+        str(_exemplars(tmp_path)),
+    )
+    assert r.exit_code == 0, r.output
+    r = cli(a, "library", "export", "pumps", "-o", str(tmp_path / "pumps.fkpkt"))
+    assert r.exit_code == 0, r.output
+    r = cli(b, "library", "import", str(tmp_path / "pumps.fkpkt"))
+    assert r.exit_code == 0, r.output
+    listed_a = json.loads(cli(a, "library", "list", "--json").output)
+    listed_b = json.loads(cli(b, "library", "list", "--json").output)
+    assert listed_a[0]["sha256"] == listed_b[0]["sha256"]
+    assert listed_b[0]["verified"] is True
+    assert listed_b[0]["base_match"] is True
+    assert listed_b[0]["source"] == "file"
+    assert listed_a[0]["source"] == "local"
+    assert listed_b[0]["author"] == listed_a[0]["author"]
+    assert cli(b, "library", "verify").exit_code == 0
+    shown = json.loads(cli(b, "library", "show", "pumps", "--json").output)
+    assert len(shown["exemplars"]) == 12
+    assert cli(b, "library", "remove", "pumps").exit_code == 0
+    assert _rows(b) == []
+
+
+def test_peft_and_mlx_imports_give_the_same_delta(cli, tmp_path, make_adapter):
+    adapter = make_adapter(seed=2)
+    home = tmp_path / "h"
+    ex = str(_exemplars(tmp_path))
+    assert (
+        cli(
+            home,
+            "library",
+            "import",
+            str(write_mlx_folder(tmp_path / "m", adapter)),
+            "--name",
+            "m",
+            "--domain",
+            "d",
+            "--exemplars",
+            ex,
+        ).exit_code
+        == 0
+    )
+    r = cli(
+        home,
+        "library",
+        "import",
+        str(write_peft_folder(tmp_path / "p", adapter)),
+        "--name",
+        "p",
+        "--domain",
+        "d",
+        "--exemplars",
+        ex,
+    )
+    assert r.exit_code == 0, r.output
+    from fieldkit.home import Home
+    from fieldkit.store.library import Library
+
+    lib = Library.open(Home(home))
+    m, p = (lib.load_adapter(lib.get(n)) for n in ("m", "p"))
+    assert m.config.scale == p.config.scale == 2.0
+    for name in m.tensors:
+        if name.endswith("lora_a"):
+            b = name[: -len("lora_a")] + "lora_b"
+            dm = (
+                m.config.scale
+                * m.tensors[name].astype(np.float32)
+                @ m.tensors[b].astype(np.float32)
+            )
+            dp = (
+                p.config.scale
+                * p.tensors[name].astype(np.float32)
+                @ p.tensors[b].astype(np.float32)
+            )
+            np.testing.assert_allclose(dm, dp, rtol=1e-6, atol=1e-7)
+
+
+def _refusal(cli, tmp_path, folder, message, *extra):
+    home = tmp_path / "refuse"
+    r = cli(
+        home,
+        "library",
+        "import",
+        str(folder),
+        "--name",
+        "x",
+        "--domain",
+        "d",
+        "--exemplars",
+        str(_exemplars(tmp_path)),
+        *extra,
+    )
+    assert r.exit_code != 0
+    assert message in r.output, r.output
+    assert "Traceback" not in r.output
+    assert r.output.count("\n") == 1
+    assert _rows(home) == []
+    assert not any(p.is_file() for p in (home / "blobs").rglob("*"))
+
+
+def test_refuses_non_lora_tensor(cli, tmp_path, make_adapter):
+    adapter = make_adapter(seed=3)
+    adapter.tensors["model.embed_tokens.weight"] = np.zeros((4, 4), np.float32)
+    _refusal(cli, tmp_path, write_mlx_folder(tmp_path / "f", adapter), "not LoRA")
+
+
+def test_refuses_full_fine_tune_config(cli, tmp_path, make_adapter):
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=3))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"fine_tune_type": "full", "lora_parameters": {}})
+    )
+    _refusal(cli, tmp_path, folder, "Only LoRA")
+
+
+def test_refuses_unknown_config_field(cli, tmp_path, make_adapter):
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=3))
+    config = json.loads((folder / "adapter_config.json").read_text()) | {"use_dora": True}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    _refusal(cli, tmp_path, folder, "unknown fields")
+
+
+def test_refuses_missing_tensor(cli, tmp_path, make_adapter):
+    adapter = make_adapter(seed=3)
+    adapter.tensors.pop(sorted(adapter.tensors)[0])
+    _refusal(cli, tmp_path, write_mlx_folder(tmp_path / "f", adapter), "lacks the tensor")
+
+
+def test_refuses_shape_mismatch_with_config(cli, tmp_path, make_adapter):
+    adapter = make_adapter(seed=3)
+    name = sorted(adapter.tensors)[0]
+    adapter.tensors[name] = np.zeros((adapter.tensors[name].shape[0], 7), np.float32)
+    _refusal(cli, tmp_path, write_mlx_folder(tmp_path / "f", adapter), "has rank 7")
+
+
+def test_refuses_wrong_base_model(cli, tmp_path, make_adapter):
+    from tests.fixtures.packets import random_adapter  # hidden 64 but mlp widths differ per key
+
+    adapter = random_adapter(seed=4, rank=4, n_layers=4, size_scale=2)
+    _refusal(cli, tmp_path, write_mlx_folder(tmp_path / "f", adapter), "another base model")
+
+
+def test_refuses_nan(cli, tmp_path, make_adapter):
+    adapter = make_adapter(seed=3)
+    next(iter(adapter.tensors.values()))[0, 0] = np.inf
+    _refusal(cli, tmp_path, write_mlx_folder(tmp_path / "f", adapter), "NaN or infinite")
+
+
+def test_refuses_truncated_weights_file(cli, tmp_path, make_adapter):
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=3))
+    path = folder / "adapters.safetensors"
+    path.write_bytes(path.read_bytes()[:-50])
+    _refusal(cli, tmp_path, folder, "not a readable safetensors file")
+
+
+def test_refuses_pickle(cli, tmp_path, make_adapter):
+    folder = write_peft_folder(tmp_path / "f", make_adapter(seed=3))
+    (folder / "adapter_model.safetensors").rename(folder / "adapter_model.bin")
+    _refusal(cli, tmp_path, folder, "Pickled")
+
+
+def test_refuses_too_few_exemplars(cli, tmp_path, make_adapter):
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=3))
+    home = tmp_path / "h"
+    r = cli(home, "library", "import", str(folder), "--name", "x", "--domain", "d")
+    assert r.exit_code != 0
+    assert "exemplar" in r.output
+    assert _rows(home) == []
+
+
+def test_packet_file_refusals_leave_library_untouched(cli, tmp_path, make_adapter):
+    a, b = tmp_path / "a", tmp_path / "b"
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=5))
+    cli(
+        a,
+        "library",
+        "import",
+        str(folder),
+        "--name",
+        "pumps",
+        "--domain",
+        "d",
+        "--exemplars",
+        str(_exemplars(tmp_path)),
+    )
+    good = tmp_path / "good.fkpkt"
+    assert cli(a, "library", "export", "pumps", "-o", str(good)).exit_code == 0
+    raw = good.read_bytes()
+    cases = {
+        "truncated": (raw[:-10], "truncated"),
+        "sig": (raw.replace(b"signature", b"signaturX", 1), "damaged header"),
+        "version": (raw[:8] + b"\x07" + raw[9:], "format 7"),
+        "flip": (raw[:-4] + bytes([raw[-4] ^ 1]) + raw[-3:], "sha256"),
+    }
+    for label, (data, message) in cases.items():
+        path = tmp_path / f"{label}.fkpkt"
+        path.write_bytes(data)
+        r = cli(b, "library", "import", str(path))
+        assert r.exit_code != 0, label
+        assert message in r.output, (label, r.output)
+        assert _rows(b) == []
+
+
+def test_unknown_packet_is_one_sentence(cli, tmp_path):
+    r = cli(tmp_path / "h", "library", "show", "nothing")
+    assert r.exit_code == 1
+    assert r.output.strip() == "fieldkit: No packet named 'nothing' is in the library."
+
+
+def test_id_json(cli, tmp_path):
+    r = cli(tmp_path / "h", "id", "--json")
+    data = json.loads(r.output)
+    assert len(data["id"]) == 16
+    assert len(data["public_key"]) == 64
+    assert json.loads(cli(tmp_path / "h", "id", "--json").output)["id"] == data["id"]

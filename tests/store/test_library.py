@@ -1,0 +1,147 @@
+"""The SQLite library: storage, atomicity, peers, transfers and migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from fieldkit.errors import LibraryError, PacketError, PeerRefused
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+from fieldkit.store.migrations import migrations
+from fieldkit.store.packet import build_manifest
+from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter
+
+
+def _snapshot(home):
+    con = sqlite3.connect(home.db_path)
+    rows = con.execute("select packet_id from packets order by packet_id").fetchall()
+    con.close()
+    blobs = sorted(p.name for p in home.blobs_dir.rglob("*") if p.is_file())
+    return rows, blobs
+
+
+def test_add_get_remove(home, make_packet):
+    record = make_packet(home, name="pumps")
+    lib = Library.open(home)
+    assert lib.weights_path(record).is_file()
+    assert lib.get(record.packet_id[:8]).name == "pumps"
+    lib.remove("pumps")
+    assert lib.list_packets() == []
+    assert not lib.weights_path(record).exists()
+    with pytest.raises(LibraryError, match="No packet named"):
+        lib.get("pumps")
+    lib.close()
+
+
+def test_duplicate_local_name_refused_and_nothing_written(home, make_packet):
+    make_packet(home, name="pumps", seed=1)
+    before = _snapshot(home)
+    with pytest.raises(LibraryError, match="already in the library"):
+        make_packet(home, name="pumps", seed=2)
+    assert _snapshot(home) == before
+
+
+def test_foreign_base_refused(make_home, make_packet):
+    source = make_packet(make_home("a"), name="pumps")
+    target = Library.open(make_home("b"))
+    data = Library.open(make_home("a")).read_weights(source)
+    with pytest.raises(PacketError, match="another base model"):
+        target.add(source.manifest, source.signature, data, source="x", expected_base="0" * 64)
+    assert target.list_packets() == []
+    record = target.add(source.manifest, source.signature, data, source="peer1")
+    assert record.packet_id == source.packet_id
+    assert record.source == "peer1"
+
+
+def test_bad_signature_refused_library_untouched(make_home, make_packet):
+    source = make_packet(make_home("a"), name="pumps")
+    data = Library.open(make_home("a")).read_weights(source)
+    target_home = make_home("b")
+    target = Library.open(target_home)
+    before = _snapshot(target_home)
+    sig = bytearray(source.signature)
+    sig[0] ^= 1
+    with pytest.raises(PacketError, match="signature"):
+        target.add(source.manifest, bytes(sig), data)
+    with pytest.raises(PacketError, match="sha256|truncated"):
+        target.add(source.manifest, source.signature, data[:-2] + b"xx")
+    assert _snapshot(target_home) == before
+
+
+def test_newer_version_from_same_author_replaces(home):
+    identity = Identity.load_or_create(home)
+    lib = Library.open(home, identity)
+    common = {
+        "name": "pumps",
+        "domain": "d",
+        "description": "",
+        "exemplars": exemplars_for("d"),
+        "base_model_id": "b",
+        "base_fingerprint": TEST_BASE_FINGERPRINT,
+    }
+    m1, s1, d1 = build_manifest(random_adapter(1), identity, created=100, **common)
+    m2, s2, d2 = build_manifest(random_adapter(2), identity, created=200, **common)
+    lib.add(m1, s1, d1)
+    lib.add(m2, s2, d2)
+    assert len(lib.list_packets()) == 1
+    with pytest.raises(LibraryError, match="newer or equal"):
+        lib.add(m1, s1, d1)
+
+
+def test_verify_detects_a_damaged_blob(home, make_packet):
+    record = make_packet(home, name="pumps")
+    lib = Library.open(home)
+    assert lib.verify("pumps")[1] is None
+    path = lib.weights_path(record)
+    path.write_bytes(path.read_bytes()[:-3] + b"abc")
+    checked, problem = lib.verify("pumps")
+    assert problem is not None
+    assert not checked.verified
+
+
+def test_peers_pin_keys_and_trust_before_contact(make_home):
+    lib = Library.open(make_home("a"))
+    other = Identity.load_or_create(make_home("b"))
+    stranger = Identity.load_or_create(make_home("c"))
+    lib.set_trust(other.device_id, "trusted")
+    peer = lib.upsert_peer(other.public_key, "bob", address="127.0.0.1:1")
+    assert peer.trust == "trusted"
+    assert peer.public_key == other.public_key
+    # A different key claiming the same id is refused loudly.
+    lib.db["peers"].update(other.device_id, {"public_key": stranger.public_key.hex()})
+    with pytest.raises(PeerRefused, match="different key"):
+        lib.upsert_peer(other.public_key, "bob")
+    with pytest.raises(LibraryError, match="Trust must be"):
+        lib.set_trust(other.device_id, "maybe")
+    with pytest.raises(LibraryError, match="not a device id"):
+        lib.set_trust("short", "trusted")
+
+
+def test_transfer_state_round_trip(home, make_packet):
+    record = make_packet(home, name="pumps")
+    lib = Library.open(home)
+    lib.save_transfer(record.packet_id, "peer", record.manifest, record.signature, [3, 1, 1])
+    state = lib.transfer_state(record.packet_id)
+    assert state["received"] == [1, 3]
+    assert state["signature"] == record.signature
+    lib.clear_transfer(record.packet_id)
+    assert lib.transfer_state(record.packet_id) is None
+
+
+def test_migrations_apply_twice_cleanly(home):
+    Library.open(home).close()
+    lib = Library.open(home)
+    migrations.apply(lib.db)
+    assert migrations.pending(lib.db) == []
+    assert {"packets", "peers", "transfers", "events", "settings"} <= set(lib.db.table_names())
+    assert lib.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_stale_temp_blob_is_cleaned(home, make_packet):
+    make_packet(home, name="pumps")
+    stale = next(home.blobs_dir.iterdir()) / ".tmp-999999999-abc"
+    stale.write_bytes(b"half")
+    Library.open(home).close()
+    assert not stale.exists()
