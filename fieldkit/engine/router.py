@@ -1,0 +1,320 @@
+"""The semantic router: pick the knowledge packet whose exemplar questions fit a question.
+
+Each packet's exemplars are embedded once (cached in the library database, keyed by
+packet id and embedder id). At query time one matrix product scores the question against
+every exemplar of every eligible packet; numpy then reduces per packet, with no Python
+loop over packets. Below a calibrated score (or margin) the router abstains and the
+base model answers. Packets made for another base model are never candidates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from fieldkit.engine.embedder import Embedder, default_embedder
+
+# Calibrated on the demo + reference calibration split: see docs/BENCHMARKS.md, "Router".
+DEFAULT_METHOD = "blend"
+DEFAULT_TOP_K = 3
+DEFAULT_BLEND = 0.5  # weight of the centroid score; the rest is the top-k exemplar mean
+DEFAULT_MIN_SCORE = 0.45
+DEFAULT_MIN_MARGIN = 0.0
+METHODS = ("centroid", "topk", "blend")
+BATCH = 64  # questions embedded and scored together in route_many
+
+
+class PacketLike(Protocol):
+    """What the router reads from a library record (fieldkit.store.library.PacketRecord)."""
+
+    packet_id: str
+    name: str
+    domain: str
+    description: str
+    exemplars: Sequence[str]
+    base_fingerprint: str
+
+
+class LibraryLike(Protocol):
+    """The part of fieldkit.store.library.Library the router uses."""
+
+    db: Any
+
+    def list_packets(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One packet and its similarity to the question."""
+
+    name: str
+    packet_id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """Where a question goes. `route` None means: abstain, the base model answers."""
+
+    route: str | None
+    packet_id: str | None
+    score: float
+    margin: float
+    candidates: list[Candidate] = field(default_factory=list)
+    route_ms: float = 0.0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form used by `fieldkit route --json` and `ask --json`."""
+        out = asdict(self)
+        out["score"] = round(self.score, 4)
+        out["margin"] = round(self.margin, 4)
+        out["route_ms"] = round(self.route_ms, 2)
+        out["candidates"] = [{**asdict(c), "score": round(c.score, 4)} for c in self.candidates]
+        return out
+
+
+class ExemplarCache:
+    """Exemplar vectors in the library database, one row per (packet_id, embedder_id)."""
+
+    TABLE = "exemplar_embeddings"
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        if not db[self.TABLE].exists():  # normally made by fieldkit.store.migrations
+            db[self.TABLE].create(
+                {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
+                pk=("packet_id", "embedder_id"),
+            )
+
+    def get_many(self, packet_ids: Iterable[str], embedder_id: str) -> dict[str, np.ndarray]:
+        """Return {packet_id: (count, dim) float32} for the ids that are cached."""
+        ids = list(packet_ids)
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"select packet_id, count, dim, vectors from {self.TABLE} "
+                f"where embedder_id = ? and packet_id in ({marks})",
+                [embedder_id, *chunk],
+            ).fetchall()
+            for packet_id, count, dim, blob in rows:
+                found[packet_id] = np.frombuffer(blob, dtype=np.float32).reshape(count, dim)
+        return found
+
+    def put(self, packet_id: str, embedder_id: str, vectors: np.ndarray) -> None:
+        """Store (replace) one packet's vectors."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self.db.conn:
+            self.db[self.TABLE].upsert(
+                {
+                    "packet_id": packet_id,
+                    "embedder_id": embedder_id,
+                    "count": int(vectors.shape[0]),
+                    "dim": int(vectors.shape[1]),
+                    "vectors": vectors.tobytes(),
+                },
+                pk=("packet_id", "embedder_id"),
+            )
+
+    def prune(self, keep: Iterable[str]) -> int:
+        """Delete rows of packets no longer in the library; return how many went."""
+        keep_ids = set(keep)
+        rows = self.db.execute(f"select distinct packet_id from {self.TABLE}").fetchall()
+        gone = [r[0] for r in rows if r[0] not in keep_ids]
+        if gone:
+            with self.db.conn:
+                for packet_id in gone:
+                    self.db.execute(f"delete from {self.TABLE} where packet_id = ?", [packet_id])
+        return len(gone)
+
+
+def exemplar_texts(record: PacketLike) -> list[str]:
+    """Return the texts that stand for a packet: its exemplars, else its description."""
+    texts = [t.strip() for t in (record.exemplars or []) if t and t.strip()]
+    if texts:
+        return texts
+    fallback = getattr(record, "description", "") or getattr(record, "domain", "") or record.name
+    return [fallback]
+
+
+@dataclass
+class _Index:
+    """Every eligible packet's exemplar vectors, laid out for one matrix product."""
+
+    packets: list[PacketLike]
+    vectors: np.ndarray  # (N, dim), all exemplars, packet after packet
+    slots: np.ndarray  # (N,) position of each exemplar in the (P, width) padded grid
+    counts: np.ndarray  # (P,) exemplars per packet
+    centroids: np.ndarray  # (P, dim), unit length
+    width: int
+
+    @classmethod
+    def build(cls, packets: list[PacketLike], vectors: list[np.ndarray], dim: int) -> _Index:
+        counts = np.array([len(v) for v in vectors], dtype=np.int64)
+        width = int(counts.max()) if len(counts) else 1
+        flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+        owner = np.repeat(np.arange(len(packets)), counts)
+        offset = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
+        slots = owner * width + (np.arange(len(flat)) - np.repeat(offset, counts))
+        sums = np.zeros((len(packets), dim), np.float32)
+        np.add.at(sums, owner, flat)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        centroids = sums / np.maximum(norms, 1e-12)
+        return cls(packets, np.ascontiguousarray(flat), slots, counts, centroids, width)
+
+    def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
+        """Return (B, P) packet scores for (B, dim) unit query vectors."""
+        centroid = queries @ self.centroids.T
+        if method == "centroid":
+            return centroid
+        sims = queries @ self.vectors.T  # (B, N): the one big product
+        grid = np.full((len(queries), len(self.packets) * self.width), -np.inf, np.float32)
+        grid[:, self.slots] = sims
+        grid = grid.reshape(len(queries), len(self.packets), self.width)
+        k = min(top_k, self.width)
+        top = -np.partition(-grid, k - 1, axis=2)[:, :, :k]
+        top_mean = np.where(np.isfinite(top), top, 0.0).sum(axis=2) / np.minimum(k, self.counts)
+        if method == "topk":
+            return top_mean
+        return blend * centroid + (1.0 - blend) * top_mean
+
+
+class Router:
+    """Routes questions to packets of one library, for one base model.
+
+    `base_fingerprint` None means the base model is unknown: every packet is eligible.
+    The embedder loads on first use; `warm()` loads it (and the index) ahead of time.
+    """
+
+    def __init__(
+        self,
+        library: LibraryLike,
+        embedder: Embedder | None = None,
+        base_fingerprint: str | None = None,
+        *,
+        method: str = DEFAULT_METHOD,
+        top_k: int = DEFAULT_TOP_K,
+        blend: float = DEFAULT_BLEND,
+        min_score: float = DEFAULT_MIN_SCORE,
+        min_margin: float = DEFAULT_MIN_MARGIN,
+        show: int = 3,
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+        self.library = library
+        self.embedder = embedder or default_embedder()
+        self.base_fingerprint = base_fingerprint
+        self.method, self.top_k, self.blend = method, top_k, blend
+        self.min_score, self.min_margin, self.show = min_score, min_margin, show
+        self._cache: ExemplarCache | None = None
+        self._index: _Index | None = None
+        self._token: tuple[int, int] | None = None
+        self.embedded_packets = 0  # how many packets this router had to embed (not cached)
+
+    @property
+    def cache(self) -> ExemplarCache:
+        if self._cache is None:
+            self._cache = ExemplarCache(self.library.db)
+        return self._cache
+
+    def eligible(self, record: PacketLike) -> bool:
+        """True if the packet was made for this router's base model."""
+        return self.base_fingerprint is None or record.base_fingerprint == self.base_fingerprint
+
+    def index_packet(self, record: PacketLike) -> np.ndarray:
+        """Embed a packet's exemplars unless cached; return its (count, dim) vectors."""
+        cached = self.cache.get_many([record.packet_id], self.embedder.id)
+        if record.packet_id in cached:
+            return cached[record.packet_id]
+        vectors = self.embedder.embed(exemplar_texts(record))
+        self.cache.put(record.packet_id, self.embedder.id, vectors)
+        self.embedded_packets += 1
+        self._index = None  # the next question rebuilds from the cache
+        return vectors
+
+    def warm(self) -> Router:
+        """Load the embedder and index the library now rather than on the first question."""
+        load = getattr(self.embedder, "load", None)
+        if callable(load):
+            load()
+        self._ensure_index()
+        return self
+
+    def _library_token(self) -> tuple[int, int]:
+        """A cheap value that changes whenever any connection writes the library."""
+        db = self.library.db
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        return int(version), int(db.conn.total_changes)
+
+    def _ensure_index(self) -> _Index:
+        if self._index is not None and self._token == self._library_token():
+            return self._index
+        records = self.library.list_packets()
+        packets = [r for r in records if self.eligible(r)]
+        cached = self.cache.get_many([p.packet_id for p in packets], self.embedder.id)
+        vectors = [
+            cached[p.packet_id] if p.packet_id in cached else self.index_packet(p) for p in packets
+        ]
+        self.cache.prune(r.packet_id for r in records)
+        self._index = _Index.build(packets, vectors, self.embedder.dim)
+        self._token = self._library_token()
+        return self._index
+
+    def route(self, question: str) -> RouteDecision:
+        """Return the decision for one question (see RouteDecision)."""
+        return self.route_many([question])[0]
+
+    def route_many(self, questions: Sequence[str]) -> list[RouteDecision]:
+        """Return one decision per question, in order, embedding them in one batch."""
+        if not questions:
+            return []
+        start = time.perf_counter()
+        index = self._ensure_index()
+        if not index.packets:
+            ms = (time.perf_counter() - start) * 1000 / len(questions)
+            reason = self._empty_reason()
+            return [RouteDecision(None, None, 0.0, 0.0, [], ms, reason) for _ in questions]
+        rows: list[np.ndarray] = []
+        for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
+            queries = self.embedder.embed(questions[first : first + BATCH])
+            rows.extend(index.scores(queries, self.method, self.top_k, self.blend))
+        scores = np.stack(rows)
+        order = np.argsort(-scores, axis=1)[:, : max(self.show, 2)]
+        ms = (time.perf_counter() - start) * 1000 / len(questions)
+        return [
+            self._decide(index, row, ranks, ms) for row, ranks in zip(scores, order, strict=True)
+        ]
+
+    def _empty_reason(self) -> str:
+        if self.base_fingerprint is not None and self.library.list_packets():
+            return "no packet in the library was made for this base model"
+        return "the library has no packets"
+
+    def _decide(
+        self, index: _Index, row: np.ndarray, ranks: np.ndarray, ms: float
+    ) -> RouteDecision:
+        ranked = [
+            Candidate(index.packets[i].name, index.packets[i].packet_id, float(row[i]))
+            for i in ranks
+        ]
+        best = ranked[0]
+        margin = best.score - ranked[1].score if len(ranked) > 1 else best.score
+        shown = ranked[: self.show]
+        if best.score < self.min_score:
+            reason = f"no expert fits: best {best.name} {best.score:.2f} < {self.min_score:.2f}"
+            return RouteDecision(None, None, best.score, margin, shown, ms, reason)
+        if margin < self.min_margin:
+            reason = (
+                f"too close to call: {best.name} {best.score:.2f} vs {ranked[1].name} "
+                f"{ranked[1].score:.2f} (margin {margin:.2f} < {self.min_margin:.2f})"
+            )
+            return RouteDecision(None, None, best.score, margin, shown, ms, reason)
+        runner_up = f", {margin:.2f} ahead of {ranked[1].name}" if len(ranked) > 1 else ""
+        reason = f"routed to {best.name}: {best.score:.2f}{runner_up}"
+        return RouteDecision(best.name, best.packet_id, best.score, margin, shown, ms, reason)

@@ -1,0 +1,56 @@
+"""The MiniLM embedder: offline, unit vectors, meaningful similarities, lazy heavy imports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from fieldkit.engine.embedder import Embedder, MiniLMEmbedder, normalise
+
+
+def test_embeds_unit_float32_rows(minilm: MiniLMEmbedder) -> None:
+    vectors = minilm.embed(["How do I reprime a hand pump?", "Goat has a swollen udder."])
+    assert vectors.shape == (2, minilm.dim) == (2, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert isinstance(minilm, Embedder)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_paraphrases_are_closer_than_other_topics(minilm: MiniLMEmbedder) -> None:
+    a, b, c = minilm.embed(
+        [
+            "My borehole pump stopped pushing water.",
+            "Why does the well pump no longer deliver any water?",
+            "What vaccine should young goats get?",
+        ]
+    )
+    assert a @ b > a @ c + 0.2
+
+
+def test_batches_match_single_calls(minilm: MiniLMEmbedder) -> None:
+    texts = [f"question number {i} about irrigation canals" for i in range(70)]
+    batch = minilm.embed(texts)
+    single = minilm.embed([texts[65]])[0]
+    np.testing.assert_allclose(batch[65], single, atol=1e-4)
+    assert minilm.embed([]).shape == (0, 384)
+
+
+def test_normalise_keeps_zero_rows() -> None:
+    out = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+    assert out.dtype == np.float32
+
+
+def test_importing_the_router_loads_no_torch() -> None:
+    code = (
+        "import sys, fieldkit.engine.router, fieldkit.commands.route\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'mlx', 'textual') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

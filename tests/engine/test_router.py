@@ -1,0 +1,286 @@
+"""The semantic router on real libraries with the real MiniLM embedder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.engine.router import Router, _Index
+from fieldkit.home import Home
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+from tests.fixtures.embedder import CountingEmbedder
+from tests.fixtures.packets import TEST_BASE_FINGERPRINT, MakePacket
+
+PUMPS = [
+    "How do I reprime a hand pump that lost suction?",
+    "The borehole pump runs but no water comes out.",
+    "Which seal should I replace when the pump leaks?",
+    "How often should the pump's foot valve be cleaned?",
+    "The motor hums but the impeller does not turn.",
+    "What causes air bubbles in the pump's delivery pipe?",
+    "How deep can a surface pump lift water?",
+    "The pressure switch keeps clicking on and off.",
+    "How do I replace the diaphragm in a rope pump?",
+    "Our pump's flow rate dropped by half this season.",
+]
+GOATS = [
+    "My goat has a swollen, hot udder.",
+    "When should kids be vaccinated against enterotoxaemia?",
+    "How much deworming drench for a 30 kg goat?",
+    "The goat is coughing and has a runny nose.",
+    "A doe is straining to give birth for two hours.",
+    "How do I trim overgrown goat hooves?",
+    "Goat kid has diarrhoea and will not suckle.",
+    "What mineral lick do dairy goats need?",
+    "How can I tell if a goat is anaemic from worms?",
+    "My buck has lost weight over the dry season.",
+]
+SOLAR = [
+    "The solar charge controller shows a low battery error.",
+    "How do I size a solar panel for a vaccine fridge?",
+    "Why does the inverter beep at night?",
+    "How should I clean dusty solar panels?",
+    "What size cable runs from the panels to the controller?",
+    "The lead-acid batteries swell in the heat.",
+    "How many panels to run a water heater?",
+    "Why is the panel output low on cloudy mornings?",
+    "Can I mix old and new batteries in one bank?",
+    "The fuse between battery and inverter keeps blowing.",
+]
+
+
+@pytest.fixture
+def library(home: Home) -> Iterator[Library]:
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    yield lib
+    lib.close()
+
+
+@pytest.fixture
+def stocked(home: Home, make_packet: MakePacket) -> Home:
+    """A home with three packets for the test base model."""
+    for name, exemplars in (("pumps", PUMPS), ("goats", GOATS), ("solar", SOLAR)):
+        make_packet(home, name=name, exemplars=exemplars)
+    return home
+
+
+def router_for(library: Library, embedder: CountingEmbedder, **kw: object) -> Router:
+    return Router(library, embedder, TEST_BASE_FINGERPRINT, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Water stopped flowing from our well pump this morning.", "pumps"),
+        ("What dose of dewormer does a young goat need?", "goats"),
+        ("My battery bank keeps running flat even with the panels in sun.", "solar"),
+    ],
+)
+def test_ranks_the_right_packet_first(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder, question, expected
+) -> None:
+    decision = router_for(library, counting_embedder).route(question)
+    assert decision.route == expected, decision.reason
+    assert decision.packet_id == library.get(expected).packet_id
+    scores = [c.score for c in decision.candidates]
+    assert [c.name for c in decision.candidates][0] == expected
+    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+    assert decision.margin == pytest.approx(scores[0] - scores[1])
+    assert decision.score == pytest.approx(scores[0])
+    assert decision.route_ms > 0
+    assert decision.reason.startswith(f"routed to {expected}")
+
+
+def test_abstains_on_questions_no_packet_covers(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    router = router_for(library, counting_embedder)
+    for question in ("How long do I bake banana bread?", "How do I turn on dark mode?"):
+        decision = router.route(question)
+        assert decision.route is None, decision.reason
+        assert decision.packet_id is None
+        assert decision.reason.startswith("no expert fits")
+        assert decision.candidates  # the UI still shows the best guesses
+
+
+def test_margin_threshold_abstains_when_too_close(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    router = router_for(library, counting_embedder, min_score=-1.0, min_margin=2.0)
+    decision = router.route("The borehole pump runs but no water comes out.")
+    assert decision.route is None
+    assert decision.reason.startswith("too close to call")
+
+
+def test_known_packets_are_not_embedded_again(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    first = router_for(library, counting_embedder)
+    first.route("pump leaks")
+    assert first.embedded_packets == 3
+    assert sorted(counting_embedder.texts) == sorted([*PUMPS, *GOATS, *SOLAR, "pump leaks"])
+    rows = library.db.execute("select count(*) from exemplar_embeddings").fetchone()[0]
+    assert rows == 3
+
+    counting_embedder.texts.clear()
+    second = router_for(library, counting_embedder)  # e.g. the next CLI run
+    assert second.route("pump leaks").route == "pumps"
+    assert second.embedded_packets == 0
+    assert counting_embedder.texts == ["pump leaks"]
+
+
+def test_a_new_packet_is_indexed_on_arrival(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder, make_packet: MakePacket
+) -> None:
+    router = router_for(library, counting_embedder)
+    question = "How do I treat foot rot in cattle?"
+    assert router.route(question).route != "cattle"
+    record = make_packet(  # written by another connection, like a gossip session
+        stocked, name="cattle", exemplars=[f"Cattle lameness case {i}: foot rot in cows" for i in range(10)]
+    )
+    router.index_packet(record)
+    counting_embedder.texts.clear()
+    assert router.route(question).route == "cattle"
+    assert counting_embedder.texts == [question]  # arrival embedded it, not the question
+
+
+def test_packets_for_another_base_model_are_never_routed_to(
+    home: Home, library: Library, counting_embedder: CountingEmbedder, make_packet: MakePacket
+) -> None:
+    make_packet(home, name="pumps", exemplars=PUMPS)
+    make_packet(home, name="foreign-goats", exemplars=GOATS, base_fingerprint="f" * 64)
+    router = router_for(library, counting_embedder, min_score=-1.0)
+    decision = router.route(GOATS[0])  # word for word a foreign exemplar
+    assert decision.route == "pumps"
+    assert [c.name for c in decision.candidates] == ["pumps"]
+
+    only_foreign = router_for(library, counting_embedder)
+    library.remove("pumps")
+    decision = only_foreign.route(GOATS[0])
+    assert decision.route is None
+    assert "base model" in decision.reason
+
+
+def test_empty_library_abstains(library: Library, counting_embedder: CountingEmbedder) -> None:
+    decisions = router_for(library, counting_embedder).route_many(["anything?", "else?"])
+    assert [d.route for d in decisions] == [None, None]
+    assert decisions[0].reason == "the library has no packets"
+    assert counting_embedder.texts == []  # nothing to compare with: the embedder stays idle
+
+
+def test_route_many_matches_route(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    router = router_for(library, counting_embedder)
+    questions = [
+        "pump seal leaking",
+        "goat vaccine schedule",
+        "the solar inverter sounds an alarm",
+        "banana bread",
+    ] * 20  # more than one batch
+    many = router.route_many(questions)
+    assert [d.route for d in many[:4]] == ["pumps", "goats", "solar", None]
+    for question, decision in zip(questions[:4], many[:4], strict=True):
+        single = router.route(question)
+        assert single.route == decision.route
+        assert single.score == pytest.approx(decision.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("method", ["centroid", "topk", "blend"])
+def test_vectorised_scores_match_a_plain_loop(method: str) -> None:
+    rng = np.random.default_rng(7)
+    groups = [rng.normal(size=(n, 16)).astype(np.float32) for n in (1, 5, 2, 9)]
+    groups = [g / np.linalg.norm(g, axis=1, keepdims=True) for g in groups]
+    index = _Index.build(list("abcd"), groups, 16)  # type: ignore[arg-type]
+    queries = rng.normal(size=(3, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    got = index.scores(queries, method, top_k=3, blend=0.3)
+    for q, row in zip(queries, got, strict=True):
+        for g, score in zip(groups, row, strict=True):
+            centroid = g.mean(axis=0) / np.linalg.norm(g.mean(axis=0))
+            top = np.sort(g @ q)[::-1][:3].mean()
+            want = {"centroid": centroid @ q, "topk": top}.get(method, 0.3 * centroid @ q + 0.7 * top)
+            assert score == pytest.approx(want, abs=1e-5)
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_home(stocked: Home, minilm, monkeypatch: pytest.MonkeyPatch) -> Home:
+    """The stocked home, with the CLI's router using the session's embedder and test base."""
+    import fieldkit.engine.router as router_module
+
+    monkeypatch.setattr(router_module, "default_embedder", lambda: minilm)
+    monkeypatch.setattr(
+        "fieldkit.services.Services.base_fingerprint", TEST_BASE_FINGERPRINT, raising=False
+    )
+    return stocked
+
+
+def test_cli_route_json(cli_home: Home) -> None:
+    result = CliRunner().invoke(
+        main, ["--home", str(cli_home.root), "route", "goat udder is swollen", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["route"] == "goats"
+    assert out["question"] == "goat udder is swollen"
+    assert {"score", "margin", "route_ms", "reason", "packet_id"} <= set(out)
+    assert [c["name"] for c in out["candidates"]][0] == "goats"
+    assert all(set(c) == {"name", "packet_id", "score"} for c in out["candidates"])
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_cli_route_file_keeps_order(cli_home: Home, tmp_path: Path, suffix: str) -> None:
+    questions = ["inverter beeps", "banana bread recipe", "pump leaks at the seal"]
+    path = tmp_path / f"questions{suffix}"
+    lines = [json.dumps({"question": q}) for q in questions] if suffix == ".jsonl" else questions
+    path.write_text("\n".join(lines) + "\n\n")
+    result = CliRunner().invoke(
+        main, ["--home", str(cli_home.root), "route", "--file", str(path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["question"] for r in rows] == questions
+    assert [r["route"] for r in rows] == ["solar", None, "pumps"]
+
+    plain = CliRunner().invoke(main, ["--home", str(cli_home.root), "route", "--file", str(path)])
+    assert plain.exit_code == 0, plain.output
+    assert plain.output.splitlines()[1].startswith("(base model)\t")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"question": "ok"}\n{"q": "wrong field"}\n', "line 2: expected a JSON object"),
+        ("not json\n", "line 1: expected a JSON object"),
+        ("\n\n", "holds no questions"),
+    ],
+)
+def test_cli_route_bad_file_is_one_sentence(
+    cli_home: Home, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    result = CliRunner().invoke(main, ["--home", str(cli_home.root), "route", "--file", str(path)])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    missing = CliRunner().invoke(
+        main, ["--home", str(cli_home.root), "route", "--file", str(tmp_path / "nope.txt")]
+    )
+    assert missing.exit_code == 1 and "Cannot read questions" in missing.output
+
+
+def test_cli_route_needs_a_question(cli_home: Home) -> None:
+    result = CliRunner().invoke(main, ["--home", str(cli_home.root), "route"])
+    assert result.exit_code == 2
+    assert "Give a QUESTION" in result.output
