@@ -91,7 +91,8 @@ def test_ranks_the_right_packet_first(
     assert decision.packet_id == library.get(expected).packet_id
     scores = [c.score for c in decision.candidates]
     assert [c.name for c in decision.candidates][0] == expected
-    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+    assert scores == sorted(scores, reverse=True)
+    assert len(scores) == 3
     assert decision.margin == pytest.approx(scores[0] - scores[1])
     assert decision.score == pytest.approx(scores[0])
     assert decision.route_ms > 0
@@ -143,7 +144,9 @@ def test_a_new_packet_is_indexed_on_arrival(
     question = "How do I treat foot rot in cattle?"
     assert router.route(question).route != "cattle"
     record = make_packet(  # written by another connection, like a gossip session
-        stocked, name="cattle", exemplars=[f"Cattle lameness case {i}: foot rot in cows" for i in range(10)]
+        stocked,
+        name="cattle",
+        exemplars=[f"Cattle lameness case {i}: foot rot in cows" for i in range(10)],
     )
     router.index_packet(record)
     counting_embedder.texts.clear()
@@ -206,7 +209,9 @@ def test_vectorised_scores_match_a_plain_loop(method: str) -> None:
         for g, score in zip(groups, row, strict=True):
             centroid = g.mean(axis=0) / np.linalg.norm(g.mean(axis=0))
             top = np.sort(g @ q)[::-1][:3].mean()
-            want = {"centroid": centroid @ q, "topk": top}.get(method, 0.3 * centroid @ q + 0.7 * top)
+            want = {"centroid": centroid @ q, "topk": top}.get(
+                method, 0.3 * centroid @ q + 0.7 * top
+            )
             assert score == pytest.approx(want, abs=1e-5)
 
 
@@ -277,7 +282,8 @@ def test_cli_route_bad_file_is_one_sentence(
     missing = CliRunner().invoke(
         main, ["--home", str(cli_home.root), "route", "--file", str(tmp_path / "nope.txt")]
     )
-    assert missing.exit_code == 1 and "Cannot read questions" in missing.output
+    assert missing.exit_code == 1
+    assert "Cannot read questions" in missing.output
 
 
 def test_cli_route_needs_a_question(cli_home: Home) -> None:
