@@ -55,6 +55,9 @@ class FieldkitApp(App[None]):
         if self.load_model_on_start:
             self.load_model()
 
+    def on_unmount(self) -> None:
+        self.backend.close()
+
     @work(thread=True, exit_on_error=False, group="model", description="Loading the model")
     def load_model(self) -> None:
         """Load the base model on the engine's thread; the state line follows along."""

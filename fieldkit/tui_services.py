@@ -10,15 +10,18 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fieldkit.errors import FieldkitError, LibraryError, ModelError
+from fieldkit.errors import FieldkitError, LibraryError
 
 if TYPE_CHECKING:
     from fieldkit.services import Services
+
+T = TypeVar("T")
 
 
 class PacketStatus(enum.Enum):
@@ -163,13 +166,41 @@ class SyncProgress:
 
 
 class TuiBackend:
-    """The blocking operations behind the screens, built from one Services object."""
+    """The blocking operations behind the screens, built from one Services object.
+
+    SQLite connections belong to the thread that opened them, so the library and the
+    router (whose cache lives in the library) run on one thread owned by this object,
+    with a Library of their own; callers on any worker thread wait for the result.
+    """
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self._fingerprint: str | None = None
-        self._fingerprint_known = False
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")
+        self._lib: Any = None
+        self._router: Any = None
+
+    def _on_library_thread(self, func: Callable[[Any], T]) -> T:
+        """Run func(library) on the library thread and return its result (or raise)."""
+        return self._pool.submit(lambda: func(self._open_library())).result()
+
+    def _open_library(self) -> Any:
+        if self._lib is None:
+            from fieldkit.store.library import Library
+
+            self._lib = Library.open(self.services.home, identity=self.services.identity)
+        return self._lib
+
+    def close(self) -> None:
+        """Close the library connection on its own thread and stop that thread."""
+
+        def shut() -> None:
+            if self._lib is not None:
+                self._lib.close()
+                self._lib = None
+
+        self._pool.submit(shut).result()
+        self._pool.shutdown(wait=True)
 
     # -- device and model -------------------------------------------------------------
 
@@ -187,21 +218,8 @@ class TuiBackend:
 
     def base_fingerprint(self) -> str | None:
         """Return the base model's fingerprint, or None when the model is not installed."""
-        with self._lock:
-            if not self._fingerprint_known:
-                self._fingerprint = self._compute_fingerprint()
-                self._fingerprint_known = True
-            return self._fingerprint
-
-    def _compute_fingerprint(self) -> str | None:
-        model_dir = self.services.model_dir
-        if not (model_dir / "config.json").exists():
-            return None
-        try:
-            from fieldkit.store.models import model_fingerprint
-        except ImportError:
-            return None
-        return model_fingerprint(model_dir)
+        with self._lock:  # hashing the model once, whichever worker asks first
+            return self.services.base_fingerprint
 
     def load_model(self) -> str:
         """Load the base model on the engine's thread; return a one-line description.
@@ -209,37 +227,24 @@ class TuiBackend:
         Raises ModelError when the model folder is missing or broken.
         """
         model_dir = self.services.model_dir
-        if not (model_dir / "config.json").exists():
-            raise ModelError(
-                f"No base model in {model_dir}; install one with `fieldkit model install`."
-            )
+        self.services.require_model()
         engine = self.services.engine
         engine.load()
         return f"{model_dir.name} ready"
 
     # -- library ----------------------------------------------------------------------
 
-    def _library(self) -> Any:
-        try:
-            return self.services.library
-        except ImportError as exc:
-            raise LibraryError("The packet library is not installed in this build.") from exc
-
     def blocked_authors(self) -> frozenset[str]:
         """Return the ids of authors this device has blocked."""
-        lib = self._library()
-        return frozenset(
-            _field(p, "peer_id", "id")
-            for p in lib.list_peers()
-            if str(_field(p, "trust", "state")) == "blocked"
-        )
+        peers = self._on_library_thread(lambda lib: lib.list_peers())
+        return frozenset(p.peer_id for p in peers if p.trust == "blocked")
 
     def packet_rows(self) -> list[PacketRow]:
         """Return every packet in the library, sorted by name."""
-        lib = self._library()
         base = self.base_fingerprint()
         blocked = self.blocked_authors()
-        rows = [self._row(r, base, blocked) for r in lib.list_packets()]
+        records = self._on_library_thread(lambda lib: lib.list_packets())
+        rows = [self._row(r, base, blocked) for r in records]
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
     def _row(self, rec: Any, base: str | None, blocked: frozenset[str]) -> PacketRow:
@@ -258,8 +263,7 @@ class TuiBackend:
 
     def packet_detail(self, packet_id: str) -> PacketDetail:
         """Return the detail of one packet. Raises LibraryError when it is gone."""
-        lib = self._library()
-        rec = lib.get(packet_id)
+        rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         base = self.base_fingerprint()
         row = self._row(rec, base, self.blocked_authors())
         return PacketDetail(
@@ -274,20 +278,20 @@ class TuiBackend:
 
     def verify(self, packet_id: str) -> str | None:
         """Re-check a packet's signature and weights; return the problem, or None if intact."""
-        _record, problem = self._library().verify(packet_id)
+        _record, problem = self._on_library_thread(lambda lib: lib.verify(packet_id))
         return problem
 
     def remove(self, packet_id: str) -> None:
         """Remove a packet and its weights from the library."""
-        self._library().remove(packet_id)
+        self._on_library_thread(lambda lib: lib.remove(packet_id))
 
     def export(self, packet_id: str, dest_dir: Path) -> Path:
         """Write the packet as one file in `dest_dir`; return its path."""
         from fieldkit.store.packet import write_packet_file
 
-        lib = self._library()
-        rec = lib.get(packet_id)
-        weights = lib.read_weights(rec)
+        rec, weights = self._on_library_thread(
+            lambda lib: (lib.get(packet_id), lib.read_weights(lib.get(packet_id)))
+        )
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
             path = dest_dir / f"{rec.name}.fkp"
@@ -301,7 +305,7 @@ class TuiBackend:
 
     def set_author_trust(self, author_id: str, state: str) -> None:
         """Mark an author 'trusted' or 'blocked'."""
-        self._library().set_trust(author_id, state)
+        self._on_library_thread(lambda lib: lib.set_trust(author_id, state))
 
     # -- peers ------------------------------------------------------------------------
 
@@ -309,13 +313,12 @@ class TuiBackend:
         """Return the peers this device knows, sorted by name."""
         rows = [
             PeerRow(
-                peer_id=_field(p, "peer_id", "id"),
-                name=str(_field(p, "name") or "?"),
-                address=str(_field(p, "address") or "-"),
-                trust=str(_field(p, "trust", "state") or "unknown"),
-                via=str(_field(p, "via", "transport") or "lan"),
+                peer_id=p.peer_id,
+                name=p.name or "?",
+                address=p.address or "-",
+                trust=p.trust,
             )
-            for p in self._library().list_peers()
+            for p in self._on_library_thread(lambda lib: lib.list_peers())
         ]
         return sorted(rows, key=lambda r: (r.name, r.peer_id))
 
@@ -338,16 +341,21 @@ class TuiBackend:
 
     def route(self, question: str) -> RouteView:
         """Ask the router which packet should answer; 'base model' when none fits."""
-        decision = self.services.router.route(question)
-        names = {r.packet_id: r.name for r in self._library().list_packets()}
+        decision = self._on_library_thread(lambda lib: self._get_router(lib).route(question))
+        records = {r.packet_id: r for r in self._on_library_thread(lambda lib: lib.list_packets())}
         packet_id = decision.packet_id
         runner = ""
-        cands = list(getattr(decision, "candidates", []) or [])
-        if len(cands) > 1:
-            second = cands[1]
-            pid, score = _candidate(second)
-            runner = f"{names.get(pid, pid[:8])} {score:.2f}"
-        label = names.get(packet_id, packet_id[:8]) if packet_id else "base model"
+        cands = list(decision.candidates or [])
+        rest = [c for c in cands if c.packet_id != packet_id]
+        if rest:
+            runner = f"{rest[0].name} {rest[0].score:.2f}"
+        label = "base model"
+        if packet_id:
+            rec = records.get(packet_id)
+            label = rec.name if rec else packet_id[:8]
+            status = packet_status(rec, self.base_fingerprint(), self.blocked_authors())
+            if not status.good:
+                label += f" {status.label}"
         return RouteView(
             packet_id=packet_id,
             label=label,
@@ -357,18 +365,25 @@ class TuiBackend:
             route_ms=float(decision.route_ms or 0.0),
         )
 
+    def _get_router(self, lib: Any) -> Any:
+        if self._router is None:
+            from fieldkit.engine.router import Router
+
+            self._router = Router(lib, base_fingerprint=self.base_fingerprint())
+        return self._router
+
     def manual_route(self, packet_id: str | None) -> RouteView:
         """Return a decision picked by hand: a packet, or None for the base model."""
         if packet_id is None:
             return RouteView(None, "base model", 0.0, "-", "picked by hand", 0.0, manual=True)
-        rec = self._library().get(packet_id)
+        rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         return RouteView(rec.packet_id, rec.name, 0.0, "-", "picked by hand", 0.0, manual=True)
 
     def answer(
         self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work)."""
-        adapter = self._library().get(packet_id) if packet_id else None
+        adapter = self._on_library_thread(lambda lib: lib.get(packet_id)) if packet_id else None
         for chunk in self.services.engine.generate(
             question, adapter=adapter, max_tokens=max_tokens, cancel=cancel
         ):
@@ -394,12 +409,6 @@ def _field(obj: Any, *names: str) -> Any:
         if hasattr(obj, name):
             return getattr(obj, name)
     return None
-
-
-def _candidate(cand: Any) -> tuple[str, float]:
-    if isinstance(cand, tuple | list):
-        return str(cand[0]), float(cand[1])
-    return str(_field(cand, "packet_id", "route")), float(_field(cand, "score") or 0.0)
 
 
 def _to_chunk(chunk: Any) -> AnswerChunk:

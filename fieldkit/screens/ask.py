@@ -28,6 +28,7 @@ class AskScreen(Screen[None]):
 
     DEFAULT_CSS = """
     AskScreen #history { height: 1fr; padding: 0 1; }
+    AskScreen .hint { color: $text-muted; margin-bottom: 1; }
     AskScreen #route-mode { height: 1; padding: 0 1; color: $text-muted; }
     AskScreen Input { dock: bottom; margin-bottom: 1; }
     """
@@ -57,7 +58,14 @@ class AskScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Ask")
-        yield VerticalScroll(id="history")
+        yield VerticalScroll(
+            Static(
+                "Ask anything. The router picks the packet whose questions fit best, "
+                "or the base model when none does; its choice shows before the answer.",
+                classes="hint",
+            ),
+            id="history",
+        )
         yield Static(self._route_mode_text(), id="route-mode")
         yield Input(placeholder="Ask a question and press Enter", id="question")
         yield Footer()

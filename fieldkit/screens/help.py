@@ -13,17 +13,18 @@ HELP_TEXT = """\
 
 Offline knowledge packets: small expert adapters for the model on this laptop.
 
-**F1 Peers**: find nearby devices (Bluetooth LE, LAN), pair with the 6-digit code,
-sync packets (`s`, cancel with `x`). **F2 Library**: every packet, its signature and
-base-model match; verify `v`, remove `d`, export `e`, trust `t` / block `b` its
-author. **F3 Ask**: type a question and press Enter; the route is shown before the
-answer; `o` picks a packet or the base model by hand, `x` stops the answer.
+- **F2 Peers**: devices nearby (Bluetooth LE, LAN) and known. `s` sync with a LAN
+  peer, `x` cancel (it resumes next time), `t` trust, `b` block, `r` rescan.
+- **F3 Library**: every packet with its state. `v` verify, `d` remove, `e` export,
+  `t` trust or `b` block its author, `r` refresh.
+- **F4 Ask**: type a question, press Enter. The route shows before the answer.
+  `Ctrl+O` picks a packet or the base model by hand, `Escape` stops the answer.
 
-A packet marked `!! UNVERIFIED`, `!! FOREIGN BASE` or `!! BLOCKED` is never used
-for answers; only `ok verified` packets are.
+Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights failed),
+`!! FOREIGN BASE` (made for another base model) and `!! BLOCKED` (author blocked)
+are never offered by hand.
 
-`Ctrl+P` opens the command palette, `?` this help, `Ctrl+Q` quits.
-Press `Escape` to close.
+`F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit, `Escape` close.
 """
 
 

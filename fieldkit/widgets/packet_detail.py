@@ -32,7 +32,6 @@ def render_detail(detail: PacketDetail) -> Group:
     facts.add_row("author", f"{row.author} ({row.author_id[:16]})")
     facts.add_row("source", row.source)
     facts.add_row("size", row.size)
-    facts.add_row("packet id", row.packet_id[:32])
     adapter = detail.manifest.get("adapter") or {}
     if isinstance(adapter, dict) and adapter:
         lora = adapter.get("lora_parameters", adapter)
@@ -46,6 +45,7 @@ def render_detail(detail: PacketDetail) -> Group:
     if detail.exemplars:
         parts.append(Text("exemplars", "bold"))
         parts.extend(Text(f"  - {ex}") for ex in detail.exemplars[:8])
+    parts.append(Text(f"packet id {row.packet_id}", style="dim"))
     return Group(*parts)
 
 

@@ -42,10 +42,10 @@ class PacketTable(DataTable[object]):
     def on_mount(self) -> None:
         for label, width in (
             ("name", 14),
+            ("state", 15),
             ("domain", 9),
             ("size", 8),
             ("author", 9),
-            ("state", 15),
             ("source", 13),
             ("received", 16),
         ):
@@ -59,10 +59,10 @@ class PacketTable(DataTable[object]):
         for row in rows:
             self.add_row(
                 row.name,
+                status_text(row.status),
                 row.domain,
                 row.size,
                 row.author,
-                status_text(row.status),
                 row.source,
                 row.received,
                 key=row.packet_id,

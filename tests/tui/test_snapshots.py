@@ -1,0 +1,39 @@
+"""80x24 snapshots of every mode, on real homes with fixed keys and timestamps."""
+
+from __future__ import annotations
+
+from fieldkit.app import make_app
+from tests.tui.helpers import settle
+
+
+def test_library_snapshot(snap_compare, stocked) -> None:
+    app = make_app(stocked, start_mode="library", load_model=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_library_empty_snapshot(snap_compare, make_services) -> None:
+    app = make_app(make_services("empty"), start_mode="library", load_model=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_peers_snapshot(snap_compare, stocked) -> None:
+    lib = stocked.library
+    lib.set_trust("aaaabbbbccccdddd", "trusted")
+    lib.set_trust("eeeeffffgggghhhh", "blocked")
+    app = make_app(stocked, start_mode="peers", load_model=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_ask_snapshot(snap_compare, stocked) -> None:
+    app = make_app(stocked, start_mode="ask", load_model=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_help_snapshot(snap_compare, stocked) -> None:
+    async def open_help(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    app = make_app(stocked, start_mode="library", load_model=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)
