@@ -99,7 +99,10 @@ class Services:
     def router(self) -> Router:
         from fieldkit.engine.router import Router
 
-        return Router(self.library, base_fingerprint=self.base_fingerprint)
+        router = Router(self.library, base_fingerprint=self.base_fingerprint)
+        # New packets (sync, import, train) are embedded as they arrive, not at query time.
+        self.library.add_listener(router.index_packet)
+        return router
 
     def close(self) -> None:
         """Release what was built (engine thread, database), newest first."""

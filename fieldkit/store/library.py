@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,11 @@ class Library:
         self.home = home
         self.db = db
         self.identity = identity
+        self._listeners: list[Callable[[PacketRecord], None]] = []
+
+    def add_listener(self, listener: Callable[[PacketRecord], None]) -> None:
+        """Call `listener(record)` after each packet enters the library (e.g. to index it)."""
+        self._listeners.append(listener)
 
     @classmethod
     def open(cls, home: Home, identity: Identity | None = None) -> Library:
@@ -191,6 +196,11 @@ class Library:
             self._drop_blob_if_unused(replaced.sha256)
         record = self.find(pid)
         assert record is not None
+        for listener in self._listeners:
+            try:
+                listener(record)
+            except Exception as exc:  # a listener must never undo a stored packet
+                self._log("listener_failed", packet_id=pid, error=str(exc))
         return record
 
     def add_local(
