@@ -1,0 +1,190 @@
+"""The demo packets' data and the evaluation question sets parse, count and stay disjoint."""
+
+import json
+import re
+from difflib import SequenceMatcher
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "assets" / "demo"
+BENCH = REPO / "bench" / "data"
+CORPUS = REPO.parent / "shared" / "reference" / "gossip-handshake"
+
+DEMO_DOMAINS = ("solar_pumps", "cold_chain", "poultry", "grain_storage")
+REFERENCE_DOMAINS = ("agronomy", "veterinary", "irrigation", "soil_science", "aquaculture")
+# Domains whose training records must each have a paraphrase line.
+PARAPHRASED_REFERENCE = ("agronomy", "veterinary")
+# Two questions whose normalised forms are at least this similar count as the same question.
+NEAR_DUPLICATE = 0.9
+
+needs_corpus = pytest.mark.skipif(
+    not CORPUS.is_dir(),
+    reason=f"reference corpus not found at {CORPUS}; keyword and source checks need it",
+)
+
+
+def norm(text: str) -> str:
+    """Lowercase, punctuation removed, whitespace collapsed."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        assert line.strip(), f"{path}:{number} is blank"
+        row = json.loads(line)
+        assert isinstance(row, dict), f"{path}:{number} is not an object"
+        rows.append(row)
+    return rows
+
+
+def read_lines(path: Path) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert all(line.strip() == line and line for line in lines), f"{path} has blank or padded lines"
+    return lines
+
+
+def near(a: str, b: str) -> bool:
+    matcher = SequenceMatcher(None, a, b)
+    return matcher.real_quick_ratio() >= NEAR_DUPLICATE and matcher.ratio() >= NEAR_DUPLICATE
+
+
+def assert_unique(items: list[str], what: str) -> None:
+    seen: dict[str, str] = {}
+    for item in items:
+        key = norm(item)
+        assert key not in seen, f"duplicate {what}: {item!r} / {seen[key]!r}"
+        seen[key] = item
+
+
+def assert_heldout_disjoint(heldout: list[dict], phrasings: list[str]) -> None:
+    """No held-out question equals or nearly equals a training phrasing."""
+    exact = {norm(p) for p in phrasings}
+    normed = [norm(p) for p in phrasings]
+    for row in heldout:
+        question = norm(row["question"])
+        assert question not in exact, (
+            f"held-out question is a training phrasing: {row['question']!r}"
+        )
+        for phrasing in normed:
+            assert not near(question, phrasing), (
+                f"held-out question {row['question']!r} nearly equals training phrasing {phrasing!r}"
+            )
+
+
+def check_heldout_rows(rows: list[dict], domain: str, outputs: dict[str, str]) -> None:
+    for row in rows:
+        assert set(row) == {"question", "domain", "expected_keywords", "source"}, row
+        assert row["domain"] == domain, row
+        assert isinstance(row["question"], str), row
+        assert row["question"].strip(), row
+        assert row["source"] in outputs, f"source is not a training instruction: {row['source']!r}"
+        keywords = row["expected_keywords"]
+        assert 2 <= len(keywords) <= 4, row
+        output = outputs[row["source"]].lower()
+        for keyword in keywords:
+            assert isinstance(keyword, str), row
+            assert keyword.strip(), row
+            assert keyword.lower() in output, (
+                f"keyword {keyword!r} is not in the output of {row['source']!r}"
+            )
+    assert_unique([row["question"] for row in rows], f"{domain} held-out question")
+
+
+def check_paraphrase_rows(rows: list[dict], domain: str, instructions: list[str]) -> list[str]:
+    """Validate paraphrase lines; return every paraphrase."""
+    assert [row["source"] for row in rows] == instructions, (
+        f"{domain} paraphrases must have one line per training record, in order"
+    )
+    questions: list[str] = []
+    for row in rows:
+        assert set(row) == {"domain", "source", "questions"}, row
+        assert row["domain"] == domain, row
+        assert len(row["questions"]) == 3, row
+        for question in row["questions"]:
+            assert isinstance(question, str), row
+            assert question.strip(), row
+            assert norm(question) != norm(row["source"]), (
+                f"paraphrase repeats its source: {question!r}"
+            )
+        questions.extend(row["questions"])
+    assert_unique(instructions + questions, f"{domain} training phrasing")
+    return questions
+
+
+# ---- demo packets ---------------------------------------------------------------------------
+
+
+def demo_train(domain: str) -> list[dict]:
+    return read_jsonl(DEMO / domain / "train.jsonl")
+
+
+def test_demo_domains_are_new() -> None:
+    assert sorted(p.name for p in DEMO.iterdir() if p.is_dir()) == sorted(DEMO_DOMAINS)
+    assert not set(DEMO_DOMAINS) & set(REFERENCE_DOMAINS)
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_meta(domain: str) -> None:
+    meta = json.loads((DEMO / domain / "meta.json").read_text(encoding="utf-8"))
+    assert set(meta) == {"name", "domain", "description"}
+    assert meta["domain"] == domain
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", meta["name"]), meta["name"]
+    assert meta["description"].endswith(".")
+    assert meta["description"].count(". ") == 0
+
+
+def test_demo_packet_names_unique() -> None:
+    names = [
+        json.loads((DEMO / d / "meta.json").read_text(encoding="utf-8"))["name"]
+        for d in DEMO_DOMAINS
+    ]
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_train(domain: str) -> None:
+    rows = demo_train(domain)
+    assert len(rows) == 40
+    for row in rows:
+        assert set(row) == {"instruction", "input", "output"}, row
+        assert row["input"] == ""
+        assert row["instruction"].endswith("?"), row["instruction"]
+        words = len(row["output"].split())
+        assert words <= 60, f"{words} words: {row['instruction']!r}"
+        sentences = len(re.findall(r"[.!?](?:\s|$)", row["output"]))
+        assert 2 <= sentences <= 3, f"{sentences} sentences: {row['instruction']!r}"
+    assert_unique([row["instruction"] for row in rows], f"{domain} instruction")
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_exemplars(domain: str) -> None:
+    exemplars = read_lines(DEMO / domain / "exemplars.txt")
+    assert len(exemplars) == 24
+    assert_unique(exemplars, f"{domain} exemplar")
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_heldout(domain: str) -> None:
+    train = demo_train(domain)
+    outputs = {row["instruction"]: row["output"] for row in train}
+    rows = read_jsonl(DEMO / domain / "heldout.jsonl")
+    assert len(rows) == 25
+    check_heldout_rows(rows, domain, outputs)
+    sources = [row["source"] for row in rows]
+    assert len(set(sources)) == len(sources), "each held-out question paraphrases its own record"
+    exemplars = read_lines(DEMO / domain / "exemplars.txt")
+    assert_heldout_disjoint(rows, list(outputs) + exemplars)
+
+
+def test_demo_heldout_not_in_other_domains() -> None:
+    """A held-out question may not appear among another packet's training phrasings either."""
+    phrasings: list[str] = []
+    for domain in DEMO_DOMAINS:
+        phrasings += [row["instruction"] for row in demo_train(domain)]
+    exact = {norm(p) for p in phrasings}
+    for domain in DEMO_DOMAINS:
+        for row in read_jsonl(DEMO / domain / "heldout.jsonl"):
+            assert norm(row["question"]) not in exact, row["question"]
