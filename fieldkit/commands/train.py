@@ -100,6 +100,7 @@ def train_command(
         read_lines,
     )
     from fieldkit.engine.train import TrainConfig, train_lora
+    from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
 
     svc = services()
     if any(r.name == name.strip() for r in svc.library.list_packets()):
@@ -110,8 +111,18 @@ def train_command(
     records = load_records(data)
     if paraphrases is not None:
         records = attach_paraphrases(records, read_jsonl(paraphrases))
-    questions = read_lines(exemplars) if exemplars else pick_exemplars(records)
     examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    if exemplars:
+        questions = read_lines(exemplars)
+    else:  # the original questions first, then other phrasings if there are few records
+        asked = [e["messages"][-2]["content"] for e in examples]
+        questions = list(dict.fromkeys(pick_exemplars(records) + asked))[:MIN_EXEMPLARS]
+        questions = pick_exemplars(records) if len(records) >= MIN_EXEMPLARS else questions
+    if not MIN_EXEMPLARS <= len(questions) <= MAX_EXEMPLARS:
+        raise DataError(
+            f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, "
+            f"not {len(questions)}."
+        )
     config = TrainConfig(
         rank=rank,
         scale=scale,
