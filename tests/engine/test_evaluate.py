@@ -77,7 +77,8 @@ def test_reports_show_the_numbers() -> None:
     chart = bar_chart(scores, width=10)
     assert chart.splitlines()[1].startswith("oracle ████████·· " + " 75")
     data = json.loads(to_json(scores, answers, {"run": 1}))
-    assert data["meta"] == {"run": 1} and len(data["answers"]) == 6
+    assert data["meta"] == {"run": 1}
+    assert len(data["answers"]) == 6
     assert data["answers"][0]["recall"] == 0.75
 
 

@@ -53,7 +53,8 @@ def pair():
 
 def test_linear_merge_is_the_weighted_sum_of_products(pair) -> None:
     merged = merge_adapters(pair, MergeSpec(method="linear", weights=(0.7, 0.3)))
-    assert merged.config.rank == 8 and merged.config.scale == 1.0
+    assert merged.config.rank == 8
+    assert merged.config.scale == 1.0
     for module in MODULES:  # two rank-4 deltas sum to rank 8: the re-factoring is exact
         expected = 0.7 * product(pair[0], module) + 0.3 * product(pair[1], module)
         np.testing.assert_allclose(product(merged, module), expected, atol=1e-4)
@@ -102,7 +103,8 @@ def test_dare_ties_matches_the_direct_formula(pair) -> None:
 
 def test_factorwise_ties_merges_a_and_b_apart_like_peft(pair) -> None:
     merged = merge_adapters(pair, MergeSpec(method="ties", density=0.5, factorwise=True))
-    assert merged.config.rank == 4 and merged.config.scale == 1.0
+    assert merged.config.rank == 4
+    assert merged.config.scale == 1.0
     weights = [np.sqrt(2.0), np.sqrt(3.0)]  # sqrt(weight 1.0 * scale)
     for module in MODULES:
         for part in ("lora_a", "lora_b"):
@@ -144,7 +146,8 @@ def test_merge_command_adds_a_packet_marked_merged(tmp_path: Path, home, make_pa
     library = Library.open(home, identity=Identity.load_or_create(home))
     try:
         record = library.get("both")
-        assert record.merged and record.domain == "agronomy+veterinary"
+        assert record.merged
+        assert record.domain == "agronomy+veterinary"
         assert record.manifest["lineage"] == [a.packet_id, b.packet_id]
         assert library.verify("both")[1] is None
         adapter = library.load_adapter(record)
@@ -157,8 +160,10 @@ def test_merge_command_adds_a_packet_marked_merged(tmp_path: Path, home, make_pa
     finally:
         library.close()
     again = runner.invoke(main, [*args, "--method", "linear"])
-    assert again.exit_code == 1 and "already in the library" in again.output
+    assert again.exit_code == 1
+    assert "already in the library" in again.output
     bad = runner.invoke(
         main, ["--home", str(home.root), "merge", "agronomy", "nope", "--name", "x"]
     )
-    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.exit_code == 1
+    assert "Traceback" not in bad.output

@@ -118,7 +118,8 @@ def test_a_name_shared_by_two_records_gets_no_tell_me_question() -> None:
 def test_split_holds_out_a_share_or_nothing() -> None:
     items = [{"i": i} for i in range(40)]
     train, val = split_examples(items, 0.1, 4, seed=0)
-    assert len(val) == 4 and len(train) == 36
+    assert len(val) == 4
+    assert len(train) == 36
     assert sorted(x["i"] for x in train + val) == list(range(40))
     assert split_examples(items[:10], 0.1, 4, seed=0) == (
         split_examples(items[:10], 0.1, 4, 0)[0],
@@ -135,8 +136,10 @@ def test_training_changes_the_adapter_and_lowers_the_loss(tiny_model_dir: Path) 
     )
     result = train_lora(tiny_model_dir, examples, config, on_progress=seen.append)
     assert [p.iteration for p in seen] == list(range(1, 17))
-    assert all(p.it_per_s > 0 for p in seen) and seen[-1].eta_s == 0
-    assert result.n_val >= 4 and result.best_val_loss is not None
+    assert all(p.it_per_s > 0 for p in seen)
+    assert seen[-1].eta_s == 0
+    assert result.n_val >= 4
+    assert result.best_val_loss is not None
     assert result.best_val_loss < result.val_history[0][1]
     validate_tensors(result.adapter.config, result.adapter.tensors, 4)
     b = result.adapter.tensors["model.layers.3.mlp.down_proj.lora_b"]
@@ -150,7 +153,8 @@ def test_no_progress_stops_early_and_keeps_the_first_weights(tiny_model_dir: Pat
     )
     result = train_lora(tiny_model_dir, examples, config)
     assert result.stopped_early
-    assert result.iterations == 4 and result.best_iteration == 0
+    assert result.iterations == 4
+    assert result.best_iteration == 0
 
 
 def test_too_few_examples_is_a_data_error(tiny_model_dir: Path) -> None:
@@ -166,13 +170,15 @@ def test_train_command_adds_a_signed_packet(tmp_path: Path, tiny_model_dir: Path
         main, [*args, "--name", "pumps", "--domain", "solar_pumps", "--iters", "6", "--rank", "4"]
     )
     assert result.exit_code == 0, result.output
-    assert "it/s" in result.output and "ETA" in result.output
+    assert "it/s" in result.output
+    assert "ETA" in result.output
     assert "Added pumps" in result.output
     h = Home(home)
     library = Library.open(h, identity=Identity.load_or_create(h))
     try:
         record = library.get("pumps")
-        assert record.domain == "solar_pumps" and not record.merged
+        assert record.domain == "solar_pumps"
+        assert not record.merged
         assert record.author_id == library.identity.device_id
         assert record.adapter.rank == 4
         _, problem = library.verify("pumps")
@@ -182,7 +188,8 @@ def test_train_command_adds_a_signed_packet(tmp_path: Path, tiny_model_dir: Path
     finally:
         library.close()
     again = CliRunner().invoke(main, [*args, "--name", "pumps", "--domain", "solar_pumps"])
-    assert again.exit_code == 1 and "already in the library" in again.output
+    assert again.exit_code == 1
+    assert "already in the library" in again.output
 
 
 def test_train_command_refuses_bad_data_without_a_packet(
