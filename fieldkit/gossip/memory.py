@@ -1,0 +1,103 @@
+"""An in-memory ByteStream pair for tests, with fault injection on each direction.
+
+`Faults(cut_after=N)` cuts the whole link after N bytes went one way (the rest of the bytes
+are lost, both ends see end of stream and later sends fail), `corrupt_at=N` flips byte N,
+`stall_after=N` silently stops delivering after N bytes (the link looks alive but is dead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from fieldkit.errors import TransportError
+
+
+@dataclass
+class Faults:
+    """Faults of one direction; offsets count the bytes sent that way."""
+
+    cut_after: int | None = None
+    corrupt_at: int | None = None
+    stall_after: int | None = None
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.cut = False
+        self.pipes: list[_Pipe] = []
+
+    def cut_now(self) -> None:
+        self.cut = True
+        for pipe in self.pipes:
+            pipe.queue.put_nowait(b"")
+
+
+class _Pipe:
+    def __init__(self, link: _Link, faults: Faults) -> None:
+        self.link = link
+        self.faults = faults
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.sent = 0
+        self.delivered = 0
+
+    def push(self, data: bytes) -> None:
+        start, self.sent = self.sent, self.sent + len(data)
+        f = self.faults
+        if f.corrupt_at is not None and start <= f.corrupt_at < self.sent:
+            buf = bytearray(data)
+            buf[f.corrupt_at - start] ^= 0xFF
+            data = bytes(buf)
+        limit = min(x for x in (f.cut_after, f.stall_after, self.sent) if x is not None)
+        keep = data[: max(0, limit - start)]
+        if keep:
+            self.delivered += len(keep)
+            self.queue.put_nowait(keep)
+        if f.cut_after is not None and self.sent >= f.cut_after:
+            self.link.cut_now()
+
+
+class MemoryStream:
+    """One end of an in-memory link; implements fieldkit.gossip.stream.ByteStream."""
+
+    def __init__(self, label: str, inbox: _Pipe, outbox: _Pipe) -> None:
+        self.peer_label = label
+        self._inbox = inbox
+        self._outbox = outbox
+        self._eof = False
+        self._closed = False
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes this end handed to the link (delivered or not)."""
+        return self._outbox.sent
+
+    async def send(self, data: bytes) -> None:
+        if self._closed or self._outbox.link.cut:
+            raise TransportError(f"The link to {self.peer_label} is closed.")
+        self._outbox.push(bytes(data))
+        await asyncio.sleep(0)  # let the other end run, as a real link would
+
+    async def receive(self) -> bytes:
+        if self._eof:
+            return b""
+        data = await self._inbox.queue.get()
+        if not data:
+            self._eof = True
+        return data
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._outbox.queue.put_nowait(b"")
+
+
+def memory_pair(
+    a_to_b: Faults | None = None, b_to_a: Faults | None = None
+) -> tuple[MemoryStream, MemoryStream]:
+    """Return two connected streams (a, b); faults apply to each direction separately."""
+    link = _Link()
+    ab = _Pipe(link, a_to_b or Faults())
+    ba = _Pipe(link, b_to_a or Faults())
+    link.pipes = [ab, ba]
+    return MemoryStream("memory:b", ba, ab), MemoryStream("memory:a", ab, ba)

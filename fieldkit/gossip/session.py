@@ -1,0 +1,432 @@
+"""One gossip session: the sans-IO core driven over any ByteStream against a Library.
+
+`run_session` is transport-agnostic: TCP, the in-memory pair and BLE all hand it a
+ByteStream. It reads on one task and serves the peer's wants on another, so both directions
+flow at once; every frame goes out under one lock, whole and in the order the core made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from typing import Any
+
+from fieldkit.errors import FieldkitError, PacketError, PeerRefused, ProtocolError, TransportError
+from fieldkit.gossip.chunks import ChunkEncoder
+from fieldkit.gossip.messages import (
+    Abort,
+    Bye,
+    Cancel,
+    Chunk,
+    Hello,
+    Inventory,
+    InventoryItem,
+    Message,
+    PacketEnd,
+    PacketStart,
+    Proof,
+    Want,
+)
+from fieldkit.gossip.pairing import NONCE_SIZE, proof_payload
+from fieldkit.gossip.parts import PartFile, held_chunks
+from fieldkit.gossip.protocol import (
+    NEED_DATA,
+    PROTOCOL_VERSION,
+    Closed,
+    GossipConnection,
+    PeerVerified,
+    State,
+    chunk_count,
+    chunk_length,
+    have_bitmap,
+    missing_chunks,
+)
+from fieldkit.gossip.stream import ByteStream
+from fieldkit.gossip.summary import (
+    DEFAULT_POLICY,
+    POLICIES,
+    POLICY_SETTING,
+    ConfirmCallback,
+    PacketReport,
+    ProgressCallback,
+    ProgressUpdate,
+    SyncOptions,
+    SyncSummary,
+)
+from fieldkit.store.identity import Identity, device_id_for
+from fieldkit.store.library import Library
+from fieldkit.store.packet import packet_id as manifest_packet_id
+from fieldkit.store.packet import verify_manifest
+
+
+def receive_policy(library: Library) -> str:
+    """Return the library's receive policy (trusted-only unless set)."""
+    policy = library.get_setting(POLICY_SETTING, DEFAULT_POLICY)
+    return policy if policy in POLICIES else DEFAULT_POLICY
+
+
+async def run_session(
+    stream: ByteStream,
+    identity: Identity,
+    library: Library,
+    options: SyncOptions | None = None,
+    progress: ProgressCallback | None = None,
+    confirm: ConfirmCallback | None = None,
+    claims: set[str] | None = None,
+) -> SyncSummary:
+    """Run one two-way sync with the peer at the other end of `stream`; return its summary.
+
+    Never raises for what the peer or the link did: the summary's `error` says why the
+    session ended early. `claims` is shared by concurrent sessions of one listener so that
+    two peers never write the same part file.
+    """
+    session = _Session(stream, identity, library, options or SyncOptions(), progress, confirm)
+    session.claims = claims if claims is not None else set()
+    return await session.run()
+
+
+class _Session:
+    def __init__(
+        self,
+        stream: ByteStream,
+        identity: Identity,
+        library: Library,
+        options: SyncOptions,
+        progress: ProgressCallback | None,
+        confirm: ConfirmCallback | None,
+    ) -> None:
+        self.stream = stream
+        self.identity = identity
+        self.library = library
+        self.options = options
+        self.progress = progress
+        self.confirm = confirm
+        self.claims: set[str] = set()
+        self.policy = options.policy or receive_policy(library)
+        hello = Hello(
+            PROTOCOL_VERSION,
+            identity.device_id,
+            identity.name,
+            identity.public_key,
+            os.urandom(NONCE_SIZE),
+            options.limits.max_chunk,
+        )
+        encoder = ChunkEncoder(options.compression_level, options.shuffle)
+        self.core = GossipConnection(hello, device_id_for, options.limits, encoder)
+        self.summary = SyncSummary(peer_label=stream.peer_label)
+        self.send_lock = asyncio.Lock()
+        self.wants: asyncio.Queue[Want | None] = asyncio.Queue()
+        self.parts: dict[str, PartFile] = {}
+        self.incoming: dict[str, PacketReport] = {}
+        self.last_activity = time.monotonic()
+        self.wants_sent = False
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> SyncSummary:
+        server = asyncio.create_task(self._serve_wants())
+        try:
+            await self._send(self.core.our_hello)
+            await asyncio.wait_for(self._handshake(), self.options.handshake_timeout)
+            await self._read_until_finished()
+        except TimeoutError:
+            await self._fail(TransportError(f"The peer {self.stream.peer_label} timed out."))
+        except ProtocolError as exc:
+            await self._fail(exc, abort=str(exc))
+        except PeerRefused as exc:
+            await self._fail(exc, abort="This device refuses the session.")
+        except FieldkitError as exc:
+            await self._fail(exc)
+        finally:
+            self.wants.put_nowait(None)
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError, FieldkitError):
+                await server
+            for part in self.parts.values():
+                part.close()
+            for pid in self.incoming:
+                self.claims.discard(pid)
+            with contextlib.suppress(Exception):
+                await self.stream.close()
+        self.summary.bytes_sent = self.core.bytes_sent
+        self.summary.bytes_received = self.core.bytes_received
+        return self.summary
+
+    async def _fail(self, exc: FieldkitError, abort: str | None = None) -> None:
+        self.summary.error = str(exc)
+        for report in self.summary.packets:
+            if report.status == "pending":
+                report.status, report.reason = "failed", "the session ended early"
+        self.library.log_event("sync_failed", peer_id=self.summary.peer_id, reason=str(exc))
+        if abort is not None and self.core.state is not State.CLOSED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send(Abort(abort[:500])), 5)
+
+    async def _handshake(self) -> None:
+        while self.core.peer is None:
+            await self._step()
+
+    async def _read_until_finished(self) -> None:
+        while not self.core.finished:
+            await self._step()
+
+    async def _step(self) -> None:
+        """Handle every buffered event, then wait for more bytes."""
+        while True:
+            event = self.core.next_event()
+            if event is NEED_DATA:
+                break
+            await self._handle(event)
+            if self.core.finished:
+                return
+        data = await self._receive()
+        self.core.receive_data(data)
+
+    async def _receive(self) -> bytes:
+        """Return the next bytes; time out only if neither side made progress for a while."""
+        idle = self.options.idle_timeout
+        while True:
+            try:
+                data = await asyncio.wait_for(self.stream.receive(), idle)
+            except TimeoutError:
+                if time.monotonic() - self.last_activity < idle:
+                    continue
+                raise TransportError(
+                    f"The peer {self.stream.peer_label} sent nothing for {idle:g} seconds."
+                ) from None
+            self.last_activity = time.monotonic()
+            return data
+
+    async def _send(self, message: Message, unless_cancelled: str = "") -> int:
+        """Send one message; return its wire size (0 if `unless_cancelled` was cancelled)."""
+        async with self.send_lock:
+            if unless_cancelled and self.core.is_cancelled(unless_cancelled):
+                return 0
+            data = self.core.send(message)
+            await self.stream.send(data)
+        self.last_activity = time.monotonic()
+        return len(data)
+
+    # --- events ------------------------------------------------------------------------
+
+    async def _handle(self, event: Any) -> None:
+        if isinstance(event, Hello):
+            payload = proof_payload(
+                self.identity.public_key, self.core.our_hello.nonce, event.public_key, event.nonce
+            )
+            await self._send(Proof(self.identity.sign(payload)))
+        elif isinstance(event, PeerVerified):
+            await self._on_peer(event)
+        elif isinstance(event, Inventory):
+            await self._on_inventory(event)
+        elif isinstance(event, Want):
+            self.wants.put_nowait(event)
+        elif isinstance(event, PacketStart):
+            await self._on_start(event)
+        elif isinstance(event, Chunk):
+            self._on_chunk(event)
+        elif isinstance(event, PacketEnd):
+            await self._on_end(event)
+        elif isinstance(event, Cancel):
+            await self._on_cancel(event)
+        elif isinstance(event, Abort):
+            raise PeerRefused(f"The peer ended the session: {event.reason}")
+        elif isinstance(event, Closed) and not event.clean:
+            raise TransportError(
+                f"The link to {self.stream.peer_label} closed before the sync finished."
+            )
+        await self._maybe_bye()
+
+    async def _on_peer(self, peer: PeerVerified) -> None:
+        self.summary.peer_id, self.summary.peer_name, self.summary.sas = (
+            peer.device_id,
+            peer.name,
+            peer.sas,
+        )
+        known = self.library.get_peer(peer.device_id)
+        if known is not None and known.trust == "blocked":
+            self.summary.peer_trust = "blocked"
+            raise PeerRefused(f"Peer {peer.device_id} is blocked; the session was refused.")
+        record = self.library.upsert_peer(peer.public_key, peer.name, self.stream.peer_label)
+        self.summary.peer_trust = record.trust
+        self.library.log_event("sync_started", peer_id=peer.device_id, trust=record.trust)
+        items = tuple(
+            InventoryItem(
+                r.packet_id, r.sha256, r.size, r.author_id, r.base_fingerprint, r.name[:200]
+            )
+            for r in self.library.list_packets()
+        )
+        await self._send(Inventory(items))
+
+    async def _accepts_peer(self) -> tuple[bool, str]:
+        trust = self.summary.peer_trust
+        if trust == "trusted" or self.policy == "open":
+            return True, ""
+        if self.policy == "ask":
+            if self.confirm is not None:
+                peer_id, name, sas = self.summary.peer_id, self.summary.peer_name, self.summary.sas
+                if await self.confirm(peer_id, name, sas):
+                    self.library.set_trust(peer_id, "trusted")
+                    self.summary.peer_trust = "trusted"
+                    return True, ""
+                return False, "the peer was not accepted"
+            if self.options.accept_pending:
+                return True, ""
+        return False, f"the peer is {trust} and the receive policy is {self.policy}"
+
+    async def _on_inventory(self, inventory: Inventory) -> None:
+        offered = [item for item in inventory.items if not self.library.has(item.packet_id)]
+        accepted, why = (True, "") if not offered else await self._accepts_peer()
+        base = self.options.base_fingerprint
+        for item in offered:
+            report = PacketReport(item.packet_id, item.name, item.sha256, "received", "refused")
+            report.size = item.size
+            if not accepted:
+                report.reason = why
+            elif base is not None and item.base_fingerprint != base:
+                report.reason = "it was made for another base model"
+            elif item.packet_id in self.claims:
+                report.reason = "it is being received from another peer"
+            elif item.size > self.options.limits.max_packet:
+                report.reason = "it is larger than the packet size limit"
+            else:
+                report.status = "pending"
+                self.claims.add(item.packet_id)
+                self.incoming[item.packet_id] = report
+                held, manifest = held_chunks(self.library, item.packet_id)
+                have = b""
+                if manifest is not None and held:
+                    count = chunk_count(manifest["weights_size"], manifest["chunk_size"])
+                    have = have_bitmap(held, count)
+                await self._send(Want(item.packet_id, have))
+            self.summary.packets.append(report)
+        self.wants_sent = True
+
+    async def _on_start(self, start: PacketStart) -> None:
+        report = self.incoming[start.packet_id]
+        manifest = start.manifest
+        try:
+            computed = manifest_packet_id(manifest)
+        except PacketError:
+            computed = ""
+        if computed != start.packet_id:
+            raise ProtocolError(f"The peer's manifest for {report.name!r} does not match its id.")
+        reason = ""
+        try:
+            verify_manifest(manifest, start.signature)
+        except PacketError as exc:
+            reason = str(exc)
+        base = self.options.base_fingerprint
+        if not reason and base is not None and manifest["base_fingerprint"] != base:
+            reason = f"Packet {manifest['name']!r} was made for another base model."
+        report.name = manifest.get("name", report.name) if not reason else report.name
+        report.wire_bytes += start.wire_size
+        if reason:
+            report.status, report.reason = "refused", reason
+            await self._send(Cancel(start.packet_id, reason[:500]))
+            return
+        held, stored = held_chunks(self.library, start.packet_id)
+        held = held if stored == manifest else set()
+        part = PartFile(
+            self.library, start.packet_id, self.summary.peer_id, manifest, start.signature, held
+        )
+        self.parts[start.packet_id] = part
+        report.resumed_from = part.held_bytes
+        self._report_progress(report, part.held_bytes)
+
+    def _on_chunk(self, chunk: Chunk) -> None:
+        part = self.parts[chunk.packet_id]
+        report = self.incoming[chunk.packet_id]
+        part.write(chunk.index, chunk.data)
+        report.wire_bytes += chunk.wire_size
+        self._report_progress(report, part.held_bytes)
+
+    async def _on_end(self, end: PacketEnd) -> None:
+        report = self.incoming[end.packet_id]
+        report.wire_bytes += end.wire_size
+        part = self.parts.pop(end.packet_id)
+        self.claims.discard(end.packet_id)
+        try:
+            part.finish(self.options.base_fingerprint)
+        except FieldkitError as exc:
+            part.discard()
+            report.status, report.reason = "refused", str(exc)
+        else:
+            report.status = "ok"
+            self.library.log_event(
+                "packet_received", packet_id=end.packet_id, peer_id=self.summary.peer_id
+            )
+
+    async def _on_cancel(self, cancel: Cancel) -> None:
+        report = self.incoming.get(cancel.packet_id)
+        if report is not None and report.status == "pending":  # the sender cannot give it
+            report.status, report.reason = "failed", f"the peer cancelled: {cancel.reason}"
+            self.claims.discard(cancel.packet_id)
+            part = self.parts.pop(cancel.packet_id, None)
+            if part is not None:
+                part.close()
+            return
+        for sent in self.summary.packets:
+            if sent.packet_id == cancel.packet_id and sent.direction == "sent":
+                sent.status, sent.reason = "refused", f"the peer refused it: {cancel.reason}"
+
+    async def _maybe_bye(self) -> None:
+        if self.wants_sent and not self.core.pending_wants() and not self.core.said_bye:
+            await self._send(Bye())
+
+    def _report_progress(self, report: PacketReport, done: int) -> None:
+        if self.progress is not None:
+            update = ProgressUpdate(
+                report.packet_id, report.name, report.direction, done, report.size
+            )
+            self.progress(update)
+
+    # --- serving the peer's wants ------------------------------------------------------
+
+    async def _serve_wants(self) -> None:
+        while True:
+            want = await self.wants.get()
+            if want is None:
+                return
+            await self._serve(want)
+
+    async def _serve(self, want: Want) -> None:
+        record = self.library.find(want.packet_id)
+        if record is None:
+            await self._send(Cancel(want.packet_id, "the packet is no longer in the library"))
+            return
+        report = PacketReport(record.packet_id, record.name, record.sha256, "sent", "pending")
+        report.size = record.size
+        self.summary.packets.append(report)
+        manifest = record.manifest
+        chunk_size, size = manifest["chunk_size"], manifest["weights_size"]
+        peer_hello = self.core.peer_hello
+        if peer_hello is not None and chunk_size > peer_hello.max_chunk:
+            report.status, report.reason = "refused", "the peer's chunk limit is too small"
+            await self._send(Cancel(record.packet_id, "its chunks exceed your chunk limit"))
+            return
+        try:
+            data = self.library.read_weights(record)
+        except FieldkitError as exc:
+            report.status, report.reason = "failed", str(exc)
+            await self._send(Cancel(record.packet_id, "the packet's weights are unreadable"))
+            return
+        todo = missing_chunks(want.have, chunk_count(size, chunk_size))
+        report.resumed_from = size - sum(chunk_length(size, chunk_size, i) for i in todo)
+        pid = record.packet_id
+        report.wire_bytes += await self._send(PacketStart(pid, manifest, record.signature), pid)
+        done = report.resumed_from
+        for index in todo:
+            piece = data[index * chunk_size : index * chunk_size + chunk_size]
+            sent = await self._send(Chunk(pid, index, piece), pid)
+            if not sent:
+                break
+            report.wire_bytes += sent
+            done += len(piece)
+            self._report_progress(report, done)
+        # The sender ends every wanted packet, even one the receiver cancelled.
+        report.wire_bytes += await self._send(PacketEnd(pid))
+        if report.status == "pending":
+            report.status = "ok"

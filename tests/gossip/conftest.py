@@ -1,0 +1,24 @@
+"""Devices for the gossip tests: each is a home with its own key and library."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fieldkit.home import Home
+from tests.gossip.helpers import Device
+
+
+@pytest.fixture
+def make_device(make_home: Callable[[str], Home]) -> Iterator[Callable[[str], Device]]:
+    opened: list[Device] = []
+
+    def factory(label: str) -> Device:
+        device = Device.open(make_home(label))
+        opened.append(device)
+        return device
+
+    yield factory
+    for device in opened:
+        device.library.close()

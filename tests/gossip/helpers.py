@@ -1,0 +1,54 @@
+"""Two devices (home, identity, library) and ways to sync them over real parts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from fieldkit.gossip.memory import Faults, memory_pair
+from fieldkit.gossip.session import run_session
+from fieldkit.gossip.summary import SyncOptions, SyncSummary
+from fieldkit.home import Home
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+
+
+@dataclass
+class Device:
+    """One simulated laptop."""
+
+    home: Home
+    identity: Identity
+    library: Library
+
+    @classmethod
+    def open(cls, home: Home) -> Device:
+        identity = Identity.load_or_create(home)
+        return cls(home, identity, Library.open(home, identity=identity))
+
+    @property
+    def device_id(self) -> str:
+        return self.identity.device_id
+
+    def trust(self, other: Device) -> None:
+        self.library.set_trust(other.device_id, "trusted")
+
+    def packet_ids(self) -> set[str]:
+        return {r.packet_id for r in self.library.list_packets()}
+
+
+async def sync_memory(
+    a: Device,
+    b: Device,
+    a_to_b: Faults | None = None,
+    b_to_a: Faults | None = None,
+    options_a: SyncOptions | None = None,
+    options_b: SyncOptions | None = None,
+) -> tuple[SyncSummary, SyncSummary]:
+    """Run one session between a and b over the in-memory pair; return both summaries."""
+    sa, sb = memory_pair(a_to_b, b_to_a)
+    fast = SyncOptions(handshake_timeout=5, idle_timeout=2)
+    return await asyncio.gather(
+        run_session(sa, a.identity, a.library, options_a or fast),
+        run_session(sb, b.identity, b.library, options_b or fast),
+    )
