@@ -188,3 +188,37 @@ def test_demo_heldout_not_in_other_domains() -> None:
     for domain in DEMO_DOMAINS:
         for row in read_jsonl(DEMO / domain / "heldout.jsonl"):
             assert norm(row["question"]) not in exact, row["question"]
+
+
+# ---- reference corpus held-out set -------------------------------------------------------------
+
+
+def corpus(domain: str) -> list[dict]:
+    return read_jsonl(CORPUS / f"{domain}.jsonl")
+
+
+def reference_heldout() -> list[dict]:
+    return read_jsonl(BENCH / "reference_heldout.jsonl")
+
+
+def test_reference_heldout_counts() -> None:
+    rows = reference_heldout()
+    domains = [row["domain"] for row in rows]
+    assert set(domains) == set(REFERENCE_DOMAINS)
+    for domain in REFERENCE_DOMAINS:
+        assert domains.count(domain) >= 20, domain
+    # agronomy and veterinary come first
+    assert domains[: domains.count("agronomy")] == ["agronomy"] * domains.count("agronomy")
+    assert_unique([row["question"] for row in rows], "reference held-out question")
+
+
+@needs_corpus
+@pytest.mark.parametrize("domain", REFERENCE_DOMAINS)
+def test_reference_heldout_matches_corpus(domain: str) -> None:
+    records = corpus(domain)
+    outputs = {row["instruction"]: row["output"] for row in records}
+    rows = [row for row in reference_heldout() if row["domain"] == domain]
+    check_heldout_rows(rows, domain, outputs)
+    sources = [row["source"] for row in rows]
+    assert len(set(sources)) == len(sources), f"{domain}: spread the questions over records"
+    assert_heldout_disjoint(rows, list(outputs))
