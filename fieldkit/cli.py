@@ -22,6 +22,10 @@ COMMANDS: dict[str, str] = {
     "route": "fieldkit.commands.route:route_command",
     "train": "fieldkit.commands.train:train_command",
     "merge": "fieldkit.commands.merge:merge_command",
+    "sync": "fieldkit.commands.sync:sync_command",
+    "peers": "fieldkit.commands.peers:peers",
+    "trust": "fieldkit.commands.peers:trust_command",
+    "block": "fieldkit.commands.peers:block_command",
 }
 
 

@@ -1,0 +1,74 @@
+"""`fieldkit peers`, `fieldkit trust` and `fieldkit block`: who this device syncs with."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from fieldkit.commands import emit_json, services
+from fieldkit.gossip.summary import POLICIES, POLICY_SETTING
+
+
+@click.group("peers", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def peers(ctx: click.Context, as_json: bool) -> None:
+    """List known peers with their trust state."""
+    if ctx.invoked_subcommand is not None:
+        return
+    library = services().library
+    rows = [
+        {
+            "id": p.peer_id,
+            "name": p.name,
+            "trust": p.trust,
+            "key_pinned": p.public_key is not None,
+            "address": p.address,
+            "last_seen": p.last_seen,
+        }
+        for p in library.list_peers()
+    ]
+    if as_json:
+        from fieldkit.gossip.session import receive_policy
+
+        emit_json({"policy": receive_policy(library), "peers": rows})
+        return
+    if not rows:
+        click.echo("No peers yet. Run `fieldkit sync HOST:PORT` or `fieldkit trust PEER_ID`.")
+        return
+    for row in rows:
+        seen = (
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_seen"]))
+            if row["last_seen"]
+            else "never met"
+        )
+        click.echo(f"{row['id']}  {row['trust']:<8} {row['name'] or '-':<20} {seen}")
+
+
+@peers.command("policy")
+@click.argument("policy", required=False, type=click.Choice(POLICIES))
+def policy_command(policy: str | None) -> None:
+    """Show or set the receive policy: trusted-only (default), ask or open."""
+    from fieldkit.gossip.session import receive_policy
+
+    library = services().library
+    if policy is not None:
+        library.set_setting(POLICY_SETTING, policy)
+    click.echo(f"Receive policy: {receive_policy(library)}")
+
+
+@click.command("trust")
+@click.argument("peer_id")
+def trust_command(peer_id: str) -> None:
+    """Trust a peer by id (works before the first contact): accept its packets."""
+    peer = services().library.set_trust(peer_id, "trusted")
+    click.echo(f"Peer {peer.peer_id} is trusted.")
+
+
+@click.command("block")
+@click.argument("peer_id")
+def block_command(peer_id: str) -> None:
+    """Block a peer by id: refuse every session with it."""
+    peer = services().library.set_trust(peer_id, "blocked")
+    click.echo(f"Peer {peer.peer_id} is blocked.")
