@@ -222,3 +222,21 @@ def test_reference_heldout_matches_corpus(domain: str) -> None:
     sources = [row["source"] for row in rows]
     assert len(set(sources)) == len(sources), f"{domain}: spread the questions over records"
     assert_heldout_disjoint(rows, list(outputs))
+
+
+# ---- out-of-domain questions ------------------------------------------------------------------
+
+
+def test_out_of_domain() -> None:
+    questions = read_lines(BENCH / "out_of_domain.txt")
+    assert len(questions) == 80
+    assert all(q.endswith("?") for q in questions)
+    assert_unique(questions, "out-of-domain question")
+    known: set[str] = set()
+    for domain in DEMO_DOMAINS:
+        known |= {norm(row["instruction"]) for row in demo_train(domain)}
+        known |= {norm(row["question"]) for row in read_jsonl(DEMO / domain / "heldout.jsonl")}
+        known |= {norm(line) for line in read_lines(DEMO / domain / "exemplars.txt")}
+    known |= {norm(row["question"]) for row in reference_heldout()}
+    clash = [q for q in questions if norm(q) in known]
+    assert not clash, f"out-of-domain questions that are domain questions: {clash}"
