@@ -240,3 +240,32 @@ def test_out_of_domain() -> None:
     known |= {norm(row["question"]) for row in reference_heldout()}
     clash = [q for q in questions if norm(q) in known]
     assert not clash, f"out-of-domain questions that are domain questions: {clash}"
+
+
+# ---- training paraphrases -----------------------------------------------------------------------
+
+
+def reference_paraphrases() -> list[dict]:
+    return read_jsonl(BENCH / "reference_train_paraphrases.jsonl")
+
+
+def test_reference_paraphrases_cover_required_domains() -> None:
+    rows = reference_paraphrases()
+    domains = [row["domain"] for row in rows]
+    assert set(domains) <= set(REFERENCE_DOMAINS)
+    for domain in PARAPHRASED_REFERENCE:
+        assert domains.count(domain) == 50, domain
+    for domain in set(domains):
+        assert domains.count(domain) == 50, f"{domain}: every record or none"
+
+
+@needs_corpus
+@pytest.mark.parametrize("domain", REFERENCE_DOMAINS)
+def test_reference_paraphrases_match_corpus(domain: str) -> None:
+    rows = [row for row in reference_paraphrases() if row["domain"] == domain]
+    if domain in PARAPHRASED_REFERENCE:
+        assert rows, domain
+    instructions = [row["instruction"] for row in corpus(domain)]
+    questions = check_paraphrase_rows(rows, domain, instructions) if rows else []
+    heldout = [row for row in reference_heldout() if row["domain"] == domain]
+    assert_heldout_disjoint(heldout, instructions + questions)
