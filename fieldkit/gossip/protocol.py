@@ -56,7 +56,7 @@ class Limits:
     max_chunk: int = 1024 * 1024
     min_chunk: int = 1024
     max_packet: int = 512 * 1024 * 1024
-    max_inventory: int = 10_000
+    max_inventory: int = 5_000  # 5000 entries of ~140 bytes fit in one frame
 
 
 @dataclass(frozen=True)
@@ -379,19 +379,19 @@ class GossipConnection:
             )
         return Chunk(raw.packet_id, raw.index, data, wire_size=raw.wire_size)
 
-    def _accept_end(self, end: PacketEnd) -> PacketEnd | None:
+    def _accept_end(self, end: PacketEnd) -> PacketEnd:
         inc = self._incoming.get(end.packet_id)
         if inc is None or not (inc.started or inc.cancelled):
             raise ProtocolError("The peer ended a packet it had not started.")
         if inc.expected and not inc.cancelled:
             raise ProtocolError("The peer ended a packet before sending every chunk.")
         del self._incoming[end.packet_id]
-        return None if inc.cancelled else end
+        return end
 
     def _accept_cancel(self, cancel: Cancel) -> Cancel | None:
         if cancel.packet_id in self._incoming:
-            inc = self._incoming.pop(cancel.packet_id)
-            return None if inc.cancelled else cancel
+            del self._incoming[cancel.packet_id]
+            return cancel
         out = self._outgoing.get(cancel.packet_id)
         if out is None:
             raise ProtocolError("The peer cancelled a packet that was not being transferred.")

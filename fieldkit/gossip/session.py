@@ -346,8 +346,10 @@ class _Session:
     async def _on_end(self, end: PacketEnd) -> None:
         report = self.incoming[end.packet_id]
         report.wire_bytes += end.wire_size
-        part = self.parts.pop(end.packet_id)
         self.claims.discard(end.packet_id)
+        part = self.parts.pop(end.packet_id, None)
+        if part is None:  # we refused it after its manifest
+            return
         try:
             part.finish(self.options.base_fingerprint)
         except FieldkitError as exc:
