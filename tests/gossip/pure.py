@@ -44,8 +44,12 @@ class Packet:
     def item(self) -> InventoryItem:
         m = self.manifest
         return InventoryItem(
-            self.packet_id, m["weights_sha256"], m["weights_size"], m["author_id"],
-            m["base_fingerprint"], m["name"],
+            self.packet_id,
+            m["weights_sha256"],
+            m["weights_size"],
+            m["author_id"],
+            m["base_fingerprint"],
+            m["name"],
         )
 
 
@@ -65,8 +69,14 @@ class Peer:
     inventory_seen: bool = False
 
     def __post_init__(self) -> None:
-        hello = Hello(1, self.identity.device_id, self.identity.name, self.identity.public_key,
-                      self.nonce, 1024 * 1024)
+        hello = Hello(
+            1,
+            self.identity.device_id,
+            self.identity.name,
+            self.identity.public_key,
+            self.nonce,
+            1024 * 1024,
+        )
         self.core = GossipConnection(hello, device_id_for)
         self.send(hello)
 
@@ -82,8 +92,9 @@ class Peer:
     def react(self, event: Any) -> None:
         core = self.core
         if isinstance(event, Hello):
-            payload = proof_payload(self.identity.public_key, self.nonce, event.public_key,
-                                    event.nonce)
+            payload = proof_payload(
+                self.identity.public_key, self.nonce, event.public_key, event.nonce
+            )
             self.send(Proof(self.identity.sign(payload)))
         elif isinstance(event, PeerVerified):
             self.send(Inventory(tuple(p.item() for p in self.packets.values())))

@@ -77,8 +77,10 @@ SCENARIOS = ["two-way", "resume", "cancel", "nothing"]
 def test_scenario_completes_and_both_sides_finish(ids, name):
     a, b = scenario(ids, name)
     run_pair(a, b)
-    assert a.core.finished and b.core.finished
-    assert isinstance(a.events[1], PeerVerified) and a.events[1].sas == b.events[1].sas
+    assert a.core.finished
+    assert b.core.finished
+    assert isinstance(a.events[1], PeerVerified)
+    assert a.events[1].sas == b.events[1].sas
     for receiver, sender in ((a, b), (b, a)):
         for pid, chunks in receiver.chunks.items():
             packet = sender.packets[pid]
@@ -205,7 +207,8 @@ def handshaken(ids) -> tuple[GossipConnection, Identity]:
     core.send(Proof(ib.sign(proof_payload(ib.public_key, NONCE_B, ia.public_key, NONCE_A))))
     proof = ia.sign(proof_payload(ia.public_key, NONCE_A, ib.public_key, NONCE_B))
     (event,) = feed_frames(core, Proof(proof))
-    assert isinstance(event, PeerVerified) and core.state is State.OPEN
+    assert isinstance(event, PeerVerified)
+    assert core.state is State.OPEN
     return core, ia
 
 
@@ -219,8 +222,14 @@ def test_inventory_longer_than_the_limit_is_refused(ids):
 def test_zstd_bomb_stops_at_the_expected_chunk_size(ids):
     core, ia = handshaken(ids)
     packet = make_packet(ia, "pumps")
-    item = InventoryItem(packet.packet_id, packet.manifest["weights_sha256"],
-                         packet.manifest["weights_size"], ia.device_id, "b" * 64, "pumps")
+    item = InventoryItem(
+        packet.packet_id,
+        packet.manifest["weights_sha256"],
+        packet.manifest["weights_size"],
+        ia.device_id,
+        "b" * 64,
+        "pumps",
+    )
     core.send(Inventory(()))
     feed_frames(core, Inventory((item,)))
     core.send(Want(packet.packet_id))
@@ -235,8 +244,14 @@ def test_zstd_bomb_stops_at_the_expected_chunk_size(ids):
 def test_a_chunk_that_does_not_match_its_signed_hash_is_refused(ids):
     core, ia = handshaken(ids)
     packet = make_packet(ia, "pumps")
-    item = InventoryItem(packet.packet_id, packet.manifest["weights_sha256"],
-                         packet.manifest["weights_size"], ia.device_id, "b" * 64, "pumps")
+    item = InventoryItem(
+        packet.packet_id,
+        packet.manifest["weights_sha256"],
+        packet.manifest["weights_size"],
+        ia.device_id,
+        "b" * 64,
+        "pumps",
+    )
     core.send(Inventory(()))
     feed_frames(core, Inventory((item,)))
     core.send(Want(packet.packet_id))
