@@ -39,7 +39,7 @@ class _Pipe:
         self.faults = faults
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.sent = 0
-        self.delivered = 0
+        self.delivered = bytearray()  # every byte that reached the other end, for tests
 
     def push(self, data: bytes) -> None:
         start, self.sent = self.sent, self.sent + len(data)
@@ -51,7 +51,7 @@ class _Pipe:
         limit = min(x for x in (f.cut_after, f.stall_after, self.sent) if x is not None)
         keep = data[: max(0, limit - start)]
         if keep:
-            self.delivered += len(keep)
+            self.delivered += keep
             self.queue.put_nowait(keep)
         if f.cut_after is not None and self.sent >= f.cut_after:
             self.link.cut_now()
@@ -71,6 +71,11 @@ class MemoryStream:
     def bytes_sent(self) -> int:
         """Bytes this end handed to the link (delivered or not)."""
         return self._outbox.sent
+
+    @property
+    def delivered(self) -> bytes:
+        """The bytes from this end that reached the other end."""
+        return bytes(self._outbox.delivered)
 
     async def send(self, data: bytes) -> None:
         if self._closed or self._outbox.link.cut:

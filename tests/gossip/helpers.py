@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from fieldkit.gossip.memory import Faults, memory_pair
+from fieldkit.gossip.memory import Faults, MemoryStream, memory_pair
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import SyncOptions, SyncSummary
 from fieldkit.home import Home
@@ -37,6 +37,9 @@ class Device:
         return {r.packet_id for r in self.library.list_packets()}
 
 
+FAST = SyncOptions(handshake_timeout=5, idle_timeout=2)
+
+
 async def sync_memory(
     a: Device,
     b: Device,
@@ -46,9 +49,22 @@ async def sync_memory(
     options_b: SyncOptions | None = None,
 ) -> tuple[SyncSummary, SyncSummary]:
     """Run one session between a and b over the in-memory pair; return both summaries."""
-    sa, sb = memory_pair(a_to_b, b_to_a)
-    fast = SyncOptions(handshake_timeout=5, idle_timeout=2)
-    return await asyncio.gather(
-        run_session(sa, a.identity, a.library, options_a or fast),
-        run_session(sb, b.identity, b.library, options_b or fast),
+    sa, sb, _ = await sync_memory_link(a, b, a_to_b, b_to_a, options_a, options_b)
+    return sa, sb
+
+
+async def sync_memory_link(
+    a: Device,
+    b: Device,
+    a_to_b: Faults | None = None,
+    b_to_a: Faults | None = None,
+    options_a: SyncOptions | None = None,
+    options_b: SyncOptions | None = None,
+) -> tuple[SyncSummary, SyncSummary, MemoryStream]:
+    """Like sync_memory, and also return a's end of the link (its `delivered` bytes)."""
+    link_a, link_b = memory_pair(a_to_b, b_to_a)
+    sa, sb = await asyncio.gather(
+        run_session(link_a, a.identity, a.library, options_a or FAST),
+        run_session(link_b, b.identity, b.library, options_b or FAST),
     )
+    return sa, sb, link_a

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import random
+
+from fieldkit.gossip.framing import FrameDecoder
+from fieldkit.gossip.memory import Faults
+from fieldkit.gossip.messages import Chunk
+from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
-from tests.gossip.helpers import sync_memory
+from fieldkit.store.packet import packet_id
+from tests.fixtures.packets import TEST_BASE_FINGERPRINT
+from tests.gossip.helpers import sync_memory, sync_memory_link
 
 
 async def test_two_way_sync_between_trusting_devices(make_device, make_packet):
@@ -13,7 +22,8 @@ async def test_two_way_sync_between_trusting_devices(make_device, make_packet):
     a.trust(b)
     b.trust(a)
     sa, sb = await sync_memory(a, b)
-    assert sa.ok and sb.ok, (sa, sb)
+    assert sa.ok, sa
+    assert sb.ok, sb
     assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
     assert sa.count("sent", "ok") == 1
     assert sa.count("received", "ok") == 1
@@ -47,3 +57,182 @@ async def test_open_policy_accepts_a_pending_peer(make_device, make_packet):
     opened = SyncOptions(policy="open", handshake_timeout=5, idle_timeout=2)
     await sync_memory(a, b, options_a=fast, options_b=opened)
     assert b.packet_ids() == {pa.packet_id}
+
+
+async def test_multi_hop_keeps_the_author_signature(make_device, make_packet):
+    a, b, c = make_device("a"), make_device("b"), make_device("c")
+    pa = make_packet(a.home, name="pumps", size_scale=2)
+    b.trust(a)
+    c.trust(b)
+    await sync_memory(a, b)
+    _, sc = await sync_memory(b, c)
+    assert sc.ok
+    got = c.library.find(pa.packet_id)
+    assert got.author_id == a.device_id
+    assert got.source == b.device_id
+    assert got.signature == pa.signature
+    assert c.library.get_peer(a.device_id) is None  # C never met A, yet verified A's signature
+
+
+async def test_blocked_peer_is_refused_and_nothing_moves(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    make_packet(a.home, name="pumps")
+    b.library.set_trust(a.device_id, "blocked")
+    sa, sb = await sync_memory(a, b)
+    assert "blocked" in sb.error
+    assert "refuses" in sa.error
+    assert b.packet_ids() == set()
+
+
+async def test_a_changed_key_for_a_known_id_is_refused_loudly(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    make_packet(a.home, name="pumps")
+    b.trust(a)
+    b.library.db["peers"].update(a.device_id, {"public_key": "11" * 32})
+    _, sb = await sync_memory(a, b)
+    assert "different key" in sb.error
+    assert b.packet_ids() == set()
+    assert any(e["kind"] == "peer_key_changed" for e in b.library.events())
+
+
+async def test_foreign_base_is_refused_from_the_inventory(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    make_packet(a.home, name="pumps", base_fingerprint="f" * 64)
+    b.trust(a)
+    mine = SyncOptions(base_fingerprint=TEST_BASE_FINGERPRINT, idle_timeout=2)
+    _, sb = await sync_memory(a, b, options_b=mine)
+    (report,) = sb.packets
+    assert report.status == "refused"
+    assert "another base model" in report.reason
+    assert b.packet_ids() == set()
+
+
+async def test_tampered_chunk_ends_the_session_and_the_library_is_untouched(
+    make_device, make_packet
+):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=4)
+    b.trust(a)
+    blob = a.library.weights_path(pa)
+    data = bytearray(blob.read_bytes())
+    data[40_000] ^= 0x55  # inside the second 32 KiB chunk
+    blob.write_bytes(bytes(data))
+    _, sb = await sync_memory(a, b)
+    assert "does not match its signed hash" in sb.error
+    assert b.packet_ids() == set()
+    held, _ = held_chunks(b.library, pa.packet_id)
+    assert held == {0}  # the good chunk before it is kept for a resume
+
+
+async def test_tampered_manifest_does_not_match_its_id(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    b.trust(a)
+    manifest = dict(pa.manifest, description="Now with extra claims.")
+    a.library.db["packets"].update(pa.packet_id, {"manifest": json.dumps(manifest)})
+    _, sb = await sync_memory(a, b)
+    assert "does not match its id" in sb.error
+    assert b.packet_ids() == set()
+
+
+async def test_manifest_with_a_bad_signature_is_refused(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    make_packet(a.home, name="solar", seed=3)
+    b.trust(a)
+    manifest = dict(pa.manifest, description="Now with extra claims.")
+    a.library.db["packets"].update(
+        pa.packet_id, {"manifest": json.dumps(manifest), "packet_id": packet_id(manifest)}
+    )
+    sa, sb = await sync_memory(a, b)
+    assert sb.ok
+    refused = {p.name: p for p in sb.packets if p.status == "refused"}
+    assert "does not verify" in refused["pumps"].reason
+    assert b.packet_ids() == {r.packet_id for r in b.library.list_packets()}
+    assert [r.name for r in b.library.list_packets()] == ["solar"]
+    assert list(b.home.parts_dir.iterdir()) == []
+
+
+async def test_manifest_lying_about_its_base_is_refused(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", base_fingerprint="e" * 64)
+    b.trust(a)
+    # the inventory claims our base; the signed manifest says otherwise
+    a.library.db["packets"].update(pa.packet_id, {"base_fingerprint": TEST_BASE_FINGERPRINT})
+    mine = SyncOptions(base_fingerprint=TEST_BASE_FINGERPRINT, idle_timeout=2)
+    _, sb = await sync_memory(a, b, options_b=mine)
+    (report,) = sb.packets
+    assert report.status == "refused"
+    assert "another base model" in report.reason
+    assert b.packet_ids() == set()
+
+
+async def test_a_stalled_link_times_out(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    make_packet(a.home, name="pumps", size_scale=4)
+    b.trust(a)
+    quick = SyncOptions(handshake_timeout=2, idle_timeout=0.3)
+    sa, sb = await sync_memory(
+        a, b, a_to_b=Faults(stall_after=5000), options_a=quick, options_b=quick
+    )
+    assert "sent nothing for 0.3 seconds" in sb.error
+    assert b.packet_ids() == set()
+
+
+async def test_a_corrupted_byte_on_the_link_never_reaches_the_library(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    make_packet(a.home, name="pumps", size_scale=4)
+    b.trust(a)
+    for offset in (10, 200, 600, 5_000, 60_000):
+        _, sb = await sync_memory(a, b, a_to_b=Faults(corrupt_at=offset))
+        assert sb.error is not None
+        assert b.packet_ids() == set()
+
+
+def delivered_chunks(stream_bytes: bytes, pid: str) -> tuple[set[int], int]:
+    """Return (indices of complete CHUNK frames of `pid`, bytes of the cut frame at the end)."""
+    frames = FrameDecoder()
+    frames.feed(stream_bytes)
+    indices = set()
+    while (frame := frames.next_message()) is not None:
+        message, _ = frame
+        if message[0] == Chunk.code and message[1] == pid:
+            indices.add(message[2])
+    return indices, frames.buffered
+
+
+async def test_cut_at_many_offsets_resumes_and_resends_at_most_the_chunk_in_flight(
+    make_device, make_packet
+):
+    a = make_device("a")
+    pa = make_packet(a.home, name="pumps", size_scale=6)  # ~200 KB, 7 chunks of 32 KiB
+    count = len(pa.manifest["chunk_hashes"])
+    chunk = pa.manifest["chunk_size"]
+    probe = make_device("probe")
+    probe.trust(a)
+    _, _, full = await sync_memory_link(a, probe)
+    total = len(full.delivered)
+    rng = random.Random(5)
+    offsets = sorted(rng.randrange(1, total) for _ in range(60))
+    partial_resumes = 0
+    for n, offset in enumerate(offsets):
+        b = make_device(f"b{n}")
+        b.trust(a)
+        _, first, link1 = await sync_memory_link(a, b, a_to_b=Faults(cut_after=offset))
+        assert first.error is not None, offset
+        assert b.packet_ids() == set()
+        arrived, partial = delivered_chunks(link1.delivered, pa.packet_id)
+        assert partial <= chunk + 200  # only the frame in flight was cut
+        held, _ = held_chunks(b.library, pa.packet_id)
+        assert held == arrived, offset  # every chunk that fully arrived was kept
+        _, second, link2 = await sync_memory_link(a, b)
+        assert second.ok, (offset, second.error)
+        assert b.packet_ids() == {pa.packet_id}
+        resent, _ = delivered_chunks(link2.delivered, pa.packet_id)
+        assert resent == set(range(count)) - arrived  # nothing that arrived is sent again
+        (report,) = second.packets
+        assert report.resumed_from == sum(min(chunk, pa.size - i * chunk) for i in held)
+        assert list(b.home.parts_dir.iterdir()) == []
+        partial_resumes += 0 < len(held) < count
+        b.library.close()
+    assert partial_resumes >= 30  # most cuts land inside the chunk stream
