@@ -179,6 +179,16 @@ def test_demo_heldout(domain: str) -> None:
     assert_heldout_disjoint(rows, list(outputs) + exemplars)
 
 
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_paraphrases(domain: str) -> None:
+    instructions = [row["instruction"] for row in demo_train(domain)]
+    rows = read_jsonl(DEMO / domain / "paraphrases.jsonl")
+    assert len(rows) == 40
+    questions = check_paraphrase_rows(rows, domain, instructions)
+    heldout = read_jsonl(DEMO / domain / "heldout.jsonl")
+    assert_heldout_disjoint(heldout, questions)
+
+
 def test_demo_heldout_not_in_other_domains() -> None:
     """A held-out question may not appear among another packet's training phrasings either."""
     phrasings: list[str] = []
@@ -237,7 +247,11 @@ def test_out_of_domain() -> None:
         known |= {norm(row["instruction"]) for row in demo_train(domain)}
         known |= {norm(row["question"]) for row in read_jsonl(DEMO / domain / "heldout.jsonl")}
         known |= {norm(line) for line in read_lines(DEMO / domain / "exemplars.txt")}
+        for row in read_jsonl(DEMO / domain / "paraphrases.jsonl"):
+            known |= {norm(q) for q in row["questions"]}
     known |= {norm(row["question"]) for row in reference_heldout()}
+    for row in read_jsonl(BENCH / "reference_train_paraphrases.jsonl"):
+        known |= {norm(q) for q in row["questions"]}
     clash = [q for q in questions if norm(q) in known]
     assert not clash, f"out-of-domain questions that are domain questions: {clash}"
 
