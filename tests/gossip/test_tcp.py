@@ -1,0 +1,195 @@
+"""Real TCP on 127.0.0.1: the Python API, the CLI, and a receiver killed mid-transfer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.gossip.parts import held_chunks
+from fieldkit.gossip.summary import SyncOptions
+from fieldkit.gossip.tcp import start_listener, sync_with
+from fieldkit.services import Services
+from fieldkit.store.library import Library
+
+FAST = SyncOptions(handshake_timeout=5, idle_timeout=5)
+
+
+@pytest.fixture
+def services(make_home):
+    built: list[Services] = []
+
+    def factory(label: str) -> Services:
+        svc = Services.build(make_home(label).root)
+        built.append(svc)
+        return svc
+
+    yield factory
+    for svc in built:
+        svc.close()
+
+
+async def test_two_homes_sync_both_ways_over_tcp(services, make_packet):
+    a, b = services("a"), services("b")
+    pa = make_packet(a.home, name="pumps", size_scale=4)
+    pb = make_packet(b.home, name="solar", seed=2)
+    a.library.set_trust(b.identity.device_id, "trusted")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    listener = await start_listener(b, "127.0.0.1", 0, FAST, once=True)
+    summary = await sync_with("127.0.0.1", listener.port, a, FAST)
+    await asyncio.wait_for(listener.wait(), 5)
+    assert summary.ok, summary.error
+    (served,) = listener.summaries
+    assert served.ok, served.error
+    want = {pa.packet_id, pb.packet_id}
+    assert {r.packet_id for r in a.library.list_packets()} == want
+    assert {r.packet_id for r in b.library.list_packets()} == want
+    data = summary.to_dict()
+    assert data["sent"] == 1
+    assert data["received"] == 1
+    sent = next(p for p in data["packets"] if p["direction"] == "sent")
+    assert sent["sha256"] == pa.sha256
+    assert 0 < sent["wire_bytes"] < pa.size * 1.02
+
+
+async def test_multi_hop_over_tcp(services, make_packet):
+    a, b, c = services("a"), services("b"), services("c")
+    pa = make_packet(a.home, name="pumps")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    c.library.set_trust(b.identity.device_id, "trusted")
+    for server, client in ((b, a), (c, b)):
+        listener = await start_listener(server, "127.0.0.1", 0, FAST, once=True)
+        assert (await sync_with("127.0.0.1", listener.port, client, FAST)).ok
+        await asyncio.wait_for(listener.wait(), 5)
+    record = c.library.find(pa.packet_id)
+    assert record.author_id == a.identity.device_id
+    assert record.source == b.identity.device_id
+
+
+def test_cli_trust_block_peers_and_policy(make_home):
+    home = make_home("cli")
+    runner = CliRunner()
+    peer = "abcdefghijklmnop"
+    result = runner.invoke(main, ["--home", str(home.root), "trust", peer])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["--home", str(home.root), "peers", "--json"])
+    data = json.loads(result.output)
+    assert data["policy"] == "trusted-only"
+    assert data["peers"][0]["trust"] == "trusted"
+    assert data["peers"][0]["key_pinned"] is False
+    runner.invoke(main, ["--home", str(home.root), "block", peer])
+    result = runner.invoke(main, ["--home", str(home.root), "peers"])
+    assert "blocked" in result.output
+    result = runner.invoke(main, ["--home", str(home.root), "peers", "policy", "open"])
+    assert "open" in result.output
+    result = runner.invoke(main, ["--home", str(home.root), "trust", "not an id"])
+    assert result.exit_code == 1
+    assert "is not a device id" in result.output
+
+
+def test_cli_sync_to_nowhere_is_one_clear_sentence(make_home):
+    home = make_home("cli")
+    result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert "Cannot reach 127.0.0.1:1" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "nohost"])
+    assert result.exit_code == 2
+
+
+def start_listener_process(home: Path) -> tuple[subprocess.Popen, int]:
+    """Run `fieldkit sync --listen --once --json` in a real process; return it and its port."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from fieldkit.cli import run; run()",
+            "--home",
+            str(home),
+            "sync",
+            "--listen",
+            "--port",
+            "0",
+            "--once",
+            "--json",
+            "--idle-timeout",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).parents[2],
+    )
+    line = proc.stderr.readline()
+    assert "Listening on" in line, line + proc.stderr.read()
+    port = int(line.split(":")[1].split()[0])
+    return proc, port
+
+
+async def test_receiver_killed_mid_transfer_resumes_after_restart(services, make_packet):
+    a, b = services("a"), services("b")
+    pa = make_packet(a.home, name="pumps", size_scale=16)  # ~530 KB, 17 chunks
+    count = len(pa.manifest["chunk_hashes"])
+    b.library.set_trust(a.identity.device_id, "trusted")
+    b_home = b.home.root
+    b.close()
+    proc, port = start_listener_process(b_home)
+    watcher = Library.open(b.home)
+    killed = []
+
+    def kill_when_some_chunks_landed(update) -> None:
+        if killed or update.done < 4 * pa.manifest["chunk_size"]:
+            return
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not held_chunks(watcher, pa.packet_id)[0]:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        killed.append(len(held_chunks(watcher, pa.packet_id)[0]))
+
+    try:
+        first = await sync_with("127.0.0.1", port, a, FAST, progress=kill_when_some_chunks_landed)
+        proc.wait(5)
+    finally:
+        proc.kill()
+    assert killed
+    assert first.error is not None
+    assert 0 < killed[0] < count
+    assert not watcher.has(pa.packet_id)
+
+    proc, port = start_listener_process(b_home)
+    try:
+        second = await sync_with("127.0.0.1", port, a, FAST)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert second.ok, second.error
+    assert proc.returncode == 0, err
+    served = json.loads(out)
+    (report,) = served["packets"]
+    assert report["status"] == "ok"
+    assert (
+        report["resumed_from"] >= killed[0] * pa.manifest["chunk_size"] - pa.manifest["chunk_size"]
+    )
+    assert report["resumed_from"] > 0
+    (sent,) = second.packets
+    assert sent.resumed_from == report["resumed_from"]
+    assert watcher.has(pa.packet_id)
+    assert watcher.find(pa.packet_id).source == a.identity.device_id
+    assert no_partial_state(watcher, pa.packet_id)
+    assert served["peer"]["id"] == a.identity.device_id
+    watcher.close()
+
+
+def no_partial_state(library: Library, packet_id: str) -> bool:
+    return library.transfer_state(packet_id) is None and not library.part_path(packet_id).exists()
