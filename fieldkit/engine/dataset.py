@@ -162,17 +162,20 @@ def attach_paraphrases(
 ) -> list[Record]:
     """Return records with extra questions from rows keyed by the original question.
 
-    A row is `{"question" or "instruction": original, "paraphrases": [...]}` or
-    `{"question"/"instruction": original, "paraphrase": text}`; rows for unknown questions
-    are ignored.
+    A row is `{"source": original, "questions": [...]}` (also accepted: "question" or
+    "instruction" for the original, "paraphrases" or "paraphrase" for the new phrasings);
+    rows for questions not among the records are ignored.
     """
     extra: dict[str, list[str]] = {}
     for row in rows:
-        original = row.get("question") or row.get("instruction") or row.get("original")
+        if not isinstance(row, Mapping):
+            continue
+        original = row.get("source") or row.get("question") or row.get("instruction")
         if not isinstance(original, str):
             continue
-        found = row.get("paraphrases") or [row.get("paraphrase")]
-        extra.setdefault(original.strip(), []).extend(p for p in found if isinstance(p, str))
+        found = row.get("questions") or row.get("paraphrases") or [row.get("paraphrase")]
+        if isinstance(found, list):
+            extra.setdefault(original.strip(), []).extend(p for p in found if isinstance(p, str))
     return [
         Record(r.question, r.answer, r.paraphrases + tuple(extra.get(r.question, ())))
         for r in records

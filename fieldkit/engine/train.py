@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,9 @@ def train_lora(
     optimizer = optim.Adam(learning_rate=config.learning_rate)
     loss_and_grad = nn.value_and_grad(model, default_loss)
 
+    state = [model.state, optimizer.state, mx.random.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
     def step(batch: mx.array, lengths: mx.array) -> mx.array:
         (loss, _), grad = loss_and_grad(model, batch, lengths)
         optimizer.update(model, grad)
@@ -187,7 +191,7 @@ def train_lora(
     train_start = time.perf_counter()
     for it, (batch, lengths) in zip(range(1, config.iters + 1), batches, strict=False):
         loss = step(batch, lengths)
-        mx.eval(model.parameters(), optimizer.state, loss)
+        mx.eval(state, loss)
         value = float(loss.item())
         running = value if it == 1 else 0.9 * running + 0.1 * value
         out_of_time = (

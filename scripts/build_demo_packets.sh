@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Rebuilds the shipped demo packets (assets/packets/*.fkpkt) from assets/demo/<domain>/.
+#
+# Usage: scripts/build_demo_packets.sh [DOMAIN ...]      (default: every domain in assets/demo)
+# Env:   FIELDKIT_BUILD_HOME   build home (default: bench/out/demo-build, kept for reruns)
+#        FIELDKIT_BUILD_MODEL  base model folder (default: the embedded default, installed
+#                              into the build home if missing)
+#        DEMO_MINUTES          training budget per packet (default 9)
+#        DEMO_ITERS            most steps per packet (default 100)
+#        DEMO_LAYERS           LoRA on the last N layers (default 8)
+#        DEMO_LR               learning rate (default 1e-3)
+# Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
+# into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export HF_HUB_OFFLINE=1
+home=${FIELDKIT_BUILD_HOME:-bench/out/demo-build}
+minutes=${DEMO_MINUTES:-9}
+iters=${DEMO_ITERS:-100}
+layers=${DEMO_LAYERS:-8}
+lr=${DEMO_LR:-1e-3}
+fk=".venv/bin/fieldkit"
+[ -x "$fk" ] || fk="fieldkit"
+mkdir -p "$home" assets/packets
+model=${FIELDKIT_BUILD_MODEL:-$home/models/smollm2-135m-instruct}
+if [ ! -f "$model/config.json" ]; then
+  .venv/bin/python -c "import sys; from pathlib import Path; from fieldkit.engine.convert import install_default; install_default(Path(sys.argv[1]))" "$(dirname "$model")"
+fi
+if [ $# -gt 0 ]; then domains=("$@"); else domains=(); for d in assets/demo/*/; do domains+=("$(basename "$d")"); done; fi
+for domain in "${domains[@]}"; do
+  dir="assets/demo/$domain"
+  meta() { .venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$dir/meta.json" "$1"; }
+  name=$(meta name)
+  extra=()
+  [ -f "$dir/paraphrases.jsonl" ] && extra+=(--paraphrases "$dir/paraphrases.jsonl")
+  "$fk" --home "$home" --model "$model" library remove "$name" >/dev/null 2>&1 || true
+  start=$(date +%s)
+  "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
+    --domain "$(meta domain)" --description "$(meta description)" \
+    --exemplars "$dir/exemplars.txt" "${extra[@]}" \
+    --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes"
+  "$fk" --home "$home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
+  echo "built assets/packets/$name.fkpkt in $(( $(date +%s) - start )) s"
+done
