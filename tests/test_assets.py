@@ -46,11 +46,6 @@ def read_lines(path: Path) -> list[str]:
     return lines
 
 
-def near(a: str, b: str) -> bool:
-    matcher = SequenceMatcher(None, a, b)
-    return matcher.real_quick_ratio() >= NEAR_DUPLICATE and matcher.ratio() >= NEAR_DUPLICATE
-
-
 def assert_unique(items: list[str], what: str) -> None:
     seen: dict[str, str] = {}
     for item in items:
@@ -61,15 +56,23 @@ def assert_unique(items: list[str], what: str) -> None:
 
 def assert_heldout_disjoint(heldout: list[dict], phrasings: list[str]) -> None:
     """No held-out question equals or nearly equals a training phrasing."""
-    exact = {norm(p) for p in phrasings}
     normed = [norm(p) for p in phrasings]
+    exact = set(normed)
     for row in heldout:
         question = norm(row["question"])
         assert question not in exact, (
             f"held-out question is a training phrasing: {row['question']!r}"
         )
+        matcher = SequenceMatcher(None, autojunk=False)
+        matcher.set_seq2(question)  # the side SequenceMatcher indexes once
         for phrasing in normed:
-            assert not near(question, phrasing), (
+            matcher.set_seq1(phrasing)
+            close = (
+                matcher.real_quick_ratio() >= NEAR_DUPLICATE
+                and matcher.quick_ratio() >= NEAR_DUPLICATE
+                and matcher.ratio() >= NEAR_DUPLICATE
+            )
+            assert not close, (
                 f"held-out question {row['question']!r} nearly equals training phrasing {phrasing!r}"
             )
 
