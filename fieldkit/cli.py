@@ -16,6 +16,9 @@ from fieldkit.errors import FieldkitError
 
 # name -> "module:attribute" of a click command or group. Add a line to register a command.
 COMMANDS: dict[str, str] = {
+    "model": "fieldkit.commands.model:model",
+    "ask": "fieldkit.commands.ask:ask_command",
+    "bench": "fieldkit.commands.bench:bench",
     "id": "fieldkit.commands.identity:id_command",
     "name": "fieldkit.commands.identity:name_command",
     "library": "fieldkit.commands.library:library",

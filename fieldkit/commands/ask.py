@@ -1,0 +1,104 @@
+"""`fieldkit ask`: answer a question with one knowledge packet, the base model, or the router's pick."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fieldkit.errors import FieldkitError, ModelError
+
+if TYPE_CHECKING:
+    from fieldkit.engine.router import RouteDecision
+    from fieldkit.services import Services
+    from fieldkit.store.adapter import Adapter
+    from fieldkit.store.library import PacketRecord
+
+
+def pick_packet(
+    services: Services, question: str, name: str | None, base: bool
+) -> tuple[PacketRecord | None, RouteDecision | None]:
+    """Return the packet to answer with (None = base model) and the router's decision, if any."""
+    if name:
+        return services.library.get(name), None
+    if base:
+        return None, None
+    decision = services.router.route(question)
+    record = services.library.get(decision.packet_id) if decision.packet_id else None
+    return record, decision
+
+
+def load_checked_adapter(services: Services, record: PacketRecord) -> Adapter:
+    """Return the packet's adapter; ModelError if it was made for another base model."""
+    model_id, fingerprint, _ = services.require_model()
+    if record.base_fingerprint != fingerprint:
+        raise ModelError(
+            f"The packet {record.name!r} was made for the base model {record.base_model_id!r}, "
+            f"not for {model_id!r} in use here."
+        )
+    return services.library.load_adapter(record)
+
+
+@click.command("ask")
+@click.argument("question")
+@click.option("--adapter", "adapter_name", metavar="NAME", help="Answer with this packet.")
+@click.option("--base", is_flag=True, help="Answer with the base model alone.")
+@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object when done.")
+@click.pass_obj
+def ask_command(
+    services: Services,
+    question: str,
+    adapter_name: str | None,
+    base: bool,
+    max_tokens: int,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION. Without --adapter or --base, the router picks the packet."""
+    if adapter_name and base:
+        raise click.UsageError("Give --adapter NAME or --base, not both.")
+    if not question.strip():
+        raise FieldkitError("The question is empty.")
+    services.require_model()
+    record, decision = pick_packet(services, question, adapter_name, base)
+    adapter = load_checked_adapter(services, record) if record else None
+    stream = not as_json
+    result = None
+    for chunk in services.engine.generate(question, adapter, max_tokens=max_tokens):
+        if chunk.result is not None:
+            result = chunk.result
+        if stream and chunk.text:
+            click.echo(chunk.text, nl=False)
+            sys.stdout.flush()
+    assert result is not None
+    if stream:
+        click.echo()
+        if sys.stderr.isatty():
+            who = record.name if record else "base model"
+            click.echo(
+                f"[{who} · swap {result.swap_ms:.1f} ms · {result.generation_tps:.1f} tok/s]",
+                err=True,
+            )
+        return
+    out: dict[str, Any] = {
+        "question": question,
+        "answer": result.text,
+        "adapter": record.name if record else None,
+        "packet_id": record.packet_id if record else None,
+        "swap_ms": round(result.swap_ms, 3),
+        "prompt_tokens": result.prompt_tokens,
+        "generation_tokens": result.generation_tokens,
+        "prompt_tps": round(result.prompt_tps, 2),
+        "generation_tps": round(result.generation_tps, 2),
+        "finish_reason": result.finish_reason,
+    }
+    if decision is not None:
+        out.update(
+            route=decision.route,
+            score=round(decision.score, 4),
+            margin=round(decision.margin, 4),
+            route_ms=round(decision.route_ms, 2),
+        )
+    click.echo(json.dumps(out, ensure_ascii=False))
