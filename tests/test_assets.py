@@ -93,6 +93,10 @@ def check_heldout_rows(rows: list[dict], domain: str, outputs: dict[str, str]) -
             assert keyword.lower() in output, (
                 f"keyword {keyword!r} is not in the output of {row['source']!r}"
             )
+            # an answer that merely repeats the question must not score
+            assert keyword.lower() not in row["question"].lower(), (
+                f"keyword {keyword!r} is given away by the question {row['question']!r}"
+            )
     assert_unique([row["question"] for row in rows], f"{domain} held-out question")
 
 
