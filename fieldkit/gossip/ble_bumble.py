@@ -1,0 +1,402 @@
+"""Bluetooth LE with bumble: both roles, any HCI (USB dongle, TCP, virtual controllers).
+
+The only module (with ble_bleak_bumble_backend.py) that imports bumble. Used in the
+field on Linux with a USB dongle (`--hci usb:0`) where BlueZ is absent or unwanted,
+with bumble's controllers served over TCP (`--hci tcp-client:127.0.0.1:PORT`), and in
+tests on a `VirtualRadio`: bumble controllers joined by an in-process link, optionally
+a `ThrottledLink` that paces packets like a real radio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from bumble import hci
+from bumble.controller import Controller
+from bumble.core import UUID, AdvertisingData
+from bumble.device import Connection, Device, Peer
+from bumble.gatt import Characteristic, CharacteristicValue, Service
+from bumble.host import Host
+from bumble.link import LocalLink
+from bumble.transport import open_transport
+from bumble.transport.common import AsyncPipeSink
+
+from fieldkit.errors import TransportError
+from fieldkit.gossip.ble_link import (
+    DEFAULT_MTU,
+    DEFAULT_WINDOW,
+    RX_UUID,
+    SERVICE_UUID,
+    TX_UUID,
+    Advertisement,
+    scan_response,
+    short_id,
+)
+from fieldkit.gossip.ble_stream import BleByteStream
+
+logger = logging.getLogger(__name__)
+
+MAX_MTU = 517
+DLE_OCTETS = 251  # LE Data Length Extension: the largest link-layer payload
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A fieldkit peer seen in a scan: its name, short id, RSSI and radio address."""
+
+    name: str
+    short_id: str
+    rssi: int
+    address: str
+    version: int
+
+
+def device_address(device_id: str) -> str:
+    """Return a stable random static address for a device id (two top bits set)."""
+    digest = bytearray(hashlib.sha256(device_id.encode()).digest()[:6])
+    digest[0] |= 0xC0
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+# -- radios ------------------------------------------------------------------
+
+
+class ThrottledLink(LocalLink):
+    """A virtual link that delivers each packet at a set air rate and connection interval.
+
+    `rate` is the link's payload capacity in bytes per second (L2CAP PDU bytes, i.e.
+    ATT values plus their 7 bytes of headers). Both directions of a connection share the
+    air, as on a real radio. A packet that finds the air idle waits for the next
+    connection event; packets behind it follow back to back. Control PDUs (disconnect)
+    queue behind data, so a disconnect never overtakes what was sent before it.
+    """
+
+    def __init__(self, rate: float = 100_000.0, interval: float = 0.0075) -> None:
+        super().__init__()
+        self.rate = rate
+        self.interval = interval
+        self._air_free: dict[frozenset[str], float] = {}
+        self.bytes_carried = 0
+
+    def _slot(self, a: hci.Address, b: hci.Address, size: int) -> float:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        key = frozenset((str(a), str(b)))
+        start = self._air_free.get(key, 0.0)
+        if start < now:  # idle air: wait for the next connection event
+            start = math.ceil(now / self.interval) * self.interval if self.interval else now
+        done = start + size / self.rate
+        self._air_free[key] = done
+        return done
+
+    def send_acl_data(self, sender_controller, destination_address, transport, data):  # noqa: ANN001
+        when = self._slot(sender_controller.random_address, destination_address, len(data))
+        self.bytes_carried += len(data)
+        parent = super().send_acl_data
+        asyncio.get_running_loop().call_at(
+            when, parent, sender_controller, destination_address, transport, data
+        )
+
+    def send_ll_control_pdu(self, sender_address, receiver_address, packet):  # noqa: ANN001
+        when = self._slot(sender_address, receiver_address, 2)
+        parent = super().send_ll_control_pdu
+        asyncio.get_running_loop().call_at(when, parent, sender_address, receiver_address, packet)
+
+
+@dataclass
+class VirtualRadio:
+    """Bumble controllers on one in-process link: each `device()` is a separate radio."""
+
+    link: LocalLink = field(default_factory=LocalLink)
+    controllers: list[Controller] = field(default_factory=list)
+
+    def device(self, device_id: str, name: str = "fieldkit") -> Device:
+        """Return a new (not yet powered) bumble device on this link."""
+        address = device_address(device_id)
+        controller = Controller(f"C{len(self.controllers)}", link=self.link)
+        controller.le_acl_data_packet_length = DLE_OCTETS
+        self.controllers.append(controller)
+        host = Host(controller, AsyncPipeSink(controller))
+        return Device(name=name, address=hci.Address(address), host=host)
+
+    def drop_all(self) -> None:
+        """Cut every connection on the link at once, as when a peer walks out of range."""
+        for controller in self.controllers:
+            for connection in list(controller.le_connections.values()):
+                controller.on_le_disconnected(connection, hci.HCI_CONNECTION_TIMEOUT_ERROR)
+
+
+@contextlib.asynccontextmanager
+async def open_hci_device(spec: str, device_id: str, name: str) -> AsyncIterator[Device]:
+    """Yield a powered-on bumble device on the HCI transport `spec` (e.g. usb:0).
+
+    Raises TransportError if the transport cannot be opened.
+    """
+    try:
+        transport = await open_transport(spec)
+    except Exception as exc:
+        raise TransportError(f"Cannot open the Bluetooth controller {spec!r}: {exc}") from exc
+    try:
+        device = Device.with_hci(
+            name, hci.Address(device_address(device_id)), transport.source, transport.sink
+        )
+        await power_on(device)
+        yield device
+    finally:
+        with contextlib.suppress(Exception):
+            await transport.close()
+
+
+async def power_on(device: Device) -> None:
+    """Power the device on, turning a dead controller into a TransportError."""
+    try:
+        await asyncio.wait_for(device.power_on(), 10.0)
+    except Exception as exc:
+        raise TransportError(f"The Bluetooth controller did not start: {exc}") from exc
+
+
+# -- peripheral ----------------------------------------------------------------
+
+
+class BumblePeripheral:
+    """The fieldkit GATT service on a bumble device, advertised; yields a stream per central.
+
+    Use `await start()`, then `await accept()` for each connection's `BleByteStream`.
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        *,
+        device_id: str,
+        name: str,
+        mtu: int = MAX_MTU,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
+        self.device = device
+        self.advertisement = Advertisement(short_id=short_id(device_id))
+        self.name = name
+        self.window = window
+        self._accepted: asyncio.Queue[BleByteStream] = asyncio.Queue()
+        self._streams: dict[int, BleByteStream] = {}
+        self._early: dict[int, list[bytes]] = {}
+        self.rx = Characteristic(
+            RX_UUID,
+            Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
+            Characteristic.Permissions.WRITEABLE,
+            CharacteristicValue(write=self._on_write),
+        )
+        self.tx = Characteristic(
+            TX_UUID,
+            Characteristic.Properties.NOTIFY,
+            Characteristic.Permissions.READABLE,
+            b"",
+        )
+        self.tx.on(self.tx.EVENT_SUBSCRIPTION, self._on_subscription)
+        device.add_service(Service(SERVICE_UUID, [self.rx, self.tx]))
+        device.gatt_server.max_mtu = mtu
+        device.on(device.EVENT_CONNECTION, self._on_connection)
+
+    async def start(self) -> None:
+        """Start advertising (restarted after each disconnection)."""
+        await self.device.start_advertising(
+            auto_restart=True,
+            advertising_data=self.advertisement.encode(),
+            scan_response_data=scan_response(self.name),
+            advertising_interval_min=20,
+            advertising_interval_max=20,
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.device.stop_advertising()
+
+    async def accept(self) -> BleByteStream:
+        """Return the stream of the next central that subscribes to our TX characteristic."""
+        return await self._accepted.get()
+
+    def _on_connection(self, connection: Connection) -> None:
+        self._early[connection.handle] = []
+
+        def lost(reason: int = 0) -> None:
+            self._early.pop(connection.handle, None)
+            stream = self._streams.pop(connection.handle, None)
+            if stream is not None:
+                stream.connection_lost(hci.HCI_Constant.error_name(reason))
+
+        connection.on(connection.EVENT_DISCONNECTION, lost)
+
+    def _on_write(self, connection: Connection, value: bytes) -> None:
+        stream = self._streams.get(connection.handle)
+        if stream is not None:
+            stream.feed(value)
+        elif connection.handle in self._early:
+            self._early[connection.handle].append(bytes(value))
+
+    def _on_subscription(self, bearer: Any, notify: bool, indicate: bool) -> None:
+        connection = getattr(bearer, "connection", bearer)
+        if not notify or connection.handle in self._streams:
+            return
+
+        async def write(value: bytes) -> None:
+            await self.device.notify_subscriber(connection, self.tx, value)
+
+        stream = BleByteStream(
+            write=write,
+            mtu=lambda: connection.att_mtu,
+            disconnect=lambda: _await_disconnect(connection),
+            peer_label=f"BLE {connection.peer_address}",
+            window=self.window,
+        )
+        self._streams[connection.handle] = stream
+        for value in self._early.pop(connection.handle, []):
+            stream.feed(value)
+        self._accepted.put_nowait(stream)
+
+
+def _connected(connection: Connection) -> bool:
+    return connection.device.connections.get(connection.handle) is connection
+
+
+async def _disconnect(connection: Connection) -> None:
+    if not _connected(connection):
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connection.disconnect(), 3.0)
+
+
+async def _await_disconnect(connection: Connection, grace: float = 2.0) -> None:
+    """Let the central end the connection (it owns it); end it ourselves after `grace`."""
+    gone = asyncio.get_running_loop().create_future()
+    connection.once(connection.EVENT_DISCONNECTION, lambda *_: gone.done() or gone.set_result(None))
+    if not _connected(connection):
+        return
+    try:
+        await asyncio.wait_for(gone, grace)
+    except TimeoutError:
+        await _disconnect(connection)
+
+
+# -- central ---------------------------------------------------------------------
+
+
+async def scan(
+    device: Device, seconds: float = 2.0, stop_early: str | None = None
+) -> list[Sighting]:
+    """Scan for fieldkit peers and return them, strongest signal first.
+
+    If `stop_early` is a short id (or prefix), return as soon as that peer is seen.
+    """
+    seen: dict[str, Sighting] = {}
+    found = asyncio.Event()
+
+    def on_advertisement(adv: Any) -> None:
+        raw = bytes(adv.data)
+        ours = Advertisement.decode(raw)
+        if ours is None:
+            return
+        name = adv.data.get(AdvertisingData.Type.COMPLETE_LOCAL_NAME) or adv.data.get(
+            AdvertisingData.Type.SHORTENED_LOCAL_NAME
+        )
+        previous = seen.get(ours.short_id)
+        seen[ours.short_id] = Sighting(
+            name=str(name) if name else (previous.name if previous else ""),
+            short_id=ours.short_id,
+            rssi=int(adv.rssi),
+            address=str(adv.address),
+            version=ours.version,
+        )
+        if stop_early and ours.short_id.startswith(stop_early.lower()):
+            found.set()
+
+    device.on(device.EVENT_ADVERTISEMENT, on_advertisement)
+    try:
+        await device.start_scanning(filter_duplicates=False)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(found.wait(), seconds)
+    finally:
+        device.remove_listener(device.EVENT_ADVERTISEMENT, on_advertisement)
+        with contextlib.suppress(Exception):
+            await device.stop_scanning()
+    return sorted(seen.values(), key=lambda s: -s.rssi)
+
+
+async def connect(
+    device: Device,
+    address: str,
+    *,
+    mtu: int = MAX_MTU,
+    window: int = DEFAULT_WINDOW,
+    wait: float = 10.0,
+) -> BleByteStream:
+    """Connect to a fieldkit peripheral and return the link's byte stream.
+
+    Raises TransportError if the peer cannot be reached or has no fieldkit service.
+    """
+    label = f"BLE {address}"
+    try:
+        connection = await asyncio.wait_for(
+            device.connect(address, own_address_type=hci.OwnAddressType.RANDOM), wait
+        )
+    except Exception as exc:
+        raise TransportError(f"Cannot connect to the Bluetooth peer {address}: {exc}") from exc
+    stream: BleByteStream | None = None
+    early: list[bytes] = []
+
+    def on_notify(value: bytes) -> None:
+        if stream is None:
+            early.append(bytes(value))
+        else:
+            stream.feed(value)
+
+    def lost(reason: int = 0) -> None:
+        if stream is not None:
+            stream.connection_lost(hci.HCI_Constant.error_name(reason))
+
+    connection.on(connection.EVENT_DISCONNECTION, lost)
+    try:
+        peer = Peer(connection)
+        if mtu > DEFAULT_MTU:
+            await asyncio.wait_for(peer.request_mtu(mtu), wait)
+        await asyncio.wait_for(peer.discover_services([UUID(SERVICE_UUID)]), wait)
+        services = peer.get_services_by_uuid(UUID(SERVICE_UUID))
+        if not services:
+            raise TransportError(f"The Bluetooth device {address} does not offer fieldkit.")
+        await asyncio.wait_for(services[0].discover_characteristics(), wait)
+        rx = _characteristic(services[0], RX_UUID, address)
+        tx = _characteristic(services[0], TX_UUID, address)
+        await asyncio.wait_for(peer.subscribe(tx, on_notify), wait)
+    except TransportError:
+        await _disconnect(connection)
+        raise
+    except Exception as exc:
+        await _disconnect(connection)
+        raise TransportError(f"Setting up the link to {address} failed: {exc}") from exc
+
+    async def write(value: bytes) -> None:
+        await peer.write_value(rx, value, with_response=False)
+
+    stream = BleByteStream(
+        write=write,
+        mtu=lambda: connection.att_mtu,
+        disconnect=lambda: _disconnect(connection),
+        peer_label=label,
+        window=window,
+    )
+    for value in early:
+        stream.feed(value)
+    return stream
+
+
+def _characteristic(service: Any, uuid: str, address: str) -> Any:
+    found = [c for c in service.characteristics if c.uuid == UUID(uuid)]
+    if not found:
+        raise TransportError(f"The Bluetooth device {address} has an incomplete fieldkit service.")
+    return found[0]
