@@ -75,14 +75,17 @@ async def run_session(
     progress: ProgressCallback | None = None,
     confirm: ConfirmCallback | None = None,
     claims: set[str] | None = None,
+    nonce: bytes | None = None,
 ) -> SyncSummary:
     """Run one two-way sync with the peer at the other end of `stream`; return its summary.
 
     Never raises for what the peer or the link did: the summary's `error` says why the
     session ended early. `claims` is shared by concurrent sessions of one listener so that
-    two peers never write the same part file.
+    two peers never write the same part file. `nonce` (32 bytes) defaults to a fresh random one.
     """
-    session = _Session(stream, identity, library, options or SyncOptions(), progress, confirm)
+    nonce = nonce or os.urandom(NONCE_SIZE)
+    options = options or SyncOptions()
+    session = _Session(stream, identity, library, options, progress, confirm, nonce)
     session.claims = claims if claims is not None else set()
     return await session.run()
 
@@ -96,6 +99,7 @@ class _Session:
         options: SyncOptions,
         progress: ProgressCallback | None,
         confirm: ConfirmCallback | None,
+        nonce: bytes,
     ) -> None:
         self.stream = stream
         self.identity = identity
@@ -110,7 +114,7 @@ class _Session:
             identity.device_id,
             identity.name,
             identity.public_key,
-            os.urandom(NONCE_SIZE),
+            nonce,
             options.limits.max_chunk,
         )
         encoder = ChunkEncoder(options.compression_level, options.shuffle)
