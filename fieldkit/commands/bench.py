@@ -198,3 +198,8 @@ def swap_command(
         f"{report['widen_slots']['first_swap_ms']:.1f} ms",
     ]
     click.echo("\n".join(lines))
+
+
+from fieldkit.commands.bench_quality import quality  # noqa: E402 - registered last
+
+bench.add_command(quality)

@@ -94,8 +94,8 @@ def train_command(
         DataError,
         attach_paraphrases,
         build_examples,
+        exemplars_from,
         load_records,
-        pick_exemplars,
         read_jsonl,
         read_lines,
     )
@@ -114,10 +114,8 @@ def train_command(
     examples = build_examples(records, domain, expand=not no_expand, seed=seed)
     if exemplars:
         questions = read_lines(exemplars)
-    else:  # the original questions first, then other phrasings if there are few records
-        asked = [e["messages"][-2]["content"] for e in examples]
-        questions = list(dict.fromkeys(pick_exemplars(records) + asked))[:MIN_EXEMPLARS]
-        questions = pick_exemplars(records) if len(records) >= MIN_EXEMPLARS else questions
+    else:
+        questions = exemplars_from(records, examples, MIN_EXEMPLARS)
     if not MIN_EXEMPLARS <= len(questions) <= MAX_EXEMPLARS:
         raise DataError(
             f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, "

@@ -314,6 +314,17 @@ def pick_exemplars(records: Sequence[Record], k: int = 24) -> list[str]:
     return [questions[int(i * step)] for i in range(k)]
 
 
+def exemplars_from(
+    records: Sequence[Record], examples: Sequence[Example], minimum: int = 10, k: int = 24
+) -> list[str]:
+    """Return router exemplars: training questions, topped up with other phrasings if few."""
+    picked = pick_exemplars(records, k)
+    if len(picked) >= minimum:
+        return picked
+    asked = [e["messages"][-2]["content"] for e in examples]
+    return list(dict.fromkeys(picked + asked))[:minimum]
+
+
 def read_lines(path: Path) -> list[str]:
     """Return the non-blank lines of a text file; raise DataError if it is unreadable."""
     try:

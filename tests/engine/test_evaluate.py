@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from fieldkit.cli import main
 from fieldkit.engine.dataset import DataError
 from fieldkit.engine.evaluate import (
     Answer,
@@ -87,3 +90,54 @@ def test_question_rows_parse_or_fail_in_one_sentence() -> None:
     assert parse_questions(rows) == [Question("agronomy", "q?", ("a",), "x1")]
     with pytest.raises(DataError, match="line 1 needs a domain"):
         parse_questions([{"domain": "agronomy", "question": "q?", "expected_keywords": []}])
+
+
+def write_domain(path: Path, topic: str) -> None:
+    rows = [
+        {
+            "instruction": f"What does the {topic} part {i} need?",
+            "input": "",
+            "output": f"The {topic} part {i} needs check {i}.",
+        }
+        for i in range(6)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def test_bench_quality_end_to_end_on_the_tiny_model(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_domain(data / "pumps.jsonl", "pump")
+    write_domain(data / "goats.jsonl", "goat")
+    questions = tmp_path / "heldout.jsonl"
+    rows = [
+        {
+            "domain": "pumps",
+            "question": "What about pump part 2?",
+            "expected_keywords": ["check 2"],
+        },
+        {"domain": "goats", "question": "Goat part 3 needs?", "expected_keywords": ["check 3"]},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    args = [
+        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
+        "--data", str(data), "--questions", str(questions), "--out", str(out),
+        "--iters", "2", "--rank", "4", "--layers", "2", "--max-tokens", "3",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for system in ("base", "spec:pumps", "spec:goats", "ties", "linear", "routed", "oracle"):
+        assert f"| {system} |" in result.output
+    report = json.loads((out / "quality.json").read_text())
+    answers = report["sets"]["heldout"]["answers"]
+    assert len(answers) == 2 * 7
+    by = {(a["system"], a["question"]): a["answer"] for a in answers}
+    assert by["oracle", "What about pump part 2?"] == by["spec:pumps", "What about pump part 2?"]
+    assert report["meta"]["routing"]["heldout"]["questions"] == 2
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "reusing" in again.output
