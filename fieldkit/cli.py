@@ -18,6 +18,7 @@ from fieldkit.errors import FieldkitError
 COMMANDS: dict[str, str] = {
     "model": "fieldkit.commands.model:model",
     "ask": "fieldkit.commands.ask:ask_command",
+    "demo": "fieldkit.commands.demo:demo_command",
     "bench": "fieldkit.commands.bench:bench",
     "id": "fieldkit.commands.identity:id_command",
     "name": "fieldkit.commands.identity:name_command",

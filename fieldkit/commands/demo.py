@@ -1,0 +1,96 @@
+"""`fieldkit demo`: the default model and the demo packets, ready to ask, fully offline."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from fieldkit.assets import demo_domains, demo_packets
+
+if TYPE_CHECKING:
+    from fieldkit.services import Services
+
+OUTSIDE_QUESTION = "How long should I boil an egg for a soft yolk?"
+
+
+def set_up_demo(services: Services, echo=click.echo) -> list[str]:
+    """Install the default model if needed and import the demo packets; return their names."""
+    from fieldkit.engine.convert import install_default
+    from fieldkit.store.packet import packet_id, read_packet_file
+
+    if services.model_override is None:
+        path, created = install_default(services.home.models_dir, progress=lambda m: echo(f"  {m}"))
+        echo(f"Base model: {path} ({'installed' if created else 'already installed'}).")
+    services.require_model()
+    files = demo_packets()
+    if not files:
+        echo("No demo packets are shipped in assets/packets; run scripts/build_demo_packets.sh.")
+    names = []
+    for path in files:
+        packet = read_packet_file(path)
+        if not services.library.has(packet_id(packet.manifest)):
+            services.library.add(
+                packet.manifest,
+                packet.signature,
+                packet.weights,
+                source="demo",
+                expected_base=services.base_fingerprint,
+            )
+        names.append(packet.manifest["name"])
+    echo(f"Demo packets in the library: {', '.join(names) or 'none'}.")
+    return names
+
+
+def demo_questions() -> list[str]:
+    """One held-out question per demo domain, then one that no packet covers."""
+    questions = []
+    for folder in demo_domains():
+        heldout = folder / "heldout.jsonl"
+        if heldout.is_file():
+            first = heldout.read_text(encoding="utf-8").splitlines()[0]
+            questions.append(json.loads(first)["question"])
+    return [*questions, OUTSIDE_QUESTION]
+
+
+def ask_questions(services: Services, questions: list[str], max_tokens: int) -> None:
+    """Route and answer each question, streaming the answer."""
+    from fieldkit.commands.ask import load_checked_adapter, pick_packet
+
+    for question in questions:
+        click.echo(f"\nQ: {question}")
+        record, decision = pick_packet(services, question, None, False)
+        if decision is not None:
+            click.echo(f"   route: {decision.reason}")
+        adapter = load_checked_adapter(services, record) if record else None
+        click.echo("A: ", nl=False)
+        for chunk in services.engine.generate(question, adapter, max_tokens=max_tokens):
+            click.echo(chunk.text, nl=False)
+            sys.stdout.flush()
+            if chunk.result is not None:
+                r = chunk.result
+                click.echo(
+                    f"\n   [{record.name if record else 'base model'} · swap {r.swap_ms:.1f} ms · "
+                    f"{r.generation_tps:.1f} tok/s]"
+                )
+
+
+@click.command("demo")
+@click.option("--no-tui", is_flag=True, help="Ask a few questions on the terminal instead.")
+@click.option("--max-tokens", default=120, show_default=True, type=click.IntRange(1, 4096))
+@click.pass_obj
+def demo_command(services: Services, no_tui: bool, max_tokens: int) -> None:
+    """Set up the embedded default model and the demo packets, then open the TUI."""
+    click.echo(f"Demo home: {services.home.root}")
+    set_up_demo(services)
+    if no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        ask_questions(services, demo_questions(), max_tokens)
+        click.echo(
+            "\nOpen the TUI with `.venv/bin/fieldkit` (keys: 1 peers, 2 library, 3 ask, ? help)."
+        )
+        return
+    from fieldkit.app import run_app
+
+    run_app(services)
