@@ -7,10 +7,14 @@ characteristic. Each value is one frame, at most `value_size(mtu)` bytes:
     0x00 DATA    + stream bytes            costs the sender one credit
     0x01 CREDIT  + u16 count               the receiver freed `count` frames of buffer
     0x02 FIN                               the sender will send no more data
-    0x03 HELLO   + u8 version + u16 window the receiver's buffer, in frames
+    0x03 HELLO   + u8 version + u16 window + u16 value size
+                                           the receiver's buffer in frames, and the
+                                           largest value its stack takes
 
 Both sides send HELLO first; a sender holds no credits until the peer's HELLO arrives,
-so a fast sender never overruns a slow receiver. GATT over LE is reliable and ordered,
+so a fast sender never overruns a slow receiver. Each side frames to the smaller of its
+own value size and the peer's: ATT MTU is one number per connection, but some stacks
+(bless, CoreBluetooth as peripheral) never tell the peripheral what it is. GATT over LE is reliable and ordered,
 so frames need no sequence numbers. `BleLink` holds no sockets, clocks or tasks: the
 transports (ble_bumble, ble_bleak, ble_bless) feed it values and send what it returns.
 """
@@ -34,7 +38,7 @@ MAX_VALUE_SIZE = 512  # GATT caps attribute values at 512 bytes
 DEFAULT_WINDOW = 64  # frames a receiver buffers before the application reads them
 
 DATA, CREDIT, FIN, HELLO = 0, 1, 2, 3
-_HELLO = struct.Struct("<BBH")
+_HELLO = struct.Struct("<BBHH")
 _CREDIT = struct.Struct("<BH")
 
 # Advertising: flags + complete list of 128-bit service UUIDs + manufacturer data.
@@ -150,6 +154,17 @@ def _ad(ad_type: int, value: bytes) -> bytes:
     return bytes([len(value) + 1, ad_type]) + value
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """A fieldkit peer seen in a scan: its name, short id, RSSI and radio address."""
+
+    name: str
+    short_id: str
+    rssi: int
+    address: str
+    version: int
+
+
 class BleLink:
     """One BLE connection's byte stream, both directions, as a pure object.
 
@@ -164,10 +179,12 @@ class BleLink:
         self.value_size = value_size(mtu)
         self.window = window
         self.peer_version: int | None = None
+        self.peer_value_size: int | None = None
         self.credits = 0  # frames we may still send
         self.peer_finished = False  # FIN received
         self._out = bytearray()  # stream bytes not yet framed
-        self._control: deque[bytes] = deque([_HELLO.pack(HELLO, PROTOCOL_VERSION, window)])
+        self._control: deque[bytes] = deque()
+        self._hello_sent = False
         self._finish_queued = False
         self._fin_sent = False
         self._inbox = bytearray()
@@ -199,11 +216,20 @@ class BleLink:
         """True when every queued byte, and FIN if asked, has been framed."""
         return not self._out and not self._control and (self._fin_sent or not self._finish_queued)
 
+    @property
+    def frame_size(self) -> int:
+        """The size of the data frames built now: our value size, capped by the peer's."""
+        return min(self.value_size, self.peer_value_size or self.value_size)
+
     def values_to_send(self) -> list[bytes]:
         """Return the frames that may go out now (control first, then data within credits)."""
-        frames = list(self._control)
+        frames = []
+        if not self._hello_sent:  # built late, so it carries the MTU as polled just now
+            self._hello_sent = True
+            frames.append(_HELLO.pack(HELLO, PROTOCOL_VERSION, self.window, self.value_size))
+        frames += self._control
         self._control.clear()
-        room = self.value_size - 1
+        room = self.frame_size - 1
         while self._out and self.credits > 0:
             chunk = bytes(self._out[:room])
             del self._out[:room]
@@ -223,7 +249,7 @@ class BleLink:
         if kind == HELLO:
             if len(value) != _HELLO.size:
                 raise ProtocolError("The Bluetooth peer sent a malformed greeting.")
-            _, version, window = _HELLO.unpack(value)
+            _, version, window, peer_value_size = _HELLO.unpack(value)
             if version != PROTOCOL_VERSION:
                 raise ProtocolError(
                     f"The Bluetooth peer speaks link version {version}, "
@@ -231,7 +257,10 @@ class BleLink:
                 )
             if self.peer_version is not None:
                 raise ProtocolError("The Bluetooth peer greeted twice on one connection.")
+            if not 2 <= peer_value_size <= MAX_VALUE_SIZE:
+                raise ProtocolError("The Bluetooth peer announced an impossible value size.")
             self.peer_version = version
+            self.peer_value_size = peer_value_size
             self.credits += window
         elif self.peer_version is None:
             raise ProtocolError("The Bluetooth peer sent data before its greeting.")

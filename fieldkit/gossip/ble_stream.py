@@ -66,8 +66,8 @@ class BleByteStream:
 
     @property
     def mtu_value_size(self) -> int:
-        """The value size in use now (for progress displays and tests)."""
-        return self._link.value_size
+        """The data frame size in use now (for progress displays and tests)."""
+        return self._link.frame_size
 
     # -- ByteStream ---------------------------------------------------------
     async def send(self, data: bytes) -> None:

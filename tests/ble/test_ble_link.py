@@ -80,9 +80,23 @@ def test_sender_stops_at_the_receivers_window_until_it_reads() -> None:
     assert len(a.values_to_send()) == 4
 
 
+def test_frames_fit_the_smaller_side_when_one_stack_cannot_tell_its_mtu() -> None:
+    peripheral = BleLink(517, window=8)  # knows nothing better than the maximum
+    central = BleLink(185, window=8)
+    shuttle(peripheral, central)
+    assert peripheral.peer_value_size == 182
+    peripheral.send(b"q" * 1000)
+    assert max(len(f) for f in peripheral.values_to_send()) == 182
+
+
+def test_impossible_value_size_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="value size"):
+        BleLink().receive_value(bytes([HELLO, 1, 8, 0, 0, 4]))
+
+
 def test_a_peer_that_ignores_credits_is_a_protocol_error() -> None:
     b = BleLink(23, window=2)
-    b.receive_value(bytes([HELLO, 1, 2, 0]))
+    b.receive_value(bytes([HELLO, 1, 2, 0, 20, 0]))
     b.receive_value(bytes([DATA]) + b"a")
     b.receive_value(bytes([DATA]) + b"b")
     with pytest.raises(ProtocolError, match="credits"):
@@ -94,7 +108,7 @@ def test_a_peer_that_ignores_credits_is_a_protocol_error() -> None:
     [
         (b"", "empty"),
         (bytes([DATA]) + b"x", "before its greeting"),
-        (bytes([HELLO, 9, 8, 0]), "version 9"),
+        (bytes([HELLO, 9, 8, 0, 20, 0]), "version 9"),
         (bytes([HELLO, 1]), "malformed greeting"),
     ],
 )
@@ -105,7 +119,7 @@ def test_bad_first_frames_are_refused(frame: bytes, message: str) -> None:
 
 def test_unknown_frame_and_data_after_fin_are_refused() -> None:
     b = BleLink()
-    b.receive_value(bytes([HELLO, 1, 8, 0]))
+    b.receive_value(bytes([HELLO, 1, 8, 0, 20, 0]))
     with pytest.raises(ProtocolError, match="unknown frame type 7"):
         b.receive_value(bytes([7]))
     b.receive_value(bytes([2]))
@@ -130,8 +144,9 @@ def test_fin_follows_the_last_data_and_drained_reports_it() -> None:
 
 def test_mtu_change_applies_to_frames_not_yet_built() -> None:
     a, b = BleLink(23, window=64), BleLink(23, window=64)
+    a.set_mtu(247)  # before the greeting: the peer learns 244
+    b.set_mtu(247)
     shuttle(a, b)
-    a.set_mtu(247)
     a.send(b"z" * 1000)
     assert [len(f) for f in a.values_to_send()] == [244, 244, 244, 244, 29]
 

@@ -1,0 +1,163 @@
+"""Bluetooth LE central role with bleak (CoreBluetooth on macOS, BlueZ on Linux, WinRT).
+
+The only module that imports bleak. `scan` lists fieldkit peers from their
+advertisements; `connect` returns a `BleByteStream` over the peer's fieldkit service,
+slicing writes by bleak's `max_write_without_response_size` and queueing notifications,
+as bleak's own UART example does. `backend` and `backend_kwargs` pass straight to
+bleak, so tests run this same code on `ble_bleak_bumble_backend` (a bumble radio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.exc import BleakError
+
+from fieldkit.errors import TransportError
+from fieldkit.gossip.ble_link import (
+    COMPANY_ID,
+    DEFAULT_MTU,
+    DEFAULT_WINDOW,
+    RX_UUID,
+    SERVICE_UUID,
+    TX_UUID,
+    Advertisement,
+    Sighting,
+)
+from fieldkit.gossip.ble_stream import BleByteStream
+
+UNEXCHANGED_WRITE_SIZE = DEFAULT_MTU - 3  # what stacks report before the MTU exchange
+
+
+async def scan(
+    seconds: float = 3.0,
+    *,
+    stop_early: str | None = None,
+    backend: type | None = None,
+    backend_kwargs: dict[str, Any] | None = None,
+) -> list[Sighting]:
+    """Scan for fieldkit peers and return them, strongest signal first.
+
+    If `stop_early` is a short id (or prefix), return as soon as that peer is seen.
+    Raises TransportError if Bluetooth is off, missing or not permitted.
+    """
+    seen: dict[str, Sighting] = {}
+    found = asyncio.Event()
+
+    def on_detect(device: Any, adv: Any) -> None:
+        payload = adv.manufacturer_data.get(COMPANY_ID)
+        if payload is None:
+            return
+        ours = Advertisement.from_manufacturer_data(COMPANY_ID.to_bytes(2, "little") + payload)
+        if ours is None:
+            return
+        previous = seen.get(ours.short_id)
+        name = adv.local_name or device.name or (previous.name if previous else "")
+        seen[ours.short_id] = Sighting(
+            name=name or "",
+            short_id=ours.short_id,
+            rssi=int(adv.rssi),
+            address=str(device.address),
+            version=ours.version,
+        )
+        if stop_early and ours.short_id.startswith(stop_early.lower()):
+            found.set()
+
+    try:
+        scanner = BleakScanner(
+            on_detect, service_uuids=[SERVICE_UUID], backend=backend, **(backend_kwargs or {})
+        )
+        async with scanner:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(found.wait(), seconds)
+    except (BleakError, OSError) as exc:
+        raise TransportError(f"Bluetooth scanning failed: {exc}") from exc
+    return sorted(seen.values(), key=lambda s: -s.rssi)
+
+
+async def connect(
+    address: str,
+    *,
+    window: int = DEFAULT_WINDOW,
+    wait: float = 15.0,
+    backend: type | None = None,
+    backend_kwargs: dict[str, Any] | None = None,
+) -> BleByteStream:
+    """Connect to a fieldkit peripheral at `address` and return the link's byte stream.
+
+    Raises TransportError if the peer cannot be reached or has no fieldkit service.
+    """
+    stream: BleByteStream | None = None
+    early: list[bytes] = []
+
+    def on_disconnect(_client: BleakClient) -> None:
+        if stream is not None:
+            stream.connection_lost()
+
+    def on_notify(_char: Any, value: bytearray) -> None:
+        if stream is None:
+            early.append(bytes(value))
+        else:
+            stream.feed(bytes(value))
+
+    client = BleakClient(
+        address,
+        disconnected_callback=on_disconnect,
+        timeout=wait,
+        backend=backend,
+        **(backend_kwargs or {}),
+    )
+    try:
+        await client.connect()
+    except (BleakError, OSError, TimeoutError) as exc:
+        raise TransportError(f"Cannot connect to the Bluetooth peer {address}: {exc}") from exc
+    try:
+        service = client.services.get_service(SERVICE_UUID)
+        if service is None:
+            raise TransportError(f"The Bluetooth device {address} does not offer fieldkit.")
+        rx = service.get_characteristic(RX_UUID)
+        tx = service.get_characteristic(TX_UUID)
+        if rx is None or tx is None:
+            raise TransportError(
+                f"The Bluetooth device {address} has an incomplete fieldkit service."
+            )
+        await _settle_write_size(rx)
+        await client.start_notify(tx, on_notify)
+    except TransportError:
+        await _quiet_disconnect(client)
+        raise
+    except (BleakError, OSError, TimeoutError) as exc:
+        await _quiet_disconnect(client)
+        raise TransportError(f"Setting up the link to {address} failed: {exc}") from exc
+
+    async def write(value: bytes) -> None:
+        await client.write_gatt_char(rx, value, response=False)
+
+    stream = BleByteStream(
+        write=write,
+        mtu=lambda: rx.max_write_without_response_size + 3,
+        disconnect=lambda: _quiet_disconnect(client),
+        peer_label=f"BLE {address}",
+        window=window,
+    )
+    for value in early:
+        stream.feed(value)
+    return stream
+
+
+async def _settle_write_size(characteristic: Any, patience: float = 1.0) -> None:
+    """Poll the usable write size: it reads 20 until the MTU exchange has finished."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while characteristic.max_write_without_response_size <= UNEXCHANGED_WRITE_SIZE:
+        if loop.time() >= deadline:
+            return  # a peer that really keeps MTU 23 still works, with 20-byte values
+        await asyncio.sleep(0.05)
+
+
+async def _quiet_disconnect(client: BleakClient) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.disconnect(), 5.0)
