@@ -36,6 +36,7 @@ from fieldkit.gossip.ble_link import (
     SERVICE_UUID,
     TX_UUID,
     Advertisement,
+    Sighting,
     scan_response,
     short_id,
 )
@@ -45,17 +46,6 @@ logger = logging.getLogger(__name__)
 
 MAX_MTU = 517
 DLE_OCTETS = 251  # LE Data Length Extension: the largest link-layer payload
-
-
-@dataclass(frozen=True)
-class Sighting:
-    """A fieldkit peer seen in a scan: its name, short id, RSSI and radio address."""
-
-    name: str
-    short_id: str
-    rssi: int
-    address: str
-    version: int
 
 
 def device_address(device_id: str) -> str:

@@ -21,6 +21,8 @@ transports (ble_bumble, ble_bleak, ble_bless) feed it values and send what it re
 
 from __future__ import annotations
 
+import base64
+import binascii
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -43,7 +45,8 @@ _CREDIT = struct.Struct("<BH")
 
 # Advertising: flags + complete list of 128-bit service UUIDs + manufacturer data.
 COMPANY_ID = 0xFFFF  # the Bluetooth SIG's id for tests and unassigned use
-SHORT_ID_BYTES = 4
+SHORT_ID_CHARS = 8  # of the base32 device id: 40 bits, 5 bytes on the air
+SHORT_ID_BYTES = 5
 _AD_FLAGS, _AD_UUIDS128, _AD_NAME, _AD_SHORT_NAME, _AD_MANUFACTURER = 0x01, 0x07, 0x09, 0x08, 0xFF
 _ADV_FLAGS = 0x06  # LE general discoverable, BR/EDR not supported
 
@@ -75,15 +78,23 @@ def choose_role(my_id: str, peer_id: str) -> Role:
 
 
 def short_id(device_id: str) -> str:
-    """Return the short id advertised for a device id: its first 8 hex digits, lowercase."""
+    """Return the short id advertised for a device id: its first 8 base32 characters."""
     text = device_id.strip().lower()
-    if len(text) < SHORT_ID_BYTES * 2:
-        raise ValueError(f"device id {device_id!r} is shorter than {SHORT_ID_BYTES * 2} digits")
+    if len(text) < SHORT_ID_CHARS:
+        raise ValueError(f"device id {device_id!r} is shorter than {SHORT_ID_CHARS} characters")
     try:
-        bytes.fromhex(text[: SHORT_ID_BYTES * 2])
-    except ValueError as exc:
-        raise ValueError(f"device id {device_id!r} is not hexadecimal") from exc
-    return text[: SHORT_ID_BYTES * 2]
+        base64.b32decode(text[:SHORT_ID_CHARS].upper())
+    except binascii.Error as exc:
+        raise ValueError(f"device id {device_id!r} is not base32") from exc
+    return text[:SHORT_ID_CHARS]
+
+
+def _id_bytes(short: str) -> bytes:
+    return base64.b32decode(short.upper())
+
+
+def _id_text(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").lower()
 
 
 @dataclass(frozen=True)
@@ -96,7 +107,7 @@ class Advertisement:
     def encode(self) -> bytes:
         """Return the advertising data (31 bytes at most): flags, service UUID, id, version."""
         uuid_le = bytes.fromhex(SERVICE_UUID.replace("-", ""))[::-1]
-        manufacturer = struct.pack("<HB", COMPANY_ID, self.version) + bytes.fromhex(self.short_id)
+        manufacturer = struct.pack("<HB", COMPANY_ID, self.version) + _id_bytes(self.short_id)
         return (
             _ad(_AD_FLAGS, bytes([_ADV_FLAGS]))
             + _ad(_AD_UUIDS128, uuid_le)
@@ -121,11 +132,11 @@ class Advertisement:
         company, version = struct.unpack_from("<HB", data)
         if company != COMPANY_ID:
             return None
-        return cls(short_id=data[3:].hex(), version=version)
+        return cls(short_id=_id_text(data[3:]), version=version)
 
     def manufacturer_payload(self) -> bytes:
         """Return the manufacturer data without the company id (bleak and bless key by id)."""
-        return bytes([self.version]) + bytes.fromhex(self.short_id)
+        return bytes([self.version]) + _id_bytes(self.short_id)
 
 
 def scan_response(name: str) -> bytes:

@@ -177,10 +177,10 @@ def test_any_writes_arrive_whole_one_frame_at_a_time(
 
 
 def test_advertisement_round_trips_and_fits_31_bytes() -> None:
-    adv = Advertisement(short_id=short_id("A1B2C3D4E5F6"))
+    adv = Advertisement(short_id=short_id("K7QX2MZA4BCDEF23"))
     raw = adv.encode()
     assert len(raw) <= 31
-    assert Advertisement.decode(raw) == Advertisement(short_id="a1b2c3d4", version=1)
+    assert Advertisement.decode(raw) == Advertisement(short_id="k7qx2mza", version=1)
     assert Advertisement.decode(raw.replace(bytes([0x21, 0x4F]), bytes([0x22, 0x4F]))) is None
     assert (
         Advertisement.from_manufacturer_data(b"\xff\xff\x01" + adv.manufacturer_payload()[1:])
@@ -201,15 +201,15 @@ def test_scan_response_carries_the_name_and_truncates_long_ones() -> None:
 
 
 def test_role_rule_is_antisymmetric_and_refuses_itself() -> None:
-    assert choose_role("0011aabb99", "ff00aabb") is Role.CENTRAL
-    assert choose_role("ff00aabb", "0011aabb99") is Role.PERIPHERAL
+    assert choose_role("abcdefgh23", "zzzzzzzz") is Role.CENTRAL
+    assert choose_role("zzzzzzzz", "abcdefgh23") is Role.PERIPHERAL
     with pytest.raises(ValueError, match="own id"):
-        choose_role("0011aabbcc", "0011AABBdd")
+        choose_role("abcdefghij", "ABCDEFGHkk")
 
 
-def test_short_id_needs_eight_hex_digits() -> None:
-    assert short_id("ABCDEF0123") == "abcdef01"
-    with pytest.raises(ValueError, match="hexadecimal"):
-        short_id("zzzzzzzz")
+def test_short_id_is_eight_base32_characters() -> None:
+    assert short_id("ABCDEF2345") == "abcdef23"
+    with pytest.raises(ValueError, match="base32"):
+        short_id("01890189")
     with pytest.raises(ValueError, match="shorter"):
         short_id("abc")

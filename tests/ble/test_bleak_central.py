@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 
@@ -32,13 +33,13 @@ async def test_bleak_scanner_sees_service_uuid_and_manufacturer_id() -> None:
     )
     [(device, adv)] = found.values()
     assert SERVICE_UUID in adv.service_uuids
-    assert adv.manufacturer_data[0xFFFF][1:] == bytes.fromhex("b0b00000")
+    assert adv.manufacturer_data[0xFFFF][1:] == base64.b32decode("BOBBOBBO")
     assert device.address == str(adv.platform_data[0].address)
 
 
 async def test_bleak_scan_filter_drops_other_services() -> None:
     radio = VirtualRadio()
-    central, stranger = radio.device(ALICE), radio.device("5e5e5e5e5e")
+    central, stranger = radio.device(ALICE), radio.device("strangerstranger")
     await power_on(central)
     await power_on(stranger)
     await stranger.start_advertising(auto_restart=False)
@@ -49,9 +50,9 @@ async def test_bleak_scan_filter_drops_other_services() -> None:
 async def test_bleak_central_streams_both_ways_verified_by_hash(mtu: int) -> None:
     central, peripheral = await pair(VirtualRadio(), mtu=mtu, window=16)
     [peer] = await ble_bleak.scan(
-        2.0, stop_early="b0b0", backend=BumbleBleakScanner, **bleak_args(central, mtu)
+        2.0, stop_early="bobb", backend=BumbleBleakScanner, **bleak_args(central, mtu)
     )
-    assert peer.short_id == "b0b00000"
+    assert peer.short_id == "bobbobbo"
     c = await ble_bleak.connect(peer.address, backend=BumbleBleakClient, **bleak_args(central, mtu))
     p = await asyncio.wait_for(peripheral.accept(), 5)
     up, down = os.urandom(30_000), os.urandom(20_000)
@@ -70,7 +71,7 @@ async def test_bleak_central_streams_both_ways_verified_by_hash(mtu: int) -> Non
 async def test_bleak_write_size_reads_the_exchanged_mtu() -> None:
     central, _ = await pair(VirtualRadio(), mtu=247)
     [peer] = await ble_bleak.scan(
-        2.0, stop_early="b0b0", backend=BumbleBleakScanner, **bleak_args(central, 247)
+        2.0, stop_early="bobb", backend=BumbleBleakScanner, **bleak_args(central, 247)
     )
     async with BleakClient(
         peer.address, backend=BumbleBleakClient, bumble_device=central, bumble_mtu=247
@@ -85,7 +86,7 @@ async def test_bleak_link_drop_raises_transport_error() -> None:
     radio = VirtualRadio()
     central, peripheral = await pair(radio)
     [peer] = await ble_bleak.scan(
-        2.0, stop_early="b0b0", backend=BumbleBleakScanner, **bleak_args(central)
+        2.0, stop_early="bobb", backend=BumbleBleakScanner, **bleak_args(central)
     )
     c = await ble_bleak.connect(peer.address, backend=BumbleBleakClient, **bleak_args(central))
     p = await peripheral.accept()

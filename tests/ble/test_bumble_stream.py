@@ -19,7 +19,7 @@ from fieldkit.gossip.ble_bumble import (
     scan,
 )
 
-ALICE, BOB = "a11ce0000001", "b0b000000002"
+ALICE, BOB = "alicealicealice2", "bobbobbobbobbob2"
 
 
 async def pair(radio: VirtualRadio, mtu: int = 517, window: int = 64):
@@ -49,8 +49,8 @@ async def read_exactly(stream, size: int) -> bytes:
 
 async def test_scan_lists_the_peer_by_short_id_and_rssi() -> None:
     central, _ = await pair(VirtualRadio())
-    sightings = await scan(central, seconds=2.0, stop_early="b0b0")
-    assert [s.short_id for s in sightings] == ["b0b00000"]
+    sightings = await scan(central, seconds=2.0, stop_early="bobb")
+    assert [s.short_id for s in sightings] == ["bobbobbo"]
     assert sightings[0].version == 1
     assert -127 < sightings[0].rssi < 20
 
@@ -58,7 +58,7 @@ async def test_scan_lists_the_peer_by_short_id_and_rssi() -> None:
 @pytest.mark.parametrize("mtu", [23, 247, 517])
 async def test_random_bytes_cross_both_ways_verified_by_hash(mtu: int) -> None:
     central, peripheral = await pair(VirtualRadio(), mtu=mtu, window=16)
-    [peer] = await scan(central, seconds=2.0, stop_early="b0b0")
+    [peer] = await scan(central, seconds=2.0, stop_early="bobb")
     c = await connect(central, peer.address, mtu=mtu)
     p = await asyncio.wait_for(peripheral.accept(), 5)
     up, down = os.urandom(40_000), os.urandom(30_000)
@@ -76,7 +76,7 @@ async def test_random_bytes_cross_both_ways_verified_by_hash(mtu: int) -> None:
 
 async def test_close_delivers_eof_to_the_peer() -> None:
     central, peripheral = await pair(VirtualRadio())
-    [peer] = await scan(central, seconds=2.0, stop_early="b0b0")
+    [peer] = await scan(central, seconds=2.0, stop_early="bobb")
     c = await connect(central, peer.address)
     p = await peripheral.accept()
     await c.send(b"last words")
@@ -90,7 +90,7 @@ async def test_close_delivers_eof_to_the_peer() -> None:
 async def test_dropped_link_raises_and_a_new_connection_works() -> None:
     radio = VirtualRadio()
     central, peripheral = await pair(radio)
-    [peer] = await scan(central, seconds=2.0, stop_early="b0b0")
+    [peer] = await scan(central, seconds=2.0, stop_early="bobb")
     c = await connect(central, peer.address)
     p = await peripheral.accept()
     await send_all(c, os.urandom(5000))
@@ -104,7 +104,7 @@ async def test_dropped_link_raises_and_a_new_connection_works() -> None:
     await p.close()
 
     # The peripheral advertises again; a fresh connection carries data.
-    [peer] = await scan(central, seconds=2.0, stop_early="b0b0")
+    [peer] = await scan(central, seconds=2.0, stop_early="bobb")
     c2 = await connect(central, peer.address)
     p2 = await asyncio.wait_for(peripheral.accept(), 5)
     data = os.urandom(8000)
@@ -126,7 +126,7 @@ async def test_a_device_without_the_fieldkit_service_is_refused() -> None:
 async def test_throttled_link_paces_bytes_to_its_rate() -> None:
     link = ThrottledLink(rate=50_000, interval=0.0075)
     central, peripheral = await pair(VirtualRadio(link=link), mtu=247)
-    [peer] = await scan(central, seconds=2.0, stop_early="b0b0")
+    [peer] = await scan(central, seconds=2.0, stop_early="bobb")
     c = await connect(central, peer.address, mtu=247)
     p = await peripheral.accept()
     data = os.urandom(25_000)
