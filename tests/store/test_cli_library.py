@@ -295,3 +295,49 @@ def test_id_json(cli, tmp_path):
     assert len(data["id"]) == 16
     assert len(data["public_key"]) == 64
     assert json.loads(cli(tmp_path / "h", "id", "--json").output)["id"] == data["id"]
+
+
+def test_refuses_oversize_files_without_reading_them(cli, tmp_path, make_adapter):
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=3))
+    with open(folder / "adapters.safetensors", "r+b") as f:
+        f.truncate(300 * 1024 * 1024)  # sparse: no disk used
+    _refusal(cli, tmp_path, folder, "larger than the 256 MiB")
+    big = tmp_path / "big.fkpkt"
+    with open(big, "wb") as f:
+        f.truncate(300 * 1024 * 1024)
+    r = cli(tmp_path / "h2", "library", "import", str(big))
+    assert r.exit_code != 0
+    assert "larger than the 256 MiB" in r.output
+
+
+def test_refuses_packet_file_with_forged_manifest(cli, tmp_path, make_adapter):
+    import io
+
+    from fieldkit.store.packet import read_packet_file, write_packet_file
+
+    a = tmp_path / "a"
+    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=6))
+    cli(
+        a,
+        "library",
+        "import",
+        str(folder),
+        "--name",
+        "pumps",
+        "--domain",
+        "d",
+        "--exemplars",
+        str(_exemplars(tmp_path)),
+    )
+    good = tmp_path / "good.fkpkt"
+    cli(a, "library", "export", "pumps", "-o", str(good))
+    packet = read_packet_file(good)
+    forged = dict(packet.manifest, description="Now with a forged description.")
+    buf = io.BytesIO()
+    write_packet_file(buf, forged, packet.signature, packet.weights)
+    bad = tmp_path / "forged.fkpkt"
+    bad.write_bytes(buf.getvalue())
+    r = cli(tmp_path / "b", "library", "import", str(bad))
+    assert r.exit_code != 0
+    assert "does not verify" in r.output
+    assert _rows(tmp_path / "b") == []
