@@ -36,6 +36,7 @@ class TrainConfig:
     batch_size: int = 4
     learning_rate: float = 5e-4
     val_fraction: float = 0.1
+    max_val: int = 32
     steps_per_eval: int = 25
     patience: int = 3
     max_seq_length: int = 512
@@ -80,9 +81,13 @@ class TrainResult:
 
 
 def split_examples(
-    examples: Sequence[Example], fraction: float, batch_size: int, seed: int
+    examples: Sequence[Example],
+    fraction: float,
+    batch_size: int,
+    seed: int,
+    max_val: int | None = None,
 ) -> tuple[list[Example], list[Example]]:
-    """Return (train, val): a seeded random share `fraction` held out for validation.
+    """Return (train, val): a seeded random share `fraction` (at most max_val) held out.
 
     Validation is skipped (val empty) when it would hold less than one batch or leave
     training with less than one batch.
@@ -90,6 +95,8 @@ def split_examples(
     items = list(examples)
     random.Random(seed).shuffle(items)
     n_val = round(len(items) * fraction)
+    if max_val is not None:
+        n_val = min(n_val, max_val)
     if n_val < batch_size or len(items) - n_val < batch_size:
         return items, []
     return items[n_val:], items[:n_val]
@@ -135,7 +142,7 @@ def train_lora(
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     train_set, val_set = split_examples(
-        examples, config.val_fraction, config.batch_size, config.seed
+        examples, config.val_fraction, config.batch_size, config.seed, config.max_val
     )
     adapter_config = config.adapter_config()
     n_layers = len(model.layers)
