@@ -63,7 +63,7 @@ async def scan(
             address=str(device.address),
             version=ours.version,
         )
-        if stop_early and ours.short_id.startswith(stop_early.lower()):
+        if stop_early is not None and ours.short_id.startswith(stop_early.lower()):
             found.set()
 
     try:

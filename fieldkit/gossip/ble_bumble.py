@@ -196,6 +196,8 @@ class BumblePeripheral:
 
     async def start(self) -> None:
         """Start advertising (restarted after each disconnection)."""
+        if self.device.is_advertising:
+            return
         await self.device.start_advertising(
             auto_restart=True,
             advertising_data=self.advertisement.encode(),
@@ -303,7 +305,7 @@ async def scan(
             address=str(adv.address),
             version=ours.version,
         )
-        if stop_early and ours.short_id.startswith(stop_early.lower()):
+        if stop_early is not None and ours.short_id.startswith(stop_early.lower()):
             found.set()
 
     device.on(device.EVENT_ADVERTISEMENT, on_advertisement)
@@ -390,3 +392,28 @@ def _characteristic(service: Any, uuid: str, address: str) -> Any:
     if not found:
         raise TransportError(f"The Bluetooth device {address} has an incomplete fieldkit service.")
     return found[0]
+
+
+class BumbleRadio:
+    """A bumble device as a `fieldkit.gossip.ble_sync.Radio`: scan, connect, advertise."""
+
+    def __init__(self, device: Device, mtu: int = MAX_MTU, window: int = DEFAULT_WINDOW) -> None:
+        self.device = device
+        self.mtu = mtu
+        self.window = window
+        self._peripheral: BumblePeripheral | None = None
+
+    async def scan(self, seconds: float, stop_early: str | None = None) -> list[Sighting]:
+        return await scan(self.device, seconds, stop_early)
+
+    async def connect(self, address: str) -> BleByteStream:
+        return await connect(self.device, address, mtu=self.mtu, window=self.window)
+
+    async def advertise(self, device_id: str, name: str) -> BumblePeripheral:
+        """Start advertising; the GATT service is added once and reused by later calls."""
+        if self._peripheral is None:
+            self._peripheral = BumblePeripheral(
+                self.device, device_id=device_id, name=name, mtu=self.mtu, window=self.window
+            )
+        await self._peripheral.start()
+        return self._peripheral

@@ -1,0 +1,152 @@
+"""Gossip sessions over Bluetooth LE: the Python API that `fieldkit sync --ble` calls.
+
+    async with open_radio(device_id, name, hci="usb:0") as radio:
+        summary = await sync_with_peer(radio, identity, library, options, peer="k7qx2mza")
+
+A radio is bumble on an HCI transport when `hci` is given (a USB dongle, or bumble
+controllers served over TCP), otherwise the platform stack: bleak as central, bless as
+peripheral. Either way the gossip session runs unchanged on a `BleByteStream`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fieldkit.errors import TransportError
+from fieldkit.gossip.ble_link import Sighting
+from fieldkit.gossip.session import run_session
+from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
+
+if TYPE_CHECKING:
+    from fieldkit.gossip.stream import ByteStream
+    from fieldkit.store.identity import Identity
+    from fieldkit.store.library import Library
+
+DEFAULT_SCAN_SECONDS = 10.0
+
+
+class Radio(Protocol):
+    """What a BLE stack offers a session: scan, connect as central, serve as peripheral."""
+
+    async def scan(self, seconds: float, stop_early: str | None = None) -> list[Sighting]: ...
+
+    async def connect(self, address: str) -> ByteStream: ...
+
+    async def advertise(self, device_id: str, name: str) -> Any:
+        """Start advertising; return an object whose `accept()` yields each central's stream."""
+        ...
+
+
+class PlatformRadio:
+    """bleak (central) and bless (peripheral) on the operating system's Bluetooth stack."""
+
+    async def scan(self, seconds: float, stop_early: str | None = None) -> list[Sighting]:
+        from fieldkit.gossip import ble_bleak
+
+        return await ble_bleak.scan(seconds, stop_early=stop_early)
+
+    async def connect(self, address: str) -> ByteStream:
+        from fieldkit.gossip import ble_bleak
+
+        return await ble_bleak.connect(address)
+
+    async def advertise(self, device_id: str, name: str) -> Any:
+        from fieldkit.gossip.ble_bless import BlessPeripheral
+
+        peripheral = BlessPeripheral(device_id=device_id, name=name)
+        await peripheral.start()
+        return peripheral
+
+
+@contextlib.asynccontextmanager
+async def open_radio(device_id: str, name: str, hci: str | None = None) -> AsyncIterator[Radio]:
+    """Yield the radio for `hci` (a bumble HCI spec such as usb:0), or the platform's.
+
+    Raises TransportError if the controller cannot be opened.
+    """
+    if hci is None:
+        yield PlatformRadio()
+        return
+    from fieldkit.gossip.ble_bumble import BumbleRadio, open_hci_device
+
+    async with open_hci_device(hci, device_id, name) as device:
+        yield BumbleRadio(device)
+
+
+def matches(sighting: Sighting, peer: str) -> bool:
+    """True if `peer` (a device id, its short id, or a prefix of it) names this sighting."""
+    wanted = peer.strip().lower()
+    return sighting.short_id.startswith(wanted[: len(sighting.short_id)])
+
+
+async def find_peer(radio: Radio, peer: str | None, seconds: float) -> Sighting:
+    """Scan until `peer` (or, without one, any fieldkit peer) is seen; return the sighting.
+
+    Raises TransportError if nobody matching answers within `seconds`.
+    """
+    stop_early = peer.strip().lower()[:8] if peer else None
+    sightings = await radio.scan(seconds, stop_early=stop_early or "")  # "" = first seen
+    found = [s for s in sightings if peer is None or matches(s, peer)]
+    if not found:
+        who = f"the peer {peer}" if peer else "any fieldkit peer"
+        raise TransportError(f"Bluetooth LE found no sign of {who} within {seconds:g} seconds.")
+    return found[0]
+
+
+async def sync_with_peer(
+    radio: Radio,
+    identity: Identity,
+    library: Library,
+    options: SyncOptions | None = None,
+    peer: str | None = None,
+    progress: ProgressCallback | None = None,
+    confirm: ConfirmCallback | None = None,
+    scan_seconds: float = DEFAULT_SCAN_SECONDS,
+) -> SyncSummary:
+    """Find the peer, connect as central and run one session; return its summary.
+
+    Raises TransportError only if the peer cannot be found or connected.
+    """
+    sighting = await find_peer(radio, peer, scan_seconds)
+    stream = await radio.connect(sighting.address)
+    stream.peer_label = f"{sighting.name or sighting.short_id} over BLE ({sighting.address})"
+    return await run_session(stream, identity, library, options, progress, confirm)
+
+
+async def serve(
+    radio: Radio,
+    identity: Identity,
+    library: Library,
+    options: SyncOptions | None = None,
+    once: bool = False,
+    on_summary: Callable[[SyncSummary], None] | None = None,
+    progress: ProgressCallback | None = None,
+    confirm: ConfirmCallback | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> list[SyncSummary]:
+    """Advertise and run a session with each central that connects, one at a time.
+
+    Returns the summaries after the first session with `once`; otherwise runs until
+    cancelled.
+    """
+    peripheral = await radio.advertise(identity.device_id, identity.name)
+    if on_ready is not None:
+        on_ready()
+    summaries: list[SyncSummary] = []
+    claims: set[str] = set()
+    try:
+        while True:
+            stream = await peripheral.accept()
+            summary = await run_session(
+                stream, identity, library, options, progress, confirm, claims=claims
+            )
+            summaries.append(summary)
+            if on_summary is not None:
+                on_summary(summary)
+            if once:
+                return summaries
+    finally:
+        with contextlib.suppress(Exception):
+            await peripheral.stop()

@@ -1,0 +1,100 @@
+"""Full gossip sessions between two homes over a bumble BLE link (one process)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fieldkit.errors import TransportError
+from fieldkit.gossip.ble_bumble import BumbleRadio, VirtualRadio, power_on
+from fieldkit.gossip.ble_sync import serve, sync_with_peer
+from fieldkit.gossip.parts import held_chunks
+from fieldkit.gossip.summary import SyncOptions
+from tests.gossip.helpers import FAST, Device
+
+
+async def radios(radio: VirtualRadio, a: Device, b: Device) -> tuple[BumbleRadio, BumbleRadio]:
+    da, db = radio.device(a.device_id, "a"), radio.device(b.device_id, "b")
+    await power_on(da)
+    await power_on(db)
+    return BumbleRadio(da), BumbleRadio(db)
+
+
+async def session(ra: BumbleRadio, rb: BumbleRadio, a: Device, b: Device, progress_b=None):
+    """a connects as central to b (peripheral, one session); return (summary a, summary b)."""
+    serving = asyncio.create_task(
+        serve(rb, b.identity, b.library, FAST, once=True, progress=progress_b)
+    )
+    summary_a = await asyncio.wait_for(
+        sync_with_peer(ra, a.identity, a.library, FAST, peer=b.device_id, scan_seconds=5), 60
+    )
+    (summary_b,) = await asyncio.wait_for(serving, 30)
+    return summary_a, summary_b
+
+
+async def test_two_way_sync_over_ble(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=2)
+    pb = make_packet(b.home, name="solar", seed=1)
+    a.trust(b)
+    b.trust(a)
+    ra, rb = await radios(VirtualRadio(), a, b)
+    sa, sb = await session(ra, rb, a, b)
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
+    got = b.library.find(pa.packet_id)
+    assert got.verified
+    assert b.library.read_weights(got) == a.library.read_weights(pa)
+    assert "over BLE" in sa.peer_label
+    assert sa.sas == sb.sas
+
+
+async def test_link_dropped_mid_transfer_resumes_with_only_the_missing_chunks(
+    make_device, make_packet
+):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=6)  # ~200 KB, 7 chunks
+    a.trust(b)
+    b.trust(a)
+    radio = VirtualRadio()
+    ra, rb = await radios(radio, a, b)
+    dropped = []
+
+    def cut_at_40_percent(update):
+        if not dropped and update.done >= 0.4 * update.total:
+            dropped.append(update.done)
+            radio.drop_all()
+
+    first_a, first_b = await session(ra, rb, a, b, progress_b=cut_at_40_percent)
+    assert dropped
+    assert first_b.error
+    assert "lost" in first_b.error
+    assert b.packet_ids() == set()
+    held, _ = held_chunks(b.library, pa.packet_id)
+    count = len(pa.manifest["chunk_hashes"])
+    assert 0 < len(held) < count
+    chunk = pa.manifest["chunk_size"]
+    held_bytes = sum(min(chunk, pa.size - i * chunk) for i in held)
+
+    second_a, second_b = await session(ra, rb, a, b)
+    assert second_a.ok, second_a.error
+    assert second_b.ok, second_b.error
+    assert b.packet_ids() == {pa.packet_id}
+    (report,) = second_b.packets
+    assert report.resumed_from == held_bytes
+    # Only the missing chunks crossed the air again (plus manifests and framing).
+    assert second_b.bytes_received < pa.size - held_bytes + 16 * 1024
+    assert b.library.read_weights(b.library.find(pa.packet_id)) == a.library.read_weights(pa)
+
+
+async def test_no_peer_in_range_is_one_clear_error(make_device):
+    a = make_device("a")
+    radio = VirtualRadio()
+    da = radio.device(a.device_id)
+    await power_on(da)
+    with pytest.raises(TransportError, match="found no sign of the peer zzzz"):
+        await sync_with_peer(
+            BumbleRadio(da), a.identity, a.library, SyncOptions(), peer="zzzzzzzz", scan_seconds=0.3
+        )
