@@ -72,6 +72,19 @@ def _digest(*parts: Any) -> str:
 @click.option("--density", default=0.5, show_default=True)
 @click.option("--factorwise", is_flag=True, help="Also score the factor-wise (PEFT) TIES merge.")
 @click.option("--max-tokens", default=128, show_default=True)
+@click.option(
+    "--from-library",
+    "reuse_home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Take each domain's specialist from the packets in this home instead of training.",
+)
+@click.option(
+    "--cross/--no-cross",
+    default=True,
+    show_default=True,
+    help="Score every specialist on every domain (--no-cross: only what oracle and router need).",
+)
 def quality(
     data_dir: Path,
     question_files: tuple[Path, ...],
@@ -88,6 +101,8 @@ def quality(
     density: float,
     factorwise: bool,
     max_tokens: int,
+    reuse_home: Path | None,
+    cross: bool,
 ) -> None:
     """Train or reuse one specialist per domain, then score base, specialists, merges, routed, oracle."""
     from fieldkit.engine.dataset import read_jsonl
@@ -115,18 +130,29 @@ def quality(
         "minutes": minutes,
         "expand": not no_expand,
     }
-    for domain in chosen:
-        train, para = training_files(data_dir, domain)
-        run.specialist(domain, train, para or paraphrases, train_args)
+    if reuse_home is not None:
+        from fieldkit.home import Home
+        from fieldkit.store.library import Library
+
+        other = Library.open(Home(reuse_home))
+        try:
+            for domain in chosen:
+                run.reuse_packet(domain, other)
+        finally:
+            other.close()
+    else:
+        for domain in chosen:
+            train, para = training_files(data_dir, domain)
+            run.specialist(domain, train, para or paraphrases, train_args)
     run.merges(chosen, density, factorwise)
     reports = {}
     for name, questions in sets.items():
-        reports[name] = run.answer_and_score(name, questions, chosen)
+        reports[name] = run.answer_and_score(name, questions, chosen, cross)
     meta = {
         "model": base_id,
         "fingerprint": fingerprint,
         "domains": chosen,
-        "train": train_args,
+        "train": train_args if reuse_home is None else f"packets from {reuse_home}",
         "density": density,
         "max_tokens": max_tokens,
         "minutes_total": round((time.perf_counter() - started) / 60, 1),
@@ -278,39 +304,60 @@ class QualityRun:
                 fh.write(json.dumps(row | {"system": system, "text": result.text}) + "\n")
         return self.cache[key]
 
-    def answer_and_score(self, name: str, questions: list, domains: list[str]) -> tuple:
-        """Answer every question with every system; return (scores, answers)."""
+    def answer_and_score(
+        self, name: str, questions: list, domains: list[str], cross: bool = True
+    ) -> tuple:
+        """Answer every question with every system; return (scores, answers).
+
+        With cross=False the specialists answer only what the oracle and the router need,
+        and the per-specialist rows are left out.
+        """
         from fieldkit.engine.evaluate import Answer, score
         from fieldkit.engine.router import Router
 
         router = Router(self.library, base_fingerprint=self.fingerprint)
         by_id = {r.packet_id: d for d, r in self.records.items()}
-        systems = [
-            "base",
-            *(f"spec:{d}" for d in domains),
-            *[s for s in ("ties", "ties-factorwise", "linear") if s in self.adapters],
-        ]
+        merges = [s for s in ("ties", "ties-factorwise", "linear") if s in self.adapters]
+        specs = [f"spec:{d}" for d in domains] if cross else []
+        systems = ["base", *specs, *merges]
         answers: list[Answer] = []
         hits = 0
-        total = len(questions) * (len(systems) + 2)
-        done = 0
-        for q in questions:
-            texts = {}
-            for system in systems:
-                texts[system] = self._answer(system, q.question)
-                done += 1
-                click.echo(f"\r{name}: {done}/{total} answers", nl=False, err=True)
+        for done, q in enumerate(questions, start=1):
+            texts = {system: self._answer(system, q.question) for system in systems}
             decision = router.route(q.question)
             routed_domain = by_id.get(decision.packet_id or "")
             hits += routed_domain == q.domain
             # Greedy decoding is deterministic: the routed answer is the chosen
             # specialist's answer (or the base model's when the router abstains).
-            texts["routed"] = texts[f"spec:{routed_domain}"] if routed_domain else texts["base"]
-            texts["oracle"] = texts[f"spec:{q.domain}"]
-            done += 2
+            routed = f"spec:{routed_domain}" if routed_domain else "base"
+            texts["routed"] = self._answer(routed, q.question)
+            texts["oracle"] = self._answer(f"spec:{q.domain}", q.question)
             answers += [Answer(s, q, t) for s, t in texts.items()]
+            click.echo(f"\r{name}: {done}/{len(questions)} questions", nl=False, err=True)
         click.echo("", err=True)
         self.routing[name] = {"correct": hits, "questions": len(questions)}
-        order = ["base", *systems[1:], "routed", "oracle"]
+        order = [*systems, "routed", "oracle"]
         answers.sort(key=lambda a: order.index(a.system))
         return score(answers), answers
+
+    def reuse_packet(self, domain: str, library: Any) -> None:
+        """Use the packet of that domain from another library as the domain's specialist."""
+        matches = [r for r in library.list_packets() if r.domain == domain and not r.merged]
+        if not matches:
+            raise FieldkitError(f"The library to reuse has no packet for the domain {domain!r}.")
+        record = matches[-1]
+        adapter = library.load_adapter(record)
+        self.adapters[f"spec:{domain}"] = adapter
+        self.training[domain] = {"packet": record.name, "packet_id": record.packet_id}
+        for old in self.library.list_packets():
+            if old.name == domain:
+                self.library.remove(old.packet_id)
+        self.records[domain] = self.library.add_local(
+            adapter,
+            name=domain,
+            domain=domain,
+            description=record.description,
+            exemplars=record.exemplars,
+            base_model_id=self.base_id,
+            base_fingerprint=self.fingerprint,
+        )
