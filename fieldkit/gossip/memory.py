@@ -2,7 +2,8 @@
 
 `Faults(cut_after=N)` cuts the whole link after N bytes went one way (the rest of the bytes
 are lost, both ends see end of stream and later sends fail), `corrupt_at=N` flips byte N,
-`stall_after=N` silently stops delivering after N bytes (the link looks alive but is dead).
+`stall_after=N` silently stops delivering after N bytes (the link looks alive but is dead),
+`rate=R` makes each send take len/R seconds (a slow serial link, for benchmarks).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Faults:
     cut_after: int | None = None
     corrupt_at: int | None = None
     stall_after: int | None = None
+    rate: float | None = None  # bytes per second
 
 
 class _Link:
@@ -80,8 +82,10 @@ class MemoryStream:
     async def send(self, data: bytes) -> None:
         if self._closed or self._outbox.link.cut:
             raise TransportError(f"The link to {self.peer_label} is closed.")
+        rate = self._outbox.faults.rate
+        # a slow link keeps the sender busy for the bytes' air time; else just yield
+        await asyncio.sleep(len(data) / rate if rate else 0)
         self._outbox.push(bytes(data))
-        await asyncio.sleep(0)  # let the other end run, as a real link would
 
     async def receive(self) -> bytes:
         if self._eof:

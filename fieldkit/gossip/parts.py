@@ -16,7 +16,7 @@ from typing import Any
 from fieldkit.gossip.protocol import chunk_count, chunk_length
 from fieldkit.store.library import Library, PacketRecord
 
-SAVE_EVERY = 16  # chunks between updates of the transfers table (the part file is the truth)
+SAVE_EVERY = 256  # chunks between updates of the transfers table (the part file is the truth)
 
 
 def held_chunks(library: Library, packet_id: str) -> tuple[set[int], dict[str, Any] | None]:
@@ -55,17 +55,14 @@ class PartFile:
         self.manifest = manifest
         self.signature = signature
         self.received = set(held)
+        size, chunk_size = manifest["weights_size"], manifest["chunk_size"]
+        self.held_bytes = sum(chunk_length(size, chunk_size, i) for i in self.received)
         self.path: Path = library.part_path(packet_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         os.ftruncate(self._fd, manifest["weights_size"])
         self._unsaved = 0
         self.save()
-
-    @property
-    def held_bytes(self) -> int:
-        size, chunk_size = self.manifest["weights_size"], self.manifest["chunk_size"]
-        return sum(chunk_length(size, chunk_size, i) for i in self.received)
 
     @property
     def complete(self) -> bool:
@@ -75,7 +72,9 @@ class PartFile:
     def write(self, index: int, data: bytes) -> None:
         """Write one verified chunk in place."""
         os.pwrite(self._fd, data, index * self.manifest["chunk_size"])
-        self.received.add(index)
+        if index not in self.received:
+            self.received.add(index)
+            self.held_bytes += len(data)
         self._unsaved += 1
         if self._unsaved >= SAVE_EVERY:
             self.save()

@@ -1,0 +1,283 @@
+"""Gossip benchmark: loopback goodput, protocol overhead, bytes re-sent after a cut, wire size.
+
+    .venv/bin/python bench/bench_sync.py [--reps 5] [--json OUT]
+
+The packet is a LoRA adapter with SmolLM2-135M's shapes (30 layers, hidden 576, kv 192,
+mlp 1536; rank 8 on all 7 projections; fp16, 4.9 MB), drawn like a freshly trained one:
+lora_a uniform in +-1/sqrt(in) (mlx-lm's init), lora_b normal(0, 0.002). No model is loaded.
+
+1. Goodput: one real session over TCP on 127.0.0.1 (listener and client in this process,
+   the receiver verifies and stores the packet), against a raw socket copy of the same
+   weights bytes over the same loopback on the same event loop. Best of --reps. Then the
+   same comparison over an in-memory link limited to 4 MB/s (a slow radio link).
+2. Protocol overhead: every byte both sides sent in a session with compression off, over the
+   packet size.
+3. A cut at 50% of the sender's bytes on the in-memory link, then a second session: chunks
+   that had fully arrived and were sent again, and the extra wire bytes against a clean run.
+4. Bytes on the wire for the packet (compression on) against the same adapter as an fp32
+   PEFT safetensors file, and the effect of the fp16 byte shuffle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from safetensors.numpy import save as save_safetensors  # noqa: E402
+
+from fieldkit.gossip.framing import FrameDecoder  # noqa: E402
+from fieldkit.gossip.memory import Faults, memory_pair  # noqa: E402
+from fieldkit.gossip.messages import Chunk  # noqa: E402
+from fieldkit.gossip.parts import held_chunks  # noqa: E402
+from fieldkit.gossip.session import run_session  # noqa: E402
+from fieldkit.gossip.summary import SyncOptions, SyncSummary  # noqa: E402
+from fieldkit.gossip.tcp import start_listener, sync_with  # noqa: E402
+from fieldkit.services import Services  # noqa: E402
+from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig  # noqa: E402
+from fieldkit.store.library import PacketRecord  # noqa: E402
+
+BASE = "b" * 64
+HIDDEN, KV, MLP, LAYERS, RANK = 576, 192, 1536, 30, 8
+SHAPES = {
+    "self_attn.q_proj": (HIDDEN, HIDDEN),
+    "self_attn.k_proj": (HIDDEN, KV),
+    "self_attn.v_proj": (HIDDEN, KV),
+    "self_attn.o_proj": (HIDDEN, HIDDEN),
+    "mlp.gate_proj": (HIDDEN, MLP),
+    "mlp.up_proj": (HIDDEN, MLP),
+    "mlp.down_proj": (MLP, HIDDEN),
+}
+
+
+def smollm_adapter(seed: int = 0) -> Adapter:
+    rng = np.random.default_rng(seed)
+    config = AdapterConfig(rank=RANK, scale=2.0, dropout=0.0, num_layers=LAYERS, keys=ALL_KEYS)
+    tensors = {}
+    for layer in range(LAYERS):
+        for key, (d_in, d_out) in SHAPES.items():
+            bound = 1 / np.sqrt(d_in)
+            name = f"model.layers.{layer}.{key}"
+            tensors[f"{name}.lora_a"] = rng.uniform(-bound, bound, (d_in, RANK)).astype(np.float16)
+            tensors[f"{name}.lora_b"] = rng.normal(0, 0.002, (RANK, d_out)).astype(np.float16)
+    return Adapter(config=config, tensors=tensors)
+
+
+def peft_fp32_size(adapter: Adapter) -> int:
+    """Size of the same adapter as a PEFT adapter_model.safetensors in fp32."""
+    tensors = {}
+    for name, array in adapter.tensors.items():
+        stem, kind = name.rsplit(".", 1)
+        peft = "lora_A" if kind == "lora_a" else "lora_B"
+        tensors[f"base_model.model.{stem}.{peft}.weight"] = array.astype(np.float32).T.copy()
+    return len(save_safetensors(tensors))
+
+
+class Devices:
+    """A sender holding the packet and a fresh receiver that trusts it."""
+
+    def __init__(self, root: Path, adapter: Adapter, label: str) -> None:
+        self.sender = Services.build(root / f"{label}-sender")
+        self.receiver = Services.build(root / f"{label}-receiver")
+        self.record: PacketRecord = self.sender.library.add_local(
+            adapter,
+            name="irrigation",
+            domain="irrigation",
+            description="Synthetic adapter with SmolLM2-135M shapes.",
+            exemplars=[f"Question {i} about irrigation?" for i in range(12)],
+            base_model_id="smollm2-135m-instruct",
+            base_fingerprint=BASE,
+        )
+        self.receiver.library.set_trust(self.sender.identity.device_id, "trusted")
+
+    def close(self) -> None:
+        self.sender.close()
+        self.receiver.close()
+
+
+async def tcp_session(devices: Devices, options: SyncOptions) -> tuple[float, SyncSummary]:
+    listener = await start_listener(devices.receiver, "127.0.0.1", 0, options, once=True)
+    start = time.perf_counter()
+    summary = await sync_with("127.0.0.1", listener.port, devices.sender, options)
+    await listener.wait()
+    elapsed = time.perf_counter() - start
+    assert summary.ok, summary.error
+    assert devices.receiver.library.has(devices.record.packet_id)
+    return elapsed, summary
+
+
+async def raw_copy(data: bytes) -> float:
+    """Time one plain TCP copy of `data` over loopback (the receiver keeps every byte)."""
+    done = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got = bytearray()
+        while chunk := await reader.read(256 * 1024):
+            got += chunk
+        writer.close()
+        done.set_result(len(got))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    start = time.perf_counter()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    writer.close()
+    assert await done == len(data)
+    elapsed = time.perf_counter() - start
+    server.close()
+    return elapsed
+
+
+def packet_chunks(delivered: bytes, pid: str) -> tuple[set[int], int]:
+    frames = FrameDecoder()
+    frames.feed(delivered)
+    indices = set()
+    while (frame := frames.next_message()) is not None:
+        if frame[0][0] == Chunk.code and frame[0][1] == pid:
+            indices.add(frame[0][2])
+    return indices, frames.buffered
+
+
+async def slow_link(root: Path, adapter: Adapter, weights: bytes, rate: float) -> dict:
+    """A session and a plain copy of the weights over the same rate-limited in-memory link."""
+    devices = Devices(root, adapter, f"slow-{rate:g}")
+    start = time.perf_counter()
+    (sent, _), _ = await memory_session(devices, Faults(rate=rate))
+    session_s = time.perf_counter() - start
+    assert sent.ok, sent.error
+    devices.close()
+    a, b = memory_pair(Faults(rate=rate))
+
+    async def drain() -> int:
+        got = 0
+        while data := await b.receive():
+            got += len(data)
+        return got
+
+    start = time.perf_counter()
+    reader = asyncio.create_task(drain())
+    for i in range(0, len(weights), 32 * 1024):
+        await a.send(weights[i : i + 32 * 1024])
+    await a.close()
+    assert await reader == len(weights)
+    copy_s = time.perf_counter() - start
+    return {
+        "link_bytes_per_s": rate,
+        "session_s": session_s,
+        "raw_copy_s": copy_s,
+        "goodput_vs_raw_copy": copy_s / session_s,
+    }
+
+
+async def memory_session(devices: Devices, faults: Faults | None = None):
+    a, b = memory_pair(faults)
+    opts = SyncOptions(idle_timeout=5)
+    sender, receiver = devices.sender, devices.receiver
+    summaries = await asyncio.gather(
+        run_session(a, sender.identity, sender.library, opts),
+        run_session(b, receiver.identity, receiver.library, opts),
+    )
+    return summaries, a
+
+
+async def cut_at_half(root: Path, adapter: Adapter) -> dict:
+    clean = Devices(root, adapter, "clean")
+    _, link = await memory_session(clean)
+    clean_bytes = len(link.delivered)
+    clean.close()
+    cut = Devices(root, adapter, "cut")
+    pid = cut.record.packet_id
+    (_, first), link1 = await memory_session(cut, Faults(cut_after=clean_bytes // 2))
+    arrived, partial = packet_chunks(link1.delivered, pid)
+    held, _ = held_chunks(cut.receiver.library, pid)
+    (_, second), link2 = await memory_session(cut)
+    resent, _ = packet_chunks(link2.delivered, pid)
+    assert second.ok
+    assert cut.receiver.library.has(pid)
+    chunk_size = cut.record.manifest["chunk_size"]
+    result = {
+        "chunk_size": chunk_size,
+        "chunks": len(cut.record.manifest["chunk_hashes"]),
+        "chunks_arrived_before_cut": len(arrived),
+        "chunks_kept": len(held),
+        "chunks_sent_again_that_had_arrived": len(resent & arrived),
+        "bytes_of_the_chunk_frame_cut_in_flight": partial,
+        "resumed_from": second.packets[0].resumed_from,
+        "extra_wire_bytes_vs_clean_run": len(link1.delivered) + len(link2.delivered) - clean_bytes,
+        "first_error": first.error,
+    }
+    cut.close()
+    return result
+
+
+async def main(reps: int) -> dict:
+    adapter = smollm_adapter()
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        probe = Devices(root, adapter, "probe")
+        weights = probe.sender.library.read_weights(probe.record)
+        size = len(weights)
+        probe.close()
+        results["packet_bytes"] = size
+        results["chunk_size"] = probe.record.manifest["chunk_size"]
+
+        for label, options in (
+            ("zstd+shuffle", SyncOptions()),
+            ("zstd", SyncOptions(shuffle=False)),
+            ("raw", SyncOptions(compression_level=0)),
+        ):
+            times, summary = [], None
+            for rep in range(reps):
+                devices = Devices(root, adapter, f"{label}-{rep}")
+                elapsed, summary = await tcp_session(devices, options)
+                times.append(elapsed)
+                devices.close()
+            (sent,) = [p for p in summary.packets if p.direction == "sent"]
+            results[f"session_{label}"] = {
+                "best_s": min(times),
+                "goodput_MBps": size / min(times) / 1e6,
+                "packet_wire_bytes": sent.wire_bytes,
+                "session_bytes_both_ways": summary.bytes_sent + summary.bytes_received,
+            }
+        raw_times = [await raw_copy(weights) for _ in range(reps)]
+        results["raw_copy"] = {"best_s": min(raw_times), "MBps": size / min(raw_times) / 1e6}
+        for label in ("zstd+shuffle", "raw"):
+            entry = results[f"session_{label}"]
+            entry["goodput_vs_raw_copy"] = min(raw_times) / entry["best_s"]
+        uncompressed = results["session_raw"]
+        results["protocol_overhead"] = (uncompressed["session_bytes_both_ways"] - size) / size
+        results["cut_at_50pct"] = await cut_at_half(root, adapter)
+        results["slow_link"] = await slow_link(root, adapter, weights, 4e6)
+        peft = peft_fp32_size(adapter)
+        wire = results["session_zstd+shuffle"]["packet_wire_bytes"]
+        results["peft_fp32_bytes"] = peft
+        results["wire_vs_peft_fp32"] = wire / peft
+        results["compression_ratio_shuffle"] = size / wire
+        results["compression_ratio_plain_zstd"] = (
+            size / results["session_zstd"]["packet_wire_bytes"]
+        )
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    out = asyncio.run(main(args.reps))
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
