@@ -143,8 +143,15 @@ def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         stem = name.removesuffix(".weight")
         if f"{stem}.scales" in raw:
             bits = array.shape[-1] * 32 // (raw[f"{stem}.scales"].shape[-1] * group_size)
+            # In float32 on the CPU: scale * q is exact there, so every platform gets the
+            # same bits, and with them the same base fingerprint for its packets.
             array = mx.dequantize(
-                array, raw[f"{stem}.scales"], raw[f"{stem}.biases"], group_size, bits
+                array,
+                raw[f"{stem}.scales"].astype(mx.float32),
+                raw[f"{stem}.biases"].astype(mx.float32),
+                group_size,
+                bits,
+                stream=mx.cpu,
             )
         array = array.astype(mx.float32)
         if name in _GLOBAL_NAMES:
