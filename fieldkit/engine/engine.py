@@ -177,6 +177,7 @@ class Engine:
     _cache: ByteLRU[PreparedAdapter] = field(init=False, repr=False)
     _info: ModelInfo | None = field(default=None, init=False, repr=False)
     _live: set[threading.Event] = field(default_factory=set, init=False, repr=False)
+    _mlx_thread: int = field(default=0, init=False, repr=False)
     reinstall_ms: list[float] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -339,10 +340,14 @@ class Engine:
     # ---- on the MLX thread -------------------------------------------------------------
 
     def _runtime_or_load(self) -> MlxRuntime:
+        # Every MLX call goes through here; a call from another thread is a bug in fieldkit.
         if self._runtime is None:
             from fieldkit.engine.mlx_backend import MlxRuntime
 
             self._runtime = MlxRuntime(self.model_dir, self.profile)
+            self._mlx_thread = threading.get_ident()
+        elif threading.get_ident() != self._mlx_thread:
+            raise RuntimeError("MLX work must run on the engine's own thread.")
         return self._runtime
 
     def _unload(self) -> None:

@@ -44,6 +44,13 @@ def test_load_is_idempotent_and_describes_the_model(engine: Engine, tiny_model_d
     assert info.fingerprint == model_fingerprint(tiny_model_dir)
 
 
+def test_mlx_work_stays_on_the_engine_thread(engine: Engine) -> None:
+    engine.answer(QUESTION, max_tokens=2)
+    assert engine._mlx_thread not in (0, threading.get_ident())
+    with pytest.raises(RuntimeError, match="engine's own thread"):
+        engine._runtime_or_load()
+
+
 def test_generate_streams_deltas_then_a_result(engine: Engine) -> None:
     chunks = list(engine.generate(QUESTION, max_tokens=10))
     result = chunks[-1].result
