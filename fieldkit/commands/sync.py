@@ -34,6 +34,20 @@ class SyncError(FieldkitError):
 @click.option(
     "--idle-timeout", type=float, default=60.0, show_default=True, help="Seconds of silence."
 )
+@click.option("--ble", is_flag=True, help="Sync over Bluetooth LE instead of TCP.")
+@click.option(
+    "--peer", "peer", default=None, metavar="ID", help="With --ble: the peer to sync with."
+)
+@click.option(
+    "--hci",
+    default=None,
+    metavar="SPEC",
+    help="With --ble: a bumble HCI transport (usb:0, tcp-client:127.0.0.1:PORT) "
+    "instead of the system Bluetooth stack.",
+)
+@click.option(
+    "--scan-seconds", type=float, default=10.0, show_default=True, help="With --ble: scan time."
+)
 def sync_command(
     address: str | None,
     listen: bool,
@@ -43,14 +57,39 @@ def sync_command(
     as_json: bool,
     accept_pending: bool,
     idle_timeout: float,
+    ble: bool = False,
+    peer: str | None = None,
+    hci: str | None = None,
+    scan_seconds: float = 10.0,
 ) -> None:
-    """Sync packets with a peer: `fieldkit sync HOST:PORT` or `fieldkit sync --listen`."""
+    """Sync packets with a peer: `fieldkit sync HOST:PORT` or `fieldkit sync --listen`.
+
+    Over Bluetooth LE: `fieldkit sync --ble [--peer ID]` or `fieldkit sync --ble --listen`.
+    """
     svc = services()
     options = SyncOptions(accept_pending=accept_pending, idle_timeout=idle_timeout)
     interactive = not as_json and sys.stdin.isatty() and sys.stderr.isatty()
     bars = _Bars() if not as_json and sys.stderr.isatty() else None
     confirm = _ask if interactive else None
     progress = bars.update if bars else None
+    if ble or peer or hci:
+        from fieldkit.commands import sync_ble
+
+        if address or not ble:
+            raise click.UsageError("--peer and --hci go with --ble, which takes no HOST:PORT.")
+        sync_ble.run_sync(
+            svc,
+            listen=listen,
+            once=once,
+            peer=peer,
+            hci=hci,
+            options=options,
+            progress=progress,
+            confirm=confirm,
+            as_json=as_json,
+            scan_seconds=scan_seconds,
+        )
+        return
     if listen == bool(address):
         raise click.UsageError("Give either HOST:PORT or --listen.")
     if address:
@@ -160,10 +199,8 @@ def _report(summary: SyncSummary, as_json: bool) -> None:
     for p in summary.packets:
         extra = f" (resumed from {_size(p.resumed_from)})" if p.resumed_from else ""
         why = f": {p.reason}" if p.reason else ""
-        click.echo(
-            f"  {p.direction:<8} {p.status:<7} {p.name[:32]:<32} "
-            f"{_size(p.wire_bytes)} on the wire{extra}{why}"
-        )
+        wire = f" {_size(p.wire_bytes)} on the wire" if p.wire_bytes else ""
+        click.echo(f"  {p.direction:<8} {p.status:<7} {p.name[:32]:<32}{wire}{extra}{why}")
     click.echo(
         f"Sent {summary.count('sent', 'ok')}, received {summary.count('received', 'ok')}, "
         f"refused {sum(p.status == 'refused' for p in summary.packets)}, "

@@ -295,6 +295,8 @@ class _Session:
                 report.reason = "it is being received from another peer"
             elif item.size > self.options.limits.max_packet:
                 report.reason = "it is larger than the packet size limit"
+            elif self._name_taken(item.name, item.author_id):
+                report.reason = f"a packet named {item.name!r} by another author is already here"
             else:
                 report.status = "pending"
                 self.claims.add(item.packet_id)
@@ -307,6 +309,12 @@ class _Session:
                 await self._send(Want(item.packet_id, have))
             self.summary.packets.append(report)
         self.wants_sent = True
+
+    def _name_taken(self, name: str, author_id: str) -> bool:
+        """True if the library holds a packet of this name by another author (it would be
+        refused after the transfer, so it is not asked for)."""
+        rows = self.library.db["packets"].rows_where("name = ?", [name], select="author_id")
+        return any(row["author_id"] != author_id for row in rows)
 
     async def _on_start(self, start: PacketStart) -> None:
         report = self.incoming[start.packet_id]

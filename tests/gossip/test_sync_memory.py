@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 
 from fieldkit.gossip.framing import FrameDecoder
-from fieldkit.gossip.memory import Faults
+from fieldkit.gossip.memory import Faults, memory_pair
 from fieldkit.gossip.messages import Chunk
 from fieldkit.gossip.parts import held_chunks
+from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.store.packet import packet_id
 from tests.fixtures.packets import TEST_BASE_FINGERPRINT
-from tests.gossip.helpers import sync_memory, sync_memory_link
+from tests.gossip.helpers import FAST, sync_memory, sync_memory_link
 
 
 async def test_two_way_sync_between_trusting_devices(make_device, make_packet):
@@ -254,3 +256,50 @@ async def test_cut_at_many_offsets_resumes_and_resends_at_most_the_chunk_in_flig
         partial_resumes += 0 < len(held) < count
         b.library.close()
     assert partial_resumes >= 30  # most cuts land inside the chunk stream
+
+
+async def test_ask_policy_asks_a_person_and_then_trusts_the_peer(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    b.library.set_setting("receive_policy", "ask")
+    asked = []
+
+    async def confirm(peer_id: str, name: str, sas: str) -> bool:
+        asked.append((peer_id, sas))
+        return True
+
+    link_a, link_b = memory_pair()
+    sa, sb = await asyncio.gather(
+        run_session(link_a, a.identity, a.library, FAST),
+        run_session(link_b, b.identity, b.library, FAST, confirm=confirm),
+    )
+    assert asked == [(a.device_id, sb.sas)]
+    assert sa.sas == sb.sas
+    assert b.packet_ids() == {pa.packet_id}
+    assert b.library.get_peer(a.device_id).trust == "trusted"
+
+
+async def test_ask_policy_without_a_person_acts_as_trusted_only(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    b.library.set_setting("receive_policy", "ask")
+    _, sb = await sync_memory(a, b)
+    assert "receive policy is ask" in sb.packets[0].reason
+    assert b.packet_ids() == set()
+    pending_ok = SyncOptions(accept_pending=True, idle_timeout=2)
+    await sync_memory(a, b, options_b=pending_ok)
+    assert b.packet_ids() == {pa.packet_id}
+    assert b.library.get_peer(a.device_id).trust == "pending"
+
+
+async def test_same_name_by_another_author_is_not_transferred(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    make_packet(a.home, name="pumps")
+    mine = make_packet(b.home, name="pumps", seed=9)
+    b.trust(a)
+    _, sb = await sync_memory(a, b)
+    (report,) = sb.packets
+    assert report.status == "refused"
+    assert "by another author" in report.reason
+    assert report.wire_bytes == 0
+    assert b.packet_ids() == {mine.packet_id}

@@ -193,3 +193,49 @@ async def test_receiver_killed_mid_transfer_resumes_after_restart(services, make
 
 def no_partial_state(library: Library, packet_id: str) -> bool:
     return library.transfer_state(packet_id) is None and not library.part_path(packet_id).exists()
+
+
+def test_cli_sync_connects_and_prints_a_json_summary(services, make_packet):
+    a, b = services("a"), services("b")
+    pa = make_packet(a.home, name="pumps")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    b_home = b.home.root
+    b.close()
+    proc, port = start_listener_process(b_home)
+    try:
+        result = CliRunner().invoke(
+            main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}", "--json"]
+        )
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["ok"] is True
+    (packet,) = data["packets"]
+    assert packet["name"] == "pumps"
+    assert packet["sha256"] == pa.sha256
+    assert packet["direction"] == "sent"
+    assert packet["status"] == "ok"
+    assert packet["wire_bytes"] > 0
+    assert packet["resumed_from"] == 0
+    assert proc.returncode == 0, err
+    assert json.loads(out)["received"] == 1
+
+
+def test_cli_sync_with_an_untrusting_listener_reports_the_refusal(services, make_packet):
+    a, b = services("a"), services("b")
+    make_packet(b.home, name="solar")
+    b_home = b.home.root
+    b.close()
+    proc, port = start_listener_process(b_home)
+    try:
+        result = CliRunner().invoke(main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}"])
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert result.exit_code == 0, result.output
+    assert "pending" in result.output
+    assert "fieldkit trust" in result.output
+    assert "refused" in result.output
+    assert "Sent 0, received 0, refused 1, failed 0." in result.output
