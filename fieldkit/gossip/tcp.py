@@ -109,6 +109,7 @@ class Listener:
         self.confirm = confirm
         self.summaries: list[SyncSummary] = []
         self._claims: set[str] = set()
+        self._started = False
         self._server: asyncio.Server | None = None
         self._done = asyncio.Event()
 
@@ -126,9 +127,10 @@ class Listener:
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.once and self.summaries:
-            writer.close()
+        if self.once and self._started:
+            writer.close()  # a --once listener serves exactly one peer
             return
+        self._started = True
         summary = await run_session(
             TcpStream(reader, writer),
             self.services.identity,

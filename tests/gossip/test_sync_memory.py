@@ -303,3 +303,25 @@ async def test_same_name_by_another_author_is_not_transferred(make_device, make_
     assert "by another author" in report.reason
     assert report.wire_bytes == 0
     assert b.packet_ids() == {mine.packet_id}
+
+
+async def test_progress_reports_each_chunk_up_to_the_packet_size(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=4)
+    b.trust(a)
+    seen: dict[str, list[int]] = {"sent": [], "received": []}
+    link_a, link_b = memory_pair()
+    await asyncio.gather(
+        run_session(
+            link_a, a.identity, a.library, FAST, progress=lambda u: seen[u.direction].append(u.done)
+        ),
+        run_session(
+            link_b, b.identity, b.library, FAST, progress=lambda u: seen[u.direction].append(u.done)
+        ),
+    )
+    chunks = len(pa.manifest["chunk_hashes"])
+    assert seen["sent"] == sorted(seen["sent"])
+    assert len(seen["sent"]) == chunks
+    assert seen["sent"][-1] == pa.size
+    assert seen["received"][0] == 0  # the start, before any chunk
+    assert seen["received"][-1] == pa.size
