@@ -150,6 +150,7 @@ class AnswerChunk:
     done: bool = False
     tokens_per_s: float | None = None
     tokens: int | None = None
+    stopped: bool = False
 
 
 @dataclass
@@ -350,18 +351,20 @@ class TuiBackend:
         if rest:
             runner = f"{rest[0].name} {rest[0].score:.2f}"
         label = "base model"
+        reason = str(decision.reason or "")
         if packet_id:
             rec = records.get(packet_id)
-            label = rec.name if rec else packet_id[:8]
             status = packet_status(rec, self.base_fingerprint(), self.blocked_authors())
-            if not status.good:
-                label += f" {status.label}"
+            label = rec.name if rec else packet_id[:8]
+            if not status.good:  # never answer with a packet that failed its checks
+                reason = f"{label} fits but is {status.label}, not used"
+                packet_id, label = None, "base model"
         return RouteView(
             packet_id=packet_id,
             label=label,
             score=float(decision.score or 0.0),
             runner_up=runner or "-",
-            reason=str(decision.reason or ""),
+            reason=reason,
             route_ms=float(decision.route_ms or 0.0),
         )
 
@@ -383,11 +386,23 @@ class TuiBackend:
         self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work)."""
-        adapter = self._on_library_thread(lambda lib: lib.get(packet_id)) if packet_id else None
+        adapter = None
+        if packet_id:
+            adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
         for chunk in self.services.engine.generate(
-            question, adapter=adapter, max_tokens=max_tokens, cancel=cancel
+            question, adapter, max_tokens=max_tokens, cancel=cancel
         ):
-            yield _to_chunk(chunk)
+            result = chunk.result
+            if result is None:
+                yield AnswerChunk(text=chunk.text)
+            else:
+                yield AnswerChunk(
+                    text=chunk.text,
+                    done=True,
+                    tokens_per_s=result.generation_tps,
+                    tokens=result.generation_tokens,
+                    stopped=result.finish_reason == "cancelled",
+                )
 
     # -- sync -------------------------------------------------------------------------
 
@@ -409,17 +424,6 @@ def _field(obj: Any, *names: str) -> Any:
         if hasattr(obj, name):
             return getattr(obj, name)
     return None
-
-
-def _to_chunk(chunk: Any) -> AnswerChunk:
-    if isinstance(chunk, str):
-        return AnswerChunk(text=chunk)
-    return AnswerChunk(
-        text=str(_field(chunk, "text", "delta") or ""),
-        done=bool(_field(chunk, "done", "finished", "final")),
-        tokens_per_s=_field(chunk, "tokens_per_s", "generation_tps"),
-        tokens=_field(chunk, "tokens", "generation_tokens"),
-    )
 
 
 def _summary(result: Any) -> str:

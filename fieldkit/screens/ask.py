@@ -10,10 +10,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from fieldkit.errors import FieldkitError
+from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import PickDialog
 from fieldkit.tui_services import AnswerChunk, RouteView, TuiBackend
 from fieldkit.widgets.exchange import Exchange
@@ -23,7 +23,7 @@ AUTO = "auto"
 BASE = "base"
 
 
-class AskScreen(Screen[None]):
+class AskScreen(ModeScreen):
     """Ask the resident model; the router picks an expert unless one is picked by hand."""
 
     DEFAULT_CSS = """
@@ -108,24 +108,17 @@ class AskScreen(Screen[None]):
         self.post_message(self.Routed(exchange, route))
         started = time.perf_counter()
         count = 0
-        last = AnswerChunk(done=True)
+        last = AnswerChunk(done=True, stopped=True)
         for chunk in self.backend.answer(question, route.packet_id, cancel):
             if chunk.text:
                 count += 1
                 self.post_message(self.Delta(exchange, AnswerChunk(text=chunk.text)))
             if chunk.done:
                 last = chunk
-            if cancel.is_set():
-                break
         elapsed = max(time.perf_counter() - started, 1e-6)
-        tokens = last.tokens if last.tokens is not None else count
-        tps = last.tokens_per_s if last.tokens_per_s is not None else count / elapsed
-        stopped = " (stopped)" if cancel.is_set() else ""
-        self.post_message(
-            self.Delta(exchange, AnswerChunk(done=True, tokens=tokens, tokens_per_s=tps))
-        )
-        if stopped:
-            self.app.call_from_thread(self.notify, "Answer stopped.")
+        if last.tokens is None:
+            last.tokens, last.tokens_per_s = count, count / elapsed
+        self.post_message(self.Delta(exchange, last))
 
     @on(Routed)
     def show_route(self, message: Routed) -> None:
@@ -135,7 +128,10 @@ class AskScreen(Screen[None]):
     def show_delta(self, message: Delta) -> None:
         chunk = message.chunk
         if chunk.done:
-            message.exchange.finish(f"[{chunk.tokens} tokens, {chunk.tokens_per_s:.1f} tok/s]")
+            stopped = ", stopped" if chunk.stopped else ""
+            message.exchange.finish(
+                f"[{chunk.tokens} tokens, {chunk.tokens_per_s or 0:.1f} tok/s{stopped}]"
+            )
         else:
             message.exchange.add_text(chunk.text)
         self.query_one("#history", VerticalScroll).scroll_end(animate=False)

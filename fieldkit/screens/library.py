@@ -9,9 +9,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui_services import PacketDetail, PacketRow, TuiBackend
 from fieldkit.widgets.packet_detail import PacketDetailPane
@@ -19,7 +19,7 @@ from fieldkit.widgets.packet_table import PacketTable
 from fieldkit.widgets.status_line import StatusLine
 
 
-class LibraryScreen(Screen[None]):
+class LibraryScreen(ModeScreen):
     """The packets on this device and what can be done with each."""
 
     DEFAULT_CSS = """

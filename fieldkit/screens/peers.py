@@ -8,16 +8,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import TextDialog
 from fieldkit.tui_services import PeerRow, SyncProgress, TuiBackend
 from fieldkit.widgets.status_line import StatusLine
 from fieldkit.widgets.transfers import TransferList
 
 
-class PeersScreen(Screen[None]):
+class PeersScreen(ModeScreen):
     """Nearby and known devices; sync with one key, watch each packet arrive."""
 
     DEFAULT_CSS = """

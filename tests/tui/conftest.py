@@ -69,7 +69,9 @@ def base_fp(tiny_model_dir: Path) -> str:
 
 
 @pytest.fixture
-def stocked(make_services: Callable[..., Services], make_packet, base_fp: str) -> Services:
+def stocked(
+    make_services: Callable[..., Services], make_packet, make_adapter, base_fp: str
+) -> Services:
     """A home with three packets: one good, one for a foreign base, one that fails checks."""
     services = make_services("alice", seed=1)
     home = services.home
@@ -78,11 +80,13 @@ def stocked(make_services: Callable[..., Services], make_packet, base_fp: str) -
         name="pumps",
         domain="water",
         base_fingerprint=base_fp,
-        seed=1,
+        adapter=make_adapter(1),
         exemplars=PUMP_QUESTIONS,
     )
     make_packet(home, name="vaccines", domain="clinic", seed=2)  # the fixtures' foreign base
-    broken = make_packet(home, name="solar", domain="energy", base_fingerprint=base_fp, seed=3)
+    broken = make_packet(
+        home, name="solar", domain="energy", base_fingerprint=base_fp, adapter=make_adapter(3)
+    )
     lib = services.library
     for record in lib.list_packets():
         lib.db["packets"].update(record.packet_id, {"received_at": FIXED_RECEIVED_AT})

@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from textual.pilot import Pilot
+from textual.screen import ModalScreen, Screen
 
 
-async def settle(pilot: Pilot, rounds: int = 3) -> None:
-    """Wait until no worker is running (failures are notifications, checked by the tests)."""
+async def settle(pilot: Pilot, rounds: int = 3, timeout: float = 60.0) -> None:
+    """Wait until no worker is running, or a dialog waits for the user.
+
+    Failed workers are notifications, which the tests check; they do not raise here.
+    """
     for _ in range(rounds):
-        workers = [w for w in pilot.app.workers if w.is_running]
+        if isinstance(pilot.app.screen, ModalScreen):
+            await pilot.pause()
+            return
+        workers = [w for w in pilot.app.workers if not w.is_finished]
         if workers:
-            await asyncio.gather(*(w.wait() for w in workers), return_exceptions=True)
+            waits = [asyncio.ensure_future(w.wait()) for w in workers]
+            done, pending = await asyncio.wait(waits, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                task.exception()  # consumed: a failure is reported as a notification
         await pilot.pause()
+
+
+async def wait_for_screen(pilot: Pilot, kind: type[Screen], timeout: float = 10.0) -> Screen:
+    """Return the app's screen once it is of type `kind`; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not isinstance(pilot.app.screen, kind):
+        assert time.monotonic() < deadline, f"{kind.__name__} never appeared"
+        await pilot.pause(0.05)
+    return pilot.app.screen
 
 
 def notices(pilot: Pilot) -> list[str]:

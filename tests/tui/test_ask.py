@@ -1,0 +1,81 @@
+"""Ask mode on a real home: real router, tiny real MLX model, streamed answers."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, OptionList, Static
+
+from fieldkit.app import make_app
+from fieldkit.screens.dialogs import PickDialog
+from fieldkit.widgets.exchange import Exchange
+from tests.tui.helpers import notices, settle, wait_for_screen
+
+
+async def ask(pilot, question: str) -> None:
+    pilot.app.screen.query_one(Input).value = question
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+def route_line(exchange: Exchange) -> str:
+    return str(exchange.query_one(".route", Static).render())
+
+
+async def test_route_shows_before_answer_and_answer_streams(stocked) -> None:
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.model_state.endswith("ready")
+        await ask(pilot, "How do I prime a hand pump?")
+        [exchange] = app.screen.query(Exchange)
+        line = route_line(exchange)
+        assert "pumps" in line
+        assert "score" in line and "runner-up" in line
+        assert exchange.answer, notices(pilot)
+        stats = str(exchange.query_one(".stats", Static).render())
+        assert "tok/s" in stats
+        await ask(pilot, "Something else entirely about the weather")
+        assert len(app.screen.query(Exchange)) == 2, "the history keeps every question"
+        assert not [n for n in notices(pilot) if "failed" in n.lower()]
+
+
+async def test_route_can_be_picked_by_hand(stocked) -> None:
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        dialog = await wait_for_screen(pilot, PickDialog)
+        options = dialog.query_one(OptionList)
+        labels = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("pumps" in label for label in labels)
+        # only good packets are offered: the unverified and the foreign one are not
+        assert not any("solar" in label or "vaccines" in label for label in labels)
+        options.highlighted = 1  # base model
+        await pilot.press("enter")
+        await settle(pilot)
+        await ask(pilot, "How do I prime a hand pump?")
+        exchange = app.screen.query(Exchange).last()
+        assert "base model (picked by hand)" in route_line(exchange)
+        assert exchange.answer
+
+
+async def test_unverified_packet_is_never_used(stocked) -> None:
+    lib = stocked.library
+    pumps = lib.get("pumps")
+    lib.db["packets"].update(pumps.packet_id, {"verified": 0})
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await ask(pilot, "How do I prime a hand pump?")
+        line = route_line(app.screen.query(Exchange).last())
+        assert "base model" in line and "UNVERIFIED" in line
+
+
+async def test_missing_model_is_a_notice_not_a_crash(make_services, tmp_path) -> None:
+    services = make_services("bare", model=tmp_path / "no-model-here")
+    app = make_app(services, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.model_state == "not installed"
+        await ask(pilot, "Anyone there?")
+        assert any("No base model" in n for n in notices(pilot))
+        assert app.is_running
