@@ -245,3 +245,32 @@ def test_a_missing_model_says_how_to_install_one(tmp_path: Path) -> None:
 def test_empty_question_is_refused(engine: Engine) -> None:
     with pytest.raises(FieldkitError, match="question is empty"):
         list(engine.generate("   "))
+
+
+@pytest.fixture(scope="module")
+def quantized_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model quantized to 4 bits by mlx-lm, like the MLX folders users bring."""
+    import contextlib
+    import io
+
+    from fieldkit.engine.blas import preload_openblas
+
+    preload_openblas()  # before mlx loads
+    from mlx_lm.convert import convert
+
+    out = tmp_path_factory.mktemp("quantized") / "tiny-4bit"
+    with contextlib.redirect_stdout(io.StringIO()):
+        convert(str(tiny_model_dir), str(out), quantize=True, q_group_size=32, q_bits=4)
+    return out
+
+
+def test_a_quantized_model_swaps_like_a_fresh_load(
+    quantized_model_dir: Path, make_adapter: Callable[..., Adapter]
+) -> None:
+    a, b = make_adapter(1), make_adapter(2)
+    with Engine(quantized_model_dir) as eng:
+        assert eng.load().dtype == "quantized"
+        got = [eng.answer(QUESTION, ad, max_tokens=10).tokens for ad in (a, b, None)]
+    want = [reference(quantized_model_dir, ad, max_tokens=10).tokens for ad in (a, b, None)]
+    assert [list(t) for t in got] == want
+    assert len(set(got)) == 3
