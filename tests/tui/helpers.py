@@ -9,7 +9,7 @@ from textual.pilot import Pilot
 from textual.screen import ModalScreen, Screen
 
 
-async def settle(pilot: Pilot, rounds: int = 3, timeout: float = 60.0) -> None:
+async def settle(pilot: Pilot, rounds: int = 3, limit_s: float = 60.0) -> None:
     """Wait until no worker is running, or a dialog waits for the user.
 
     Failed workers are notifications, which the tests check; they do not raise here.
@@ -21,7 +21,7 @@ async def settle(pilot: Pilot, rounds: int = 3, timeout: float = 60.0) -> None:
         workers = [w for w in pilot.app.workers if not w.is_finished]
         if workers:
             waits = [asyncio.ensure_future(w.wait()) for w in workers]
-            done, pending = await asyncio.wait(waits, timeout=timeout)
+            done, pending = await asyncio.wait(waits, timeout=limit_s)
             for task in pending:
                 task.cancel()
             for task in done:
@@ -29,9 +29,9 @@ async def settle(pilot: Pilot, rounds: int = 3, timeout: float = 60.0) -> None:
         await pilot.pause()
 
 
-async def wait_for_screen(pilot: Pilot, kind: type[Screen], timeout: float = 10.0) -> Screen:
-    """Return the app's screen once it is of type `kind`; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_for_screen(pilot: Pilot, kind: type[Screen], limit_s: float = 10.0) -> Screen:
+    """Return the app's screen once it is of type `kind`; fail after `limit_s` seconds."""
+    deadline = time.monotonic() + limit_s
     while not isinstance(pilot.app.screen, kind):
         assert time.monotonic() < deadline, f"{kind.__name__} never appeared"
         await pilot.pause(0.05)

@@ -29,7 +29,8 @@ async def test_route_shows_before_answer_and_answer_streams(stocked) -> None:
         [exchange] = app.screen.query(Exchange)
         line = route_line(exchange)
         assert "pumps" in line
-        assert "score" in line and "runner-up" in line
+        assert "score" in line
+        assert "runner-up" in line
         assert exchange.answer, notices(pilot)
         stats = str(exchange.query_one(".stats", Static).render())
         assert "tok/s" in stats
@@ -67,7 +68,8 @@ async def test_unverified_packet_is_never_used(stocked) -> None:
         await settle(pilot)
         await ask(pilot, "How do I prime a hand pump?")
         line = route_line(app.screen.query(Exchange).last())
-        assert "base model" in line and "UNVERIFIED" in line
+        assert "base model" in line
+        assert "UNVERIFIED" in line
 
 
 async def test_missing_model_is_a_notice_not_a_crash(make_services, tmp_path) -> None:
