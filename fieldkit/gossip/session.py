@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fieldkit.errors import FieldkitError, PacketError, PeerRefused, ProtocolError, TransportError
@@ -169,21 +170,23 @@ class _Session:
                 await asyncio.wait_for(self._send(Abort(abort[:500])), 5)
 
     async def _handshake(self) -> None:
+        # stops right after the peer is verified: what follows (perhaps a person asked to
+        # confirm the peer) is not bound by the handshake timeout
         while self.core.peer is None:
-            await self._step()
+            await self._step(lambda: self.core.peer is not None)
 
     async def _read_until_finished(self) -> None:
         while not self.core.finished:
-            await self._step()
+            await self._step(lambda: self.core.finished)
 
-    async def _step(self) -> None:
-        """Handle every buffered event, then wait for more bytes."""
+    async def _step(self, done: Callable[[], bool]) -> None:
+        """Handle buffered events until `done()`; if none are left, wait for more bytes."""
         while True:
             event = self.core.next_event()
             if event is NEED_DATA:
                 break
             await self._handle(event)
-            if self.core.finished:
+            if done():
                 return
         data = await self._receive()
         self.core.receive_data(data)

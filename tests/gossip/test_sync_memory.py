@@ -266,13 +266,16 @@ async def test_ask_policy_asks_a_person_and_then_trusts_the_peer(make_device, ma
 
     async def confirm(peer_id: str, name: str, sas: str) -> bool:
         asked.append((peer_id, sas))
+        await asyncio.sleep(1.2)  # a person reading the code takes longer than the handshake
         return True
 
     link_a, link_b = memory_pair()
+    patient = SyncOptions(handshake_timeout=1, idle_timeout=5)
     sa, sb = await asyncio.gather(
-        run_session(link_a, a.identity, a.library, FAST),
-        run_session(link_b, b.identity, b.library, FAST, confirm=confirm),
+        run_session(link_a, a.identity, a.library, patient),
+        run_session(link_b, b.identity, b.library, patient, confirm=confirm),
     )
+    assert sb.ok, sb.error
     assert asked == [(a.device_id, sb.sas)]
     assert sa.sas == sb.sas
     assert b.packet_ids() == {pa.packet_id}
