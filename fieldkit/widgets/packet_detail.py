@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+import io
+
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -60,10 +62,21 @@ class PacketDetailPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("Select a packet to see its manifest.", id="detail-body")
 
+    detail: PacketDetail | None = None
+
     def show(self, detail: PacketDetail | None) -> None:
         """Display `detail`, or the empty hint for None."""
+        self.detail = detail
         body = self.query_one("#detail-body", Static)
         if detail is None:
             body.update("No packet selected.")
         else:
             body.update(render_detail(detail))
+
+    def plain_text(self, width: int = 78) -> str:
+        """Return what the pane shows, as plain text (for logs and tests)."""
+        if self.detail is None:
+            return "No packet selected."
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(render_detail(self.detail))
+        return console.export_text()

@@ -1,0 +1,127 @@
+"""Library mode on a real library: states, detail pane, verify, remove, export, trust."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input
+
+from fieldkit.app import make_app
+from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.store.packet import read_packet_file
+from fieldkit.tui_services import PacketStatus
+from fieldkit.widgets.packet_detail import PacketDetailPane
+from fieldkit.widgets.packet_table import PacketTable
+from tests.tui.helpers import notices, settle, wait_for_screen
+
+
+def states(app) -> dict[str, PacketStatus]:
+    table = app.screen.query_one(PacketTable)
+    return {row.name: row.status for row in table.rows_by_key.values()}
+
+
+def detail_text(app) -> str:
+    return app.screen.query_one(PacketDetailPane).plain_text()
+
+
+async def open_library(pilot) -> PacketTable:
+    await settle(pilot)
+    table = pilot.app.screen.query_one(PacketTable)
+    table.focus()
+    return table
+
+
+async def test_states_and_detail_follow_the_cursor(stocked) -> None:
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        assert states(app) == {
+            "pumps": PacketStatus.VERIFIED,
+            "solar": PacketStatus.UNVERIFIED,
+            "vaccines": PacketStatus.FOREIGN_BASE,
+        }
+        assert "matches this device" in detail_text(app)
+        await pilot.press("down")
+        await settle(pilot)
+        assert "NOT VERIFIED" in detail_text(app)
+        await pilot.press("down")
+        await settle(pilot)
+        assert "FOREIGN: made for test-base" in detail_text(app)
+
+
+async def test_verify_catches_damaged_weights_and_clears_a_good_packet(stocked) -> None:
+    lib = stocked.library
+    pumps = lib.get("pumps")
+    blob = lib.weights_path(pumps)
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("v")  # pumps: damaged on disk
+        await settle(pilot)
+        assert any("FAILED verification" in n for n in notices(pilot))
+        assert states(app)["pumps"] is PacketStatus.UNVERIFIED
+        await pilot.press("down", "v")  # solar: marked unverified but intact
+        await settle(pilot)
+        assert states(app)["solar"] is PacketStatus.VERIFIED
+
+
+async def test_remove_asks_first(stocked) -> None:
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("d")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("n")
+        await settle(pilot)
+        assert "pumps" in states(app)
+        await pilot.press("d")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "pumps" not in states(app)
+    assert [r.name for r in stocked.library.list_packets()] == ["solar", "vaccines"]
+
+
+async def test_export_writes_a_verifiable_packet_file(stocked, tmp_path: Path) -> None:
+    out = tmp_path / "usb-stick"
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("e")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = str(out)
+        await pilot.press("enter")
+        await settle(pilot)
+    [written] = list(out.iterdir())
+    packet = read_packet_file(written)
+    assert packet.manifest["name"] == "pumps"
+
+
+async def test_blocking_an_author_marks_every_packet(stocked) -> None:
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("b")
+        await settle(pilot)
+        assert states(app)["pumps"] is PacketStatus.BLOCKED
+        await pilot.press("t")
+        await settle(pilot)
+        assert states(app)["pumps"] is PacketStatus.VERIFIED
+
+
+async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("e")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = str(blocker / "sub")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert any("Cannot write" in n for n in notices(pilot))
+        assert app.is_running
