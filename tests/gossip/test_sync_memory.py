@@ -328,3 +328,27 @@ async def test_progress_reports_each_chunk_up_to_the_packet_size(make_device, ma
     assert seen["sent"][-1] == pa.size
     assert seen["received"][0] == 0  # the start, before any chunk
     assert seen["received"][-1] == pa.size
+
+
+async def test_two_peers_offering_the_same_packet_at_once_deliver_it_once(make_device, make_packet):
+    a1, a2, b = make_device("a1"), make_device("a2"), make_device("b")
+    pa = make_packet(a1.home, name="pumps", size_scale=4)
+    a2.trust(a1)
+    await sync_memory(a1, a2)
+    b.trust(a1)
+    b.trust(a2)
+    claims: set[str] = set()
+    one_a, one_b = memory_pair()
+    two_a, two_b = memory_pair()
+    _, got1, _, got2 = await asyncio.gather(
+        run_session(one_a, a1.identity, a1.library, FAST),
+        run_session(one_b, b.identity, b.library, FAST, claims=claims),
+        run_session(two_a, a2.identity, a2.library, FAST),
+        run_session(two_b, b.identity, b.library, FAST, claims=claims),
+    )
+    statuses = sorted(p.status for p in (*got1.packets, *got2.packets))
+    assert statuses == ["ok", "refused"]
+    refused = next(p for p in (*got1.packets, *got2.packets) if p.status == "refused")
+    assert "another peer" in refused.reason
+    assert b.packet_ids() == {pa.packet_id}
+    assert claims == set()
