@@ -12,10 +12,28 @@ from fieldkit.gossip.summary import POLICIES, POLICY_SETTING
 
 @click.group("peers", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--ble", is_flag=True, help="Scan for fieldkit peers in Bluetooth LE range.")
+@click.option("--hci", default=None, metavar="SPEC", help="With --ble: a bumble HCI transport.")
+@click.option(
+    "--seconds", type=float, default=5.0, show_default=True, help="With --ble: scan time."
+)
 @click.pass_context
-def peers(ctx: click.Context, as_json: bool) -> None:
-    """List known peers with their trust state."""
+def peers(
+    ctx: click.Context,
+    as_json: bool,
+    ble: bool = False,
+    hci: str | None = None,
+    seconds: float = 5.0,
+) -> None:
+    """List known peers with their trust state (or, with --ble, the peers in range)."""
     if ctx.invoked_subcommand is not None:
+        return
+    if ble or hci:
+        from fieldkit.commands import sync_ble
+
+        if not ble:
+            raise click.UsageError("--hci goes with --ble.")
+        sync_ble.run_scan(services(), hci=hci, seconds=seconds, as_json=as_json)
         return
     library = services().library
     rows = [

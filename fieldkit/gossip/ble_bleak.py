@@ -26,6 +26,7 @@ from fieldkit.gossip.ble_link import (
     TX_UUID,
     Advertisement,
     Sighting,
+    id_from_name,
 )
 from fieldkit.gossip.ble_stream import BleByteStream
 
@@ -49,11 +50,16 @@ async def scan(
 
     def on_detect(device: Any, adv: Any) -> None:
         payload = adv.manufacturer_data.get(COMPANY_ID)
-        if payload is None:
-            return
-        ours = Advertisement.from_manufacturer_data(COMPANY_ID.to_bytes(2, "little") + payload)
-        if ours is None:
-            return
+        ours = (
+            Advertisement.from_manufacturer_data(COMPANY_ID.to_bytes(2, "little") + payload)
+            if payload is not None
+            else None
+        )
+        if ours is None:  # a bless/CoreBluetooth peripheral: the id rides in the name
+            named = id_from_name(adv.local_name or device.name)
+            if named is None:
+                return
+            ours = Advertisement(short_id=named)
         previous = seen.get(ours.short_id)
         name = adv.local_name or device.name or (previous.name if previous else "")
         seen[ours.short_id] = Sighting(
@@ -74,7 +80,9 @@ async def scan(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(found.wait(), seconds)
     except (BleakError, OSError) as exc:
-        raise TransportError(f"Bluetooth scanning failed: {exc}") from exc
+        raise TransportError(
+            f"Bluetooth LE scanning failed ({exc}); is Bluetooth on, present and permitted?"
+        ) from exc
     return sorted(seen.values(), key=lambda s: -s.rssi)
 
 

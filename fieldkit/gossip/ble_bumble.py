@@ -37,6 +37,7 @@ from fieldkit.gossip.ble_link import (
     TX_UUID,
     Advertisement,
     Sighting,
+    id_from_name,
     scan_response,
     short_id,
 )
@@ -290,13 +291,15 @@ async def scan(
     found = asyncio.Event()
 
     def on_advertisement(adv: Any) -> None:
-        raw = bytes(adv.data)
-        ours = Advertisement.decode(raw)
-        if ours is None:
-            return
         name = adv.data.get(AdvertisingData.Type.COMPLETE_LOCAL_NAME) or adv.data.get(
             AdvertisingData.Type.SHORTENED_LOCAL_NAME
         )
+        ours = Advertisement.decode(bytes(adv.data))
+        if ours is None and Advertisement.has_service(bytes(adv.data)):
+            named = id_from_name(str(name) if name else None)
+            ours = Advertisement(short_id=named) if named else None
+        if ours is None:
+            return
         previous = seen.get(ours.short_id)
         seen[ours.short_id] = Sighting(
             name=str(name) if name else (previous.name if previous else ""),

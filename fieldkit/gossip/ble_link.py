@@ -117,12 +117,16 @@ class Advertisement:
     @classmethod
     def decode(cls, data: bytes) -> Advertisement | None:
         """Return the advertisement in raw AD structures, or None if it is not fieldkit's."""
-        fields = parse_ad(data)
-        uuids = fields.get(_AD_UUIDS128, b"")
-        service = bytes.fromhex(SERVICE_UUID.replace("-", ""))[::-1]
-        if service not in {uuids[i : i + 16] for i in range(0, len(uuids), 16)}:
+        if not cls.has_service(data):
             return None
-        return cls.from_manufacturer_data(fields.get(_AD_MANUFACTURER, b""))
+        return cls.from_manufacturer_data(parse_ad(data).get(_AD_MANUFACTURER, b""))
+
+    @staticmethod
+    def has_service(data: bytes) -> bool:
+        """True if raw advertising data lists the fieldkit service UUID."""
+        uuids = parse_ad(data).get(_AD_UUIDS128, b"")
+        service = bytes.fromhex(SERVICE_UUID.replace("-", ""))[::-1]
+        return service in {uuids[i : i + 16] for i in range(0, len(uuids), 16)}
 
     @classmethod
     def from_manufacturer_data(cls, data: bytes) -> Advertisement | None:
@@ -137,6 +141,24 @@ class Advertisement:
     def manufacturer_payload(self) -> bytes:
         """Return the manufacturer data without the company id (bleak and bless key by id)."""
         return bytes([self.version]) + _id_bytes(self.short_id)
+
+
+NAME_PREFIX = "fk-"
+
+
+def advertised_name(short: str) -> str:
+    """Return the local name that carries a short id where no manufacturer data fits."""
+    return f"{NAME_PREFIX}{short}"
+
+
+def id_from_name(name: str | None) -> str | None:
+    """Return the short id in a name made by `advertised_name`, or None."""
+    if not name or not name.startswith(NAME_PREFIX):
+        return None
+    try:
+        return short_id(name[len(NAME_PREFIX) :])
+    except ValueError:
+        return None
 
 
 def scan_response(name: str) -> bytes:

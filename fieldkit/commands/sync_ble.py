@@ -1,0 +1,143 @@
+"""`fieldkit sync --ble` and `fieldkit peers --ble`: the Bluetooth LE side of those commands.
+
+Progress, summary and exit codes are the TCP sync's (fieldkit/commands/sync.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import click
+
+from fieldkit.commands import emit_json
+
+if TYPE_CHECKING:
+    from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions
+    from fieldkit.services import Services
+
+
+def quiet_bluetooth_logs() -> None:
+    """Bumble logs every packet for a dropped link at WARNING; the summary says it once."""
+    logging.getLogger("bumble").setLevel(logging.CRITICAL)
+
+
+def run_sync(
+    svc: Services,
+    *,
+    listen: bool,
+    once: bool,
+    peer: str | None,
+    hci: str | None,
+    options: SyncOptions,
+    progress: ProgressCallback | None,
+    confirm: ConfirmCallback | None,
+    as_json: bool,
+    scan_seconds: float,
+) -> None:
+    """Run `fieldkit sync --ble`; raises SyncError (exit 1) if a session failed."""
+    from fieldkit.commands.sync import SyncError, _report
+
+    quiet_bluetooth_logs()
+    if options.base_fingerprint is None:
+        options = replace(options, base_fingerprint=svc.base_fingerprint)
+    if listen:
+        if peer:
+            raise click.UsageError("--peer picks whom to connect to; it cannot go with --listen.")
+        error = asyncio.run(_listen(svc, hci, once, options, progress, confirm, as_json))
+        if error:
+            raise SyncError(error)
+        return
+    summary = asyncio.run(_connect(svc, hci, peer, options, progress, confirm, scan_seconds))
+    _report(summary, as_json)
+    if not summary.ok:
+        raise SyncError(summary.error or "Some packets failed to transfer.")
+
+
+async def _connect(svc, hci, peer, options, progress, confirm, scan_seconds):  # noqa: ANN001, ANN202
+    from fieldkit.gossip.ble_sync import open_radio, sync_with_peer
+
+    identity = svc.identity
+    async with open_radio(identity.device_id, identity.name, hci) as radio:
+        return await sync_with_peer(
+            radio, identity, svc.library, options, peer, progress, confirm, scan_seconds
+        )
+
+
+async def _listen(svc, hci, once, options, progress, confirm, as_json) -> str | None:  # noqa: ANN001
+    """Advertise and serve sessions; return the last failed session's error (with --once)."""
+    from fieldkit.commands.sync import _report
+    from fieldkit.gossip.ble_sync import open_radio, serve
+
+    identity = svc.identity
+    error: str | None = None
+
+    def on_summary(summary) -> None:  # noqa: ANN001
+        nonlocal error
+        if not summary.ok:
+            error = summary.error or "Some packets failed to transfer."
+        _report(summary, as_json)
+        if summary.error and not once:
+            click.echo(f"fieldkit: {summary.error}", err=True)
+
+    def on_ready() -> None:
+        where = f" on {hci}" if hci else ""
+        click.echo(
+            f"Advertising over Bluetooth LE{where} as {identity.name} ({identity.device_id}).",
+            err=as_json,
+        )
+
+    async with open_radio(identity.device_id, identity.name, hci) as radio:
+        await serve(
+            radio,
+            identity,
+            svc.library,
+            options,
+            once,
+            on_summary,
+            progress,
+            confirm,
+            on_ready=on_ready,
+        )
+    return error if once else None
+
+
+def run_scan(svc: Services, *, hci: str | None, seconds: float, as_json: bool) -> None:
+    """Run `fieldkit peers --ble`: list fieldkit peers in range (name, id, RSSI)."""
+    from fieldkit.gossip.ble_sync import open_radio
+
+    quiet_bluetooth_logs()
+    identity = svc.identity
+
+    async def scan():  # noqa: ANN202
+        async with open_radio(identity.device_id, identity.name, hci) as radio:
+            return await radio.scan(seconds)
+
+    sightings = asyncio.run(scan())
+    known = {p.peer_id[:8]: p for p in svc.library.list_peers()}
+    rows = []
+    for s in sightings:
+        peer = known.get(s.short_id)
+        rows.append(
+            {
+                "name": s.name or (peer.name if peer else "") or "",
+                "id": peer.peer_id if peer else s.short_id,
+                "rssi": s.rssi,
+                "address": s.address,
+                "trust": peer.trust if peer else "unknown",
+                "version": s.version,
+            }
+        )
+    if as_json:
+        emit_json({"peers": rows})
+        return
+    if not rows:
+        click.echo(f"No fieldkit peers in Bluetooth LE range ({seconds:g} s scan).")
+        return
+    for row in rows:
+        click.echo(
+            f"{row['id']:<16}  {row['rssi']:>4} dBm  {row['trust']:<8} {row['name'] or '-':<20} "
+            f"{row['address']}"
+        )
