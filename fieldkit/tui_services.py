@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fieldkit.errors import FieldkitError, LibraryError
+from fieldkit.errors import FieldkitError, LibraryError, TransportError
 
 if TYPE_CHECKING:
     from fieldkit.services import Services
@@ -406,31 +407,117 @@ class TuiBackend:
 
     # -- sync -------------------------------------------------------------------------
 
-    async def sync_tcp(self, address: str, on_progress: Callable[[SyncProgress], None]) -> str:
-        """Sync with a LAN peer at 'host:port'; return a one-line summary.
+    def progress_tracker(
+        self, on_progress: Callable[[SyncProgress], None]
+    ) -> Callable[[Any], None]:
+        """Wrap a SyncProgress callback as a gossip ProgressCallback (adds rate and resume)."""
+        lib = self.services.library  # the event loop's own connection, used on that thread
+        started: dict[str, tuple[float, int, bool]] = {}
 
-        Raises TransportError when the peer cannot be reached.
+        def track(update: Any) -> None:
+            if update.packet_id not in started:
+                resumed = update.direction == "received" and bool(
+                    lib.transfer_state(update.packet_id)
+                )
+                started[update.packet_id] = (time.monotonic(), update.done, resumed)
+            since, first, resumed = started[update.packet_id]
+            elapsed = time.monotonic() - since
+            rate = (update.done - first) / elapsed if elapsed > 0 else 0.0
+            arrow = "<-" if update.direction == "received" else "->"
+            on_progress(
+                SyncProgress(
+                    packet=f"{arrow} {update.name}",
+                    done_bytes=update.done,
+                    total_bytes=update.total,
+                    rate_bps=rate,
+                    resumed=resumed,
+                    finished=update.done >= update.total,
+                )
+            )
+
+        return track
+
+    def sync_options(self) -> Any:
+        """Return the options for a sync started from the screen: a person confirms peers."""
+        from fieldkit.gossip.summary import SyncOptions
+
+        policy = self.services.library.get_setting("receive_policy", "trusted-only")
+        return SyncOptions(policy="open" if policy == "open" else "ask")
+
+    async def sync_tcp(
+        self,
+        address: str,
+        on_progress: Callable[[SyncProgress], None],
+        confirm: Callable[[str, str, str], Awaitable[bool]],
+    ) -> SyncResult:
+        """Sync with a LAN peer at 'host[:port]' on the running event loop.
+
+        Raises TransportError when the address is bad or the peer cannot be reached.
         """
         from fieldkit.gossip import tcp
 
-        result = await tcp.sync(self.services, address, progress=on_progress)
-        return _summary(result)
+        host, port = parse_address(address, tcp.DEFAULT_PORT)
+        summary = await tcp.sync_with(
+            host,
+            port,
+            self.services,
+            options=self.sync_options(),
+            progress=self.progress_tracker(on_progress),
+            confirm=confirm,
+        )
+        return sync_result(summary)
+
+    async def listen_tcp(
+        self,
+        address: str,
+        on_progress: Callable[[SyncProgress], None],
+        confirm: Callable[[str, str, str], Awaitable[bool]],
+        on_result: Callable[[SyncResult], None],
+    ) -> Any:
+        """Start accepting LAN syncs at 'host[:port]'; return the listener (close() stops it)."""
+        from fieldkit.gossip import tcp
+
+        host, port = parse_address(address, tcp.DEFAULT_PORT)
+        return await tcp.start_listener(
+            self.services,
+            host,
+            port,
+            options=self.sync_options(),
+            on_summary=lambda summary: on_result(sync_result(summary)),
+            progress=self.progress_tracker(on_progress),
+            confirm=confirm,
+        )
 
 
-def _field(obj: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(obj, dict) and name in obj:
-            return obj[name]
-        if hasattr(obj, name):
-            return getattr(obj, name)
-    return None
+@dataclass(frozen=True)
+class SyncResult:
+    """The outcome of one sync, in one sentence, and whether it went wrong."""
+
+    text: str
+    ok: bool
 
 
-def _summary(result: Any) -> str:
-    if isinstance(result, str):
-        return result
-    got = _field(result, "received", "packets_received")
-    sent = _field(result, "sent", "packets_sent")
-    if got is None and sent is None:
-        return "Sync finished."
-    return f"Sync finished: {len(got or [])} received, {len(sent or [])} sent."
+def sync_result(summary: Any) -> SyncResult:
+    """Return a one-sentence result for a gossip SyncSummary."""
+    who = summary.peer_name or summary.peer_label or "the peer"
+    if summary.peer_id:
+        who += f" ({summary.peer_id})"
+    counts = f"{summary.count('received', 'ok')} received, {summary.count('sent', 'ok')} sent"
+    refused = sum(1 for p in summary.packets if p.status == "refused")
+    if refused:
+        counts += f", {refused} refused"
+    if summary.error:
+        return SyncResult(f"Sync with {who} stopped: {summary.error} ({counts}).", False)
+    return SyncResult(f"Synced with {who}: {counts}.", summary.ok)
+
+
+def parse_address(address: str, default_port: int) -> tuple[str, int]:
+    """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad."""
+    text = address.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = text, str(default_port)
+    host = host.strip("[]")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise TransportError(f"{address!r} is not an address like 192.168.1.20:{default_port}.")
+    return host, int(port_text)

@@ -35,7 +35,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question)
+            yield Label(self.question, markup=False)
             yield Label("[b]y[/b] yes    [b]n[/b] no")
 
     def action_answer(self, value: bool) -> None:

@@ -10,9 +10,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
+from fieldkit.gossip.tcp import DEFAULT_PORT
 from fieldkit.screens.base import ModeScreen
-from fieldkit.screens.dialogs import TextDialog
-from fieldkit.tui_services import PeerRow, SyncProgress, TuiBackend
+from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui_services import PeerRow, SyncProgress, SyncResult, TuiBackend
 from fieldkit.widgets.status_line import StatusLine
 from fieldkit.widgets.transfers import TransferList
 
@@ -28,6 +29,7 @@ class PeersScreen(ModeScreen):
     """
     BINDINGS = [
         Binding("s", "sync", "Sync"),
+        Binding("l", "listen", "Listen"),
         Binding("x", "cancel", "Cancel sync"),
         Binding("t", "trust", "Trust"),
         Binding("b", "block", "Block"),
@@ -51,6 +53,7 @@ class PeersScreen(ModeScreen):
         self.backend = backend
         self.peer_rows: dict[str, PeerRow] = {}
         self.last_address = ""
+        self.listening = ""
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Peers")
@@ -58,7 +61,10 @@ class PeersScreen(ModeScreen):
         yield Static("Bluetooth: checking...", id="ble", classes="info")
         table: DataTable[str] = DataTable(id="peers", cursor_type="row")
         yield table
-        yield Static("No sync running. Press s to sync with a LAN peer.", id="sync-state")
+        yield Static(
+            "No sync running. s: sync with a LAN peer, l: let peers sync with this one.",
+            id="sync-state",
+        )
         yield TransferList(id="transfers")
         yield Footer()
 
@@ -123,17 +129,33 @@ class PeersScreen(ModeScreen):
     @work(exit_on_error=False, group="sync-ask", description="Sync")
     async def action_sync(self) -> None:
         peer = self._selected()
-        default = (peer.address if peer and peer.address else "") or self.last_address
+        default = (peer.address if peer and peer.address not in ("", "-") else "") or (
+            self.last_address
+        )
         address = await self.app.push_screen_wait(
             TextDialog(
                 "Sync with the LAN peer at host:port",
                 value=default,
-                placeholder="192.168.1.20:7701",
+                placeholder=f"192.168.1.20:{DEFAULT_PORT}",
             )
         )
         if address:
             self.last_address = address
             self.run_sync(address)
+
+    async def confirm_peer(self, peer_id: str, name: str, sas: str) -> bool:
+        """Ask the person to compare the six-digit code with the other screen."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        question = (
+            f"Pair with {name or '?'} ({peer_id})?\n\n"
+            f"    code  {sas[:3]} {sas[3:]}\n\n"
+            "Accept only if the other device shows the same code."
+        )
+        self.app.push_screen(ConfirmDialog(question), callback=answer.set_result)
+        return await answer
+
+    def _progress(self, progress: SyncProgress) -> None:
+        self.post_message(self.Progress(progress))
 
     @work(exit_on_error=False, group="sync", exclusive=True, description="Sync")
     async def run_sync(self, address: str) -> None:
@@ -141,25 +163,50 @@ class PeersScreen(ModeScreen):
         self.query_one(TransferList).reset()
         state.update(f"Syncing with {address}... (x to cancel)")
         try:
-            summary = await self.backend.sync_tcp(
-                address, lambda progress: self.post_message(self.Progress(progress))
-            )
+            result = await self.backend.sync_tcp(address, self._progress, self.confirm_peer)
         except asyncio.CancelledError:
             state.update(f"Sync with {address} cancelled; it resumes next time.")
             raise
         except Exception:
             state.update(f"Sync with {address} failed.")
             raise
-        state.update(summary)
-        self.notify(summary)
+        self._show_result(result)
+
+    def _show_result(self, result: SyncResult) -> None:
+        self.query_one("#sync-state", Static).update(result.text)
+        self.notify(result.text, severity="information" if result.ok else "error")
         self.load_peers()
+
+    @work(exit_on_error=False, group="listen", exclusive=True, description="Listening")
+    async def run_listener(self, address: str) -> None:
+        listener = await self.backend.listen_tcp(
+            address, self._progress, self.confirm_peer, self._show_result
+        )
+        self.listening = f"{address.rsplit(':', 1)[0]}:{listener.port}"
+        self.query_one("#sync-state", Static).update(
+            f"Listening for LAN syncs on {self.listening} (l to stop)."
+        )
+        try:
+            await listener.wait()
+        finally:
+            await listener.close()
+            self.listening = ""
+
+    def action_listen(self) -> None:
+        if self.listening:
+            self.workers.cancel_group(self, "listen")
+            self.listening = ""
+            self.query_one("#sync-state", Static).update("Stopped listening.")
+        else:
+            self.listening = "starting"
+            self.run_listener(f"0.0.0.0:{DEFAULT_PORT}")
 
     @on(Progress)
     def show_progress(self, message: Progress) -> None:
         self.query_one(TransferList).update_progress(message.progress)
 
     def action_cancel(self) -> None:
-        if not self.workers or not any(w.group == "sync" and w.is_running for w in self.workers):
+        if not any(w.group == "sync" and not w.is_finished for w in self.workers):
             self.notify("No sync is running.")
             return
         self.workers.cancel_group(self, "sync")

@@ -35,13 +35,28 @@ class TransferRow(Horizontal):
     def __init__(self, packet: str) -> None:
         super().__init__()
         self.packet = packet
+        self.latest: SyncProgress | None = None
+        self._ready = False
 
     def compose(self) -> ComposeResult:
         yield Label(self.packet[:15], classes="name")
         yield ProgressBar(show_eta=False, show_percentage=True)
         yield Label("", classes="info")
 
+    def on_mount(self) -> None:
+        self._ready = True
+        self._apply()
+
     def update_progress(self, progress: SyncProgress) -> None:
+        """Show `progress` now, or as soon as the row is mounted."""
+        self.latest = progress
+        if self._ready:
+            self._apply()
+
+    def _apply(self) -> None:
+        progress = self.latest
+        if progress is None:
+            return
         self.query_one(ProgressBar).update(
             total=max(progress.total_bytes, 1), progress=progress.done_bytes
         )
@@ -68,6 +83,4 @@ class TransferList(VerticalScroll):
         if row is None:
             row = self.rows[progress.packet] = TransferRow(progress.packet)
             self.mount(row)
-            row.call_after_refresh(row.update_progress, progress)
-        else:
-            row.update_progress(progress)
+        row.update_progress(progress)

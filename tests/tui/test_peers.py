@@ -1,0 +1,73 @@
+"""Peers mode: a real TCP sync between two homes on 127.0.0.1, driven from the screen."""
+
+from __future__ import annotations
+
+import re
+
+from textual.widgets import DataTable, Input, Static
+
+from fieldkit.app import make_app
+from fieldkit.gossip.summary import SyncOptions
+from fieldkit.gossip.tcp import start_listener
+from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.widgets.transfers import TransferList
+from tests.tui.conftest import PUMP_QUESTIONS
+from tests.tui.helpers import notices, settle, wait_for_screen
+
+
+async def start_sync(pilot, address: str) -> None:
+    await pilot.press("s")
+    dialog = await wait_for_screen(pilot, TextDialog)
+    dialog.query_one(Input).value = address
+    await pilot.press("enter")
+
+
+async def test_sync_two_homes_over_tcp_with_pairing_code(
+    stocked, make_services, make_packet, make_adapter, base_fp
+) -> None:
+    bob = make_services("bob", seed=2)
+    make_packet(
+        bob.home,
+        name="wells",
+        domain="water",
+        base_fingerprint=base_fp,
+        adapter=make_adapter(7),
+        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
+    )
+    listener = await start_listener(bob, "127.0.0.1", 0, SyncOptions(policy="open"), once=True)
+    app = make_app(stocked, start_mode="peers", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert "Bluetooth" in str(app.screen.query_one("#ble", Static).render())
+        await start_sync(pilot, f"127.0.0.1:{listener.port}")
+        confirm = await wait_for_screen(pilot, ConfirmDialog, limit_s=20)
+        code = re.search(r"code\s+(\d{3}) (\d{3})", confirm.question)
+        assert code, confirm.question
+        await pilot.press("y")
+        await settle(pilot)
+        await listener.wait()
+        state = str(app.screen.query_one("#sync-state", Static).render())
+        assert state.startswith("Synced with bob"), (state, notices(pilot))
+        assert "1 received" in state
+        rows = app.screen.query_one(TransferList).rows
+        assert any("wells" in name for name in rows)
+        peers = app.screen.query_one("#peers", DataTable)
+        assert peers.row_count == 1
+        assert "trusted" in [str(c) for c in peers.get_row_at(0)]
+    assert "wells" in [r.name for r in stocked.library.list_packets()]
+    bob_summary = listener.summaries[0]
+    assert bob_summary.sas == "".join(code.groups()), "both screens show the same code"
+    assert {p.name for p in bob_summary.packets if p.status == "ok"} >= {"wells", "pumps"}
+
+
+async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
+    app = make_app(stocked, start_mode="peers", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await start_sync(pilot, "not an address:xx")
+        await settle(pilot)
+        assert any("is not an address" in n for n in notices(pilot))
+        await start_sync(pilot, "127.0.0.1:1")
+        await settle(pilot)
+        assert any("Cannot reach 127.0.0.1:1" in n for n in notices(pilot))
+        assert app.is_running
