@@ -30,6 +30,7 @@ from fieldkit.gossip.messages import (
     Chunk,
     Hello,
     Inventory,
+    InventoryItem,
     Message,
     PacketEnd,
     PacketStart,
@@ -169,10 +170,10 @@ class GossipConnection:
         self._error: ProtocolError | None = None
         self._sent: set[type[Message]] = set()
         self._got: set[type[Message]] = set()
-        self._offered: dict[str, Any] = {}
+        self._offered: dict[str, InventoryItem] = {}
         self._incoming: dict[str, _Incoming] = {}
         self._outgoing: dict[str, _Outgoing] = {}
-        self._peer_inventory: dict[str, Any] = {}
+        self._peer_inventory: dict[str, InventoryItem] = {}
 
     # --- properties --------------------------------------------------------------------
 
@@ -187,7 +188,7 @@ class GossipConnection:
         return Bye in self._sent
 
     @property
-    def peer_inventory(self) -> dict[str, Any]:
+    def peer_inventory(self) -> dict[str, InventoryItem]:
         """The packets the peer offered, by packet id (empty until its Inventory arrived)."""
         return dict(self._peer_inventory)
 
