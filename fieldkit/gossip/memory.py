@@ -3,7 +3,8 @@
 `Faults(cut_after=N)` cuts the whole link after N bytes went one way (the rest of the bytes
 are lost, both ends see end of stream and later sends fail), `corrupt_at=N` flips byte N,
 `stall_after=N` silently stops delivering after N bytes (the link looks alive but is dead),
-`rate=R` makes each send take len/R seconds (a slow serial link, for benchmarks).
+`rate=R` makes each send take len/R seconds (a slow serial link, for benchmarks), and
+`piece=N` delivers the bytes N at a time (N=1: the receiver sees one byte per receive).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Faults:
     corrupt_at: int | None = None
     stall_after: int | None = None
     rate: float | None = None  # bytes per second
+    piece: int | None = None
 
 
 class _Link:
@@ -54,7 +56,9 @@ class _Pipe:
         keep = data[: max(0, limit - start)]
         if keep:
             self.delivered += keep
-            self.queue.put_nowait(keep)
+            step = f.piece or len(keep)
+            for i in range(0, len(keep), step):
+                self.queue.put_nowait(keep[i : i + step])
         if f.cut_after is not None and self.sent >= f.cut_after:
             self.link.cut_now()
 

@@ -352,3 +352,46 @@ async def test_two_peers_offering_the_same_packet_at_once_deliver_it_once(make_d
     assert "another peer" in refused.reason
     assert b.packet_ids() == {pa.packet_id}
     assert claims == set()
+
+
+ONE_BYTE = Faults(piece=1)
+
+
+async def test_whole_sessions_with_every_byte_delivered_alone(make_device, make_packet):
+    a, b, c = make_device("a"), make_device("b"), make_device("c")
+    pa = make_packet(a.home, name="pumps")
+    pb = make_packet(b.home, name="solar", seed=1)
+    make_packet(c.home, name="water", seed=2)
+    a.trust(b)
+    b.trust(a)
+    sa, sb = await sync_memory(a, b, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
+    # untrusted: offered, refused, one byte at a time
+    _, sc = await sync_memory(a, c, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
+    assert sc.ok
+    assert {p.status for p in sc.packets} == {"refused"}
+    assert len(c.packet_ids()) == 1
+
+
+async def test_resume_and_tampering_with_every_byte_delivered_alone(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=3)  # 2 chunks, about 46 KB on the wire
+    b.trust(a)
+    _, first, link = await sync_memory_link(a, b, a_to_b=Faults(cut_after=40_000, piece=1))
+    assert first.error is not None
+    held, _ = held_chunks(b.library, pa.packet_id)
+    assert held == delivered_chunks(link.delivered, pa.packet_id)[0] == {0}
+    _, second = await sync_memory(a, b, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
+    assert second.ok, second.error
+    assert second.packets[0].resumed_from == pa.manifest["chunk_size"]
+    d = make_device("d")
+    d.trust(a)
+    blob = a.library.weights_path(pa)
+    data = bytearray(blob.read_bytes())
+    data[200] ^= 1  # in the first chunk
+    blob.write_bytes(bytes(data))
+    _, tampered = await sync_memory(a, d, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
+    assert "does not match its signed hash" in tampered.error
+    assert d.packet_ids() == set()
