@@ -1,0 +1,190 @@
+"""`fieldkit sync --ble` and `fieldkit peers --ble` as real processes on bumble controllers.
+
+`python -m bumble.apps.controllers tcp-server:_:PORT_A tcp-server:_:PORT_B` runs two
+virtual controllers on one link; each fieldkit process attaches to one of them with
+`--hci tcp-client:127.0.0.1:PORT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.home import Home
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+
+ROOT = Path(__file__).parents[2]
+ENV = dict(os.environ, HF_HUB_OFFLINE="1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    """True if something listens on `port` (read from /proc, so no connection is used up)."""
+    try:
+        table = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
+    except OSError:
+        return False
+    wanted = f":{port:04X} "
+    return any(wanted in line and line.split()[3] == "0A" for line in table.splitlines()[1:])
+
+
+@pytest.fixture
+def controllers() -> Iterator[tuple[int, int]]:
+    """Two bumble controllers on one virtual link, served over TCP; yields their ports.
+
+    Each tcp-server takes exactly one host connection, so readiness is read from /proc
+    (or, where there is none, waited out) instead of probed with a connection.
+    """
+    port_a, port_b = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bumble.apps.controllers",
+            f"tcp-server:_:{port_a}",
+            f"tcp-server:_:{port_b}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=ENV,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (_listening(port_a) and _listening(port_b)):
+            if not Path("/proc/net/tcp").exists():
+                time.sleep(3)
+                break
+            assert time.monotonic() < deadline, "bumble controllers did not start"
+            assert proc.poll() is None, "bumble controllers exited"
+            time.sleep(0.05)
+        yield port_a, port_b
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+def fieldkit(home: Home, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from fieldkit.cli import run; run()",
+            "--home",
+            str(home.root),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+
+
+def start_ble_listener(home: Home, port: int) -> subprocess.Popen:
+    proc = fieldkit(
+        home, "sync", "--ble", "--listen", "--once", "--json", "--idle-timeout", "10",
+        "--hci", f"tcp-client:127.0.0.1:{port}",
+    )  # fmt: skip
+    line = proc.stderr.readline()
+    if "Advertising over Bluetooth LE" not in line:
+        proc.kill()
+        raise AssertionError(line + proc.stderr.read())
+    return proc
+
+
+def test_two_processes_sync_over_bumble_controllers(make_home, make_packet, controllers):
+    port_a, port_b = controllers
+    a, b = make_home("a"), make_home("b")
+    pa = make_packet(a, name="pumps", size_scale=2)
+    id_a = Identity.load_or_create(a).device_id
+    id_b = Identity.load_or_create(b).device_id
+    for home, other in ((a, id_b), (b, id_a)):
+        library = Library.open(home)
+        library.set_trust(other, "trusted")
+        library.close()
+
+    listener = start_ble_listener(b, port_b)
+    try:
+        central = fieldkit(
+            a, "sync", "--ble", "--peer", id_b, "--json", "--idle-timeout", "10",
+            "--hci", f"tcp-client:127.0.0.1:{port_a}",
+        )  # fmt: skip
+        out, err = central.communicate(timeout=60)
+        if central.returncode != 0:
+            listener.kill()
+            raise AssertionError(err + "\nlistener: " + "".join(listener.communicate(timeout=5)))
+        summary = json.loads(out)
+        assert summary["ok"]
+        assert summary["peer"]["id"] == id_b
+        assert "over BLE" in summary["peer"]["address"]
+        assert [(p["direction"], p["status"]) for p in summary["packets"]] == [("sent", "ok")]
+        l_out, l_err = listener.communicate(timeout=30)
+        assert listener.returncode == 0, l_err
+        assert json.loads(l_out)["peer"]["id"] == id_a
+    finally:
+        listener.kill()
+
+    library = Library.open(b)
+    try:
+        got = library.find(pa.packet_id)
+        assert got is not None
+        assert got.verified
+        assert library.verify(pa.packet_id)
+    finally:
+        library.close()
+
+
+def test_peers_ble_lists_the_advertising_peer(make_home, controllers):
+    port_a, port_b = controllers
+    a, b = make_home("a"), make_home("b")
+    id_b = Identity.load_or_create(b).device_id
+    listener = start_ble_listener(b, port_b)
+    try:
+        scan = fieldkit(
+            a, "peers", "--ble", "--json", "--seconds", "1",
+            "--hci", f"tcp-client:127.0.0.1:{port_a}",
+        )  # fmt: skip
+        out, err = scan.communicate(timeout=30)
+        assert scan.returncode == 0, err
+        [peer] = json.loads(out)["peers"]
+        assert peer["id"] == id_b[:8]
+        assert peer["trust"] == "unknown"
+        assert isinstance(peer["rssi"], int)
+    finally:
+        listener.kill()
+        listener.wait(5)
+
+
+def test_ble_usage_errors_are_one_line(make_home):
+    home = str(make_home("cli").root)
+    result = CliRunner().invoke(main, ["--home", home, "sync", "--ble", "1.2.3.4:5"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(main, ["--home", home, "sync", "--hci", "usb:0"])
+    assert result.exit_code == 2
+    assert "--ble" in result.output
+    result = CliRunner().invoke(main, ["--home", home, "sync", "--ble", "--hci", "bogus:1"])
+    assert result.exit_code == 1
+    assert "Cannot open the Bluetooth controller 'bogus:1'" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(
+        main, ["--home", home, "peers", "--ble", "--hci", "tcp-client:127.0.0.1:1"]
+    )
+    assert result.exit_code == 1
+    assert "Cannot open the Bluetooth controller" in result.output
