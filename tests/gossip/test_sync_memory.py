@@ -386,12 +386,13 @@ async def test_resume_and_tampering_with_every_byte_delivered_alone(make_device,
     _, second = await sync_memory(a, b, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
     assert second.ok, second.error
     assert second.packets[0].resumed_from == pa.manifest["chunk_size"]
-    d = make_device("d")
-    d.trust(a)
-    blob = a.library.weights_path(pa)
+    t, d = make_device("t"), make_device("d")
+    small = make_packet(t.home, name="tiny")  # one 16 KB chunk
+    d.trust(t)
+    blob = t.library.weights_path(small)
     data = bytearray(blob.read_bytes())
-    data[200] ^= 1  # in the first chunk
+    data[200] ^= 1
     blob.write_bytes(bytes(data))
-    _, tampered = await sync_memory(a, d, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
+    _, tampered = await sync_memory(t, d, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
     assert "does not match its signed hash" in tampered.error
     assert d.packet_ids() == set()
