@@ -26,29 +26,36 @@ class FieldkitApp(App[None]):
 
     TITLE = "fieldkit"
     BINDINGS = [
-        Binding("f2", "switch_mode('peers')", "Peers", show=False),
-        Binding("f3", "switch_mode('library')", "Library", show=False),
-        Binding("f4", "switch_mode('ask')", "Ask", show=False),
+        # F-keys work everywhere; 1 2 3 too, except while typing a question
+        Binding("f2,1", "switch_mode('peers')", "Peers", show=False),
+        Binding("f3,2", "switch_mode('library')", "Library", show=False),
+        Binding("f4,3", "switch_mode('ask')", "Ask", show=False),
         Binding("question_mark,f1", "help", "Help"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
     model_state: reactive[str] = reactive("not loaded")
 
     def __init__(
-        self, services: Services, *, start_mode: str = "library", load_model: bool = True
+        self,
+        services: Services,
+        *,
+        start_mode: str = "library",
+        load_model: bool = True,
+        ble: bool = True,
     ) -> None:
         super().__init__()
         self.services = services
         self.backend = TuiBackend(services)
         self.start_mode = start_mode
         self.load_model_on_start = load_model
+        self.ble = ble
 
     def on_mount(self) -> None:
         from fieldkit.screens.ask import AskScreen
         from fieldkit.screens.library import LibraryScreen
         from fieldkit.screens.peers import PeersScreen
 
-        self.add_mode("peers", lambda: PeersScreen(self.backend))
+        self.add_mode("peers", lambda: PeersScreen(self.backend, ble=self.ble))
         self.add_mode("library", lambda: LibraryScreen(self.backend))
         self.add_mode("ask", lambda: AskScreen(self.backend))
         self.switch_mode(self.start_mode)

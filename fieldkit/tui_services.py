@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fieldkit.errors import FieldkitError, LibraryError, TransportError
+from fieldkit.errors import LibraryError, TransportError
 
 if TYPE_CHECKING:
     from fieldkit.services import Services
 
 T = TypeVar("T")
+PEER_ID_LENGTH = 16  # a device id; other sources are words such as "local" or "demo"
 
 
 class PacketStatus(enum.Enum):
@@ -250,7 +251,7 @@ class TuiBackend:
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
     def _row(self, rec: Any, base: str | None, blocked: frozenset[str]) -> PacketRow:
-        source = rec.source if rec.source == "local" else f"peer {rec.source[:8]}"
+        source = rec.source if len(rec.source) != PEER_ID_LENGTH else f"peer {rec.source[:8]}"
         return PacketRow(
             packet_id=rec.packet_id,
             name=rec.name,
@@ -296,8 +297,8 @@ class TuiBackend:
         )
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
-            path = dest_dir / f"{rec.name}.fkp"
-            tmp = path.with_suffix(".fkp.tmp")
+            path = dest_dir / f"{rec.name}.fkpkt"
+            tmp = path.with_suffix(".fkpkt.tmp")
             with tmp.open("wb") as out:
                 write_packet_file(out, rec.manifest, rec.signature, weights)
             tmp.replace(path)
@@ -324,20 +325,49 @@ class TuiBackend:
         ]
         return sorted(rows, key=lambda r: (r.name, r.peer_id))
 
-    def bluetooth_status(self) -> tuple[bool, str]:
-        """Return (available, sentence) for the BLE radio on this machine."""
+    async def ble_scan(self, seconds: float) -> list[PeerRow]:
+        """Scan for fieldkit peers over Bluetooth LE; rows carry the signal strength.
+
+        Raises TransportError when Bluetooth is off, absent or not permitted.
+        """
         try:
-            from fieldkit.gossip import ble_bleak
-        except ImportError:
-            return False, "Bluetooth LE support is not installed; use LAN sync (key s)."
-        probe = getattr(ble_bleak, "adapter_status", None)
-        if probe is None:
-            return False, "Bluetooth LE scanning is not available; use LAN sync (key s)."
+            from fieldkit.gossip.ble_sync import PlatformRadio
+        except ImportError as exc:
+            raise TransportError("Bluetooth LE support is not installed.") from exc
         try:
-            ok, message = probe()
-        except FieldkitError as exc:
-            return False, f"{exc} Use LAN sync (key s) instead."
-        return bool(ok), str(message)
+            sightings = await PlatformRadio().scan(seconds)
+        except ImportError as exc:
+            raise TransportError("Bluetooth LE support is not installed.") from exc
+        return [
+            PeerRow(
+                peer_id=s.short_id,
+                name=s.name or "?",
+                address=f"BLE {s.rssi} dBm",
+                trust="new",
+                via="ble",
+            )
+            for s in sightings
+        ]
+
+    async def sync_ble(
+        self,
+        short_id: str,
+        on_progress: Callable[[SyncProgress], None],
+        confirm: Callable[[str, str, str], Awaitable[bool]],
+    ) -> SyncResult:
+        """Find the peer with this short id over Bluetooth LE and sync with it."""
+        from fieldkit.gossip.ble_sync import PlatformRadio, sync_with_peer
+
+        summary = await sync_with_peer(
+            PlatformRadio(),
+            self.services.identity,
+            self.services.library,
+            self.sync_options(),
+            peer=short_id,
+            progress=self.progress_tracker(on_progress),
+            confirm=confirm,
+        )
+        return sync_result(summary)
 
     # -- ask --------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ HELP_TEXT = """\
 
 Offline knowledge packets: small expert adapters for the model on this laptop.
 
-- **F2 Peers**: devices nearby (Bluetooth LE, LAN) and known. `s` sync with a LAN
-  peer, `x` cancel (it resumes next time), `t` trust, `b` block, `r` rescan.
+- **F2 Peers**: devices nearby (Bluetooth LE) and known. `s` sync with the selected
+  peer or a LAN address, `l` let LAN peers sync with this one, `x` cancel (the
+  transfer resumes next time), `t` trust, `b` block, `r` rescan. A new peer shows a
+  six-digit code: accept only if the other screen shows the same code.
 - **F3 Library**: every packet with its state. `v` verify, `d` remove, `e` export,
   `t` trust or `b` block its author, `r` refresh.
 - **F4 Ask**: type a question, press Enter. The route shows before the answer.
@@ -24,6 +26,7 @@ Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights faile
 `!! FOREIGN BASE` (made for another base model) and `!! BLOCKED` (author blocked)
 are never offered by hand.
 
+`1` `2` `3` also switch modes, except while typing in a box (`Tab` leaves it).
 `F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit, `Escape` close.
 """
 

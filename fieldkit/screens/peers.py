@@ -10,12 +10,20 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
+from fieldkit.errors import FieldkitError
 from fieldkit.gossip.tcp import DEFAULT_PORT
 from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui_services import PeerRow, SyncProgress, SyncResult, TuiBackend
 from fieldkit.widgets.status_line import StatusLine
 from fieldkit.widgets.transfers import TransferList
+
+SCAN_SECONDS = 4.0
+SCAN_PAUSE = 6.0
+NO_BLUETOOTH = (
+    "Bluetooth: not available on this machine (no adapter, switched off or not permitted). "
+    "Turn it on or plug in a USB adapter, then press r. LAN sync (s, l) works without it."
+)
 
 
 class PeersScreen(ModeScreen):
@@ -37,20 +45,32 @@ class PeersScreen(ModeScreen):
     ]
 
     class Loaded(Message):
-        def __init__(self, me: str, ble: str, peers: list[PeerRow]) -> None:
+        """Known peers from the library."""
+
+        def __init__(self, me: str, peers: list[PeerRow]) -> None:
             super().__init__()
             self.me = me
-            self.ble = ble
             self.peers = peers
+
+    class Sighted(Message):
+        """Peers seen over Bluetooth LE in the last scan (None: Bluetooth unavailable)."""
+
+        def __init__(self, peers: list[PeerRow] | None, note: str) -> None:
+            super().__init__()
+            self.peers = peers
+            self.note = note
 
     class Progress(Message):
         def __init__(self, progress: SyncProgress) -> None:
             super().__init__()
             self.progress = progress
 
-    def __init__(self, backend: TuiBackend) -> None:
+    def __init__(self, backend: TuiBackend, *, ble: bool = True) -> None:
         super().__init__()
         self.backend = backend
+        self.ble = ble
+        self.known: list[PeerRow] = []
+        self.sighted: list[PeerRow] = []
         self.peer_rows: dict[str, PeerRow] = {}
         self.last_address = ""
         self.listening = ""
@@ -58,11 +78,11 @@ class PeersScreen(ModeScreen):
     def compose(self) -> ComposeResult:
         yield StatusLine("Peers")
         yield Static("This device: ...", id="me", classes="info")
-        yield Static("Bluetooth: checking...", id="ble", classes="info")
+        yield Static("Bluetooth: scanning...", id="ble", classes="info")
         table: DataTable[str] = DataTable(id="peers", cursor_type="row")
         yield table
         yield Static(
-            "No sync running. s: sync with a LAN peer, l: let peers sync with this one.",
+            "No sync running. s: sync with a peer, l: let LAN peers sync with this one.",
             id="sync-state",
         )
         yield TransferList(id="transfers")
@@ -70,35 +90,87 @@ class PeersScreen(ModeScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#peers", DataTable)
-        for label, width in (("name", 16), ("id", 16), ("address", 21), ("trust", 9)):
+        for label, width in (
+            ("name", 16),
+            ("id", 16),
+            ("via", 4),
+            ("address / signal", 21),
+            ("trust", 8),
+        ):
             table.add_column(label, width=width, key=label)
         self.action_refresh()
 
+    def on_screen_suspend(self) -> None:
+        self.workers.cancel_group(self, "ble")  # no radio use while another mode is shown
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted and self.ble:
+            self.scan_ble()
+
     def action_refresh(self) -> None:
         self.load_peers()
+        if self.ble:
+            self.scan_ble()
+        else:
+            self.query_one("#ble", Static).update("Bluetooth: scanning is off.")
 
     @work(
         thread=True,
         exit_on_error=False,
         group="peers",
         exclusive=True,
-        description="Looking for peers",
+        description="Reading known peers",
     )
     def load_peers(self) -> None:
         me = f"This device: {self.backend.device_label()}"
-        _available, ble = self.backend.bluetooth_status()
-        self.post_message(self.Loaded(me, f"Bluetooth: {ble}", self.backend.peer_rows()))
+        self.post_message(self.Loaded(me, self.backend.peer_rows()))
+
+    @work(exit_on_error=False, group="ble", exclusive=True, description="Bluetooth scan")
+    async def scan_ble(self) -> None:
+        """Scan now and then while the screen is up; stop with a clear note if no radio."""
+        while True:
+            try:
+                peers = await self.backend.ble_scan(SCAN_SECONDS)
+            except FieldkitError:
+                self.post_message(self.Sighted(None, NO_BLUETOOTH))
+                return
+            note = f"Bluetooth: {len(peers)} fieldkit peer(s) in range; r rescans."
+            self.post_message(self.Sighted(peers, note))
+            await asyncio.sleep(SCAN_PAUSE)
 
     @on(Loaded)
-    def show_peers(self, message: Loaded) -> None:
+    def show_known(self, message: Loaded) -> None:
         self.query_one("#me", Static).update(message.me)
-        self.query_one("#ble", Static).update(message.ble)
+        self.known = message.peers
+        self.show_rows()
+
+    @on(Sighted)
+    def show_sighted(self, message: Sighted) -> None:
+        self.query_one("#ble", Static).update(message.note)
+        self.sighted = message.peers or []
+        self.show_rows()
+
+    def show_rows(self) -> None:
+        """Merge known peers with BLE sightings (a sighting's short id prefixes a device id)."""
+        rows = {row.peer_id: row for row in self.known}
+        for seen in self.sighted:
+            match = next((pid for pid in rows if pid.startswith(seen.peer_id)), None)
+            if match is None:
+                rows[seen.peer_id] = seen
+            else:
+                known = rows[match]
+                rows[match] = PeerRow(match, known.name, seen.address, known.trust, "ble")
         table = self.query_one("#peers", DataTable)
         table.clear()
-        self.peer_rows = {row.peer_id: row for row in message.peers}
-        for row in message.peers:
+        self.peer_rows = rows
+        for row in rows.values():
             table.add_row(
-                row.name or "?", row.peer_id, row.address or "-", row.trust, key=row.peer_id
+                row.name or "?",
+                row.peer_id,
+                row.via,
+                row.address or "-",
+                row.trust,
+                key=row.peer_id,
             )
 
     def _selected(self) -> PeerRow | None:
@@ -129,6 +201,9 @@ class PeersScreen(ModeScreen):
     @work(exit_on_error=False, group="sync-ask", description="Sync")
     async def action_sync(self) -> None:
         peer = self._selected()
+        if peer is not None and peer.via == "ble":
+            self.run_sync(peer.peer_id, ble=True)
+            return
         default = (peer.address if peer and peer.address not in ("", "-") else "") or (
             self.last_address
         )
@@ -158,12 +233,13 @@ class PeersScreen(ModeScreen):
         self.post_message(self.Progress(progress))
 
     @work(exit_on_error=False, group="sync", exclusive=True, description="Sync")
-    async def run_sync(self, address: str) -> None:
+    async def run_sync(self, address: str, ble: bool = False) -> None:
         state = self.query_one("#sync-state", Static)
         self.query_one(TransferList).reset()
         state.update(f"Syncing with {address}... (x to cancel)")
+        sync = self.backend.sync_ble if ble else self.backend.sync_tcp
         try:
-            result = await self.backend.sync_tcp(address, self._progress, self.confirm_peer)
+            result = await sync(address, self._progress, self.confirm_peer)
         except asyncio.CancelledError:
             state.update(f"Sync with {address} cancelled; it resumes next time.")
             raise

@@ -39,7 +39,7 @@ def render_detail(detail: PacketDetail) -> Group:
         lora = adapter.get("lora_parameters", adapter)
         facts.add_row(
             "adapter",
-            f"rank {lora.get('rank', '?')}, {adapter.get('num_layers', '?')} layers",
+            f"rank {lora.get('rank', '?')}, {_layers(adapter.get('num_layers'))}",
         )
     if detail.description:
         facts.add_row("about", detail.description)
@@ -80,3 +80,8 @@ class PacketDetailPane(VerticalScroll):
         console = Console(width=width, record=True, file=io.StringIO())
         console.print(render_detail(self.detail))
         return console.export_text()
+
+
+def _layers(num_layers: object) -> str:
+    """Return '4 layers' or 'all layers' (mlx-lm writes -1 for all)."""
+    return "all layers" if num_layers in (-1, None) else f"last {num_layers} layers"

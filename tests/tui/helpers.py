@@ -8,6 +8,8 @@ import time
 from textual.pilot import Pilot
 from textual.screen import ModalScreen, Screen
 
+LONG_RUNNING = {"ble", "listen"}  # loops that run while their screen is up
+
 
 async def settle(pilot: Pilot, rounds: int = 3, limit_s: float = 60.0) -> None:
     """Wait until no worker is running, or a dialog waits for the user.
@@ -18,7 +20,9 @@ async def settle(pilot: Pilot, rounds: int = 3, limit_s: float = 60.0) -> None:
         if isinstance(pilot.app.screen, ModalScreen):
             await pilot.pause()
             return
-        workers = [w for w in pilot.app.workers if not w.is_finished]
+        workers = [
+            w for w in pilot.app.workers if not w.is_finished and w.group not in LONG_RUNNING
+        ]
         if workers:
             waits = [asyncio.ensure_future(w.wait()) for w in workers]
             done, pending = await asyncio.wait(waits, timeout=limit_s)

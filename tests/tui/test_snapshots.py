@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fieldkit.app import make_app
 from tests.tui.helpers import settle
 
@@ -20,8 +22,16 @@ def test_peers_snapshot(snap_compare, stocked) -> None:
     lib = stocked.library
     lib.set_trust("aaaabbbbccccdddd", "trusted")
     lib.set_trust("eeeeffffgggghhhh", "blocked")
+
+    async def scanned(pilot) -> None:
+        await settle(pilot)
+        ble = [asyncio.ensure_future(w.wait()) for w in pilot.app.workers if w.group == "ble"]
+        if ble:
+            await asyncio.wait(ble, timeout=20)
+        await pilot.pause()
+
     app = make_app(stocked, start_mode="peers", load_model=False)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=scanned)
 
 
 def test_ask_snapshot(snap_compare, stocked) -> None:
