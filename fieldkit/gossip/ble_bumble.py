@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,46 +61,81 @@ def device_address(device_id: str) -> str:
 # -- radios ------------------------------------------------------------------
 
 
+class _Air:
+    """One connection's air: a queue per direction and a virtual clock."""
+
+    def __init__(self) -> None:
+        self.queues: dict[tuple[str, str], deque[tuple[int, Callable[[], None]]]] = {}
+        self.busy = False
+        self.clock = 0.0  # when the packet on the air now ends
+        self.last: tuple[str, str] | None = None
+
+
 class ThrottledLink(LocalLink):
     """A virtual link that delivers each packet at a set air rate and connection interval.
 
     `rate` is the link's payload capacity in bytes per second (L2CAP PDU bytes, i.e.
-    ATT values plus their 7 bytes of headers). Both directions of a connection share the
-    air, as on a real radio. A packet that finds the air idle waits for the next
-    connection event; packets behind it follow back to back. Control PDUs (disconnect)
-    queue behind data, so a disconnect never overtakes what was sent before it.
+    ATT values plus their 7 header bytes). Both directions of a connection share the
+    air and take turns packet by packet when both have traffic, as central and
+    peripheral alternate within a connection event. Air that falls idle wakes at the next
+    connection event (`interval` seconds apart); busy air runs back to back. Control
+    PDUs (disconnect) queue behind data, so a disconnect never overtakes earlier data.
     """
 
     def __init__(self, rate: float = 100_000.0, interval: float = 0.0075) -> None:
         super().__init__()
         self.rate = rate
         self.interval = interval
-        self._air_free: dict[frozenset[str], float] = {}
+        self._airs: dict[frozenset[str], _Air] = {}
         self.bytes_carried = 0
 
-    def _slot(self, a: hci.Address, b: hci.Address, size: int) -> float:
+    def _enqueue(self, src: Any, dst: Any, size: int, deliver: Callable[[], None]) -> None:
+        direction = (str(src), str(dst))
+        key = frozenset(direction)
+        air = self._airs.setdefault(key, _Air())
+        air.queues.setdefault(direction, deque()).append((size, deliver))
+        if air.busy:
+            return
+        air.busy = True
         loop = asyncio.get_running_loop()
         now = loop.time()
-        key = frozenset((str(a), str(b)))
-        start = self._air_free.get(key, 0.0)
-        if start < now:  # idle air: wait for the next connection event
-            start = math.ceil(now / self.interval) * self.interval if self.interval else now
-        done = start + size / self.rate
-        self._air_free[key] = done
-        return done
+        event = math.ceil(now / self.interval) * self.interval if self.interval else now
+        air.clock = max(air.clock, event)
+        loop.call_at(air.clock, self._next, air)
+
+    def _next(self, air: _Air) -> None:
+        waiting = [d for d, q in air.queues.items() if q]
+        if not waiting:
+            air.busy = False
+            return
+        direction = next((d for d in waiting if d != air.last), waiting[0])
+        air.last = direction
+        size, deliver = air.queues[direction].popleft()
+        air.clock += size / self.rate
+        asyncio.get_running_loop().call_at(air.clock, self._done, air, deliver)
+
+    def _done(self, air: _Air, deliver: Callable[[], None]) -> None:
+        deliver()
+        self._next(air)
 
     def send_acl_data(self, sender_controller, destination_address, transport, data):  # noqa: ANN001
-        when = self._slot(sender_controller.random_address, destination_address, len(data))
         self.bytes_carried += len(data)
         parent = super().send_acl_data
-        asyncio.get_running_loop().call_at(
-            when, parent, sender_controller, destination_address, transport, data
+        self._enqueue(
+            sender_controller.random_address,
+            destination_address,
+            len(data),
+            functools.partial(parent, sender_controller, destination_address, transport, data),
         )
 
     def send_ll_control_pdu(self, sender_address, receiver_address, packet):  # noqa: ANN001
-        when = self._slot(sender_address, receiver_address, 2)
         parent = super().send_ll_control_pdu
-        asyncio.get_running_loop().call_at(when, parent, sender_address, receiver_address, packet)
+        self._enqueue(
+            sender_address,
+            receiver_address,
+            2,
+            functools.partial(parent, sender_address, receiver_address, packet),
+        )
 
 
 @dataclass
