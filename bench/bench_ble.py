@@ -1,7 +1,8 @@
 """Bluetooth LE benchmark on a throttled bumble link: goodput share and packet transfer time.
 
     .venv/bin/python bench/bench_ble.py [--rate 100000] [--interval 0.015] [--mb 1]
-                                        [--mtu 247 517] [--skip-packets] [--json OUT]
+                                        [--reps 3] [--mtu 247 517] [--skip-packets]
+                                        [--json OUT]
 
 Two bumble devices (real host stacks and controllers) share an in-process `ThrottledLink`
 that carries `--rate` bytes per second of L2CAP payload (ATT values plus their 7 header
@@ -9,7 +10,7 @@ bytes) and makes a packet that finds the air idle wait for the next connection e
 (`--interval` seconds). Both directions share the air.
 
 1. Goodput: `--mb` MB of random bytes through one BleByteStream, central to peripheral,
-   at each MTU. Share = stream bytes per second / rate: what is left after ATT and
+   `--reps` times at each MTU. Share = stream bytes per second / rate: what is left after ATT and
    L2CAP headers, our 1-byte frame header, credit frames and idle air.
 2. Packets: one full gossip session (handshake, inventories, manifests, chunks,
    verification, storage) moving the demo packets (assets/packets/*.fkpkt), then one
@@ -167,6 +168,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=100_000.0, help="link bytes per second")
     parser.add_argument("--interval", type=float, default=0.015, help="connection interval, s")
     parser.add_argument("--mb", type=float, default=1.0, help="MB for the goodput runs")
+    parser.add_argument("--reps", type=int, default=3, help="goodput runs per MTU")
     parser.add_argument("--mtu", type=int, nargs="+", default=[247, 517])
     parser.add_argument("--skip-packets", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
@@ -175,9 +177,10 @@ async def main() -> None:
 
     results: dict = {"rate_Bps": args.rate, "interval_s": args.interval, "goodput": []}
     for mtu in args.mtu:
-        row = await goodput(mtu, args.rate, args.interval, int(args.mb * 1_000_000))
-        results["goodput"].append(row)
-        print(json.dumps(row), flush=True)
+        for _ in range(args.reps):
+            row = await goodput(mtu, args.rate, args.interval, int(args.mb * 1_000_000))
+            results["goodput"].append(row)
+            print(json.dumps(row), flush=True)
     if not args.skip_packets:
         results["packets"] = []
         with tempfile.TemporaryDirectory() as tmp:

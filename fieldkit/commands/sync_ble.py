@@ -57,11 +57,11 @@ def run_sync(
 
 
 async def _connect(svc, hci, peer, options, progress, confirm, scan_seconds):  # noqa: ANN001, ANN202
-    from fieldkit.gossip.ble_sync import open_radio, sync_with_peer
+    from fieldkit.gossip.ble_sync import open_radio, sync_auto
 
     identity = svc.identity
     async with open_radio(identity.device_id, identity.name, hci) as radio:
-        return await sync_with_peer(
+        return await sync_auto(
             radio, identity, svc.library, options, peer, progress, confirm, scan_seconds
         )
 

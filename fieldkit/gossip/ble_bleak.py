@@ -68,6 +68,7 @@ async def scan(
             rssi=int(adv.rssi),
             address=str(device.address),
             version=ours.version,
+            connects=ours.connects,
         )
         if stop_early is not None and ours.short_id.startswith(stop_early.lower()):
             found.set()

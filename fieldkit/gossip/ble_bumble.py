@@ -17,7 +17,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bumble import hci
@@ -233,9 +233,9 @@ class BumblePeripheral:
         device.on(device.EVENT_CONNECTION, self._on_connection)
 
     async def start(self) -> None:
-        """Start advertising (restarted after each disconnection)."""
+        """Start advertising (restarted after each disconnection) with the current data."""
         if self.device.is_advertising:
-            return
+            await self.device.stop_advertising()
         await self.device.start_advertising(
             auto_restart=True,
             advertising_data=self.advertisement.encode(),
@@ -344,6 +344,7 @@ async def scan(
             rssi=int(adv.rssi),
             address=str(adv.address),
             version=ours.version,
+            connects=ours.connects,
         )
         if stop_early is not None and ours.short_id.startswith(stop_early.lower()):
             found.set()
@@ -449,11 +450,14 @@ class BumbleRadio:
     async def connect(self, address: str) -> BleByteStream:
         return await connect(self.device, address, mtu=self.mtu, window=self.window)
 
-    async def advertise(self, device_id: str, name: str) -> BumblePeripheral:
+    async def advertise(
+        self, device_id: str, name: str, connects: bool = False
+    ) -> BumblePeripheral:
         """Start advertising; the GATT service is added once and reused by later calls."""
         if self._peripheral is None:
             self._peripheral = BumblePeripheral(
                 self.device, device_id=device_id, name=name, mtu=self.mtu, window=self.window
             )
+        self._peripheral.advertisement = replace(self._peripheral.advertisement, connects=connects)
         await self._peripheral.start()
         return self._peripheral

@@ -103,11 +103,14 @@ class Advertisement:
 
     short_id: str
     version: int = PROTOCOL_VERSION
+    connects: bool = False  # also scans and connects (the role rule applies), not listen-only
 
     def encode(self) -> bytes:
         """Return the advertising data (31 bytes at most): flags, service UUID, id, version."""
         uuid_le = bytes.fromhex(SERVICE_UUID.replace("-", ""))[::-1]
-        manufacturer = struct.pack("<HB", COMPANY_ID, self.version) + _id_bytes(self.short_id)
+        manufacturer = struct.pack("<HB", COMPANY_ID, self._version_byte()) + _id_bytes(
+            self.short_id
+        )
         return (
             _ad(_AD_FLAGS, bytes([_ADV_FLAGS]))
             + _ad(_AD_UUIDS128, uuid_le)
@@ -136,13 +139,21 @@ class Advertisement:
         company, version = struct.unpack_from("<HB", data)
         if company != COMPANY_ID:
             return None
-        return cls(short_id=_id_text(data[3:]), version=version)
+        return cls(
+            short_id=_id_text(data[3:]),
+            version=version & ~_CONNECTS_BIT,
+            connects=bool(version & _CONNECTS_BIT),
+        )
 
     def manufacturer_payload(self) -> bytes:
         """Return the manufacturer data without the company id (bleak and bless key by id)."""
-        return bytes([self.version]) + _id_bytes(self.short_id)
+        return bytes([self._version_byte()]) + _id_bytes(self.short_id)
+
+    def _version_byte(self) -> int:
+        return self.version | (_CONNECTS_BIT if self.connects else 0)
 
 
+_CONNECTS_BIT = 0x80  # in the version byte
 NAME_PREFIX = "fk-"
 
 
@@ -196,6 +207,7 @@ class Sighting:
     rssi: int
     address: str
     version: int
+    connects: bool = False
 
 
 class BleLink:

@@ -10,12 +10,13 @@ peripheral. Either way the gossip session runs unchanged on a `BleByteStream`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_link import Sighting
+from fieldkit.gossip.ble_link import Role, Sighting, choose_role, short_id
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from fieldkit.store.library import Library
 
 DEFAULT_SCAN_SECONDS = 10.0
+SCAN_SLICE = 0.5  # seconds per scan round while also advertising
 
 
 class Radio(Protocol):
@@ -34,8 +36,11 @@ class Radio(Protocol):
 
     async def connect(self, address: str) -> ByteStream: ...
 
-    async def advertise(self, device_id: str, name: str) -> Any:
-        """Start advertising; return an object whose `accept()` yields each central's stream."""
+    async def advertise(self, device_id: str, name: str, connects: bool = False) -> Any:
+        """Start advertising; return an object whose `accept()` yields each central's stream.
+
+        `connects` tells scanners this device also connects, so the role rule applies.
+        """
         ...
 
 
@@ -52,7 +57,9 @@ class PlatformRadio:
 
         return await ble_bleak.connect(address)
 
-    async def advertise(self, device_id: str, name: str) -> Any:
+    async def advertise(self, device_id: str, name: str, connects: bool = False) -> Any:
+        # CoreBluetooth carries no manufacturer data, so a bless peripheral always reads as
+        # listen-only and scanners connect to it.
         from fieldkit.gossip.ble_bless import BlessPeripheral
 
         peripheral = BlessPeripheral(device_id=device_id, name=name)
@@ -113,6 +120,55 @@ async def sync_with_peer(
     stream = await radio.connect(sighting.address)
     stream.peer_label = f"{sighting.name or sighting.short_id} over BLE ({sighting.address})"
     return await run_session(stream, identity, library, options, progress, confirm)
+
+
+async def sync_auto(
+    radio: Radio,
+    identity: Identity,
+    library: Library,
+    options: SyncOptions | None = None,
+    peer: str | None = None,
+    progress: ProgressCallback | None = None,
+    confirm: ConfirmCallback | None = None,
+    scan_seconds: float = DEFAULT_SCAN_SECONDS,
+) -> SyncSummary:
+    """Advertise and scan at once; run one session with whichever side the role rule picks.
+
+    A listen-only peer is always connected to. Between two devices that both connect,
+    the one whose short id sorts lower connects and the other waits (`choose_role`).
+    Raises TransportError if no peer is met within `scan_seconds`.
+    """
+    mine = short_id(identity.device_id)
+    peripheral = await radio.advertise(identity.device_id, identity.name, connects=True)
+    accepting = asyncio.ensure_future(peripheral.accept())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + scan_seconds
+    try:
+        while loop.time() < deadline and not accepting.done():
+            for sighting in await radio.scan(SCAN_SLICE):
+                if sighting.short_id == mine or (peer and not matches(sighting, peer)):
+                    continue
+                if sighting.connects and choose_role(mine, sighting.short_id) is Role.PERIPHERAL:
+                    continue  # the peer connects to us
+                if accepting.done():
+                    break
+                accepting.cancel()
+                await peripheral.stop()
+                stream = await radio.connect(sighting.address)
+                stream.peer_label = f"{sighting.name or sighting.short_id} over BLE"
+                return await run_session(stream, identity, library, options, progress, confirm)
+        if accepting.done() and not accepting.cancelled():
+            return await run_session(
+                accepting.result(), identity, library, options, progress, confirm
+            )
+        who = f"the peer {peer}" if peer else "any fieldkit peer"
+        raise TransportError(
+            f"Bluetooth LE found no sign of {who} within {scan_seconds:g} seconds."
+        )
+    finally:
+        accepting.cancel()
+        with contextlib.suppress(Exception):
+            await peripheral.stop()
 
 
 async def serve(

@@ -8,7 +8,8 @@ import pytest
 
 from fieldkit.errors import TransportError
 from fieldkit.gossip.ble_bumble import BumbleRadio, VirtualRadio, power_on
-from fieldkit.gossip.ble_sync import serve, sync_with_peer
+from fieldkit.gossip.ble_link import Role, choose_role
+from fieldkit.gossip.ble_sync import serve, sync_auto, sync_with_peer
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
 from tests.gossip.helpers import FAST, Device
@@ -98,3 +99,43 @@ async def test_no_peer_in_range_is_one_clear_error(make_device):
         await sync_with_peer(
             BumbleRadio(da), a.identity, a.library, SyncOptions(), peer="zzzzzzzz", scan_seconds=0.3
         )
+
+
+async def test_two_devices_that_both_scan_and_advertise_connect_exactly_once(
+    make_device, make_packet
+):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    pb = make_packet(b.home, name="solar", seed=1)
+    a.trust(b)
+    b.trust(a)
+    ra, rb = await radios(VirtualRadio(), a, b)
+    sa, sb = await asyncio.wait_for(
+        asyncio.gather(
+            sync_auto(ra, a.identity, a.library, FAST, scan_seconds=10),
+            sync_auto(rb, b.identity, b.library, FAST, scan_seconds=10),
+        ),
+        30,
+    )
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
+    central, peripheral = (sa, sb) if a.device_id[:8] < b.device_id[:8] else (sb, sa)
+    assert "over BLE" in central.peer_label  # the lower id connected...
+    assert "over BLE" not in peripheral.peer_label  # ...and the other one was connected to
+    assert choose_role(a.device_id, b.device_id) is (
+        Role.CENTRAL if central is sa else Role.PERIPHERAL
+    )
+
+
+async def test_a_connecting_device_always_connects_to_a_listen_only_one(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    b.trust(a)
+    ra, rb = await radios(VirtualRadio(), a, b)
+    serving = asyncio.create_task(serve(rb, b.identity, b.library, FAST, once=True))
+    sa = await asyncio.wait_for(sync_auto(ra, a.identity, a.library, FAST, scan_seconds=10), 30)
+    (sb,) = await asyncio.wait_for(serving, 10)
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert b.packet_ids() == {pa.packet_id}
