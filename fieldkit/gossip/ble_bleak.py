@@ -30,6 +30,10 @@ from fieldkit.gossip.ble_link import (
 )
 from fieldkit.gossip.ble_stream import BleByteStream
 
+NO_STACK = (
+    "No system Bluetooth stack answered (BlueZ's D-Bus socket is missing); "
+    "a USB dongle works without it: --hci usb:0."
+)
 UNEXCHANGED_WRITE_SIZE = DEFAULT_MTU - 3  # what stacks report before the MTU exchange
 
 
@@ -80,6 +84,8 @@ async def scan(
         async with scanner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(found.wait(), seconds)
+    except FileNotFoundError as exc:  # no D-Bus system socket: no BlueZ here
+        raise TransportError(NO_STACK) from exc
     except (BleakError, OSError) as exc:
         raise TransportError(
             f"Bluetooth LE scanning failed ({exc}); is Bluetooth on, present and permitted?"
@@ -121,6 +127,8 @@ async def connect(
     )
     try:
         await client.connect()
+    except FileNotFoundError as exc:
+        raise TransportError(NO_STACK) from exc
     except (BleakError, OSError, TimeoutError) as exc:
         raise TransportError(f"Cannot connect to the Bluetooth peer {address}: {exc}") from exc
     try:

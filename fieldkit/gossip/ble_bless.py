@@ -34,6 +34,11 @@ from fieldkit.gossip.ble_link import (
 )
 from fieldkit.gossip.ble_stream import BleByteStream
 
+NO_STACK = (
+    "No system Bluetooth stack answered (BlueZ's D-Bus socket is missing); "
+    "a USB dongle works without it: --hci usb:0."
+)
+
 
 class BlessPeripheral:
     """The fieldkit GATT service on the system's Bluetooth stack; `accept()` yields streams."""
@@ -79,6 +84,8 @@ class BlessPeripheral:
                 GATTAttributePermissions.readable,
             )
             await server.start()
+        except FileNotFoundError as exc:  # no D-Bus system socket: no BlueZ here
+            raise TransportError(NO_STACK) from exc
         except Exception as exc:  # dbus, CoreBluetooth and permission errors alike
             raise TransportError(f"Cannot advertise over Bluetooth LE: {exc}") from exc
         self._server = server
