@@ -10,7 +10,8 @@ bytes) and makes a packet that finds the air idle wait for the next connection e
 (`--interval` seconds). Both directions share the air.
 
 1. Goodput: `--mb` MB of random bytes through one BleByteStream, central to peripheral,
-   `--reps` times at each MTU. Share = stream bytes per second / rate: what is left after ATT and
+   `--reps` times at each MTU. `--rate 0` runs it on an unthrottled link instead, which
+   shows how fast the bumble stack itself goes on this CPU. Share = stream bytes per second / rate: what is left after ATT and
    L2CAP headers, our 1-byte frame header, credit frames and idle air.
 2. Packets: one full gossip session (handshake, inventories, manifests, chunks,
    verification, storage) moving the demo packets (assets/packets/*.fkpkt), then one
@@ -39,6 +40,7 @@ from fieldkit.assets import demo_packets  # noqa: E402
 from fieldkit.gossip.ble_bumble import (  # noqa: E402
     BumblePeripheral,
     BumbleRadio,
+    LocalLink,
     ThrottledLink,
     VirtualRadio,
     connect,
@@ -56,7 +58,7 @@ OPTIONS = SyncOptions(handshake_timeout=60, idle_timeout=60)
 
 async def goodput(mtu: int, rate: float, interval: float, size: int) -> dict:
     """Move `size` random bytes one way; return throughput and its share of the link."""
-    link = ThrottledLink(rate=rate, interval=interval)
+    link = ThrottledLink(rate=rate, interval=interval) if rate > 0 else LocalLink()
     radio = VirtualRadio(link=link)
     central, peripheral_device = radio.device(CENTRAL_ID), radio.device(PERIPHERAL_ID)
     await power_on(central)
@@ -74,11 +76,12 @@ async def goodput(mtu: int, rate: float, interval: float, size: int) -> dict:
         while got < size:
             got += len(await p.receive())
 
-    carried_before = link.bytes_carried
+    carried_before = getattr(link, "bytes_carried", 0)
     start = time.perf_counter()
     await asyncio.gather(_send(c, data), read_all())
     elapsed = time.perf_counter() - start
-    carried = link.bytes_carried - carried_before
+    carried = getattr(link, "bytes_carried", 0) - carried_before
+    throttled = rate > 0  # rate 0: an unthrottled LocalLink, no capacity to compare with
     await asyncio.gather(c.close(), p.close())
     return {
         "mtu": mtu,
@@ -86,8 +89,8 @@ async def goodput(mtu: int, rate: float, interval: float, size: int) -> dict:
         "bytes": size,
         "seconds": round(elapsed, 3),
         "goodput_Bps": round(size / elapsed),
-        "share_of_capacity": round(size / elapsed / rate, 4),
-        "air_busy": round(carried / elapsed / rate, 4),
+        "share_of_capacity": round(size / elapsed / rate, 4) if throttled else None,
+        "air_busy": round(carried / elapsed / rate, 4) if throttled else None,
     }
 
 
@@ -165,7 +168,9 @@ def add_smollm_packet(library) -> list[int]:  # noqa: ANN001
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=100_000.0, help="link bytes per second")
+    parser.add_argument(
+        "--rate", type=float, default=100_000.0, help="link bytes per second (0: unthrottled)"
+    )
     parser.add_argument("--interval", type=float, default=0.015, help="connection interval, s")
     parser.add_argument("--mb", type=float, default=1.0, help="MB for the goodput runs")
     parser.add_argument("--reps", type=int, default=3, help="goodput runs per MTU")
