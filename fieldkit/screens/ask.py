@@ -137,7 +137,11 @@ class AskScreen(ModeScreen):
         self.query_one("#history", VerticalScroll).scroll_end(animate=False)
 
     def action_stop(self) -> None:
-        self.cancel.set()
+        """Stop the answer being written; with none running, leave the question box."""
+        if any(w.group == "ask" and not w.is_finished for w in self.workers):
+            self.cancel.set()
+        else:
+            self.set_focus(None)  # so 1 2 3 and ? reach the app; Tab comes back
 
     def action_clear(self) -> None:
         self.query_one("#history", VerticalScroll).remove_children()

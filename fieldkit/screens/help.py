@@ -26,7 +26,7 @@ Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights faile
 `!! FOREIGN BASE` (made for another base model) and `!! BLOCKED` (author blocked)
 are never offered by hand.
 
-`1` `2` `3` also switch modes, except while typing in a box (`Tab` leaves it).
+`1` `2` `3` also switch modes, except while typing (`Escape` leaves the box).
 `F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit, `Escape` close.
 """
 

@@ -1,0 +1,25 @@
+"""The real `fieldkit` binary in tmux at 80x24: library and ask flows, keys only."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fieldkit.store.packet import read_packet_file
+from tests.tui.tmux_drive import FIELDKIT, drive
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+    pytest.mark.skipif(not FIELDKIT.exists(), reason=f"{FIELDKIT} is not installed"),
+]
+
+
+def test_library_and_ask_flows_in_tmux(stocked, tiny_model_dir: Path, tmp_path: Path) -> None:
+    stocked.close()  # the app opens the home itself, as a second process would
+    export_dir = tmp_path / "exported"
+    screens = drive(stocked.home.root, tiny_model_dir, export_dir)
+    assert any("route: pumps" in screen for screen in screens)
+    [exported] = list(export_dir.iterdir())
+    assert read_packet_file(exported).manifest["name"] == "pumps"

@@ -1,0 +1,158 @@
+"""Drive the real `fieldkit` TUI in tmux at 80x24 through the library and ask flows.
+
+    .venv/bin/python -m tests.tui.tmux_drive --home HOME --model MODEL_DIR [--show]
+
+The home must hold a verified packet named "pumps" (whose exemplars include "How do I
+prime a hand pump?") and an unverified packet named "solar" with intact weights, as
+tests/tui/conftest.py's `stocked` fixture makes. Keys go in with `tmux send-keys`, the
+screen comes back with `tmux capture-pane`; every step waits for text, never for time.
+Exits non-zero with the last screen when a step does not show what it should.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+FIELDKIT = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "fieldkit"
+
+
+class DriveError(AssertionError):
+    """A step of the drive did not show what it should."""
+
+
+class Tmux:
+    """One detached tmux session of a given size running one command."""
+
+    def __init__(self, command: str, width: int = 80, height: int = 24) -> None:
+        self.name = f"fieldkit-{uuid.uuid4().hex[:8]}"
+        self._tmux(
+            "new-session", "-d", "-s", self.name, "-x", str(width), "-y", str(height), command
+        )
+        self._tmux("set-option", "-t", self.name, "remain-on-exit", "on")
+
+    def _tmux(self, *args: str) -> str:
+        done = subprocess.run(["tmux", *args], capture_output=True, text=True, check=True)
+        return done.stdout
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self._tmux("send-keys", "-t", self.name, *(["-l"] if literal else []), *keys)
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", self.name)
+
+    def dead(self) -> bool:
+        return self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}").strip() == "1"
+
+    def wait_for(self, what: str, check: Callable[[str], bool], limit_s: float = 60.0) -> str:
+        """Return the screen once `check(screen)` holds; raise DriveError after limit_s."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            text = self.screen()
+            if check(text):
+                return text
+            if time.monotonic() > deadline:
+                raise DriveError(f"Waited {limit_s:.0f} s for {what}; the screen was:\n{text}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def row(screen: str, name: str) -> str:
+    """Return the first table line that starts with a packet name."""
+    return next((line for line in screen.splitlines() if line.strip().startswith(name)), "")
+
+
+def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list[str]:
+    """Run the flows; return the screens captured at each checkpoint (raises DriveError)."""
+    env = {"TERM": "xterm-256color", "HF_HUB_OFFLINE": "1", "COLORTERM": ""}
+    command = " ".join(
+        [
+            "env",
+            *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+            shlex.quote(str(FIELDKIT)),
+            "--home",
+            shlex.quote(str(home)),
+            "--model",
+            shlex.quote(str(model)),
+        ]
+    )
+    screens: list[str] = []
+    tmux = Tmux(command)
+
+    def step(what: str, check: Callable[[str], bool], limit_s: float = 60.0) -> str:
+        text = tmux.wait_for(what, check, limit_s)
+        screens.append(text)
+        if show:
+            print(f"--- {what}\n{text}")
+        return text
+
+    try:
+        # Library: the screen comes up at once, states spelled out in words.
+        step("the library", lambda s: "[F3 Library]" in s and "pumps" in s and "solar" in s)
+        step(
+            "the states",
+            lambda s: "ok verified" in row(s, "pumps") and "UNVERIFIED" in row(s, "solar"),
+        )
+        tmux.keys("Down")
+        step("solar's detail", lambda s: "NOT VERIFIED" in s)
+        tmux.keys("v")
+        step("solar verified", lambda s: "ok verified" in row(s, "solar"))
+        tmux.keys("Up", "e")
+        step("the export dialog", lambda s: "Export pumps to folder" in s)
+        tmux.keys("Home", "C-k")  # clear the suggested folder
+        step("an empty folder box", lambda s: "/exports" not in s)
+        tmux.keys(str(export_dir), literal=True)
+        step("the typed folder", lambda s: export_dir.name in s)
+        tmux.keys("Enter")
+        step("the export notice", lambda s: "Exported to" in s)
+        # Ask: the route shows before the answer, then tokens and their speed.
+        tmux.keys("F4")
+        step("the ask screen", lambda s: "[F4 Ask]" in s and "ready" in s, limit_s=120)
+        tmux.keys("How do I prime a hand pump?", literal=True)
+        step("the typed question", lambda s: "hand pump?" in s)
+        tmux.keys("Enter")
+        step("the routed answer", lambda s: "route: pumps" in s and "tok/s" in s, limit_s=120)
+        # Help, then quit with the keyboard.
+        tmux.keys("Escape")  # leaves the question box, so ? is a key, not text
+        time.sleep(0.5)  # a lone ESC byte is only a key once nothing follows it at once
+        tmux.keys("?")
+        step("the help", lambda s: "Offline knowledge packets" in s)
+        tmux.keys("Escape", "C-q")
+        tmux.wait_for("the app to exit", lambda _s: tmux.dead(), limit_s=20)
+    finally:
+        tmux.kill()
+    return screens
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--export-dir", type=Path, default=None)
+    parser.add_argument("--show", action="store_true", help="print each checkpoint's screen")
+    args = parser.parse_args(argv)
+    if shutil.which("tmux") is None:
+        print("tmux is not installed; apt-get install tmux", file=sys.stderr)
+        return 2
+    export_dir = args.export_dir or args.home / "exports-tmux"
+    try:
+        drive(args.home, args.model, export_dir, show=args.show)
+    except DriveError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"ok: library and ask flows passed; exported {sorted(os.listdir(export_dir))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
