@@ -7,7 +7,13 @@ import asyncio
 import pytest
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_bumble import BumbleRadio, VirtualRadio, power_on
+from fieldkit.gossip.ble_bumble import (
+    BumbleRadio,
+    LocalLink,
+    ThrottledLink,
+    VirtualRadio,
+    power_on,
+)
 from fieldkit.gossip.ble_link import Role, choose_role
 from fieldkit.gossip.ble_sync import serve, sync_auto, sync_with_peer
 from fieldkit.gossip.parts import held_chunks
@@ -34,13 +40,15 @@ async def session(ra: BumbleRadio, rb: BumbleRadio, a: Device, b: Device, progre
     return summary_a, summary_b
 
 
-async def test_two_way_sync_over_ble(make_device, make_packet):
+@pytest.mark.parametrize("throttled", [False, True], ids=["virtual", "throttled-200kBps"])
+async def test_two_way_sync_over_ble(make_device, make_packet, throttled):
     a, b = make_device("a"), make_device("b")
     pa = make_packet(a.home, name="pumps", size_scale=2)
     pb = make_packet(b.home, name="solar", seed=1)
     a.trust(b)
     b.trust(a)
-    ra, rb = await radios(VirtualRadio(), a, b)
+    link = ThrottledLink(rate=200_000, interval=0.0075) if throttled else LocalLink()
+    ra, rb = await radios(VirtualRadio(link=link), a, b)
     sa, sb = await session(ra, rb, a, b)
     assert sa.ok, sa.error
     assert sb.ok, sb.error
