@@ -7,6 +7,8 @@ import asyncio
 import pytest
 
 from fieldkit.errors import TransportError
+from fieldkit.gossip import ble_bleak
+from fieldkit.gossip.ble_bleak_bumble_backend import BumbleBleakClient, BumbleBleakScanner
 from fieldkit.gossip.ble_bumble import (
     BumbleRadio,
     LocalLink,
@@ -147,3 +149,43 @@ async def test_a_connecting_device_always_connects_to_a_listen_only_one(make_dev
     assert sa.ok, sa.error
     assert sb.ok, sb.error
     assert b.packet_ids() == {pa.packet_id}
+
+
+class BleakCentralRadio:
+    """The bleak central path (fieldkit.gossip.ble_bleak) on a bumble device."""
+
+    def __init__(self, device) -> None:
+        self.kwargs = {"backend_kwargs": {"bumble_device": device}}
+
+    async def scan(self, seconds, stop_early=None):
+        return await ble_bleak.scan(
+            seconds, stop_early=stop_early, backend=BumbleBleakScanner, **self.kwargs
+        )
+
+    async def connect(self, address):
+        return await ble_bleak.connect(address, backend=BumbleBleakClient, **self.kwargs)
+
+
+async def test_full_sync_through_the_bleak_central(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=2)
+    pb = make_packet(b.home, name="solar", seed=1)
+    a.trust(b)
+    b.trust(a)
+    ra, rb = await radios(VirtualRadio(), a, b)
+    serving = asyncio.create_task(serve(rb, b.identity, b.library, FAST, once=True))
+    sa = await asyncio.wait_for(
+        sync_with_peer(
+            BleakCentralRadio(ra.device),
+            a.identity,
+            a.library,
+            FAST,
+            peer=b.device_id,
+            scan_seconds=5,
+        ),
+        30,
+    )
+    (sb,) = await asyncio.wait_for(serving, 10)
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
