@@ -22,7 +22,11 @@ class SyncError(FieldkitError):
 @click.option("--listen", is_flag=True, help="Wait for peers instead of connecting.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port to listen on."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on (0: any free port).",
 )
 @click.option("--once", is_flag=True, help="With --listen: stop after the first session.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")

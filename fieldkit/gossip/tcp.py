@@ -122,8 +122,9 @@ class Listener:
     async def start(self, host: str, port: int) -> Listener:
         try:
             self._server = await asyncio.start_server(self._handle, host, port)
-        except OSError as exc:
-            raise TransportError(f"Cannot listen on {host}:{port} ({exc.strerror}).") from None
+        except (OSError, OverflowError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise TransportError(f"Cannot listen on {host}:{port} ({reason}).") from None
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
