@@ -52,7 +52,9 @@ class MiniLMEmbedder:
 
     id = "all-MiniLM-L6-v2"
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = 1) -> None:
+        # One thread by default: a short question gains ~2 ms from a second thread on an
+        # idle CPU but loses 100+ ms when other work (training, generation) holds the cores.
         self._threads = threads
         self._model: Any = None
         self._torch: Any = None

@@ -1,0 +1,477 @@
+"""Router benchmark: accuracy (scoring methods, calibrated abstention, baselines) and latency.
+
+    .venv/bin/python bench/bench_route.py [--reference ../shared/reference/gossip-handshake]
+        [--model HOME/models/smollm2-135m-instruct] [--only accuracy|latency] [--json OUT]
+
+Accuracy: each data set becomes a real library (one signed packet per domain, its
+exemplars = the domain's exemplar questions); questions that are not exemplars are routed.
+Every question file is split in two by line parity: even lines calibrate the abstain
+threshold, odd lines are the held-out report. Latency: p50 of `Router.route` for one
+question with 100 and 1,000 synthetic packets, and a cold start in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from fieldkit.engine.embedder import MiniLMEmbedder, normalise  # noqa: E402
+from fieldkit.engine.router import ExemplarCache, Router  # noqa: E402
+from fieldkit.home import Home  # noqa: E402
+from fieldkit.store.adapter import Adapter, AdapterConfig  # noqa: E402
+from fieldkit.store.identity import Identity  # noqa: E402
+from fieldkit.store.library import Library  # noqa: E402
+
+BASE = "b" * 64
+REF_DOMAINS = ("agronomy", "veterinary", "irrigation", "soil_science", "aquaculture")
+# Keyword baseline. agronomy and veterinary: the reference repo's lists, verbatim
+# (run_publication_experiment.py). The other domains: lists in the same style.
+KEYWORDS = {
+    "agronomy": "crop pest soil neem locust millet cassava maize sorghum fungus blight fertilizer "
+    "irrigation seed harvest agronomy plant leaf root compost mulch frass uv weevil aphid "
+    "mycotoxin aflatoxin drip",
+    "veterinary": "cattle livestock vaccine newcastle selenium brahman veterinary vet poultry goat "
+    "sheep animal disease mastitis tick deworm mineral limpopo trypanosomiasis foot mouth "
+    "lumpy skin rinderpest anthrax brucellosis eye-drop thermotolerant herd flock",
+    "irrigation": "irrigation water drip canal furrow sprinkler pump borehole well channel flood "
+    "salinity evapotranspiration moisture tensiometer reservoir dam pipe emitter valve",
+    "soil_science": "soil clay loam sand humus organic carbon ph nitrogen phosphorus erosion "
+    "compaction biochar microbe fungi mycorrhiza horizon texture lime acidity",
+    "aquaculture": "fish pond tilapia catfish aquaculture fingerling hatchery feed oxygen algae "
+    "shrimp cage net water gill fry stocking prawn carp",
+    "cold_chain": "vaccine fridge freezer cold ice pack temperature thermometer refrigerator "
+    "cooler carrier frozen chain vial vvm logger",
+    "poultry": "chicken hen chick poultry egg broiler layer flock coop bird wattle feather "
+    "rooster brooder",
+    "solar_pumps": "solar pump panel controller inverter battery water borehole tank voltage "
+    "fault irradiance sun",
+}
+KEYWORDS = {d: w.split() for d, w in KEYWORDS.items()}
+
+
+@dataclass
+class DataSet:
+    """Packets (domain -> exemplars) and questions (domain, text) to route."""
+
+    name: str
+    exemplars: dict[str, list[str]]
+    questions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_demo(source: str = "exemplars") -> DataSet:
+    """Demo packets; exemplars from exemplars.txt (24) or every train.jsonl instruction (40)."""
+    data = DataSet("demo" if source == "exemplars" else "demo-train", {})
+    for folder in sorted((REPO / "assets/demo").iterdir()):
+        if not (folder / "exemplars.txt").is_file():
+            continue
+        if source == "exemplars":
+            lines = (folder / "exemplars.txt").read_text().splitlines()
+        else:
+            lines = [r["instruction"] for r in read_jsonl(folder / "train.jsonl")]
+        data.exemplars[folder.name] = [x.strip() for x in lines if x.strip()][:64]
+        data.questions += [
+            (folder.name, r["question"]) for r in read_jsonl(folder / "heldout.jsonl")
+        ]
+    return data
+
+
+def combine(name: str, *sets: DataSet) -> DataSet:
+    """One device holding the packets of several data sets."""
+    data = DataSet(name, {k: v for d in sets for k, v in d.exemplars.items()})
+    data.questions = [q for d in sets for q in d.questions]
+    return data
+
+
+class MemoEmbedder:
+    """The real embedder, remembering vectors so each text is embedded once per run."""
+
+    def __init__(self, inner: MiniLMEmbedder) -> None:
+        self.inner, self.id, self.memo = inner, inner.id, {}
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts) -> np.ndarray:
+        todo = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if todo:
+            self.memo.update(zip(todo, self.inner.embed(todo), strict=True))
+        return np.stack([self.memo[t] for t in texts])
+
+
+def load_reference(corpus: Path, heldout: Path) -> DataSet:
+    data = DataSet("reference", {})
+    for domain in REF_DOMAINS:
+        rows = read_jsonl(corpus / f"{domain}.jsonl")
+        data.exemplars[domain] = [r["instruction"].strip() for r in rows][:64]
+    data.questions = [(r["domain"], r["question"]) for r in read_jsonl(heldout)]
+    return data
+
+
+def tiny_adapter() -> Adapter:
+    config = AdapterConfig(rank=1, scale=1.0, dropout=0.0, num_layers=1, keys=("self_attn.q_proj",))
+    tensors = {
+        "model.layers.0.self_attn.q_proj.lora_a": np.zeros((8, 1), np.float16),
+        "model.layers.0.self_attn.q_proj.lora_b": np.zeros((1, 8), np.float16),
+    }
+    return Adapter(config=config, tensors=tensors)
+
+
+def make_library(root: Path, packets: dict[str, list[str]]) -> Library:
+    """Return a real library under `root` holding one signed packet per entry."""
+    home = Home(root).ensure()
+    library = Library.open(home, identity=Identity.load_or_create(home))
+    adapter = tiny_adapter()
+    for name, exemplars in packets.items():
+        library.add_local(
+            adapter,
+            name=name,
+            domain=name,
+            description=f"Packet {name}.",
+            exemplars=exemplars,
+            base_model_id="bench",
+            base_fingerprint=BASE,
+        )
+    return library
+
+
+# -- accuracy -------------------------------------------------------------------------------
+
+
+def split(questions: list, part: int) -> list:
+    return questions[part::2]
+
+
+def outcomes(router: Router, questions: list[str]) -> list[tuple[str, float, float]]:
+    """Return (top name, top score, margin) per question, with abstention switched off."""
+    router.min_score, router.min_margin = -9.0, -9.0
+    return [(d.route or "", d.score, d.margin) for d in router.route_many(questions)]
+
+
+def rates(ind, truth, ood, min_score: float, min_margin: float) -> tuple[float, float]:
+    """Return (in-domain correct share, out-of-domain abstain share) under thresholds."""
+
+    def keep(score: float, margin: float) -> bool:
+        return score >= min_score and margin >= min_margin
+
+    correct = sum(keep(s, m) and n == t for (n, s, m), t in zip(ind, truth, strict=True))
+    abstain = sum(not keep(s, m) for _, s, m in ood)
+    return correct / max(len(ind), 1), abstain / max(len(ood), 1)
+
+
+def calibrate(ind, truth, ood, target: float = 0.9, margins=(0.0,)) -> tuple[float, float]:
+    """Return (min_score, min_margin): best in-domain accuracy with OOD abstention >= target.
+
+    If no threshold reaches the target, maximise the mean of the two rates instead.
+    """
+    grid = [(float(round(t, 2)), m) for t in np.arange(0.20, 0.80, 0.01) for m in margins]
+    scored = [(rates(ind, truth, ood, t, m), t, m) for t, m in grid]
+    feasible = [x for x in scored if x[0][1] >= target]
+    if feasible:
+        (_, _), t, m = max(feasible, key=lambda x: (x[0][0], x[0][1], -x[2]))
+    else:
+        (_, _), t, m = max(scored, key=lambda x: (x[0][0] + x[0][1], -x[2]))
+    return t, m
+
+
+def keyword_route(question: str, domains: list[str]) -> str:
+    q = question.lower()
+    hits = [sum(kw in q for kw in KEYWORDS.get(d, [])) for d in domains]
+    return domains[int(np.argmax(hits))] if max(hits) > 0 else ""
+
+
+def hidden_state_router(model_path: Path | None):
+    """Return embed(texts) -> unit vectors from SmolLM2's mean-pooled last hidden state."""
+    if model_path is None or not (model_path / "config.json").is_file():
+        return None
+    from fieldkit.engine.blas import preload_openblas
+
+    preload_openblas()
+    import mlx.core as mx
+    from mlx_lm import load
+
+    model, tokenizer = load(str(model_path))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        out = []
+        for text in texts:
+            ids = mx.array([tokenizer.encode(text)])
+            hidden = model.model(ids)  # final-normed last hidden state, (1, T, D)
+            out.append(np.array(mx.mean(hidden[0].astype(mx.float32), axis=0)))
+        vectors = np.stack(out)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    return embed
+
+
+METHODS = {
+    "centroid": {"method": "centroid"},
+    "nearest exemplar (top-1)": {"method": "topk", "top_k": 1},
+    "top-2 mean": {"method": "topk", "top_k": 2},
+    "top-3 mean": {"method": "topk", "top_k": 3},
+    "blend 0.25 centroid + top-1": {"method": "blend", "top_k": 1, "blend": 0.25},
+    "blend 0.5 centroid + top-3": {"method": "blend", "top_k": 3, "blend": 0.5},
+}
+
+
+def accuracy(
+    datasets: list[DataSet], ood: list[str], embedder, model_path, tmp: Path, margins=(0.0,)
+) -> dict:
+    """Route every question with each method; calibrate on `calibrate_on`'s even lines."""
+    libraries = {d.name: make_library(tmp / f"acc-{d.name}", d.exemplars) for d in datasets}
+    calibrate_on = datasets[-1].name
+    results: dict = {"calibrated_on": calibrate_on, "methods": {}, "baselines": {}}
+    for label, kw in METHODS.items():
+        seen = {}
+        for data in datasets:
+            router = Router(libraries[data.name], embedder, BASE, **kw)
+            truth = [d for d, _ in data.questions]
+            seen[data.name] = (
+                outcomes(router, [q for _, q in data.questions]),
+                truth,
+                outcomes(router, ood),
+            )
+        ind, truth, oo = seen[calibrate_on]
+        min_score, min_margin = calibrate(
+            split(ind, 0), split(truth, 0), split(oo, 0), margins=margins
+        )
+        row: dict = {"min_score": min_score, "min_margin": min_margin}
+        for name, (ind, truth, oo) in seen.items():
+            acc, abst = rates(split(ind, 1), split(truth, 1), split(oo, 1), min_score, min_margin)
+            row[name] = {
+                "top1_all": sum(n == t for (n, _, _), t in zip(ind, truth, strict=True))
+                / len(truth),
+                "heldout_acc": acc,
+                "heldout_ood_abstain": abst,
+                "n_heldout": len(split(truth, 1)),
+                "n_ood": len(split(oo, 1)),
+            }
+        results["methods"][label] = row
+    for data in datasets:
+        domains = list(data.exemplars)
+        truth = [d for d, _ in data.questions]
+        picks = [keyword_route(q, domains) for _, q in data.questions]
+        kw_ood = [keyword_route(q, domains) for q in ood]
+        results["baselines"].setdefault("keywords", {})[data.name] = {
+            "top1_all": sum(p == t for p, t in zip(picks, truth, strict=True)) / len(truth),
+            "ood_abstain": sum(p == "" for p in kw_ood) / len(kw_ood),
+        }
+    hidden = hidden_state_router(model_path)
+    for data in [d for d in datasets if not d.name.endswith("-train")]:
+        if hidden is None:
+            results["baselines"]["hidden-state centroids"] = "skipped: no base model folder"
+            break
+        domains = list(data.exemplars)
+        centroids = np.stack([hidden(data.exemplars[d]).mean(axis=0) for d in domains])
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        scores = hidden([q for _, q in data.questions]) @ centroids.T
+        picks = [domains[i] for i in scores.argmax(axis=1)]
+        truth = [d for d, _ in data.questions]
+        results["baselines"].setdefault("hidden-state centroids", {})[data.name] = {
+            "top1_all": sum(p == t for p, t in zip(picks, truth, strict=True)) / len(truth),
+        }
+    for lib in libraries.values():
+        lib.close()
+    return results
+
+
+# -- latency --------------------------------------------------------------------------------
+
+WORDS = [
+    "pump",
+    "goat",
+    "solar",
+    "vaccine",
+    "maize",
+    "fish",
+    "soil",
+    "battery",
+    "fridge",
+    "chicken",
+    "canal",
+    "tractor",
+    "seed",
+    "cow",
+    "borehole",
+    "inverter",
+    "mastitis",
+    "drip",
+    "tilapia",
+    "compost",
+    "cassava",
+    "poultry",
+    "panel",
+    "tank",
+    "well",
+    "hive",
+    "honey",
+    "bee",
+    "sheep",
+    "wool",
+    "loom",
+    "kiln",
+    "brick",
+    "clinic",
+    "malaria",
+    "dose",
+    "bandage",
+    "radio",
+    "antenna",
+]
+TEMPLATES = (
+    "How do I fix the {a} when the {b} fails?",
+    "What is the right {a} dose for {b}?",
+    "Why does my {a} stop working near the {b}?",
+    "When should I check the {a} and the {b}?",
+)
+
+
+def synthetic_packets(n: int, per_packet: int = 12, seed: int = 0) -> dict[str, list[str]]:
+    rng = np.random.default_rng(seed)
+    packets = {}
+    for i in range(n):
+        a, b = rng.choice(WORDS, 2, replace=False)
+        packets[f"synthetic-{i:04d}"] = [
+            TEMPLATES[j % len(TEMPLATES)].format(a=a, b=b) + f" (case {j})"
+            for j in range(per_packet)
+        ]
+    return packets
+
+
+def prefill_cache(library: Library, embedder, pool_packets: int = 20, seed: int = 1) -> None:
+    """Cache exemplar vectors for every packet without embedding 12,000 texts.
+
+    The first `pool_packets` packets are embedded for real; every other packet gets a
+    pool packet's vectors plus small noise. Query-time work does not depend on this.
+    """
+    rng = np.random.default_rng(seed)
+    cache = ExemplarCache(library.db)
+    records = library.list_packets()
+    pool = [embedder.embed(r.exemplars) for r in records[:pool_packets]]
+    for i, record in enumerate(records):
+        vectors = pool[i] if i < len(pool) else pool[rng.integers(len(pool))]
+        if i >= len(pool):
+            vectors = normalise(vectors + rng.normal(0, 0.05, vectors.shape))
+        cache.put(record.packet_id, embedder.id, vectors)
+
+
+def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> dict:
+    out: dict = {}
+    for n in counts:
+        library = make_library(tmp / f"lat-{n}", synthetic_packets(n))
+        prefill_cache(library, embedder)
+        router = Router(library, embedder, BASE)
+        start = time.perf_counter()
+        router.warm()
+        index_s = time.perf_counter() - start
+        assert router.embedded_packets == 0
+        for q in questions[:10]:
+            router.route(q)
+        times = []
+        for q in questions:
+            t = time.perf_counter()
+            router.route(q)
+            times.append((time.perf_counter() - t) * 1000)
+        embed_times = []
+        for q in questions:
+            t = time.perf_counter()
+            embedder.embed([q])
+            embed_times.append((time.perf_counter() - t) * 1000)
+        out[n] = {
+            "p50_ms": statistics.median(times),
+            "p90_ms": float(np.percentile(times, 90)),
+            "embed_p50_ms": statistics.median(embed_times),
+            "index_s": index_s,
+            "exemplars": n * 12,
+            "n": len(times),
+        }
+        library.close()
+        out[n]["cold"] = cold_start(tmp / f"lat-{n}", questions[0])
+    return out
+
+
+COLD = """
+import time; t0 = time.perf_counter()
+from fieldkit.engine.router import Router
+from fieldkit.home import Home
+from pathlib import Path
+from fieldkit.store.library import Library
+lib = Library.open(Home(Path({root!r})))
+t1 = time.perf_counter()
+router = Router(lib, base_fingerprint={base!r}).warm()
+t2 = time.perf_counter()
+router.route({q!r})
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, (t3 - t2) * 1000)
+"""
+
+
+def cold_start(root: Path, question: str) -> dict:
+    """Time a fresh process: imports, embedder load + index from cache, first question."""
+    code = COLD.format(root=str(root), base=BASE, q=question)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if res.returncode:
+        raise SystemExit(f"cold start failed: {res.stderr[-2000:]}")
+    imp, load, first = (float(x) for x in res.stdout.split()[-3:])
+    return {"process_s": wall, "import_s": imp, "load_s": load, "first_route_ms": first}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--reference", type=Path, default=REPO / "../shared/reference/gossip-handshake"
+    )
+    parser.add_argument("--model", type=Path, default=None, help="mlx-lm SmolLM2 folder")
+    parser.add_argument("--only", choices=("accuracy", "latency"), default=None)
+    parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
+    parser.add_argument("--heldout", type=Path, default=REPO / "bench/data/reference_heldout.jsonl")
+    parser.add_argument(
+        "--margins", default="0", help="margin thresholds to try, comma-separated (default: 0)"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    embedder = MemoEmbedder(MiniLMEmbedder().load())
+    datasets = [load_demo(), load_demo("train")]
+    if args.reference.is_dir() and args.heldout.is_file():
+        reference = load_reference(args.reference.resolve(), args.heldout)
+        datasets += [reference, combine("all-train", datasets[1], reference)]
+        datasets.append(combine("all", datasets[0], reference))  # last: calibration set
+    ood = [x.strip() for x in args.ood.read_text().splitlines() if x.strip()]
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only != "latency":
+            margins = tuple(float(m) for m in args.margins.split(","))
+            results["accuracy"] = accuracy(
+                datasets, ood, embedder, args.model, Path(tmp), margins=margins
+            )
+        if args.only != "accuracy":
+            questions = [q for d in datasets for _, q in d.questions][:200]
+            results["latency"] = latency(questions, embedder.inner, Path(tmp))
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
