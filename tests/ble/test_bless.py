@@ -38,7 +38,9 @@ async def test_scanners_list_a_peripheral_that_names_its_id_like_corebluetooth()
     name = advertised_name("bobbobbo").encode()
     data = bytes([17, 0x07]) + uuid_le + bytes([len(name) + 1, 0x09]) + name
     assert parse_ad(data)[0x09] == name
-    await named.start_advertising(advertising_data=data, auto_restart=False)
+    await named.start_advertising(
+        advertising_data=data, auto_restart=False, advertising_interval_min=20
+    )
     [seen] = await scan(central, 2.0, stop_early="bobb")
     assert seen.short_id == "bobbobbo"
     [seen] = await ble_bleak.scan(

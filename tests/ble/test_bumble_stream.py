@@ -61,7 +61,8 @@ async def test_random_bytes_cross_both_ways_verified_by_hash(mtu: int) -> None:
     [peer] = await scan(central, seconds=2.0, stop_early="bobb")
     c = await connect(central, peer.address, mtu=mtu)
     p = await asyncio.wait_for(peripheral.accept(), 5)
-    up, down = os.urandom(40_000), os.urandom(30_000)
+    scale = 1 if mtu > 23 else 4  # 20-byte values: fewer bytes keep the test short
+    up, down = os.urandom(40_000 // scale), os.urandom(30_000 // scale)
     _, _, got_up, got_down = await asyncio.wait_for(
         asyncio.gather(
             send_all(c, up), send_all(p, down), read_exactly(p, len(up)), read_exactly(c, len(down))
@@ -118,7 +119,7 @@ async def test_a_device_without_the_fieldkit_service_is_refused() -> None:
     central, stranger = radio.device(ALICE), radio.device(BOB)
     await power_on(central)
     await power_on(stranger)
-    await stranger.start_advertising(auto_restart=False)
+    await stranger.start_advertising(auto_restart=False, advertising_interval_min=20)
     with pytest.raises(TransportError, match="does not offer fieldkit"):
         await connect(central, str(stranger.random_address))
 
@@ -134,5 +135,5 @@ async def test_throttled_link_paces_bytes_to_its_rate() -> None:
     await asyncio.gather(send_all(c, data), read_exactly(p, len(data)))
     elapsed = time.perf_counter() - start
     # 25 kB at 50 kB/s is 0.5 s of air, plus headers and credit frames.
-    assert 0.5 <= elapsed < 1.5, elapsed
+    assert 0.5 <= elapsed < 3.0, elapsed  # upper bound loose: the CPU is shared
     await asyncio.gather(c.close(), p.close())
