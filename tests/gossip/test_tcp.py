@@ -239,3 +239,23 @@ def test_cli_sync_with_an_untrusting_listener_reports_the_refusal(services, make
     assert "fieldkit trust" in result.output
     assert "refused" in result.output
     assert "Sent 0, received 0, refused 1, failed 0." in result.output
+
+
+def test_cli_sync_refused_by_a_blocking_listener_exits_non_zero(services):
+    a, b = services("a"), services("b")
+    b.library.set_trust(a.identity.device_id, "blocked")
+    b_home = b.home.root
+    b.close()
+    proc, port = start_listener_process(b_home)
+    try:
+        result = CliRunner().invoke(
+            main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}", "--json"]
+        )
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert result.exit_code == 1
+    assert "refuses the session" in result.output
+    assert "Traceback" not in result.output
+    assert proc.returncode == 1
+    assert "blocked" in json.loads(out)["error"]
