@@ -42,6 +42,7 @@ class BleByteStream:
         self._changed = asyncio.Event()  # data received, frames sent, or link state changed
         self._error: FieldkitError | None = None
         self._closed = False
+        self._writing = False  # the pump holds frames it has not finished writing
         self._pump_task = asyncio.get_running_loop().create_task(self._pump())
         self._wake.set()  # send HELLO
 
@@ -80,7 +81,7 @@ class BleByteStream:
             return
         self._link.send(data)
         self._wake.set()
-        await self._until(lambda: self._link.pending == 0)
+        await self._until(lambda: self._link.pending == 0 and not self._writing)
 
     async def receive(self) -> bytes:
         """Return the next received bytes, or b"" once the peer has finished sending."""
@@ -103,7 +104,9 @@ class BleByteStream:
             self._link.finish()
             self._wake.set()
             with contextlib.suppress(FieldkitError, TimeoutError):
-                await asyncio.wait_for(self._until(lambda: self._link.drained), 5.0)
+                await asyncio.wait_for(
+                    self._until(lambda: self._link.drained and not self._writing), 5.0
+                )
             # Give the peer a moment to read FIN before the link goes down.
             with contextlib.suppress(FieldkitError, TimeoutError):
                 await asyncio.wait_for(self._until(lambda: self._link.peer_finished), 2.0)
@@ -139,8 +142,11 @@ class BleByteStream:
             self._wake.clear()
             try:
                 self._link.set_mtu(self._mtu())
-                for frame in self._link.values_to_send():
+                frames = self._link.values_to_send()
+                self._writing = bool(frames)
+                for frame in frames:
                     await self._write(frame)
+                self._writing = False
             except FieldkitError as exc:
                 self._fail(exc)
             except Exception as exc:  # the library's own error for a dead link
