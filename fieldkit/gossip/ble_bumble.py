@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -44,8 +43,6 @@ from fieldkit.gossip.ble_link import (
     short_id,
 )
 from fieldkit.gossip.ble_stream import BleByteStream
-
-logger = logging.getLogger(__name__)
 
 MAX_MTU = 517
 DLE_OCTETS = 251  # LE Data Length Extension: the largest link-layer payload
