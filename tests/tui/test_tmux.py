@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +20,8 @@ pytestmark = [
 def test_library_and_ask_flows_in_tmux(stocked, tiny_model_dir: Path, tmp_path: Path) -> None:
     stocked.close()  # the app opens the home itself, as a second process would
     export_dir = tmp_path / "exported"
-    screens = drive(stocked.home.root, tiny_model_dir, export_dir)
+    show = bool(os.environ.get("FIELDKIT_TMUX_SHOW"))  # print each checkpoint's screen
+    screens = drive(stocked.home.root, tiny_model_dir, export_dir, show=show)
     assert any("route: pumps" in screen for screen in screens)
     [exported] = list(export_dir.iterdir())
     assert read_packet_file(exported).manifest["name"] == "pumps"

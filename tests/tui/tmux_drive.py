@@ -87,13 +87,14 @@ def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list
         ]
     )
     screens: list[str] = []
+    started = time.monotonic()
     tmux = Tmux(command)
 
     def step(what: str, check: Callable[[str], bool], limit_s: float = 60.0) -> str:
         text = tmux.wait_for(what, check, limit_s)
         screens.append(text)
         if show:
-            print(f"--- {what}\n{text}")
+            print(f"--- {time.monotonic() - started:5.1f} s: {what}\n{text}")
         return text
 
     try:
@@ -128,7 +129,7 @@ def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list
         tmux.keys("?")
         step("the help", lambda s: "Offline knowledge packets" in s)
         tmux.keys("Escape", "C-q")
-        tmux.wait_for("the app to exit", lambda _s: tmux.dead(), limit_s=20)
+        step("the app to exit", lambda _s: tmux.dead(), limit_s=20)
     finally:
         tmux.kill()
     return screens
