@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from fieldkit.store.packet import read_packet_file
-from tests.tui.tmux_drive import FIELDKIT, drive
+from tests.tui.tmux_drive import FIELDKIT, drive, library_in_16_colours
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
@@ -25,3 +26,12 @@ def test_library_and_ask_flows_in_tmux(stocked, tiny_model_dir: Path, tmp_path: 
     assert any("route: pumps" in screen for screen in screens)
     [exported] = list(export_dir.iterdir())
     assert read_packet_file(exported).manifest["name"] == "pumps"
+
+
+def test_sixteen_colour_terminal_keeps_states_in_words(stocked, tiny_model_dir: Path) -> None:
+    stocked.close()
+    styled = library_in_16_colours(stocked.home.root, tiny_model_dir)
+    assert "\x1b[" in styled, "the capture holds the colour codes it is checked for"
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", styled)
+    assert "ok verified" in plain
+    assert "!! UNVERIFIED" in plain

@@ -72,10 +72,10 @@ def row(screen: str, name: str) -> str:
     return next((line for line in screen.splitlines() if line.strip().startswith(name)), "")
 
 
-def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list[str]:
-    """Run the flows; return the screens captured at each checkpoint (raises DriveError)."""
-    env = {"TERM": "xterm-256color", "HF_HUB_OFFLINE": "1", "COLORTERM": ""}
-    command = " ".join(
+def fieldkit_command(home: Path, model: Path, term: str) -> str:
+    """Return the shell command that runs the real fieldkit on this home, offline."""
+    env = {"TERM": term, "HF_HUB_OFFLINE": "1", "COLORTERM": ""}
+    return " ".join(
         [
             "env",
             *(f"{k}={shlex.quote(v)}" for k, v in env.items()),
@@ -86,9 +86,32 @@ def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list
             shlex.quote(str(model)),
         ]
     )
+
+
+def library_in_16_colours(home: Path, model: Path) -> str:
+    """Open the library with TERM=xterm-16color; return the screen with its escape codes.
+
+    Raises DriveError if the app draws with 256 or 24-bit colours, or if a packet's state
+    is not spelled out in words (colour alone must never tell good from bad).
+    """
+    tmux = Tmux(fieldkit_command(home, model, "xterm-16color"))
+    try:
+        tmux.wait_for("the library", lambda s: "UNVERIFIED" in s and "FOREIGN BASE" in s)
+        styled = tmux._tmux("capture-pane", "-p", "-e", "-t", tmux.name)
+        tmux.keys("C-q")
+        tmux.wait_for("the app to exit", lambda _s: tmux.dead(), limit_s=60)
+    finally:
+        tmux.kill()
+    if "38;5;" in styled or "38;2;" in styled or "48;5;" in styled or "48;2;" in styled:
+        raise DriveError("The app used more than 16 colours under TERM=xterm-16color.")
+    return styled
+
+
+def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list[str]:
+    """Run the flows; return the screens captured at each checkpoint (raises DriveError)."""
     screens: list[str] = []
     started = time.monotonic()
-    tmux = Tmux(command)
+    tmux = Tmux(fieldkit_command(home, model, "xterm-256color"))
 
     def step(what: str, check: Callable[[str], bool], limit_s: float = 60.0) -> str:
         text = tmux.wait_for(what, check, limit_s)
@@ -129,7 +152,7 @@ def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list
         tmux.keys("?")
         step("the help", lambda s: "Offline knowledge packets" in s)
         tmux.keys("Escape", "C-q")
-        step("the app to exit", lambda _s: tmux.dead(), limit_s=20)
+        step("the app to exit", lambda _s: tmux.dead(), limit_s=60)
     finally:
         tmux.kill()
     return screens
