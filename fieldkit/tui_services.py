@@ -507,7 +507,7 @@ class TuiBackend:
         """Start accepting LAN syncs at 'host[:port]'; return the listener (close() stops it)."""
         from fieldkit.gossip import tcp
 
-        host, port = parse_address(address, tcp.DEFAULT_PORT)
+        host, port = parse_address(address, tcp.DEFAULT_PORT, any_port=True)
         return await tcp.start_listener(
             self.services,
             host,
@@ -541,13 +541,17 @@ def sync_result(summary: Any) -> SyncResult:
     return SyncResult(f"Synced with {who}: {counts}.", summary.ok)
 
 
-def parse_address(address: str, default_port: int) -> tuple[str, int]:
-    """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad."""
+def parse_address(address: str, default_port: int, any_port: bool = False) -> tuple[str, int]:
+    """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad.
+
+    With `any_port`, port 0 (let the system pick, for listening) is accepted.
+    """
     text = address.strip()
     host, sep, port_text = text.rpartition(":")
     if not sep or "]" in port_text:
         host, port_text = text, str(default_port)
     host = host.strip("[]")
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    lowest = 0 if any_port else 1
+    if not host or not port_text.isdigit() or not lowest <= int(port_text) < 65536:
         raise TransportError(f"{address!r} is not an address like 192.168.1.20:{default_port}.")
     return host, int(port_text)

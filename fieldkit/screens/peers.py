@@ -255,9 +255,13 @@ class PeersScreen(ModeScreen):
 
     @work(exit_on_error=False, group="listen", exclusive=True, description="Listening")
     async def run_listener(self, address: str) -> None:
-        listener = await self.backend.listen_tcp(
-            address, self._progress, self.confirm_peer, self._show_result
-        )
+        try:
+            listener = await self.backend.listen_tcp(
+                address, self._progress, self.confirm_peer, self._show_result
+            )
+        except Exception:
+            self.listening = ""
+            raise
         self.listening = f"{address.rsplit(':', 1)[0]}:{listener.port}"
         self.query_one("#sync-state", Static).update(
             f"Listening for LAN syncs on {self.listening} (l to stop)."
@@ -268,14 +272,19 @@ class PeersScreen(ModeScreen):
             await listener.close()
             self.listening = ""
 
-    def action_listen(self) -> None:
+    @work(exit_on_error=False, group="listen-ask", description="Listening")
+    async def action_listen(self) -> None:
         if self.listening:
             self.workers.cancel_group(self, "listen")
             self.listening = ""
             self.query_one("#sync-state", Static).update("Stopped listening.")
-        else:
+            return
+        address = await self.app.push_screen_wait(
+            TextDialog("Let LAN peers sync with this device on", value=f"0.0.0.0:{DEFAULT_PORT}")
+        )
+        if address:
             self.listening = "starting"
-            self.run_listener(f"0.0.0.0:{DEFAULT_PORT}")
+            self.run_listener(address)
 
     @on(Progress)
     def show_progress(self, message: Progress) -> None:

@@ -32,7 +32,7 @@ def render_detail(detail: PacketDetail) -> Group:
     facts.add_row("base model", base)
     facts.add_row("domain", row.domain)
     facts.add_row("author", f"{row.author} ({row.author_id[:16]})")
-    facts.add_row("source", row.source)
+    facts.add_row("source", f"{row.source}, received {row.received}")
     facts.add_row("size", row.size)
     adapter = detail.manifest.get("adapter") or {}
     if isinstance(adapter, dict) and adapter:

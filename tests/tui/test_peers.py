@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from textual.widgets import DataTable, Input, Static
 
 from fieldkit.app import make_app
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.gossip.tcp import start_listener
+from fieldkit.gossip.tcp import start_listener, sync_with
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.widgets.transfers import TransferList
 from tests.tui.conftest import PUMP_QUESTIONS
@@ -71,3 +72,44 @@ async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
         await settle(pilot)
         assert any("Cannot reach 127.0.0.1:1" in n for n in notices(pilot))
         assert app.is_running
+
+
+async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(
+    stocked, make_services, make_packet, make_adapter, base_fp
+) -> None:
+    bob = make_services("bob", seed=2)
+    make_packet(
+        bob.home,
+        name="wells",
+        domain="water",
+        base_fingerprint=base_fp,
+        adapter=make_adapter(7),
+        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
+    )
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = "127.0.0.1:0"
+        await pilot.press("enter")
+        screen = app.screen
+        for _ in range(100):
+            if screen.listening not in ("", "starting"):
+                break
+            await pilot.pause(0.05)
+        assert screen.listening, notices(pilot)
+        port = int(screen.listening.rsplit(":", 1)[1])
+        bob_sync = asyncio.ensure_future(
+            sync_with("127.0.0.1", port, bob, SyncOptions(policy="open"))
+        )
+        await wait_for_screen(pilot, ConfirmDialog, limit_s=20)
+        await pilot.press("y")
+        summary = await asyncio.wait_for(bob_sync, 30)
+        assert summary.ok, summary.error
+        await settle(pilot)
+        assert str(screen.query_one("#sync-state", Static).render()).startswith("Synced with bob")
+        await pilot.press("l")  # stop listening
+        await settle(pilot)
+        assert screen.listening == ""
+    assert "wells" in [r.name for r in stocked.library.list_packets()]
