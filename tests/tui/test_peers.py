@@ -113,3 +113,28 @@ async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(
         await settle(pilot)
         assert screen.listening == ""
     assert "wells" in [r.name for r in stocked.library.list_packets()]
+
+
+async def test_cancel_a_sync_that_hangs_and_the_screen_stays_live(stocked) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # a peer that accepts and never speaks
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await start_sync(pilot, f"127.0.0.1:{port}")
+            await pilot.pause(0.3)
+            await pilot.press("f3")  # the UI answers while the sync waits
+            assert app.current_mode == "library"
+            await pilot.press("f2", "x")
+            await settle(pilot)
+            state = str(app.screen.query_one("#sync-state", Static).render())
+            assert "cancelled" in state
+            await pilot.press("x")
+            assert any("No sync is running" in n for n in notices(pilot))
+    finally:
+        server.close()
