@@ -58,33 +58,33 @@ class FrameDecoder:
         end = self._pos + HEADER.size + length
         if len(self._buffer) < end:
             return None
-        body = bytes(self._buffer[self._pos + HEADER.size : end])
-        self._pos = end
-        return _unpack(body, self.max_frame), HEADER.size + length
+        start, self._pos = self._pos + HEADER.size, end
+        with memoryview(self._buffer) as view:  # decoded in place: no copy of the body
+            message = _unpack(view[start:end])
+        return message, HEADER.size + length
 
 
-def _unpack(body: bytes, max_frame: int) -> list[Any]:
-    """Decode one body with a fresh Unpacker (one that raised cannot be reused)."""
-    unpacker = msgpack.Unpacker(
-        raw=False,
-        strict_map_key=True,
-        use_list=True,
-        max_buffer_size=max(max_frame, 1),
-        max_array_len=100_000,
-        max_map_len=10_000,
-        max_ext_len=0,
-    )
-    unpacker.feed(body)
+def _unpack(body: memoryview) -> list[Any]:
+    """Decode one body as exactly one msgpack message (limits against hostile nesting)."""
     try:
-        message = unpacker.unpack()
-        extra = unpacker.tell() != len(body)
-    except msgpack.OutOfData:
-        raise ProtocolError("The peer sent a frame that ends inside a message.") from None
+        message = msgpack.unpackb(
+            body,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_array_len=100_000,
+            max_map_len=10_000,
+            max_ext_len=0,
+        )
+    except msgpack.ExtraData:
+        raise ProtocolError("The peer sent a frame with bytes after its message.") from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        # FormatError, StackError, ExtraData, bad UTF-8, unhashable map keys: the peer's fault.
+        # FormatError, StackError, truncation, bad UTF-8, unhashable map keys: the peer's fault.
+        if "incomplete input" in str(exc):
+            raise ProtocolError("The peer sent a frame that ends inside a message.") from None
         raise ProtocolError(f"The peer sent a frame that is not valid msgpack ({exc}).") from None
-    if extra:
-        raise ProtocolError("The peer sent a frame with bytes after its message.")
+    finally:
+        body.release()
     if not isinstance(message, list) or not message:
         raise ProtocolError("The peer sent a frame that is not a message.")
     return message

@@ -86,10 +86,11 @@ class PartFile:
         )
         self._unsaved = 0
 
-    def close(self) -> None:
-        """Close the part file, keeping it for a later resume."""
+    def close(self, save: bool = True) -> None:
+        """Close the part file, keeping it for a later resume (`save`: record the chunks
+        received; only informative, since resume re-hashes the part file)."""
         if self._fd >= 0:
-            if self._unsaved:
+            if self._unsaved and save:
                 self.save()
             os.close(self._fd)
             self._fd = -1
@@ -99,7 +100,7 @@ class PartFile:
 
         Raises PacketError or LibraryError (from Library.add); the part file stays then.
         """
-        self.close()
+        self.close(save=False)  # the stored manifest is all a resume needs
         record = self.library.add(
             self.manifest,
             self.signature,
@@ -113,6 +114,6 @@ class PartFile:
 
     def discard(self) -> None:
         """Drop the partial state (the packet was refused)."""
-        self.close()
+        self.close(save=False)
         self.library.clear_transfer(self.packet_id)
         self.path.unlink(missing_ok=True)

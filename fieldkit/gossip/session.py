@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fieldkit.errors import FieldkitError, PacketError, PeerRefused, ProtocolError, TransportError
-from fieldkit.gossip.chunks import ChunkEncoder
+from fieldkit.gossip.chunks import AdaptiveCompression, ChunkEncoder
 from fieldkit.gossip.messages import (
     Abort,
     Bye,
@@ -118,13 +118,15 @@ class _Session:
             nonce,
             options.limits.max_chunk,
         )
-        encoder = ChunkEncoder(options.compression_level, options.shuffle)
-        self.core = GossipConnection(hello, device_id_for, options.limits, encoder)
+        self.compression = AdaptiveCompression()
+        self.encoder = ChunkEncoder(options.compression_level, options.shuffle, self.compression)
+        self.core = GossipConnection(hello, device_id_for, options.limits, self.encoder)
         self.summary = SyncSummary(peer_label=stream.peer_label)
         self.send_lock = asyncio.Lock()
         self.wants: asyncio.Queue[Want | None] = asyncio.Queue()
         self.parts: dict[str, PartFile] = {}
         self.incoming: dict[str, PacketReport] = {}
+        self.held: dict[str, tuple[set[int], dict[str, Any] | None]] = {}
         self.last_activity = time.monotonic()
         self.wants_sent = False
 
@@ -213,6 +215,22 @@ class _Session:
                 return 0
             data = self.core.send(message)
             await self.stream.send(data)
+        self.last_activity = time.monotonic()
+        return len(data)
+
+    async def _send_chunk(self, chunk: Chunk) -> int:
+        """Send one chunk like `_send`, and tell the compression policy what it cost."""
+        async with self.send_lock:
+            if self.core.is_cancelled(chunk.packet_id):
+                return 0
+            start = time.perf_counter()
+            data = self.core.send(chunk)
+            encoded = time.perf_counter()
+            await self.stream.send(data)
+            sent = time.perf_counter()
+        self.compression.observe(
+            len(chunk.data), len(data), encoded - start, sent - encoded, self.encoder.tried
+        )
         self.last_activity = time.monotonic()
         return len(data)
 
@@ -305,6 +323,7 @@ class _Session:
                 self.claims.add(item.packet_id)
                 self.incoming[item.packet_id] = report
                 held, manifest = held_chunks(self.library, item.packet_id)
+                self.held[item.packet_id] = (held, manifest)  # hashed once per transfer
                 have = b""
                 if manifest is not None and held:
                     count = chunk_count(manifest["weights_size"], manifest["chunk_size"])
@@ -342,7 +361,8 @@ class _Session:
             report.status, report.reason = "refused", reason
             await self._send(Cancel(start.packet_id, reason[:500]))
             return
-        held, stored = held_chunks(self.library, start.packet_id)
+        # the chunks announced in our Want (the sender sends exactly the others)
+        held, stored = self.held.pop(start.packet_id, (set(), None))
         held = held if stored == manifest else set()
         part = PartFile(
             self.library, start.packet_id, self.summary.peer_id, manifest, start.signature, held
@@ -437,7 +457,7 @@ class _Session:
         done = report.resumed_from
         for index in todo:
             piece = data[index * chunk_size : index * chunk_size + chunk_size]
-            sent = await self._send(Chunk(pid, index, piece), pid)
+            sent = await self._send_chunk(Chunk(pid, index, piece))
             if not sent:
                 break
             report.wire_bytes += sent

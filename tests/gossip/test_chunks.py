@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fieldkit.errors import ProtocolError
-from fieldkit.gossip.chunks import ChunkDecoder, ChunkEncoder, Codec, shuffle2, unshuffle2
+from fieldkit.gossip.chunks import (
+    AdaptiveCompression,
+    ChunkDecoder,
+    ChunkEncoder,
+    Codec,
+    shuffle2,
+    unshuffle2,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -52,3 +59,64 @@ def test_random_bytes_are_stored_raw():
 def test_bad_payloads_are_protocol_errors(codec, payload):
     with pytest.raises(ProtocolError):
         ChunkDecoder().decode(codec, payload, 100)
+
+
+def fp16_chunk(seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).normal(0, 0.02, 16384).astype(np.float16).tobytes()
+
+
+def test_adaptive_compression_sends_raw_while_the_link_keeps_up():
+    policy = AdaptiveCompression(probe_every=8)
+    encoder = ChunkEncoder(adaptive=policy)
+    decisions = []
+    for i in range(64):
+        data = fp16_chunk(i)
+        codec, payload = encoder.encode(data)
+        decisions.append(encoder.tried)
+        assert (codec is not Codec.RAW) == encoder.tried
+        # a fast link: 32 KiB leave in 10 us, compressing them takes 100 us
+        policy.observe(
+            len(data), len(payload), 100e-6 if encoder.tried else 1e-6, 10e-6, encoder.tried
+        )
+    assert decisions[0]  # the first chunk measures what compression saves
+    assert 6 <= sum(decisions) <= 10  # then only every 8th chunk, to keep measuring
+    assert not policy.pays()
+
+
+def test_adaptive_compression_compresses_every_chunk_on_a_slow_link():
+    policy = AdaptiveCompression(probe_every=8)
+    encoder = ChunkEncoder(adaptive=policy)
+    for i in range(32):
+        data = fp16_chunk(i)
+        codec, payload = encoder.encode(data)
+        assert codec is Codec.ZSTD_SHUFFLE2
+        policy.observe(len(data), len(payload), 100e-6, len(payload) / 100_000, True)  # 100 kB/s
+    assert policy.pays()
+
+
+def test_adaptive_compression_resumes_compressing_when_the_link_slows_down():
+    policy = AdaptiveCompression(probe_every=4)
+    encoder = ChunkEncoder(adaptive=policy)
+    data = fp16_chunk()
+    for _ in range(16):  # fast at first
+        _, payload = encoder.encode(data)
+        policy.observe(len(data), len(payload), 100e-6, 10e-6, encoder.tried)
+    assert not policy.pays()
+    for _ in range(16):  # then the link slows to 1 MB/s (the socket buffer filled up)
+        _, payload = encoder.encode(data)
+        policy.observe(len(data), len(payload), 100e-6, len(payload) / 1e6, encoder.tried)
+    assert policy.pays()
+    assert encoder.encode(data)[0] is Codec.ZSTD_SHUFFLE2
+
+
+def test_incompressible_chunks_stop_being_compressed():
+    policy = AdaptiveCompression(probe_every=8)
+    encoder = ChunkEncoder(adaptive=policy)
+    tried = 0
+    for i in range(32):
+        data = np.random.default_rng(i).bytes(32768)  # saves nothing, even on a slow link
+        codec, payload = encoder.encode(data)
+        assert codec is Codec.RAW
+        tried += encoder.tried
+        policy.observe(len(data), len(payload), 100e-6, len(payload) / 100_000, encoder.tried)
+    assert tried <= 6

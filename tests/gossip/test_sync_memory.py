@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 
+from fieldkit.gossip.chunks import Codec
 from fieldkit.gossip.framing import FrameDecoder
 from fieldkit.gossip.memory import Faults, memory_pair
 from fieldkit.gossip.messages import Chunk
@@ -396,3 +397,30 @@ async def test_resume_and_tampering_with_every_byte_delivered_alone(make_device,
     _, tampered = await sync_memory(t, d, a_to_b=ONE_BYTE, b_to_a=ONE_BYTE)
     assert "does not match its signed hash" in tampered.error
     assert d.packet_ids() == set()
+
+
+def chunk_codecs(stream_bytes: bytes, pid: str) -> list[int]:
+    """Return the codec of every complete CHUNK frame of `pid`, in order."""
+    frames = FrameDecoder()
+    frames.feed(stream_bytes)
+    codecs = []
+    while (frame := frames.next_message()) is not None:
+        message, _ = frame
+        if message[0] == Chunk.code and message[1] == pid:
+            codecs.append(message[3])
+    return codecs
+
+
+async def test_a_slow_link_carries_compressed_chunks(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=4)
+    b.trust(a)
+    sa, sb, link = await sync_memory_link(a, b, a_to_b=Faults(rate=2e6))
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    codecs = chunk_codecs(link.delivered, pa.packet_id)
+    assert len(codecs) == len(pa.manifest["chunk_hashes"])
+    assert all(codec == Codec.ZSTD_SHUFFLE2 for codec in codecs), codecs
+    (sent,) = sa.packets
+    assert sent.wire_bytes < pa.size
+    assert b.library.read_weights(b.library.find(pa.packet_id)) == a.library.read_weights(pa)
