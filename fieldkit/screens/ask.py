@@ -15,7 +15,8 @@ from textual.widgets import Footer, Input, Static
 from fieldkit.errors import FieldkitError
 from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import PickDialog
-from fieldkit.tui_services import AnswerChunk, RouteView, TuiBackend
+from fieldkit.tui_services import TuiBackend
+from fieldkit.tui_views import AnswerChunk, RouteView
 from fieldkit.widgets.exchange import Exchange
 from fieldkit.widgets.status_line import StatusLine
 

@@ -13,7 +13,8 @@ from textual.widgets import Footer, Static
 
 from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
-from fieldkit.tui_services import PacketDetail, PacketRow, TuiBackend
+from fieldkit.tui_services import TuiBackend
+from fieldkit.tui_views import PacketDetail, PacketRow
 from fieldkit.widgets.packet_detail import PacketDetailPane
 from fieldkit.widgets.packet_table import PacketTable
 from fieldkit.widgets.status_line import StatusLine

@@ -14,7 +14,8 @@ from fieldkit.errors import FieldkitError
 from fieldkit.gossip.tcp import DEFAULT_PORT
 from fieldkit.screens.base import ModeScreen
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
-from fieldkit.tui_services import PeerRow, SyncProgress, SyncResult, TuiBackend
+from fieldkit.tui_services import TuiBackend
+from fieldkit.tui_views import PeerRow, SyncProgress, SyncResult
 from fieldkit.widgets.status_line import StatusLine
 from fieldkit.widgets.transfers import TransferList
 

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from fieldkit.tui_services import PacketDetail
+from fieldkit.tui_views import PacketDetail
 from fieldkit.widgets.packet_table import status_text
 
 

@@ -9,6 +9,7 @@ CORE = [
     "fieldkit.cli",
     "fieldkit.services",
     "fieldkit.tui_services",
+    "fieldkit.tui_views",
     "fieldkit.store.library",
     "fieldkit.gossip.session",
     "fieldkit.gossip.tcp",

@@ -9,7 +9,7 @@ from textual.widgets import Input
 from fieldkit.app import make_app
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.store.packet import read_packet_file
-from fieldkit.tui_services import PacketStatus
+from fieldkit.tui_views import PacketStatus
 from fieldkit.widgets.packet_detail import PacketDetailPane
 from fieldkit.widgets.packet_table import PacketTable
 from tests.tui.helpers import notices, settle, wait_for_screen

@@ -1,0 +1,196 @@
+"""What the TUI shows, as plain data: rows, details, routes, progress, and the status rule.
+
+No textual and no I/O here: the rules about how a packet looks (verified, unverified,
+foreign base, blocked) and how numbers and times read live in one testable place.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fieldkit.errors import TransportError
+
+PEER_ID_LENGTH = 16  # a device id; other sources are words such as "local" or "demo"
+
+
+class PacketStatus(enum.Enum):
+    """How far a packet can be trusted on this device; only VERIFIED is shown as good."""
+
+    VERIFIED = "verified"
+    UNVERIFIED = "UNVERIFIED"
+    FOREIGN_BASE = "FOREIGN BASE"
+    BLOCKED = "BLOCKED AUTHOR"
+
+    @property
+    def label(self) -> str:
+        """Return the text shown in tables; it never relies on colour alone."""
+        return {
+            PacketStatus.VERIFIED: "ok verified",
+            PacketStatus.UNVERIFIED: "!! UNVERIFIED",
+            PacketStatus.FOREIGN_BASE: "!! FOREIGN BASE",
+            PacketStatus.BLOCKED: "!! BLOCKED",
+        }[self]
+
+    @property
+    def good(self) -> bool:
+        return self is PacketStatus.VERIFIED
+
+
+def packet_status(
+    record: Any, base_fingerprint: str | None, blocked_authors: frozenset[str] = frozenset()
+) -> PacketStatus:
+    """Return the status of a library record against this device's base model.
+
+    An unknown base fingerprint (model missing) counts as foreign: nothing can be shown as
+    usable until the base it needs is known to be here.
+    """
+    if not getattr(record, "verified", False):
+        return PacketStatus.UNVERIFIED
+    if getattr(record, "author_id", None) in blocked_authors:
+        return PacketStatus.BLOCKED
+    if base_fingerprint is None or record.base_fingerprint != base_fingerprint:
+        return PacketStatus.FOREIGN_BASE
+    return PacketStatus.VERIFIED
+
+
+def human_size(size: int) -> str:
+    """Return a byte count as '1.2 MB' style text."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def human_time(value: Any) -> str:
+    """Return a timestamp (epoch seconds, ISO text or datetime) as 'YYYY-MM-DD HH:MM'."""
+    if value in (None, ""):
+        return "-"
+    try:
+        if isinstance(value, int | float):
+            stamp = datetime.fromtimestamp(value, tz=UTC)
+        elif isinstance(value, datetime):
+            stamp = value
+        else:
+            stamp = datetime.fromisoformat(str(value))
+    except (ValueError, OSError, OverflowError):
+        return str(value)[:16]
+    return stamp.strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class PacketRow:
+    """One line of the library table."""
+
+    packet_id: str
+    name: str
+    domain: str
+    size: str
+    author: str
+    author_id: str
+    status: PacketStatus
+    source: str
+    received: str
+
+
+@dataclass(frozen=True)
+class PacketDetail:
+    """Everything the detail pane shows about one packet."""
+
+    row: PacketRow
+    description: str
+    exemplars: list[str]
+    base_model_id: str
+    base_match: bool
+    signature_ok: bool
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PeerRow:
+    """One known or discovered peer."""
+
+    peer_id: str
+    name: str
+    address: str
+    trust: str
+    via: str = "lan"
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """The router's decision in words: which packet, how sure, and who came second."""
+
+    packet_id: str | None
+    label: str
+    score: float
+    runner_up: str
+    reason: str
+    route_ms: float
+    manual: bool = False
+
+
+@dataclass
+class AnswerChunk:
+    """A piece of a streamed answer; the last one carries `done` and the speed."""
+
+    text: str = ""
+    done: bool = False
+    tokens_per_s: float | None = None
+    tokens: int | None = None
+    stopped: bool = False
+
+
+@dataclass
+class SyncProgress:
+    """A transfer's state for one packet, reported by the gossip session."""
+
+    packet: str
+    done_bytes: int
+    total_bytes: int
+    rate_bps: float = 0.0
+    resumed: bool = False
+    finished: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """The outcome of one sync, in one sentence, and whether it went wrong."""
+
+    text: str
+    ok: bool
+
+
+def sync_result(summary: Any) -> SyncResult:
+    """Return a one-sentence result for a gossip SyncSummary."""
+    who = summary.peer_name or summary.peer_label or "the peer"
+    if summary.peer_id:
+        who += f" ({summary.peer_id})"
+    counts = f"{summary.count('received', 'ok')} received, {summary.count('sent', 'ok')} sent"
+    refused = sum(1 for p in summary.packets if p.status == "refused")
+    if refused:
+        counts += f", {refused} refused"
+    if summary.error:
+        return SyncResult(f"Sync with {who} stopped: {summary.error} ({counts}).", False)
+    return SyncResult(f"Synced with {who}: {counts}.", summary.ok)
+
+
+def parse_address(address: str, default_port: int, any_port: bool = False) -> tuple[str, int]:
+    """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad.
+
+    With `any_port`, port 0 (let the system pick, for listening) is accepted.
+    """
+    text = address.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = text, str(default_port)
+    host = host.strip("[]")
+    lowest = 0 if any_port else 1
+    if not host or not port_text.isdigit() or not lowest <= int(port_text) < 65536:
+        raise TransportError(f"{address!r} is not an address like 192.168.1.20:{default_port}.")
+    return host, int(port_text)
