@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -40,6 +42,8 @@ class Exchange(Vertical):
         super().__init__()
         self.question = question
         self.answer = ""
+        self.pieces = 0
+        self.started = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"> {self.question}"), classes="question")
@@ -51,8 +55,15 @@ class Exchange(Vertical):
         self.query_one(".route", Static).update(route_text(route))
 
     def add_text(self, delta: str) -> None:
+        """Append a streamed piece; every few pieces, show the running speed."""
+        if not self.answer:
+            self.started = time.perf_counter()
         self.answer += delta
+        self.pieces += 1
         self.query_one(".answer", Static).update(self.answer)
+        if self.pieces % 8 == 0:
+            rate = self.pieces / max(time.perf_counter() - self.started, 1e-6)
+            self.query_one(".stats", Static).update(f"[writing... {rate:.1f} tok/s]")
 
     def finish(self, stats: str) -> None:
         self.query_one(".stats", Static).update(stats)
