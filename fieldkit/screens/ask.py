@@ -110,12 +110,16 @@ class AskScreen(ModeScreen):
         started = time.perf_counter()
         count = 0
         last = AnswerChunk(done=True, stopped=True)
-        for chunk in self.backend.answer(question, route.packet_id, cancel):
-            if chunk.text:
-                count += 1
-                self.post_message(self.Delta(exchange, AnswerChunk(text=chunk.text)))
-            if chunk.done:
-                last = chunk
+        try:
+            for chunk in self.backend.answer(question, route.packet_id, cancel):
+                if chunk.text:
+                    count += 1
+                    self.post_message(self.Delta(exchange, AnswerChunk(text=chunk.text)))
+                if chunk.done:
+                    last = chunk
+        except Exception:
+            self.app.call_from_thread(exchange.finish, "[no answer: see the notice]")
+            raise
         elapsed = max(time.perf_counter() - started, 1e-6)
         if last.tokens is None:
             last.tokens, last.tokens_per_s = count, count / elapsed

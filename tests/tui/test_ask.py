@@ -80,4 +80,6 @@ async def test_missing_model_is_a_notice_not_a_crash(make_services, tmp_path) ->
         assert app.model_state == "not installed"
         await ask(pilot, "Anyone there?")
         assert any("No base model" in n for n in notices(pilot))
+        stats = app.screen.query(Exchange).last().query_one(".stats", Static).render()
+        assert "no answer" in str(stats)
         assert app.is_running
