@@ -42,10 +42,11 @@ class FieldkitApp(App[None]):
         start_mode: str = "library",
         load_model: bool = True,
         ble: bool = True,
+        radio: object = None,
     ) -> None:
         super().__init__()
         self.services = services
-        self.backend = TuiBackend(services)
+        self.backend = TuiBackend(services, radio=radio)
         self.start_mode = start_mode
         self.load_model_on_start = load_model
         self.ble = ble

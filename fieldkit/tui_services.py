@@ -44,8 +44,10 @@ class TuiBackend:
     with a Library of their own; callers on any worker thread wait for the result.
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, radio: Any = None) -> None:
+        """`radio` is a fieldkit.gossip.ble_sync.Radio; None means the platform's stack."""
         self.services = services
+        self._radio = radio
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")
         self._lib: Any = None
@@ -193,17 +195,21 @@ class TuiBackend:
         ]
         return sorted(rows, key=lambda r: (r.name, r.peer_id))
 
+    def radio(self) -> Any:
+        """Return the BLE radio: the one given, or the platform's (bleak and bless)."""
+        if self._radio is None:
+            from fieldkit.gossip.ble_sync import PlatformRadio
+
+            self._radio = PlatformRadio()
+        return self._radio
+
     async def ble_scan(self, seconds: float) -> list[PeerRow]:
         """Scan for fieldkit peers over Bluetooth LE; rows carry the signal strength.
 
         Raises TransportError when Bluetooth is off, absent or not permitted.
         """
         try:
-            from fieldkit.gossip.ble_sync import PlatformRadio
-        except ImportError as exc:
-            raise TransportError("Bluetooth LE support is not installed.") from exc
-        try:
-            sightings = await PlatformRadio().scan(seconds)
+            sightings = await self.radio().scan(seconds)
         except ImportError as exc:
             raise TransportError("Bluetooth LE support is not installed.") from exc
         return [
@@ -224,10 +230,10 @@ class TuiBackend:
         confirm: Callable[[str, str, str], Awaitable[bool]],
     ) -> SyncResult:
         """Find the peer with this short id over Bluetooth LE and sync with it."""
-        from fieldkit.gossip.ble_sync import PlatformRadio, sync_with_peer
+        from fieldkit.gossip.ble_sync import sync_with_peer
 
         summary = await sync_with_peer(
-            PlatformRadio(),
+            self.radio(),
             self.services.identity,
             self.services.library,
             self.sync_options(),

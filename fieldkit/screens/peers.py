@@ -203,6 +203,7 @@ class PeersScreen(ModeScreen):
     async def action_sync(self) -> None:
         peer = self._selected()
         if peer is not None and peer.via == "ble":
+            self.workers.cancel_group(self, "ble")  # one radio: stop scanning to connect
             self.run_sync(peer.peer_id, ble=True)
             return
         default = (peer.address if peer and peer.address not in ("", "-") else "") or (
@@ -252,7 +253,7 @@ class PeersScreen(ModeScreen):
     def _show_result(self, result: SyncResult) -> None:
         self.query_one("#sync-state", Static).update(result.text)
         self.notify(result.text, severity="information" if result.ok else "error")
-        self.load_peers()
+        self.action_refresh()
 
     @work(exit_on_error=False, group="listen", exclusive=True, description="Listening")
     async def run_listener(self, address: str) -> None:
