@@ -184,11 +184,12 @@ def calibrate(ind, truth, ood, target: float = 0.9, margins=(0.0,)) -> tuple[flo
     grid = [(float(round(t, 2)), m) for t in np.arange(0.20, 0.80, 0.01) for m in margins]
     scored = [(rates(ind, truth, ood, t, m), t, m) for t, m in grid]
     feasible = [x for x in scored if x[0][1] >= target]
-    if feasible:
-        (_, _), t, m = max(feasible, key=lambda x: (x[0][0], x[0][1], -x[2]))
-    else:
-        (_, _), t, m = max(scored, key=lambda x: (x[0][0] + x[0][1], -x[2]))
-    return t, m
+    pool = feasible or scored
+    value = (lambda x: x[0][0]) if feasible else (lambda x: x[0][0] + x[0][1])
+    best = max(value(x) for x in pool)
+    margin = min(x[2] for x in pool if value(x) == best)
+    tied = sorted(x[1] for x in pool if value(x) == best and x[2] == margin)
+    return tied[len(tied) // 2], margin  # the middle of the best plateau, not its edge
 
 
 def keyword_route(question: str, domains: list[str]) -> str:
@@ -384,23 +385,26 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
         assert router.embedded_packets == 0
         for q in questions[:10]:
             router.route(q)
-        times = []
-        for q in questions:
-            t = time.perf_counter()
+        wall, cpu, embed_wall, embed_cpu = [], [], [], []
+        for q in questions:  # interleaved, so both see the same load from other work
+            w, c = time.perf_counter(), time.process_time()
             router.route(q)
-            times.append((time.perf_counter() - t) * 1000)
-        embed_times = []
-        for q in questions:
-            t = time.perf_counter()
+            wall.append((time.perf_counter() - w) * 1000)
+            cpu.append((time.process_time() - c) * 1000)
+            w, c = time.perf_counter(), time.process_time()
             embedder.embed([q])
-            embed_times.append((time.perf_counter() - t) * 1000)
+            embed_wall.append((time.perf_counter() - w) * 1000)
+            embed_cpu.append((time.process_time() - c) * 1000)
         out[n] = {
-            "p50_ms": statistics.median(times),
-            "p90_ms": float(np.percentile(times, 90)),
-            "embed_p50_ms": statistics.median(embed_times),
+            "p50_ms": statistics.median(wall),
+            "p90_ms": float(np.percentile(wall, 90)),
+            "cpu_p50_ms": statistics.median(cpu),
+            "embed_p50_ms": statistics.median(embed_wall),
+            "embed_cpu_p50_ms": statistics.median(embed_cpu),
             "index_s": index_s,
             "exemplars": n * 12,
-            "n": len(times),
+            "n": len(wall),
+            "loadavg_1min": os.getloadavg()[0],
         }
         library.close()
         out[n]["cold"] = cold_start(tmp / f"lat-{n}", questions[0])

@@ -156,6 +156,7 @@ class _Index:
     counts: np.ndarray  # (P,) exemplars per packet
     centroids: np.ndarray  # (P, dim), unit length
     width: int
+    starts: np.ndarray  # (P,) index of each packet's first exemplar in `vectors`
 
     @classmethod
     def build(cls, packets: list[PacketLike], vectors: list[np.ndarray], dim: int) -> _Index:
@@ -169,20 +170,30 @@ class _Index:
         np.add.at(sums, owner, flat)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         centroids = sums / np.maximum(norms, 1e-12)
-        return cls(packets, np.ascontiguousarray(flat), slots, counts, centroids, width)
+        flat = np.ascontiguousarray(flat)
+        return cls(packets, flat, slots, counts, centroids, width, offset.astype(np.int64))
 
     def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
         """Return (B, P) packet scores for (B, dim) unit query vectors."""
-        centroid = queries @ self.centroids.T
+        centroid = (self.centroids @ queries.T).T
         if method == "centroid":
             return centroid
-        sims = queries @ self.vectors.T  # (B, N): the one big product
-        grid = np.full((len(queries), len(self.packets) * self.width), -np.inf, np.float32)
-        grid[:, self.slots] = sims
-        grid = grid.reshape(len(queries), len(self.packets), self.width)
-        k = min(top_k, self.width)
-        top = -np.partition(-grid, k - 1, axis=2)[:, :, :k]
-        top_mean = np.where(np.isfinite(top), top, 0.0).sum(axis=2) / np.minimum(k, self.counts)
+        # The one big product, shaped so BLAS streams `vectors` once: for one question a
+        # matrix-vector product (single-threaded, 2 ms for 12,000 exemplars here, where a
+        # 2-thread matrix product takes 7 ms when other work holds the cores).
+        if len(queries) == 1:
+            sims = (self.vectors @ queries[0])[None, :]  # (1, N)
+        else:
+            sims = (self.vectors @ queries.T).T  # (B, N)
+        if top_k == 1:  # nearest exemplar: a segmented max, packets being contiguous
+            top_mean = np.maximum.reduceat(sims, self.starts, axis=1)
+        else:
+            grid = np.full((len(queries), len(self.packets) * self.width), -np.inf, np.float32)
+            grid[:, self.slots] = sims
+            grid = grid.reshape(len(queries), len(self.packets), self.width)
+            k = min(top_k, self.width)
+            top = -np.partition(-grid, k - 1, axis=2)[:, :, :k]
+            top_mean = np.where(np.isfinite(top), top, 0.0).sum(axis=2) / np.minimum(k, self.counts)
         if method == "topk":
             return top_mean
         return blend * centroid + (1.0 - blend) * top_mean

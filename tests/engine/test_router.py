@@ -196,19 +196,20 @@ def test_route_many_matches_route(
         assert single.score == pytest.approx(decision.score, abs=1e-4)
 
 
+@pytest.mark.parametrize("top_k", [1, 3])
 @pytest.mark.parametrize("method", ["centroid", "topk", "blend"])
-def test_vectorised_scores_match_a_plain_loop(method: str) -> None:
+def test_vectorised_scores_match_a_plain_loop(method: str, top_k: int) -> None:
     rng = np.random.default_rng(7)
     groups = [rng.normal(size=(n, 16)).astype(np.float32) for n in (1, 5, 2, 9)]
     groups = [g / np.linalg.norm(g, axis=1, keepdims=True) for g in groups]
     index = _Index.build(list("abcd"), groups, 16)  # type: ignore[arg-type]
     queries = rng.normal(size=(3, 16)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    got = index.scores(queries, method, top_k=3, blend=0.3)
+    got = index.scores(queries, method, top_k=top_k, blend=0.3)
     for q, row in zip(queries, got, strict=True):
         for g, score in zip(groups, row, strict=True):
             centroid = g.mean(axis=0) / np.linalg.norm(g.mean(axis=0))
-            top = np.sort(g @ q)[::-1][:3].mean()
+            top = np.sort(g @ q)[::-1][:top_k].mean()
             want = {"centroid": centroid @ q, "topk": top}.get(
                 method, 0.3 * centroid @ q + 0.7 * top
             )
