@@ -8,14 +8,18 @@ lora_a uniform in +-1/sqrt(in) (mlx-lm's init), lora_b normal(0, 0.002). No mode
 
 1. Goodput: one real session over TCP on 127.0.0.1 (listener and client in this process,
    the receiver verifies and stores the packet), against a raw socket copy of the same
-   weights bytes over the same loopback on the same event loop. Best of --reps. Then the
-   same comparison over an in-memory link limited to 4 MB/s (a slow radio link).
+   weights bytes over the same loopback on the same event loop. Medians of --reps, with the
+   session split into phases: until the last chunk is verified and in the part file
+   (`transfer`), and from the receiver's PacketStart to then (`stream`); and the time of
+   Library.add alone for the same packet (what ends every transfer). Then the same
+   comparison over an in-memory link limited to 4 MB/s (a slow radio link).
 2. Protocol overhead: every byte both sides sent in a session with compression off, over the
    packet size.
 3. A cut at 50% of the sender's bytes on the in-memory link, then a second session: chunks
    that had fully arrived and were sent again, and the extra wire bytes against a clean run.
-4. Bytes on the wire for the packet (compression on) against the same adapter as an fp32
-   PEFT safetensors file, and the effect of the fp16 byte shuffle.
+4. Bytes of the packet's chunk frames with compression on (as a slow link carries them; on
+   loopback the sender sends raw, compression does not pay there) against the same adapter
+   as an fp32 PEFT safetensors file, and the effect of the fp16 byte shuffle.
 """
 
 from __future__ import annotations
@@ -106,15 +110,18 @@ class Devices:
         self.receiver.close()
 
 
-async def tcp_session(devices: Devices, options: SyncOptions) -> tuple[float, float, SyncSummary]:
+async def tcp_session(devices: Devices, options: SyncOptions) -> tuple[float, dict, SyncSummary]:
     """Run one session over loopback; return (seconds until the packet is in the receiver's
-    library, seconds until its last chunk was verified and written to the part file, summary)."""
+    library, the phases in seconds, summary). Phases: `transfer` until the last chunk was
+    verified and written to the part file, `stream` from the receiver's PacketStart to then."""
     size = devices.record.size
-    last_chunk: list[float] = []
+    marks: dict[str, float] = {}
 
     def progress(update: ProgressUpdate) -> None:
-        if update.direction == "received" and update.done == size and not last_chunk:
-            last_chunk.append(time.perf_counter())
+        if update.direction == "received":
+            marks.setdefault("packet_start", time.perf_counter())
+            if update.done == size:
+                marks.setdefault("last_chunk", time.perf_counter())
 
     listener = await start_listener(
         devices.receiver, "127.0.0.1", 0, options, once=True, progress=progress
@@ -125,7 +132,11 @@ async def tcp_session(devices: Devices, options: SyncOptions) -> tuple[float, fl
     elapsed = time.perf_counter() - start
     assert summary.ok, summary.error
     assert devices.receiver.library.has(devices.record.packet_id)
-    return elapsed, last_chunk[0] - start, summary
+    phases = {
+        "transfer": marks["last_chunk"] - start,
+        "stream": marks["last_chunk"] - marks["packet_start"],
+    }
+    return elapsed, phases, summary
 
 
 def library_add_s(root: Path, devices: Devices, label: str) -> float:
@@ -275,12 +286,13 @@ async def main(reps: int) -> dict:
             ("zstd", SyncOptions(shuffle=False)),
             ("raw", SyncOptions(compression_level=0)),
         ):
-            times, transfers, adds, summary = [], [], [], None
+            times, transfers, streams, adds, summary = [], [], [], [], None
             for rep in range(reps):
                 devices = Devices(root, adapter, f"{label}-{rep}")
-                elapsed, transfer, summary = await tcp_session(devices, options)
+                elapsed, phases, summary = await tcp_session(devices, options)
                 times.append(elapsed)
-                transfers.append(transfer)
+                transfers.append(phases["transfer"])
+                streams.append(phases["stream"])
                 if label == "zstd+shuffle":
                     adds.append(library_add_s(root, devices, f"add-{rep}"))
                 devices.close()
@@ -290,6 +302,7 @@ async def main(reps: int) -> dict:
                 "best_s": min(times),
                 "goodput_MBps": size / median(times) / 1e6,
                 "transfer_median_s": median(transfers),
+                "stream_median_s": median(streams),
                 "packet_wire_bytes": sent.wire_bytes,
                 "session_bytes_both_ways": summary.bytes_sent + summary.bytes_received,
             }
@@ -306,6 +319,7 @@ async def main(reps: int) -> dict:
             entry = results[f"session_{label}"]
             entry["goodput_vs_raw_copy"] = raw_s / entry["median_s"]
             entry["transfer_vs_raw_copy"] = raw_s / entry["transfer_median_s"]
+            entry["stream_vs_raw_copy"] = raw_s / entry["stream_median_s"]
         uncompressed = results["session_raw"]
         results["protocol_overhead"] = (uncompressed["session_bytes_both_ways"] - size) / size
         results["cut_at_50pct"] = await cut_at_half(root, adapter)

@@ -223,14 +223,13 @@ class _Session:
         async with self.send_lock:
             if self.core.is_cancelled(chunk.packet_id):
                 return 0
-            start = time.perf_counter()
+            cpu = time.thread_time()  # CPU time: a preempted encode is not a slow one
             data = self.core.send(chunk)
-            encoded = time.perf_counter()
+            cpu = time.thread_time() - cpu
+            start = time.perf_counter()
             await self.stream.send(data)
-            sent = time.perf_counter()
-        self.compression.observe(
-            len(chunk.data), len(data), encoded - start, sent - encoded, self.encoder.tried
-        )
+            sent = time.perf_counter() - start
+        self.compression.observe(len(chunk.data), len(data), cpu, sent, self.encoder.tried)
         self.last_activity = time.monotonic()
         return len(data)
 
