@@ -197,6 +197,21 @@ def test_frame_that_is_not_msgpack_is_a_protocol_error(ids):
         feed_frames(core_for(ib), HEADER.pack(3) + b"\xc1\xc1\xc1")
 
 
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (msgpack.packb([9]) + b"\x00", "bytes after"),  # a whole message, then a stray byte
+        (msgpack.packb([10, "why"])[:-1], "ends inside"),  # truncated inside a string
+        (b"\x92\x06\xc6\xff\xff\xff\xff", "ends inside"),  # a bin claiming 4 GiB
+        (b"\x91" * 5000, "msgpack"),  # nesting deeper than msgpack allows
+    ],
+)
+def test_malformed_frame_bodies_are_protocol_errors(ids, body, match):
+    _, ib = ids
+    with pytest.raises(ProtocolError, match=match):
+        feed_frames(core_for(ib), HEADER.pack(len(body)) + body)
+
+
 def handshaken(ids) -> tuple[GossipConnection, Identity]:
     """Return b's core after a full handshake with a (a's messages fed by hand)."""
     ia, ib = ids
