@@ -315,14 +315,13 @@ class TuiBackend:
         self, on_progress: Callable[[SyncProgress], None]
     ) -> Callable[[Any], None]:
         """Wrap a SyncProgress callback as a gossip ProgressCallback (adds rate and resume)."""
-        lib = self.services.library  # the event loop's own connection, used on that thread
         started: dict[str, tuple[float, int, bool]] = {}
 
         def track(update: Any) -> None:
             if update.packet_id not in started:
-                resumed = update.direction == "received" and bool(
-                    lib.transfer_state(update.packet_id)
-                )
+                # a session reports each packet once before its first chunk, with the bytes
+                # already held from an earlier, interrupted transfer
+                resumed = 0 < update.done < update.total
                 started[update.packet_id] = (time.monotonic(), update.done, resumed)
             since, first, resumed = started[update.packet_id]
             elapsed = time.monotonic() - since

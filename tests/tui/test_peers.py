@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Label, Static
 
 from fieldkit.app import make_app
 from fieldkit.gossip.summary import SyncOptions
@@ -138,3 +138,70 @@ async def test_cancel_a_sync_that_hangs_and_the_screen_stays_live(stocked) -> No
             assert any("No sync is running" in n for n in notices(pilot))
     finally:
         server.close()
+
+
+async def slow_proxy(target_port: int, rate: float) -> asyncio.Server:
+    """A real TCP relay on 127.0.0.1 that passes at most `rate` bytes/s each way."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(2048):
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(len(data) / rate)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(relay, "127.0.0.1", 0)
+
+
+async def test_cancelled_transfer_resumes_and_says_so(
+    make_services, make_packet, make_adapter, base_fp
+) -> None:
+    carol = make_services("carol", seed=3)  # nothing to send: the link carries only wells
+    bob = make_services("bob", seed=2)
+    make_packet(
+        bob.home,
+        name="wells",
+        domain="water",
+        base_fingerprint=base_fp,
+        adapter=make_adapter(7, rank=16),
+        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
+    )
+    carol.library.set_trust(bob.identity.device_id, "trusted")
+    listener = await start_listener(bob, "127.0.0.1", 0, SyncOptions(policy="open"))
+    proxy = await slow_proxy(listener.port, rate=60_000)
+    address = f"127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
+    app = make_app(carol, start_mode="peers", load_model=False, ble=False)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            await start_sync(pilot, address)
+            transfers = screen.query_one(TransferList)
+            for _ in range(400):  # until some of wells has arrived, but not all
+                row = transfers.rows.get("<- wells")
+                if row and row.latest and 0 < row.latest.done_bytes < row.latest.total_bytes:
+                    break
+                await pilot.pause(0.025)
+            await pilot.press("x")
+            await settle(pilot)
+            assert "cancelled" in str(screen.query_one("#sync-state", Static).render())
+            assert "wells" not in [r.name for r in carol.library.list_packets()]
+            await start_sync(pilot, address)
+            await settle(pilot)
+            state = str(screen.query_one("#sync-state", Static).render())
+            assert state.startswith("Synced with bob"), (state, notices(pilot))
+            row = screen.query_one(TransferList).rows["<- wells"]
+            assert row.latest.resumed
+            assert "resumed" in str(row.query_one(".info", Label).render())
+    finally:
+        proxy.close()
+        await listener.close()
+    assert "wells" in [r.name for r in carol.library.list_packets()]
