@@ -395,8 +395,17 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
             embedder.embed([q])
             embed_wall.append((time.perf_counter() - w) * 1000)
             embed_cpu.append((time.process_time() - c) * 1000)
+        memo = MemoEmbedder(embedder)
+        memo.embed(questions)
+        bare = Router(library, memo, BASE).warm()  # same index, question vectors known
+        overhead = []
+        for q in questions:
+            w = time.perf_counter()
+            bare.route(q)
+            overhead.append((time.perf_counter() - w) * 1000)
         out[n] = {
             "p50_ms": statistics.median(wall),
+            "without_embedding_p50_ms": statistics.median(overhead),
             "p90_ms": float(np.percentile(wall, 90)),
             "cpu_p50_ms": statistics.median(cpu),
             "embed_p50_ms": statistics.median(embed_wall),

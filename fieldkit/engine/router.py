@@ -19,13 +19,13 @@ import numpy as np
 from fieldkit.engine.embedder import Embedder, default_embedder
 
 # Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router"): the
-# nearest exemplar routes best; a score below 0.43 means no packet covers the question.
+# nearest exemplar routes best; a score below 0.47 means no packet covers the question.
 # No margin threshold by default: it bought nothing on held-out questions and would make
 # two packets on the same topic (e.g. from two authors) abstain against each other.
 DEFAULT_METHOD = "topk"
 DEFAULT_TOP_K = 1
 DEFAULT_BLEND = 0.25  # for method "blend": weight of the centroid score
-DEFAULT_MIN_SCORE = 0.43
+DEFAULT_MIN_SCORE = 0.47
 DEFAULT_MIN_MARGIN = 0.0
 METHODS = ("centroid", "topk", "blend")
 BATCH = 64  # questions embedded and scored together in route_many
