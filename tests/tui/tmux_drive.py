@@ -145,7 +145,11 @@ def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list
         tmux.keys("How do I prime a hand pump?", literal=True)
         step("the typed question", lambda s: "hand pump?" in s)
         tmux.keys("Enter")
-        step("the routed answer", lambda s: "route: pumps" in s and "tok/s" in s, limit_s=120)
+        step(
+            "the whole routed answer",
+            lambda s: "route: pumps" in s and " tokens, " in s and "tok/s]" in s,
+            limit_s=120,
+        )
         # Help, then quit with the keyboard.
         tmux.keys("Escape")  # leaves the question box, so ? is a key, not text
         time.sleep(0.5)  # a lone ESC byte is only a key once nothing follows it at once
