@@ -222,3 +222,14 @@ def test_train_command_refuses_bad_data_without_a_packet(
         assert library.list_packets() == []
     finally:
         library.close()
+
+
+def test_batched_answers_match_the_engine_on_the_base_model(tiny_model_dir: Path) -> None:
+    from fieldkit.engine.engine import Engine
+    from fieldkit.engine.train import generate_batch
+
+    questions = ["What does the pump need?", "Where is the well?"]
+    batched = generate_batch(tiny_model_dir, None, questions, max_tokens=5)
+    with Engine(tiny_model_dir) as engine:
+        single = [engine.answer(q, None, max_tokens=5).text.strip() for q in questions]
+    assert batched == single
