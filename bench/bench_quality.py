@@ -1,8 +1,8 @@
 """Quality benchmark: routing between experts vs merging them, with the documented settings.
 
     .venv/bin/python bench/bench_quality.py reference [--corpus ../shared/reference/gossip-handshake]
-        [--domains agronomy,veterinary] [--model DIR] [-- extra `fieldkit bench quality` options]
-    .venv/bin/python bench/bench_quality.py demo [--model DIR] [-- extra options]
+        [--domains agronomy,veterinary] [--model DIR] [extra `fieldkit bench quality` options]
+    .venv/bin/python bench/bench_quality.py demo [--model DIR] [extra options]
 
 `reference` scores the corpus's domains on bench/data/reference_heldout.jsonl (paraphrased
 held-out questions, 20 per domain) and on the corpus's own test_cases.jsonl; specialists
@@ -55,8 +55,8 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(REPO.parent / "shared/reference/gossip-handshake"))
     parser.add_argument("--domains", default="agronomy,veterinary")
     parser.add_argument("--model", default=None)
-    parser.add_argument("extra", nargs="*", help="extra `fieldkit bench quality` options")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    args.extra = [a for a in extra if a != "--"]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from fieldkit.cli import main as fieldkit
 
