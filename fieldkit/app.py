@@ -72,8 +72,10 @@ class FieldkitApp(App[None]):
         self.call_from_thread(setattr, self, "model_state", "loading...")
         try:
             state = self.backend.load_model()
-        except FieldkitError as exc:
-            self.call_from_thread(setattr, self, "model_state", "not installed")
+        except Exception as exc:
+            missing = not self.services.model_installed
+            failed = "not installed" if missing else "failed to load (see the notice)"
+            self.call_from_thread(setattr, self, "model_state", failed)
             raise exc
         self.call_from_thread(setattr, self, "model_state", state)
 
