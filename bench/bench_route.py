@@ -265,6 +265,29 @@ def accuracy(
                 "n_ood": len(split(oo, 1)),
             }
         results["methods"][label] = row
+        if kw == {"method": "topk", "top_k": 1}:  # the default: what it gets wrong, on all lines
+            ind, truth, oo = seen[calibrate_on]
+            results["default_detail"] = {
+                "misrouted": [
+                    [t, n, round(s, 3), q]
+                    for (n, s, _), t, (_, q) in zip(
+                        ind,
+                        truth,
+                        next(d for d in datasets if d.name == calibrate_on).questions,
+                        strict=True,
+                    )
+                    if n != t
+                ],
+                "ood_routed": [
+                    [i + 1, n, round(s, 3), ood[i]]
+                    for i, (n, s, _) in enumerate(oo)
+                    if s >= min_score
+                ],
+                "ood_best_score_percentiles_0_50_90_100": [
+                    round(float(x), 3)
+                    for x in np.percentile([s for _, s, _ in oo], [0, 50, 90, 100])
+                ],
+            }
     for data in datasets:
         domains = list(data.exemplars)
         truth = [d for d, _ in data.questions]

@@ -25,7 +25,7 @@ class ProtocolError(FieldkitError):
     """The peer broke the gossip protocol; the session ends and the library is untouched."""
 
 
-class PeerRefused(FieldkitError):
+class PeerRefused(FieldkitError):  # noqa: N818 (a refusal, not a fault)
     """The peer is blocked, untrusted under the policy, or its key changed."""
 
 

@@ -88,7 +88,7 @@ def demo_command(services: Services, no_tui: bool, max_tokens: int) -> None:
     if no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
         ask_questions(services, demo_questions(), max_tokens)
         click.echo(
-            "\nOpen the TUI with `.venv/bin/fieldkit` (keys: 1 peers, 2 library, 3 ask, ? help)."
+            "\nOpen the TUI with `.venv/bin/fieldkit` (keys: F2 peers, F3 library, F4 ask, F1 help)."
         )
         return
     from fieldkit.app import run_app
