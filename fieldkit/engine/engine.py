@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -158,6 +158,41 @@ class _Job:
     cancelled: Callable[[], bool]
 
 
+class _MlxWorker:
+    """One daemon thread running submitted calls in order.
+
+    Unlike ThreadPoolExecutor, whose threads are joined at interpreter exit, a daemon thread
+    lets a person quit while the model is still loading.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="fieldkit-mlx", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._jobs.put(None)
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller, who re-raises it
+                future.set_exception(exc)
+
+
 @dataclass
 class Engine:
     """A base model kept resident, with LoRA adapters swapped onto it in milliseconds.
@@ -171,7 +206,7 @@ class Engine:
     model_dir: Path
     profile: AdapterConfig = field(default_factory=AdapterConfig)
     cache_bytes: int = DEFAULT_CACHE_BYTES
-    _executor: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _executor: _MlxWorker | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _runtime: MlxRuntime | None = field(default=None, init=False, repr=False)
     _cache: ByteLRU[PreparedAdapter] = field(init=False, repr=False)
@@ -189,7 +224,7 @@ class Engine:
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="fieldkit-mlx")
+                self._executor = _MlxWorker()
             return self._executor.submit(fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
