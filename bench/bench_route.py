@@ -300,7 +300,7 @@ def accuracy(
     hidden = hidden_state_router(model_path)
     for data in [d for d in datasets if not d.name.endswith("-train")]:
         if hidden is None:
-            results["baselines"]["hidden-state centroids"] = "skipped: no base model folder"
+            results["baselines"]["hidden-state centroids"] = f"skipped: no model in {model_path}"
             break
         domains = list(data.exemplars)
         centroids = np.stack([hidden(data.exemplars[d]).mean(axis=0) for d in domains])
@@ -477,7 +477,13 @@ def main() -> None:
     parser.add_argument(
         "--reference", type=Path, default=REPO / "../shared/reference/gossip-handshake"
     )
-    parser.add_argument("--model", type=Path, default=None, help="mlx-lm SmolLM2 folder")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="mlx-lm SmolLM2 folder (default: <home>/models/smollm2-135m-instruct if present)",
+    )
+    parser.add_argument("--home", default=None, help="fieldkit home (default: $FIELDKIT_HOME)")
     parser.add_argument("--only", choices=("accuracy", "latency"), default=None)
     parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
     parser.add_argument("--heldout", type=Path, default=REPO / "bench/data/reference_heldout.jsonl")
@@ -486,6 +492,8 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
+    if args.model is None:
+        args.model = Home.resolve(args.home).models_dir / "smollm2-135m-instruct"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     embedder = MemoEmbedder(MiniLMEmbedder().load())
     datasets = [load_demo(), load_demo("train")]
