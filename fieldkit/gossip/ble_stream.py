@@ -100,7 +100,9 @@ class BleByteStream:
         """Send FIN, wait (briefly) for it to leave, then disconnect. Idempotent."""
         if self._closed:
             return
-        if self._error is None:
+        current = asyncio.current_task()
+        cancelled = current is not None and current.cancelling() > 0
+        if self._error is None and not cancelled:  # a cancelled sync drops the link at once
             self._link.finish()
             self._wake.set()
             with contextlib.suppress(FieldkitError, TimeoutError):
@@ -112,8 +114,15 @@ class BleByteStream:
                 await asyncio.wait_for(self._until(lambda: self._link.peer_finished), 2.0)
         self._closed = True
         self._pump_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await self._pump_task
+        except asyncio.CancelledError:
+            if current is not None and current.cancelling() > 0:
+                with contextlib.suppress(Exception):
+                    await self._disconnect()
+                raise  # our own caller was cancelled: never swallow that
+        except Exception:  # the pump's own failure was already recorded by _fail
+            pass
         with contextlib.suppress(Exception):
             await self._disconnect()
         self._changed.set()

@@ -189,3 +189,40 @@ async def test_full_sync_through_the_bleak_central(make_device, make_packet):
     assert sa.ok, sa.error
     assert sb.ok, sb.error
     assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
+
+
+async def test_cancelling_a_sync_mid_transfer_stops_at_once_and_resumes_later(
+    make_device, make_packet
+):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=6)
+    a.trust(b)
+    b.trust(a)
+    radio = VirtualRadio(link=ThrottledLink(rate=50_000, interval=0.0075))
+    ra, rb = await radios(radio, a, b)
+    halfway = asyncio.Event()
+
+    def watch(update):
+        if update.done >= 0.3 * update.total:
+            halfway.set()
+
+    serving = asyncio.create_task(serve(rb, b.identity, b.library, FAST, once=True, progress=watch))
+    syncing = asyncio.create_task(
+        sync_with_peer(ra, a.identity, a.library, FAST, peer=b.device_id, scan_seconds=5)
+    )
+    await asyncio.wait_for(halfway.wait(), 30)
+    syncing.cancel()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(asyncio.CancelledError):
+        await syncing
+    assert loop.time() - started < 1.0  # no graceful drain of a cancelled link
+    await asyncio.wait_for(asyncio.gather(serving, return_exceptions=True), 30)
+    assert b.packet_ids() == set()
+    held, _ = held_chunks(b.library, pa.packet_id)
+    assert 0 < len(held) < len(pa.manifest["chunk_hashes"])
+    second_a, second_b = await session(ra, rb, a, b)
+    assert second_a.ok, second_a.error
+    assert second_b.ok, second_b.error
+    assert b.packet_ids() == {pa.packet_id}
+    assert second_b.packets[0].resumed_from > 0
