@@ -22,8 +22,11 @@ def read_questions(path: Path) -> list[str]:
     """
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RouterError(f"Cannot read questions from {path}: {exc}.") from exc
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise RouterError(f"Cannot read questions from {path}: {reason}.") from exc
+    except UnicodeDecodeError as exc:
+        raise RouterError(f"Cannot read questions from {path}: it is not UTF-8 text.") from exc
     lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if path.suffix.lower() != ".jsonl":
         questions = [line for _, line in lines]

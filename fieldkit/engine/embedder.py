@@ -91,6 +91,12 @@ class MiniLMEmbedder:
             raise RouterError(f"The packaged MiniLM model is missing from {path}.")
         if self._threads:
             torch.set_num_threads(self._threads)
+        try:  # no "Loading weights" bar on the terminal of `fieldkit route`
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         self._torch = torch
         self._model = SentenceTransformer(str(path), device="cpu")
         self._model.eval()

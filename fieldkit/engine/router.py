@@ -288,8 +288,11 @@ class Router:
         """Return one decision per question, in order, embedding them in one batch."""
         if not questions:
             return []
-        start = time.perf_counter()
         index = self._ensure_index()
+        load = getattr(self.embedder, "load", None)
+        if index.packets and callable(load):
+            load()  # one-off (seconds): kept out of route_ms, which times routing itself
+        start = time.perf_counter()
         if not index.packets:
             ms = (time.perf_counter() - start) * 1000 / len(questions)
             reason = self._empty_reason()
