@@ -242,7 +242,13 @@ class Router:
         return self.base_fingerprint is None or record.base_fingerprint == self.base_fingerprint
 
     def index_packet(self, record: PacketLike) -> np.ndarray:
-        """Embed a packet's exemplars unless cached; return its (count, dim) vectors."""
+        """Embed a packet's exemplars unless cached; return its (count, dim) vectors.
+
+        A packet for another base model is never routed to, so it is not embedded: the
+        result is then empty.
+        """
+        if not self.eligible(record):
+            return np.zeros((0, self.embedder.dim), np.float32)
         cached = self.cache.get_many([record.packet_id], self.embedder.id)
         if record.packet_id in cached:
             return cached[record.packet_id]

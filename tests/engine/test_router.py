@@ -158,8 +158,10 @@ def test_packets_for_another_base_model_are_never_routed_to(
     home: Home, library: Library, counting_embedder: CountingEmbedder, make_packet: MakePacket
 ) -> None:
     make_packet(home, name="pumps", exemplars=PUMPS)
-    make_packet(home, name="foreign-goats", exemplars=GOATS, base_fingerprint="f" * 64)
+    foreign = make_packet(home, name="foreign-goats", exemplars=GOATS, base_fingerprint="f" * 64)
     router = router_for(library, counting_embedder, min_score=-1.0)
+    assert router.index_packet(foreign).shape == (0, 384)
+    assert counting_embedder.texts == []  # arriving foreign packets are not even embedded
     decision = router.route(GOATS[0])  # word for word a foreign exemplar
     assert decision.route == "pumps"
     assert [c.name for c in decision.candidates] == ["pumps"]
