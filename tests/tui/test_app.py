@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from textual.command import CommandPalette
 from textual.widgets import Input
 
@@ -40,9 +42,14 @@ async def test_digits_type_into_the_question_box_not_switch_modes(stocked) -> No
 
 
 async def test_screen_first_then_model_loads_in_background(stocked) -> None:
+    # Hold the engine's MLX thread so the load cannot finish before the first look.
+    gate = threading.Event()
+    stocked.engine._submit(gate.wait)
     app = make_app(stocked, start_mode="library")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+        await pilot.pause(0.3)
         assert app.model_state in ("not loaded", "loading...")  # the screen did not wait
+        assert app.screen.query("PacketTable")  # and it is already usable
+        gate.set()
         await settle(pilot)
         assert app.model_state == "tiny-llama ready"
