@@ -93,7 +93,9 @@ class LibraryScreen(ModeScreen):
         if bad:
             count += f", {bad} NOT usable (see state)"
         if not message.rows:
-            count = "No packets yet: sync with a peer (F2) or import with `fieldkit library import`."
+            count = (
+                "No packets yet: sync with a peer (F2) or import with `fieldkit library import`."
+            )
         self.query_one("#library-count", Static).update(count)
 
     @on(PacketTable.Highlighted)
