@@ -17,7 +17,8 @@ if [ "$(uname -s)" = Linux ] && have_apt; then
   if [ ${#need[@]} -gt 0 ]; then
     echo "fieldkit setup: installing Debian packages: ${need[*]}"
     $sudo_cmd apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null ||
+      echo "fieldkit setup: could not install ${need[*]}; MLX will use its slower bundled BLAS" >&2
   fi
 fi
 
