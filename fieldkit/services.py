@@ -15,9 +15,10 @@ from fieldkit.home import Home
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine
-    from fieldkit.engine.router import Router
+    from fieldkit.engine.router import RouteDecision, Router
+    from fieldkit.store.adapter import Adapter
     from fieldkit.store.identity import Identity
-    from fieldkit.store.library import Library
+    from fieldkit.store.library import Library, PacketRecord
 
 DEFAULT_MODEL_DIRNAME = "smollm2-135m-instruct"
 
@@ -103,6 +104,33 @@ class Services:
         # New packets (sync, import, train) are embedded as they arrive, not at query time.
         self.library.add_listener(router.index_packet)
         return router
+
+    def pick_packet(
+        self, question: str, name: str | None = None, base: bool = False
+    ) -> tuple[PacketRecord | None, RouteDecision | None]:
+        """Return the packet to answer with (None = base model) and the router's decision.
+
+        A named packet wins, then `base`; otherwise the router decides.
+        """
+        if name:
+            return self.library.get(name), None
+        if base:
+            return None, None
+        decision = self.router.route(question)
+        record = self.library.get(decision.packet_id) if decision.packet_id else None
+        return record, decision
+
+    def checked_adapter(self, record: PacketRecord) -> Adapter:
+        """Return the packet's adapter; ModelError if it was made for another base model."""
+        from fieldkit.errors import ModelError
+
+        model_id, fingerprint, _ = self.require_model()
+        if record.base_fingerprint != fingerprint:
+            raise ModelError(
+                f"The packet {record.name!r} was made for the base model {record.base_model_id!r}, "
+                f"not for {model_id!r} in use here."
+            )
+        return self.library.load_adapter(record)
 
     def close(self) -> None:
         """Release what was built (engine thread, database), newest first."""

@@ -8,37 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fieldkit.errors import FieldkitError, ModelError
+from fieldkit.errors import FieldkitError
 
 if TYPE_CHECKING:
-    from fieldkit.engine.router import RouteDecision
     from fieldkit.services import Services
-    from fieldkit.store.adapter import Adapter
-    from fieldkit.store.library import PacketRecord
-
-
-def pick_packet(
-    services: Services, question: str, name: str | None, base: bool
-) -> tuple[PacketRecord | None, RouteDecision | None]:
-    """Return the packet to answer with (None = base model) and the router's decision, if any."""
-    if name:
-        return services.library.get(name), None
-    if base:
-        return None, None
-    decision = services.router.route(question)
-    record = services.library.get(decision.packet_id) if decision.packet_id else None
-    return record, decision
-
-
-def load_checked_adapter(services: Services, record: PacketRecord) -> Adapter:
-    """Return the packet's adapter; ModelError if it was made for another base model."""
-    model_id, fingerprint, _ = services.require_model()
-    if record.base_fingerprint != fingerprint:
-        raise ModelError(
-            f"The packet {record.name!r} was made for the base model {record.base_model_id!r}, "
-            f"not for {model_id!r} in use here."
-        )
-    return services.library.load_adapter(record)
 
 
 @click.command("ask")
@@ -62,8 +35,8 @@ def ask_command(
     if not question.strip():
         raise FieldkitError("The question is empty.")
     services.require_model()
-    record, decision = pick_packet(services, question, adapter_name, base)
-    adapter = load_checked_adapter(services, record) if record else None
+    record, decision = services.pick_packet(question, adapter_name, base)
+    adapter = services.checked_adapter(record) if record else None
     stream = not as_json
     result = None
     for chunk in services.engine.generate(question, adapter, max_tokens=max_tokens):

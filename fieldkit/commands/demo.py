@@ -57,14 +57,12 @@ def demo_questions() -> list[str]:
 
 def ask_questions(services: Services, questions: list[str], max_tokens: int) -> None:
     """Route and answer each question, streaming the answer."""
-    from fieldkit.commands.ask import load_checked_adapter, pick_packet
-
     for question in questions:
         click.echo(f"\nQ: {question}")
-        record, decision = pick_packet(services, question, None, False)
+        record, decision = services.pick_packet(question)
         if decision is not None:
             click.echo(f"   route: {decision.reason}")
-        adapter = load_checked_adapter(services, record) if record else None
+        adapter = services.checked_adapter(record) if record else None
         click.echo("A: ", nl=False)
         for chunk in services.engine.generate(question, adapter, max_tokens=max_tokens):
             click.echo(chunk.text, nl=False)
