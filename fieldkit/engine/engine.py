@@ -280,10 +280,8 @@ class Engine:
         messages = as_messages(prompt)
         self.load()
         inbox: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
-        abandoned = threading.Event()
-        job = self._job(messages, adapter, max_tokens, stop, temperature, cancel, abandoned)
-        job.emit = inbox.put
-        self._submit(self._run_job, job)
+        args = (messages, adapter, max_tokens, stop, temperature, cancel)
+        abandoned = self._start(*args, emit=inbox.put)
         try:
             while True:
                 item = inbox.get()
@@ -293,8 +291,7 @@ class Engine:
                 if item.result is not None:
                     return
         finally:
-            abandoned.set()
-            self._live.discard(abandoned)
+            self._forget(abandoned)
 
     async def astream(
         self,
@@ -311,10 +308,10 @@ class Engine:
         await asyncio.to_thread(self.load)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
-        abandoned = threading.Event()
-        job = self._job(messages, adapter, max_tokens, stop, temperature, cancel, abandoned)
-        job.emit = lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item)
-        self._submit(self._run_job, job)
+        args = (messages, adapter, max_tokens, stop, temperature, cancel)
+        abandoned = self._start(
+            *args, emit=lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item)
+        )
         try:
             while True:
                 item = await inbox.get()
@@ -324,8 +321,7 @@ class Engine:
                 if item.result is not None:
                     return
         finally:
-            abandoned.set()
-            self._live.discard(abandoned)
+            self._forget(abandoned)
 
     def answer(
         self, prompt: Prompt, adapter: Adapter | None = None, **kwargs: Any
@@ -408,6 +404,29 @@ class Engine:
                 self._cache.put(cache_key, prepared, prepared.nbytes)
         resident.apply(prepared)
         return (time.perf_counter() - tic) * 1000
+
+    def _start(
+        self,
+        messages: list[dict[str, str]],
+        adapter: Adapter | None,
+        max_tokens: int,
+        stop: Sequence[str],
+        temperature: float,
+        cancel: threading.Event | None,
+        *,
+        emit: Callable[[GenerationChunk | BaseException], None],
+    ) -> threading.Event:
+        """Queue a generation whose chunks go to `emit`; return its 'abandoned' event."""
+        abandoned = threading.Event()
+        job = self._job(messages, adapter, max_tokens, stop, temperature, cancel, abandoned)
+        job.emit = emit
+        self._submit(self._run_job, job)
+        return abandoned
+
+    def _forget(self, abandoned: threading.Event) -> None:
+        """Stop a generation whose reader has gone (idempotent)."""
+        abandoned.set()
+        self._live.discard(abandoned)
 
     def _job(
         self,

@@ -60,6 +60,17 @@ def write_peft_folder(folder: Path, adapter) -> Path:
     return folder
 
 
+def exported_packet(cli, tmp_path: Path, adapter) -> Path:
+    """Import `adapter` as packet 'pumps' into home a, export it, return the file."""
+    folder = write_mlx_folder(tmp_path / "f", adapter)
+    r = cli(tmp_path / "a", "library", "import", str(folder), "--name", "pumps",
+            "--domain", "d", "--exemplars", str(_exemplars(tmp_path)))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    good = tmp_path / "good.fkpkt"
+    assert cli(tmp_path / "a", "library", "export", "pumps", "-o", str(good)).exit_code == 0
+    return good
+
+
 def _rows(home: Path) -> list:
     if not (home / "library.db").exists():
         return []
@@ -251,23 +262,8 @@ def test_refuses_too_few_exemplars(cli, tmp_path, make_adapter):
 
 
 def test_packet_file_refusals_leave_library_untouched(cli, tmp_path, make_adapter):
-    a, b = tmp_path / "a", tmp_path / "b"
-    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=5))
-    cli(
-        a,
-        "library",
-        "import",
-        str(folder),
-        "--name",
-        "pumps",
-        "--domain",
-        "d",
-        "--exemplars",
-        str(_exemplars(tmp_path)),
-    )
-    good = tmp_path / "good.fkpkt"
-    assert cli(a, "library", "export", "pumps", "-o", str(good)).exit_code == 0
-    raw = good.read_bytes()
+    b = tmp_path / "b"
+    raw = exported_packet(cli, tmp_path, make_adapter(seed=5)).read_bytes()
     cases = {
         "truncated": (raw[:-10], "truncated"),
         "sig": (raw.replace(b"signature", b"signaturX", 1), "damaged header"),
@@ -315,23 +311,7 @@ def test_refuses_packet_file_with_forged_manifest(cli, tmp_path, make_adapter):
 
     from fieldkit.store.packet import read_packet_file, write_packet_file
 
-    a = tmp_path / "a"
-    folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=6))
-    cli(
-        a,
-        "library",
-        "import",
-        str(folder),
-        "--name",
-        "pumps",
-        "--domain",
-        "d",
-        "--exemplars",
-        str(_exemplars(tmp_path)),
-    )
-    good = tmp_path / "good.fkpkt"
-    cli(a, "library", "export", "pumps", "-o", str(good))
-    packet = read_packet_file(good)
+    packet = read_packet_file(exported_packet(cli, tmp_path, make_adapter(seed=6)))
     forged = dict(packet.manifest, description="Now with a forged description.")
     buf = io.BytesIO()
     write_packet_file(buf, forged, packet.signature, packet.weights)
