@@ -234,7 +234,7 @@ async def test_cut_at_many_offsets_resumes_and_resends_at_most_the_chunk_in_flig
     _, _, full = await sync_memory_link(a, probe)
     total = len(full.delivered)
     rng = random.Random(5)
-    offsets = sorted(rng.randrange(1, total) for _ in range(60))
+    offsets = sorted(rng.randrange(1, total) for _ in range(100))
     partial_resumes = 0
     for n, offset in enumerate(offsets):
         b = make_device(f"b{n}")
@@ -256,7 +256,7 @@ async def test_cut_at_many_offsets_resumes_and_resends_at_most_the_chunk_in_flig
         assert list(b.home.parts_dir.iterdir()) == []
         partial_resumes += 0 < len(held) < count
         b.library.close()
-    assert partial_resumes >= 30  # most cuts land inside the chunk stream
+    assert partial_resumes >= 50  # most cuts land inside the chunk stream
 
 
 async def test_ask_policy_asks_a_person_and_then_trusts_the_peer(make_device, make_packet):
