@@ -75,16 +75,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_demo(source: str = "exemplars") -> DataSet:
-    """Demo packets; exemplars from exemplars.txt (24) or every train.jsonl instruction (40)."""
-    data = DataSet("demo" if source == "exemplars" else "demo-train", {})
+def load_demo() -> DataSet:
+    """Demo packets; exemplars from exemplars.txt (every training question, 40 per domain)."""
+    data = DataSet("demo", {})
     for folder in sorted((REPO / "assets/demo").iterdir()):
         if not (folder / "exemplars.txt").is_file():
             continue
-        if source == "exemplars":
-            lines = (folder / "exemplars.txt").read_text().splitlines()
-        else:
-            lines = [r["instruction"] for r in read_jsonl(folder / "train.jsonl")]
+        lines = (folder / "exemplars.txt").read_text().splitlines()
         data.exemplars[folder.name] = [x.strip() for x in lines if x.strip()][:64]
         data.questions += [
             (folder.name, r["question"]) for r in read_jsonl(folder / "heldout.jsonl")
@@ -439,7 +436,7 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
             "loadavg_1min": os.getloadavg()[0],
         }
         library.close()
-        out[n]["cold"] = cold_start(tmp / f"lat-{n}", questions[0])
+        out[n]["cold"] = cold_start(tmp / f"lat-{n}", questions[0], embedder.quantize)
     return out
 
 
@@ -451,7 +448,8 @@ from pathlib import Path
 from fieldkit.store.library import Library
 lib = Library.open(Home(Path({root!r})))
 t1 = time.perf_counter()
-router = Router(lib, base_fingerprint={base!r}).warm()
+from fieldkit.engine.embedder import MiniLMEmbedder
+router = Router(lib, MiniLMEmbedder(quantize={int8!r}), base_fingerprint={base!r}).warm()
 t2 = time.perf_counter()
 router.route({q!r})
 t3 = time.perf_counter()
@@ -459,9 +457,9 @@ print(t1 - t0, t2 - t1, (t3 - t2) * 1000)
 """
 
 
-def cold_start(root: Path, question: str) -> dict:
+def cold_start(root: Path, question: str, int8: bool) -> dict:
     """Time a fresh process: imports, embedder load + index from cache, first question."""
-    code = COLD.format(root=str(root), base=BASE, q=question)
+    code = COLD.format(root=str(root), base=BASE, q=question, int8=int8)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -491,16 +489,18 @@ def main() -> None:
         "--margins", default="0", help="margin thresholds to try, comma-separated (default: 0)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--int8", action="store_true", help="MiniLM with dynamic int8 Linear layers"
+    )
     args = parser.parse_args()
     if args.model is None:
         args.model = Home.resolve(args.home).models_dir / "smollm2-135m-instruct"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    embedder = MemoEmbedder(MiniLMEmbedder().load())
-    datasets = [load_demo(), load_demo("train")]
+    embedder = MemoEmbedder(MiniLMEmbedder(quantize=args.int8).load())
+    datasets = [load_demo()]
     if args.reference.is_dir() and args.heldout.is_file():
         reference = load_reference(args.reference.resolve(), args.heldout)
-        datasets += [reference, combine("all-train", datasets[1], reference)]
-        datasets.append(combine("all", datasets[0], reference))  # last: calibration set
+        datasets += [reference, combine("all", datasets[0], reference)]  # last: calibration
     ood = [x.strip() for x in args.ood.read_text().splitlines() if x.strip()]
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

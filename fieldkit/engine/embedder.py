@@ -46,19 +46,34 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dims) on the CPU, loaded offline on first use.
 
+    After loading, the transformer and its mean pooling are traced into one frozen
+    TorchScript graph (`trace=True`): the same vectors (checked against the eager model
+    at load, on questions of several lengths and a padded batch) in about two thirds of
+    the time, since a 12-token question spends much of its eager forward pass in Python.
+    If tracing fails or disagrees, the eager model is used.
+
+    `quantize=True` converts every Linear layer to dynamic int8 with per-channel weights:
+    faster again, but its vectors drift (cosine ~0.98 to fp32) and routing loses a few
+    points (bench/bench_route.py --int8), so it is not the default. Its vectors are
+    cached under their own id.
+
     torch is imported here, before anything else loads, so that a process which later
     preloads OpenBLAS for mlx (fieldkit.engine.blas) keeps both libraries working.
     """
 
-    id = "all-MiniLM-L6-v2"
-
-    def __init__(self, threads: int | None = 2) -> None:
-        # Two threads: on an idle 2-core CPU a question embeds in ~15 ms instead of ~24 ms
-        # with one (bench/bench_route.py). Routing runs before generation, not beside it;
-        # where other work holds the cores, pass threads=1 (a second thread then waits).
+    def __init__(
+        self, threads: int | None = 2, *, quantize: bool = False, trace: bool = True
+    ) -> None:
+        # Two threads: on an idle 2-core CPU a question embeds faster than with one
+        # (bench/bench_route.py). Routing runs before generation, not beside it; where
+        # other work holds the cores, pass threads=1 (a second thread then waits).
         self._threads = min(threads, os.cpu_count() or 1) if threads else threads
+        self.quantize, self.trace = quantize, trace
+        self.id = "all-MiniLM-L6-v2-int8" if quantize else "all-MiniLM-L6-v2"
+        self.traced = False  # True once the traced graph serves embed()
         self._model: Any = None
         self._torch: Any = None
+        self._forward: Any = None
 
     @property
     def dim(self) -> int:
@@ -99,8 +114,12 @@ class MiniLMEmbedder:
         except ImportError:
             pass
         self._torch = torch
-        self._model = SentenceTransformer(str(path), device="cpu")
-        self._model.eval()
+        model = SentenceTransformer(str(path), device="cpu")
+        model.eval()
+        self._model = _int8(torch, model) if self.quantize else model
+        traced = _traced(torch, self._model, self._eager) if self.trace else None
+        self._forward = traced or self._eager
+        self.traced = traced is not None
         self.embed(["warm up"])  # the first forward pass pays one-off allocation costs
         return self
 
@@ -109,15 +128,92 @@ class MiniLMEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.load()
-        model, torch = self._model, self._torch
         out: list[np.ndarray] = []
-        # Calling the modules directly skips encode()'s bookkeeping: ~1 ms per question.
-        with torch.inference_mode():
+        with self._torch.inference_mode():
             for start in range(0, len(texts), 64):
-                features = model.preprocess(list(texts[start : start + 64]))
-                vectors = model(features)["sentence_embedding"]
-                out.append(vectors.float().numpy())
+                features = self._model.preprocess(list(texts[start : start + 64]))
+                out.append(self._forward(features).float().numpy())
         return normalise(np.concatenate(out))
+
+    def _eager(self, features: dict[str, Any]) -> Any:
+        # Calling the modules directly skips encode()'s bookkeeping: ~1 ms per question.
+        return self._model(features)["sentence_embedding"]
+
+
+_CHECK_TEXTS = (
+    ["warm up"],
+    ["How often should the intake filter be cleaned on a solar pump in the dry season?"],
+    ["short one", "a much longer question, so that this batch needs padding to the longest"],
+)
+
+
+def _traced(torch: Any, model: Any, eager: Any) -> Any:
+    """Return a function computing `eager`'s vectors through a frozen TorchScript graph
+    of the transformer and mean pooling, or None if the model is not the expected
+    BERT + mean pooling + normalise stack, tracing fails, or the graph disagrees."""
+    modules = list(model)
+    if len(modules) != 3 or type(modules[2]).__name__ != "Normalize":
+        return None
+    config = modules[1].get_config_dict()
+    modes = [k for k, on in config.items() if k.startswith("pooling_mode_") and on is True]
+    if config.get("pooling_mode", "mean") != "mean" or modes not in (
+        [],
+        ["pooling_mode_mean_tokens"],
+    ):
+        return None
+    bert = getattr(modules[0], "auto_model", None)
+    if bert is None:
+        return None
+
+    class _MeanPooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: Any, mask: Any, types: Any) -> Any:
+            hidden = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=types)[0]
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            summed = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(summed, dim=1)
+
+    def inputs(features: dict[str, Any]) -> tuple[Any, Any, Any]:
+        ids = features["input_ids"]
+        types = features.get("token_type_ids")
+        return ids, features["attention_mask"], torch.zeros_like(ids) if types is None else types
+
+    try:
+        import warnings
+
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            example = inputs(model.preprocess(_CHECK_TEXTS[1]))
+            graph = torch.jit.freeze(torch.jit.trace(_MeanPooled().eval(), example))
+
+            def forward(features: dict[str, Any]) -> Any:
+                return graph(*inputs(features))
+
+            for texts in _CHECK_TEXTS:
+                features = model.preprocess(list(texts))
+                if not torch.allclose(forward(features), eager(features), atol=1e-4):
+                    return None
+    except Exception:  # noqa: BLE001 - any tracing failure: the eager model serves
+        return None
+    return forward
+
+
+def _int8(torch: Any, model: Any) -> Any:
+    """Return `model` with its Linear layers as dynamic int8 (weights per channel,
+    activations quantised per batch); torch's warning that this API moves to torchao
+    is silenced."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        return torch.ao.quantization.quantize_dynamic(
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
 
 
 def default_embedder() -> Embedder:

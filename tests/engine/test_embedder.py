@@ -39,6 +39,25 @@ def test_batches_match_single_calls(minilm: MiniLMEmbedder) -> None:
     assert minilm.embed([]).shape == (0, 384)
 
 
+def test_traced_graph_gives_the_eager_models_vectors(minilm: MiniLMEmbedder) -> None:
+    texts = ["Pump?", "Which grain moisture is safe for storing maize in hermetic bags for a year?"]
+    assert minilm.traced
+    traced = minilm.embed(texts)
+    torch = minilm._torch
+    with torch.inference_mode():
+        eager = minilm._eager(minilm._model.preprocess(texts)).numpy()
+    np.testing.assert_allclose(traced, normalise(eager), atol=1e-5)
+    np.testing.assert_allclose(minilm.embed(texts[1:])[0], traced[1], atol=1e-5)
+
+
+def test_int8_variant_has_its_own_id_and_close_vectors(minilm: MiniLMEmbedder) -> None:
+    texts = ["My borehole pump stopped pushing water.", "What vaccine should young goats get?"]
+    int8 = MiniLMEmbedder(quantize=True).load()
+    assert int8.id != minilm.id
+    cosines = (int8.embed(texts) * minilm.embed(texts)).sum(axis=1)
+    assert cosines.min() > 0.9, cosines
+
+
 def test_normalise_keeps_zero_rows() -> None:
     out = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
