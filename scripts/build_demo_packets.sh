@@ -11,6 +11,8 @@
 #        DEMO_LR               learning rate (default 1e-3)
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
+# To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
+# --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1

@@ -184,6 +184,36 @@ def verify_command(name: str | None) -> None:
         raise click.exceptions.Exit(1)
 
 
+@library.command("reissue")
+@click.argument("name")
+@click.option(
+    "--exemplars",
+    "exemplars_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="New example questions: one per line, or .jsonl with question/instruction fields.",
+)
+@click.option("--description", help="New one-sentence description.")
+@click.option("--as", "new_name", help="Name of the new version (needed for another's packet).")
+def reissue_command(
+    name: str, exemplars_file: Path | None, description: str | None, new_name: str | None
+) -> None:
+    """Sign a new version of a packet with new exemplars or description, same weights."""
+    from fieldkit.store.importers import read_questions
+
+    if exemplars_file is None and description is None and new_name is None:
+        raise click.UsageError("Give --exemplars, --description or --as.")
+    exemplars = read_questions(exemplars_file) if exemplars_file is not None else None
+    svc = services()
+    old = svc.library.get(name)
+    record = svc.library.reissue(
+        old.packet_id, exemplars=exemplars, description=description, name=new_name
+    )
+    click.echo(
+        f"Reissued {old.name!r} as {record.name!r} (id {record.short_id}, "
+        f"{len(record.exemplars)} exemplars, signed by this device)."
+    )
+
+
 @library.command("remove")
 @click.argument("name")
 def remove_command(name: str) -> None:

@@ -305,7 +305,7 @@ def domain_system_prompt(domain: str) -> str:
     return f"You are a field expert in {domain.replace('_', ' ')}. Answer with the specific facts."
 
 
-def pick_exemplars(records: Sequence[Record], k: int = 24) -> list[str]:
+def pick_exemplars(records: Sequence[Record], k: int = 64) -> list[str]:
     """Return up to k training questions spread evenly over the records, for routing."""
     questions = list(dict.fromkeys(r.question for r in records))
     if len(questions) <= k:
@@ -315,7 +315,7 @@ def pick_exemplars(records: Sequence[Record], k: int = 24) -> list[str]:
 
 
 def exemplars_from(
-    records: Sequence[Record], examples: Sequence[Example], minimum: int = 10, k: int = 24
+    records: Sequence[Record], examples: Sequence[Example], minimum: int = 10, k: int = 64
 ) -> list[str]:
     """Return router exemplars: training questions, topped up with other phrasings if few."""
     picked = pick_exemplars(records, k)

@@ -238,6 +238,47 @@ class Library:
         )
         return self.add(manifest, signature, data, source="local")
 
+    def reissue(
+        self,
+        name_or_id: str,
+        *,
+        exemplars: Iterable[str] | None = None,
+        description: str | None = None,
+        name: str | None = None,
+    ) -> PacketRecord:
+        """Sign a new version of a packet by this device, same weights, new exemplars or
+        description; return its record.
+
+        The old packet's id joins the lineage. A packet of this device is replaced under
+        its name; another author's packet stays, and its new version needs a `name` of its
+        own. Raises LibraryError (and changes nothing) otherwise.
+        """
+        if self.identity is None:
+            raise LibraryError("This library was opened without a device identity.")
+        old = self.get(name_or_id)
+        new_name = (name or old.name).strip()
+        if old.author_id != self.identity.device_id and new_name == old.name:
+            raise LibraryError(
+                f"{old.name!r} is by another author: give the new version a name of its own."
+            )
+        if new_name != old.name and self.db["packets"].count_where("name = ?", [new_name]):
+            raise LibraryError(f"A packet named {new_name!r} is already in the library.")
+        manifest, signature, data = build_manifest(
+            self.load_adapter(old),
+            self.identity,
+            name=new_name,
+            domain=old.domain,
+            description=old.description if description is None else description,
+            exemplars=old.exemplars if exemplars is None else exemplars,
+            base_model_id=old.base_model_id,
+            base_fingerprint=old.base_fingerprint,
+            merged=old.merged,
+            lineage=[*old.manifest.get("lineage", []), old.packet_id],
+            dtype=old.manifest["dtype"],
+            created=max(int(time.time()), int(old.manifest["created"]) + 1),
+        )
+        return self.add(manifest, signature, data, source="local")
+
     def remove(self, name_or_id: str) -> PacketRecord:
         """Remove a packet and, if no other packet shares them, its weights; return it."""
         record = self.get(name_or_id)

@@ -18,6 +18,7 @@ from fieldkit.engine.dataset import (
     expand_record,
     load_records,
     names_in,
+    pick_exemplars,
 )
 from fieldkit.engine.train import TrainConfig, split_examples, train_lora
 from fieldkit.home import Home
@@ -233,3 +234,12 @@ def test_batched_answers_match_the_engine_on_the_base_model(tiny_model_dir: Path
     with Engine(tiny_model_dir) as engine:
         single = [engine.answer(q, None, max_tokens=5).text.strip() for q in questions]
     assert batched == single
+
+
+def test_exemplars_cover_every_training_question_up_to_the_packet_limit() -> None:
+    records = [Record(f"Question {i}?", "Answer.") for i in range(100)]
+    assert pick_exemplars(records[:40]) == [r.question for r in records[:40]]
+    spread = pick_exemplars(records)
+    assert len(spread) == 64 == len(set(spread))
+    assert spread[0] == "Question 0?"
+    assert spread[-1] in {"Question 98?", "Question 99?"}

@@ -321,3 +321,26 @@ def test_refuses_packet_file_with_forged_manifest(cli, tmp_path, make_adapter):
     assert r.exit_code != 0
     assert "does not verify" in r.output
     assert _rows(tmp_path / "b") == []
+
+
+def test_reissue_with_new_exemplars(cli, tmp_path, make_adapter):
+    good = exported_packet(cli, tmp_path, make_adapter(seed=4))
+    before = json.loads(cli(tmp_path / "a", "library", "show", "pumps", "--json").output)
+    questions = tmp_path / "more.txt"
+    questions.write_text("\n".join(f"Which seal fits pump model {i}?" for i in range(30)))
+    r = cli(tmp_path / "a", "library", "reissue", "pumps", "--exemplars", str(questions))
+    assert r.exit_code == 0, r.output
+    assert "30 exemplars" in r.output
+    after = json.loads(cli(tmp_path / "a", "library", "show", "pumps", "--json").output)
+    assert len(after["exemplars"]) == 30
+    assert after["sha256"] == before["sha256"]
+    assert after["packet_id"] != before["packet_id"]
+    r = cli(tmp_path / "b", "library", "import", str(good))
+    assert r.exit_code == 0, r.output
+    r = cli(tmp_path / "b", "library", "reissue", "pumps", "--description", "x")
+    assert r.exit_code == 1, r.output
+    assert "another author" in r.output
+    assert "Traceback" not in r.output
+    r = cli(tmp_path / "b", "library", "reissue", "pumps")
+    assert r.exit_code == 2
+    assert "--exemplars" in r.output

@@ -145,3 +145,37 @@ def test_stale_temp_blob_is_cleaned(home, make_packet):
     stale.write_bytes(b"half")
     Library.open(home).close()
     assert not stale.exists()
+
+
+def test_reissue_own_packet_replaces_it_with_new_exemplars(home, make_packet):
+    old = make_packet(home, name="pumps")
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    new_questions = [f"How do I fix pump fault E{i:02d}?" for i in range(40)]
+    new = lib.reissue("pumps", exemplars=new_questions)
+    assert new.packet_id != old.packet_id
+    assert new.exemplars == new_questions
+    assert new.sha256 == old.sha256  # same weights, same blob
+    assert new.manifest["lineage"] == [old.packet_id]
+    assert [r.packet_id for r in lib.list_packets()] == [new.packet_id]
+    assert lib.verify(new.packet_id)[1] is None
+    assert lib.weights_path(new).is_file()
+    lib.close()
+
+
+def test_reissue_of_another_authors_packet_needs_a_new_name(make_home, make_packet):
+    source = make_packet(make_home("a"), name="pumps")
+    data = Library.open(make_home("a")).read_weights(source)
+    home_b = make_home("b")
+    lib = Library.open(home_b, identity=Identity.load_or_create(home_b))
+    lib.add(source.manifest, source.signature, data, source="peer")
+    before = _snapshot(home_b)
+    with pytest.raises(LibraryError, match="another author"):
+        lib.reissue("pumps", description="Mine now.")
+    with pytest.raises(PacketError, match="exemplar"):
+        lib.reissue("pumps", exemplars=["too few"], name="my-pumps")
+    assert _snapshot(home_b) == before
+    mine = lib.reissue("pumps", description="Pumps, my routing.", name="my-pumps")
+    assert mine.author_id == lib.identity.device_id != source.author_id
+    assert sorted(r.name for r in lib.list_packets()) == ["my-pumps", "pumps"]
+    assert mine.manifest["lineage"] == [source.packet_id]
+    lib.close()
