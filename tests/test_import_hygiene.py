@@ -20,6 +20,7 @@ OWNERS = {
     "bleak": {"gossip/ble_bleak.py", "gossip/ble_bleak_bumble_backend.py"},
     "bless": {"gossip/ble_bless.py"},
     "bumble": {"gossip/ble_bumble.py", "gossip/ble_bleak_bumble_backend.py"},
+    "zeroconf": {"gossip/lan.py"},
     "textual": None,  # anywhere in the UI layer, never in the core
 }
 
@@ -60,12 +61,19 @@ def test_heavy_libraries_are_imported_at_top_level_only_by_their_owner():
 
 
 def test_importing_the_core_and_cli_loads_no_ui_and_no_heavy_library():
-    modules = [*_core_modules(), "fieldkit.services", "fieldkit.cli", "fieldkit.commands.library"]
+    modules = [
+        *_core_modules(),
+        "fieldkit.gossip.lan",  # owns zeroconf, but imports it only when discovery starts
+        "fieldkit.services",
+        "fieldkit.cli",
+        "fieldkit.commands.library",
+    ]
     code = (
         "import importlib, json, sys\n"
         f"for m in {modules!r}:\n"
         "    importlib.import_module(m)\n"
-        "heavy = ['textual', 'mlx', 'mlx_lm', 'torch', 'sentence_transformers', 'bleak', 'bumble']\n"
+        "heavy = ['textual', 'mlx', 'mlx_lm', 'torch', 'sentence_transformers', 'bleak', 'bumble',"
+        " 'zeroconf']\n"
         "print(json.dumps(sorted(h for h in heavy if h in sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,7 +15,20 @@ from fieldkit.gossip.summary import POLICIES, POLICY_SETTING
 @click.option("--ble", is_flag=True, help="Scan for fieldkit peers in Bluetooth LE range.")
 @click.option("--hci", default=None, metavar="SPEC", help="With --ble: a bumble HCI transport.")
 @click.option(
-    "--seconds", type=float, default=5.0, show_default=True, help="With --ble: scan time."
+    "--discover", is_flag=True, help="Look for fieldkit peers announced on the LAN (mDNS)."
+)
+@click.option(
+    "--interface",
+    "interfaces",
+    multiple=True,
+    metavar="ADDRESS",
+    help="With --discover: browse only on the interface with this address (repeatable).",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Scan time (default: 5 with --ble, 3 with --discover).",
 )
 @click.pass_context
 def peers(
@@ -23,11 +36,21 @@ def peers(
     as_json: bool,
     ble: bool = False,
     hci: str | None = None,
-    seconds: float = 5.0,
+    seconds: float | None = None,
+    discover: bool = False,
+    interfaces: tuple[str, ...] = (),
 ) -> None:
-    """List known peers with their trust state (or, with --ble, the peers in range)."""
+    """List known peers with their trust state (or the peers in range with --ble or --discover)."""
     if ctx.invoked_subcommand is not None:
         return
+    if interfaces and not discover:
+        raise click.UsageError("--interface goes with --discover.")
+    if discover:
+        if ble or hci:
+            raise click.UsageError("Use either --discover (LAN) or --ble, not both.")
+        _discover(seconds or 3.0, list(interfaces) or None, as_json)
+        return
+    seconds = seconds or 5.0
     if ble or hci:
         from fieldkit.commands import sync_ble
 
@@ -62,6 +85,29 @@ def peers(
             else "never met"
         )
         click.echo(f"{row['id']}  {row['trust']:<8} {row['name'] or '-':<20} {seen}")
+
+
+def _discover(seconds: float, interfaces: list[str] | None, as_json: bool) -> None:
+    """Browse the LAN for `seconds` and list the peers announced, with their trust state."""
+    import asyncio
+
+    from fieldkit.gossip.lan import discover
+
+    svc = services()
+    found = asyncio.run(discover(seconds, svc.identity.device_id, interfaces))
+    rows = []
+    for peer in found:
+        known = svc.library.get_peer(peer.device_id)
+        rows.append({**peer.to_dict(), "trust": known.trust if known else "unknown"})
+    if as_json:
+        emit_json({"seconds": seconds, "peers": rows})
+        return
+    if not rows:
+        click.echo(f"No fieldkit peers announced on the LAN in {seconds:g} s.")
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['trust']:<8} {row['name'][:20]:<20} {row['address']}")
+    click.echo("Sync with one: `fieldkit sync ADDRESS`.")
 
 
 @peers.command("policy")

@@ -29,6 +29,12 @@ class SyncError(FieldkitError):
     help="Port to listen on (0: any free port).",
 )
 @click.option("--once", is_flag=True, help="With --listen: stop after the first session.")
+@click.option(
+    "--advertise/--no-advertise",
+    default=None,
+    help="With --listen: announce this device on the LAN (mDNS) so peers find it "
+    "[default: on, unless --host is a loopback address].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--accept-pending",
@@ -65,6 +71,7 @@ def sync_command(
     peer: str | None = None,
     hci: str | None = None,
     scan_seconds: float = 10.0,
+    advertise: bool | None = None,
 ) -> None:
     """Sync packets with a peer: `fieldkit sync HOST:PORT` or `fieldkit sync --listen`.
 
@@ -96,6 +103,8 @@ def sync_command(
         return
     if listen == bool(address):
         raise click.UsageError("Give either HOST:PORT or --listen.")
+    if advertise is not None and not listen:
+        raise click.UsageError("--advertise and --no-advertise go with --listen.")
     if address:
         target_host, target_port = _parse_address(address)
         summary = asyncio.run(_connect(svc, target_host, target_port, options, progress, confirm))
@@ -103,7 +112,9 @@ def sync_command(
         if not summary.ok:
             raise SyncError(summary.error or "Some packets failed to transfer.")
         return
-    error = asyncio.run(_listen(svc, host, port, once, options, progress, confirm, as_json))
+    error = asyncio.run(
+        _listen(svc, host, port, once, options, progress, confirm, as_json, advertise)
+    )
     if error:
         raise SyncError(error)
 
@@ -121,8 +132,15 @@ async def _connect(svc, host, port, options, progress, confirm) -> SyncSummary: 
     return await sync_with(host, port, svc, options, progress, confirm)
 
 
-async def _listen(svc, host, port, once, options, progress, confirm, as_json) -> str | None:  # noqa: ANN001
-    """Serve sessions; return the error of the last failed one (None if all went well)."""
+async def _listen(
+    svc, host, port, once, options, progress, confirm, as_json, advertise
+) -> str | None:  # noqa: ANN001
+    """Serve sessions; return the error of the last failed one (None if all went well).
+
+    The listener is announced on the LAN when `advertise` is True, or when it is None and
+    the host is not a loopback address. A failed announcement ends the command only when it
+    was asked for; otherwise the listener goes on with a warning.
+    """
     from fieldkit.gossip.tcp import start_listener
 
     error: str | None = None
@@ -143,10 +161,34 @@ async def _listen(svc, host, port, once, options, progress, confirm, as_json) ->
     )
     sys.stdout.flush()
     try:
-        await listener.wait()
+        advertiser = await _advertise(identity, host, listener.port, advertise, as_json)
+        try:
+            await listener.wait()
+        finally:
+            if advertiser is not None:
+                await advertiser.stop()
     finally:
         await listener.close()
     return error if once else None
+
+
+async def _advertise(identity, host: str, port: int, advertise: bool | None, as_json: bool):  # noqa: ANN001, ANN202
+    """Announce the listener on the LAN if asked (or by default); return the advertiser."""
+    from fieldkit.gossip.lan import LanAdvertiser, advertise_by_default
+
+    if advertise is False or (advertise is None and not advertise_by_default(host)):
+        return None
+    advertiser = LanAdvertiser(identity.device_id, identity.name, port, host=host)
+    try:
+        await advertiser.start()
+    except FieldkitError as exc:
+        if advertise:
+            raise
+        click.echo(f"fieldkit: {exc} Peers can still sync with HOST:PORT.", err=True)
+        return None
+    addresses = ", ".join(advertiser.addresses)
+    click.echo(f"Announced on the LAN at {addresses} (mDNS).", err=as_json)
+    return advertiser
 
 
 async def _ask(peer_id: str, name: str, sas: str) -> bool:

@@ -1,0 +1,292 @@
+"""LAN discovery with real zeroconf on 127.0.0.1 (mDNS works over loopback here).
+
+The loopback interface has no MULTICAST flag, yet zeroconf bound to `interfaces=["127.0.0.1"]`
+sends to and hears 224.0.0.251 on it, within one process and between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.gossip.lan import (
+    SERVICE_TYPE,
+    LanAdvertiser,
+    LanBrowser,
+    LanChange,
+    LanPeer,
+    advertise_by_default,
+    discover,
+    parse_txt,
+)
+from fieldkit.gossip.protocol import PROTOCOL_VERSION
+from fieldkit.services import Services
+
+LOOPBACK = ["127.0.0.1"]
+ALICE, BOB, CAROL = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"
+GOOD = {b"id": BOB.encode(), b"name": b"bob", b"proto": b"1"}
+
+
+async def next_change(browser: LanBrowser, limit_s: float = 10.0) -> LanChange:
+    """Return the browser's next change; fail after `limit_s` seconds."""
+    return await asyncio.wait_for(anext(aiter(browser)), limit_s)
+
+
+async def until_seen(browser: LanBrowser, device_id: str, limit_s: float = 10.0) -> LanPeer:
+    """Return the announced peer with this id once the browser has it."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        for peer in browser.peers:
+            if peer.device_id == device_id:
+                return peer
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{device_id} was never announced; seen: {browser.peers}")
+
+
+# -- the announcement's fields, checked before they are believed ----------------------------
+
+
+def test_parse_txt_reads_a_good_announcement() -> None:
+    peer = parse_txt(GOOD, "192.168.1.20", 7744)
+    assert peer == LanPeer(BOB, "bob", "192.168.1.20", 7744, 1)
+    assert peer.address == "192.168.1.20:7744"
+    assert LanPeer(BOB, "bob", "fe80::1%2", 7744, 1).address == "[fe80::1%2]:7744"
+
+
+@pytest.mark.parametrize(
+    ("change", "host", "port"),
+    [
+        ({b"id": None}, "10.0.0.2", 7744),
+        ({b"name": None}, "10.0.0.2", 7744),
+        ({b"proto": None}, "10.0.0.2", 7744),
+        ({b"id": b"BBBBBBBBBBBBBBBB"}, "10.0.0.2", 7744),  # not lowercase base32
+        ({b"id": b"bbbbbbbbbbbbbbb"}, "10.0.0.2", 7744),  # 15 characters
+        ({b"id": b"b" * 10_000}, "10.0.0.2", 7744),
+        ({b"name": b""}, "10.0.0.2", 7744),
+        ({b"name": b"x" * 65}, "10.0.0.2", 7744),
+        ({b"name": "é".encode() * 200}, "10.0.0.2", 7744),
+        ({b"name": b"x" * 1_000_000}, "10.0.0.2", 7744),
+        ({b"name": b"\xff\xfe"}, "10.0.0.2", 7744),
+        ({b"name": b"bob\x1b[2J"}, "10.0.0.2", 7744),  # a terminal escape
+        ({b"proto": b"one"}, "10.0.0.2", 7744),
+        ({b"proto": b"9" * 50}, "10.0.0.2", 7744),
+        ({}, None, 7744),
+        ({}, "10.0.0.2", 0),
+        ({}, "10.0.0.2", None),
+        ({}, "10.0.0.2", 70_000),
+    ],
+)
+def test_parse_txt_ignores_bad_or_hostile_fields(change, host, port) -> None:
+    properties = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    assert parse_txt(properties, host, port) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "announced"),
+    [
+        ("127.0.0.1", False),
+        ("127.3.4.5", False),
+        ("localhost", False),
+        ("::1", False),
+        ("[::1]", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("192.168.1.20", True),
+        ("fieldkit.example", True),
+    ],
+)
+def test_listeners_are_announced_unless_on_loopback(host: str, announced: bool) -> None:
+    assert advertise_by_default(host) is announced
+
+
+# -- real announcements on loopback ---------------------------------------------------------
+
+
+async def test_an_announced_listener_is_found_with_its_fields_and_leaves() -> None:
+    async with LanBrowser(ALICE, interfaces=LOOPBACK) as browser:
+        advertiser = LanAdvertiser(BOB, "bob's laptop", 7745, host="127.0.0.1")
+        await advertiser.start()
+        try:
+            change = await next_change(browser)
+            assert change == LanChange(
+                LanPeer(BOB, "bob's laptop", "127.0.0.1", 7745, PROTOCOL_VERSION), present=True
+            )
+            assert browser.peers == [change.peer]
+        finally:
+            await advertiser.stop()
+        gone = await next_change(browser)  # the goodbye removes it at once
+        assert gone == LanChange(change.peer, present=False)
+        assert browser.peers == []
+
+
+async def test_own_announcement_is_ignored() -> None:
+    advertisers = [
+        LanAdvertiser(ALICE, "alice", 7744, host="127.0.0.1"),
+        LanAdvertiser(BOB, "bob", 7745, host="127.0.0.1"),
+    ]
+    await asyncio.gather(*(a.start() for a in advertisers))
+    try:
+        peers = await discover(2.0, own_id=ALICE, interfaces=LOOPBACK)
+        assert [p.device_id for p in peers] == [BOB]
+        both = await discover(2.0, own_id=None, interfaces=LOOPBACK)
+        assert sorted(p.device_id for p in both) == [ALICE, BOB]
+    finally:
+        await asyncio.gather(*(a.stop() for a in advertisers))
+
+
+async def test_bad_announcements_are_ignored_and_the_good_one_found() -> None:
+    """Hostile peers speak raw mDNS, so they are made with zeroconf itself."""
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+    hostile = {
+        "no-id": {"name": "x", "proto": "1"},
+        "bad-id": {"id": "../../etc/passwd", "name": "x", "proto": "1"},
+        "huge-name": {"id": CAROL, "name": "x" * 240, "proto": "1"},
+        "bad-name": {"id": CAROL, "name": b"\xff\xfe\xfd", "proto": "1"},
+        "bad-proto": {"id": CAROL, "name": "carol", "proto": "-1"},
+        "truncated": b"\x40id=cccccccccccccccc",  # says 64 bytes, holds 19
+        "empty": b"",
+    }
+    zc = AsyncZeroconf(interfaces=LOOPBACK)
+    try:
+        announcing = await asyncio.gather(
+            *(
+                zc.async_register_service(
+                    AsyncServiceInfo(
+                        SERVICE_TYPE,
+                        f"{label}.{SERVICE_TYPE}",
+                        port=7746,
+                        properties=properties,
+                        server="hostile.local.",
+                        parsed_addresses=["127.0.0.1"],
+                    )
+                )
+                for label, properties in hostile.items()
+            )
+        )
+        await asyncio.gather(*announcing)
+        async with (
+            LanAdvertiser(BOB, "bob", 7745, host="127.0.0.1"),
+            LanBrowser(ALICE, interfaces=LOOPBACK) as browser,
+        ):
+            await until_seen(browser, BOB)
+            await asyncio.sleep(1.5)  # the hostile answers came with bob's, or just after
+            assert [p.device_id for p in browser.peers] == [BOB]
+    finally:
+        await zc.async_close()
+
+
+async def test_discovery_that_cannot_start_is_one_sentence() -> None:
+    from fieldkit.errors import TransportError
+
+    with pytest.raises(TransportError, match=r"^Cannot start LAN discovery \(mDNS\) on 10\."):
+        await discover(0.1, interfaces=["10.255.255.1"])
+    with pytest.raises(TransportError, match="at least one network interface"):
+        await discover(0.1, interfaces=[])
+
+
+# -- the CLI: `fieldkit sync --listen` announces, `fieldkit peers --discover` finds ----------
+
+
+def start_listener_process(home: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """Run `fieldkit sync --listen --once --json` on 127.0.0.1; return it and its port."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from fieldkit.cli import run; run()",
+            "--home",
+            str(home),
+            "sync",
+            "--listen",
+            "--port",
+            "0",
+            "--once",
+            "--json",
+            "--idle-timeout",
+            "5",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=Path(__file__).parents[2],
+    )
+    line = proc.stderr.readline()
+    assert "Listening on" in line, line + proc.stderr.read()
+    return proc, int(line.split(":")[1].split()[0])
+
+
+def test_cli_discovers_an_announced_listener_and_syncs_with_it(make_home, make_packet) -> None:
+    alice, bob, carol = (Services.build(make_home(n).root) for n in ("alice", "bob", "carol"))
+    make_packet(alice.home, name="pumps")
+    bob.library.set_trust(alice.identity.device_id, "trusted")
+    alice.library.set_trust(bob.identity.device_id, "trusted")
+    ids = {s.identity.device_id: s for s in (alice, bob, carol)}
+    for svc in ids.values():
+        svc.close()
+    bob_proc, bob_port = start_listener_process(bob.home.root, "--advertise")
+    carol_proc, _ = start_listener_process(carol.home.root)  # loopback: not announced
+    try:
+        assert "Announced on the LAN at 127.0.0.1" in bob_proc.stderr.readline()
+        found = CliRunner().invoke(
+            main,
+            ["--home", str(alice.home.root), "peers", "--discover", "--json"]
+            + ["--interface", "127.0.0.1", "--seconds", "3"],
+        )
+        assert found.exit_code == 0, found.output
+        [peer] = json.loads(found.output)["peers"]
+        assert peer == {
+            "id": bob.identity.device_id,
+            "name": bob.identity.name,
+            "host": "127.0.0.1",
+            "port": bob_port,
+            "address": f"127.0.0.1:{bob_port}",
+            "version": PROTOCOL_VERSION,
+            "trust": "trusted",
+        }
+        synced = CliRunner().invoke(
+            main, ["--home", str(alice.home.root), "sync", peer["address"], "--json"]
+        )
+        assert synced.exit_code == 0, synced.output
+        assert json.loads(synced.output)["peer"]["id"] == bob.identity.device_id
+        out, err = bob_proc.communicate(timeout=15)
+        assert bob_proc.returncode == 0, err
+        assert json.loads(out)["received"] == 1
+    finally:
+        bob_proc.kill()
+        carol_proc.kill()
+        bob_proc.communicate()
+        carol_proc.communicate()
+
+
+def test_cli_discover_text_and_errors(make_home) -> None:
+    home = str(make_home("alice").root)
+    empty = CliRunner().invoke(
+        main, ["--home", home, "peers", "--discover", "--interface", "127.0.0.1", "--seconds", "1"]
+    )
+    assert empty.exit_code == 0, empty.output
+    assert empty.output == "No fieldkit peers announced on the LAN in 1 s.\n"
+    broken = CliRunner().invoke(
+        main, ["--home", home, "peers", "--discover", "--interface", "10.255.255.1"]
+    )
+    assert broken.exit_code == 1
+    assert broken.output.startswith("fieldkit: Cannot start LAN discovery (mDNS) on 10.255")
+    assert broken.output.count("\n") == 1
+    assert "Traceback" not in broken.output
+    for args in (["--interface", "127.0.0.1"], ["--discover", "--ble"]):
+        assert CliRunner().invoke(main, ["--home", home, "peers", *args]).exit_code == 2
+    advertise_without_listen = CliRunner().invoke(
+        main, ["--home", home, "sync", "127.0.0.1:1", "--advertise"]
+    )
+    assert advertise_without_listen.exit_code == 2
