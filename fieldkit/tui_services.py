@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,10 +44,16 @@ class TuiBackend:
     with a Library of their own; callers on any worker thread wait for the result.
     """
 
-    def __init__(self, services: Services, radio: Any = None) -> None:
-        """`radio` is a fieldkit.gossip.ble_sync.Radio; None means the platform's stack."""
+    def __init__(
+        self, services: Services, radio: Any = None, lan_interfaces: Sequence[str] | None = None
+    ) -> None:
+        """`radio` is a fieldkit.gossip.ble_sync.Radio; None means the platform's stack.
+
+        `lan_interfaces` lists the interface addresses LAN discovery uses (None: all).
+        """
         self.services = services
         self._radio = radio
+        self.lan_interfaces = lan_interfaces
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")
         self._lib: Any = None
@@ -183,13 +189,14 @@ class TuiBackend:
     # -- peers ------------------------------------------------------------------------
 
     def peer_rows(self) -> list[PeerRow]:
-        """Return the peers this device knows, sorted by name."""
+        """Return the peers this device knows, sorted by name (via "-": not seen now)."""
         rows = [
             PeerRow(
                 peer_id=p.peer_id,
                 name=p.name or "?",
                 address=p.address or "-",
                 trust=p.trust,
+                via="-",
             )
             for p in self._on_library_thread(lambda lib: lib.list_peers())
         ]
@@ -222,6 +229,23 @@ class TuiBackend:
             )
             for s in sightings
         ]
+
+    async def lan_discovery(self, on_peers: Callable[[list[PeerRow]], None]) -> None:
+        """Browse the LAN for announced fieldkit peers until cancelled.
+
+        Calls `on_peers` with every peer announced now (via "lan", address host:port,
+        trust "new": the screen knows the trust of known peers) once browsing has started
+        and after each change. Raises TransportError when mDNS cannot start.
+        """
+        from fieldkit.gossip.lan import LanBrowser
+
+        own_id = self.services.identity.device_id
+        async with LanBrowser(own_id, interfaces=self.lan_interfaces) as browser:
+            on_peers([])
+            async for _change in browser:
+                on_peers(
+                    [PeerRow(p.device_id, p.name, p.address, "new", "lan") for p in browser.peers]
+                )
 
     async def sync_ble(
         self,
@@ -376,12 +400,18 @@ class TuiBackend:
         on_progress: Callable[[SyncProgress], None],
         confirm: Callable[[str, str, str], Awaitable[bool]],
         on_result: Callable[[SyncResult], None],
-    ) -> Any:
-        """Start accepting LAN syncs at 'host[:port]'; return the listener (close() stops it)."""
+        advertise: bool | None = None,
+    ) -> AnnouncedListener:
+        """Start accepting LAN syncs at 'host[:port]'; return the listener (close() stops it).
+
+        The listener is announced on the LAN when `advertise` is True, or when it is None and
+        the host is not a loopback address; a failed announcement leaves it unannounced.
+        """
         from fieldkit.gossip import tcp
+        from fieldkit.gossip.lan import LanAdvertiser, advertise_by_default
 
         host, port = parse_address(address, tcp.DEFAULT_PORT, any_port=True)
-        return await tcp.start_listener(
+        listener = await tcp.start_listener(
             self.services,
             host,
             port,
@@ -390,3 +420,40 @@ class TuiBackend:
             progress=self.progress_tracker(on_progress),
             confirm=confirm,
         )
+        announced = AnnouncedListener(listener)
+        if advertise or (advertise is None and advertise_by_default(host)):
+            ident = self.services.identity
+            advertiser = LanAdvertiser(
+                ident.device_id,
+                ident.name,
+                listener.port,
+                host=host,
+                interfaces=self.lan_interfaces,
+            )
+            try:
+                announced.advertiser = await advertiser.start()
+            except TransportError as exc:
+                announced.note = str(exc)
+        return announced
+
+
+class AnnouncedListener:
+    """A TCP sync listener and its LAN announcement (`advertiser` None: not announced)."""
+
+    def __init__(self, listener: Any) -> None:
+        self.listener = listener
+        self.advertiser: Any = None
+        self.note = ""  # why the listener is not announced, when announcing failed
+
+    @property
+    def port(self) -> int:
+        return int(self.listener.port)
+
+    async def wait(self) -> None:
+        await self.listener.wait()
+
+    async def close(self) -> None:
+        """Withdraw the announcement, then stop listening."""
+        if self.advertiser is not None:
+            await self.advertiser.stop()
+        await self.listener.close()

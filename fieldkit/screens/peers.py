@@ -25,6 +25,8 @@ NO_BLUETOOTH = (
     "Bluetooth: not available on this machine (no adapter, switched off or not permitted). "
     "Turn it on or plug in a USB adapter, then press r. LAN sync (s, l) works without it."
 )
+LAN_LOOKING = "LAN: looking for fieldkit peers announced nearby (mDNS)."
+NO_LAN = "LAN: discovery cannot run here (no mDNS); s syncs with a typed host:port."
 
 
 class PeersScreen(ModeScreen):
@@ -61,6 +63,13 @@ class PeersScreen(ModeScreen):
             self.peers = peers
             self.note = note
 
+    class Discovered(Message):
+        """Peers announced on the LAN now (None: discovery cannot run here)."""
+
+        def __init__(self, peers: list[PeerRow] | None) -> None:
+            super().__init__()
+            self.peers = peers
+
     class Progress(Message):
         def __init__(self, progress: SyncProgress) -> None:
             super().__init__()
@@ -72,6 +81,7 @@ class PeersScreen(ModeScreen):
         self.ble = ble
         self.known: list[PeerRow] = []
         self.sighted: list[PeerRow] = []
+        self.announced: list[PeerRow] = []
         self.peer_rows: dict[str, PeerRow] = {}
         self.last_address = ""
         self.listening = ""
@@ -80,6 +90,7 @@ class PeersScreen(ModeScreen):
         yield StatusLine("Peers")
         yield Static("This device: ...", id="me", classes="info")
         yield Static("Bluetooth: scanning...", id="ble", classes="info")
+        yield Static(LAN_LOOKING, id="lan", classes="info")
         table: DataTable[str] = DataTable(id="peers", cursor_type="row")
         yield table
         yield Static(
@@ -100,13 +111,23 @@ class PeersScreen(ModeScreen):
         ):
             table.add_column(label, width=width, key=label)
         self.action_refresh()
+        self.discover_lan()
 
     def on_screen_suspend(self) -> None:
         self.workers.cancel_group(self, "ble")  # no radio use while another mode is shown
+        if self not in self.app.screen_stack:  # another mode; a dialog keeps this one shown
+            self.workers.cancel_group(self, "lan")
 
     def on_screen_resume(self) -> None:
-        if self.is_mounted and self.ble:
+        if not self.is_mounted:
+            return
+        if self.ble:
             self.scan_ble()
+        if not any(w.group == "lan" and not w.is_finished for w in self.workers):
+            self.discover_lan()
+
+    def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "lan")
 
     def action_refresh(self) -> None:
         self.load_peers()
@@ -139,6 +160,14 @@ class PeersScreen(ModeScreen):
             self.post_message(self.Sighted(peers, note))
             await asyncio.sleep(SCAN_PAUSE)
 
+    @work(exit_on_error=False, group="lan", exclusive=True, description="LAN discovery")
+    async def discover_lan(self) -> None:
+        """Follow LAN announcements while the screen is up; a calm note if mDNS cannot run."""
+        try:
+            await self.backend.lan_discovery(lambda rows: self.post_message(self.Discovered(rows)))
+        except FieldkitError:
+            self.post_message(self.Discovered(None))
+
     @on(Loaded)
     def show_known(self, message: Loaded) -> None:
         self.query_one("#me", Static).update(message.me)
@@ -151,8 +180,24 @@ class PeersScreen(ModeScreen):
         self.sighted = message.peers or []
         self.show_rows()
 
+    @on(Discovered)
+    def show_announced(self, message: Discovered) -> None:
+        if message.peers is None:
+            note = NO_LAN
+        elif message.peers:
+            note = f"LAN: {len(message.peers)} fieldkit peer(s) announced nearby; s syncs."
+        else:
+            note = LAN_LOOKING
+        self.query_one("#lan", Static).update(note)
+        self.announced = message.peers or []
+        self.show_rows()
+
     def show_rows(self) -> None:
-        """Merge known peers with BLE sightings (a sighting's short id prefixes a device id)."""
+        """Merge known peers with BLE sightings, then LAN announcements (TCP is faster).
+
+        A BLE sighting's short id prefixes a device id; a LAN announcement carries the
+        whole id. A known peer keeps its name and trust and takes the address seen.
+        """
         rows = {row.peer_id: row for row in self.known}
         for seen in self.sighted:
             match = next((pid for pid in rows if pid.startswith(seen.peer_id)), None)
@@ -161,6 +206,12 @@ class PeersScreen(ModeScreen):
             else:
                 known = rows[match]
                 rows[match] = PeerRow(match, known.name, seen.address, known.trust, "ble")
+        for seen in self.announced:
+            match = next((pid for pid in rows if seen.peer_id.startswith(pid)), None)
+            earlier = rows.pop(match) if match is not None else None
+            if earlier is not None and earlier.trust != "new":
+                seen = PeerRow(seen.peer_id, earlier.name, seen.address, earlier.trust, "lan")
+            rows[seen.peer_id] = seen
         table = self.query_one("#peers", DataTable)
         table.clear()
         self.peer_rows = rows
@@ -205,6 +256,10 @@ class PeersScreen(ModeScreen):
         if peer is not None and peer.via == "ble":
             self.workers.cancel_group(self, "ble")  # one radio: stop scanning to connect
             self.run_sync(peer.peer_id, ble=True)
+            return
+        if peer is not None and peer.via == "lan":  # announced: its address is current
+            self.last_address = peer.address
+            self.run_sync(peer.address)
             return
         default = (peer.address if peer and peer.address not in ("", "-") else "") or (
             self.last_address
@@ -265,9 +320,12 @@ class PeersScreen(ModeScreen):
             self.listening = ""
             raise
         self.listening = f"{address.rsplit(':', 1)[0]}:{listener.port}"
+        announced = ", announced on the LAN" if listener.advertiser is not None else ""
         self.query_one("#sync-state", Static).update(
-            f"Listening for LAN syncs on {self.listening} (l to stop)."
+            f"Listening for LAN syncs on {self.listening}{announced} (l to stop)."
         )
+        if listener.note:
+            self.notify(f"{listener.note} Peers can still sync with this host:port.")
         try:
             await listener.wait()
         finally:

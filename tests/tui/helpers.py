@@ -8,7 +8,7 @@ import time
 from textual.pilot import Pilot
 from textual.screen import ModalScreen, Screen
 
-LONG_RUNNING = {"ble", "listen"}  # loops that run while their screen is up
+LONG_RUNNING = {"ble", "lan", "listen"}  # loops that run while their screen is up
 
 
 async def settle(pilot: Pilot, rounds: int = 3, limit_s: float = 60.0) -> None:
