@@ -88,6 +88,8 @@ def sync_command(
 
         if address or not ble:
             raise click.UsageError("--peer and --hci go with --ble, which takes no HOST:PORT.")
+        if advertise is not None:
+            raise click.UsageError("--advertise and --no-advertise go with a TCP --listen.")
         sync_ble.run_sync(
             svc,
             listen=listen,

@@ -286,7 +286,7 @@ def test_cli_discover_text_and_errors(make_home) -> None:
     assert "Traceback" not in broken.output
     for args in (["--interface", "127.0.0.1"], ["--discover", "--ble"]):
         assert CliRunner().invoke(main, ["--home", home, "peers", *args]).exit_code == 2
-    advertise_without_listen = CliRunner().invoke(
-        main, ["--home", home, "sync", "127.0.0.1:1", "--advertise"]
-    )
-    assert advertise_without_listen.exit_code == 2
+    for args in (["127.0.0.1:1", "--advertise"], ["--ble", "--listen", "--no-advertise"]):
+        misplaced = CliRunner().invoke(main, ["--home", home, "sync", *args])
+        assert misplaced.exit_code == 2
+        assert "go with" in misplaced.output
