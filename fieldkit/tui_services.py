@@ -49,10 +49,15 @@ class TuiBackend:
     ) -> None:
         """`radio` is a fieldkit.gossip.ble_sync.Radio; None means the platform's stack.
 
-        `lan_interfaces` lists the interface addresses LAN discovery uses (None: all).
+        `lan_interfaces` lists the interface addresses LAN discovery uses (None: those set
+        with `fieldkit peers lan`, else all).
         """
+        from fieldkit.gossip.lan import configured_interfaces
+
         self.services = services
         self._radio = radio
+        if lan_interfaces is None:
+            lan_interfaces = configured_interfaces(services.library)
         self.lan_interfaces = lan_interfaces
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")

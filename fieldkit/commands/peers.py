@@ -91,9 +91,10 @@ def _discover(seconds: float, interfaces: list[str] | None, as_json: bool) -> No
     """Browse the LAN for `seconds` and list the peers announced, with their trust state."""
     import asyncio
 
-    from fieldkit.gossip.lan import discover
+    from fieldkit.gossip.lan import configured_interfaces, discover
 
     svc = services()
+    interfaces = interfaces or configured_interfaces(svc.library)
     found = asyncio.run(discover(seconds, svc.identity.device_id, interfaces))
     rows = []
     for peer in found:
@@ -120,6 +121,24 @@ def policy_command(policy: str | None) -> None:
     if policy is not None:
         library.set_setting(POLICY_SETTING, policy)
     click.echo(f"Receive policy: {receive_policy(library)}")
+
+
+@peers.command("lan")
+@click.argument("addresses", nargs=-1, metavar="[ADDRESS]...")
+@click.option("--all", "use_all", is_flag=True, help="Browse on every interface (the default).")
+def lan_command(addresses: tuple[str, ...], use_all: bool) -> None:
+    """Show or set the interfaces (by address) that LAN discovery browses on."""
+    from fieldkit.gossip.lan import INTERFACES_SETTING, check_interfaces, configured_interfaces
+
+    if addresses and use_all:
+        raise click.UsageError("Give addresses or --all, not both.")
+    library = services().library
+    if use_all:
+        library.set_setting(INTERFACES_SETTING, None)
+    elif addresses:
+        library.set_setting(INTERFACES_SETTING, check_interfaces(addresses))
+    chosen = configured_interfaces(library)
+    click.echo(f"LAN discovery browses on: {', '.join(chosen) if chosen else 'every interface'}.")
 
 
 @click.command("trust")

@@ -39,6 +39,7 @@ RESOLVE_TIMEOUT_MS = 3000
 _DEVICE_ID = re.compile(r"[a-z2-7]{16}")
 _PROTO = re.compile(r"[0-9]{1,4}")
 _WILDCARDS = {"", "0.0.0.0", "::"}
+INTERFACES_SETTING = "lan_interfaces"  # library setting: addresses to browse on (unset: all)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,27 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def configured_interfaces(library: Any) -> list[str] | None:
+    """Return the interface addresses set with `fieldkit peers lan`, or None for all."""
+    value = library.get_setting(INTERFACES_SETTING)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
+def check_interfaces(addresses: Sequence[str]) -> list[str]:
+    """Return the addresses as IP address strings; TransportError for one that is not."""
+    out = []
+    for address in addresses:
+        try:
+            out.append(str(ipaddress.ip_address(address.strip())))
+        except ValueError:
+            raise TransportError(
+                f"{address!r} is not an interface address (e.g. 192.168.1.20)."
+            ) from None
+    return out
 
 
 def advertise_by_default(host: str) -> bool:

@@ -290,3 +290,29 @@ def test_cli_discover_text_and_errors(make_home) -> None:
         misplaced = CliRunner().invoke(main, ["--home", home, "sync", *args])
         assert misplaced.exit_code == 2
         assert "go with" in misplaced.output
+
+
+def test_peers_lan_sets_the_interfaces_discovery_uses(make_home) -> None:
+    home = str(make_home("alice").root)
+
+    def fieldkit(*args: str):
+        return CliRunner().invoke(main, ["--home", home, "peers", *args])
+
+    assert fieldkit("lan").output == "LAN discovery browses on: every interface.\n"
+    chosen = fieldkit("lan", "10.255.255.1")
+    assert chosen.exit_code == 0, chosen.output
+    assert chosen.output == "LAN discovery browses on: 10.255.255.1.\n"
+    broken = fieldkit("--discover", "--seconds", "1")  # no --interface: the setting applies
+    assert broken.exit_code == 1
+    assert "Cannot start LAN discovery (mDNS) on 10.255.255.1" in broken.output
+    services = Services.build(Path(home))
+    from fieldkit.tui_services import TuiBackend
+
+    assert TuiBackend(services).lan_interfaces == ["10.255.255.1"]
+    assert TuiBackend(services, lan_interfaces=["127.0.0.1"]).lan_interfaces == ["127.0.0.1"]
+    services.close()
+    bad = fieldkit("lan", "eth0")
+    assert bad.exit_code == 1
+    assert bad.output == "fieldkit: 'eth0' is not an interface address (e.g. 192.168.1.20).\n"
+    assert fieldkit("lan", "--all").output == "LAN discovery browses on: every interface.\n"
+    assert fieldkit("lan", "--all", "127.0.0.1").exit_code == 2

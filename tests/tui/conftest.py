@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fieldkit.gossip.lan import INTERFACES_SETTING
 from fieldkit.home import Home
 from fieldkit.services import Services
 from fieldkit.store.identity import KEY_FILE, NAME_FILE
@@ -55,6 +56,7 @@ def make_services(
         home = make_home(label)
         write_fixed_identity(home, seed, label)
         services = Services.build(home=home.root, model_path=model or tiny_model_dir)
+        services.library.set_setting(INTERFACES_SETTING, ["127.0.0.1"])  # tests: loopback only
         built.append(services)
         return services
 
