@@ -107,6 +107,7 @@ class PartFile:
             self.path,
             source=self.peer_id,
             expected_base=expected_base,
+            received=True,
         )
         self.library.clear_transfer(self.packet_id)
         self.path.unlink(missing_ok=True)

@@ -150,8 +150,14 @@ class Library:
         weights: Path | bytes,
         source: str = "local",
         expected_base: str | None = None,
+        *,
+        received: bool = False,
     ) -> PacketRecord:
         """Verify a packet completely, then store it; return its record.
+
+        `received=True` is for a part file whose chunks were each verified against this
+        manifest as they arrived: the chunk hashes are not computed again, and the file
+        itself moves into the blob store (no copy) once everything else verified.
 
         Raises PacketError for any bad manifest, signature or weights, or a base model other
         than `expected_base`; LibraryError when another author's packet has the same name.
@@ -167,9 +173,10 @@ class Library:
         if existing is not None:
             return existing
         data = weights if isinstance(weights, bytes) else _read(weights)
-        verify_weights(manifest, data)
+        verify_weights(manifest, data, check_chunks=not received)
         replaced = self._name_holder(manifest)
-        self._write_blob(manifest["weights_sha256"], data)
+        move = weights if received and isinstance(weights, Path) else None
+        self._write_blob(manifest["weights_sha256"], data, move_from=move)
         row = {
             "packet_id": pid,
             "name": manifest["name"],
@@ -446,11 +453,25 @@ class Library:
             )
         return holder
 
-    def _write_blob(self, sha256: str, data: bytes) -> None:
+    def _write_blob(self, sha256: str, data: bytes, move_from: Path | None = None) -> None:
+        """Store verified bytes as the blob `sha256`, durably; `move_from` is a file holding
+        exactly those bytes on the same disk, renamed into place instead of copied."""
         path = self.home.blobs_dir / sha256[:2] / f"{sha256}.safetensors"
         if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
+        if move_from is not None:
+            try:
+                fd = os.open(move_from, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(move_from, path)
+                _fsync_dir(path.parent)
+                return
+            except OSError:
+                pass  # another disk, or gone: write a copy below
         tmp = path.parent / f".tmp-{os.getpid()}-{sha256[:16]}"
         with open(tmp, "wb") as f:
             f.write(data)

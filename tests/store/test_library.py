@@ -179,3 +179,40 @@ def test_reissue_of_another_authors_packet_needs_a_new_name(make_home, make_pack
     assert sorted(r.name for r in lib.list_packets()) == ["my-pumps", "pumps"]
     assert mine.manifest["lineage"] == [source.packet_id]
     lib.close()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_all_finite_matches_numpy(dtype):
+    import numpy as np
+
+    from fieldkit.store.adapter import all_finite
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(64, 48)).astype(dtype)
+    tiny = np.array([np.finfo(dtype).tiny / 2, -0.0, np.finfo(dtype).max], dtype=dtype)
+    assert all_finite(base)
+    assert all_finite(tiny)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = base.copy()
+        broken[17, 5] = bad
+        assert not all_finite(broken)
+        assert not all_finite(broken.T)  # not contiguous: numpy's own check
+        assert all_finite(broken[:17])
+
+
+def test_received_part_file_moves_into_the_blob_store(make_home, make_packet, tmp_path):
+    source = make_packet(make_home("a"), name="pumps")
+    data = Library.open(make_home("a")).read_weights(source)
+    target = Library.open(make_home("b"))
+    bad = tmp_path / "bad.part"
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(PacketError, match="sha256"):
+        target.add(source.manifest, source.signature, bad, source="peer", received=True)
+    assert bad.exists()
+    assert target.list_packets() == []
+    part = tmp_path / "good.part"
+    part.write_bytes(data)
+    record = target.add(source.manifest, source.signature, part, source="peer", received=True)
+    assert not part.exists()
+    assert target.read_weights(record) == data
+    assert target.verify(record.packet_id)[1] is None
