@@ -136,7 +136,8 @@ class _Session:
         server = asyncio.create_task(self._serve_wants())
         try:
             await self._send(self.core.our_hello)
-            await asyncio.wait_for(self._handshake(), self.options.handshake_timeout)
+            async with asyncio.timeout(self.options.handshake_timeout):
+                await self._handshake()
             await self._read_until_finished()
         except TimeoutError:
             await self._fail(TransportError(f"The peer {self.stream.peer_label} timed out."))
@@ -197,8 +198,9 @@ class _Session:
         """Return the next bytes; time out only if neither side made progress for a while."""
         idle = self.options.idle_timeout
         while True:
-            try:
-                data = await asyncio.wait_for(self.stream.receive(), idle)
+            try:  # not wait_for: on Python 3.11 it drops a cancel that lands as bytes arrive
+                async with asyncio.timeout(idle):
+                    data = await self.stream.receive()
             except TimeoutError:
                 if time.monotonic() - self.last_activity < idle:
                     continue

@@ -6,6 +6,8 @@ import asyncio
 import json
 import random
 
+import pytest
+
 from fieldkit.gossip.chunks import Codec
 from fieldkit.gossip.framing import FrameDecoder
 from fieldkit.gossip.memory import Faults, memory_pair
@@ -257,6 +259,36 @@ async def test_cut_at_many_offsets_resumes_and_resends_at_most_the_chunk_in_flig
         partial_resumes += 0 < len(held) < count
         b.library.close()
     assert partial_resumes >= 50  # most cuts land inside the chunk stream
+
+
+async def test_a_cancel_that_lands_as_bytes_arrive_ends_the_session(make_device, make_packet):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=6)  # ~100 KB, 4 chunks
+    b.trust(a)
+    link_a, link_b = memory_pair()
+    chunks_in = []
+    receive = link_b.receive
+
+    async def receive_then_cancel() -> bytes:
+        data = await receive()
+        if len(chunks_in) >= 2 and not receiving.cancelling():
+            receiving.cancel()  # a person cancels just as these bytes arrive
+        return data
+
+    link_b.receive = receive_then_cancel
+    sending = asyncio.create_task(run_session(link_a, a.identity, a.library, FAST))
+    receiving = asyncio.create_task(
+        run_session(
+            link_b, b.identity, b.library, FAST, progress=lambda u: chunks_in.append(u.done)
+        )
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(receiving), 10)
+    first_a = await asyncio.wait_for(sending, 10)
+    assert first_a.error  # the link went with the cancelled session
+    assert b.packet_ids() == set()
+    held, _ = held_chunks(b.library, pa.packet_id)
+    assert 0 < len(held) < len(pa.manifest["chunk_hashes"])
 
 
 async def test_ask_policy_asks_a_person_and_then_trusts_the_peer(make_device, make_packet):
