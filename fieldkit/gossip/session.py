@@ -456,6 +456,7 @@ class _Session:
         pid = record.packet_id
         report.wire_bytes += await self._send(PacketStart(pid, manifest, record.signature), pid)
         done = report.resumed_from
+        self._report_progress(report, done)  # first report: what the peer already held
         for index in todo:
             piece = data[index * chunk_size : index * chunk_size + chunk_size]
             sent = await self._send_chunk(Chunk(pid, index, piece))

@@ -213,6 +213,7 @@ class PeersScreen(ModeScreen):
                 seen = PeerRow(seen.peer_id, earlier.name, seen.address, earlier.trust, "lan")
             rows[seen.peer_id] = seen
         table = self.query_one("#peers", DataTable)
+        chosen = self._selected()  # clear() sends the cursor home: keep it on its peer
         table.clear()
         self.peer_rows = rows
         for row in rows.values():
@@ -224,6 +225,11 @@ class PeersScreen(ModeScreen):
                 row.trust,
                 key=row.peer_id,
             )
+        if chosen is not None:
+            keys = list(rows)
+            same = [n for n, pid in enumerate(keys) if pid.startswith(chosen.peer_id)]
+            if same:
+                table.move_cursor(row=same[0])
 
     def _selected(self) -> PeerRow | None:
         table = self.query_one("#peers", DataTable)

@@ -363,7 +363,8 @@ async def test_progress_reports_each_chunk_up_to_the_packet_size(make_device, ma
     )
     chunks = len(pa.manifest["chunk_hashes"])
     assert seen["sent"] == sorted(seen["sent"])
-    assert len(seen["sent"]) == chunks
+    assert len(seen["sent"]) == chunks + 1
+    assert seen["sent"][0] == 0  # the start, before any chunk: nothing was resumed
     assert seen["sent"][-1] == pa.size
     assert seen["received"][0] == 0  # the start, before any chunk
     assert seen["received"][-1] == pa.size

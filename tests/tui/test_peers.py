@@ -205,3 +205,38 @@ async def test_cancelled_transfer_resumes_and_says_so(
         proxy.close()
         await listener.close()
     assert "wells" in [r.name for r in carol.library.list_packets()]
+
+
+async def test_the_selection_stays_on_its_peer_when_the_list_refreshes(stocked) -> None:
+    ids = ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"]
+    for peer_id in ids:
+        stocked.library.set_trust(peer_id, "trusted")
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#peers", DataTable)
+        table.focus()
+        await pilot.press("down", "down")
+        chosen = app.screen._selected()
+        assert chosen is not None
+        assert chosen.peer_id == table.get_row_at(2)[1]
+        stocked.library.set_trust(chosen.peer_id, "blocked")
+        await pilot.press("r")  # reload: the table is rebuilt from the library
+        await settle(pilot)
+        now = app.screen._selected()
+        assert now is not None
+        assert now.peer_id == chosen.peer_id
+        assert now.trust == "blocked"
+
+
+def test_a_fresh_transfer_is_not_shown_as_resumed(stocked) -> None:
+    from fieldkit.gossip.session import ProgressUpdate
+    from fieldkit.tui_services import TuiBackend
+
+    shown = []
+    track = TuiBackend(stocked).progress_tracker(shown.append)
+    for done in (0, 100, 200):  # what a session reports for a fresh 200-byte packet
+        track(ProgressUpdate("p1", "pumps", "sent", done, 200))
+    for done in (120, 200):  # and for one of which the peer already held 120 bytes
+        track(ProgressUpdate("p2", "wells", "sent", done, 200))
+    assert [p.resumed for p in shown] == [False, False, False, True, True]
