@@ -150,14 +150,21 @@ class _Session:
         finally:
             self.wants.put_nowait(None)
             server.cancel()
-            with contextlib.suppress(asyncio.CancelledError, FieldkitError):
-                await server
+            cancelled = False
+            try:  # wait() never raises the server's own error or cancellation...
+                await asyncio.wait([server])
+            except asyncio.CancelledError:  # ...so this is ours: clean up, then re-raise it
+                cancelled = True
+            if server.done() and not server.cancelled():
+                server.exception()  # retrieved: a failed server already ended the session
             for part in self.parts.values():
                 part.close()
             for pid in self.incoming:
                 self.claims.discard(pid)
             with contextlib.suppress(Exception):
                 await self.stream.close()
+            if cancelled:
+                raise asyncio.CancelledError
         self.summary.bytes_sent = self.core.bytes_sent
         self.summary.bytes_received = self.core.bytes_received
         return self.summary
@@ -169,8 +176,9 @@ class _Session:
                 report.status, report.reason = "failed", "the session ended early"
         self.library.log_event("sync_failed", peer_id=self.summary.peer_id, reason=str(exc))
         if abort is not None and self.core.state is not State.CLOSED:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._send(Abort(abort[:500])), 5)
+            with contextlib.suppress(Exception):  # not wait_for: it can drop a cancel
+                async with asyncio.timeout(5):
+                    await self._send(Abort(abort[:500]))
 
     async def _handshake(self) -> None:
         # stops right after the peer is verified: what follows (perhaps a person asked to
