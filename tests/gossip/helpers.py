@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from fieldkit.gossip.memory import Faults, MemoryStream, memory_pair
 from fieldkit.gossip.session import run_session
@@ -68,3 +72,20 @@ async def sync_memory_link(
         run_session(link_b, b.identity, b.library, options_b or FAST),
     )
     return sa, sb, link_a
+
+
+def start_listener_process(home: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    """Run `fieldkit sync --listen --once --json` on 127.0.0.1 in a real process; return it
+    and its port (`extra`: more `sync` options)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from fieldkit.cli import run; run()", "--home", str(home),
+         "sync", "--listen", "--port", "0", "--once", "--json", "--idle-timeout", "5", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    line = proc.stderr.readline()
+    assert "Listening on" in line, line + proc.stderr.read()
+    return proc, int(line.split(":")[1].split()[0])

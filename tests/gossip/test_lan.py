@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from fieldkit.gossip.lan import (
 )
 from fieldkit.gossip.protocol import PROTOCOL_VERSION
 from fieldkit.services import Services
+from tests.gossip.helpers import start_listener_process
 
 LOOPBACK = ["127.0.0.1"]
 ALICE, BOB, CAROL = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "cccccccccccccccc"
@@ -195,36 +193,6 @@ async def test_discovery_that_cannot_start_is_one_sentence() -> None:
 
 
 # -- the CLI: `fieldkit sync --listen` announces, `fieldkit peers --discover` finds ----------
-
-
-def start_listener_process(home: Path, *extra: str) -> tuple[subprocess.Popen, int]:
-    """Run `fieldkit sync --listen --once --json` on 127.0.0.1; return it and its port."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from fieldkit.cli import run; run()",
-            "--home",
-            str(home),
-            "sync",
-            "--listen",
-            "--port",
-            "0",
-            "--once",
-            "--json",
-            "--idle-timeout",
-            "5",
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-        cwd=Path(__file__).parents[2],
-    )
-    line = proc.stderr.readline()
-    assert "Listening on" in line, line + proc.stderr.read()
-    return proc, int(line.split(":")[1].split()[0])
 
 
 def test_cli_discovers_an_announced_listener_and_syncs_with_it(make_home, make_packet) -> None:

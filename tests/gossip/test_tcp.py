@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +16,7 @@ from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.tcp import start_listener, sync_with
 from fieldkit.services import Services
 from fieldkit.store.library import Library
+from tests.gossip.helpers import start_listener_process
 
 FAST = SyncOptions(handshake_timeout=5, idle_timeout=5)
 
@@ -104,37 +101,6 @@ def test_cli_sync_to_nowhere_is_one_clear_sentence(make_home):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "nohost"])
     assert result.exit_code == 2
-
-
-def start_listener_process(home: Path) -> tuple[subprocess.Popen, int]:
-    """Run `fieldkit sync --listen --once --json` in a real process; return it and its port."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from fieldkit.cli import run; run()",
-            "--home",
-            str(home),
-            "sync",
-            "--listen",
-            "--port",
-            "0",
-            "--once",
-            "--json",
-            "--idle-timeout",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=Path(__file__).parents[2],
-    )
-    line = proc.stderr.readline()
-    assert "Listening on" in line, line + proc.stderr.read()
-    port = int(line.split(":")[1].split()[0])
-    return proc, port
 
 
 async def test_receiver_killed_mid_transfer_resumes_after_restart(services, make_packet):
