@@ -314,6 +314,18 @@ async def _await_disconnect(connection: Connection, grace: float = 2.0) -> None:
 # -- central ---------------------------------------------------------------------
 
 
+async def _whole(command: Any) -> Any:
+    """Await HCI commands to their end even if the caller is cancelled meanwhile, then
+    re-raise the cancellation: a command cut off before its reply leaves that reply to be
+    matched with the next command (bumble then fails with InvalidStateError)."""
+    task = asyncio.ensure_future(command)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+
+
 async def scan(
     device: Device, seconds: float = 2.0, stop_early: str | None = None
 ) -> list[Sighting]:
@@ -348,13 +360,13 @@ async def scan(
 
     device.on(device.EVENT_ADVERTISEMENT, on_advertisement)
     try:
-        await device.start_scanning(filter_duplicates=False)
+        await _whole(device.start_scanning(filter_duplicates=False))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(found.wait(), seconds)
     finally:
         device.remove_listener(device.EVENT_ADVERTISEMENT, on_advertisement)
         with contextlib.suppress(Exception):
-            await device.stop_scanning()
+            await _whole(device.stop_scanning())
     return sorted(seen.values(), key=lambda s: -s.rssi)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -213,3 +214,21 @@ def test_short_id_is_eight_base32_characters() -> None:
         short_id("01890189")
     with pytest.raises(ValueError, match="shorter"):
         short_id("abc")
+
+
+async def test_a_scan_cancelled_mid_command_leaves_the_controller_in_step() -> None:
+    from fieldkit.gossip.ble_bumble import VirtualRadio, power_on, scan
+
+    loop_errors: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
+    air = VirtualRadio()
+    device = air.device("aaaaaaaaaaaaaaaa", "alice")
+    await power_on(device)
+    for delay in (0, 0.0001, 0.001, 0.002, 0.005) * 3:
+        task = asyncio.ensure_future(scan(device, 1.0))
+        await asyncio.sleep(delay)  # a person leaves the Peers screen while a scan starts
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await scan(device, 0.01) == []  # the next commands get their own replies
+    assert [str(ctx.get("exception") or ctx["message"]) for ctx in loop_errors] == []
