@@ -452,9 +452,11 @@ class BumbleRadio:
         self.mtu = mtu
         self.window = window
         self._peripheral: BumblePeripheral | None = None
+        self._scanning = asyncio.Lock()  # a new scan starts after the cancelled one stopped
 
     async def scan(self, seconds: float, stop_early: str | None = None) -> list[Sighting]:
-        return await scan(self.device, seconds, stop_early)
+        async with self._scanning:
+            return await scan(self.device, seconds, stop_early)
 
     async def connect(self, address: str) -> BleByteStream:
         return await connect(self.device, address, mtu=self.mtu, window=self.window)

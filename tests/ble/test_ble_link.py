@@ -232,3 +232,22 @@ async def test_a_scan_cancelled_mid_command_leaves_the_controller_in_step() -> N
             await task
         assert await scan(device, 0.01) == []  # the next commands get their own replies
     assert [str(ctx.get("exception") or ctx["message"]) for ctx in loop_errors] == []
+
+
+async def test_a_scan_started_as_another_is_cancelled_still_sees_peers() -> None:
+    from fieldkit.gossip.ble_bumble import BumbleRadio, VirtualRadio, power_on
+
+    air = VirtualRadio()
+    alice, bob = air.device("aaaaaaaaaaaaaaaa", "alice"), air.device("bbbbbbbbbbbbbbbb", "bob")
+    await power_on(alice)
+    await power_on(bob)
+    await BumbleRadio(bob).advertise("bbbbbbbbbbbbbbbb", "bob")
+    radio = BumbleRadio(alice)
+    for delay in (0, 0.001, 0.005):
+        first = asyncio.ensure_future(radio.scan(2.0))
+        await asyncio.sleep(delay)
+        first.cancel()  # what an exclusive worker does when the screen rescans
+        second = await radio.scan(1.0, stop_early="bbbb")
+        assert [s.short_id[:4] for s in second] == ["bbbb"], delay
+        with pytest.raises(asyncio.CancelledError):
+            await first
