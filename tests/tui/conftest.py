@@ -94,3 +94,24 @@ def stocked(
         lib.db["packets"].update(record.packet_id, {"received_at": FIXED_RECEIVED_AT})
     lib.db["packets"].update(broken.packet_id, {"verified": 0})
     return services
+
+
+@pytest.fixture
+def make_bob(
+    make_services: Callable[..., Services], make_packet, make_adapter, base_fp: str
+) -> Callable[..., Services]:
+    """Return a factory: make_bob(rank=8) -> a second device holding one packet, 'wells'."""
+
+    def factory(rank: int = 8) -> Services:
+        bob = make_services("bob", seed=2)
+        make_packet(
+            bob.home,
+            name="wells",
+            domain="water",
+            base_fingerprint=base_fp,
+            adapter=make_adapter(7) if rank == 8 else make_adapter(7, rank=rank),
+            exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
+        )
+        return bob
+
+    return factory

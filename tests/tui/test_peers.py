@@ -12,7 +12,6 @@ from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.tcp import start_listener, sync_with
 from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.widgets.transfers import TransferList
-from tests.tui.conftest import PUMP_QUESTIONS
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 
@@ -23,18 +22,8 @@ async def start_sync(pilot, address: str) -> None:
     await pilot.press("enter")
 
 
-async def test_sync_two_homes_over_tcp_with_pairing_code(
-    stocked, make_services, make_packet, make_adapter, base_fp
-) -> None:
-    bob = make_services("bob", seed=2)
-    make_packet(
-        bob.home,
-        name="wells",
-        domain="water",
-        base_fingerprint=base_fp,
-        adapter=make_adapter(7),
-        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
-    )
+async def test_sync_two_homes_over_tcp_with_pairing_code(stocked, make_bob) -> None:
+    bob = make_bob()
     listener = await start_listener(bob, "127.0.0.1", 0, SyncOptions(policy="open"), once=True)
     app = make_app(stocked, start_mode="peers", load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -74,18 +63,8 @@ async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
         assert app.is_running
 
 
-async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(
-    stocked, make_services, make_packet, make_adapter, base_fp
-) -> None:
-    bob = make_services("bob", seed=2)
-    make_packet(
-        bob.home,
-        name="wells",
-        domain="water",
-        base_fingerprint=base_fp,
-        adapter=make_adapter(7),
-        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
-    )
+async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(stocked, make_bob) -> None:
+    bob = make_bob()
     app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -161,19 +140,9 @@ async def slow_proxy(target_port: int, rate: float) -> asyncio.Server:
     return await asyncio.start_server(relay, "127.0.0.1", 0)
 
 
-async def test_cancelled_transfer_resumes_and_says_so(
-    make_services, make_packet, make_adapter, base_fp
-) -> None:
+async def test_cancelled_transfer_resumes_and_says_so(make_services, make_bob) -> None:
     carol = make_services("carol", seed=3)  # nothing to send: the link carries only wells
-    bob = make_services("bob", seed=2)
-    make_packet(
-        bob.home,
-        name="wells",
-        domain="water",
-        base_fingerprint=base_fp,
-        adapter=make_adapter(7, rank=16),
-        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
-    )
+    bob = make_bob(16)
     carol.library.set_trust(bob.identity.device_id, "trusted")
     listener = await start_listener(bob, "127.0.0.1", 0, SyncOptions(policy="open"))
     proxy = await slow_proxy(listener.port, rate=60_000)

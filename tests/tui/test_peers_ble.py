@@ -15,22 +15,11 @@ from fieldkit.screens.dialogs import ConfirmDialog
 from fieldkit.screens.peers import PeersScreen
 from fieldkit.tui_views import SyncProgress
 from fieldkit.widgets.transfers import TransferList
-from tests.tui.conftest import PUMP_QUESTIONS
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 
-async def test_discover_and_sync_a_peer_over_ble(
-    stocked, make_services, make_packet, make_adapter, base_fp
-) -> None:
-    bob = make_services("bob", seed=2)
-    make_packet(
-        bob.home,
-        name="wells",
-        domain="water",
-        base_fingerprint=base_fp,
-        adapter=make_adapter(7),
-        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
-    )
+async def test_discover_and_sync_a_peer_over_ble(stocked, make_bob) -> None:
+    bob = make_bob()
     air = VirtualRadio()
     alice_dev = air.device(stocked.identity.device_id, "alice")
     bob_dev = air.device(bob.identity.device_id, "bob")

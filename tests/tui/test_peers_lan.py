@@ -14,7 +14,6 @@ from fieldkit.screens.dialogs import ConfirmDialog
 from fieldkit.screens.peers import LAN_LOOKING, NO_LAN
 from fieldkit.tui_services import TuiBackend
 from fieldkit.tui_views import PeerRow
-from tests.tui.conftest import PUMP_QUESTIONS
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 LOOPBACK = ["127.0.0.1"]
@@ -36,19 +35,9 @@ def lan_note(pilot) -> str:
     return str(pilot.app.screen.query_one("#lan", Static).render())
 
 
-async def test_an_announced_peer_is_listed_and_synced_with_one_key(
-    stocked, make_services, make_packet, make_adapter, base_fp
-) -> None:
-    bob = make_services("bob", seed=2)
+async def test_an_announced_peer_is_listed_and_synced_with_one_key(stocked, make_bob) -> None:
+    bob = make_bob()
     bob_id = bob.identity.device_id
-    make_packet(
-        bob.home,
-        name="wells",
-        domain="water",
-        base_fingerprint=base_fp,
-        adapter=make_adapter(7),
-        exemplars=[q.replace("pump", "well") for q in PUMP_QUESTIONS],
-    )
     listener = await start_listener(bob, "127.0.0.1", 0, SyncOptions(policy="open"), once=True)
     advertiser = LanAdvertiser(bob_id, "bob", listener.port, host="127.0.0.1")
     await advertiser.start()
