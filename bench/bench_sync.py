@@ -27,6 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,21 +91,25 @@ def peft_fp32_size(adapter: Adapter) -> int:
     return len(save_safetensors(tensors))
 
 
+def add_packet(services: Services, adapter: Adapter, name: str) -> PacketRecord:
+    return services.library.add_local(
+        adapter,
+        name=name,
+        domain="irrigation",
+        description="Synthetic adapter with SmolLM2-135M shapes.",
+        exemplars=[f"Question {i} about irrigation?" for i in range(12)],
+        base_model_id="smollm2-135m-instruct",
+        base_fingerprint=BASE,
+    )
+
+
 class Devices:
     """A sender holding the packet and a fresh receiver that trusts it."""
 
     def __init__(self, root: Path, adapter: Adapter, label: str) -> None:
         self.sender = Services.build(root / f"{label}-sender")
         self.receiver = Services.build(root / f"{label}-receiver")
-        self.record: PacketRecord = self.sender.library.add_local(
-            adapter,
-            name="irrigation",
-            domain="irrigation",
-            description="Synthetic adapter with SmolLM2-135M shapes.",
-            exemplars=[f"Question {i} about irrigation?" for i in range(12)],
-            base_model_id="smollm2-135m-instruct",
-            base_fingerprint=BASE,
-        )
+        self.record: PacketRecord = add_packet(self.sender, adapter, "irrigation")
         self.receiver.library.set_trust(self.sender.identity.device_id, "trusted")
 
     def close(self) -> None:
@@ -183,6 +190,89 @@ async def raw_copy(data: bytes) -> float:
     elapsed = time.perf_counter() - start
     server.close()
     return elapsed
+
+
+RAW_RECEIVER = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+conn, _ = server.accept()
+got = bytearray()
+while chunk := conn.recv(256 * 1024):
+    got += chunk
+conn.sendall(len(got).to_bytes(8, "big"))
+conn.close()
+"""
+
+
+def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
+    """Start a helper process; return it and the first line it prints on stdout or stderr."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )  # fmt: skip
+    stream = proc.stdout if args[1] == "-c" and args[2] == RAW_RECEIVER else proc.stderr
+    assert stream is not None
+    return proc, stream.readline()
+
+
+async def raw_copy_to_process(data: bytes) -> float:
+    """Time a plain TCP copy of `data` to another process that keeps every byte and answers
+    with the count once the sender closed its side."""
+    proc, line = start_process([sys.executable, "-c", RAW_RECEIVER])
+    port = int(line)
+    start = time.perf_counter()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    writer.write_eof()
+    count = int.from_bytes(await reader.readexactly(8), "big")
+    elapsed = time.perf_counter() - start
+    writer.close()
+    proc.wait(timeout=10)
+    assert count == len(data)
+    return elapsed
+
+
+async def sessions_to_process(root: Path, reps: int) -> list[float]:
+    """Time sessions from this process to one long-running `fieldkit sync --listen` in
+    another, each until the receiver has stored the packet (its Bye comes after that).
+    Every session has its own sender and packet (same shapes, other seeds); the first one
+    warms the listener up (imports, caches) and is not timed."""
+    receiver = Services.build(root / "proc-receiver")
+    senders = []
+    for i in range(reps + 1):
+        sender = Services.build(root / f"proc-sender-{i}")
+        add_packet(sender, smollm_adapter(seed=100 + i), f"irrigation-{i}")
+        receiver.library.set_trust(sender.identity.device_id, "trusted")
+        senders.append(sender)
+    home = receiver.home.root
+    receiver.close()
+    proc, line = start_process(
+        [sys.executable, "-c", "from fieldkit.cli import run; run()", "--home", str(home),
+         "sync", "--listen", "--port", "0", "--json"]
+    )  # fmt: skip
+    assert "Listening on" in line, line
+    port = int(line.split(":")[1].split()[0])
+    times = []
+    try:
+        for i, sender in enumerate(senders):
+            start = time.perf_counter()
+            summary = await sync_with("127.0.0.1", port, sender, SyncOptions())
+            elapsed = time.perf_counter() - start
+            assert summary.ok, summary.error
+            (sent,) = [p for p in summary.packets if p.direction == "sent"]
+            assert sent.status == "ok", sent.reason
+            if i:
+                times.append(elapsed)
+            sender.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    check = Services.build(home)
+    assert len(check.library.list_packets()) == reps + 1
+    check.close()
+    return times
 
 
 def packet_chunks(delivered: bytes, pid: str) -> tuple[set[int], int]:
@@ -320,6 +410,13 @@ async def main(reps: int) -> dict:
             entry["goodput_vs_raw_copy"] = raw_s / entry["median_s"]
             entry["transfer_vs_raw_copy"] = raw_s / entry["transfer_median_s"]
             entry["stream_vs_raw_copy"] = raw_s / entry["stream_median_s"]
+        two = await sessions_to_process(root, reps)
+        raw_two = [await raw_copy_to_process(weights) for _ in range(reps)]
+        results["two_processes"] = {
+            "session_median_s": median(two),
+            "raw_copy_median_s": median(raw_two),
+            "goodput_vs_raw_copy": median(raw_two) / median(two),
+        }
         uncompressed = results["session_raw"]
         results["protocol_overhead"] = (uncompressed["session_bytes_both_ways"] - size) / size
         results["cut_at_50pct"] = await cut_at_half(root, adapter)

@@ -79,6 +79,10 @@ class AdaptiveCompression:
             return True  # measure first
         return self.saved * self.link_s_per_byte > 2 * self.encode_s_per_byte
 
+    def next_is_compressed(self) -> bool:
+        """Return what `compress_next` will answer, without counting a chunk."""
+        return self.pays() or self._since_probe + 1 >= self.probe_every
+
     def compress_next(self) -> bool:
         """Return whether to compress the next chunk (compression pays, or it is a probe)."""
         if self.pays():

@@ -177,12 +177,15 @@ def validate_tensors(
     config: AdapterConfig,
     tensors: Mapping[str, np.ndarray],
     n_model_layers: int | None = None,
+    *,
+    check_values: bool = True,
 ) -> None:
     """Check names, pairing, shapes and values of every tensor; raise PacketError if bad.
 
     Every tensor must be `lora_a`/`lora_b` of a declared key on a covered layer, each pair
     must agree on the rank, every A of a key must share the input width and every B the
-    output width, and no value may be NaN or infinite.
+    output width, and no value may be NaN or infinite (`check_values=False`: the caller
+    checked every value already, e.g. with `values_finite`).
     """
     for name in tensors:
         if not _TENSOR_NAME.match(name):
@@ -213,28 +216,41 @@ def validate_tensors(
             raise PacketError(f"The tensor {name} has a shape unlike its siblings.")
         if array.dtype.kind != "f":
             raise PacketError(f"The tensor {name} is not floating point.")
-        if not all_finite(array):
+        if check_values and not all_finite(array):
             raise PacketError(f"The tensor {name} holds NaN or infinite values.")
 
 
-_EXPONENT_BITS = {
-    np.dtype(np.float16): (np.uint16, 0x7C00),
-    np.dtype(np.float32): (np.uint32, 0x7F800000),
+_EXPONENT_BITS = {  # (same-width integer, the bits below the sign, exponent all ones)
+    np.dtype(np.float16): (np.uint16, 0x7FFF, 0x7C00),
+    np.dtype(np.float32): (np.uint32, 0x7FFFFFFF, 0x7F800000),
 }
 
 
 def all_finite(array: np.ndarray) -> bool:
     """Return True if no value is NaN or infinite.
 
-    For fp16 and fp32 this tests the exponent bits of the raw integers (all ones means NaN
-    or infinity): the same answer as np.isfinite, about 8x faster on fp16.
+    For fp16 and fp32 this reads the raw integers: with the sign bit cleared, a value is NaN
+    or infinite exactly when it is at least "exponent all ones". The same answer as
+    np.isfinite, about 15x faster on fp16.
     """
     bits = _EXPONENT_BITS.get(array.dtype)
     if bits is None or not array.flags.c_contiguous:
         return bool(np.isfinite(array).all())
-    kind, mask = bits
-    raw = array.view(kind)
-    return not bool(((raw & kind(mask)) == kind(mask)).any())
+    if array.size == 0:
+        return True
+    kind, magnitude, exponent = bits
+    return bool((array.view(kind) & kind(magnitude)).max() < exponent)
+
+
+def values_finite(data: bytes, dtype: np.dtype) -> bool:
+    """Return True if no value in the data section of safetensors `data` (the bytes after
+    the header) is NaN or infinite, reading the whole section as `dtype`: one pass, for a
+    file whose tensors all have that dtype (False also if the section is not a whole
+    number of `dtype` values)."""
+    start = 8 + int.from_bytes(data[:8], "little")
+    if start > len(data) or (len(data) - start) % dtype.itemsize:
+        return False
+    return all_finite(np.frombuffer(data, dtype=dtype, offset=start))
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -248,15 +264,16 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise PacketError(f"{path.name} is not a readable safetensors file.") from exc
 
 
-def read_safetensors_bytes(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
-    """Read safetensors bytes into numpy arrays; raise PacketError if they are broken."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+def read_safetensors_bytes(
+    data: bytes, label: str = "weights", *, copy: bool = True
+) -> dict[str, np.ndarray]:
+    """Read safetensors bytes into numpy arrays; raise PacketError if they are broken.
 
-    try:
-        return load(data)
-    except (SafetensorError, ValueError) as exc:
-        raise PacketError(f"The {label} are not a readable safetensors file.") from exc
+    `copy=False` returns read-only views into `data` (enough for checking them)."""
+    from fieldkit.store.tensorfile import tensor_views
+
+    views = tensor_views(data, label)
+    return {name: view.copy() for name, view in views.items()} if copy else views
 
 
 def tensors_to_bytes(tensors: Mapping[str, np.ndarray], dtype: str = "float16") -> bytes:

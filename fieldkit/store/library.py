@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,10 +174,14 @@ class Library:
         if existing is not None:
             return existing
         data = weights if isinstance(weights, bytes) else _read(weights)
-        verify_weights(manifest, data, check_chunks=not received)
-        replaced = self._name_holder(manifest)
         move = weights if received and isinstance(weights, Path) else None
-        self._write_blob(manifest["weights_sha256"], data, move_from=move)
+        with ThreadPoolExecutor(1) as pool:
+            # the disk makes the part file durable while the CPU verifies it
+            flushing = pool.submit(_fsync_file, move) if move is not None else None
+            verify_weights(manifest, data, check_chunks=not received, copy=False)
+            replaced = self._name_holder(manifest)
+        synced = flushing is not None and flushing.result()
+        self._write_blob(manifest["weights_sha256"], data, move_from=move, synced=synced)
         row = {
             "packet_id": pid,
             "name": manifest["name"],
@@ -453,20 +458,18 @@ class Library:
             )
         return holder
 
-    def _write_blob(self, sha256: str, data: bytes, move_from: Path | None = None) -> None:
+    def _write_blob(
+        self, sha256: str, data: bytes, move_from: Path | None = None, synced: bool = False
+    ) -> None:
         """Store verified bytes as the blob `sha256`, durably; `move_from` is a file holding
-        exactly those bytes on the same disk, renamed into place instead of copied."""
+        exactly those bytes on the same disk, renamed into place instead of copied (`synced`:
+        it was fsynced already)."""
         path = self.home.blobs_dir / sha256[:2] / f"{sha256}.safetensors"
         if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        if move_from is not None:
+        if move_from is not None and (synced or _fsync_file(move_from)):
             try:
-                fd = os.open(move_from, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
                 os.replace(move_from, path)
                 _fsync_dir(path.parent)
                 return
@@ -532,6 +535,21 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
+
+
+def _fsync_file(path: Path) -> bool:
+    """fsync the file at `path`; return False if it cannot be opened or synced."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        os.fsync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:

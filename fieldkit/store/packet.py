@@ -25,6 +25,7 @@ from fieldkit.store.adapter import (
     read_safetensors_bytes,
     tensors_to_bytes,
     validate_tensors,
+    values_finite,
 )
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
 
@@ -151,13 +152,14 @@ def verify_manifest(manifest: Any, signature: bytes) -> str:
 
 
 def verify_weights(
-    manifest: Mapping[str, Any], data: bytes, *, check_chunks: bool = True
+    manifest: Mapping[str, Any], data: bytes, *, check_chunks: bool = True, copy: bool = True
 ) -> Adapter:
     """Check the weights bytes against the manifest (hashes, tensors); return the Adapter.
 
     `check_chunks=False` skips re-hashing every chunk, for bytes whose chunks were each
     checked against this manifest as they arrived (a gossip transfer); the whole-file
-    sha256, which the signature covers, is checked either way.
+    sha256, which the signature covers, is checked either way. `copy=False` leaves the
+    Adapter's tensors as read-only views into `data` (for a caller that only checks).
     """
     if len(data) != manifest["weights_size"]:
         raise PacketError(
@@ -169,12 +171,16 @@ def verify_weights(
         raise PacketError(f"The weights of {manifest['name']!r} do not match their sha256.")
     if check_chunks and chunk_hashes(data, manifest["chunk_size"]) != manifest["chunk_hashes"]:
         raise PacketError(f"The weights of {manifest['name']!r} do not match their chunk hashes.")
-    tensors = read_safetensors_bytes(data, f"weights of {manifest['name']!r}")
+    tensors = read_safetensors_bytes(data, f"weights of {manifest['name']!r}", copy=copy)
     config = AdapterConfig.from_mlx_dict(manifest["adapter"])
-    for name, array in tensors.items():
-        if str(array.dtype) != manifest["dtype"]:
-            raise PacketError(f"The tensor {name} is {array.dtype}, not {manifest['dtype']}.")
-    validate_tensors(config, tensors)
+    dtypes = {array.dtype for array in tensors.values()}
+    for dtype in dtypes:  # str(dtype) is slow: once per dtype, not per tensor
+        if str(dtype) != manifest["dtype"]:
+            name = next(n for n, a in tensors.items() if a.dtype == dtype)
+            raise PacketError(f"The tensor {name} is {dtype}, not {manifest['dtype']}.")
+    # one pass over all the values; tensor by tensor only to name a bad one
+    finite = len(dtypes) == 1 and values_finite(data, dtypes.pop())
+    validate_tensors(config, tensors, check_values=not finite)
     return Adapter(config=config, tensors=tensors, key=digest)
 
 

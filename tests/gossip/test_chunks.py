@@ -71,7 +71,9 @@ def test_adaptive_compression_sends_raw_while_the_link_keeps_up():
     decisions = []
     for i in range(64):
         data = fp16_chunk(i)
+        predicted = policy.next_is_compressed()  # the session times only these chunks
         codec, payload = encoder.encode(data)
+        assert predicted == encoder.tried
         decisions.append(encoder.tried)
         assert (codec is not Codec.RAW) == encoder.tried
         # a fast link: 32 KiB leave in 10 us, compressing them takes 100 us

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 
 import pytest
@@ -198,6 +199,38 @@ def test_all_finite_matches_numpy(dtype):
         assert not all_finite(broken)
         assert not all_finite(broken.T)  # not contiguous: numpy's own check
         assert all_finite(broken[:17])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_values_finite_reads_every_value_of_the_file(dtype):
+    import numpy as np
+
+    from fieldkit.store.adapter import tensors_to_bytes, values_finite
+
+    rng = np.random.default_rng(1)
+    tensors = {f"t{i}": rng.normal(size=(8, 5 + i)).astype(dtype) for i in range(6)}
+    tensors["t0"][0, :3] = (-0.0, np.finfo(dtype).max, -np.finfo(dtype).max)
+    assert values_finite(tensors_to_bytes(tensors, dtype), np.dtype(dtype))
+    for bad in (np.nan, -np.nan, np.inf, -np.inf):
+        for name in ("t0", "t5"):  # first and last tensor in the file
+            broken = {k: v.copy() for k, v in tensors.items()}
+            broken[name][-1, -1] = bad
+            assert not values_finite(tensors_to_bytes(broken, dtype), np.dtype(dtype))
+    odd = tensors_to_bytes(tensors, dtype) + b"\0"  # not a whole number of values
+    assert not values_finite(odd, np.dtype(dtype))
+
+
+def test_a_nan_in_received_weights_is_refused_by_tensor_name(make_home, make_packet, tmp_path):
+    import numpy as np
+
+    source = make_packet(make_home("a"), name="pumps")
+    data = bytearray(Library.open(make_home("a")).read_weights(source))
+    data[-2:] = np.array([np.nan], dtype=np.float16).tobytes()  # the last value of the file
+    manifest = {**source.manifest, "weights_sha256": hashlib.sha256(data).hexdigest()}
+    from fieldkit.store.packet import verify_weights
+
+    with pytest.raises(PacketError, match=r"tensor model\.layers\.\d+\..*NaN"):
+        verify_weights(manifest, bytes(data), check_chunks=False)
 
 
 def test_received_part_file_moves_into_the_blob_store(make_home, make_packet, tmp_path):

@@ -1,0 +1,78 @@
+"""Read safetensors bytes as numpy views, checking the header as strictly as `safetensors`.
+
+Packet weights arrive as one bytes object; `safetensors.numpy.load` copies every tensor out
+of it. Here each tensor is a read-only view into those bytes (no copy), which is all the
+checks before a packet is stored need. The header must describe the buffer exactly: a JSON
+object of tensors whose byte ranges are the right size for their dtype and shape and tile
+the data section from its first byte to its last, without gaps or overlaps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from fieldkit.errors import PacketError
+
+MAX_HEADER = 100 * 1024 * 1024  # the limit `safetensors` itself applies
+DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+
+
+def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
+    """Return every tensor of safetensors `data` as a read-only view; raise PacketError if
+    the bytes are not a well-formed safetensors file of fp16/fp32/fp64 tensors."""
+    bad = f"The {label} are not a readable safetensors file"
+    if len(data) < 8:
+        raise PacketError(f"{bad} (too short).")
+    size = int.from_bytes(data[:8], "little")
+    if size > MAX_HEADER or 8 + size > len(data):
+        raise PacketError(f"{bad} (its header length is out of bounds).")
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, ValueError):
+        raise PacketError(f"{bad} (its header is not JSON).") from None
+    if not isinstance(header, dict):
+        raise PacketError(f"{bad} (its header is not a JSON object).")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise PacketError(f"{bad} (its metadata is not a map of strings).")
+    start, region = 8 + size, len(data) - 8 - size
+    spans = [(name, *_span(name, info, bad)) for name, info in header.items()]
+    spans.sort(key=lambda span: (span[1], span[2]))
+    end = 0
+    views: dict[str, np.ndarray] = {}
+    for name, begin, stop, dtype, shape in spans:
+        if begin != end:
+            raise PacketError(f"{bad} (tensor {name} does not follow the one before it).")
+        if stop > region:
+            raise PacketError(f"{bad} (tensor {name} runs past the end of the data).")
+        end = stop
+        count = stop - begin
+        array = np.frombuffer(data, dtype, count // dtype.itemsize, start + begin)
+        views[name] = array.reshape(shape)
+    if end != region:
+        raise PacketError(f"{bad} (its tensors do not cover the data exactly).")
+    return views
+
+
+def _span(name: str, info: Any, bad: str) -> tuple[int, int, np.dtype, tuple[int, ...]]:
+    """Check one header entry; return (begin, end, dtype, shape)."""
+    if type(info) is not dict:
+        raise PacketError(f"{bad} (tensor {name} has no description).")
+    dtype = DTYPES.get(info.get("dtype"))  # type: ignore[arg-type]
+    if dtype is None:
+        raise PacketError(f"{bad} (tensor {name} has dtype {info.get('dtype')!r}).")
+    shape, offsets = info.get("shape"), info.get("data_offsets")
+    if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+        raise PacketError(f"{bad} (tensor {name} has a malformed shape).")
+    if type(offsets) is not list or len(offsets) != 2:
+        raise PacketError(f"{bad} (tensor {name} has malformed offsets).")
+    begin, end = offsets
+    if type(begin) is not int or type(end) is not int or begin < 0:
+        raise PacketError(f"{bad} (tensor {name} has malformed offsets).")
+    if end < begin or end - begin != math.prod(shape) * dtype.itemsize:
+        raise PacketError(f"{bad} (tensor {name} has the wrong number of bytes).")
+    return begin, end, dtype, tuple(shape)
