@@ -306,7 +306,7 @@ class Library:
         problem: str | None = None
         try:
             verify_manifest(record.manifest, record.signature)
-            verify_weights(record.manifest, self.read_weights(record))
+            verify_weights(record.manifest, self.read_weights(record), copy=False)
         except (PacketError, LibraryError) as exc:
             problem = str(exc)
         self.db["packets"].update(record.packet_id, {"verified": int(problem is None)})

@@ -277,7 +277,7 @@ def read_packet_file(path: Path) -> PacketFile:
     weights = raw[prefix + header_len :]
     if len(weights) < manifest["weights_size"]:
         raise PacketError(f"{path.name} is truncated: its weights end early.")
-    verify_weights(manifest, weights)
+    verify_weights(manifest, weights, copy=False)
     return PacketFile(manifest=manifest, signature=signature, weights=weights)
 
 
