@@ -1,6 +1,6 @@
 """Gossip benchmark: loopback goodput, protocol overhead, bytes re-sent after a cut, wire size.
 
-    .venv/bin/python bench/bench_sync.py [--reps 5] [--json OUT]
+    .venv/bin/python bench/bench_sync.py [--reps 5] [--ranks 8,32] [--json OUT]
 
 The packet is a LoRA adapter with SmolLM2-135M's shapes (30 layers, hidden 576, kv 192,
 mlp 1536; rank 8 on all 7 projections; fp16, 4.9 MB), drawn like a freshly trained one:
@@ -13,6 +13,9 @@ lora_a uniform in +-1/sqrt(in) (mlx-lm's init), lora_b normal(0, 0.002). No mode
    (`transfer`), and from the receiver's PacketStart to then (`stream`); and the time of
    Library.add alone for the same packet (what ends every transfer). Then the same
    comparison over an in-memory link limited to 4 MB/s (a slow radio link).
+   Then as two laptops run it: sessions to `fieldkit sync --listen` in another process (one
+   listener, warmed up by a first session that is not timed), against a raw copy to another
+   process, for packets of each rank in --ranks (rank 8: 4.9 MB, rank 32: 19.7 MB).
 2. Protocol overhead: every byte both sides sent in a session with compression off, over the
    packet size.
 3. A cut at 50% of the sender's bytes on the in-memory link, then a second session: chunks
@@ -68,16 +71,16 @@ SHAPES = {
 }
 
 
-def smollm_adapter(seed: int = 0) -> Adapter:
+def smollm_adapter(seed: int = 0, rank: int = RANK) -> Adapter:
     rng = np.random.default_rng(seed)
-    config = AdapterConfig(rank=RANK, scale=2.0, dropout=0.0, num_layers=LAYERS, keys=ALL_KEYS)
+    config = AdapterConfig(rank=rank, scale=2.0, dropout=0.0, num_layers=LAYERS, keys=ALL_KEYS)
     tensors = {}
     for layer in range(LAYERS):
         for key, (d_in, d_out) in SHAPES.items():
             bound = 1 / np.sqrt(d_in)
             name = f"model.layers.{layer}.{key}"
-            tensors[f"{name}.lora_a"] = rng.uniform(-bound, bound, (d_in, RANK)).astype(np.float16)
-            tensors[f"{name}.lora_b"] = rng.normal(0, 0.002, (RANK, d_out)).astype(np.float16)
+            tensors[f"{name}.lora_a"] = rng.uniform(-bound, bound, (d_in, rank)).astype(np.float16)
+            tensors[f"{name}.lora_b"] = rng.normal(0, 0.002, (rank, d_out)).astype(np.float16)
     return Adapter(config=config, tensors=tensors)
 
 
@@ -234,16 +237,16 @@ async def raw_copy_to_process(data: bytes) -> float:
     return elapsed
 
 
-async def sessions_to_process(root: Path, reps: int) -> list[float]:
+async def sessions_to_process(root: Path, reps: int, rank: int = RANK) -> list[float]:
     """Time sessions from this process to one long-running `fieldkit sync --listen` in
     another, each until the receiver has stored the packet (its Bye comes after that).
     Every session has its own sender and packet (same shapes, other seeds); the first one
     warms the listener up (imports, caches) and is not timed."""
-    receiver = Services.build(root / "proc-receiver")
+    receiver = Services.build(root / f"proc-{rank}-receiver")
     senders = []
     for i in range(reps + 1):
-        sender = Services.build(root / f"proc-sender-{i}")
-        add_packet(sender, smollm_adapter(seed=100 + i), f"irrigation-{i}")
+        sender = Services.build(root / f"proc-{rank}-sender-{i}")
+        add_packet(sender, smollm_adapter(seed=100 + i, rank=rank), f"irrigation-{i}")
         receiver.library.set_trust(sender.identity.device_id, "trusted")
         senders.append(sender)
     home = receiver.home.root
@@ -359,7 +362,7 @@ async def cut_at_half(root: Path, adapter: Adapter) -> dict:
     return result
 
 
-async def main(reps: int) -> dict:
+async def main(reps: int, ranks: list[int]) -> dict:
     adapter = smollm_adapter()
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -410,13 +413,23 @@ async def main(reps: int) -> dict:
             entry["goodput_vs_raw_copy"] = raw_s / entry["median_s"]
             entry["transfer_vs_raw_copy"] = raw_s / entry["transfer_median_s"]
             entry["stream_vs_raw_copy"] = raw_s / entry["stream_median_s"]
-        two = await sessions_to_process(root, reps)
-        raw_two = [await raw_copy_to_process(weights) for _ in range(reps)]
-        results["two_processes"] = {
-            "session_median_s": median(two),
-            "raw_copy_median_s": median(raw_two),
-            "goodput_vs_raw_copy": median(raw_two) / median(two),
-        }
+        results["two_processes"] = []
+        for rank in ranks:  # the packet size sweep: fixed costs against per-byte costs
+            probe = Devices(root, smollm_adapter(rank=rank), f"probe-{rank}")
+            data = probe.sender.library.read_weights(probe.record)
+            probe.close()
+            two = await sessions_to_process(root, reps, rank)
+            raw_two = [await raw_copy_to_process(data) for _ in range(reps)]
+            results["two_processes"].append(
+                {
+                    "rank": rank,
+                    "packet_bytes": len(data),
+                    "session_median_s": median(two),
+                    "raw_copy_median_s": median(raw_two),
+                    "goodput_MBps": len(data) / median(two) / 1e6,
+                    "goodput_vs_raw_copy": median(raw_two) / median(two),
+                }
+            )
         uncompressed = results["session_raw"]
         results["protocol_overhead"] = (uncompressed["session_bytes_both_ways"] - size) / size
         results["cut_at_50pct"] = await cut_at_half(root, adapter)
@@ -436,8 +449,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--ranks", default="8,32", help="LoRA ranks of the packets sent to another process"
+    )
     args = parser.parse_args()
-    out = asyncio.run(main(args.reps))
+    out = asyncio.run(main(args.reps, [int(r) for r in args.ranks.split(",")]))
     text = json.dumps(out, indent=2)
     print(text)
     if args.json:
