@@ -15,8 +15,10 @@ from typing import Any
 
 from fieldkit.gossip.protocol import chunk_count, chunk_length
 from fieldkit.store.library import Library, PacketRecord
+from fieldkit.store.writeback import start_writeback
 
 SAVE_EVERY = 256  # chunks between updates of the transfers table (the part file is the truth)
+WRITEBACK_EVERY = 1024 * 1024  # bytes written between asking the disk to start on them
 
 
 def held_chunks(library: Library, packet_id: str) -> tuple[set[int], dict[str, Any] | None]:
@@ -62,6 +64,7 @@ class PartFile:
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         os.ftruncate(self._fd, manifest["weights_size"])
         self._unsaved = 0
+        self._unflushed = 0
         self.save()
 
     @property
@@ -76,6 +79,10 @@ class PartFile:
             self.received.add(index)
             self.held_bytes += len(data)
         self._unsaved += 1
+        self._unflushed += len(data)
+        if self._unflushed >= WRITEBACK_EVERY:  # the final fsync then has less to wait for
+            start_writeback(self._fd)
+            self._unflushed = 0
         if self._unsaved >= SAVE_EVERY:
             self.save()
 
