@@ -16,6 +16,8 @@ lora_a uniform in +-1/sqrt(in) (mlx-lm's init), lora_b normal(0, 0.002). No mode
    Then as two laptops run it: sessions to `fieldkit sync --listen` in another process (one
    listener, warmed up by a first session that is not timed), against a raw copy to another
    process, for packets of each rank in --ranks (rank 8: 4.9 MB, rank 32: 19.7 MB).
+   And the receiver's floor: hashing every chunk, hashing the whole file, writing the
+   chunks and the fsync, each timed alone on the packet's bytes.
 2. Protocol overhead: every byte both sides sent in a session with compression off, over the
    packet size.
 3. A cut at 50% of the sender's bytes on the in-memory link, then a second session: chunks
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -278,6 +281,38 @@ async def sessions_to_process(root: Path, reps: int, rank: int = RANK) -> list[f
     return times
 
 
+def receiver_floor(root: Path, data: bytes, chunk_size: int, reps: int) -> dict:
+    """Time the work no receiver can skip, each alone (medians of `reps`): hashing every
+    chunk against the manifest, hashing the whole file against the signature, writing the
+    chunks to a part file, and the fsync that makes the packet durable."""
+    chunks = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+    times: dict[str, list[float]] = {"chunk_hashes": [], "file_hash": [], "write": [], "fsync": []}
+    for rep in range(reps):
+        start = time.perf_counter()
+        for chunk in chunks:
+            hashlib.sha256(chunk).hexdigest()
+        times["chunk_hashes"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        hashlib.sha256(data).hexdigest()
+        times["file_hash"].append(time.perf_counter() - start)
+        path = root / f"floor-{rep}.part"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            start = time.perf_counter()
+            for index, chunk in enumerate(chunks):
+                os.pwrite(fd, chunk, index * chunk_size)
+            times["write"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            os.fsync(fd)
+            times["fsync"].append(time.perf_counter() - start)
+        finally:
+            os.close(fd)
+            path.unlink()
+    result = {f"{name}_s": median(values) for name, values in times.items()}
+    result["sum_s"] = sum(result.values())
+    return result
+
+
 def packet_chunks(delivered: bytes, pid: str) -> tuple[set[int], int]:
     frames = FrameDecoder()
     frames.feed(delivered)
@@ -413,6 +448,7 @@ async def main(reps: int, ranks: list[int]) -> dict:
             entry["goodput_vs_raw_copy"] = raw_s / entry["median_s"]
             entry["transfer_vs_raw_copy"] = raw_s / entry["transfer_median_s"]
             entry["stream_vs_raw_copy"] = raw_s / entry["stream_median_s"]
+        results["receiver_floor"] = receiver_floor(root, weights, results["chunk_size"], reps)
         results["two_processes"] = []
         for rank in ranks:  # the packet size sweep: fixed costs against per-byte costs
             probe = Devices(root, smollm_adapter(rank=rank), f"probe-{rank}")
