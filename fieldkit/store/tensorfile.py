@@ -32,7 +32,7 @@ def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
         raise PacketError(f"{bad} (its header length is out of bounds).")
     try:
         header = json.loads(data[8 : 8 + size])
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, or hostile nesting
         raise PacketError(f"{bad} (its header is not JSON).") from None
     if not isinstance(header, dict):
         raise PacketError(f"{bad} (its header is not a JSON object).")
@@ -62,7 +62,8 @@ def _span(name: str, info: Any, bad: str) -> tuple[int, int, np.dtype, tuple[int
     """Check one header entry; return (begin, end, dtype, shape)."""
     if type(info) is not dict:
         raise PacketError(f"{bad} (tensor {name} has no description).")
-    dtype = DTYPES.get(info.get("dtype"))  # type: ignore[arg-type]
+    raw = info.get("dtype")
+    dtype = DTYPES.get(raw) if isinstance(raw, str) else None
     if dtype is None:
         raise PacketError(f"{bad} (tensor {name} has dtype {info.get('dtype')!r}).")
     shape, offsets = info.get("shape"), info.get("data_offsets")

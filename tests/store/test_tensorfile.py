@@ -62,6 +62,7 @@ def test_views_hold_the_same_tensors_as_safetensors_and_copy_nothing():
         (lambda h, d: ({**h, "c": {**h["c"], "data_offsets": [0]}}, d), "malformed offsets"),
         (lambda h, d: ({**h, "__metadata__": {"n": 3}}, d), "map of strings"),
         (lambda h, d: ({**h, "c": [1, 2]}, d), "no description"),
+        (lambda h, d: ({**h, "c": {**h["c"], "dtype": ["F16"]}}, d), "dtype \\['F16'\\]"),
         (lambda h, d: ({**h, "d": dict(h["c"])}, d), "does not follow"),  # overlap
     ],
 )
@@ -76,7 +77,15 @@ def test_malformed_headers_are_refused_like_safetensors_refuses_them(edit, messa
 
 @pytest.mark.parametrize(
     "blob",
-    [b"", b"\x05", struct.pack("<Q", 1 << 40) + b"{}", struct.pack("<Q", 4) + b"[1] ", b"\0" * 8],
+    [
+        b"",
+        b"\x05",
+        struct.pack("<Q", 1 << 40) + b"{}",
+        struct.pack("<Q", 4) + b"[1] ",
+        b"\0" * 8,
+        struct.pack("<Q", 200_000) + b"[" * 200_000,  # nesting deeper than any parser allows
+        struct.pack("<Q", 2) + b"\xff\xfe",
+    ],
 )
 def test_broken_framing_is_refused(blob):
     with pytest.raises(PacketError, match="not a readable safetensors file"):
