@@ -5,9 +5,9 @@
 # Env:   FIELDKIT_BUILD_HOME   build home (default: bench/out/demo-build, kept for reruns)
 #        FIELDKIT_BUILD_MODEL  base model folder (default: the embedded default, installed
 #                              into the build home if missing)
-#        DEMO_MINUTES          training budget per packet (default 9)
-#        DEMO_ITERS            most steps per packet (default 100)
-#        DEMO_LAYERS           LoRA on the last N layers (default 8)
+#        DEMO_MINUTES          training budget per packet (default 15)
+#        DEMO_ITERS            most steps per packet (default 300)
+#        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
@@ -17,9 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 home=${FIELDKIT_BUILD_HOME:-bench/out/demo-build}
-minutes=${DEMO_MINUTES:-9}
-iters=${DEMO_ITERS:-100}
-layers=${DEMO_LAYERS:-8}
+minutes=${DEMO_MINUTES:-15}
+iters=${DEMO_ITERS:-300}
+layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
 fk=".venv/bin/fieldkit"
 [ -x "$fk" ] || fk="fieldkit"
