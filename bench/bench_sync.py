@@ -15,7 +15,9 @@ lora_a uniform in +-1/sqrt(in) (mlx-lm's init), lora_b normal(0, 0.002). No mode
    comparison over an in-memory link limited to 4 MB/s (a slow radio link).
    Then as two laptops run it: sessions to `fieldkit sync --listen` in another process (one
    listener, warmed up by a first session that is not timed), against a raw copy to another
-   process, for packets of each rank in --ranks (rank 8: 4.9 MB, rank 32: 19.7 MB).
+   process, for packets of each rank in --ranks (rank 8: 4.9 MB, rank 32: 19.6 MB); and
+   against a raw copy whose receiver also writes the bytes to a file and fsyncs it before
+   answering (what storing them durably costs without any protocol).
    And the receiver's floor: hashing every chunk, hashing the whole file, writing the
    chunks and the fsync, each timed alone on the packet's bytes.
 2. Protocol overhead: every byte both sides sent in a session with compression off, over the
@@ -199,13 +201,18 @@ async def raw_copy(data: bytes) -> float:
 
 
 RAW_RECEIVER = """
-import socket, sys
+import os, socket, sys
 server = socket.create_server(("127.0.0.1", 0))
 print(server.getsockname()[1], flush=True)
 conn, _ = server.accept()
 got = bytearray()
 while chunk := conn.recv(256 * 1024):
     got += chunk
+if len(sys.argv) > 1:  # store the bytes durably before answering
+    with open(sys.argv[1], "wb") as f:
+        f.write(got)
+        f.flush()
+        os.fsync(f.fileno())
 conn.sendall(len(got).to_bytes(8, "big"))
 conn.close()
 """
@@ -222,10 +229,12 @@ def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
     return proc, stream.readline()
 
 
-async def raw_copy_to_process(data: bytes) -> float:
+async def raw_copy_to_process(data: bytes, store_to: Path | None = None) -> float:
     """Time a plain TCP copy of `data` to another process that keeps every byte and answers
-    with the count once the sender closed its side."""
-    proc, line = start_process([sys.executable, "-c", RAW_RECEIVER])
+    with the count once the sender closed its side (`store_to`: after writing them to that
+    file and fsyncing it)."""
+    extra = [str(store_to)] if store_to is not None else []
+    proc, line = start_process([sys.executable, "-c", RAW_RECEIVER, *extra])
     port = int(line)
     start = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -456,6 +465,9 @@ async def main(reps: int, ranks: list[int]) -> dict:
             probe.close()
             two = await sessions_to_process(root, reps, rank)
             raw_two = [await raw_copy_to_process(data) for _ in range(reps)]
+            stored = [
+                await raw_copy_to_process(data, root / f"copy-{rank}-{i}.bin") for i in range(reps)
+            ]
             results["two_processes"].append(
                 {
                     "rank": rank,
@@ -464,6 +476,8 @@ async def main(reps: int, ranks: list[int]) -> dict:
                     "raw_copy_median_s": median(raw_two),
                     "goodput_MBps": len(data) / median(two) / 1e6,
                     "goodput_vs_raw_copy": median(raw_two) / median(two),
+                    "raw_copy_stored_median_s": median(stored),
+                    "goodput_vs_raw_copy_stored": median(stored) / median(two),
                 }
             )
         uncompressed = results["session_raw"]
