@@ -226,6 +226,9 @@ _EXPONENT_BITS = {  # (same-width integer, the bits below the sign, exponent all
 }
 
 
+_FINITE_BLOCK = 1 << 16  # values per block of all_finite (128-256 KiB: stays in cache)
+
+
 def all_finite(array: np.ndarray) -> bool:
     """Return True if no value is NaN or infinite.
 
@@ -239,7 +242,16 @@ def all_finite(array: np.ndarray) -> bool:
     if array.size == 0:
         return True
     kind, magnitude, exponent = bits
-    return bool((array.view(kind) & kind(magnitude)).max() < exponent)
+    raw = array.reshape(-1).view(kind)
+    # block by block through one small buffer: a temporary as large as a whole packet
+    # would cost more in fresh pages than the arithmetic itself
+    block = np.empty(min(raw.size, _FINITE_BLOCK), dtype=kind)
+    for start in range(0, raw.size, _FINITE_BLOCK):
+        part = raw[start : start + _FINITE_BLOCK]
+        masked = np.bitwise_and(part, kind(magnitude), out=block[: part.size])
+        if masked.max() >= exponent:
+            return False
+    return True
 
 
 def values_finite(data: bytes, dtype: np.dtype) -> bool:

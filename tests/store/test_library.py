@@ -199,6 +199,12 @@ def test_all_finite_matches_numpy(dtype):
         assert not all_finite(broken)
         assert not all_finite(broken.T)  # not contiguous: numpy's own check
         assert all_finite(broken[:17])
+    large = rng.normal(size=(3, 70_000)).astype(dtype)  # several blocks, a partial last one
+    assert all_finite(large)
+    for at in (0, 65_535, 65_536, 131_072, large.size - 1):
+        broken = large.copy()
+        broken.flat[at] = np.nan
+        assert not all_finite(broken)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
