@@ -218,13 +218,13 @@ conn.close()
 """
 
 
-def start_process(args: list[str]) -> tuple[subprocess.Popen, str]:
-    """Start a helper process; return it and the first line it prints on stdout or stderr."""
+def start_process(args: list[str], first_line_on: str = "stderr") -> tuple[subprocess.Popen, str]:
+    """Start a helper process; return it and the first line it prints on `first_line_on`."""
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )  # fmt: skip
-    stream = proc.stdout if args[1] == "-c" and args[2] == RAW_RECEIVER else proc.stderr
+    stream = proc.stdout if first_line_on == "stdout" else proc.stderr
     assert stream is not None
     return proc, stream.readline()
 
@@ -234,7 +234,7 @@ async def raw_copy_to_process(data: bytes, store_to: Path | None = None) -> floa
     with the count once the sender closed its side (`store_to`: after writing them to that
     file and fsyncing it)."""
     extra = [str(store_to)] if store_to is not None else []
-    proc, line = start_process([sys.executable, "-c", RAW_RECEIVER, *extra])
+    proc, line = start_process([sys.executable, "-c", RAW_RECEIVER, *extra], "stdout")
     port = int(line)
     start = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -124,6 +124,12 @@ class ChunkEncoder:
         self.adaptive = adaptive
         self.tried = False  # whether the last encode() tried compressing
 
+    def next_is_compressed(self, data: bytes) -> bool:
+        """Return whether `encode(data)`, called next, will try compressing (no side effect)."""
+        return bool(self.enabled and data) and (
+            self.adaptive is None or self.adaptive.next_is_compressed()
+        )
+
     def encode(self, data: bytes) -> tuple[Codec, bytes]:
         """Return (codec, payload), the smallest of the codecs tried (RAW if nothing helps)."""
         best: tuple[Codec, bytes] = (Codec.RAW, data)

@@ -235,7 +235,7 @@ class _Session:
                 return 0
             # CPU time, so that a preempted encode is not taken for a slow one; read only
             # around chunks that get compressed (the clock costs ~10 us on some machines)
-            timed = self.encoder.enabled and self.compression.next_is_compressed()
+            timed = self.encoder.next_is_compressed(chunk.data)
             cpu = time.thread_time() if timed else 0.0
             data = self.core.send(chunk)
             cpu = time.thread_time() - cpu if timed else 0.0

@@ -175,12 +175,15 @@ class Library:
             return existing
         data = weights if isinstance(weights, bytes) else _read(weights)
         move = weights if received and isinstance(weights, Path) else None
-        with ThreadPoolExecutor(1) as pool:
-            # the disk makes the part file durable while the CPU verifies it
-            flushing = pool.submit(_fsync_file, move) if move is not None else None
+        synced = False
+        if move is None:
             verify_weights(manifest, data, check_chunks=not received, copy=False)
-            replaced = self._name_holder(manifest)
-        synced = flushing is not None and flushing.result()
+        else:  # the disk makes the part file durable while the CPU verifies it
+            with ThreadPoolExecutor(1) as pool:
+                flushing = pool.submit(_fsync_file, move)
+                verify_weights(manifest, data, check_chunks=False, copy=False)
+            synced = flushing.result()
+        replaced = self._name_holder(manifest)
         self._write_blob(manifest["weights_sha256"], data, move_from=move, synced=synced)
         row = {
             "packet_id": pid,

@@ -71,7 +71,7 @@ def test_adaptive_compression_sends_raw_while_the_link_keeps_up():
     decisions = []
     for i in range(64):
         data = fp16_chunk(i)
-        predicted = policy.next_is_compressed()  # the session times only these chunks
+        predicted = encoder.next_is_compressed(data)  # the session times only these chunks
         codec, payload = encoder.encode(data)
         assert predicted == encoder.tried
         decisions.append(encoder.tried)
@@ -122,3 +122,13 @@ def test_incompressible_chunks_stop_being_compressed():
         tried += encoder.tried
         policy.observe(len(data), len(payload), 100e-6, len(payload) / 100_000, encoder.tried)
     assert tried <= 6
+
+
+def test_the_encoder_says_ahead_whether_it_will_compress():
+    data = fp16_chunk()
+    assert not ChunkEncoder(level=0).next_is_compressed(data)  # compression off
+    assert not ChunkEncoder().next_is_compressed(b"")
+    encoder = ChunkEncoder()  # no policy: every chunk is tried
+    assert encoder.next_is_compressed(data)
+    encoder.encode(data)
+    assert encoder.tried
