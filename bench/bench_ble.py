@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_sync import BASE, smollm_adapter  # noqa: E402
 
 from fieldkit.assets import demo_packets  # noqa: E402
-from fieldkit.gossip.ble_bumble import (  # noqa: E402
+from fieldkit.gossip.ble.radio_bumble import (  # noqa: E402
     BumblePeripheral,
     BumbleRadio,
     LocalLink,
@@ -47,7 +47,7 @@ from fieldkit.gossip.ble_bumble import (  # noqa: E402
     power_on,
     scan,
 )
-from fieldkit.gossip.ble_sync import serve, sync_with_peer  # noqa: E402
+from fieldkit.gossip.ble.sync import serve, sync_with_peer  # noqa: E402
 from fieldkit.gossip.summary import SyncOptions  # noqa: E402
 from fieldkit.services import Services  # noqa: E402
 from fieldkit.store.packet import read_packet_file  # noqa: E402

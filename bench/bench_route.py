@@ -28,9 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fieldkit.engine.embedder import MiniLMEmbedder, normalise  # noqa: E402
-from fieldkit.engine.router import ExemplarCache, Router  # noqa: E402
 from fieldkit.home import Home  # noqa: E402
+from fieldkit.router.embedder import MiniLMEmbedder, normalise  # noqa: E402
+from fieldkit.router.router import ExemplarCache, Router  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.identity import Identity  # noqa: E402
 from fieldkit.store.library import Library  # noqa: E402
@@ -442,13 +442,13 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
 
 COLD = """
 import time; t0 = time.perf_counter()
-from fieldkit.engine.router import Router
+from fieldkit.router.router import Router
 from fieldkit.home import Home
 from pathlib import Path
 from fieldkit.store.library import Library
 lib = Library.open(Home(Path({root!r})))
 t1 = time.perf_counter()
-from fieldkit.engine.embedder import MiniLMEmbedder
+from fieldkit.router.embedder import MiniLMEmbedder
 router = Router(lib, MiniLMEmbedder(quantize={int8!r}), base_fingerprint={base!r}).warm()
 t2 = time.perf_counter()
 router.route({q!r})

@@ -53,7 +53,6 @@ from safetensors.numpy import save as save_safetensors  # noqa: E402
 
 from fieldkit.gossip.chunks import ChunkEncoder  # noqa: E402
 from fieldkit.gossip.framing import FrameDecoder, encode_frame  # noqa: E402
-from fieldkit.gossip.memory import Faults, memory_pair  # noqa: E402
 from fieldkit.gossip.messages import Chunk  # noqa: E402
 from fieldkit.gossip.parts import held_chunks  # noqa: E402
 from fieldkit.gossip.session import run_session  # noqa: E402
@@ -62,6 +61,7 @@ from fieldkit.gossip.tcp import start_listener, sync_with  # noqa: E402
 from fieldkit.services import Services  # noqa: E402
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.library import PacketRecord  # noqa: E402
+from fieldkit.testing.memory_link import Faults, memory_pair  # noqa: E402
 
 BASE = "b" * 64
 HIDDEN, KV, MLP, LAYERS, RANK = 576, 192, 1536, 30, 8

@@ -26,10 +26,10 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, required=True)
     parser.add_argument("--max-tokens", type=int, default=80)
     args = parser.parse_args()
-    from fieldkit.engine.evaluate import all_facts, keyword_recall
-    from fieldkit.engine.train import generate_batch
     from fieldkit.home import Home
     from fieldkit.store.library import Library
+    from fieldkit.training.evaluate import all_facts, keyword_recall
+    from fieldkit.training.train import generate_batch
 
     rows = [json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()]
     library = Library.open(Home(args.home))

@@ -76,7 +76,7 @@ def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
     ctx.obj = Services.build(home=home, model_path=model_path)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
-        tui = importlib.import_module("fieldkit.app")
+        tui = importlib.import_module("fieldkit.tui.app")
         tui.run_app(ctx.obj)
 
 

@@ -15,7 +15,7 @@ from fieldkit.home import Home
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine
-    from fieldkit.engine.router import RouteDecision, Router
+    from fieldkit.router.router import RouteDecision, Router
     from fieldkit.store.adapter import Adapter
     from fieldkit.store.identity import Identity
     from fieldkit.store.library import Library, PacketRecord
@@ -98,7 +98,7 @@ class Services:
 
     @cached_property
     def router(self) -> Router:
-        from fieldkit.engine.router import Router
+        from fieldkit.router.router import Router
 
         router = Router(self.library, base_fingerprint=self.base_fingerprint)
         # New packets (sync, import, train) are embedded as they arrive, not at query time.

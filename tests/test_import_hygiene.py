@@ -11,15 +11,15 @@ from pathlib import Path
 import fieldkit
 
 PACKAGE = Path(fieldkit.__file__).parent
-CORE_DIRS = ("store", "gossip", "engine")
+CORE_DIRS = ("store", "gossip", "gossip/ble", "engine", "router", "training")
 # The only modules allowed to import each heavy or platform library at module level.
 OWNERS = {
     "mlx": {"engine/mlx_backend.py"},
     "mlx_lm": {"engine/mlx_backend.py"},
-    "sentence_transformers": {"engine/embedder.py"},
-    "bleak": {"gossip/ble_bleak.py", "gossip/ble_bleak_bumble_backend.py"},
-    "bless": {"gossip/ble_bless.py"},
-    "bumble": {"gossip/ble_bumble.py", "gossip/ble_bleak_bumble_backend.py"},
+    "sentence_transformers": {"router/embedder.py"},
+    "bleak": {"gossip/ble/central_bleak.py", "testing/bleak_over_bumble.py"},
+    "bless": {"gossip/ble/peripheral_bless.py"},
+    "bumble": {"gossip/ble/radio_bumble.py", "testing/bleak_over_bumble.py"},
     "zeroconf": {"gossip/lan.py"},
     "textual": None,  # anywhere in the UI layer, never in the core
 }
@@ -33,7 +33,7 @@ def _core_modules() -> list[str]:
         for path in sorted((PACKAGE / sub).glob("*.py")):
             if f"{sub}/{path.name}" in owner_files:
                 continue
-            names.append(f"fieldkit.{sub}.{path.stem}".removesuffix(".__init__"))
+            names.append(f"fieldkit.{sub.replace('/', '.')}.{path.stem}".removesuffix(".__init__"))
     return names
 
 

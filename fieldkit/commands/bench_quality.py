@@ -106,8 +106,8 @@ def quality(
     cross: bool,
 ) -> None:
     """Train or reuse one specialist per domain, then score base, specialists, merges, routed, oracle."""
-    from fieldkit.engine.dataset import read_jsonl
-    from fieldkit.engine.evaluate import parse_questions
+    from fieldkit.training.dataset import read_jsonl
+    from fieldkit.training.evaluate import parse_questions
 
     svc = services()
     base_id, fingerprint, _ = svc.require_model()
@@ -160,7 +160,7 @@ def quality(
         "training": run.training,
         "routing": run.routing,
     }
-    from fieldkit.engine.evaluate import bar_chart, markdown_table
+    from fieldkit.training.evaluate import bar_chart, markdown_table
 
     document: dict[str, Any] = {"meta": meta, "sets": {}}
     for name, (scores, answers) in reports.items():
@@ -174,7 +174,7 @@ def quality(
 
 
 def _report_json(scores: list, answers: list) -> str:
-    from fieldkit.engine.evaluate import to_json
+    from fieldkit.training.evaluate import to_json
 
     return to_json(scores, answers, {})
 
@@ -209,14 +209,14 @@ class QualityRun:
         self, domain: str, train: Path, paraphrases: Path | None, args: dict[str, Any]
     ) -> None:
         """Train (or load from the cache) the domain's specialist and put it in the library."""
-        from fieldkit.engine.dataset import (
+        from fieldkit.store.adapter import Adapter, AdapterConfig, read_safetensors
+        from fieldkit.training.dataset import (
             attach_paraphrases,
             build_examples,
             exemplars_from,
             load_records,
             read_jsonl,
         )
-        from fieldkit.store.adapter import Adapter, AdapterConfig, read_safetensors
 
         records = load_records(train)
         if paraphrases is not None:
@@ -255,7 +255,7 @@ class QualityRun:
 
     def _train(self, domain: str, examples: list, args: dict[str, Any]) -> tuple[Any, dict]:
         from fieldkit.commands.train import ProgressLine
-        from fieldkit.engine.train import TrainConfig, train_lora
+        from fieldkit.training.train import TrainConfig, train_lora
 
         config = TrainConfig(
             rank=args["rank"],
@@ -285,7 +285,7 @@ class QualityRun:
 
     def merges(self, domains: list[str], density: float, factorwise: bool) -> None:
         """Build the dense TIES and linear merges (and the factor-wise TIES if asked)."""
-        from fieldkit.engine.merge import MergeSpec, merge_adapters
+        from fieldkit.training.merge import MergeSpec, merge_adapters
 
         parts = [self.adapters[f"spec:{d}"] for d in domains]
         self.adapters["ties"] = merge_adapters(parts, MergeSpec("ties", density))
@@ -300,7 +300,7 @@ class QualityRun:
 
     def prefetch(self, pairs: list[tuple[str, str]]) -> None:
         """Generate every (system, question) answer not cached yet, one batch per system."""
-        from fieldkit.engine.train import generate_batch
+        from fieldkit.training.train import generate_batch
 
         todo: dict[str, list[str]] = {}
         for system, question in pairs:
@@ -327,8 +327,8 @@ class QualityRun:
         With cross=False the specialists answer only what the oracle and the router need,
         and the per-specialist rows are left out.
         """
-        from fieldkit.engine.evaluate import Answer, score
-        from fieldkit.engine.router import Router
+        from fieldkit.router.router import Router
+        from fieldkit.training.evaluate import Answer, score
 
         router = Router(self.library, base_fingerprint=self.fingerprint)
         by_id = {r.packet_id: d for d, r in self.records.items()}

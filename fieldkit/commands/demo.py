@@ -89,6 +89,6 @@ def demo_command(services: Services, no_tui: bool, max_tokens: int) -> None:
             "\nOpen the TUI with `.venv/bin/fieldkit` (keys: F2 peers, F3 library, F4 ask, F1 help)."
         )
         return
-    from fieldkit.app import run_app
+    from fieldkit.tui.app import run_app
 
     run_app(services)

@@ -43,7 +43,7 @@ def merge_command(
     seed: int,
 ) -> None:
     """Merge PACKETS (names or ids) into a new packet in the library."""
-    from fieldkit.engine.merge import MergeSpec, merge_adapters
+    from fieldkit.training.merge import MergeSpec, merge_adapters
 
     svc = services()
     lib = svc.library

@@ -11,7 +11,7 @@ import click
 from fieldkit.errors import RouterError
 
 if TYPE_CHECKING:
-    from fieldkit.engine.router import RouteDecision
+    from fieldkit.router.router import RouteDecision
     from fieldkit.services import Services
 
 

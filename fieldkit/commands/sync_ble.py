@@ -57,7 +57,7 @@ def run_sync(
 
 
 async def _connect(svc, hci, peer, options, progress, confirm, scan_seconds):  # noqa: ANN001, ANN202
-    from fieldkit.gossip.ble_sync import open_radio, sync_auto
+    from fieldkit.gossip.ble.sync import open_radio, sync_auto
 
     identity = svc.identity
     async with open_radio(identity.device_id, identity.name, hci) as radio:
@@ -69,7 +69,7 @@ async def _connect(svc, hci, peer, options, progress, confirm, scan_seconds):  #
 async def _listen(svc, hci, once, options, progress, confirm, as_json) -> str | None:  # noqa: ANN001
     """Advertise and serve sessions; return the last failed session's error (with --once)."""
     from fieldkit.commands.sync import _report
-    from fieldkit.gossip.ble_sync import open_radio, serve
+    from fieldkit.gossip.ble.sync import open_radio, serve
 
     identity = svc.identity
     error: str | None = None
@@ -106,7 +106,7 @@ async def _listen(svc, hci, once, options, progress, confirm, as_json) -> str | 
 
 def run_scan(svc: Services, *, hci: str | None, seconds: float, as_json: bool) -> None:
     """Run `fieldkit peers --ble`: list fieldkit peers in range (name, id, RSSI)."""
-    from fieldkit.gossip.ble_sync import open_radio
+    from fieldkit.gossip.ble.sync import open_radio
 
     quiet_bluetooth_logs()
     identity = svc.identity

@@ -90,7 +90,8 @@ def train_command(
     seed: int,
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
-    from fieldkit.engine.dataset import (
+    from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
+    from fieldkit.training.dataset import (
         DataError,
         attach_paraphrases,
         build_examples,
@@ -99,8 +100,7 @@ def train_command(
         read_jsonl,
         read_lines,
     )
-    from fieldkit.engine.train import TrainConfig, train_lora
-    from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
+    from fieldkit.training.train import TrainConfig, train_lora
 
     svc = services()
     if any(r.name == name.strip() for r in svc.library.list_packets()):

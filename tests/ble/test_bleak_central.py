@@ -11,10 +11,10 @@ import pytest
 from bleak import BleakClient, BleakScanner
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip import ble_bleak
-from fieldkit.gossip.ble_bleak_bumble_backend import BumbleBleakClient, BumbleBleakScanner
-from fieldkit.gossip.ble_bumble import VirtualRadio, power_on
-from fieldkit.gossip.ble_link import RX_UUID, SERVICE_UUID
+from fieldkit.gossip.ble import central_bleak as ble_bleak
+from fieldkit.gossip.ble.link import RX_UUID, SERVICE_UUID
+from fieldkit.gossip.ble.radio_bumble import VirtualRadio, power_on
+from fieldkit.testing.bleak_over_bumble import BumbleBleakClient, BumbleBleakScanner
 from tests.ble.test_bumble_stream import ALICE, pair, read_exactly, send_all
 
 

@@ -7,17 +7,17 @@ import sys
 
 import pytest
 
-from fieldkit.gossip import ble_bleak
-from fieldkit.gossip.ble_bleak_bumble_backend import BumbleBleakScanner
-from fieldkit.gossip.ble_bless import BlessPeripheral
-from fieldkit.gossip.ble_bumble import VirtualRadio, power_on, scan
-from fieldkit.gossip.ble_link import (
+from fieldkit.gossip.ble import central_bleak as ble_bleak
+from fieldkit.gossip.ble.link import (
     SERVICE_UUID,
     BleLink,
     advertised_name,
     id_from_name,
     parse_ad,
 )
+from fieldkit.gossip.ble.peripheral_bless import BlessPeripheral
+from fieldkit.gossip.ble.radio_bumble import VirtualRadio, power_on, scan
+from fieldkit.testing.bleak_over_bumble import BumbleBleakScanner
 from tests.ble.test_bumble_stream import ALICE, BOB
 
 

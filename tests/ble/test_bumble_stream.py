@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_bumble import (
+from fieldkit.gossip.ble.radio_bumble import (
     BumblePeripheral,
     ThrottledLink,
     VirtualRadio,

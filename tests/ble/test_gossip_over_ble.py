@@ -7,19 +7,19 @@ import asyncio
 import pytest
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip import ble_bleak
-from fieldkit.gossip.ble_bleak_bumble_backend import BumbleBleakClient, BumbleBleakScanner
-from fieldkit.gossip.ble_bumble import (
+from fieldkit.gossip.ble import central_bleak as ble_bleak
+from fieldkit.gossip.ble.link import Role, choose_role
+from fieldkit.gossip.ble.radio_bumble import (
     BumbleRadio,
     LocalLink,
     ThrottledLink,
     VirtualRadio,
     power_on,
 )
-from fieldkit.gossip.ble_link import Role, choose_role
-from fieldkit.gossip.ble_sync import serve, sync_auto, sync_with_peer
+from fieldkit.gossip.ble.sync import serve, sync_auto, sync_with_peer
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
+from fieldkit.testing.bleak_over_bumble import BumbleBleakClient, BumbleBleakScanner
 from tests.gossip.helpers import FAST, Device
 
 
@@ -152,7 +152,7 @@ async def test_a_connecting_device_always_connects_to_a_listen_only_one(make_dev
 
 
 class BleakCentralRadio:
-    """The bleak central path (fieldkit.gossip.ble_bleak) on a bumble device."""
+    """The bleak central path (fieldkit.gossip.ble.central_bleak) on a bumble device."""
 
     def __init__(self, device) -> None:
         self.kwargs = {"backend_kwargs": {"bumble_device": device}}

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from fieldkit.gossip.ble_stream import BleByteStream
+from fieldkit.gossip.ble.stream import BleByteStream
 
 
 class SimulatedStack:

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from fieldkit.engine.embedder import Embedder, MiniLMEmbedder, normalise
+from fieldkit.router.embedder import Embedder, MiniLMEmbedder, normalise
 
 
 def test_embeds_unit_float32_rows(minilm: MiniLMEmbedder) -> None:
@@ -66,7 +66,7 @@ def test_normalise_keeps_zero_rows() -> None:
 
 def test_importing_the_router_loads_no_torch() -> None:
     code = (
-        "import sys, fieldkit.engine.router, fieldkit.commands.route\n"
+        "import sys, fieldkit.router.router, fieldkit.commands.route\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'mlx', 'textual') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"

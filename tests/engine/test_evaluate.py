@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.cli import main
-from fieldkit.engine.dataset import DataError
-from fieldkit.engine.evaluate import (
+from fieldkit.training.dataset import DataError
+from fieldkit.training.evaluate import (
     Answer,
     Question,
     all_facts,

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.cli import main
-from fieldkit.engine.merge import MergeSpec, magnitude_trim, merge_adapters, random_trim
 from fieldkit.errors import PacketError
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from fieldkit.training.merge import MergeSpec, magnitude_trim, merge_adapters, random_trim
 from tests.fixtures.tiny_model import random_adapter
 
 FULL_RANK = 64  # the smallest width of the tiny model's projections: SVD keeps everything

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.cli import main
-from fieldkit.engine.router import Router, _Index
 from fieldkit.home import Home
+from fieldkit.router.router import Router, _Index
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
 from tests.fixtures.embedder import CountingEmbedder
@@ -224,7 +224,7 @@ def test_vectorised_scores_match_a_plain_loop(method: str, top_k: int) -> None:
 @pytest.fixture
 def cli_home(stocked: Home, minilm, monkeypatch: pytest.MonkeyPatch) -> Home:
     """The stocked home, with the CLI's router using the session's embedder and test base."""
-    import fieldkit.engine.router as router_module
+    import fieldkit.router.router as router_module
 
     monkeypatch.setattr(router_module, "default_embedder", lambda: minilm)
     monkeypatch.setattr(

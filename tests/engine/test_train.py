@@ -11,7 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.cli import main
-from fieldkit.engine.dataset import (
+from fieldkit.home import Home
+from fieldkit.store.adapter import validate_tensors
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+from fieldkit.training.dataset import (
     DataError,
     Record,
     build_examples,
@@ -20,11 +24,7 @@ from fieldkit.engine.dataset import (
     names_in,
     pick_exemplars,
 )
-from fieldkit.engine.train import TrainConfig, split_examples, train_lora
-from fieldkit.home import Home
-from fieldkit.store.adapter import validate_tensors
-from fieldkit.store.identity import Identity
-from fieldkit.store.library import Library
+from fieldkit.training.train import TrainConfig, split_examples, train_lora
 
 RECORDS = [
     ("What does fault E07 mean on the AquaVolt pump?", "E07 means dry-run: current below 1.8 A."),
@@ -227,7 +227,7 @@ def test_train_command_refuses_bad_data_without_a_packet(
 
 def test_batched_answers_match_the_engine_on_the_base_model(tiny_model_dir: Path) -> None:
     from fieldkit.engine.engine import Engine
-    from fieldkit.engine.train import generate_batch
+    from fieldkit.training.train import generate_batch
 
     questions = ["What does the pump need?", "Where is the well?"]
     batched = generate_batch(tiny_model_dir, None, questions, max_tokens=5)

@@ -9,12 +9,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fieldkit.gossip.memory import Faults, MemoryStream, memory_pair
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import SyncOptions, SyncSummary
 from fieldkit.home import Home
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from fieldkit.testing.memory_link import Faults, MemoryStream, memory_pair
 
 
 @dataclass

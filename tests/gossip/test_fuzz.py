@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from fieldkit.errors import ProtocolError
 from fieldkit.gossip.framing import HEADER
-from fieldkit.gossip.memory import memory_pair
 from fieldkit.gossip.protocol import NEED_DATA, Closed, GossipConnection
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.home import Home
 from fieldkit.store.identity import Identity, device_id_for
 from fieldkit.store.library import Library
+from fieldkit.testing.memory_link import memory_pair
 from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter
 from tests.gossip.test_protocol import NONCE_A, core_for, handshaken
 

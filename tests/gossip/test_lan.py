@@ -274,7 +274,7 @@ def test_peers_lan_sets_the_interfaces_discovery_uses(make_home) -> None:
     assert broken.exit_code == 1
     assert "Cannot start LAN discovery (mDNS) on 10.255.255.1" in broken.output
     services = Services.build(Path(home))
-    from fieldkit.tui_services import TuiBackend
+    from fieldkit.tui.backend import TuiBackend
 
     assert TuiBackend(services).lan_interfaces == ["10.255.255.1"]
     assert TuiBackend(services, lan_interfaces=["127.0.0.1"]).lan_interfaces == ["127.0.0.1"]

@@ -11,12 +11,12 @@ import pytest
 
 from fieldkit.gossip.chunks import Codec
 from fieldkit.gossip.framing import FrameDecoder
-from fieldkit.gossip.memory import Faults, memory_pair
 from fieldkit.gossip.messages import Chunk
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.store.packet import packet_id
+from fieldkit.testing.memory_link import Faults, memory_pair
 from tests.fixtures.packets import TEST_BASE_FINGERPRINT
 from tests.gossip.helpers import FAST, sync_memory, sync_memory_link
 

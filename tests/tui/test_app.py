@@ -7,8 +7,8 @@ import threading
 from textual.command import CommandPalette
 from textual.widgets import Input
 
-from fieldkit.app import make_app
-from fieldkit.screens.help import HelpScreen
+from fieldkit.tui.app import make_app
+from fieldkit.tui.screens.help import HelpScreen
 from tests.tui.helpers import settle, wait_for_screen
 
 

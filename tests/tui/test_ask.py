@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.widgets import Input, OptionList, Static
 
-from fieldkit.app import make_app
-from fieldkit.screens.dialogs import PickDialog
-from fieldkit.widgets.exchange import Exchange
+from fieldkit.tui.app import make_app
+from fieldkit.tui.screens.dialogs import PickDialog
+from fieldkit.tui.widgets.exchange import Exchange
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 

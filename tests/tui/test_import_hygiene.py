@@ -8,13 +8,13 @@ import sys
 CORE = [
     "fieldkit.cli",
     "fieldkit.services",
-    "fieldkit.tui_services",
-    "fieldkit.tui_views",
+    "fieldkit.tui.backend",
+    "fieldkit.tui.views",
     "fieldkit.store.library",
     "fieldkit.gossip.session",
     "fieldkit.gossip.tcp",
     "fieldkit.engine.engine",
-    "fieldkit.engine.router",
+    "fieldkit.router.router",
 ]
 
 
@@ -35,4 +35,4 @@ def test_core_and_facade_do_not_import_textual() -> None:
 
 
 def test_the_app_does_import_textual() -> None:
-    assert "textual" in loaded_after_import(["fieldkit.app"])
+    assert "textual" in loaded_after_import(["fieldkit.tui.app"])

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from fieldkit.app import make_app
-from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.store.packet import read_packet_file
-from fieldkit.tui_views import PacketStatus
-from fieldkit.widgets.packet_detail import PacketDetailPane
-from fieldkit.widgets.packet_table import PacketTable
+from fieldkit.tui.app import make_app
+from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui.views import PacketStatus
+from fieldkit.tui.widgets.packet_detail import PacketDetailPane
+from fieldkit.tui.widgets.packet_table import PacketTable
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 

@@ -7,11 +7,11 @@ import re
 
 from textual.widgets import DataTable, Input, Label, Static
 
-from fieldkit.app import make_app
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.tcp import start_listener, sync_with
-from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
-from fieldkit.widgets.transfers import TransferList
+from fieldkit.tui.app import make_app
+from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui.widgets.transfers import TransferList
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 
@@ -200,7 +200,7 @@ async def test_the_selection_stays_on_its_peer_when_the_list_refreshes(stocked) 
 
 def test_a_fresh_transfer_is_not_shown_as_resumed(stocked) -> None:
     from fieldkit.gossip.session import ProgressUpdate
-    from fieldkit.tui_services import TuiBackend
+    from fieldkit.tui.backend import TuiBackend
 
     shown = []
     track = TuiBackend(stocked).progress_tracker(shown.append)

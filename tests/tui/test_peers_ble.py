@@ -6,15 +6,15 @@ import asyncio
 
 from textual.widgets import DataTable, Static
 
-from fieldkit.app import make_app
-from fieldkit.gossip.ble_bumble import BumbleRadio, ThrottledLink, VirtualRadio, power_on
-from fieldkit.gossip.ble_sync import serve
+from fieldkit.gossip.ble.radio_bumble import BumbleRadio, ThrottledLink, VirtualRadio, power_on
+from fieldkit.gossip.ble.sync import serve
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.screens.dialogs import ConfirmDialog
-from fieldkit.screens.peers import PeersScreen
-from fieldkit.tui_views import SyncProgress
-from fieldkit.widgets.transfers import TransferList
+from fieldkit.tui.app import make_app
+from fieldkit.tui.screens.dialogs import ConfirmDialog
+from fieldkit.tui.screens.peers import PeersScreen
+from fieldkit.tui.views import SyncProgress
+from fieldkit.tui.widgets.transfers import TransferList
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 

@@ -6,14 +6,14 @@ import time
 
 from textual.widgets import DataTable, Static
 
-from fieldkit.app import make_app
 from fieldkit.gossip.lan import LanAdvertiser, discover
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.tcp import start_listener
-from fieldkit.screens.dialogs import ConfirmDialog
-from fieldkit.screens.peers import LAN_LOOKING, NO_LAN
-from fieldkit.tui_services import TuiBackend
-from fieldkit.tui_views import PeerRow
+from fieldkit.tui.app import make_app
+from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.screens.dialogs import ConfirmDialog
+from fieldkit.tui.screens.peers import LAN_LOOKING, NO_LAN
+from fieldkit.tui.views import PeerRow
 from tests.tui.helpers import notices, settle, wait_for_screen
 
 LOOPBACK = ["127.0.0.1"]

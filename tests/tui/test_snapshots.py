@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fieldkit.app import make_app
+from fieldkit.tui.app import make_app
 from tests.tui.helpers import settle
 
 

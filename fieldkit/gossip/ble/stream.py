@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 from fieldkit.errors import FieldkitError, ProtocolError, TransportError
-from fieldkit.gossip.ble_link import DEFAULT_WINDOW, BleLink
+from fieldkit.gossip.ble.link import DEFAULT_WINDOW, BleLink
 
 
 class BleByteStream:

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Label, ProgressBar
 
-from fieldkit.tui_views import SyncProgress, human_size
+from fieldkit.tui.views import SyncProgress, human_size
 
 
 def progress_label(progress: SyncProgress) -> str:

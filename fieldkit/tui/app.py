@@ -16,7 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from fieldkit.errors import FieldkitError
 from fieldkit.services import Services
-from fieldkit.tui_services import TuiBackend
+from fieldkit.tui.backend import TuiBackend
 
 MODE_NAMES = ("peers", "library", "ask")
 
@@ -52,9 +52,9 @@ class FieldkitApp(App[None]):
         self.ble = ble
 
     def on_mount(self) -> None:
-        from fieldkit.screens.ask import AskScreen
-        from fieldkit.screens.library import LibraryScreen
-        from fieldkit.screens.peers import PeersScreen
+        from fieldkit.tui.screens.ask import AskScreen
+        from fieldkit.tui.screens.library import LibraryScreen
+        from fieldkit.tui.screens.peers import PeersScreen
 
         self.add_mode("peers", lambda: PeersScreen(self.backend, ble=self.ble))
         self.add_mode("library", lambda: LibraryScreen(self.backend))
@@ -96,7 +96,7 @@ class FieldkitApp(App[None]):
             )
 
     def action_help(self) -> None:
-        from fieldkit.screens.help import HelpScreen
+        from fieldkit.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())

@@ -12,12 +12,12 @@ from textual.widgets import DataTable, Footer, Static
 
 from fieldkit.errors import FieldkitError
 from fieldkit.gossip.tcp import DEFAULT_PORT
-from fieldkit.screens.base import ModeScreen
-from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
-from fieldkit.tui_services import TuiBackend
-from fieldkit.tui_views import PeerRow, SyncProgress, SyncResult
-from fieldkit.widgets.status_line import StatusLine
-from fieldkit.widgets.transfers import TransferList
+from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.screens.base import ModeScreen
+from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui.views import PeerRow, SyncProgress, SyncResult
+from fieldkit.tui.widgets.status_line import StatusLine
+from fieldkit.tui.widgets.transfers import TransferList
 
 SCAN_SECONDS = 4.0
 SCAN_PAUSE = 6.0

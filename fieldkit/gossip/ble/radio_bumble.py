@@ -30,7 +30,7 @@ from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_link import (
+from fieldkit.gossip.ble.link import (
     DEFAULT_MTU,
     DEFAULT_WINDOW,
     RX_UUID,
@@ -42,7 +42,7 @@ from fieldkit.gossip.ble_link import (
     scan_response,
     short_id,
 )
-from fieldkit.gossip.ble_stream import BleByteStream
+from fieldkit.gossip.ble.stream import BleByteStream
 
 MAX_MTU = 517
 DLE_OCTETS = 251  # LE Data Length Extension: the largest link-layer payload
@@ -445,7 +445,7 @@ def _characteristic(service: Any, uuid: str, address: str) -> Any:
 
 
 class BumbleRadio:
-    """A bumble device as a `fieldkit.gossip.ble_sync.Radio`: scan, connect, advertise."""
+    """A bumble device as a `fieldkit.gossip.ble.sync.Radio`: scan, connect, advertise."""
 
     def __init__(self, device: Device, mtu: int = MAX_MTU, window: int = DEFAULT_WINDOW) -> None:
         self.device = device

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from fieldkit.tui_views import PacketRow, PacketStatus
+from fieldkit.tui.views import PacketRow, PacketStatus
 
 _STATUS_STYLE = {
     PacketStatus.VERIFIED: "green",

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from fieldkit.tui_views import RouteView
+from fieldkit.tui.views import RouteView
 
 
 def route_text(route: RouteView | None) -> Text:

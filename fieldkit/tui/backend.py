@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.errors import LibraryError, TransportError
-from fieldkit.tui_views import (
+from fieldkit.tui.views import (
     PEER_ID_LENGTH,
     AnswerChunk,
     PacketDetail,
@@ -47,7 +47,7 @@ class TuiBackend:
     def __init__(
         self, services: Services, radio: Any = None, lan_interfaces: Sequence[str] | None = None
     ) -> None:
-        """`radio` is a fieldkit.gossip.ble_sync.Radio; None means the platform's stack.
+        """`radio` is a fieldkit.gossip.ble.sync.Radio; None means the platform's stack.
 
         `lan_interfaces` lists the interface addresses LAN discovery uses (None: those set
         with `fieldkit peers lan`, else all).
@@ -210,7 +210,7 @@ class TuiBackend:
     def radio(self) -> Any:
         """Return the BLE radio: the one given, or the platform's (bleak and bless)."""
         if self._radio is None:
-            from fieldkit.gossip.ble_sync import PlatformRadio
+            from fieldkit.gossip.ble.sync import PlatformRadio
 
             self._radio = PlatformRadio()
         return self._radio
@@ -259,7 +259,7 @@ class TuiBackend:
         confirm: Callable[[str, str, str], Awaitable[bool]],
     ) -> SyncResult:
         """Find the peer with this short id over Bluetooth LE and sync with it."""
-        from fieldkit.gossip.ble_sync import sync_with_peer
+        from fieldkit.gossip.ble.sync import sync_with_peer
 
         summary = await sync_with_peer(
             self.radio(),
@@ -304,7 +304,7 @@ class TuiBackend:
 
     def _get_router(self, lib: Any) -> Any:
         if self._router is None:
-            from fieldkit.engine.router import Router
+            from fieldkit.router.router import Router
 
             self._router = Router(lib, base_fingerprint=self.base_fingerprint())
         return self._router

@@ -22,7 +22,7 @@ import contextlib
 from typing import Any
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_link import (
+from fieldkit.gossip.ble.link import (
     DEFAULT_WINDOW,
     HELLO,
     MAX_VALUE_SIZE,
@@ -32,7 +32,7 @@ from fieldkit.gossip.ble_link import (
     advertised_name,
     short_id,
 )
-from fieldkit.gossip.ble_stream import BleByteStream
+from fieldkit.gossip.ble.stream import BleByteStream
 
 NO_STACK = (
     "No system Bluetooth stack answered (BlueZ's D-Bus socket is missing); "

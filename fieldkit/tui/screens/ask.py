@@ -13,12 +13,12 @@ from textual.message import Message
 from textual.widgets import Footer, Input, Static
 
 from fieldkit.errors import FieldkitError
-from fieldkit.screens.base import ModeScreen
-from fieldkit.screens.dialogs import PickDialog
-from fieldkit.tui_services import TuiBackend
-from fieldkit.tui_views import AnswerChunk, RouteView
-from fieldkit.widgets.exchange import Exchange
-from fieldkit.widgets.status_line import StatusLine
+from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.screens.base import ModeScreen
+from fieldkit.tui.screens.dialogs import PickDialog
+from fieldkit.tui.views import AnswerChunk, RouteView
+from fieldkit.tui.widgets.exchange import Exchange
+from fieldkit.tui.widgets.status_line import StatusLine
 
 AUTO = "auto"
 BASE = "base"

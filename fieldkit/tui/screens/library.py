@@ -11,13 +11,13 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Static
 
-from fieldkit.screens.base import ModeScreen
-from fieldkit.screens.dialogs import ConfirmDialog, TextDialog
-from fieldkit.tui_services import TuiBackend
-from fieldkit.tui_views import PacketDetail, PacketRow
-from fieldkit.widgets.packet_detail import PacketDetailPane
-from fieldkit.widgets.packet_table import PacketTable
-from fieldkit.widgets.status_line import StatusLine
+from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.screens.base import ModeScreen
+from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui.views import PacketDetail, PacketRow
+from fieldkit.tui.widgets.packet_detail import PacketDetailPane
+from fieldkit.tui.widgets.packet_table import PacketTable
+from fieldkit.tui.widgets.status_line import StatusLine
 
 
 class LibraryScreen(ModeScreen):

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_link import Role, Sighting, choose_role, short_id
+from fieldkit.gossip.ble.link import Role, Sighting, choose_role, short_id
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
 
@@ -48,19 +48,19 @@ class PlatformRadio:
     """bleak (central) and bless (peripheral) on the operating system's Bluetooth stack."""
 
     async def scan(self, seconds: float, stop_early: str | None = None) -> list[Sighting]:
-        from fieldkit.gossip import ble_bleak
+        from fieldkit.gossip.ble import central_bleak as ble_bleak
 
         return await ble_bleak.scan(seconds, stop_early=stop_early)
 
     async def connect(self, address: str) -> ByteStream:
-        from fieldkit.gossip import ble_bleak
+        from fieldkit.gossip.ble import central_bleak as ble_bleak
 
         return await ble_bleak.connect(address)
 
     async def advertise(self, device_id: str, name: str, connects: bool = False) -> Any:
         # CoreBluetooth carries no manufacturer data, so a bless peripheral always reads as
         # listen-only and scanners connect to it.
-        from fieldkit.gossip.ble_bless import BlessPeripheral
+        from fieldkit.gossip.ble.peripheral_bless import BlessPeripheral
 
         peripheral = BlessPeripheral(device_id=device_id, name=name)
         await peripheral.start()
@@ -76,7 +76,7 @@ async def open_radio(device_id: str, name: str, hci: str | None = None) -> Async
     if hci is None:
         yield PlatformRadio()
         return
-    from fieldkit.gossip.ble_bumble import BumbleRadio, open_hci_device
+    from fieldkit.gossip.ble.radio_bumble import BumbleRadio, open_hci_device
 
     async with open_hci_device(hci, device_id, name) as device:
         yield BumbleRadio(device)

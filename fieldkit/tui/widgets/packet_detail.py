@@ -11,8 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from fieldkit.tui_views import PacketDetail
-from fieldkit.widgets.packet_table import status_text
+from fieldkit.tui.views import PacketDetail
+from fieldkit.tui.widgets.packet_table import status_text
 
 
 def render_detail(detail: PacketDetail) -> Group:

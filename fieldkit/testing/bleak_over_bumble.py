@@ -5,7 +5,7 @@ Pass these classes as bleak's `backend=` argument with the bumble device as a ke
     BleakScanner(callback, backend=BumbleBleakScanner, bumble_device=device)
     BleakClient(address, backend=BumbleBleakClient, bumble_device=device)
 
-Everything above bleak's backend interface (fieldkit/gossip/ble_bleak.py and bleak
+Everything above bleak's backend interface (fieldkit/gossip/ble/central_bleak.py and bleak
 itself) then runs unchanged against a real bumble host stack and controller, so the
 bleak central path is tested without Bluetooth hardware. Like BlueZ, `connect` runs the
 ATT MTU exchange itself (requesting `bumble_mtu`, default 517).

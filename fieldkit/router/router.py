@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fieldkit.engine.embedder import Embedder, default_embedder
+from fieldkit.router.embedder import Embedder, default_embedder
 
 # Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router"): the
 # nearest exemplar routes best; a score below 0.47 means no packet covers the question.

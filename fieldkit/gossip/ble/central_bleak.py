@@ -17,7 +17,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakError
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble_link import (
+from fieldkit.gossip.ble.link import (
     COMPANY_ID,
     DEFAULT_MTU,
     DEFAULT_WINDOW,
@@ -28,7 +28,7 @@ from fieldkit.gossip.ble_link import (
     Sighting,
     id_from_name,
 )
-from fieldkit.gossip.ble_stream import BleByteStream
+from fieldkit.gossip.ble.stream import BleByteStream
 
 NO_STACK = (
     "No system Bluetooth stack answered (BlueZ's D-Bus socket is missing); "

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fieldkit.engine.dataset import DataError
+from fieldkit.training.dataset import DataError
 
 ALL = "all"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fieldkit.engine.dataset import DataError, Example
 from fieldkit.errors import ModelError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, tensors_to_bytes
+from fieldkit.training.dataset import DataError, Example
 
 
 @dataclass(frozen=True)

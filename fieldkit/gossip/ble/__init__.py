@@ -1,0 +1,1 @@
+"""Bluetooth LE transports: the sans-IO link, the byte stream, the radios."""

@@ -1,0 +1,1 @@
+"""Which packet may answer a question, and which fits it best."""

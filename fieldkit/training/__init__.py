@@ -1,0 +1,1 @@
+"""Train, merge and evaluate packets."""
