@@ -1,0 +1,265 @@
+"""The quality harness: train or reuse specialists, merge them, answer and score.
+
+Used by `fieldkit bench quality` (fieldkit/commands/bench_quality.py). For each domain a
+specialist is trained (or reused); then every question is answered, greedily, by the base
+model, each specialist, merges of all specialists, fieldkit's router choosing among the
+specialists, and the oracle (each question sent to its own domain's specialist). Answers
+come from mlx-lm's batched greedy generation and are cached in the output folder, so a
+rerun only generates what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fieldkit.errors import FieldkitError
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def training_files(data: Path, domain: str) -> tuple[Path, Path | None]:
+    """Return (train jsonl, paraphrases jsonl or None) of a domain in a data folder.
+
+    Two layouts: the demo's `<data>/<domain>/train.jsonl` (+ paraphrases.jsonl) and the
+    reference corpus's `<data>/<domain>.jsonl`.
+    """
+    nested = data / domain / "train.jsonl"
+    if nested.is_file():
+        para = data / domain / "paraphrases.jsonl"
+        return nested, para if para.is_file() else None
+    flat = data / f"{domain}.jsonl"
+    if flat.is_file():
+        return flat, None
+    raise FieldkitError(f"No training data for the domain {domain!r} in {data}.")
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def report_json(scores: list, answers: list) -> str:
+    from fieldkit.training.evaluate import to_json
+
+    return to_json(scores, answers, {})
+
+
+class QualityRun:
+    """The trained specialists, merges and cached answers of one benchmark folder."""
+
+    def __init__(
+        self,
+        svc: Any,
+        out_dir: Path,
+        base_id: str,
+        fingerprint: str,
+        max_tokens: int,
+        log: Callable[..., None] = _stderr,
+    ) -> None:
+        from fieldkit.home import Home
+        from fieldkit.store.identity import Identity
+        from fieldkit.store.library import Library
+
+        self.svc, self.out, self.base_id, self.fingerprint = svc, out_dir, base_id, fingerprint
+        self.max_tokens = max_tokens
+        self.log = log
+        home = Home(out_dir / "home").ensure()
+        self.library = Library.open(home, identity=Identity.load_or_create(home))
+        svc._closers.append(self.library.close)
+        self.adapters: dict[str, Any] = {}  # system name -> Adapter
+        self.records: dict[str, Any] = {}  # domain -> PacketRecord of its specialist
+        self.training: dict[str, Any] = {}
+        self.routing: dict[str, Any] = {}
+        self.cache_path = out_dir / "answers.jsonl"
+        self.cache: dict[tuple[str, str, int], str] = {}
+        if self.cache_path.is_file():
+            for line in self.cache_path.read_text().splitlines():
+                row = json.loads(line)
+                self.cache[(row["adapter"], row["question"], row["max_tokens"])] = row["text"]
+
+    def specialist(
+        self, domain: str, train: Path, paraphrases: Path | None, args: dict[str, Any]
+    ) -> None:
+        """Train (or load from the cache) the domain's specialist and put it in the library."""
+        from fieldkit.store.adapter import Adapter, AdapterConfig, read_safetensors
+        from fieldkit.training.dataset import (
+            attach_paraphrases,
+            build_examples,
+            exemplars_from,
+            load_records,
+            read_jsonl,
+        )
+
+        records = load_records(train)
+        if paraphrases is not None:
+            rows = [r for r in read_jsonl(paraphrases) if r.get("domain", domain) == domain]
+            records = attach_paraphrases(records, rows)
+        examples = build_examples(records, domain, expand=args["expand"])
+        key = _digest(train.read_text(), [asdict(r) for r in records], args, self.fingerprint)
+        weights = self.out / "adapters" / f"{domain}-{key}.safetensors"
+        info_path = weights.with_suffix(".json")
+        if weights.is_file() and info_path.is_file():
+            info = json.loads(info_path.read_text())
+            config = AdapterConfig.from_mlx_dict(info["adapter"])
+            adapter = Adapter(config=config, tensors=read_safetensors(weights), key=info["key"])
+            self.log(f"{domain}: reusing {weights.name}")
+        else:
+            adapter, info = self._train(domain, examples, args)
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            from safetensors.numpy import save_file
+
+            save_file(adapter.tensors, str(weights))
+            info_path.write_text(json.dumps(info, indent=1))
+        self.training[domain] = {k: v for k, v in info.items() if k not in {"adapter", "key"}}
+        self.adapters[f"spec:{domain}"] = adapter
+        for old in self.library.list_packets():
+            if old.name == domain:
+                self.library.remove(old.packet_id)
+        self.records[domain] = self.library.add_local(
+            adapter,
+            name=domain,
+            domain=domain,
+            description=f"{domain.replace('_', ' ')} specialist",
+            exemplars=exemplars_from(records, examples),
+            base_model_id=self.base_id,
+            base_fingerprint=self.fingerprint,
+        )
+
+    def _train(self, domain: str, examples: list, args: dict[str, Any]) -> tuple[Any, dict]:
+        from fieldkit.commands.train import ProgressLine
+        from fieldkit.training.train import TrainConfig, train_lora
+
+        config = TrainConfig(
+            rank=args["rank"],
+            num_layers=args["layers"],
+            iters=args["iters"],
+            learning_rate=args["lr"],
+            time_budget_s=60.0 * args["minutes"],
+        )
+        self.log(f"{domain}: training on {len(examples)} examples")
+        progress = ProgressLine()
+        try:
+            result = train_lora(self.svc.model_dir, examples, config, on_progress=progress)
+        finally:
+            progress.close()
+        info = {
+            "adapter": result.adapter.config.to_mlx_dict(),
+            "key": result.adapter.key,
+            "examples": len(examples),
+            "iterations": result.iterations,
+            "best_iteration": result.best_iteration,
+            "best_val_loss": result.best_val_loss,
+            "stopped_early": result.stopped_early,
+            "minutes": round(result.seconds / 60, 1),
+            "val_history": result.val_history,
+        }
+        return result.adapter, info
+
+    def merges(self, domains: list[str], density: float, factorwise: bool) -> None:
+        """Build the dense TIES and linear merges (and the factor-wise TIES if asked)."""
+        from fieldkit.training.merge import MergeSpec, merge_adapters
+
+        parts = [self.adapters[f"spec:{d}"] for d in domains]
+        self.adapters["ties"] = merge_adapters(parts, MergeSpec("ties", density))
+        self.adapters["linear"] = merge_adapters(parts, MergeSpec("linear"))
+        if factorwise:
+            spec = MergeSpec("ties", density, factorwise=True)
+            self.adapters["ties-factorwise"] = merge_adapters(parts, spec)
+
+    def _key(self, system: str, question: str) -> tuple[str, str, int]:
+        adapter = self.adapters.get(system)
+        return (adapter.key if adapter is not None else "base", question, self.max_tokens)
+
+    def prefetch(self, pairs: list[tuple[str, str]]) -> None:
+        """Generate every (system, question) answer not cached yet, one batch per system."""
+        from fieldkit.training.train import generate_batch
+
+        todo: dict[str, list[str]] = {}
+        for system, question in pairs:
+            if self._key(system, question) not in self.cache:
+                todo.setdefault(system, [])
+                if question not in todo[system]:
+                    todo[system].append(question)
+        for system, questions in todo.items():
+            self.log(f"{system}: answering {len(questions)} questions")
+            adapter = self.adapters.get(system)
+            texts = generate_batch(self.svc.model_dir, adapter, questions, self.max_tokens)
+            with self.cache_path.open("a") as fh:
+                for question, text in zip(questions, texts, strict=True):
+                    key = self._key(system, question)
+                    self.cache[key] = text
+                    row = {"adapter": key[0], "question": question, "max_tokens": key[2]}
+                    fh.write(json.dumps(row | {"system": system, "text": text}) + "\n")
+
+    def answer_and_score(
+        self, name: str, questions: list, domains: list[str], cross: bool = True
+    ) -> tuple:
+        """Answer every question with every system; return (scores, answers).
+
+        With cross=False the specialists answer only what the oracle and the router need,
+        and the per-specialist rows are left out.
+        """
+        from fieldkit.router.router import Router
+        from fieldkit.training.evaluate import Answer, score
+
+        router = Router(self.library, base_fingerprint=self.fingerprint)
+        by_id = {r.packet_id: d for d, r in self.records.items()}
+        merges = [s for s in ("ties", "ties-factorwise", "linear") if s in self.adapters]
+        specs = [f"spec:{d}" for d in domains] if cross else []
+        systems = ["base", *specs, *merges]
+        routes = {}
+        for q in questions:
+            decision = router.route(q.question)
+            routes[q.question] = by_id.get(decision.packet_id or "")
+        # Greedy decoding is deterministic: the routed answer is the chosen specialist's
+        # answer (or the base model's when the router abstains).
+        pairs = [(s, q.question) for q in questions for s in systems]
+        for q in questions:
+            routed = routes[q.question]
+            pairs.append((f"spec:{routed}" if routed else "base", q.question))
+            pairs.append((f"spec:{q.domain}", q.question))
+        self.prefetch(pairs)
+        answers: list[Answer] = []
+        hits = 0
+        for q in questions:
+            texts = {system: self.cache[self._key(system, q.question)] for system in systems}
+            routed = routes[q.question]
+            hits += routed == q.domain
+            texts["routed"] = self.cache[
+                self._key(f"spec:{routed}" if routed else "base", q.question)
+            ]
+            texts["oracle"] = self.cache[self._key(f"spec:{q.domain}", q.question)]
+            answers += [Answer(s, q, t) for s, t in texts.items()]
+        self.routing[name] = {"correct": hits, "questions": len(questions)}
+        order = [*systems, "routed", "oracle"]
+        answers.sort(key=lambda a: order.index(a.system))
+        return score(answers), answers
+
+    def reuse_packet(self, domain: str, library: Any) -> None:
+        """Use the packet of that domain from another library as the domain's specialist."""
+        matches = [r for r in library.list_packets() if r.domain == domain and not r.merged]
+        if not matches:
+            raise FieldkitError(f"The library to reuse has no packet for the domain {domain!r}.")
+        record = matches[-1]
+        adapter = library.load_adapter(record)
+        self.adapters[f"spec:{domain}"] = adapter
+        self.training[domain] = {"packet": record.name, "packet_id": record.packet_id}
+        for old in self.library.list_packets():
+            if old.name == domain:
+                self.library.remove(old.packet_id)
+        self.records[domain] = self.library.add_local(
+            adapter,
+            name=domain,
+            domain=domain,
+            description=record.description,
+            exemplars=record.exemplars,
+            base_model_id=self.base_id,
+            base_fingerprint=self.fingerprint,
+        )
