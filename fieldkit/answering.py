@@ -44,6 +44,11 @@ class Source:
     text: str
     title: str | None = None
 
+    @property
+    def full_text(self) -> str:
+        """Title and text together, as checked for support."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score": round(self.score, 4)}
 
@@ -286,7 +291,7 @@ def finish(
     result: GenerationResult | None = None,
 ) -> Answer:
     """Return the Answer for generated `text`, with its support marks."""
-    passages = [f"{s.title}\n{s.text}" if s.title else s.text for s in grounding.sources]
+    passages = [s.full_text for s in grounding.sources]
     return Answer(
         question=grounding.question,
         text=text,
@@ -313,6 +318,7 @@ def answer(
     k: int = DEFAULT_K,
     max_tokens: int = 256,
     clean: bool = True,
+    on_ground: Callable[[Grounding, RouteDecision | None], None] | None = None,
     on_text: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> Answer:
@@ -320,8 +326,8 @@ def answer(
 
     `use_adapter=False` keeps the packet's notes but answers with the base model (the
     "retrieval only" line of a benchmark); `use_notes=False` answers as before notes.
-    `on_text` receives the answer as it streams (the gap sentence is not streamed: it is
-    `Answer.gap`). Raises FieldkitError subclasses for a missing model, an unknown
+    `on_ground` hears the route and the grounding before generation starts (to show the
+    route, or a gap sentence, first); `on_text` receives the answer as it streams. Raises FieldkitError subclasses for a missing model, an unknown
     packet, or a packet made for another base model.
     """
     from fieldkit.errors import FieldkitError
@@ -331,6 +337,8 @@ def answer(
     record, decision = parts.pick_packet(question, packet, base)
     grounding = ground(question, record, parts.passages if use_notes else None, k=k)
     adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
+    if on_ground is not None:
+        on_ground(grounding, decision)
     result = None
     for chunk in parts.engine.generate(
         grounding.messages, adapter, max_tokens=max_tokens, clean=clean, cancel=cancel
