@@ -7,7 +7,6 @@ import pytest
 from fieldkit.router.retrieval import PassageIndex, gap_message
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
-from tests.fixtures.embedder import CountingEmbedder
 
 NOTES = [
     Passage("r1", "Chicks get the eye-drop vaccine at day 5 and a booster at day 26.",
