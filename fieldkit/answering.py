@@ -185,12 +185,17 @@ _NUMBER = re.compile(
 )
 
 
+_BEFORE = re.compile(r"\b(day|week|month|year|hour)\s*$", re.IGNORECASE)  # "day 5"
+
+
 def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
     """Return (number, unit or None, start, end) for each number in the text."""
     out = []
     for m in _NUMBER.finditer(text):
         raw_unit = (m.group(2) or m.group(3) or "").lower()
         unit = _UNITS.get(raw_unit)
+        if unit is None and (before := _BEFORE.search(text, 0, m.start())):
+            unit = _UNITS[before.group(1).lower()]
         end = m.end() if unit else m.end(1)
         number = m.group(1).replace(",", "")
         if "." in number:
