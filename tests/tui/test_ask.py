@@ -140,6 +140,7 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         expanded = str(exchange.query_one(".sources", Static).render())
         assert "[2] wells " in expanded
         assert "50 g of bleach powder per 1000 litres" in expanded
+        app.screen.query_one(Input).focus()
         await ask(pilot, "What is the offside rule in football?")
         gap = app.screen.query(Exchange).last()
         said = str(gap.query_one(".gap", Static).render())
