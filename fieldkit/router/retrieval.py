@@ -30,6 +30,10 @@ DEFAULT_K = 2
 # and 81% of gap questions refused, against 80% and 69% for the cosine alone.
 STANDOUT = 0.1
 DEFAULT_MIN_COVER = 0.82
+# A packet with few passages gives no spread to stand out from: there the cosine alone
+# decides, at the threshold that separated the same questions best by cosine alone.
+MIN_SPREAD_PASSAGES = 10
+COSINE_MIN_COVER = 0.55
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,11 @@ class PassageIndex:
         embedder: Embedder | None = None,
         *,
         min_score: float = DEFAULT_MIN_COVER,
+        min_cosine: float = COSINE_MIN_COVER,
     ) -> None:
         self.library = library
         self.embedder = embedder or default_embedder()
-        self.min_score = min_score
+        self.min_score, self.min_cosine = min_score, min_cosine
         self._cache: PassageCache | None = None
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
@@ -147,8 +152,9 @@ class PassageIndex:
             return Coverage(False, [], 0.0, self.min_score)
         best = float(scores.max())
         spread = float(scores.std())
-        standout = (best - float(scores.mean())) / spread if len(scores) > 2 and spread else 0.0
-        score = best + STANDOUT * standout
+        if len(scores) < MIN_SPREAD_PASSAGES or not spread:
+            return Coverage(best >= self.min_cosine, hits, best, self.min_cosine)
+        score = best + STANDOUT * (best - float(scores.mean())) / spread
         return Coverage(score >= self.min_score, hits, score, self.min_score)
 
     def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:

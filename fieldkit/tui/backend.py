@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.errors import LibraryError, TransportError
+from fieldkit.store.notes import notes_count
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
     AnswerChunk,
@@ -145,6 +146,7 @@ class TuiBackend:
             status=packet_status(rec, base, blocked),
             source=source,
             received=human_time(rec.received_at),
+            notes=notes_count(rec.manifest),
         )
 
     def packet_detail(self, packet_id: str) -> PacketDetail:

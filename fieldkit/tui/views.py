@@ -95,6 +95,7 @@ class PacketRow:
     status: PacketStatus
     source: str
     received: str
+    notes: int = 0  # source passages carried in the signed manifest
 
 
 @dataclass(frozen=True)
