@@ -4,8 +4,9 @@ clean decoding and grounding do to answers, on the shipped demo packets.
     .venv/bin/python bench/bench_notes.py [--model DIR] [--generate N] [--max-tokens 120]
 
 1. bytes: each demo packet file is imported with `library import FILE --notes
-   assets/demo/<domain>/train.jsonl` into a fresh home and exported again; the sizes of
-   both files and of the notes (canonical JSON) are compared.
+   assets/demo/<domain>/train.jsonl` into a fresh home and exported again; its size is
+   compared with the same packet file without notes, and the notes' own size (canonical
+   JSON) is given.
 2. retrieval: every held-out question (assets/demo/*/heldout.jsonl, whose `source` names
    its training record) is searched in its own packet's notes: is the source passage
    first, or in the top 2, and is the question covered at the default threshold? Every
@@ -73,10 +74,23 @@ def build_home(model: Path) -> tuple[Path, dict]:
         sizes[meta["name"]] = {
             "passages": len(after.manifest["notes"]),
             "notes_bytes": notes_bytes(after.manifest["notes"]),
-            "file_before": original.stat().st_size,
+            "file_before": without_notes_size(after),
             "file_after": exported.stat().st_size,
         }
     return home, sizes
+
+
+def without_notes_size(packet) -> int:  # noqa: ANN001 - a PacketFile
+    """Return the size of the same packet file without its notes (format 1)."""
+    import io
+
+    from fieldkit.store.packet import FORMAT_VERSION, write_packet_file
+
+    manifest = {k: v for k, v in packet.manifest.items() if k != "notes"}
+    manifest["format"] = FORMAT_VERSION
+    out = io.BytesIO()
+    write_packet_file(out, manifest, packet.signature, packet.weights)
+    return len(out.getvalue())
 
 
 def retrieval(home: Path, model: Path) -> dict:
@@ -124,20 +138,35 @@ def retrieval(home: Path, model: Path) -> dict:
     }
 
 
-MODES = {
+MODES = {  # label: answer() options; "clean" is derived from "raw" (see generate)
     "adapter, raw decoding": {"use_notes": False, "clean": False},
-    "adapter, clean decoding": {"use_notes": False, "clean": True},
     "adapter + notes": {"use_notes": True, "clean": True},
     "base + notes": {"use_notes": True, "clean": True, "use_adapter": False},
 }
+CLEAN = "adapter, clean decoding"
 
 
 def generate(home: Path, model: Path, per_domain: int, max_tokens: int) -> dict:
-    """Answer the first held-out questions of each domain every way; return the scores."""
+    """Answer the first held-out questions of each domain every way; return the scores.
+
+    Greedy decoding makes clean decoding a pure function of the raw token stream (it only
+    stops earlier and drops what it holds back), so the clean answers are the raw ones
+    passed through fieldkit.engine.clean.CleanText, as tests/engine/test_clean.py checks
+    against the engine.
+    """
     from fieldkit.answering import answer
     from fieldkit.assets import demo_domains
+    from fieldkit.engine.clean import CleanText
     from fieldkit.services import Services
     from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
+
+    def cleaned(text: str, natural: bool) -> tuple[str, bool]:
+        clean, shown = CleanText(), ""
+        for piece in __import__("re").findall(r"\S+\s*|\s+", text):
+            shown += clean.feed(piece)
+            if clean.stopped:
+                break
+        return shown + clean.finish(natural and not clean.stopped), clean.repeated
 
     services = Services.build(home, model)
     names = {r.domain: r.name for r in services.library.list_packets()}
@@ -145,35 +174,50 @@ def generate(home: Path, model: Path, per_domain: int, max_tokens: int) -> dict:
     for folder in demo_domains():
         domain = json.loads((folder / "meta.json").read_text())["domain"]
         questions += [(names[domain], r) for r in rows(folder / "heldout.jsonl")[:per_domain]]
-    out: dict = {}
-    answers: list = []
-    for mode, options in MODES.items():
-        recall, facts, shown, repeats, tokens = [], [], [], 0, 0
-        tic = time.perf_counter()
-        for name, row in questions:
+    scores: dict = {m: {"recall": [], "facts": [], "shown": [], "repeats": 0, "tokens": 0,
+                        "seconds": 0.0} for m in [*MODES, CLEAN]}  # fmt: skip
+    log = (OUT / "answers.jsonl").open("w")
+
+    def record(mode: str, text: str, keywords: list, cited: str, tokens: int, sec: float) -> None:
+        s = scores[mode]
+        s["recall"].append(keyword_recall(text, keywords))
+        s["facts"].append(all_facts(text, keywords))
+        s["shown"].append(keyword_recall(f"{text} {cited}", keywords))
+        s["tokens"] += tokens
+        s["seconds"] += sec
+
+    for n, (name, row) in enumerate(questions, 1):
+        keywords = row["expected_keywords"]
+        for mode, options in MODES.items():
+            tic = time.perf_counter()
             got = answer(services, row["question"], packet=name, max_tokens=max_tokens, **options)
-            keywords = row["expected_keywords"]
-            recall.append(keyword_recall(got.text, keywords))
-            facts.append(all_facts(got.text, keywords))
+            sec = time.perf_counter() - tic
             cited = " ".join(s.full_text for s in got.sources[:2])
-            shown.append(keyword_recall(f"{got.text} {cited}", keywords))
-            repeats += got.result.finish_reason == "repeat"
-            tokens += got.result.generation_tokens
-            answers.append({"mode": mode, "question": row["question"], "answer": got.text})
-        out[mode] = {
-            "n": len(questions),
-            "recall": sum(recall) / len(recall),
-            "recall_ci": bootstrap_ci(recall),
-            "all_facts": sum(facts) / len(facts),
-            "all_facts_ci": bootstrap_ci(facts),
-            "shown_recall": sum(shown) / len(shown) if options.get("use_notes") else None,
-            "stopped_on_repeat": repeats,
-            "mean_tokens": tokens / len(questions),
-            "seconds": time.perf_counter() - tic,
-        }
-        print(f"  {mode}: recall {out[mode]['recall']:.1%}", file=sys.stderr, flush=True)
+            record(mode, got.text, keywords, cited, got.result.generation_tokens, sec)
+            scores[mode]["repeats"] += got.result.finish_reason == "repeat"
+            log.write(json.dumps({"mode": mode, "question": row["question"], "answer": got.text,
+                                  "grounding": got.grounding}) + "\n")  # fmt: skip
+            if mode == "adapter, raw decoding":
+                text, repeated = cleaned(got.text, got.result.finish_reason == "stop")
+                record(CLEAN, text, keywords, "", 0, 0.0)
+                scores[CLEAN]["repeats"] += repeated
+                log.write(json.dumps({"mode": CLEAN, "question": row["question"], "answer": text})
+                          + "\n")  # fmt: skip
+        log.flush()
+        print(f"  {n}/{len(questions)} answered", file=sys.stderr, flush=True)
     services.close()
-    (OUT / "answers.jsonl").write_text("\n".join(json.dumps(a) for a in answers) + "\n")
+    out = {}
+    for mode, s in scores.items():
+        out[mode] = {
+            "n": len(s["recall"]),
+            "recall": sum(s["recall"]) / len(s["recall"]),
+            "recall_ci": bootstrap_ci(s["recall"]),
+            "all_facts": sum(s["facts"]) / len(s["facts"]),
+            "all_facts_ci": bootstrap_ci(s["facts"]),
+            "shown_recall": sum(s["shown"]) / len(s["shown"]) if "notes" in mode else None,
+            "stopped_on_repeat": s["repeats"],
+            "seconds": s["seconds"],
+        }
     return out
 
 
