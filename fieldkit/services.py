@@ -146,9 +146,13 @@ class Services:
 
         model_id, fingerprint, _ = self.require_model()
         if record.base_fingerprint != fingerprint:
+            theirs, ours = record.base_model_id, model_id
+            if theirs == ours:  # same name, other weights: the fingerprints tell them apart
+                theirs = f"{theirs} {record.base_fingerprint[:12]}"
+                ours = f"{ours} {fingerprint[:12]}"
             raise ModelError(
-                f"The packet {record.name!r} was made for the base model {record.base_model_id!r}, "
-                f"not for {model_id!r} in use here."
+                f"The packet {record.name!r} was made for the base model {theirs!r}, "
+                f"not for {ours!r} in use here."
             )
         return self.library.load_adapter(record)
 

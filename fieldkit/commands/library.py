@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from fieldkit.commands import emit_json, services
-from fieldkit.errors import PacketError
+from fieldkit.errors import LibraryError
 from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
 
@@ -152,21 +151,17 @@ def import_command(
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def export_command(name: str, output: Path) -> None:
     """Write a packet to one file (for a USB stick)."""
+    from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
     svc = services()
     record = svc.library.get(name)
     weights = svc.library.read_weights(record)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            write_packet_file(out, record.manifest, record.signature, weights)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise PacketError(f"Cannot write {output} ({exc.strerror}).") from exc
+    write_atomically(
+        output,
+        lambda out: write_packet_file(out, record.manifest, record.signature, weights),
+        "packet file",
+    )
     click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
 
 
@@ -178,11 +173,34 @@ def verify_command(name: str | None) -> None:
     names = [name] if name else [r.packet_id for r in svc.library.list_packets()]
     failed = 0
     for item in names:
-        record, problem = svc.library.verify(item)
+        try:
+            record, problem = svc.library.verify(item)
+        except LibraryError:
+            if name:
+                raise
+            continue  # removed by another process while this one was checking
         click.echo(f"{record.name:<24} {'ok' if problem is None else 'FAILED: ' + problem}")
         failed += problem is not None
+    if not name:
+        cleaned = svc.library.collect_garbage()
+        if any(cleaned.values()):
+            click.echo(
+                f"Cleaned up {cleaned['blobs']} unused weights file(s), {cleaned['parts']} "
+                f"abandoned part file(s), {cleaned['peers']} stale pending peer(s)."
+            )
     if failed:
         raise click.exceptions.Exit(1)
+
+
+@library.command("gc")
+def gc_command() -> None:
+    """Remove weights no packet uses, part files of abandoned transfers (a week old, or
+    whose transfer is gone) and pending peers not seen for 30 days."""
+    cleaned = services().library.collect_garbage()
+    click.echo(
+        f"Removed {cleaned['blobs']} unused weights file(s), {cleaned['parts']} part file(s), "
+        f"{cleaned['peers']} pending peer(s)."
+    )
 
 
 @library.command("reissue")

@@ -338,7 +338,10 @@ class Router:
         return decisions
 
     def _empty_reason(self) -> str:
-        if self.library.list_packets():
+        packets = self.library.list_packets()
+        if packets and not any(self.eligible(r) for r in packets):
+            return "no packet in the library was made for this base model"
+        if packets:
             return "no packet in the library may answer here"
         return "the library has no packets"
 

@@ -26,6 +26,7 @@ from fieldkit.store.adapter import (
     read_safetensors,
     validate_tensors,
 )
+from fieldkit.store.files import MIB, read_bounded, read_text_bounded
 
 MAX_ADAPTER_FILE = 256 * 1024 * 1024
 _PEFT_NAME = re.compile(
@@ -158,10 +159,7 @@ def read_packet_info(
 
 def read_questions(path: Path) -> list[str]:
     """Read questions: one per line, or .jsonl objects with `question` or `instruction`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PacketError(f"{path} cannot be read as UTF-8 text.") from exc
+    text = read_text_bounded(Path(path), what="questions file")
     if Path(path).suffix != ".jsonl":
         return [line.strip() for line in text.splitlines() if line.strip()]
     questions = []
@@ -181,8 +179,8 @@ def read_questions(path: Path) -> list[str]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_text_bounded(path, 16 * MIB, "config"))
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise PacketError(f"{path.name} is not readable JSON.") from exc
     if not isinstance(data, dict):
         raise PacketError(f"{path.name} is not a JSON object.")
@@ -190,8 +188,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _check_size(path: Path) -> None:
-    if path.stat().st_size > MAX_ADAPTER_FILE:
-        raise PacketError(f"{path.name} is larger than the 256 MiB packet limit.")
+    read_bounded(path, MAX_ADAPTER_FILE, "adapter weights", "the 256 MiB packet limit")
 
 
 def _read_mlx(path: Path, config: Mapping[str, Any]) -> Adapter:

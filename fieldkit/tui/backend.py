@@ -182,6 +182,7 @@ class TuiBackend:
 
     def export(self, packet_id: str, dest_dir: Path) -> Path:
         """Write the packet as one file in `dest_dir`; return its path."""
+        from fieldkit.store.files import inside, write_atomically
         from fieldkit.store.packet import write_packet_file
 
         rec, weights = self._on_library_thread(
@@ -189,13 +190,12 @@ class TuiBackend:
         )
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
-            path = dest_dir / f"{rec.name}.fkpkt"
-            tmp = path.with_suffix(".fkpkt.tmp")
-            with tmp.open("wb") as out:
-                write_packet_file(out, rec.manifest, rec.signature, weights)
-            tmp.replace(path)
         except OSError as exc:
             raise LibraryError(f"Cannot write to {dest_dir} ({exc.strerror}).") from exc
+        path = inside(dest_dir, f"{rec.name}.fkpkt")
+        write_atomically(
+            path, lambda out: write_packet_file(out, rec.manifest, rec.signature, weights)
+        )
         return path
 
     def set_author_trust(self, author_id: str, state: str) -> None:
