@@ -8,9 +8,12 @@ from typing import Any
 import click
 
 from fieldkit.commands import emit_json, services
-from fieldkit.errors import LibraryError
+from fieldkit.commands.complete import packet_names
+from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
+from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
+from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
 
 
 def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[str, Any]:
@@ -62,7 +65,7 @@ def list_command(as_json: bool) -> None:
 
 
 @library.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=packet_names)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_command(name: str, as_json: bool) -> None:
     """Show one packet: manifest, exemplars, signature and base-model match."""
@@ -113,7 +116,8 @@ def show_command(name: str, as_json: bool) -> None:
     "--exemplars",
     "exemplars_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Example questions: one per line, or .jsonl with question/instruction fields.",
+    help=f"{MIN_EXEMPLARS} to {MAX_EXEMPLARS} questions the packet answers well (the router "
+    f"matches new questions against them), as {EXEMPLAR_FORMATS}.",
 )
 @click.option(
     "--allow-foreign-base", is_flag=True, help="Keep a packet made for another base model."
@@ -126,7 +130,15 @@ def import_command(
     exemplars_file: Path | None,
     allow_foreign_base: bool,
 ) -> None:
-    """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device)."""
+    """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device).
+
+    PATH is a packet file (from `library export`), or an adapter folder as
+    `mlx_lm lora` writes it (adapters.safetensors + adapter_config.json) or as PEFT's
+    save_pretrained writes it (adapter_model.safetensors + adapter_config.json), for the
+    base model in use. A folder needs --name, --domain and --exemplars, or a packet.json
+    beside the adapter with name, domain, description and exemplars. LoRA only: DoRA,
+    trained biases, saved modules and initialisations that change the base model (PiSSA,
+    OLoRA, CorDA, LoftQ) are refused with the reason."""
     svc = services()
     if path.is_dir():
         record = _import_folder(svc, path, name, domain, description, exemplars_file)
@@ -147,15 +159,35 @@ def import_command(
 
 
 @library.command("export")
-@click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def export_command(name: str, output: Path) -> None:
-    """Write a packet to one file (for a USB stick)."""
+@click.argument("name", shell_complete=packet_names)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The file to write (packet), or a new folder (mlx-lm, peft).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["packet", "mlx-lm", "peft"]),
+    default="packet",
+    show_default=True,
+    help="packet: one signed file for another fieldkit device (a USB stick); mlx-lm: a "
+    "folder for `mlx_lm.generate --adapter-path`; peft: a folder for PeftModel.from_pretrained.",
+)
+def export_command(name: str, output: Path, fmt: str) -> None:
+    """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads."""
     from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
     svc = services()
     record = svc.library.get(name)
+    if fmt != "packet":
+        _export_folder(svc, record, output, fmt)
+        return
+    if output.is_dir():
+        raise PacketError(f"{output} is a folder; a packet is written to a file.")
     weights = svc.library.read_weights(record)
     write_atomically(
         output,
@@ -166,7 +198,7 @@ def export_command(name: str, output: Path) -> None:
 
 
 @library.command("verify")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=packet_names)
 def verify_command(name: str | None) -> None:
     """Re-check signatures and weights of one packet or all of them."""
     svc = services()
@@ -204,12 +236,12 @@ def gc_command() -> None:
 
 
 @library.command("reissue")
-@click.argument("name")
+@click.argument("name", shell_complete=packet_names)
 @click.option(
     "--exemplars",
     "exemplars_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="New example questions: one per line, or .jsonl with question/instruction fields.",
+    help=f"{MIN_EXEMPLARS} to {MAX_EXEMPLARS} new example questions, as {EXEMPLAR_FORMATS}.",
 )
 @click.option("--description", help="New one-sentence description.")
 @click.option("--as", "new_name", help="Name of the new version (needed for another's packet).")
@@ -234,19 +266,42 @@ def reissue_command(
 
 
 @library.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=packet_names)
 def remove_command(name: str) -> None:
     """Remove a packet from the library."""
     record = services().library.remove(name)
     click.echo(f"Removed {record.name!r}.")
 
 
+def _export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
+    from fieldkit.store.adapter import infer_model_layers
+    from fieldkit.store.exporters import export_adapter
+
+    adapter = svc.library.load_adapter(record)
+    info = {
+        "name": record.name,
+        "domain": record.domain,
+        "description": record.description,
+        "exemplars": record.exemplars,
+    }
+    export_adapter(
+        adapter,
+        output,
+        fmt,
+        n_model_layers=infer_model_layers(adapter.config, adapter.tensors),
+        base_model=record.base_model_id,
+        info=info,
+    )
+    click.echo(f"Exported {record.name!r} to {output} ({fmt} adapter folder).")
+
+
 def _import_folder(svc: Any, path: Path, name, domain, description, exemplars_file) -> PacketRecord:
     from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
 
     info = read_packet_info(path, name, domain, description, exemplars_file)
-    adapter, _kind = read_adapter_folder(path)
     model_id, fingerprint, config = svc.require_model()
+    depth = config.get("num_hidden_layers")
+    adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)
     check_fits_model(adapter, config)
     return svc.library.add_local(
         adapter,
