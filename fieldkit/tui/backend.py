@@ -22,6 +22,7 @@ from fieldkit.tui.views import (
     PacketRow,
     PeerRow,
     RouteView,
+    SourceView,
     SyncProgress,
     SyncResult,
     human_time,
@@ -62,6 +63,7 @@ class TuiBackend:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")
         self._lib: Any = None
         self._router: Any = None
+        self._passages: Any = None
 
     def _on_library_thread(self, func: Callable[[Any], T]) -> T:
         """Run func(library) on the library thread and return its result (or raise)."""
@@ -320,27 +322,58 @@ class TuiBackend:
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         return RouteView(rec.packet_id, rec.name, 0.0, "-", "picked by hand", 0.0, manual=True)
 
+    def _get_passages(self, lib: Any) -> Any:
+        if self._passages is None:
+            from fieldkit.router.retrieval import PassageIndex
+
+            self._passages = PassageIndex(lib, self._get_router(lib).embedder)
+        return self._passages
+
+    def ground(self, question: str, packet_id: str | None) -> Any:
+        """Return the fieldkit.answering.Grounding: the packet's passages, or why none."""
+        from fieldkit.answering import ground
+
+        def work(lib: Any) -> Any:
+            record = lib.get(packet_id) if packet_id else None
+            return ground(question, record, self._get_passages(lib) if record else None)
+
+        return self._on_library_thread(work)
+
     def answer(
         self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
     ) -> Iterator[AnswerChunk]:
-        """Stream the answer from the engine (its own thread does the MLX work)."""
+        """Stream the answer from the engine (its own thread does the MLX work), grounded
+        in the packet's notes when it has them; the last chunk carries sources and marks."""
+        from fieldkit.answering import finish
+
+        grounding = self.ground(question, packet_id)
+        if grounding.gap:
+            yield AnswerChunk(gap=grounding.gap)
         adapter = None
         if packet_id:
             adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
         for chunk in self.services.engine.generate(
-            question, adapter, max_tokens=max_tokens, cancel=cancel
+            grounding.messages, adapter, max_tokens=max_tokens, cancel=cancel, clean=True
         ):
             result = chunk.result
             if result is None:
                 yield AnswerChunk(text=chunk.text)
-            else:
-                yield AnswerChunk(
-                    text=chunk.text,
-                    done=True,
-                    tokens_per_s=result.generation_tps,
-                    tokens=result.generation_tokens,
-                    stopped=result.finish_reason == "cancelled",
-                )
+                continue
+            done = finish(grounding, result.text, result=result)
+            yield AnswerChunk(
+                text=chunk.text,
+                done=True,
+                tokens_per_s=result.generation_tps,
+                tokens=result.generation_tokens,
+                stopped=result.finish_reason == "cancelled",
+                note=done.note,
+                sources=[
+                    SourceView(f"{s.packet} {s.passage_id} ({s.score:.2f})", s.title, s.text)
+                    for s in done.sources
+                ],
+                unsupported=[(u.start, u.end) for u in done.unsupported],
+                final=done.text,
+            )
 
     # -- sync -------------------------------------------------------------------------
 
