@@ -12,6 +12,7 @@ clean decoding and grounding do to answers, on the shipped demo packets.
    first, or in the top 2, and is the question covered at the default threshold? Every
    gap question (assets/demo/*/gaps.jsonl: in the domain, covered by no record) should
    not be covered. A threshold sweep shows the trade-off.
+   `--score ANSWERS` only scores an answers.jsonl (a run cut short too).
 3. with --generate N: the first N held-out questions of each domain are answered by their
    own packet four ways (adapter raw decoding as before; adapter clean; adapter + notes;
    base + notes), keyword recall and all-facts with bootstrap 95% CIs; for answers with
@@ -199,7 +200,7 @@ def generate(home: Path, model: Path, per_domain: int, max_tokens: int) -> dict:
             record(mode, got.text, keywords, cited, got.result.generation_tokens, sec)
             scores[mode]["repeats"] += got.result.finish_reason == "repeat"
             log.write(json.dumps({"mode": mode, "question": row["question"], "answer": got.text,
-                                  "grounding": got.grounding}) + "\n")  # fmt: skip
+                                  "grounding": got.grounding, "sources": cited}) + "\n")  # fmt: skip
             if mode == "adapter, raw decoding":
                 text, repeated = cleaned(got.text, got.result.finish_reason == "stop")
                 record(CLEAN, text, keywords, "", 0, 0.0)
@@ -227,20 +228,26 @@ def generate(home: Path, model: Path, per_domain: int, max_tokens: int) -> dict:
 def markdown(report: dict) -> str:
     lines = ["| packet | passages | notes bytes | file before | file after | growth |"]
     lines.append("|---|---:|---:|---:|---:|---:|")
-    for name, s in report["bytes"].items():
+    if "bytes" not in report:
+        lines = []
+    for name, s in report.get("bytes", {}).items():
         growth = s["file_after"] / s["file_before"] - 1
         lines.append(
             f"| {name} | {s['passages']} | {s['notes_bytes']:,} | {s['file_before']:,} | "
             f"{s['file_after']:,} | +{growth:.2%} |"
         )
-    r = report["retrieval"]
-    lines += [
-        "",
-        f"Retrieval on {r['heldout']} held-out questions: source passage first "
-        f"{r['top1_source']:.0%}, in the top 2 {r['top2_source']:.0%}; covered at "
-        f"{r['threshold']:.2f}: {r['covered']:.0%}. Gap questions ({r['gaps']}) said to be "
-        f"not covered: {r['gap_abstain']:.0%}.",
-    ]
+    r = report.get("retrieval")
+    lines += (
+        []
+        if r is None
+        else [
+            "",
+            f"Retrieval on {r['heldout']} held-out questions: source passage first "
+            f"{r['top1_source']:.0%}, in the top 2 {r['top2_source']:.0%}; covered at "
+            f"{r['threshold']:.2f}: {r['covered']:.0%}. Gap questions ({r['gaps']}) said to be "
+            f"not covered: {r['gap_abstain']:.0%}.",
+        ]
+    )
     if "generate" in report:
         lines += ["", "| answers | recall [95% CI] | all facts [95% CI] | shown recall |"]
         lines.append("|---|---|---|---|")
@@ -254,12 +261,53 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def score_log(path: Path) -> dict:
+    """Score an answers.jsonl (also one cut short): every mode on the questions that all
+    modes answered, keyword recall and all-facts with bootstrap 95% CIs."""
+    from fieldkit.assets import demo_domains
+    from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
+
+    keywords = {
+        r["question"]: r["expected_keywords"]
+        for folder in demo_domains()
+        for r in rows(folder / "heldout.jsonl")
+    }
+    answers: dict = {}
+    cited: dict = {}
+    for line in rows(path):
+        answers.setdefault(line["mode"], {})[line["question"]] = line["answer"]
+        if "sources" in line:
+            cited.setdefault(line["mode"], {})[line["question"]] = line["sources"]
+    common = set.intersection(*(set(a) for a in answers.values()))
+    out = {}
+    for mode, got in answers.items():
+        recall = [keyword_recall(got[q], keywords[q]) for q in sorted(common)]
+        facts = [all_facts(got[q], keywords[q]) for q in sorted(common)]
+        shown = None
+        if "notes" in mode and mode in cited:
+            both = [keyword_recall(f"{got[q]} {cited[mode][q]}", keywords[q]) for q in common]
+            shown = sum(both) / len(both)
+        out[mode] = {
+            "n": len(common),
+            "recall": sum(recall) / len(recall),
+            "recall_ci": bootstrap_ci(recall),
+            "all_facts": sum(facts) / len(facts),
+            "all_facts_ci": bootstrap_ci(facts),
+            "shown_recall": shown,
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--generate", type=int, default=0, metavar="N")
     parser.add_argument("--max-tokens", type=int, default=120)
+    parser.add_argument("--score", type=Path, metavar="ANSWERS", help="Only score this log.")
     args = parser.parse_args()
+    if args.score is not None:
+        print(markdown({"generate": score_log(args.score)}))
+        return
     model = Path(args.model or DEFAULT_MODEL)
     if not (model / "config.json").is_file():
         from fieldkit.engine.convert import install_default
