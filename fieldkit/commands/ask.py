@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fieldkit.commands.complete import packet_names
 from fieldkit.errors import FieldkitError
 
 if TYPE_CHECKING:
@@ -16,7 +17,13 @@ if TYPE_CHECKING:
 
 @click.command("ask")
 @click.argument("question")
-@click.option("--adapter", "adapter_name", metavar="NAME", help="Answer with this packet.")
+@click.option(
+    "--adapter",
+    "adapter_name",
+    metavar="NAME",
+    shell_complete=packet_names,
+    help="Answer with this packet.",
+)
 @click.option("--base", is_flag=True, help="Answer with the base model alone.")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object when done.")
