@@ -51,7 +51,7 @@ def mlx_lm_folder(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     work = tmp_path_factory.mktemp("mlx-lm-lora")
     data = work / "data"
     data.mkdir()
-    (data / "train.jsonl").write_text("\n".join(chat_lines(12)) + "\n")
+    (data / "train.jsonl").write_text("\n".join(chat_lines(80)) + "\n")
     (data / "valid.jsonl").write_text("\n".join(chat_lines(4)) + "\n")
     out = work / "adapters"
     command = [sys.executable, "-m", "mlx_lm", "lora", "--model", str(tiny_model_dir)]
@@ -121,10 +121,14 @@ def test_mlx_lm_lora_output_imports_and_answers_as_mlx_lm(
         str(exemplars),
     )
     services = Services.build(home.root, tiny_model_dir)
-    assert services.library.get("pumps").exemplars[:2] == [
+    exemplars = services.library.get("pumps").exemplars  # 64 of the 80 user turns, spread
+    assert len(exemplars) == 64
+    assert exemplars[:3] == [
         "What does pump 0 need?",
         "What does pump 1 need?",
+        "What does pump 2 need?",
     ]
+    assert exemplars[-1] == "What does pump 78 need?"
     services.close()
     assert adapter.config.num_layers == 2
     expected = mlx_lm_answer(tiny_model_dir, mlx_lm_folder)
@@ -189,3 +193,27 @@ def test_export_to_mlx_lm_round_trips(
     back = import_folder(bob, tiny_model_dir, out)  # packet.json names it
     assert back.config == packet.config
     assert all(np.array_equal(back.tensors[k], packet.tensors[k]) for k in packet.tensors)
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ({"fine_tune_type": "dora"}, "DoRA adapters .* learned magnitude"),
+        ({"fine_tune_type": "full"}, "full fine-tune"),
+        ({"future_mode": "warp"}, "sets future_mode = 'warp', which fieldkit does not know"),
+        ({"lora_parameters": {"rank": 8, "bias": True}}, "lora_parameters set bias = True"),
+        ({"future_mode": None, "future_list": [], "clear_cache_threshold": 5}, None),
+        ({"lora_parameters": {"rank": 8, "scale": 20.0, "future": None}}, None),
+    ],
+)
+def test_mlx_lm_config_fields_count_only_when_set(change: dict, refusal: str | None) -> None:
+    from fieldkit.errors import PacketError
+    from fieldkit.store.adapter import AdapterConfig
+
+    config = {"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": {"rank": 8}}
+    config.update(change)
+    if refusal is None:
+        assert AdapterConfig.from_mlx_lm(config).num_layers == 2
+    else:
+        with pytest.raises(PacketError, match=refusal):
+            AdapterConfig.from_mlx_lm(config)
