@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fieldkit.commands import emit_json, services
+from fieldkit.commands import emit_json, packet_io, services
 from fieldkit.commands.complete import packet_names
-from fieldkit.errors import PacketError
+from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
 from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
+from fieldkit.store.notes import notes_count
 from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
+
+NOTES_HELP = (
+    "Carry these source notes inside the signed packet: .jsonl Q&A records, "
+    "or a text/markdown file split into passages."
+)
 
 
 def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[str, Any]:
@@ -35,6 +40,7 @@ def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[s
         else record.base_fingerprint == base_fingerprint,
         "merged": record.merged,
         "rank": record.adapter.rank,
+        "notes": notes_count(record.manifest),
         "received_at": record.received_at,
     }
 
@@ -57,11 +63,15 @@ def list_command(as_json: bool) -> None:
     if not rows:
         click.echo("The library is empty. Import a packet with `fieldkit library import PATH`.")
         return
-    click.echo(f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'SOURCE':<16} AUTHOR")
+    click.echo(
+        f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'NOTES':>5}  "
+        f"{'SOURCE':<16} AUTHOR"
+    )
     for row in rows:
         click.echo(
             f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {format_size(row['size']):>9}  "
-            f"{_state(row):<10} {row['source'][:16]:<16} {row['author_name'] or row['author']}"
+            f"{_state(row):<10} {row['notes'] or '-':>5}  "
+            f"{row['source'][:16]:<16} {row['author_name'] or row['author']}"
         )
 
 
@@ -100,6 +110,7 @@ def show_command(name: str, as_json: bool) -> None:
         "base_model_id",
         "rank",
         "merged",
+        "notes",
     ):
         click.echo(f"{key:<14} {data[key]}")
     click.echo(f"{'state':<14} {_state(data)}")
@@ -123,6 +134,12 @@ def show_command(name: str, as_json: bool) -> None:
 @click.option(
     "--allow-foreign-base", is_flag=True, help="Keep a packet made for another base model."
 )
+@click.option(
+    "--notes",
+    "notes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=NOTES_HELP + " A packet file is then signed again by this device, same weights.",
+)
 def import_command(
     path: Path,
     name: str | None,
@@ -130,6 +147,7 @@ def import_command(
     description: str | None,
     exemplars_file: Path | None,
     allow_foreign_base: bool,
+    notes_file: Path | None,
 ) -> None:
     """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device).
 
@@ -140,22 +158,37 @@ def import_command(
     beside the adapter with name, domain, description and exemplars. LoRA only: DoRA,
     trained biases, saved modules and initialisations that change the base model (PiSSA,
     OLoRA, CorDA, LoftQ) are refused with the reason."""
+    from fieldkit.store.notes import read_notes_file
+
+    notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
     if path.is_dir():
-        record = _import_folder(svc, path, name, domain, description, exemplars_file)
+        record = packet_io.import_folder(svc, path, name, domain, description, exemplars_file, notes)
     else:
         from fieldkit.store.packet import read_packet_file
 
         packet = read_packet_file(path)
         expected = None if allow_foreign_base else svc.base_fingerprint
-        if svc.library.has(_packet_id(packet.manifest)):
+        if notes is not None:
+            record = packet_io.resign_with_notes(
+                svc, packet, notes, expected, name, domain, description, exemplars_file
+            )
+        elif svc.library.has(packet_io.packet_id(packet.manifest)):
             click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
             return
-        record = svc.library.add(
-            packet.manifest, packet.signature, packet.weights, source="file", expected_base=expected
-        )
+        else:
+            record = svc.library.add(
+                packet.manifest,
+                packet.signature,
+                packet.weights,
+                source="file",
+                expected_base=expected,
+            )
+    carried = notes_count(record.manifest)
+    with_notes = f", {carried} notes" if carried else ""
     click.echo(
-        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}, id {record.short_id})."
+        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}{with_notes}, "
+        f"id {record.short_id})."
     )
 
 
@@ -179,26 +212,22 @@ def import_command(
 )
 def export_command(name: str, output: Path, fmt: str) -> None:
     """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads."""
+    from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
     svc = services()
     record = svc.library.get(name)
     if fmt != "packet":
-        _export_folder(svc, record, output, fmt)
+        packet_io.export_folder(svc, record, output, fmt)
         return
     if output.is_dir():
         raise PacketError(f"{output} is a folder; a packet is written to a file.")
     weights = svc.library.read_weights(record)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            write_packet_file(out, record.manifest, record.signature, weights)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise PacketError(f"Cannot write {output} ({exc.strerror}).") from exc
+    write_atomically(
+        output,
+        lambda out: write_packet_file(out, record.manifest, record.signature, weights),
+        "packet file",
+    )
     click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
 
 
@@ -210,11 +239,34 @@ def verify_command(name: str | None) -> None:
     names = [name] if name else [r.packet_id for r in svc.library.list_packets()]
     failed = 0
     for item in names:
-        record, problem = svc.library.verify(item)
+        try:
+            record, problem = svc.library.verify(item)
+        except LibraryError:
+            if name:
+                raise
+            continue  # removed by another process while this one was checking
         click.echo(f"{record.name:<24} {'ok' if problem is None else 'FAILED: ' + problem}")
         failed += problem is not None
+    if not name:
+        cleaned = svc.library.collect_garbage()
+        if any(cleaned.values()):
+            click.echo(
+                f"Cleaned up {cleaned['blobs']} unused weights file(s), {cleaned['parts']} "
+                f"abandoned part file(s), {cleaned['peers']} stale pending peer(s)."
+            )
     if failed:
         raise click.exceptions.Exit(1)
+
+
+@library.command("gc")
+def gc_command() -> None:
+    """Remove weights no packet uses, part files of abandoned transfers (a week old, or
+    whose transfer is gone) and pending peers not seen for 30 days."""
+    cleaned = services().library.collect_garbage()
+    click.echo(
+        f"Removed {cleaned['blobs']} unused weights file(s), {cleaned['parts']} part file(s), "
+        f"{cleaned['peers']} pending peer(s)."
+    )
 
 
 @library.command("reissue")
@@ -227,23 +279,44 @@ def verify_command(name: str | None) -> None:
 )
 @click.option("--description", help="New one-sentence description.")
 @click.option("--as", "new_name", help="Name of the new version (needed for another's packet).")
+@click.option(
+    "--notes",
+    "notes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=NOTES_HELP,
+)
+@click.option("--no-notes", is_flag=True, help="Sign the new version without notes.")
 def reissue_command(
-    name: str, exemplars_file: Path | None, description: str | None, new_name: str | None
+    name: str,
+    exemplars_file: Path | None,
+    description: str | None,
+    new_name: str | None,
+    notes_file: Path | None,
+    no_notes: bool,
 ) -> None:
-    """Sign a new version of a packet with new exemplars or description, same weights."""
+    """Sign a new version of a packet with new exemplars, description or notes, same weights."""
     from fieldkit.store.importers import read_questions
+    from fieldkit.store.notes import read_notes_file
 
-    if exemplars_file is None and description is None and new_name is None:
-        raise click.UsageError("Give --exemplars, --description or --as.")
+    if notes_file is not None and no_notes:
+        raise click.UsageError("Give --notes FILE or --no-notes, not both.")
+    if (exemplars_file, description, new_name, notes_file) == (None,) * 4 and not no_notes:
+        raise click.UsageError("Give --exemplars, --description, --notes, --no-notes or --as.")
     exemplars = read_questions(exemplars_file) if exemplars_file is not None else None
+    extra: dict[str, Any] = {}
+    if notes_file is not None:
+        extra["notes"] = read_notes_file(notes_file)
+    elif no_notes:
+        extra["notes"] = []
     svc = services()
     old = svc.library.get(name)
     record = svc.library.reissue(
-        old.packet_id, exemplars=exemplars, description=description, name=new_name
+        old.packet_id, exemplars=exemplars, description=description, name=new_name, **extra
     )
     click.echo(
         f"Reissued {old.name!r} as {record.name!r} (id {record.short_id}, "
-        f"{len(record.exemplars)} exemplars, signed by this device)."
+        f"{len(record.exemplars)} exemplars, {notes_count(record.manifest)} notes, "
+        "signed by this device)."
     )
 
 
@@ -253,59 +326,6 @@ def remove_command(name: str) -> None:
     """Remove a packet from the library."""
     record = services().library.remove(name)
     click.echo(f"Removed {record.name!r}.")
-
-
-def _export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
-    from fieldkit.store.adapter import infer_model_layers
-    from fieldkit.store.exporters import export_adapter
-
-    adapter = svc.library.load_adapter(record)
-    info = {
-        "name": record.name,
-        "domain": record.domain,
-        "description": record.description,
-        "exemplars": record.exemplars,
-    }
-    export_adapter(
-        adapter,
-        output,
-        fmt,
-        n_model_layers=infer_model_layers(adapter.config, adapter.tensors),
-        base_model=record.base_model_id,
-        info=info,
-    )
-    click.echo(f"Exported {record.name!r} to {output} ({fmt} adapter folder).")
-
-
-def _import_folder(svc: Any, path: Path, name, domain, description, exemplars_file) -> PacketRecord:
-    from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
-
-    info = read_packet_info(path, name, domain, description, exemplars_file)
-    if info.questions_read > len(info.exemplars):
-        click.echo(
-            f"Kept {len(info.exemplars)} of the {info.questions_read} questions in "
-            f"{exemplars_file} as exemplars, evenly spread.",
-            err=True,
-        )
-    model_id, fingerprint, config = svc.require_model()
-    depth = config.get("num_hidden_layers")
-    adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)
-    check_fits_model(adapter, config)
-    return svc.library.add_local(
-        adapter,
-        name=info.name,
-        domain=info.domain,
-        description=info.description,
-        exemplars=info.exemplars,
-        base_model_id=model_id,
-        base_fingerprint=fingerprint,
-    )
-
-
-def _packet_id(manifest: dict[str, Any]) -> str:
-    from fieldkit.store.packet import packet_id
-
-    return packet_id(manifest)
 
 
 def _state(row: dict[str, Any]) -> str:

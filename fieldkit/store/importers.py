@@ -25,6 +25,7 @@ import numpy as np
 
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
+from fieldkit.store.files import MIB, read_bounded, read_text_bounded
 from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
@@ -141,10 +142,7 @@ def read_questions(path: Path) -> list[str]:
     completion format), or with `messages` (chat format, as `mlx_lm lora` trains on),
     whose user turns are the questions.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PacketError(f"{path} cannot be read as UTF-8 text.") from exc
+    text = read_text_bounded(Path(path), what="questions file")
     if Path(path).suffix != ".jsonl":
         return [line.strip() for line in text.splitlines() if line.strip()]
     questions: list[str] = []
@@ -182,8 +180,8 @@ def _line_questions(obj: Any) -> list[str]:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_text_bounded(path, 16 * MIB, "config"))
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise PacketError(f"{path.name} is not readable JSON.") from exc
     if not isinstance(data, dict):
         raise PacketError(f"{path.name} is not a JSON object.")
@@ -219,12 +217,7 @@ def read_adapter_weights(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     into the top half of fp32 words). Raises PacketError if the file is larger than
     `max_bytes`, unreadable, or not well-formed safetensors.
     """
-    try:
-        if path.stat().st_size > max_bytes:
-            raise PacketError(f"{path.name} is larger than the {max_bytes >> 20} MiB packet limit.")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PacketError(f"{path.name} cannot be read ({exc.strerror}).") from exc
+    data = read_bounded(path, max_bytes, "adapter weights", f"the {max_bytes >> 20} MiB packet limit")
     views = tensor_views(data, f"tensors in {path.name}", bf16=True)
     return {
         name: (view.astype(np.uint32) << 16).view(np.float32)
