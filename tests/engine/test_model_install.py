@@ -120,3 +120,27 @@ def test_names_complete_from_the_home(
 @pytest.fixture
 def home(make_home: Callable[[str], Home]) -> Home:
     return make_home("byo")
+
+
+def test_sources_it_cannot_use_are_refused_and_leave_nothing(
+    home: Home, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    refused = fieldkit(home, "model", "install", str(bad))
+    assert refused.exit_code != 0
+    assert "fieldkit: The GGUF lacks the field general.architecture." in refused.output
+    fused = tmp_path / "fused"  # phi-3 style: one qkv_proj instead of q, k and v
+    fused.mkdir()
+    for item in tiny_model_dir.iterdir():
+        if item.suffix != ".safetensors" and item.is_file():
+            (fused / item.name).write_bytes(item.read_bytes())
+    weights = load_file(str(tiny_model_dir / "model.safetensors"))
+    renamed = {k.replace("self_attn.q_proj", "self_attn.qkv_proj"): v for k, v in weights.items()}
+    save_file(renamed, str(fused / "model.safetensors"), metadata={"format": "mlx"})
+    refused = fieldkit(home, "model", "install", str(fused))
+    assert refused.exit_code != 0
+    assert "have no self_attn.q_proj" in refused.output
+    assert list(home.models_dir.iterdir()) == []
