@@ -213,6 +213,7 @@ class GossipConnection:
         """Return (and forget) the frames the core made on its own: in version 2, its answers
         to the peer's inventory summaries. `send` returns them too, ahead of its own frame."""
         data, self._outbox = bytes(self._outbox), bytearray()
+        self.bytes_sent += len(data)
         return data
 
     # --- receiving ---------------------------------------------------------------------
@@ -364,7 +365,7 @@ class GossipConnection:
                 self._fail(exc)
             raise
         out = self.data_to_send() + data
-        self.bytes_sent += len(out)
+        self.bytes_sent += len(data)
         return out
 
     def _frame(self, message: Message) -> bytes:

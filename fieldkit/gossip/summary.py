@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fieldkit.gossip.protocol import Limits
+from fieldkit.gossip.protocol import NEWEST_VERSION, Limits
 
 POLICIES = ("trusted-only", "ask", "open")
+SEND_ORDERS = ("newest", "offered")
 POLICY_SETTING = "receive_policy"
 DEFAULT_POLICY = "trusted-only"
 
@@ -20,6 +21,9 @@ class SyncOptions:
     `accept_pending`: under the `ask` policy with nobody to ask, accept a pending peer anyway.
     `base_fingerprint`: refuse packets made for another base model (None accepts any base).
     Timeouts are in seconds; slow links (BLE) want the generous defaults.
+    `protocol_version`: the highest version this side speaks (2: compact inventory).
+    `send_order`: which offered packets to ask for first: "newest" (by the manifest's
+    creation time, known from version 2 offers) or "offered" (the peer's order, by name).
     """
 
     policy: str | None = None
@@ -30,6 +34,8 @@ class SyncOptions:
     compression_level: int = 3
     shuffle: bool = True
     limits: Limits = field(default_factory=Limits)
+    protocol_version: int = NEWEST_VERSION
+    send_order: str = "newest"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class SyncSummary:
     error: str | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+    inventory_bytes_sent: int = 0  # Inventory, Summary and Offer frames
+    protocol_version: int = 1
 
     def count(self, direction: str, status: str) -> int:
         return sum(1 for p in self.packets if p.direction == direction and p.status == status)
