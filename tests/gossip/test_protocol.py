@@ -49,11 +49,6 @@ def make_packet(identity: Identity, name: str, seed: int = 0, scale: int = 4) ->
     return Packet(manifest, signature, data, packet_id(manifest))
 
 
-@pytest.fixture
-def ids(tmp_path: Path) -> tuple[Identity, Identity]:
-    return make_identity(tmp_path, "a"), make_identity(tmp_path, "b")
-
-
 def scenario(ids: tuple[Identity, Identity], name: str) -> tuple[Peer, Peer]:
     """Return two fresh peers set up for the named scenario (deterministic)."""
     ia, ib = ids

@@ -21,22 +21,14 @@ from fieldkit.gossip.messages import (
 )
 from fieldkit.gossip.protocol import LocalProtocolError, State
 from fieldkit.gossip.states import TRANSITIONS, Side, after
-from fieldkit.store.identity import Identity
 from tests.gossip.test_protocol import (
     NONCE_A,
     core_for,
     feed_frames,
     handshaken,
     hello_for,
-    make_identity,
     make_packet,
 )
-
-
-@pytest.fixture
-def ids(tmp_path) -> tuple[Identity, Identity]:
-    return make_identity(tmp_path, "a"), make_identity(tmp_path, "b")
-
 
 ALL_KINDS = [Hello, Proof, Inventory, Summary, Offer, Want, PacketStart, Chunk, PacketEnd,
              Cancel, Bye, Abort]  # fmt: skip

@@ -94,7 +94,7 @@ async def run_hostile(
             if event is NEED_DATA:
                 core.receive_data(await stream.receive())
                 continue
-            if isinstance(event, Closed):
+            if isinstance(event, Closed) or core.finished:
                 break
             if isinstance(event, Hello):
                 payload = proof_payload(identity.public_key, nonce, event.public_key, event.nonce)
@@ -108,6 +108,8 @@ async def run_hostile(
                 await send(core.send(Bye()))
             elif isinstance(event, Want):
                 await _serve(core, send, packet, mode, event)
+            if core.finished:
+                break
     except (FieldkitError, LocalProtocolError):
         pass  # the honest side refused: that is the point
     finally:

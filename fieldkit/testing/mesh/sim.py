@@ -150,19 +150,26 @@ class _Mesh:
         return home.root
 
     def _trust_graph(self) -> None:
-        """trusted-only and ask: each honest device trusts its village (villages model) or
-        `trust_degree` random honest devices; nobody trusts a hostile device."""
+        """trusted-only and ask: trust is mutual (people who know each other). In the villages
+        model a device trusts its village; else each device picks `trust_degree / 2` others
+        at random and each pair trusts both ways (so every device has at least that many).
+        Nobody trusts a hostile device."""
         cfg = self.config
+        edges: dict[int, set[int]] = {d.index: set() for d in self.honest}
         for device in self.honest:
             if cfg.model == "villages":
                 mates = [d for d in self.honest if d.village == device.village and d is not device]
             else:
                 others = [d for d in self.honest if d is not device]
-                mates = self.rng.sample(others, min(cfg.trust_degree, len(others)))
+                mates = self.rng.sample(others, min(-(-cfg.trust_degree // 2), len(others)))
+            for mate in mates:
+                edges[device.index].add(mate.index)
+                edges[mate.index].add(device.index)
+        for device in self.honest:
             assert device.library is not None
             with device.library.db.atomic():
-                for mate in mates:
-                    device.library.set_trust(mate.device_id, "trusted")
+                for mate in sorted(edges[device.index]):
+                    device.library.set_trust(self.devices[mate].device_id, "trusted")
 
     def _rounds(self):  # noqa: ANN202 - an iterator of rounds
         cfg = self.config
@@ -177,6 +184,8 @@ class _Mesh:
 
     async def _encounter(self, encounter: Encounter) -> None:
         a, b = self.devices[encounter.a], self.devices[encounter.b]
+        if a.hostile and b.hostile:
+            return  # nobody honest takes part: nothing to simulate
         budget = int(encounter.rate * encounter.seconds)
         end_a, end_b, link = encounter_pair(budget, f"mesh:{a.index}", f"mesh:{b.index}")
         results = await asyncio.gather(self._side(a, end_a), self._side(b, end_b))
