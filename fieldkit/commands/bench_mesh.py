@@ -35,6 +35,9 @@ from fieldkit.testing.mesh import MODELS, EncounterModel, MeshConfig, run_mesh, 
 @click.option("--seed", default=0, show_default=True)
 @click.option("--packet-kb", default=64, show_default=True, help="Size of the new packet.")
 @click.option("--shared", default=0, show_default=True, help="Packets every device already holds.")
+@click.option(
+    "--backlog", default=0, show_default=True, help="Older packets only the author holds."
+)
 @click.option("--rate-kb", default=100.0, show_default=True, help="Link rate, kB/s (uniform).")
 @click.option("--seconds", default=60.0, show_default=True, help="Encounter length (uniform).")
 @click.option("--round-seconds", default=None, type=float, help="Simulated time of a round.")
@@ -57,6 +60,7 @@ def mesh(
     seed: int,
     packet_kb: int,
     shared: int,
+    backlog: int,
     rate_kb: float,
     seconds: float,
     round_seconds: float | None,
@@ -74,7 +78,7 @@ def mesh(
         raise FieldkitError("--hostile is a share of the devices, from 0 to 0.5.")
     if (model == "trace") != (trace is not None):
         raise FieldkitError("--trace FILE goes with --encounters trace, and only with it.")
-    if packet_kb < 1 or shared < 0 or rate_kb <= 0 or seconds <= 0:
+    if packet_kb < 1 or shared < 0 or backlog < 0 or rate_kb <= 0 or seconds <= 0:
         raise FieldkitError("Sizes, rates and lengths must be positive.")
     encounters = EncounterModel(rate=rate_kb * 1000, seconds=seconds, village_size=village_size)
     config = MeshConfig(
@@ -87,6 +91,7 @@ def mesh(
         packet_size=packet_kb * 1024,
         chunk_size=32 * 1024 if packet_kb >= 512 else 4096,
         shared=shared,
+        backlog=backlog,
         max_rounds=max_rounds,
         round_seconds=round_seconds or (3600.0 if model == "villages" else seconds),
         protocol_version=protocol_version,

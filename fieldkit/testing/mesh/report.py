@@ -37,6 +37,7 @@ class RoundStats:
     refused: int = 0
     sessions_failed: int = 0
     link_seconds: float = 0.0
+    backlog_delivery: float | None = None
     completed: set[tuple[int, str]] = field(default_factory=set)
 
     def add_encounter(
@@ -99,6 +100,8 @@ class RoundStats:
             resume=config.resume,
             packet_size=config.packet_size,
             shared=config.shared,
+            backlog=config.backlog,
+            backlog_delivery=self.backlog_delivery,
             hostile_share=config.hostile,
             delivery=curve[-1] if curve else 0.0,
             rounds=len(curve),
@@ -143,6 +146,8 @@ class MeshResult:
     resume: bool
     packet_size: int
     shared: int
+    backlog: int
+    backlog_delivery: float | None
     hostile_share: float
     delivery: float
     rounds: int

@@ -47,6 +47,7 @@ class MeshConfig:
     chunk_size: int = 4096
     shared: int = 0  # packets every honest device already holds
     shared_size: int = 1024
+    backlog: int = 0  # older packets only the author holds, besides the new one
     max_rounds: int = 60
     round_seconds: float = 60.0  # simulated time a round stands for
     protocol_version: int = 2
@@ -72,6 +73,7 @@ class _Mesh:
         self.genuine: set[str] = set()
         self.new_packet: SimPacket | None = None
         self.bad: dict[int, SimPacket] = {}
+        self.backlog: set[str] = set()
         self.stats = RoundStats()
 
     async def run(self) -> MeshResult:
@@ -89,6 +91,7 @@ class _Mesh:
             if cfg.model != "trace" and (curve[-1] >= 1.0 or number >= cfg.max_rounds):
                 break
         bad = self._bad_admitted()
+        self.stats.backlog_delivery = self._backlog_delivery()
         for device in self.devices:
             if device.library is not None:
                 device.library.close()
@@ -116,6 +119,18 @@ class _Mesh:
             self.new_packet.manifest, self.new_packet.signature, self.new_packet.data
         )
         self.genuine.add(self.new_packet.packet_id)
+        for i in range(cfg.backlog):  # made earlier, and named to sort before "news"
+            old = synthetic_packet(
+                author.identity,
+                f"backlog-{i:03d}",
+                cfg.packet_size,
+                cfg.seed + 100 + i,
+                5_000 + i,
+                cfg.chunk_size,
+            )
+            author.library.add(old.manifest, old.signature, old.data)
+            self.genuine.add(old.packet_id)
+            self.backlog.add(old.packet_id)
         for i, index in enumerate(sorted(hostile)):
             device = self.devices[index]
             device.hostile = HOSTILE_MODES[i % len(HOSTILE_MODES)]
@@ -229,6 +244,16 @@ class _Mesh:
         pid = self.new_packet.packet_id
         held = sum(1 for d in self.honest if d.library is not None and d.library.has(pid))
         return held / len(self.honest)
+
+    def _backlog_delivery(self) -> float | None:
+        """The share of (honest device, backlog packet) pairs held at the end."""
+        if not self.backlog:
+            return None
+        held = 0
+        for device in self.honest:
+            assert device.library is not None
+            held += sum(device.library.has(pid) for pid in self.backlog)
+        return held / (len(self.honest) * len(self.backlog))
 
     def _bad_admitted(self) -> int:
         """Packets in honest libraries that no honest author made (target 0)."""
