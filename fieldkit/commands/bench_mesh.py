@@ -19,6 +19,10 @@ from fieldkit.gossip.summary import POLICIES, SEND_ORDERS
 from fieldkit.testing.mesh import MODELS, EncounterModel, MeshConfig, run_mesh, spread_plot
 
 
+def _by_round(value: int | None) -> str:
+    return "never" if value is None else f"round {value}"
+
+
 @click.command("mesh")
 @click.option("--devices", default=100, show_default=True, help="How many devices.")
 @click.option(
@@ -107,10 +111,9 @@ def mesh(
         return
     click.echo(spread_plot(result))
     r = result
-    pct = lambda v: "never" if v is None else f"round {v}"  # noqa: E731
     click.echo(
         f"delivery {r.delivery * 100:.1f}% after {r.rounds} rounds; 50/90/99%: "
-        f"{pct(r.rounds_to_50)}, {pct(r.rounds_to_90)}, {pct(r.rounds_to_99)}\n"
+        f"{_by_round(r.rounds_to_50)}, {_by_round(r.rounds_to_90)}, {_by_round(r.rounds_to_99)}\n"
         f"bytes per device {r.bytes_per_device / 1000:.1f} kB, overhead ratio "
         f"{r.overhead_ratio if r.overhead_ratio is None else round(r.overhead_ratio, 3)}, "
         f"inventory share {r.inventory_share * 100:.2f}%\n"

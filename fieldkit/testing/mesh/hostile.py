@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Awaitable, Callable
 
 from fieldkit.errors import FieldkitError
 from fieldkit.gossip.framing import encode_frame
@@ -118,7 +119,13 @@ async def run_hostile(
     return sent
 
 
-async def _serve(core: GossipConnection, send, packet: SimPacket, mode: str, want: Want) -> None:  # noqa: ANN001
+async def _serve(
+    core: GossipConnection,
+    send: Callable[[bytes], Awaitable[None]],
+    packet: SimPacket,
+    mode: str,
+    want: Want,
+) -> None:
     m = packet.manifest
     await send(core.send(PacketStart(packet.packet_id, m, packet.signature)))
     size, chunk_size = m["weights_size"], m["chunk_size"]

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fieldkit.gossip.session import run_session
+from fieldkit.gossip.stream import ByteStream
 from fieldkit.gossip.summary import SyncOptions, SyncSummary
 from fieldkit.home import Home
 from fieldkit.store.library import Library
@@ -186,7 +188,7 @@ class _Mesh:
                 for mate in sorted(edges[device.index]):
                     device.library.set_trust(self.devices[mate].device_id, "trusted")
 
-    def _rounds(self):  # noqa: ANN202 - an iterator of rounds
+    def _rounds(self) -> Iterator[list[Encounter]]:
         cfg = self.config
         if cfg.model == "uniform":
             return uniform_rounds(cfg.devices, cfg.encounters, self.rng)
@@ -212,7 +214,7 @@ class _Mesh:
                 if isinstance(result, SyncSummary):
                     _forget_partial(device, result)
 
-    async def _side(self, device: SimDevice, stream) -> SyncSummary | int:  # noqa: ANN001
+    async def _side(self, device: SimDevice, stream: ByteStream) -> SyncSummary | int:
         nonce = self.rng.randbytes(32)
         if device.hostile:
             return await run_hostile(
