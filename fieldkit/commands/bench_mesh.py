@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from fieldkit.errors import FieldkitError
-from fieldkit.gossip.summary import POLICIES, SEND_ORDERS
+from fieldkit.gossip.summary import SEND_ORDERS
+from fieldkit.store.settings import RECEIVE_POLICIES as POLICIES
 from fieldkit.testing.mesh import MODELS, EncounterModel, MeshConfig, run_mesh, spread_plot
 
 

@@ -8,11 +8,7 @@ from typing import Any
 
 from fieldkit.gossip.protocol import NEWEST_VERSION, Limits
 
-POLICIES = ("trusted-only", "ask", "open")
 SEND_ORDERS = ("newest", "offered")
-POLICY_SETTING = "receive_policy"
-DEFAULT_POLICY = "trusted-only"
-
 
 @dataclass(frozen=True)
 class SyncOptions:
