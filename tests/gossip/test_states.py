@@ -30,8 +30,23 @@ from tests.gossip.test_protocol import (
     make_packet,
 )
 
-ALL_KINDS = [Hello, Proof, Inventory, Summary, Offer, Want, PacketStart, Chunk, PacketEnd,
-             Cancel, Bye, Abort]  # fmt: skip
+PID = "ab" * 32
+SAMPLES = [Proof(b"\0" * 64), Inventory(()), Summary(()), Offer("", ()), Want(PID),
+           PacketStart(PID, {}, b"\0" * 64), Chunk(PID, 0, b"x"), PacketEnd(PID),
+           Cancel(PID, "x"), Bye()]  # fmt: skip
+
+
+@pytest.mark.parametrize("message", SAMPLES, ids=lambda m: type(m).__name__)
+def test_before_its_hello_a_side_may_send_only_hello_or_abort(ids, message):
+    from fieldkit.gossip.protocol import GossipConnection
+    from fieldkit.store.identity import device_id_for
+
+    _, ib = ids
+    core = GossipConnection(hello_for(ib), device_id_for)
+    assert after(Side.START, type(message)) is None
+    with pytest.raises(LocalProtocolError, match=f"cannot send {type(message).__name__}"):
+        core.send(message)
+    assert core.state is State.ERROR
 
 
 def test_every_side_state_can_abort_and_only_serving_continues_after_bye():
