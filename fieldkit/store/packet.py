@@ -61,6 +61,9 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "merged": bool,
     "lineage": list,
 }
+# Present only where it applies: a merged packet's recipe (method, parameters and, for an
+# adaptive merge, the learned coefficients).
+_OPTIONAL_FIELDS: dict[str, type] = {"merge": dict}
 
 
 def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
@@ -98,12 +101,15 @@ def check_manifest(manifest: Any) -> None:
     missing = sorted(set(_FIELDS) - set(manifest))
     if missing:
         raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
-    extra = sorted(set(manifest) - set(_FIELDS))
+    extra = sorted(set(manifest) - set(_FIELDS) - set(_OPTIONAL_FIELDS))
     if extra:
         raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
     for key, kind in _FIELDS.items():
         value = manifest[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise PacketError(f"The packet manifest's field {key} has the wrong type.")
+    for key, kind in _OPTIONAL_FIELDS.items():
+        if key in manifest and not isinstance(manifest[key], kind):
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
         if not 1 <= len(manifest[key]) <= 64 or not manifest[key].isprintable():
@@ -196,6 +202,7 @@ def build_manifest(
     base_fingerprint: str,
     merged: bool = False,
     lineage: Iterable[str] = (),
+    merge: Mapping[str, Any] | None = None,
     dtype: str = "float16",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     created: int | None = None,
@@ -223,6 +230,8 @@ def build_manifest(
         "merged": merged,
         "lineage": list(lineage),
     }
+    if merge is not None:
+        manifest["merge"] = dict(merge)
     check_manifest(manifest)
     signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))
     return manifest, signature, data
