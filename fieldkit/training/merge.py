@@ -260,9 +260,7 @@ def merged_rank(adapters: Sequence[Adapter], modules: Sequence[str], rank: int |
     if rank is None:
         return min(sum(a.config.rank for a in adapters), MAX_MERGED_RANK)
     first = adapters[0].tensors
-    widest = max(
-        min(first[f"{m}.lora_a"].shape[0], first[f"{m}.lora_b"].shape[1]) for m in modules
-    )
+    widest = max(min(first[f"{m}.lora_a"].shape[0], first[f"{m}.lora_b"].shape[1]) for m in modules)
     if rank > widest:
         raise PacketError(f"The merged rank {rank} exceeds every projection's width ({widest}).")
     return rank
