@@ -25,8 +25,9 @@ is the plain mean; TIES, DARE and SLERP depend on the order). A fixed `t` makes 
 step use that t instead. Lambda scales the final result once.
 
 D is then re-factored to a LoRA of rank r (default: the sum of the input ranks, at most
-64) by truncated SVD, D ~ U_r S_r V_r^T: A = U_r sqrt(S_r), B = sqrt(S_r) V_r^T, with
-scale 1.0. This is the best rank-r approximation of D (Eckart-Young).
+64) as its truncated SVD, D ~ U_r S_r V_r^T: A = U_r sqrt(S_r), B = sqrt(S_r) V_r^T, with
+scale 1.0. This is the best rank-r approximation of D (Eckart-Young); `refactor` gets it
+from the smaller Gram matrix's eigenvectors.
 
 Factor-wise (`factorwise=True`; linear, ties, dare_ties): what PEFT's
 `add_weighted_adapter` does and what the Gossip Handshake reference measured. The stacked
@@ -56,7 +57,7 @@ SIGNED_WEIGHTS = ("task_arithmetic",)  # a negative weight subtracts a task; els
 MAX_MERGED_RANK = 64
 SLERP_PARALLEL = 0.9995
 
-ModuleMerge = Callable[[str, list[np.ndarray]], np.ndarray]
+LINEAR_FAMILY = ("linear", "task_arithmetic", "slerp")  # each a sum c_j D_j per module
 
 
 @dataclass(frozen=True)
@@ -156,17 +157,34 @@ def random_trim(tensor: np.ndarray, density: float, rng: np.random.Generator) ->
     return np.where(mask, tensor / density, 0.0).astype(tensor.dtype)
 
 
-def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Return the spherical interpolation of two tensors (linear where near-parallel)."""
+def slerp_coefficients(a: np.ndarray, b: np.ndarray, t: float) -> tuple[float, float]:
+    """Return (c_a, c_b) with c_a a + c_b b the spherical interpolation (linear where
+    near-parallel or where one tensor is zero)."""
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
-        return (1 - t) * a + t * b
+        return 1.0 - t, t
     dot = float(np.clip(np.vdot(a, b) / (na * nb), -1.0, 1.0))
     if abs(dot) > SLERP_PARALLEL:
-        return (1 - t) * a + t * b
+        return 1.0 - t, t
     theta = math.acos(dot)
     sin = math.sin(theta)
-    return (math.sin((1 - t) * theta) / sin) * a + (math.sin(t * theta) / sin) * b
+    return math.sin((1 - t) * theta) / sin, math.sin(t * theta) / sin
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Return the spherical interpolation of two tensors (linear where near-parallel)."""
+    c_a, c_b = slerp_coefficients(a, b, t)
+    return c_a * a + c_b * b
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """A module merged as sum_j values[j] * D_j: re-factored from the LoRA factors, exactly."""
+
+    values: tuple[float, ...]
+
+
+ModuleMerge = Callable[[str, list[np.ndarray]], "np.ndarray | Coefficients"]
 
 
 def combine(
@@ -198,19 +216,51 @@ def combine(
     return np.divide(merged, total, out=np.zeros_like(merged), where=total > 0)
 
 
+def linear_coefficients(
+    spec: MergeSpec, weights: Sequence[float], deltas: Sequence[np.ndarray]
+) -> Coefficients:
+    """Return a linear, task-arithmetic or SLERP merge (sequential too) as coefficients."""
+    w = np.asarray(weights, dtype=np.float64)
+    if not spec.sequential:
+        if spec.method == "linear":
+            c = w / w.sum()
+        elif spec.method == "task_arithmetic":
+            c = w
+        else:
+            c = np.asarray(slerp_coefficients(deltas[0], deltas[1], float(w[1] / w.sum())))
+        return Coefficients(tuple(float(x) for x in spec.lam * c))
+    c = np.zeros(len(deltas))
+    c[0], running, held = 1.0, deltas[0], w[0]
+    for k in range(1, len(deltas)):
+        pair = (1.0 - spec.t, spec.t) if spec.t is not None else (held, w[k])
+        total = pair[0] + pair[1]
+        if total <= 0:  # nothing held yet and nothing added: skip
+            continue
+        if spec.method == "linear":
+            keep, add = pair[0] / total, pair[1] / total
+        else:
+            keep, add = slerp_coefficients(running, deltas[k], pair[1] / total)
+        c *= keep
+        c[k] += add
+        running = keep * running + add * deltas[k]
+        held += w[k]
+    return Coefficients(tuple(float(x) for x in spec.lam * c))
+
+
 def module_merge(spec: MergeSpec, weights: Sequence[float]) -> ModuleMerge:
     """Return the function merging one module's dense deltas by spec (lambda included)."""
     rng = np.random.default_rng(spec.seed)
 
-    def merge(_module: str, deltas: list[np.ndarray]) -> np.ndarray:
+    def merge(_module: str, deltas: list[np.ndarray]) -> np.ndarray | Coefficients:
+        if spec.method in LINEAR_FAMILY:
+            return linear_coefficients(spec, weights, deltas)
         if not spec.sequential:
             return spec.lam * combine(deltas, weights, spec.method, spec.density, rng)
         running, held = deltas[0], weights[0]
         for delta, w in zip(deltas[1:], weights[1:], strict=True):
-            pair = (1.0 - spec.t, spec.t) if spec.t is not None else (held, w)
-            if pair[0] + pair[1] <= 0:  # nothing held yet and nothing added: skip
+            if held + w <= 0:  # nothing held yet and nothing added: skip
                 continue
-            running = combine([running, delta], pair, spec.method, spec.density, rng)
+            running = combine([running, delta], (held, w), spec.method, spec.density, rng)
             held += w
         return spec.lam * running
 
@@ -240,12 +290,59 @@ def check_compatible(adapters: Sequence[Adapter]) -> list[str]:
 
 
 def refactor(delta: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (A, B) with A @ B the best rank-`rank` approximation of delta (SVD)."""
-    u, s, vt = np.linalg.svd(delta, full_matrices=False)
+    """Return (A, B) with A @ B the best rank-`rank` approximation of delta.
+
+    The top singular directions come from the eigenvectors of the smaller Gram matrix
+    (D D^T or D^T D), and A @ B is delta projected onto them: the same product as the
+    truncated SVD (Eckart-Young), at a quarter of the cost of a full SVD.
+    """
+    wide = delta.shape[0] <= delta.shape[1]
+    gram = delta @ delta.T if wide else delta.T @ delta
+    _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
+    r = min(rank, gram.shape[0])
+    top = vectors[:, ::-1][:, :r]
+    if wide:  # D_r = U U^T D
+        a, b = top, top.T @ delta
+        s = np.linalg.norm(b, axis=1)
+    else:  # D_r = D V V^T
+        a, b = delta @ top, top.T
+        s = np.linalg.norm(a, axis=0)
+    # balance the two factors (each carries sqrt of the singular value), as the SVD form does
+    root = np.sqrt(s)
+    safe = np.where(root > 0, root, 1.0)
+    if wide:
+        a, b = a * root, b / safe[:, None]
+    else:
+        a, b = a / safe, b * root[:, None]
+    if r < rank:  # pad with zero directions so every module keeps the declared rank
+        a = np.pad(a, ((0, 0), (0, rank - r)))
+        b = np.pad(b, ((0, rank - r), (0, 0)))
+    return a, b
+
+
+def refactor_factors(
+    adapters: Sequence[Adapter], module: str, coefficients: Sequence[float], rank: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (A, B) with A @ B the best rank-`rank` approximation of sum_j c_j D_j.
+
+    The sum is the product of the stacked factors [c_j s_j A_j] and [B_j]; a QR of each
+    leaves an SVD of a small core, so no dense delta is decomposed.
+    """
+    a_cat = np.concatenate(
+        [
+            c * ad.config.scale * ad.tensors[f"{module}.lora_a"].astype(np.float64)
+            for c, ad in zip(coefficients, adapters, strict=True)
+        ],
+        axis=1,
+    )
+    b_cat = np.concatenate([ad.tensors[f"{module}.lora_b"].astype(np.float64) for ad in adapters])
+    qa, ra = np.linalg.qr(a_cat)
+    qb, rb = np.linalg.qr(b_cat.T)
+    u, s, vt = np.linalg.svd(ra @ rb.T)
     r = min(rank, s.size)
     root = np.sqrt(s[:r])
-    a, b = u[:, :r] * root, root[:, None] * vt[:r]
-    if r < rank:  # pad with zero directions so every module keeps the declared rank
+    a, b = (qa @ u[:, :r]) * root, root[:, None] * (vt[:r] @ qb.T)
+    if r < rank:
         a = np.pad(a, ((0, 0), (0, rank - r)))
         b = np.pad(b, ((0, rank - r), (0, 0)))
     return a, b
@@ -275,7 +372,10 @@ def merge_dense(
     tensors: dict[str, np.ndarray] = {}
     for module in modules:
         merged = merge(module, [dense_delta(a, module) for a in adapters])
-        a_mat, b_mat = refactor(merged, rank)
+        if isinstance(merged, Coefficients):
+            a_mat, b_mat = refactor_factors(adapters, module, merged.values, rank)
+        else:
+            a_mat, b_mat = refactor(merged, rank)
         tensors[f"{module}.lora_a"] = a_mat.astype(np.float32)
         tensors[f"{module}.lora_b"] = b_mat.astype(np.float32)
     return _adapter(adapters[0].config, tensors, rank)
@@ -324,11 +424,11 @@ def merge_with_coefficients(
     Raises PacketError if a module has no coefficients or the wrong number of them.
     """
 
-    def merge(module: str, deltas: list[np.ndarray]) -> np.ndarray:
+    def merge(module: str, deltas: list[np.ndarray]) -> Coefficients:
         c = coefficients.get(module)
         if c is None or len(c) != len(deltas):
             raise PacketError(f"The merge has no coefficients for {module}.")
-        return sum(float(w) * d for w, d in zip(c, deltas, strict=True))
+        return Coefficients(tuple(float(w) for w in c))
 
     return merge_dense(adapters, merge, rank)
 
