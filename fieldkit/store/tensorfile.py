@@ -44,7 +44,8 @@ def tensor_views(
         raise PacketError(f"{bad} (its header is not JSON).") from None
     if not isinstance(header, dict):
         raise PacketError(f"{bad} (its header is not a JSON object).")
-    metadata = header.pop("__metadata__", {})
+    metadata = header.pop("__metadata__", None)  # mlx writes null, as safetensors allows
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise PacketError(f"{bad} (its metadata is not a map of strings).")
     start, region = 8 + size, len(data) - 8 - size
