@@ -80,11 +80,11 @@ def _span(
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
         raise PacketError(f"{bad} (tensor {name} has a malformed shape).")
-    if len(shape) > MAX_NDIM or not all(1 <= n <= MAX_DIM for n in shape):
+    if len(shape) > MAX_NDIM or not all(n <= MAX_DIM for n in shape):
         # checked before any size is computed or any array made: [2**64, 0] is 0 bytes
         raise PacketError(
             f"{bad} (tensor {name} has the shape {shape[:MAX_NDIM + 1]}: each of at most "
-            f"{MAX_NDIM} dimensions must be 1 to {MAX_DIM})."
+            f"{MAX_NDIM} dimensions may be at most {MAX_DIM})."
         )
     if type(offsets) is not list or len(offsets) != 2:
         raise PacketError(f"{bad} (tensor {name} has malformed offsets).")
