@@ -209,6 +209,11 @@ class GossipConnection:
         """Ids we asked for that have neither ended nor been cancelled."""
         return list(self.transfers.incoming)
 
+    @property
+    def has_data_to_send(self) -> bool:
+        """True if the core made frames on its own that `data_to_send` would return."""
+        return bool(self._outbox)
+
     def data_to_send(self) -> bytes:
         """Return (and forget) the frames the core made on its own: in version 2, its answers
         to the peer's inventory summaries. `send` returns them too, ahead of its own frame."""

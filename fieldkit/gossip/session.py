@@ -229,7 +229,10 @@ class _Session:
         return len(data)
 
     async def _flush(self) -> None:
-        """Send what the core answered on its own (version 2 inventory summaries)."""
+        """Send what the core answered on its own (version 2 inventory summaries); the lock
+        is taken only then, so a reader never waits behind a slow chunk for nothing."""
+        if not self.core.has_data_to_send:
+            return
         async with self.send_lock:
             data = self.core.data_to_send()
             if data:
