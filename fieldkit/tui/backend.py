@@ -155,6 +155,7 @@ class TuiBackend(SyncBackend):
             source=source,
             received=human_time(rec.received_at),
             notes=notes_count(rec.manifest),
+            merged=rec.merged,
         )
 
     def packet_detail(self, packet_id: str) -> PacketDetail:

@@ -86,6 +86,7 @@ class PacketRow:
     source: str
     received: str
     notes: int = 0  # source passages carried in the signed manifest
+    merged: bool = False
 
 
 @dataclass(frozen=True)
