@@ -11,8 +11,14 @@
 #        DEMO_LR               learning rate (default 1e-3)
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
+# Each packet carries its domain's training records as source notes (`train --notes`).
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
 # --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
+#
+# NOTES_ONLY=1 scripts/build_demo_packets.sh [DOMAIN ...]: no training; each shipped packet
+# is imported with `library import FILE --notes assets/demo/<domain>/train.jsonl` into a
+# fresh home ($FIELDKIT_BUILD_HOME-notes), which signs it again with the same weights, and
+# is exported back over the shipped file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -29,6 +35,17 @@ if [ ! -f "$model/config.json" ]; then
   .venv/bin/python -c "import sys; from pathlib import Path; from fieldkit.engine.convert import install_default; install_default(Path(sys.argv[1]))" "$(dirname "$model")"
 fi
 if [ $# -gt 0 ]; then domains=("$@"); else domains=(); for d in assets/demo/*/; do domains+=("$(basename "$d")"); done; fi
+if [ -n "${NOTES_ONLY:-}" ]; then
+  notes_home="$home-notes"
+  rm -rf "$notes_home"
+  for domain in "${domains[@]}"; do
+    dir="assets/demo/$domain"
+    name=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['name'])" "$dir/meta.json")
+    "$fk" --home "$notes_home" --model "$model" library import "assets/packets/$name.fkpkt" --notes "$dir/train.jsonl"
+    "$fk" --home "$notes_home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
+  done
+  exit 0
+fi
 for domain in "${domains[@]}"; do
   dir="assets/demo/$domain"
   meta() { .venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$dir/meta.json" "$1"; }
@@ -40,7 +57,8 @@ for domain in "${domains[@]}"; do
   "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
     --domain "$(meta domain)" --description "$(meta description)" \
     --exemplars "$dir/exemplars.txt" "${extra[@]}" \
-    --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes"
+    --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
+    --notes
   "$fk" --home "$home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
   echo "built assets/packets/$name.fkpkt in $(( $(date +%s) - start )) s"
 done
