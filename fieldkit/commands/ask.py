@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 @click.option("--base", is_flag=True, help="Answer with the base model alone.")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object when done.")
+@click.option(
+    "--no-server",
+    is_flag=True,
+    help="Load the model here even if an agent of this home runs (also FIELDKIT_NO_SERVER=1).",
+)
 @click.pass_obj
 def ask_command(
     services: Services,
@@ -28,12 +33,19 @@ def ask_command(
     base: bool,
     max_tokens: int,
     as_json: bool,
+    no_server: bool = False,
 ) -> None:
     """Answer QUESTION. Without --adapter or --base, the router picks the packet."""
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
     if not question.strip():
         raise FieldkitError("The question is empty.")
+    from fieldkit.commands.serve import ask_through_agent, use_agent
+
+    if use_agent(no_server) and ask_through_agent(
+        services, question, adapter_name, base, max_tokens, as_json
+    ):
+        return
     services.require_model()
     record, decision = services.pick_packet(question, adapter_name, base)
     adapter = services.checked_adapter(record) if record else None

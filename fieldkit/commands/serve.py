@@ -1,0 +1,158 @@
+"""`fieldkit serve`: keep the model, router and packets resident and answer over HTTP.
+
+Also the client side of `fieldkit ask`: `ask_through_agent` answers through a running
+agent of the same home and prints exactly what the local path prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fieldkit.commands import services as current_services
+from fieldkit.errors import FieldkitError
+from fieldkit.server.runtime import DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from fieldkit.server.runtime import RuntimeInfo
+    from fieldkit.services import Services
+
+NO_SERVER_ENV = "FIELDKIT_NO_SERVER"
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address for the HTTP port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="TCP port (0: any free port).",
+)
+@click.option("--socket-only", is_flag=True, help="Listen on the home's Unix socket only.")
+@click.option(
+    "--token",
+    default=None,
+    envvar="FIELDKIT_SERVE_TOKEN",
+    help="Clients of the TCP port must send this bearer token (default: <home>/serve.token "
+    "if present). Required beyond loopback.",
+)
+@click.option("--new-token", is_flag=True, help="Write a new random token to <home>/serve.token.")
+def serve_command(
+    host: str, port: int, socket_only: bool, token: str | None, new_token: bool
+) -> None:
+    """Answer questions over OpenAI-style HTTP, with everything loaded once.
+
+    Endpoints: GET /v1/models, POST /v1/chat/completions (model: auto, base or a packet
+    name), GET /v1/library, GET /health. `fieldkit ask` uses a running agent of its home.
+    """
+    from fieldkit.server.agent import Agent
+    from fieldkit.server.run import ServeConfig, serve
+    from fieldkit.server.runtime import new_token as write_new_token
+    from fieldkit.server.runtime import read_runtime, token_path
+
+    svc: Services = current_services()
+    svc.require_model()
+    if new_token:
+        token = token or write_new_token(svc.home)
+        click.echo(f"Wrote a new token to {token_path(svc.home)}.", err=True)
+    running = read_runtime(svc.home)
+    if running is not None and running.pid != os.getpid():
+        raise FieldkitError(
+            f"An agent of this home already runs (process {running.pid}, {running.socket})."
+        )
+    config = ServeConfig(host=host, port=None if socket_only else port, token=token)
+    agent = Agent(svc)
+
+    def ready(info: RuntimeInfo) -> None:
+        where = f" and {info.url}" if info.port else ""
+        guard = " (token required)" if info.token_required else ""
+        click.echo(f"fieldkit agent listening on {info.socket}{where}{guard}.", err=True)
+
+    try:
+        asyncio.run(serve(agent, config, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        agent.close()
+    click.echo("fieldkit agent stopped.", err=True)
+
+
+def use_agent(no_server: bool) -> bool:
+    """True unless --no-server or FIELDKIT_NO_SERVER=1 says to load everything here."""
+    return not no_server and os.environ.get(NO_SERVER_ENV, "") in ("", "0")
+
+
+def ask_through_agent(
+    svc: Services,
+    question: str,
+    adapter_name: str | None,
+    base: bool,
+    max_tokens: int,
+    as_json: bool,
+) -> bool:
+    """Answer through a running agent of this home; return False when none runs.
+
+    Prints what `fieldkit ask` prints locally (streamed text and the stderr line, or the
+    same JSON object). Raises FieldkitError with the agent's sentence when it refuses.
+    """
+    from fieldkit.server.client import find_agent
+
+    client = find_agent(svc.home, svc.model_dir)
+    if client is None:
+        return False
+    model = adapter_name or ("base" if base else "auto")
+    payload = {
+        "model": model,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+    }
+    text: list[str] = []
+    extras: dict[str, Any] = {}
+    use: dict[str, int] = {}
+    for event in client.stream_chat(payload):
+        extras = event.get("fieldkit", extras)
+        use = event.get("usage", use)
+        delta = event["choices"][0]["delta"].get("content") or ""
+        if delta:
+            text.append(delta)
+            if not as_json:
+                click.echo(delta, nl=False)
+                sys.stdout.flush()
+    if not as_json:
+        click.echo()
+        if sys.stderr.isatty():
+            who = extras.get("packet") or "base model"
+            click.echo(
+                f"[{who} · swap {extras.get('swap_ms', 0.0):.1f} ms · "
+                f"{extras.get('generation_tps', 0.0):.1f} tok/s · agent]",
+                err=True,
+            )
+        return True
+    out: dict[str, Any] = {
+        "question": question,
+        "answer": "".join(text),
+        "adapter": extras.get("packet"),
+        "packet_id": extras.get("packet_id"),
+        "swap_ms": extras.get("swap_ms"),
+        "prompt_tokens": use.get("prompt_tokens"),
+        "generation_tokens": use.get("completion_tokens"),
+        "prompt_tps": extras.get("prompt_tps"),
+        "generation_tps": extras.get("generation_tps"),
+        "finish_reason": extras.get("finish_reason"),
+    }
+    route = extras.get("route")
+    if route is not None:
+        out.update(
+            route=route["route"],
+            score=route["score"],
+            margin=route["margin"],
+            route_ms=route["route_ms"],
+        )
+    click.echo(json.dumps(out, ensure_ascii=False))
+    return True

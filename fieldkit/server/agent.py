@@ -1,0 +1,283 @@
+"""The resident agent's state: one home's library, router, engine and request queue.
+
+SQLite connections belong to the thread that opened them, so the library and the router
+live on one thread the agent owns; the engine keeps its own MLX thread, on which a
+request's adapter swap and its generation run as one job, so an adapter never leaks into
+another request's answer. Everything here is awaited from the HTTP event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fieldkit.errors import FieldkitError, LibraryError
+from fieldkit.server.chat import AUTO, BASE, ChatRequest, Limits, RequestError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fieldkit.engine.engine import GenerationResult
+    from fieldkit.router.embedder import Embedder
+    from fieldkit.router.router import RouteDecision, Router
+    from fieldkit.services import Services
+    from fieldkit.store.adapter import Adapter
+    from fieldkit.store.library import PacketRecord
+
+T = TypeVar("T")
+_ADAPTERS_KEPT = 8
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Who answers a request: a packet (None = base model) and why."""
+
+    record: PacketRecord | None
+    adapter: Adapter | None
+    decision: RouteDecision | None
+    note: str = ""  # why a routed packet was not used, when it was not
+
+    def extras(self) -> dict[str, Any]:
+        """Return the `fieldkit` object's route part (no numbers of the generation yet)."""
+        route = None
+        if self.decision is not None:
+            d = self.decision
+            others = [c for c in d.candidates if c.packet_id != d.packet_id]
+            route = {
+                **d.to_dict(),
+                "abstained": d.route is None,
+                "runner_up": {"name": others[0].name, "score": round(others[0].score, 4)}
+                if others
+                else None,
+            }
+            if self.note:
+                route["reason"] = self.note
+        return {
+            "packet": self.record.name if self.record else None,
+            "packet_id": self.record.packet_id if self.record else None,
+            "route": route,
+            "sources": [],
+        }
+
+
+@dataclass
+class Stats:
+    """Counters shown by GET /health."""
+
+    served: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    refused_busy: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class Agent:
+    """The resident parts of one home, shared by every request of one server."""
+
+    def __init__(
+        self, services: Services, limits: Limits | None = None, embedder: Embedder | None = None
+    ) -> None:
+        self.services = services
+        self.limits = limits or Limits()
+        self.stats = Stats()
+        self._embedder = embedder
+        self._router: Router | None = None
+        self._library_thread = ThreadPoolExecutor(1, thread_name_prefix="fieldkit-library")
+        self._adapters: OrderedDict[str, Adapter] = OrderedDict()
+        self._waiting = 0  # requests admitted and not finished (queued or generating)
+        self._warm: threading.Event = threading.Event()
+        self._closed = False
+
+    # ---- the library thread ----------------------------------------------------------
+
+    async def on_library(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the agent's library thread and return its result."""
+        return await asyncio.wrap_future(self._library_thread.submit(fn))
+
+    @property
+    def router(self) -> Router:
+        """The router (built on first use, on the library thread)."""
+        if self._router is None:
+            if self._embedder is None:
+                self._router = self.services.router
+            else:
+                from fieldkit.router.router import Router
+
+                self._router = Router(
+                    self.services.library,
+                    self._embedder,
+                    base_fingerprint=self.services.base_fingerprint,
+                )
+                self.services.library.add_listener(self._router.index_packet)
+        return self._router
+
+    def warm(self) -> None:
+        """Load the base model and the router's index now (blocking; run at start)."""
+        try:
+            self.services.engine.load()
+            self._library_thread.submit(lambda: self.router.warm()).result()
+        finally:
+            self._warm.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._warm.is_set() and self.services.engine.loaded
+
+    def unusable(self, record: PacketRecord, blocked: frozenset[str]) -> str | None:
+        """Return why this packet may not answer here, or None when it may (library thread)."""
+        if not record.verified:
+            return f"The packet {record.name!r} failed verification."
+        if record.author_id in blocked:
+            return f"The packet {record.name!r} is by a blocked author."
+        if record.base_fingerprint != self.services.base_fingerprint:
+            return (
+                f"The packet {record.name!r} was made for the base model "
+                f"{record.base_model_id!r}, not the one in use here."
+            )
+        return None
+
+    def _blocked(self) -> frozenset[str]:
+        return frozenset(
+            p.peer_id for p in self.services.library.list_peers() if p.trust == "blocked"
+        )
+
+    def usable_packets(self) -> list[PacketRecord]:
+        """Return the packets that may answer here (library thread)."""
+        blocked = self._blocked()
+        return [r for r in self.services.library.list_packets() if not self.unusable(r, blocked)]
+
+    def library_rows(self) -> list[dict[str, Any]]:
+        """Return every packet as JSON rows with `usable` and `why_not` (library thread)."""
+        blocked = self._blocked()
+        rows = []
+        for r in self.services.library.list_packets():
+            why = self.unusable(r, blocked)
+            rows.append(
+                {
+                    "name": r.name,
+                    "packet_id": r.packet_id,
+                    "domain": r.domain,
+                    "description": r.description,
+                    "author": r.author_name,
+                    "author_id": r.author_id,
+                    "base_model_id": r.base_model_id,
+                    "size": r.size,
+                    "source": r.source,
+                    "received_at": r.received_at,
+                    "verified": r.verified,
+                    "merged": r.merged,
+                    "usable": why is None,
+                    "why_not": why,
+                }
+            )
+        return rows
+
+    def _adapter(self, record: PacketRecord) -> Adapter:
+        adapter = self._adapters.get(record.packet_id)
+        if adapter is None:
+            adapter = self.services.checked_adapter(record)
+            self._adapters[record.packet_id] = adapter
+            while len(self._adapters) > _ADAPTERS_KEPT:
+                self._adapters.popitem(last=False)
+        self._adapters.move_to_end(record.packet_id)
+        return adapter
+
+    def plan(self, request: ChatRequest) -> Plan:
+        """Return who answers `request` (library thread); RequestError 404/403 for a bad model."""
+        if request.model == BASE:
+            return Plan(None, None, None)
+        library = self.services.library
+        if request.model == AUTO:
+            decision = self.router.route(request.question)
+            if decision.packet_id is None:
+                return Plan(None, None, decision)
+            record = library.get(decision.packet_id)
+            why = self.unusable(record, self._blocked())
+            if why:  # never answer with a packet that fails the checks: the base model does
+                return Plan(None, None, decision, note=f"{why} The base model answers.")
+            return Plan(record, self._adapter(record), decision)
+        try:
+            record = library.get(request.model)
+        except LibraryError as exc:
+            raise RequestError(404, str(exc), param="model", code="model_not_found") from None
+        why = self.unusable(record, self._blocked())
+        if why:
+            raise RequestError(403, why, param="model", code="model_not_usable")
+        return Plan(record, self._adapter(record), None)
+
+    # ---- answering -----------------------------------------------------------------
+
+    async def answer(
+        self, request: ChatRequest, cancel: threading.Event
+    ) -> AsyncIterator[str | tuple[Plan, GenerationResult | None]]:
+        """Yield the plan first (as `(plan, None)`), then text deltas, then `(plan, result)`.
+
+        Raises RequestError 503 when the queue is full, 404/403 for a bad model. Closing
+        the iterator early, or setting `cancel`, stops the generation.
+        """
+        if self._closed:
+            raise RequestError(503, "The server is shutting down.")
+        if self._waiting >= self.limits.max_queue:
+            self.stats.refused_busy += 1
+            raise RequestError(
+                503, f"{self._waiting} requests are already waiting; try again shortly."
+            )
+        self._waiting += 1
+        outcome = "cancelled"  # unless the generation ends or fails
+        try:
+            plan = await self.on_library(lambda: self.plan(request))
+            yield plan, None
+            result = None
+            stream = self.services.engine.astream(
+                request.messages,
+                plan.adapter,
+                max_tokens=request.max_tokens,
+                stop=request.stop,
+                temperature=request.temperature,
+                cancel=cancel,
+            )
+            try:
+                async for piece in stream:
+                    if piece.result is not None:
+                        result = piece.result
+                    if piece.text:
+                        yield piece.text
+            finally:
+                await stream.aclose()
+            if result is not None and result.finish_reason != "cancelled":
+                outcome = "served"
+            yield plan, result
+        except RequestError:
+            outcome = "refused"
+            raise
+        except FieldkitError as exc:
+            outcome = "failed"
+            raise RequestError(400, str(exc)) from None
+        finally:
+            self._waiting -= 1
+            if outcome == "served":
+                self.stats.served += 1
+            elif outcome == "cancelled":
+                self.stats.cancelled += 1
+            elif outcome == "failed":
+                self.stats.failed += 1
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def close(self) -> None:
+        """Stop the library thread (the services' owner closes engine and library)."""
+        self._closed = True
+
+        def shut() -> None:
+            self.services.close()
+
+        self._library_thread.submit(shut).result()
+        self._library_thread.shutdown(wait=True)

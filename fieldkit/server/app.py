@@ -1,0 +1,240 @@
+"""The HTTP routes of `fieldkit serve`: the only module that imports starlette.
+
+GET /health, GET /v1/models, GET /v1/library, POST /v1/chat/completions (JSON, or
+server-sent events with `stream: true`). Requests over the TCP port must carry the
+token when one is set (`Authorization: Bearer TOKEN`, which is what the openai client
+sends as its api key); the Unix socket is owner-only and needs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import threading
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from fieldkit.server import chat
+from fieldkit.server.chat import BASE, RequestError
+
+if TYPE_CHECKING:
+    from fieldkit.server.agent import Agent, Plan
+
+
+def _error(exc: RequestError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    server = request.scope.get("server")
+    if token is None or (server is not None and server[1] is None):
+        return True  # no token set, or the owner-only Unix socket (a path, no port)
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Return the body, refusing (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"The request body is over {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestError(413, f"The request body is over {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _extras(plan: Plan, result: Any) -> dict[str, Any]:
+    out = plan.extras()
+    if result is not None:
+        out.update(
+            swap_ms=round(result.swap_ms, 3),
+            prompt_tps=round(result.prompt_tps, 2),
+            generation_tps=round(result.generation_tps, 2),
+            finish_reason=result.finish_reason,
+        )
+    return out
+
+
+def build_app(agent: Agent, token: str | None = None) -> Starlette:
+    """Return the ASGI app serving `agent`; `token` guards the TCP port when set."""
+    limits = agent.limits
+
+    async def guard(request: Request) -> Response | None:
+        if _authorized(request, token):
+            return None
+        return _error(
+            RequestError(
+                401,
+                "This server needs a token: send `Authorization: Bearer TOKEN` "
+                "(the openai client's api_key).",
+                code="invalid_api_key",
+            )
+        )
+
+    async def health(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        services = agent.services
+        info = services.engine.info()
+        return JSONResponse(
+            {
+                "status": "ok" if agent.ready else "loading",
+                "pid": os.getpid(),
+                "home": str(services.home.root),
+                "device_id": services.identity.device_id,
+                "model": info.model_id,
+                "model_dir": str(services.model_dir),
+                "loaded": services.engine.loaded,
+                "waiting": agent.waiting,
+                "max_queue": limits.max_queue,
+                "served": agent.stats.served,
+                "cancelled": agent.stats.cancelled,
+                "failed": agent.stats.failed,
+                "refused_busy": agent.stats.refused_busy,
+                "cached_adapters": len(services.engine.cached_adapters()),
+            }
+        )
+
+    async def models(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        model_id = agent.services.engine.info().model_id
+        packets = await agent.on_library(agent.usable_packets)
+        started = agent.stats.started
+        data = [
+            chat.model_entry(chat.AUTO, "fieldkit", started, kind="router", base=model_id),
+            chat.model_entry(BASE, "fieldkit", started, kind="base", base=model_id),
+        ]
+        for r in packets:
+            data.append(
+                chat.model_entry(
+                    r.name,
+                    r.author_name or r.author_id,
+                    r.received_at or started,
+                    kind="packet",
+                    packet_id=r.packet_id,
+                    domain=r.domain,
+                    description=r.description,
+                    base=r.base_model_id,
+                )
+            )
+        return JSONResponse({"object": "list", "data": data})
+
+    async def library(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        return JSONResponse({"packets": await agent.on_library(agent.library_rows)})
+
+    async def completions(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        try:
+            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+            req = chat.parse_request(body, limits)
+        except RequestError as exc:
+            return _error(exc)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        cancel = threading.Event()
+        events = agent.answer(req, cancel)
+        try:
+            first = await anext(events)  # routing and model checks happen before any byte
+        except RequestError as exc:
+            return _error(exc)
+        plan = first[0]
+        model = plan.record.name if plan.record else BASE
+        cid = chat.completion_id()
+        if req.stream:
+            return StreamingResponse(
+                _sse(events, plan, model, cid, cancel),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        return await _whole(request, events, model, cid, cancel)
+
+    return Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/v1/models", models),
+            Route("/v1/library", library),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+        ]
+    )
+
+
+async def _whole(
+    request: Request, events: AsyncIterator[Any], model: str, cid: str, cancel: threading.Event
+) -> Response:
+    """Collect the answer; a client that hangs up meanwhile cancels the generation."""
+
+    async def collect() -> tuple[list[str], Any]:
+        parts: list[str] = []
+        async for item in events:
+            if isinstance(item, str):
+                parts.append(item)
+            else:
+                return parts, item
+        raise RequestError(500, "The generation ended without a result.")
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    work = asyncio.ensure_future(collect())
+    watch = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not work.done():
+        cancel.set()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RequestError):
+            await work
+        await events.aclose()
+        return Response(status_code=499)
+    try:
+        parts, (plan, result) = work.result()
+    except RequestError as exc:
+        return _error(exc)
+    reason = chat.finish_reason(result.finish_reason)
+    use = chat.usage(result.prompt_tokens, result.generation_tokens)
+    return JSONResponse(chat.completion(cid, model, "".join(parts), reason, use, _extras(plan, result)))
+
+
+async def _sse(
+    events: AsyncIterator[Any], plan: Plan, model: str, cid: str, cancel: threading.Event
+) -> AsyncIterator[bytes]:
+    """Yield the answer as server-sent events; closing this iterator cancels the generation."""
+    try:
+        yield chat.sse(
+            chat.chunk(cid, model, {"role": "assistant", "content": ""}, extras=_extras(plan, None))
+        )
+        async for item in events:
+            if isinstance(item, str):
+                yield chat.sse(chat.chunk(cid, model, {"content": item}))
+                continue
+            _, result = item
+            use = chat.usage(result.prompt_tokens, result.generation_tokens)
+            reason = chat.finish_reason(result.finish_reason)
+            yield chat.sse(chat.chunk(cid, model, {}, reason, use=use, extras=_extras(plan, result)))
+        yield chat.sse("[DONE]")
+    except RequestError as exc:  # after the headers went out: say it in the stream
+        yield chat.sse(exc.body())
+    finally:
+        cancel.set()
+        await events.aclose()

@@ -1,0 +1,101 @@
+"""A real agent on a real home: the tiny model, two packets, the real MiniLM router.
+
+The server runs on a thread of the test process (uvicorn over the home's Unix socket and
+127.0.0.1), so clients in the test talk to it over real sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fieldkit.home import Home
+from fieldkit.router.embedder import MiniLMEmbedder
+from fieldkit.server.agent import Agent
+from fieldkit.server.chat import Limits
+from fieldkit.server.run import ServeConfig, Serving, start_in_thread
+from fieldkit.server.runtime import RuntimeInfo
+from fieldkit.services import Services
+from fieldkit.store.adapter import Adapter
+from fieldkit.store.models import model_fingerprint
+
+PUMP_QUESTIONS = [f"How do I fix the pump part {i}?" for i in range(12)]
+GOAT_QUESTIONS = [f"What should a goat eat in month {i}?" for i in range(12)]
+
+
+def add_packet(
+    home: Home, model_dir: Path, adapter: Adapter, name: str, exemplars: list[str]
+) -> None:
+    services = Services.build(home.root, model_dir)
+    try:
+        services.library.add_local(
+            adapter,
+            name=name,
+            domain=name,
+            description=f"About {name}.",
+            exemplars=exemplars,
+            base_model_id="tiny-llama",
+            base_fingerprint=model_fingerprint(model_dir),
+        )
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def packet_home(
+    make_home: Callable[[str], Home], tiny_model_dir: Path, make_adapter: Callable[..., Adapter]
+) -> Home:
+    """A home with two packets for the tiny model: `pumps` and `goats`."""
+    home = make_home("agent-home")
+    add_packet(home, tiny_model_dir, make_adapter(1), "pumps", PUMP_QUESTIONS)
+    add_packet(home, tiny_model_dir, make_adapter(2), "goats", GOAT_QUESTIONS)
+    return home
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    serving: Serving
+    home: Home
+
+    @property
+    def info(self) -> RuntimeInfo:
+        assert self.serving.info is not None
+        return self.serving.info
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.info.url}/v1"
+
+
+StartAgent = Callable[..., RunningAgent]
+
+
+@pytest.fixture
+def start_agent(tiny_model_dir: Path, minilm: MiniLMEmbedder) -> Iterator[StartAgent]:
+    """Return a factory: start_agent(home, host=..., token=..., limits=...) -> RunningAgent."""
+    started: list[tuple[RunningAgent, object]] = []
+
+    def factory(
+        home: Home, host: str = "127.0.0.1", token: str | None = None, limits: Limits | None = None
+    ) -> RunningAgent:
+        services = Services.build(home.root, tiny_model_dir)
+        agent = Agent(services, limits, embedder=minilm)
+        serving, thread = start_in_thread(agent, ServeConfig(host=host, port=0, token=token))
+        running = RunningAgent(agent, serving, home)
+        started.append((running, thread))
+        return running
+
+    yield factory
+    for running, thread in started:
+        running.serving.stop()
+        thread.join(30)  # type: ignore[attr-defined]
+        running.agent.close()
+
+
+@pytest.fixture
+def running(start_agent: StartAgent, packet_home: Home) -> RunningAgent:
+    return start_agent(packet_home)
