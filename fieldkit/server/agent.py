@@ -100,6 +100,10 @@ class Agent:
         """Run `fn` on the agent's library thread and return its result."""
         return await asyncio.wrap_future(self._library_thread.submit(fn))
 
+    def on_library_sync(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the library thread and wait for its result (from any other thread)."""
+        return self._library_thread.submit(fn).result()
+
     @property
     def router(self) -> Router:
         """The router (built on first use, on the library thread)."""
@@ -121,7 +125,7 @@ class Agent:
         """Load the base model and the router's index now (blocking; run at start)."""
         try:
             self.services.engine.load()
-            self._library_thread.submit(lambda: self.router.warm()).result()
+            self.on_library_sync(lambda: self.router.warm())
         finally:
             self._warm.set()
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -237,4 +238,5 @@ async def _sse(
         yield chat.sse(exc.body())
     finally:
         cancel.set()
-        await events.aclose()
+        with anyio.CancelScope(shield=True):  # a hung-up client cancelled us: close anyway
+            await events.aclose()

@@ -6,6 +6,7 @@ The server runs on a thread of the test process (uvicorn over the home's Unix so
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ class RunningAgent:
     agent: Agent
     serving: Serving
     home: Home
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.serving.stop()
+        self.thread.join(30)
 
     @property
     def info(self) -> RuntimeInfo:
@@ -77,7 +83,7 @@ StartAgent = Callable[..., RunningAgent]
 @pytest.fixture
 def start_agent(tiny_model_dir: Path, minilm: MiniLMEmbedder) -> Iterator[StartAgent]:
     """Return a factory: start_agent(home, host=..., token=..., limits=...) -> RunningAgent."""
-    started: list[tuple[RunningAgent, object]] = []
+    started: list[RunningAgent] = []
 
     def factory(
         home: Home, host: str = "127.0.0.1", token: str | None = None, limits: Limits | None = None
@@ -85,14 +91,13 @@ def start_agent(tiny_model_dir: Path, minilm: MiniLMEmbedder) -> Iterator[StartA
         services = Services.build(home.root, tiny_model_dir)
         agent = Agent(services, limits, embedder=minilm)
         serving, thread = start_in_thread(agent, ServeConfig(host=host, port=0, token=token))
-        running = RunningAgent(agent, serving, home)
-        started.append((running, thread))
+        running = RunningAgent(agent, serving, home, thread)
+        started.append(running)
         return running
 
     yield factory
-    for running, thread in started:
-        running.serving.stop()
-        thread.join(30)  # type: ignore[attr-defined]
+    for running in started:
+        running.stop()
         running.agent.close()
 
 
