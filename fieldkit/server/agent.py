@@ -133,35 +133,23 @@ class Agent:
     def ready(self) -> bool:
         return self._warm.is_set() and self.services.engine.loaded
 
-    def unusable(self, record: PacketRecord, blocked: frozenset[str]) -> str | None:
+    def unusable(self, record: PacketRecord) -> str | None:
         """Return why this packet may not answer here, or None when it may (library thread)."""
-        if not record.verified:
-            return f"The packet {record.name!r} failed verification."
-        if record.author_id in blocked:
-            return f"The packet {record.name!r} is by a blocked author."
-        if record.base_fingerprint != self.services.base_fingerprint:
-            return (
-                f"The packet {record.name!r} was made for the base model "
-                f"{record.base_model_id!r}, not the one in use here."
-            )
-        return None
+        from fieldkit.store.usable import usable_problem
 
-    def _blocked(self) -> frozenset[str]:
-        return frozenset(
-            p.peer_id for p in self.services.library.list_peers() if p.trust == "blocked"
-        )
+        return usable_problem(self.services.library, record, self.services.base_fingerprint)
 
     def usable_packets(self) -> list[PacketRecord]:
         """Return the packets that may answer here (library thread)."""
-        blocked = self._blocked()
-        return [r for r in self.services.library.list_packets() if not self.unusable(r, blocked)]
+        from fieldkit.store.usable import usable_packets
+
+        return usable_packets(self.services.library, self.services.base_fingerprint)
 
     def library_rows(self) -> list[dict[str, Any]]:
         """Return every packet as JSON rows with `usable` and `why_not` (library thread)."""
-        blocked = self._blocked()
         rows = []
         for r in self.services.library.list_packets():
-            why = self.unusable(r, blocked)
+            why = self.unusable(r)
             rows.append(
                 {
                     "name": r.name,
@@ -202,7 +190,7 @@ class Agent:
             if decision.packet_id is None:
                 return Plan(None, None, decision)
             record = library.get(decision.packet_id)
-            why = self.unusable(record, self._blocked())
+            why = self.unusable(record)
             if why:  # never answer with a packet that fails the checks: the base model does
                 return Plan(None, None, decision, note=f"{why} The base model answers.")
             return Plan(record, self._adapter(record), decision)
@@ -210,7 +198,7 @@ class Agent:
             record = library.get(request.model)
         except LibraryError as exc:
             raise RequestError(404, str(exc), param="model", code="model_not_found") from None
-        why = self.unusable(record, self._blocked())
+        why = self.unusable(record)
         if why:
             raise RequestError(403, why, param="model", code="model_not_usable")
         return Plan(record, self._adapter(record), None)

@@ -10,8 +10,10 @@ import openai
 import pytest
 
 from fieldkit.server.chat import Limits
+from fieldkit.server.client import find_agent
 from fieldkit.server.runtime import ServerError
-from tests.server.conftest import PUMP_QUESTIONS, RunningAgent, StartAgent
+from fieldkit.services import Services
+from tests.server.conftest import PUMP_QUESTIONS, RunningAgent, StartAgent, add_packet
 
 QUESTION = "What does the pump need?"
 
@@ -217,3 +219,40 @@ def test_a_client_that_hangs_up_cancels_its_generation(running: RunningAgent) ->
     assert reply.usage.completion_tokens == 2
     assert running.agent.stats.cancelled == before + 1
     assert running.agent.waiting == 0
+
+
+def test_a_blocked_authors_packet_is_neither_listed_nor_used(
+    start_agent: StartAgent,
+    packet_home,  # noqa: ANN001
+    make_home,  # noqa: ANN001
+    tiny_model_dir,  # noqa: ANN001
+    make_adapter,  # noqa: ANN001
+) -> None:
+    wells = [f"How deep must the well {i} be?" for i in range(12)]
+    other = make_home("other-author")
+    add_packet(other, tiny_model_dir, make_adapter(3), "wells", wells)
+    source = Services.build(other.root, tiny_model_dir)
+    target = Services.build(packet_home.root, tiny_model_dir)
+    try:
+        record = source.library.get("wells")
+        target.library.add(
+            record.manifest, record.signature, source.library.read_weights(record), source="file"
+        )
+        target.library.set_trust(record.author_id, "blocked")
+    finally:
+        source.close()
+        target.close()
+    running = start_agent(packet_home)
+    client = client_for(running)
+    assert "wells" not in [m.id for m in client.models.list().data]
+    with pytest.raises(openai.PermissionDeniedError, match="blocked author"):
+        client.chat.completions.create(model="wells", messages=[{"role": "user", "content": "x"}])
+    reply = client.chat.completions.create(
+        model="auto", messages=[{"role": "user", "content": wells[2]}], max_tokens=4
+    )
+    assert reply.fieldkit["route"]["route"] == "wells"
+    assert reply.fieldkit["packet"] is None
+    assert "blocked author" in reply.fieldkit["route"]["reason"]
+    assert reply.model == "base"
+    library = {p["name"]: p for p in find_agent(packet_home).get("/v1/library")["packets"]}
+    assert library["wells"]["usable"] is False
