@@ -43,13 +43,28 @@ NO_SERVER_ENV = "FIELDKIT_NO_SERVER"
     "if present). Required beyond loopback.",
 )
 @click.option("--new-token", is_flag=True, help="Write a new random token to <home>/serve.token.")
+@click.option(
+    "--hci",
+    default=None,
+    metavar="SPEC",
+    help="The radio this agent holds for `sync --ble`: a bumble HCI transport "
+    "(usb:0, tcp-client:127.0.0.1:PORT) instead of the system Bluetooth stack.",
+)
+@click.option("--no-ble", is_flag=True, help="Do not take Bluetooth syncs for other processes.")
 def serve_command(
-    host: str, port: int, socket_only: bool, token: str | None, new_token: bool
+    host: str,
+    port: int,
+    socket_only: bool,
+    token: str | None,
+    new_token: bool,
+    hci: str | None = None,
+    no_ble: bool = False,
 ) -> None:
     """Answer questions over OpenAI-style HTTP, with everything loaded once.
 
     Endpoints: GET /v1/models, POST /v1/chat/completions (model: auto, base or a packet
-    name), GET /v1/library, GET /health. `fieldkit ask` uses a running agent of its home.
+    name), GET /v1/library, GET /health. `fieldkit ask` uses a running agent of its home,
+    and `fieldkit sync --ble` the radio it holds.
     """
     from fieldkit.server.agent import Agent
     from fieldkit.server.run import ServeConfig, serve
@@ -59,14 +74,18 @@ def serve_command(
     svc: Services = current_services()
     svc.require_model()
     if new_token:
-        token = token or write_new_token(svc.home)
+        if token:
+            raise click.UsageError("Give --token or --new-token, not both.")
+        token = write_new_token(svc.home)
         click.echo(f"Wrote a new token to {token_path(svc.home)}.", err=True)
     running = read_runtime(svc.home)
     if running is not None and running.pid != os.getpid():
         raise FieldkitError(
             f"An agent of this home already runs (process {running.pid}, {running.socket})."
         )
-    config = ServeConfig(host=host, port=None if socket_only else port, token=token)
+    config = ServeConfig(
+        host=host, port=None if socket_only else port, token=token, ble=not no_ble, hci=hci
+    )
     agent = Agent(svc)
 
     def ready(info: RuntimeInfo) -> None:

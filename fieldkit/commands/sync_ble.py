@@ -38,8 +38,15 @@ def run_sync(
     scan_seconds: float,
 ) -> None:
     """Run `fieldkit sync --ble`; raises SyncError (exit 1) if a session failed."""
+    from fieldkit.commands.serve import use_agent
     from fieldkit.commands.sync import SyncError, _report
+    from fieldkit.commands.sync_agent import sync_through_agent
 
+    through_agent = not listen and hci is None and use_agent(no_server=False)
+    if through_agent and sync_through_agent(  # the agent of this home holds the radio
+        svc, peer=peer, options=options, progress=progress, as_json=as_json, scan_seconds=scan_seconds
+    ):
+        return
     quiet_bluetooth_logs()
     if options.base_fingerprint is None:
         options = replace(options, base_fingerprint=svc.base_fingerprint)

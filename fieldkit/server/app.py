@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ from fieldkit.server.chat import BASE, RequestError
 
 if TYPE_CHECKING:
     from fieldkit.server.agent import Agent, Plan
+    from fieldkit.server.radio import RadioHolder
 
 
 def _error(exc: RequestError) -> JSONResponse:
@@ -70,8 +72,17 @@ def _extras(plan: Plan, result: Any) -> dict[str, Any]:
     return out
 
 
-def build_app(agent: Agent, token: str | None = None) -> Starlette:
-    """Return the ASGI app serving `agent`; `token` guards the TCP port when set."""
+def _on_unix_socket(request: Request) -> bool:
+    server = request.scope.get("server")
+    return server is not None and server[1] is None
+
+
+def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None = None) -> Starlette:
+    """Return the ASGI app serving `agent`; `token` guards the TCP port when set.
+
+    With `radio`, POST /fieldkit/sync/ble runs Bluetooth LE syncs for other processes of
+    this user (Unix socket only), streaming JSON lines: progress events, then the summary.
+    """
     limits = agent.limits
 
     async def guard(request: Request) -> Response | None:
@@ -167,8 +178,25 @@ def build_app(agent: Agent, token: str | None = None) -> Starlette:
             )
         return await _whole(request, events, model, cid, cancel)
 
+    async def sync_ble(request: Request) -> Response:
+        if radio is None or not _on_unix_socket(request):
+            return _error(
+                RequestError(403, "This agent takes Bluetooth syncs over its Unix socket only.")
+            )
+        try:
+            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+        except RequestError as exc:
+            return _error(exc)
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for event in radio.sync(body):
+                yield (json.dumps(event) + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
     return Starlette(
         routes=[
+            Route("/fieldkit/sync/ble", sync_ble, methods=["POST"]),
             Route("/health", health),
             Route("/v1/models", models),
             Route("/v1/library", library),

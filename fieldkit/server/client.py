@@ -95,6 +95,21 @@ class AgentClient:
             conn.close()
 
 
+    def post_lines(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST `payload` to `path` and yield each JSON line of the streamed answer."""
+        conn, response = self._send("POST", path, payload)
+        try:
+            if response.status != 200:
+                _json_or_raise(response)
+            for raw in response:
+                if raw.strip():
+                    yield json.loads(raw)
+        except OSError as exc:
+            raise ServerError(f"The agent's stream broke: {exc}.") from exc
+        finally:
+            conn.close()
+
+
 def _json_or_raise(response: http.client.HTTPResponse) -> dict[str, Any]:
     raw = response.read()
     try:

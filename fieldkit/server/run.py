@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from fieldkit.server.app import build_app
+from fieldkit.server.radio import RadioHolder
 from fieldkit.server.runtime import (
     DEFAULT_PORT,
     RuntimeInfo,
@@ -44,6 +45,8 @@ class ServeConfig:
     port: int | None = DEFAULT_PORT
     token: str | None = None
     warm: bool = True
+    ble: bool = True  # hold the radio for other processes' `sync --ble`
+    hci: str | None = None  # a bumble HCI spec for that radio (None: the platform's)
 
 
 class _Server(uvicorn.Server):
@@ -104,8 +107,9 @@ async def serve(
         _close(sockets, path)
         raise
     port = sockets[1].getsockname()[1] if tcp_wanted else 0
+    radio = RadioHolder(agent.services, config.hci) if config.ble else None
     uv = uvicorn.Config(
-        build_app(agent, token),
+        build_app(agent, token, radio),
         lifespan="off",
         log_level="warning",
         access_log=False,
@@ -136,6 +140,8 @@ async def serve(
     finally:
         clear_runtime(home, info.pid)
         _close(sockets, path)
+        if radio is not None:
+            await radio.close()
         serving.listening.set()
         if warming is not None:
             with contextlib.suppress(Exception):

@@ -82,15 +82,20 @@ StartAgent = Callable[..., RunningAgent]
 
 @pytest.fixture
 def start_agent(tiny_model_dir: Path, minilm: MiniLMEmbedder) -> Iterator[StartAgent]:
-    """Return a factory: start_agent(home, host=..., token=..., limits=...) -> RunningAgent."""
+    """Return a factory: start_agent(home, host=, token=, limits=, hci=) -> RunningAgent."""
     started: list[RunningAgent] = []
 
     def factory(
-        home: Home, host: str = "127.0.0.1", token: str | None = None, limits: Limits | None = None
+        home: Home,
+        host: str = "127.0.0.1",
+        token: str | None = None,
+        limits: Limits | None = None,
+        hci: str | None = None,
     ) -> RunningAgent:
         services = Services.build(home.root, tiny_model_dir)
         agent = Agent(services, limits, embedder=minilm)
-        serving, thread = start_in_thread(agent, ServeConfig(host=host, port=0, token=token))
+        config = ServeConfig(host=host, port=0, token=token, hci=hci)
+        serving, thread = start_in_thread(agent, config)
         running = RunningAgent(agent, serving, home, thread)
         started.append(running)
         return running

@@ -1,0 +1,56 @@
+"""`fieldkit sync --ble` through a running agent of this home, which holds the radio.
+
+Same progress lines, summary and exit codes as a sync on this process's own radio
+(fieldkit/commands/sync.py prints both). A new peer's six-digit code cannot be confirmed
+through the agent: such a peer stays pending (`fieldkit trust ID` accepts it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fieldkit.gossip.summary import ProgressCallback, SyncOptions
+    from fieldkit.services import Services
+
+
+def sync_through_agent(
+    svc: Services,
+    *,
+    peer: str | None,
+    options: SyncOptions,
+    progress: ProgressCallback | None,
+    as_json: bool,
+    scan_seconds: float,
+) -> bool:
+    """Run the session on the agent's radio; return False when no agent of this home runs.
+
+    Raises SyncError (exit 1) when the session failed, as a local sync does.
+    """
+    from fieldkit.commands.sync import SyncError, _report
+    from fieldkit.server.client import find_agent
+    from fieldkit.server.radio import progress_from_dict, summary_from_dict
+
+    client = find_agent(svc.home)
+    if client is None:
+        return False
+    payload = {
+        "peer": peer,
+        "scan_seconds": scan_seconds,
+        "accept_pending": options.accept_pending,
+        "idle_timeout": options.idle_timeout,
+    }
+    summary = None
+    for event in client.post_lines("/fieldkit/sync/ble", payload):
+        if "progress" in event and progress is not None:
+            progress(progress_from_dict(event["progress"]))
+        elif "error" in event:
+            raise SyncError(event["error"])
+        elif "summary" in event:
+            summary = summary_from_dict(event["summary"])
+    if summary is None:
+        raise SyncError("The agent ended the Bluetooth session without a summary.")
+    _report(summary, as_json)
+    if not summary.ok:
+        raise SyncError(summary.error or "Some packets failed to transfer.")
+    return True

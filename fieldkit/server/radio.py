@@ -1,0 +1,129 @@
+"""The agent holds the Bluetooth radio: BLE syncs asked for by other processes run here.
+
+On macOS Bluetooth belongs to the login session's app; a process started by sshd usually
+cannot open it. The agent, started at login, opens the radio once (the platform's, or a
+bumble controller given with `fieldkit serve --hci`) and keeps it; `fieldkit sync --ble`
+in any shell of the same user sends its request over the home's Unix socket and gets the
+session's progress and summary back as JSON lines. One BLE session at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import asdict, replace
+from typing import TYPE_CHECKING, Any
+
+from fieldkit.errors import FieldkitError
+
+if TYPE_CHECKING:
+    from fieldkit.gossip.ble.sync import Radio
+    from fieldkit.gossip.summary import ProgressUpdate, SyncSummary
+    from fieldkit.services import Services
+    from fieldkit.store.library import Library
+
+
+def summary_from_dict(data: dict[str, Any]) -> SyncSummary:
+    """Rebuild a SyncSummary sent as `dataclasses.asdict(summary)`."""
+    from fieldkit.gossip.summary import PacketReport, SyncSummary
+
+    fields = dict(data)
+    fields["packets"] = [PacketReport(**p) for p in fields.get("packets", [])]
+    return SyncSummary(**fields)
+
+
+def progress_from_dict(data: dict[str, Any]) -> ProgressUpdate:
+    from fieldkit.gossip.summary import ProgressUpdate
+
+    return ProgressUpdate(**data)
+
+
+class RadioHolder:
+    """The agent's radio, opened on first use and kept until `close` (event-loop thread)."""
+
+    def __init__(self, services: Services, hci: str | None) -> None:
+        self.services = services
+        self.hci = hci
+        self._stack = contextlib.AsyncExitStack()
+        self._radio: Radio | None = None
+        self._library: Library | None = None
+        self._lock = asyncio.Lock()
+
+    async def _open(self) -> tuple[Radio, Library]:
+        if self._radio is None:
+            from fieldkit.commands.sync_ble import quiet_bluetooth_logs
+            from fieldkit.gossip.ble.sync import open_radio
+            from fieldkit.store.library import Library
+
+            quiet_bluetooth_logs()
+            identity = self.services.identity
+            self._radio = await self._stack.enter_async_context(
+                open_radio(identity.device_id, identity.name, self.hci)
+            )
+            # The gossip session runs on this loop's thread: it gets its own connection.
+            self._library = Library.open(self.services.home, identity=identity)
+            self._stack.callback(self._library.close)
+        assert self._library is not None
+        return self._radio, self._library
+
+    async def sync(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Run one `sync --ble` (connect) session; yield progress events, then the summary.
+
+        Yields `{"progress": ...}` per chunk, then `{"summary": ...}`, or `{"error": ...}`
+        with one sentence when the radio cannot be opened or the request is bad.
+        """
+        from fieldkit.gossip.ble.sync import sync_auto
+        from fieldkit.gossip.summary import SyncOptions
+
+        try:
+            peer = body.get("peer")
+            scan_seconds = float(body.get("scan_seconds", 10.0))
+            options = SyncOptions(
+                accept_pending=bool(body.get("accept_pending", False)),
+                idle_timeout=float(body.get("idle_timeout", 60.0)),
+            )
+        except (TypeError, ValueError):
+            yield {"error": "The sync request's fields are not valid."}
+            return
+        options = replace(options, base_fingerprint=self.services.base_fingerprint)
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def progress(update: ProgressUpdate) -> None:
+            events.put_nowait({"progress": asdict(update)})
+
+        async def session() -> None:
+            try:
+                async with self._lock:
+                    radio, library = await self._open()
+                    summary = await sync_auto(
+                        radio,
+                        self.services.identity,
+                        library,
+                        options,
+                        peer,
+                        progress,
+                        None,
+                        scan_seconds,
+                    )
+                events.put_nowait({"summary": asdict(summary)})
+            except FieldkitError as exc:
+                events.put_nowait({"error": str(exc)})
+            finally:
+                events.put_nowait(None)
+
+        task = asyncio.ensure_future(session())
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def close(self) -> None:
+        """Close the radio and the gossip library connection (idempotent)."""
+        await self._stack.aclose()
+        self._radio = None
+        self._library = None
