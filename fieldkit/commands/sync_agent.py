@@ -1,4 +1,4 @@
-"""`fieldkit sync --ble` through a running agent of this home, which holds the radio.
+"""`fieldkit sync --ble` and `peers --ble` through a running agent, which holds the radio.
 
 Same progress lines, summary and exit codes as a sync on this process's own radio
 (fieldkit/commands/sync.py prints both). A new peer's six-digit code cannot be confirmed
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fieldkit.gossip.ble.link import Sighting
     from fieldkit.gossip.summary import ProgressCallback, SyncOptions
     from fieldkit.services import Services
 
@@ -54,3 +55,21 @@ def sync_through_agent(
     if not summary.ok:
         raise SyncError(summary.error or "Some packets failed to transfer.")
     return True
+
+
+def scan_through_agent(svc: Services, seconds: float) -> list[Sighting] | None:
+    """Return the sightings of a scan on the agent's radio; None when no agent runs.
+
+    Raises FieldkitError with the agent's sentence when the scan failed.
+    """
+    from fieldkit.errors import TransportError
+    from fieldkit.gossip.ble.link import Sighting
+    from fieldkit.server.client import find_agent
+
+    client = find_agent(svc.home)
+    if client is None:
+        return None
+    answer = client.post("/fieldkit/scan/ble", {"seconds": seconds})
+    if "error" in answer:
+        raise TransportError(answer["error"])
+    return [Sighting(**s) for s in answer["sightings"]]

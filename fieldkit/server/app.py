@@ -194,8 +194,20 @@ def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None 
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    async def scan_ble(request: Request) -> Response:
+        if radio is None or not _on_unix_socket(request):
+            return _error(
+                RequestError(403, "This agent takes Bluetooth scans over its Unix socket only.")
+            )
+        try:
+            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+        except RequestError as exc:
+            return _error(exc)
+        return JSONResponse(await radio.scan(body))
+
     return Starlette(
         routes=[
+            Route("/fieldkit/scan/ble", scan_ble, methods=["POST"]),
             Route("/fieldkit/sync/ble", sync_ble, methods=["POST"]),
             Route("/health", health),
             Route("/v1/models", models),

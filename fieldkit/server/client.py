@@ -63,6 +63,14 @@ class AgentClient:
         finally:
             conn.close()
 
+    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Return the JSON of POST `path`; FieldkitError with the agent's sentence on an error."""
+        conn, response = self._send("POST", path, payload)
+        try:
+            return _json_or_raise(response)
+        finally:
+            conn.close()
+
     def chat(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST a chat completion (not streamed) and return its JSON."""
         conn, response = self._send("POST", "/v1/chat/completions", {**payload, "stream": False})

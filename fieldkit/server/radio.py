@@ -3,8 +3,9 @@
 On macOS Bluetooth belongs to the login session's app; a process started by sshd usually
 cannot open it. The agent, started at login, opens the radio once (the platform's, or a
 bumble controller given with `fieldkit serve --hci`) and keeps it; `fieldkit sync --ble`
-in any shell of the same user sends its request over the home's Unix socket and gets the
-session's progress and summary back as JSON lines. One BLE session at a time.
+and `fieldkit peers --ble` in any shell of the same user send their request over the
+home's Unix socket and get the session's progress and summary (or the sightings) back as
+JSON lines. One BLE session or scan at a time.
 """
 
 from __future__ import annotations
@@ -121,6 +122,22 @@ class RadioHolder:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def scan(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Scan for fieldkit peers; return {"sightings": [...]} or {"error": sentence}."""
+        try:
+            seconds = float(body.get("seconds", 5.0))
+        except (TypeError, ValueError):
+            return {"error": "seconds must be a number."}
+        if not 0 < seconds <= 120:
+            return {"error": "seconds must be more than 0 and at most 120."}
+        try:
+            async with self._lock:
+                radio, _ = await self._open()
+                sightings = await radio.scan(seconds)
+        except FieldkitError as exc:
+            return {"error": str(exc)}
+        return {"sightings": [asdict(s) for s in sightings]}
 
     async def close(self) -> None:
         """Close the radio and the gossip library connection (idempotent)."""

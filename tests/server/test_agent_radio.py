@@ -1,4 +1,4 @@
-"""`fieldkit sync --ble` in a process without a radio goes through the agent, which holds one.
+"""`sync --ble` and `peers --ble` in a process without a radio go through the agent's radio.
 
 The agent's radio is a bumble virtual controller; the peer is another fieldkit process
 listening on a second controller of the same virtual link (see tests/ble/test_cli_ble.py).
@@ -44,6 +44,13 @@ def test_sync_ble_goes_through_the_agents_radio(
     running = start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
     listener = start_ble_listener(peer_home, port_b)
     try:
+        scan = CliRunner().invoke(
+            main,
+            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
+             "--json", "--seconds", "1"],
+        )  # fmt: skip
+        assert scan.exit_code == 0, scan.output
+        assert [p["id"] for p in json.loads(scan.stdout)["peers"]] == [peer_id]  # trusted: known
         result = CliRunner().invoke(
             main,
             ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "sync", "--ble",
