@@ -27,6 +27,7 @@ from fieldkit.store.adapter import Adapter
 from fieldkit.store.blobs import BlobStore, fsync_file
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
+from fieldkit.store.notes import notes_of
 from fieldkit.store.packet import build_manifest, check_name, verify_manifest, verify_weights
 from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
@@ -286,7 +287,7 @@ class Library(PeerStore, TransferStore, SettingsStore):
         **extra: Any,
     ) -> PacketRecord:
         """Sign a new version of a packet by this device, same weights, new exemplars or
-        description; return its record.
+        description or notes (`notes=[...]`, `[]` to drop them); return its record.
 
         The old packet's id joins the lineage. A packet of this device is replaced under
         its name; another author's packet stays, and its new version needs a `name` of its
@@ -301,6 +302,7 @@ class Library(PeerStore, TransferStore, SettingsStore):
             )
         if new_name != old.name and self.db["packets"].count_where("name = ?", [new_name]):
             raise LibraryError(f"A packet named {new_name!r} is already in the library.")
+        extra.setdefault("notes", notes_of(old.manifest))  # notes stay unless replaced
         manifest, signature, data = build_manifest(
             self.load_adapter(old),
             identity,
