@@ -81,8 +81,9 @@ def ask_command(
     from fieldkit.commands.serve import ask_through_agent, use_agent
 
     if use_agent(no_server) and ask_through_agent(
-        services, question, adapter_name, base, max_tokens, as_json
-    ):
+        services, question, adapter_name, base, max_tokens, as_json, notes=not no_notes,
+        clean=not raw,
+    ):  # fmt: skip
         return
     services.require_model()
     stream = not as_json

@@ -19,6 +19,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.server.runtime import DEFAULT_PORT
 
 if TYPE_CHECKING:
+    from fieldkit.answering import Answer
     from fieldkit.server.runtime import RuntimeInfo
     from fieldkit.services import Services
 
@@ -70,6 +71,7 @@ def serve_command(
     from fieldkit.server.run import ServeConfig, serve
     from fieldkit.server.runtime import new_token as write_new_token
     from fieldkit.server.runtime import read_runtime, token_path
+    from fieldkit.services import Services
 
     svc: Services = current_services()
     svc.require_model()
@@ -86,7 +88,8 @@ def serve_command(
     config = ServeConfig(
         host=host, port=None if socket_only else port, token=token, ble=not no_ble, hci=hci
     )
-    agent = Agent(svc)
+    # The agent owns its services (their library lives on the agent's library thread).
+    agent = Agent(Services.build(svc.home.root, svc.model_override))
 
     def ready(info: RuntimeInfo) -> None:
         where = f" and {info.url}" if info.port else ""
@@ -114,64 +117,67 @@ def ask_through_agent(
     base: bool,
     max_tokens: int,
     as_json: bool,
+    *,
+    notes: bool = True,
+    clean: bool = True,
 ) -> bool:
     """Answer through a running agent of this home; return False when none runs.
 
-    Prints what `fieldkit ask` prints locally (streamed text and the stderr line, or the
-    same JSON object). Raises FieldkitError with the agent's sentence when it refuses.
+    Prints what `fieldkit ask` prints locally: the gap sentence, the streamed text, the
+    sources and support marks and the stderr line, or the same JSON object (the agent
+    sends `Answer.to_dict()`). Raises FieldkitError with the agent's sentence on a refusal.
     """
+    from fieldkit.commands.ask import answer_footer
     from fieldkit.server.client import find_agent
 
     client = find_agent(svc.home, svc.model_dir)
     if client is None:
         return False
-    model = adapter_name or ("base" if base else "auto")
     payload = {
-        "model": model,
+        "model": adapter_name or ("base" if base else "auto"),
         "messages": [{"role": "user", "content": question}],
         "max_tokens": max_tokens,
+        "fieldkit": {"notes": notes, "clean": clean},
     }
-    text: list[str] = []
     extras: dict[str, Any] = {}
-    use: dict[str, int] = {}
     for event in client.stream_chat(payload):
+        if "fieldkit" in event and not extras and not as_json and event["fieldkit"]["gap"]:
+            click.echo(event["fieldkit"]["gap"])
         extras = event.get("fieldkit", extras)
-        use = event.get("usage", use)
         delta = event["choices"][0]["delta"].get("content") or ""
-        if delta:
-            text.append(delta)
-            if not as_json:
-                click.echo(delta, nl=False)
-                sys.stdout.flush()
-    if not as_json:
-        click.echo()
-        if sys.stderr.isatty():
-            who = extras.get("packet") or "base model"
-            click.echo(
-                f"[{who} · swap {extras.get('swap_ms', 0.0):.1f} ms · "
-                f"{extras.get('generation_tps', 0.0):.1f} tok/s · agent]",
-                err=True,
-            )
+        if delta and not as_json:
+            click.echo(delta, nl=False)
+            sys.stdout.flush()
+    result = extras.get("answer")
+    if result is None:
+        raise FieldkitError("The agent ended the answer without its summary.")
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
         return True
-    out: dict[str, Any] = {
-        "question": question,
-        "answer": "".join(text),
-        "adapter": extras.get("packet"),
-        "packet_id": extras.get("packet_id"),
-        "swap_ms": extras.get("swap_ms"),
-        "prompt_tokens": use.get("prompt_tokens"),
-        "generation_tokens": use.get("completion_tokens"),
-        "prompt_tps": extras.get("prompt_tps"),
-        "generation_tps": extras.get("generation_tps"),
-        "finish_reason": extras.get("finish_reason"),
-    }
-    route = extras.get("route")
-    if route is not None:
-        out.update(
-            route=route["route"],
-            score=route["score"],
-            margin=route["margin"],
-            route_ms=route["route_ms"],
+    click.echo()
+    for line in answer_footer(_answer_from_dict(result)):
+        click.echo(line)
+    if sys.stderr.isatty():
+        click.echo(
+            f"[{result['adapter'] or 'base model'} · swap {result['swap_ms']:.1f} ms · "
+            f"{result['generation_tps']:.1f} tok/s · agent]",
+            err=True,
         )
-    click.echo(json.dumps(out, ensure_ascii=False))
     return True
+
+
+def _answer_from_dict(data: dict[str, Any]) -> Answer:
+    """Rebuild the Answer that `Answer.to_dict()` sent (without its generation numbers)."""
+    from fieldkit.answering import Answer, Source, Unsupported
+
+    return Answer(
+        question=data["question"],
+        text=data["answer"],
+        packet=data["adapter"],
+        packet_id=data["packet_id"],
+        grounding=data["grounding"],
+        sources=[Source(**s) for s in data["sources"]],
+        unsupported=[Unsupported(**u) for u in data["unsupported"]],
+        gap=data["gap"],
+        nearest=[Source(**s) for s in data["nearest"]],
+    )

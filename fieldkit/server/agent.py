@@ -9,11 +9,13 @@ another request's answer. Everything here is awaited from the HTTP event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,8 +25,10 @@ from fieldkit.server.chat import AUTO, BASE, ChatRequest, Limits, RequestError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from fieldkit.answering import Answer, Grounding
     from fieldkit.engine.engine import GenerationResult
     from fieldkit.router.embedder import Embedder
+    from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import RouteDecision, Router
     from fieldkit.services import Services
     from fieldkit.store.adapter import Adapter
@@ -36,15 +40,17 @@ _ADAPTERS_KEPT = 8
 
 @dataclass(frozen=True)
 class Plan:
-    """Who answers a request: a packet (None = base model) and why."""
+    """Who answers a request: a packet (None = base model), why, and from which notes."""
 
     record: PacketRecord | None
     adapter: Adapter | None
     decision: RouteDecision | None
+    grounding: Grounding
+    messages: list[dict[str, str]]  # the request's chat with its question grounded
     note: str = ""  # why a routed packet was not used, when it was not
 
     def extras(self) -> dict[str, Any]:
-        """Return the `fieldkit` object's route part (no numbers of the generation yet)."""
+        """Return the `fieldkit` object before generation: the route and the grounding."""
         route = None
         if self.decision is not None:
             d = self.decision
@@ -58,12 +64,47 @@ class Plan:
             }
             if self.note:
                 route["reason"] = self.note
+        g = self.grounding
         return {
             "packet": self.record.name if self.record else None,
             "packet_id": self.record.packet_id if self.record else None,
             "route": route,
-            "sources": [],
+            "grounding": g.grounding,
+            "gap": g.gap,
+            "sources": [source.to_dict() for source in g.sources],
         }
+
+
+class _LibraryThread:
+    """One daemon thread running submitted calls in order.
+
+    A daemon, so that stopping the agent never waits for a slow start (the embedder's
+    first load) still running on it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="fieldkit-library", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, fn))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:  # handed to the caller
+                    future.set_exception(exc)
 
 
 @dataclass
@@ -88,7 +129,8 @@ class Agent:
         self.stats = Stats()
         self._embedder = embedder
         self._router: Router | None = None
-        self._library_thread = ThreadPoolExecutor(1, thread_name_prefix="fieldkit-library")
+        self._passages: PassageIndex | None = None
+        self._library_thread = _LibraryThread()
         self._adapters: OrderedDict[str, Adapter] = OrderedDict()
         self._waiting = 0  # requests admitted and not finished (queued or generating)
         self._warm: threading.Event = threading.Event()
@@ -120,6 +162,19 @@ class Agent:
                 )
                 self.services.library.add_listener(self._router.index_packet)
         return self._router
+
+    @property
+    def passages(self) -> PassageIndex:
+        """The packets' note passages, searched with the router's embedder (library thread)."""
+        if self._passages is None:
+            if self._embedder is None:
+                self._passages = self.services.passages
+            else:
+                from fieldkit.router.retrieval import PassageIndex
+
+                self._passages = PassageIndex(self.services.library, self.router.embedder)
+                self.services.library.add_listener(self._passages.index_packet)
+        return self._passages
 
     def warm(self) -> None:
         """Load the base model and the router's index now (blocking; run at start)."""
@@ -180,20 +235,22 @@ class Agent:
         self._adapters.move_to_end(record.packet_id)
         return adapter
 
-    def plan(self, request: ChatRequest) -> Plan:
-        """Return who answers `request` (library thread); RequestError 404/403 for a bad model."""
+    def _pick(
+        self, request: ChatRequest
+    ) -> tuple[PacketRecord | None, RouteDecision | None, str]:
+        """Return (packet or None, the router's decision, why a routed packet is not used)."""
         if request.model == BASE:
-            return Plan(None, None, None)
+            return None, None, ""
         library = self.services.library
         if request.model == AUTO:
             decision = self.router.route(request.question)
             if decision.packet_id is None:
-                return Plan(None, None, decision)
+                return None, decision, ""
             record = library.get(decision.packet_id)
             why = self.unusable(record)
             if why:  # never answer with a packet that fails the checks: the base model does
-                return Plan(None, None, decision, note=f"{why} The base model answers.")
-            return Plan(record, self._adapter(record), decision)
+                return None, decision, f"{why} The base model answers."
+            return record, decision, ""
         try:
             record = library.get(request.model)
         except LibraryError as exc:
@@ -201,15 +258,34 @@ class Agent:
         why = self.unusable(record)
         if why:
             raise RequestError(403, why, param="model", code="model_not_usable")
-        return Plan(record, self._adapter(record), None)
+        return record, None, ""
+
+    def plan(self, request: ChatRequest) -> Plan:
+        """Return who answers `request` and its grounded prompt (library thread).
+
+        The packet's notes ground the last user message as `fieldkit.answering.ground`
+        grounds a question, so a one-question request is prompted exactly as `fieldkit
+        ask` prompts it. RequestError 404/403 for a model that is unknown or may not answer.
+        """
+        from fieldkit.answering import ground
+
+        record, decision, note = self._pick(request)
+        index = self.passages if request.notes else None
+        grounding = ground(request.question, record, index)
+        messages = [dict(m) for m in request.messages]
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[last_user : last_user + 1] = grounding.messages
+        adapter = self._adapter(record) if record is not None else None
+        return Plan(record, adapter, decision, grounding, messages, note)
 
     # ---- answering -----------------------------------------------------------------
 
     async def answer(
         self, request: ChatRequest, cancel: threading.Event
-    ) -> AsyncIterator[str | tuple[Plan, GenerationResult | None]]:
-        """Yield the plan first (as `(plan, None)`), then text deltas, then `(plan, result)`.
+    ) -> AsyncIterator[str | tuple[Plan, Answer | None]]:
+        """Yield `(plan, None)` first, then text deltas, then `(plan, answer)`.
 
+        The answer is `fieldkit.answering.finish`'s: sources and support marks included.
         Raises RequestError 503 when the queue is full, 404/403 for a bad model. Closing
         the iterator early, or setting `cancel`, stops the generation.
         """
@@ -221,18 +297,21 @@ class Agent:
                 503, f"{self._waiting} requests are already waiting; try again shortly."
             )
         self._waiting += 1
+        from fieldkit.answering import finish
+
         outcome = "cancelled"  # unless the generation ends or fails
         try:
             plan = await self.on_library(lambda: self.plan(request))
             yield plan, None
-            result = None
+            result: GenerationResult | None = None
             stream = self.services.engine.astream(
-                request.messages,
+                plan.messages,
                 plan.adapter,
                 max_tokens=request.max_tokens,
                 stop=request.stop,
                 temperature=request.temperature,
                 cancel=cancel,
+                clean=request.clean,
             )
             try:
                 async for piece in stream:
@@ -244,7 +323,9 @@ class Agent:
                 await stream.aclose()
             if result is not None and result.finish_reason != "cancelled":
                 outcome = "served"
-            yield plan, result
+            if result is None:
+                raise RequestError(500, "The engine ended without an answer.")
+            yield plan, finish(plan.grounding, result.text, plan.decision, result)
         except RequestError:
             outcome = "refused"
             raise
@@ -271,5 +352,7 @@ class Agent:
         def shut() -> None:
             self.services.close()
 
-        self._library_thread.submit(shut).result()
-        self._library_thread.shutdown(wait=True)
+        closing = self._library_thread.submit(shut)
+        self._library_thread.stop()
+        with contextlib.suppress(TimeoutError):
+            closing.result(timeout=2)  # behind a first load still running: let it go

@@ -27,6 +27,7 @@ from fieldkit.server import chat
 from fieldkit.server.chat import BASE, RequestError
 
 if TYPE_CHECKING:
+    from fieldkit.answering import Answer
     from fieldkit.server.agent import Agent, Plan
     from fieldkit.server.radio import RadioHolder
 
@@ -37,9 +38,8 @@ def _error(exc: RequestError) -> JSONResponse:
 
 
 def _authorized(request: Request, token: str | None) -> bool:
-    server = request.scope.get("server")
-    if token is None or (server is not None and server[1] is None):
-        return True  # no token set, or the owner-only Unix socket (a path, no port)
+    if token is None or _on_unix_socket(request):
+        return True  # no token set, or the owner-only Unix socket
     given = request.headers.get("authorization", "")
     scheme, _, value = given.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
@@ -60,21 +60,38 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _extras(plan: Plan, result: Any) -> dict[str, Any]:
+def _extras(plan: Plan, answer: Answer | None) -> dict[str, Any]:
+    """Return the `fieldkit` object: the route first; with the answer, its numbers too.
+
+    `answer` is what `fieldkit ask --json` prints for the same question.
+    """
     out = plan.extras()
-    if result is not None:
+    if answer is not None and answer.result is not None:
+        r = answer.result
         out.update(
-            swap_ms=round(result.swap_ms, 3),
-            prompt_tps=round(result.prompt_tps, 2),
-            generation_tps=round(result.generation_tps, 2),
-            finish_reason=result.finish_reason,
+            sources=[s.to_dict() for s in answer.sources],
+            unsupported=[u.to_dict() for u in answer.unsupported],
+            swap_ms=round(r.swap_ms, 3),
+            prompt_tps=round(r.prompt_tps, 2),
+            generation_tps=round(r.generation_tps, 2),
+            finish_reason=r.finish_reason,
+            answer=answer.to_dict(),
         )
     return out
 
 
+def _usage(answer: Answer) -> dict[str, int]:
+    r = answer.result
+    return chat.usage(r.prompt_tokens, r.generation_tokens) if r else chat.usage(0, 0)
+
+
+def _finish_reason(answer: Answer) -> str:
+    return chat.finish_reason(answer.result.finish_reason if answer.result else "stop")
+
+
 def _on_unix_socket(request: Request) -> bool:
     server = request.scope.get("server")
-    return server is not None and server[1] is None
+    return server is not None and server[1] is None  # uvicorn: (path, None) on a Unix socket
 
 
 def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None = None) -> Starlette:
@@ -249,12 +266,14 @@ async def _whole(
         await events.aclose()
         return Response(status_code=499)
     try:
-        parts, (plan, result) = work.result()
+        parts, (plan, answer) = work.result()
     except RequestError as exc:
         return _error(exc)
-    reason = chat.finish_reason(result.finish_reason)
-    use = chat.usage(result.prompt_tokens, result.generation_tokens)
-    return JSONResponse(chat.completion(cid, model, "".join(parts), reason, use, _extras(plan, result)))
+    extras = _extras(plan, answer)
+    text = "".join(parts)
+    return JSONResponse(
+        chat.completion(cid, model, text, _finish_reason(answer), _usage(answer), extras)
+    )
 
 
 async def _sse(
@@ -269,10 +288,10 @@ async def _sse(
             if isinstance(item, str):
                 yield chat.sse(chat.chunk(cid, model, {"content": item}))
                 continue
-            _, result = item
-            use = chat.usage(result.prompt_tokens, result.generation_tokens)
-            reason = chat.finish_reason(result.finish_reason)
-            yield chat.sse(chat.chunk(cid, model, {}, reason, use=use, extras=_extras(plan, result)))
+            _, answer = item
+            extras = _extras(plan, answer)
+            reason = _finish_reason(answer)
+            yield chat.sse(chat.chunk(cid, model, {}, reason, use=_usage(answer), extras=extras))
         yield chat.sse("[DONE]")
     except RequestError as exc:  # after the headers went out: say it in the stream
         yield chat.sse(exc.body())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 AUTO = "auto"
@@ -62,7 +62,8 @@ class ChatRequest:
     max_tokens: int = 256
     temperature: float = 0.0
     stop: tuple[str, ...] = ()
-    extras: dict[str, Any] = field(default_factory=dict)
+    notes: bool = True  # ground the question in the packet's notes (as `fieldkit ask`)
+    clean: bool = True  # clean decoding (as `fieldkit ask`; false = `ask --raw`)
 
     @property
     def question(self) -> str:
@@ -165,6 +166,11 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
         raise _bad("stop must be a string or a list of at most 4 strings.", "stop")
     if data.get("n", 1) != 1:
         raise _bad("n must be 1: this server returns one choice.", "n")
+    options = data.get("fieldkit") or {}
+    if not isinstance(options, dict) or not all(
+        k in ("notes", "clean") and isinstance(v, bool) for k, v in options.items()
+    ):
+        raise _bad('fieldkit takes {"notes": true|false, "clean": true|false}.', "fieldkit")
     return ChatRequest(
         model=model,
         messages=_messages(data.get("messages"), limits),
@@ -172,6 +178,8 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
         max_tokens=int(max_tokens),
         temperature=float(temperature),
         stop=stops,
+        notes=options.get("notes", True),
+        clean=options.get("clean", True),
     )
 
 

@@ -132,7 +132,8 @@ async def serve(
 
     server = _Server(uv, started)
     serving._server = server
-    warming = asyncio.ensure_future(asyncio.to_thread(agent.warm)) if config.warm else None
+    if config.warm:  # a daemon thread: stopping never waits for a first load to finish
+        threading.Thread(target=agent.warm, name="fieldkit-warm", daemon=True).start()
     write_runtime(home, info)
     serving.info = info
     try:
@@ -143,9 +144,6 @@ async def serve(
         if radio is not None:
             await radio.close()
         serving.listening.set()
-        if warming is not None:
-            with contextlib.suppress(Exception):
-                await warming
 
 
 def _close(sockets: list, path: Path) -> None:  # noqa: ANN001

@@ -22,15 +22,27 @@ from fieldkit.server.runtime import RuntimeInfo
 from fieldkit.services import Services
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.models import model_fingerprint
+from fieldkit.store.notes import Passage
 
 PUMP_QUESTIONS = [f"How do I fix the pump part {i}?" for i in range(12)]
 GOAT_QUESTIONS = [f"What should a goat eat in month {i}?" for i in range(12)]
+PUMP_NOTES = [
+    Passage("r1", "Clean the intake filter every 7 days in the dry season.", "Filter cleaning?"),
+    Passage("r2", "Reset the pump controller by holding STOP for 10 seconds.", "Controller reset?"),
+]
+COVERED = "How often should I clean the pump's intake filter?"
 
 
 def add_packet(
-    home: Home, model_dir: Path, adapter: Adapter, name: str, exemplars: list[str]
+    home: Home,
+    model_dir: Path,
+    adapter: Adapter,
+    name: str,
+    exemplars: list[str],
+    notes: list[Passage] | None = None,
 ) -> None:
     services = Services.build(home.root, model_dir)
+    extra = {"notes": notes} if notes else {}
     try:
         services.library.add_local(
             adapter,
@@ -40,6 +52,7 @@ def add_packet(
             exemplars=exemplars,
             base_model_id="tiny-llama",
             base_fingerprint=model_fingerprint(model_dir),
+            **extra,
         )
     finally:
         services.close()
@@ -49,9 +62,9 @@ def add_packet(
 def packet_home(
     make_home: Callable[[str], Home], tiny_model_dir: Path, make_adapter: Callable[..., Adapter]
 ) -> Home:
-    """A home with two packets for the tiny model: `pumps` and `goats`."""
+    """A home with two packets for the tiny model: `pumps` (with notes) and `goats`."""
     home = make_home("agent-home")
-    add_packet(home, tiny_model_dir, make_adapter(1), "pumps", PUMP_QUESTIONS)
+    add_packet(home, tiny_model_dir, make_adapter(1), "pumps", PUMP_QUESTIONS, PUMP_NOTES)
     add_packet(home, tiny_model_dir, make_adapter(2), "goats", GOAT_QUESTIONS)
     return home
 

@@ -13,7 +13,7 @@ from fieldkit.server.chat import Limits
 from fieldkit.server.client import find_agent
 from fieldkit.server.runtime import ServerError
 from fieldkit.services import Services
-from tests.server.conftest import PUMP_QUESTIONS, RunningAgent, StartAgent, add_packet
+from tests.server.conftest import COVERED, PUMP_QUESTIONS, RunningAgent, StartAgent, add_packet
 
 QUESTION = "What does the pump need?"
 
@@ -22,15 +22,34 @@ def client_for(running: RunningAgent, api_key: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0, timeout=120)
 
 
-def reference(running: RunningAgent, question: str, packet: str | None, max_tokens: int) -> str:
-    """The engine's own answer for this packet (None: base model), without HTTP."""
-    services = running.agent.services
-    adapter = None
-    if packet is not None:
-        adapter = running.agent.on_library_sync(
-            lambda: services.library.load_adapter(services.library.get(packet))
-        )
-    return services.engine.answer(question, adapter, max_tokens=max_tokens).text
+def reference(
+    running: RunningAgent, question: str, packet: str | None, max_tokens: int, clean: bool = True
+) -> str:
+    """`fieldkit.answering.answer` for this packet (None: base model), without HTTP."""
+    from fieldkit.answering import Parts, answer
+
+    agent = running.agent
+
+    def work() -> str:
+        parts = Parts(agent.services.engine, agent.services.library, agent.router, agent.passages)
+        return answer(
+            parts, question, packet=packet, base=packet is None, max_tokens=max_tokens, clean=clean
+        ).text
+
+    return agent.on_library_sync(work)
+
+
+def test_notes_ground_the_answer_and_come_back_as_sources(running: RunningAgent) -> None:
+    reply = client_for(running).chat.completions.create(
+        model="pumps", messages=[{"role": "user", "content": COVERED}], max_tokens=12
+    )
+    extras = reply.fieldkit
+    assert extras["grounding"] == "notes"
+    assert extras["sources"][0]["passage_id"] == "r1"
+    assert "intake filter" in extras["sources"][0]["text"]
+    assert extras["answer"]["sources"] == extras["sources"]
+    assert isinstance(extras["unsupported"], list)
+    assert reply.choices[0].message.content == reference(running, COVERED, "pumps", 12)
 
 
 def test_models_lists_auto_base_and_each_usable_packet(running: RunningAgent) -> None:
@@ -73,11 +92,14 @@ def test_a_packet_by_name_answers_with_its_adapter(running: RunningAgent) -> Non
 def test_streaming_gives_the_same_answer_in_pieces(running: RunningAgent) -> None:
     client = client_for(running)
     messages = [{"role": "user", "content": QUESTION}]
+    raw = {"fieldkit": {"clean": False}}  # as `ask --raw`: every token as it comes
     chunks = list(
-        client.chat.completions.create(model="pumps", messages=messages, max_tokens=10, stream=True)
+        client.chat.completions.create(
+            model="pumps", messages=messages, max_tokens=10, stream=True, extra_body=raw
+        )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert text == reference(running, QUESTION, "pumps", 10)
+    assert text == reference(running, QUESTION, "pumps", 10, clean=False)
     assert len([c for c in chunks if c.choices[0].delta.content]) > 1
     assert chunks[0].fieldkit["packet"] == "pumps"
     assert chunks[-1].choices[0].finish_reason == "length"
@@ -137,7 +159,11 @@ def test_limits_on_body_prompt_and_queue(start_agent: StartAgent, packet_home) -
         client.chat.completions.create(model="base", messages=[{"role": "user", "content": "x" * 600}])
     # One request generating holds the only place in the queue: a second is told to retry.
     stream = client.chat.completions.create(
-        model="base", messages=[{"role": "user", "content": QUESTION}], max_tokens=3000, stream=True
+        model="base",
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=3000,
+        stream=True,
+        extra_body={"fieldkit": {"clean": False}},  # no early stop on a repeat
     )
     next(iter(stream))
     with pytest.raises(openai.APIStatusError) as busy:
@@ -206,7 +232,11 @@ def test_a_client_that_hangs_up_cancels_its_generation(running: RunningAgent) ->
     client = client_for(running)
     before = running.agent.stats.cancelled
     stream = client.chat.completions.create(
-        model="base", messages=[{"role": "user", "content": QUESTION}], max_tokens=4000, stream=True
+        model="base",
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=4000,
+        stream=True,
+        extra_body={"fieldkit": {"clean": False}},  # no early stop on a repeat
     )
     pieces = iter(stream)
     next(pieces)
