@@ -177,10 +177,15 @@ class Agent:
         return self._passages
 
     def warm(self) -> None:
-        """Load the base model and the router's index now (blocking; run at start)."""
+        """Load the base model, the router's index and the notes index now (blocking)."""
+
+        def indexes() -> None:
+            self.router.warm()
+            _ = self.passages
+
         try:
             self.services.engine.load()
-            self.on_library_sync(lambda: self.router.warm())
+            self.on_library_sync(indexes)
         finally:
             self._warm.set()
 
