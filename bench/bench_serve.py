@@ -1,17 +1,18 @@
 """`fieldkit serve` against a cold `fieldkit ask` and against mlx-lm's own server.
 
 Usage:
-  .venv/bin/python bench/bench_serve.py --home DIR [--max-tokens 48] [--out FILE.json]
+  .venv/bin/python bench/bench_serve.py --home DIR [--max-tokens 16] [--out FILE.json]
 
 DIR is a demo home (`fieldkit --home DIR model install-default`, then `fieldkit --home DIR
 library import assets/packets/*.fkpkt`). Measures, for one question:
-  - cold CLI: `fieldkit ask --no-server` in a new process (time to first token, total);
+  - cold CLI: `fieldkit ask --raw --no-server` in a new process (first token, total);
   - `fieldkit ask` in a new process while an agent runs (same);
   - the warm agent over HTTP (same), and two adapters alternately (poultry, solar-pumps);
   - `mlx_lm.server` on 127.0.0.1 answering the same two adapters alternately (it reloads
     the model whenever a request names another adapter);
   - requests per minute with 4 concurrent clients on the agent (routed questions).
-Everything talks to 127.0.0.1 or the home's Unix socket only. Results and the command are
+Every answer is decoded raw (each token shown as it comes, as mlx-lm's server streams),
+so "first token" is the first generated token everywhere. Everything talks to 127.0.0.1 or the home's Unix socket only. Results and the command are
 recorded in docs/BENCHMARKS.md under "Serve".
 """
 
@@ -40,6 +41,7 @@ ROUTED = [
     "How do I stop weevils in stored maize?",
 ]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+RAW = {"clean": False}  # every token as it comes (`ask --raw`), as mlx-lm's server streams
 
 
 def free_port() -> int:
@@ -54,7 +56,7 @@ def load() -> str:
 
 def cli_ask(home: Path, no_server: bool, max_tokens: int) -> tuple[float, float]:
     """Run `fieldkit ask` in a new process; return (first token s, total s)."""
-    argv = [str(BIN / "fieldkit"), "--home", str(home), "ask", QUESTION, "--max-tokens",
+    argv = [str(BIN / "fieldkit"), "--home", str(home), "ask", QUESTION, "--raw", "--max-tokens",
             str(max_tokens)] + (["--no-server"] if no_server else [])
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
@@ -139,19 +141,26 @@ def export_adapters(home: Path, out: Path) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True, type=Path)
-    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--warm-runs", type=int, default=8)
     parser.add_argument("--alternate-runs", type=int, default=8)
     parser.add_argument("--mlx-runs", type=int, default=6)
     parser.add_argument("--concurrent-per-client", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--cold-from", type=Path, default=None,
+                        help="Reuse the cold-CLI numbers of an earlier run's --out file.")
     args = parser.parse_args()
     home, n = args.home.resolve(), args.max_tokens
     results: dict = {"max_tokens": n, "question": QUESTION, "load_before": load()}
 
-    cold = [cli_ask(home, True, n) for _ in range(args.cold_runs)]
-    results["cold_cli"] = {"ttft": summary([c[0] for c in cold]), "total": summary([c[1] for c in cold])}
+    if args.cold_from:
+        results["cold_cli"] = json.loads(args.cold_from.read_text())["cold_cli"]
+        results["cold_cli"]["from"] = str(args.cold_from)
+    else:
+        cold = [cli_ask(home, True, n) for _ in range(args.cold_runs)]
+        results["cold_cli"] = {"ttft": summary([c[0] for c in cold]),
+                               "total": summary([c[1] for c in cold])}
     print("cold cli", results["cold_cli"], flush=True)
 
     port = free_port()
@@ -164,7 +173,7 @@ def main() -> None:
         stream(port, {"model": "auto", "messages": [{"role": "user", "content": QUESTION}],
                       "max_tokens": 2})  # first request after start
         warm = [stream(port, {"model": "auto", "messages": [{"role": "user", "content": QUESTION}],
-                              "max_tokens": n}) for _ in range(args.warm_runs)]
+                              "max_tokens": n, "fieldkit": RAW}) for _ in range(args.warm_runs)]
         results["warm_agent"] = {"ttft": summary([w[0] for w in warm]),
                                  "total": summary([w[1] for w in warm])}
         print("warm agent", results["warm_agent"], flush=True)
@@ -173,7 +182,8 @@ def main() -> None:
                                         "total": summary([c[1] for c in via])}
         print("cli through agent", results["cli_through_agent"], flush=True)
         alt = [stream(port, {"model": ALTERNATE[i % 2], "messages": [{"role": "user", "content": QUESTION}],
-                             "max_tokens": n}) for i in range(args.alternate_runs)]
+                             "max_tokens": n, "fieldkit": RAW})
+               for i in range(args.alternate_runs)]
         results["agent_alternating"] = {"ttft": summary([a[0] for a in alt]),
                                         "total": summary([a[1] for a in alt])}
         print("agent alternating", results["agent_alternating"], flush=True)
@@ -183,7 +193,7 @@ def main() -> None:
             for j in range(args.concurrent_per_client):
                 q = ROUTED[(k + j) % len(ROUTED)]
                 stream(port, {"model": "auto", "messages": [{"role": "user", "content": q}],
-                              "max_tokens": n})
+                              "max_tokens": n, "fieldkit": RAW})
                 done.append(time.perf_counter())
 
         tic = time.perf_counter()
