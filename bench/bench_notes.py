@@ -96,17 +96,17 @@ def retrieval(home: Path, model: Path) -> dict:
         record = records[domain]
         titles = {p.passage_id: p.title for p in index.passages(record.packet_id)}
         for row in rows(folder / "heldout.jsonl"):
-            hits = index.search(record.packet_id, row["question"], k=2)
-            ids = [titles[h.passage_id] for h in hits]
-            held.append((hits[0].score, ids[0] == row["source"], row["source"] in ids))
+            coverage = index.coverage(record.packet_id, row["question"], k=2)
+            ids = [titles[h.passage_id] for h in coverage.hits]
+            held.append((coverage.score, ids[0] == row["source"], row["source"] in ids))
         gap_file = folder / "gaps.jsonl"
         for row in rows(gap_file) if gap_file.is_file() else []:
-            gaps.append(index.search(record.packet_id, row["question"], k=1)[0].score)
+            gaps.append(index.coverage(record.packet_id, row["question"]).score)
     services.close()
     held_scores = np.array([h[0] for h in held])
     gap_scores = np.array(gaps)
     sweep = []
-    for t in np.arange(0.35, 0.76, 0.025):
+    for t in np.arange(0.6, 1.01, 0.025):
         covered = float((held_scores >= t).mean())
         abstain = float((gap_scores < t).mean()) if len(gap_scores) else 0.0
         sweep.append({"threshold": round(float(t), 3), "covered": covered, "gap_abstain": abstain})

@@ -1,7 +1,7 @@
 """`fieldkit sync --ble` and `peers --ble` through a running agent, which holds the radio.
 
 Same progress lines, summary and exit codes as a sync on this process's own radio
-(fieldkit/commands/sync.py prints both). A new peer's six-digit code cannot be confirmed
+(fieldkit/commands/report.py prints both). A new peer's six-digit code cannot be confirmed
 through the agent: such a peer stays pending (`fieldkit trust ID` accepts it).
 """
 
@@ -28,7 +28,7 @@ def sync_through_agent(
 
     Raises SyncError (exit 1) when the session failed, as a local sync does.
     """
-    from fieldkit.commands.sync import SyncError, _report
+    from fieldkit.commands.report import SyncError, report_summary
     from fieldkit.server.client import find_agent
     from fieldkit.server.radio import progress_from_dict, summary_from_dict
 
@@ -51,7 +51,7 @@ def sync_through_agent(
             summary = summary_from_dict(event["summary"])
     if summary is None:
         raise SyncError("The agent ended the Bluetooth session without a summary.")
-    _report(summary, as_json)
+    report_summary(summary, as_json)
     if not summary.ok:
         raise SyncError(summary.error or "Some packets failed to transfer.")
     return True

@@ -47,7 +47,6 @@ class Plan:
     decision: RouteDecision | None
     grounding: Grounding
     messages: list[dict[str, str]]  # the request's chat with its question grounded
-    note: str = ""  # why a routed packet was not used, when it was not
 
     def extras(self) -> dict[str, Any]:
         """Return the `fieldkit` object before generation: the route and the grounding."""
@@ -62,8 +61,6 @@ class Plan:
                 if others
                 else None,
             }
-            if self.note:
-                route["reason"] = self.note
         g = self.grounding
         return {
             "packet": self.record.name if self.record else None,
@@ -240,30 +237,28 @@ class Agent:
         self._adapters.move_to_end(record.packet_id)
         return adapter
 
-    def _pick(
-        self, request: ChatRequest
-    ) -> tuple[PacketRecord | None, RouteDecision | None, str]:
-        """Return (packet or None, the router's decision, why a routed packet is not used)."""
+    def _pick(self, request: ChatRequest) -> tuple[PacketRecord | None, RouteDecision | None]:
+        """Return (packet or None, the router's decision) as `fieldkit ask` picks them.
+
+        RequestError 404 for an unknown packet, 403 for one that may not answer here.
+        """
+        if request.model == AUTO:  # the router routes to usable packets only
+            return self._route(request.question)
         if request.model == BASE:
-            return None, None, ""
-        library = self.services.library
-        if request.model == AUTO:
-            decision = self.router.route(request.question)
-            if decision.packet_id is None:
-                return None, decision, ""
-            record = library.get(decision.packet_id)
-            why = self.unusable(record)
-            if why:  # never answer with a packet that fails the checks: the base model does
-                return None, decision, f"{why} The base model answers."
-            return record, decision, ""
+            return None, None
         try:
-            record = library.get(request.model)
+            self.services.library.get(request.model)
         except LibraryError as exc:
             raise RequestError(404, str(exc), param="model", code="model_not_found") from None
-        why = self.unusable(record)
-        if why:
-            raise RequestError(403, why, param="model", code="model_not_usable")
-        return record, None, ""
+        try:
+            return self.services.pick_packet(request.question, request.model)
+        except LibraryError as exc:  # the usable-packet rule (fieldkit/store/usable.py)
+            raise RequestError(403, str(exc), param="model", code="model_not_usable") from None
+
+    def _route(self, question: str) -> tuple[PacketRecord | None, RouteDecision]:
+        decision = self.router.route(question)
+        record = self.services.library.get(decision.packet_id) if decision.packet_id else None
+        return record, decision
 
     def plan(self, request: ChatRequest) -> Plan:
         """Return who answers `request` and its grounded prompt (library thread).
@@ -274,14 +269,14 @@ class Agent:
         """
         from fieldkit.answering import ground
 
-        record, decision, note = self._pick(request)
+        record, decision = self._pick(request)
         index = self.passages if request.notes else None
         grounding = ground(request.question, record, index)
         messages = [dict(m) for m in request.messages]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[last_user : last_user + 1] = grounding.messages
         adapter = self._adapter(record) if record is not None else None
-        return Plan(record, adapter, decision, grounding, messages, note)
+        return Plan(record, adapter, decision, grounding, messages)
 
     # ---- answering -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from fieldkit.errors import FieldkitError
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fieldkit.gossip.ble.sync import Radio
     from fieldkit.gossip.summary import ProgressUpdate, SyncSummary
     from fieldkit.services import Services
+    from fieldkit.store.identity import Identity
     from fieldkit.store.library import Library
 
 
@@ -40,6 +41,15 @@ def progress_from_dict(data: dict[str, Any]) -> ProgressUpdate:
     return ProgressUpdate(**data)
 
 
+@dataclass(frozen=True)
+class _Device:
+    """What a sync needs of this device, with a library connection of the loop's thread."""
+
+    identity: Identity
+    library: Library
+    base_fingerprint: str | None
+
+
 class RadioHolder:
     """The agent's radio, opened on first use and kept until `close` (event-loop thread)."""
 
@@ -48,25 +58,23 @@ class RadioHolder:
         self.hci = hci
         self._stack = contextlib.AsyncExitStack()
         self._radio: Radio | None = None
-        self._library: Library | None = None
+        self._device: _Device | None = None
         self._lock = asyncio.Lock()
 
-    async def _open(self) -> tuple[Radio, Library]:
+    async def _open(self) -> tuple[Radio, _Device]:
         if self._radio is None:
-            from fieldkit.commands.sync_ble import quiet_bluetooth_logs
             from fieldkit.gossip.ble.sync import open_radio
-            from fieldkit.store.library import Library
 
-            quiet_bluetooth_logs()
             identity = self.services.identity
             self._radio = await self._stack.enter_async_context(
                 open_radio(identity.device_id, identity.name, self.hci)
             )
             # The gossip session runs on this loop's thread: it gets its own connection.
-            self._library = Library.open(self.services.home, identity=identity)
-            self._stack.callback(self._library.close)
-        assert self._library is not None
-        return self._radio, self._library
+            library = self.services.open_library()
+            self._stack.callback(library.close)
+            self._device = _Device(identity, library, self.services.base_fingerprint)
+        assert self._device is not None
+        return self._radio, self._device
 
     async def sync(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Run one `sync --ble` (connect) session; yield progress events, then the summary.
@@ -74,8 +82,8 @@ class RadioHolder:
         Yields `{"progress": ...}` per chunk, then `{"summary": ...}`, or `{"error": ...}`
         with one sentence when the radio cannot be opened or the request is bad.
         """
-        from fieldkit.gossip.ble.sync import sync_auto
         from fieldkit.gossip.summary import SyncOptions
+        from fieldkit.gossip.sync import sync_ble
 
         try:
             peer = body.get("peer")
@@ -87,7 +95,6 @@ class RadioHolder:
         except (TypeError, ValueError):
             yield {"error": "The sync request's fields are not valid."}
             return
-        options = replace(options, base_fingerprint=self.services.base_fingerprint)
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         def progress(update: ProgressUpdate) -> None:
@@ -96,16 +103,9 @@ class RadioHolder:
         async def session() -> None:
             try:
                 async with self._lock:
-                    radio, library = await self._open()
-                    summary = await sync_auto(
-                        radio,
-                        self.services.identity,
-                        library,
-                        options,
-                        peer,
-                        progress,
-                        None,
-                        scan_seconds,
+                    radio, device = await self._open()
+                    summary = await sync_ble(
+                        radio, device, options, peer, progress, None, scan_seconds
                     )
                 events.put_nowait({"summary": asdict(summary)})
             except FieldkitError as exc:
@@ -143,4 +143,4 @@ class RadioHolder:
         """Close the radio and the gossip library connection (idempotent)."""
         await self._stack.aclose()
         self._radio = None
-        self._library = None
+        self._device = None

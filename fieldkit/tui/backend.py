@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.errors import LibraryError, TransportError
+from fieldkit.formats import format_size, parse_address
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
     AnswerChunk,
@@ -21,12 +22,11 @@ from fieldkit.tui.views import (
     PacketRow,
     PeerRow,
     RouteView,
+    SourceView,
     SyncProgress,
     SyncResult,
-    human_size,
     human_time,
     packet_status,
-    parse_address,
     sync_result,
 )
 
@@ -63,6 +63,7 @@ class TuiBackend:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")
         self._lib: Any = None
         self._router: Any = None
+        self._passages: Any = None
 
     def _on_library_thread(self, func: Callable[[Any], T]) -> T:
         """Run func(library) on the library thread and return its result (or raise)."""
@@ -70,9 +71,7 @@ class TuiBackend:
 
     def _open_library(self) -> Any:
         if self._lib is None:
-            from fieldkit.store.library import Library
-
-            self._lib = Library.open(self.services.home, identity=self.services.identity)
+            self._lib = self.services.open_library()
         return self._lib
 
     def close(self) -> None:
@@ -95,6 +94,20 @@ class TuiBackend:
         except (ImportError, AttributeError):
             return "this device"
         return f"{ident.name} ({ident.device_id})"
+
+    @property
+    def default_port(self) -> int:
+        """The TCP port sync listens on unless told otherwise."""
+        from fieldkit.gossip.tcp import DEFAULT_PORT
+
+        return DEFAULT_PORT
+
+    def model_installed(self) -> bool:
+        return self.services.model_installed
+
+    def export_dir(self) -> Path:
+        """Where the Library screen offers to export packets."""
+        return self.services.home.root / "exports"
 
     def model_label(self) -> str:
         """Return the base model folder's name."""
@@ -137,7 +150,7 @@ class TuiBackend:
             packet_id=rec.packet_id,
             name=rec.name,
             domain=rec.domain,
-            size=human_size(rec.size),
+            size=format_size(rec.size),
             author=rec.author_name or rec.author_id[:8],
             author_id=rec.author_id,
             status=packet_status(rec, base, blocked),
@@ -171,6 +184,7 @@ class TuiBackend:
 
     def export(self, packet_id: str, dest_dir: Path) -> Path:
         """Write the packet as one file in `dest_dir`; return its path."""
+        from fieldkit.store.files import inside, write_atomically
         from fieldkit.store.packet import write_packet_file
 
         rec, weights = self._on_library_thread(
@@ -178,13 +192,12 @@ class TuiBackend:
         )
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
-            path = dest_dir / f"{rec.name}.fkpkt"
-            tmp = path.with_suffix(".fkpkt.tmp")
-            with tmp.open("wb") as out:
-                write_packet_file(out, rec.manifest, rec.signature, weights)
-            tmp.replace(path)
         except OSError as exc:
             raise LibraryError(f"Cannot write to {dest_dir} ({exc.strerror}).") from exc
+        path = inside(dest_dir, f"{rec.name}.fkpkt")
+        write_atomically(
+            path, lambda out: write_packet_file(out, rec.manifest, rec.signature, weights)
+        )
         return path
 
     def set_author_trust(self, author_id: str, state: str) -> None:
@@ -259,12 +272,11 @@ class TuiBackend:
         confirm: Callable[[str, str, str], Awaitable[bool]],
     ) -> SyncResult:
         """Find the peer with this short id over Bluetooth LE and sync with it."""
-        from fieldkit.gossip.ble.sync import sync_with_peer
+        from fieldkit.gossip.sync import sync_ble_peer
 
-        summary = await sync_with_peer(
+        summary = await sync_ble_peer(
             self.radio(),
-            self.services.identity,
-            self.services.library,
+            self.services,
             self.sync_options(),
             peer=short_id,
             progress=self.progress_tracker(on_progress),
@@ -286,13 +298,9 @@ class TuiBackend:
             runner = f"{rest[0].name} {rest[0].score:.2f}"
         label = "base model"
         reason = str(decision.reason or "")
-        if packet_id:
+        if packet_id:  # the router only picks usable packets (store/usable.py)
             rec = records.get(packet_id)
-            status = packet_status(rec, self.base_fingerprint(), self.blocked_authors())
             label = rec.name if rec else packet_id[:8]
-            if not status.good:  # never answer with a packet that failed its checks
-                reason = f"{label} fits but is {status.label}, not used"
-                packet_id, label = None, "base model"
         return RouteView(
             packet_id=packet_id,
             label=label,
@@ -304,9 +312,7 @@ class TuiBackend:
 
     def _get_router(self, lib: Any) -> Any:
         if self._router is None:
-            from fieldkit.router.router import Router
-
-            self._router = Router(lib, base_fingerprint=self.base_fingerprint())
+            self._router = self.services.make_router(lib)
         return self._router
 
     def manual_route(self, packet_id: str | None) -> RouteView:
@@ -316,27 +322,58 @@ class TuiBackend:
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         return RouteView(rec.packet_id, rec.name, 0.0, "-", "picked by hand", 0.0, manual=True)
 
+    def _get_passages(self, lib: Any) -> Any:
+        if self._passages is None:
+            from fieldkit.router.retrieval import PassageIndex
+
+            self._passages = PassageIndex(lib, self._get_router(lib).embedder)
+        return self._passages
+
+    def ground(self, question: str, packet_id: str | None) -> Any:
+        """Return the fieldkit.answering.Grounding: the packet's passages, or why none."""
+        from fieldkit.answering import ground
+
+        def work(lib: Any) -> Any:
+            record = lib.get(packet_id) if packet_id else None
+            return ground(question, record, self._get_passages(lib) if record else None)
+
+        return self._on_library_thread(work)
+
     def answer(
         self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
     ) -> Iterator[AnswerChunk]:
-        """Stream the answer from the engine (its own thread does the MLX work)."""
+        """Stream the answer from the engine (its own thread does the MLX work), grounded
+        in the packet's notes when it has them; the last chunk carries sources and marks."""
+        from fieldkit.answering import finish
+
+        grounding = self.ground(question, packet_id)
+        if grounding.gap:
+            yield AnswerChunk(gap=grounding.gap)
         adapter = None
         if packet_id:
             adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
         for chunk in self.services.engine.generate(
-            question, adapter, max_tokens=max_tokens, cancel=cancel
+            grounding.messages, adapter, max_tokens=max_tokens, cancel=cancel, clean=True
         ):
             result = chunk.result
             if result is None:
                 yield AnswerChunk(text=chunk.text)
-            else:
-                yield AnswerChunk(
-                    text=chunk.text,
-                    done=True,
-                    tokens_per_s=result.generation_tps,
-                    tokens=result.generation_tokens,
-                    stopped=result.finish_reason == "cancelled",
-                )
+                continue
+            done = finish(grounding, result.text, result=result)
+            yield AnswerChunk(
+                text=chunk.text,
+                done=True,
+                tokens_per_s=result.generation_tps,
+                tokens=result.generation_tokens,
+                stopped=result.finish_reason == "cancelled",
+                note=done.note,
+                sources=[
+                    SourceView(f"{s.packet} {s.passage_id} ({s.score:.2f})", s.title, s.text)
+                    for s in done.sources
+                ],
+                unsupported=[(u.start, u.end) for u in done.unsupported],
+                final=done.text,
+            )
 
     # -- sync -------------------------------------------------------------------------
 
@@ -386,10 +423,10 @@ class TuiBackend:
 
         Raises TransportError when the address is bad or the peer cannot be reached.
         """
-        from fieldkit.gossip import tcp
+        from fieldkit.gossip.sync import DEFAULT_PORT, sync_with
 
-        host, port = parse_address(address, tcp.DEFAULT_PORT)
-        summary = await tcp.sync_with(
+        host, port = parse_address(address, DEFAULT_PORT)
+        summary = await sync_with(
             host,
             port,
             self.services,
@@ -412,11 +449,11 @@ class TuiBackend:
         The listener is announced on the LAN when `advertise` is True, or when it is None and
         the host is not a loopback address; a failed announcement leaves it unannounced.
         """
-        from fieldkit.gossip import tcp
         from fieldkit.gossip.lan import LanAdvertiser, advertise_by_default
+        from fieldkit.gossip.sync import DEFAULT_PORT, start_listener
 
-        host, port = parse_address(address, tcp.DEFAULT_PORT, any_port=True)
-        listener = await tcp.start_listener(
+        host, port = parse_address(address, DEFAULT_PORT, any_port=True)
+        listener = await start_listener(
             self.services,
             host,
             port,

@@ -23,7 +23,7 @@ NOTES = [
 QUESTIONS = {
     "At what age do I give my chicks their vaccine drops?": "r1",
     "How many grams of feed should each layer get daily?": "r2",
-    "My shed floor is 10 square metres, how many hens can I keep?": "r3",
+    "How many birds can I keep per square metre of my poultry house floor?": "r3",
     "There are dark spots on my hen's wattles, what is it?": "r4",
     "What is the best way to keep eggs after collecting them?": "r5",
 }
