@@ -23,14 +23,11 @@ from fieldkit.services import Services
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.models import model_fingerprint
 from fieldkit.store.notes import Passage
+from tests.test_answering import PUMP_NOTES
 
 PUMP_QUESTIONS = [f"How do I fix the pump part {i}?" for i in range(12)]
 GOAT_QUESTIONS = [f"What should a goat eat in month {i}?" for i in range(12)]
-PUMP_NOTES = [
-    Passage("r1", "Clean the intake filter every 7 days in the dry season.", "Filter cleaning?"),
-    Passage("r2", "Reset the pump controller by holding STOP for 10 seconds.", "Controller reset?"),
-]
-COVERED = "How often should I clean the pump's intake filter?"
+COVERED = "How often should I clean the intake filter?"  # covered by PUMP_NOTES' r1
 
 
 def add_packet(
