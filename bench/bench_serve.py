@@ -148,21 +148,46 @@ def main() -> None:
     parser.add_argument("--mlx-runs", type=int, default=6)
     parser.add_argument("--concurrent-per-client", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--cold-from", type=Path, default=None,
-                        help="Reuse the cold-CLI numbers of an earlier run's --out file.")
+    parser.add_argument("--phases", default="cold,agent,mlx",
+                        help="Which parts to run (cold, agent, mlx); the rest come from --reuse.")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="An earlier run's --out file, for the parts not run now.")
     args = parser.parse_args()
     home, n = args.home.resolve(), args.max_tokens
     results: dict = {"max_tokens": n, "question": QUESTION, "load_before": load()}
 
-    if args.cold_from:
-        results["cold_cli"] = json.loads(args.cold_from.read_text())["cold_cli"]
-        results["cold_cli"]["from"] = str(args.cold_from)
-    else:
+    phases = set(args.phases.split(","))
+    earlier = json.loads(args.reuse.read_text()) if args.reuse else {}
+    for key, phase in PHASE_OF.items():
+        if phase not in phases:
+            results[key] = earlier[key]
+            results.setdefault("reused", []).append(key)
+    if "cold" in phases:
         cold = [cli_ask(home, True, n) for _ in range(args.cold_runs)]
         results["cold_cli"] = {"ttft": summary([c[0] for c in cold]),
                                "total": summary([c[1] for c in cold])}
     print("cold cli", results["cold_cli"], flush=True)
 
+    if "agent" in phases:
+        agent_phase(args, home, n, results)
+    if "mlx" in phases:
+        mlx_phase(args, home, n, results)
+    finish(args, results)
+
+
+PHASE_OF = {
+    "cold_cli": "cold",
+    "agent_start_s": "agent",
+    "warm_agent": "agent",
+    "cli_through_agent": "agent",
+    "agent_alternating": "agent",
+    "concurrent_4": "agent",
+    "mlx_lm_alternating": "mlx",
+}
+
+
+def agent_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> None:
+    """The agent: warm first token and total, `ask` through it, alternation, 4 clients."""
     port = free_port()
     agent = subprocess.Popen([str(BIN / "fieldkit"), "--home", str(home), "serve", "--port",
                               str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
@@ -210,6 +235,9 @@ def main() -> None:
         agent.terminate()
         agent.wait(60)
 
+
+def mlx_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> None:
+    """mlx-lm's own server answering the same two adapters alternately."""
     with tempfile.TemporaryDirectory() as tmp:
         folders = export_adapters(home, Path(tmp))
         port = free_port()
@@ -222,7 +250,9 @@ def main() -> None:
             runs = []
             for i in range(args.mlx_runs + 1):
                 name = ALTERNATE[i % 2]
-                body = {"model": "default_model", "adapters": str(folders[name]),
+                # The model by path: with "default_model" mlx-lm's server would apply the
+                # adapter of its command line (none) and ignore the request's.
+                body = {"model": str(model_dir), "adapters": str(folders[name]),
                         "messages": [{"role": "user", "content": QUESTION}], "max_tokens": n,
                         "temperature": 0.0}
                 runs.append(stream(port, body))
@@ -234,6 +264,9 @@ def main() -> None:
             mlx.terminate()
             mlx.wait(60)
 
+
+
+def finish(args: argparse.Namespace, results: dict) -> None:
     cold_ttft = results["cold_cli"]["ttft"]["median"]
     results["ratios"] = {
         "warm_ttft_over_cold_ttft": round(results["warm_agent"]["ttft"]["median"] / cold_ttft, 4),
