@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fieldkit.commands import emit_json, services
+from fieldkit.commands import emit_json, packet_io, services
 from fieldkit.commands.complete import packet_names
 from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
@@ -163,17 +163,17 @@ def import_command(
     notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
     if path.is_dir():
-        record = _import_folder(svc, path, name, domain, description, exemplars_file, notes)
+        record = packet_io.import_folder(svc, path, name, domain, description, exemplars_file, notes)
     else:
         from fieldkit.store.packet import read_packet_file
 
         packet = read_packet_file(path)
         expected = None if allow_foreign_base else svc.base_fingerprint
         if notes is not None:
-            record = _resign_with_notes(
+            record = packet_io.resign_with_notes(
                 svc, packet, notes, expected, name, domain, description, exemplars_file
             )
-        elif svc.library.has(_packet_id(packet.manifest)):
+        elif svc.library.has(packet_io.packet_id(packet.manifest)):
             click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
             return
         else:
@@ -218,7 +218,7 @@ def export_command(name: str, output: Path, fmt: str) -> None:
     svc = services()
     record = svc.library.get(name)
     if fmt != "packet":
-        _export_folder(svc, record, output, fmt)
+        packet_io.export_folder(svc, record, output, fmt)
         return
     if output.is_dir():
         raise PacketError(f"{output} is a folder; a packet is written to a file.")
@@ -326,98 +326,6 @@ def remove_command(name: str) -> None:
     """Remove a packet from the library."""
     record = services().library.remove(name)
     click.echo(f"Removed {record.name!r}.")
-
-
-def _export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
-    from fieldkit.store.adapter import infer_model_layers
-    from fieldkit.store.exporters import export_adapter
-
-    adapter = svc.library.load_adapter(record)
-    info = {
-        "name": record.name,
-        "domain": record.domain,
-        "description": record.description,
-        "exemplars": record.exemplars,
-    }
-    export_adapter(
-        adapter,
-        output,
-        fmt,
-        n_model_layers=infer_model_layers(adapter.config, adapter.tensors),
-        base_model=record.base_model_id,
-        info=info,
-    )
-    click.echo(f"Exported {record.name!r} to {output} ({fmt} adapter folder).")
-
-
-def _import_folder(
-    svc: Any, path: Path, name, domain, description, exemplars_file, notes=None
-) -> PacketRecord:
-    from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
-
-    info = read_packet_info(path, name, domain, description, exemplars_file)
-    model_id, fingerprint, config = svc.require_model()
-    depth = config.get("num_hidden_layers")
-    adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)
-    check_fits_model(adapter, config)
-    return svc.library.add_local(
-        adapter,
-        name=info.name,
-        domain=info.domain,
-        description=info.description,
-        exemplars=info.exemplars,
-        base_model_id=model_id,
-        base_fingerprint=fingerprint,
-        notes=notes,
-    )
-
-
-def _resign_with_notes(
-    svc: Any,
-    packet: Any,
-    notes: list,
-    expected: str | None,
-    name,
-    domain,
-    description,
-    exemplars_file,
-) -> PacketRecord:
-    """Store a packet file's weights as a new packet signed by this device, with notes.
-
-    The file's packet id joins the lineage; the weights and their dtype stay the same.
-    Raises PacketError for a packet made for another base model, LibraryError when the
-    name is taken.
-    """
-    from fieldkit.store.importers import read_questions
-    from fieldkit.store.packet import verify_weights
-
-    manifest = packet.manifest
-    if expected is not None and manifest["base_fingerprint"] != expected:
-        raise PacketError(
-            f"Packet {manifest['name']!r} was made for another base model "
-            f"({manifest['base_model_id']}), not the one this device runs."
-        )
-    exemplars = read_questions(exemplars_file) if exemplars_file else manifest["exemplars"]
-    return svc.library.add_local(
-        verify_weights(manifest, packet.weights),
-        name=name or manifest["name"],
-        domain=domain or manifest["domain"],
-        description=manifest["description"] if description is None else description,
-        exemplars=exemplars,
-        base_model_id=manifest["base_model_id"],
-        base_fingerprint=manifest["base_fingerprint"],
-        merged=manifest["merged"],
-        lineage=[*manifest["lineage"], _packet_id(manifest)],
-        dtype=manifest["dtype"],
-        chunk_size=manifest["chunk_size"],
-        notes=notes,
-    )
-
-
-def _packet_id(manifest: dict[str, Any]) -> str:
-    from fieldkit.store.packet import packet_id
-
-    return packet_id(manifest)
 
 
 def _state(row: dict[str, Any]) -> str:
