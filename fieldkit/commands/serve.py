@@ -101,6 +101,8 @@ def serve_command(
     except KeyboardInterrupt:
         pass
     finally:
+        if agent.still_loading:
+            click.echo("fieldkit agent stopping once the model has loaded.", err=True)
         agent.close()
     click.echo("fieldkit agent stopped.", err=True)
 

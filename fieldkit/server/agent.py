@@ -9,7 +9,6 @@ another request's answer. Everything here is awaited from the HTTP event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import queue
 import threading
 import time
@@ -73,11 +72,7 @@ class Plan:
 
 
 class _LibraryThread:
-    """One daemon thread running submitted calls in order.
-
-    A daemon, so that stopping the agent never waits for a slow start (the embedder's
-    first load) still running on it.
-    """
+    """One daemon thread running submitted calls in order (ended by `stop`)."""
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
@@ -131,6 +126,7 @@ class Agent:
         self._adapters: OrderedDict[str, Adapter] = OrderedDict()
         self._waiting = 0  # requests admitted and not finished (queued or generating)
         self._warm: threading.Event = threading.Event()
+        self._warming = False
         self._closed = False
 
     # ---- the library thread ----------------------------------------------------------
@@ -180,11 +176,17 @@ class Agent:
             self.router.warm()
             _ = self.passages
 
+        self._warming = True
         try:
             self.services.engine.load()
             self.on_library_sync(indexes)
         finally:
             self._warm.set()
+
+    @property
+    def still_loading(self) -> bool:
+        """True while the start-up load runs (stopping then waits for it)."""
+        return self._warming and not self._warm.is_set()
 
     @property
     def ready(self) -> bool:
@@ -346,13 +348,18 @@ class Agent:
         return self._waiting
 
     def close(self) -> None:
-        """Stop the library thread (the services' owner closes engine and library)."""
+        """Stop the library thread and close the agent's services.
+
+        Waits for a start-up load still running: torch and MLX work left on a thread while
+        the interpreter exits can crash it.
+        """
         self._closed = True
+        if self._warming:
+            self._warm.wait()
 
         def shut() -> None:
             self.services.close()
 
         closing = self._library_thread.submit(shut)
         self._library_thread.stop()
-        with contextlib.suppress(TimeoutError):
-            closing.result(timeout=2)  # behind a first load still running: let it go
+        closing.result()

@@ -132,7 +132,7 @@ async def serve(
 
     server = _Server(uv, started)
     serving._server = server
-    if config.warm:  # a daemon thread: stopping never waits for a first load to finish
+    if config.warm:  # loads while requests queue; Agent.close waits for it
         threading.Thread(target=agent.warm, name="fieldkit-warm", daemon=True).start()
     write_runtime(home, info)
     serving.info = info
