@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "peers": "fieldkit.commands.peers:peers",
     "trust": "fieldkit.commands.peers:trust_command",
     "block": "fieldkit.commands.peers:block_command",
+    "serve": "fieldkit.commands.serve:serve_command",
+    "service": "fieldkit.commands.service:service",
 }
 
 

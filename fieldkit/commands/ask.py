@@ -61,6 +61,11 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
 @click.option("--raw", is_flag=True, help="No clean decoding (repeats and cut sentences kept).")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object when done.")
+@click.option(
+    "--no-server",
+    is_flag=True,
+    help="Load the model here even if an agent of this home runs (also FIELDKIT_NO_SERVER=1).",
+)
 @click.pass_obj
 def ask_command(
     services: Services,
@@ -71,6 +76,7 @@ def ask_command(
     raw: bool,
     max_tokens: int,
     as_json: bool,
+    no_server: bool = False,
 ) -> None:
     """Answer QUESTION. Without --adapter or --base, the router picks the packet."""
     from fieldkit.answering import answer
@@ -79,6 +85,13 @@ def ask_command(
         raise click.UsageError("Give --adapter NAME or --base, not both.")
     if not question.strip():
         raise FieldkitError("The question is empty.")
+    from fieldkit.commands.serve import ask_through_agent, use_agent
+
+    if use_agent(no_server) and ask_through_agent(
+        services, question, adapter_name, base, max_tokens, as_json, notes=not no_notes,
+        clean=not raw,
+    ):  # fmt: skip
+        return
     services.require_model()
     stream = not as_json
 

@@ -38,6 +38,14 @@ def run_sync(
     scan_seconds: float,
 ) -> None:
     """Run `fieldkit sync --ble`; raises SyncError (exit 1) if a session failed."""
+    from fieldkit.commands.serve import use_agent
+    from fieldkit.commands.sync_agent import sync_through_agent
+
+    through_agent = not listen and hci is None and use_agent(no_server=False)
+    if through_agent and sync_through_agent(  # the agent of this home holds the radio
+        svc, peer=peer, options=options, progress=progress, as_json=as_json, scan_seconds=scan_seconds
+    ):
+        return
     quiet_bluetooth_logs()
     if listen:
         if peer:
@@ -81,6 +89,8 @@ async def _listen(svc, hci, once, options, progress, confirm, as_json) -> None: 
 
 def run_scan(svc: Services, *, hci: str | None, seconds: float, as_json: bool) -> None:
     """Run `fieldkit peers --ble`: list fieldkit peers in range (name, id, RSSI)."""
+    from fieldkit.commands.serve import use_agent
+    from fieldkit.commands.sync_agent import scan_through_agent
     from fieldkit.gossip.ble.sync import open_radio
 
     quiet_bluetooth_logs()
@@ -90,7 +100,11 @@ def run_scan(svc: Services, *, hci: str | None, seconds: float, as_json: bool) -
         async with open_radio(identity.device_id, identity.name, hci) as radio:
             return await radio.scan(seconds)
 
-    sightings = asyncio.run(scan())
+    sightings = None
+    if hci is None and use_agent(no_server=False):  # the agent of this home holds the radio
+        sightings = scan_through_agent(svc, seconds)
+    if sightings is None:
+        sightings = asyncio.run(scan())
     known = {p.peer_id[:8]: p for p in svc.library.list_peers()}
     rows = []
     for s in sightings:

@@ -1,0 +1,301 @@
+"""The HTTP routes of `fieldkit serve`: the only module that imports starlette.
+
+GET /health, GET /v1/models, GET /v1/library, POST /v1/chat/completions (JSON, or
+server-sent events with `stream: true`). Requests over the TCP port must carry the
+token when one is set (`Authorization: Bearer TOKEN`, which is what the openai client
+sends as its api key); the Unix socket is owner-only and needs none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import os
+import threading
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from fieldkit.server import chat
+from fieldkit.server.chat import BASE, RequestError
+
+if TYPE_CHECKING:
+    from fieldkit.answering import Answer
+    from fieldkit.server.agent import Agent, Plan
+    from fieldkit.server.radio import RadioHolder
+
+
+def _error(exc: RequestError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _authorized(request: Request, token: str | None) -> bool:
+    if token is None or _on_unix_socket(request):
+        return True  # no token set, or the owner-only Unix socket
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Return the body, refusing (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"The request body is over {limit} bytes.")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestError(413, f"The request body is over {limit} bytes.")
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _extras(plan: Plan, answer: Answer | None) -> dict[str, Any]:
+    """Return the `fieldkit` object: the route first; with the answer, its numbers too.
+
+    `answer` is what `fieldkit ask --json` prints for the same question.
+    """
+    out = plan.extras()
+    if answer is not None and answer.result is not None:
+        r = answer.result
+        out.update(
+            sources=[s.to_dict() for s in answer.sources],
+            unsupported=[u.to_dict() for u in answer.unsupported],
+            swap_ms=round(r.swap_ms, 3),
+            prompt_tps=round(r.prompt_tps, 2),
+            generation_tps=round(r.generation_tps, 2),
+            finish_reason=r.finish_reason,
+            answer=answer.to_dict(),
+        )
+    return out
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    r = answer.result
+    return chat.usage(r.prompt_tokens, r.generation_tokens) if r else chat.usage(0, 0)
+
+
+def _finish_reason(answer: Answer) -> str:
+    return chat.finish_reason(answer.result.finish_reason if answer.result else "stop")
+
+
+def _on_unix_socket(request: Request) -> bool:
+    server = request.scope.get("server")
+    return server is not None and server[1] is None  # uvicorn: (path, None) on a Unix socket
+
+
+def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None = None) -> Starlette:
+    """Return the ASGI app serving `agent`; `token` guards the TCP port when set.
+
+    With `radio`, POST /fieldkit/sync/ble runs Bluetooth LE syncs for other processes of
+    this user (Unix socket only), streaming JSON lines: progress events, then the summary.
+    """
+    limits = agent.limits
+
+    async def guard(request: Request) -> Response | None:
+        if _authorized(request, token):
+            return None
+        return _error(
+            RequestError(
+                401,
+                "This server needs a token: send `Authorization: Bearer TOKEN` "
+                "(the openai client's api_key).",
+                code="invalid_api_key",
+            )
+        )
+
+    async def health(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        services = agent.services
+        info = services.engine.info()
+        return JSONResponse(
+            {
+                "status": "ok" if agent.ready else "loading",
+                "pid": os.getpid(),
+                "home": str(services.home.root),
+                "device_id": services.identity.device_id,
+                "model": info.model_id,
+                "model_dir": str(services.model_dir),
+                "loaded": services.engine.loaded,
+                "waiting": agent.waiting,
+                "max_queue": limits.max_queue,
+                "served": agent.stats.served,
+                "cancelled": agent.stats.cancelled,
+                "failed": agent.stats.failed,
+                "refused_busy": agent.stats.refused_busy,
+                "cached_adapters": len(services.engine.cached_adapters()),
+            }
+        )
+
+    async def models(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        model_id = agent.services.engine.info().model_id
+        packets = await agent.on_library(agent.usable_packets)
+        started = agent.stats.started
+        data = [
+            chat.model_entry(chat.AUTO, "fieldkit", started, kind="router", base=model_id),
+            chat.model_entry(BASE, "fieldkit", started, kind="base", base=model_id),
+        ]
+        for r in packets:
+            data.append(
+                chat.model_entry(
+                    r.name,
+                    r.author_name or r.author_id,
+                    r.received_at or started,
+                    kind="packet",
+                    packet_id=r.packet_id,
+                    domain=r.domain,
+                    description=r.description,
+                    base=r.base_model_id,
+                )
+            )
+        return JSONResponse({"object": "list", "data": data})
+
+    async def library(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        return JSONResponse({"packets": await agent.on_library(agent.library_rows)})
+
+    async def completions(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        try:
+            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+            req = chat.parse_request(body, limits)
+        except RequestError as exc:
+            return _error(exc)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        cancel = threading.Event()
+        events = agent.answer(req, cancel)
+        try:
+            first = await anext(events)  # routing and model checks happen before any byte
+        except RequestError as exc:
+            return _error(exc)
+        plan = first[0]
+        model = plan.record.name if plan.record else BASE
+        cid = chat.completion_id()
+        if req.stream:
+            return StreamingResponse(
+                _sse(events, plan, model, cid, cancel),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        return await _whole(request, events, model, cid, cancel)
+
+    async def sync_ble(request: Request) -> Response:
+        if radio is None or not _on_unix_socket(request):
+            return _error(
+                RequestError(403, "This agent takes Bluetooth syncs over its Unix socket only.")
+            )
+        try:
+            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+        except RequestError as exc:
+            return _error(exc)
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for event in radio.sync(body):
+                yield (json.dumps(event) + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    async def scan_ble(request: Request) -> Response:
+        if radio is None or not _on_unix_socket(request):
+            return _error(
+                RequestError(403, "This agent takes Bluetooth scans over its Unix socket only.")
+            )
+        try:
+            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+        except RequestError as exc:
+            return _error(exc)
+        return JSONResponse(await radio.scan(body))
+
+    return Starlette(
+        routes=[
+            Route("/fieldkit/scan/ble", scan_ble, methods=["POST"]),
+            Route("/fieldkit/sync/ble", sync_ble, methods=["POST"]),
+            Route("/health", health),
+            Route("/v1/models", models),
+            Route("/v1/library", library),
+            Route("/v1/chat/completions", completions, methods=["POST"]),
+        ]
+    )
+
+
+async def _whole(
+    request: Request, events: AsyncIterator[Any], model: str, cid: str, cancel: threading.Event
+) -> Response:
+    """Collect the answer; a client that hangs up meanwhile cancels the generation."""
+
+    async def collect() -> tuple[list[str], Any]:
+        parts: list[str] = []
+        async for item in events:
+            if isinstance(item, str):
+                parts.append(item)
+            else:
+                return parts, item
+        raise RequestError(500, "The generation ended without a result.")
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    work = asyncio.ensure_future(collect())
+    watch = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not work.done():
+        cancel.set()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RequestError):
+            await work
+        await events.aclose()
+        return Response(status_code=499)
+    try:
+        parts, (plan, answer) = work.result()
+    except RequestError as exc:
+        return _error(exc)
+    extras = _extras(plan, answer)
+    text = "".join(parts)
+    return JSONResponse(
+        chat.completion(cid, model, text, _finish_reason(answer), _usage(answer), extras)
+    )
+
+
+async def _sse(
+    events: AsyncIterator[Any], plan: Plan, model: str, cid: str, cancel: threading.Event
+) -> AsyncIterator[bytes]:
+    """Yield the answer as server-sent events; closing this iterator cancels the generation."""
+    try:
+        yield chat.sse(
+            chat.chunk(cid, model, {"role": "assistant", "content": ""}, extras=_extras(plan, None))
+        )
+        async for item in events:
+            if isinstance(item, str):
+                yield chat.sse(chat.chunk(cid, model, {"content": item}))
+                continue
+            _, answer = item
+            extras = _extras(plan, answer)
+            reason = _finish_reason(answer)
+            yield chat.sse(chat.chunk(cid, model, {}, reason, use=_usage(answer), extras=extras))
+        yield chat.sse("[DONE]")
+    except RequestError as exc:  # after the headers went out: say it in the stream
+        yield chat.sse(exc.body())
+    finally:
+        cancel.set()
+        with anyio.CancelScope(shield=True):  # a hung-up client cancelled us: close anyway
+            await events.aclose()

@@ -1,0 +1,263 @@
+"""OpenAI-style chat-completion shapes: the request checked against limits, the replies built.
+
+Pure data in and out (no HTTP library, no model): the HTTP layer parses JSON, hands the
+dict to `parse_request`, and serialises what the builders here return. A bad request
+raises `RequestError` carrying the HTTP status and one sentence, in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+AUTO = "auto"
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how many may wait for the model."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_prompt_chars: int = 32_000
+    max_messages: int = 256
+    max_tokens: int = 32768  # what `fieldkit ask --max-tokens` takes
+    max_queue: int = 16
+
+
+class RequestError(Exception):
+    """A request the server refuses: `status` is the HTTP code, `str()` the sentence."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """Return OpenAI's error object: {"error": {"message", "type", "param", "code"}}."""
+        kind = {
+            401: "authentication_error",
+            404: "not_found_error",
+            413: "invalid_request_error",
+            503: "server_overloaded",
+        }.get(self.status, "invalid_request_error")
+        return {
+            "error": {"message": str(self), "type": kind, "param": self.param, "code": self.code}
+        }
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One checked chat-completion request."""
+
+    model: str
+    messages: list[dict[str, str]]
+    stream: bool = False
+    max_tokens: int = 256
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    notes: bool = True  # ground the question in the packet's notes (as `fieldkit ask`)
+    clean: bool = True  # clean decoding (as `fieldkit ask`; false = `ask --raw`)
+
+    @property
+    def question(self) -> str:
+        """The last user message: what the router routes."""
+        for message in reversed(self.messages):
+            if message["role"] == "user":
+                return message["content"]
+        return self.messages[-1]["content"]
+
+
+def _bad(message: str, param: str | None = None) -> RequestError:
+    return RequestError(400, message, param=param)
+
+
+def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
+    """Return the JSON object in `raw`; RequestError 413 if too large, 400 if not an object."""
+    if len(raw) > limits.max_body_bytes:
+        raise RequestError(413, f"The request body is over {limits.max_body_bytes} bytes.")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise _bad("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise _bad("The request body must be a JSON object.")
+    return data
+
+
+def _content(value: Any, index: int) -> str:
+    """Return a message's text: a string, or OpenAI's list of {"type": "text"} parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in value
+    ):
+        return "".join(p["text"] for p in value)
+    raise _bad(f"messages[{index}].content must be text.", f"messages[{index}].content")
+
+
+def _messages(value: Any, limits: Limits) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise _bad("messages must be a non-empty list.", "messages")
+    if len(value) > limits.max_messages:
+        raise _bad(f"At most {limits.max_messages} messages per request.", "messages")
+    out = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise _bad(f"messages[{i}] must be an object.", f"messages[{i}]")
+        role = message.get("role")
+        if role not in ("system", "user", "assistant", "developer"):
+            raise _bad(
+                f"messages[{i}].role must be system, user or assistant.", f"messages[{i}].role"
+            )
+        out.append({"role": "system" if role == "developer" else role,
+                    "content": _content(message.get("content"), i)})
+    if not any(m["role"] == "user" for m in out):
+        raise _bad("messages must include a user message.", "messages")
+    if not any(m["content"].strip() for m in out if m["role"] == "user"):
+        raise _bad("The question is empty.", "messages")
+    chars = sum(len(m["content"]) for m in out)
+    if chars > limits.max_prompt_chars:
+        raise _bad(
+            f"The prompt has {chars} characters; this server takes at most "
+            f"{limits.max_prompt_chars}.",
+            "messages",
+        )
+    return out
+
+
+def _number(data: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise _bad(f"{key} must be a number from {low:g} to {high:g}.", key)
+    return value
+
+
+def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
+    """Return the checked ChatRequest; RequestError 400 naming the first bad field."""
+    model = data.get("model", AUTO)
+    if not isinstance(model, str) or not model:
+        raise _bad("model must be auto, base or a packet name.", "model")
+    stream = data.get("stream", False)
+    if not isinstance(stream, bool):
+        raise _bad("stream must be true or false.", "stream")
+    key = "max_completion_tokens" if data.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(data, key, 256, 1, limits.max_tokens)
+    if max_tokens != int(max_tokens):
+        raise _bad(f"{key} must be a whole number.", key)
+    temperature = _number(data, "temperature", 0.0, 0.0, 2.0)
+    stop = data.get("stop")
+    if stop is None:
+        stops: tuple[str, ...] = ()
+    elif isinstance(stop, str):
+        stops = (stop,)
+    elif isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop):
+        stops = tuple(stop)
+    else:
+        raise _bad("stop must be a string or a list of at most 4 strings.", "stop")
+    if data.get("n", 1) != 1:
+        raise _bad("n must be 1: this server returns one choice.", "n")
+    options = data.get("fieldkit") or {}
+    if not isinstance(options, dict) or not all(
+        k in ("notes", "clean") and isinstance(v, bool) for k, v in options.items()
+    ):
+        raise _bad('fieldkit takes {"notes": true|false, "clean": true|false}.', "fieldkit")
+    return ChatRequest(
+        model=model,
+        messages=_messages(data.get("messages"), limits),
+        stream=stream,
+        max_tokens=int(max_tokens),
+        temperature=float(temperature),
+        stop=stops,
+        notes=options.get("notes", True),
+        clean=options.get("clean", True),
+    )
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def finish_reason(engine_reason: str) -> str:
+    """Map the engine's reason ("stop", "length", "cancelled") to OpenAI's."""
+    return "length" if engine_reason == "length" else "stop"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def completion(
+    cid: str, model: str, text: str, reason: str, use: dict[str, int], extras: dict[str, Any]
+) -> dict[str, Any]:
+    """Return a `chat.completion` object with fieldkit's extras in `fieldkit`."""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": use,
+        "fieldkit": extras,
+    }
+
+
+def chunk(
+    cid: str,
+    model: str,
+    delta: dict[str, str],
+    reason: str | None = None,
+    *,
+    use: dict[str, int] | None = None,
+    extras: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return one `chat.completion.chunk`; the first and last carry fieldkit's extras."""
+    out: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
+    }
+    if use is not None:
+        out["usage"] = use
+    if extras is not None:
+        out["fieldkit"] = extras
+    return out
+
+
+def sse(data: dict[str, Any] | str) -> bytes:
+    """Return one server-sent event carrying `data` (a dict as JSON, or "[DONE]")."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {text}\n\n".encode()
+
+
+def model_entry(model_id: str, owned_by: str, created: float, **extra: Any) -> dict[str, Any]:
+    """Return one `model` object of GET /v1/models; `extra` goes under `fieldkit`."""
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": int(created),
+        "owned_by": owned_by,
+        "fieldkit": extra,
+    }

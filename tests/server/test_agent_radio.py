@@ -1,0 +1,87 @@
+"""`sync --ble` and `peers --ble` in a process without a radio go through the agent's radio.
+
+The agent's radio is a bumble virtual controller; the peer is another fieldkit process
+listening on a second controller of the same virtual link (see tests/ble/test_cli_ble.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.server.client import find_agent
+from fieldkit.services import Services
+from tests.ble.test_cli_ble import controllers, start_ble_listener
+from tests.server.conftest import StartAgent, add_packet
+
+__all__ = ["controllers"]  # the fixture, used by name below
+
+WELLS = [f"How deep must the well {i} be?" for i in range(12)]
+
+
+def test_sync_ble_goes_through_the_agents_radio(
+    start_agent: StartAgent,
+    packet_home,  # noqa: ANN001
+    make_home,  # noqa: ANN001
+    make_adapter,  # noqa: ANN001
+    tiny_model_dir: Path,
+    controllers: tuple[int, int],
+) -> None:
+    port_a, port_b = controllers
+    peer_home = make_home("peer")
+    add_packet(peer_home, tiny_model_dir, make_adapter(3), "wells", WELLS)
+    peer = Services.build(peer_home.root, tiny_model_dir)
+    mine = Services.build(packet_home.root, tiny_model_dir)
+    try:
+        peer_id = peer.identity.device_id
+        mine.library.set_trust(peer_id, "trusted")  # so the agent accepts the peer's packet
+    finally:
+        peer.close()
+        mine.close()
+    running = start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
+    listener = start_ble_listener(peer_home, port_b)
+    try:
+        scan = CliRunner().invoke(
+            main,
+            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
+             "--json", "--seconds", "1"],
+        )  # fmt: skip
+        assert scan.exit_code == 0, scan.output
+        assert [p["id"] for p in json.loads(scan.stdout)["peers"]] == [peer_id]  # trusted: known
+        result = CliRunner().invoke(
+            main,
+            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "sync", "--ble",
+             "--peer", peer_id, "--json", "--idle-timeout", "10"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["ok"]
+        assert summary["peer"]["id"] == peer_id
+        assert "over BLE" in summary["peer"]["address"]
+        received = [p["name"] for p in summary["packets"] if p["direction"] == "received"]
+        assert received == ["wells"]
+        listener.communicate(timeout=30)
+    finally:
+        listener.kill()
+        listener.wait(5)
+    # The packet that arrived on the agent's radio is listed and answers at once.
+    models = find_agent(packet_home).get("/v1/models")
+    assert "wells" in [m["id"] for m in models["data"]]
+    assert running.agent.stats.failed == 0
+
+
+def test_a_failed_session_through_the_agent_exits_1_with_its_sentence(
+    start_agent: StartAgent, packet_home, tiny_model_dir: Path  # noqa: ANN001
+) -> None:
+    start_agent(packet_home, hci="tcp-client:127.0.0.1:1")  # no controller there
+    result = CliRunner().invoke(
+        main,
+        ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "sync", "--ble",
+         "--scan-seconds", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "Cannot open the Bluetooth controller" in result.output
+    assert "Traceback" not in result.output
