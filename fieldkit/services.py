@@ -15,6 +15,7 @@ from fieldkit.home import Home
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine
+    from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import RouteDecision, Router
     from fieldkit.store.adapter import Adapter
     from fieldkit.store.identity import Identity
@@ -104,6 +105,15 @@ class Services:
         # New packets (sync, import, train) are embedded as they arrive, not at query time.
         self.library.add_listener(router.index_packet)
         return router
+
+    @cached_property
+    def passages(self) -> PassageIndex:
+        """The packets' note passages, searched with the router's embedder."""
+        from fieldkit.router.retrieval import PassageIndex
+
+        index = PassageIndex(self.library, self.router.embedder)
+        self.library.add_listener(index.index_packet)  # notes embedded as a packet arrives
+        return index
 
     def pick_packet(
         self, question: str, name: str | None = None, base: bool = False

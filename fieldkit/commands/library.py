@@ -11,6 +11,12 @@ import click
 from fieldkit.commands import emit_json, services
 from fieldkit.errors import PacketError
 from fieldkit.store.library import PacketRecord
+from fieldkit.store.notes import notes_count
+
+NOTES_HELP = (
+    "Carry these source notes inside the signed packet: .jsonl Q&A records, "
+    "or a text/markdown file split into passages."
+)
 
 
 def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[str, Any]:
@@ -31,6 +37,7 @@ def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[s
         else record.base_fingerprint == base_fingerprint,
         "merged": record.merged,
         "rank": record.adapter.rank,
+        "notes": notes_count(record.manifest),
         "received_at": record.received_at,
     }
 
@@ -53,11 +60,15 @@ def list_command(as_json: bool) -> None:
     if not rows:
         click.echo("The library is empty. Import a packet with `fieldkit library import PATH`.")
         return
-    click.echo(f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'SOURCE':<16} AUTHOR")
+    click.echo(
+        f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'NOTES':>5}  "
+        f"{'SOURCE':<16} AUTHOR"
+    )
     for row in rows:
         click.echo(
             f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {_size(row['size']):>9}  "
-            f"{_state(row):<10} {row['source'][:16]:<16} {row['author_name'] or row['author']}"
+            f"{_state(row):<10} {row['notes'] or '-':>5}  "
+            f"{row['source'][:16]:<16} {row['author_name'] or row['author']}"
         )
 
 
@@ -96,6 +107,7 @@ def show_command(name: str, as_json: bool) -> None:
         "base_model_id",
         "rank",
         "merged",
+        "notes",
     ):
         click.echo(f"{key:<14} {data[key]}")
     click.echo(f"{'state':<14} {_state(data)}")
@@ -118,6 +130,12 @@ def show_command(name: str, as_json: bool) -> None:
 @click.option(
     "--allow-foreign-base", is_flag=True, help="Keep a packet made for another base model."
 )
+@click.option(
+    "--notes",
+    "notes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=NOTES_HELP + " A packet file is then signed again by this device, same weights.",
+)
 def import_command(
     path: Path,
     name: str | None,
@@ -125,24 +143,40 @@ def import_command(
     description: str | None,
     exemplars_file: Path | None,
     allow_foreign_base: bool,
+    notes_file: Path | None,
 ) -> None:
     """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device)."""
+    from fieldkit.store.notes import read_notes_file
+
+    notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
     if path.is_dir():
-        record = _import_folder(svc, path, name, domain, description, exemplars_file)
+        record = _import_folder(svc, path, name, domain, description, exemplars_file, notes)
     else:
         from fieldkit.store.packet import read_packet_file
 
         packet = read_packet_file(path)
         expected = None if allow_foreign_base else svc.base_fingerprint
-        if svc.library.has(_packet_id(packet.manifest)):
+        if notes is not None:
+            record = _resign_with_notes(
+                svc, packet, notes, expected, name, domain, description, exemplars_file
+            )
+        elif svc.library.has(_packet_id(packet.manifest)):
             click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
             return
-        record = svc.library.add(
-            packet.manifest, packet.signature, packet.weights, source="file", expected_base=expected
-        )
+        else:
+            record = svc.library.add(
+                packet.manifest,
+                packet.signature,
+                packet.weights,
+                source="file",
+                expected_base=expected,
+            )
+    carried = notes_count(record.manifest)
+    with_notes = f", {carried} notes" if carried else ""
     click.echo(
-        f"Imported {record.name!r} ({record.domain}, {_size(record.size)}, id {record.short_id})."
+        f"Imported {record.name!r} ({record.domain}, {_size(record.size)}{with_notes}, "
+        f"id {record.short_id})."
     )
 
 
@@ -194,23 +228,44 @@ def verify_command(name: str | None) -> None:
 )
 @click.option("--description", help="New one-sentence description.")
 @click.option("--as", "new_name", help="Name of the new version (needed for another's packet).")
+@click.option(
+    "--notes",
+    "notes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=NOTES_HELP,
+)
+@click.option("--no-notes", is_flag=True, help="Sign the new version without notes.")
 def reissue_command(
-    name: str, exemplars_file: Path | None, description: str | None, new_name: str | None
+    name: str,
+    exemplars_file: Path | None,
+    description: str | None,
+    new_name: str | None,
+    notes_file: Path | None,
+    no_notes: bool,
 ) -> None:
-    """Sign a new version of a packet with new exemplars or description, same weights."""
+    """Sign a new version of a packet with new exemplars, description or notes, same weights."""
     from fieldkit.store.importers import read_questions
+    from fieldkit.store.notes import read_notes_file
 
-    if exemplars_file is None and description is None and new_name is None:
-        raise click.UsageError("Give --exemplars, --description or --as.")
+    if notes_file is not None and no_notes:
+        raise click.UsageError("Give --notes FILE or --no-notes, not both.")
+    if (exemplars_file, description, new_name, notes_file) == (None,) * 4 and not no_notes:
+        raise click.UsageError("Give --exemplars, --description, --notes, --no-notes or --as.")
     exemplars = read_questions(exemplars_file) if exemplars_file is not None else None
+    extra: dict[str, Any] = {}
+    if notes_file is not None:
+        extra["notes"] = read_notes_file(notes_file)
+    elif no_notes:
+        extra["notes"] = []
     svc = services()
     old = svc.library.get(name)
     record = svc.library.reissue(
-        old.packet_id, exemplars=exemplars, description=description, name=new_name
+        old.packet_id, exemplars=exemplars, description=description, name=new_name, **extra
     )
     click.echo(
         f"Reissued {old.name!r} as {record.name!r} (id {record.short_id}, "
-        f"{len(record.exemplars)} exemplars, signed by this device)."
+        f"{len(record.exemplars)} exemplars, {notes_count(record.manifest)} notes, "
+        "signed by this device)."
     )
 
 
@@ -222,7 +277,9 @@ def remove_command(name: str) -> None:
     click.echo(f"Removed {record.name!r}.")
 
 
-def _import_folder(svc: Any, path: Path, name, domain, description, exemplars_file) -> PacketRecord:
+def _import_folder(
+    svc: Any, path: Path, name, domain, description, exemplars_file, notes=None
+) -> PacketRecord:
     from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
 
     info = read_packet_info(path, name, domain, description, exemplars_file)
@@ -237,6 +294,49 @@ def _import_folder(svc: Any, path: Path, name, domain, description, exemplars_fi
         exemplars=info.exemplars,
         base_model_id=model_id,
         base_fingerprint=fingerprint,
+        notes=notes,
+    )
+
+
+def _resign_with_notes(
+    svc: Any,
+    packet: Any,
+    notes: list,
+    expected: str | None,
+    name,
+    domain,
+    description,
+    exemplars_file,
+) -> PacketRecord:
+    """Store a packet file's weights as a new packet signed by this device, with notes.
+
+    The file's packet id joins the lineage; the weights and their dtype stay the same.
+    Raises PacketError for a packet made for another base model, LibraryError when the
+    name is taken.
+    """
+    from fieldkit.store.importers import read_questions
+    from fieldkit.store.packet import verify_weights
+
+    manifest = packet.manifest
+    if expected is not None and manifest["base_fingerprint"] != expected:
+        raise PacketError(
+            f"Packet {manifest['name']!r} was made for another base model "
+            f"({manifest['base_model_id']}), not the one this device runs."
+        )
+    exemplars = read_questions(exemplars_file) if exemplars_file else manifest["exemplars"]
+    return svc.library.add_local(
+        verify_weights(manifest, packet.weights),
+        name=name or manifest["name"],
+        domain=domain or manifest["domain"],
+        description=manifest["description"] if description is None else description,
+        exemplars=exemplars,
+        base_model_id=manifest["base_model_id"],
+        base_fingerprint=manifest["base_fingerprint"],
+        merged=manifest["merged"],
+        lineage=[*manifest["lineage"], _packet_id(manifest)],
+        dtype=manifest["dtype"],
+        chunk_size=manifest["chunk_size"],
+        notes=notes,
     )
 
 

@@ -70,6 +70,13 @@ class ProgressLine:
 @click.option("--no-expand", is_flag=True, help="Train on the records as given, one phrasing each.")
 @click.option("--max-minutes", type=float, default=None, help="Stop training after this long.")
 @click.option("--patience", default=3, show_default=True, help="Evaluations without progress.")
+@click.option(
+    "--notes/--no-notes",
+    default=False,
+    show_default=True,
+    help="Carry the training records inside the signed packet as source notes "
+    "(answers then cite them). Off by default: raw data stays on this device.",
+)
 @click.option("--seed", default=0, show_default=True)
 def train_command(
     data: Path,
@@ -87,6 +94,7 @@ def train_command(
     no_expand: bool,
     max_minutes: float | None,
     patience: int,
+    notes: bool,
     seed: int,
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
@@ -112,6 +120,14 @@ def train_command(
     if paraphrases is not None:
         records = attach_paraphrases(records, read_jsonl(paraphrases))
     examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    passages = None
+    if notes:  # checked against the packet limits before any training
+        from fieldkit.store.notes import passages_from_records, to_manifest_notes
+
+        passages = passages_from_records(
+            [{"question": r.question, "answer": r.answer} for r in records]
+        )
+        to_manifest_notes(passages)
     if exemplars:
         questions = read_lines(exemplars)
     else:
@@ -151,10 +167,12 @@ def train_command(
         exemplars=questions,
         base_model_id=base_id,
         base_fingerprint=fingerprint,
+        notes=passages,
     )
     val = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.3f}"
     stop = " (early stop)" if result.stopped_early else ""
+    carried = f", {len(passages)} notes" if passages else ""
     click.echo(
-        f"Added {record.name} ({record.short_id}): {result.iterations} steps{stop} in "
+        f"Added {record.name} ({record.short_id}{carried}): {result.iterations} steps{stop} in "
         f"{format_seconds(result.seconds)}{val} at step {result.best_iteration}."
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from fieldkit.engine.clean import CleanText
 from fieldkit.errors import FieldkitError, ModelError
 from fieldkit.store.adapter import Adapter, AdapterConfig
 from fieldkit.store.models import ModelInfo, model_info
@@ -44,7 +45,7 @@ class GenerationResult:
     prompt_tps: float
     generation_tps: float
     swap_ms: float
-    finish_reason: str  # "stop" (EOS or a stop string), "length" or "cancelled"
+    finish_reason: str  # "stop" (EOS or a stop string), "length", "repeat" or "cancelled"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class _Job:
     temperature: float
     emit: Callable[[GenerationChunk | BaseException], None]
     cancelled: Callable[[], bool]
+    clean: bool = False
 
 
 class _MlxWorker:
@@ -271,17 +273,21 @@ class Engine:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         cancel: threading.Event | None = None,
+        clean: bool = False,
     ) -> Iterator[GenerationChunk]:
         """Stream the answer as text deltas; the last chunk carries the GenerationResult.
 
         Greedy unless `temperature` > 0. Stops at EOS, at a stop string (not shown), after
         `max_tokens`, or when `cancel` is set. Leaving the loop early cancels too.
+        `clean=True` shows whole sentences only, stops when the model repeats itself
+        (finish reason "repeat") and drops a sentence the token budget cut off
+        (fieldkit.engine.clean).
         """
         messages = as_messages(prompt)
         self.load()
         inbox: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
         args = (messages, adapter, max_tokens, stop, temperature, cancel)
-        abandoned = self._start(*args, emit=inbox.put)
+        abandoned = self._start(*args, emit=inbox.put, clean=clean)
         try:
             while True:
                 item = inbox.get()
@@ -302,6 +308,7 @@ class Engine:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         cancel: threading.Event | None = None,
+        clean: bool = False,
     ) -> AsyncIterator[GenerationChunk]:
         """The same stream as `generate`, for asyncio code (the TUI); loads if needed."""
         messages = as_messages(prompt)
@@ -310,7 +317,7 @@ class Engine:
         inbox: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
         args = (messages, adapter, max_tokens, stop, temperature, cancel)
         abandoned = self._start(
-            *args, emit=lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item)
+            *args, emit=lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item), clean=clean
         )
         try:
             while True:
@@ -415,11 +422,12 @@ class Engine:
         cancel: threading.Event | None,
         *,
         emit: Callable[[GenerationChunk | BaseException], None],
+        clean: bool = False,
     ) -> threading.Event:
         """Queue a generation whose chunks go to `emit`; return its 'abandoned' event."""
         abandoned = threading.Event()
         job = self._job(messages, adapter, max_tokens, stop, temperature, cancel, abandoned)
-        job.emit = emit
+        job.emit, job.clean = emit, clean
         self._submit(self._run_job, job)
         return abandoned
 
@@ -455,14 +463,19 @@ class Engine:
             swap_ms = self._swap(job.adapter)
             prompt = runtime.encode_chat(job.messages)
             scanner = StopScanner(job.stop)
+            cleaner = CleanText() if job.clean else None
             parts: list[str] = []
 
+            def show(text: str) -> None:
+                if cleaner is not None:
+                    text = cleaner.feed(text)
+                if text:
+                    parts.append(text)
+                    job.emit(GenerationChunk(text))
+
             def emit(delta: str) -> bool:
-                shown = scanner.feed(delta)
-                if shown:
-                    parts.append(shown)
-                    job.emit(GenerationChunk(shown))
-                return not scanner.stopped
+                show(scanner.feed(delta))
+                return not (scanner.stopped or (cleaner is not None and cleaner.stopped))
 
             stats = runtime.generate(
                 prompt,
@@ -471,9 +484,14 @@ class Engine:
                 emit=emit,
                 cancelled=job.cancelled,
             )
-            if tail := scanner.flush():
-                parts.append(tail)
-                job.emit(GenerationChunk(tail))
+            show(scanner.flush())
+            finish_reason = stats.finish_reason
+            if cleaner is not None:
+                if cleaner.repeated:
+                    finish_reason = "repeat"
+                elif tail := cleaner.finish(natural=finish_reason == "stop"):
+                    parts.append(tail)
+                    job.emit(GenerationChunk(tail))
             result = GenerationResult(
                 text="".join(parts),
                 tokens=tuple(stats.tokens),
@@ -483,7 +501,7 @@ class Engine:
                 prompt_tps=stats.prompt_tps,
                 generation_tps=stats.generation_tps,
                 swap_ms=swap_ms,
-                finish_reason=stats.finish_reason,
+                finish_reason=finish_reason,
             )
             job.emit(GenerationChunk("", result))
         except BaseException as exc:  # handed to the caller's thread, raised there

@@ -28,8 +28,11 @@ from fieldkit.store.adapter import (
     values_finite,
 )
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
+from fieldkit.store.notes import NOTES_FIELD, Passage, check_notes, to_manifest_notes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the one-file container, and a manifest without notes
+NOTES_FORMAT = 2  # a manifest carrying notes: format 1 plus the `notes` field
+MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT)
 SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
 DEFAULT_CHUNK_SIZE = 32 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
@@ -86,19 +89,31 @@ def chunk_hashes(data: bytes, chunk_size: int) -> list[str]:
     ]
 
 
+def check_name(value: str, what: str = "name") -> str:
+    """Return a packet name (or domain) stripped; PacketError unless it is 1 to 64 printable
+    characters with no path separator, and not '.' or '..' (names become file names)."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not 1 <= len(name) <= 64 or not name.isprintable():
+        raise PacketError(f"The packet's {what} must be 1 to 64 printable characters.")
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        raise PacketError(f"The packet's {what} {name!r} may not contain '/' or '\\', or be '.' or '..'.")
+    return name
+
+
 def check_manifest(manifest: Any) -> None:
     """Check the manifest's schema and limits (not its signature); raise PacketError if bad."""
     if not isinstance(manifest, dict):
         raise PacketError("The packet manifest is not a map.")
-    if manifest.get("format") != FORMAT_VERSION:
+    if manifest.get("format") not in MANIFEST_FORMATS:
         raise PacketError(
             f"The packet has format version {manifest.get('format')!r}; "
-            f"this fieldkit reads version {FORMAT_VERSION}."
+            f"this fieldkit reads versions {FORMAT_VERSION} and {NOTES_FORMAT}."
         )
-    missing = sorted(set(_FIELDS) - set(manifest))
+    fields = set(_FIELDS) | ({NOTES_FIELD} if manifest["format"] == NOTES_FORMAT else set())
+    missing = sorted(fields - set(manifest))
     if missing:
         raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
-    extra = sorted(set(manifest) - set(_FIELDS))
+    extra = sorted(set(manifest) - fields)
     if extra:
         raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
     for key, kind in _FIELDS.items():
@@ -106,8 +121,7 @@ def check_manifest(manifest: Any) -> None:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
-        if not 1 <= len(manifest[key]) <= 64 or not manifest[key].isprintable():
-            raise PacketError(f"The packet's {key} must be 1 to 64 printable characters.")
+        check_name(manifest[key], key)
     if len(manifest["description"]) > MAX_TEXT:
         raise PacketError("The packet's description is too long.")
     ex = manifest["exemplars"]
@@ -137,6 +151,8 @@ def check_manifest(manifest: Any) -> None:
         raise PacketError("The packet's author id does not belong to its author key.")
     if not all(isinstance(p, str) and _is_hex(p, 64) for p in manifest["lineage"]):
         raise PacketError("The packet's lineage must list packet ids.")
+    if NOTES_FIELD in manifest:
+        check_notes(manifest[NOTES_FIELD])
 
 
 def verify_manifest(manifest: Any, signature: bytes) -> str:
@@ -199,8 +215,13 @@ def build_manifest(
     dtype: str = "float16",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     created: int | None = None,
+    notes: Iterable[Passage] | None = None,
 ) -> tuple[dict[str, Any], bytes, bytes]:
-    """Serialise and sign a new packet; return (manifest, signature, weights bytes)."""
+    """Serialise and sign a new packet; return (manifest, signature, weights bytes).
+
+    With `notes` (at least one passage) the manifest is format 2 and carries them;
+    without, it is format 1. Raises PacketError for a bad field or notes over the limits.
+    """
     validate_tensors(adapter.config, adapter.tensors)
     data = tensors_to_bytes(adapter.tensors, dtype)
     manifest: dict[str, Any] = {
@@ -223,6 +244,10 @@ def build_manifest(
         "merged": merged,
         "lineage": list(lineage),
     }
+    passages = list(notes or ())
+    if passages:
+        manifest["format"] = NOTES_FORMAT
+        manifest[NOTES_FIELD] = to_manifest_notes(passages)
     check_manifest(manifest)
     signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))
     return manifest, signature, data

@@ -373,7 +373,7 @@ class TuiBackend:
         """Return the options for a sync started from the screen: a person confirms peers."""
         from fieldkit.gossip.summary import SyncOptions
 
-        policy = self.services.library.get_setting("receive_policy", "trusted-only")
+        policy = self.services.library.receive_policy()
         return SyncOptions(policy="open" if policy == "open" else "ask")
 
     async def sync_tcp(
