@@ -198,6 +198,15 @@ def domain_notes(reference: Path | None) -> dict[str, list]:
     return notes
 
 
+# The default router on packets with notes, on the same packets without, and the router as
+# it was before notes and the two tiers (nearest exemplar, one threshold of 0.47).
+VARIANTS = (
+    ("notes", True, {}),
+    ("no notes", False, {}),
+    ("before: exemplars only, 0.47", False, {"min_score": 0.47, "rescue_score": 9.0}),
+)
+
+
 def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: Path) -> dict:
     """Route every set with the default router on each library, packets with and without
     notes; return {library: {"notes"|"no notes": {set: {"n", "right"|"abstained"}}}}."""
@@ -205,10 +214,10 @@ def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: 
     notes = domain_notes(reference)
     out: dict = {}
     for data in datasets:
-        for label, with_notes in (("notes", True), ("no notes", False)):
-            root = tmp / f"sets-{data.name}-{label.replace(' ', '-')}"
+        for label, with_notes, options in VARIANTS:
+            root = tmp / f"sets-{data.name}-{label.split()[0]}-{int(with_notes)}"
             library = make_library(root, data.exemplars, notes if with_notes else None)
-            router = Router(library, embedder, BASE)
+            router = Router(library, embedder, BASE, **options)
             row: dict = {}
             for name, questions in sets.items():
                 domains = {d for d, _ in questions if d}

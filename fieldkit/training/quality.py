@@ -274,7 +274,7 @@ class QualityRun:
             exemplars=record.exemplars,
             base_model_id=self.base_id,
             base_fingerprint=self.fingerprint,
-            notes=_notes_of(record) or notes,
+            notes=_notes_of(record) or notes or None,
         )
 
     def notes_packet(self, domain: str, exemplars: list[str], notes: list) -> None:
@@ -357,11 +357,15 @@ def _notes_of(record: Any) -> list:
 
 
 def domain_notes(data: Path, domain: str) -> list:
-    """Return a domain's training records as note passages (fieldkit.store.notes)."""
+    """Return a domain's training records as note passages (fieldkit.store.notes), [] when
+    the data folder has none for it."""
     from fieldkit.store.notes import passages_from_records
     from fieldkit.training.dataset import read_jsonl
 
-    train, _ = training_files(data, domain)
+    try:
+        train, _ = training_files(data, domain)
+    except FieldkitError:
+        return []  # no records here (packets reused from a library): no notes to add
     return passages_from_records(read_jsonl(train))
 
 

@@ -132,13 +132,26 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    for system in ("base", "spec:pumps", "spec:goats", "ties", "linear", "routed", "oracle"):
+    systems = ("base", "spec:pumps", "spec:goats", "ties", "linear", "routed", "oracle")
+    grounded = ("base+notes", "routed+notes", "oracle+notes")
+    for system in systems + grounded:
         assert f"| {system} |" in result.output
+    assert "| system | keyword recall | all-facts | shown recall | citation precision |" in (
+        result.output
+    )
     report = json.loads((out / "quality.json").read_text())
     answers = report["sets"]["heldout"]["answers"]
-    assert len(answers) == 2 * 7
-    by = {(a["system"], a["question"]): a["answer"] for a in answers}
-    assert by["oracle", "What about pump part 2?"] == by["spec:pumps", "What about pump part 2?"]
+    assert len(answers) == 2 * 10
+    by = {(a["system"], a["question"]): a for a in answers}
+    q = "What about pump part 2?"
+    assert by["oracle", q]["answer"] == by["spec:pumps", q]["answer"]
+    # The oracle's notes are the pump records; a grounded answer cites the nearest of them,
+    # and a notes system is scored on what it shows too.
+    assert by["oracle+notes", q]["cited"] is None or all(
+        t.startswith("What does the pump part") for t in by["oracle+notes", q]["cited"]
+    )
+    assert by["oracle", q]["shown_recall"] is None
+    assert by["oracle+notes", q]["shown_recall"] is not None
     assert report["meta"]["routing"]["heldout"]["questions"] == 2
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
@@ -177,6 +190,38 @@ def test_bench_quality_reuses_packets_of_another_library(
     assert "| spec:pumps |" not in result.output
     report = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert report["meta"]["routing"]["heldout"] == {"correct": 2, "questions": 2}
+
+
+def test_bench_quality_notes_only_scores_retrieval_without_training(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_domain(data / "pumps.jsonl", "pump")
+    write_domain(data / "goats.jsonl", "goat")
+    source = "What does the pump part 2 need?"
+    row = {"domain": "pumps", "question": "Pump part 2?", "expected_keywords": ["check 2"]}
+    questions = tmp_path / "natural.jsonl"
+    questions.write_text(json.dumps(row | {"source": source}) + "\n")
+    args = [
+        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
+        "--data", str(data), "--questions", str(questions), "--out", str(tmp_path / "out"),
+        "--notes-only", "--max-tokens", "2",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "training on" not in result.output
+    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    answers = {a["system"]: a for a in report["sets"]["natural"]["answers"]}
+    assert set(answers) == {"base", "base+notes"}
+    grounded = answers["base+notes"]
+    if grounded["cited"]:  # covered: the first cited passage is the record itself
+        assert grounded["cited"][0] == source
+        assert grounded["shown_recall"] == 1.0
+    cells = {s["system"]: s for s in report["sets"]["natural"]["scores"] if s["domain"] == "all"}
+    assert cells["base"]["citation_precision"] is None
+    assert cells["base+notes"]["citation_precision"] in (0.0, 1.0)
 
 
 @pytest.mark.parametrize(
