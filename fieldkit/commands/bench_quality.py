@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from fieldkit.commands import services
+from fieldkit.commands.train import ProgressLine
 from fieldkit.errors import FieldkitError
 from fieldkit.training.evaluate import score
 from fieldkit.training.quality import QualityRun, domain_notes, report_json, training_files
@@ -118,7 +119,7 @@ def quality(
         raise FieldkitError("The quality benchmark needs at least two domains.")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens)
+    run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine)
     train_args = {
         "iters": iters,
         "rank": rank,

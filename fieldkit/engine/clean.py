@@ -45,8 +45,12 @@ class CleanText:
         if self.stopped:
             return ""
         self.pending += delta
-        if self._repeats():
-            return self._stop()
+        if (at := self._repeats()) is not None:
+            # With nothing shown yet, the words before the repeat are better than nothing.
+            head = self.pending[:at].rstrip() if not self.shown.strip() else ""
+            self._stop()
+            self.shown += head
+            return head
         out = ""
         while (m := _END.search(self.pending)) is not None:
             sentence, self.pending = self.pending[: m.end()], self.pending[m.end() :]
@@ -78,16 +82,19 @@ class CleanText:
         self.pending = ""
         return ""
 
-    def _repeats(self) -> bool:
-        """True when the text being written repeats a run of `ngram` words already written."""
-        words = self._tail + _words(self.pending)
+    def _repeats(self) -> int | None:
+        """Return where in `pending` a run of `ngram` words already written starts again
+        (0 if it starts in the shown text), or None when nothing repeats."""
+        spans = [m for m in _WORD.finditer(self.pending) if m.group().strip(".,:")]
+        words = self._tail + [m.group().strip(".,:").lower() for m in spans]
         if self.pending and not self.pending[-1].isspace():
             words = words[:-1]  # the last word may still grow
         n = self.ngram
         while self._next + n <= len(words):
             gram = tuple(words[self._next : self._next + n])
             if gram in self._grams or gram in self._pending_grams:
-                return True
+                first = self._next - len(self._tail)
+                return spans[first].start() if first >= 0 else 0
             self._pending_grams.add(gram)
             self._next += 1
-        return False
+        return None

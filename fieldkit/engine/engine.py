@@ -167,10 +167,11 @@ class _MlxWorker:
     lets a person quit while the model is still loading.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_exit: Callable[[], None] = lambda: None) -> None:
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None] = (
             queue.SimpleQueue()
         )
+        self._on_exit = on_exit
         self._thread = threading.Thread(target=self._run, name="fieldkit-mlx", daemon=True)
         self._thread.start()
 
@@ -185,14 +186,19 @@ class _MlxWorker:
             self._thread.join()
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, fn, args = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to the caller, who re-raises it
-                future.set_exception(exc)
+        try:
+            while (job := self._jobs.get()) is not None:
+                future, fn, args = job
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # handed to the caller, who re-raises it
+                    future.set_exception(exc)
+        finally:
+            # Last, while this thread still holds a Python thread state: see
+            # mlx_backend.release_thread for the abort it prevents.
+            self._on_exit()
 
 
 @dataclass
@@ -226,7 +232,7 @@ class Engine:
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
             if self._executor is None:
-                self._executor = _MlxWorker()
+                self._executor = _MlxWorker(on_exit=self._release_thread)
             return self._executor.submit(fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -382,8 +388,8 @@ class Engine:
         if self._runtime is None:
             from fieldkit.engine.mlx_backend import MlxRuntime
 
+            self._mlx_thread = threading.get_ident()  # set first: a failed load used MLX too
             self._runtime = MlxRuntime(self.model_dir, self.profile)
-            self._mlx_thread = threading.get_ident()
         elif threading.get_ident() != self._mlx_thread:
             raise RuntimeError("MLX work must run on the engine's own thread.")
         return self._runtime
@@ -391,6 +397,15 @@ class Engine:
     def _unload(self) -> None:
         self._runtime = None
         self._cache.clear()
+
+    def _release_thread(self) -> None:
+        # Runs as the MLX thread ends; only a thread that tried to load the model ran MLX.
+        if self._mlx_thread == threading.get_ident():
+            self._unload()
+            from fieldkit.engine.mlx_backend import release_thread
+
+            release_thread()
+            self._mlx_thread = 0
 
     def _swap(self, adapter: Adapter | None) -> float:
         runtime = self._runtime_or_load()

@@ -8,7 +8,6 @@ preloads OpenBLAS first, because mlx binds its BLAS when it loads.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -252,6 +251,21 @@ class MlxRuntime:
         return np.array(logits)
 
 
+def release_thread() -> None:
+    """Free the calling thread's MLX streams and random key; call it last on a thread that
+    ran MLX, before the thread ends. Returns nothing.
+
+    MLX keeps both in C++ thread-locals whose destructors take the GIL. Python's
+    `Thread.join` returns before those destructors run, so the main thread may already be
+    finalizing; taking the GIL then ends the thread by a forced unwind through a noexcept
+    destructor, and the process aborts ("terminate called without an active exception",
+    exit code 134) after its work is done. With the state freed here the destructors have
+    nothing left to do. MLX's documented pattern: `mx.clear_streams()` at the end of a thread.
+    """
+    mx.synchronize()
+    mx.clear_streams()
+
+
 def write_mlx_adapter(adapter: Adapter, folder: Path) -> Path:
     """Write the adapter as mlx-lm reads it (adapters.safetensors + adapter_config.json)."""
     import json
@@ -261,63 +275,3 @@ def write_mlx_adapter(adapter: Adapter, folder: Path) -> Path:
     mx.save_safetensors(str(folder / "adapters.safetensors"), arrays)
     (folder / "adapter_config.json").write_text(json.dumps(adapter.config.to_mlx_dict()))
     return folder
-
-
-@dataclass
-class ReferenceRun:
-    """What plain mlx-lm produced: tokens, text, speed, and how long loading took."""
-
-    tokens: list[int]
-    text: str
-    load_ms: float
-    generation_tps: float
-    logits: np.ndarray | None = field(default=None, repr=False)
-
-
-class ReferenceModel:
-    """Plain mlx-lm, the yardstick: base (+ adapter) loaded fresh, `stream_generate`.
-
-    This is what a user of mlx-lm does to change adapters (load the base and the adapter
-    again). Used by tests and benchmarks; it runs on the calling thread.
-    """
-
-    def __init__(self, model_dir: Path, adapter: Adapter | None) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            adapter_path = str(write_mlx_adapter(adapter, Path(tmp))) if adapter else None
-            tic = time.perf_counter()
-            self.model, self.tokenizer = mlx_lm_load(str(model_dir), adapter_path=adapter_path)
-            self.load_ms = (time.perf_counter() - tic) * 1000
-
-    def generate(
-        self, messages: Sequence[dict[str, str]], max_tokens: int = 32, with_logits: bool = False
-    ) -> ReferenceRun:
-        """Generate greedily with mlx-lm's own `stream_generate`."""
-        from mlx_lm.generate import stream_generate
-
-        prompt = encode_chat(self.tokenizer, messages)
-        tokens: list[int] = []
-        text = ""
-        tps = 0.0
-        for response in stream_generate(self.model, self.tokenizer, prompt, max_tokens=max_tokens):
-            text += response.text
-            tps = response.generation_tps
-            # The closing "length" response carries the last token; a "stop" one carries EOS.
-            if response.finish_reason in (None, "length"):
-                tokens.append(int(response.token))
-        logits = None
-        if with_logits:
-            out = self.model(mx.array(prompt)[None])[0, -1].astype(mx.float32)
-            logits = np.array(out)
-        return ReferenceRun(tokens, text, self.load_ms, tps, logits)
-
-
-def reference_generate(
-    model_dir: Path,
-    adapter: Adapter | None,
-    messages: Sequence[dict[str, str]],
-    *,
-    max_tokens: int = 32,
-    with_logits: bool = False,
-) -> ReferenceRun:
-    """Load base (+ adapter) fresh with mlx-lm and generate once (see ReferenceModel)."""
-    return ReferenceModel(model_dir, adapter).generate(messages, max_tokens, with_logits)

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
-from fieldkit.router.router import ExemplarCache, LibraryLike
+from fieldkit.router.router import LibraryLike
 from fieldkit.store.notes import Passage, notes_of
+from fieldkit.store.vectors import VectorCache
 
 DEFAULT_K = 2
 # Whether a passage covers a question: the nearest passage's cosine plus STANDOUT times
@@ -62,12 +63,6 @@ class Coverage:
         return self.hits[0].score if self.hits else 0.0
 
 
-class PassageCache(ExemplarCache):
-    """Note passage vectors in the library database, one row per (packet_id, embedder_id)."""
-
-    TABLE = "passage_embeddings"
-
-
 class PassageIndex:
     """Searches the notes of the packets in one library with one embedder.
 
@@ -85,15 +80,15 @@ class PassageIndex:
         self.library = library
         self.embedder = embedder or default_embedder()
         self.min_score = min_score
-        self._cache: PassageCache | None = None
+        self._cache: VectorCache | None = None
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
     @property
-    def cache(self) -> PassageCache:
+    def cache(self) -> VectorCache:
         if self._cache is None:
-            self._cache = PassageCache(self.library.db)
+            self._cache = self.library.vectors("passage_embeddings")
         return self._cache
 
     def passages(self, packet_id: str) -> list[Passage]:

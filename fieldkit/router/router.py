@@ -13,13 +13,15 @@ another base model are never candidates.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
+from fieldkit.store.usable import usable_packets, usable_problem
+from fieldkit.store.vectors import VectorCache
 
 # Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router") on the
 # older held-out sets only (assets/demo/*/heldout.jsonl, bench/data/reference_heldout.jsonl,
@@ -57,9 +59,13 @@ class PacketLike(Protocol):
 class LibraryLike(Protocol):
     """The part of fieldkit.store.library.Library the router uses."""
 
-    db: Any
-
     def list_packets(self) -> list[Any]: ...
+
+    def blocked_authors(self) -> set[str]: ...
+
+    def vectors(self, table: str) -> VectorCache: ...
+
+    def change_token(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -93,60 +99,7 @@ class RouteDecision:
         return out
 
 
-class ExemplarCache:
-    """Exemplar vectors in the library database, one row per (packet_id, embedder_id)."""
 
-    TABLE = "exemplar_embeddings"
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        if not db[self.TABLE].exists():  # normally made by fieldkit.store.migrations
-            db[self.TABLE].create(
-                {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
-                pk=("packet_id", "embedder_id"),
-            )
-
-    def get_many(self, packet_ids: Iterable[str], embedder_id: str) -> dict[str, np.ndarray]:
-        """Return {packet_id: (count, dim) float32} for the ids that are cached."""
-        ids = list(packet_ids)
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"select packet_id, count, dim, vectors from {self.TABLE} "
-                f"where embedder_id = ? and packet_id in ({marks})",
-                [embedder_id, *chunk],
-            ).fetchall()
-            for packet_id, count, dim, blob in rows:
-                found[packet_id] = np.frombuffer(blob, dtype=np.float32).reshape(count, dim)
-        return found
-
-    def put(self, packet_id: str, embedder_id: str, vectors: np.ndarray) -> None:
-        """Store (replace) one packet's vectors."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self.db.conn:
-            self.db[self.TABLE].upsert(
-                {
-                    "packet_id": packet_id,
-                    "embedder_id": embedder_id,
-                    "count": int(vectors.shape[0]),
-                    "dim": int(vectors.shape[1]),
-                    "vectors": vectors.tobytes(),
-                },
-                pk=("packet_id", "embedder_id"),
-            )
-
-    def prune(self, keep: Iterable[str]) -> int:
-        """Delete rows of packets no longer in the library; return how many went."""
-        keep_ids = set(keep)
-        rows = self.db.execute(f"select distinct packet_id from {self.TABLE}").fetchall()
-        gone = [r[0] for r in rows if r[0] not in keep_ids]
-        if gone:
-            with self.db.conn:
-                for packet_id in gone:
-                    self.db.execute(f"delete from {self.TABLE} where packet_id = ?", [packet_id])
-        return len(gone)
 
 
 def exemplar_texts(record: PacketLike) -> list[str]:
@@ -252,15 +205,16 @@ class Router:
         self.min_score, self.min_margin, self.show = min_score, min_margin, show
         self.rescue_score, self.rescue_margin = rescue_score, rescue_margin
         self.notes_offset, self.use_notes = notes_offset, use_notes
-        self._cache: ExemplarCache | None = None
+        self._cache: VectorCache | None = None
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
+        self._withheld: dict[str, str | None] = {}
         self.embedded_packets = 0  # how many packets this router had to embed (not cached)
 
     @property
-    def cache(self) -> ExemplarCache:
+    def cache(self) -> VectorCache:
         if self._cache is None:
-            self._cache = ExemplarCache(self.library.db)
+            self._cache = self.library.vectors("exemplar_embeddings")
         return self._cache
 
     def eligible(self, record: PacketLike) -> bool:
@@ -289,14 +243,13 @@ class Router:
     def note_vectors(self, record: PacketLike) -> np.ndarray:
         """Return the (count, dim) vectors of a packet's note passages, embedding them unless
         cached (empty for a packet without notes, or with `use_notes` off)."""
-        from fieldkit.router.retrieval import PassageCache
         from fieldkit.store.notes import notes_of
 
         manifest = getattr(record, "manifest", None)
         passages = notes_of(manifest) if self.use_notes and manifest else []
         if not passages:
             return np.zeros((0, self.embedder.dim), np.float32)
-        cache = PassageCache(self.library.db)
+        cache = self.library.vectors("passage_embeddings")
         cached = cache.get_many([record.packet_id], self.embedder.id).get(record.packet_id)
         if cached is None or len(cached) != len(passages):
             cached = self.embedder.embed([p.full_text for p in passages])
@@ -312,16 +265,19 @@ class Router:
         return self
 
     def _library_token(self) -> tuple[int, int]:
-        """A cheap value that changes whenever any connection writes the library."""
-        db = self.library.db
-        version = db.execute("PRAGMA data_version").fetchone()[0]
-        return int(version), int(db.conn.total_changes)
+        return self.library.change_token()
 
     def _ensure_index(self) -> _Index:
         if self._index is not None and self._token == self._library_token():
             return self._index
         records = self.library.list_packets()
         packets = [r for r in records if self.eligible(r)]
+        usable = {r.packet_id for r in usable_packets(self.library, self.base_fingerprint)}  # type: ignore[arg-type]
+        self._withheld = {
+            r.packet_id: usable_problem(self.library, r, self.base_fingerprint)  # type: ignore[arg-type]
+            for r in packets
+            if r.packet_id not in usable
+        }
         cached = self.cache.get_many([p.packet_id for p in packets], self.embedder.id)
         vectors = [
             cached[p.packet_id] if p.packet_id in cached else self.index_packet(p) for p in packets
@@ -357,16 +313,32 @@ class Router:
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
             queries = self.embedder.embed(questions[first : first + BATCH])
             rows.extend(index.scores(queries, self.method, self.top_k, self.blend))
-        scores = np.stack(rows)
+        raw = np.stack(rows)
+        withheld = np.array([p.packet_id in self._withheld for p in index.packets])
+        scores = np.where(withheld, -np.inf, raw)  # the usable-packet rule (store/usable.py)
         order = np.argsort(-scores, axis=1)[:, : max(self.show, 2)]
         ms = (time.perf_counter() - start) * 1000 / len(questions)
-        return [
-            self._decide(index, row, ranks, ms) for row, ranks in zip(scores, order, strict=True)
-        ]
+        decisions = []
+        for q, ranks in enumerate(order):
+            ranks = ranks[np.isfinite(scores[q, ranks])]
+            if len(ranks) == 0:
+                decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
+            else:
+                decision = self._decide(index, scores[q], ranks, ms)
+            if withheld.any():
+                w = int(np.where(withheld, raw[q], -np.inf).argmax())
+                if raw[q, w] >= max(decision.score, self.min_score):
+                    problem = self._withheld[index.packets[w].packet_id]
+                    decision = replace(decision, reason=f"{decision.reason}; not used: {problem}")
+            decisions.append(decision)
+        return decisions
 
     def _empty_reason(self) -> str:
-        if self.base_fingerprint is not None and self.library.list_packets():
+        packets = self.library.list_packets()
+        if packets and not any(self.eligible(r) for r in packets):
             return "no packet in the library was made for this base model"
+        if packets:
+            return "no packet in the library may answer here"
         return "the library has no packets"
 
     def _decide(

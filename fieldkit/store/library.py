@@ -33,6 +33,7 @@ from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
 from fieldkit.store.transfers import TransferStore
+from fieldkit.store.vectors import VectorCache
 
 __all__ = ["TRUST_STATES", "Library", "PacketRecord", "PeerRecord"]
 
@@ -146,6 +147,15 @@ class Library(PeerStore, TransferStore, SettingsStore):
         (a packet of that name would be refused)."""
         rows = self.db["packets"].rows_where("name = ?", [name])
         return next((packet_record(r) for r in rows if r["author_id"] != author_id), None)
+
+    def vectors(self, table: str) -> VectorCache:
+        """Return the cache of embedding vectors in `table` (see store/vectors.py)."""
+        return VectorCache(self.db, table)
+
+    def change_token(self) -> tuple[int, int]:
+        """A cheap value that changes whenever any connection writes the library."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        return int(version), int(self.db.conn.total_changes)
 
     def weights_path(self, record: PacketRecord) -> Path:
         """Return the path of a packet's weights file in the blob store."""

@@ -27,6 +27,7 @@ from fieldkit.store.adapter import (
     validate_tensors,
     values_finite,
 )
+from fieldkit.store.files import read_bounded
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
 from fieldkit.store.notes import NOTES_FIELD, Passage, check_notes, to_manifest_notes
 
@@ -274,13 +275,9 @@ def write_packet_file(
 
 def read_packet_file(path: Path) -> PacketFile:
     """Read and fully verify a packet file; raise PacketError with one sentence if bad."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_PACKET_SIZE + MAX_HEADER_SIZE:
-            raise PacketError(f"{path.name} is larger than the 256 MiB packet limit.")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
+    raw = read_bounded(
+        path, MAX_PACKET_SIZE + MAX_HEADER_SIZE, "packet file", "the 256 MiB packet limit"
+    )
     prefix = len(FILE_MAGIC) + 5
     if len(raw) < prefix or not raw.startswith(FILE_MAGIC):
         raise PacketError(f"{path.name} is not a fieldkit packet file.")

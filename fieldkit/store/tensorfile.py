@@ -18,12 +18,20 @@ import numpy as np
 from fieldkit.errors import PacketError
 
 MAX_HEADER = 100 * 1024 * 1024  # the limit `safetensors` itself applies
+MAX_NDIM = 4
+MAX_DIM = 1 << 20  # no LoRA factor of any model is wider
 DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+BF16_BITS = np.dtype("<u2")  # numpy has no bfloat16: such tensors come back as raw bits
 
 
-def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
+def tensor_views(
+    data: bytes, label: str = "weights", *, bf16: bool = False
+) -> dict[str, np.ndarray]:
     """Return every tensor of safetensors `data` as a read-only view; raise PacketError if
-    the bytes are not a well-formed safetensors file of fp16/fp32/fp64 tensors."""
+    the bytes are not a well-formed safetensors file of fp16/fp32/fp64 tensors.
+
+    `bf16=True` also accepts bfloat16 tensors, as uint16 views of their bits (BF16_BITS)."""
+    dtypes = {**DTYPES, "BF16": BF16_BITS} if bf16 else DTYPES
     bad = f"The {label} are not a readable safetensors file"
     if len(data) < 8:
         raise PacketError(f"{bad} (too short).")
@@ -40,7 +48,7 @@ def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise PacketError(f"{bad} (its metadata is not a map of strings).")
     start, region = 8 + size, len(data) - 8 - size
-    spans = [(name, *_span(name, info, bad)) for name, info in header.items()]
+    spans = [(name, *_span(name, info, bad, dtypes)) for name, info in header.items()]
     spans.sort(key=lambda span: (span[1], span[2]))
     end = 0
     views: dict[str, np.ndarray] = {}
@@ -58,17 +66,25 @@ def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
     return views
 
 
-def _span(name: str, info: Any, bad: str) -> tuple[int, int, np.dtype, tuple[int, ...]]:
+def _span(
+    name: str, info: Any, bad: str, dtypes: dict[str, np.dtype]
+) -> tuple[int, int, np.dtype, tuple[int, ...]]:
     """Check one header entry; return (begin, end, dtype, shape)."""
     if type(info) is not dict:
         raise PacketError(f"{bad} (tensor {name} has no description).")
     raw = info.get("dtype")
-    dtype = DTYPES.get(raw) if isinstance(raw, str) else None
+    dtype = dtypes.get(raw) if isinstance(raw, str) else None
     if dtype is None:
         raise PacketError(f"{bad} (tensor {name} has dtype {info.get('dtype')!r}).")
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
         raise PacketError(f"{bad} (tensor {name} has a malformed shape).")
+    if len(shape) > MAX_NDIM or not all(1 <= n <= MAX_DIM for n in shape):
+        # checked before any size is computed or any array made: [2**64, 0] is 0 bytes
+        raise PacketError(
+            f"{bad} (tensor {name} has the shape {shape[:MAX_NDIM + 1]}: each of at most "
+            f"{MAX_NDIM} dimensions must be 1 to {MAX_DIM})."
+        )
     if type(offsets) is not list or len(offsets) != 2:
         raise PacketError(f"{bad} (tensor {name} has malformed offsets).")
     begin, end = offsets

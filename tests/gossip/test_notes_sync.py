@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from fieldkit.gossip.parts import held_chunks
-from fieldkit.gossip.tcp import start_listener, sync_with
+from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.services import Services
 from fieldkit.store.notes import Passage, notes_of
 from fieldkit.store.packet import packet_id
