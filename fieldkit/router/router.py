@@ -99,9 +99,6 @@ class RouteDecision:
         return out
 
 
-
-
-
 def exemplar_texts(record: PacketLike) -> list[str]:
     """Return the texts that stand for a packet: its exemplars, else its description."""
     texts = [t.strip() for t in (record.exemplars or []) if t and t.strip()]
