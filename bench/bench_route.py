@@ -247,6 +247,57 @@ def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: 
     return out
 
 
+def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
+    """Route, then retrieve the routed packet's top two passages, with no generation: per
+    set, how often the first cited passage is the question's source record (citation
+    precision; no citation is a miss), the keyword recall of the two passages alone (what a
+    person is shown even when the generated answer adds nothing), and the share the notes
+    call covered (for gap sets, the share refused)."""
+    from fieldkit.router.retrieval import PassageIndex
+    from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
+
+    notes = domain_notes(reference)
+    demo = REPO / "assets/demo"
+    files = {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("heldout", "natural")}
+    files |= {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("gaps", "gaps_natural")}
+    if reference is not None:
+        files |= {
+            f"reference {n}": [REPO / f"bench/data/reference_{n}.jsonl"]
+            for n in ("heldout", "natural")
+        }
+    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
+    library = make_library(tmp / "citations", packets, notes)
+    router, index = Router(library, embedder, BASE), PassageIndex(library, embedder)
+    out: dict = {}
+    for name, paths in files.items():
+        rows = [r for path in paths for r in read_jsonl(path)]
+        cites, shown, covered = [], [], []
+        for row, decision in zip(
+            rows, router.route_many([r["question"] for r in rows]), strict=True
+        ):
+            cover = (
+                index.coverage(decision.packet_id, row["question"]) if decision.packet_id else None
+            )
+            covered.append(float(bool(cover and cover.covered)))
+            if "expected_keywords" not in row:
+                continue
+            hits = cover.hits if cover and cover.covered else []
+            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+            cites.append(float(bool(hits) and hits[0].title in sources))
+            shown.append(keyword_recall("\n".join(h.text for h in hits), row["expected_keywords"]))
+        cell: dict = {"n": len(rows), "covered": sum(covered) / len(rows)}
+        if cites:
+            cell |= {
+                "citation_precision": sum(cites) / len(cites),
+                "citation_ci": bootstrap_ci(cites),
+                "passages_recall": sum(shown) / len(shown),
+                "passages_recall_ci": bootstrap_ci(shown),
+            }
+        out[name] = cell
+    library.close()
+    return out
+
+
 # -- accuracy -------------------------------------------------------------------------------
 
 
@@ -580,7 +631,9 @@ def main() -> None:
         help="mlx-lm SmolLM2 folder (default: <home>/models/smollm2-135m-instruct if present)",
     )
     parser.add_argument("--home", default=None, help="fieldkit home (default: $FIELDKIT_HOME)")
-    parser.add_argument("--only", choices=("sets", "accuracy", "latency"), default=None)
+    parser.add_argument(
+        "--only", choices=("sets", "citations", "accuracy", "latency"), default=None
+    )
     parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
     parser.add_argument("--heldout", type=Path, default=REPO / "bench/data/reference_heldout.jsonl")
     parser.add_argument(
@@ -606,6 +659,10 @@ def main() -> None:
             reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             results["sets"] = sets_report(datasets, reference_dir, embedder, Path(tmp))
             results["sets_loadavg_1min"] = os.getloadavg()[0]
+        if args.only in (None, "citations"):
+            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
+            results["citations"] = citations_report(reference_dir, embedder, Path(tmp))
+            results["citations_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "accuracy"):
             margins = tuple(float(m) for m in args.margins.split(","))
             results["accuracy"] = accuracy(

@@ -333,6 +333,8 @@ class QualityRun:
             for system in systems:
                 domain = q.domain if system.startswith("oracle") else routed
                 record = self.records.get(domain) if domain else None
+                if system == "base":  # the bare base model, for comparison
+                    record = None
                 grounding = ground(q.question, record, index)
                 adapter = "base"
                 if system != "base+notes" and domain and f"spec:{domain}" in self.adapters:
@@ -353,7 +355,7 @@ class QualityRun:
                     system,
                     q,
                     text,
-                    cited=tuple(s.full_text for s in cited),
+                    cited=None if system == "base" else tuple(s.full_text for s in cited),
                     cited_titles=tuple(s.title or "" for s in cited),
                     seconds=self.seconds.get(key),
                 )

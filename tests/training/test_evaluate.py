@@ -215,6 +215,7 @@ def test_bench_quality_notes_only_scores_retrieval_without_training(
     report = json.loads((tmp_path / "out" / "quality.json").read_text())
     answers = {a["system"]: a for a in report["sets"]["natural"]["answers"]}
     assert set(answers) == {"base", "base+notes"}
+    assert answers["base"]["cited"] is None  # the bare base model: no notes in its prompt
     grounded = answers["base+notes"]
     if grounded["cited"]:  # covered: the first cited passage is the record itself
         assert grounded["cited"][0] == source
