@@ -130,11 +130,12 @@ def quality(
     }
     notes = {d: domain_notes(data_dir, d) for d in chosen} if with_notes or notes_only else {}
     if notes_only:
-        from fieldkit.training.dataset import exemplars_from, load_records
+        from fieldkit.training.dataset import build_examples, exemplars_from, load_records
 
         for domain in chosen:
             records = load_records(training_files(data_dir, domain)[0])
-            run.notes_packet(domain, exemplars_from(records, []), notes[domain])
+            examples = build_examples(records, domain, expand=True)  # phrasings to top up
+            run.notes_packet(domain, exemplars_from(records, examples), notes[domain])
     elif reuse_home is not None:
         from fieldkit.home import Home
         from fieldkit.store.library import Library

@@ -207,7 +207,7 @@ def test_bench_quality_notes_only_scores_retrieval_without_training(
     args = [
         "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
         "--data", str(data), "--questions", str(questions), "--out", str(tmp_path / "out"),
-        "--notes-only", "--max-tokens", "2",
+        "--domains", "pumps,goats", "--notes-only", "--max-tokens", "2",
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
