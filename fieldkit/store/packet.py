@@ -65,6 +65,9 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "merged": bool,
     "lineage": list,
 }
+# Present only where it applies: a merged packet's recipe (method, parameters and, for an
+# adaptive merge, the learned coefficients).
+_OPTIONAL_FIELDS: dict[str, type] = {"merge": dict}
 
 
 def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
@@ -114,12 +117,15 @@ def check_manifest(manifest: Any) -> None:
     missing = sorted(fields - set(manifest))
     if missing:
         raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
-    extra = sorted(set(manifest) - fields)
+    extra = sorted(set(manifest) - fields - set(_OPTIONAL_FIELDS))
     if extra:
         raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
     for key, kind in _FIELDS.items():
         value = manifest[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise PacketError(f"The packet manifest's field {key} has the wrong type.")
+    for key, kind in _OPTIONAL_FIELDS.items():
+        if key in manifest and not isinstance(manifest[key], kind):
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
         check_name(manifest[key], key)
@@ -213,6 +219,7 @@ def build_manifest(
     base_fingerprint: str,
     merged: bool = False,
     lineage: Iterable[str] = (),
+    merge: Mapping[str, Any] | None = None,
     dtype: str = "float16",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     created: int | None = None,
@@ -245,6 +252,8 @@ def build_manifest(
         "merged": merged,
         "lineage": list(lineage),
     }
+    if merge is not None:
+        manifest["merge"] = dict(merge)
     passages = list(notes or ())
     if passages:
         manifest["format"] = NOTES_FORMAT

@@ -153,6 +153,7 @@ class TuiBackend(SyncBackend):
             status=packet_status(rec, base, blocked),
             source=source,
             received=human_time(rec.received_at),
+            merged=rec.merged,
         )
 
     def packet_detail(self, packet_id: str) -> PacketDetail:

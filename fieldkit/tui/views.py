@@ -85,6 +85,7 @@ class PacketRow:
     status: PacketStatus
     source: str
     received: str
+    merged: bool = False
 
 
 @dataclass(frozen=True)
