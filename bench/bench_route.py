@@ -1,7 +1,12 @@
 """Router benchmark: accuracy (scoring methods, calibrated abstention, baselines) and latency.
 
     .venv/bin/python bench/bench_route.py [--reference ../shared/reference/gossip-handshake]
-        [--model HOME/models/smollm2-135m-instruct] [--only accuracy|latency] [--json OUT]
+        [--model HOME/models/smollm2-135m-instruct] [--only sets|accuracy|latency] [--json OUT]
+
+Sets (the default router, as shipped): every held-out set routed on libraries whose packets
+carry notes (their training records) and on the same packets without notes; per set, the
+share routed to the question's own packet and, for the out-of-domain sets, the share that
+abstained. Nothing is calibrated on these runs.
 
 Accuracy: each data set becomes a real library (one signed packet per domain, its
 exemplars = the domain's exemplar questions); questions that are not exemplars are routed.
@@ -131,8 +136,11 @@ def tiny_adapter() -> Adapter:
     return Adapter(config=config, tensors=tensors)
 
 
-def make_library(root: Path, packets: dict[str, list[str]]) -> Library:
-    """Return a real library under `root` holding one signed packet per entry."""
+def make_library(
+    root: Path, packets: dict[str, list[str]], notes: dict[str, list] | None = None
+) -> Library:
+    """Return a real library under `root` holding one signed packet per entry (with its
+    notes where `notes` has them)."""
     home = Home(root).ensure()
     library = Library.open(home, identity=Identity.load_or_create(home))
     adapter = tiny_adapter()
@@ -145,8 +153,149 @@ def make_library(root: Path, packets: dict[str, list[str]]) -> Library:
             exemplars=exemplars,
             base_model_id="bench",
             base_fingerprint=BASE,
+            notes=(notes or {}).get(name),
         )
     return library
+
+
+# -- the default router on every set ---------------------------------------------------------
+
+
+def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
+    """Return {set name: [(domain or "", question)]}; "" marks out-of-domain questions."""
+    demo = REPO / "assets/demo"
+    sets: dict[str, list[tuple[str, str]]] = {}
+    for name in ("heldout", "natural", "gaps", "gaps_natural"):
+        sets[f"demo {name}"] = [
+            (r["domain"], r["question"])
+            for path in sorted(demo.glob(f"*/{name}.jsonl"))
+            for r in read_jsonl(path)
+        ]
+    if reference is not None:
+        for name in ("heldout", "natural"):
+            path = REPO / f"bench/data/reference_{name}.jsonl"
+            sets[f"reference {name}"] = [(r["domain"], r["question"]) for r in read_jsonl(path)]
+    for name, path in (
+        ("out-of-domain", "out_of_domain.txt"),
+        ("out-of-domain natural", "out_of_domain_natural.txt"),
+    ):
+        lines = (REPO / "bench/data" / path).read_text().splitlines()
+        sets[name] = [("", x.strip()) for x in lines if x.strip()]
+    return sets
+
+
+def domain_notes(reference: Path | None) -> dict[str, list]:
+    """Return every domain's training records as note passages."""
+    from fieldkit.store.notes import passages_from_records
+
+    notes = {}
+    for folder in sorted((REPO / "assets/demo").iterdir()):
+        if (folder / "train.jsonl").is_file():
+            notes[folder.name] = passages_from_records(read_jsonl(folder / "train.jsonl"))
+    if reference is not None:
+        for domain in REF_DOMAINS:
+            notes[domain] = passages_from_records(read_jsonl(reference / f"{domain}.jsonl"))
+    return notes
+
+
+# The default router on packets with notes, on the same packets without, and the router as
+# it was before notes and the two tiers (nearest exemplar, one threshold of 0.47).
+VARIANTS = (
+    ("notes", True, {}),
+    ("no notes", False, {}),
+    ("before: exemplars only, 0.47", False, {"min_score": 0.47, "rescue_score": 9.0}),
+)
+
+
+def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: Path) -> dict:
+    """Route every set with the default router on each library, packets with and without
+    notes; return {library: {"notes"|"no notes": {set: {"n", "right"|"abstained"}}}}."""
+    sets = question_sets(reference)
+    notes = domain_notes(reference)
+    out: dict = {}
+    for data in datasets:
+        for label, with_notes, options in VARIANTS:
+            root = tmp / f"sets-{data.name}-{label.split()[0]}-{int(with_notes)}"
+            library = make_library(root, data.exemplars, notes if with_notes else None)
+            router = Router(library, embedder, BASE, **options)
+            row: dict = {}
+            for name, questions in sets.items():
+                domains = {d for d, _ in questions if d}
+                if domains and not domains <= set(data.exemplars):
+                    continue  # a set for packets this library does not hold
+                decisions = router.route_many([q for _, q in questions])
+                if domains:
+                    right = sum(
+                        d.route == t for d, (t, _) in zip(decisions, questions, strict=True)
+                    )
+                    row[name] = {"n": len(questions), "right": right / len(questions)}
+                    row[name]["missed"] = [
+                        [t, d.route, round(d.score, 3), round(d.margin, 3), q[:80]]
+                        for d, (t, q) in zip(decisions, questions, strict=True)
+                        if d.route != t
+                    ]
+                else:
+                    gone = [d for d in decisions if d.route is not None]
+                    row[name] = {"n": len(questions), "abstained": 1 - len(gone) / len(questions)}
+                    row[name]["routed"] = [
+                        [d.route, round(d.score, 3), round(d.margin, 3), q[:80]]
+                        for d, (_, q) in zip(decisions, questions, strict=True)
+                        if d.route is not None
+                    ]
+            out.setdefault(data.name, {})[label] = row
+            library.close()
+    return out
+
+
+def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
+    """Route, then retrieve the routed packet's top two passages, with no generation: per
+    set, how often the first cited passage is the question's source record (citation
+    precision; no citation is a miss), the keyword recall of the two passages alone (what a
+    person is shown even when the generated answer adds nothing), and the share the notes
+    call covered (for gap sets, the share refused)."""
+    from fieldkit.router.retrieval import PassageIndex
+    from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
+
+    notes = domain_notes(reference)
+    demo = REPO / "assets/demo"
+    files = {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("heldout", "natural")}
+    files |= {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("gaps", "gaps_natural")}
+    if reference is not None:
+        files |= {
+            f"reference {n}": [REPO / f"bench/data/reference_{n}.jsonl"]
+            for n in ("heldout", "natural")
+        }
+    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
+    library = make_library(tmp / "citations", packets, notes)
+    router, index = Router(library, embedder, BASE), PassageIndex(library, embedder)
+    out: dict = {}
+    for name, paths in files.items():
+        rows = [r for path in paths for r in read_jsonl(path)]
+        cites, shown, covered = [], [], []
+        for row, decision in zip(
+            rows, router.route_many([r["question"] for r in rows]), strict=True
+        ):
+            cover = (
+                index.coverage(decision.packet_id, row["question"]) if decision.packet_id else None
+            )
+            covered.append(float(bool(cover and cover.covered)))
+            if "expected_keywords" not in row:
+                continue
+            hits = cover.hits if cover and cover.covered else []
+            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+            cites.append(float(bool(hits) and hits[0].title in sources))
+            shown.append(keyword_recall("\n".join(h.text for h in hits), row["expected_keywords"]))
+        cell: dict = {"n": len(rows), "covered": sum(covered) / len(rows)}
+        if cites:
+            cell |= {
+                "citation_precision": sum(cites) / len(cites),
+                "citation_ci": bootstrap_ci(cites),
+                "passages_recall": sum(shown) / len(shown),
+                "passages_recall_ci": bootstrap_ci(shown),
+            }
+        out[name] = cell
+    library.close()
+    return out
 
 
 # -- accuracy -------------------------------------------------------------------------------
@@ -482,7 +631,9 @@ def main() -> None:
         help="mlx-lm SmolLM2 folder (default: <home>/models/smollm2-135m-instruct if present)",
     )
     parser.add_argument("--home", default=None, help="fieldkit home (default: $FIELDKIT_HOME)")
-    parser.add_argument("--only", choices=("accuracy", "latency"), default=None)
+    parser.add_argument(
+        "--only", choices=("sets", "citations", "accuracy", "latency"), default=None
+    )
     parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
     parser.add_argument("--heldout", type=Path, default=REPO / "bench/data/reference_heldout.jsonl")
     parser.add_argument(
@@ -504,12 +655,20 @@ def main() -> None:
     ood = [x.strip() for x in args.ood.read_text().splitlines() if x.strip()]
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "latency":
+        if args.only in (None, "sets"):
+            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
+            results["sets"] = sets_report(datasets, reference_dir, embedder, Path(tmp))
+            results["sets_loadavg_1min"] = os.getloadavg()[0]
+        if args.only in (None, "citations"):
+            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
+            results["citations"] = citations_report(reference_dir, embedder, Path(tmp))
+            results["citations_loadavg_1min"] = os.getloadavg()[0]
+        if args.only in (None, "accuracy"):
             margins = tuple(float(m) for m in args.margins.split(","))
             results["accuracy"] = accuracy(
                 datasets, ood, embedder, args.model, Path(tmp), margins=margins
             )
-        if args.only != "accuracy":
+        if args.only in (None, "latency"):
             questions = [q for d in datasets for _, q in d.questions][:200]
             results["latency"] = latency(questions, embedder.inner, Path(tmp))
     print(json.dumps(results, indent=1))

@@ -21,7 +21,8 @@ import click
 from fieldkit.commands import services
 from fieldkit.commands.train import ProgressLine
 from fieldkit.errors import FieldkitError
-from fieldkit.training.quality import QualityRun, report_json, training_files
+from fieldkit.training.evaluate import score
+from fieldkit.training.quality import QualityRun, domain_notes, report_json, training_files
 
 
 @click.command("quality")
@@ -68,6 +69,20 @@ from fieldkit.training.quality import QualityRun, report_json, training_files
     help="Take each domain's specialist from the packets in this home instead of training.",
 )
 @click.option(
+    "--notes/--no-notes",
+    "with_notes",
+    default=True,
+    show_default=True,
+    help="Also score answers grounded in each packet's notes (base+notes, routed+notes, "
+    "oracle+notes); a packet without notes gets its domain's training records as notes.",
+)
+@click.option(
+    "--notes-only",
+    is_flag=True,
+    help="Train nothing: each domain's packet carries only exemplars and notes; score the "
+    "base model with and without them.",
+)
+@click.option(
     "--cross/--no-cross",
     default=True,
     show_default=True,
@@ -91,6 +106,8 @@ def quality(
     merge_recipes: str | None,
     max_tokens: int,
     reuse_home: Path | None,
+    with_notes: bool,
+    notes_only: bool,
     cross: bool,
 ) -> None:
     """Train or reuse one specialist per domain, then score base, specialists, merges, routed, oracle."""
@@ -122,29 +139,50 @@ def quality(
         "minutes": minutes,
         "expand": not no_expand,
     }
-    if reuse_home is not None:
+    notes = {d: domain_notes(data_dir, d) for d in chosen} if with_notes or notes_only else {}
+    if notes_only:
+        from fieldkit.training.dataset import build_examples, exemplars_from, load_records
+
+        for domain in chosen:
+            records = load_records(training_files(data_dir, domain)[0])
+            examples = build_examples(records, domain, expand=True)  # phrasings to top up
+            run.notes_packet(domain, exemplars_from(records, examples), notes[domain])
+    elif reuse_home is not None:
         from fieldkit.home import Home
         from fieldkit.store.library import Library
 
         other = Library.open(Home(reuse_home))
         try:
             for domain in chosen:
-                run.reuse_packet(domain, other)
+                run.reuse_packet(domain, other, notes.get(domain))
         finally:
             other.close()
     else:
         for domain in chosen:
             train, para = training_files(data_dir, domain)
             run.specialist(domain, train, para or paraphrases, train_args)
-    run.merges(chosen, density, factorwise, merge_recipes)
     reports = {}
-    for name, questions in sets.items():
-        reports[name] = run.answer_and_score(name, questions, chosen, cross)
+    for name, questions in sets.items():  # grounded answers first: the cheapest to read
+        if notes_only:
+            grounded = run.notes_answers(name, questions, ("base", "base+notes"))
+            reports[name] = (score(grounded), grounded)
+        elif with_notes:
+            reports[name] = ([], run.notes_answers(name, questions))
+    if not notes_only:
+        run.merges(chosen, density, factorwise, merge_recipes)
+        for name, questions in sets.items():
+            scores, answers = run.answer_and_score(name, questions, chosen, cross)
+            answers = answers + reports.get(name, ([], []))[1]
+            reports[name] = (score(answers), answers)
     meta = {
         "model": base_id,
         "fingerprint": fingerprint,
         "domains": chosen,
-        "train": train_args if reuse_home is None else f"packets from {reuse_home}",
+        "train": "none (notes only)"
+        if notes_only
+        else train_args
+        if reuse_home is None
+        else f"packets from {reuse_home}",
         "density": density,
         "max_tokens": max_tokens,
         "minutes_total": round((time.perf_counter() - started) / 60, 1),
@@ -152,12 +190,15 @@ def quality(
         "routing": run.routing,
         "merges": run.merge_info,
     }
-    from fieldkit.training.evaluate import bar_chart, markdown_table
+    from fieldkit.training.evaluate import bar_chart, markdown_table, summary_table
 
     document: dict[str, Any] = {"meta": meta, "sets": {}}
     for name, (scores, answers) in reports.items():
         click.echo(f"\n## {name} ({len(sets[name])} questions)\n")
         click.echo(markdown_table(scores))
+        routing = run.routing.get(name)
+        share = routing["correct"] / max(routing["questions"], 1) if routing else None
+        click.echo("\n" + summary_table(scores, share))
         click.echo("\n" + bar_chart(scores))
         document["sets"][name] = json.loads(report_json(scores, answers))
     costs = ", ".join(f"{k} {v['seconds']} s" for k, v in run.merge_info.items())

@@ -1,10 +1,13 @@
 """The semantic router: pick the knowledge packet whose exemplar questions fit a question.
 
 Each packet's exemplars are embedded once (cached in the library database, keyed by
-packet id and embedder id). At query time one matrix product scores the question against
-every exemplar of every eligible packet; numpy then reduces per packet, with no Python
-loop over packets. Below a calibrated score (or margin) the router abstains and the
-base model answers. Packets made for another base model are never candidates.
+packet id and embedder id); a packet that carries notes is also scored against its note
+passages (the same vectors retrieval uses, table `passage_embeddings`), which is what lets
+long, natural questions reach it: they resemble a record's answer more than its short
+question. At query time one matrix product scores the question against every exemplar
+and passage of every eligible packet; numpy then reduces per packet, with no Python loop
+over packets. Abstention is calibrated in two tiers (see `_decide`). Packets made for
+another base model are never candidates.
 """
 
 from __future__ import annotations
@@ -20,15 +23,24 @@ from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
 
-# Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router"): the
-# nearest exemplar routes best; a score below 0.47 means no packet covers the question.
-# No margin threshold by default: it bought nothing on held-out questions and would make
-# two packets on the same topic (e.g. from two authors) abstain against each other.
+# Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router") on the
+# older held-out sets only (assets/demo/*/heldout.jsonl, bench/data/reference_heldout.jsonl,
+# bench/data/out_of_domain.txt); the natural-question sets were scored, not tuned on.
+# The nearest exemplar (or passage) routes best. Two tiers: a packet scoring at least
+# DEFAULT_MIN_SCORE is routed to; one scoring at least DEFAULT_RESCUE_SCORE only when it
+# leads the runner-up by DEFAULT_RESCUE_MARGIN (a clear winner among weak scores, which
+# is what a long question in the users' own words looks like). A high score needs no
+# margin, so two packets on one topic (two authors' pump packets) still route. A packet
+# scored against its notes as well as its exemplars scores higher on everything, so its
+# high tier and margin are raised by NOTES_OFFSET.
 DEFAULT_METHOD = "topk"
 DEFAULT_TOP_K = 1
 DEFAULT_BLEND = 0.25  # for method "blend": weight of the centroid score
-DEFAULT_MIN_SCORE = 0.47
-DEFAULT_MIN_MARGIN = 0.0
+DEFAULT_MIN_SCORE = 0.52
+DEFAULT_RESCUE_SCORE = 0.45
+DEFAULT_RESCUE_MARGIN = 0.04
+NOTES_OFFSET = 0.03
+DEFAULT_MIN_MARGIN = 0.0  # a margin required at every score (off: see above)
 METHODS = ("centroid", "topk", "blend")
 BATCH = 64  # questions embedded and scored together in route_many
 
@@ -87,9 +99,6 @@ class RouteDecision:
         return out
 
 
-
-
-
 def exemplar_texts(record: PacketLike) -> list[str]:
     """Return the texts that stand for a packet: its exemplars, else its description."""
     texts = [t.strip() for t in (record.exemplars or []) if t and t.strip()]
@@ -110,9 +119,16 @@ class _Index:
     centroids: np.ndarray  # (P, dim), unit length
     width: int
     starts: np.ndarray  # (P,) index of each packet's first exemplar in `vectors`
+    noted: np.ndarray  # (P,) True where the packet is also scored against its notes
 
     @classmethod
-    def build(cls, packets: list[PacketLike], vectors: list[np.ndarray], dim: int) -> _Index:
+    def build(
+        cls,
+        packets: list[PacketLike],
+        vectors: list[np.ndarray],
+        dim: int,
+        noted: list[bool] | None = None,
+    ) -> _Index:
         counts = np.array([len(v) for v in vectors], dtype=np.int64)
         width = int(counts.max()) if len(counts) else 1
         flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
@@ -124,7 +140,8 @@ class _Index:
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         centroids = sums / np.maximum(norms, 1e-12)
         flat = np.ascontiguousarray(flat)
-        return cls(packets, flat, slots, counts, centroids, width, offset.astype(np.int64))
+        marks = np.array(noted if noted is not None else [False] * len(packets), dtype=bool)
+        return cls(packets, flat, slots, counts, centroids, width, offset.astype(np.int64), marks)
 
     def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
         """Return (B, P) packet scores for (B, dim) unit query vectors."""
@@ -170,6 +187,10 @@ class Router:
         blend: float = DEFAULT_BLEND,
         min_score: float = DEFAULT_MIN_SCORE,
         min_margin: float = DEFAULT_MIN_MARGIN,
+        rescue_score: float = DEFAULT_RESCUE_SCORE,
+        rescue_margin: float = DEFAULT_RESCUE_MARGIN,
+        notes_offset: float = NOTES_OFFSET,
+        use_notes: bool = True,
         show: int = 3,
     ) -> None:
         if method not in METHODS:
@@ -179,6 +200,8 @@ class Router:
         self.base_fingerprint = base_fingerprint
         self.method, self.top_k, self.blend = method, top_k, blend
         self.min_score, self.min_margin, self.show = min_score, min_margin, show
+        self.rescue_score, self.rescue_margin = rescue_score, rescue_margin
+        self.notes_offset, self.use_notes = notes_offset, use_notes
         self._cache: VectorCache | None = None
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
@@ -210,7 +233,25 @@ class Router:
         self.cache.put(record.packet_id, self.embedder.id, vectors)
         self.embedded_packets += 1
         self._index = None  # the next question rebuilds from the cache
+        if self.use_notes:
+            self.note_vectors(record)
         return vectors
+
+    def note_vectors(self, record: PacketLike) -> np.ndarray:
+        """Return the (count, dim) vectors of a packet's note passages, embedding them unless
+        cached (empty for a packet without notes, or with `use_notes` off)."""
+        from fieldkit.store.notes import notes_of
+
+        manifest = getattr(record, "manifest", None)
+        passages = notes_of(manifest) if self.use_notes and manifest else []
+        if not passages:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        cache = self.library.vectors("passage_embeddings")
+        cached = cache.get_many([record.packet_id], self.embedder.id).get(record.packet_id)
+        if cached is None or len(cached) != len(passages):
+            cached = self.embedder.embed([p.full_text for p in passages])
+            cache.put(record.packet_id, self.embedder.id, cached)
+        return cached
 
     def warm(self) -> Router:
         """Load the embedder and index the library now rather than on the first question."""
@@ -238,8 +279,13 @@ class Router:
         vectors = [
             cached[p.packet_id] if p.packet_id in cached else self.index_packet(p) for p in packets
         ]
+        notes = [self.note_vectors(p) for p in packets]
+        vectors = [
+            np.concatenate([v, n]) if len(n) else v for v, n in zip(vectors, notes, strict=True)
+        ]
         self.cache.prune(r.packet_id for r in records)
-        self._index = _Index.build(packets, vectors, self.embedder.dim)
+        noted = [bool(len(n)) for n in notes]
+        self._index = _Index.build(packets, vectors, self.embedder.dim, noted)
         self._token = self._library_token()
         return self._index
 
@@ -295,6 +341,10 @@ class Router:
     def _decide(
         self, index: _Index, row: np.ndarray, ranks: np.ndarray, ms: float
     ) -> RouteDecision:
+        """Route to the best packet when its score reaches its high tier, or its low tier
+        (`rescue_score`) with a lead of its rescue margin over the runner-up; a packet scored
+        against its notes has both raised by `notes_offset`. `min_margin` (default 0) is a
+        lead required at every score."""
         ranked = [
             Candidate(index.packets[i].name, index.packets[i].packet_id, float(row[i]))
             for i in ranks
@@ -302,8 +352,13 @@ class Router:
         best = ranked[0]
         margin = best.score - ranked[1].score if len(ranked) > 1 else best.score
         shown = ranked[: self.show]
-        if best.score < self.min_score:
-            reason = f"no expert fits: best {best.name} {best.score:.2f} < {self.min_score:.2f}"
+        offset = self.notes_offset if index.noted[ranks[0]] else 0.0
+        high, need = self.min_score + offset, self.rescue_margin + offset
+        rescued = best.score >= self.rescue_score and margin >= need
+        if best.score < high and not rescued:
+            reason = f"no expert fits: best {best.name} {best.score:.2f} < {high:.2f}" + (
+                f", and {margin:.2f} ahead < {need:.2f}" if best.score >= self.rescue_score else ""
+            )
             return RouteDecision(None, None, best.score, margin, shown, ms, reason)
         if margin < self.min_margin:
             reason = (

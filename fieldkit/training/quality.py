@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import FieldkitError
+
+NOTES_SYSTEMS = ("base+notes", "routed+notes", "oracle+notes")
 
 
 def _stderr(message: str) -> None:
@@ -94,10 +97,14 @@ class QualityRun:
         self.favoured: dict[str, dict[str, str]] = {}  # merge -> domain -> its adapter
         self.cache_path = out_dir / "answers.jsonl"
         self.cache: dict[tuple[str, str, int], str] = {}
+        self.seconds: dict[tuple[str, str, int], float] = {}  # batched generation s/answer
         if self.cache_path.is_file():
             for line in self.cache_path.read_text().splitlines():
                 row = json.loads(line)
-                self.cache[(row["adapter"], row["question"], row["max_tokens"])] = row["text"]
+                key = (row["adapter"], row["question"], row["max_tokens"])
+                self.cache[key] = row["text"]
+                if "seconds" in row:
+                    self.seconds[key] = row["seconds"]
 
     def specialist(
         self, domain: str, train: Path, paraphrases: Path | None, args: dict[str, Any]
@@ -228,13 +235,17 @@ class QualityRun:
         for system, questions in todo.items():
             self.log(f"{system}: answering {len(questions)} questions")
             adapter = self.adapters.get(system)
+            started = time.perf_counter()
             texts = generate_batch(self.svc.model_dir, adapter, questions, self.max_tokens)
+            each = (time.perf_counter() - started) / len(questions)
             with self.cache_path.open("a") as fh:
                 for question, text in zip(questions, texts, strict=True):
                     key = self._key(system, question)
                     self.cache[key] = text
+                    self.seconds[key] = each
                     row = {"adapter": key[0], "question": question, "max_tokens": key[2]}
-                    fh.write(json.dumps(row | {"system": system, "text": text}) + "\n")
+                    row |= {"system": system, "text": text, "seconds": round(each, 3)}
+                    fh.write(json.dumps(row) + "\n")
 
     def answer_and_score(
         self, name: str, questions: list, domains: list[str], cross: bool = True
@@ -283,8 +294,9 @@ class QualityRun:
         answers.sort(key=lambda a: order.index(a.system))
         return score(answers), answers
 
-    def reuse_packet(self, domain: str, library: Any) -> None:
-        """Use the packet of that domain from another library as the domain's specialist."""
+    def reuse_packet(self, domain: str, library: Any, notes: list | None = None) -> None:
+        """Use the packet of that domain from another library as the domain's specialist,
+        with its own notes, else `notes` (passages) when given."""
         matches = [r for r in library.list_packets() if r.domain == domain and not r.merged]
         if not matches:
             raise FieldkitError(f"The library to reuse has no packet for the domain {domain!r}.")
@@ -303,4 +315,113 @@ class QualityRun:
             exemplars=record.exemplars,
             base_model_id=self.base_id,
             base_fingerprint=self.fingerprint,
+            notes=_notes_of(record) or notes or None,
         )
+
+    def notes_packet(self, domain: str, exemplars: list[str], notes: list) -> None:
+        """Put a packet for the domain into the library that carries notes and exemplars but
+        a zero adapter (it changes nothing): for scoring retrieval where no specialist was
+        trained. Its answers are the base model's."""
+        for old in self.library.list_packets():
+            if old.name == domain:
+                self.library.remove(old.packet_id)
+        self.records[domain] = self.library.add_local(
+            _zero_adapter(),
+            name=domain,
+            domain=domain,
+            description=f"{domain.replace('_', ' ')} notes",
+            exemplars=exemplars,
+            base_model_id=self.base_id,
+            base_fingerprint=self.fingerprint,
+            notes=notes,
+        )
+
+    def notes_answers(
+        self, name: str, questions: list, systems: tuple[str, ...] = NOTES_SYSTEMS
+    ) -> list:
+        """Answer every question with its packet's notes in the prompt; return the Answers.
+
+        "base+notes": the routed packet's passages, the base model (retrieval only);
+        "routed+notes": the same passages with the routed packet's adapter; "oracle+notes":
+        the question's own packet, its passages and adapter. Where the notes do not cover a
+        question the answer starts with the gap sentence and cites nothing. Routing accuracy
+        goes to `self.routing[name]` when no other method set it.
+        """
+        from fieldkit.answering import NOTES, ground
+        from fieldkit.router.retrieval import PassageIndex
+        from fieldkit.router.router import Router
+        from fieldkit.training.evaluate import Answer
+
+        router = Router(self.library, base_fingerprint=self.fingerprint)
+        index = PassageIndex(self.library, router.embedder)
+        by_id = {r.packet_id: d for d, r in self.records.items()}
+        plans = []  # (system, question, adapter system, grounding)
+        hits = 0
+        for q in questions:
+            routed = by_id.get(router.route(q.question).packet_id or "")
+            hits += routed == q.domain
+            for system in systems:
+                domain = q.domain if system.startswith("oracle") else routed
+                record = self.records.get(domain) if domain else None
+                if system == "base":  # the bare base model, for comparison
+                    record = None
+                grounding = ground(q.question, record, index)
+                adapter = "base"
+                if system != "base+notes" and domain and f"spec:{domain}" in self.adapters:
+                    adapter = f"spec:{domain}"
+                plans.append((system, q, adapter, grounding))
+        self.routing.setdefault(name, {"correct": hits, "questions": len(questions)})
+        prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
+        self.prefetch([(adapter, prompt[id(g)]) for _, _, adapter, g in plans])
+        answers = []
+        for system, q, adapter, g in plans:
+            key = self._key(adapter, prompt[id(g)])
+            text = self.cache[key]
+            if g.gap:
+                text = f"{g.gap}\n{text}"
+            cited = g.sources if g.grounding == NOTES else []
+            answers.append(
+                Answer(
+                    system,
+                    q,
+                    text,
+                    cited=None if system == "base" else tuple(s.full_text for s in cited),
+                    cited_titles=tuple(s.title or "" for s in cited),
+                    seconds=self.seconds.get(key),
+                )
+            )
+        return answers
+
+
+def _notes_of(record: Any) -> list:
+    from fieldkit.store.notes import notes_of
+
+    return notes_of(record.manifest)
+
+
+def domain_notes(data: Path, domain: str) -> list:
+    """Return a domain's training records as note passages (fieldkit.store.notes), [] when
+    the data folder has none for it."""
+    from fieldkit.store.notes import passages_from_records
+    from fieldkit.training.dataset import read_jsonl
+
+    try:
+        train, _ = training_files(data, domain)
+    except FieldkitError:
+        return []  # no records here (packets reused from a library): no notes to add
+    return passages_from_records(read_jsonl(train))
+
+
+def _zero_adapter() -> Any:
+    """Return a rank-1 LoRA adapter of zeros on one projection: a packet that adds no
+    knowledge to the model, only its exemplars and notes."""
+    import numpy as np
+
+    from fieldkit.store.adapter import Adapter, AdapterConfig
+
+    config = AdapterConfig(rank=1, scale=1.0, dropout=0.0, num_layers=1, keys=("self_attn.q_proj",))
+    tensors = {
+        "model.layers.0.self_attn.q_proj.lora_a": np.zeros((8, 1), np.float16),
+        "model.layers.0.self_attn.q_proj.lora_b": np.zeros((1, 8), np.float16),
+    }
+    return Adapter(config=config, tensors=tensors)

@@ -293,3 +293,65 @@ def test_cli_route_needs_a_question(cli_home: Home) -> None:
     result = CliRunner().invoke(main, ["--home", str(cli_home.root), "route"])
     assert result.exit_code == 2
     assert "Give a QUESTION" in result.output
+
+
+def test_a_clear_winner_among_weak_scores_is_routed(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    """Between the rescue score and the high tier, the lead over the runner-up decides."""
+    question = "Water stopped flowing from our well pump this morning."
+    free = router_for(library, counting_embedder, min_score=-1.0).route(question)
+    assert free.route == "pumps"
+    high = free.score + 0.01  # the high tier just out of reach
+    lead = router_for(
+        library, counting_embedder, min_score=high, rescue_score=-1.0, rescue_margin=0.0
+    ).route(question)
+    assert lead.route == "pumps", lead.reason
+    close = router_for(
+        library, counting_embedder, min_score=high, rescue_margin=free.margin + 0.01
+    ).route(question)
+    assert close.route is None
+    assert "ahead <" in close.reason
+
+
+LONG = (
+    "Our village committee met last night because the taps at the school ran dry again. "
+    "The caretaker says the little box on the pole shows a code he has never seen. "
+    "What should we do before the term starts?"
+)
+
+
+def test_a_packet_is_scored_against_its_notes_too(
+    home: Home, library: Library, make_packet: MakePacket, counting_embedder: CountingEmbedder
+) -> None:
+    from fieldkit.store.notes import Passage
+
+    note = Passage(
+        "r1",
+        "When the taps at the school run dry and the controller box on the pole shows a "
+        "code, the committee checks the borehole water level before term starts.",
+        "What to do when the school taps run dry",
+    )
+    make_packet(home, name="pumps", exemplars=PUMPS, notes=[note])
+    make_packet(home, name="goats", exemplars=GOATS)
+    with_notes = router_for(library, counting_embedder, min_score=-1.0).route(LONG)
+    without = router_for(library, counting_embedder, min_score=-1.0, use_notes=False).route(LONG)
+    assert with_notes.route == without.route == "pumps"
+    assert with_notes.score > without.score + 0.1  # the passage is nearer than any exemplar
+    # A packet scored against its notes has its tiers raised by the notes offset.
+    gate = router_for(
+        library, counting_embedder, min_score=with_notes.score - 0.01, rescue_score=9.0
+    )
+    assert gate.route(LONG).route is None
+    assert (
+        router_for(
+            library,
+            counting_embedder,
+            min_score=with_notes.score - 0.01,
+            rescue_score=9.0,
+            notes_offset=0.0,
+        )
+        .route(LONG)
+        .route
+        == "pumps"
+    )

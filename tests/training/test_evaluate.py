@@ -16,10 +16,12 @@ from fieldkit.training.evaluate import (
     all_facts,
     bar_chart,
     bootstrap_ci,
+    keyword_found,
     keyword_recall,
     markdown_table,
     parse_questions,
     score,
+    summary_table,
     to_json,
 )
 
@@ -131,13 +133,26 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    for system in ("base", "spec:pumps", "spec:goats", "ties", "linear", "routed", "oracle"):
+    systems = ("base", "spec:pumps", "spec:goats", "ties", "linear", "routed", "oracle")
+    grounded = ("base+notes", "routed+notes", "oracle+notes")
+    for system in systems + grounded:
         assert f"| {system} |" in result.output
+    assert "| system | keyword recall | all-facts | shown recall | citation precision |" in (
+        result.output
+    )
     report = json.loads((out / "quality.json").read_text())
     answers = report["sets"]["heldout"]["answers"]
-    assert len(answers) == 2 * 7
-    by = {(a["system"], a["question"]): a["answer"] for a in answers}
-    assert by["oracle", "What about pump part 2?"] == by["spec:pumps", "What about pump part 2?"]
+    assert len(answers) == 2 * 10
+    by = {(a["system"], a["question"]): a for a in answers}
+    q = "What about pump part 2?"
+    assert by["oracle", q]["answer"] == by["spec:pumps", q]["answer"]
+    # The oracle's notes are the pump records; a grounded answer cites the nearest of them,
+    # and a notes system is scored on what it shows too.
+    assert by["oracle+notes", q]["cited"] is None or all(
+        t.startswith("What does the pump part") for t in by["oracle+notes", q]["cited"]
+    )
+    assert by["oracle", q]["shown_recall"] is None
+    assert by["oracle+notes", q]["shown_recall"] is not None
     assert report["meta"]["routing"]["heldout"]["questions"] == 2
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
@@ -176,3 +191,96 @@ def test_bench_quality_reuses_packets_of_another_library(
     assert "| spec:pumps |" not in result.output
     report = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert report["meta"]["routing"]["heldout"] == {"correct": 2, "questions": 2}
+
+
+def test_bench_quality_notes_only_scores_retrieval_without_training(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_domain(data / "pumps.jsonl", "pump")
+    write_domain(data / "goats.jsonl", "goat")
+    source = "What does the pump part 2 need?"
+    row = {"domain": "pumps", "question": "Pump part 2?", "expected_keywords": ["check 2"]}
+    questions = tmp_path / "natural.jsonl"
+    questions.write_text(json.dumps(row | {"source": source}) + "\n")
+    args = [
+        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
+        "--data", str(data), "--questions", str(questions), "--out", str(tmp_path / "out"),
+        "--domains", "pumps,goats", "--notes-only", "--max-tokens", "2",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "training on" not in result.output
+    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    answers = {a["system"]: a for a in report["sets"]["natural"]["answers"]}
+    assert set(answers) == {"base", "base+notes"}
+    assert answers["base"]["cited"] is None  # the bare base model: no notes in its prompt
+    grounded = answers["base+notes"]
+    if grounded["cited"]:  # covered: the first cited passage is the record itself
+        assert grounded["cited"][0] == source
+        assert grounded["shown_recall"] == 1.0
+    cells = {s["system"]: s for s in report["sets"]["natural"]["scores"] if s["domain"] == "all"}
+    assert cells["base"]["citation_precision"] is None
+    assert cells["base+notes"]["citation_precision"] in (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "answer", "found"),
+    [
+        ("5 m", "hang it 5 m below the water", True),
+        ("5 m", "hang it 15 m below the water", False),
+        ("5 m", "wait 5 months", False),
+        ("5 m", "a 5 mm hole", False),
+        ("5%", "about 5% of the grain", True),
+        ("5%", "about 25% of the grain", False),
+        ("5%", "about 2.5% of the grain", False),
+        ("day 5", "at day 5 and day 26", True),
+        ("day 5", "at day 50", False),
+        ("1,000 kg", "it holds 1,000 kg", True),
+        ("1,000 kg", "it holds 11,000 kg", False),
+        ("-0.5°C", "colder than -0.5°C", True),
+        ("12.5%", "dry it to 12.5%.", True),
+        ("silver frass", "Silver Frass trails", True),
+    ],
+)
+def test_numeric_keywords_match_whole_numbers_only(keyword: str, answer: str, found: bool) -> None:
+    assert keyword_found(answer, keyword) is found
+
+
+SOURCE = "What concentration of neem oil deters the Silver-Back Locust?"
+QS = Question("agronomy", "Neem strength?", ("12%", "4 AM"), sources=(SOURCE,))
+
+
+def test_shown_recall_and_citation_precision() -> None:
+    passage = "12% neem oil applied at 4 AM."
+    answers = [
+        # The answer misses 4 AM, the cited passage shows it: shown 2/2, cites its source.
+        Answer("notes", QS, "Use 12% neem.", cited=(passage,), cited_titles=(SOURCE,)),
+        # Cites another record first: shown recall counts only what is shown.
+        Answer("notes", QS, "No idea.", cited=("other", passage), cited_titles=("Other?", SOURCE)),
+        # No citation at all: a citation miss, shown = the answer alone.
+        Answer("notes", QS, "At 4 AM.", cited=(), cited_titles=()),
+        Answer("plain", QS, "Use 12% neem."),  # a system without notes
+    ]
+    cells = {s.system: s for s in score(answers) if s.domain == "all"}
+    assert cells["notes"].recall == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert cells["notes"].shown_recall == pytest.approx((1.0 + 1.0 + 0.5) / 3)
+    assert cells["notes"].citation_precision == pytest.approx(1 / 3)
+    assert cells["plain"].shown_recall is None
+    assert cells["plain"].citation_precision is None
+    table = summary_table(list(cells.values()), routing=0.5)
+    assert "| notes | 33 [" in table
+    assert "| plain | 50 [50–50] | 0 [0–0] | – | – | – |" in table
+    assert "routed to the question's own packet: 50%" in table
+
+
+def test_parse_questions_keeps_sources() -> None:
+    rows = [
+        {"domain": "d", "question": "q1", "expected_keywords": ["a"], "source": "S1"},
+        {"domain": "d", "question": "q2", "expected_keywords": ["b"], "source": ["S1", "S2"]},
+    ]
+    one, two = parse_questions(rows)
+    assert one.sources == ("S1",)
+    assert two.sources == ("S1", "S2")
