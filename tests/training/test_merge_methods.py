@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from fieldkit.cli import main
 from fieldkit.errors import PacketError
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.gossip.tcp import start_listener, sync_with
+from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.services import Services
 from fieldkit.training.merge import MergeSpec, merge_adapters
 from tests.fixtures.tiny_model import random_adapter
