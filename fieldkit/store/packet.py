@@ -28,8 +28,17 @@ from fieldkit.store.adapter import (
     values_finite,
 )
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
+from fieldkit.store.quantize import (
+    QUANT_BITS,
+    QuantizedTensors,
+    is_trimmed,
+    quantize_tensors,
+    read_quantized,
+)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the one-file container, and a manifest of full-rank float weights
+WEIGHTS_FORMAT = 2  # format 1 whose weights may be quantised (int8, int4) or rank-trimmed
+MANIFEST_FORMATS = (FORMAT_VERSION, WEIGHTS_FORMAT)
 SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
 DEFAULT_CHUNK_SIZE = 32 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
@@ -90,10 +99,10 @@ def check_manifest(manifest: Any) -> None:
     """Check the manifest's schema and limits (not its signature); raise PacketError if bad."""
     if not isinstance(manifest, dict):
         raise PacketError("The packet manifest is not a map.")
-    if manifest.get("format") != FORMAT_VERSION:
+    if manifest.get("format") not in MANIFEST_FORMATS:
         raise PacketError(
             f"The packet has format version {manifest.get('format')!r}; "
-            f"this fieldkit reads version {FORMAT_VERSION}."
+            f"this fieldkit reads versions {FORMAT_VERSION} and {WEIGHTS_FORMAT}."
         )
     missing = sorted(set(_FIELDS) - set(manifest))
     if missing:
@@ -118,8 +127,13 @@ def check_manifest(manifest: Any) -> None:
     if not all(isinstance(q, str) and 0 < len(q) <= MAX_TEXT for q in ex):
         raise PacketError("Every exemplar must be a non-empty question of at most 2000 characters.")
     AdapterConfig.from_mlx_dict(manifest["adapter"])
-    if manifest["dtype"] not in DTYPES:
-        raise PacketError(f"The packet's weights dtype {manifest['dtype']!r} is not supported.")
+    if manifest["dtype"] not in DTYPES + (
+        tuple(QUANT_BITS) if manifest["format"] >= WEIGHTS_FORMAT else ()
+    ):
+        raise PacketError(
+            f"The packet's weights dtype {manifest['dtype']!r} is not supported"
+            f" in format {manifest['format']}."
+        )
     size, csize = manifest["weights_size"], manifest["chunk_size"]
     if not 0 < size <= MAX_PACKET_SIZE:
         raise PacketError(f"The packet's weights size {size} is outside 1 byte to 256 MiB.")
@@ -173,6 +187,11 @@ def verify_weights(
         raise PacketError(f"The weights of {manifest['name']!r} do not match their chunk hashes.")
     tensors = read_safetensors_bytes(data, f"weights of {manifest['name']!r}", copy=copy)
     config = AdapterConfig.from_mlx_dict(manifest["adapter"])
+    exact_rank = manifest["format"] < WEIGHTS_FORMAT
+    if manifest["dtype"] in QUANT_BITS:  # codes are integers; their scales are checked here
+        packed = read_quantized(tensors, manifest["dtype"])
+        validate_tensors(config, packed.placeholders(), check_values=False, exact_rank=False)
+        return Adapter(config=config, tensors=packed, key=digest)
     dtypes = {array.dtype for array in tensors.values()}
     for dtype in dtypes:  # str(dtype) is slow: once per dtype, not per tensor
         if str(dtype) != manifest["dtype"]:
@@ -180,7 +199,7 @@ def verify_weights(
             raise PacketError(f"The tensor {name} is {dtype}, not {manifest['dtype']}.")
     # one pass over all the values; tensor by tensor only to name a bad one
     finite = len(dtypes) == 1 and values_finite(data, dtypes.pop())
-    validate_tensors(config, tensors, check_values=not finite)
+    validate_tensors(config, tensors, check_values=not finite, exact_rank=exact_rank)
     return Adapter(config=config, tensors=tensors, key=digest)
 
 
@@ -200,11 +219,25 @@ def build_manifest(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     created: int | None = None,
 ) -> tuple[dict[str, Any], bytes, bytes]:
-    """Serialise and sign a new packet; return (manifest, signature, weights bytes)."""
-    validate_tensors(adapter.config, adapter.tensors)
-    data = tensors_to_bytes(adapter.tensors, dtype)
+    """Serialise and sign a new packet; return (manifest, signature, weights bytes).
+
+    A quantised adapter (its tensors a QuantizedTensors) is written as its stored codes and
+    scales in its own dtype, whatever `dtype` says. The manifest is format 1 unless the
+    weights are quantised or trimmed (format 2), so older readers still read every packet
+    they can.
+    """
+    tensors = adapter.tensors
+    if dtype in QUANT_BITS and not isinstance(tensors, QuantizedTensors):
+        tensors = quantize_tensors(tensors, dtype)
+    if isinstance(tensors, QuantizedTensors):
+        validate_tensors(adapter.config, tensors.placeholders(), exact_rank=False)
+        dtype, data = tensors.dtype, tensors.to_bytes()
+    else:
+        validate_tensors(adapter.config, tensors, exact_rank=False)
+        data = tensors_to_bytes(tensors, dtype)
+    compact = isinstance(tensors, QuantizedTensors) or is_trimmed(adapter)
     manifest: dict[str, Any] = {
-        "format": FORMAT_VERSION,
+        "format": WEIGHTS_FORMAT if compact else FORMAT_VERSION,
         "name": name.strip(),
         "domain": domain.strip(),
         "description": description.strip(),

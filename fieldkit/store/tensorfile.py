@@ -18,12 +18,18 @@ import numpy as np
 from fieldkit.errors import PacketError
 
 MAX_HEADER = 100 * 1024 * 1024  # the limit `safetensors` itself applies
-DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+DTYPES = {
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+    "I8": np.dtype("i1"),  # int8 codes of a quantised packet
+    "U8": np.dtype("u1"),  # two 4-bit codes a byte
+}
 
 
 def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
     """Return every tensor of safetensors `data` as a read-only view; raise PacketError if
-    the bytes are not a well-formed safetensors file of fp16/fp32/fp64 tensors."""
+    the bytes are not a well-formed safetensors file of fp16/fp32/fp64/int8/uint8 tensors."""
     bad = f"The {label} are not a readable safetensors file"
     if len(data) < 8:
         raise PacketError(f"{bad} (too short).")
