@@ -9,6 +9,9 @@
 #        DEMO_ITERS            most steps per packet (default 300)
 #        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)
+#        DEMO_BITS             weights in the shipped packet: 16 (float16), 8 or 4 (default 16;
+#                              8 and 4 via `library compact`, see docs/PACKET.md)
+#        DEMO_ENERGY           if set, trim each module to the rank holding this energy share
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
@@ -21,6 +24,8 @@ minutes=${DEMO_MINUTES:-15}
 iters=${DEMO_ITERS:-300}
 layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
+bits=${DEMO_BITS:-16}
+energy=${DEMO_ENERGY:-}
 fk=".venv/bin/fieldkit"
 [ -x "$fk" ] || fk="fieldkit"
 mkdir -p "$home" assets/packets
@@ -41,6 +46,9 @@ for domain in "${domains[@]}"; do
     --domain "$(meta domain)" --description "$(meta description)" \
     --exemplars "$dir/exemplars.txt" "${extra[@]}" \
     --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes"
+  if [ "$bits" != 16 ] || [ -n "$energy" ]; then
+    "$fk" --home "$home" --model "$model" library compact "$name" --bits "$bits" ${energy:+--energy "$energy"}
+  fi
   "$fk" --home "$home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
   echo "built assets/packets/$name.fkpkt in $(( $(date +%s) - start )) s"
 done

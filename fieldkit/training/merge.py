@@ -33,6 +33,7 @@ import numpy as np
 
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import Adapter, AdapterConfig, tensors_to_bytes
+from fieldkit.store.quantize import is_trimmed
 
 METHODS = ("linear", "ties", "dare_ties")
 MAX_MERGED_RANK = 64
@@ -140,8 +141,8 @@ def merge_adapters(adapters: Sequence[Adapter], spec: MergeSpec = MergeSpec()) -
     tensors: dict[str, np.ndarray] = {}
     if spec.factorwise:
         ranks = {a.config.rank for a in adapters}
-        if len(ranks) != 1:
-            raise PacketError("The factor-wise merge needs adapters of the same rank.")
+        if len(ranks) != 1 or any(is_trimmed(a) for a in adapters):
+            raise PacketError("The factor-wise merge needs adapters of one rank, untrimmed.")
         rank = ranks.pop()
         factor_w = [
             float(np.sqrt(w * a.config.scale)) for w, a in zip(weights, adapters, strict=True)
