@@ -228,14 +228,19 @@ def trim_tensors(tensors: Mapping[str, np.ndarray], energy: float) -> dict[str, 
 
     Raises PacketError unless 0 < energy <= 1.
     """
+    from threadpoolctl import threadpool_limits
+
     if not 0.0 < energy <= 1.0:
         raise PacketError(f"The kept energy must be above 0 and at most 1, not {energy}.")
     out: dict[str, np.ndarray] = {}
-    for name in tensors:
-        if name.endswith(".lora_a"):
-            stem = name.removesuffix(".lora_a")
-            pair = trim_module(tensors[name], tensors[f"{stem}.lora_b"], energy)
-            out[name], out[f"{stem}.lora_b"] = pair
+    # Hundreds of tiny QRs and SVDs: BLAS threads only add waiting (35x slower on a busy
+    # 2-core machine: 11.6 s instead of 0.33 s for a demo packet).
+    with threadpool_limits(1, user_api="blas"):
+        for name in tensors:
+            if name.endswith(".lora_a"):
+                stem = name.removesuffix(".lora_a")
+                pair = trim_module(tensors[name], tensors[f"{stem}.lora_b"], energy)
+                out[name], out[f"{stem}.lora_b"] = pair
     return out
 
 
