@@ -85,3 +85,23 @@ def test_a_trimmed_adapter_runs_each_module_at_its_own_rank(
     result = engine.answer(QUESTION, trimmed, max_tokens=8)
     assert result.adapter == "trim-0.8"
     assert result.generation_tokens > 0
+
+
+def test_a_4_bit_packet_from_the_library_answers(
+    engine: Engine, home, make_packet, make_adapter: Callable[..., Adapter]
+) -> None:
+    from fieldkit.store.library import Library
+
+    record = make_packet(home, adapter=Compaction(bits=4, energy=0.9).apply(make_adapter(21)))
+    library = Library.open(home)
+    try:
+        adapter = library.load_adapter(record)
+    finally:
+        library.close()
+    assert adapter.key == record.sha256
+    result = engine.answer(QUESTION, adapter, max_tokens=8)
+    assert result.adapter == record.sha256
+    assert result.generation_tokens > 0
+    floats = Adapter(adapter.config, dict(adapter.tensors), key="floats-21")
+    assert result.tokens == engine.answer(QUESTION, floats, max_tokens=8).tokens
+    assert result.tokens != engine.answer(QUESTION, None, max_tokens=8).tokens
