@@ -40,17 +40,15 @@ from fieldkit.assets import demo_packets  # noqa: E402
 from fieldkit.gossip.ble.radio_bumble import (  # noqa: E402
     BumblePeripheral,
     BumbleRadio,
-    LocalLink,
-    ThrottledLink,
-    VirtualRadio,
     connect,
     power_on,
     scan,
 )
-from fieldkit.gossip.ble.sync import serve, sync_with_peer  # noqa: E402
 from fieldkit.gossip.summary import SyncOptions  # noqa: E402
+from fieldkit.gossip.sync import serve_ble, sync_ble_peer  # noqa: E402
 from fieldkit.services import Services  # noqa: E402
 from fieldkit.store.packet import read_packet_file  # noqa: E402
+from fieldkit.testing.virtual_radio import LocalLink, ThrottledLink, VirtualRadio  # noqa: E402
 
 CENTRAL_ID, PERIPHERAL_ID = "centralcentral23", "peripheralperiph"
 OPTIONS = SyncOptions(handshake_timeout=60, idle_timeout=60)
@@ -116,12 +114,11 @@ async def packets_session(
         await power_on(dp)
         rc, rp = BumbleRadio(dc, mtu=mtu), BumbleRadio(dp, mtu=mtu)
         serving = asyncio.create_task(
-            serve(rp, receiver.identity, receiver.library, OPTIONS, once=True)
+            serve_ble(rp, receiver, OPTIONS, once=True)
         )
         await asyncio.sleep(0.1)
         start = time.perf_counter()
-        summary = await sync_with_peer(
-            rc, sender.identity, sender.library, OPTIONS, peer=receiver.identity.device_id
+        summary = await sync_ble_peer(rc, sender, OPTIONS, peer=receiver.identity.device_id
         )
         (received,) = await serving
         elapsed = time.perf_counter() - start

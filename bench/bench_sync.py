@@ -57,7 +57,7 @@ from fieldkit.gossip.messages import Chunk  # noqa: E402
 from fieldkit.gossip.parts import held_chunks  # noqa: E402
 from fieldkit.gossip.session import run_session  # noqa: E402
 from fieldkit.gossip.summary import ProgressUpdate, SyncOptions, SyncSummary  # noqa: E402
-from fieldkit.gossip.tcp import start_listener, sync_with  # noqa: E402
+from fieldkit.gossip.sync import start_listener, sync_with  # noqa: E402
 from fieldkit.services import Services  # noqa: E402
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.library import PacketRecord  # noqa: E402

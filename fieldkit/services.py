@@ -88,6 +88,19 @@ class Services:
         self._closers.append(lib.close)
         return lib
 
+    def open_library(self) -> Library:
+        """Return a new connection to this home's library, for a thread of its own (SQLite
+        connections belong to the thread that opened them); the caller closes it."""
+        from fieldkit.store.library import Library
+
+        return Library.open(self.home, identity=self.identity)
+
+    def make_router(self, library: Library) -> Router:
+        """Return a router over `library` for this device's base model."""
+        from fieldkit.router.router import Router
+
+        return Router(library, base_fingerprint=self.base_fingerprint)
+
     @cached_property
     def engine(self) -> Engine:
         from fieldkit.engine.engine import Engine
@@ -98,9 +111,7 @@ class Services:
 
     @cached_property
     def router(self) -> Router:
-        from fieldkit.router.router import Router
-
-        router = Router(self.library, base_fingerprint=self.base_fingerprint)
+        router = self.make_router(self.library)
         # New packets (sync, import, train) are embedded as they arrive, not at query time.
         self.library.add_listener(router.index_packet)
         return router
@@ -110,10 +121,19 @@ class Services:
     ) -> tuple[PacketRecord | None, RouteDecision | None]:
         """Return the packet to answer with (None = base model) and the router's decision.
 
-        A named packet wins, then `base`; otherwise the router decides.
+        A named packet wins, then `base`; otherwise the router decides (among usable packets
+        only). Raises LibraryError when the named packet is missing or may not answer here
+        (unverified, by a blocked author, or made for another base model).
         """
         if name:
-            return self.library.get(name), None
+            from fieldkit.errors import LibraryError
+            from fieldkit.store.usable import usable_problem
+
+            record = self.library.get(name)
+            problem = usable_problem(self.library, record, self.base_fingerprint)
+            if problem is not None:
+                raise LibraryError(f"{problem} Name another packet, or use --base.")
+            return record, None
         if base:
             return None, None
         decision = self.router.route(question)

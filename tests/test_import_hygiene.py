@@ -19,7 +19,11 @@ OWNERS = {
     "sentence_transformers": {"router/embedder.py"},
     "bleak": {"gossip/ble/central_bleak.py", "testing/bleak_over_bumble.py"},
     "bless": {"gossip/ble/peripheral_bless.py"},
-    "bumble": {"gossip/ble/radio_bumble.py", "testing/bleak_over_bumble.py"},
+    "bumble": {
+        "gossip/ble/radio_bumble.py",
+        "testing/bleak_over_bumble.py",
+        "testing/virtual_radio.py",
+    },
     "zeroconf": {"gossip/lan.py"},
     "textual": None,  # anywhere in the UI layer, never in the core
 }
@@ -78,3 +82,17 @@ def test_importing_the_core_and_cli_loads_no_ui_and_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_import_contracts_in_pyproject_hold():
+    """The layers of docs/ARCHITECTURE.md, checked by import-linter (`lint-imports`)."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    root = PACKAGE.parent
+    result = subprocess.run(
+        [str(lint), "--config", str(root / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout

@@ -91,8 +91,8 @@ def run_swap_bench(
     """Measure swaps, reloads and tokens/s; return the report as a dict."""
     from fieldkit.engine.blas import preload_openblas
     from fieldkit.engine.engine import Engine
-    from fieldkit.engine.mlx_backend import ReferenceModel
     from fieldkit.store.adapter import AdapterConfig
+    from fieldkit.testing.reference_model import ReferenceModel
 
     model_id, fingerprint, config = services.require_model()
     model_dir = services.model_dir

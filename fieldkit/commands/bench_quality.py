@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from fieldkit.commands import services
+from fieldkit.commands.train import ProgressLine
 from fieldkit.errors import FieldkitError
 from fieldkit.training.quality import QualityRun, report_json, training_files
 
@@ -101,7 +102,7 @@ def quality(
         raise FieldkitError("The quality benchmark needs at least two domains.")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens)
+    run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine)
     train_args = {
         "iters": iters,
         "rank": rank,

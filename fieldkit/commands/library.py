@@ -11,6 +11,7 @@ import click
 
 from fieldkit.commands import emit_json, services
 from fieldkit.errors import PacketError
+from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
 
 
@@ -57,7 +58,7 @@ def list_command(as_json: bool) -> None:
     click.echo(f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'SOURCE':<16} AUTHOR")
     for row in rows:
         click.echo(
-            f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {_size(row['size']):>9}  "
+            f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {format_size(row['size']):>9}  "
             f"{_state(row):<10} {row['source'][:16]:<16} {row['author_name'] or row['author']}"
         )
 
@@ -143,7 +144,7 @@ def import_command(
             packet.manifest, packet.signature, packet.weights, source="file", expected_base=expected
         )
     click.echo(
-        f"Imported {record.name!r} ({record.domain}, {_size(record.size)}, id {record.short_id})."
+        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}, id {record.short_id})."
     )
 
 
@@ -167,7 +168,7 @@ def export_command(name: str, output: Path) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise PacketError(f"Cannot write {output} ({exc.strerror}).") from exc
-    click.echo(f"Exported {record.name!r} to {output} ({_size(output.stat().st_size)}).")
+    click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
 
 
 @library.command("verify")
@@ -253,14 +254,6 @@ def _state(row: dict[str, Any]) -> str:
     if row["base_match"] is False:
         return "FOREIGN"
     return "merged" if row["merged"] else "verified"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
 
 
 library.add_command(import_module("fieldkit.commands.compact").compact_command)

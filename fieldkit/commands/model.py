@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.formats import format_size
+
 if TYPE_CHECKING:
     from fieldkit.services import Services
 
@@ -34,7 +36,7 @@ def install_default_command(services: Services) -> None:
     verb = "installed" if converted else "already installed"
     click.echo(
         f"{verb}: {path} ({info.architecture}, {info.dtype}, "
-        f"{info.size_bytes / 1e6:.1f} MB, fingerprint {info.fingerprint[:16]})"
+        f"{format_size(info.size_bytes)}, fingerprint {info.fingerprint[:16]})"
     )
 
 
@@ -58,7 +60,7 @@ def info_command(services: Services, as_json: bool) -> None:
         ("architecture", f"{info.architecture}, {info.n_layers} layers"),
         ("dtype", info.dtype),
         ("fingerprint", info.fingerprint),
-        ("size", f"{info.size_bytes / 1e6:.1f} MB"),
+        ("size", f"{format_size(info.size_bytes)}"),
         ("OpenBLAS", data["openblas"] or "not loaded (mlx's bundled BLAS, slower on CPU)"),
     ]
     for label, value in rows:

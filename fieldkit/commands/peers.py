@@ -7,7 +7,8 @@ import time
 import click
 
 from fieldkit.commands import emit_json, services
-from fieldkit.gossip.summary import POLICIES, POLICY_SETTING
+from fieldkit.store.settings import RECEIVE_POLICIES as POLICIES
+from fieldkit.store.settings import RECEIVE_POLICY_SETTING as POLICY_SETTING
 
 
 @click.group("peers", invoke_without_command=True)
@@ -71,9 +72,7 @@ def peers(
         for p in library.list_peers()
     ]
     if as_json:
-        from fieldkit.gossip.session import receive_policy
-
-        emit_json({"policy": receive_policy(library), "peers": rows})
+        emit_json({"policy": library.receive_policy(), "peers": rows})
         return
     if not rows:
         click.echo("No peers yet. Run `fieldkit sync HOST:PORT` or `fieldkit trust PEER_ID`.")
@@ -115,12 +114,10 @@ def _discover(seconds: float, interfaces: list[str] | None, as_json: bool) -> No
 @click.argument("policy", required=False, type=click.Choice(POLICIES))
 def policy_command(policy: str | None) -> None:
     """Show or set the receive policy: trusted-only (default), ask or open."""
-    from fieldkit.gossip.session import receive_policy
-
     library = services().library
     if policy is not None:
         library.set_setting(POLICY_SETTING, policy)
-    click.echo(f"Receive policy: {receive_policy(library)}")
+    click.echo(f"Receive policy: {library.receive_policy()}")
 
 
 @peers.command("lan")
@@ -152,6 +149,7 @@ def trust_command(peer_id: str) -> None:
 @click.command("block")
 @click.argument("peer_id")
 def block_command(peer_id: str) -> None:
-    """Block a peer by id: refuse every session with it."""
+    """Block a peer by id: refuse every session with it, and quarantine every packet it
+    authored (never used to answer, never admitted from any relay) until it is trusted again."""
     peer = services().library.set_trust(peer_id, "blocked")
     click.echo(f"Peer {peer.peer_id} is blocked.")

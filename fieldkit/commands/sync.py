@@ -7,14 +7,17 @@ import sys
 
 import click
 
-from fieldkit.commands import emit_json, services
+from fieldkit.commands import Seconds, services
+from fieldkit.commands.report import (
+    ProgressBars,
+    SessionLog,
+    SyncError,
+    ask_trust,
+    report_summary,
+)
 from fieldkit.errors import FieldkitError
-from fieldkit.gossip.summary import ProgressUpdate, SyncOptions, SyncSummary
+from fieldkit.gossip.summary import SyncOptions, SyncSummary
 from fieldkit.gossip.tcp import DEFAULT_PORT
-
-
-class SyncError(FieldkitError):
-    """A session ended early or a packet failed; the summary was printed already."""
 
 
 @click.command("sync")
@@ -42,7 +45,7 @@ class SyncError(FieldkitError):
     help="Under the `ask` policy without a person to ask, accept packets from pending peers.",
 )
 @click.option(
-    "--idle-timeout", type=float, default=60.0, show_default=True, help="Seconds of silence."
+    "--idle-timeout", type=Seconds(), default=60.0, show_default=True, help="Seconds of silence."
 )
 @click.option("--ble", is_flag=True, help="Sync over Bluetooth LE instead of TCP.")
 @click.option(
@@ -56,7 +59,7 @@ class SyncError(FieldkitError):
     "instead of the system Bluetooth stack.",
 )
 @click.option(
-    "--scan-seconds", type=float, default=10.0, show_default=True, help="With --ble: scan time."
+    "--scan-seconds", type=Seconds(0.5, 3600), default=10.0, show_default=True, help="With --ble: scan time."
 )
 def sync_command(
     address: str | None,
@@ -80,8 +83,8 @@ def sync_command(
     svc = services()
     options = SyncOptions(accept_pending=accept_pending, idle_timeout=idle_timeout)
     interactive = not as_json and sys.stdin.isatty() and sys.stderr.isatty()
-    bars = _Bars() if not as_json and sys.stderr.isatty() else None
-    confirm = _ask if interactive else None
+    bars = ProgressBars() if not as_json and sys.stderr.isatty() else None
+    confirm = ask_trust if interactive else None
     progress = bars.update if bars else None
     if ble or peer or hci:
         from fieldkit.commands import sync_ble
@@ -108,54 +111,48 @@ def sync_command(
     if advertise is not None and not listen:
         raise click.UsageError("--advertise and --no-advertise go with --listen.")
     if address:
-        target_host, target_port = _parse_address(address)
+        target_host, target_port = _parse_target(address)
         summary = asyncio.run(_connect(svc, target_host, target_port, options, progress, confirm))
-        _report(summary, as_json)
+        report_summary(summary, as_json)
         if not summary.ok:
             raise SyncError(summary.error or "Some packets failed to transfer.")
         return
-    error = asyncio.run(
-        _listen(svc, host, port, once, options, progress, confirm, as_json, advertise)
-    )
-    if error:
-        raise SyncError(error)
+    asyncio.run(_listen(svc, host, port, once, options, progress, confirm, as_json, advertise))
 
 
-def _parse_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{address!r} is not HOST:PORT.", param_hint="HOST:PORT")
-    return host.strip("[]"), int(port)
+def _parse_target(address: str) -> tuple[str, int]:
+    """Return (host, port) of HOST:PORT; a usage error when the port is missing or bad."""
+    from fieldkit.errors import TransportError
+    from fieldkit.formats import parse_address
+
+    if ":" not in address:
+        raise click.BadParameter(f"{address[:60]!r} is not HOST:PORT.", param_hint="HOST:PORT")
+    try:
+        return parse_address(address, DEFAULT_PORT)
+    except TransportError as exc:
+        raise click.BadParameter(str(exc), param_hint="HOST:PORT") from None
 
 
 async def _connect(svc, host, port, options, progress, confirm) -> SyncSummary:  # noqa: ANN001
-    from fieldkit.gossip.tcp import sync_with
+    from fieldkit.gossip.sync import sync_with
 
     return await sync_with(host, port, svc, options, progress, confirm)
 
 
-async def _listen(
-    svc, host, port, once, options, progress, confirm, as_json, advertise
-) -> str | None:  # noqa: ANN001
-    """Serve sessions; return the error of the last failed one (None if all went well).
+async def _listen(svc, host, port, once, options, progress, confirm, as_json, advertise) -> None:  # noqa: ANN001
+    """Serve sessions until closed (or after the first authenticated one with `once`).
 
     The listener is announced on the LAN when `advertise` is True, or when it is None and
     the host is not a loopback address. A failed announcement ends the command only when it
-    was asked for; otherwise the listener goes on with a warning.
+    was asked for; otherwise the listener goes on with a warning. Raises SyncError when the
+    `once` session failed.
     """
-    from fieldkit.gossip.tcp import start_listener
+    from fieldkit.gossip.sync import start_listener
 
-    error: str | None = None
-
-    def on_summary(summary: SyncSummary) -> None:
-        nonlocal error
-        if not summary.ok:
-            error = summary.error or "Some packets failed to transfer."
-        _report(summary, as_json)
-        if summary.error and not once:
-            click.echo(f"fieldkit: {summary.error}", err=True)
-
-    listener = await start_listener(svc, host, port, options, once, on_summary, progress, confirm)
+    log = SessionLog(as_json, once)
+    listener = await start_listener(
+        svc, host, port, options, once, log, progress, confirm, on_refused=log.refused
+    )
     identity = svc.identity
     click.echo(
         f"Listening on {host}:{listener.port} as {identity.name} ({identity.device_id}).",
@@ -171,7 +168,7 @@ async def _listen(
                 await advertiser.stop()
     finally:
         await listener.close()
-    return error if once else None
+    log.raise_if_failed()
 
 
 async def _advertise(identity, host: str, port: int, advertise: bool | None, as_json: bool):  # noqa: ANN001, ANN202
@@ -191,67 +188,3 @@ async def _advertise(identity, host: str, port: int, advertise: bool | None, as_
     addresses = ", ".join(advertiser.addresses)
     click.echo(f"Announced on the LAN at {addresses} (mDNS).", err=as_json)
     return advertiser
-
-
-async def _ask(peer_id: str, name: str, sas: str) -> bool:
-    question = (
-        f"{name or 'A new device'} ({peer_id}) wants to send packets. Does it show the code "
-        f"{sas}? Trust it"
-    )
-    return await asyncio.to_thread(click.confirm, question, default=False, err=True)
-
-
-class _Bars:
-    """One progress line per packet on stderr."""
-
-    def __init__(self) -> None:
-        self.current: tuple[str, str] | None = None
-
-    def update(self, update: ProgressUpdate) -> None:
-        key = (update.packet_id, update.direction)
-        if self.current is not None and self.current != key:
-            click.echo("", err=True)
-        self.current = key
-        total = max(update.total, 1)
-        filled = int(30 * update.done / total)
-        arrow = "->" if update.direction == "sent" else "<-"
-        line = (
-            f"\r{arrow} {update.name[:24]:<24} [{'#' * filled}{'.' * (30 - filled)}] "
-            f"{100 * update.done // total:3d}% {_size(update.done)} of {_size(update.total)}"
-        )
-        click.echo(line, err=True, nl=False)
-        if update.done >= update.total:
-            click.echo("", err=True)
-            self.current = None
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MiB"
-
-
-def _report(summary: SyncSummary, as_json: bool) -> None:
-    if as_json:
-        emit_json(summary.to_dict())
-        sys.stdout.flush()
-        return
-    if summary.peer_id:
-        click.echo(
-            f"Peer {summary.peer_name or '?'} ({summary.peer_id}) at {summary.peer_label}: "
-            f"{summary.peer_trust}, code {summary.sas}"
-        )
-    if summary.peer_trust == "pending":
-        click.echo(
-            f"  This peer is pending: if both devices show the code {summary.sas}, run "
-            f"`fieldkit trust {summary.peer_id}` to accept its packets."
-        )
-    for p in summary.packets:
-        extra = f" (resumed from {_size(p.resumed_from)})" if p.resumed_from else ""
-        why = f": {p.reason}" if p.reason else ""
-        wire = f" {_size(p.wire_bytes)} on the wire" if p.wire_bytes else ""
-        click.echo(f"  {p.direction:<8} {p.status:<7} {p.name[:32]:<32}{wire}{extra}{why}")
-    click.echo(
-        f"Sent {summary.count('sent', 'ok')}, received {summary.count('received', 'ok')}, "
-        f"refused {sum(p.status == 'refused' for p in summary.packets)}, "
-        f"failed {sum(p.status == 'failed' for p in summary.packets)}."
-    )
-    sys.stdout.flush()

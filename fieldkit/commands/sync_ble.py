@@ -1,18 +1,18 @@
 """`fieldkit sync --ble` and `fieldkit peers --ble`: the Bluetooth LE side of those commands.
 
-Progress, summary and exit codes are the TCP sync's (fieldkit/commands/sync.py).
+Progress, summary and exit codes are the TCP sync's (fieldkit/commands/report.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
 
 from fieldkit.commands import emit_json
+from fieldkit.commands.report import SessionLog, SyncError, report_summary
 
 if TYPE_CHECKING:
     from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions
@@ -38,49 +38,34 @@ def run_sync(
     scan_seconds: float,
 ) -> None:
     """Run `fieldkit sync --ble`; raises SyncError (exit 1) if a session failed."""
-    from fieldkit.commands.sync import SyncError, _report
-
     quiet_bluetooth_logs()
-    if options.base_fingerprint is None:
-        options = replace(options, base_fingerprint=svc.base_fingerprint)
     if listen:
         if peer:
             raise click.UsageError("--peer picks whom to connect to; it cannot go with --listen.")
-        error = asyncio.run(_listen(svc, hci, once, options, progress, confirm, as_json))
-        if error:
-            raise SyncError(error)
+        asyncio.run(_listen(svc, hci, once, options, progress, confirm, as_json))
         return
     summary = asyncio.run(_connect(svc, hci, peer, options, progress, confirm, scan_seconds))
-    _report(summary, as_json)
+    report_summary(summary, as_json)
     if not summary.ok:
         raise SyncError(summary.error or "Some packets failed to transfer.")
 
 
 async def _connect(svc, hci, peer, options, progress, confirm, scan_seconds):  # noqa: ANN001, ANN202
-    from fieldkit.gossip.ble.sync import open_radio, sync_auto
+    from fieldkit.gossip.ble.sync import open_radio
+    from fieldkit.gossip.sync import sync_ble
 
     identity = svc.identity
     async with open_radio(identity.device_id, identity.name, hci) as radio:
-        return await sync_auto(
-            radio, identity, svc.library, options, peer, progress, confirm, scan_seconds
-        )
+        return await sync_ble(radio, svc, options, peer, progress, confirm, scan_seconds)
 
 
-async def _listen(svc, hci, once, options, progress, confirm, as_json) -> str | None:  # noqa: ANN001
-    """Advertise and serve sessions; return the last failed session's error (with --once)."""
-    from fieldkit.commands.sync import _report
-    from fieldkit.gossip.ble.sync import open_radio, serve
+async def _listen(svc, hci, once, options, progress, confirm, as_json) -> None:  # noqa: ANN001
+    """Advertise and serve sessions; raise SyncError if the `once` session failed."""
+    from fieldkit.gossip.ble.sync import open_radio
+    from fieldkit.gossip.sync import serve_ble
 
     identity = svc.identity
-    error: str | None = None
-
-    def on_summary(summary) -> None:  # noqa: ANN001
-        nonlocal error
-        if not summary.ok:
-            error = summary.error or "Some packets failed to transfer."
-        _report(summary, as_json)
-        if summary.error and not once:
-            click.echo(f"fieldkit: {summary.error}", err=True)
+    log = SessionLog(as_json, once)
 
     def on_ready() -> None:
         where = f" on {hci}" if hci else ""
@@ -90,18 +75,8 @@ async def _listen(svc, hci, once, options, progress, confirm, as_json) -> str | 
         )
 
     async with open_radio(identity.device_id, identity.name, hci) as radio:
-        await serve(
-            radio,
-            identity,
-            svc.library,
-            options,
-            once,
-            on_summary,
-            progress,
-            confirm,
-            on_ready=on_ready,
-        )
-    return error if once else None
+        await serve_ble(radio, svc, options, once, log, progress, confirm, on_ready=on_ready)
+    log.raise_if_failed()
 
 
 def run_scan(svc: Services, *, hci: str | None, seconds: float, as_json: bool) -> None:

@@ -46,9 +46,6 @@ from fieldkit.gossip.protocol import (
 )
 from fieldkit.gossip.stream import ByteStream
 from fieldkit.gossip.summary import (
-    DEFAULT_POLICY,
-    POLICIES,
-    POLICY_SETTING,
     ConfirmCallback,
     PacketReport,
     ProgressCallback,
@@ -64,8 +61,7 @@ from fieldkit.store.packet import verify_manifest
 
 def receive_policy(library: Library) -> str:
     """Return the library's receive policy (trusted-only unless set)."""
-    policy = library.get_setting(POLICY_SETTING, DEFAULT_POLICY)
-    return policy if policy in POLICIES else DEFAULT_POLICY
+    return library.receive_policy()
 
 
 async def run_session(
@@ -347,8 +343,7 @@ class _Session:
     def _name_taken(self, name: str, author_id: str) -> bool:
         """True if the library holds a packet of this name by another author (it would be
         refused after the transfer, so it is not asked for)."""
-        rows = self.library.db["packets"].rows_where("name = ?", [name], select="author_id")
-        return any(row["author_id"] != author_id for row in rows)
+        return self.library.name_conflict(name, author_id) is not None
 
     async def _on_start(self, start: PacketStart) -> None:
         report = self.incoming[start.packet_id]

@@ -8,10 +8,6 @@ from typing import Any
 
 from fieldkit.gossip.protocol import Limits
 
-POLICIES = ("trusted-only", "ask", "open")
-POLICY_SETTING = "receive_policy"
-DEFAULT_POLICY = "trusted-only"
-
 
 @dataclass(frozen=True)
 class SyncOptions:

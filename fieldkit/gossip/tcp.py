@@ -1,8 +1,7 @@
-"""TCP transport (asyncio streams) and the Python API the CLI and the TUI call.
+"""TCP transport: a ByteStream over asyncio streams, a connector and a listener.
 
-summary = await sync_with("192.168.1.20", 7744, services)
-listener = await start_listener(services, host="0.0.0.0", port=7744, once=True)
-await listener.wait()
+Callers go through fieldkit/gossip/sync.py (`sync_with`, `start_listener`), which sets the
+receive rules and hands the listener a session runner.
 """
 
 from __future__ import annotations
@@ -10,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.session import run_session
-from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
+from fieldkit.gossip.summary import SyncSummary
 
 if TYPE_CHECKING:
-    from fieldkit.services import Services
+    from fieldkit.gossip.sync import SessionRunner
 
 DEFAULT_PORT = 7744
 READ_SIZE = 256 * 1024
+MAX_SESSIONS = 8  # concurrent sessions per listener
 
 
 class TcpStream:
@@ -54,14 +52,6 @@ class TcpStream:
             await self._writer.wait_closed()
 
 
-def _options(services: Services, options: SyncOptions | None) -> SyncOptions:
-    """Fill in the base model of this device unless the caller chose one."""
-    options = options or SyncOptions()
-    if options.base_fingerprint is None:
-        options = replace(options, base_fingerprint=services.base_fingerprint)
-    return options
-
-
 async def connect(host: str, port: int, connect_timeout: float = 15.0) -> TcpStream:
     """Open a TCP stream; raise TransportError if the peer cannot be reached."""
     try:
@@ -69,47 +59,37 @@ async def connect(host: str, port: int, connect_timeout: float = 15.0) -> TcpStr
             asyncio.open_connection(host, port), connect_timeout
         )
     except (OSError, TimeoutError) as exc:
-        raise TransportError(f"Cannot reach {host}:{port} ({exc or 'timed out'}).") from None
+        raise TransportError(f"Cannot reach {host[:100]}:{port} ({exc or 'timed out'}).") from None
+    except UnicodeError:
+        raise TransportError(f"{host[:100]!r} is not a host name.") from None
     return TcpStream(reader, writer)
 
 
-async def sync_with(
-    host: str,
-    port: int,
-    services: Services,
-    options: SyncOptions | None = None,
-    progress: ProgressCallback | None = None,
-    confirm: ConfirmCallback | None = None,
-) -> SyncSummary:
-    """Sync with the listener at host:port; return the summary (raises TransportError only
-    if the connection cannot be opened)."""
-    stream = await connect(host, port)
-    return await run_session(
-        stream, services.identity, services.library, _options(services, options), progress, confirm
-    )
-
-
 class Listener:
-    """Accepts sync sessions on a TCP port; each runs `run_session` against one library."""
+    """Accepts sync sessions on a TCP port and runs each with `run` (a SessionRunner).
+
+    At most `max_sessions` run at once; a connection beyond that is closed at once and
+    reported through `on_refused`. With `once`, the listener closes after the first session
+    in which the peer proved who it is (a stray connection does not use it up).
+    """
 
     def __init__(
         self,
-        services: Services,
-        options: SyncOptions,
-        once: bool,
-        on_summary: Callable[[SyncSummary], None] | None,
-        progress: ProgressCallback | None,
-        confirm: ConfirmCallback | None,
+        run: SessionRunner,
+        once: bool = False,
+        on_summary: Callable[[SyncSummary], None] | None = None,
+        max_sessions: int = MAX_SESSIONS,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
-        self.services = services
-        self.options = options
+        self.run = run
         self.once = once
         self.on_summary = on_summary
-        self.progress = progress
-        self.confirm = confirm
+        self.max_sessions = max_sessions
+        self.on_refused = on_refused
         self.summaries: list[SyncSummary] = []
+        self.refused = 0
         self._claims: set[str] = set()
-        self._started = False
+        self._active = 0
         self._server: asyncio.Server | None = None
         self._done = asyncio.Event()
 
@@ -120,31 +100,34 @@ class Listener:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self, host: str, port: int) -> Listener:
+        """Bind and start accepting; return self. TransportError if the address is bad or taken."""
         try:
             self._server = await asyncio.start_server(self._handle, host, port)
-        except (OSError, OverflowError) as exc:
+        except (OSError, OverflowError, UnicodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
-            raise TransportError(f"Cannot listen on {host}:{port} ({reason}).") from None
+            raise TransportError(f"Cannot listen on {host[:100]}:{port} ({reason}).") from None
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.once and self._started:
-            writer.close()  # a --once listener serves exactly one peer
+        stream = TcpStream(reader, writer)
+        if self._done.is_set() or self._active >= self.max_sessions:
+            self.refused += 1
+            if self.on_refused is not None:
+                self.on_refused(
+                    f"Refused a connection from {stream.peer_label}: "
+                    f"{self.max_sessions} sessions are already running."
+                )
+            await stream.close()
             return
-        self._started = True
-        summary = await run_session(
-            TcpStream(reader, writer),
-            self.services.identity,
-            self.services.library,
-            self.options,
-            self.progress,
-            self.confirm,
-            claims=self._claims,
-        )
+        self._active += 1
+        try:
+            summary = await self.run(stream, self._claims)
+        finally:
+            self._active -= 1
         self.summaries.append(summary)
         if self.on_summary is not None:
             self.on_summary(summary)
-        if self.once:
+        if self.once and summary.peer_id:
             await self.close()
 
     async def wait(self) -> None:
@@ -155,18 +138,3 @@ class Listener:
         if self._server is not None:
             self._server.close()
         self._done.set()
-
-
-async def start_listener(
-    services: Services,
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    options: SyncOptions | None = None,
-    once: bool = False,
-    on_summary: Callable[[SyncSummary], None] | None = None,
-    progress: ProgressCallback | None = None,
-    confirm: ConfirmCallback | None = None,
-) -> Listener:
-    """Start listening; return the Listener (raises TransportError if the port is taken)."""
-    listener = Listener(services, _options(services, options), once, on_summary, progress, confirm)
-    return await listener.start(host, port)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
+from fieldkit.store.usable import usable_packets, usable_problem
 
 # Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router"): the
 # nearest exemplar routes best; a score below 0.47 means no packet covers the question.
@@ -48,6 +49,8 @@ class LibraryLike(Protocol):
     db: Any
 
     def list_packets(self) -> list[Any]: ...
+
+    def blocked_authors(self) -> set[str]: ...
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,7 @@ class Router:
         self._cache: ExemplarCache | None = None
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
+        self._withheld: dict[str, str | None] = {}
         self.embedded_packets = 0  # how many packets this router had to embed (not cached)
 
     @property
@@ -277,6 +281,12 @@ class Router:
             return self._index
         records = self.library.list_packets()
         packets = [r for r in records if self.eligible(r)]
+        usable = {r.packet_id for r in usable_packets(self.library, self.base_fingerprint)}  # type: ignore[arg-type]
+        self._withheld = {
+            r.packet_id: usable_problem(self.library, r, self.base_fingerprint)  # type: ignore[arg-type]
+            for r in packets
+            if r.packet_id not in usable
+        }
         cached = self.cache.get_many([p.packet_id for p in packets], self.embedder.id)
         vectors = [
             cached[p.packet_id] if p.packet_id in cached else self.index_packet(p) for p in packets
@@ -307,16 +317,29 @@ class Router:
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
             queries = self.embedder.embed(questions[first : first + BATCH])
             rows.extend(index.scores(queries, self.method, self.top_k, self.blend))
-        scores = np.stack(rows)
+        raw = np.stack(rows)
+        withheld = np.array([p.packet_id in self._withheld for p in index.packets])
+        scores = np.where(withheld, -np.inf, raw)  # the usable-packet rule (store/usable.py)
         order = np.argsort(-scores, axis=1)[:, : max(self.show, 2)]
         ms = (time.perf_counter() - start) * 1000 / len(questions)
-        return [
-            self._decide(index, row, ranks, ms) for row, ranks in zip(scores, order, strict=True)
-        ]
+        decisions = []
+        for q, ranks in enumerate(order):
+            ranks = ranks[np.isfinite(scores[q, ranks])]
+            if len(ranks) == 0:
+                decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
+            else:
+                decision = self._decide(index, scores[q], ranks, ms)
+            if withheld.any():
+                w = int(np.where(withheld, raw[q], -np.inf).argmax())
+                if raw[q, w] >= max(decision.score, self.min_score):
+                    problem = self._withheld[index.packets[w].packet_id]
+                    decision = replace(decision, reason=f"{decision.reason}; not used: {problem}")
+            decisions.append(decision)
+        return decisions
 
     def _empty_reason(self) -> str:
-        if self.base_fingerprint is not None and self.library.list_packets():
-            return "no packet in the library was made for this base model"
+        if self.library.list_packets():
+            return "no packet in the library may answer here"
         return "the library has no packets"
 
     def _decide(

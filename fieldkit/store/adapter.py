@@ -60,6 +60,8 @@ _IGNORED_TRAINING_FIELDS = {
     "fuse",
 }
 MAX_RANK = 256
+MAX_SCALE = 1000.0  # alpha / rank of any real adapter is far smaller; 1e308 answers garbage
+MAX_LAYERS = 1024
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,14 @@ class AdapterConfig:
         for value, label in ((self.scale, "scale"), (self.dropout, "dropout")):
             if not isinstance(value, int | float) or not np.isfinite(value):
                 raise PacketError(f"The adapter's {label} must be a finite number.")
+        if not -MAX_SCALE <= self.scale <= MAX_SCALE:
+            raise PacketError(
+                f"The adapter's scale {self.scale:g} is outside -{MAX_SCALE:g} to {MAX_SCALE:g}."
+            )
+        if not 0 <= self.dropout < 1:
+            raise PacketError("The adapter's dropout must be from 0 to below 1.")
+        if self.num_layers > MAX_LAYERS:
+            raise PacketError(f"The adapter's num_layers must be at most {MAX_LAYERS}.")
 
     def resolved_layers(self, n_model_layers: int) -> range:
         """Return the indices of the layers that carry LoRA in a model of that depth."""

@@ -12,7 +12,7 @@ import time
 
 from fieldkit.errors import LibraryError
 from fieldkit.store.library import Library, PacketRecord
-from fieldkit.store.packet import build_manifest
+from fieldkit.store.packet import build_manifest, check_name
 from fieldkit.store.quantize import Compaction
 
 
@@ -28,13 +28,13 @@ def compact_packet(
     if library.identity is None:
         raise LibraryError("This library was opened without a device identity.")
     source = library.get(name_or_id)
-    new_name = (name or source.name).strip()
+    new_name = check_name(name) if name is not None else source.name
     if new_name == source.name and source.author_id != library.identity.device_id:
         raise LibraryError(
             f"{source.name!r} is by another author: give the compacted packet a name of its "
             "own (--name)."
         )
-    if new_name != source.name and any(r.name == new_name for r in library.list_packets()):
+    if new_name != source.name and library.db["packets"].count_where("name = ?", [new_name]):
         raise LibraryError(f"A packet named {new_name!r} is already in the library.")
     adapter = compaction.apply(library.load_adapter(source))
     manifest, signature, data = build_manifest(

@@ -1,82 +1,52 @@
-"""The local library: packets, peers, partial transfers and an event log in one SQLite file.
+"""The local library: packets in one SQLite file, their weights in a blob store beside it.
 
-Weights live beside the database, content-addressed under `home.blobs_dir`, written
-atomically (temp file, fsync, rename) before the row that points at them, so nothing
-half-written is ever visible.
+Peers, partial transfers, settings and events live in the same database; each concern has a
+module of its own (peers.py, transfers.py, settings.py) mixed into `Library`, so one object
+and one connection serve a caller. Every write that touches a packet row and its blob runs
+under SQLite's write lock (BEGIN IMMEDIATE): a blob is removed only by the transaction that
+removes its last row, and a new row is inserted only after its blob is checked present
+inside the same transaction, so concurrent processes never lose weights.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import re
+import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
 
-from fieldkit.errors import LibraryError, PacketError, PeerRefused
+from fieldkit.errors import LibraryError, PacketError
 from fieldkit.home import Home
-from fieldkit.store.adapter import Adapter, AdapterConfig
-from fieldkit.store.identity import Identity, device_id_for
+from fieldkit.store.adapter import Adapter
+from fieldkit.store.blobs import BlobStore, fsync_file
+from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
-from fieldkit.store.packet import build_manifest, verify_manifest, verify_weights
+from fieldkit.store.packet import build_manifest, check_name, verify_manifest, verify_weights
+from fieldkit.store.peers import TRUST_STATES, PeerStore
+from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
+from fieldkit.store.settings import SettingsStore
+from fieldkit.store.transfers import TransferStore
 
-TRUST_STATES = ("trusted", "pending", "blocked")
+__all__ = ["TRUST_STATES", "Library", "PacketRecord", "PeerRecord"]
 
-
-@dataclass(frozen=True)
-class PacketRecord:
-    """One packet in the library, as stored."""
-
-    packet_id: str
-    name: str
-    domain: str
-    description: str
-    exemplars: list[str]
-    sha256: str
-    size: int
-    author_id: str
-    author_name: str
-    base_model_id: str
-    base_fingerprint: str
-    adapter: AdapterConfig
-    source: str
-    received_at: float
-    verified: bool
-    merged: bool
-    manifest: dict[str, Any]
-    signature: bytes
-
-    @property
-    def short_id(self) -> str:
-        return self.packet_id[:12]
+_HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
+BUSY_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class PeerRecord:
-    """A device this one has met or been told to trust."""
-
-    peer_id: str
-    name: str
-    public_key: bytes | None
-    trust: str
-    address: str
-    first_seen: float | None
-    last_seen: float | None
-
-
-class Library:
+class Library(PeerStore, TransferStore, SettingsStore):
     """The packets, peers and transfer state of one home."""
 
     def __init__(self, home: Home, db: Database, identity: Identity | None = None) -> None:
         self.home = home
         self.db = db
         self.identity = identity
+        self.blobs = BlobStore(home.blobs_dir)
         self._listeners: list[Callable[[PacketRecord], None]] = []
 
     def add_listener(self, listener: Callable[[PacketRecord], None]) -> None:
@@ -85,52 +55,100 @@ class Library:
 
     @classmethod
     def open(cls, home: Home, identity: Identity | None = None) -> Library:
-        """Open (creating or migrating) the home's library and return it."""
+        """Open (creating or migrating) the home's library and return it.
+
+        Raises LibraryError when the database cannot be opened or written.
+        """
         home.ensure()
-        db = Database(home.db_path)
-        db.enable_wal()
-        # WAL with synchronous=NORMAL stays consistent on any crash; a power cut may lose
-        # the last commits, never corrupt them. Weights are fsynced before their row.
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA busy_timeout = 5000")
-        migrations.apply(db)
-        lib = cls(home, db, identity)
-        lib._remove_stale_temp_files()
+        try:
+            db = Database(home.db_path)
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+            db.enable_wal()
+            # WAL with synchronous=NORMAL stays consistent on any crash; a power cut may
+            # lose the last commits, never corrupt them. Weights are fsynced before their row.
+            db.execute("PRAGMA synchronous = NORMAL")
+            lib = cls(home, db, identity)
+            with lib.write_lock():
+                migrations.apply(db)
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(f"The library at {home.db_path} cannot be opened ({exc}).") from exc
+        lib.blobs.remove_stale_temp_files()
         return lib
 
     def close(self) -> None:
         self.db.close()
 
-    # -- packets ---------------------------------------------------------------------------
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Run the block as one transaction holding SQLite's write lock from its start.
+
+        Waits up to BUSY_SECONDS for other writers; LibraryError if it cannot get the lock.
+        Nested use joins the outer transaction.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise LibraryError(f"The library cannot be written ({exc}).") from exc
+                if time.monotonic() > deadline:
+                    raise LibraryError("The library is busy: another fieldkit holds it.") from exc
+                time.sleep(0.05)
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    # -- reading -----------------------------------------------------------------------------
 
     def list_packets(self) -> list[PacketRecord]:
         """Return every packet, sorted by name."""
-        return [_record(row) for row in self.db["packets"].rows_where(order_by="name")]
+        return [packet_record(row) for row in self.db["packets"].rows_where(order_by="name")]
 
     def find(self, packet_id: str) -> PacketRecord | None:
         """Return the packet with exactly this id, or None."""
         rows = list(self.db["packets"].rows_where("packet_id = ?", [packet_id]))
-        return _record(rows[0]) if rows else None
+        return packet_record(rows[0]) if rows else None
 
     def has(self, packet_id: str) -> bool:
         return self.db["packets"].count_where("packet_id = ?", [packet_id]) > 0
 
     def get(self, name_or_id: str) -> PacketRecord:
-        """Return the packet by name, full id or an id prefix of 6+ characters."""
+        """Return the packet by exact name, full id or a hex id prefix of 6+ characters.
+
+        Raises LibraryError when none or several match.
+        """
         rows = list(self.db["packets"].rows_where("name = ?", [name_or_id]))
-        if not rows and len(name_or_id) >= 6:
+        prefix = name_or_id.lower()
+        if not rows and _HEX_PREFIX.fullmatch(prefix):
             rows = list(
-                self.db["packets"].rows_where("packet_id LIKE ?", [name_or_id.lower() + "%"])
+                self.db["packets"].rows_where(
+                    "substr(packet_id, 1, ?) = ?", [len(prefix), prefix]
+                )
             )
         if not rows:
-            raise LibraryError(f"No packet named {name_or_id!r} is in the library.")
+            raise LibraryError(f"No packet named {name_or_id[:80]!r} is in the library.")
         if len(rows) > 1:
             raise LibraryError(f"The id prefix {name_or_id!r} matches several packets.")
-        return _record(rows[0])
+        return packet_record(rows[0])
+
+    def name_conflict(self, name: str, author_id: str) -> PacketRecord | None:
+        """Return the packet of this name by ANOTHER author, if the library holds one
+        (a packet of that name would be refused)."""
+        rows = self.db["packets"].rows_where("name = ?", [name])
+        return next((packet_record(r) for r in rows if r["author_id"] != author_id), None)
 
     def weights_path(self, record: PacketRecord) -> Path:
         """Return the path of a packet's weights file in the blob store."""
-        return self.home.blobs_dir / record.sha256[:2] / f"{record.sha256}.safetensors"
+        return self.blobs.path(record.sha256)
 
     def read_weights(self, record: PacketRecord) -> bytes:
         try:
@@ -143,6 +161,8 @@ class Library:
     def load_adapter(self, record: PacketRecord) -> Adapter:
         """Read, check and return a packet's adapter (weights verified against the manifest)."""
         return verify_weights(record.manifest, self.read_weights(record))
+
+    # -- writing -----------------------------------------------------------------------------
 
     def add(
         self,
@@ -160,16 +180,19 @@ class Library:
         manifest as they arrived: the chunk hashes are not computed again, and the file
         itself moves into the blob store (no copy) once everything else verified.
 
-        Raises PacketError for any bad manifest, signature or weights, or a base model other
-        than `expected_base`; LibraryError when another author's packet has the same name.
-        The library is unchanged on any error.
+        Raises PacketError for any bad manifest, signature or weights, a base model other
+        than `expected_base`, or a blocked author; LibraryError when another author's packet
+        has the same name. The library is unchanged on any error.
         """
         pid = verify_manifest(manifest, signature)
         if expected_base is not None and manifest["base_fingerprint"] != expected_base:
             raise PacketError(
                 f"Packet {manifest['name']!r} was made for another base model "
-                f"({manifest['base_model_id']}), not the one this device runs."
+                f"({manifest['base_model_id']}, fingerprint {manifest['base_fingerprint'][:12]}), "
+                "not the one this device runs."
             )
+        if manifest["author_id"] in self.blocked_authors():
+            raise PacketError(f"Packet {manifest['name']!r} is by a blocked author.")
         existing = self.find(pid)
         if existing is not None:
             return existing
@@ -180,38 +203,32 @@ class Library:
             verify_weights(manifest, data, check_chunks=not received, copy=False)
         else:  # the disk makes the part file durable while the CPU verifies it
             with ThreadPoolExecutor(1) as pool:
-                flushing = pool.submit(_fsync_file, move)
+                flushing = pool.submit(fsync_file, move)
                 verify_weights(manifest, data, check_chunks=False, copy=False)
             synced = flushing.result()
-        replaced = self._name_holder(manifest)
-        self._write_blob(manifest["weights_sha256"], data, move_from=move, synced=synced)
-        row = {
-            "packet_id": pid,
-            "name": manifest["name"],
-            "domain": manifest["domain"],
-            "description": manifest["description"],
-            "exemplars": json.dumps(manifest["exemplars"]),
-            "sha256": manifest["weights_sha256"],
-            "size": manifest["weights_size"],
-            "author_id": manifest["author_id"],
-            "author_name": self._author_name(manifest["author_id"]),
-            "base_model_id": manifest["base_model_id"],
-            "base_fingerprint": manifest["base_fingerprint"],
-            "adapter": json.dumps(manifest["adapter"]),
-            "merged": int(manifest["merged"]),
-            "source": source,
-            "received_at": time.time(),
-            "verified": 1,
-            "manifest": json.dumps(manifest, sort_keys=True),
-            "signature": signature.hex(),
-        }
-        with self.db.atomic():
+        self._name_holder(manifest)  # refuse early, before any blob is written
+        sha = manifest["weights_sha256"]
+        self.blobs.write(sha, data, move_from=move, synced=synced)
+        row = packet_row(
+            pid,
+            manifest,
+            signature,
+            author_name=self._author_name(manifest["author_id"]),
+            source=source,
+            received_at=time.time(),
+        )
+        with self.write_lock():
+            if self.has(pid):  # another process stored it meanwhile
+                return self.find(pid)  # type: ignore[return-value]
+            replaced = self._name_holder(manifest)
+            if not self.blobs.path(sha).exists():  # a concurrent remove took the blob
+                self.blobs.write(sha, data)
             if replaced is not None:
                 self.db["packets"].delete(replaced.packet_id)
             self.db["packets"].insert(row)
             self._log("packet_added", name=row["name"], packet_id=pid, source=source)
-        if replaced is not None:
-            self._drop_blob_if_unused(replaced.sha256)
+            if replaced is not None:
+                self._drop_blob_if_unused(replaced.sha256)
         record = self.find(pid)
         assert record is not None
         for listener in self._listeners:
@@ -233,15 +250,20 @@ class Library:
         base_fingerprint: str,
         merged: bool = False,
         lineage: Iterable[str] = (),
+        **extra: Any,
     ) -> PacketRecord:
-        """Sign a new packet by this device and store it; return its record."""
-        if self.identity is None:
-            raise LibraryError("This library was opened without a device identity.")
-        if self.db["packets"].count_where("name = ?", [name.strip()]):
-            raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
+        """Sign a new packet by this device and store it; return its record.
+
+        `extra` goes to build_manifest (optional manifest fields). Raises LibraryError when
+        the name is taken, PacketError for a bad name or adapter.
+        """
+        identity = self._require_identity()
+        name = check_name(name)
+        if self.db["packets"].count_where("name = ?", [name]):
+            raise LibraryError(f"A packet named {name!r} is already in the library.")
         manifest, signature, data = build_manifest(
             adapter,
-            self.identity,
+            identity,
             name=name,
             domain=domain,
             description=description,
@@ -250,6 +272,7 @@ class Library:
             base_fingerprint=base_fingerprint,
             merged=merged,
             lineage=lineage,
+            **extra,
         )
         return self.add(manifest, signature, data, source="local")
 
@@ -260,6 +283,7 @@ class Library:
         exemplars: Iterable[str] | None = None,
         description: str | None = None,
         name: str | None = None,
+        **extra: Any,
     ) -> PacketRecord:
         """Sign a new version of a packet by this device, same weights, new exemplars or
         description; return its record.
@@ -268,11 +292,10 @@ class Library:
         its name; another author's packet stays, and its new version needs a `name` of its
         own. Raises LibraryError (and changes nothing) otherwise.
         """
-        if self.identity is None:
-            raise LibraryError("This library was opened without a device identity.")
+        identity = self._require_identity()
         old = self.get(name_or_id)
-        new_name = (name or old.name).strip()
-        if old.author_id != self.identity.device_id and new_name == old.name:
+        new_name = check_name(name) if name is not None else old.name
+        if old.author_id != identity.device_id and new_name == old.name:
             raise LibraryError(
                 f"{old.name!r} is by another author: give the new version a name of its own."
             )
@@ -280,7 +303,7 @@ class Library:
             raise LibraryError(f"A packet named {new_name!r} is already in the library.")
         manifest, signature, data = build_manifest(
             self.load_adapter(old),
-            self.identity,
+            identity,
             name=new_name,
             domain=old.domain,
             description=old.description if description is None else description,
@@ -291,20 +314,24 @@ class Library:
             lineage=[*old.manifest.get("lineage", []), old.packet_id],
             dtype=old.manifest["dtype"],
             created=max(int(time.time()), int(old.manifest["created"]) + 1),
+            **extra,
         )
         return self.add(manifest, signature, data, source="local")
 
     def remove(self, name_or_id: str) -> PacketRecord:
         """Remove a packet and, if no other packet shares them, its weights; return it."""
-        record = self.get(name_or_id)
-        with self.db.atomic():
+        with self.write_lock():
+            record = self.get(name_or_id)
             self.db["packets"].delete(record.packet_id)
             self._log("packet_removed", name=record.name, packet_id=record.packet_id)
-        self._drop_blob_if_unused(record.sha256)
+            self._drop_blob_if_unused(record.sha256)
         return record
 
     def verify(self, name_or_id: str) -> tuple[PacketRecord, str | None]:
-        """Re-check a packet's signature and weights; return (record, problem or None)."""
+        """Re-check a packet's signature and weights; return (record, problem or None).
+
+        Raises LibraryError if no such packet is (still) in the library.
+        """
         record = self.get(name_or_id)
         problem: str | None = None
         try:
@@ -312,132 +339,32 @@ class Library:
             verify_weights(record.manifest, self.read_weights(record), copy=False)
         except (PacketError, LibraryError) as exc:
             problem = str(exc)
-        self.db["packets"].update(record.packet_id, {"verified": int(problem is None)})
+        with self.write_lock():
+            if not self.has(record.packet_id):
+                raise LibraryError(f"{record.name!r} was removed while it was being checked.")
+            self.db["packets"].update(record.packet_id, {"verified": int(problem is None)})
         return self.get(record.packet_id), problem
 
-    # -- peers -----------------------------------------------------------------------------
-
-    def get_peer(self, peer_id: str) -> PeerRecord | None:
-        rows = list(self.db["peers"].rows_where("peer_id = ?", [peer_id]))
-        return _peer(rows[0]) if rows else None
-
-    def list_peers(self) -> list[PeerRecord]:
-        return [_peer(r) for r in self.db["peers"].rows_where(order_by="name, peer_id")]
-
-    def upsert_peer(
-        self,
-        public_key: bytes,
-        name: str,
-        address: str = "",
-        default_trust: str = "pending",
-    ) -> PeerRecord:
-        """Record a contact with a peer; pin its key on first contact.
-
-        Raises PeerRefused if a known id now shows a different key (never silently replaced).
-        """
-        peer_id = device_id_for(public_key)
-        now = time.time()
-        known = self.get_peer(peer_id)
-        if known is not None and known.public_key is not None and known.public_key != public_key:
-            self._log("peer_key_changed", peer_id=peer_id)
-            raise PeerRefused(f"Peer {peer_id} presented a different key than before; refusing it.")
-        row = {
-            "peer_id": peer_id,
-            "name": name[:64],
-            "public_key": public_key.hex(),
-            "address": address or (known.address if known else ""),
-            "last_seen": now,
-            "first_seen": known.first_seen if known and known.first_seen else now,
-            "trust": known.trust if known else default_trust,
-        }
-        self.db["peers"].upsert(row, pk="peer_id")
-        peer = self.get_peer(peer_id)
-        assert peer is not None
-        return peer
-
-    def set_trust(self, peer_id: str, trust: str) -> PeerRecord:
-        """Set a peer's trust state; works before first contact (the id is a key hash)."""
-        if trust not in TRUST_STATES:
-            raise LibraryError(f"Trust must be one of {', '.join(TRUST_STATES)}.")
-        peer_id = peer_id.strip().lower()
-        if len(peer_id) != 16 or not peer_id.isalnum():
-            raise LibraryError(f"{peer_id!r} is not a device id (16 letters and digits).")
-        if self.get_peer(peer_id) is None:
-            self.db["peers"].insert(
-                {"peer_id": peer_id, "name": "", "public_key": None, "trust": trust, "address": ""}
-            )
-        else:
-            self.db["peers"].update(peer_id, {"trust": trust})
-        self._log("peer_trust", peer_id=peer_id, trust=trust)
-        peer = self.get_peer(peer_id)
-        assert peer is not None
-        return peer
-
-    # -- transfers (resume state) ----------------------------------------------------------
-
-    def transfer_state(self, packet_id: str) -> dict[str, Any] | None:
-        """Return {'peer_id', 'manifest', 'signature', 'received'} of a partial transfer."""
-        rows = list(self.db["transfers"].rows_where("packet_id = ?", [packet_id]))
-        if not rows:
-            return None
-        row = rows[0]
+    def collect_garbage(self) -> dict[str, int]:
+        """Remove blobs no packet refers to, stale part files and old pending peers; return
+        the counts removed (`blobs`, `parts`, `peers`)."""
+        with self.write_lock():
+            live = {r["sha256"] for r in self.db["packets"].rows_where(select="sha256")}
+            orphans = [sha for sha in self.blobs.stored() if sha not in live]
+            for sha in orphans:
+                self.blobs.remove(sha)
         return {
-            "packet_id": packet_id,
-            "peer_id": row["peer_id"],
-            "manifest": json.loads(row["manifest"]),
-            "signature": bytes.fromhex(row["signature"]),
-            "received": json.loads(row["received"]),
+            "blobs": len(orphans),
+            "parts": self.prune_transfers(),
+            "peers": self.prune_pending_peers(),
         }
 
-    def save_transfer(
-        self,
-        packet_id: str,
-        peer_id: str,
-        manifest: dict[str, Any],
-        signature: bytes,
-        received: Iterable[int],
-    ) -> None:
-        """Persist which chunks of a packet have been received (and written to the part file)."""
-        self.db["transfers"].upsert(
-            {
-                "packet_id": packet_id,
-                "peer_id": peer_id,
-                "manifest": json.dumps(manifest, sort_keys=True),
-                "signature": signature.hex(),
-                "received": json.dumps(sorted(set(received))),
-                "updated_at": time.time(),
-            },
-            pk="packet_id",
-        )
+    # -- internals ---------------------------------------------------------------------------
 
-    def clear_transfer(self, packet_id: str) -> None:
-        self.db["transfers"].delete_where("packet_id = ?", [packet_id])
-
-    def part_path(self, packet_id: str) -> Path:
-        """Return the part file that holds a partial transfer's chunks."""
-        return self.home.parts_dir / f"{packet_id}.part"
-
-    # -- settings and events ---------------------------------------------------------------
-
-    def get_setting(self, key: str, default: Any = None) -> Any:
-        rows = list(self.db["settings"].rows_where("key = ?", [key]))
-        return json.loads(rows[0]["value"]) if rows else default
-
-    def set_setting(self, key: str, value: Any) -> None:
-        self.db["settings"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
-
-    def log_event(self, kind: str, **data: Any) -> None:
-        """Append an event to the log."""
-        self._log(kind, **data)
-
-    def events(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.db["events"].rows_where(order_by="id desc", limit=limit)
-        return [{"ts": r["ts"], "kind": r["kind"], **json.loads(r["data"])} for r in rows]
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _log(self, kind: str, **data: Any) -> None:
-        self.db["events"].insert({"ts": time.time(), "kind": kind, "data": json.dumps(data)})
+    def _require_identity(self) -> Identity:
+        if self.identity is None:
+            raise LibraryError("This library was opened without a device identity.")
+        return self.identity
 
     def _author_name(self, author_id: str) -> str:
         if self.identity is not None and author_id == self.identity.device_id:
@@ -446,91 +373,26 @@ class Library:
         return peer.name if peer and peer.name else ""
 
     def _name_holder(self, manifest: dict[str, Any]) -> PacketRecord | None:
-        """Return the packet a newer version from the same author replaces, if any."""
-        rows = list(self.db["packets"].rows_where("name = ?", [manifest["name"]]))
-        if not rows:
-            return None
-        holder = _record(rows[0])
-        if holder.author_id != manifest["author_id"]:
+        """Return the packet a newer version from the same author replaces, if any; raise
+        LibraryError when the name belongs to another author or a newer version is held."""
+        if self.name_conflict(manifest["name"], manifest["author_id"]) is not None:
             raise LibraryError(
                 f"A packet named {manifest['name']!r} by another author is already in the library."
             )
+        rows = list(self.db["packets"].rows_where("name = ?", [manifest["name"]]))
+        if not rows:
+            return None
+        holder = packet_record(rows[0])
         if manifest["created"] <= holder.manifest["created"]:
             raise LibraryError(
                 f"The library already holds a newer or equal version of {manifest['name']!r}."
             )
         return holder
 
-    def _write_blob(
-        self, sha256: str, data: bytes, move_from: Path | None = None, synced: bool = False
-    ) -> None:
-        """Store verified bytes as the blob `sha256`, durably; `move_from` is a file holding
-        exactly those bytes on the same disk, renamed into place instead of copied (`synced`:
-        it was fsynced already)."""
-        path = self.home.blobs_dir / sha256[:2] / f"{sha256}.safetensors"
-        if path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if move_from is not None and (synced or _fsync_file(move_from)):
-            try:
-                os.replace(move_from, path)
-                _fsync_dir(path.parent)
-                return
-            except OSError:
-                pass  # another disk, or gone: write a copy below
-        tmp = path.parent / f".tmp-{os.getpid()}-{sha256[:16]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-
     def _drop_blob_if_unused(self, sha256: str) -> None:
+        """Remove a blob no row refers to; call inside write_lock()."""
         if self.db["packets"].count_where("sha256 = ?", [sha256]) == 0:
-            (self.home.blobs_dir / sha256[:2] / f"{sha256}.safetensors").unlink(missing_ok=True)
-
-    def _remove_stale_temp_files(self) -> None:
-        for tmp in self.home.blobs_dir.glob("*/.tmp-*"):
-            pid = tmp.name.split("-")[1]
-            if not pid.isdigit() or not _process_alive(int(pid)):
-                tmp.unlink(missing_ok=True)
-
-
-def _record(row: dict[str, Any]) -> PacketRecord:
-    return PacketRecord(
-        packet_id=row["packet_id"],
-        name=row["name"],
-        domain=row["domain"],
-        description=row["description"],
-        exemplars=json.loads(row["exemplars"]),
-        sha256=row["sha256"],
-        size=row["size"],
-        author_id=row["author_id"],
-        author_name=row["author_name"] or "",
-        base_model_id=row["base_model_id"],
-        base_fingerprint=row["base_fingerprint"],
-        adapter=AdapterConfig.from_mlx_dict(json.loads(row["adapter"])),
-        source=row["source"],
-        received_at=row["received_at"],
-        verified=bool(row["verified"]),
-        merged=bool(row["merged"]),
-        manifest=json.loads(row["manifest"]),
-        signature=bytes.fromhex(row["signature"]),
-    )
-
-
-def _peer(row: dict[str, Any]) -> PeerRecord:
-    key = row.get("public_key")
-    return PeerRecord(
-        peer_id=row["peer_id"],
-        name=row.get("name") or "",
-        public_key=bytes.fromhex(key) if key else None,
-        trust=row.get("trust") or "pending",
-        address=row.get("address") or "",
-        first_seen=row.get("first_seen"),
-        last_seen=row.get("last_seen"),
-    )
+            self.blobs.remove(sha256)
 
 
 def _read(path: Path) -> bytes:
@@ -538,39 +400,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
-
-
-def _fsync_file(path: Path) -> bool:
-    """fsync the file at `path`; return False if it cannot be opened or synced."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        os.fsync(fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -95,6 +95,17 @@ def chunk_hashes(data: bytes, chunk_size: int) -> list[str]:
     ]
 
 
+def check_name(value: str, what: str = "name") -> str:
+    """Return a packet name (or domain) stripped; PacketError unless it is 1 to 64 printable
+    characters with no path separator, and not '.' or '..' (names become file names)."""
+    name = value.strip() if isinstance(value, str) else ""
+    if not 1 <= len(name) <= 64 or not name.isprintable():
+        raise PacketError(f"The packet's {what} must be 1 to 64 printable characters.")
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        raise PacketError(f"The packet's {what} {name!r} may not contain '/' or '\\', or be '.' or '..'.")
+    return name
+
+
 def check_manifest(manifest: Any) -> None:
     """Check the manifest's schema and limits (not its signature); raise PacketError if bad."""
     if not isinstance(manifest, dict):
@@ -115,8 +126,7 @@ def check_manifest(manifest: Any) -> None:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
-        if not 1 <= len(manifest[key]) <= 64 or not manifest[key].isprintable():
-            raise PacketError(f"The packet's {key} must be 1 to 64 printable characters.")
+        check_name(manifest[key], key)
     if len(manifest["description"]) > MAX_TEXT:
         raise PacketError("The packet's description is too long.")
     ex = manifest["exemplars"]

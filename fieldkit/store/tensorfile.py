@@ -18,6 +18,8 @@ import numpy as np
 from fieldkit.errors import PacketError
 
 MAX_HEADER = 100 * 1024 * 1024  # the limit `safetensors` itself applies
+MAX_NDIM = 4
+MAX_DIM = 1 << 20  # no LoRA factor of any model is wider
 DTYPES = {
     "F16": np.dtype("<f2"),
     "F32": np.dtype("<f4"),
@@ -75,6 +77,12 @@ def _span(name: str, info: Any, bad: str) -> tuple[int, int, np.dtype, tuple[int
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
         raise PacketError(f"{bad} (tensor {name} has a malformed shape).")
+    if len(shape) > MAX_NDIM or not all(1 <= n <= MAX_DIM for n in shape):
+        # checked before any size is computed or any array made: [2**64, 0] is 0 bytes
+        raise PacketError(
+            f"{bad} (tensor {name} has the shape {shape[:MAX_NDIM + 1]}: each of at most "
+            f"{MAX_NDIM} dimensions must be 1 to {MAX_DIM})."
+        )
     if type(offsets) is not list or len(offsets) != 2:
         raise PacketError(f"{bad} (tensor {name} has malformed offsets).")
     begin, end = offsets

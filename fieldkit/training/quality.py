@@ -25,6 +25,16 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+class _Quiet:
+    """A training progress display that shows nothing."""
+
+    def __call__(self, progress: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def training_files(data: Path, domain: str) -> tuple[Path, Path | None]:
     """Return (train jsonl, paraphrases jsonl or None) of a domain in a data folder.
 
@@ -62,6 +72,7 @@ class QualityRun:
         fingerprint: str,
         max_tokens: int,
         log: Callable[..., None] = _stderr,
+        progress: Callable[[], Any] = lambda: _Quiet(),
     ) -> None:
         from fieldkit.home import Home
         from fieldkit.store.identity import Identity
@@ -70,6 +81,7 @@ class QualityRun:
         self.svc, self.out, self.base_id, self.fingerprint = svc, out_dir, base_id, fingerprint
         self.max_tokens = max_tokens
         self.log = log
+        self.progress = progress  # makes a training progress display: call(p), close()
         home = Home(out_dir / "home").ensure()
         self.library = Library.open(home, identity=Identity.load_or_create(home))
         svc._closers.append(self.library.close)
@@ -133,7 +145,6 @@ class QualityRun:
         )
 
     def _train(self, domain: str, examples: list, args: dict[str, Any]) -> tuple[Any, dict]:
-        from fieldkit.commands.train import ProgressLine
         from fieldkit.training.train import TrainConfig, train_lora
 
         config = TrainConfig(
@@ -144,7 +155,7 @@ class QualityRun:
             time_budget_s=60.0 * args["minutes"],
         )
         self.log(f"{domain}: training on {len(examples)} examples")
-        progress = ProgressLine()
+        progress = self.progress()
         try:
             result = train_lora(self.svc.model_dir, examples, config, on_progress=progress)
         finally:

@@ -37,16 +37,14 @@ class FieldkitApp(App[None]):
 
     def __init__(
         self,
-        services: Services,
+        backend: TuiBackend,
         *,
         start_mode: str = "library",
         load_model: bool = True,
         ble: bool = True,
-        radio: object = None,
     ) -> None:
         super().__init__()
-        self.services = services
-        self.backend = TuiBackend(services, radio=radio)
+        self.backend = backend
         self.start_mode = start_mode
         self.load_model_on_start = load_model
         self.ble = ble
@@ -73,7 +71,7 @@ class FieldkitApp(App[None]):
         try:
             state = self.backend.load_model()
         except Exception as exc:
-            missing = not self.services.model_installed
+            missing = not self.backend.model_installed()
             failed = "not installed" if missing else "failed to load (see the notice)"
             self.call_from_thread(setattr, self, "model_state", failed)
             raise exc
@@ -114,9 +112,10 @@ class FieldkitApp(App[None]):
         yield SystemCommand("Reload model", "Load the base model again", self.load_model)
 
 
-def make_app(services: Services, **options: object) -> FieldkitApp:
-    """Return the app for these services (the one factory used by the CLI and tests)."""
-    return FieldkitApp(services, **options)  # type: ignore[arg-type]
+def make_app(services: Services, radio: object = None, **options: object) -> FieldkitApp:
+    """Return the app over a backend for these services (the one factory used by the CLI
+    and the tests). `radio` is a fieldkit.gossip.ble.sync.Radio; None: the platform's."""
+    return FieldkitApp(TuiBackend(services, radio=radio), **options)  # type: ignore[arg-type]
 
 
 def run_app(services: Services, start_mode: str = "library") -> None:

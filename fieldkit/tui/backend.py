@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.errors import LibraryError, TransportError
+from fieldkit.formats import format_size, parse_address
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
     AnswerChunk,
@@ -23,10 +24,8 @@ from fieldkit.tui.views import (
     RouteView,
     SyncProgress,
     SyncResult,
-    human_size,
     human_time,
     packet_status,
-    parse_address,
     sync_result,
 )
 
@@ -70,9 +69,7 @@ class TuiBackend:
 
     def _open_library(self) -> Any:
         if self._lib is None:
-            from fieldkit.store.library import Library
-
-            self._lib = Library.open(self.services.home, identity=self.services.identity)
+            self._lib = self.services.open_library()
         return self._lib
 
     def close(self) -> None:
@@ -95,6 +92,20 @@ class TuiBackend:
         except (ImportError, AttributeError):
             return "this device"
         return f"{ident.name} ({ident.device_id})"
+
+    @property
+    def default_port(self) -> int:
+        """The TCP port sync listens on unless told otherwise."""
+        from fieldkit.gossip.tcp import DEFAULT_PORT
+
+        return DEFAULT_PORT
+
+    def model_installed(self) -> bool:
+        return self.services.model_installed
+
+    def export_dir(self) -> Path:
+        """Where the Library screen offers to export packets."""
+        return self.services.home.root / "exports"
 
     def model_label(self) -> str:
         """Return the base model folder's name."""
@@ -137,7 +148,7 @@ class TuiBackend:
             packet_id=rec.packet_id,
             name=rec.name,
             domain=rec.domain,
-            size=human_size(rec.size),
+            size=format_size(rec.size),
             author=rec.author_name or rec.author_id[:8],
             author_id=rec.author_id,
             status=packet_status(rec, base, blocked),
@@ -259,12 +270,11 @@ class TuiBackend:
         confirm: Callable[[str, str, str], Awaitable[bool]],
     ) -> SyncResult:
         """Find the peer with this short id over Bluetooth LE and sync with it."""
-        from fieldkit.gossip.ble.sync import sync_with_peer
+        from fieldkit.gossip.sync import sync_ble_peer
 
-        summary = await sync_with_peer(
+        summary = await sync_ble_peer(
             self.radio(),
-            self.services.identity,
-            self.services.library,
+            self.services,
             self.sync_options(),
             peer=short_id,
             progress=self.progress_tracker(on_progress),
@@ -286,13 +296,9 @@ class TuiBackend:
             runner = f"{rest[0].name} {rest[0].score:.2f}"
         label = "base model"
         reason = str(decision.reason or "")
-        if packet_id:
+        if packet_id:  # the router only picks usable packets (store/usable.py)
             rec = records.get(packet_id)
-            status = packet_status(rec, self.base_fingerprint(), self.blocked_authors())
             label = rec.name if rec else packet_id[:8]
-            if not status.good:  # never answer with a packet that failed its checks
-                reason = f"{label} fits but is {status.label}, not used"
-                packet_id, label = None, "base model"
         return RouteView(
             packet_id=packet_id,
             label=label,
@@ -304,9 +310,7 @@ class TuiBackend:
 
     def _get_router(self, lib: Any) -> Any:
         if self._router is None:
-            from fieldkit.router.router import Router
-
-            self._router = Router(lib, base_fingerprint=self.base_fingerprint())
+            self._router = self.services.make_router(lib)
         return self._router
 
     def manual_route(self, packet_id: str | None) -> RouteView:
@@ -373,7 +377,7 @@ class TuiBackend:
         """Return the options for a sync started from the screen: a person confirms peers."""
         from fieldkit.gossip.summary import SyncOptions
 
-        policy = self.services.library.get_setting("receive_policy", "trusted-only")
+        policy = self.services.library.receive_policy()
         return SyncOptions(policy="open" if policy == "open" else "ask")
 
     async def sync_tcp(
@@ -386,10 +390,10 @@ class TuiBackend:
 
         Raises TransportError when the address is bad or the peer cannot be reached.
         """
-        from fieldkit.gossip import tcp
+        from fieldkit.gossip.sync import DEFAULT_PORT, sync_with
 
-        host, port = parse_address(address, tcp.DEFAULT_PORT)
-        summary = await tcp.sync_with(
+        host, port = parse_address(address, DEFAULT_PORT)
+        summary = await sync_with(
             host,
             port,
             self.services,
@@ -412,11 +416,11 @@ class TuiBackend:
         The listener is announced on the LAN when `advertise` is True, or when it is None and
         the host is not a loopback address; a failed announcement leaves it unannounced.
         """
-        from fieldkit.gossip import tcp
         from fieldkit.gossip.lan import LanAdvertiser, advertise_by_default
+        from fieldkit.gossip.sync import DEFAULT_PORT, start_listener
 
-        host, port = parse_address(address, tcp.DEFAULT_PORT, any_port=True)
-        listener = await tcp.start_listener(
+        host, port = parse_address(address, DEFAULT_PORT, any_port=True)
+        listener = await start_listener(
             self.services,
             host,
             port,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fieldkit.errors import TransportError
+from fieldkit.store.usable import PacketState, packet_state
 
 PEER_ID_LENGTH = 16  # a device id; other sources are words such as "local" or "demo"
 
@@ -42,28 +42,18 @@ class PacketStatus(enum.Enum):
 def packet_status(
     record: Any, base_fingerprint: str | None, blocked_authors: frozenset[str] = frozenset()
 ) -> PacketStatus:
-    """Return the status of a library record against this device's base model.
+    """Return how a library record shows, by the one usable-packet rule (store/usable.py).
 
     An unknown base fingerprint (model missing) counts as foreign: nothing can be shown as
     usable until the base it needs is known to be here.
     """
-    if not getattr(record, "verified", False):
-        return PacketStatus.UNVERIFIED
-    if getattr(record, "author_id", None) in blocked_authors:
-        return PacketStatus.BLOCKED
-    if base_fingerprint is None or record.base_fingerprint != base_fingerprint:
-        return PacketStatus.FOREIGN_BASE
-    return PacketStatus.VERIFIED
-
-
-def human_size(size: int) -> str:
-    """Return a byte count as '1.2 MB' style text."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+    state = packet_state(record, base_fingerprint, blocked_authors, unknown_base_ok=False)
+    return {
+        PacketState.OK: PacketStatus.VERIFIED,
+        PacketState.UNVERIFIED: PacketStatus.UNVERIFIED,
+        PacketState.BLOCKED: PacketStatus.BLOCKED,
+        PacketState.FOREIGN_BASE: PacketStatus.FOREIGN_BASE,
+    }[state]
 
 
 def human_time(value: Any) -> str:
@@ -180,17 +170,3 @@ def sync_result(summary: Any) -> SyncResult:
     return SyncResult(f"Synced with {who}: {counts}.", summary.ok)
 
 
-def parse_address(address: str, default_port: int, any_port: bool = False) -> tuple[str, int]:
-    """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad.
-
-    With `any_port`, port 0 (let the system pick, for listening) is accepted.
-    """
-    text = address.strip()
-    host, sep, port_text = text.rpartition(":")
-    if not sep or "]" in port_text:
-        host, port_text = text, str(default_port)
-    host = host.strip("[]")
-    lowest = 0 if any_port else 1
-    if not host or not port_text.isdigit() or not lowest <= int(port_text) < 65536:
-        raise TransportError(f"{address!r} is not an address like 192.168.1.20:{default_port}.")
-    return host, int(port_text)

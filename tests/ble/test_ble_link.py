@@ -217,7 +217,8 @@ def test_short_id_is_eight_base32_characters() -> None:
 
 
 async def test_a_scan_cancelled_mid_command_leaves_the_controller_in_step() -> None:
-    from fieldkit.gossip.ble.radio_bumble import VirtualRadio, power_on, scan
+    from fieldkit.gossip.ble.radio_bumble import power_on, scan
+    from fieldkit.testing.virtual_radio import VirtualRadio
 
     loop_errors: list[dict] = []
     asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: loop_errors.append(ctx))
@@ -235,7 +236,8 @@ async def test_a_scan_cancelled_mid_command_leaves_the_controller_in_step() -> N
 
 
 async def test_a_scan_started_as_another_is_cancelled_still_sees_peers() -> None:
-    from fieldkit.gossip.ble.radio_bumble import BumbleRadio, VirtualRadio, power_on
+    from fieldkit.gossip.ble.radio_bumble import BumbleRadio, power_on
+    from fieldkit.testing.virtual_radio import VirtualRadio
 
     air = VirtualRadio()
     alice, bob = air.device("aaaaaaaaaaaaaaaa", "alice"), air.device("bbbbbbbbbbbbbbbb", "bob")

@@ -13,8 +13,9 @@ from bleak import BleakClient, BleakScanner
 from fieldkit.errors import TransportError
 from fieldkit.gossip.ble import central_bleak as ble_bleak
 from fieldkit.gossip.ble.link import RX_UUID, SERVICE_UUID
-from fieldkit.gossip.ble.radio_bumble import VirtualRadio, power_on
+from fieldkit.gossip.ble.radio_bumble import power_on
 from fieldkit.testing.bleak_over_bumble import BumbleBleakClient, BumbleBleakScanner
+from fieldkit.testing.virtual_radio import VirtualRadio
 from tests.ble.test_bumble_stream import ALICE, pair, read_exactly, send_all
 
 

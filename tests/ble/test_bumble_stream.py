@@ -10,14 +10,8 @@ import time
 import pytest
 
 from fieldkit.errors import TransportError
-from fieldkit.gossip.ble.radio_bumble import (
-    BumblePeripheral,
-    ThrottledLink,
-    VirtualRadio,
-    connect,
-    power_on,
-    scan,
-)
+from fieldkit.gossip.ble.radio_bumble import BumblePeripheral, connect, power_on, scan
+from fieldkit.testing.virtual_radio import ThrottledLink, VirtualRadio
 
 ALICE, BOB = "alicealicealice2", "bobbobbobbobbob2"
 

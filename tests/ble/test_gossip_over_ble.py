@@ -9,17 +9,12 @@ import pytest
 from fieldkit.errors import TransportError
 from fieldkit.gossip.ble import central_bleak as ble_bleak
 from fieldkit.gossip.ble.link import Role, choose_role
-from fieldkit.gossip.ble.radio_bumble import (
-    BumbleRadio,
-    LocalLink,
-    ThrottledLink,
-    VirtualRadio,
-    power_on,
-)
-from fieldkit.gossip.ble.sync import serve, sync_auto, sync_with_peer
+from fieldkit.gossip.ble.radio_bumble import BumbleRadio, power_on
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
+from fieldkit.gossip.sync import serve_ble, sync_ble, sync_ble_peer
 from fieldkit.testing.bleak_over_bumble import BumbleBleakClient, BumbleBleakScanner
+from fieldkit.testing.virtual_radio import LocalLink, ThrottledLink, VirtualRadio
 from tests.gossip.helpers import FAST, Device
 
 
@@ -33,10 +28,10 @@ async def radios(radio: VirtualRadio, a: Device, b: Device) -> tuple[BumbleRadio
 async def session(ra: BumbleRadio, rb: BumbleRadio, a: Device, b: Device, progress_b=None):
     """a connects as central to b (peripheral, one session); return (summary a, summary b)."""
     serving = asyncio.create_task(
-        serve(rb, b.identity, b.library, FAST, once=True, progress=progress_b)
+        serve_ble(rb, b, FAST, once=True, progress=progress_b)
     )
     summary_a = await asyncio.wait_for(
-        sync_with_peer(ra, a.identity, a.library, FAST, peer=b.device_id, scan_seconds=5), 60
+        sync_ble_peer(ra, a, FAST, peer=b.device_id, scan_seconds=5), 60
     )
     (summary_b,) = await asyncio.wait_for(serving, 30)
     return summary_a, summary_b
@@ -106,9 +101,7 @@ async def test_no_peer_in_range_is_one_clear_error(make_device):
     da = radio.device(a.device_id)
     await power_on(da)
     with pytest.raises(TransportError, match="found no sign of the peer zzzz"):
-        await sync_with_peer(
-            BumbleRadio(da), a.identity, a.library, SyncOptions(), peer="zzzzzzzz", scan_seconds=0.3
-        )
+        await sync_ble_peer(BumbleRadio(da), a, SyncOptions(), peer="zzzzzzzz", scan_seconds=0.3)
 
 
 async def test_two_devices_that_both_scan_and_advertise_connect_exactly_once(
@@ -122,8 +115,8 @@ async def test_two_devices_that_both_scan_and_advertise_connect_exactly_once(
     ra, rb = await radios(VirtualRadio(), a, b)
     sa, sb = await asyncio.wait_for(
         asyncio.gather(
-            sync_auto(ra, a.identity, a.library, FAST, scan_seconds=10),
-            sync_auto(rb, b.identity, b.library, FAST, scan_seconds=10),
+            sync_ble(ra, a, FAST, scan_seconds=10),
+            sync_ble(rb, b, FAST, scan_seconds=10),
         ),
         30,
     )
@@ -143,8 +136,8 @@ async def test_a_connecting_device_always_connects_to_a_listen_only_one(make_dev
     pa = make_packet(a.home, name="pumps")
     b.trust(a)
     ra, rb = await radios(VirtualRadio(), a, b)
-    serving = asyncio.create_task(serve(rb, b.identity, b.library, FAST, once=True))
-    sa = await asyncio.wait_for(sync_auto(ra, a.identity, a.library, FAST, scan_seconds=10), 30)
+    serving = asyncio.create_task(serve_ble(rb, b, FAST, once=True))
+    sa = await asyncio.wait_for(sync_ble(ra, a, FAST, scan_seconds=10), 30)
     (sb,) = await asyncio.wait_for(serving, 10)
     assert sa.ok, sa.error
     assert sb.ok, sb.error
@@ -173,12 +166,11 @@ async def test_full_sync_through_the_bleak_central(make_device, make_packet):
     a.trust(b)
     b.trust(a)
     ra, rb = await radios(VirtualRadio(), a, b)
-    serving = asyncio.create_task(serve(rb, b.identity, b.library, FAST, once=True))
+    serving = asyncio.create_task(serve_ble(rb, b, FAST, once=True))
     sa = await asyncio.wait_for(
-        sync_with_peer(
+        sync_ble_peer(
             BleakCentralRadio(ra.device),
-            a.identity,
-            a.library,
+            a,
             FAST,
             peer=b.device_id,
             scan_seconds=5,
@@ -206,9 +198,9 @@ async def test_cancelling_a_sync_mid_transfer_stops_at_once_and_resumes_later(
         if update.done >= 0.3 * update.total:
             halfway.set()
 
-    serving = asyncio.create_task(serve(rb, b.identity, b.library, FAST, once=True, progress=watch))
+    serving = asyncio.create_task(serve_ble(rb, b, FAST, once=True, progress=watch))
     syncing = asyncio.create_task(
-        sync_with_peer(ra, a.identity, a.library, FAST, peer=b.device_id, scan_seconds=5)
+        sync_ble_peer(ra, a, FAST, peer=b.device_id, scan_seconds=5)
     )
     await asyncio.wait_for(halfway.wait(), 30)
     syncing.cancel()

@@ -28,7 +28,7 @@ def engine(tiny_model_dir: Path) -> Iterator[Engine]:
 
 def reference(model_dir: Path, adapter: Adapter | None, max_tokens: int = 12):
     """Plain mlx-lm: load base (+ adapter) fresh and generate greedily."""
-    from fieldkit.engine.mlx_backend import reference_generate
+    from fieldkit.testing.reference_model import reference_generate
 
     return reference_generate(model_dir, adapter, MESSAGES, max_tokens=max_tokens, with_logits=True)
 

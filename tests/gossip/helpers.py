@@ -24,6 +24,7 @@ class Device:
     home: Home
     identity: Identity
     library: Library
+    base_fingerprint: str | None = None  # None: packets for any base model are accepted
 
     @classmethod
     def open(cls, home: Home) -> Device:

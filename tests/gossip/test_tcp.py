@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from fieldkit.cli import main
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.gossip.tcp import start_listener, sync_with
+from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.services import Services
 from fieldkit.store.library import Library
 from tests.gossip.helpers import start_listener_process

@@ -69,7 +69,8 @@ async def test_unverified_packet_is_never_used(stocked) -> None:
         await ask(pilot, "How do I prime a hand pump?")
         line = route_line(app.screen.query(Exchange).last())
         assert "base model" in line
-        assert "UNVERIFIED" in line
+        assert "pumps" in line
+        assert "failed verification" in line
 
 
 async def test_missing_model_is_a_notice_not_a_crash(make_services, tmp_path) -> None:

@@ -8,7 +8,7 @@ import re
 from textual.widgets import DataTable, Input, Label, Static
 
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.gossip.tcp import start_listener, sync_with
+from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.widgets.transfers import TransferList

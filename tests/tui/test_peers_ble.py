@@ -6,10 +6,11 @@ import asyncio
 
 from textual.widgets import DataTable, Static
 
-from fieldkit.gossip.ble.radio_bumble import BumbleRadio, ThrottledLink, VirtualRadio, power_on
-from fieldkit.gossip.ble.sync import serve
+from fieldkit.gossip.ble.radio_bumble import BumbleRadio, power_on
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
+from fieldkit.gossip.sync import serve_ble
+from fieldkit.testing.virtual_radio import ThrottledLink, VirtualRadio
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import ConfirmDialog
 from fieldkit.tui.screens.peers import PeersScreen
@@ -26,10 +27,9 @@ async def test_discover_and_sync_a_peer_over_ble(stocked, make_bob) -> None:
     await power_on(alice_dev)
     await power_on(bob_dev)
     serving = asyncio.ensure_future(
-        serve(
+        serve_ble(
             BumbleRadio(bob_dev),
-            bob.identity,
-            bob.library,
+            bob,
             SyncOptions(policy="open", handshake_timeout=10, idle_timeout=5),
             once=True,
         )
@@ -96,10 +96,11 @@ async def sync_from_screen(pilot, screen: PeersScreen) -> None:
 
 
 async def test_a_ble_sync_cancelled_from_the_screen_keeps_its_chunks_and_resumes(
-    stocked, make_services, make_packet
+    stocked, make_services, make_packet, base_fp
 ) -> None:
     bob = make_services("bob", seed=2)
-    wells = make_packet(bob.home, name="wells", size_scale=8)  # ~130 KB, 5 chunks
+    # ~130 KB, 5 chunks, made for alice's base model (a foreign one is refused before transfer)
+    wells = make_packet(bob.home, name="wells", size_scale=8, base_fingerprint=base_fp)
     chunk, count = wells.manifest["chunk_size"], len(wells.manifest["chunk_hashes"])
     air = VirtualRadio(link=ThrottledLink(rate=30_000, interval=0.0075))  # seconds per packet
     alice_dev = air.device(stocked.identity.device_id, "alice")
@@ -110,7 +111,7 @@ async def test_a_ble_sync_cancelled_from_the_screen_keeps_its_chunks_and_resumes
     # bob takes nothing from alice, so only wells crosses the air
     options = SyncOptions(policy="trusted-only", handshake_timeout=10, idle_timeout=5)
     library = stocked.library
-    serving = asyncio.ensure_future(serve(bob_radio, bob.identity, bob.library, options, once=True))
+    serving = asyncio.ensure_future(serve_ble(bob_radio, bob, options, once=True))
     app = make_app(stocked, start_mode="peers", load_model=False, radio=BumbleRadio(alice_dev))
     try:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -144,7 +145,7 @@ async def test_a_ble_sync_cancelled_from_the_screen_keeps_its_chunks_and_resumes
             held_bytes = sum(min(chunk, wells.size - i * chunk) for i in held)
 
             serving = asyncio.ensure_future(
-                serve(bob_radio, bob.identity, bob.library, options, once=True)
+                serve_ble(bob_radio, bob, options, once=True)
             )
             await sync_from_screen(pilot, screen)
             [second] = await asyncio.wait_for(serving, 60)
@@ -164,3 +165,41 @@ async def test_a_ble_sync_cancelled_from_the_screen_keeps_its_chunks_and_resumes
     assert library.read_weights(record) == bob.library.read_weights(wells)
     assert library.transfer_state(wells.packet_id) is None
     assert not library.part_path(wells.packet_id).exists()
+
+
+async def test_a_ble_sync_from_the_screen_refuses_a_packet_for_another_base_model(
+    stocked, make_services, make_packet
+) -> None:
+    bob = make_services("bob", seed=2)
+    make_packet(bob.home, name="dams", domain="water", seed=5)  # the fixtures' foreign base
+    air = VirtualRadio()
+    alice_dev = air.device(stocked.identity.device_id, "alice")
+    bob_dev = air.device(bob.identity.device_id, "bob")
+    await power_on(alice_dev)
+    await power_on(bob_dev)
+    serving = asyncio.ensure_future(
+        serve_ble(
+            BumbleRadio(bob_dev),
+            bob,
+            SyncOptions(policy="open", handshake_timeout=10, idle_timeout=5),
+            once=True,
+        )
+    )
+    app = make_app(stocked, start_mode="peers", load_model=False, radio=BumbleRadio(alice_dev))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            await wait_until(
+                pilot,
+                lambda: any(r.via == "ble" for r in screen.peer_rows.values()),
+                "the BLE sighting",
+            )
+            await sync_from_screen(pilot, screen)
+            [summary] = await asyncio.wait_for(serving, 60)
+            state = screen.query_one("#sync-state", Static)
+            await wait_until(pilot, lambda: "Synced with bob" in str(state.render()), "the result")
+            assert "1 refused" in str(state.render())
+    finally:
+        serving.cancel()
+    assert summary.ok, summary.error
+    assert "dams" not in [r.name for r in stocked.library.list_packets()]

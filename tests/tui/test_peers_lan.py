@@ -8,7 +8,7 @@ from textual.widgets import DataTable, Static
 
 from fieldkit.gossip.lan import LanAdvertiser, discover
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.gossip.tcp import start_listener
+from fieldkit.gossip.sync import start_listener
 from fieldkit.tui.app import make_app
 from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.dialogs import ConfirmDialog

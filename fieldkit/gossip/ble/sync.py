@@ -1,7 +1,10 @@
-"""Gossip sessions over Bluetooth LE: the Python API that `fieldkit sync --ble` calls.
+"""Meeting peers over Bluetooth LE: radios, scanning, and the three ways a session starts.
+
+Callers go through fieldkit/gossip/sync.py (`sync_ble`, `sync_ble_peer`, `serve_ble`), which
+sets the receive rules and hands these functions a session runner:
 
     async with open_radio(device_id, name, hci="usb:0") as radio:
-        summary = await sync_with_peer(radio, identity, library, options, peer="k7qx2mza")
+        summary = await sync_ble_peer(radio, device, options, peer="k7qx2mza")
 
 A radio is bumble on an HCI transport when `hci` is given (a USB dongle, or bumble
 controllers served over TCP), otherwise the platform stack: bleak as central, bless as
@@ -17,13 +20,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.errors import TransportError
 from fieldkit.gossip.ble.link import Role, Sighting, choose_role, short_id
-from fieldkit.gossip.session import run_session
-from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
+from fieldkit.gossip.summary import SyncSummary
 
 if TYPE_CHECKING:
     from fieldkit.gossip.stream import ByteStream
-    from fieldkit.store.identity import Identity
-    from fieldkit.store.library import Library
+    from fieldkit.gossip.sync import SessionRunner
 
 DEFAULT_SCAN_SECONDS = 10.0
 SCAN_SLICE = 0.5  # seconds per scan round while also advertising
@@ -102,14 +103,10 @@ async def find_peer(radio: Radio, peer: str | None, seconds: float) -> Sighting:
     return found[0]
 
 
-async def sync_with_peer(
+async def connect_and_run(
     radio: Radio,
-    identity: Identity,
-    library: Library,
-    options: SyncOptions | None = None,
+    run: SessionRunner,
     peer: str | None = None,
-    progress: ProgressCallback | None = None,
-    confirm: ConfirmCallback | None = None,
     scan_seconds: float = DEFAULT_SCAN_SECONDS,
 ) -> SyncSummary:
     """Find the peer, connect as central and run one session; return its summary.
@@ -119,17 +116,15 @@ async def sync_with_peer(
     sighting = await find_peer(radio, peer, scan_seconds)
     stream = await radio.connect(sighting.address)
     stream.peer_label = f"{sighting.name or sighting.short_id} over BLE ({sighting.address})"
-    return await run_session(stream, identity, library, options, progress, confirm)
+    return await run(stream)
 
 
-async def sync_auto(
+async def meet_and_run(
     radio: Radio,
-    identity: Identity,
-    library: Library,
-    options: SyncOptions | None = None,
+    device_id: str,
+    name: str,
+    run: SessionRunner,
     peer: str | None = None,
-    progress: ProgressCallback | None = None,
-    confirm: ConfirmCallback | None = None,
     scan_seconds: float = DEFAULT_SCAN_SECONDS,
 ) -> SyncSummary:
     """Advertise and scan at once; run one session with whichever side the role rule picks.
@@ -138,8 +133,8 @@ async def sync_auto(
     the one whose short id sorts lower connects and the other waits (`choose_role`).
     Raises TransportError if no peer is met within `scan_seconds`.
     """
-    mine = short_id(identity.device_id)
-    peripheral = await radio.advertise(identity.device_id, identity.name, connects=True)
+    mine = short_id(device_id)
+    peripheral = await radio.advertise(device_id, name, connects=True)
     accepting = asyncio.ensure_future(peripheral.accept())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + scan_seconds
@@ -156,11 +151,9 @@ async def sync_auto(
                 await peripheral.stop()
                 stream = await radio.connect(sighting.address)
                 stream.peer_label = f"{sighting.name or sighting.short_id} over BLE"
-                return await run_session(stream, identity, library, options, progress, confirm)
+                return await run(stream)
         if accepting.done() and not accepting.cancelled():
-            return await run_session(
-                accepting.result(), identity, library, options, progress, confirm
-            )
+            return await run(accepting.result())
         who = f"the peer {peer}" if peer else "any fieldkit peer"
         raise TransportError(
             f"Bluetooth LE found no sign of {who} within {scan_seconds:g} seconds."
@@ -171,23 +164,21 @@ async def sync_auto(
             await peripheral.stop()
 
 
-async def serve(
+async def advertise_and_serve(
     radio: Radio,
-    identity: Identity,
-    library: Library,
-    options: SyncOptions | None = None,
+    device_id: str,
+    name: str,
+    run: SessionRunner,
     once: bool = False,
     on_summary: Callable[[SyncSummary], None] | None = None,
-    progress: ProgressCallback | None = None,
-    confirm: ConfirmCallback | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> list[SyncSummary]:
     """Advertise and run a session with each central that connects, one at a time.
 
-    Returns the summaries after the first session with `once`; otherwise runs until
-    cancelled.
+    Returns the summaries after the first authenticated session with `once`; otherwise
+    runs until cancelled.
     """
-    peripheral = await radio.advertise(identity.device_id, identity.name)
+    peripheral = await radio.advertise(device_id, name)
     if on_ready is not None:
         on_ready()
     summaries: list[SyncSummary] = []
@@ -195,13 +186,11 @@ async def serve(
     try:
         while True:
             stream = await peripheral.accept()
-            summary = await run_session(
-                stream, identity, library, options, progress, confirm, claims=claims
-            )
+            summary = await run(stream, claims)
             summaries.append(summary)
             if on_summary is not None:
                 on_summary(summary)
-            if once:
+            if once and summary.peer_id:
                 return summaries
     finally:
         with contextlib.suppress(Exception):

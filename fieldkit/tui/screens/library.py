@@ -155,7 +155,7 @@ class LibraryScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
-        default = str(self.backend.services.home.root / "exports")
+        default = str(self.backend.export_dir())
         folder = await self.app.push_screen_wait(
             TextDialog(f"Export {row.name} to folder:", value=default)
         )

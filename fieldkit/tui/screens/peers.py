@@ -11,7 +11,6 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
 from fieldkit.errors import FieldkitError
-from fieldkit.gossip.tcp import DEFAULT_PORT
 from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.base import ModeScreen
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
@@ -274,7 +273,7 @@ class PeersScreen(ModeScreen):
             TextDialog(
                 "Sync with the LAN peer at host:port",
                 value=default,
-                placeholder=f"192.168.1.20:{DEFAULT_PORT}",
+                placeholder=f"192.168.1.20:{self.backend.default_port}",
             )
         )
         if address:
@@ -346,7 +345,7 @@ class PeersScreen(ModeScreen):
             self.query_one("#sync-state", Static).update("Stopped listening.")
             return
         address = await self.app.push_screen_wait(
-            TextDialog("Let LAN peers sync with this device on", value=f"0.0.0.0:{DEFAULT_PORT}")
+            TextDialog("Let LAN peers sync with this device on", value=f"0.0.0.0:{self.backend.default_port}")
         )
         if address:
             self.listening = "starting"

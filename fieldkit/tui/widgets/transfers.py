@@ -6,14 +6,15 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Label, ProgressBar
 
-from fieldkit.tui.views import SyncProgress, human_size
+from fieldkit.formats import format_size
+from fieldkit.tui.views import SyncProgress
 
 
 def progress_label(progress: SyncProgress) -> str:
     """Return 'name  12.0 kB/40.0 kB  3.1 kB/s  resumed' for one transfer."""
     parts = [
-        f"{human_size(progress.done_bytes)}/{human_size(progress.total_bytes)}",
-        f"{human_size(int(progress.rate_bps))}/s",
+        f"{format_size(progress.done_bytes)}/{format_size(progress.total_bytes)}",
+        f"{format_size(int(progress.rate_bps))}/s",
     ]
     if progress.resumed:
         parts.append("resumed")

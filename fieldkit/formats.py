@@ -1,0 +1,40 @@
+"""How fieldkit prints sizes and reads addresses: one rule each, for the CLI and the TUI."""
+
+from __future__ import annotations
+
+from fieldkit.errors import TransportError
+
+
+def format_size(size: float) -> str:
+    """Return a byte count as text in SI units: '512 B', '4.9 MB'."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def parse_address(address: str, default_port: int, any_port: bool = False) -> tuple[str, int]:
+    """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad.
+
+    With `any_port`, port 0 (let the system pick, for listening) is accepted. Host names
+    are at most 253 characters, as DNS allows.
+    """
+    text = address.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = text, str(default_port)
+    host = host.strip("[]")
+    lowest = 0 if any_port else 1
+    if (
+        not host
+        or len(host) > 253
+        or not host.isprintable()
+        or not port_text.isdigit()
+        or not lowest <= int(port_text) < 65536
+    ):
+        raise TransportError(
+            f"{address[:60]!r} is not an address like 192.168.1.20:{default_port}."
+        )
+    return host, int(port_text)

@@ -1,0 +1,113 @@
+"""The one usable-packet rule: blocked authors and unverified packets never answer, by any path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.errors import PacketError
+from fieldkit.home import Home
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+from fieldkit.store.models import model_fingerprint
+from fieldkit.store.packet import build_manifest
+from fieldkit.store.usable import PacketState, packet_state, usable_packets
+from tests.fixtures.packets import exemplars_for
+from tests.fixtures.tiny_model import random_adapter
+
+
+def foreign_packet(author_home: Home, fingerprint: str, name: str = "pumps"):
+    """A packet signed by another device (the author), as a peer would send it."""
+    author = Identity.load_or_create(author_home)
+    manifest, signature, data = build_manifest(
+        random_adapter(seed=3),
+        author,
+        name=name,
+        domain="water",
+        description="Pumps.",
+        exemplars=exemplars_for("pumps and wells"),
+        base_model_id="tiny-llama",
+        base_fingerprint=fingerprint,
+    )
+    return author, manifest, signature, data
+
+
+@pytest.fixture
+def stocked_home(make_home, tiny_model_dir: Path):
+    """A home holding a packet by another author, received from them."""
+    home = make_home("me")
+    author, manifest, signature, data = foreign_packet(
+        make_home("author"), model_fingerprint(tiny_model_dir)
+    )
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    lib.add(manifest, signature, data, source=author.device_id)
+    lib.close()
+    return home, author
+
+
+def run(home: Home, model: Path, *args: str):
+    return CliRunner().invoke(main, ["--home", str(home.root), "--model", str(model), *args])
+
+
+def test_a_blocked_authors_packet_never_answers_and_unblocking_restores_it(
+    stocked_home, tiny_model_dir: Path
+) -> None:
+    home, author = stocked_home
+    ask = ("ask", "How do I fix the pump?", "--max-tokens", "4", "--json")
+    first = run(home, tiny_model_dir, *ask, "--adapter", "pumps")
+    assert first.exit_code == 0, first.output
+    assert run(home, tiny_model_dir, "block", author.device_id).exit_code == 0
+
+    named = run(home, tiny_model_dir, *ask, "--adapter", "pumps")
+    assert named.exit_code == 1
+    assert "blocked author" in named.output
+    assert "Traceback" not in named.output
+    routed = run(home, tiny_model_dir, "route", "How do I fix pump part 3?", "--json")
+    assert routed.exit_code == 0, routed.output
+    decision = json.loads(routed.stdout)
+    assert decision["route"] is None
+    assert "blocked author" in decision["reason"]
+
+    assert run(home, tiny_model_dir, "trust", author.device_id).exit_code == 0
+    restored = run(home, tiny_model_dir, *ask, "--adapter", "pumps")
+    assert restored.exit_code == 0, restored.output
+    assert json.loads(restored.stdout)["adapter"] == "pumps"
+
+
+def test_an_unverified_packet_never_answers(stocked_home, tiny_model_dir: Path) -> None:
+    home, _ = stocked_home
+    lib = Library.open(home)
+    lib.db["packets"].update(lib.get("pumps").packet_id, {"verified": 0})
+    lib.close()
+    result = run(home, tiny_model_dir, "ask", "Pump?", "--adapter", "pumps", "--max-tokens", "4")
+    assert result.exit_code == 1
+    assert "failed verification" in result.output
+
+
+def test_a_relayed_copy_of_a_blocked_authors_packet_is_refused(make_home) -> None:
+    home = make_home("me")
+    author, manifest, signature, data = foreign_packet(make_home("author"), "ab" * 32)
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    lib.set_trust(author.device_id, "blocked")
+    with pytest.raises(PacketError, match="blocked author"):
+        lib.add(manifest, signature, data, source="0123456789abcdef")  # a trusted relay
+    assert lib.list_packets() == []
+    lib.close()
+
+
+def test_the_rule_orders_its_reasons(make_home, make_packet) -> None:
+    home = make_home("me")
+    record = make_packet(home)
+    lib = Library.open(home)
+    assert packet_state(record, record.base_fingerprint, set()) is PacketState.OK
+    assert packet_state(record, "00" * 32, set()) is PacketState.FOREIGN_BASE
+    assert packet_state(record, None, set()) is PacketState.OK
+    assert packet_state(record, None, set(), unknown_base_ok=False) is PacketState.FOREIGN_BASE
+    assert packet_state(record, None, {record.author_id}) is PacketState.BLOCKED
+    assert usable_packets(lib, record.base_fingerprint) == [record]
+    assert usable_packets(lib, "00" * 32) == []
+    lib.close()
