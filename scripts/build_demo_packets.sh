@@ -12,6 +12,8 @@
 #        DEMO_BITS             weights in the shipped packet: 16 (float16), 8 or 4 (default 16;
 #                              8 and 4 via `library compact`, see docs/PACKET.md)
 #        DEMO_ENERGY           if set, trim each module to the rank holding this energy share
+#        DEMO_TRAIN            1 (default) trains; 0 compacts the packet this build home already
+#                              holds and signed (e.g. `DEMO_TRAIN=0 DEMO_BITS=4`), no training
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
@@ -26,6 +28,7 @@ layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
 bits=${DEMO_BITS:-16}
 energy=${DEMO_ENERGY:-}
+train=${DEMO_TRAIN:-1}
 fk=".venv/bin/fieldkit"
 [ -x "$fk" ] || fk="fieldkit"
 mkdir -p "$home" assets/packets
@@ -40,12 +43,14 @@ for domain in "${domains[@]}"; do
   name=$(meta name)
   extra=()
   [ -f "$dir/paraphrases.jsonl" ] && extra+=(--paraphrases "$dir/paraphrases.jsonl")
-  "$fk" --home "$home" --model "$model" library remove "$name" >/dev/null 2>&1 || true
   start=$(date +%s)
-  "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
-    --domain "$(meta domain)" --description "$(meta description)" \
-    --exemplars "$dir/exemplars.txt" "${extra[@]}" \
-    --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes"
+  if [ "$train" != 0 ]; then
+    "$fk" --home "$home" --model "$model" library remove "$name" >/dev/null 2>&1 || true
+    "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
+      --domain "$(meta domain)" --description "$(meta description)" \
+      --exemplars "$dir/exemplars.txt" "${extra[@]}" \
+      --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes"
+  fi
   if [ "$bits" != 16 ] || [ -n "$energy" ]; then
     "$fk" --home "$home" --model "$model" library compact "$name" --bits "$bits" ${energy:+--energy "$energy"}
   fi
