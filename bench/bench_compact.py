@@ -7,6 +7,7 @@ For each setting it compacts the four shipped demo packets (assets/packets/*.fkp
 `fieldkit.store.compact` into a home of its own, `OUT/<setting>/` (so `bench_quality.py
 demo -- --from-library OUT/<setting>` scores exactly those packets), and reports:
 
+- the mean relative error (Frobenius) of each module's delta A @ B against the original;
 - packet bytes (the weights files) and wire bytes: every 32 KiB chunk encoded as a gossip
   session sends it (`ChunkEncoder`, zstd level 3 with the fp16 byte shuffle, raw where that
   does not shrink it), summed over the four packets;
@@ -34,6 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import numpy as np  # noqa: E402
+
 from fieldkit.assets import demo_packets  # noqa: E402
 from fieldkit.gossip.chunks import ChunkEncoder  # noqa: E402
 from fieldkit.home import Home  # noqa: E402
@@ -57,20 +60,34 @@ def settings(energy: float) -> dict[str, Compaction | None]:
     }
 
 
-def build_home(folder: Path, compaction: Compaction | None) -> Library:
-    """Make a home holding the four demo packets, compacted (under their own names)."""
+def build_home(folder: Path, compaction: Compaction | None) -> tuple[Library, float]:
+    """Make a home holding the four demo packets, compacted (named NAME-c: another
+    device signed the originals); return it and the mean relative error of the modules'
+    deltas A @ B against the originals (Frobenius norm)."""
     shutil.rmtree(folder, ignore_errors=True)
     home = Home(folder).ensure()
     library = Library.open(home, identity=Identity.load_or_create(home))
+    errors: list[float] = []
     for path in demo_packets():
         packet = read_packet_file(path)
         record = library.add(packet.manifest, packet.signature, packet.weights, source="file")
         if compaction is not None:
-            new = f"{record.name}-c"
-            compact_packet(library, record.packet_id, compaction, name=new)
+            _, new = compact_packet(library, record.packet_id, compaction, name=f"{record.name}-c")
+            errors += delta_errors(library.load_adapter(record), library.load_adapter(new))
             library.remove(record.packet_id)
-            # the harness and the router know packets by domain; the name may stay "-c"
-    return library
+    return library, statistics.mean(errors) if errors else 0.0
+
+
+def delta_errors(before, after) -> list[float]:  # noqa: ANN001
+    """Return |after - before| / |before| of each module's delta A @ B."""
+    out = []
+    for name in before.tensors:
+        if name.endswith(".lora_a"):
+            b_name = name.removesuffix("_a") + "_b"
+            d0 = before.tensors[name].astype(np.float64) @ before.tensors[b_name]
+            d1 = after.tensors[name].astype(np.float64) @ after.tensors[b_name]
+            out.append(float(np.linalg.norm(d1 - d0) / np.linalg.norm(d0)))
+    return out
 
 
 def wire_bytes(library: Library) -> tuple[int, int]:
@@ -138,7 +155,7 @@ def main() -> None:
     rows = []
     for label, compaction in settings(args.energy).items():
         tic = time.perf_counter()
-        library = build_home(args.out / label, compaction)
+        library, error = build_home(args.out / label, compaction)
         try:
             kept = [r for rec in library.list_packets() for r in ranks(library.load_adapter(rec))]
             size, wire = wire_bytes(library)
@@ -146,6 +163,7 @@ def main() -> None:
                 "setting": label,
                 "compact_s": round(time.perf_counter() - tic, 2),
                 "mean_rank": round(sum(kept) / len(kept), 2),
+                "delta_error": round(error, 4),
                 "packet_bytes": size,
                 "wire_bytes": wire,
             }
