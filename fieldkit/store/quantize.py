@@ -70,6 +70,8 @@ def quantize_rows(rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
         best = error.argmin(axis=0)[None]
         scales = np.take_along_axis(candidates, best, axis=0)[0]
         codes = np.take_along_axis(trials, best, axis=0)[0]
+    if not np.isfinite(scales).all():
+        raise PacketError("A tensor holds values too large for float16 scales, or not finite.")
     codes = codes.reshape(r, -1)[:, :width].astype(np.int8)
     if bits == 4:
         nibbles = codes.astype(np.uint8) & 0x0F
@@ -160,7 +162,8 @@ def read_quantized(views: Mapping[str, np.ndarray], dtype: str) -> QuantizedTens
     code_dtype = np.dtype(np.int8 if bits == 8 else np.uint8)
     for name, array in views.items():
         if name.endswith(SCALES):
-            if name.removesuffix(SCALES) not in views:
+            owner = name.removesuffix(SCALES)
+            if owner.endswith(SCALES) or owner not in views:
                 raise PacketError(f"The scales {name} belong to no tensor.")
             continue
         scales = views.get(name + SCALES)
@@ -278,7 +281,8 @@ def ranks(adapter: Adapter) -> list[int]:
 
 def _half(scales: np.ndarray) -> np.ndarray:
     """Round scales to float16 (what is stored) and back, so codes use the stored value."""
-    return scales.astype(np.float16).astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused by the caller
+        return scales.astype(np.float16).astype(np.float32)
 
 
 def _codes(blocks: np.ndarray, scales: np.ndarray, low: int, high: int) -> np.ndarray:

@@ -105,6 +105,8 @@ def test_quantising_refuses_other_bit_widths_and_odd_widths_at_4_bits():
         quantize_rows(np.ones((2, 5), np.float32), 4)
     with pytest.raises(PacketError, match="8 or 4 bits"):
         Compaction(bits=2)
+    with pytest.raises(PacketError, match="too large for float16 scales"):
+        quantize_rows(np.full((1, 4), 1e10, np.float32), 8)
 
 
 @pytest.mark.parametrize(("dtype", "bound"), [("int8", 0.01), ("int4", 0.15)])
@@ -275,6 +277,8 @@ def malformed(packed: QuantizedTensors, case: str) -> tuple[str, dict[str, np.nd
         del stored[name + ".scales"]
     elif case == "orphan scales":
         stored["model.layers.0.self_attn.q_proj.lora_c.scales"] = scales
+    elif case == "scales of scales":
+        stored[name + ".scales.scales"] = scales
     elif case == "fp32 scales":
         stored[name + ".scales"] = scales.astype(np.float32)
     elif case == "scales shape":
@@ -293,6 +297,7 @@ def malformed(packed: QuantizedTensors, case: str) -> tuple[str, dict[str, np.nd
     [
         ("no scales", "has no scales"),
         ("orphan scales", "belong to no tensor"),
+        ("scales of scales", "belong to no tensor"),
         ("fp32 scales", "must be float16 of shape"),
         ("scales shape", "must be float16 of shape"),
         ("negative scale", "negative, NaN or infinite"),
