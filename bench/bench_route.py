@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from fieldkit.home import Home  # noqa: E402
 from fieldkit.router.embedder import MiniLMEmbedder, normalise  # noqa: E402
-from fieldkit.router.router import ExemplarCache, Router  # noqa: E402
+from fieldkit.router.router import Router  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.identity import Identity  # noqa: E402
 from fieldkit.store.library import Library  # noqa: E402
@@ -383,7 +383,7 @@ def prefill_cache(library: Library, embedder, pool_packets: int = 20, seed: int 
     pool packet's vectors plus small noise. Query-time work does not depend on this.
     """
     rng = np.random.default_rng(seed)
-    cache = ExemplarCache(library.db)
+    cache = library.vectors("exemplar_embeddings")
     records = library.list_packets()
     pool = [embedder.embed(r.exemplars) for r in records[:pool_packets]]
     for i, record in enumerate(records):

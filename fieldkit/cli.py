@@ -7,6 +7,7 @@ textual. With no sub-command, the TUI opens.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import sys
 from typing import Any
 
@@ -51,6 +52,9 @@ class LazyGroup(click.Group):
         except FieldkitError as exc:
             click.echo(f"fieldkit: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (OSError, sqlite3.Error) as exc:  # the machine said no: a full disk, a
+            click.echo(f"fieldkit: {environment_error(exc)}", err=True)  # read-only home...
+            ctx.exit(1)
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True)
@@ -80,6 +84,14 @@ def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
         tui.run_app(ctx.obj)
 
 
+def environment_error(exc: OSError | sqlite3.Error) -> str:
+    """Return one sentence for an error the operating system or SQLite raised."""
+    if isinstance(exc, OSError):
+        where = f" ({str(exc.filename)[:120]})" if exc.filename else ""
+        return f"The system refused: {exc.strerror or exc}{where}."
+    return f"The library database refused: {exc}."
+
+
 def run() -> None:
     """Entry point that turns any FieldkitError raised outside a command into one line."""
     try:
@@ -87,3 +99,6 @@ def run() -> None:
     except FieldkitError as exc:  # raised while building services
         click.echo(f"fieldkit: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except (OSError, sqlite3.Error) as exc:
+        click.echo(f"fieldkit: {environment_error(exc)}", err=True)
+        sys.exit(1)

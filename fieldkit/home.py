@@ -52,7 +52,16 @@ class Home:
         return self.root / "settings.json"
 
     def ensure(self) -> Home:
-        """Create the folders (idempotent) and return self."""
-        for path in (self.root, self.blobs_dir, self.parts_dir, self.keys_dir, self.models_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        """Create the folders (idempotent) and return self; LibraryError if they cannot be."""
+        try:
+            for path in (self.root, self.blobs_dir, self.parts_dir, self.keys_dir, self.models_dir):
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from fieldkit.errors import LibraryError
+
+            where = str(self.root)[:120]
+            raise LibraryError(
+                f"The home {where} cannot be used ({exc.strerror or exc}); "
+                "give --home a folder this user can write."
+            ) from None
         return self

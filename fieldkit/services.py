@@ -15,6 +15,7 @@ from fieldkit.home import Home
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine
+    from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import RouteDecision, Router
     from fieldkit.store.adapter import Adapter
     from fieldkit.store.identity import Identity
@@ -116,6 +117,15 @@ class Services:
         self.library.add_listener(router.index_packet)
         return router
 
+    @cached_property
+    def passages(self) -> PassageIndex:
+        """The packets' note passages, searched with the router's embedder."""
+        from fieldkit.router.retrieval import PassageIndex
+
+        index = PassageIndex(self.library, self.router.embedder)
+        self.library.add_listener(index.index_packet)  # notes embedded as a packet arrives
+        return index
+
     def pick_packet(
         self, question: str, name: str | None = None, base: bool = False
     ) -> tuple[PacketRecord | None, RouteDecision | None]:
@@ -146,9 +156,13 @@ class Services:
 
         model_id, fingerprint, _ = self.require_model()
         if record.base_fingerprint != fingerprint:
+            theirs, ours = record.base_model_id, model_id
+            if theirs == ours:  # same name, other weights: the fingerprints tell them apart
+                theirs = f"{theirs} {record.base_fingerprint[:12]}"
+                ours = f"{ours} {fingerprint[:12]}"
             raise ModelError(
-                f"The packet {record.name!r} was made for the base model {record.base_model_id!r}, "
-                f"not for {model_id!r} in use here."
+                f"The packet {record.name!r} was made for the base model {theirs!r}, "
+                f"not for {ours!r} in use here."
             )
         return self.library.load_adapter(record)
 

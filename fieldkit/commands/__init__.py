@@ -25,19 +25,32 @@ def is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-class Seconds(click.ParamType):
-    """A finite number of seconds within [low, high] (click's FloatRange lets NaN through)."""
+class Finite(click.ParamType):
+    """A finite number within [low, high] (click's FloatRange lets NaN and infinity through)."""
 
-    name = "seconds"
+    name = "number"
 
-    def __init__(self, low: float = 0.1, high: float = 86400.0) -> None:
-        self.low, self.high = low, high
+    def __init__(self, low: float, high: float, unit: str = "") -> None:
+        self.low, self.high, self.unit = low, high, unit
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+            self.fail(f"{str(value)[:40]!r} is not a number.", param, ctx)
         if not math.isfinite(number) or not self.low <= number <= self.high:
-            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds.", param, ctx)
+            self.fail(
+                f"{str(value)[:40]!r} is not between {self.low:g} and {self.high:g}{self.unit}.",
+                param,
+                ctx,
+            )
         return number
+
+
+class Seconds(Finite):
+    """A finite number of seconds within [low, high]."""
+
+    name = "seconds"
+
+    def __init__(self, low: float = 0.1, high: float = 86400.0) -> None:
+        super().__init__(low, high, " seconds")

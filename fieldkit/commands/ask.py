@@ -1,23 +1,57 @@
-"""`fieldkit ask`: answer a question with one knowledge packet, the base model, or the router's pick."""
+"""`fieldkit ask`: answer a question with one knowledge packet, the base model, or the router's pick.
+
+The answer is grounded in the packet's notes when it carries them (fieldkit.answering):
+its sources and any number no source states are printed under it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from fieldkit.errors import FieldkitError
 
 if TYPE_CHECKING:
+    from fieldkit.answering import Answer, Grounding
+    from fieldkit.router.router import RouteDecision
     from fieldkit.services import Services
+
+SOURCE_CHARS = 160  # a source passage is cut to this many characters on the terminal
+
+
+def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
+    """Return the lines printed under an answer: where it came from, sources, support marks."""
+    from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
+
+    lines: list[str] = []
+    if result.grounding == ADAPTER_ONLY:
+        lines.append(f"(from the adapter only: {result.packet} carries no notes)")
+    elif result.grounding == GAP:
+        lines.append("(from the adapter only: no note covers this question)")
+    for n, source in enumerate(result.sources, 1):
+        text = " ".join(source.full_text.split())
+        if len(text) > width:
+            text = text[: width - 3].rstrip() + "..."
+        lines.append(f"[{n}] {source.packet} {source.passage_id} ({source.score:.2f}): {text}")
+    if result.unsupported:
+        marks = ", ".join(u.text for u in result.unsupported)
+        lines.append(f"unsupported by the sources: {marks}")
+    elif result.sources:
+        lines.append("every number in the answer is in a source")
+    if result.grounding == BASE:
+        return []
+    return lines
 
 
 @click.command("ask")
 @click.argument("question")
 @click.option("--adapter", "adapter_name", metavar="NAME", help="Answer with this packet.")
 @click.option("--base", is_flag=True, help="Answer with the base model alone.")
+@click.option("--no-notes", is_flag=True, help="Leave the packet's notes out of the prompt.")
+@click.option("--raw", is_flag=True, help="No clean decoding (repeats and cut sentences kept).")
 @click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object when done.")
 @click.pass_obj
@@ -26,52 +60,49 @@ def ask_command(
     question: str,
     adapter_name: str | None,
     base: bool,
+    no_notes: bool,
+    raw: bool,
     max_tokens: int,
     as_json: bool,
 ) -> None:
     """Answer QUESTION. Without --adapter or --base, the router picks the packet."""
+    from fieldkit.answering import answer
+
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
     if not question.strip():
         raise FieldkitError("The question is empty.")
     services.require_model()
-    record, decision = services.pick_packet(question, adapter_name, base)
-    adapter = services.checked_adapter(record) if record else None
     stream = not as_json
-    result = None
-    for chunk in services.engine.generate(question, adapter, max_tokens=max_tokens):
-        if chunk.result is not None:
-            result = chunk.result
-        if stream and chunk.text:
-            click.echo(chunk.text, nl=False)
-            sys.stdout.flush()
-    assert result is not None
-    if stream:
-        click.echo()
-        if sys.stderr.isatty():
-            who = record.name if record else "base model"
-            click.echo(
-                f"[{who} · swap {result.swap_ms:.1f} ms · {result.generation_tps:.1f} tok/s]",
-                err=True,
-            )
+
+    def show(text: str) -> None:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    def grounded(grounding: Grounding, decision: RouteDecision | None) -> None:
+        if grounding.gap:
+            click.echo(grounding.gap)
+
+    result = answer(
+        services,
+        question,
+        packet=adapter_name,
+        base=base,
+        use_notes=not no_notes,
+        max_tokens=max_tokens,
+        clean=not raw,
+        on_ground=grounded if stream else None,
+        on_text=show if stream else None,
+    )
+    if not stream:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
-    out: dict[str, Any] = {
-        "question": question,
-        "answer": result.text,
-        "adapter": record.name if record else None,
-        "packet_id": record.packet_id if record else None,
-        "swap_ms": round(result.swap_ms, 3),
-        "prompt_tokens": result.prompt_tokens,
-        "generation_tokens": result.generation_tokens,
-        "prompt_tps": round(result.prompt_tps, 2),
-        "generation_tps": round(result.generation_tps, 2),
-        "finish_reason": result.finish_reason,
-    }
-    if decision is not None:
-        out.update(
-            route=decision.route,
-            score=round(decision.score, 4),
-            margin=round(decision.margin, 4),
-            route_ms=round(decision.route_ms, 2),
+    click.echo()
+    for line in answer_footer(result):
+        click.echo(line)
+    if sys.stderr.isatty() and result.result is not None:
+        r = result.result
+        click.echo(
+            f"[{result.packet or 'base model'} · swap {r.swap_ms:.1f} ms · {r.generation_tps:.1f} tok/s]",
+            err=True,
         )
-    click.echo(json.dumps(out, ensure_ascii=False))

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fieldkit.commands import emit_json, services
-from fieldkit.errors import PacketError
+from fieldkit.commands import emit_json, packet_io, services
+from fieldkit.commands.complete import packet_names
+from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
+from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
+from fieldkit.store.notes import notes_count
+from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
+
+NOTES_HELP = (
+    "Carry these source notes inside the signed packet: .jsonl Q&A records, "
+    "or a text/markdown file split into passages."
+)
 
 
 def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[str, Any]:
@@ -33,6 +41,7 @@ def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[s
         else record.base_fingerprint == base_fingerprint,
         "merged": record.merged,
         "rank": record.adapter.rank,
+        "notes": notes_count(record.manifest),
         "received_at": record.received_at,
     }
 
@@ -55,16 +64,20 @@ def list_command(as_json: bool) -> None:
     if not rows:
         click.echo("The library is empty. Import a packet with `fieldkit library import PATH`.")
         return
-    click.echo(f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'SOURCE':<16} AUTHOR")
+    click.echo(
+        f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'NOTES':>5}  "
+        f"{'SOURCE':<16} AUTHOR"
+    )
     for row in rows:
         click.echo(
             f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {format_size(row['size']):>9}  "
-            f"{_state(row):<10} {row['source'][:16]:<16} {row['author_name'] or row['author']}"
+            f"{_state(row):<10} {row['notes'] or '-':>5}  "
+            f"{row['source'][:16]:<16} {row['author_name'] or row['author']}"
         )
 
 
 @library.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=packet_names)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_command(name: str, as_json: bool) -> None:
     """Show one packet: manifest, exemplars, signature and base-model match."""
@@ -98,6 +111,7 @@ def show_command(name: str, as_json: bool) -> None:
         "base_model_id",
         "rank",
         "merged",
+        "notes",
     ):
         click.echo(f"{key:<14} {data[key]}")
     click.echo(f"{'state':<14} {_state(data)}")
@@ -115,10 +129,17 @@ def show_command(name: str, as_json: bool) -> None:
     "--exemplars",
     "exemplars_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Example questions: one per line, or .jsonl with question/instruction fields.",
+    help=f"{MIN_EXEMPLARS} to {MAX_EXEMPLARS} questions the packet answers well (the router "
+    f"matches new questions against them), as {EXEMPLAR_FORMATS}.",
 )
 @click.option(
     "--allow-foreign-base", is_flag=True, help="Keep a packet made for another base model."
+)
+@click.option(
+    "--notes",
+    "notes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=NOTES_HELP + " A packet file is then signed again by this device, same weights.",
 )
 def import_command(
     path: Path,
@@ -127,125 +148,185 @@ def import_command(
     description: str | None,
     exemplars_file: Path | None,
     allow_foreign_base: bool,
+    notes_file: Path | None,
 ) -> None:
-    """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device)."""
+    """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device).
+
+    PATH is a packet file (from `library export`), or an adapter folder as
+    `mlx_lm lora` writes it (adapters.safetensors + adapter_config.json) or as PEFT's
+    save_pretrained writes it (adapter_model.safetensors + adapter_config.json), for the
+    base model in use. A folder needs --name, --domain and --exemplars, or a packet.json
+    beside the adapter with name, domain, description and exemplars. LoRA only: DoRA,
+    trained biases, saved modules and initialisations that change the base model (PiSSA,
+    OLoRA, CorDA, LoftQ) are refused with the reason."""
+    from fieldkit.store.notes import read_notes_file
+
+    notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
     if path.is_dir():
-        record = _import_folder(svc, path, name, domain, description, exemplars_file)
+        record = packet_io.import_folder(svc, path, name, domain, description, exemplars_file, notes)
     else:
         from fieldkit.store.packet import read_packet_file
 
         packet = read_packet_file(path)
         expected = None if allow_foreign_base else svc.base_fingerprint
-        if svc.library.has(_packet_id(packet.manifest)):
+        if notes is not None:
+            record = packet_io.resign_with_notes(
+                svc, packet, notes, expected, name, domain, description, exemplars_file
+            )
+        elif svc.library.has(packet_io.packet_id(packet.manifest)):
             click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
             return
-        record = svc.library.add(
-            packet.manifest, packet.signature, packet.weights, source="file", expected_base=expected
-        )
+        else:
+            record = svc.library.add(
+                packet.manifest,
+                packet.signature,
+                packet.weights,
+                source="file",
+                expected_base=expected,
+            )
+    carried = notes_count(record.manifest)
+    with_notes = f", {carried} notes" if carried else ""
     click.echo(
-        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}, id {record.short_id})."
+        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}{with_notes}, "
+        f"id {record.short_id})."
     )
 
 
 @library.command("export")
-@click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def export_command(name: str, output: Path) -> None:
-    """Write a packet to one file (for a USB stick)."""
+@click.argument("name", shell_complete=packet_names)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The file to write (packet), or a new folder (mlx-lm, peft).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["packet", "mlx-lm", "peft"]),
+    default="packet",
+    show_default=True,
+    help="packet: one signed file for another fieldkit device (a USB stick); mlx-lm: a "
+    "folder for `mlx_lm.generate --adapter-path`; peft: a folder for PeftModel.from_pretrained.",
+)
+def export_command(name: str, output: Path, fmt: str) -> None:
+    """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads."""
+    from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
     svc = services()
     record = svc.library.get(name)
+    if fmt != "packet":
+        packet_io.export_folder(svc, record, output, fmt)
+        return
+    if output.is_dir():
+        raise PacketError(f"{output} is a folder; a packet is written to a file.")
     weights = svc.library.read_weights(record)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            write_packet_file(out, record.manifest, record.signature, weights)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise PacketError(f"Cannot write {output} ({exc.strerror}).") from exc
+    write_atomically(
+        output,
+        lambda out: write_packet_file(out, record.manifest, record.signature, weights),
+        "packet file",
+    )
     click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
 
 
 @library.command("verify")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=packet_names)
 def verify_command(name: str | None) -> None:
     """Re-check signatures and weights of one packet or all of them."""
     svc = services()
     names = [name] if name else [r.packet_id for r in svc.library.list_packets()]
     failed = 0
     for item in names:
-        record, problem = svc.library.verify(item)
+        try:
+            record, problem = svc.library.verify(item)
+        except LibraryError:
+            if name:
+                raise
+            continue  # removed by another process while this one was checking
         click.echo(f"{record.name:<24} {'ok' if problem is None else 'FAILED: ' + problem}")
         failed += problem is not None
+    if not name:
+        cleaned = svc.library.collect_garbage()
+        if any(cleaned.values()):
+            click.echo(
+                f"Cleaned up {cleaned['blobs']} unused weights file(s), {cleaned['parts']} "
+                f"abandoned part file(s), {cleaned['peers']} stale pending peer(s)."
+            )
     if failed:
         raise click.exceptions.Exit(1)
 
 
+@library.command("gc")
+def gc_command() -> None:
+    """Remove weights no packet uses, part files of abandoned transfers (a week old, or
+    whose transfer is gone) and pending peers not seen for 30 days."""
+    cleaned = services().library.collect_garbage()
+    click.echo(
+        f"Removed {cleaned['blobs']} unused weights file(s), {cleaned['parts']} part file(s), "
+        f"{cleaned['peers']} pending peer(s)."
+    )
+
+
 @library.command("reissue")
-@click.argument("name")
+@click.argument("name", shell_complete=packet_names)
 @click.option(
     "--exemplars",
     "exemplars_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="New example questions: one per line, or .jsonl with question/instruction fields.",
+    help=f"{MIN_EXEMPLARS} to {MAX_EXEMPLARS} new example questions, as {EXEMPLAR_FORMATS}.",
 )
 @click.option("--description", help="New one-sentence description.")
 @click.option("--as", "new_name", help="Name of the new version (needed for another's packet).")
+@click.option(
+    "--notes",
+    "notes_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=NOTES_HELP,
+)
+@click.option("--no-notes", is_flag=True, help="Sign the new version without notes.")
 def reissue_command(
-    name: str, exemplars_file: Path | None, description: str | None, new_name: str | None
+    name: str,
+    exemplars_file: Path | None,
+    description: str | None,
+    new_name: str | None,
+    notes_file: Path | None,
+    no_notes: bool,
 ) -> None:
-    """Sign a new version of a packet with new exemplars or description, same weights."""
+    """Sign a new version of a packet with new exemplars, description or notes, same weights."""
     from fieldkit.store.importers import read_questions
+    from fieldkit.store.notes import read_notes_file
 
-    if exemplars_file is None and description is None and new_name is None:
-        raise click.UsageError("Give --exemplars, --description or --as.")
+    if notes_file is not None and no_notes:
+        raise click.UsageError("Give --notes FILE or --no-notes, not both.")
+    if (exemplars_file, description, new_name, notes_file) == (None,) * 4 and not no_notes:
+        raise click.UsageError("Give --exemplars, --description, --notes, --no-notes or --as.")
     exemplars = read_questions(exemplars_file) if exemplars_file is not None else None
+    extra: dict[str, Any] = {}
+    if notes_file is not None:
+        extra["notes"] = read_notes_file(notes_file)
+    elif no_notes:
+        extra["notes"] = []
     svc = services()
     old = svc.library.get(name)
     record = svc.library.reissue(
-        old.packet_id, exemplars=exemplars, description=description, name=new_name
+        old.packet_id, exemplars=exemplars, description=description, name=new_name, **extra
     )
     click.echo(
         f"Reissued {old.name!r} as {record.name!r} (id {record.short_id}, "
-        f"{len(record.exemplars)} exemplars, signed by this device)."
+        f"{len(record.exemplars)} exemplars, {notes_count(record.manifest)} notes, "
+        "signed by this device)."
     )
 
 
 @library.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=packet_names)
 def remove_command(name: str) -> None:
     """Remove a packet from the library."""
     record = services().library.remove(name)
     click.echo(f"Removed {record.name!r}.")
-
-
-def _import_folder(svc: Any, path: Path, name, domain, description, exemplars_file) -> PacketRecord:
-    from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
-
-    info = read_packet_info(path, name, domain, description, exemplars_file)
-    adapter, _kind = read_adapter_folder(path)
-    model_id, fingerprint, config = svc.require_model()
-    check_fits_model(adapter, config)
-    return svc.library.add_local(
-        adapter,
-        name=info.name,
-        domain=info.domain,
-        description=info.description,
-        exemplars=info.exemplars,
-        base_model_id=model_id,
-        base_fingerprint=fingerprint,
-    )
-
-
-def _packet_id(manifest: dict[str, Any]) -> str:
-    from fieldkit.store.packet import packet_id
-
-    return packet_id(manifest)
 
 
 def _state(row: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fieldkit.commands import services
+from fieldkit.commands import Finite, services
 from fieldkit.errors import LibraryError
 
 
@@ -48,13 +48,21 @@ class ProgressLine:
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Packet name.")
 @click.option("--domain", required=True, help="The field the packet knows (e.g. agronomy).")
-@click.option("--iters", default=200, show_default=True, help="Most training steps.")
-@click.option("--rank", default=8, show_default=True, help="LoRA rank.")
 @click.option(
-    "--layers", default=-1, show_default=True, help="LoRA on the last N layers (-1: all)."
+    "--iters", default=200, show_default=True, type=click.IntRange(1, 100_000), help="Most training steps."
+)
+@click.option("--rank", default=8, show_default=True, type=click.IntRange(1, 256), help="LoRA rank.")
+@click.option(
+    "--layers",
+    default=-1,
+    show_default=True,
+    type=click.IntRange(-1, 1024),
+    help="LoRA on the last N layers (-1: all).",
 )
 @click.option("--scale", default=2.0, show_default=True, help="LoRA scale.")
-@click.option("--lr", "learning_rate", default=5e-4, show_default=True, help="Learning rate.")
+@click.option(
+    "--lr", "learning_rate", default=5e-4, show_default=True, type=Finite(1e-8, 1.0), help="Learning rate."
+)
 @click.option("--batch-size", default=4, show_default=True)
 @click.option("--description", default="", help="What the packet knows, in one sentence.")
 @click.option(
@@ -68,9 +76,18 @@ class ProgressLine:
     help='Extra phrasings: jsonl of {"question": original, "paraphrases": [...]}.',
 )
 @click.option("--no-expand", is_flag=True, help="Train on the records as given, one phrasing each.")
-@click.option("--max-minutes", type=float, default=None, help="Stop training after this long.")
+@click.option(
+    "--max-minutes", type=Finite(0.01, 10_080), default=None, help="Stop training after this long."
+)
 @click.option("--patience", default=3, show_default=True, help="Evaluations without progress.")
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--notes/--no-notes",
+    default=False,
+    show_default=True,
+    help="Carry the training records inside the signed packet as source notes "
+    "(answers then cite them). Off by default: raw data stays on this device.",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option(
     "--bits",
     type=click.Choice(["16", "8", "4"]),
@@ -94,6 +111,7 @@ def train_command(
     no_expand: bool,
     max_minutes: float | None,
     patience: int,
+    notes: bool,
     seed: int,
     bits: str,
 ) -> None:
@@ -120,6 +138,14 @@ def train_command(
     if paraphrases is not None:
         records = attach_paraphrases(records, read_jsonl(paraphrases))
     examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    passages = None
+    if notes:  # checked against the packet limits before any training
+        from fieldkit.store.notes import passages_from_records, to_manifest_notes
+
+        passages = passages_from_records(
+            [{"question": r.question, "answer": r.answer} for r in records]
+        )
+        to_manifest_notes(passages)
     if exemplars:
         questions = read_lines(exemplars)
     else:
@@ -161,10 +187,12 @@ def train_command(
         exemplars=questions,
         base_model_id=base_id,
         base_fingerprint=fingerprint,
+        notes=passages,
     )
     val = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.3f}"
     stop = " (early stop)" if result.stopped_early else ""
+    carried = f", {len(passages)} notes" if passages else ""
     click.echo(
-        f"Added {record.name} ({record.short_id}): {result.iterations} steps{stop} in "
+        f"Added {record.name} ({record.short_id}{carried}): {result.iterations} steps{stop} in "
         f"{format_seconds(result.seconds)}{val} at step {result.best_iteration}."
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from fieldkit.engine.clean import CleanText
 from fieldkit.errors import FieldkitError, ModelError
 from fieldkit.store.adapter import Adapter, AdapterConfig
 from fieldkit.store.models import ModelInfo, model_info
@@ -44,7 +45,7 @@ class GenerationResult:
     prompt_tps: float
     generation_tps: float
     swap_ms: float
-    finish_reason: str  # "stop" (EOS or a stop string), "length" or "cancelled"
+    finish_reason: str  # "stop" (EOS or a stop string), "length", "repeat" or "cancelled"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class _Job:
     temperature: float
     emit: Callable[[GenerationChunk | BaseException], None]
     cancelled: Callable[[], bool]
+    clean: bool = False
 
 
 class _MlxWorker:
@@ -165,10 +167,11 @@ class _MlxWorker:
     lets a person quit while the model is still loading.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_exit: Callable[[], None] = lambda: None) -> None:
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None] = (
             queue.SimpleQueue()
         )
+        self._on_exit = on_exit
         self._thread = threading.Thread(target=self._run, name="fieldkit-mlx", daemon=True)
         self._thread.start()
 
@@ -183,14 +186,19 @@ class _MlxWorker:
             self._thread.join()
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, fn, args = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to the caller, who re-raises it
-                future.set_exception(exc)
+        try:
+            while (job := self._jobs.get()) is not None:
+                future, fn, args = job
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # handed to the caller, who re-raises it
+                    future.set_exception(exc)
+        finally:
+            # Last, while this thread still holds a Python thread state: see
+            # mlx_backend.release_thread for the abort it prevents.
+            self._on_exit()
 
 
 @dataclass
@@ -224,7 +232,7 @@ class Engine:
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
             if self._executor is None:
-                self._executor = _MlxWorker()
+                self._executor = _MlxWorker(on_exit=self._release_thread)
             return self._executor.submit(fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -271,17 +279,21 @@ class Engine:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         cancel: threading.Event | None = None,
+        clean: bool = False,
     ) -> Iterator[GenerationChunk]:
         """Stream the answer as text deltas; the last chunk carries the GenerationResult.
 
         Greedy unless `temperature` > 0. Stops at EOS, at a stop string (not shown), after
         `max_tokens`, or when `cancel` is set. Leaving the loop early cancels too.
+        `clean=True` shows whole sentences only, stops when the model repeats itself
+        (finish reason "repeat") and drops a sentence the token budget cut off
+        (fieldkit.engine.clean).
         """
         messages = as_messages(prompt)
         self.load()
         inbox: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
         args = (messages, adapter, max_tokens, stop, temperature, cancel)
-        abandoned = self._start(*args, emit=inbox.put)
+        abandoned = self._start(*args, emit=inbox.put, clean=clean)
         try:
             while True:
                 item = inbox.get()
@@ -302,6 +314,7 @@ class Engine:
         stop: Sequence[str] = (),
         temperature: float = 0.0,
         cancel: threading.Event | None = None,
+        clean: bool = False,
     ) -> AsyncIterator[GenerationChunk]:
         """The same stream as `generate`, for asyncio code (the TUI); loads if needed."""
         messages = as_messages(prompt)
@@ -310,7 +323,7 @@ class Engine:
         inbox: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
         args = (messages, adapter, max_tokens, stop, temperature, cancel)
         abandoned = self._start(
-            *args, emit=lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item)
+            *args, emit=lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item), clean=clean
         )
         try:
             while True:
@@ -375,8 +388,8 @@ class Engine:
         if self._runtime is None:
             from fieldkit.engine.mlx_backend import MlxRuntime
 
+            self._mlx_thread = threading.get_ident()  # set first: a failed load used MLX too
             self._runtime = MlxRuntime(self.model_dir, self.profile)
-            self._mlx_thread = threading.get_ident()
         elif threading.get_ident() != self._mlx_thread:
             raise RuntimeError("MLX work must run on the engine's own thread.")
         return self._runtime
@@ -384,6 +397,15 @@ class Engine:
     def _unload(self) -> None:
         self._runtime = None
         self._cache.clear()
+
+    def _release_thread(self) -> None:
+        # Runs as the MLX thread ends; only a thread that tried to load the model ran MLX.
+        if self._mlx_thread == threading.get_ident():
+            self._unload()
+            from fieldkit.engine.mlx_backend import release_thread
+
+            release_thread()
+            self._mlx_thread = 0
 
     def _swap(self, adapter: Adapter | None) -> float:
         runtime = self._runtime_or_load()
@@ -415,11 +437,12 @@ class Engine:
         cancel: threading.Event | None,
         *,
         emit: Callable[[GenerationChunk | BaseException], None],
+        clean: bool = False,
     ) -> threading.Event:
         """Queue a generation whose chunks go to `emit`; return its 'abandoned' event."""
         abandoned = threading.Event()
         job = self._job(messages, adapter, max_tokens, stop, temperature, cancel, abandoned)
-        job.emit = emit
+        job.emit, job.clean = emit, clean
         self._submit(self._run_job, job)
         return abandoned
 
@@ -455,14 +478,19 @@ class Engine:
             swap_ms = self._swap(job.adapter)
             prompt = runtime.encode_chat(job.messages)
             scanner = StopScanner(job.stop)
+            cleaner = CleanText() if job.clean else None
             parts: list[str] = []
 
+            def show(text: str) -> None:
+                if cleaner is not None:
+                    text = cleaner.feed(text)
+                if text:
+                    parts.append(text)
+                    job.emit(GenerationChunk(text))
+
             def emit(delta: str) -> bool:
-                shown = scanner.feed(delta)
-                if shown:
-                    parts.append(shown)
-                    job.emit(GenerationChunk(shown))
-                return not scanner.stopped
+                show(scanner.feed(delta))
+                return not (scanner.stopped or (cleaner is not None and cleaner.stopped))
 
             stats = runtime.generate(
                 prompt,
@@ -471,9 +499,14 @@ class Engine:
                 emit=emit,
                 cancelled=job.cancelled,
             )
-            if tail := scanner.flush():
-                parts.append(tail)
-                job.emit(GenerationChunk(tail))
+            show(scanner.flush())
+            finish_reason = stats.finish_reason
+            if cleaner is not None:
+                if cleaner.repeated:
+                    finish_reason = "repeat"
+                elif tail := cleaner.finish(natural=finish_reason == "stop"):
+                    parts.append(tail)
+                    job.emit(GenerationChunk(tail))
             result = GenerationResult(
                 text="".join(parts),
                 tokens=tuple(stats.tokens),
@@ -483,7 +516,7 @@ class Engine:
                 prompt_tps=stats.prompt_tps,
                 generation_tps=stats.generation_tps,
                 swap_ms=swap_ms,
-                finish_reason=stats.finish_reason,
+                finish_reason=finish_reason,
             )
             job.emit(GenerationChunk("", result))
         except BaseException as exc:  # handed to the caller's thread, raised there

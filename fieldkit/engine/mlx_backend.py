@@ -255,6 +255,21 @@ class MlxRuntime:
         return np.array(logits)
 
 
+def release_thread() -> None:
+    """Free the calling thread's MLX streams and random key; call it last on a thread that
+    ran MLX, before the thread ends. Returns nothing.
+
+    MLX keeps both in C++ thread-locals whose destructors take the GIL. Python's
+    `Thread.join` returns before those destructors run, so the main thread may already be
+    finalizing; taking the GIL then ends the thread by a forced unwind through a noexcept
+    destructor, and the process aborts ("terminate called without an active exception",
+    exit code 134) after its work is done. With the state freed here the destructors have
+    nothing left to do. MLX's documented pattern: `mx.clear_streams()` at the end of a thread.
+    """
+    mx.synchronize()
+    mx.clear_streams()
+
+
 def write_mlx_adapter(adapter: Adapter, folder: Path) -> Path:
     """Write the adapter as mlx-lm reads it (adapters.safetensors + adapter_config.json)."""
     import json

@@ -10,7 +10,7 @@ base model answers. Packets made for another base model are never candidates.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.store.usable import usable_packets, usable_problem
+from fieldkit.store.vectors import VectorCache
 
 # Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router"): the
 # nearest exemplar routes best; a score below 0.47 means no packet covers the question.
@@ -46,11 +47,13 @@ class PacketLike(Protocol):
 class LibraryLike(Protocol):
     """The part of fieldkit.store.library.Library the router uses."""
 
-    db: Any
-
     def list_packets(self) -> list[Any]: ...
 
     def blocked_authors(self) -> set[str]: ...
+
+    def vectors(self, table: str) -> VectorCache: ...
+
+    def change_token(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True)
@@ -84,60 +87,7 @@ class RouteDecision:
         return out
 
 
-class ExemplarCache:
-    """Exemplar vectors in the library database, one row per (packet_id, embedder_id)."""
 
-    TABLE = "exemplar_embeddings"
-
-    def __init__(self, db: Any) -> None:
-        self.db = db
-        if not db[self.TABLE].exists():  # normally made by fieldkit.store.migrations
-            db[self.TABLE].create(
-                {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
-                pk=("packet_id", "embedder_id"),
-            )
-
-    def get_many(self, packet_ids: Iterable[str], embedder_id: str) -> dict[str, np.ndarray]:
-        """Return {packet_id: (count, dim) float32} for the ids that are cached."""
-        ids = list(packet_ids)
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"select packet_id, count, dim, vectors from {self.TABLE} "
-                f"where embedder_id = ? and packet_id in ({marks})",
-                [embedder_id, *chunk],
-            ).fetchall()
-            for packet_id, count, dim, blob in rows:
-                found[packet_id] = np.frombuffer(blob, dtype=np.float32).reshape(count, dim)
-        return found
-
-    def put(self, packet_id: str, embedder_id: str, vectors: np.ndarray) -> None:
-        """Store (replace) one packet's vectors."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self.db.conn:
-            self.db[self.TABLE].upsert(
-                {
-                    "packet_id": packet_id,
-                    "embedder_id": embedder_id,
-                    "count": int(vectors.shape[0]),
-                    "dim": int(vectors.shape[1]),
-                    "vectors": vectors.tobytes(),
-                },
-                pk=("packet_id", "embedder_id"),
-            )
-
-    def prune(self, keep: Iterable[str]) -> int:
-        """Delete rows of packets no longer in the library; return how many went."""
-        keep_ids = set(keep)
-        rows = self.db.execute(f"select distinct packet_id from {self.TABLE}").fetchall()
-        gone = [r[0] for r in rows if r[0] not in keep_ids]
-        if gone:
-            with self.db.conn:
-                for packet_id in gone:
-                    self.db.execute(f"delete from {self.TABLE} where packet_id = ?", [packet_id])
-        return len(gone)
 
 
 def exemplar_texts(record: PacketLike) -> list[str]:
@@ -229,16 +179,16 @@ class Router:
         self.base_fingerprint = base_fingerprint
         self.method, self.top_k, self.blend = method, top_k, blend
         self.min_score, self.min_margin, self.show = min_score, min_margin, show
-        self._cache: ExemplarCache | None = None
+        self._cache: VectorCache | None = None
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
         self._withheld: dict[str, str | None] = {}
         self.embedded_packets = 0  # how many packets this router had to embed (not cached)
 
     @property
-    def cache(self) -> ExemplarCache:
+    def cache(self) -> VectorCache:
         if self._cache is None:
-            self._cache = ExemplarCache(self.library.db)
+            self._cache = self.library.vectors("exemplar_embeddings")
         return self._cache
 
     def eligible(self, record: PacketLike) -> bool:
@@ -271,10 +221,7 @@ class Router:
         return self
 
     def _library_token(self) -> tuple[int, int]:
-        """A cheap value that changes whenever any connection writes the library."""
-        db = self.library.db
-        version = db.execute("PRAGMA data_version").fetchone()[0]
-        return int(version), int(db.conn.total_changes)
+        return self.library.change_token()
 
     def _ensure_index(self) -> _Index:
         if self._index is not None and self._token == self._library_token():
@@ -338,7 +285,10 @@ class Router:
         return decisions
 
     def _empty_reason(self) -> str:
-        if self.library.list_packets():
+        packets = self.library.list_packets()
+        if packets and not any(self.eligible(r) for r in packets):
+            return "no packet in the library was made for this base model"
+        if packets:
             return "no packet in the library may answer here"
         return "the library has no packets"
 

@@ -102,7 +102,8 @@ class AdapterConfig:
         n = n_model_layers if self.num_layers == -1 else self.num_layers
         if n > n_model_layers:
             raise PacketError(
-                f"The adapter spans {n} layers but the base model has {n_model_layers}."
+                f"The adapter spans {n} layers but the base model has {n_model_layers}: "
+                "it was made for another base model."
             )
         return range(n_model_layers - n, n_model_layers)
 
@@ -155,6 +156,49 @@ class AdapterConfig:
         except TypeError as exc:
             raise PacketError("The adapter config has a field of the wrong type.") from exc
 
+    @classmethod
+    def from_mlx_lm(cls, data: Mapping[str, Any]) -> AdapterConfig:
+        """Parse the adapter_config.json that `mlx_lm lora` writes (any version).
+
+        mlx-lm's own loader reads only fine_tune_type, num_layers and lora_parameters; the
+        other top-level fields are the training run's arguments and are ignored whatever
+        their value. Inside lora_parameters an unknown field is ignored when unset (see
+        `is_unset`) and refused otherwise. Raises PacketError for DoRA, full fine-tunes
+        and anything else that is not a plain LoRA adapter.
+        """
+        if not isinstance(data, Mapping):
+            raise PacketError("The adapter config is not a JSON object.")
+        kind = data.get("fine_tune_type", "lora")
+        if kind == "dora":
+            raise PacketError(
+                "DoRA adapters (fine_tune_type 'dora') are refused: DoRA rescales every "
+                "adapted weight by a learned magnitude, which a LoRA packet cannot carry."
+            )
+        if kind == "full":
+            raise PacketError(
+                "This folder holds a full fine-tune (fine_tune_type 'full'), not a LoRA adapter."
+            )
+        params = data.get("lora_parameters")
+        if isinstance(params, Mapping):
+            for name, value in params.items():
+                if name not in _LORA_FIELDS and not is_unset(value):
+                    raise PacketError(
+                        f"The adapter's lora_parameters set {name} = {value!r}, which fieldkit "
+                        "does not know; it may change what the weights mean, so it is refused."
+                    )
+            params = {k: v for k, v in params.items() if k in _LORA_FIELDS and v is not None}
+        kept = {k: data[k] for k in _CONFIG_FIELDS if k in data}
+        return cls.from_mlx_dict({**kept, "lora_parameters": params})
+
+
+def is_unset(value: Any) -> bool:
+    """Return True for a config value that asks for nothing: null, false, 0, "" or empty.
+
+    Tools add fields to their adapter configs over time, each off by default; an unknown
+    field holding such a value cannot change what the weights mean.
+    """
+    return value is None or value is False or value == 0 or value in ("", [], {})
+
 
 @dataclass(frozen=True)
 class Adapter:
@@ -197,7 +241,7 @@ def validate_tensors(
     must agree on the rank, every A of a key must share the input width and every B the
     output width, and no value may be NaN or infinite (`check_values=False`: the caller
     checked every value already, e.g. with `values_finite`). `exact_rank=False` lets each
-    module carry its own rank from 1 to the declared one (a trimmed packet, format 2).
+    module carry its own rank from 1 to the declared one (a trimmed packet, format 3).
     """
     for name in tensors:
         if not _TENSOR_NAME.match(name):
@@ -206,7 +250,15 @@ def validate_tensors(
     expected = expected_tensor_names(config, depth)
     extra = sorted(set(tensors) - expected)
     if extra:
-        raise PacketError(f"The adapter holds an undeclared tensor: {extra[0]}.")
+        m = _TENSOR_NAME.match(extra[0])
+        assert m is not None
+        layers = config.resolved_layers(depth)
+        where = (
+            f"its config does not list {m.group(2)}"
+            if m.group(2) not in config.keys
+            else f"its config puts LoRA on layers {layers.start} to {layers.stop - 1} only"
+        )
+        raise PacketError(f"The adapter holds the tensor {extra[0]}, but {where}.")
     missing = sorted(expected - set(tensors))
     if missing:
         raise PacketError(f"The adapter lacks the tensor {missing[0]}.")

@@ -1,7 +1,7 @@
 """Derived packets: a library packet quantised and/or rank-trimmed, signed by this device.
 
-The new packet keeps the source's exemplars, description, domain, base model and merged
-flag, and names the source last in its lineage. Under the source's own name it replaces the
+The new packet keeps the source's exemplars, description, notes, domain, base model and
+merged flag, and names the source last in its lineage. Under the source's own name it replaces the
 source (allowed only for a packet this device authored, as `library reissue` does); under a
 new name both stay.
 """
@@ -12,6 +12,7 @@ import time
 
 from fieldkit.errors import LibraryError
 from fieldkit.store.library import Library, PacketRecord
+from fieldkit.store.notes import notes_of
 from fieldkit.store.packet import build_manifest, check_name
 from fieldkit.store.quantize import Compaction
 
@@ -49,5 +50,6 @@ def compact_packet(
         merged=source.merged,
         lineage=[*source.manifest["lineage"], source.packet_id],
         created=max(int(time.time()), int(source.manifest["created"]) + 1),
+        notes=notes_of(source.manifest),
     )
     return source, library.add(manifest, signature, data, source="local")

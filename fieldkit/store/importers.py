@@ -1,16 +1,21 @@
 """Import adapters from mlx-lm and PEFT folders, and check they fit a base model.
 
-mlx-lm folders hold `adapters.safetensors` + `adapter_config.json` (as `mlx_lm.lora`
-writes them). PEFT folders hold `adapter_model.safetensors` + `adapter_config.json`; their
-`lora_A.weight` is (rank, in) and `lora_B.weight` is (out, rank), so both are transposed into
-mlx layout and the scale becomes lora_alpha / r (or / sqrt(r) with rsLoRA).
+mlx-lm folders hold `adapters.safetensors` + `adapter_config.json` (as `mlx_lm lora`
+writes them). PEFT folders hold `adapter_model.safetensors` + `adapter_config.json` (as
+`save_pretrained` writes them); see fieldkit.store.peft for its layout. Tensors may be
+fp16, bf16, fp32 or fp64; a packet stores fp16.
+
+A packet is rectangular: one rank and one scale, LoRA on the same projections of the
+model's last N layers. A PEFT adapter need not be (per-module ranks and alphas, chosen
+layers, modules excluded on some layers); it is made rectangular exactly: a smaller rank
+is padded with zero columns of A and zero rows of B, a different scale is folded into B,
+and a projection the adapter leaves alone gets zero A and B.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,54 +24,15 @@ from typing import Any
 import numpy as np
 
 from fieldkit.errors import PacketError
-from fieldkit.store.adapter import (
-    ALL_KEYS,
-    Adapter,
-    AdapterConfig,
-    read_safetensors,
-    validate_tensors,
-)
+from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
+from fieldkit.store.files import MIB, read_bounded, read_text_bounded
+from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
 MAX_ADAPTER_FILE = 256 * 1024 * 1024
-_PEFT_NAME = re.compile(
-    r"^(?:base_model\.model\.)?model\.layers\.(\d+)\.([a-z_]+)\.([a-z_]+)\.lora_([AB])(?:\.default)?\.weight$"
+EXEMPLAR_FORMATS = (
+    "a text file with one question per line, or .jsonl with one object per line: "
+    "question, instruction or prompt fields, or chat messages (the user turns)"
 )
-_PEFT_ALLOWED = {
-    "peft_type",
-    "r",
-    "lora_alpha",
-    "lora_dropout",
-    "target_modules",
-    "bias",
-    "task_type",
-    "base_model_name_or_path",
-    "fan_in_fan_out",
-    "inference_mode",
-    "init_lora_weights",
-    "layers_to_transform",
-    "layers_pattern",
-    "modules_to_save",
-    "rank_pattern",
-    "alpha_pattern",
-    "use_rslora",
-    "use_dora",
-    "revision",
-    "auto_mapping",
-    "megatron_config",
-    "megatron_core",
-    "loftq_config",
-    "layer_replication",
-    "runtime_config",
-    "eva_config",
-    "lora_bias",
-    "exclude_modules",
-    "corda_config",
-    "trainable_token_indices",
-    "target_parameters",
-    "qalora_group_size",
-    "use_qalora",
-    "peft_version",
-}
 
 
 @dataclass(frozen=True)
@@ -79,8 +45,12 @@ class PacketInfo:
     exemplars: list[str]
 
 
-def read_adapter_folder(folder: Path) -> tuple[Adapter, str]:
-    """Read an mlx-lm or PEFT adapter folder; return (adapter, kind) or raise PacketError."""
+def read_adapter_folder(folder: Path, n_model_layers: int | None = None) -> tuple[Adapter, str]:
+    """Read an mlx-lm or PEFT adapter folder; return (adapter, "mlx-lm" or "peft").
+
+    `n_model_layers` (the base model's depth) places a PEFT adapter's layers; without it
+    the adapter is taken to end at the model's last layer. Raises PacketError.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise PacketError(f"{folder} is not a folder.")
@@ -89,9 +59,9 @@ def read_adapter_folder(folder: Path) -> tuple[Adapter, str]:
         raise PacketError(f"{folder} has no adapter_config.json.")
     config = _read_json(config_path)
     if (folder / "adapters.safetensors").is_file():
-        return _read_mlx(folder / "adapters.safetensors", config), "mlx-lm"
+        return _read_mlx(folder / "adapters.safetensors", config, n_model_layers), "mlx-lm"
     if (folder / "adapter_model.safetensors").is_file():
-        return _read_peft(folder / "adapter_model.safetensors", config), "peft"
+        return _read_peft(folder / "adapter_model.safetensors", config, n_model_layers), "peft"
     if (folder / "adapter_model.bin").is_file():
         raise PacketError("Pickled PEFT weights (adapter_model.bin) are refused; use safetensors.")
     raise PacketError(f"{folder} holds neither adapters.safetensors nor adapter_model.safetensors.")
@@ -157,14 +127,17 @@ def read_packet_info(
 
 
 def read_questions(path: Path) -> list[str]:
-    """Read questions: one per line, or .jsonl objects with `question` or `instruction`."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PacketError(f"{path} cannot be read as UTF-8 text.") from exc
+    """Read questions from a file; see EXEMPLAR_FORMATS. Returns them in file order.
+    Raises PacketError for an unreadable file or a .jsonl line without a question.
+
+    A .jsonl line is an object with `question`, `instruction` or `prompt` (mlx-lm's
+    completion format), or with `messages` (chat format, as `mlx_lm lora` trains on),
+    whose user turns are the questions.
+    """
+    text = read_text_bounded(Path(path), what="questions file")
     if Path(path).suffix != ".jsonl":
         return [line.strip() for line in text.splitlines() if line.strip()]
-    questions = []
+    questions: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -172,89 +145,159 @@ def read_questions(path: Path) -> list[str]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PacketError(f"{path} line {number} is not JSON.") from exc
-        question = obj.get("question") or obj.get("instruction") if isinstance(obj, dict) else None
-        if not isinstance(question, str) or not question.strip():
-            raise PacketError(f"{path} line {number} has no question or instruction.")
-        questions.append(question.strip())
+        found = _line_questions(obj)
+        if not found:
+            raise PacketError(
+                f"{path} line {number} has no question, instruction, prompt or user message."
+            )
+        questions.extend(found)
     return questions
+
+
+def _line_questions(obj: Any) -> list[str]:
+    if not isinstance(obj, dict):
+        return []
+    messages = obj.get("messages")
+    if isinstance(messages, list):
+        turns = [
+            m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        return [t.strip() for t in turns if isinstance(t, str) and t.strip()]
+    for field in ("question", "instruction", "prompt"):
+        value = obj.get(field)
+        if isinstance(value, str) and value.strip():
+            return [value.strip()]
+    return []
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_text_bounded(path, 16 * MIB, "config"))
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise PacketError(f"{path.name} is not readable JSON.") from exc
     if not isinstance(data, dict):
         raise PacketError(f"{path.name} is not a JSON object.")
     return data
 
 
-def _check_size(path: Path) -> None:
-    if path.stat().st_size > MAX_ADAPTER_FILE:
-        raise PacketError(f"{path.name} is larger than the 256 MiB packet limit.")
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
-def _read_mlx(path: Path, config: Mapping[str, Any]) -> Adapter:
-    _check_size(path)
-    adapter_config = AdapterConfig.from_mlx_dict(config)
-    tensors = read_safetensors(path)
-    validate_tensors(adapter_config, tensors)
+def to_float16(name: str, array: np.ndarray) -> np.ndarray:
+    """Return the tensor as C-contiguous float16 (packets store fp16).
+
+    Raises PacketError if it is not floating point or a finite value lies beyond fp16's
+    range (it would become infinite); NaN and infinities are left for validate_tensors.
+    """
+    if array.dtype.kind != "f":
+        raise PacketError(f"The tensor {name} is not floating point.")
+    if array.dtype != np.float16 and array.size:
+        finite = np.abs(array[np.isfinite(array)])
+        if finite.size and float(finite.max()) > FLOAT16_MAX:
+            raise PacketError(
+                f"The tensor {name} holds values beyond float16's range (±65504), "
+                "which a packet cannot store."
+            )
+    return np.ascontiguousarray(array, dtype=np.float16)
+
+
+def read_adapter_weights(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    """Read an adapter's safetensors file whose tensors are fp16, bf16, fp32 or fp64.
+
+    Returns numpy arrays (bf16 widened exactly to fp32: numpy has no bfloat16, so
+    safetensors' numpy loader cannot read it; here the raw 16-bit patterns are shifted
+    into the top half of fp32 words). Raises PacketError if the file is larger than
+    `max_bytes`, unreadable, or not well-formed safetensors.
+    """
+    data = read_bounded(path, max_bytes, "adapter weights", f"the {max_bytes >> 20} MiB packet limit")
+    views = tensor_views(data, f"tensors in {path.name}", bf16=True)
+    return {
+        name: (view.astype(np.uint32) << 16).view(np.float32)
+        if view.dtype == BF16_BITS
+        else view.copy()
+        for name, view in views.items()
+    }
+
+
+def _read_mlx(path: Path, config: Mapping[str, Any], n_model_layers: int | None) -> Adapter:
+    adapter_config = AdapterConfig.from_mlx_lm(config)
+    raw = read_adapter_weights(path, MAX_ADAPTER_FILE)
+    validate_tensors(adapter_config, raw, n_model_layers, check_values=False)
+    tensors = {name: to_float16(name, array) for name, array in raw.items()}
+    validate_tensors(adapter_config, tensors, n_model_layers)
     return Adapter(config=adapter_config, tensors=tensors)
 
 
-def _read_peft(path: Path, config: Mapping[str, Any]) -> Adapter:
-    _check_size(path)
-    unknown = set(config) - _PEFT_ALLOWED
-    if unknown:
-        raise PacketError(f"The PEFT config has unknown fields: {', '.join(sorted(unknown))}.")
-    if config.get("peft_type") != "LORA":
-        raise PacketError(
-            f"Only LoRA adapters are accepted, not PEFT type {config.get('peft_type')!r}."
-        )
-    if (
-        config.get("use_dora")
-        or config.get("modules_to_save")
-        or config.get("bias", "none") != "none"
-    ):
-        raise PacketError(
-            "The PEFT adapter carries non-LoRA weights (DoRA, biases or saved modules)."
-        )
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise PacketError("PEFT adapters with per-module ranks are not supported.")
-    rank, alpha = config.get("r"), config.get("lora_alpha")
-    if not isinstance(rank, int) or not isinstance(alpha, int | float) or rank < 1:
-        raise PacketError("The PEFT config needs an integer r and a numeric lora_alpha.")
-    scale = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-    raw = read_safetensors(path)
-    tensors: dict[str, np.ndarray] = {}
-    layers: set[int] = set()
-    keys: set[str] = set()
-    for name, array in raw.items():
-        m = _PEFT_NAME.match(name)
+def _read_peft(path: Path, config: Mapping[str, Any], n_model_layers: int | None) -> Adapter:
+    from fieldkit.store.peft import TENSOR_NAME, check_config
+
+    scales = check_config(config)
+    pairs: dict[tuple[int, str], dict[str, np.ndarray]] = {}
+    scale_of: dict[tuple[int, str], float] = {}
+    for name, array in read_adapter_weights(path, MAX_ADAPTER_FILE).items():
+        m = TENSOR_NAME.match(name)
         if not m:
             raise PacketError(f"The PEFT adapter holds a tensor that is not LoRA: {name}.")
-        layer, block, proj, part = int(m.group(1)), m.group(2), m.group(3), m.group(4)
-        key = f"{block}.{proj}"
+        module, layer, key, part = m.group(1), int(m.group(2)), m.group(3), m.group(4)
         if key not in ALL_KEYS:
-            raise PacketError(f"The PEFT adapter targets {key}, which fieldkit does not support.")
+            raise PacketError(
+                f"The PEFT adapter targets {key}, which fieldkit does not support "
+                "(only the attention and MLP projections q, k, v, o, gate, up and down)."
+            )
         if array.ndim != 2:
             raise PacketError(f"The tensor {name} is not a matrix.")
-        layers.add(layer)
-        keys.add(key)
-        suffix = "lora_a" if part == "A" else "lora_b"
-        tensors[f"model.layers.{layer}.{key}.{suffix}"] = np.ascontiguousarray(array.T)
-    if not tensors:
+        pairs.setdefault((layer, key), {})[part] = array.T  # mlx layout: A (in, r), B (r, out)
+        scale_of[(layer, key)] = scales.scale(module)
+        if array.shape[0 if part == "A" else 1] != scales.rank(module):
+            raise PacketError(
+                f"The tensor {name} has rank {array.shape[0 if part == 'A' else 1]}, but the "
+                f"PEFT config gives {module} rank {scales.rank(module)}."
+            )
+    if not pairs:
         raise PacketError("The PEFT adapter holds no LoRA tensors.")
-    top = max(layers) + 1
-    if layers != set(range(top - len(layers), top)):
-        raise PacketError("The PEFT adapter covers layers that are not the model's last ones.")
-    ordered_keys = tuple(k for k in ALL_KEYS if k in keys)
-    adapter_config = AdapterConfig(
-        rank=rank,
-        scale=float(scale),
-        dropout=float(config.get("lora_dropout", 0.0) or 0.0),
-        num_layers=len(layers),
-        keys=ordered_keys,
-    )
-    validate_tensors(adapter_config, tensors, n_model_layers=top)
-    return Adapter(config=adapter_config, tensors=tensors)
+    for (layer, key), pair in pairs.items():
+        if set(pair) != {"A", "B"}:
+            raise PacketError(
+                f"The PEFT adapter has only one of lora_A and lora_B on layer {layer} {key}."
+            )
+    return _rectangular(pairs, scale_of, n_model_layers)
+
+
+def _rectangular(
+    pairs: Mapping[tuple[int, str], Mapping[str, np.ndarray]],
+    scale_of: Mapping[tuple[int, str], float],
+    n_model_layers: int | None,
+) -> Adapter:
+    """Return one adapter of the highest rank and the commonest scale on every projection
+    of the adapted layers through the model's last (exact: see the module docstring)."""
+    layers = sorted({layer for layer, _ in pairs})
+    depth = n_model_layers if n_model_layers is not None else layers[-1] + 1
+    if layers[-1] >= depth:
+        raise PacketError(
+            f"The adapter has LoRA on layer {layers[-1]}, but the base model's layers are "
+            f"0 to {depth - 1}: it was made for another base model."
+        )
+    keys = tuple(k for k in ALL_KEYS if any(key == k for _, key in pairs))
+    rank = max(pair["A"].shape[1] for pair in pairs.values())
+    scale = Counter(scale_of.values()).most_common(1)[0][0] or 1.0
+    widths = {key: (pair["A"].shape[0], pair["B"].shape[1]) for (_, key), pair in pairs.items()}
+    tensors: dict[str, np.ndarray] = {}
+    for layer in range(layers[0], depth):
+        for key in keys:
+            d_in, d_out = widths[key]
+            a = np.zeros((d_in, rank), np.float32)
+            b = np.zeros((rank, d_out), np.float32)
+            if (pair := pairs.get((layer, key))) is not None:
+                r = pair["A"].shape[1]
+                if pair["A"].shape[0] != d_in or pair["B"].shape[1] != d_out:
+                    raise PacketError(
+                        f"The adapter's {key} on layer {layer} has a shape unlike its siblings."
+                    )
+                a[:, :r] = pair["A"]
+                b[:r] = pair["B"] * np.float32(scale_of[(layer, key)] / scale)
+            prefix = f"model.layers.{layer}.{key}"
+            tensors[f"{prefix}.lora_a"] = to_float16(f"{prefix}.lora_a", a)
+            tensors[f"{prefix}.lora_b"] = to_float16(f"{prefix}.lora_b", b)
+    config = AdapterConfig(rank=rank, scale=float(scale), num_layers=depth - layers[0], keys=keys)
+    validate_tensors(config, tensors, n_model_layers=depth)
+    return Adapter(config=config, tensors=tensors)

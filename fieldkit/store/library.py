@@ -27,11 +27,13 @@ from fieldkit.store.adapter import Adapter
 from fieldkit.store.blobs import BlobStore, fsync_file
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
+from fieldkit.store.notes import notes_of
 from fieldkit.store.packet import build_manifest, check_name, verify_manifest, verify_weights
 from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
 from fieldkit.store.transfers import TransferStore
+from fieldkit.store.vectors import VectorCache
 
 __all__ = ["TRUST_STATES", "Library", "PacketRecord", "PeerRecord"]
 
@@ -145,6 +147,15 @@ class Library(PeerStore, TransferStore, SettingsStore):
         (a packet of that name would be refused)."""
         rows = self.db["packets"].rows_where("name = ?", [name])
         return next((packet_record(r) for r in rows if r["author_id"] != author_id), None)
+
+    def vectors(self, table: str) -> VectorCache:
+        """Return the cache of embedding vectors in `table` (see store/vectors.py)."""
+        return VectorCache(self.db, table)
+
+    def change_token(self) -> tuple[int, int]:
+        """A cheap value that changes whenever any connection writes the library."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        return int(version), int(self.db.conn.total_changes)
 
     def weights_path(self, record: PacketRecord) -> Path:
         """Return the path of a packet's weights file in the blob store."""
@@ -286,7 +297,7 @@ class Library(PeerStore, TransferStore, SettingsStore):
         **extra: Any,
     ) -> PacketRecord:
         """Sign a new version of a packet by this device, same weights, new exemplars or
-        description; return its record.
+        description or notes (`notes=[...]`, `[]` to drop them); return its record.
 
         The old packet's id joins the lineage. A packet of this device is replaced under
         its name; another author's packet stays, and its new version needs a `name` of its
@@ -301,6 +312,7 @@ class Library(PeerStore, TransferStore, SettingsStore):
             )
         if new_name != old.name and self.db["packets"].count_where("name = ?", [new_name]):
             raise LibraryError(f"A packet named {new_name!r} is already in the library.")
+        extra.setdefault("notes", notes_of(old.manifest))  # notes stay unless replaced
         manifest, signature, data = build_manifest(
             self.load_adapter(old),
             identity,

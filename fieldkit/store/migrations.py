@@ -72,3 +72,13 @@ def m002_exemplar_embeddings(db: Database) -> None:
         pk=("packet_id", "embedder_id"),
         if_not_exists=True,
     )
+
+
+@migrations()
+def m003_passage_embeddings(db: Database) -> None:
+    # The retrieval cache: one packet's note passage vectors (float32, row-major) per embedder.
+    db["passage_embeddings"].create(
+        {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
+        pk=("packet_id", "embedder_id"),
+        if_not_exists=True,
+    )

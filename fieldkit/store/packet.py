@@ -27,7 +27,9 @@ from fieldkit.store.adapter import (
     validate_tensors,
     values_finite,
 )
+from fieldkit.store.files import read_bounded
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
+from fieldkit.store.notes import NOTES_FIELD, Passage, check_notes, to_manifest_notes
 from fieldkit.store.quantize import (
     QUANT_BITS,
     QuantizedTensors,
@@ -36,9 +38,10 @@ from fieldkit.store.quantize import (
     read_quantized,
 )
 
-FORMAT_VERSION = 1  # the one-file container, and a manifest of full-rank float weights
-WEIGHTS_FORMAT = 2  # format 1 whose weights may be quantised (int8, int4) or rank-trimmed
-MANIFEST_FORMATS = (FORMAT_VERSION, WEIGHTS_FORMAT)
+FORMAT_VERSION = 1  # the one-file container, and a manifest without notes
+NOTES_FORMAT = 2  # a manifest carrying notes: format 1 plus the `notes` field
+WEIGHTS_FORMAT = 3  # format 2 (notes optional) whose weights may be quantised or rank-trimmed
+MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT, WEIGHTS_FORMAT)
 SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
 DEFAULT_CHUNK_SIZE = 32 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
@@ -102,7 +105,9 @@ def check_name(value: str, what: str = "name") -> str:
     if not 1 <= len(name) <= 64 or not name.isprintable():
         raise PacketError(f"The packet's {what} must be 1 to 64 printable characters.")
     if "/" in name or "\\" in name or name in {".", ".."}:
-        raise PacketError(f"The packet's {what} {name!r} may not contain '/' or '\\', or be '.' or '..'.")
+        raise PacketError(
+            f"The packet's {what} {name!r} may not contain '/' or '\\', or be '.' or '..'."
+        )
     return name
 
 
@@ -113,12 +118,14 @@ def check_manifest(manifest: Any) -> None:
     if manifest.get("format") not in MANIFEST_FORMATS:
         raise PacketError(
             f"The packet has format version {manifest.get('format')!r}; "
-            f"this fieldkit reads versions {FORMAT_VERSION} and {WEIGHTS_FORMAT}."
+            f"this fieldkit reads versions {', '.join(map(str, MANIFEST_FORMATS))}."
         )
-    missing = sorted(set(_FIELDS) - set(manifest))
+    fields = set(_FIELDS) | ({NOTES_FIELD} if manifest["format"] == NOTES_FORMAT else set())
+    missing = sorted(fields - set(manifest))
     if missing:
         raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
-    extra = sorted(set(manifest) - set(_FIELDS))
+    optional = {NOTES_FIELD} if manifest["format"] >= WEIGHTS_FORMAT else set()
+    extra = sorted(set(manifest) - fields - optional)
     if extra:
         raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
     for key, kind in _FIELDS.items():
@@ -161,6 +168,8 @@ def check_manifest(manifest: Any) -> None:
         raise PacketError("The packet's author id does not belong to its author key.")
     if not all(isinstance(p, str) and _is_hex(p, 64) for p in manifest["lineage"]):
         raise PacketError("The packet's lineage must list packet ids.")
+    if NOTES_FIELD in manifest:
+        check_notes(manifest[NOTES_FIELD])
 
 
 def verify_manifest(manifest: Any, signature: bytes) -> str:
@@ -228,13 +237,15 @@ def build_manifest(
     dtype: str = "float16",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     created: int | None = None,
+    notes: Iterable[Passage] | None = None,
 ) -> tuple[dict[str, Any], bytes, bytes]:
     """Serialise and sign a new packet; return (manifest, signature, weights bytes).
 
     A quantised adapter (its tensors a QuantizedTensors) is written as its stored codes and
-    scales in its own dtype, whatever `dtype` says. The manifest is format 1 unless the
-    weights are quantised or trimmed (format 2), so older readers still read every packet
-    they can.
+    scales in its own dtype, whatever `dtype` says. The manifest has the lowest format that
+    holds it, so older readers still read every packet they can: 1, 2 with `notes` (at least
+    one passage), 3 when the weights are quantised or trimmed (with or without notes).
+    Raises PacketError for a bad field or notes over the limits.
     """
     tensors = adapter.tensors
     if dtype in QUANT_BITS and not isinstance(tensors, QuantizedTensors):
@@ -266,6 +277,10 @@ def build_manifest(
         "merged": merged,
         "lineage": list(lineage),
     }
+    passages = list(notes or ())
+    if passages:
+        manifest["format"] = WEIGHTS_FORMAT if compact else NOTES_FORMAT
+        manifest[NOTES_FIELD] = to_manifest_notes(passages)
     check_manifest(manifest)
     signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))
     return manifest, signature, data
@@ -292,13 +307,9 @@ def write_packet_file(
 
 def read_packet_file(path: Path) -> PacketFile:
     """Read and fully verify a packet file; raise PacketError with one sentence if bad."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_PACKET_SIZE + MAX_HEADER_SIZE:
-            raise PacketError(f"{path.name} is larger than the 256 MiB packet limit.")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
+    raw = read_bounded(
+        path, MAX_PACKET_SIZE + MAX_HEADER_SIZE, "packet file", "the 256 MiB packet limit"
+    )
     prefix = len(FILE_MAGIC) + 5
     if len(raw) < prefix or not raw.startswith(FILE_MAGIC):
         raise PacketError(f"{path.name} is not a fieldkit packet file.")

@@ -3,7 +3,7 @@
 No mlx here, numpy only: the library and the gossip layer check a quantised packet without
 a model, and the engine turns it back into floats once, on first use.
 
-Quantised layout (packet format 2, docs/PACKET.md "Quantised and trimmed weights"). Each
+Quantised layout (packet format 3, docs/PACKET.md "Quantised and trimmed weights"). Each
 LoRA tensor is stored rank-major: a row per rank component, which is a column of `lora_a`
 (shape (in, r), stored as its transpose (r, in)) or a row of `lora_b` (shape (r, out)). Each
 row is cut into groups of GROUP_SIZE consecutive values (the last group may be shorter), and

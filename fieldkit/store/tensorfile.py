@@ -27,11 +27,17 @@ DTYPES = {
     "I8": np.dtype("i1"),  # int8 codes of a quantised packet
     "U8": np.dtype("u1"),  # two 4-bit codes a byte
 }
+BF16_BITS = np.dtype("<u2")  # numpy has no bfloat16: such tensors come back as raw bits
 
 
-def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
+def tensor_views(
+    data: bytes, label: str = "weights", *, bf16: bool = False
+) -> dict[str, np.ndarray]:
     """Return every tensor of safetensors `data` as a read-only view; raise PacketError if
-    the bytes are not a well-formed safetensors file of fp16/fp32/fp64/int8/uint8 tensors."""
+    the bytes are not a well-formed safetensors file of fp16/fp32/fp64/int8/uint8 tensors.
+
+    `bf16=True` also accepts bfloat16 tensors, as uint16 views of their bits (BF16_BITS)."""
+    dtypes = {**DTYPES, "BF16": BF16_BITS} if bf16 else DTYPES
     bad = f"The {label} are not a readable safetensors file"
     if len(data) < 8:
         raise PacketError(f"{bad} (too short).")
@@ -48,7 +54,7 @@ def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise PacketError(f"{bad} (its metadata is not a map of strings).")
     start, region = 8 + size, len(data) - 8 - size
-    spans = [(name, *_span(name, info, bad)) for name, info in header.items()]
+    spans = [(name, *_span(name, info, bad, dtypes)) for name, info in header.items()]
     spans.sort(key=lambda span: (span[1], span[2]))
     end = 0
     views: dict[str, np.ndarray] = {}
@@ -66,12 +72,14 @@ def tensor_views(data: bytes, label: str = "weights") -> dict[str, np.ndarray]:
     return views
 
 
-def _span(name: str, info: Any, bad: str) -> tuple[int, int, np.dtype, tuple[int, ...]]:
+def _span(
+    name: str, info: Any, bad: str, dtypes: dict[str, np.dtype]
+) -> tuple[int, int, np.dtype, tuple[int, ...]]:
     """Check one header entry; return (begin, end, dtype, shape)."""
     if type(info) is not dict:
         raise PacketError(f"{bad} (tensor {name} has no description).")
     raw = info.get("dtype")
-    dtype = DTYPES.get(raw) if isinstance(raw, str) else None
+    dtype = dtypes.get(raw) if isinstance(raw, str) else None
     if dtype is None:
         raise PacketError(f"{bad} (tensor {name} has dtype {info.get('dtype')!r}).")
     shape, offsets = info.get("shape"), info.get("data_offsets")

@@ -7,14 +7,14 @@ gossip coroutines from async workers; what they return is plain data from tui_vi
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fieldkit.errors import LibraryError, TransportError
-from fieldkit.formats import format_size, parse_address
+from fieldkit.errors import LibraryError
+from fieldkit.formats import format_size
+from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
     AnswerChunk,
@@ -22,11 +22,9 @@ from fieldkit.tui.views import (
     PacketRow,
     PeerRow,
     RouteView,
-    SyncProgress,
-    SyncResult,
+    SourceView,
     human_time,
     packet_status,
-    sync_result,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +33,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class TuiBackend:
+class TuiBackend(SyncBackend):
     """The blocking operations behind the screens, built from one Services object.
 
     SQLite connections belong to the thread that opened them, so the library and the
@@ -62,6 +60,7 @@ class TuiBackend:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fieldkit-library")
         self._lib: Any = None
         self._router: Any = None
+        self._passages: Any = None
 
     def _on_library_thread(self, func: Callable[[Any], T]) -> T:
         """Run func(library) on the library thread and return its result (or raise)."""
@@ -182,6 +181,7 @@ class TuiBackend:
 
     def export(self, packet_id: str, dest_dir: Path) -> Path:
         """Write the packet as one file in `dest_dir`; return its path."""
+        from fieldkit.store.files import inside, write_atomically
         from fieldkit.store.packet import write_packet_file
 
         rec, weights = self._on_library_thread(
@@ -189,13 +189,12 @@ class TuiBackend:
         )
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
-            path = dest_dir / f"{rec.name}.fkpkt"
-            tmp = path.with_suffix(".fkpkt.tmp")
-            with tmp.open("wb") as out:
-                write_packet_file(out, rec.manifest, rec.signature, weights)
-            tmp.replace(path)
         except OSError as exc:
             raise LibraryError(f"Cannot write to {dest_dir} ({exc.strerror}).") from exc
+        path = inside(dest_dir, f"{rec.name}.fkpkt")
+        write_atomically(
+            path, lambda out: write_packet_file(out, rec.manifest, rec.signature, weights)
+        )
         return path
 
     def set_author_trust(self, author_id: str, state: str) -> None:
@@ -217,70 +216,6 @@ class TuiBackend:
             for p in self._on_library_thread(lambda lib: lib.list_peers())
         ]
         return sorted(rows, key=lambda r: (r.name, r.peer_id))
-
-    def radio(self) -> Any:
-        """Return the BLE radio: the one given, or the platform's (bleak and bless)."""
-        if self._radio is None:
-            from fieldkit.gossip.ble.sync import PlatformRadio
-
-            self._radio = PlatformRadio()
-        return self._radio
-
-    async def ble_scan(self, seconds: float) -> list[PeerRow]:
-        """Scan for fieldkit peers over Bluetooth LE; rows carry the signal strength.
-
-        Raises TransportError when Bluetooth is off, absent or not permitted.
-        """
-        try:
-            sightings = await self.radio().scan(seconds)
-        except ImportError as exc:
-            raise TransportError("Bluetooth LE support is not installed.") from exc
-        return [
-            PeerRow(
-                peer_id=s.short_id,
-                name=s.name or "?",
-                address=f"BLE {s.rssi} dBm",
-                trust="new",
-                via="ble",
-            )
-            for s in sightings
-        ]
-
-    async def lan_discovery(self, on_peers: Callable[[list[PeerRow]], None]) -> None:
-        """Browse the LAN for announced fieldkit peers until cancelled.
-
-        Calls `on_peers` with every peer announced now (via "lan", address host:port,
-        trust "new": the screen knows the trust of known peers) once browsing has started
-        and after each change. Raises TransportError when mDNS cannot start.
-        """
-        from fieldkit.gossip.lan import LanBrowser
-
-        own_id = self.services.identity.device_id
-        async with LanBrowser(own_id, interfaces=self.lan_interfaces) as browser:
-            on_peers([])
-            async for _change in browser:
-                on_peers(
-                    [PeerRow(p.device_id, p.name, p.address, "new", "lan") for p in browser.peers]
-                )
-
-    async def sync_ble(
-        self,
-        short_id: str,
-        on_progress: Callable[[SyncProgress], None],
-        confirm: Callable[[str, str, str], Awaitable[bool]],
-    ) -> SyncResult:
-        """Find the peer with this short id over Bluetooth LE and sync with it."""
-        from fieldkit.gossip.sync import sync_ble_peer
-
-        summary = await sync_ble_peer(
-            self.radio(),
-            self.services,
-            self.sync_options(),
-            peer=short_id,
-            progress=self.progress_tracker(on_progress),
-            confirm=confirm,
-        )
-        return sync_result(summary)
 
     # -- ask --------------------------------------------------------------------------
 
@@ -320,149 +255,56 @@ class TuiBackend:
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         return RouteView(rec.packet_id, rec.name, 0.0, "-", "picked by hand", 0.0, manual=True)
 
+    def _get_passages(self, lib: Any) -> Any:
+        if self._passages is None:
+            from fieldkit.router.retrieval import PassageIndex
+
+            self._passages = PassageIndex(lib, self._get_router(lib).embedder)
+        return self._passages
+
+    def ground(self, question: str, packet_id: str | None) -> Any:
+        """Return the fieldkit.answering.Grounding: the packet's passages, or why none."""
+        from fieldkit.answering import ground
+
+        def work(lib: Any) -> Any:
+            record = lib.get(packet_id) if packet_id else None
+            return ground(question, record, self._get_passages(lib) if record else None)
+
+        return self._on_library_thread(work)
+
     def answer(
         self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
     ) -> Iterator[AnswerChunk]:
-        """Stream the answer from the engine (its own thread does the MLX work)."""
+        """Stream the answer from the engine (its own thread does the MLX work), grounded
+        in the packet's notes when it has them; the last chunk carries sources and marks."""
+        from fieldkit.answering import finish
+
+        grounding = self.ground(question, packet_id)
+        if grounding.gap:
+            yield AnswerChunk(gap=grounding.gap)
         adapter = None
         if packet_id:
             adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
         for chunk in self.services.engine.generate(
-            question, adapter, max_tokens=max_tokens, cancel=cancel
+            grounding.messages, adapter, max_tokens=max_tokens, cancel=cancel, clean=True
         ):
             result = chunk.result
             if result is None:
                 yield AnswerChunk(text=chunk.text)
-            else:
-                yield AnswerChunk(
-                    text=chunk.text,
-                    done=True,
-                    tokens_per_s=result.generation_tps,
-                    tokens=result.generation_tokens,
-                    stopped=result.finish_reason == "cancelled",
-                )
-
-    # -- sync -------------------------------------------------------------------------
-
-    def progress_tracker(
-        self, on_progress: Callable[[SyncProgress], None]
-    ) -> Callable[[Any], None]:
-        """Wrap a SyncProgress callback as a gossip ProgressCallback (adds rate and resume)."""
-        started: dict[str, tuple[float, int, bool]] = {}
-
-        def track(update: Any) -> None:
-            if update.packet_id not in started:
-                # a session reports each packet once before its first chunk, with the bytes
-                # already held from an earlier, interrupted transfer
-                resumed = 0 < update.done < update.total
-                started[update.packet_id] = (time.monotonic(), update.done, resumed)
-            since, first, resumed = started[update.packet_id]
-            elapsed = time.monotonic() - since
-            rate = (update.done - first) / elapsed if elapsed > 0 else 0.0
-            arrow = "<-" if update.direction == "received" else "->"
-            on_progress(
-                SyncProgress(
-                    packet=f"{arrow} {update.name}",
-                    done_bytes=update.done,
-                    total_bytes=update.total,
-                    rate_bps=rate,
-                    resumed=resumed,
-                    finished=update.done >= update.total,
-                )
+                continue
+            done = finish(grounding, result.text, result=result)
+            yield AnswerChunk(
+                text=chunk.text,
+                done=True,
+                tokens_per_s=result.generation_tps,
+                tokens=result.generation_tokens,
+                stopped=result.finish_reason == "cancelled",
+                note=done.note,
+                sources=[
+                    SourceView(f"{s.packet} {s.passage_id} ({s.score:.2f})", s.title, s.text)
+                    for s in done.sources
+                ],
+                unsupported=[(u.start, u.end) for u in done.unsupported],
+                final=done.text,
             )
 
-        return track
-
-    def sync_options(self) -> Any:
-        """Return the options for a sync started from the screen: a person confirms peers."""
-        from fieldkit.gossip.summary import SyncOptions
-
-        policy = self.services.library.receive_policy()
-        return SyncOptions(policy="open" if policy == "open" else "ask")
-
-    async def sync_tcp(
-        self,
-        address: str,
-        on_progress: Callable[[SyncProgress], None],
-        confirm: Callable[[str, str, str], Awaitable[bool]],
-    ) -> SyncResult:
-        """Sync with a LAN peer at 'host[:port]' on the running event loop.
-
-        Raises TransportError when the address is bad or the peer cannot be reached.
-        """
-        from fieldkit.gossip.sync import DEFAULT_PORT, sync_with
-
-        host, port = parse_address(address, DEFAULT_PORT)
-        summary = await sync_with(
-            host,
-            port,
-            self.services,
-            options=self.sync_options(),
-            progress=self.progress_tracker(on_progress),
-            confirm=confirm,
-        )
-        return sync_result(summary)
-
-    async def listen_tcp(
-        self,
-        address: str,
-        on_progress: Callable[[SyncProgress], None],
-        confirm: Callable[[str, str, str], Awaitable[bool]],
-        on_result: Callable[[SyncResult], None],
-        advertise: bool | None = None,
-    ) -> AnnouncedListener:
-        """Start accepting LAN syncs at 'host[:port]'; return the listener (close() stops it).
-
-        The listener is announced on the LAN when `advertise` is True, or when it is None and
-        the host is not a loopback address; a failed announcement leaves it unannounced.
-        """
-        from fieldkit.gossip.lan import LanAdvertiser, advertise_by_default
-        from fieldkit.gossip.sync import DEFAULT_PORT, start_listener
-
-        host, port = parse_address(address, DEFAULT_PORT, any_port=True)
-        listener = await start_listener(
-            self.services,
-            host,
-            port,
-            options=self.sync_options(),
-            on_summary=lambda summary: on_result(sync_result(summary)),
-            progress=self.progress_tracker(on_progress),
-            confirm=confirm,
-        )
-        announced = AnnouncedListener(listener)
-        if advertise or (advertise is None and advertise_by_default(host)):
-            ident = self.services.identity
-            advertiser = LanAdvertiser(
-                ident.device_id,
-                ident.name,
-                listener.port,
-                host=host,
-                interfaces=self.lan_interfaces,
-            )
-            try:
-                announced.advertiser = await advertiser.start()
-            except TransportError as exc:
-                announced.note = str(exc)
-        return announced
-
-
-class AnnouncedListener:
-    """A TCP sync listener and its LAN announcement (`advertiser` None: not announced)."""
-
-    def __init__(self, listener: Any) -> None:
-        self.listener = listener
-        self.advertiser: Any = None
-        self.note = ""  # why the listener is not announced, when announcing failed
-
-    @property
-    def port(self) -> int:
-        return int(self.listener.port)
-
-    async def wait(self) -> None:
-        await self.listener.wait()
-
-    async def close(self) -> None:
-        """Withdraw the announcement, then stop listening."""
-        if self.advertiser is not None:
-            await self.advertiser.stop()
-        await self.listener.close()

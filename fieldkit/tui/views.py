@@ -124,15 +124,30 @@ class RouteView:
     manual: bool = False
 
 
+@dataclass(frozen=True)
+class SourceView:
+    """A passage an answer cites: 'packet passage-id (score)', its title and text."""
+
+    label: str
+    title: str | None
+    text: str
+
+
 @dataclass
 class AnswerChunk:
-    """A piece of a streamed answer; the last one carries `done` and the speed."""
+    """A piece of a streamed answer; the last one carries `done`, the speed, the sources
+    and the support marks. A first chunk may carry only `gap` (said before the answer)."""
 
     text: str = ""
     done: bool = False
     tokens_per_s: float | None = None
     tokens: int | None = None
     stopped: bool = False
+    gap: str | None = None
+    note: str = ""
+    sources: list[SourceView] = field(default_factory=list)
+    unsupported: list[tuple[int, int]] = field(default_factory=list)  # spans of `final`
+    final: str | None = None  # the whole answer text, once done
 
 
 @dataclass

@@ -57,8 +57,8 @@ def test_ask_with_a_packet_gives_the_engines_answer(
     services = Services.build(home.root, tiny_model_dir)
     with Engine(tiny_model_dir) as engine:
         adapter = services.library.load_adapter(services.library.get("pumps"))
-        expected = engine.answer(QUESTION, adapter, max_tokens=8)
-        base = engine.answer(QUESTION, None, max_tokens=8)
+        expected = engine.answer(QUESTION, adapter, max_tokens=8, clean=True)
+        base = engine.answer(QUESTION, None, max_tokens=8, clean=True)
     services.close()
     assert out["answer"] == expected.text != base.text
     assert out["adapter"] == "pumps"
@@ -74,7 +74,7 @@ def test_ask_base_streams_plain_text(cli, home: Home, tiny_model_dir: Path) -> N
     result = cli(home, "ask", QUESTION, "--base", "--max-tokens", "6")
     assert result.exit_code == 0, result.output
     with Engine(tiny_model_dir) as engine:
-        assert result.output == engine.answer(QUESTION, max_tokens=6).text + "\n"
+        assert result.output == engine.answer(QUESTION, max_tokens=6, clean=True).text + "\n"
     as_json = json.loads(cli(home, "ask", QUESTION, "--base", "--json", "--max-tokens", "3").stdout)
     assert as_json["adapter"] is None
 
@@ -85,7 +85,7 @@ def test_ask_refuses_a_packet_for_another_base_model(
     add_packet(home, tiny_model_dir, make_adapter(1), "elsewhere", fingerprint="ab" * 32)
     result = cli(home, "ask", QUESTION, "--adapter", "elsewhere")
     assert result.exit_code == 1
-    assert "made for the base model 'tiny-llama'" in result.output
+    assert "made for another base model (tiny-llama" in result.output
     assert "Traceback" not in result.output
 
 

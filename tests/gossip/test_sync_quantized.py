@@ -1,4 +1,4 @@
-"""A 4-bit trimmed packet (format 2) travels like any other: in memory, resumed, over TCP."""
+"""A 4-bit trimmed packet (format 3) travels like any other: in memory, resumed, over TCP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.gossip.helpers import sync_memory, sync_memory_link
 def small_packet(make_packet, home, name: str = "pumps"):
     adapter = Compaction(bits=4, energy=0.9).apply(random_adapter(seed=8, size_scale=16))
     record = make_packet(home, name=name, adapter=adapter)
-    assert (record.manifest["format"], record.manifest["dtype"]) == (2, "int4")
+    assert (record.manifest["format"], record.manifest["dtype"]) == (3, "int4")
     assert len(record.manifest["chunk_hashes"]) >= 3
     return record
 

@@ -20,7 +20,9 @@ def cli(tiny_model_dir):
     runner = CliRunner()
 
     def invoke(home: Home, *args: str):
-        return runner.invoke(main, ["--home", str(home.root), "--model", str(tiny_model_dir), *args])
+        return runner.invoke(
+            main, ["--home", str(home.root), "--model", str(tiny_model_dir), *args]
+        )
 
     return invoke
 
@@ -41,7 +43,7 @@ def test_compact_signs_a_smaller_derived_packet_naming_its_source(cli, home, mak
         new = library.get("pumps-small")
         assert library.get("pumps").packet_id == source.packet_id  # the source stays
         assert new.manifest["lineage"] == [source.packet_id]
-        assert (new.manifest["format"], new.manifest["dtype"]) == (2, "int4")
+        assert (new.manifest["format"], new.manifest["dtype"]) == (3, "int4")
         assert new.author_id == library.identity.device_id
         assert new.exemplars == source.exemplars
         assert new.size < source.size * 0.6  # int4; the header weighs much in a tiny packet
@@ -68,9 +70,7 @@ def test_compact_under_its_own_name_replaces_this_devices_packet(cli, home, make
         library.close()
 
 
-def test_compact_refusals_say_one_sentence_and_change_nothing(
-    cli, make_home, make_packet
-) -> None:
+def test_compact_refusals_say_one_sentence_and_change_nothing(cli, make_home, make_packet) -> None:
     other, home = make_home("other"), make_home("home")
     theirs = make_packet(other, name="theirs")
     library = opened(other)
@@ -111,5 +111,27 @@ def test_train_bits_4_adds_a_4_bit_packet(cli, tmp_path: Path, home) -> None:
                  "--iters", "3", "--rank", "4", "--bits", "4")  # fmt: skip
     assert result.exit_code == 0, result.output
     (record,) = opened_list(home)
-    assert (record.manifest["format"], record.manifest["dtype"]) == (2, "int4")
+    assert (record.manifest["format"], record.manifest["dtype"]) == (3, "int4")
     assert cli(home, "library", "verify", "pumps").exit_code == 0
+
+
+def test_compact_keeps_the_notes_in_format_3(cli, home, make_packet) -> None:
+    from fieldkit.store.notes import Passage, notes_of
+
+    notes = [Passage("r1", "Flush the pump every 9 days.", "How often to flush?")]
+    source = make_packet(home, name="pumps", notes=notes)
+    assert source.manifest["format"] == 2
+    result = cli(home, "library", "compact", "pumps", "--bits", "4", "--name", "pumps-q4")
+    assert result.exit_code == 0, result.output
+    library = opened(home)
+    try:
+        new = library.get("pumps-q4")
+        assert new.manifest["format"] == 3
+        assert notes_of(new.manifest) == notes_of(source.manifest)
+        assert library.verify("pumps-q4")[1] is None
+        again = library.reissue("pumps-q4", description="Pump care.")
+        assert again.manifest["format"] == 3
+        assert again.sha256 == new.sha256
+        assert notes_of(again.manifest) == notes_of(source.manifest)
+    finally:
+        library.close()

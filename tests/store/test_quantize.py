@@ -1,4 +1,4 @@
-"""int8 / 4-bit packets and rank trimming: round trips within bounds, the format-2 rule,
+"""int8 / 4-bit packets and rank trimming: round trips within bounds, the format-3 rule,
 and refusals for malformed codes and scales (each one sentence, nothing stored)."""
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def identity(home: Home) -> Identity:
     return Identity.load_or_create(home)
 
 
-def test_full_rank_float_packets_stay_format_1_and_compact_ones_are_format_2(identity):
+def test_full_rank_float_packets_stay_format_1_and_compact_ones_are_format_3(identity):
     adapter = random_adapter(seed=3)
     plain, _, _ = sign(identity, adapter)
     assert plain["format"] == 1
@@ -217,7 +217,7 @@ def test_full_rank_float_packets_stay_format_1_and_compact_ones_are_format_2(ide
         (Compaction(energy=0.5), "float16"),
     ]:
         manifest, signature, data = sign(identity, compaction.apply(adapter))
-        assert (manifest["format"], manifest["dtype"]) == (2, dtype)
+        assert (manifest["format"], manifest["dtype"]) == (3, dtype)
         assert verify_manifest(manifest, signature)
         loaded = verify_weights(manifest, data)
         assert loaded.key == manifest["weights_sha256"]
@@ -239,20 +239,20 @@ def test_a_quantised_packet_is_stored_loaded_and_reissued_with_the_same_weights(
             base_model_id="test-base",
             base_fingerprint=TEST_BASE_FINGERPRINT,
         )
-        assert (record.manifest["format"], record.manifest["dtype"]) == (2, "int4")
+        assert (record.manifest["format"], record.manifest["dtype"]) == (3, "int4")
         assert library.verify(record.packet_id)[1] is None
         loaded = library.load_adapter(record)
         assert isinstance(loaded.tensors, QuantizedTensors)
         assert max(ranks(loaded)) < 8
         again = library.reissue(record.packet_id, description="Pump care, shorter.")
         assert again.sha256 == record.sha256
-        assert again.manifest["format"] == 2
+        assert again.manifest["format"] == 3
     finally:
         library.close()
 
 
 def test_an_old_format_1_packet_still_loads(home):
-    """The shipped demo packets were made before format 2; they load unchanged."""
+    """The shipped demo packets were made before format 3; they load unchanged."""
     from fieldkit.assets import demo_packets
 
     path = demo_packets()[0]
@@ -329,21 +329,21 @@ def test_unknown_bit_widths_and_versions_are_refused(identity):
     adapter = random_adapter(seed=3)
     manifest, _, data = sign(identity, Compaction(bits=8).apply(adapter))
     for changes, message in [
-        ({"dtype": "int3"}, "dtype 'int3' is not supported in format 2"),
+        ({"dtype": "int3"}, "dtype 'int3' is not supported in format 3"),
         ({"dtype": "int8", "format": 1}, "dtype 'int8' is not supported in format 1"),
-        ({"format": 3}, "format version 3; this fieldkit reads versions 1 and 2"),
+        ({"format": 4}, "format version 4; this fieldkit reads versions 1, 2, 3"),
     ]:
         with pytest.raises(PacketError, match=message):
             check_manifest(dict(manifest) | changes)
-    # int8 codes in a float16 manifest of format 2
+    # int8 codes in a float16 manifest of format 3
     bad, signature = resign(identity, manifest, data, dtype="float16")
     with pytest.raises(PacketError, match="is int8, not float16"):
         verify_weights(bad, data)
 
 
-def test_trimmed_ranks_need_format_2(identity):
+def test_trimmed_ranks_need_format_3(identity):
     manifest, _, data = sign(identity, Compaction(energy=0.5).apply(random_adapter(seed=3)))
-    assert manifest["format"] == 2
+    assert manifest["format"] == 3
     old, _ = resign(identity, manifest, data, format=1)
     with pytest.raises(PacketError, match="but the config says 4"):
         verify_weights(old, data)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input, OptionList, Static
 
+from fieldkit.store.notes import Passage
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.widgets.exchange import Exchange
@@ -84,3 +86,76 @@ async def test_missing_model_is_a_notice_not_a_crash(make_services, tmp_path) ->
         stats = app.screen.query(Exchange).last().query_one(".stats", Static).render()
         assert "no answer" in str(stats)
         assert app.is_running
+
+
+WELL_NOTES = [
+    Passage("r1", "Chlorinate a new well with 50 g of bleach powder per 1000 litres.",
+            "How do I disinfect a new well?"),
+    Passage("r2", "Replace the hand pump's leather cup seals every 12 months.",
+            "How often are pump seals replaced?"),
+    Passage("r3", "Keep latrines at least 30 m from any well.", "How far from a latrine?"),
+]  # fmt: skip
+
+
+async def pick(pilot, name: str) -> None:
+    await pilot.press("ctrl+o")
+    dialog = await wait_for_screen(pilot, PickDialog)
+    options = dialog.query_one(OptionList)
+    for i in range(options.option_count):
+        if name in str(options.get_option_at_index(i).prompt):
+            options.highlighted = i
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+@pytest.fixture
+def wells(stocked, make_packet, make_adapter, base_fp):
+    make_packet(
+        stocked.home,
+        name="wells",
+        domain="water",
+        base_fingerprint=base_fp,
+        adapter=make_adapter(4),
+        notes=WELL_NOTES,
+    )
+    return stocked
+
+
+async def test_answers_show_their_source_and_support_marks(wells) -> None:
+    app = make_app(wells, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pick(pilot, "wells")
+        await ask(pilot, "How much bleach do I need to disinfect a new well?")
+        exchange = app.screen.query(Exchange).last()
+        assert exchange.answer, notices(pilot)
+        sources = str(exchange.query_one(".sources", Static).render())
+        assert "[1] wells r1 (" in sources
+        assert "Ctrl+E" in sources
+        assert "[2]" not in sources  # folded: the first passage only
+        support = str(exchange.query_one(".support", Static).render())
+        assert "unsupported" in support or "every number is in a source" in support
+        await pilot.press("escape")  # leave the question box so Ctrl+E reaches the screen
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        expanded = str(exchange.query_one(".sources", Static).render())
+        assert "[2] wells " in expanded
+        assert "50 g of bleach powder per 1000 litres" in expanded
+        app.screen.query_one(Input).focus()
+        await ask(pilot, "What is the offside rule in football?")
+        gap = app.screen.query(Exchange).last()
+        said = str(gap.query_one(".gap", Static).render())
+        assert said.startswith("The wells packet has nothing on this; nearest: ")
+        assert "from the adapter only" in str(gap.query_one(".sources", Static).render())
+
+
+async def test_a_packet_without_notes_says_so(stocked) -> None:
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pick(pilot, "pumps")
+        await ask(pilot, "How do I prime a hand pump?")
+        exchange = app.screen.query(Exchange).last()
+        assert exchange.answer
+        assert "from the adapter only" in str(exchange.query_one(".sources", Static).render())
+        assert exchange.query_one(".gap", Static).has_class("empty")

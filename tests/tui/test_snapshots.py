@@ -65,3 +65,45 @@ def test_help_snapshot(snap_compare, stocked) -> None:
 
     app = make_app(stocked, start_mode="library", load_model=False)
     assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)
+
+
+def test_ask_sources_snapshot(snap_compare, stocked, make_packet, make_adapter, base_fp) -> None:
+    from fieldkit.store.notes import Passage
+    from fieldkit.tui.widgets.exchange import Exchange
+
+    notes = [
+        Passage("r1", "Chlorinate a new well with 50 g of bleach powder per 1000 litres.",
+                "How do I disinfect a new well?"),
+        Passage("r2", "Replace the hand pump's leather cup seals every 12 months.",
+                "How often are pump seals replaced?"),
+    ]  # fmt: skip
+    make_packet(
+        stocked.home, name="wells", domain="water", base_fingerprint=base_fp,
+        adapter=make_adapter(4), notes=notes,
+    )  # fmt: skip
+
+    async def answered(pilot) -> None:
+        from textual.widgets import Input, OptionList, Static
+
+        from fieldkit.tui.screens.dialogs import PickDialog
+
+        await settle(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, PickDialog)
+        options = pilot.app.screen.query_one(OptionList)
+        for i in range(options.option_count):
+            if "wells" in str(options.get_option_at_index(i).prompt):
+                options.highlighted = i
+        await pilot.press("enter")
+        await settle(pilot)
+        pilot.app.screen.query_one(Input).value = "How much bleach for a new well?"
+        await pilot.press("enter")
+        await settle(pilot)
+        exchange = pilot.app.screen.query(Exchange).last()
+        exchange.query_one(".stats", Static).update("[tokens, tok/s: vary from run to run]")
+        await pilot.pause()
+
+    app = make_app(stocked, start_mode="ask")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=answered)

@@ -37,6 +37,7 @@ class AskScreen(ModeScreen):
         Binding("ctrl+o", "override", "Pick route"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+l", "clear", "Clear"),
+        Binding("ctrl+e", "sources", "Sources"),
     ]
 
     class Routed(Message):
@@ -112,6 +113,8 @@ class AskScreen(ModeScreen):
         last = AnswerChunk(done=True, stopped=True)
         try:
             for chunk in self.backend.answer(question, route.packet_id, cancel):
+                if chunk.gap:
+                    self.post_message(self.Delta(exchange, AnswerChunk(gap=chunk.gap)))
                 if chunk.text:
                     count += 1
                     self.post_message(self.Delta(exchange, AnswerChunk(text=chunk.text)))
@@ -132,12 +135,18 @@ class AskScreen(ModeScreen):
     @on(Delta)
     def show_delta(self, message: Delta) -> None:
         chunk = message.chunk
+        if chunk.gap:
+            message.exchange.set_gap(chunk.gap)
         if chunk.done:
+            if chunk.final is not None:
+                message.exchange.set_grounding(
+                    chunk.final, chunk.sources, chunk.unsupported, chunk.note
+                )
             stopped = ", stopped" if chunk.stopped else ""
             message.exchange.finish(
                 f"[{chunk.tokens} tokens, {chunk.tokens_per_s or 0:.1f} tok/s{stopped}]"
             )
-        else:
+        elif chunk.text:
             message.exchange.add_text(chunk.text)
         self.query_one("#history", VerticalScroll).scroll_end(animate=False)
 
@@ -147,6 +156,13 @@ class AskScreen(ModeScreen):
             self.cancel.set()
         else:
             self.set_focus(None)  # so 1 2 3 and ? reach the app; Tab comes back
+
+    def action_sources(self) -> None:
+        """Expand or fold the source passages of the latest answer that has any."""
+        for exchange in reversed(list(self.query(Exchange))):
+            if exchange.toggle_sources():
+                return
+        self.notify("No answer with sources yet.")
 
     def action_clear(self) -> None:
         self.query_one("#history", VerticalScroll).remove_children()

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from fieldkit.tui.views import RouteView
+from fieldkit.tui.views import RouteView, SourceView
 
 
 def route_text(route: RouteView | None) -> Text:
@@ -28,14 +28,59 @@ def route_text(route: RouteView | None) -> Text:
     )
 
 
+def sources_text(sources: list[SourceView], expanded: bool, width: int = 70) -> Text:
+    """Return the source lines under an answer: the first passage cut to one line, or
+    every passage in full when expanded."""
+    if not sources:
+        return Text("")
+    out = Text()
+    shown = sources if expanded else sources[:1]
+    for n, source in enumerate(shown, 1):
+        body = f"{source.title}: {source.text}" if source.title else source.text
+        body = " ".join(body.split())
+        if not expanded and len(body) > width:
+            body = body[: width - 3].rstrip() + "..."
+        if n > 1:
+            out.append("\n")
+        out.append(f"[{n}] {source.label} ", style="bold")
+        out.append(body)
+    if not expanded:
+        more = f"{len(sources) - 1} more, " if len(sources) > 1 else ""
+        out.append(f"\n({more}Ctrl+E: full sources)", style="italic")
+    return out
+
+
+def marked_answer(text: str, spans: list[tuple[int, int]]) -> Text:
+    """Return the answer with each unsupported number marked."""
+    out = Text(text)
+    for start, end in spans:
+        out.stylize("bold reverse", start, end)
+    return out
+
+
+def support_text(final: str, spans: list[tuple[int, int]], has_sources: bool) -> Text:
+    """Return the line that says which numbers no source states."""
+    if spans:
+        marks = ", ".join(final[a:b] for a, b in spans)
+        return Text.assemble(("unsupported: ", "bold"), f"{marks} (in no source)")
+    if has_sources:
+        return Text("every number is in a source")
+    return Text("")
+
+
 class Exchange(Vertical):
-    """A question, its route line, its answer (growing as tokens arrive) and its speed."""
+    """A question, its route line, its answer (growing as tokens arrive), where the answer
+    came from (its source passages, or 'from the adapter only'), support marks and speed."""
 
     DEFAULT_CSS = """
     Exchange { height: auto; margin-bottom: 1; }
     Exchange > .question { color: $accent; text-style: bold; }
     Exchange > .route { color: $text-muted; }
+    Exchange > .gap { color: $warning; }
+    Exchange > .sources { color: $text-muted; }
+    Exchange > .support { color: $warning; }
     Exchange > .stats { color: $text-muted; }
+    Exchange > .empty { display: none; }
     """
 
     def __init__(self, question: str) -> None:
@@ -44,15 +89,24 @@ class Exchange(Vertical):
         self.answer = ""
         self.pieces = 0
         self.started = 0.0
+        self.sources: list[SourceView] = []
+        self.expanded = False
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"> {self.question}"), classes="question")
         yield Static(route_text(None), classes="route")
+        yield Static("", classes="gap empty", markup=False)
         yield Static("", classes="answer", markup=False)
+        yield Static("", classes="sources empty", markup=False)
+        yield Static("", classes="support empty", markup=False)
         yield Static("", classes="stats", markup=False)
 
     def set_route(self, route: RouteView) -> None:
         self.query_one(".route", Static).update(route_text(route))
+
+    def set_gap(self, gap: str) -> None:
+        """Show, before the answer, that the packet's notes have nothing on the question."""
+        self._show(".gap", Text(gap))
 
     def add_text(self, delta: str) -> None:
         """Append a streamed piece; every few pieces, show the running speed."""
@@ -65,5 +119,31 @@ class Exchange(Vertical):
             rate = self.pieces / max(time.perf_counter() - self.started, 1e-6)
             self.query_one(".stats", Static).update(f"[writing... {rate:.1f} tok/s]")
 
+    def set_grounding(
+        self, final: str, sources: list[SourceView], unsupported: list[tuple[int, int]], note: str
+    ) -> None:
+        """Show the whole answer with its marks, its sources (or where it came from)."""
+        self.answer = final
+        self.sources = list(sources)
+        self.query_one(".answer", Static).update(marked_answer(final, unsupported))
+        if sources:
+            self._show(".sources", sources_text(self.sources, self.expanded))
+        elif note:
+            self._show(".sources", Text(f"({note})", style="italic"))
+        self._show(".support", support_text(final, unsupported, bool(sources)))
+
+    def toggle_sources(self) -> bool:
+        """Expand or fold the source passages; return True if there were any."""
+        if not self.sources:
+            return False
+        self.expanded = not self.expanded
+        self._show(".sources", sources_text(self.sources, self.expanded))
+        return True
+
     def finish(self, stats: str) -> None:
         self.query_one(".stats", Static).update(stats)
+
+    def _show(self, selector: str, text: Text) -> None:
+        widget = self.query_one(selector, Static)
+        widget.update(text)
+        widget.set_class(not text.plain, "empty")

@@ -1,0 +1,357 @@
+"""Grounded answering: route, retrieve the packet's notes, prompt, generate, check support.
+
+One pipeline, `answer`, serves `fieldkit ask`, `fieldkit demo`, the Ask screen and an HTTP
+server. It builds nothing: the caller hands it the parts (the Services object, or `Parts`
+made from an engine, a library, a router and a passage index). Its stages are public too
+(`ground`, `grounded_messages`, `finish`) for callers that show the route before the
+answer streams (the Ask screen) or score the answers (the quality harness).
+
+No textual, no click here.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fieldkit.router.retrieval import DEFAULT_K, Hit, gap_message
+
+if TYPE_CHECKING:
+    from fieldkit.engine.engine import Engine, GenerationResult
+    from fieldkit.router.retrieval import PassageIndex
+    from fieldkit.router.router import RouteDecision, Router
+
+# How the answer was made (Answer.grounding).
+NOTES = "notes"  # the packet's passages were in the prompt, its adapter applied
+GAP = "gap"  # the packet has notes, none covers the question: said first, adapter only
+ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
+BASE = "base"  # no packet: the base model alone
+
+GROUNDED_INSTRUCTION = "Answer the question using these notes."
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage an answer draws on (or, for a gap, the nearest one)."""
+
+    packet: str
+    packet_id: str
+    passage_id: str
+    score: float
+    text: str
+    title: str | None = None
+
+    @property
+    def full_text(self) -> str:
+        """Title and text together, as checked for support."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "score": round(self.score, 4)}
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A number (with its unit, if any) in an answer that no retrieved passage states."""
+
+    text: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """What an answer will be made from: the packet, the passages, the prompt."""
+
+    question: str
+    packet: str | None
+    packet_id: str | None
+    grounding: str  # NOTES, GAP, ADAPTER_ONLY or BASE
+    messages: list[dict[str, str]]
+    sources: list[Source] = field(default_factory=list)
+    nearest: list[Source] = field(default_factory=list)  # a gap's nearest passages
+    gap: str | None = None  # the sentence a gap answer starts with
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer and everything a person needs to judge it."""
+
+    question: str
+    text: str
+    packet: str | None
+    packet_id: str | None
+    grounding: str
+    sources: list[Source]
+    unsupported: list[Unsupported]
+    decision: RouteDecision | None = None
+    gap: str | None = None
+    nearest: list[Source] = field(default_factory=list)
+    result: GenerationResult | None = None
+
+    @property
+    def shown_text(self) -> str:
+        """What a person reads: the gap sentence (if any), then the generated answer."""
+        return f"{self.gap}\n{self.text}" if self.gap else self.text
+
+    @property
+    def note(self) -> str:
+        """A short label of where the answer came from."""
+        if self.grounding == NOTES:
+            return f"from the {self.packet} notes and adapter"
+        if self.grounding in (GAP, ADAPTER_ONLY):
+            return "from the adapter only"
+        return "from the base model only"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form used by `ask --json` (and an HTTP server)."""
+        out: dict[str, Any] = {
+            "question": self.question,
+            "answer": self.text,
+            "adapter": self.packet,
+            "packet_id": self.packet_id,
+            "grounding": self.grounding,
+            "note": self.note,
+            "gap": self.gap,
+            "sources": [s.to_dict() for s in self.sources],
+            "nearest": [s.to_dict() for s in self.nearest],
+            "unsupported": [u.to_dict() for u in self.unsupported],
+        }
+        if self.result is not None:
+            r = self.result
+            out.update(
+                swap_ms=round(r.swap_ms, 3),
+                prompt_tokens=r.prompt_tokens,
+                generation_tokens=r.generation_tokens,
+                prompt_tps=round(r.prompt_tps, 2),
+                generation_tps=round(r.generation_tps, 2),
+                finish_reason=r.finish_reason,
+            )
+        if self.decision is not None:
+            d = self.decision
+            out.update(
+                route=d.route,
+                score=round(d.score, 4),
+                margin=round(d.margin, 4),
+                route_ms=round(d.route_ms, 2),
+                reason=d.reason,
+            )
+        return out
+
+
+# --- the prompt ---------------------------------------------------------------------------
+
+
+def grounded_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+    """Return the chat messages for a question and its passages ([] hits: the bare question).
+
+    The passages come first, the question last, in one user turn: the packet's adapter
+    (trained on bare questions) still applies to the same chat template.
+    """
+    if not hits:
+        return [{"role": "user", "content": question}]
+    notes = "\n".join(f"- {hit.full_text.replace(chr(10), ': ', 1)}" for hit in hits)
+    content = f"{GROUNDED_INSTRUCTION}\n{notes}\n\nQuestion: {question}"
+    return [{"role": "user", "content": content}]
+
+
+# --- the support check --------------------------------------------------------------------
+
+_UNITS = {
+    "%": "%", "percent": "%", "per cent": "%",
+    "°c": "c", "c": "c", "°": "c", "degrees": "c", "degree": "c",
+    "°f": "f", "f": "f",
+    "mm": "mm", "cm": "cm", "m": "m", "metre": "m", "metres": "m", "meter": "m", "meters": "m",
+    "km": "km", "kg": "kg", "g": "g", "grams": "g", "mg": "mg", "t": "t", "tonnes": "t",
+    "l": "l", "litre": "l", "litres": "l", "liter": "l", "liters": "l", "ml": "ml",
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+    "min": "min", "mins": "min", "minute": "min", "minutes": "min",
+    "s": "s", "sec": "s", "second": "s", "seconds": "s",
+    "day": "d", "days": "d", "week": "wk", "weeks": "wk", "month": "mo", "months": "mo",
+    "year": "y", "years": "y",
+    "w": "w", "watt": "w", "watts": "w", "kw": "kw", "kwh": "kwh", "wh": "wh",
+    "v": "v", "volt": "v", "volts": "v", "a": "a", "amp": "a", "amps": "a",
+    "bar": "bar", "psi": "psi", "ppm": "ppm", "am": "am", "pm": "pm",
+}  # fmt: skip
+_NUMBER = re.compile(
+    r"(?<![\w.])(\d+(?:[.,]\d+)*)(?:\s*(per cent|°[cf]|%|°|[a-z]+)\b|\s*(%|°))?",
+    re.IGNORECASE,
+)
+
+
+_BEFORE = re.compile(r"\b(day|week|month|year|hour)\s*$", re.IGNORECASE)  # "day 5"
+
+
+def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
+    """Return (number, unit or None, start, end) for each number in the text."""
+    out = []
+    for m in _NUMBER.finditer(text):
+        raw_unit = (m.group(2) or m.group(3) or "").lower()
+        unit = _UNITS.get(raw_unit)
+        if unit is None and (before := _BEFORE.search(text, 0, m.start())):
+            unit = _UNITS[before.group(1).lower()]
+        end = m.end() if unit else m.end(1)
+        number = m.group(1).replace(",", "")
+        if "." in number:
+            number = number.rstrip("0").rstrip(".") or "0"
+        out.append((number, unit, m.start(), end))
+    return out
+
+
+def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
+    """Return each number (with its unit) in the answer that no passage states.
+
+    A number is supported when a passage holds the same number, as a whole number (5 is
+    not inside 15 or 2.5), with the same unit or where either side names none (day 5 and
+    5 days). An answer drawn from no passages has every number unsupported.
+    """
+    stated: dict[str, set[str | None]] = {}
+    for passage in passages:
+        for number, unit, _, _ in _mentions(passage):
+            stated.setdefault(number, set()).add(unit)
+    marks = []
+    for number, unit, start, end in _mentions(answer):
+        units = stated.get(number)
+        if units is not None and (unit is None or None in units or unit in units):
+            continue
+        marks.append(Unsupported(answer[start:end], start, end))
+    return marks
+
+
+# --- the pipeline -------------------------------------------------------------------------
+
+
+class AnswerParts(Protocol):
+    """What `answer` needs; fieldkit.services.Services offers it, and so does `Parts`."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def passages(self) -> PassageIndex: ...
+
+    def pick_packet(
+        self, question: str, name: str | None = None, base: bool = False
+    ) -> tuple[Any, RouteDecision | None]: ...
+
+    def checked_adapter(self, record: Any) -> Any: ...
+
+
+@dataclass
+class Parts:
+    """`AnswerParts` from parts built elsewhere (a benchmark, a test, a server)."""
+
+    engine: Engine
+    library: Any
+    router: Router | None
+    passages: PassageIndex
+
+    def pick_packet(
+        self, question: str, name: str | None = None, base: bool = False
+    ) -> tuple[Any, RouteDecision | None]:
+        """A named packet wins, then `base`; otherwise the router decides."""
+        if name:
+            return self.library.get(name), None
+        if base or self.router is None:
+            return None, None
+        decision = self.router.route(question)
+        record = self.library.get(decision.packet_id) if decision.packet_id else None
+        return record, decision
+
+    def checked_adapter(self, record: Any) -> Any:
+        return self.library.load_adapter(record)
+
+
+def ground(
+    question: str, record: Any | None, index: PassageIndex | None, *, k: int = DEFAULT_K
+) -> Grounding:
+    """Decide what the answer is made from: the packet's top passages when they cover the
+    question, else the packet's adapter alone (saying first that the notes have nothing),
+    else the base model. Returns the Grounding with the prompt to generate from."""
+    bare = [{"role": "user", "content": question}]
+    if record is None:
+        return Grounding(question, None, None, BASE, bare)
+    name, pid = record.name, record.packet_id
+    if index is None or not index.has_notes(pid):
+        return Grounding(question, name, pid, ADAPTER_ONLY, bare)
+    coverage = index.coverage(pid, question, k)
+    sources = [Source(name, pid, h.passage_id, h.score, h.text, h.title) for h in coverage.hits]
+    if not coverage.covered:
+        message = gap_message(name, coverage.hits)
+        return Grounding(question, name, pid, GAP, bare, [], sources, message)
+    messages = grounded_messages(question, coverage.hits)
+    return Grounding(question, name, pid, NOTES, messages, sources)
+
+
+def finish(
+    grounding: Grounding,
+    text: str,
+    decision: RouteDecision | None = None,
+    result: GenerationResult | None = None,
+) -> Answer:
+    """Return the Answer for generated `text`, with its support marks."""
+    passages = [s.full_text for s in grounding.sources]
+    return Answer(
+        question=grounding.question,
+        text=text,
+        packet=grounding.packet,
+        packet_id=grounding.packet_id,
+        grounding=grounding.grounding,
+        sources=grounding.sources,
+        unsupported=support_check(text, passages),
+        decision=decision,
+        gap=grounding.gap,
+        nearest=grounding.nearest,
+        result=result,
+    )
+
+
+def answer(
+    parts: AnswerParts,
+    question: str,
+    *,
+    packet: str | None = None,
+    base: bool = False,
+    use_adapter: bool = True,
+    use_notes: bool = True,
+    k: int = DEFAULT_K,
+    max_tokens: int = 256,
+    clean: bool = True,
+    on_ground: Callable[[Grounding, RouteDecision | None], None] | None = None,
+    on_text: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Answer:
+    """Answer one question: route (or the named `packet`, or `base`), retrieve, generate.
+
+    `use_adapter=False` keeps the packet's notes but answers with the base model (the
+    "retrieval only" line of a benchmark); `use_notes=False` answers as before notes.
+    `on_ground` hears the route and the grounding before generation starts (to show the
+    route, or a gap sentence, first); `on_text` receives the answer as it streams. Raises FieldkitError subclasses for a missing model, an unknown
+    packet, or a packet made for another base model.
+    """
+    from fieldkit.errors import FieldkitError
+
+    if not question.strip():
+        raise FieldkitError("The question is empty.")
+    record, decision = parts.pick_packet(question, packet, base)
+    grounding = ground(question, record, parts.passages if use_notes else None, k=k)
+    adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
+    if on_ground is not None:
+        on_ground(grounding, decision)
+    result = None
+    for chunk in parts.engine.generate(
+        grounding.messages, adapter, max_tokens=max_tokens, clean=clean, cancel=cancel
+    ):
+        if chunk.text and on_text is not None:
+            on_text(chunk.text)
+        if chunk.result is not None:
+            result = chunk.result
+    if result is None:  # pragma: no cover - the engine always ends with a result
+        raise FieldkitError("The engine ended without an answer.")
+    return finish(grounding, result.text, decision, result)

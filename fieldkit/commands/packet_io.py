@@ -1,0 +1,103 @@
+"""The file side of `fieldkit library`: adapter folders in and out, notes re-signed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fieldkit.errors import PacketError
+from fieldkit.store.library import PacketRecord
+
+
+def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
+    from fieldkit.store.adapter import infer_model_layers
+    from fieldkit.store.exporters import export_adapter
+
+    adapter = svc.library.load_adapter(record)
+    info = {
+        "name": record.name,
+        "domain": record.domain,
+        "description": record.description,
+        "exemplars": record.exemplars,
+    }
+    export_adapter(
+        adapter,
+        output,
+        fmt,
+        n_model_layers=infer_model_layers(adapter.config, adapter.tensors),
+        base_model=record.base_model_id,
+        info=info,
+    )
+    click.echo(f"Exported {record.name!r} to {output} ({fmt} adapter folder).")
+
+
+def import_folder(
+    svc: Any, path: Path, name, domain, description, exemplars_file, notes=None
+) -> PacketRecord:
+    from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
+
+    info = read_packet_info(path, name, domain, description, exemplars_file)
+    model_id, fingerprint, config = svc.require_model()
+    depth = config.get("num_hidden_layers")
+    adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)
+    check_fits_model(adapter, config)
+    return svc.library.add_local(
+        adapter,
+        name=info.name,
+        domain=info.domain,
+        description=info.description,
+        exemplars=info.exemplars,
+        base_model_id=model_id,
+        base_fingerprint=fingerprint,
+        notes=notes,
+    )
+
+
+def resign_with_notes(
+    svc: Any,
+    packet: Any,
+    notes: list,
+    expected: str | None,
+    name,
+    domain,
+    description,
+    exemplars_file,
+) -> PacketRecord:
+    """Store a packet file's weights as a new packet signed by this device, with notes.
+
+    The file's packet id joins the lineage; the weights and their dtype stay the same.
+    Raises PacketError for a packet made for another base model, LibraryError when the
+    name is taken.
+    """
+    from fieldkit.store.importers import read_questions
+    from fieldkit.store.packet import verify_weights
+
+    manifest = packet.manifest
+    if expected is not None and manifest["base_fingerprint"] != expected:
+        raise PacketError(
+            f"Packet {manifest['name']!r} was made for another base model "
+            f"({manifest['base_model_id']}), not the one this device runs."
+        )
+    exemplars = read_questions(exemplars_file) if exemplars_file else manifest["exemplars"]
+    return svc.library.add_local(
+        verify_weights(manifest, packet.weights),
+        name=name or manifest["name"],
+        domain=domain or manifest["domain"],
+        description=manifest["description"] if description is None else description,
+        exemplars=exemplars,
+        base_model_id=manifest["base_model_id"],
+        base_fingerprint=manifest["base_fingerprint"],
+        merged=manifest["merged"],
+        lineage=[*manifest["lineage"], packet_id(manifest)],
+        dtype=manifest["dtype"],
+        chunk_size=manifest["chunk_size"],
+        notes=notes,
+    )
+
+
+def packet_id(manifest: dict[str, Any]) -> str:
+    from fieldkit.store.packet import packet_id
+
+    return packet_id(manifest)

@@ -1,0 +1,83 @@
+"""Reading input files a user (or a peer) hands fieldkit: regular files only, bounded.
+
+`/dev/zero` would be read until memory ran out and a FIFO would block for ever; a file that
+grows while it is read is cut at the limit and refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from fieldkit.errors import PacketError
+
+MIB = 1024 * 1024
+
+
+def read_bounded(path: Path, limit: int, what: str = "file", limit_text: str = "") -> bytes:
+    """Return the bytes of the regular file at `path`; PacketError if it is not a regular
+    file, cannot be read, or holds more than `limit` bytes (`limit_text` names the limit in
+    the message, e.g. "the 256 MiB packet limit")."""
+    too_big = f"The {what} {path.name} is larger than {limit_text or f'{limit // MIB} MiB'}."
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise PacketError(f"The {what} {path} cannot be read ({exc.strerror}).") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise PacketError(f"The {what} {path} is not a regular file.")
+    if info.st_size > limit:
+        raise PacketError(too_big)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise PacketError(f"The {what} {path} cannot be read ({exc.strerror}).") from exc
+    if len(data) > limit:
+        raise PacketError(too_big)
+    return data
+
+
+def read_text_bounded(path: Path, limit: int = 64 * MIB, what: str = "file") -> str:
+    """Return a regular file's UTF-8 text (see read_bounded); PacketError if not UTF-8."""
+    try:
+        return read_bounded(path, limit, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PacketError(f"The {what} {path} is not UTF-8 text.") from exc
+
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], None], what: str = "file") -> None:
+    """Write a file through `write(stream)` into a temporary file beside `target`, fsync it,
+    then rename it over `target`: a reader sees the old file or the whole new one.
+
+    Raises PacketError (one sentence, nothing left behind) when `target` exists and is not a
+    regular file (a device such as /dev/full, a folder, a FIFO) or cannot be written.
+    """
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise PacketError(f"Cannot write the {what} {target} ({exc.strerror}).") from exc
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise PacketError(f"Cannot write the {what} {target}: it is not a regular file.")
+    tmp = target.with_name(f".{target.name[:200]}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise PacketError(f"Cannot write the {what} {target} ({exc.strerror}).") from exc
+
+
+def inside(folder: Path, file_name: str) -> Path:
+    """Return folder/file_name; PacketError if the name would leave the folder ('../x')."""
+    path = folder / file_name
+    if Path(file_name).name != file_name or not path.resolve().is_relative_to(folder.resolve()):
+        raise PacketError(f"The file name {file_name[:80]!r} would leave {folder}.")
+    return path

@@ -1,0 +1,67 @@
+"""Clean decoding: whole sentences, a stop on repeats, no half sentence at the end."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fieldkit.engine.clean import CleanText
+from fieldkit.engine.engine import Engine
+
+
+def stream(text: str, natural: bool = True) -> tuple[str, CleanText]:
+    """Feed `text` word by word as a model would; return what a person sees."""
+    clean = CleanText()
+    shown = ""
+    for piece in re.findall(r"\S+\s*", text):
+        shown += clean.feed(piece)
+        if clean.stopped:
+            break
+    return shown + clean.finish(natural and not clean.stopped), clean
+
+
+def test_a_repeated_sentence_stops_the_answer():
+    shown, clean = stream(
+        "Dry maize to 12.5% moisture. Store it in bags. Dry maize to 12.5% moisture. Then"
+    )
+    assert shown == "Dry maize to 12.5% moisture. Store it in bags."
+    assert clean.repeated
+
+
+def test_a_run_of_words_repeated_inside_a_sentence_stops_it():
+    text = "Check the filter every week and clean the mesh with water, check the filter every week and clean the mesh"
+    shown, clean = stream(f"Open the lid. {text}")
+    assert shown == "Open the lid."  # the looping sentence is dropped whole
+    assert clean.repeated
+    alone, _ = stream(text)  # nothing shown before it: the words before the loop stay
+    assert alone == "Check the filter every week and clean the mesh with water,"
+
+
+def test_a_sentence_cut_by_the_token_budget_is_dropped():
+    shown, clean = stream("Use 5 kg per bag. Then wait for the", natural=False)
+    assert shown == "Use 5 kg per bag."
+    assert not clean.repeated
+    ended, _ = stream("Use 5 kg per bag. Then wait", natural=True)  # EOS: the model ended it
+    assert ended == "Use 5 kg per bag. Then wait"
+    only, _ = stream("No sentence ends here", natural=False)  # better than nothing
+    assert only == "No sentence ends here"
+
+
+def test_legitimate_repeats_of_short_phrases_pass():
+    text = "Give the vaccine at day 5. Give the booster at day 26. Repeat every 10 weeks."
+    shown, clean = stream(text)
+    assert shown == text
+    assert not clean.repeated
+
+
+def test_engine_clean_output_is_the_raw_output_cleaned(tiny_model_dir: Path):
+    question = "What does the pump need?"
+    with Engine(tiny_model_dir) as engine:
+        raw = engine.answer(question, max_tokens=40)
+        clean = engine.answer(question, max_tokens=40, clean=True)
+        streamed = "".join(c.text for c in engine.generate(question, max_tokens=40, clean=True))
+    assert streamed == clean.text
+    assert raw.text.startswith(clean.text.rstrip())
+    assert clean.finish_reason in ("stop", "length", "repeat")
+    expected, _ = stream(raw.text, natural=raw.finish_reason == "stop")
+    assert clean.text == expected or clean.finish_reason == "repeat"

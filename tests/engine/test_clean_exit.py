@@ -1,0 +1,37 @@
+"""`fieldkit ask` exits with 0 and a quiet stderr every time: no abort at shutdown.
+
+MLX frees per-thread state in C++ thread-local destructors that take the GIL; when the
+engine's thread ended while the interpreter was finalizing, about a third of `ask` runs
+printed the answer and then aborted ("terminate called without an active exception",
+exit 134). One run proves nothing, so the real command runs 30 times, each its own
+process from start to interpreter shutdown, a few at a time (the test's wall time is
+about 30 process starts divided by the cores).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from fieldkit.home import Home
+
+RUNS = 30
+_ENTRY = "import sys; from fieldkit.cli import run; sys.argv[0] = 'fieldkit'; run()"
+
+
+def test_ask_exits_cleanly_30_times(home: Home, tiny_model_dir: Path) -> None:
+    command = [sys.executable, "-c", _ENTRY, "--home", str(home.root)]
+    command += ["--model", str(tiny_model_dir), "ask", "Why?", "--base", "--max-tokens", "2"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def ask(_: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
+        runs = list(pool.map(ask, range(RUNS)))
+    failures = [(run.returncode, run.stderr) for run in runs if run.returncode or run.stderr]
+    assert all(run.stdout.strip() for run in runs)
+    assert not failures, f"{len(failures)} of {RUNS} runs failed, e.g. {failures[0]}"

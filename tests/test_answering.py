@@ -1,0 +1,213 @@
+"""Grounded answering: the prompt, the support check, the grounding decision, the pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.answering import (
+    ADAPTER_ONLY,
+    BASE,
+    GAP,
+    NOTES,
+    Parts,
+    answer,
+    ground,
+    grounded_messages,
+    support_check,
+)
+from fieldkit.cli import main
+from fieldkit.engine.engine import Engine
+from fieldkit.router.retrieval import Hit, PassageIndex
+from fieldkit.services import Services
+from fieldkit.store.models import model_fingerprint
+from fieldkit.store.notes import Passage
+
+PASSAGES = [
+    "Dry maize to 12.5% moisture before storage; above 15% it moulds.",
+    "Chicks get the eye drop at day 5 and a booster at day 26.",
+    "Mount the pump 5 m above the borehole floor, on a 2.5 mm cable.",
+]
+PUMP_NOTES = [
+    Passage("r1", "Clean the intake filter every 7 days in the dry season.", "Filter cleaning?"),
+    Passage("r2", "Mount the panel at a 15 degree tilt facing the equator.", "Panel tilt?"),
+    Passage("r3", "Reset the controller by holding STOP for 10 seconds.", "Controller reset?"),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer_text", "unsupported"),
+    [
+        ("Dry it to 12.5% moisture.", []),
+        ("Dry it to 12.50 % moisture, never above 15 percent.", []),
+        ("Dry it to 13% moisture.", ["13%"]),
+        ("Vaccinate at day 5, boost after 26 days.", []),  # day 5 / 26 days: no unit clash
+        ("Mount it 15 m above the floor.", ["15 m"]),  # 5 m is not inside 15 m
+        ("Mount it 5 m up on a 2.5 mm cable.", []),
+        ("Mount it 5 cm up.", ["5 cm"]),  # the number is there, the unit is not
+        ("Use a 25 mm cable.", ["25 mm"]),  # 2.5 is not 25
+        ("Give 2 doses.", ["2"]),
+        ("Nothing numeric here.", []),
+    ],
+)
+def test_support_check_marks_numbers_no_passage_states(answer_text, unsupported):
+    marks = support_check(answer_text, PASSAGES)
+    assert [m.text for m in marks] == unsupported
+    for mark in marks:
+        assert answer_text[mark.start : mark.end] == mark.text
+
+
+def test_support_check_without_passages_marks_every_number():
+    assert [m.text for m in support_check("Use 5 kg on day 3.", [])] == ["5 kg", "3"]
+
+
+def test_grounded_messages_put_the_passages_before_the_question():
+    hits = [Hit("r1", 0.8, "Clean it every 7 days.", "Filter cleaning?"), Hit("r2", 0.6, "Tilt.")]
+    (message,) = grounded_messages("How often do I clean the filter?", hits)
+    assert message["role"] == "user"
+    content = message["content"]
+    assert content.index("Clean it every 7 days.") < content.index("Question: How often")
+    assert "- Filter cleaning?: Clean it every 7 days." in content
+    assert grounded_messages("Q?", []) == [{"role": "user", "content": "Q?"}]
+
+
+@pytest.fixture
+def noted_home(home, make_packet, make_adapter, tiny_model_dir):
+    fingerprint = model_fingerprint(tiny_model_dir)
+    make_packet(
+        home, name="pumps", notes=PUMP_NOTES, base_fingerprint=fingerprint, adapter=make_adapter(1)
+    )
+    make_packet(home, name="plain", base_fingerprint=fingerprint, adapter=make_adapter(2))
+    return home
+
+
+def test_grounding_follows_the_notes(noted_home, minilm, tiny_model_dir):
+    services = Services.build(noted_home.root, tiny_model_dir)
+    try:
+        index = PassageIndex(services.library, minilm)
+        pumps, plain = services.library.get("pumps"), services.library.get("plain")
+        covered = ground("How often should I clean the intake filter?", pumps, index)
+        assert covered.grounding == NOTES
+        assert covered.sources[0].passage_id == "r1"
+        assert covered.sources[0].packet == "pumps"
+        assert "every 7 days" in covered.messages[0]["content"]
+        gap = ground("What is the offside rule in football?", pumps, index)
+        assert gap.grounding == GAP
+        assert gap.sources == []
+        assert gap.gap.startswith("The pumps packet has nothing on this; nearest: ")
+        assert gap.messages == [
+            {"role": "user", "content": "What is the offside rule in football?"}
+        ]
+        bare = ground("How often should I clean the filter?", plain, index)
+        assert bare.grounding == ADAPTER_ONLY
+        assert bare.messages == [
+            {"role": "user", "content": "How often should I clean the filter?"}
+        ]
+        assert ground("Anything?", None, index).grounding == BASE
+    finally:
+        services.close()
+
+
+def test_the_pipeline_answers_with_sources_and_marks(noted_home, minilm, tiny_model_dir):
+    library = Services.build(noted_home.root, tiny_model_dir).library
+    with Engine(tiny_model_dir) as engine:
+        parts = Parts(engine, library, None, PassageIndex(library, minilm))
+        question = "How often should I clean the intake filter?"
+        got = answer(parts, question, packet="pumps", max_tokens=12)
+        assert got.grounding == NOTES
+        assert got.packet == "pumps"
+        assert [s.passage_id for s in got.sources][0] == "r1"
+        prompt = grounded_messages(question, parts.passages.search(got.packet_id, question))
+        adapter = library.load_adapter(library.get("pumps"))
+        expected = engine.answer(prompt, adapter, max_tokens=12, clean=True)
+        assert got.text == expected.text  # the adapter applies to the grounded prompt
+        assert got.unsupported == support_check(got.text, [s.full_text for s in got.sources])
+        plain = answer(parts, question, packet="plain", max_tokens=6)
+        assert plain.grounding == ADAPTER_ONLY
+        assert plain.note == "from the adapter only"
+        assert plain.sources == []
+        bare = engine.answer(question, library.load_adapter(library.get("plain")), max_tokens=6,
+                             clean=True)  # fmt: skip
+        assert plain.text == bare.text  # a packet without notes answers as before
+        data = got.to_dict()
+        assert data["sources"][0]["passage_id"] == "r1"
+        assert isinstance(data["unsupported"], list)
+    library.close()
+
+
+def test_ask_json_gains_sources_and_unsupported(noted_home, tiny_model_dir):
+    runner = CliRunner()
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir)]
+    question = "How often should I clean the intake filter?"
+    result = runner.invoke(
+        main, [*base, "ask", question, "--adapter", "pumps", "--json", "--max-tokens", "8"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["grounding"] == NOTES
+    assert out["sources"][0]["packet"] == "pumps"
+    assert out["sources"][0]["passage_id"] == "r1"
+    assert "every 7 days" in out["sources"][0]["text"]
+    assert "unsupported" in out
+    text = runner.invoke(main, [*base, "ask", question, "--adapter", "pumps", "--max-tokens", "8"])
+    assert text.exit_code == 0, text.output
+    assert "[1] pumps r1 (" in text.output
+    plain = runner.invoke(main, [*base, "ask", question, "--adapter", "plain", "--max-tokens", "4"])
+    assert "(from the adapter only: plain carries no notes)" in plain.output
+    gap = runner.invoke(
+        main, [*base, "ask", "What is the offside rule in football?", "--adapter", "pumps",
+               "--max-tokens", "4"],
+    )  # fmt: skip
+    assert gap.output.startswith("The pumps packet has nothing on this; nearest: ")
+
+
+def test_library_shows_notes_and_reissues_with_and_without_them(
+    noted_home, tiny_model_dir, tmp_path: Path
+):
+    runner = CliRunner()
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "library"]
+    listed = json.loads(runner.invoke(main, [*base, "list", "--json"]).output)
+    assert {row["name"]: row["notes"] for row in listed} == {"pumps": 3, "plain": 0}
+    table = runner.invoke(main, [*base, "list"]).output
+    assert "NOTES" in table
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Pumps\n\nPrime the pump with 2 litres of water.\n\nCheck the seal.\n")
+    result = runner.invoke(main, [*base, "reissue", "plain", "--notes", str(notes)])
+    assert result.exit_code == 0, result.output
+    assert "2 notes" in result.output
+    exemplars = tmp_path / "q.txt"
+    exemplars.write_text("\n".join(f"How do I prime pump {i}?" for i in range(12)))
+    kept = runner.invoke(main, [*base, "reissue", "plain", "--exemplars", str(exemplars)])
+    assert "2 notes" in kept.output  # a reissue keeps the notes unless told otherwise
+    dropped = runner.invoke(main, [*base, "reissue", "plain", "--no-notes"])
+    assert "0 notes" in dropped.output
+    shown = json.loads(runner.invoke(main, [*base, "show", "plain", "--json"]).output)
+    assert shown["notes"] == 0
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "Q?"}\n')
+    refused = runner.invoke(main, [*base, "reissue", "plain", "--notes", str(bad)])
+    assert refused.exit_code == 1
+    assert "Record 1 has no question and answer" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_import_a_packet_file_with_notes_signs_it_again(noted_home, tiny_model_dir, tmp_path):
+    runner = CliRunner()
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "library"]
+    exported = tmp_path / "plain.fkpkt"
+    assert runner.invoke(main, [*base, "export", "plain", "-o", str(exported)]).exit_code == 0
+    records = tmp_path / "train.jsonl"
+    records.write_text('{"instruction": "How much water?", "output": "Prime with 2 litres."}\n')
+    other = ["--home", str(tmp_path / "other"), "--model", str(tiny_model_dir), "library"]
+    result = runner.invoke(main, [*other, "import", str(exported), "--notes", str(records)])
+    assert result.exit_code == 0, result.output
+    assert "1 notes" in result.output
+    (row,) = json.loads(runner.invoke(main, [*other, "list", "--json"]).output)
+    assert row["notes"] == 1
+    assert row["verified"]
+    again = runner.invoke(main, [*other, "import", str(exported), "--notes", str(records)])
+    assert again.exit_code == 1
+    assert "already in the library" in again.output

@@ -1,0 +1,267 @@
+"""Hostile and careless input, replayed by class: every case ends in one sentence and a
+non-zero exit (or a clean refusal), never a traceback, a hang past its deadline, or loss.
+
+Each class counts its outcomes, so a regression shows which case broke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.errors import FieldkitError, PacketError, TransportError
+from fieldkit.gossip.summary import SyncOptions
+from fieldkit.gossip.sync import GuardedStream, start_listener, sync_with
+from fieldkit.home import Home
+from fieldkit.store.identity import Identity
+from fieldkit.store.library import Library
+from fieldkit.store.packet import (
+    SIGNING_CONTEXT,
+    build_manifest,
+    canonical_bytes,
+    chunk_hashes,
+    read_packet_file,
+    write_packet_file,
+)
+from fieldkit.testing.memory_link import memory_pair
+from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter
+from tests.gossip.helpers import Device
+
+
+def signed(identity: Identity, weights: bytes | None = None, **changes):
+    """A packet signed by `identity` with legal fields, then `changes` and `weights` put in
+    and signed again: the signature holds, the values are absurd."""
+    manifest, _, data = build_manifest(
+        random_adapter(seed=1),
+        identity,
+        name="pumps",
+        domain="water",
+        description="Pumps.",
+        exemplars=exemplars_for("pumps"),
+        base_model_id="tiny",
+        base_fingerprint=TEST_BASE_FINGERPRINT,
+    )
+    data = data if weights is None else weights
+    manifest.update(
+        weights_sha256=hashlib.sha256(data).hexdigest(),
+        weights_size=len(data),
+        chunk_hashes=chunk_hashes(data, manifest["chunk_size"]),
+    )
+    manifest.update(changes)
+    return manifest, identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest)), data
+
+
+def safetensors_bytes(header: dict, data: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+MUTANTS = {
+    "a tensor of shape [2**64, 0]": lambda me: signed(
+        me,
+        safetensors_bytes(
+            {
+                "model.layers.0.self_attn.q_proj.lora_a": {
+                    "dtype": "F16",
+                    "shape": [2**64, 0],
+                    "data_offsets": [0, 0],
+                }
+            }
+        ),
+    ),
+    "a LoRA scale of 1e308": lambda me: signed(
+        me,
+        adapter={
+            "fine_tune_type": "lora",
+            "num_layers": -1,
+            "lora_parameters": {"rank": 4, "scale": 1e308, "dropout": 0.0, "keys": ["self_attn.q_proj"]},
+        },
+    ),
+    "a rank of 100000": lambda me: signed(
+        me,
+        adapter={
+            "fine_tune_type": "lora",
+            "num_layers": -1,
+            "lora_parameters": {"rank": 100000, "scale": 2.0, "dropout": 0.0},
+        },
+    ),
+    "a name that climbs out of a folder": lambda me: signed(me, name="../../x"),
+    "a name of 100,000 characters": lambda me: signed(me, name="n" * 100_000),
+    "a control character in the name": lambda me: signed(me, name="pumps\x1b[2J"),
+    "a header nested 200,000 deep": lambda me: signed(
+        me, safetensors_bytes({"a": 0})[:8] + b"[" * 200_000
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUTANTS))
+def test_signed_packets_with_absurd_values_are_refused_whole(case: str, make_home, tmp_path):
+    home = make_home("me")
+    me = Identity.load_or_create(home)
+    manifest, signature, data = MUTANTS[case](me)
+    lib = Library.open(home, identity=me)
+    with pytest.raises(PacketError):
+        lib.add(manifest, signature, data, source="file")
+    assert lib.list_packets() == []
+    lib.close()
+    path = tmp_path / "mutant.fkpkt"
+    with open(path, "wb") as out:
+        write_packet_file(out, manifest, signature, data)
+    result = CliRunner().invoke(main, ["--home", str(home.root), "library", "import", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("fieldkit: "), result.output
+    assert result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output
+
+
+def test_imports_read_regular_files_only(make_home, tmp_path) -> None:
+    home = make_home("me")
+    fifo = tmp_path / "fifo.fkpkt"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo), str(tmp_path)):
+        with pytest.raises(PacketError, match="not a regular file|is not a folder|cannot be read"):
+            read_packet_file(Path(path))
+        result = CliRunner().invoke(main, ["--home", str(home.root), "library", "import", path])
+        assert result.exit_code != 0
+        assert "Traceback" not in result.output
+
+
+BAD_COMMAND_LINES = [
+    ["sync", "--idle-timeout", "nan", "127.0.0.1:1"],
+    ["sync", "--idle-timeout", "0", "127.0.0.1:1"],
+    ["sync", "--idle-timeout", "-1", "127.0.0.1:1"],
+    ["sync", "h" * 300 + ":7744"],
+    ["sync", "--listen", "--host", "h" * 300, "--port", "0", "--once"],
+    ["library", "remove", "n" * 100_000],
+    ["library", "remove", "______"],
+    ["library", "export", "%%%%%%", "-o", "x.fkpkt"],
+    ["train", "data.jsonl", "--name", "x", "--domain", "y", "--seed", "-1"],
+    ["train", "data.jsonl", "--name", "x", "--domain", "y", "--lr", "nan"],
+    ["trust", "x" * 300],
+]
+
+
+def test_bad_command_lines_get_one_sentence(make_home, make_packet) -> None:
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    outcomes = {}
+    for argv in BAD_COMMAND_LINES:
+        result = CliRunner().invoke(main, ["--home", str(home.root), *argv])
+        outcomes[" ".join(argv)[:60]] = (result.exit_code, "Traceback" in result.output)
+        assert result.exit_code != 0, (argv[:3], result.output)
+        assert "Traceback" not in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit), argv[:3]
+    lib = Library.open(home)
+    assert [r.name for r in lib.list_packets()] == ["pumps"]  # `remove ______` removed nothing
+    lib.close()
+
+
+def test_a_broken_home_is_one_sentence(tmp_path) -> None:
+    file_home = tmp_path / "a-file"
+    file_home.write_text("")
+    broken = tmp_path / "broken"
+    (broken / "library.db").mkdir(parents=True)  # the database cannot be opened
+    for root in (file_home / "sub", broken, tmp_path / ("x" * 300)):
+        result = CliRunner().invoke(main, ["--home", str(root), "library", "list"])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("fieldkit: "), result.output
+        assert "Traceback" not in result.output
+
+
+def test_export_refuses_a_device_and_keeps_it(make_home, make_packet, tmp_path) -> None:
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    before = os.stat("/dev/null")
+    result = CliRunner().invoke(
+        main, ["--home", str(home.root), "library", "export", "pumps", "-o", "/dev/null"]
+    )
+    assert result.exit_code == 1
+    assert "not a regular file" in result.output
+    assert os.stat("/dev/null").st_rdev == before.st_rdev  # still the device node
+    assert list(Path("/dev").glob(".null.*.tmp")) == []
+
+
+class TrickleClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_trickling_peer_is_cut_by_the_minimum_rate() -> None:
+    a, b = memory_pair()
+    clock = TrickleClock()
+    guarded = GuardedStream(b, deadline=3600, min_rate=256, window=30, clock=clock)
+    with pytest.raises(TransportError, match="bytes/s"):  # noqa: PT012 - the loop is the case
+        for second in range(0, 120, 2):  # one byte every two seconds
+            clock.now = float(second)
+            await a.send(b"x")
+            await guarded.receive()
+    assert clock.now <= 32
+
+
+async def test_a_session_ends_at_its_deadline_however_fast_bytes_come() -> None:
+    a, b = memory_pair()
+    clock = TrickleClock()
+    guarded = GuardedStream(b, deadline=60, min_rate=1, window=30, clock=clock)
+    clock.now = 61.0
+    await a.send(b"x" * 10_000)
+    with pytest.raises(TransportError, match="deadline"):
+        await guarded.receive()
+
+
+async def test_a_listener_caps_its_sessions_and_once_waits_for_a_real_peer(make_home, make_packet):
+    home, other = make_home("me"), make_home("other")
+    make_packet(other, name="wells")
+    me, peer = Device.open(home), Device.open(other)
+    options = SyncOptions(policy="open", handshake_timeout=3, idle_timeout=3)
+    refused: list[str] = []
+    listener = await start_listener(
+        me, "127.0.0.1", 0, options, once=True, max_sessions=1, on_refused=refused.append
+    )
+    loop = asyncio.get_running_loop()
+    holder = socket.create_connection(("127.0.0.1", listener.port))  # holds the one session
+    await asyncio.sleep(0.2)
+    extra = socket.create_connection(("127.0.0.1", listener.port))
+    extra.settimeout(5)
+    assert await loop.run_in_executor(None, extra.recv, 10) == b""  # closed at once
+    assert listener.refused == 1
+    assert "already running" in refused[0]
+    holder.close()  # a stray connection: no handshake, so --once is not used up
+    extra.close()
+    await asyncio.sleep(3.5)
+    summary = await sync_with("127.0.0.1", listener.port, peer, options)
+    assert summary.ok, summary.error
+    await asyncio.wait_for(listener.wait(), 10)  # the first authenticated session closed it
+    assert "wells" in [r.name for r in me.library.list_packets()]
+
+
+def test_pending_peers_and_events_stay_bounded(make_home) -> None:
+    from fieldkit.store import peers, settings
+
+    home = make_home("me")
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    for i in range(peers.PENDING_PEER_CAP + 50):
+        key = hashlib.sha256(str(i).encode()).digest()
+        lib.upsert_peer(key, f"junk {i}")
+    assert len(lib.list_peers()) <= peers.PENDING_PEER_CAP + 1
+    for _ in range(settings.EVENT_CAP + 300):
+        lib.log_event("junk")
+    assert lib.db["events"].count <= settings.EVENT_CAP + 100
+    lib.close()
+
+
+def test_a_home_path_that_cannot_work_is_a_fieldkit_error(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(FieldkitError, match="cannot be used"):
+        Home(blocker / "home").ensure()
