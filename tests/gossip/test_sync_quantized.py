@@ -6,7 +6,7 @@ import asyncio
 
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
-from fieldkit.gossip.tcp import start_listener, sync_with
+from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.services import Services
 from fieldkit.store.quantize import Compaction, QuantizedTensors
 from fieldkit.testing.memory_link import Faults
