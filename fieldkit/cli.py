@@ -69,7 +69,9 @@ class LazyGroup(click.Group):
     "model_path",
     type=click.Path(file_okay=False),
     default=None,
-    help="An mlx-lm model folder to use instead of the embedded default.",
+    envvar="FIELDKIT_MODEL",
+    help="The base model: an mlx-lm folder, or a name from `fieldkit model list` "
+    "(default: the one chosen with `fieldkit model use`, else the embedded SmolLM2).",
 )
 @click.version_option(package_name="fieldkit")
 @click.pass_context

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from fieldkit.store.library import Library, PacketRecord
 
 DEFAULT_MODEL_DIRNAME = "smollm2-135m-instruct"
+MODEL_SETTING = "model"  # the installed model chosen with `fieldkit model use NAME`
 
 
 @dataclass
@@ -36,15 +37,23 @@ class Services:
     def build(
         cls, home: str | Path | None = None, model_path: str | Path | None = None
     ) -> Services:
-        """Return services for the given home (see Home.resolve) and optional model folder."""
+        """Return services for the given home (see Home.resolve) and optional model: a
+        folder, or the name of a model installed in the home (a folder of that name wins)."""
         resolved = Home.resolve(home).ensure()
-        override = Path(model_path).expanduser().resolve() if model_path else None
+        override = None
+        if model_path:
+            path, named = Path(model_path).expanduser(), resolved.models_dir / str(model_path)
+            override = (named if named.is_dir() and not path.is_dir() else path).resolve()
         return cls(home=resolved, model_override=override)
 
     @property
     def model_dir(self) -> Path:
-        """The base model folder: --model if given, else the embedded default in the home."""
-        return self.model_override or self.home.models_dir / DEFAULT_MODEL_DIRNAME
+        """The base model folder: --model (or $FIELDKIT_MODEL) if given, else the model
+        chosen with `fieldkit model use`, else the embedded default, in the home."""
+        if self.model_override:
+            return self.model_override
+        chosen = self.library.get_setting(MODEL_SETTING) or DEFAULT_MODEL_DIRNAME
+        return self.home.models_dir / chosen
 
     @property
     def model_installed(self) -> bool:
@@ -67,7 +76,7 @@ class Services:
         if not self.model_installed:
             raise ModelError(
                 f"No base model at {self.model_dir}; run `fieldkit model install-default` "
-                "or pass --model PATH."
+                "or `fieldkit model install PATH`, or pass --model PATH."
             )
         return (
             model_id(self.model_dir),

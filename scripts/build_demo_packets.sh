@@ -10,14 +10,19 @@
 #        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)
 #        DEMO_BITS             weights in the shipped packet: 16 (float16), 8 or 4 (default 16;
-#                              8 and 4 via `library compact`, see docs/PACKET.md)
+#                              8 and 4 via `library compact`, see docs/PACKET.md); with
+#                              NOTES_ONLY too, to compact the shipped fp16 packets in place
 #        DEMO_ENERGY           if set, trim each module to the rank holding this energy share
-#        DEMO_TRAIN            1 (default) trains; 0 compacts the packet this build home already
-#                              holds and signed (e.g. `DEMO_TRAIN=0 DEMO_BITS=4`), no training
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
+# Each packet carries its domain's training records as source notes (`train --notes`).
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
 # --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
+#
+# NOTES_ONLY=1 scripts/build_demo_packets.sh [DOMAIN ...]: no training; each shipped packet
+# is imported with `library import FILE --notes assets/demo/<domain>/train.jsonl` into a
+# fresh home ($FIELDKIT_BUILD_HOME-notes), which signs it again with the same weights, and
+# is exported back over the shipped file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -28,7 +33,6 @@ layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
 bits=${DEMO_BITS:-16}
 energy=${DEMO_ENERGY:-}
-train=${DEMO_TRAIN:-1}
 fk=".venv/bin/fieldkit"
 [ -x "$fk" ] || fk="fieldkit"
 mkdir -p "$home" assets/packets
@@ -37,23 +41,37 @@ if [ ! -f "$model/config.json" ]; then
   .venv/bin/python -c "import sys; from pathlib import Path; from fieldkit.engine.convert import install_default; install_default(Path(sys.argv[1]))" "$(dirname "$model")"
 fi
 if [ $# -gt 0 ]; then domains=("$@"); else domains=(); for d in assets/demo/*/; do domains+=("$(basename "$d")"); done; fi
+compact() {  # HOME NAME: the packet made smaller as DEMO_BITS / DEMO_ENERGY say, same name
+  if [ "$bits" != 16 ] || [ -n "$energy" ]; then
+    "$fk" --home "$1" --model "$model" library compact "$2" --bits "$bits" ${energy:+--energy "$energy"}
+  fi
+}
+if [ -n "${NOTES_ONLY:-}" ]; then
+  notes_home="$home-notes"
+  rm -rf "$notes_home"
+  for domain in "${domains[@]}"; do
+    dir="assets/demo/$domain"
+    name=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['name'])" "$dir/meta.json")
+    "$fk" --home "$notes_home" --model "$model" library import "assets/packets/$name.fkpkt" --notes "$dir/train.jsonl"
+    compact "$notes_home" "$name"
+    "$fk" --home "$notes_home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
+  done
+  exit 0
+fi
 for domain in "${domains[@]}"; do
   dir="assets/demo/$domain"
   meta() { .venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$dir/meta.json" "$1"; }
   name=$(meta name)
   extra=()
   [ -f "$dir/paraphrases.jsonl" ] && extra+=(--paraphrases "$dir/paraphrases.jsonl")
+  "$fk" --home "$home" --model "$model" library remove "$name" >/dev/null 2>&1 || true
   start=$(date +%s)
-  if [ "$train" != 0 ]; then
-    "$fk" --home "$home" --model "$model" library remove "$name" >/dev/null 2>&1 || true
-    "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
-      --domain "$(meta domain)" --description "$(meta description)" \
-      --exemplars "$dir/exemplars.txt" "${extra[@]}" \
-      --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes"
-  fi
-  if [ "$bits" != 16 ] || [ -n "$energy" ]; then
-    "$fk" --home "$home" --model "$model" library compact "$name" --bits "$bits" ${energy:+--energy "$energy"}
-  fi
+  "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
+    --domain "$(meta domain)" --description "$(meta description)" \
+    --exemplars "$dir/exemplars.txt" "${extra[@]}" \
+    --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
+    --notes
+  compact "$home" "$name"
   "$fk" --home "$home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
   echo "built assets/packets/$name.fkpkt in $(( $(date +%s) - start )) s"
 done

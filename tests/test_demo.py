@@ -8,6 +8,7 @@ exact base fingerprint the shipped packets were trained on.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -71,3 +72,22 @@ def test_demo_questions_route_to_their_own_packets(demo_home):
     assert result.exit_code == 0, result.output
     routes = [json.loads(line)["route"] for line in result.output.strip().splitlines()]
     assert routes == [*expected.values(), None]
+
+
+def test_every_demo_packet_carries_its_training_records_as_notes():
+    from fieldkit.store.notes import notes_of
+
+    for folder in demo_domains():
+        name = json.loads((folder / "meta.json").read_text())["name"]
+        (path,) = [p for p in demo_packets() if p.stem == name]
+        notes = notes_of(read_packet_file(path).manifest)
+        records = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+        assert [n.title for n in notes] == [r["instruction"] for r in records]
+        assert [n.text for n in notes] == [r["output"].strip() for r in records]
+
+
+def test_demo_answers_show_their_sources_and_a_gap(demo_home):
+    _, output = demo_home
+    assert re.search(r"\[1\] \S+ r\d+ \(\d\.\d\d\): ", output), output
+    assert "packet has nothing on this; nearest: " in output, output
+    assert "every number in the answer is in a source" in output or "unsupported" in output

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.commands.complete import packet_names
 from fieldkit.errors import FieldkitError
 
 if TYPE_CHECKING:
@@ -48,7 +49,13 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
 
 @click.command("ask")
 @click.argument("question")
-@click.option("--adapter", "adapter_name", metavar="NAME", help="Answer with this packet.")
+@click.option(
+    "--adapter",
+    "adapter_name",
+    metavar="NAME",
+    shell_complete=packet_names,
+    help="Answer with this packet.",
+)
 @click.option("--base", is_flag=True, help="Answer with the base model alone.")
 @click.option("--no-notes", is_flag=True, help="Leave the packet's notes out of the prompt.")
 @click.option("--raw", is_flag=True, help="No clean decoding (repeats and cut sentences kept).")

@@ -211,3 +211,6 @@ def swap_command(
 from fieldkit.commands.bench_quality import quality  # noqa: E402 - registered last
 
 bench.add_command(quality)
+from fieldkit.commands.bench_mesh import mesh  # noqa: E402 - registered last
+
+bench.add_command(mesh)

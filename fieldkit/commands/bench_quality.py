@@ -52,6 +52,13 @@ from fieldkit.training.quality import QualityRun, report_json, training_files
 @click.option("--no-expand", is_flag=True, help="Train on the records as given.")
 @click.option("--density", default=0.5, show_default=True)
 @click.option("--factorwise", is_flag=True, help="Also score the factor-wise (PEFT) TIES merge.")
+@click.option(
+    "--merges",
+    "merge_recipes",
+    default=None,
+    help="Comma-separated merge recipes to score (default: the whole suite, "
+    "fieldkit/training/merge_suite.py).",
+)
 @click.option("--max-tokens", default=128, show_default=True)
 @click.option(
     "--from-library",
@@ -81,6 +88,7 @@ def quality(
     no_expand: bool,
     density: float,
     factorwise: bool,
+    merge_recipes: str | None,
     max_tokens: int,
     reuse_home: Path | None,
     cross: bool,
@@ -100,6 +108,9 @@ def quality(
         sets[name] = [q for q in sets[name] if q.domain in chosen]
     if len(chosen) < 2:
         raise FieldkitError("The quality benchmark needs at least two domains.")
+    from fieldkit.training.merge_suite import choose
+
+    choose(merge_recipes)  # an unknown recipe stops the run before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine)
@@ -125,7 +136,7 @@ def quality(
         for domain in chosen:
             train, para = training_files(data_dir, domain)
             run.specialist(domain, train, para or paraphrases, train_args)
-    run.merges(chosen, density, factorwise)
+    run.merges(chosen, density, factorwise, merge_recipes)
     reports = {}
     for name, questions in sets.items():
         reports[name] = run.answer_and_score(name, questions, chosen, cross)
@@ -139,6 +150,7 @@ def quality(
         "minutes_total": round((time.perf_counter() - started) / 60, 1),
         "training": run.training,
         "routing": run.routing,
+        "merges": run.merge_info,
     }
     from fieldkit.training.evaluate import bar_chart, markdown_table
 
@@ -148,8 +160,8 @@ def quality(
         click.echo(markdown_table(scores))
         click.echo("\n" + bar_chart(scores))
         document["sets"][name] = json.loads(report_json(scores, answers))
+    costs = ", ".join(f"{k} {v['seconds']} s" for k, v in run.merge_info.items())
+    click.echo(f"\nMerge cost: {costs}")
     target = json_path or out_dir / "quality.json"
     target.write_text(json.dumps(document, indent=1))
     click.echo(f"\nJSON: {target} ({meta['minutes_total']} min)")
-
-

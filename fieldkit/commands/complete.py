@@ -1,4 +1,4 @@
-"""Shell completion of packet names and peer ids (click `shell_complete` callbacks).
+"""Shell completion of packet names, peer ids and model names (click `shell_complete` callbacks).
 
 Completion runs before the `fieldkit` group builds its services, so the home comes from
 the command line being completed (`--home`, else $FIELDKIT_HOME, else the default).
@@ -32,6 +32,18 @@ def peer_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> lis
         for p in peers
         if p.peer_id.startswith(incomplete.lower()) or p.name.startswith(incomplete)
     ]
+
+
+def installed_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Return the names of the models installed in the home that start with `incomplete`."""
+    from fieldkit.home import Home
+
+    try:
+        folder = Home.resolve(ctx.find_root().params.get("home")).models_dir
+        names = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))
 
 
 def _read(ctx: click.Context, read: Callable[[Library], list[Any]]) -> list[Any]:

@@ -45,34 +45,50 @@ def set_up_demo(services: Services, echo=click.echo) -> list[str]:
 
 
 def demo_questions() -> list[str]:
-    """One held-out question per demo domain, then one that no packet covers."""
-    questions = []
+    """One held-out question per demo domain, one that falls in a packet's gap (its notes
+    have nothing on it), then one that no packet covers."""
+    questions, gaps = [], []
     for folder in demo_domains():
         heldout = folder / "heldout.jsonl"
         if heldout.is_file():
             first = heldout.read_text(encoding="utf-8").splitlines()[0]
             questions.append(json.loads(first)["question"])
-    return [*questions, OUTSIDE_QUESTION]
+        gap_file = folder / "gaps.jsonl"
+        if gap_file.is_file() and not gaps:
+            gaps.append(
+                json.loads(gap_file.read_text(encoding="utf-8").splitlines()[0])["question"]
+            )
+    return [*questions, *gaps, OUTSIDE_QUESTION]
 
 
 def ask_questions(services: Services, questions: list[str], max_tokens: int) -> None:
-    """Route and answer each question, streaming the answer."""
-    for question in questions:
-        click.echo(f"\nQ: {question}")
-        record, decision = services.pick_packet(question)
+    """Route and answer each question, streaming the answer, then its sources and marks."""
+    from fieldkit.answering import answer
+    from fieldkit.commands.ask import answer_footer
+
+    def show(text: str) -> None:
+        click.echo(text, nl=False)
+        sys.stdout.flush()
+
+    def grounded(grounding, decision) -> None:  # noqa: ANN001 - see fieldkit.answering
         if decision is not None:
             click.echo(f"   route: {decision.reason}")
-        adapter = services.checked_adapter(record) if record else None
         click.echo("A: ", nl=False)
-        for chunk in services.engine.generate(question, adapter, max_tokens=max_tokens):
-            click.echo(chunk.text, nl=False)
-            sys.stdout.flush()
-            if chunk.result is not None:
-                r = chunk.result
-                click.echo(
-                    f"\n   [{record.name if record else 'base model'} · swap {r.swap_ms:.1f} ms · "
-                    f"{r.generation_tps:.1f} tok/s]"
-                )
+        if grounding.gap:
+            click.echo(grounding.gap + "\n   ", nl=False)
+
+    for question in questions:
+        click.echo(f"\nQ: {question}")
+        result = answer(services, question, max_tokens=max_tokens, on_ground=grounded, on_text=show)
+        click.echo()
+        for line in answer_footer(result):
+            click.echo(f"   {line}")
+        r = result.result
+        if r is not None:
+            click.echo(
+                f"   [{result.packet or 'base model'} · swap {r.swap_ms:.1f} ms · "
+                f"{r.generation_tps:.1f} tok/s]"
+            )
 
 
 @click.command("demo")

@@ -1,13 +1,16 @@
-"""`fieldkit model`: install the embedded default base model and describe the one in use."""
+"""`fieldkit model`: install base models (the embedded default or your own), choose the
+one in use, and describe it."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.commands.complete import installed_models
 from fieldkit.formats import format_size
 
 if TYPE_CHECKING:
@@ -37,6 +40,82 @@ def install_default_command(services: Services) -> None:
     click.echo(
         f"{verb}: {path} ({info.architecture}, {info.dtype}, "
         f"{format_size(info.size_bytes)}, fingerprint {info.fingerprint[:16]})"
+    )
+
+
+@model.command("install")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", help="The name to install it under (default: the folder or file name).")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "bfloat16", "float32"]),
+    default=None,
+    help="Hugging Face folders: the dtype to convert to (default: the model's own).",
+)
+@click.pass_obj
+def install_command(services: Services, path: Path, name: str | None, dtype: str | None) -> None:
+    """Install your own base model from PATH into this home.
+
+    PATH is an mlx-lm model folder (copied), a Hugging Face model folder with
+    safetensors weights (converted by mlx-lm), or a llama GGUF file (Q4_0, Q4_1, Q8_0,
+    F16 or F32: what mlx reads). Nothing is downloaded. Then choose it with
+    `fieldkit model use NAME`. Packets remember the model they were made for and are
+    refused with any other.
+    """
+    from fieldkit.engine.convert import install_model
+    from fieldkit.store.models import model_info
+
+    start = time.perf_counter()
+
+    def progress(step: str) -> None:
+        click.echo(f"[{time.perf_counter() - start:5.1f}s] {step}", err=True)
+
+    target = install_model(path, services.home.models_dir, name, dtype, progress)
+    info = model_info(target)
+    click.echo(
+        f"installed {target.name}: {info.architecture}, {info.n_layers} layers, {info.dtype}, "
+        f"{format_size(info.size_bytes)}, fingerprint {info.fingerprint[:16]}. "
+        f"Use it with `fieldkit model use {target.name}`."
+    )
+
+
+@model.command("use")
+@click.argument("name", shell_complete=installed_models)
+@click.pass_obj
+def use_command(services: Services, name: str) -> None:
+    """Make the installed model NAME the one this home uses (remembered; --model and
+    $FIELDKIT_MODEL still win for one command)."""
+    from fieldkit.engine.convert import is_installed
+    from fieldkit.errors import ModelError
+    from fieldkit.services import MODEL_SETTING
+
+    folder = services.home.models_dir / name
+    if "/" in name or name.startswith(".") or not is_installed(folder):
+        known = ", ".join(_installed(services)) or "none yet"
+        raise ModelError(f"No model named {name!r} is installed (installed: {known}).")
+    services.library.set_setting(MODEL_SETTING, name)
+    click.echo(f"This home now uses {name}.")
+
+
+@model.command("list")
+@click.pass_obj
+def list_command(services: Services) -> None:
+    """List the models installed in this home; * marks the one in use."""
+    current = services.model_dir
+    names = _installed(services)
+    if not names:
+        click.echo("No model is installed; run `fieldkit model install-default`.")
+    for name in names:
+        mark = "*" if services.home.models_dir / name == current else " "
+        click.echo(f"{mark} {name}")
+
+
+def _installed(services: Services) -> list[str]:
+    from fieldkit.engine.convert import is_installed
+
+    folder = services.home.models_dir
+    return sorted(
+        p.name for p in folder.iterdir() if not p.name.startswith(".") and is_installed(p)
     )
 
 

@@ -39,6 +39,12 @@ def import_folder(
     from fieldkit.store.importers import check_fits_model, read_adapter_folder, read_packet_info
 
     info = read_packet_info(path, name, domain, description, exemplars_file)
+    if info.questions_read > len(info.exemplars):
+        click.echo(
+            f"Kept {len(info.exemplars)} of the {info.questions_read} questions in "
+            f"{exemplars_file} as exemplars, evenly spread.",
+            err=True,
+        )
     model_id, fingerprint, config = svc.require_model()
     depth = config.get("num_hidden_layers")
     adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)

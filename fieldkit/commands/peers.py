@@ -7,6 +7,7 @@ import time
 import click
 
 from fieldkit.commands import emit_json, services
+from fieldkit.commands.complete import peer_ids
 from fieldkit.store.settings import RECEIVE_POLICIES as POLICIES
 from fieldkit.store.settings import RECEIVE_POLICY_SETTING as POLICY_SETTING
 
@@ -139,7 +140,7 @@ def lan_command(addresses: tuple[str, ...], use_all: bool) -> None:
 
 
 @click.command("trust")
-@click.argument("peer_id")
+@click.argument("peer_id", shell_complete=peer_ids)
 def trust_command(peer_id: str) -> None:
     """Trust a peer by id (works before the first contact): accept its packets."""
     peer = services().library.set_trust(peer_id, "trusted")
@@ -147,7 +148,7 @@ def trust_command(peer_id: str) -> None:
 
 
 @click.command("block")
-@click.argument("peer_id")
+@click.argument("peer_id", shell_complete=peer_ids)
 def block_command(peer_id: str) -> None:
     """Block a peer by id: refuse every session with it, and quarantine every packet it
     authored (never used to answer, never admitted from any relay) until it is trusted again."""

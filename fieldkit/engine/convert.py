@@ -234,3 +234,92 @@ def install_default(models_dir: Path, progress: Progress = lambda _: None) -> tu
         shutil.rmtree(target)
     gguf_path = find_default_gguf()
     return convert_gguf(gguf_path, target, progress), True
+
+
+def install_model(
+    source: Path,
+    models_dir: Path,
+    name: str | None = None,
+    dtype: str | None = None,
+    progress: Progress = lambda _: None,
+) -> Path:
+    """Install a base model into `models_dir/NAME` (atomically); return its folder.
+
+    `source` is an mlx-lm folder (copied as it is), a Hugging Face folder (converted by
+    mlx-lm's `convert`, in `dtype` or the model's own), or a llama GGUF file that mlx
+    reads (see `convert_gguf`). NAME defaults to the source's name. Raises ModelError if
+    the name is taken, the source is none of these, or its layers lack the projections
+    fieldkit puts LoRA on.
+    """
+    source = Path(source).expanduser().resolve()
+    name = name or (source.stem if source.is_file() else source.name)
+    if not name or name.startswith(".") or "/" in name or name != name.strip():
+        raise ModelError(f"{name!r} is not a usable model name.")
+    target = Path(models_dir) / name
+    if target.exists():
+        raise ModelError(f"A model named {name!r} is already installed ({target}).")
+    if source.is_file() and source.suffix == ".gguf":
+        return convert_gguf(source, target, progress)
+    read_config(source)  # ModelError unless a folder with a config.json
+    files = weight_files(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        built = work / "model"
+        if _is_mlx_folder(files):
+            progress(f"copying the mlx-lm folder {source.name}")
+            shutil.copytree(source, built, ignore=shutil.ignore_patterns(".*"))
+        else:
+            _convert_hf(source, built, dtype, progress)
+        _check_projections(built)
+        progress("fingerprinting")
+        model_fingerprint(built)
+        os.replace(built, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _is_mlx_folder(files: list[Path]) -> bool:
+    """mlx-lm writes {"format": "mlx"} into its safetensors metadata; transformers "pt"."""
+    return (_header(files[0]).get("__metadata__") or {}).get("format") == "mlx"
+
+
+def _convert_hf(source: Path, out: Path, dtype: str | None, progress: Progress) -> None:
+    from fieldkit.engine.blas import preload_openblas
+
+    preload_openblas()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from mlx_lm.convert import convert
+
+    progress(f"converting {source.name} with mlx-lm ({dtype or 'its own dtype'})")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            convert(str(source), str(out), dtype=dtype)
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelError(f"mlx-lm cannot convert {source}: {exc}.") from exc
+
+
+def _check_projections(model_dir: Path) -> None:
+    """Raise ModelError unless layer 0 has the 7 projections packets put LoRA on."""
+    from fieldkit.store.adapter import ALL_KEYS
+
+    names = {n for path in weight_files(model_dir) for n in _header(path)}
+    missing = [k for k in ALL_KEYS if not any(n.startswith(f"model.layers.0.{k}.") for n in names)]
+    if missing:
+        raise ModelError(
+            f"The model's layers have no {missing[0]} (named as in llama, Qwen2, Mistral or "
+            "Gemma): fieldkit's packets put LoRA on those projections, so it cannot use this model."
+        )
+
+
+def _header(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path.name} is not a readable safetensors file.") from exc
+    if not isinstance(header, dict):
+        raise ModelError(f"{path.name} is not a readable safetensors file.")
+    return header

@@ -61,17 +61,23 @@ class InventoryItem:
     author_id: str
     base_fingerprint: str
     name: str
+    created: int = 0  # the manifest's creation time; version 2 offers carry it (send order)
+
+    def to_wire(self, version: int = 1) -> list[Any]:
+        """Return the item's msgpack array: six fields in version 1, seven in version 2."""
+        fields_ = list(astuple(self))
+        return fields_ if version >= 2 else fields_[:6]
 
 
 @dataclass(frozen=True)
 class Inventory(Message):
-    """Every packet the sender is willing to share."""
+    """Every packet the sender is willing to share (version 1)."""
 
     code: ClassVar[int] = 3
     items: tuple[InventoryItem, ...]
 
     def to_wire(self) -> list[Any]:
-        return [self.code, [list(astuple(item)) for item in self.items]]
+        return [self.code, [item.to_wire(1) for item in self.items]]
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,38 @@ class Abort(Message):
     reason: str
 
 
+@dataclass(frozen=True)
+class SummaryEntry:
+    """The packets whose id starts with `prefix` (hex): how many, and a digest of their ids."""
+
+    prefix: str
+    count: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Summary(Message):
+    """Version 2: a digest of the inventory, prefix by prefix (see fieldkit.gossip.reconcile)."""
+
+    code: ClassVar[int] = 11
+    entries: tuple[SummaryEntry, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [self.code, [[e.prefix, e.count, e.digest] for e in self.entries]]
+
+
+@dataclass(frozen=True)
+class Offer(Message):
+    """Version 2: every packet the sender shares under `prefix`, where the summaries differ."""
+
+    code: ClassVar[int] = 12
+    prefix: str
+    items: tuple[InventoryItem, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [self.code, self.prefix, [item.to_wire(2) for item in self.items]]
+
+
 # --- decoding ---------------------------------------------------------------------------
 
 
@@ -155,6 +193,12 @@ def _hex64(v: Any) -> bool:
 
 
 _ITEM_FIELDS = (_hex64, _hex64, _uint(), _text(200), _text(200), _text(200))
+_ITEM_FIELDS_V2 = (*_ITEM_FIELDS, _uint())
+_PREFIX = re.compile(r"^[0-9a-f]{0,16}$")
+
+
+def _prefix(v: Any) -> bool:
+    return isinstance(v, str) and bool(_PREFIX.match(v))
 
 _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
     Hello.code: (Hello, (_uint(1 << 16), _text(200), _text(200), _blob(32), _blob(32), _uint())),
@@ -167,6 +211,8 @@ _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
     Cancel.code: (Cancel, (_hex64, _text(MAX_REASON))),
     Bye.code: (Bye, ()),
     Abort.code: (Abort, (_text(MAX_REASON),)),
+    Summary.code: (Summary, (lambda v: isinstance(v, list),)),
+    Offer.code: (Offer, (_prefix, lambda v: isinstance(v, list))),
 }
 
 
@@ -191,18 +237,44 @@ def decode_message(raw: list[Any], wire_size: int, max_inventory: int) -> Messag
         return RawChunk(values[0], values[1], values[2], values[3], wire_size)
     if cls is Inventory:
         return Inventory(_items(values[0], max_inventory), wire_size=wire_size)
+    if cls is Offer:
+        items = _items(values[1], max_inventory, _ITEM_FIELDS_V2)
+        if not all(item.packet_id.startswith(values[0]) for item in items):
+            raise ProtocolError("The peer offered a packet outside the prefix it answered.")
+        return Offer(values[0], items, wire_size=wire_size)
+    if cls is Summary:
+        return Summary(_entries(values[0]), wire_size=wire_size)
     return cls(*values, wire_size=wire_size)
 
 
-def _items(raw_items: list[Any], max_inventory: int) -> tuple[InventoryItem, ...]:
+MAX_SUMMARY = 256  # entries in one Summary: 16 children of at most 16 prefixes
+
+
+def _entries(raw_entries: list[Any]) -> tuple[SummaryEntry, ...]:
+    if len(raw_entries) > MAX_SUMMARY:
+        raise ProtocolError(f"The peer sent a summary of {len(raw_entries)} entries.")
+    checks = (_prefix, _uint(), _blob(8))
+    entries = []
+    for raw in raw_entries:
+        ok = isinstance(raw, list) and len(raw) == len(checks)
+        if not ok or not all(check(v) for check, v in zip(checks, raw, strict=True)):
+            raise ProtocolError("The peer sent an inventory summary with a malformed entry.")
+        entries.append(SummaryEntry(*raw))
+    return tuple(entries)
+
+
+def _items(
+    raw_items: list[Any], max_inventory: int, checks: tuple[Callable[[Any], bool], ...] = ()
+) -> tuple[InventoryItem, ...]:
     if len(raw_items) > max_inventory:
         raise ProtocolError(
             f"The peer offered {len(raw_items)} packets; the limit is {max_inventory}."
         )
+    checks = checks or _ITEM_FIELDS
     items = []
     for raw in raw_items:
-        ok = isinstance(raw, list) and len(raw) == len(_ITEM_FIELDS)
-        if not ok or not all(check(v) for check, v in zip(_ITEM_FIELDS, raw, strict=True)):
+        ok = isinstance(raw, list) and len(raw) == len(checks)
+        if not ok or not all(check(v) for check, v in zip(checks, raw, strict=True)):
             raise ProtocolError("The peer sent an inventory with a malformed entry.")
         items.append(InventoryItem(*raw))
     if len({item.packet_id for item in items}) != len(items):

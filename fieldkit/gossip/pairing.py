@@ -39,3 +39,24 @@ def sas_digits(key_a: bytes, nonce_a: bytes, key_b: bytes, nonce_b: bytes) -> st
     pairs = sorted([key_a + nonce_a, key_b + nonce_b])
     digest = hashlib.sha256(SAS_CONTEXT + pairs[0] + pairs[1]).digest()
     return f"{int.from_bytes(digest[:8], 'big') % 1_000_000:06d}"
+
+
+# Hello's `version` field stays 1: a version-1 device refuses any other value. A device that
+# speaks more says so in the last 8 bytes of its nonce (24 random bytes remain), like TLS 1.3's
+# downgrade sentinel in its random. Both nonces are signed by both proofs, so a man in the
+# middle who strips the mark breaks the handshake instead of downgrading it.
+VERSION_MARK = b"fkgossp"
+
+
+def mark_nonce(nonce: bytes, version: int) -> bytes:
+    """Return `nonce` carrying the highest protocol version this side speaks (1: unmarked)."""
+    if version <= 1:
+        return nonce
+    return nonce[: NONCE_SIZE - 8] + VERSION_MARK + bytes([version])
+
+
+def nonce_version(nonce: bytes) -> int:
+    """Return the highest protocol version a peer's nonce announces (1 if unmarked)."""
+    if len(nonce) == NONCE_SIZE and nonce[-8:-1] == VERSION_MARK and nonce[-1] >= 1:
+        return nonce[-1]
+    return 1

@@ -9,20 +9,22 @@ the transport received (`receive_data`), pulls events (`next_event`) and writes 
 - `LocalProtocolError`: the caller broke the rules (sent out of order, asked for a chunk that
   was not wanted). A bug in this program, never shown to a person as a peer's fault.
 
-The message order, the checks and the limits are in docs/PROTOCOL.md.
+Either way the connection is then errored: every later `send`, `receive_data` and
+`next_event` raises (the same ProtocolError, or a LocalProtocolError naming the first
+failure), except one `send(Abort(...))` to tell the peer. The order of messages is the one
+table in fieldkit.gossip.states; the checks and limits are in docs/PROTOCOL.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NoReturn
 
 from fieldkit.errors import ProtocolError
 from fieldkit.gossip.chunks import ChunkDecoder, ChunkEncoder
-from fieldkit.gossip.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode_frame
+from fieldkit.gossip.framing import FrameDecoder, encode_frame
 from fieldkit.gossip.messages import (
     Abort,
     Bye,
@@ -32,32 +34,46 @@ from fieldkit.gossip.messages import (
     Inventory,
     InventoryItem,
     Message,
+    Offer,
     PacketEnd,
     PacketStart,
     Proof,
     RawChunk,
+    Summary,
     Want,
     decode_message,
 )
-from fieldkit.gossip.pairing import proof_payload, sas_digits, verify_ed25519
+from fieldkit.gossip.pairing import nonce_version, proof_payload, sas_digits, verify_ed25519
+from fieldkit.gossip.reconcile import Reconciler
+from fieldkit.gossip.states import (
+    LocalProtocolError,
+    Side,
+    after,
+    local_out_of_order,
+    peer_out_of_order,
+    precondition_holds,
+)
+from fieldkit.gossip.transfers import (
+    Limits,
+    Transfers,
+    chunk_count,
+    chunk_length,
+    have_bitmap,
+    missing_chunks,
+)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # the Hello's version field; what more a side speaks is in its nonce
+NEWEST_VERSION = 2  # 2: compact inventory (Summary, Offer) and offers that carry `created`
+INVENTORY_KINDS = (Inventory, Summary, Offer)
+__all__ = [  # what other modules import from here (the chunk helpers live in transfers)
+    "LocalProtocolError",
+    "Limits",
+    "chunk_count",
+    "chunk_length",
+    "have_bitmap",
+    "missing_chunks",
+]
 _HEX64_CHARS = frozenset("0123456789abcdef")
-
-
-class LocalProtocolError(RuntimeError):
-    """This side used the connection out of order; a programming error, not the peer's."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds that keep a hostile peer from exhausting memory or disk."""
-
-    max_frame: int = DEFAULT_MAX_FRAME
-    max_chunk: int = 1024 * 1024
-    min_chunk: int = 1024
-    max_packet: int = 512 * 1024 * 1024
-    max_inventory: int = 5_000  # 5000 entries of ~140 bytes fit in one frame
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,7 @@ Event = Message | PeerVerified | Closed
 
 
 class State(Enum):
-    """Connection states; see docs/PROTOCOL.md for the table."""
+    """The connection as a whole, from both sides' states (fieldkit.gossip.states)."""
 
     HANDSHAKE = "handshake"
     OPEN = "open"
@@ -95,57 +111,13 @@ class State(Enum):
     ERROR = "error"
 
 
-def chunk_count(size: int, chunk_size: int) -> int:
-    """Return how many chunks a file of `size` bytes has (at least one)."""
-    return max(1, -(-size // chunk_size))
-
-
-def chunk_length(size: int, chunk_size: int, index: int) -> int:
-    """Return the length of chunk `index` of a file of `size` bytes."""
-    return max(0, min(chunk_size, size - index * chunk_size))
-
-
-def have_bitmap(indices: set[int] | frozenset[int], count: int) -> bytes:
-    """Return the bitmap (bit i of byte i//8, LSB first) of the chunks held."""
-    bits = bytearray(-(-count // 8))
-    for i in indices:
-        bits[i // 8] |= 1 << (i % 8)
-    return bytes(bits)
-
-
-def missing_chunks(have: bytes, count: int) -> list[int]:
-    """Return the chunk indices not set in a `have` bitmap (bits past `have` count as unset)."""
-    return [i for i in range(count) if i // 8 >= len(have) or not have[i // 8] >> (i % 8) & 1]
-
-
-@dataclass
-class _Incoming:
-    have: bytes
-    item_sha256: str
-    item_size: int
-    started: bool = False
-    cancelled: bool = False
-    size: int = 0
-    chunk_size: int = 0
-    hashes: list[str] = field(default_factory=list)
-    expected: set[int] = field(default_factory=set)
-
-
-@dataclass
-class _Outgoing:
-    started: bool = False
-    cancelled: bool = False
-    ended: bool = False
-    size: int = 0
-    chunk_size: int = 0
-    count: int = 0
-
-
 class GossipConnection:
     """One side of a gossip session. Both sides run the same object (the protocol is symmetric).
 
     `device_id_for(public_key) -> str` is the id rule of fieldkit.store.identity, passed in so
-    the core can check that a peer's id matches its key.
+    the core can check that a peer's id matches its key. The highest protocol version this
+    side speaks is the one its Hello's nonce announces (fieldkit.gossip.pairing.mark_nonce);
+    `version` is the one both speak, known once the peer's Hello arrived.
     """
 
     def __init__(
@@ -159,33 +131,70 @@ class GossipConnection:
         self.our_hello = hello
         self.peer_hello: Hello | None = None
         self.peer: PeerVerified | None = None
-        self.state = State.HANDSHAKE
+        self.ours = Side.START
+        self.theirs = Side.START
+        self.version = 1
         self.bytes_received = 0
         self.bytes_sent = 0
+        self.inventory_bytes_sent = 0  # Inventory, Summary and Offer frames
         self._device_id_for = device_id_for
         self._frames = FrameDecoder(self.limits.max_frame)
         self._encoder = encoder or ChunkEncoder()
         self._decoder = ChunkDecoder()
         self._eof = False
-        self._error: ProtocolError | None = None
-        self._sent: set[type[Message]] = set()
-        self._got: set[type[Message]] = set()
+        self._closed = False
+        self._error: Exception | None = None
+        self._outbox = bytearray()
+        self._reconciler: Reconciler | None = None
+        self._early_summaries: list[Summary] = []
+        self._inventory_done = False
         self._offered: dict[str, InventoryItem] = {}
-        self._incoming: dict[str, _Incoming] = {}
-        self._outgoing: dict[str, _Outgoing] = {}
+        self.transfers = Transfers(self.limits)
         self._peer_inventory: dict[str, InventoryItem] = {}
+        self._receive_rules: dict[type, Callable[[Any], Event | None]] = {
+            Hello: self._got_hello,
+            Proof: self._got_proof,
+            Inventory: self._got_inventory,
+            Summary: self._got_summary,
+            Offer: self._got_offer,
+            Want: self._got_want,
+            PacketStart: self.transfers.got_start,
+            PacketEnd: self.transfers.got_end,
+            Cancel: self.transfers.got_cancel,
+        }
+        self._send_rules: dict[type, Callable[[Any], None]] = {
+            Hello: self._sending_hello,
+            Inventory: self._sending_inventory,
+            Want: self._sending_want,
+            PacketStart: self.transfers.sending_start,
+            Chunk: self.transfers.sending_chunk,
+            PacketEnd: self.transfers.sending_end,
+            Cancel: self.transfers.sending_cancel,
+            Bye: self._sending_bye,
+        }
 
     # --- properties --------------------------------------------------------------------
 
     @property
+    def state(self) -> State:
+        """The connection as a whole: ERROR, CLOSED, OPEN (both proved) or HANDSHAKE."""
+        if self._error is not None:
+            return State.ERROR
+        if self._closed or Side.ABORTED in (self.ours, self.theirs):
+            return State.CLOSED
+        if min(self.ours.value, self.theirs.value) >= Side.PROVED.value and self.peer:
+            return State.OPEN
+        return State.HANDSHAKE
+
+    @property
     def finished(self) -> bool:
         """True once both sides said Bye: nothing more will be sent or expected."""
-        return Bye in self._sent and Bye in self._got
+        return self.ours is Side.DONE and self.theirs is Side.DONE
 
     @property
     def said_bye(self) -> bool:
         """True once this side sent Bye."""
-        return Bye in self._sent
+        return self.ours is Side.DONE
 
     @property
     def peer_inventory(self) -> dict[str, InventoryItem]:
@@ -194,20 +203,31 @@ class GossipConnection:
 
     def is_cancelled(self, packet_id: str) -> bool:
         """True if the transfer of `packet_id` (either direction) was cancelled by either side."""
-        inc = self._incoming.get(packet_id)
-        out = self._outgoing.get(packet_id)
-        return bool((inc and inc.cancelled) or (out and out.cancelled))
+        return self.transfers.is_cancelled(packet_id)
 
     def pending_wants(self) -> list[str]:
         """Ids we asked for that have neither ended nor been cancelled."""
-        return list(self._incoming)
+        return list(self.transfers.incoming)
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """True if the core made frames on its own that `data_to_send` would return."""
+        return bool(self._outbox)
+
+    def data_to_send(self) -> bytes:
+        """Return (and forget) the frames the core made on its own: in version 2, its answers
+        to the peer's inventory summaries. `send` returns them too, ahead of its own frame."""
+        data, self._outbox = bytes(self._outbox), bytearray()
+        self.bytes_sent += len(data)
+        return data
 
     # --- receiving ---------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the transport; b"" means the peer closed its side."""
+        self._raise_if_errored()
         if self._eof and data:
-            raise LocalProtocolError("receive_data() after end of stream")
+            self._fail(LocalProtocolError("receive_data() after end of stream"))
         if not data:
             self._eof = True
             return
@@ -216,14 +236,11 @@ class GossipConnection:
 
     def next_event(self) -> Event | _NeedData:
         """Return the next event, or NEED_DATA. Raises ProtocolError if the peer misbehaved."""
-        if self._error is not None:
-            raise self._error
+        self._raise_if_errored()
         try:
             return self._next_event()
-        except ProtocolError as exc:
-            self.state = State.ERROR
-            self._error = exc
-            raise
+        except Exception as exc:
+            self._fail(exc)
 
     def _next_event(self) -> Event | _NeedData:
         while True:
@@ -232,7 +249,7 @@ class GossipConnection:
             frame = self._frames.next_message()
             if frame is None:
                 if self._eof:
-                    self.state = State.CLOSED
+                    self._closed = True
                     return Closed(clean=self.finished)
                 return NEED_DATA
             raw, size = frame
@@ -242,50 +259,22 @@ class GossipConnection:
                 return event
 
     def _accept(self, message: Message | RawChunk) -> Event | None:
-        """Check `message` against the state; return its event, or None to skip it."""
+        """Check `message` against the table and its rule; return its event, or None."""
+        kind = Chunk if isinstance(message, RawChunk) else type(message)
+        nxt = after(self.theirs, kind)
+        if nxt is None or not precondition_holds(kind, self.ours):
+            raise ProtocolError(peer_out_of_order(kind, self.theirs, self.ours))
+        if (kind is Inventory) != (self.version < 2) and kind in INVENTORY_KINDS:
+            raise ProtocolError(f"The peer sent {kind.__name__} in protocol version {self.version}.")
         if isinstance(message, RawChunk):
-            return self._accept_chunk(message)
-        kind = type(message)
-        if isinstance(message, Abort):
-            self.state = State.CLOSED
-            self._got.add(Abort)
-            return message
-        if isinstance(message, Hello):
-            return self._accept_hello(message)
-        if Hello not in self._got:
-            raise ProtocolError("The peer did not start with a Hello message.")
-        if isinstance(message, Proof):
-            return self._accept_proof(message)
-        if self.peer is None:
-            raise ProtocolError(f"The peer sent {kind.__name__} before proving its identity.")
-        if isinstance(message, Inventory):
-            self._once(Inventory)
-            if Bye in self._got:
-                raise ProtocolError("The peer sent an inventory after saying Bye.")
-            self._peer_inventory = {item.packet_id: item for item in message.items}
-            return message
-        if isinstance(message, Want):
-            return self._accept_want(message)
-        if isinstance(message, PacketStart):
-            return self._accept_start(message)
-        if isinstance(message, PacketEnd):
-            return self._accept_end(message)
-        if isinstance(message, Cancel):
-            return self._accept_cancel(message)
-        if isinstance(message, Bye):
-            self._once(Bye)
-            if Inventory not in self._got:
-                raise ProtocolError("The peer said Bye before sending its inventory.")
-            return message
-        raise ProtocolError(f"The peer sent an unexpected {kind.__name__} message.")
+            event = self.transfers.got_chunk(message, self._decoder)
+        else:
+            rule = self._receive_rules.get(kind)
+            event = rule(message) if rule is not None else message
+        self.theirs = nxt
+        return event
 
-    def _once(self, kind: type[Message]) -> None:
-        if kind in self._got:
-            raise ProtocolError(f"The peer sent a second {kind.__name__} message.")
-        self._got.add(kind)
-
-    def _accept_hello(self, hello: Hello) -> Hello:
-        self._once(Hello)
+    def _got_hello(self, hello: Hello) -> Hello:
         if hello.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 f"The peer speaks gossip protocol version {hello.version}; "
@@ -298,13 +287,12 @@ class GossipConnection:
         if hello.max_chunk < self.limits.min_chunk:
             raise ProtocolError(f"The peer accepts chunks of only {hello.max_chunk} bytes.")
         self.peer_hello = hello
+        self.version = min(nonce_version(hello.nonce), nonce_version(self.our_hello.nonce))
         return hello
 
-    def _accept_proof(self, proof: Proof) -> PeerVerified:
-        self._once(Proof)
+    def _got_proof(self, proof: Proof) -> PeerVerified:
         peer = self.peer_hello
-        if peer is None or Hello not in self._sent:
-            raise ProtocolError("The peer sent its proof before the Hello exchange.")
+        assert peer is not None  # the table: the peer's Proof follows its Hello
         payload = proof_payload(
             peer.public_key, peer.nonce, self.our_hello.public_key, self.our_hello.nonce
         )
@@ -318,180 +306,129 @@ class GossipConnection:
                 self.our_hello.public_key, self.our_hello.nonce, peer.public_key, peer.nonce
             ),
         )
-        self._update_state()
         return self.peer
 
-    def _accept_want(self, want: Want) -> Want:
-        if Inventory not in self._sent:
-            raise ProtocolError("The peer asked for a packet before it was offered any.")
-        if Bye in self._got:
-            raise ProtocolError("The peer asked for a packet after saying Bye.")
-        if want.packet_id not in self._offered:
+    def _got_inventory(self, inventory: Inventory) -> Inventory:
+        self._peer_inventory = {item.packet_id: item for item in inventory.items}
+        self._inventory_done = True
+        return inventory
+
+    def _got_summary(self, summary: Summary) -> Inventory | None:
+        if self._reconciler is None:  # ours is not out yet: answer once it is
+            self._early_summaries.append(summary)
+            return None
+        for reply in self._reconciler.on_summary(summary):
+            self._outbox += self._frame(reply)
+        return self._reconciled()
+
+    def _got_offer(self, offer: Offer) -> Inventory | None:
+        assert self._reconciler is not None  # the table: an Offer answers our Summary
+        self._reconciler.on_offer(offer)
+        return self._reconciled()
+
+    def _reconciled(self) -> Inventory | None:
+        """Once nothing more is expected, the peer's offers become one Inventory event."""
+        rec = self._reconciler
+        if rec is None or not rec.done or self._inventory_done:
+            return None
+        self._inventory_done = True
+        self._peer_inventory = dict(rec.peer_items)
+        return Inventory(tuple(rec.peer_items.values()))
+
+    def _got_want(self, want: Want) -> Want:
+        offered = self._reconciler.offered if self._reconciler else self._offered
+        if want.packet_id not in offered:
             raise ProtocolError("The peer asked for a packet that was not offered.")
-        if want.packet_id in self._outgoing:
-            raise ProtocolError("The peer asked for the same packet twice.")
-        self._outgoing[want.packet_id] = _Outgoing()
+        self.transfers.got_want(want)
         return want
-
-    def _accept_start(self, start: PacketStart) -> PacketStart | None:
-        inc = self._incoming.get(start.packet_id)
-        if inc is None or inc.started:
-            raise ProtocolError("The peer sent a packet that was not asked for.")
-        inc.started = True
-        if inc.cancelled:
-            return None
-        manifest = start.manifest
-        size = manifest.get("weights_size")
-        chunk_size = manifest.get("chunk_size")
-        hashes = manifest.get("chunk_hashes")
-        lim = self.limits
-        if not (_is_uint(size) and _is_uint(chunk_size) and isinstance(hashes, list)):
-            raise ProtocolError("The peer sent a manifest without sizes and chunk hashes.")
-        if not lim.min_chunk <= chunk_size <= lim.max_chunk:
-            raise ProtocolError(f"The peer's packet uses {chunk_size}-byte chunks, out of bounds.")
-        if size > lim.max_packet:
-            raise ProtocolError(
-                f"The peer's packet has {size} bytes; the limit is {lim.max_packet}."
-            )
-        if len(hashes) != chunk_count(size, chunk_size) or not all(map(_is_hex64, hashes)):
-            raise ProtocolError("The peer's manifest has a malformed list of chunk hashes.")
-        if manifest.get("weights_sha256") != inc.item_sha256 or size != inc.item_size:
-            raise ProtocolError("The peer's manifest does not match the packet it offered.")
-        inc.size, inc.chunk_size, inc.hashes = size, chunk_size, hashes
-        inc.expected = set(missing_chunks(inc.have, len(hashes)))
-        return start
-
-    def _accept_chunk(self, raw: RawChunk) -> Chunk | None:
-        if self.peer is None:
-            raise ProtocolError("The peer sent a chunk before proving its identity.")
-        inc = self._incoming.get(raw.packet_id)
-        if inc is None or not inc.started:
-            raise ProtocolError("The peer sent a chunk of a packet it had not started.")
-        if inc.cancelled:
-            return None  # chunks already in flight when we cancelled
-        if raw.index not in inc.expected:
-            raise ProtocolError(f"The peer sent chunk {raw.index}, which was not asked for.")
-        inc.expected.discard(raw.index)
-        length = chunk_length(inc.size, inc.chunk_size, raw.index)
-        data = self._decoder.decode(raw.codec, raw.payload, length)
-        if hashlib.sha256(data).hexdigest() != inc.hashes[raw.index]:
-            raise ProtocolError(
-                f"Chunk {raw.index} of packet {raw.packet_id[:12]} does not match its signed hash."
-            )
-        return Chunk(raw.packet_id, raw.index, data, wire_size=raw.wire_size)
-
-    def _accept_end(self, end: PacketEnd) -> PacketEnd:
-        inc = self._incoming.get(end.packet_id)
-        if inc is None or not (inc.started or inc.cancelled):
-            raise ProtocolError("The peer ended a packet it had not started.")
-        if inc.expected and not inc.cancelled:
-            raise ProtocolError("The peer ended a packet before sending every chunk.")
-        del self._incoming[end.packet_id]
-        return end
-
-    def _accept_cancel(self, cancel: Cancel) -> Cancel | None:
-        if cancel.packet_id in self._incoming:
-            del self._incoming[cancel.packet_id]
-            return cancel
-        out = self._outgoing.get(cancel.packet_id)
-        if out is None:
-            raise ProtocolError("The peer cancelled a packet that was not being transferred.")
-        if out.cancelled or out.ended:
-            return None
-        out.cancelled = True
-        return cancel
-
     # --- sending -----------------------------------------------------------------------
 
     def send(self, message: Message) -> bytes:
-        """Return the wire bytes for `message`; raise LocalProtocolError if it is out of order."""
-        if self.state is State.CLOSED and not isinstance(message, Abort):
-            raise LocalProtocolError(f"cannot send {type(message).__name__}: connection closed")
-        check = getattr(self, f"_check_send_{type(message).__name__.lower()}", None)
-        if check is None:
-            raise LocalProtocolError(f"cannot send {type(message).__name__}")
-        check(message)
+        """Return the wire bytes for `message` (after any frames in `data_to_send`).
+
+        Raises LocalProtocolError if it is out of order; the connection is then errored.
+        """
+        kind = type(message)
+        if self._error is not None and not (kind is Abort and self.ours is not Side.ABORTED):
+            self._raise_if_errored(sending=True)
+        try:
+            if self._closed and kind is not Abort:
+                raise LocalProtocolError(f"cannot send {kind.__name__}: the link closed")
+            nxt = after(self.ours, kind)
+            if nxt is None or not precondition_holds(kind, self.theirs):
+                raise LocalProtocolError(local_out_of_order(kind, self.ours, self.theirs))
+            if kind is Inventory and self.version >= 2:
+                data = self._start_summary(message)  # type: ignore[arg-type]
+            else:
+                rule = self._send_rules.get(kind)
+                if rule is not None:
+                    rule(message)
+                data = self._frame(message)
+            self.ours = nxt
+        except Exception as exc:
+            if self._error is None or kind is not Abort:
+                self._fail(exc)
+            raise
+        out = self.data_to_send() + data
+        self.bytes_sent += len(data)
+        return out
+
+    def _frame(self, message: Message) -> bytes:
         if isinstance(message, Chunk):
             codec, payload = self._encoder.encode(message.data)
-            data = encode_frame([Chunk.code, message.packet_id, message.index, codec, payload])
-        else:
-            data = encode_frame(message.to_wire())
-        self._sent.add(type(message))
-        self._update_state()
-        self.bytes_sent += len(data)
+            return encode_frame([Chunk.code, message.packet_id, message.index, codec, payload])
+        data = encode_frame(message.to_wire())
+        if isinstance(message, INVENTORY_KINDS):
+            self.inventory_bytes_sent += len(data)
         return data
 
-    def _require(self, condition: bool, what: str) -> None:
-        if not condition:
-            raise LocalProtocolError(what)
+    def _start_summary(self, inventory: Inventory) -> bytes:
+        """Version 2: send the digest of `inventory` instead of the list; answer any summary
+        of the peer's that arrived first."""
+        self._reconciler = Reconciler(inventory.items, self.limits.max_inventory)
+        data = self._frame(self._reconciler.start())
+        for summary in self._early_summaries:
+            for reply in self._reconciler.on_summary(summary):
+                data += self._frame(reply)
+        self._early_summaries.clear()
+        return data
 
-    def _check_send_hello(self, message: Hello) -> None:
-        self._require(message == self.our_hello, "send the Hello given to the constructor")
-        self._require(Hello not in self._sent, "Hello sent twice")
+    def _sending_hello(self, message: Hello) -> None:
+        _require(message == self.our_hello, "send the Hello given to the constructor")
 
-    def _check_send_proof(self, message: Proof) -> None:
-        self._require(self.peer_hello is not None and Hello in self._sent, "Proof before Hellos")
-        self._require(Proof not in self._sent, "Proof sent twice")
-
-    def _check_send_inventory(self, message: Inventory) -> None:
-        self._require(self.state is State.OPEN, "Inventory before the handshake completed")
-        self._require(Inventory not in self._sent, "Inventory sent twice")
+    def _sending_inventory(self, message: Inventory) -> None:
         self._offered = {item.packet_id: item for item in message.items}
 
-    def _check_send_want(self, message: Want) -> None:
-        self._require(self.state is State.OPEN and Bye not in self._sent, "Want out of order")
+    def _sending_want(self, message: Want) -> None:
+        _require(self._inventory_done or self.version < 2, "Want before the inventories matched")
         item = self._peer_inventory.get(message.packet_id)
-        self._require(item is not None, "Want for a packet the peer did not offer")
-        self._require(message.packet_id not in self._incoming, "Want sent twice")
-        self._incoming[message.packet_id] = _Incoming(message.have, item.sha256, item.size)
+        _require(item is not None, "Want for a packet the peer did not offer")
+        assert item is not None
+        self.transfers.sending_want(message, item)
 
-    def _check_send_packetstart(self, message: PacketStart) -> None:
-        out = self._outgoing.get(message.packet_id)
-        self._require(out is not None and not out.started, "PacketStart without a Want")
-        self._require(not out.cancelled, "PacketStart of a cancelled packet")
-        size = message.manifest["weights_size"]
-        chunk_size = message.manifest["chunk_size"]
-        out.started, out.size, out.chunk_size = True, size, chunk_size
-        out.count = chunk_count(size, chunk_size)
+    def _sending_bye(self, message: Bye) -> None:
+        _require(self._inventory_done or self.version < 2, "Bye before the inventories matched")
+        _require(not self.transfers.incoming, "Bye while packets we asked for are pending")
 
-    def _check_send_chunk(self, message: Chunk) -> None:
-        out = self._outgoing.get(message.packet_id)
-        self._require(out is not None and out.started, "Chunk before PacketStart")
-        self._require(not out.cancelled, "Chunk of a cancelled packet")
-        expected = chunk_length(out.size, out.chunk_size, message.index)
-        self._require(message.index < out.count, "Chunk index out of range")
-        self._require(len(message.data) == expected, "Chunk of the wrong length")
+    # --- errors ------------------------------------------------------------------------
 
-    def _check_send_packetend(self, message: PacketEnd) -> None:
-        out = self._outgoing.get(message.packet_id)
-        self._require(out is not None and not out.ended, "PacketEnd without a Want")
-        self._require(out.started or out.cancelled, "PacketEnd before PacketStart")
-        out.ended = True
+    def _fail(self, exc: Exception) -> NoReturn:
+        """Mark the connection errored by `exc` (the first failure wins) and raise it."""
+        if self._error is None:
+            self._error = exc
+        raise exc
 
-    def _check_send_cancel(self, message: Cancel) -> None:
-        if message.packet_id in self._incoming:
-            self._incoming[message.packet_id].cancelled = True
+    def _raise_if_errored(self, sending: bool = False) -> None:
+        """Raise the first failure again: the peer's ProtocolError to a reader, else (and to
+        a sender, whose call is then a misuse) a LocalProtocolError that names it."""
+        error = self._error
+        if error is None:
             return
-        out = self._outgoing.get(message.packet_id)
-        self._require(out is not None and not out.ended, "Cancel for a packet not in transfer")
-        out.cancelled = out.ended = True
-
-    def _check_send_bye(self, message: Bye) -> None:
-        self._require(Inventory in self._sent, "Bye before Inventory")
-        self._require(not self._incoming, "Bye while packets we asked for are pending")
-        self._require(Bye not in self._sent, "Bye sent twice")
-
-    def _check_send_abort(self, message: Abort) -> None:
-        self.state = State.CLOSED if self.state is not State.ERROR else self.state
-
-    def _update_state(self) -> None:
-        if self.state is State.HANDSHAKE and Proof in self._sent and self.peer is not None:
-            self.state = State.OPEN
+        if isinstance(error, ProtocolError) and not sending:
+            raise error
+        raise LocalProtocolError(f"the connection failed earlier: {error}")
 
 
-def _is_uint(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_hex64(value: Any) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX64_CHARS
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise LocalProtocolError(what)

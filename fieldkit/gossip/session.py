@@ -30,7 +30,7 @@ from fieldkit.gossip.messages import (
     Proof,
     Want,
 )
-from fieldkit.gossip.pairing import NONCE_SIZE, proof_payload
+from fieldkit.gossip.pairing import NONCE_SIZE, mark_nonce, proof_payload
 from fieldkit.gossip.parts import PartFile, held_chunks
 from fieldkit.gossip.protocol import (
     NEED_DATA,
@@ -111,7 +111,7 @@ class _Session:
             identity.device_id,
             identity.name,
             identity.public_key,
-            nonce,
+            mark_nonce(nonce, options.protocol_version),
             options.limits.max_chunk,
         )
         self.compression = AdaptiveCompression()
@@ -163,6 +163,8 @@ class _Session:
                 raise asyncio.CancelledError
         self.summary.bytes_sent = self.core.bytes_sent
         self.summary.bytes_received = self.core.bytes_received
+        self.summary.inventory_bytes_sent = self.core.inventory_bytes_sent
+        self.summary.protocol_version = self.core.version
         return self.summary
 
     async def _fail(self, exc: FieldkitError, abort: str | None = None) -> None:
@@ -191,8 +193,10 @@ class _Session:
         while True:
             event = self.core.next_event()
             if event is NEED_DATA:
+                await self._flush()
                 break
             await self._handle(event)
+            await self._flush()
             if done():
                 return
         data = await self._receive()
@@ -223,6 +227,16 @@ class _Session:
             await self.stream.send(data)
         self.last_activity = time.monotonic()
         return len(data)
+
+    async def _flush(self) -> None:
+        """Send what the core answered on its own (version 2 inventory summaries); the lock
+        is taken only then, so a reader never waits behind a slow chunk for nothing."""
+        if not self.core.has_data_to_send:
+            return
+        async with self.send_lock:
+            data = self.core.data_to_send()
+            if data:
+                await self.stream.send(data)
 
     async def _send_chunk(self, chunk: Chunk) -> int:
         """Send one chunk like `_send`, and tell the compression policy what it cost."""
@@ -287,7 +301,13 @@ class _Session:
         self.library.log_event("sync_started", peer_id=peer.device_id, trust=record.trust)
         items = tuple(
             InventoryItem(
-                r.packet_id, r.sha256, r.size, r.author_id, r.base_fingerprint, r.name[:200]
+                r.packet_id,
+                r.sha256,
+                r.size,
+                r.author_id,
+                r.base_fingerprint,
+                r.name[:200],
+                int(r.manifest.get("created", 0)),
             )
             for r in self.library.list_packets()
         )
@@ -311,6 +331,8 @@ class _Session:
 
     async def _on_inventory(self, inventory: Inventory) -> None:
         offered = [item for item in inventory.items if not self.library.has(item.packet_id)]
+        if self.options.send_order == "newest":  # in a short encounter, the newest first
+            offered.sort(key=lambda item: -item.created)
         accepted, why = (True, "") if not offered else await self._accepts_peer()
         base = self.options.base_fingerprint
         for item in offered:

@@ -6,8 +6,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fieldkit.gossip.protocol import Limits
+from fieldkit.gossip.protocol import NEWEST_VERSION, Limits
 
+SEND_ORDERS = ("newest", "offered")
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -16,6 +17,9 @@ class SyncOptions:
     `accept_pending`: under the `ask` policy with nobody to ask, accept a pending peer anyway.
     `base_fingerprint`: refuse packets made for another base model (None accepts any base).
     Timeouts are in seconds; slow links (BLE) want the generous defaults.
+    `protocol_version`: the highest version this side speaks (2: compact inventory).
+    `send_order`: which offered packets to ask for first: "newest" (by the manifest's
+    creation time, known from version 2 offers) or "offered" (the peer's order, by name).
     """
 
     policy: str | None = None
@@ -26,6 +30,8 @@ class SyncOptions:
     compression_level: int = 3
     shuffle: bool = True
     limits: Limits = field(default_factory=Limits)
+    protocol_version: int = NEWEST_VERSION
+    send_order: str = "newest"
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,8 @@ class SyncSummary:
     error: str | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+    inventory_bytes_sent: int = 0  # Inventory, Summary and Offer frames
+    protocol_version: int = 1
 
     def count(self, direction: str, status: str) -> int:
         return sum(1 for p in self.packets if p.direction == direction and p.status == status)

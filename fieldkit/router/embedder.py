@@ -111,6 +111,9 @@ class MiniLMEmbedder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
+            # nor library advice about training (tracing reads `loss_function`, which
+            # logs "loss_type=None ... unrecognized" on every run); errors still show
+            hf_logging.set_verbosity_error()
         except ImportError:
             pass
         self._torch = torch

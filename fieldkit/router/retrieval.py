@@ -10,6 +10,7 @@ instead of passing a neighbouring passage off as the answer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,15 @@ DEFAULT_K = 2
 # and 81% of gap questions refused, against 80% and 69% for the cosine alone.
 STANDOUT = 0.1
 DEFAULT_MIN_COVER = 0.82
+# A packet with few passages gives no spread to stand out from: there the cosine alone
+# decides, at the threshold that separated the same questions best by cosine alone.
+MIN_SPREAD_PASSAGES = 10
+COSINE_MIN_COVER = 0.55
+# A code of letters and digits (a fault code, a model number) that the question and its
+# nearest passage share, and that at most this many of the packet's passages name, covers
+# the question whatever the cosine: "E07" on the screen is the E07 record.
+CODE_MAX_PASSAGES = 2
+_CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,11 @@ class PassageIndex:
         embedder: Embedder | None = None,
         *,
         min_score: float = DEFAULT_MIN_COVER,
+        min_cosine: float = COSINE_MIN_COVER,
     ) -> None:
         self.library = library
         self.embedder = embedder or default_embedder()
-        self.min_score = min_score
+        self.min_score, self.min_cosine = min_score, min_cosine
         self._cache: VectorCache | None = None
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
@@ -140,11 +151,30 @@ class PassageIndex:
         hits, scores = self._search(packet_id, question, k)
         if not hits:
             return Coverage(False, [], 0.0, self.min_score)
+        if self._shares_a_code(packet_id, question, hits[0]):
+            return Coverage(True, hits, float(scores.max()), self.min_score)
         best = float(scores.max())
         spread = float(scores.std())
-        standout = (best - float(scores.mean())) / spread if len(scores) > 2 and spread else 0.0
-        score = best + STANDOUT * standout
+        if len(scores) < MIN_SPREAD_PASSAGES or not spread:
+            return Coverage(best >= self.min_cosine, hits, best, self.min_cosine)
+        score = best + STANDOUT * (best - float(scores.mean())) / spread
         return Coverage(score >= self.min_score, hits, score, self.min_score)
+
+    def _shares_a_code(self, packet_id: str, question: str, best: Hit) -> bool:
+        """True when a rare code in the question (see CODE_MAX_PASSAGES) names `best`."""
+        codes = {c.lower() for c in _CODE.findall(question)}
+        if not codes:
+            return False
+        texts = [p.full_text.lower() for p in self.passages(packet_id)]
+        best_text = best.full_text.lower()
+        for code in codes:
+            pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
+            if (
+                pattern.search(best_text)
+                and sum(bool(pattern.search(t)) for t in texts) <= CODE_MAX_PASSAGES
+            ):
+                return True
+        return False
 
     def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:
         vectors = self._ensure(packet_id)

@@ -58,6 +58,8 @@ _IGNORED_TRAINING_FIELDS = {
     "project_name",
     "grad_accumulation_steps",
     "fuse",
+    "clear_cache_threshold",
+    "trust_remote_code",
 }
 MAX_RANK = 256
 MAX_SCALE = 1000.0  # alpha / rank of any real adapter is far smaller; 1e308 answers garbage
@@ -161,13 +163,19 @@ class AdapterConfig:
         """Parse the adapter_config.json that `mlx_lm lora` writes (any version).
 
         mlx-lm's own loader reads only fine_tune_type, num_layers and lora_parameters; the
-        other top-level fields are the training run's arguments and are ignored whatever
-        their value. Inside lora_parameters an unknown field is ignored when unset (see
-        `is_unset`) and refused otherwise. Raises PacketError for DoRA, full fine-tunes
-        and anything else that is not a plain LoRA adapter.
+        training run's arguments it also writes are ignored whatever their value. Any
+        other field, at the top or inside lora_parameters, is ignored when unset (see
+        `is_unset`) and refused otherwise: a later mlx-lm may give it a meaning. Raises
+        PacketError for DoRA, full fine-tunes and anything else not a plain LoRA adapter.
         """
         if not isinstance(data, Mapping):
             raise PacketError("The adapter config is not a JSON object.")
+        for name, value in data.items():
+            if name not in _CONFIG_FIELDS | _IGNORED_TRAINING_FIELDS and not is_unset(value):
+                raise PacketError(
+                    f"The adapter config sets {name} = {value!r}, which fieldkit does not "
+                    "know; it may change what the weights mean, so it is refused."
+                )
         kind = data.get("fine_tune_type", "lora")
         if kind == "dora":
             raise PacketError(

@@ -1,9 +1,9 @@
 """Derived packets: a library packet quantised and/or rank-trimmed, signed by this device.
 
-The new packet keeps the source's exemplars, description, notes, domain, base model and
-merged flag, and names the source last in its lineage. Under the source's own name it replaces the
-source (allowed only for a packet this device authored, as `library reissue` does); under a
-new name both stay.
+The new packet keeps the source's exemplars, description, notes, domain, base model, merged
+flag and merge recipe, and names the source last in its lineage. Under the source's own
+name it replaces the source (allowed only for a packet this device authored, as `library
+reissue` does); under a new name both stay.
 """
 
 from __future__ import annotations
@@ -51,5 +51,6 @@ def compact_packet(
         lineage=[*source.manifest["lineage"], source.packet_id],
         created=max(int(time.time()), int(source.manifest["created"]) + 1),
         notes=notes_of(source.manifest),
+        merge=source.manifest.get("merge"),
     )
     return source, library.add(manifest, signature, data, source="local")

@@ -26,6 +26,7 @@ import numpy as np
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
 from fieldkit.store.files import MIB, read_bounded, read_text_bounded
+from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
 MAX_ADAPTER_FILE = 256 * 1024 * 1024
@@ -43,6 +44,7 @@ class PacketInfo:
     domain: str
     description: str
     exemplars: list[str]
+    questions_read: int = 0  # how many the exemplars file held (more than kept: spread)
 
 
 def read_adapter_folder(folder: Path, n_model_layers: int | None = None) -> tuple[Adapter, str]:
@@ -110,20 +112,26 @@ def read_packet_info(
     description: str | None,
     exemplars_file: Path | None,
 ) -> PacketInfo:
-    """Merge command-line values with an optional `packet.json` beside the adapter."""
+    """Merge command-line values with an optional `packet.json` beside the adapter.
+
+    A file of more than MAX_EXEMPLARS questions (a training file) gives MAX_EXEMPLARS of
+    them, evenly spread; PacketInfo.questions_read says how many it held."""
     side: dict[str, Any] = {}
     if folder is not None and (folder / "packet.json").is_file():
         side = _read_json(folder / "packet.json")
     exemplars: list[str] = [str(q) for q in side.get("exemplars", [])]
+    read = 0
     if exemplars_file is not None:
         exemplars = read_questions(exemplars_file)
+        read = len(exemplars)
+        if read > MAX_EXEMPLARS:  # a training file: keep questions spread over all of it
+            exemplars = [exemplars[i * read // MAX_EXEMPLARS] for i in range(MAX_EXEMPLARS)]
     name = name or side.get("name")
     domain = domain or side.get("domain")
     if not name or not domain:
         raise PacketError("A packet needs a name and a domain (--name, --domain or packet.json).")
-    return PacketInfo(
-        str(name), str(domain), description or str(side.get("description", "")), exemplars
-    )
+    description = description or str(side.get("description", ""))
+    return PacketInfo(str(name), str(domain), description, exemplars, read)
 
 
 def read_questions(path: Path) -> list[str]:

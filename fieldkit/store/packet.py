@@ -73,6 +73,9 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "merged": bool,
     "lineage": list,
 }
+# Present only where it applies: a merged packet's recipe (method, parameters and, for an
+# adaptive merge, the learned coefficients).
+_OPTIONAL_FIELDS: dict[str, type] = {"merge": dict}
 
 
 def canonical_bytes(manifest: Mapping[str, Any]) -> bytes:
@@ -125,12 +128,15 @@ def check_manifest(manifest: Any) -> None:
     if missing:
         raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
     optional = {NOTES_FIELD} if manifest["format"] >= WEIGHTS_FORMAT else set()
-    extra = sorted(set(manifest) - fields - optional)
+    extra = sorted(set(manifest) - fields - optional - set(_OPTIONAL_FIELDS))
     if extra:
         raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
     for key, kind in _FIELDS.items():
         value = manifest[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise PacketError(f"The packet manifest's field {key} has the wrong type.")
+    for key, kind in _OPTIONAL_FIELDS.items():
+        if key in manifest and not isinstance(manifest[key], kind):
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
         check_name(manifest[key], key)
@@ -234,6 +240,7 @@ def build_manifest(
     base_fingerprint: str,
     merged: bool = False,
     lineage: Iterable[str] = (),
+    merge: Mapping[str, Any] | None = None,
     dtype: str = "float16",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     created: int | None = None,
@@ -277,6 +284,8 @@ def build_manifest(
         "merged": merged,
         "lineage": list(lineage),
     }
+    if merge is not None:
+        manifest["merge"] = dict(merge)
     passages = list(notes or ())
     if passages:
         manifest["format"] = WEIGHTS_FORMAT if compact else NOTES_FORMAT

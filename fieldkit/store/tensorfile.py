@@ -50,7 +50,8 @@ def tensor_views(
         raise PacketError(f"{bad} (its header is not JSON).") from None
     if not isinstance(header, dict):
         raise PacketError(f"{bad} (its header is not a JSON object).")
-    metadata = header.pop("__metadata__", {})
+    metadata = header.pop("__metadata__", None)  # mlx writes null, as safetensors allows
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise PacketError(f"{bad} (its metadata is not a map of strings).")
     start, region = 8 + size, len(data) - 8 - size
@@ -85,11 +86,11 @@ def _span(
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
         raise PacketError(f"{bad} (tensor {name} has a malformed shape).")
-    if len(shape) > MAX_NDIM or not all(1 <= n <= MAX_DIM for n in shape):
+    if len(shape) > MAX_NDIM or not all(n <= MAX_DIM for n in shape):
         # checked before any size is computed or any array made: [2**64, 0] is 0 bytes
         raise PacketError(
             f"{bad} (tensor {name} has the shape {shape[:MAX_NDIM + 1]}: each of at most "
-            f"{MAX_NDIM} dimensions must be 1 to {MAX_DIM})."
+            f"{MAX_NDIM} dimensions may be at most {MAX_DIM})."
         )
     if type(offsets) is not list or len(offsets) != 2:
         raise PacketError(f"{bad} (tensor {name} has malformed offsets).")

@@ -89,6 +89,9 @@ class QualityRun:
         self.records: dict[str, Any] = {}  # domain -> PacketRecord of its specialist
         self.training: dict[str, Any] = {}
         self.routing: dict[str, Any] = {}
+        self.merge_systems: list[str] = []  # scored merges, in the suite's order
+        self.merge_info: dict[str, Any] = {}  # cost in seconds and recipe of each
+        self.favoured: dict[str, dict[str, str]] = {}  # merge -> domain -> its adapter
         self.cache_path = out_dir / "answers.jsonl"
         self.cache: dict[tuple[str, str, int], str] = {}
         if self.cache_path.is_file():
@@ -173,16 +176,40 @@ class QualityRun:
         }
         return result.adapter, info
 
-    def merges(self, domains: list[str], density: float, factorwise: bool) -> None:
-        """Build the dense TIES and linear merges (and the factor-wise TIES if asked)."""
-        from fieldkit.training.merge import MergeSpec, merge_adapters
+    def merges(
+        self, domains: list[str], density: float, factorwise: bool, recipes: str | None = None
+    ) -> None:
+        """Build and time the merge suite's recipes (fieldkit/training/merge_suite.py; None:
+        all of them; `density` is the "ties" recipe's), plus the factor-wise TIES if asked."""
+        import dataclasses
 
+        from fieldkit.training.merge import MergeSpec, merge_adapters
+        from fieldkit.training.merge_suite import build_suite, choose
+
+        chosen = [
+            dataclasses.replace(r, spec=lambda n: MergeSpec("ties", density))
+            if r.name == "ties"
+            else r
+            for r in choose(recipes)
+        ]
         parts = [self.adapters[f"spec:{d}"] for d in domains]
-        self.adapters["ties"] = merge_adapters(parts, MergeSpec("ties", density))
-        self.adapters["linear"] = merge_adapters(parts, MergeSpec("linear"))
+        exemplars = [q for d in domains for q in self.records[d].exemplars]
+        suite = build_suite(chosen, domains, parts, exemplars, self.svc.model_dir, log=self.log)
+        self.adapters |= suite.adapters
+        self.favoured = suite.favoured
+        self.merge_systems = [r.name for r in chosen if r.name in suite.seconds]
+        self.merge_info = {
+            name: {"seconds": suite.seconds[name], "recipe": suite.recipes[name]}
+            for name in self.merge_systems
+        }
         if factorwise:
             spec = MergeSpec("ties", density, factorwise=True)
             self.adapters["ties-factorwise"] = merge_adapters(parts, spec)
+            self.merge_systems.append("ties-factorwise")
+
+    def merge_system(self, system: str, domain: str) -> str:
+        """Return the adapter that answers a question of that domain for a system."""
+        return self.favoured.get(system, {}).get(domain, system)
 
     def _key(self, system: str, question: str) -> tuple[str, str, int]:
         adapter = self.adapters.get(system)
@@ -222,7 +249,7 @@ class QualityRun:
 
         router = Router(self.library, base_fingerprint=self.fingerprint)
         by_id = {r.packet_id: d for d, r in self.records.items()}
-        merges = [s for s in ("ties", "ties-factorwise", "linear") if s in self.adapters]
+        merges = self.merge_systems
         specs = [f"spec:{d}" for d in domains] if cross else []
         systems = ["base", *specs, *merges]
         routes = {}
@@ -231,7 +258,7 @@ class QualityRun:
             routes[q.question] = by_id.get(decision.packet_id or "")
         # Greedy decoding is deterministic: the routed answer is the chosen specialist's
         # answer (or the base model's when the router abstains).
-        pairs = [(s, q.question) for q in questions for s in systems]
+        pairs = [(self.merge_system(s, q.domain), q.question) for q in questions for s in systems]
         for q in questions:
             routed = routes[q.question]
             pairs.append((f"spec:{routed}" if routed else "base", q.question))
@@ -240,7 +267,10 @@ class QualityRun:
         answers: list[Answer] = []
         hits = 0
         for q in questions:
-            texts = {system: self.cache[self._key(system, q.question)] for system in systems}
+            texts = {
+                s: self.cache[self._key(self.merge_system(s, q.domain), q.question)]
+                for s in systems
+            }
             routed = routes[q.question]
             hits += routed == q.domain
             texts["routed"] = self.cache[

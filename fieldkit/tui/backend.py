@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.errors import LibraryError
 from fieldkit.formats import format_size
+from fieldkit.store.notes import notes_count
 from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
@@ -153,6 +154,8 @@ class TuiBackend(SyncBackend):
             status=packet_status(rec, base, blocked),
             source=source,
             received=human_time(rec.received_at),
+            notes=notes_count(rec.manifest),
+            merged=rec.merged,
         )
 
     def packet_detail(self, packet_id: str) -> PacketDetail:

@@ -85,6 +85,8 @@ class PacketRow:
     status: PacketStatus
     source: str
     received: str
+    notes: int = 0  # source passages carried in the signed manifest
+    merged: bool = False
 
 
 @dataclass(frozen=True)

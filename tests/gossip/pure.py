@@ -22,7 +22,7 @@ from fieldkit.gossip.messages import (
     Proof,
     Want,
 )
-from fieldkit.gossip.pairing import proof_payload
+from fieldkit.gossip.pairing import mark_nonce, proof_payload
 from fieldkit.gossip.protocol import (
     NEED_DATA,
     GossipConnection,
@@ -67,8 +67,10 @@ class Peer:
     chunks: dict[str, dict[int, bytes]] = field(default_factory=dict)
     out: bytearray = field(default_factory=bytearray)
     inventory_seen: bool = False
+    version: int = 1  # the highest protocol version this peer speaks
 
     def __post_init__(self) -> None:
+        self.nonce = mark_nonce(self.nonce, self.version)
         hello = Hello(
             1,
             self.identity.device_id,
@@ -88,6 +90,8 @@ class Peer:
         while (event := self.core.next_event()) is not NEED_DATA:
             self.events.append(event)
             self.react(event)
+            self.out += self.core.data_to_send()
+        self.out += self.core.data_to_send()
 
     def react(self, event: Any) -> None:
         core = self.core

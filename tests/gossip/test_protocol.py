@@ -49,11 +49,6 @@ def make_packet(identity: Identity, name: str, seed: int = 0, scale: int = 4) ->
     return Packet(manifest, signature, data, packet_id(manifest))
 
 
-@pytest.fixture
-def ids(tmp_path: Path) -> tuple[Identity, Identity]:
-    return make_identity(tmp_path, "a"), make_identity(tmp_path, "b")
-
-
 def scenario(ids: tuple[Identity, Identity], name: str) -> tuple[Peer, Peer]:
     """Return two fresh peers set up for the named scenario (deterministic)."""
     ia, ib = ids
@@ -283,8 +278,12 @@ def test_a_chunk_that_does_not_match_its_signed_hash_is_refused(ids):
 def test_asking_for_a_packet_that_was_not_offered_is_refused(ids):
     core, _ = handshaken(ids)
     core.send(Inventory(()))
-    with pytest.raises(ProtocolError, match="not offered"):
+    with pytest.raises(ProtocolError, match="before its inventory"):
         feed_frames(core, Want("ab" * 32))
+    core, _ = handshaken(ids)
+    core.send(Inventory(()))
+    with pytest.raises(ProtocolError, match="not offered"):
+        feed_frames(core, Inventory(()), Want("ab" * 32))
 
 
 def test_local_misuse_raises_local_protocol_error(ids):

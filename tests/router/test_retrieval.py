@@ -98,3 +98,25 @@ def test_removed_packets_leave_the_cache(noted, minilm):
     library.remove("poultry")
     assert index.prune() == 1
     assert library.db["passage_embeddings"].count == 0
+
+
+def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, make_packet, minilm):
+    notes = [
+        Passage("e07", "E07 means the dry-run sensor tripped: the borehole ran dry.", "Code E07?"),
+        Passage("e12", "E12 means the motor overheated; let it cool for 30 minutes.", "Code E12?"),
+        *[
+            Passage(f"n{i}", f"Routine check number {i} of the AV-750 controller.")
+            for i in range(10)
+        ],
+    ]
+    record = make_packet(home, name="pumps", notes=notes)
+    library = Library.open(home)
+    try:
+        index = PassageIndex(library, minilm, min_score=9.0, min_cosine=9.0)  # cosine never
+        coverage = index.coverage(record.packet_id, "My screen says E07, what now?")
+        assert coverage.covered
+        assert coverage.hits[0].passage_id == "e07"
+        # a code that many passages name (a model number) proves nothing
+        assert not index.coverage(record.packet_id, "Is the AV-750 any good?").covered
+    finally:
+        library.close()

@@ -203,14 +203,14 @@ def test_refuses_full_fine_tune_config(cli, tmp_path, make_adapter):
     (folder / "adapter_config.json").write_text(
         json.dumps({"fine_tune_type": "full", "lora_parameters": {}})
     )
-    _refusal(cli, tmp_path, folder, "Only LoRA")
+    _refusal(cli, tmp_path, folder, "a full fine-tune (fine_tune_type 'full'), not a LoRA")
 
 
 def test_refuses_unknown_config_field(cli, tmp_path, make_adapter):
     folder = write_mlx_folder(tmp_path / "f", make_adapter(seed=3))
     config = json.loads((folder / "adapter_config.json").read_text()) | {"use_dora": True}
     (folder / "adapter_config.json").write_text(json.dumps(config))
-    _refusal(cli, tmp_path, folder, "unknown fields")
+    _refusal(cli, tmp_path, folder, "sets use_dora = True, which fieldkit does not know")
 
 
 def test_refuses_missing_tensor(cli, tmp_path, make_adapter):

@@ -127,6 +127,7 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
         "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
         "--data", str(data), "--questions", str(questions), "--out", str(out),
         "--iters", "2", "--rank", "4", "--layers", "2", "--max-tokens", "3",
+        "--merges", "ties,linear",
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -167,7 +168,7 @@ def test_bench_quality_reuses_packets_of_another_library(
     args = [
         "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
         "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
-        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2",
+        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2", "--merges", "ties",
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -106,11 +106,14 @@ def test_factorwise_ties_merges_a_and_b_apart_like_peft(pair) -> None:
     merged = merge_adapters(pair, MergeSpec(method="ties", density=0.5, factorwise=True))
     assert merged.config.rank == 4
     assert merged.config.scale == 1.0
-    weights = [np.sqrt(2.0), np.sqrt(3.0)]  # sqrt(weight 1.0 * scale)
+    weights = [np.sqrt(2.0), np.sqrt(3.0)]  # sqrt(weight 1.0 * scale), applied first as PEFT does
     for module in MODULES:
         for part in ("lora_a", "lora_b"):
-            parts = [a.tensors[f"{module}.{part}"].astype(np.float64) for a in pair]
-            expected = direct_ties(parts, weights, 0.5)
+            parts = [
+                w * a.tensors[f"{module}.{part}"].astype(np.float64)
+                for w, a in zip(weights, pair, strict=True)
+            ]
+            expected = direct_ties(parts, [1.0, 1.0], 0.5)
             np.testing.assert_allclose(merged.tensors[f"{module}.{part}"], expected, atol=1e-5)
         dense = direct_ties([product(a, module) for a in pair], [1.0, 1.0], 0.5)
         assert not np.allclose(product(merged, module), dense, atol=1e-3)

@@ -125,3 +125,27 @@ async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path
         await settle(pilot)
         assert any("Cannot write" in n for n in notices(pilot))
         assert app.is_running
+
+
+async def test_the_detail_says_whether_a_packet_carries_notes(
+    stocked, make_packet, make_adapter, base_fp
+) -> None:
+    from fieldkit.store.notes import Passage
+
+    notes = [Passage("r1", "Prime with 2 litres."), Passage("r2", "Check the seal weekly.")]
+    make_packet(
+        stocked.home, name="wells", domain="water", base_fingerprint=base_fp,
+        adapter=make_adapter(4), notes=notes,
+    )  # fmt: skip
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_library(pilot)
+        rows = {row.name: row.notes for row in table.rows_by_key.values()}
+        assert rows == {"pumps": 0, "solar": 0, "vaccines": 0, "wells": 2}
+        assert "none: answers come from the adapter only" in detail_text(app)
+        for _ in range(len(rows)):
+            if table.rows_by_key[table.current_packet_id].name == "wells":
+                break
+            await pilot.press("down")
+            await settle(pilot)
+        assert "2 source passages, signed" in detail_text(app)

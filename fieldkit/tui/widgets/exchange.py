@@ -28,7 +28,7 @@ def route_text(route: RouteView | None) -> Text:
     )
 
 
-def sources_text(sources: list[SourceView], expanded: bool, width: int = 70) -> Text:
+def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> Text:
     """Return the source lines under an answer: the first passage cut to one line, or
     every passage in full when expanded."""
     if not sources:
@@ -38,11 +38,13 @@ def sources_text(sources: list[SourceView], expanded: bool, width: int = 70) -> 
     for n, source in enumerate(shown, 1):
         body = f"{source.title}: {source.text}" if source.title else source.text
         body = " ".join(body.split())
-        if not expanded and len(body) > width:
-            body = body[: width - 3].rstrip() + "..."
+        head = f"[{n}] {source.label} "
+        room = max(width - len(head), 20)
+        if not expanded and len(body) > room:
+            body = body[: room - 3].rstrip() + "..."
         if n > 1:
             out.append("\n")
-        out.append(f"[{n}] {source.label} ", style="bold")
+        out.append(head, style="bold")
         out.append(body)
     if not expanded:
         more = f"{len(sources) - 1} more, " if len(sources) > 1 else ""

@@ -34,6 +34,12 @@ def render_detail(detail: PacketDetail) -> Group:
     facts.add_row("author", f"{row.author} ({row.author_id[:16]})")
     facts.add_row("source", f"{row.source}, received {row.received}")
     facts.add_row("size", row.size)
+    facts.add_row(
+        "notes",
+        f"{row.notes} source passages, signed: answers cite them"
+        if row.notes
+        else "none: answers come from the adapter only",
+    )
     adapter = detail.manifest.get("adapter") or {}
     if isinstance(adapter, dict) and adapter:
         lora = adapter.get("lora_parameters", adapter)

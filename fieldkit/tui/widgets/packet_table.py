@@ -58,7 +58,7 @@ class PacketTable(DataTable[object]):
         self.rows_by_key = {row.packet_id: row for row in rows}
         for row in rows:
             self.add_row(
-                row.name,
+                f"{row.name} (merged)" if row.merged else row.name,
                 status_text(row.status),
                 row.domain,
                 row.size,

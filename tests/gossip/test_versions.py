@@ -1,0 +1,137 @@
+"""Protocol version 2 (compact inventory) against version 1, and resume across peers."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from fieldkit.gossip.messages import InventoryItem
+from fieldkit.gossip.pairing import mark_nonce, nonce_version
+from fieldkit.gossip.reconcile import Reconciler
+from fieldkit.testing.memory_link import Faults
+from tests.gossip.helpers import FAST, sync_memory
+from tests.gossip.pure import Peer, run_pair
+from tests.gossip.test_protocol import NONCE_A, NONCE_B, make_packet
+
+
+def item(pid: str) -> InventoryItem:
+    return InventoryItem(pid, "0" * 64, 1, "author", "base", "name")
+
+
+def reconcile(mine: set[str], theirs: set[str]) -> tuple[Reconciler, Reconciler, int]:
+    """Run the compact exchange between two inventories; return both sides and the bytes."""
+    from fieldkit.gossip.framing import encode_frame
+    from fieldkit.gossip.messages import Offer, Summary
+
+    a = Reconciler([item(p) for p in mine], 5000)
+    b = Reconciler([item(p) for p in theirs], 5000)
+    to_b, to_a = [a.start()], [b.start()]
+    size = 0
+    while to_a or to_b:
+        for queue, receiver, replies in ((to_b, b, to_a), (to_a, a, to_b)):
+            while queue:
+                message = queue.pop(0)
+                size += len(encode_frame(message.to_wire()))
+                if isinstance(message, Summary):
+                    replies.extend(receiver.on_summary(message))
+                else:
+                    assert isinstance(message, Offer)
+                    receiver.on_offer(message)
+    assert a.done
+    assert b.done
+    return a, b, size
+
+
+def random_ids(rng: random.Random, n: int) -> set[str]:
+    return {rng.randbytes(32).hex() for _ in range(n)}
+
+
+@pytest.mark.parametrize(
+    ("shared", "only_a", "only_b"),
+    [(0, 0, 0), (0, 5, 0), (0, 300, 200), (1000, 1, 0), (1000, 0, 1), (1000, 40, 3),
+     (50, 17, 16), (2000, 100, 100), (3, 0, 900)],
+)  # fmt: skip
+@pytest.mark.parametrize("seed", [1, 2])
+def test_compact_inventory_makes_the_same_decisions_as_the_full_list(shared, only_a, only_b, seed):
+    rng = random.Random(seed)
+    common = random_ids(rng, shared)
+    mine, theirs = common | random_ids(rng, only_a), common | random_ids(rng, only_b)
+    a, b, _ = reconcile(mine, theirs)
+    # with the full list each side wants exactly what it lacks; compact must see all of it
+    assert set(a.peer_items) - mine == theirs - mine
+    assert set(b.peer_items) - theirs == mine - theirs
+    assert set(a.peer_items) <= theirs
+    assert set(b.peer_items) <= mine
+
+
+def test_compact_inventory_of_a_thousand_shared_packets_is_a_few_hundred_bytes():
+    rng = random.Random(3)
+    common = random_ids(rng, 1000)
+    _, _, size = reconcile(common | random_ids(rng, 1), common)
+    full = 2 * 1000 * 140
+    assert size < 2500, size  # both directions, all levels
+    assert size < full / 100
+
+
+def test_the_version_rides_in_the_nonce_and_defaults_to_one():
+    assert nonce_version(b"\x07" * 32) == 1
+    assert nonce_version(mark_nonce(b"\x07" * 32, 2)) == 2
+    assert mark_nonce(b"\x07" * 32, 1) == b"\x07" * 32
+
+
+@pytest.mark.parametrize(("va", "vb", "spoken"), [(1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize("piece", [None, 5])
+def test_old_and_new_peers_sync_in_the_version_both_speak(ids, va, vb, spoken, piece):
+    ia, ib = ids
+    pa, pb = make_packet(ia, "pumps", 1), make_packet(ib, "solar", 2, scale=1)
+    a = Peer(ia, NONCE_A, {pa.packet_id: pa}, version=va)
+    b = Peer(ib, NONCE_B, {pb.packet_id: pb}, version=vb)
+    run_pair(a, b, piece=piece)
+    assert a.core.finished
+    assert b.core.finished
+    assert a.core.version == b.core.version == spoken
+    assert set(a.chunks) == {pb.packet_id}
+    assert set(b.chunks) == {pa.packet_id}
+    assert len(b.chunks[pa.packet_id]) == len(pa.manifest["chunk_hashes"])
+
+
+@pytest.mark.parametrize(("va", "vb"), [(1, 2), (2, 1), (2, 2)])
+async def test_sessions_of_old_and_new_devices_exchange_packets(make_device, make_packet, va, vb):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    pb = make_packet(b.home, name="solar", seed=1)
+    a.trust(b)
+    b.trust(a)
+    sa, sb = await sync_memory(
+        a,
+        b,
+        options_a=replace(FAST, protocol_version=va),
+        options_b=replace(FAST, protocol_version=vb),
+    )
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert sa.protocol_version == sb.protocol_version == min(va, vb)
+    assert a.packet_ids() == b.packet_ids() == {pa.packet_id, pb.packet_id}
+
+
+async def test_a_transfer_cut_by_one_peer_resumes_from_another(make_device, make_packet):
+    a, b, c = make_device("a"), make_device("b"), make_device("c")
+    packet = make_packet(a.home, name="pumps", size_scale=6)  # ~100 KB, 4 chunks
+    raw = replace(FAST, compression_level=0)
+    for device in (b, c):
+        device.trust(a)
+    c.trust(b)
+    await sync_memory(a, b, options_a=raw)  # b holds it too now
+    assert b.packet_ids() == {packet.packet_id}
+    _, cut = await sync_memory(a, c, a_to_b=Faults(cut_after=60_000), options_a=raw)
+    assert cut.error is not None
+    assert c.packet_ids() == set()
+    _, resumed = await sync_memory(b, c, options_a=raw)
+    assert resumed.ok, resumed.error
+    (report,) = [r for r in resumed.packets if r.direction == "received"]
+    assert report.status == "ok"
+    assert report.resumed_from >= 32 * 1024  # the chunks a sent were kept
+    assert report.wire_bytes < packet.size - report.resumed_from + 20_000
+    assert c.packet_ids() == {packet.packet_id}

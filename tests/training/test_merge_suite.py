@@ -1,0 +1,89 @@
+"""The merge suite of `fieldkit bench quality`: every recipe built, timed and scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fieldkit.cli import main
+from fieldkit.errors import FieldkitError
+from fieldkit.training.merge_suite import SUITE, build_suite, choose
+from tests.fixtures.tiny_model import random_adapter
+from tests.training.test_merge import MODULES, product
+
+
+def test_choose_keeps_suite_order_and_refuses_unknown_names() -> None:
+    assert choose(None) == list(SUITE)
+    assert [r.name for r in choose("linear, ties")] == ["linear", "ties"]
+    with pytest.raises(FieldkitError, match="No merge recipe named 'soup'"):
+        choose("ties,soup")
+
+
+def test_suite_builds_every_fixed_recipe(tmp_path: Path) -> None:
+    specialists = [random_adapter(s, rank=4) for s in (1, 2, 3)]
+    recipes = [r for r in SUITE if not r.adaptive]
+    logged: list[str] = []
+    out = build_suite(recipes, ["a", "b", "c"], specialists, [], tmp_path, log=logged.append)
+    assert set(out.seconds) == {r.name for r in recipes}
+    assert len(logged) == len(recipes)
+    assert out.favoured["linear-70/30"] == {d: f"linear-70/30:{d}" for d in "abc"}
+    assert out.recipes["dare-ties-0.5/0.5"]["weights"] == [0.5, 0.5, 0.5]
+    assert out.recipes["slerp-0.5"]["sequential"] is True  # three packets: pairwise, in order
+    favour_b = out.adapters["linear-80/20:b"]
+    for module in MODULES:
+        d = [product(a, module) for a in specialists]
+        expected = 0.1 * d[0] + 0.8 * d[1] + 0.1 * d[2]
+        np.testing.assert_allclose(product(favour_b, module), expected, atol=1e-4)
+    two = build_suite(recipes, ["a", "b"], specialists[:2], [], tmp_path, log=logged.append)
+    assert "sequential-ties-0.5" not in two.seconds  # needs three packets
+    assert two.recipes["slerp-0.5"]["weights"] == [0.5, 0.5]
+
+
+def test_bench_quality_scores_the_whole_suite(
+    tmp_path: Path, tiny_model_dir: Path, make_home, make_packet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fieldkit.store.models import model_fingerprint
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    source = make_home("source")
+    fingerprint = model_fingerprint(tiny_model_dir)
+    for seed, domain in enumerate(("pumps", "goats")):
+        make_packet(
+            source, name=domain, adapter=random_adapter(seed, num_layers=2),
+            exemplars=[f"What does the {domain[:-1]} part {i} need?" for i in range(12)],
+            base_fingerprint=fingerprint,
+        )  # fmt: skip
+    questions = tmp_path / "heldout.jsonl"
+    rows = [
+        {"domain": "pumps", "question": "What about pump part 2?", "expected_keywords": ["check"]},
+        {"domain": "goats", "question": "Goat part 3 needs?", "expected_keywords": ["check"]},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    args = [
+        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
+        "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
+        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    scored = [r.name for r in SUITE if r.name != "sequential-ties-0.5"]  # two packets
+    for system in [*scored, "routed", "oracle"]:
+        assert f"| {system} |" in result.output
+    assert "Merge cost: linear " in result.output
+    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    merges = report["meta"]["merges"]
+    assert list(merges) == scored
+    assert (
+        merges["adaptive"]["recipe"]["entropy_after"]
+        < merges["adaptive"]["recipe"]["entropy_before"]
+    )
+    assert all(m["seconds"] >= 0 for m in merges.values())
+    answers = report["sets"]["heldout"]["answers"]
+    assert len(answers) == 2 * (1 + len(scored) + 2)  # base, merges, routed, oracle
+    bad = CliRunner().invoke(main, [*args, "--merges", "ties,soup"])
+    assert bad.exit_code == 1
+    assert "No merge recipe named 'soup'" in bad.output
