@@ -251,19 +251,26 @@ def test_a_quantised_packet_is_stored_loaded_and_reissued_with_the_same_weights(
         library.close()
 
 
-def test_an_old_format_1_packet_still_loads(home):
-    """The shipped demo packets were made before format 3; they load unchanged."""
+def test_packets_of_the_older_formats_still_load(home):
+    """Format 1 (full-rank floats, no notes) and format 2 (the shipped demo packets, with
+    notes) load unchanged, every module at the declared rank."""
     from fieldkit.assets import demo_packets
 
-    path = demo_packets()[0]
-    packet = read_packet_file(path)
-    assert packet.manifest["format"] == 1
-    library = Library.open(home, identity=Identity.load_or_create(home))
+    identity = Identity.load_or_create(home)
+    library = Library.open(home, identity=identity)
     try:
-        record = library.add(packet.manifest, packet.signature, packet.weights, source="file")
-        adapter = library.load_adapter(record)
-        assert set(ranks(adapter)) == {record.adapter.rank}
-        assert adapter.tensors[next(iter(adapter.tensors))].dtype == np.float16
+        manifest, signature, data = sign(identity, random_adapter(seed=3))
+        packet = read_packet_file(demo_packets()[0])
+        assert (manifest["format"], packet.manifest["format"]) == (1, 2)
+        for m, sig, weights in [
+            (manifest, signature, data),
+            (packet.manifest, packet.signature, packet.weights),
+        ]:
+            record = library.add(m, sig, weights, source="file")
+            adapter = library.load_adapter(record)
+            assert set(ranks(adapter)) == {record.adapter.rank}
+            assert adapter.tensors[next(iter(adapter.tensors))].dtype == np.float16
+            assert library.verify(record.packet_id)[1] is None
     finally:
         library.close()
 
