@@ -9,6 +9,10 @@
 #        DEMO_ITERS            most steps per packet (default 300)
 #        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)
+#        DEMO_BITS             weights in the shipped packet: 16 (float16), 8 or 4 (default 16;
+#                              8 and 4 via `library compact`, see docs/PACKET.md); with
+#                              NOTES_ONLY too, to compact the shipped fp16 packets in place
+#        DEMO_ENERGY           if set, trim each module to the rank holding this energy share
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
 # Each packet carries its domain's training records as source notes (`train --notes`).
@@ -27,6 +31,8 @@ minutes=${DEMO_MINUTES:-15}
 iters=${DEMO_ITERS:-300}
 layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
+bits=${DEMO_BITS:-16}
+energy=${DEMO_ENERGY:-}
 fk=".venv/bin/fieldkit"
 [ -x "$fk" ] || fk="fieldkit"
 mkdir -p "$home" assets/packets
@@ -35,6 +41,11 @@ if [ ! -f "$model/config.json" ]; then
   .venv/bin/python -c "import sys; from pathlib import Path; from fieldkit.engine.convert import install_default; install_default(Path(sys.argv[1]))" "$(dirname "$model")"
 fi
 if [ $# -gt 0 ]; then domains=("$@"); else domains=(); for d in assets/demo/*/; do domains+=("$(basename "$d")"); done; fi
+compact() {  # HOME NAME: the packet made smaller as DEMO_BITS / DEMO_ENERGY say, same name
+  if [ "$bits" != 16 ] || [ -n "$energy" ]; then
+    "$fk" --home "$1" --model "$model" library compact "$2" --bits "$bits" ${energy:+--energy "$energy"}
+  fi
+}
 if [ -n "${NOTES_ONLY:-}" ]; then
   notes_home="$home-notes"
   rm -rf "$notes_home"
@@ -42,6 +53,7 @@ if [ -n "${NOTES_ONLY:-}" ]; then
     dir="assets/demo/$domain"
     name=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['name'])" "$dir/meta.json")
     "$fk" --home "$notes_home" --model "$model" library import "assets/packets/$name.fkpkt" --notes "$dir/train.jsonl"
+    compact "$notes_home" "$name"
     "$fk" --home "$notes_home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
   done
   exit 0
@@ -59,6 +71,7 @@ for domain in "${domains[@]}"; do
     --exemplars "$dir/exemplars.txt" "${extra[@]}" \
     --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
     --notes
+  compact "$home" "$name"
   "$fk" --home "$home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
   echo "built assets/packets/$name.fkpkt in $(( $(date +%s) - start )) s"
 done

@@ -66,7 +66,7 @@ def test_a_blocked_authors_packet_never_answers_and_unblocking_restores_it(
     assert named.exit_code == 1
     assert "blocked author" in named.output
     assert "Traceback" not in named.output
-    routed = run(home, tiny_model_dir, "route", "How do I fix pump part 3?", "--json")
+    routed = run(home, tiny_model_dir, "route", "Question 3 about pumps and wells?", "--json")
     assert routed.exit_code == 0, routed.output
     decision = json.loads(routed.stdout)
     assert decision["route"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -334,3 +335,6 @@ def _state(row: dict[str, Any]) -> str:
     if row["base_match"] is False:
         return "FOREIGN"
     return "merged" if row["merged"] else "verified"
+
+
+library.add_command(import_module("fieldkit.commands.compact").compact_command)

@@ -88,6 +88,13 @@ class ProgressLine:
     "(answers then cite them). Off by default: raw data stays on this device.",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option(
+    "--bits",
+    type=click.Choice(["16", "8", "4"]),
+    default="16",
+    show_default=True,
+    help="Weights in the packet: float16, int8 or 4-bit (per-group scales).",
+)
 def train_command(
     data: Path,
     name: str,
@@ -106,6 +113,7 @@ def train_command(
     patience: int,
     notes: bool,
     seed: int,
+    bits: str,
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
     from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
@@ -169,8 +177,10 @@ def train_command(
         result = train_lora(svc.model_dir, examples, config, on_progress=progress)
     finally:
         progress.close()
+    from fieldkit.store.quantize import Compaction
+
     record = svc.library.add_local(
-        result.adapter,
+        Compaction(bits=None if bits == "16" else int(bits)).apply(result.adapter),
         name=name,
         domain=domain,
         description=description or f"{domain.replace('_', ' ')} facts from {data.name}",

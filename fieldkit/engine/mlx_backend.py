@@ -112,17 +112,21 @@ class ResidentLoRA:
         return (time.perf_counter() - tic) * 1000
 
     def prepare(self, adapter: Adapter) -> PreparedAdapter:
-        """Check every tensor's name and shape against the slots; return mx arrays.
+        """Check every tensor's name and shape against the slots; return mx arrays (each
+        module at its own rank; a quantised adapter dequantised once, here).
 
         Raises PacketError if the adapter does not match its own config, and ModelError if
         a tensor names a slot the model lacks or its shape does not fit the projection.
         """
         config = adapter.config
-        validate_tensors(config, adapter.tensors, self.n_layers)
+        # A quantised packet's tensors dequantise as they are read: read each once, here
+        # (the engine caches what this returns, so that happens on first use only).
+        floats = dict(adapter.tensors.items())
+        validate_tensors(config, floats, self.n_layers, exact_rank=False)
         if not self.covers(config):
             raise ModelError("The adapter needs LoRA slots the model does not have installed.")
         pairs: dict[Slot, dict[str, np.ndarray]] = {}
-        for name, array in adapter.tensors.items():
+        for name, array in floats.items():
             pairs.setdefault(_split_name(name), {})[name.rsplit(".", 1)[1]] = array
         tensors: dict[Slot, tuple[mx.array, mx.array]] = {}
         nbytes = 0

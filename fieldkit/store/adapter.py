@@ -213,7 +213,7 @@ class Adapter:
     """A validated adapter: its config, tensors by mlx-lm name, and the weights' sha256."""
 
     config: AdapterConfig
-    tensors: dict[str, np.ndarray] = field(repr=False)
+    tensors: Mapping[str, np.ndarray] = field(repr=False)  # a QuantizedTensors if quantised
     key: str = ""
 
 
@@ -241,13 +241,15 @@ def validate_tensors(
     n_model_layers: int | None = None,
     *,
     check_values: bool = True,
+    exact_rank: bool = True,
 ) -> None:
     """Check names, pairing, shapes and values of every tensor; raise PacketError if bad.
 
     Every tensor must be `lora_a`/`lora_b` of a declared key on a covered layer, each pair
     must agree on the rank, every A of a key must share the input width and every B the
     output width, and no value may be NaN or infinite (`check_values=False`: the caller
-    checked every value already, e.g. with `values_finite`).
+    checked every value already, e.g. with `values_finite`). `exact_rank=False` lets each
+    module carry its own rank from 1 to the declared one (a trimmed packet, format 3).
     """
     for name in tensors:
         if not _TENSOR_NAME.match(name):
@@ -269,6 +271,7 @@ def validate_tensors(
     if missing:
         raise PacketError(f"The adapter lacks the tensor {missing[0]}.")
     widths: dict[tuple[str, str], int] = {}
+    ranks: dict[str, int] = {}
     for name, array in tensors.items():
         m = _TENSOR_NAME.match(name)
         assert m is not None
@@ -276,11 +279,14 @@ def validate_tensors(
         if array.ndim != 2:
             raise PacketError(f"The tensor {name} is not a matrix.")
         rank_axis, width_axis = (1, 0) if part == "lora_a" else (0, 1)
-        if array.shape[rank_axis] != config.rank:
+        rank = array.shape[rank_axis]
+        if rank != config.rank if exact_rank else not 1 <= rank <= config.rank:
             raise PacketError(
-                f"The tensor {name} has rank {array.shape[rank_axis]}, "
-                f"but the config says {config.rank}."
+                f"The tensor {name} has rank {rank}, but the config says "
+                f"{config.rank if exact_rank else f'at most {config.rank}'}."
             )
+        if ranks.setdefault(name.rsplit(".", 1)[0], rank) != rank:
+            raise PacketError(f"The tensor {name} has a rank unlike its pair's.")
         seen = widths.setdefault((key, part), array.shape[width_axis])
         if seen != array.shape[width_axis]:
             raise PacketError(f"The tensor {name} has a shape unlike its siblings.")

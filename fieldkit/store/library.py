@@ -395,6 +395,8 @@ class Library(PeerStore, TransferStore, SettingsStore):
         if not rows:
             return None
         holder = packet_record(rows[0])
+        if holder.manifest == manifest:
+            return None  # this very packet, stored meanwhile by another process
         if manifest["created"] <= holder.manifest["created"]:
             raise LibraryError(
                 f"The library already holds a newer or equal version of {manifest['name']!r}."

@@ -30,10 +30,18 @@ from fieldkit.store.adapter import (
 from fieldkit.store.files import read_bounded
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
 from fieldkit.store.notes import NOTES_FIELD, Passage, check_notes, to_manifest_notes
+from fieldkit.store.quantize import (
+    QUANT_BITS,
+    QuantizedTensors,
+    is_trimmed,
+    quantize_tensors,
+    read_quantized,
+)
 
 FORMAT_VERSION = 1  # the one-file container, and a manifest without notes
 NOTES_FORMAT = 2  # a manifest carrying notes: format 1 plus the `notes` field
-MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT)
+WEIGHTS_FORMAT = 3  # format 2 (notes optional) whose weights may be quantised or rank-trimmed
+MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT, WEIGHTS_FORMAT)
 SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
 DEFAULT_CHUNK_SIZE = 32 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
@@ -100,7 +108,9 @@ def check_name(value: str, what: str = "name") -> str:
     if not 1 <= len(name) <= 64 or not name.isprintable():
         raise PacketError(f"The packet's {what} must be 1 to 64 printable characters.")
     if "/" in name or "\\" in name or name in {".", ".."}:
-        raise PacketError(f"The packet's {what} {name!r} may not contain '/' or '\\', or be '.' or '..'.")
+        raise PacketError(
+            f"The packet's {what} {name!r} may not contain '/' or '\\', or be '.' or '..'."
+        )
     return name
 
 
@@ -111,13 +121,14 @@ def check_manifest(manifest: Any) -> None:
     if manifest.get("format") not in MANIFEST_FORMATS:
         raise PacketError(
             f"The packet has format version {manifest.get('format')!r}; "
-            f"this fieldkit reads versions {FORMAT_VERSION} and {NOTES_FORMAT}."
+            f"this fieldkit reads versions {', '.join(map(str, MANIFEST_FORMATS))}."
         )
     fields = set(_FIELDS) | ({NOTES_FIELD} if manifest["format"] == NOTES_FORMAT else set())
     missing = sorted(fields - set(manifest))
     if missing:
         raise PacketError(f"The packet manifest lacks the field {missing[0]}.")
-    extra = sorted(set(manifest) - fields - set(_OPTIONAL_FIELDS))
+    optional = {NOTES_FIELD} if manifest["format"] >= WEIGHTS_FORMAT else set()
+    extra = sorted(set(manifest) - fields - optional - set(_OPTIONAL_FIELDS))
     if extra:
         raise PacketError(f"The packet manifest has an unknown field {extra[0]}.")
     for key, kind in _FIELDS.items():
@@ -139,8 +150,13 @@ def check_manifest(manifest: Any) -> None:
     if not all(isinstance(q, str) and 0 < len(q) <= MAX_TEXT for q in ex):
         raise PacketError("Every exemplar must be a non-empty question of at most 2000 characters.")
     AdapterConfig.from_mlx_dict(manifest["adapter"])
-    if manifest["dtype"] not in DTYPES:
-        raise PacketError(f"The packet's weights dtype {manifest['dtype']!r} is not supported.")
+    if manifest["dtype"] not in DTYPES + (
+        tuple(QUANT_BITS) if manifest["format"] >= WEIGHTS_FORMAT else ()
+    ):
+        raise PacketError(
+            f"The packet's weights dtype {manifest['dtype']!r} is not supported"
+            f" in format {manifest['format']}."
+        )
     size, csize = manifest["weights_size"], manifest["chunk_size"]
     if not 0 < size <= MAX_PACKET_SIZE:
         raise PacketError(f"The packet's weights size {size} is outside 1 byte to 256 MiB.")
@@ -196,6 +212,11 @@ def verify_weights(
         raise PacketError(f"The weights of {manifest['name']!r} do not match their chunk hashes.")
     tensors = read_safetensors_bytes(data, f"weights of {manifest['name']!r}", copy=copy)
     config = AdapterConfig.from_mlx_dict(manifest["adapter"])
+    exact_rank = manifest["format"] < WEIGHTS_FORMAT
+    if manifest["dtype"] in QUANT_BITS:  # codes are integers; their scales are checked here
+        packed = read_quantized(tensors, manifest["dtype"])
+        validate_tensors(config, packed.placeholders(), check_values=False, exact_rank=False)
+        return Adapter(config=config, tensors=packed, key=digest)
     dtypes = {array.dtype for array in tensors.values()}
     for dtype in dtypes:  # str(dtype) is slow: once per dtype, not per tensor
         if str(dtype) != manifest["dtype"]:
@@ -203,7 +224,7 @@ def verify_weights(
             raise PacketError(f"The tensor {name} is {dtype}, not {manifest['dtype']}.")
     # one pass over all the values; tensor by tensor only to name a bad one
     finite = len(dtypes) == 1 and values_finite(data, dtypes.pop())
-    validate_tensors(config, tensors, check_values=not finite)
+    validate_tensors(config, tensors, check_values=not finite, exact_rank=exact_rank)
     return Adapter(config=config, tensors=tensors, key=digest)
 
 
@@ -227,13 +248,24 @@ def build_manifest(
 ) -> tuple[dict[str, Any], bytes, bytes]:
     """Serialise and sign a new packet; return (manifest, signature, weights bytes).
 
-    With `notes` (at least one passage) the manifest is format 2 and carries them;
-    without, it is format 1. Raises PacketError for a bad field or notes over the limits.
+    A quantised adapter (its tensors a QuantizedTensors) is written as its stored codes and
+    scales in its own dtype, whatever `dtype` says. The manifest has the lowest format that
+    holds it, so older readers still read every packet they can: 1, 2 with `notes` (at least
+    one passage), 3 when the weights are quantised or trimmed (with or without notes).
+    Raises PacketError for a bad field or notes over the limits.
     """
-    validate_tensors(adapter.config, adapter.tensors)
-    data = tensors_to_bytes(adapter.tensors, dtype)
+    tensors = adapter.tensors
+    if dtype in QUANT_BITS and not isinstance(tensors, QuantizedTensors):
+        tensors = quantize_tensors(tensors, dtype)
+    if isinstance(tensors, QuantizedTensors):
+        validate_tensors(adapter.config, tensors.placeholders(), exact_rank=False)
+        dtype, data = tensors.dtype, tensors.to_bytes()
+    else:
+        validate_tensors(adapter.config, tensors, exact_rank=False)
+        data = tensors_to_bytes(tensors, dtype)
+    compact = isinstance(tensors, QuantizedTensors) or is_trimmed(adapter)
     manifest: dict[str, Any] = {
-        "format": FORMAT_VERSION,
+        "format": WEIGHTS_FORMAT if compact else FORMAT_VERSION,
         "name": name.strip(),
         "domain": domain.strip(),
         "description": description.strip(),
@@ -256,7 +288,7 @@ def build_manifest(
         manifest["merge"] = dict(merge)
     passages = list(notes or ())
     if passages:
-        manifest["format"] = NOTES_FORMAT
+        manifest["format"] = WEIGHTS_FORMAT if compact else NOTES_FORMAT
         manifest[NOTES_FIELD] = to_manifest_notes(passages)
     check_manifest(manifest)
     signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))

@@ -20,7 +20,13 @@ from fieldkit.errors import PacketError
 MAX_HEADER = 100 * 1024 * 1024  # the limit `safetensors` itself applies
 MAX_NDIM = 4
 MAX_DIM = 1 << 20  # no LoRA factor of any model is wider
-DTYPES = {"F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+DTYPES = {
+    "F16": np.dtype("<f2"),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+    "I8": np.dtype("i1"),  # int8 codes of a quantised packet
+    "U8": np.dtype("u1"),  # two 4-bit codes a byte
+}
 BF16_BITS = np.dtype("<u2")  # numpy has no bfloat16: such tensors come back as raw bits
 
 
@@ -28,7 +34,7 @@ def tensor_views(
     data: bytes, label: str = "weights", *, bf16: bool = False
 ) -> dict[str, np.ndarray]:
     """Return every tensor of safetensors `data` as a read-only view; raise PacketError if
-    the bytes are not a well-formed safetensors file of fp16/fp32/fp64 tensors.
+    the bytes are not a well-formed safetensors file of fp16/fp32/fp64/int8/uint8 tensors.
 
     `bf16=True` also accepts bfloat16 tensors, as uint16 views of their bits (BF16_BITS)."""
     dtypes = {**DTYPES, "BF16": BF16_BITS} if bf16 else DTYPES

@@ -49,6 +49,7 @@ import numpy as np
 
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import MAX_RANK, Adapter, AdapterConfig, tensors_to_bytes
+from fieldkit.store.quantize import is_trimmed
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "slerp")
 TRIMMED = ("ties", "dare_linear", "dare_ties")  # the methods that use `density`
@@ -396,8 +397,8 @@ def merge_adapters(adapters: Sequence[Adapter], spec: MergeSpec = MergeSpec()) -
         return merge_dense(adapters, module_merge(spec, weights), spec.rank)
     modules = check_compatible(adapters)
     ranks = {a.config.rank for a in adapters}
-    if len(ranks) != 1:
-        raise PacketError("The factor-wise merge needs adapters of the same rank.")
+    if len(ranks) != 1 or any(is_trimmed(a) for a in adapters):
+        raise PacketError("The factor-wise merge needs adapters of one rank, untrimmed.")
     rank = ranks.pop()
     shares = np.asarray(weights) / (sum(weights) if spec.method == "linear" else 1.0)
     factor_w = [float(np.sqrt(w * a.config.scale)) for w, a in zip(shares, adapters, strict=True)]

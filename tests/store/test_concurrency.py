@@ -152,7 +152,8 @@ def test_four_processes_on_one_home_lose_nothing(make_home, tmp_path: Path) -> N
     results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(30)
-    assert [r for r in results if r[0] != "ok"] == []
+    errors = [r for r in results if r[0] != "ok"]
+    assert errors == [], errors
     assert all(rounds > 0 for _, rounds in results), results
 
     lib = Library.open(home)

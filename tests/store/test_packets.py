@@ -74,7 +74,7 @@ def test_signed_manifest_verifies_and_id_is_canonical(signed):
     ("field", "value", "message"),
     [
         ("name", "pumps2", "signature"),
-        ("format", 3, "format version"),
+        ("format", 4, "format version"),
         ("format", 2, "lacks the field notes"),
         ("exemplars", ["only one?"], "exemplar"),
         ("weights_size", 10**7, "chunk hashes"),

@@ -12,6 +12,7 @@ from fieldkit.cli import main
 from fieldkit.errors import PacketError
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from fieldkit.store.quantize import Compaction
 from fieldkit.training.merge import MergeSpec, magnitude_trim, merge_adapters, random_trim
 from tests.fixtures.tiny_model import random_adapter
 
@@ -133,8 +134,13 @@ def test_incompatible_adapters_are_refused() -> None:
         merge_adapters([random_adapter(1), random_adapter(2, num_layers=2)])
     with pytest.raises(PacketError, match="at least two"):
         merge_adapters([random_adapter(1)])
-    with pytest.raises(PacketError, match="same rank"):
+    with pytest.raises(PacketError, match="one rank, untrimmed"):
         merge_adapters([random_adapter(1), random_adapter(2, rank=8)], MergeSpec(factorwise=True))
+    trimmed = Compaction(energy=0.5).apply(random_adapter(2))
+    with pytest.raises(PacketError, match="one rank, untrimmed"):
+        merge_adapters([random_adapter(1), trimmed], MergeSpec(factorwise=True))
+    dense = merge_adapters([random_adapter(1), Compaction(bits=4).apply(trimmed)])
+    assert dense.config.rank == 8
     with pytest.raises(PacketError, match="method"):
         MergeSpec(method="average")
 

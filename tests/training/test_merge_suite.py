@@ -66,7 +66,7 @@ def test_bench_quality_scores_the_whole_suite(
     args = [
         "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
         "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
-        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2",
+        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2", "--no-notes",
     ]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

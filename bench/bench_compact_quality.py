@@ -1,0 +1,100 @@
+"""Quality cost of smaller packets: each compacted demo packet on its own held-out questions.
+
+    .venv/bin/python bench/bench_compact_quality.py --model DIR [--homes bench/out/compact]
+        [--settings fp16 int4 ...] [--max-tokens 80] [--json OUT]
+
+`--homes` is what bench/bench_compact.py wrote: one home per setting holding the four demo
+packets compacted that way. For each setting, each packet answers the 25 held-out questions
+of its own domain (assets/demo/<domain>/heldout.jsonl; the oracle of `fieldkit bench
+quality`), greedily, with the same batched generation and scores: keyword recall and
+all-facts over the 100 questions with percentile-bootstrap 95% CIs, and the paired
+difference from the first setting (the same questions resampled together), with its CI.
+Answers are cached in `<homes>/<setting>/answers.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def answers_for(home: Path, model: Path, max_tokens: int) -> list[dict]:
+    """Return one row per held-out question: domain, keywords, answer (cached)."""
+    from fieldkit.home import Home
+    from fieldkit.store.library import Library
+    from fieldkit.training.train import generate_batch
+
+    cache = home / "answers.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    library = Library.open(Home(home))
+    rows = []
+    try:
+        for record in sorted(library.list_packets(), key=lambda r: r.domain):
+            path = REPO / "assets/demo" / record.domain / "heldout.jsonl"
+            items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            adapter = library.load_adapter(record)
+            texts = generate_batch(model, adapter, [q["question"] for q in items], max_tokens)
+            rows += [
+                {"domain": record.domain, "question": q["question"],
+                 "keywords": q["expected_keywords"], "answer": text}
+                for q, text in zip(items, texts, strict=True)
+            ]  # fmt: skip
+    finally:
+        library.close()
+    cache.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--homes", type=Path, default=REPO / "bench/out/compact")
+    parser.add_argument("--settings", nargs="+", default=["fp16", "int8", "int4"])
+    parser.add_argument("--max-tokens", type=int, default=80)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
+
+    results, first = [], None
+    for setting in args.settings:
+        rows = answers_for(args.homes / setting, args.model, args.max_tokens)
+        recall = np.array([keyword_recall(r["answer"], r["keywords"]) for r in rows]) * 100
+        facts = np.array([all_facts(r["answer"], r["keywords"]) for r in rows]) * 100
+        row = {
+            "setting": setting,
+            "questions": len(rows),
+            "keyword_recall": round(float(recall.mean()), 1),
+            "recall_ci": [round(x, 1) for x in bootstrap_ci(recall)],
+            "all_facts": round(float(facts.mean()), 1),
+            "all_facts_ci": [round(x, 1) for x in bootstrap_ci(facts)],
+        }
+        if first is None:
+            first = (recall, facts)
+        else:
+            diff = recall - first[0]
+            row["recall_diff"] = round(float(diff.mean()), 1)
+            row["recall_diff_ci"] = [round(x, 1) for x in bootstrap_ci(diff)]
+            row["all_facts_diff"] = round(float((facts - first[1]).mean()), 1)
+            row["answers_changed"] = sum(
+                a["answer"] != b["answer"]
+                for a, b in zip(rows, answers_for(args.homes / args.settings[0], args.model,
+                                                  args.max_tokens), strict=True)
+            )  # fmt: skip
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()
