@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fieldkit.errors import FieldkitError
 from fieldkit.home import Home
+from fieldkit.store.blobs import process_alive
 
 DEFAULT_PORT = 8731
 TOKEN_FILENAME = "serve.token"
@@ -108,19 +109,9 @@ def read_runtime(home: Home, check_alive: bool = True) -> RuntimeInfo | None:
         info = RuntimeInfo(**data)
     except (OSError, ValueError, TypeError):
         return None
-    if check_alive and not _alive(info.pid):
+    if check_alive and not process_alive(info.pid):
         return None
     return info
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def is_loopback(host: str) -> bool:
