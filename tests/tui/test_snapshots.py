@@ -107,6 +107,7 @@ def test_ask_sources_snapshot(snap_compare, stocked, make_packet, make_adapter, 
                 break
             await pilot.pause(0.05)
         assert exchange.sources
+        await settle(pilot)  # the answer's worker has finished: nothing repaints after us
         # The tiny random model writes noise: show a fixed answer through the same widget
         # calls, its marks from the real support check against the real sources.
         from fieldkit.answering import support_check
@@ -116,6 +117,7 @@ def test_ask_sources_snapshot(snap_compare, stocked, make_packet, make_adapter, 
         spans = [(u.start, u.end) for u in support_check(final, passages)]
         exchange.set_grounding(final, exchange.sources, spans, "")
         exchange.query_one(".stats", Static).update("[tokens, tok/s: vary from run to run]")
+        await settle(pilot)
         await pilot.pause()
 
     app = make_app(stocked, start_mode="ask")
