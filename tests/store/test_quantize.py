@@ -252,25 +252,41 @@ def test_a_quantised_packet_is_stored_loaded_and_reissued_with_the_same_weights(
 
 
 def test_packets_of_the_older_formats_still_load(home):
-    """Format 1 (full-rank floats, no notes) and format 2 (the shipped demo packets, with
-    notes) load unchanged, every module at the declared rank."""
+    """Format 1 (full-rank floats, no notes) and format 2 (floats with notes) load
+    unchanged, every module at the declared rank; the shipped demo packets (format 3,
+    4-bit, with notes) load as floats."""
     from fieldkit.assets import demo_packets
+    from fieldkit.store.notes import notes_of
 
     identity = Identity.load_or_create(home)
     library = Library.open(home, identity=identity)
     try:
+        shipped = read_packet_file(demo_packets()[0])
         manifest, signature, data = sign(identity, random_adapter(seed=3))
-        packet = read_packet_file(demo_packets()[0])
-        assert (manifest["format"], packet.manifest["format"]) == (1, 2)
+        noted = build_manifest(
+            random_adapter(seed=4),
+            identity,
+            name="noted",
+            domain="solar_pumps",
+            description="Solar pump care.",
+            exemplars=exemplars_for("pumps"),
+            base_model_id="test-base",
+            base_fingerprint=TEST_BASE_FINGERPRINT,
+            created=1_700_000_000,
+            notes=notes_of(shipped.manifest),
+        )
+        assert (manifest["format"], noted[0]["format"], shipped.manifest["format"]) == (1, 2, 3)
         for m, sig, weights in [
             (manifest, signature, data),
-            (packet.manifest, packet.signature, packet.weights),
+            noted,
+            (shipped.manifest, shipped.signature, shipped.weights),
         ]:
             record = library.add(m, sig, weights, source="file")
             adapter = library.load_adapter(record)
-            assert set(ranks(adapter)) == {record.adapter.rank}
-            assert adapter.tensors[next(iter(adapter.tensors))].dtype == np.float16
             assert library.verify(record.packet_id)[1] is None
+            if m["format"] < 3:
+                assert set(ranks(adapter)) == {record.adapter.rank}
+                assert adapter.tensors[next(iter(adapter.tensors))].dtype == np.float16
     finally:
         library.close()
 
