@@ -11,14 +11,14 @@ import asyncio
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.engine.clean import CleanText
+from fieldkit.engine.parts import ByteLRU, StopScanner, as_messages
 from fieldkit.errors import FieldkitError, ModelError
 from fieldkit.store.adapter import Adapter, AdapterConfig
 from fieldkit.store.models import ModelInfo, model_info
@@ -58,92 +58,6 @@ class GenerationChunk:
     @property
     def done(self) -> bool:
         return self.result is not None
-
-
-class ByteLRU(Generic[T]):
-    """A least-recently-used map bounded by the total byte size of its values."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Any, tuple[T, int]] = OrderedDict()
-        self.total_bytes = 0
-
-    def get(self, key: Any) -> T | None:
-        """Return the value (marking it recently used) or None."""
-        item = self._items.get(key)
-        if item is None:
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def put(self, key: Any, value: T, nbytes: int) -> None:
-        """Store the value, evicting the oldest entries to stay within max_bytes.
-
-        A value larger than the whole budget is not stored.
-        """
-        if key in self._items:
-            self.total_bytes -= self._items.pop(key)[1]
-        if nbytes > self.max_bytes:
-            return
-        self._items[key] = (value, nbytes)
-        self.total_bytes += nbytes
-        while self.total_bytes > self.max_bytes:
-            _, (_, size) = self._items.popitem(last=False)
-            self.total_bytes -= size
-
-    def order(self) -> list[Any]:
-        """Return the keys, least recently used first."""
-        return list(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.total_bytes = 0
-
-
-class StopScanner:
-    """Finds stop strings in streamed text, holding back what may be a stop's beginning."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-        self.stopped = False
-
-    def feed(self, delta: str) -> str:
-        """Return the text that is safe to show; set `stopped` once a stop string is seen."""
-        if self.stopped:
-            return ""
-        if not self.stops:
-            return delta
-        self.pending += delta
-        hits = [i for s in self.stops if (i := self.pending.find(s)) >= 0]
-        if hits:
-            out, self.pending, self.stopped = self.pending[: min(hits)], "", True
-            return out
-        hold = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(self.pending)), 0, -1):
-                if self.pending.endswith(stop[:n]):
-                    hold = max(hold, n)
-                    break
-        cut = len(self.pending) - hold
-        out, self.pending = self.pending[:cut], self.pending[cut:]
-        return out
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
-
-
-def as_messages(prompt: Prompt) -> list[dict[str, str]]:
-    """Return chat messages for a question string or a list of messages."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise FieldkitError("The question is empty.")
-        return [{"role": "user", "content": prompt}]
-    messages = [dict(m) for m in prompt]
-    if not messages or not all({"role", "content"} <= set(m) for m in messages):
-        raise FieldkitError("Chat messages must each have a role and a content.")
-    return messages
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fieldkit.engine.engine import ByteLRU, StopScanner, as_messages
+from fieldkit.engine.parts import ByteLRU, StopScanner, as_messages
 from fieldkit.errors import FieldkitError
 
 
