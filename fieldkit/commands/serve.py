@@ -16,6 +16,7 @@ import click
 
 from fieldkit.commands import services as current_services
 from fieldkit.errors import FieldkitError
+from fieldkit.server.client import NO_SERVER_ENV, use_agent
 from fieldkit.server.runtime import DEFAULT_PORT
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from fieldkit.server.runtime import RuntimeInfo
     from fieldkit.services import Services
 
-NO_SERVER_ENV = "FIELDKIT_NO_SERVER"
+__all__ = ["NO_SERVER_ENV", "ask_through_agent", "serve_command", "use_agent"]
 
 
 @click.command("serve")
@@ -105,11 +106,6 @@ def serve_command(
             click.echo("fieldkit agent stopping once the model has loaded.", err=True)
         agent.close()
     click.echo("fieldkit agent stopped.", err=True)
-
-
-def use_agent(no_server: bool) -> bool:
-    """True unless --no-server or FIELDKIT_NO_SERVER=1 says to load everything here."""
-    return not no_server and os.environ.get(NO_SERVER_ENV, "") in ("", "0")
 
 
 def ask_through_agent(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
 import json
 import os
 import threading
@@ -23,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from fieldkit.server import chat
+from fieldkit.server import chat, client
 from fieldkit.server.chat import BASE, RequestError
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ def _on_unix_socket(request: Request) -> bool:
 def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None = None) -> Starlette:
     """Return the ASGI app serving `agent`; `token` guards the TCP port when set.
 
-    With `radio`, POST /fieldkit/sync/ble runs Bluetooth LE syncs for other processes of
-    this user (Unix socket only), streaming JSON lines: progress events, then the summary.
+    With `radio`, the /fieldkit/*/ble routes run Bluetooth LE scans, syncs and listeners
+    for other processes of this user (Unix socket only); syncs and listeners stream their
+    events as JSON lines (fieldkit/server/radio.py).
     """
     limits = agent.limits
 
@@ -195,43 +197,53 @@ def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None 
             )
         return await _whole(request, events, model, cid, cancel)
 
-    async def sync_ble(request: Request) -> Response:
-        if radio is None or not _on_unix_socket(request):
-            return _error(
-                RequestError(403, "This agent takes Bluetooth syncs over its Unix socket only.")
-            )
+    async def radio_body(request: Request) -> dict[str, Any] | Response:
+        """Return the JSON body of a radio request, or the response refusing it."""
+        if radio is None:
+            why = "This agent does not hold a radio (it was started with --no-ble)."
+            return _error(RequestError(403, why))
+        if not _on_unix_socket(request):
+            why = "This agent takes Bluetooth requests over its Unix socket only."
+            return _error(RequestError(403, why))
         try:
-            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
+            return chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
         except RequestError as exc:
             return _error(exc)
 
-        async def lines() -> AsyncIterator[bytes]:
-            async for event in radio.sync(body):
-                yield (json.dumps(event) + "\n").encode()
+    def radio_endpoint(name: str, streamed: bool):  # noqa: ANN202
+        """Return the endpoint of `radio.<name>(body)`: its events as JSON lines when
+        `streamed`, else the JSON of its (awaited) answer."""
 
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        async def endpoint(request: Request) -> Response:
+            body = await radio_body(request)
+            if isinstance(body, Response):
+                return body
+            method = getattr(radio, name)
+            if not streamed:
+                answer = method(body)
+                return JSONResponse(await answer if inspect.isawaitable(answer) else answer)
 
-    async def scan_ble(request: Request) -> Response:
-        if radio is None or not _on_unix_socket(request):
-            return _error(
-                RequestError(403, "This agent takes Bluetooth scans over its Unix socket only.")
-            )
-        try:
-            body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
-        except RequestError as exc:
-            return _error(exc)
-        return JSONResponse(await radio.scan(body))
+            async def lines() -> AsyncIterator[bytes]:
+                async for event in method(body):
+                    yield (json.dumps(event) + "\n").encode()
+
+            return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+        return endpoint
 
     return Starlette(
         routes=[
-            Route("/fieldkit/scan/ble", scan_ble, methods=["POST"]),
-            Route("/fieldkit/sync/ble", sync_ble, methods=["POST"]),
+            Route(client.SCAN_PATH, radio_endpoint("scan", False), methods=["POST"]),
+            Route(client.SYNC_PATH, radio_endpoint("sync", True), methods=["POST"]),
+            Route(client.LISTEN_PATH, radio_endpoint("listen", True), methods=["POST"]),
+            Route(client.CONFIRM_PATH, radio_endpoint("answer", False), methods=["POST"]),
             Route("/health", health),
             Route("/v1/models", models),
             Route("/v1/library", library),
             Route("/v1/chat/completions", completions, methods=["POST"]),
         ]
     )
+
 
 
 async def _whole(

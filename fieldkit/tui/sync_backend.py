@@ -1,10 +1,13 @@
 """The Peers screen's half of the backend: radios, discovery and sync, all through the one
 sync API (fieldkit/gossip/sync.py), so a sync started on screen gets the same receive rules
-as `fieldkit sync`. Mixed into TuiBackend; no textual here.
+as `fieldkit sync`. When a running agent of this home holds the radio (`fieldkit serve`),
+BLE scans and syncs run there and report here as they would on this process's radio.
+Mixed into TuiBackend; no textual here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,7 @@ from fieldkit.tui.views import PeerRow, SyncProgress, SyncResult, sync_result
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from fieldkit.server.client import AgentClient
     from fieldkit.services import Services
 
 
@@ -28,19 +32,32 @@ class SyncBackend:
 
     def radio(self) -> Any:
         """Return the BLE radio: the one given, or the platform's (bleak and bless)."""
-        if self._radio is None:
-            from fieldkit.gossip.ble.sync import PlatformRadio
+        if self._radio is not None:
+            return self._radio
+        from fieldkit.gossip.ble.sync import PlatformRadio
 
-            self._radio = PlatformRadio()
-        return self._radio
+        return PlatformRadio()
+
+    async def radio_agent(self) -> AgentClient | None:
+        """Return the running agent of this home when it holds the radio for this process.
+
+        None when a radio was given to this backend, FIELDKIT_NO_SERVER is set, or no
+        agent of this home answers (then this process opens the platform's radio).
+        """
+        from fieldkit.server.client import find_agent, use_agent
+
+        if self._radio is not None or not use_agent():
+            return None
+        return await asyncio.to_thread(find_agent, self.services.home)
 
     async def ble_scan(self, seconds: float) -> list[PeerRow]:
         """Scan for fieldkit peers over Bluetooth LE; rows carry the signal strength.
 
         Raises TransportError when Bluetooth is off, absent or not permitted.
         """
+        agent = await self.radio_agent()
         try:
-            sightings = await self.radio().scan(seconds)
+            sightings = await (agent or self.radio()).scan(seconds)
         except ImportError as exc:
             raise TransportError("Bluetooth LE support is not installed.") from exc
         return [
@@ -77,19 +94,18 @@ class SyncBackend:
         on_progress: Callable[[SyncProgress], None],
         confirm: Callable[[str, str, str], Awaitable[bool]],
     ) -> SyncResult:
-        """Find the peer with this short id over Bluetooth LE and sync with it."""
+        """Find the peer with this short id over Bluetooth LE, connect and sync with it
+        (on the agent's radio when the agent of this home holds it: `radio_agent`)."""
         from fieldkit.gossip.sync import sync_ble_peer
 
-        summary = await sync_ble_peer(
-            self.radio(),
-            self.services,
-            self.sync_options(),
-            peer=short_id,
-            progress=self.progress_tracker(on_progress),
-            confirm=confirm,
-        )
+        options, progress = self.sync_options(), self.progress_tracker(on_progress)
+        if agent := await self.radio_agent():
+            summary = await agent.sync(options, short_id, progress, confirm, connect=True)
+        else:
+            summary = await sync_ble_peer(
+                self.radio(), self.services, options, short_id, progress, confirm
+            )
         return sync_result(summary)
-
 
     # -- sync -------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""`sync --ble` and `peers --ble` in a process without a radio go through the agent's radio.
+"""`sync --ble` (connecting or listening) and `peers --ble` in a process without a radio go
+through the agent's radio.
 
 The agent's radio is a bumble virtual controller; the peer is another fieldkit process
 listening on a second controller of the same virtual link (see tests/ble/test_cli_ble.py).
@@ -7,6 +8,7 @@ listening on a second controller of the same virtual link (see tests/ble/test_cl
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -14,7 +16,8 @@ from click.testing import CliRunner
 from fieldkit.cli import main
 from fieldkit.server.client import find_agent
 from fieldkit.services import Services
-from tests.ble.test_cli_ble import controllers, start_ble_listener
+from fieldkit.store.identity import Identity
+from tests.ble.test_cli_ble import controllers, fieldkit, start_ble_listener
 from tests.server.conftest import StartAgent, add_packet
 
 __all__ = ["controllers"]  # the fixture, used by name below
@@ -85,3 +88,84 @@ def test_a_failed_session_through_the_agent_exits_1_with_its_sentence(
     assert result.exit_code == 1
     assert "Cannot open the Bluetooth controller" in result.output
     assert "Traceback" not in result.output
+
+
+def test_sync_ble_listen_serves_peers_on_the_agents_radio(
+    start_agent: StartAgent,
+    packet_home,  # noqa: ANN001
+    make_home,  # noqa: ANN001
+    make_adapter,  # noqa: ANN001
+    tiny_model_dir: Path,
+    controllers: tuple[int, int],
+) -> None:
+    port_a, port_b = controllers
+    peer_home = make_home("peer")
+    add_packet(peer_home, tiny_model_dir, make_adapter(3), "wells", WELLS)
+    peer_id = Identity.load_or_create(peer_home).device_id
+    mine = Services.build(packet_home.root, tiny_model_dir)
+    try:
+        my_id = mine.identity.device_id
+        mine.library.set_trust(peer_id, "trusted")  # so the agent accepts the peer's packet
+    finally:
+        mine.close()
+    start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
+    # `sync --ble --listen` with no radio of its own: the agent advertises and serves.
+    listener = fieldkit(
+        packet_home, "--model", str(tiny_model_dir), "sync", "--ble", "--listen", "--once",
+        "--json", "--idle-timeout", "10",
+    )  # fmt: skip
+    try:
+        ready = listener.stderr.readline()
+        assert ready.startswith("Advertising over Bluetooth LE on the agent's radio as"), (
+            ready + listener.stderr.read()
+        )
+        central = fieldkit(
+            peer_home, "sync", "--ble", "--peer", my_id, "--json", "--idle-timeout", "10",
+            "--hci", f"tcp-client:127.0.0.1:{port_b}",
+        )  # fmt: skip
+        c_out, c_err = central.communicate(timeout=60)
+        assert central.returncode == 0, c_err
+        assert json.loads(c_out)["peer"]["id"] == my_id
+        out, err = listener.communicate(timeout=30)
+    finally:
+        listener.kill()
+        listener.wait(5)
+    assert listener.returncode == 0, err
+    summary = json.loads(out)  # the summary the agent's session made, printed here
+    assert summary["ok"]
+    assert summary["peer"]["id"] == peer_id
+    received = [p["name"] for p in summary["packets"] if p["direction"] == "received"]
+    assert received == ["wells"]
+    assert "wells" in [m["id"] for m in find_agent(packet_home).get("/v1/models")["data"]]
+
+
+def test_a_listener_on_the_agents_radio_keeps_scans_off_it(
+    start_agent: StartAgent, packet_home, tiny_model_dir: Path, controllers: tuple[int, int]  # noqa: ANN001
+) -> None:
+    start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{controllers[0]}")
+    listener = fieldkit(
+        packet_home, "--model", str(tiny_model_dir), "sync", "--ble", "--listen", "--json"
+    )
+    try:
+        assert "on the agent's radio" in listener.stderr.readline()
+        scan = CliRunner().invoke(
+            main,
+            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
+             "--seconds", "1"],
+        )  # fmt: skip
+        assert scan.exit_code == 1
+        assert "serving `fieldkit sync --ble --listen`" in scan.output
+    finally:
+        listener.terminate()  # the agent stops advertising when its client hangs up
+        listener.wait(10)
+    deadline = time.monotonic() + 15  # the agent notices the hang-up on its event loop
+    while True:
+        scan = CliRunner().invoke(
+            main,
+            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
+             "--json", "--seconds", "1"],
+        )  # fmt: skip
+        if scan.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert scan.exit_code == 0, scan.output
