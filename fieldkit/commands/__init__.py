@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -54,3 +55,25 @@ class Seconds(Finite):
 
     def __init__(self, low: float = 0.1, high: float = 86400.0) -> None:
         super().__init__(low, high, " seconds")
+
+
+def listen_options(host_help: str, default_port: int, port_help: str) -> Callable[[Any], Any]:
+    """Return the `--host` and `--port` options of a command that listens on TCP (port 0:
+    any free one)."""
+    host = click.option("--host", default="127.0.0.1", show_default=True, help=host_help)
+    port = click.option(
+        "--port", type=click.IntRange(0, 65535), default=default_port, show_default=True,
+        help=port_help,
+    )  # fmt: skip
+    return lambda command: host(port(command))
+
+
+def hci_option(what: str) -> Callable[[Any], Any]:
+    """Return the `--hci` option: `what` the radio is for, then the spec it takes."""
+    return click.option(
+        "--hci",
+        default=None,
+        metavar="SPEC",
+        help=f"{what}: a bumble HCI transport (usb:0, tcp-client:127.0.0.1:PORT) instead of "
+        "the system Bluetooth stack.",
+    )

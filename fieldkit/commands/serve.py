@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from fieldkit.commands import hci_option, listen_options
 from fieldkit.commands import services as current_services
 from fieldkit.errors import FieldkitError
 from fieldkit.server.client import NO_SERVER_ENV, use_agent
@@ -28,14 +29,7 @@ __all__ = ["NO_SERVER_ENV", "ask_through_agent", "serve_command", "use_agent"]
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address for the HTTP port.")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="TCP port (0: any free port).",
-)
+@listen_options("Address for the HTTP port.", DEFAULT_PORT, "TCP port (0: any free port).")
 @click.option("--socket-only", is_flag=True, help="Listen on the home's Unix socket only.")
 @click.option(
     "--token",
@@ -45,13 +39,7 @@ __all__ = ["NO_SERVER_ENV", "ask_through_agent", "serve_command", "use_agent"]
     "if present). Required beyond loopback.",
 )
 @click.option("--new-token", is_flag=True, help="Write a new random token to <home>/serve.token.")
-@click.option(
-    "--hci",
-    default=None,
-    metavar="SPEC",
-    help="The radio this agent holds for `sync --ble`: a bumble HCI transport "
-    "(usb:0, tcp-client:127.0.0.1:PORT) instead of the system Bluetooth stack.",
-)
+@hci_option("The radio this agent holds for `sync --ble`, `peers --ble` and the TUI")
 @click.option("--no-ble", is_flag=True, help="Do not take Bluetooth syncs for other processes.")
 def serve_command(
     host: str,
@@ -166,16 +154,19 @@ def ask_through_agent(
 
 def _answer_from_dict(data: dict[str, Any]) -> Answer:
     """Rebuild the Answer that `Answer.to_dict()` sent (without its generation numbers)."""
+    from dataclasses import fields
+
     from fieldkit.answering import Answer, Source, Unsupported
 
+    renamed = {"answer": "text", "adapter": "packet"}  # to_dict's names for these fields
+    given = {renamed.get(key, key): value for key, value in data.items()}
+    kept = {f.name for f in fields(Answer)} - {"decision", "result"}
+    plain = {name: given[name] for name in kept if name in given}
     return Answer(
-        question=data["question"],
-        text=data["answer"],
-        packet=data["adapter"],
-        packet_id=data["packet_id"],
-        grounding=data["grounding"],
-        sources=[Source(**s) for s in data["sources"]],
-        unsupported=[Unsupported(**u) for u in data["unsupported"]],
-        gap=data["gap"],
-        nearest=[Source(**s) for s in data["nearest"]],
+        **{
+            **plain,
+            "sources": [Source(**s) for s in given["sources"]],
+            "nearest": [Source(**s) for s in given["nearest"]],
+            "unsupported": [Unsupported(**u) for u in given["unsupported"]],
+        }
     )

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from fieldkit.commands import Seconds, services
+from fieldkit.commands import Seconds, hci_option, listen_options, services
 from fieldkit.commands.report import (
     ProgressBars,
     SessionLog,
@@ -23,14 +23,7 @@ from fieldkit.gossip.tcp import DEFAULT_PORT
 @click.command("sync")
 @click.argument("address", required=False, metavar="HOST:PORT")
 @click.option("--listen", is_flag=True, help="Wait for peers instead of connecting.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="Port to listen on (0: any free port).",
-)
+@listen_options("Address to listen on.", DEFAULT_PORT, "Port to listen on (0: any free port).")
 @click.option("--once", is_flag=True, help="With --listen: stop after the first session.")
 @click.option(
     "--advertise/--no-advertise",
@@ -51,13 +44,7 @@ from fieldkit.gossip.tcp import DEFAULT_PORT
 @click.option(
     "--peer", "peer", default=None, metavar="ID", help="With --ble: the peer to sync with."
 )
-@click.option(
-    "--hci",
-    default=None,
-    metavar="SPEC",
-    help="With --ble: a bumble HCI transport (usb:0, tcp-client:127.0.0.1:PORT) "
-    "instead of the system Bluetooth stack.",
-)
+@hci_option("With --ble")
 @click.option(
     "--scan-seconds", type=Seconds(0.5, 3600), default=10.0, show_default=True, help="With --ble: scan time."
 )
@@ -78,7 +65,8 @@ def sync_command(
 ) -> None:
     """Sync packets with a peer: `fieldkit sync HOST:PORT` or `fieldkit sync --listen`.
 
-    Over Bluetooth LE: `fieldkit sync --ble [--peer ID]` or `fieldkit sync --ble --listen`.
+    Over Bluetooth LE: `fieldkit sync --ble [--peer ID]` or `fieldkit sync --ble --listen`;
+    without --hci, a running `fieldkit serve` of this home lends its radio.
     """
     svc = services()
     options = SyncOptions(accept_pending=accept_pending, idle_timeout=idle_timeout)

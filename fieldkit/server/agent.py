@@ -120,8 +120,7 @@ class Agent:
         self.limits = limits or Limits()
         self.stats = Stats()
         self._embedder = embedder
-        self._router: Router | None = None
-        self._passages: PassageIndex | None = None
+        self._built: tuple[Router, PassageIndex] | None = None
         self._library_thread = _LibraryThread()
         self._adapters: OrderedDict[str, Adapter] = OrderedDict()
         self._waiting = 0  # requests admitted and not finished (queued or generating)
@@ -139,35 +138,37 @@ class Agent:
         """Run `fn` on the library thread and wait for its result (from any other thread)."""
         return self._library_thread.submit(fn).result()
 
+    def _indexes(self) -> tuple[Router, PassageIndex]:
+        """Return the router and the notes index, built on first use (library thread).
+
+        With an embedder given, both use it and follow the library (packets that arrive
+        are indexed) as the services' own router and notes index do.
+        """
+        if self._built is None:
+            if self._embedder is None:
+                self._built = (self.services.router, self.services.passages)
+            else:
+                from fieldkit.router.retrieval import PassageIndex
+                from fieldkit.router.router import Router
+
+                library = self.services.library
+                fingerprint = self.services.base_fingerprint
+                router = Router(library, self._embedder, base_fingerprint=fingerprint)
+                passages = PassageIndex(library, self._embedder)
+                for index in (router, passages):
+                    library.add_listener(index.index_packet)
+                self._built = (router, passages)
+        return self._built
+
     @property
     def router(self) -> Router:
         """The router (built on first use, on the library thread)."""
-        if self._router is None:
-            if self._embedder is None:
-                self._router = self.services.router
-            else:
-                from fieldkit.router.router import Router
-
-                self._router = Router(
-                    self.services.library,
-                    self._embedder,
-                    base_fingerprint=self.services.base_fingerprint,
-                )
-                self.services.library.add_listener(self._router.index_packet)
-        return self._router
+        return self._indexes()[0]
 
     @property
     def passages(self) -> PassageIndex:
         """The packets' note passages, searched with the router's embedder (library thread)."""
-        if self._passages is None:
-            if self._embedder is None:
-                self._passages = self.services.passages
-            else:
-                from fieldkit.router.retrieval import PassageIndex
-
-                self._passages = PassageIndex(self.services.library, self.router.embedder)
-                self.services.library.add_listener(self._passages.index_packet)
-        return self._passages
+        return self._indexes()[1]
 
     def warm(self) -> None:
         """Load the base model, the router's index and the notes index now (blocking)."""

@@ -85,26 +85,17 @@ def service_spec(
     env.update({k: os.environ[k] for k in _PASSED_ENV if os.environ.get(k)})
     suffix = _suffix(home)
     user_home = Path.home()
+    log_path = None
     if kind == "launchd":
         label = "org.fieldkit.serve" + (f".{suffix}" if suffix else "")
-        return ServiceSpec(
-            kind,
-            label,
-            user_home / "Library" / "LaunchAgents" / f"{label}.plist",
-            tuple(program),
-            home.root,
-            log_path=user_home / "Library" / "Logs" / "fieldkit" / f"{label}.log",
-            environment=env,
-        )
-    label = "fieldkit-serve" + (f"-{suffix}" if suffix else "")
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or user_home / ".config")
+        path = user_home / "Library" / "LaunchAgents" / f"{label}.plist"
+        log_path = user_home / "Library" / "Logs" / "fieldkit" / f"{label}.log"
+    else:
+        label = "fieldkit-serve" + (f"-{suffix}" if suffix else "")
+        config = Path(os.environ.get("XDG_CONFIG_HOME") or user_home / ".config")
+        path = config / "systemd" / "user" / f"{label}.service"
     return ServiceSpec(
-        kind,
-        label,
-        config / "systemd" / "user" / f"{label}.service",
-        tuple(program),
-        home.root,
-        environment=env,
+        kind, label, path, tuple(program), home.root, log_path=log_path, environment=env
     )
 
 

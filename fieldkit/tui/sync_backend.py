@@ -88,25 +88,6 @@ class SyncBackend:
                     [PeerRow(p.device_id, p.name, p.address, "new", "lan") for p in browser.peers]
                 )
 
-    async def sync_ble(
-        self,
-        short_id: str,
-        on_progress: Callable[[SyncProgress], None],
-        confirm: Callable[[str, str, str], Awaitable[bool]],
-    ) -> SyncResult:
-        """Find the peer with this short id over Bluetooth LE, connect and sync with it
-        (on the agent's radio when the agent of this home holds it: `radio_agent`)."""
-        from fieldkit.gossip.sync import sync_ble_peer
-
-        options, progress = self.sync_options(), self.progress_tracker(on_progress)
-        if agent := await self.radio_agent():
-            summary = await agent.sync(options, short_id, progress, confirm, connect=True)
-        else:
-            summary = await sync_ble_peer(
-                self.radio(), self.services, options, short_id, progress, confirm
-            )
-        return sync_result(summary)
-
     # -- sync -------------------------------------------------------------------------
 
     def progress_tracker(
@@ -145,27 +126,33 @@ class SyncBackend:
         policy = self.services.library.receive_policy()
         return SyncOptions(policy="open" if policy == "open" else "ask")
 
-    async def sync_tcp(
+    async def sync(
         self,
-        address: str,
+        peer: str,
         on_progress: Callable[[SyncProgress], None],
         confirm: Callable[[str, str, str], Awaitable[bool]],
+        *,
+        ble: bool = False,
     ) -> SyncResult:
-        """Sync with a LAN peer at 'host[:port]' on the running event loop.
+        """Sync with a peer on the running event loop; return the result to show.
 
-        Raises TransportError when the address is bad or the peer cannot be reached.
+        `peer` is a LAN peer's 'host[:port]', or with `ble` a Bluetooth LE peer's short id
+        (found, connected to and synced with; on the agent's radio when the agent of this
+        home holds it: `radio_agent`). Raises TransportError when the address is bad or the
+        peer cannot be reached.
         """
-        from fieldkit.gossip.sync import DEFAULT_PORT, sync_with
+        from fieldkit.gossip.sync import DEFAULT_PORT, sync_ble_peer, sync_with
 
-        host, port = parse_address(address, DEFAULT_PORT)
-        summary = await sync_with(
-            host,
-            port,
-            self.services,
-            options=self.sync_options(),
-            progress=self.progress_tracker(on_progress),
-            confirm=confirm,
-        )
+        options, progress = self.sync_options(), self.progress_tracker(on_progress)
+        if not ble:
+            host, port = parse_address(peer, DEFAULT_PORT)
+            summary = await sync_with(host, port, self.services, options, progress, confirm)
+        elif agent := await self.radio_agent():
+            summary = await agent.sync(options, peer, progress, confirm, connect=True)
+        else:
+            summary = await sync_ble_peer(
+                self.radio(), self.services, options, peer, progress, confirm
+            )
         return sync_result(summary)
 
     async def listen_tcp(

@@ -299,9 +299,8 @@ class PeersScreen(ModeScreen):
         state = self.query_one("#sync-state", Static)
         self.query_one(TransferList).reset()
         state.update(f"Syncing with {address}... (x to cancel)")
-        sync = self.backend.sync_ble if ble else self.backend.sync_tcp
         try:
-            result = await sync(address, self._progress, self.confirm_peer)
+            result = await self.backend.sync(address, self._progress, self.confirm_peer, ble=ble)
         except asyncio.CancelledError:
             state.update(f"Sync with {address} cancelled; it resumes next time.")
             raise
