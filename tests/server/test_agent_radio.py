@@ -7,6 +7,8 @@ listening on a second controller of the same virtual link (see tests/ble/test_cl
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import json
 import time
 from pathlib import Path
@@ -14,11 +16,11 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fieldkit.cli import main
-from fieldkit.server.client import find_agent
+from fieldkit.server.client import CONFIRM_PATH, SYNC_PATH, find_agent
 from fieldkit.services import Services
 from fieldkit.store.identity import Identity
 from tests.ble.test_cli_ble import controllers, fieldkit, start_ble_listener
-from tests.server.conftest import StartAgent, add_packet
+from tests.server.conftest import RunningAgent, StartAgent, add_packet
 
 __all__ = ["controllers"]  # the fixture, used by name below
 
@@ -169,3 +171,25 @@ def test_a_listener_on_the_agents_radio_keeps_scans_off_it(
             break
         time.sleep(0.2)
     assert scan.exit_code == 0, scan.output
+
+
+def test_radio_requests_are_refused_off_the_unix_socket_and_when_malformed(
+    running: RunningAgent,
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", running.info.port, timeout=30)
+    try:
+        conn.request("POST", SYNC_PATH, body=b"{}", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 403
+        assert "Unix socket only" in json.loads(response.read())["error"]["message"]
+    finally:
+        conn.close()
+    client = find_agent(running.home)
+
+    async def ask() -> tuple[list[dict], dict]:
+        events = [e async for e in client.apost_lines(SYNC_PATH, {"policy": "whatever"})]
+        return events, await client.apost(CONFIRM_PATH, {"id": "nobody", "accept": True})
+
+    events, answer = asyncio.run(ask())
+    assert events == [{"error": "The sync request's fields are not valid."}]
+    assert answer == {"error": "No pairing question with that id is waiting."}
