@@ -100,8 +100,16 @@ def options_from_dict(body: dict[str, Any]) -> SyncOptions:
     return SyncOptions(
         policy=policy,
         accept_pending=bool(body.get("accept_pending", False)),
-        idle_timeout=float(body.get("idle_timeout", 60.0)),
+        idle_timeout=_seconds(body.get("idle_timeout", 60.0)),
     )
+
+
+def _seconds(value: Any) -> float:
+    """Return `value` as seconds, more than 0 and at most a day; ValueError otherwise."""
+    seconds = float(value)
+    if not 0 < seconds <= 86400:  # NaN fails this too
+        raise ValueError(value)
+    return seconds
 
 
 class RadioHolder:
@@ -154,7 +162,9 @@ class RadioHolder:
         try:
             options = options_from_dict(body)
             peer = body.get("peer")
-            scan_seconds = float(body.get("scan_seconds", 10.0))
+            if peer is not None and not isinstance(peer, str):
+                raise TypeError(peer)
+            scan_seconds = _seconds(body.get("scan_seconds", 10.0))
         except (TypeError, ValueError):
             return _refusal("The sync request's fields are not valid.")
         from fieldkit.gossip.sync import sync_ble, sync_ble_peer
@@ -218,6 +228,8 @@ class RadioHolder:
                     await job.run(radio, device, progress, confirm if job.ask else None, emit)
             except FieldkitError as exc:
                 emit({"error": str(exc)})
+            except Exception as exc:  # the radio stack's own errors: one sentence for the client
+                emit({"error": f"The agent's Bluetooth session failed ({type(exc).__name__}: {exc})."})
             finally:
                 emit(None)  # type: ignore[arg-type]
 

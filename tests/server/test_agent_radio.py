@@ -186,10 +186,12 @@ def test_radio_requests_are_refused_off_the_unix_socket_and_when_malformed(
         conn.close()
     client = find_agent(running.home)
 
-    async def ask() -> tuple[list[dict], dict]:
-        events = [e async for e in client.apost_lines(SYNC_PATH, {"policy": "whatever"})]
+    bad = [{"policy": "whatever"}, {"peer": 5}, {"scan_seconds": 0}, {"idle_timeout": "x"}]
+
+    async def ask() -> tuple[list[list[dict]], dict]:
+        events = [[e async for e in client.apost_lines(SYNC_PATH, body)] for body in bad]
         return events, await client.apost(CONFIRM_PATH, {"id": "nobody", "accept": True})
 
     events, answer = asyncio.run(ask())
-    assert events == [{"error": "The sync request's fields are not valid."}]
+    assert events == [[{"error": "The sync request's fields are not valid."}]] * len(bad)
     assert answer == {"error": "No pairing question with that id is waiting."}
