@@ -18,9 +18,9 @@
 #        DEMO_OUT              where the packet files go (default assets/packets)
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
-# Each packet carries its domain's training records as source notes (`train --notes`), and
-# is trained with the notes recipe (`--notes` implies `--grounded`): a share of the
-# questions is also asked with two notes in the prompt, as answers are asked.
+# Each packet carries its domain's training records as source notes (`train --notes`).
+# DEMO_GROUNDED=1 adds `train --grounded` (a share of the questions also asked with two
+# records in the prompt, as answers with notes are asked).
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
 # --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
 #
@@ -80,7 +80,7 @@ for domain in "${domains[@]}"; do
     --domain "$(meta domain)" --description "$(meta description)" \
     --exemplars "$dir/exemplars.txt" "${extra[@]}" \
     --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
-    --notes
+    --notes ${DEMO_GROUNDED:+--grounded}
   compact "$home" "$name"
   "$fk" --home "$home" --model "$model" library export "$name" -o "$out/$name.fkpkt"
   echo "built $out/$name.fkpkt in $(( $(date +%s) - start )) s"

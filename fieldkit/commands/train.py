@@ -89,9 +89,10 @@ class ProgressLine:
 )
 @click.option(
     "--grounded/--no-grounded",
-    default=None,
-    help="Also train on questions asked with the notes in the prompt, as a packet with "
-    "notes is asked (the notes recipe). Default: on with --notes.",
+    default=False,
+    show_default=True,
+    help="Also train on questions asked with two of the records in the prompt, as a "
+    "packet with notes is asked (the notes recipe; its effect is not yet measured here).",
 )
 @click.option(
     "--from",
@@ -125,7 +126,7 @@ def train_command(
     max_minutes: float | None,
     patience: int,
     notes: bool,
-    grounded: bool | None,
+    grounded: bool,
     start_from: str | None,
     seed: int,
     bits: str,
@@ -152,8 +153,6 @@ def train_command(
     records = load_records(data)
     if paraphrases is not None:
         records = attach_paraphrases(records, read_jsonl(paraphrases))
-    if grounded is None:
-        grounded = notes
     if grounded:
         from fieldkit.training.grounded import grounded_examples
 

@@ -71,7 +71,7 @@ def test_train_from_a_packet_starts_from_its_weights(tmp_path: Path, tiny_model_
     again = CliRunner().invoke(
         main,
         [*base, "train", str(data), "--name", "pumps-2", "--domain", "solar_pumps",
-         "--iters", "1", "--lr", "1e-8", "--notes", "--from", str(exported)],
+         "--iters", "1", "--lr", "1e-8", "--notes", "--grounded", "--from", str(exported)],
     )  # fmt: skip
     assert again.exit_code == 0, again.output
     h = Home(home)
