@@ -88,13 +88,11 @@ def use_command(services: Services, name: str) -> None:
     $FIELDKIT_MODEL still win for one command)."""
     from fieldkit.engine.convert import is_installed
     from fieldkit.errors import ModelError
-    from fieldkit.services import MODEL_SETTING
-
     folder = services.home.models_dir / name
     if "/" in name or name.startswith(".") or not is_installed(folder):
         known = ", ".join(_installed(services)) or "none yet"
         raise ModelError(f"No model named {name!r} is installed (installed: {known}).")
-    services.library.set_setting(MODEL_SETTING, name)
+    services.use_model(name)
     click.echo(f"This home now uses {name}.")
 
 
