@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import grounded_prompt
 from fieldkit.router.retrieval import DEFAULT_K, Hit, gap_message
+from fieldkit.store.notes import TitledText
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
@@ -34,7 +35,7 @@ BASE = "base"  # no packet: the base model alone
 
 
 @dataclass(frozen=True)
-class Source:
+class Source(TitledText):
     """A passage an answer draws on (or, for a gap, the nearest one)."""
 
     packet: str
@@ -43,11 +44,6 @@ class Source:
     score: float
     text: str
     title: str | None = None
-
-    @property
-    def full_text(self) -> str:
-        """Title and text together, as checked for support."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score": round(self.score, 4)}

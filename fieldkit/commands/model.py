@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.commands import echo_fields
 from fieldkit.commands.complete import installed_models
 from fieldkit.formats import format_size
 
@@ -140,5 +141,4 @@ def info_command(services: Services, as_json: bool) -> None:
         ("size", f"{format_size(info.size_bytes)}"),
         ("OpenBLAS", data["openblas"] or "not loaded (mlx's bundled BLAS, slower on CPU)"),
     ]
-    for label, value in rows:
-        click.echo(f"{label:<13} {value}")
+    echo_fields(rows, 13)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.router import LibraryLike
-from fieldkit.store.notes import Passage, notes_of
+from fieldkit.store.notes import Passage, TitledText, notes_of
 from fieldkit.store.vectors import VectorCache
 
 DEFAULT_K = 2
@@ -59,18 +60,13 @@ _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A
 
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(TitledText):
     """One passage found for a question, with its cosine similarity."""
 
     passage_id: str
     score: float
     text: str
     title: str | None = None
-
-    @property
-    def full_text(self) -> str:
-        """Title and text together, as embedded and as checked for support."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
 
 
 @dataclass(frozen=True)
@@ -106,17 +102,14 @@ class PassageIndex:
         self.library = library
         self.embedder = embedder or default_embedder()
         self.min_score, self.min_cosine = min_score, min_cosine
-        self._cache: VectorCache | None = None
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._word_index: dict[str, _Words] = {}
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
-    @property
+    @cached_property
     def cache(self) -> VectorCache:
-        if self._cache is None:
-            self._cache = self.library.vectors("passage_embeddings")
-        return self._cache
+        return self.library.vectors("passage_embeddings")
 
     def passages(self, packet_id: str) -> list[Passage]:
         """Return the packet's note passages ([] for an unknown packet or one without notes)."""
