@@ -75,10 +75,8 @@ class QueueStream:
         self, label: str, inbox: asyncio.Queue[bytes], outbox: asyncio.Queue[bytes]
     ) -> None:
         self.peer_label = label
-        self._inbox_queue = inbox
-        self._outbox_queue = outbox
-        self._eof = False
-        self._closed = False
+        self._inbox_queue, self._outbox_queue = inbox, outbox
+        self._eof = self._closed = False  # end of stream received / this end closed
 
     def _cut(self) -> bool:
         """Return True once the link was cut (later sends fail)."""
