@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fieldkit.prompts import grounded_prompt
 from fieldkit.router.retrieval import DEFAULT_K, Hit, gap_message
+from fieldkit.store.notes import TitledText
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
@@ -30,11 +32,10 @@ GAP = "gap"  # the packet has notes, none covers the question: said first, adapt
 ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
 BASE = "base"  # no packet: the base model alone
 
-GROUNDED_INSTRUCTION = "Answer the question using these notes."
 
 
 @dataclass(frozen=True)
-class Source:
+class Source(TitledText):
     """A passage an answer draws on (or, for a gap, the nearest one)."""
 
     packet: str
@@ -43,11 +44,6 @@ class Source:
     score: float
     text: str
     title: str | None = None
-
-    @property
-    def full_text(self) -> str:
-        """Title and text together, as checked for support."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score": round(self.score, 4)}
@@ -151,14 +147,10 @@ class Answer:
 def grounded_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
     """Return the chat messages for a question and its passages ([] hits: the bare question).
 
-    The passages come first, the question last, in one user turn: the packet's adapter
-    (trained on bare questions) still applies to the same chat template.
+    The passages come first, the question last, in one user turn (fieldkit.prompts, the
+    format a packet trained on its notes has seen).
     """
-    if not hits:
-        return [{"role": "user", "content": question}]
-    notes = "\n".join(f"- {hit.full_text.replace(chr(10), ': ', 1)}" for hit in hits)
-    content = f"{GROUNDED_INSTRUCTION}\n{notes}\n\nQuestion: {question}"
-    return [{"role": "user", "content": content}]
+    return [{"role": "user", "content": grounded_prompt(question, [h.full_text for h in hits])}]
 
 
 # --- the support check --------------------------------------------------------------------

@@ -9,6 +9,16 @@ from pathlib import Path
 ENV_VAR = "FIELDKIT_HOME"
 
 
+class _Under:
+    """A fixed path below a home's root, read as an attribute (`home.db_path`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, home: Home, owner: type | None = None) -> Path:
+        return home.root / self.name
+
+
 @dataclass(frozen=True)
 class Home:
     """Every path fieldkit reads or writes, under `root`."""
@@ -27,29 +37,12 @@ class Home:
 
         return cls(Path(platformdirs.user_data_dir("fieldkit", appauthor=False)))
 
-    @property
-    def db_path(self) -> Path:
-        return self.root / "library.db"
-
-    @property
-    def blobs_dir(self) -> Path:
-        return self.root / "blobs"
-
-    @property
-    def parts_dir(self) -> Path:
-        return self.root / "parts"
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.root / "keys"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def settings_path(self) -> Path:
-        return self.root / "settings.json"
+    db_path = _Under("library.db")
+    blobs_dir = _Under("blobs")
+    parts_dir = _Under("parts")
+    keys_dir = _Under("keys")
+    models_dir = _Under("models")
+    settings_path = _Under("settings.json")
 
     def ensure(self) -> Home:
         """Create the folders (idempotent) and return self; LibraryError if they cannot be."""

@@ -32,6 +32,7 @@ class Services:
     home: Home
     model_override: Path | None = None
     _closers: list[Any] = field(default_factory=list, repr=False)
+    _model_choice: str | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -52,8 +53,14 @@ class Services:
         chosen with `fieldkit model use`, else the embedded default, in the home."""
         if self.model_override:
             return self.model_override
-        chosen = self.library.get_setting(MODEL_SETTING) or DEFAULT_MODEL_DIRNAME
-        return self.home.models_dir / chosen
+        if self._model_choice is None:  # read once: later calls need no library connection
+            self._model_choice = self.library.get_setting(MODEL_SETTING) or DEFAULT_MODEL_DIRNAME
+        return self.home.models_dir / self._model_choice
+
+    def use_model(self, name: str) -> None:
+        """Make the installed model `name` the one this home uses (remembered)."""
+        self.library.set_setting(MODEL_SETTING, name)
+        self._model_choice = name
 
     @property
     def model_installed(self) -> bool:

@@ -13,9 +13,14 @@
 #                              8 and 4 via `library compact`, see docs/PACKET.md); with
 #                              NOTES_ONLY too, to compact the shipped fp16 packets in place
 #        DEMO_ENERGY           if set, trim each module to the rank holding this energy share
+#        DEMO_FROM             if set, train further from the shipped packet's weights
+#                              (`train --from`) instead of fresh ones
+#        DEMO_OUT              where the packet files go (default assets/packets)
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
 # Each packet carries its domain's training records as source notes (`train --notes`).
+# DEMO_GROUNDED=1 adds `train --grounded` (a share of the questions also asked with two
+# records in the prompt, as answers with notes are asked).
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
 # --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
 #
@@ -33,9 +38,10 @@ layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
 bits=${DEMO_BITS:-16}
 energy=${DEMO_ENERGY:-}
+out=${DEMO_OUT:-assets/packets}
 fk=".venv/bin/fieldkit"
 [ -x "$fk" ] || fk="fieldkit"
-mkdir -p "$home" assets/packets
+mkdir -p "$home" assets/packets "$out"
 model=${FIELDKIT_BUILD_MODEL:-$home/models/smollm2-135m-instruct}
 if [ ! -f "$model/config.json" ]; then
   .venv/bin/python -c "import sys; from pathlib import Path; from fieldkit.engine.convert import install_default; install_default(Path(sys.argv[1]))" "$(dirname "$model")"
@@ -65,13 +71,17 @@ for domain in "${domains[@]}"; do
   extra=()
   [ -f "$dir/paraphrases.jsonl" ] && extra+=(--paraphrases "$dir/paraphrases.jsonl")
   "$fk" --home "$home" --model "$model" library remove "$name" >/dev/null 2>&1 || true
+  if [ -n "${DEMO_FROM:-}" ]; then
+    cp "assets/packets/$name.fkpkt" "$home/from-$name.fkpkt"
+    extra+=(--from "$home/from-$name.fkpkt")
+  fi
   start=$(date +%s)
   "$fk" --home "$home" --model "$model" train "$dir/train.jsonl" --name "$name" \
     --domain "$(meta domain)" --description "$(meta description)" \
     --exemplars "$dir/exemplars.txt" "${extra[@]}" \
     --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
-    --notes
+    --notes ${DEMO_GROUNDED:+--grounded}
   compact "$home" "$name"
-  "$fk" --home "$home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
-  echo "built assets/packets/$name.fkpkt in $(( $(date +%s) - start )) s"
+  "$fk" --home "$home" --model "$model" library export "$name" -o "$out/$name.fkpkt"
+  echo "built $out/$name.fkpkt in $(( $(date +%s) - start )) s"
 done

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -20,6 +20,12 @@ def services(ctx: click.Context | None = None) -> Any:
 def emit_json(data: Any) -> None:
     """Print one JSON document on stdout."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def echo_fields(rows: Iterable[tuple[str, Any]], width: int) -> None:
+    """Print one `label value` line per row, each label padded to `width` characters."""
+    for label, value in rows:
+        click.echo(f"{label:<{width}} {value}")
 
 
 def is_terminal() -> bool:

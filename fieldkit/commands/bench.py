@@ -37,23 +37,12 @@ def percentile(values: list[float], q: float) -> float:
 def random_adapter_for(config: dict[str, Any], seed: int, rank: int = BENCH_RANK) -> Adapter:
     """Return a fp16 adapter of the library's default profile with random weights."""
     from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, tensors_to_bytes
+    from fieldkit.store.models import projection_widths
 
-    hidden, inter = config["hidden_size"], config["intermediate_size"]
-    heads = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or hidden // heads
-    kv = config.get("num_key_value_heads") or heads
-    dims = {
-        "self_attn.q_proj": (hidden, heads * head_dim),
-        "self_attn.k_proj": (hidden, kv * head_dim),
-        "self_attn.v_proj": (hidden, kv * head_dim),
-        "self_attn.o_proj": (heads * head_dim, hidden),
-        "mlp.gate_proj": (hidden, inter),
-        "mlp.up_proj": (hidden, inter),
-        "mlp.down_proj": (inter, hidden),
-    }
+    dims, layers = projection_widths(config)
     rng = np.random.default_rng(seed)
     tensors = {}
-    for i in range(config["num_hidden_layers"]):
+    for i in range(layers):
         for key in ALL_KEYS:
             d_in, d_out = dims[key]
             a = rng.normal(0, d_in**-0.5, (d_in, rank))

@@ -23,6 +23,7 @@ from fieldkit.commands.train import ProgressLine
 from fieldkit.errors import FieldkitError
 from fieldkit.training.evaluate import score
 from fieldkit.training.quality import QualityRun, domain_notes, report_json, training_files
+from fieldkit.training.quality_notes import notes_answers, notes_packet
 
 
 @click.command("quality")
@@ -146,7 +147,7 @@ def quality(
         for domain in chosen:
             records = load_records(training_files(data_dir, domain)[0])
             examples = build_examples(records, domain, expand=True)  # phrasings to top up
-            run.notes_packet(domain, exemplars_from(records, examples), notes[domain])
+            notes_packet(run, domain, exemplars_from(records, examples), notes[domain])
     elif reuse_home is not None:
         from fieldkit.home import Home
         from fieldkit.store.library import Library
@@ -164,10 +165,10 @@ def quality(
     reports = {}
     for name, questions in sets.items():  # grounded answers first: the cheapest to read
         if notes_only:
-            grounded = run.notes_answers(name, questions, ("base", "base+notes"))
+            grounded = notes_answers(run, name, questions, ("base", "base+notes"))
             reports[name] = (score(grounded), grounded)
         elif with_notes:
-            reports[name] = ([], run.notes_answers(name, questions))
+            reports[name] = ([], notes_answers(run, name, questions))
     if not notes_only:
         run.merges(chosen, density, factorwise, merge_recipes)
         for name, questions in sets.items():

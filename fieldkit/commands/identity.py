@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fieldkit.commands import emit_json, services
+from fieldkit.commands import echo_fields, emit_json, services
 
 
 @click.command("id")
@@ -22,10 +22,7 @@ def id_command(as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"id           {data['id']}")
-    click.echo(f"name         {data['name']}")
-    click.echo(f"fingerprint  {data['fingerprint']}")
-    click.echo(f"home         {data['home']}")
+    echo_fields([(key, data[key]) for key in ("id", "name", "fingerprint", "home")], 12)
 
 
 @click.command("name")

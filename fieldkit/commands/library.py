@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from fieldkit.commands import emit_json, packet_io, services
+from fieldkit.commands import echo_fields, emit_json, packet_io, services
 from fieldkit.commands.complete import packet_names
 from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
@@ -98,7 +98,7 @@ def show_command(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    for key in (
+    shown = (
         "name",
         "domain",
         "description",
@@ -112,9 +112,8 @@ def show_command(name: str, as_json: bool) -> None:
         "rank",
         "merged",
         "notes",
-    ):
-        click.echo(f"{key:<14} {data[key]}")
-    click.echo(f"{'state':<14} {_state(data)}")
+    )
+    echo_fields([*((key, data[key]) for key in shown), ("state", _state(data))], 14)
     click.echo(f"exemplars ({len(record.exemplars)}):")
     for question in record.exemplars:
         click.echo(f"  - {question}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.commands import echo_fields
 from fieldkit.commands.complete import installed_models
 from fieldkit.formats import format_size
 
@@ -87,13 +88,11 @@ def use_command(services: Services, name: str) -> None:
     $FIELDKIT_MODEL still win for one command)."""
     from fieldkit.engine.convert import is_installed
     from fieldkit.errors import ModelError
-    from fieldkit.services import MODEL_SETTING
-
     folder = services.home.models_dir / name
     if "/" in name or name.startswith(".") or not is_installed(folder):
         known = ", ".join(_installed(services)) or "none yet"
         raise ModelError(f"No model named {name!r} is installed (installed: {known}).")
-    services.library.set_setting(MODEL_SETTING, name)
+    services.use_model(name)
     click.echo(f"This home now uses {name}.")
 
 
@@ -142,5 +141,4 @@ def info_command(services: Services, as_json: bool) -> None:
         ("size", f"{format_size(info.size_bytes)}"),
         ("OpenBLAS", data["openblas"] or "not loaded (mlx's bundled BLAS, slower on CPU)"),
     ]
-    for label, value in rows:
-        click.echo(f"{label:<13} {value}")
+    echo_fields(rows, 13)

@@ -87,6 +87,20 @@ class ProgressLine:
     help="Carry the training records inside the signed packet as source notes "
     "(answers then cite them). Off by default: raw data stays on this device.",
 )
+@click.option(
+    "--grounded/--no-grounded",
+    default=False,
+    show_default=True,
+    help="Also train on questions asked with two of the records in the prompt, as a "
+    "packet with notes is asked (the notes recipe; its effect is not yet measured here).",
+)
+@click.option(
+    "--from",
+    "start_from",
+    metavar="PACKET",
+    help="Start from this packet's weights (a name in the library or a .fkpkt file) "
+    "instead of fresh ones; its rank, layers and scale are used.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option(
     "--bits",
@@ -112,6 +126,8 @@ def train_command(
     max_minutes: float | None,
     patience: int,
     notes: bool,
+    grounded: bool,
+    start_from: str | None,
     seed: int,
     bits: str,
 ) -> None:
@@ -137,7 +153,15 @@ def train_command(
     records = load_records(data)
     if paraphrases is not None:
         records = attach_paraphrases(records, read_jsonl(paraphrases))
-    examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    if grounded:
+        from fieldkit.training.grounded import grounded_examples
+
+        examples = grounded_examples(records, domain, expand=not no_expand, seed=seed)
+    else:
+        examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    init = None if start_from is None else _starting_adapter(svc, start_from)
+    if init is not None:
+        rank, layers, scale = init.config.rank, init.config.num_layers, init.config.scale
     passages = None
     if notes:  # checked against the packet limits before any training
         from fieldkit.store.notes import passages_from_records, to_manifest_notes
@@ -156,6 +180,7 @@ def train_command(
             f"not {len(questions)}."
         )
     config = TrainConfig(
+        keys=init.config.keys if init is not None else TrainConfig.keys,
         rank=rank,
         scale=scale,
         num_layers=layers,
@@ -174,7 +199,7 @@ def train_command(
     )
     progress = ProgressLine()
     try:
-        result = train_lora(svc.model_dir, examples, config, on_progress=progress)
+        result = train_lora(svc.model_dir, examples, config, on_progress=progress, init=init)
     finally:
         progress.close()
     from fieldkit.store.quantize import Compaction
@@ -196,3 +221,22 @@ def train_command(
         f"Added {record.name} ({record.short_id}{carried}): {result.iterations} steps{stop} in "
         f"{format_seconds(result.seconds)}{val} at step {result.best_iteration}."
     )
+
+
+def _starting_adapter(svc, value: str):  # noqa: ANN001, ANN202 - Services, Adapter (lazy)
+    """Return the adapter `--from` names: a .fkpkt file, else a packet in the library.
+
+    Raises PacketError / LibraryError / ModelError (one sentence) for a bad file, an
+    unknown name, or a packet made for another base model.
+    """
+    from fieldkit.errors import ModelError
+    from fieldkit.store.packet import read_packet_file, verify_weights
+
+    path = Path(value).expanduser()
+    if path.suffix == ".fkpkt" or path.is_file():
+        packet = read_packet_file(path)
+        _, fingerprint, _ = svc.require_model()
+        if packet.manifest["base_fingerprint"] != fingerprint:
+            raise ModelError(f"{path.name} was made for another base model than the one in use.")
+        return verify_weights(packet.manifest, packet.weights)
+    return svc.checked_adapter(svc.library.get(value))

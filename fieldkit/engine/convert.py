@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +196,8 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress = lambda _: N
     target = Path(target)
     if target.exists():
         raise ModelError(f"{target} already exists.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        hf_dir, mlx_dir = work / "hf", work / "mlx"
+    with _staged(target, progress) as mlx_dir:
+        hf_dir = mlx_dir.parent / "hf"
         hf_dir.mkdir()
         progress(f"reading {gguf_path.name}")
         weights, config = read_gguf_weights(gguf_path)
@@ -212,12 +210,24 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress = lambda _: N
         progress("converting with mlx-lm (float32)")
         with contextlib.redirect_stdout(io.StringIO()):
             convert(str(hf_dir), str(mlx_dir), dtype="float32")
+    return target
+
+
+@contextlib.contextmanager
+def _staged(target: Path, progress: Progress) -> Iterator[Path]:
+    """Yield the path a model folder is built at, in a temporary folder beside `target`;
+    when the block succeeds, fingerprint that folder and rename it to `target`. The
+    temporary folder is removed either way, so `target` appears whole or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        built = work / "model"
+        yield built
         progress("fingerprinting")
-        model_fingerprint(mlx_dir)
-        os.replace(mlx_dir, target)
+        model_fingerprint(built)
+        os.replace(built, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
 def install_default(models_dir: Path, progress: Progress = lambda _: None) -> tuple[Path, bool]:
@@ -262,21 +272,13 @@ def install_model(
         return convert_gguf(source, target, progress)
     read_config(source)  # ModelError unless a folder with a config.json
     files = weight_files(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
-        built = work / "model"
+    with _staged(target, progress) as built:
         if _is_mlx_folder(files):
             progress(f"copying the mlx-lm folder {source.name}")
             shutil.copytree(source, built, ignore=shutil.ignore_patterns(".*"))
         else:
             _convert_hf(source, built, dtype, progress)
         _check_projections(built)
-        progress("fingerprinting")
-        model_fingerprint(built)
-        os.replace(built, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return target
 
 

@@ -11,15 +11,21 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
-from fieldkit.engine.clean import CleanText
-from fieldkit.engine.parts import ByteLRU, StopScanner, as_messages
-from fieldkit.errors import FieldkitError, ModelError
+from fieldkit.engine.generation import (
+    GenerateOptions,
+    GenerationChunk,
+    GenerationResult,
+    Job,
+    run_job,
+)
+from fieldkit.engine.parts import ByteLRU, MlxWorker, Prompt, as_messages
+from fieldkit.errors import ModelError
 from fieldkit.store.adapter import Adapter, AdapterConfig
 from fieldkit.store.models import ModelInfo, model_info
 
@@ -28,91 +34,17 @@ if TYPE_CHECKING:
 
     from fieldkit.engine.mlx_backend import MlxRuntime, PreparedAdapter
 
+__all__ = ["DEFAULT_CACHE_BYTES", "Engine", "GenerationChunk", "GenerationResult", "Prompt"]
+
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
-Prompt = str | Sequence[dict[str, str]]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class GenerationResult:
-    """The whole answer and its numbers; carried by the last chunk of a generation."""
-
-    text: str
-    tokens: tuple[int, ...]
-    adapter: str | None  # the adapter's key, None for the base model
-    prompt_tokens: int
-    generation_tokens: int
-    prompt_tps: float
-    generation_tps: float
-    swap_ms: float
-    finish_reason: str  # "stop" (EOS or a stop string), "length", "repeat" or "cancelled"
-
-
-@dataclass(frozen=True)
-class GenerationChunk:
-    """A text delta; the last chunk has `result` set (and usually empty text)."""
-
-    text: str
-    result: GenerationResult | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.result is not None
-
-
-@dataclass
-class _Job:
-    """One generation's parameters and its way back to the caller."""
-
-    messages: list[dict[str, str]]
-    adapter: Adapter | None
-    max_tokens: int
-    stop: Sequence[str]
-    temperature: float
-    emit: Callable[[GenerationChunk | BaseException], None]
-    cancelled: Callable[[], bool]
-    clean: bool = False
-
-
-class _MlxWorker:
-    """One daemon thread running submitted calls in order.
-
-    Unlike ThreadPoolExecutor, whose threads are joined at interpreter exit, a daemon thread
-    lets a person quit while the model is still loading.
-    """
-
-    def __init__(self, on_exit: Callable[[], None] = lambda: None) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None] = (
-            queue.SimpleQueue()
-        )
-        self._on_exit = on_exit
-        self._thread = threading.Thread(target=self._run, name="fieldkit-mlx", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
-        future: Future[T] = Future()
-        self._jobs.put((future, fn, args))
-        return future
-
-    def shutdown(self, wait: bool = True) -> None:
-        self._jobs.put(None)
-        if wait and threading.current_thread() is not self._thread:
-            self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            while (job := self._jobs.get()) is not None:
-                future, fn, args = job
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as exc:  # handed to the caller, who re-raises it
-                    future.set_exception(exc)
-        finally:
-            # Last, while this thread still holds a Python thread state: see
-            # mlx_backend.release_thread for the abort it prevents.
-            self._on_exit()
+def _unwrap(item: GenerationChunk | BaseException) -> GenerationChunk:
+    """Return a chunk from the MLX thread; raise the exception it sent instead."""
+    if isinstance(item, BaseException):
+        raise item
+    return item
 
 
 @dataclass
@@ -128,7 +60,7 @@ class Engine:
     model_dir: Path
     profile: AdapterConfig = field(default_factory=AdapterConfig)
     cache_bytes: int = DEFAULT_CACHE_BYTES
-    _executor: _MlxWorker | None = field(default=None, init=False, repr=False)
+    _executor: MlxWorker | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _runtime: MlxRuntime | None = field(default=None, init=False, repr=False)
     _cache: ByteLRU[PreparedAdapter] = field(init=False, repr=False)
@@ -146,7 +78,7 @@ class Engine:
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         with self._lock:
             if self._executor is None:
-                self._executor = _MlxWorker(on_exit=self._release_thread)
+                self._executor = MlxWorker(on_exit=self._release_thread)
             return self._executor.submit(fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -185,76 +117,53 @@ class Engine:
         return self._call(self._swap, adapter)
 
     def generate(
-        self,
-        prompt: Prompt,
-        adapter: Adapter | None = None,
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        temperature: float = 0.0,
-        cancel: threading.Event | None = None,
-        clean: bool = False,
+        self, prompt: Prompt, adapter: Adapter | None = None, **options: Unpack[GenerateOptions]
     ) -> Iterator[GenerationChunk]:
         """Stream the answer as text deltas; the last chunk carries the GenerationResult.
 
-        Greedy unless `temperature` > 0. Stops at EOS, at a stop string (not shown), after
-        `max_tokens`, or when `cancel` is set. Leaving the loop early cancels too.
-        `clean=True` shows whole sentences only, stops when the model repeats itself
+        Options: `max_tokens` (256), `stop` strings (not shown), `temperature` (0.0:
+        greedy), `cancel` (a threading.Event), `clean` (False). Stops at EOS, at a stop
+        string, after `max_tokens`, or when `cancel` is set; leaving the loop early cancels
+        too. `clean=True` shows whole sentences only, stops when the model repeats itself
         (finish reason "repeat") and drops a sentence the token budget cut off
-        (fieldkit.engine.clean).
+        (fieldkit.engine.clean). Raises FieldkitError for a bad prompt or option.
         """
         messages = as_messages(prompt)
         self.load()
         inbox: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
-        args = (messages, adapter, max_tokens, stop, temperature, cancel)
-        abandoned = self._start(*args, emit=inbox.put, clean=clean)
+        abandoned = self._start(Job(messages, adapter, inbox.put, **options))
         try:
-            while True:
-                item = inbox.get()
-                if isinstance(item, BaseException):
-                    raise item
+            while not (item := _unwrap(inbox.get())).done:
                 yield item
-                if item.result is not None:
-                    return
+            yield item
         finally:
             self._forget(abandoned)
 
     async def astream(
-        self,
-        prompt: Prompt,
-        adapter: Adapter | None = None,
-        *,
-        max_tokens: int = 256,
-        stop: Sequence[str] = (),
-        temperature: float = 0.0,
-        cancel: threading.Event | None = None,
-        clean: bool = False,
+        self, prompt: Prompt, adapter: Adapter | None = None, **options: Unpack[GenerateOptions]
     ) -> AsyncIterator[GenerationChunk]:
         """The same stream as `generate`, for asyncio code (the TUI); loads if needed."""
         messages = as_messages(prompt)
         await asyncio.to_thread(self.load)
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
-        args = (messages, adapter, max_tokens, stop, temperature, cancel)
-        abandoned = self._start(
-            *args, emit=lambda item: loop.call_soon_threadsafe(inbox.put_nowait, item), clean=clean
-        )
+
+        def emit(item: GenerationChunk | BaseException) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, item)
+
+        abandoned = self._start(Job(messages, adapter, emit, **options))
         try:
-            while True:
-                item = await inbox.get()
-                if isinstance(item, BaseException):
-                    raise item
+            while not (item := _unwrap(await inbox.get())).done:
                 yield item
-                if item.result is not None:
-                    return
+            yield item
         finally:
             self._forget(abandoned)
 
     def answer(
-        self, prompt: Prompt, adapter: Adapter | None = None, **kwargs: Any
+        self, prompt: Prompt, adapter: Adapter | None = None, **options: Unpack[GenerateOptions]
     ) -> GenerationResult:
         """Run `generate` to the end and return its GenerationResult."""
-        for chunk in self.generate(prompt, adapter, **kwargs):
+        for chunk in self.generate(prompt, adapter, **options):
             if chunk.result is not None:
                 return chunk.result
         raise AssertionError("generation ended without a result")  # pragma: no cover
@@ -341,97 +250,20 @@ class Engine:
         resident.apply(prepared)
         return (time.perf_counter() - tic) * 1000
 
-    def _start(
-        self,
-        messages: list[dict[str, str]],
-        adapter: Adapter | None,
-        max_tokens: int,
-        stop: Sequence[str],
-        temperature: float,
-        cancel: threading.Event | None,
-        *,
-        emit: Callable[[GenerationChunk | BaseException], None],
-        clean: bool = False,
-    ) -> threading.Event:
-        """Queue a generation whose chunks go to `emit`; return its 'abandoned' event."""
-        abandoned = threading.Event()
-        job = self._job(messages, adapter, max_tokens, stop, temperature, cancel, abandoned)
-        job.emit, job.clean = emit, clean
+    def _start(self, job: Job) -> threading.Event:
+        """Queue a generation; return its 'abandoned' event (set it to stop the job)."""
+        self._live.add(job.abandoned)
         self._submit(self._run_job, job)
-        return abandoned
+        return job.abandoned
 
     def _forget(self, abandoned: threading.Event) -> None:
         """Stop a generation whose reader has gone (idempotent)."""
         abandoned.set()
         self._live.discard(abandoned)
 
-    def _job(
-        self,
-        messages: list[dict[str, str]],
-        adapter: Adapter | None,
-        max_tokens: int,
-        stop: Sequence[str],
-        temperature: float,
-        cancel: threading.Event | None,
-        abandoned: threading.Event,
-    ) -> _Job:
-        if max_tokens < 1:
-            raise FieldkitError("max_tokens must be at least 1.")
-        self._live.add(abandoned)
-
-        def cancelled() -> bool:
-            return abandoned.is_set() or (cancel is not None and cancel.is_set())
-
-        return _Job(
-            messages, adapter, max_tokens, tuple(stop), temperature, lambda _: None, cancelled
-        )
-
-    def _run_job(self, job: _Job) -> None:
+    def _run_job(self, job: Job) -> None:
         try:
             runtime = self._runtime_or_load()
-            swap_ms = self._swap(job.adapter)
-            prompt = runtime.encode_chat(job.messages)
-            scanner = StopScanner(job.stop)
-            cleaner = CleanText() if job.clean else None
-            parts: list[str] = []
-
-            def show(text: str) -> None:
-                if cleaner is not None:
-                    text = cleaner.feed(text)
-                if text:
-                    parts.append(text)
-                    job.emit(GenerationChunk(text))
-
-            def emit(delta: str) -> bool:
-                show(scanner.feed(delta))
-                return not (scanner.stopped or (cleaner is not None and cleaner.stopped))
-
-            stats = runtime.generate(
-                prompt,
-                max_tokens=job.max_tokens,
-                temperature=job.temperature,
-                emit=emit,
-                cancelled=job.cancelled,
-            )
-            show(scanner.flush())
-            finish_reason = stats.finish_reason
-            if cleaner is not None:
-                if cleaner.repeated:
-                    finish_reason = "repeat"
-                elif tail := cleaner.finish(natural=finish_reason == "stop"):
-                    parts.append(tail)
-                    job.emit(GenerationChunk(tail))
-            result = GenerationResult(
-                text="".join(parts),
-                tokens=tuple(stats.tokens),
-                adapter=job.adapter.key if job.adapter else None,
-                prompt_tokens=stats.prompt_tokens,
-                generation_tokens=len(stats.tokens),
-                prompt_tps=stats.prompt_tps,
-                generation_tps=stats.generation_tps,
-                swap_ms=swap_ms,
-                finish_reason=finish_reason,
-            )
-            job.emit(GenerationChunk("", result))
+            run_job(runtime, job, self._swap(job.adapter))
         except BaseException as exc:  # handed to the caller's thread, raised there
             job.emit(exc)

@@ -1,10 +1,13 @@
 """Small parts of the engine with no MLX: the byte-bounded adapter cache, the stop-string
-scanner, and how a prompt becomes chat messages."""
+scanner, how a prompt becomes chat messages, and the thread all MLX work runs on."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from fieldkit.errors import FieldkitError
@@ -96,3 +99,44 @@ def as_messages(prompt: Prompt) -> list[dict[str, str]]:
     if not messages or not all({"role", "content"} <= set(m) for m in messages):
         raise FieldkitError("Chat messages must each have a role and a content.")
     return messages
+
+
+class MlxWorker:
+    """One daemon thread running submitted calls in order.
+
+    Unlike ThreadPoolExecutor, whose threads are joined at interpreter exit, a daemon thread
+    lets a person quit while the model is still loading.
+    """
+
+    def __init__(self, on_exit: Callable[[], None] = lambda: None) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None] = (
+            queue.SimpleQueue()
+        )
+        self._on_exit = on_exit
+        self._thread = threading.Thread(target=self._run, name="fieldkit-mlx", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._jobs.put(None)
+        if wait and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                future, fn, args = job
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # handed to the caller, who re-raises it
+                    future.set_exception(exc)
+        finally:
+            # Last, while this thread still holds a Python thread state: see
+            # mlx_backend.release_thread for the abort it prevents.
+            self._on_exit()

@@ -17,140 +17,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import re
-import socket
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fieldkit.errors import TransportError
+from fieldkit.gossip.lan_peers import (
+    INTERFACES_SETTING,
+    TXT_ID,
+    TXT_NAME,
+    TXT_PROTO,
+    LanChange,
+    LanPeer,
+    advertise_by_default,
+    announce_on,
+    check_interfaces,
+    configured_interfaces,
+    local_addresses,
+    parse_txt,
+    txt_name,
+)
 from fieldkit.gossip.protocol import PROTOCOL_VERSION
 
 SERVICE_TYPE = "_fieldkit._tcp.local."
-TXT_ID = "id"
-TXT_NAME = "name"
-TXT_PROTO = "proto"
-MAX_NAME_CHARS = 64  # the rule for a device name (fieldkit.store.identity)
-MAX_NAME_BYTES = 250  # a TXT string holds 255 bytes, "name=" included
 MAX_PEERS = 256  # services tracked at once; more are ignored until some leave
 RESOLVE_TIMEOUT_MS = 3000
-_DEVICE_ID = re.compile(r"[a-z2-7]{16}")
-_PROTO = re.compile(r"[0-9]{1,4}")
-_WILDCARDS = {"", "0.0.0.0", "::"}
-INTERFACES_SETTING = "lan_interfaces"  # library setting: addresses to browse on (unset: all)
+__all__ = [  # the announcement's data live in fieldkit.gossip.lan_peers; callers import here
+    "INTERFACES_SETTING",
+    "LanAdvertiser",
+    "LanBrowser",
+    "LanChange",
+    "LanPeer",
+    "advertise_by_default",
+    "check_interfaces",
+    "configured_interfaces",
+    "discover",
+    "parse_txt",
+]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LanPeer:
-    """A fieldkit listener announced on the LAN (what it claims; nothing is verified)."""
-
-    device_id: str
-    name: str
-    host: str
-    port: int
-    version: int
-
-    @property
-    def address(self) -> str:
-        """Return 'host:port' ('[v6]:port' for IPv6), as `fieldkit sync` takes it."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.device_id,
-            "name": self.name,
-            "host": self.host,
-            "port": self.port,
-            "address": self.address,
-            "version": self.version,
-        }
-
-
-@dataclass(frozen=True)
-class LanChange:
-    """A peer appeared (or changed) when `present`, or left when not."""
-
-    peer: LanPeer
-    present: bool
-
-
-def is_loopback(host: str) -> bool:
-    """Return True for 'localhost' and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def configured_interfaces(library: Any) -> list[str] | None:
-    """Return the interface addresses set with `fieldkit peers lan`, or None for all."""
-    value = library.get_setting(INTERFACES_SETTING)
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    return None
-
-
-def check_interfaces(addresses: Sequence[str]) -> list[str]:
-    """Return the addresses as IP address strings; TransportError for one that is not."""
-    out = []
-    for address in addresses:
-        try:
-            out.append(str(ipaddress.ip_address(address.strip())))
-        except ValueError:
-            raise TransportError(
-                f"{address!r} is not an interface address (e.g. 192.168.1.20)."
-            ) from None
-    return out
-
-
-def advertise_by_default(host: str) -> bool:
-    """Return whether a listener on `host` is announced unless told otherwise.
-
-    A loopback listener is private to this machine, so announcing it is pointless; any
-    other listening address (0.0.0.0, a LAN address) is there for peers to reach.
-    """
-    return not is_loopback(host)
-
-
-def parse_txt(
-    properties: dict[bytes, bytes | None], host: str | None, port: int | None
-) -> LanPeer | None:
-    """Return the peer an announcement describes, or None if any field is missing or bad.
-
-    Bounds every field before decoding it: a hostile announcement is ignored, never an error.
-    """
-    raw_id = properties.get(TXT_ID.encode())
-    raw_name = properties.get(TXT_NAME.encode())
-    raw_proto = properties.get(TXT_PROTO.encode())
-    if raw_id is None or raw_name is None or raw_proto is None or not host:
-        return None
-    if len(raw_id) > 16 or len(raw_proto) > 4 or len(raw_name) > MAX_NAME_BYTES:
-        return None
-    if not isinstance(port, int) or not 0 < port < 65536:
-        return None
-    try:
-        device_id = raw_id.decode("ascii")
-        proto = raw_proto.decode("ascii")
-        name = raw_name.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if not _DEVICE_ID.fullmatch(device_id) or not _PROTO.fullmatch(proto):
-        return None
-    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
-        return None
-    return LanPeer(device_id, name, host, port, int(proto))
-
-
-def _txt_name(name: str) -> str:
-    """Cut a device name to what one TXT string holds, at a character boundary."""
-    return name.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore")
 
 
 def _zeroconf_interfaces(interfaces: Sequence[str] | None) -> Any:
@@ -177,41 +82,6 @@ def _start_zeroconf(interfaces: Sequence[str] | None) -> Any:
         raise TransportError(f"Cannot start LAN discovery (mDNS){where}: {reason}.") from None
 
 
-def _local_addresses(host: str, interfaces: Sequence[str] | None) -> list[str]:
-    """Return the addresses to announce for a listener bound to `host`."""
-    if host not in _WILDCARDS:
-        try:
-            return [str(ipaddress.ip_address(host.strip("[]")))]
-        except ValueError:
-            pass
-        try:
-            infos = socket.getaddrinfo(host, None, socket.AF_INET)
-        except OSError as exc:
-            raise TransportError(f"Cannot announce {host}: {exc.strerror}.") from None
-        return sorted({str(info[4][0]) for info in infos})
-    if interfaces is not None:
-        return list(interfaces)
-    import ifaddr  # zeroconf's own dependency
-
-    found = [
-        ip.ip
-        for adapter in ifaddr.get_adapters()
-        for ip in adapter.ips
-        if ip.is_IPv4 and not ipaddress.ip_address(ip.ip).is_loopback
-    ]
-    return sorted(set(found)) or ["127.0.0.1"]
-
-
-def _announce_on(host: str) -> list[str] | None:
-    """Return the interfaces to announce a listener on: the one it is bound to, else all."""
-    if host.strip("[]").lower() == "localhost":
-        return ["127.0.0.1"]
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))] if host not in _WILDCARDS else None
-    except ValueError:
-        return None
-
-
 class LanAdvertiser:
     """Announces one TCP sync listener as `_fieldkit._tcp.local.` until stopped.
 
@@ -234,7 +104,7 @@ class LanAdvertiser:
         self.name = name
         self.port = port
         self.host = host
-        self.interfaces = _announce_on(host) if interfaces is None else list(interfaces)
+        self.interfaces = announce_on(host) if interfaces is None else list(interfaces)
         self.version = version
         self.addresses: list[str] = []
         self._zc: Any = None
@@ -250,14 +120,14 @@ class LanAdvertiser:
         from zeroconf import NonUniqueNameException
         from zeroconf.asyncio import AsyncServiceInfo
 
-        self.addresses = _local_addresses(self.host, self.interfaces)
+        self.addresses = local_addresses(self.host, self.interfaces)
         self._info = AsyncServiceInfo(
             SERVICE_TYPE,
             self.service_name,
             port=self.port,
             properties={
                 TXT_ID: self.device_id,
-                TXT_NAME: _txt_name(self.name),
+                TXT_NAME: txt_name(self.name),
                 TXT_PROTO: str(self.version),
             },
             server=f"fieldkit-{self.device_id}.local.",

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from fieldkit.errors import ProtocolError
 
 MAX_TEXT = 1024
 MAX_REASON = 500
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ _PREFIX = re.compile(r"^[0-9a-f]{0,16}$")
 def _prefix(v: Any) -> bool:
     return isinstance(v, str) and bool(_PREFIX.match(v))
 
+
 _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
     Hello.code: (Hello, (_uint(1 << 16), _text(200), _text(200), _blob(32), _blob(32), _uint())),
     Proof.code: (Proof, (_blob(64),)),
@@ -254,13 +256,7 @@ def _entries(raw_entries: list[Any]) -> tuple[SummaryEntry, ...]:
     if len(raw_entries) > MAX_SUMMARY:
         raise ProtocolError(f"The peer sent a summary of {len(raw_entries)} entries.")
     checks = (_prefix, _uint(), _blob(8))
-    entries = []
-    for raw in raw_entries:
-        ok = isinstance(raw, list) and len(raw) == len(checks)
-        if not ok or not all(check(v) for check, v in zip(checks, raw, strict=True)):
-            raise ProtocolError("The peer sent an inventory summary with a malformed entry.")
-        entries.append(SummaryEntry(*raw))
-    return tuple(entries)
+    return tuple(_rows(raw_entries, checks, SummaryEntry, "an inventory summary"))
 
 
 def _items(
@@ -270,16 +266,27 @@ def _items(
         raise ProtocolError(
             f"The peer offered {len(raw_items)} packets; the limit is {max_inventory}."
         )
-    checks = checks or _ITEM_FIELDS
-    items = []
-    for raw in raw_items:
-        ok = isinstance(raw, list) and len(raw) == len(checks)
-        if not ok or not all(check(v) for check, v in zip(checks, raw, strict=True)):
-            raise ProtocolError("The peer sent an inventory with a malformed entry.")
-        items.append(InventoryItem(*raw))
+    items = _rows(raw_items, checks or _ITEM_FIELDS, InventoryItem, "an inventory")
     if len({item.packet_id for item in items}) != len(items):
         raise ProtocolError("The peer sent an inventory that lists a packet twice.")
     return tuple(items)
+
+
+def _rows(
+    raw_rows: list[Any],
+    checks: tuple[Callable[[Any], bool], ...],
+    make: Callable[..., T],
+    what: str,
+) -> list[T]:
+    """Return `make(*row)` for each row that passes `checks` field by field; raise
+    ProtocolError, naming `what` the peer sent, for the first row that does not."""
+    rows = []
+    for raw in raw_rows:
+        ok = isinstance(raw, list) and len(raw) == len(checks)
+        if not ok or not all(check(v) for check, v in zip(checks, raw, strict=True)):
+            raise ProtocolError(f"The peer sent {what} with a malformed entry.")
+        rows.append(make(*raw))
+    return rows
 
 
 @dataclass(frozen=True)

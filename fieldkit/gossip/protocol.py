@@ -18,13 +18,13 @@ table in fieldkit.gossip.states; the checks and limits are in docs/PROTOCOL.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, NoReturn
 
 from fieldkit.errors import ProtocolError
 from fieldkit.gossip.chunks import ChunkDecoder, ChunkEncoder
+from fieldkit.gossip.events import NEED_DATA, Closed, Event, NeedData, PeerVerified
 from fieldkit.gossip.framing import FrameDecoder, encode_frame
+from fieldkit.gossip.inventories import InventoryExchange
 from fieldkit.gossip.messages import (
     Abort,
     Bye,
@@ -44,14 +44,15 @@ from fieldkit.gossip.messages import (
     decode_message,
 )
 from fieldkit.gossip.pairing import nonce_version, proof_payload, sas_digits, verify_ed25519
-from fieldkit.gossip.reconcile import Reconciler
 from fieldkit.gossip.states import (
     LocalProtocolError,
     Side,
+    State,
     after,
     local_out_of_order,
     peer_out_of_order,
     precondition_holds,
+    require,
 )
 from fieldkit.gossip.transfers import (
     Limits,
@@ -65,50 +66,19 @@ from fieldkit.gossip.transfers import (
 PROTOCOL_VERSION = 1  # the Hello's version field; what more a side speaks is in its nonce
 NEWEST_VERSION = 2  # 2: compact inventory (Summary, Offer) and offers that carry `created`
 INVENTORY_KINDS = (Inventory, Summary, Offer)
-__all__ = [  # what other modules import from here (the chunk helpers live in transfers)
+__all__ = [  # what other modules import from here (events, states and chunk helpers live apart)
+    "NEED_DATA",
+    "Closed",
+    "GossipConnection",
     "LocalProtocolError",
     "Limits",
+    "PeerVerified",
+    "State",
     "chunk_count",
     "chunk_length",
     "have_bitmap",
     "missing_chunks",
 ]
-_HEX64_CHARS = frozenset("0123456789abcdef")
-
-
-@dataclass(frozen=True)
-class PeerVerified:
-    """Event: the peer proved it holds the key it announced."""
-
-    device_id: str
-    name: str
-    public_key: bytes
-    sas: str
-
-
-@dataclass(frozen=True)
-class Closed:
-    """Event: the transport ended; `clean` is True if both sides had said Bye first."""
-
-    clean: bool
-
-
-class _NeedData:
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
-Event = Message | PeerVerified | Closed
-
-
-class State(Enum):
-    """The connection as a whole, from both sides' states (fieldkit.gossip.states)."""
-
-    HANDSHAKE = "handshake"
-    OPEN = "open"
-    CLOSED = "closed"
-    ERROR = "error"
 
 
 class GossipConnection:
@@ -145,18 +115,14 @@ class GossipConnection:
         self._closed = False
         self._error: Exception | None = None
         self._outbox = bytearray()
-        self._reconciler: Reconciler | None = None
-        self._early_summaries: list[Summary] = []
-        self._inventory_done = False
-        self._offered: dict[str, InventoryItem] = {}
+        self.inventories = InventoryExchange(self.limits.max_inventory, self._answer)
         self.transfers = Transfers(self.limits)
-        self._peer_inventory: dict[str, InventoryItem] = {}
         self._receive_rules: dict[type, Callable[[Any], Event | None]] = {
             Hello: self._got_hello,
             Proof: self._got_proof,
-            Inventory: self._got_inventory,
-            Summary: self._got_summary,
-            Offer: self._got_offer,
+            Inventory: self.inventories.got_inventory,
+            Summary: self.inventories.got_summary,
+            Offer: self.inventories.got_offer,
             Want: self._got_want,
             PacketStart: self.transfers.got_start,
             PacketEnd: self.transfers.got_end,
@@ -164,7 +130,7 @@ class GossipConnection:
         }
         self._send_rules: dict[type, Callable[[Any], None]] = {
             Hello: self._sending_hello,
-            Inventory: self._sending_inventory,
+            Inventory: self.inventories.sending_inventory,
             Want: self._sending_want,
             PacketStart: self.transfers.sending_start,
             Chunk: self.transfers.sending_chunk,
@@ -199,7 +165,7 @@ class GossipConnection:
     @property
     def peer_inventory(self) -> dict[str, InventoryItem]:
         """The packets the peer offered, by packet id (empty until its Inventory arrived)."""
-        return dict(self._peer_inventory)
+        return dict(self.inventories.peer_items)
 
     def is_cancelled(self, packet_id: str) -> bool:
         """True if the transfer of `packet_id` (either direction) was cancelled by either side."""
@@ -234,7 +200,7 @@ class GossipConnection:
         self.bytes_received += len(data)
         self._frames.feed(data)
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
         """Return the next event, or NEED_DATA. Raises ProtocolError if the peer misbehaved."""
         self._raise_if_errored()
         try:
@@ -242,7 +208,7 @@ class GossipConnection:
         except Exception as exc:
             self._fail(exc)
 
-    def _next_event(self) -> Event | _NeedData:
+    def _next_event(self) -> Event | NeedData:
         while True:
             if self.state is State.CLOSED:
                 return Closed(clean=self.finished)
@@ -265,7 +231,9 @@ class GossipConnection:
         if nxt is None or not precondition_holds(kind, self.ours):
             raise ProtocolError(peer_out_of_order(kind, self.theirs, self.ours))
         if (kind is Inventory) != (self.version < 2) and kind in INVENTORY_KINDS:
-            raise ProtocolError(f"The peer sent {kind.__name__} in protocol version {self.version}.")
+            raise ProtocolError(
+                f"The peer sent {kind.__name__} in protocol version {self.version}."
+            )
         if isinstance(message, RawChunk):
             event = self.transfers.got_chunk(message, self._decoder)
         else:
@@ -308,39 +276,12 @@ class GossipConnection:
         )
         return self.peer
 
-    def _got_inventory(self, inventory: Inventory) -> Inventory:
-        self._peer_inventory = {item.packet_id: item for item in inventory.items}
-        self._inventory_done = True
-        return inventory
-
-    def _got_summary(self, summary: Summary) -> Inventory | None:
-        if self._reconciler is None:  # ours is not out yet: answer once it is
-            self._early_summaries.append(summary)
-            return None
-        for reply in self._reconciler.on_summary(summary):
-            self._outbox += self._frame(reply)
-        return self._reconciled()
-
-    def _got_offer(self, offer: Offer) -> Inventory | None:
-        assert self._reconciler is not None  # the table: an Offer answers our Summary
-        self._reconciler.on_offer(offer)
-        return self._reconciled()
-
-    def _reconciled(self) -> Inventory | None:
-        """Once nothing more is expected, the peer's offers become one Inventory event."""
-        rec = self._reconciler
-        if rec is None or not rec.done or self._inventory_done:
-            return None
-        self._inventory_done = True
-        self._peer_inventory = dict(rec.peer_items)
-        return Inventory(tuple(rec.peer_items.values()))
-
     def _got_want(self, want: Want) -> Want:
-        offered = self._reconciler.offered if self._reconciler else self._offered
-        if want.packet_id not in offered:
+        if not self.inventories.offered(want.packet_id):
             raise ProtocolError("The peer asked for a packet that was not offered.")
         self.transfers.got_want(want)
         return want
+
     # --- sending -----------------------------------------------------------------------
 
     def send(self, message: Message) -> bytes:
@@ -358,7 +299,8 @@ class GossipConnection:
             if nxt is None or not precondition_holds(kind, self.theirs):
                 raise LocalProtocolError(local_out_of_order(kind, self.ours, self.theirs))
             if kind is Inventory and self.version >= 2:
-                data = self._start_summary(message)  # type: ignore[arg-type]
+                replies = self.inventories.start_summary(message)  # type: ignore[arg-type]
+                data = b"".join(self._frame(reply) for reply in replies)
             else:
                 rule = self._send_rules.get(kind)
                 if rule is not None:
@@ -382,33 +324,23 @@ class GossipConnection:
             self.inventory_bytes_sent += len(data)
         return data
 
-    def _start_summary(self, inventory: Inventory) -> bytes:
-        """Version 2: send the digest of `inventory` instead of the list; answer any summary
-        of the peer's that arrived first."""
-        self._reconciler = Reconciler(inventory.items, self.limits.max_inventory)
-        data = self._frame(self._reconciler.start())
-        for summary in self._early_summaries:
-            for reply in self._reconciler.on_summary(summary):
-                data += self._frame(reply)
-        self._early_summaries.clear()
-        return data
+    def _answer(self, message: Message) -> None:
+        """Queue a frame the core makes on its own, for `data_to_send`."""
+        self._outbox += self._frame(message)
 
     def _sending_hello(self, message: Hello) -> None:
-        _require(message == self.our_hello, "send the Hello given to the constructor")
-
-    def _sending_inventory(self, message: Inventory) -> None:
-        self._offered = {item.packet_id: item for item in message.items}
+        require(message == self.our_hello, "send the Hello given to the constructor")
 
     def _sending_want(self, message: Want) -> None:
-        _require(self._inventory_done or self.version < 2, "Want before the inventories matched")
-        item = self._peer_inventory.get(message.packet_id)
-        _require(item is not None, "Want for a packet the peer did not offer")
+        require(self.inventories.done or self.version < 2, "Want before the inventories matched")
+        item = self.inventories.peer_items.get(message.packet_id)
+        require(item is not None, "Want for a packet the peer did not offer")
         assert item is not None
         self.transfers.sending_want(message, item)
 
     def _sending_bye(self, message: Bye) -> None:
-        _require(self._inventory_done or self.version < 2, "Bye before the inventories matched")
-        _require(not self.transfers.incoming, "Bye while packets we asked for are pending")
+        require(self.inventories.done or self.version < 2, "Bye before the inventories matched")
+        require(not self.transfers.incoming, "Bye while packets we asked for are pending")
 
     # --- errors ------------------------------------------------------------------------
 
@@ -427,8 +359,3 @@ class GossipConnection:
         if isinstance(error, ProtocolError) and not sending:
             raise error
         raise LocalProtocolError(f"the connection failed earlier: {error}")
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise LocalProtocolError(what)

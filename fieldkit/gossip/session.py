@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fieldkit.errors import FieldkitError, PacketError, PeerRefused, ProtocolError, TransportError
+from fieldkit.errors import FieldkitError, PeerRefused, ProtocolError, TransportError
 from fieldkit.gossip.chunks import AdaptiveCompression, ChunkEncoder
 from fieldkit.gossip.messages import (
     Abort,
@@ -31,7 +31,6 @@ from fieldkit.gossip.messages import (
     Want,
 )
 from fieldkit.gossip.pairing import NONCE_SIZE, mark_nonce, proof_payload
-from fieldkit.gossip.parts import PartFile, held_chunks
 from fieldkit.gossip.protocol import (
     NEED_DATA,
     PROTOCOL_VERSION,
@@ -41,9 +40,9 @@ from fieldkit.gossip.protocol import (
     State,
     chunk_count,
     chunk_length,
-    have_bitmap,
     missing_chunks,
 )
+from fieldkit.gossip.receiving import Receiver, receive_policy
 from fieldkit.gossip.stream import ByteStream
 from fieldkit.gossip.summary import (
     ConfirmCallback,
@@ -52,16 +51,12 @@ from fieldkit.gossip.summary import (
     ProgressUpdate,
     SyncOptions,
     SyncSummary,
+    report_progress,
 )
 from fieldkit.store.identity import Identity, device_id_for
 from fieldkit.store.library import Library
-from fieldkit.store.packet import packet_id as manifest_packet_id
-from fieldkit.store.packet import verify_manifest
 
-
-def receive_policy(library: Library) -> str:
-    """Return the library's receive policy (trusted-only unless set)."""
-    return library.receive_policy()
+__all__ = ["ProgressUpdate", "receive_policy", "run_session"]  # the names callers import here
 
 
 async def run_session(
@@ -82,9 +77,10 @@ async def run_session(
     """
     nonce = nonce or os.urandom(NONCE_SIZE)
     options = options or SyncOptions()
-    session = _Session(stream, identity, library, options, progress, confirm, nonce)
-    session.claims = claims if claims is not None else set()
-    return await session.run()
+    claims = claims if claims is not None else set()
+    return await _Session(
+        stream, identity, library, options, progress, confirm, nonce, claims
+    ).run()
 
 
 class _Session:
@@ -97,15 +93,13 @@ class _Session:
         progress: ProgressCallback | None,
         confirm: ConfirmCallback | None,
         nonce: bytes,
+        claims: set[str],
     ) -> None:
         self.stream = stream
         self.identity = identity
         self.library = library
         self.options = options
         self.progress = progress
-        self.confirm = confirm
-        self.claims: set[str] = set()
-        self.policy = options.policy or receive_policy(library)
         hello = Hello(
             PROTOCOL_VERSION,
             identity.device_id,
@@ -120,11 +114,10 @@ class _Session:
         self.summary = SyncSummary(peer_label=stream.peer_label)
         self.send_lock = asyncio.Lock()
         self.wants: asyncio.Queue[Want | None] = asyncio.Queue()
-        self.parts: dict[str, PartFile] = {}
-        self.incoming: dict[str, PacketReport] = {}
-        self.held: dict[str, tuple[set[int], dict[str, Any] | None]] = {}
+        self.receiver = Receiver(
+            library, options, self.summary, self._send, claims, progress, confirm
+        )
         self.last_activity = time.monotonic()
-        self.wants_sent = False
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -153,10 +146,7 @@ class _Session:
                 cancelled = True
             if server.done() and not server.cancelled():
                 server.exception()  # retrieved: a failed server already ended the session
-            for part in self.parts.values():
-                part.close()
-            for pid in self.incoming:
-                self.claims.discard(pid)
+            self.receiver.close()
             with contextlib.suppress(Exception):
                 await self.stream.close()
             if cancelled:
@@ -267,15 +257,15 @@ class _Session:
         elif isinstance(event, PeerVerified):
             await self._on_peer(event)
         elif isinstance(event, Inventory):
-            await self._on_inventory(event)
+            await self.receiver.on_inventory(event)
         elif isinstance(event, Want):
             self.wants.put_nowait(event)
         elif isinstance(event, PacketStart):
-            await self._on_start(event)
+            await self.receiver.on_start(event)
         elif isinstance(event, Chunk):
-            self._on_chunk(event)
+            self.receiver.on_chunk(event)
         elif isinstance(event, PacketEnd):
-            await self._on_end(event)
+            await self.receiver.on_end(event)
         elif isinstance(event, Cancel):
             await self._on_cancel(event)
         elif isinstance(event, Abort):
@@ -313,141 +303,16 @@ class _Session:
         )
         await self._send(Inventory(items))
 
-    async def _accepts_peer(self) -> tuple[bool, str]:
-        trust = self.summary.peer_trust
-        if trust == "trusted" or self.policy == "open":
-            return True, ""
-        if self.policy == "ask":
-            if self.confirm is not None:
-                peer_id, name, sas = self.summary.peer_id, self.summary.peer_name, self.summary.sas
-                if await self.confirm(peer_id, name, sas):
-                    self.library.set_trust(peer_id, "trusted")
-                    self.summary.peer_trust = "trusted"
-                    return True, ""
-                return False, "the peer was not accepted"
-            if self.options.accept_pending:
-                return True, ""
-        return False, f"the peer is {trust} and the receive policy is {self.policy}"
-
-    async def _on_inventory(self, inventory: Inventory) -> None:
-        offered = [item for item in inventory.items if not self.library.has(item.packet_id)]
-        if self.options.send_order == "newest":  # in a short encounter, the newest first
-            offered.sort(key=lambda item: -item.created)
-        accepted, why = (True, "") if not offered else await self._accepts_peer()
-        base = self.options.base_fingerprint
-        for item in offered:
-            report = PacketReport(item.packet_id, item.name, item.sha256, "received", "refused")
-            report.size = item.size
-            if not accepted:
-                report.reason = why
-            elif base is not None and item.base_fingerprint != base:
-                report.reason = "it was made for another base model"
-            elif item.packet_id in self.claims:
-                report.reason = "it is being received from another peer"
-            elif item.size > self.options.limits.max_packet:
-                report.reason = "it is larger than the packet size limit"
-            elif self._name_taken(item.name, item.author_id):
-                report.reason = f"a packet named {item.name!r} by another author is already here"
-            else:
-                report.status = "pending"
-                self.claims.add(item.packet_id)
-                self.incoming[item.packet_id] = report
-                held, manifest = held_chunks(self.library, item.packet_id)
-                self.held[item.packet_id] = (held, manifest)  # hashed once per transfer
-                have = b""
-                if manifest is not None and held:
-                    count = chunk_count(manifest["weights_size"], manifest["chunk_size"])
-                    have = have_bitmap(held, count)
-                await self._send(Want(item.packet_id, have))
-            self.summary.packets.append(report)
-        self.wants_sent = True
-
-    def _name_taken(self, name: str, author_id: str) -> bool:
-        """True if the library holds a packet of this name by another author (it would be
-        refused after the transfer, so it is not asked for)."""
-        return self.library.name_conflict(name, author_id) is not None
-
-    async def _on_start(self, start: PacketStart) -> None:
-        report = self.incoming[start.packet_id]
-        manifest = start.manifest
-        try:
-            computed = manifest_packet_id(manifest)
-        except PacketError:
-            computed = ""
-        if computed != start.packet_id:
-            raise ProtocolError(f"The peer's manifest for {report.name!r} does not match its id.")
-        reason = ""
-        try:
-            verify_manifest(manifest, start.signature)
-        except PacketError as exc:
-            reason = str(exc)
-        base = self.options.base_fingerprint
-        if not reason and base is not None and manifest["base_fingerprint"] != base:
-            reason = f"Packet {manifest['name']!r} was made for another base model."
-        report.name = manifest.get("name", report.name) if not reason else report.name
-        report.wire_bytes += start.wire_size
-        if reason:
-            report.status, report.reason = "refused", reason
-            await self._send(Cancel(start.packet_id, reason[:500]))
-            return
-        # the chunks announced in our Want (the sender sends exactly the others)
-        held, stored = self.held.pop(start.packet_id, (set(), None))
-        held = held if stored == manifest else set()
-        part = PartFile(
-            self.library, start.packet_id, self.summary.peer_id, manifest, start.signature, held
-        )
-        self.parts[start.packet_id] = part
-        report.resumed_from = part.held_bytes
-        self._report_progress(report, part.held_bytes)
-
-    def _on_chunk(self, chunk: Chunk) -> None:
-        part = self.parts[chunk.packet_id]
-        report = self.incoming[chunk.packet_id]
-        part.write(chunk.index, chunk.data)
-        report.wire_bytes += chunk.wire_size
-        self._report_progress(report, part.held_bytes)
-
-    async def _on_end(self, end: PacketEnd) -> None:
-        report = self.incoming[end.packet_id]
-        report.wire_bytes += end.wire_size
-        self.claims.discard(end.packet_id)
-        part = self.parts.pop(end.packet_id, None)
-        if part is None:  # we refused it after its manifest
-            return
-        try:
-            part.finish(self.options.base_fingerprint)
-        except FieldkitError as exc:
-            part.discard()
-            report.status, report.reason = "refused", str(exc)
-        else:
-            report.status = "ok"
-            self.library.log_event(
-                "packet_received", packet_id=end.packet_id, peer_id=self.summary.peer_id
-            )
-
     async def _on_cancel(self, cancel: Cancel) -> None:
-        report = self.incoming.get(cancel.packet_id)
-        if report is not None and report.status == "pending":  # the sender cannot give it
-            report.status, report.reason = "failed", f"the peer cancelled: {cancel.reason}"
-            self.claims.discard(cancel.packet_id)
-            part = self.parts.pop(cancel.packet_id, None)
-            if part is not None:
-                part.close()
+        if self.receiver.on_cancel(cancel):
             return
         for sent in self.summary.packets:
             if sent.packet_id == cancel.packet_id and sent.direction == "sent":
                 sent.status, sent.reason = "refused", f"the peer refused it: {cancel.reason}"
 
     async def _maybe_bye(self) -> None:
-        if self.wants_sent and not self.core.pending_wants() and not self.core.said_bye:
+        if self.receiver.wants_sent and not self.core.pending_wants() and not self.core.said_bye:
             await self._send(Bye())
-
-    def _report_progress(self, report: PacketReport, done: int) -> None:
-        if self.progress is not None:
-            update = ProgressUpdate(
-                report.packet_id, report.name, report.direction, done, report.size
-            )
-            self.progress(update)
 
     # --- serving the peer's wants ------------------------------------------------------
 
@@ -484,7 +349,7 @@ class _Session:
         pid = record.packet_id
         report.wire_bytes += await self._send(PacketStart(pid, manifest, record.signature), pid)
         done = report.resumed_from
-        self._report_progress(report, done)  # first report: what the peer already held
+        report_progress(self.progress, report, done)  # first report: what the peer already held
         for index in todo:
             piece = data[index * chunk_size : index * chunk_size + chunk_size]
             sent = await self._send_chunk(Chunk(pid, index, piece))
@@ -492,7 +357,7 @@ class _Session:
                 break
             report.wire_bytes += sent
             done += len(piece)
-            self._report_progress(report, done)
+            report_progress(self.progress, report, done)
         # The sender ends every wanted packet, even one the receiver cancelled.
         report.wire_bytes += await self._send(PacketEnd(pid))
         if report.status == "pending":

@@ -32,6 +32,12 @@ class LocalProtocolError(RuntimeError):
     """This side used the connection out of order; a programming error, not the peer's."""
 
 
+def require(condition: bool, what: str) -> None:
+    """Raise LocalProtocolError(`what`) unless `condition` holds (a rule this side must keep)."""
+    if not condition:
+        raise LocalProtocolError(what)
+
+
 class Side(Enum):
     """What one side has sent so far (each state includes the ones before it)."""
 
@@ -41,6 +47,15 @@ class Side(Enum):
     OFFERED = 3  # its Inventory (or, in version 2, its Summary): it may now want packets
     DONE = 4  # its Bye: it wants nothing more, and still serves the other side's wants
     ABORTED = 5  # its Abort: the session is over
+
+
+class State(Enum):
+    """The connection as a whole, from both sides' states (`Side`)."""
+
+    HANDSHAKE = "handshake"
+    OPEN = "open"
+    CLOSED = "closed"
+    ERROR = "error"
 
 
 _SERVING = (PacketStart, Chunk, PacketEnd, Cancel)

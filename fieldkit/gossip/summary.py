@@ -109,3 +109,9 @@ class SyncSummary:
 ProgressCallback = Callable[[ProgressUpdate], None]
 # Asked under the `ask` policy: (peer id, peer name, SAS digits) -> accept this peer?
 ConfirmCallback = Callable[[str, str, str], Awaitable[bool]]
+
+
+def report_progress(progress: ProgressCallback | None, report: PacketReport, done: int) -> None:
+    """Tell `progress` (if given) that `done` bytes of the packet in `report` have moved."""
+    if progress is not None:
+        progress(ProgressUpdate(report.packet_id, report.name, report.direction, done, report.size))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.errors import TransportError
 from fieldkit.gossip.session import run_session
@@ -210,30 +210,25 @@ async def sync_ble(
     progress: ProgressCallback | None = None,
     confirm: ConfirmCallback | None = None,
     scan_seconds: float = 10.0,
+    *,
+    central_only: bool = False,
 ) -> SyncSummary:
     """Advertise and scan; sync with the first fieldkit peer met (or `peer`) in whichever
-    role the role rule picks. Raises TransportError if nobody is met."""
-    from fieldkit.gossip.ble.sync import meet_and_run
+    role the role rule picks, or with `central_only`, find the peer, connect as central and
+    sync once. Raises TransportError if nobody is met."""
+    from fieldkit.gossip.ble.sync import connect_and_run, meet_and_run
 
-    identity = device.identity
     run = session_runner(device, options, progress, confirm)
+    if central_only:
+        return await connect_and_run(radio, run, peer, scan_seconds)
+    identity = device.identity
     return await meet_and_run(radio, identity.device_id, identity.name, run, peer, scan_seconds)
 
 
-async def sync_ble_peer(
-    radio: Radio,
-    device: Device,
-    options: SyncOptions | None = None,
-    peer: str | None = None,
-    progress: ProgressCallback | None = None,
-    confirm: ConfirmCallback | None = None,
-    scan_seconds: float = 10.0,
-) -> SyncSummary:
-    """Find `peer` (or any fieldkit peer), connect as central and sync once."""
-    from fieldkit.gossip.ble.sync import connect_and_run
-
-    run = session_runner(device, options, progress, confirm)
-    return await connect_and_run(radio, run, peer, scan_seconds)
+async def sync_ble_peer(radio: Radio, device: Device, *args: Any, **kwargs: Any) -> SyncSummary:
+    """Find `peer` (or any fieldkit peer), connect as central and sync once: `sync_ble`,
+    with the same arguments, as central only."""
+    return await sync_ble(radio, device, *args, central_only=True, **kwargs)
 
 
 async def serve_ble(

@@ -24,7 +24,7 @@ from fieldkit.gossip.messages import (
     RawChunk,
     Want,
 )
-from fieldkit.gossip.states import LocalProtocolError
+from fieldkit.gossip.states import require
 
 _HEX64_CHARS = frozenset("0123456789abcdef")
 
@@ -172,14 +172,14 @@ class Transfers:
         return cancel
 
     def sending_want(self, message: Want, item: InventoryItem) -> None:
-        _require(message.packet_id not in self.incoming, "Want sent twice")
+        require(message.packet_id not in self.incoming, "Want sent twice")
         self.incoming[message.packet_id] = _Incoming(message.have, item.sha256, item.size)
 
     def sending_start(self, message: PacketStart) -> None:
         out = self.outgoing.get(message.packet_id)
-        _require(out is not None and not out.started, "PacketStart without a Want")
+        require(out is not None and not out.started, "PacketStart without a Want")
         assert out is not None
-        _require(not out.cancelled, "PacketStart of a cancelled packet")
+        require(not out.cancelled, "PacketStart of a cancelled packet")
         size = message.manifest["weights_size"]
         chunk_size = message.manifest["chunk_size"]
         out.started, out.size, out.chunk_size = True, size, chunk_size
@@ -187,18 +187,18 @@ class Transfers:
 
     def sending_chunk(self, message: Chunk) -> None:
         out = self.outgoing.get(message.packet_id)
-        _require(out is not None and out.started, "Chunk before PacketStart")
+        require(out is not None and out.started, "Chunk before PacketStart")
         assert out is not None
-        _require(not out.cancelled, "Chunk of a cancelled packet")
-        _require(message.index < out.count, "Chunk index out of range")
+        require(not out.cancelled, "Chunk of a cancelled packet")
+        require(message.index < out.count, "Chunk index out of range")
         expected = chunk_length(out.size, out.chunk_size, message.index)
-        _require(len(message.data) == expected, "Chunk of the wrong length")
+        require(len(message.data) == expected, "Chunk of the wrong length")
 
     def sending_end(self, message: PacketEnd) -> None:
         out = self.outgoing.get(message.packet_id)
-        _require(out is not None and not out.ended, "PacketEnd without a Want")
+        require(out is not None and not out.ended, "PacketEnd without a Want")
         assert out is not None
-        _require(out.started or out.cancelled, "PacketEnd before PacketStart")
+        require(out.started or out.cancelled, "PacketEnd before PacketStart")
         out.ended = True
 
     def sending_cancel(self, message: Cancel) -> None:
@@ -206,14 +206,9 @@ class Transfers:
             self.incoming[message.packet_id].cancelled = True
             return
         out = self.outgoing.get(message.packet_id)
-        _require(out is not None and not out.ended, "Cancel for a packet not in transfer")
+        require(out is not None and not out.ended, "Cancel for a packet not in transfer")
         assert out is not None
         out.cancelled = out.ended = True
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise LocalProtocolError(what)
 
 
 def _is_uint(value: Any) -> bool:

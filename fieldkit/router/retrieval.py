@@ -10,32 +10,48 @@ instead of passing a neighbouring passage off as the answer.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.router import LibraryLike
-from fieldkit.store.notes import Passage, notes_of
+from fieldkit.store.notes import Passage, TitledText, notes_of
 from fieldkit.store.vectors import VectorCache
 
 DEFAULT_K = 2
-# Whether a passage covers a question: the nearest passage's cosine plus STANDOUT times
-# how far it stands out from the packet's other passages (its z-score among all of the
-# packet's scores for this question). A question in a packet's gap sits near many passages
-# of its domain and stands out from none; a covered one has one passage well ahead.
-# Chosen in bench/bench_notes.py (docs/BENCHMARKS.md, "Packet notes and grounded
-# answers") on the demo packets' held-out questions against questions written to fall
-# in each domain's gaps; each domain's threshold fitted on the other three gave 89% covered
-# and 81% of gap questions refused, against 80% and 69% for the cosine alone.
+# A passage's score for a question: the best cosine of the question with the passage's
+# title and text together, its title alone, or its text alone (a long question in a
+# user's words can resemble any of them), plus LEXICAL times the share of the question's
+# words (weighted by their rarity among the packet's passages) that the passage holds: names
+# and codes that a small embedder blurs. Whether a passage covers the question: that best
+# score plus STANDOUT times how far it stands out from the packet's other passages (its
+# z-score among all of the packet's scores), for the whole question or for any one of its
+# sentences (a long question often holds its point in one sentence). A question in a
+# packet's gap sits near many passages of its domain and stands out from none; a covered
+# one has one passage well ahead. The three numbers were chosen on the demo packets' short
+# held-out questions against the short gap questions (at least 80% of those refused; the
+# natural sets only scored afterwards): docs/BENCHMARKS.md, "Packet notes and grounded
+# answers".
+LEXICAL = 0.1
+PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
 STANDOUT = 0.1
-DEFAULT_MIN_COVER = 0.82
-# A packet with few passages gives no spread to stand out from: there the cosine alone
+DEFAULT_MIN_COVER = 0.91
+# A packet with few passages gives no spread to stand out from: there the score alone
 # decides, at the threshold that separated the same questions best by cosine alone.
 MIN_SPREAD_PASSAGES = 10
 COSINE_MIN_COVER = 0.55
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9'-]*")
+_STOP_TEXT = """a an the and or of to in on at by for with from into is are was were be been it its
+    this that these those which who what when where why how than then there their they them
+    he she his her our your you we i as not no can could should would will may might must do
+    does did has have had such also just so if but my me am"""
+_STOP = frozenset(_STOP_TEXT.split())
 # A code of letters and digits (a fault code, a model number) that the question and its
 # nearest passage share, and that at most this many of the packet's passages name, covers
 # the question whatever the cosine: "E07" on the screen is the E07 record.
@@ -44,18 +60,13 @@ _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A
 
 
 @dataclass(frozen=True)
-class Hit:
+class Hit(TitledText):
     """One passage found for a question, with its cosine similarity."""
 
     passage_id: str
     score: float
     text: str
     title: str | None = None
-
-    @property
-    def full_text(self) -> str:
-        """Title and text together, as embedded and as checked for support."""
-        return f"{self.title}\n{self.text}" if self.title else self.text
 
 
 @dataclass(frozen=True)
@@ -91,16 +102,14 @@ class PassageIndex:
         self.library = library
         self.embedder = embedder or default_embedder()
         self.min_score, self.min_cosine = min_score, min_cosine
-        self._cache: VectorCache | None = None
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
+        self._word_index: dict[str, _Words] = {}
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
-    @property
+    @cached_property
     def cache(self) -> VectorCache:
-        if self._cache is None:
-            self._cache = self.library.vectors("passage_embeddings")
-        return self._cache
+        return self.library.vectors("passage_embeddings")
 
     def passages(self, packet_id: str) -> list[Passage]:
         """Return the packet's note passages ([] for an unknown packet or one without notes)."""
@@ -113,7 +122,7 @@ class PassageIndex:
         return bool(self.passages(packet_id))
 
     def index_packet(self, record: Any) -> np.ndarray:
-        """Embed a packet's notes unless cached; return its (count, dim) vectors.
+        """Embed a packet's notes unless cached; return its (3 x count, dim) vectors.
 
         Fits `Library.add_listener`, so notes are embedded as a packet arrives.
         """
@@ -121,18 +130,27 @@ class PassageIndex:
         return self._ensure(record.packet_id)
 
     def _ensure(self, packet_id: str) -> np.ndarray:
+        """Return the packet's passage vectors: every title and text together (the rows the
+        router shares), then every title alone, then every text alone."""
         if packet_id in self._vectors:
             return self._vectors[packet_id]
         passages = self.passages(packet_id)
         if not passages:
             return np.zeros((0, self.embedder.dim), np.float32)
-        cached = self.cache.get_many([packet_id], self.embedder.id).get(packet_id)
-        if cached is None or len(cached) != len(passages):
-            cached = self.embedder.embed([p.full_text for p in passages])
-            self.cache.put(packet_id, self.embedder.id, cached)
-            self.embedded_packets += 1
-        self._vectors[packet_id] = cached
-        return cached
+        whole = [p.full_text for p in passages]
+        parts = [p.title or p.text for p in passages] + [p.text for p in passages]
+        embedded = 0
+        blocks = []
+        for suffix, texts in (("", whole), (PARTS_KEY, parts)):
+            cached = self.cache.get_many([packet_id], self.embedder.id + suffix).get(packet_id)
+            if cached is None or len(cached) != len(texts):
+                cached = self.embedder.embed(texts)
+                self.cache.put(packet_id, self.embedder.id + suffix, cached)
+                embedded = 1
+            blocks.append(cached)
+        self.embedded_packets += embedded
+        self._vectors[packet_id] = vectors = np.concatenate(blocks)
+        return vectors
 
     def prune(self) -> int:
         """Drop cached vectors of packets no longer in the library; return how many went."""
@@ -140,6 +158,7 @@ class PassageIndex:
         for gone in set(self._vectors) - set(keep):
             self._vectors.pop(gone, None)
             self._passages.pop(gone, None)
+            self._word_index.pop(gone, None)
         return self.cache.prune(keep)
 
     def search(self, packet_id: str, question: str, k: int = DEFAULT_K) -> list[Hit]:
@@ -148,16 +167,17 @@ class PassageIndex:
 
     def coverage(self, packet_id: str, question: str, k: int = DEFAULT_K) -> Coverage:
         """Return the nearest passages and whether the best of them covers the question."""
-        hits, scores = self._search(packet_id, question, k)
+        hits, rows = self._search(packet_id, question, k, sentences=True)
         if not hits:
             return Coverage(False, [], 0.0, self.min_score)
         if self._shares_a_code(packet_id, question, hits[0]):
-            return Coverage(True, hits, float(scores.max()), self.min_score)
-        best = float(scores.max())
-        spread = float(scores.std())
-        if len(scores) < MIN_SPREAD_PASSAGES or not spread:
+            return Coverage(True, hits, float(rows[0].max()), self.min_score)
+        if rows.shape[1] < MIN_SPREAD_PASSAGES or not float(rows[0].std()):
+            best = float(rows.max())
             return Coverage(best >= self.min_cosine, hits, best, self.min_cosine)
-        score = best + STANDOUT * (best - float(scores.mean())) / spread
+        spread = np.maximum(rows.std(axis=1), 1e-9)
+        standout = rows.max(axis=1) + STANDOUT * (rows.max(axis=1) - rows.mean(axis=1)) / spread
+        score = float(standout.max())
         return Coverage(score >= self.min_score, hits, score, self.min_score)
 
     def _shares_a_code(self, packet_id: str, question: str, best: Hit) -> bool:
@@ -176,19 +196,76 @@ class PassageIndex:
                 return True
         return False
 
-    def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:
+    def _search(
+        self, packet_id: str, question: str, k: int, sentences: bool = False
+    ) -> tuple[list[Hit], np.ndarray]:
+        """Return the top `k` hits for the whole question and the (texts, passages) scores:
+        row 0 the whole question, then (with `sentences`) each of its sentences."""
         vectors = self._ensure(packet_id)
         if not len(vectors) or k < 1:
-            return [], np.zeros(0, np.float32)
-        query = self.embedder.embed([question])[0]
-        scores = np.einsum("nd,d->n", vectors, query)
-        top = np.argsort(-scores, kind="stable")[:k]
+            return [], np.zeros((1, 0), np.float32)
+        texts = [question, *(question_sentences(question) if sentences else [])]
+        queries = self.embedder.embed(texts)
+        n = len(self.passages(packet_id))
+        cosines = np.einsum("nd,qd->qn", vectors, queries).reshape(len(texts), -1, n).max(axis=1)
+        words = self._words(packet_id)
+        rows = cosines + LEXICAL * np.stack([words.overlap(t) for t in texts])
+        top = np.argsort(-rows[0], kind="stable")[:k]
         passages = self.passages(packet_id)
         hits = [
-            Hit(passages[i].passage_id, float(scores[i]), passages[i].text, passages[i].title)
+            Hit(passages[i].passage_id, float(rows[0][i]), passages[i].text, passages[i].title)
             for i in top
         ]
-        return hits, scores
+        return hits, rows
+
+    def _words(self, packet_id: str) -> _Words:
+        if packet_id not in self._word_index:
+            self._word_index[packet_id] = _Words([p.full_text for p in self.passages(packet_id)])
+        return self._word_index[packet_id]
+
+
+def question_sentences(question: str) -> list[str]:
+    """Return the sentences of a long question (three words or more each; [] for one)."""
+    parts = [p.strip() for p in _SENTENCE.split(question) if len(p.split()) >= 3]
+    return parts if len(parts) > 1 else []
+
+
+def _tokens(text: str) -> set[str]:
+    """Return a text's words, lower-cased, without stop words, crudely stemmed."""
+    out = set()
+    for word in _TOKEN.findall(text.lower()):
+        if word in _STOP or len(word) < 2:
+            continue
+        for suffix in ("ing", "ed", "es", "s"):
+            if len(word) > 4 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        out.add(word)
+    return out
+
+
+class _Words:
+    """Which words each passage of a packet holds, and how rare each word is among them."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.docs = [_tokens(t) for t in texts]
+        counts: dict[str, int] = {}
+        for doc in self.docs:
+            for word in doc:
+                counts[word] = counts.get(word, 0) + 1
+        n = len(texts)
+        self.weight = {w: math.log(1 + n / c) for w, c in counts.items()}
+        self.unseen = math.log(1 + 2 * n)  # a word no passage holds
+
+    def overlap(self, text: str) -> np.ndarray:
+        """Return, per passage, the rarity-weighted share of the text's words it holds."""
+        words = _tokens(text)
+        total = sum(self.weight.get(w, self.unseen) for w in words)
+        if not total:
+            return np.zeros(len(self.docs), np.float32)
+        return np.array(
+            [sum(self.weight[w] for w in words & doc) / total for doc in self.docs], np.float32
+        )
 
 
 def gap_message(packet_name: str, nearest: list[Hit]) -> str:

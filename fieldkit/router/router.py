@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -202,17 +203,14 @@ class Router:
         self.min_score, self.min_margin, self.show = min_score, min_margin, show
         self.rescue_score, self.rescue_margin = rescue_score, rescue_margin
         self.notes_offset, self.use_notes = notes_offset, use_notes
-        self._cache: VectorCache | None = None
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
         self._withheld: dict[str, str | None] = {}
         self.embedded_packets = 0  # how many packets this router had to embed (not cached)
 
-    @property
+    @cached_property
     def cache(self) -> VectorCache:
-        if self._cache is None:
-            self._cache = self.library.vectors("exemplar_embeddings")
-        return self._cache
+        return self.library.vectors("exemplar_embeddings")
 
     def eligible(self, record: PacketLike) -> bool:
         """True if the packet was made for this router's base model."""

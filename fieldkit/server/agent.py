@@ -127,6 +127,10 @@ class Agent:
         self._warm: threading.Event = threading.Event()
         self._warming = False
         self._closed = False
+        self.load_error: str | None = None  # why the start-up load failed, in one sentence
+        # The library connection belongs to the library thread: open it there, and settle
+        # which model the home uses, so no other thread needs the library for that.
+        self.on_library_sync(lambda: services.model_dir)
 
     # ---- the library thread ----------------------------------------------------------
 
@@ -181,6 +185,10 @@ class Agent:
         try:
             self.services.engine.load()
             self.on_library_sync(indexes)
+        except FieldkitError as exc:
+            self.load_error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown by /health, not a silent hang
+            self.load_error = f"The agent could not load: {type(exc).__name__}: {exc}"
         finally:
             self._warm.set()
 

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from fieldkit.errors import FieldkitError
 from fieldkit.server import chat, client
 from fieldkit.server.chat import BASE, RequestError
 
@@ -120,14 +121,18 @@ def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None 
         if denied := await guard(request):
             return denied
         services = agent.services
-        info = services.engine.info()
+        try:
+            model_id: str | None = services.engine.info().model_id
+        except FieldkitError:  # no model installed: the load error says so
+            model_id = None
         return JSONResponse(
             {
-                "status": "ok" if agent.ready else "loading",
+                "status": "ok" if agent.ready else "error" if agent.load_error else "loading",
+                "error": agent.load_error,
                 "pid": os.getpid(),
                 "home": str(services.home.root),
                 "device_id": services.identity.device_id,
-                "model": info.model_id,
+                "model": model_id,
                 "model_dir": str(services.model_dir),
                 "loaded": services.engine.loaded,
                 "waiting": agent.waiting,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -133,7 +134,7 @@ async def serve(
     server = _Server(uv, started)
     serving._server = server
     if config.warm:  # loads while requests queue; Agent.close waits for it
-        threading.Thread(target=agent.warm, name="fieldkit-warm", daemon=True).start()
+        threading.Thread(target=_warm, args=(agent,), name="fieldkit-warm", daemon=True).start()
     write_runtime(home, info)
     serving.info = info
     try:
@@ -144,6 +145,13 @@ async def serve(
         if radio is not None:
             await radio.close()
         serving.listening.set()
+
+
+def _warm(agent: Agent) -> None:
+    """Load the agent's parts; a failure is one sentence on stderr (and in /health)."""
+    agent.warm()
+    if agent.load_error:
+        print(f"fieldkit: {agent.load_error}", file=sys.stderr, flush=True)
 
 
 def _close(sockets: list, path: Path) -> None:  # noqa: ANN001

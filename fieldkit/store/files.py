@@ -6,11 +6,12 @@ grows while it is read is cut at the limit and refused.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from fieldkit.errors import PacketError
 
@@ -46,6 +47,19 @@ def read_text_bounded(path: Path, limit: int = 64 * MIB, what: str = "file") -> 
         return read_bounded(path, limit, what).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PacketError(f"The {what} {path} is not UTF-8 text.") from exc
+
+
+def jsonl_values(text: str, label: str) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, value) for each non-blank line of JSON Lines text; PacketError
+    ("<label> line N is not JSON.") at the first line that is not JSON."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PacketError(f"{label} line {number} is not JSON.") from exc
+        yield number, value
 
 
 def write_atomically(target: Path, write: Callable[[BinaryIO], None], what: str = "file") -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,11 +74,9 @@ class Identity:
         """Load the home's key pair, creating it (mode 0600) on first use."""
         home.ensure()
         key_path = home.keys_dir / KEY_FILE
-        if key_path.exists():
-            private = _read_private_key(key_path)
-        else:
-            private = Ed25519PrivateKey.generate()
-            _write_private_key(key_path, private)
+        if not key_path.exists():  # first use; of processes racing here, one key wins
+            _create_private_key(key_path, Ed25519PrivateKey.generate())
+        private = _read_private_key(key_path)
         public = private.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
@@ -88,8 +88,9 @@ class Identity:
         if not name or len(name) > 64 or not name.isprintable():
             raise FieldkitError("A device name must be 1 to 64 printable characters.")
         path = self.home.keys_dir / NAME_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"name": name}))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".name-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name}))
         os.replace(tmp, path)
         return Identity(self.private_key, self.public_key, name, self.home)
 
@@ -104,19 +105,35 @@ def _read_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+def _create_private_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """Write the key to `path` (mode 0600) unless a key is already there.
+
+    The key goes to a file of this process's own first and is linked into place, which
+    never replaces an existing key: when two processes start on a new home at once, the
+    first key stays and both use it.
+    """
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".device-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: replace, unless one appeared
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _read_name(home: Home, public_key: bytes) -> str:

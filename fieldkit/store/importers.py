@@ -25,7 +25,8 @@ import numpy as np
 
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
-from fieldkit.store.files import MIB, read_bounded, read_text_bounded
+from fieldkit.store.files import MIB, jsonl_values, read_bounded, read_text_bounded
+from fieldkit.store.models import projection_widths
 from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
@@ -71,26 +72,7 @@ def read_adapter_folder(folder: Path, n_model_layers: int | None = None) -> tupl
 
 def check_fits_model(adapter: Adapter, model_config: Mapping[str, Any]) -> None:
     """Raise PacketError unless every tensor's width fits the base model's projections."""
-    try:
-        hidden = int(model_config["hidden_size"])
-        inter = int(model_config["intermediate_size"])
-        heads = int(model_config["num_attention_heads"])
-        kv_heads = int(model_config.get("num_key_value_heads", heads))
-        head_dim = int(model_config.get("head_dim") or hidden // heads)
-        layers = int(model_config["num_hidden_layers"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PacketError(
-            "The base model's config lacks the sizes needed to check adapters."
-        ) from exc
-    widths = {
-        "self_attn.q_proj": (hidden, heads * head_dim),
-        "self_attn.k_proj": (hidden, kv_heads * head_dim),
-        "self_attn.v_proj": (hidden, kv_heads * head_dim),
-        "self_attn.o_proj": (heads * head_dim, hidden),
-        "mlp.gate_proj": (hidden, inter),
-        "mlp.up_proj": (hidden, inter),
-        "mlp.down_proj": (inter, hidden),
-    }
+    widths, layers = projection_widths(model_config)
     validate_tensors(adapter.config, adapter.tensors, n_model_layers=layers)
     for name, array in adapter.tensors.items():
         key = ".".join(name.split(".")[3:5])
@@ -146,13 +128,7 @@ def read_questions(path: Path) -> list[str]:
     if Path(path).suffix != ".jsonl":
         return [line.strip() for line in text.splitlines() if line.strip()]
     questions: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PacketError(f"{path} line {number} is not JSON.") from exc
+    for number, obj in jsonl_values(text, str(path)):
         found = _line_questions(obj)
         if not found:
             raise PacketError(

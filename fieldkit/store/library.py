@@ -1,8 +1,8 @@
 """The local library: packets in one SQLite file, their weights in a blob store beside it.
 
 Peers, partial transfers, settings and events live in the same database; each concern has a
-module of its own (peers.py, transfers.py, settings.py) mixed into `Library`, so one object
-and one connection serve a caller. Every write that touches a packet row and its blob runs
+module of its own (peers.py, transfers.py, settings.py; authoring.py signs this device's
+packets) mixed into `Library`, so one object and one connection serve a caller. Every write that touches a packet row and its blob runs
 under SQLite's write lock (BEGIN IMMEDIATE): a blob is removed only by the transaction that
 removes its last row, and a new row is inserted only after its blob is checked present
 inside the same transaction, so concurrent processes never lose weights.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +24,11 @@ from sqlite_utils import Database
 from fieldkit.errors import LibraryError, PacketError
 from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
+from fieldkit.store.authoring import AuthoringStore
 from fieldkit.store.blobs import BlobStore, fsync_file
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
-from fieldkit.store.notes import notes_of
-from fieldkit.store.packet import build_manifest, check_name, verify_manifest, verify_weights
+from fieldkit.store.packet import verify_manifest, verify_weights
 from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
@@ -41,7 +41,7 @@ _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 BUSY_SECONDS = 60.0
 
 
-class Library(PeerStore, TransferStore, SettingsStore):
+class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
     """The packets, peers and transfer state of one home."""
 
     def __init__(self, home: Home, db: Database, identity: Identity | None = None) -> None:
@@ -249,87 +249,6 @@ class Library(PeerStore, TransferStore, SettingsStore):
                 self._log("listener_failed", packet_id=pid, error=str(exc))
         return record
 
-    def add_local(
-        self,
-        adapter: Adapter,
-        *,
-        name: str,
-        domain: str,
-        description: str,
-        exemplars: Iterable[str],
-        base_model_id: str,
-        base_fingerprint: str,
-        merged: bool = False,
-        lineage: Iterable[str] = (),
-        **extra: Any,
-    ) -> PacketRecord:
-        """Sign a new packet by this device and store it; return its record.
-
-        `extra` goes to build_manifest (optional manifest fields). Raises LibraryError when
-        the name is taken, PacketError for a bad name or adapter.
-        """
-        identity = self._require_identity()
-        name = check_name(name)
-        if self.db["packets"].count_where("name = ?", [name]):
-            raise LibraryError(f"A packet named {name!r} is already in the library.")
-        manifest, signature, data = build_manifest(
-            adapter,
-            identity,
-            name=name,
-            domain=domain,
-            description=description,
-            exemplars=exemplars,
-            base_model_id=base_model_id,
-            base_fingerprint=base_fingerprint,
-            merged=merged,
-            lineage=lineage,
-            **extra,
-        )
-        return self.add(manifest, signature, data, source="local")
-
-    def reissue(
-        self,
-        name_or_id: str,
-        *,
-        exemplars: Iterable[str] | None = None,
-        description: str | None = None,
-        name: str | None = None,
-        **extra: Any,
-    ) -> PacketRecord:
-        """Sign a new version of a packet by this device, same weights, new exemplars or
-        description or notes (`notes=[...]`, `[]` to drop them); return its record.
-
-        The old packet's id joins the lineage. A packet of this device is replaced under
-        its name; another author's packet stays, and its new version needs a `name` of its
-        own. Raises LibraryError (and changes nothing) otherwise.
-        """
-        identity = self._require_identity()
-        old = self.get(name_or_id)
-        new_name = check_name(name) if name is not None else old.name
-        if old.author_id != identity.device_id and new_name == old.name:
-            raise LibraryError(
-                f"{old.name!r} is by another author: give the new version a name of its own."
-            )
-        if new_name != old.name and self.db["packets"].count_where("name = ?", [new_name]):
-            raise LibraryError(f"A packet named {new_name!r} is already in the library.")
-        extra.setdefault("notes", notes_of(old.manifest))  # notes stay unless replaced
-        manifest, signature, data = build_manifest(
-            self.load_adapter(old),
-            identity,
-            name=new_name,
-            domain=old.domain,
-            description=old.description if description is None else description,
-            exemplars=old.exemplars if exemplars is None else exemplars,
-            base_model_id=old.base_model_id,
-            base_fingerprint=old.base_fingerprint,
-            merged=old.merged,
-            lineage=[*old.manifest.get("lineage", []), old.packet_id],
-            dtype=old.manifest["dtype"],
-            created=max(int(time.time()), int(old.manifest["created"]) + 1),
-            **extra,
-        )
-        return self.add(manifest, signature, data, source="local")
-
     def remove(self, name_or_id: str) -> PacketRecord:
         """Remove a packet and, if no other packet shares them, its weights; return it."""
         with self.write_lock():
@@ -372,11 +291,6 @@ class Library(PeerStore, TransferStore, SettingsStore):
         }
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _require_identity(self) -> Identity:
-        if self.identity is None:
-            raise LibraryError("This library was opened without a device identity.")
-        return self.identity
 
     def _author_name(self, author_id: str) -> str:
         if self.identity is not None and author_id == self.identity.device_id:

@@ -64,21 +64,20 @@ def m001_initial(db: Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
-@migrations()
-def m002_exemplar_embeddings(db: Database) -> None:
-    # The router's cache: one packet's exemplar vectors (float32, row-major) per embedder.
-    db["exemplar_embeddings"].create(
+def _vector_table(db: Database, table: str) -> None:
+    """Create a cache of one packet's vectors (float32, row-major) per embedder."""
+    db[table].create(
         {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
         pk=("packet_id", "embedder_id"),
         if_not_exists=True,
     )
+
+
+@migrations()
+def m002_exemplar_embeddings(db: Database) -> None:
+    _vector_table(db, "exemplar_embeddings")  # the router's cache
 
 
 @migrations()
 def m003_passage_embeddings(db: Database) -> None:
-    # The retrieval cache: one packet's note passage vectors (float32, row-major) per embedder.
-    db["passage_embeddings"].create(
-        {"packet_id": str, "embedder_id": str, "count": int, "dim": int, "vectors": bytes},
-        pk=("packet_id", "embedder_id"),
-        if_not_exists=True,
-    )
+    _vector_table(db, "passage_embeddings")  # the retrieval cache (note passages)

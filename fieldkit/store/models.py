@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fieldkit.errors import ModelError
+from fieldkit.errors import ModelError, PacketError
 
 FINGERPRINT_CACHE = ".fieldkit-fingerprint.json"
 _CACHE_VERSION = 1
@@ -56,6 +57,32 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or "model_type" not in config:
         raise ModelError(f"The config.json in {model_dir} does not name a model_type.")
     return config
+
+
+def projection_widths(config: Mapping[str, Any]) -> tuple[dict[str, tuple[int, int]], int]:
+    """Return ({projection key: (in, out)} for the 7 LoRA projections, number of layers)
+    of a llama-style model config; PacketError when it lacks a size."""
+    try:
+        hidden = int(config["hidden_size"])
+        inter = int(config["intermediate_size"])
+        heads = int(config["num_attention_heads"])
+        kv_heads = int(config.get("num_key_value_heads", heads))
+        head_dim = int(config.get("head_dim") or hidden // heads)
+        layers = int(config["num_hidden_layers"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PacketError(
+            "The base model's config lacks the sizes needed to check adapters."
+        ) from exc
+    widths = {
+        "self_attn.q_proj": (hidden, heads * head_dim),
+        "self_attn.k_proj": (hidden, kv_heads * head_dim),
+        "self_attn.v_proj": (hidden, kv_heads * head_dim),
+        "self_attn.o_proj": (heads * head_dim, hidden),
+        "mlp.gate_proj": (hidden, inter),
+        "mlp.up_proj": (hidden, inter),
+        "mlp.down_proj": (inter, hidden),
+    }
+    return widths, layers
 
 
 def weight_files(model_dir: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import PacketError
+from fieldkit.store.files import jsonl_values
 
 NOTES_FIELD = "notes"
 MAX_NOTES = 1024  # passages per packet
@@ -30,18 +31,25 @@ MAX_NOTES_FILE = 4 * 1024 * 1024
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
-@dataclass(frozen=True)
-class Passage:
-    """One source passage of a packet: an id unique in the packet, its text, a title."""
+class TitledText:
+    """A passage's `full_text` (mixed into the dataclasses that carry a passage)."""
 
-    passage_id: str
+    title: str | None
     text: str
-    title: str | None = None
 
     @property
     def full_text(self) -> str:
         """Title and text together: what is embedded, shown and checked for support."""
         return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Passage(TitledText):
+    """One source passage of a packet: an id unique in the packet, its text, a title."""
+
+    passage_id: str
+    text: str
+    title: str | None = None
 
     def to_manifest(self) -> dict[str, str]:
         """Return the passage as it is stored in a manifest."""
@@ -188,13 +196,7 @@ def read_notes_file(path: Path) -> list[Passage]:
         raise PacketError(f"Cannot read notes from {path}: it is not UTF-8 text.") from exc
     if path.suffix.lower() == ".jsonl":
         records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PacketError(f"{path.name} line {n} is not JSON.") from exc
+        for n, item in jsonl_values(text, path.name):
             if not isinstance(item, dict):
                 raise PacketError(f"{path.name} line {n} is not a JSON object.")
             records.append(item)

@@ -63,15 +63,54 @@ class _Pipe:
             self.link.cut_now()
 
 
-class MemoryStream:
-    """One end of an in-memory link; implements fieldkit.gossip.stream.ByteStream."""
+class QueueStream:
+    """One end of an in-memory link; implements fieldkit.gossip.stream.ByteStream.
+
+    It receives from `inbox` (b"" marks the end of the stream) and says end of stream into
+    `outbox` when closed; a subclass says how sent bytes travel (`_deliver`) and whether the
+    link was cut (`_cut`). The base of `MemoryStream` and the mesh's `EncounterStream`.
+    """
+
+    def __init__(
+        self, label: str, inbox: asyncio.Queue[bytes], outbox: asyncio.Queue[bytes]
+    ) -> None:
+        self.peer_label = label
+        self._inbox_queue, self._outbox_queue = inbox, outbox
+        self._eof = self._closed = False  # end of stream received / this end closed
+
+    def _cut(self) -> bool:
+        """Return True once the link was cut (later sends fail)."""
+        raise NotImplementedError
+
+    async def _deliver(self, data: bytes) -> None:
+        """Carry `data` towards the other end."""
+        raise NotImplementedError
+
+    async def send(self, data: bytes) -> None:
+        if self._closed or self._cut():
+            raise TransportError(f"The link to {self.peer_label} is closed.")
+        await self._deliver(bytes(data))
+
+    async def receive(self) -> bytes:
+        if self._eof:
+            return b""
+        data = await self._inbox_queue.get()
+        if not data:
+            self._eof = True
+        return data
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._outbox_queue.put_nowait(b"")
+
+
+class MemoryStream(QueueStream):
+    """One end of an in-memory link with faults on each direction."""
 
     def __init__(self, label: str, inbox: _Pipe, outbox: _Pipe) -> None:
-        self.peer_label = label
-        self._inbox = inbox
+        super().__init__(label, inbox.queue, outbox.queue)
         self._outbox = outbox
-        self._eof = False
-        self._closed = False
 
     @property
     def bytes_sent(self) -> int:
@@ -83,26 +122,14 @@ class MemoryStream:
         """The bytes from this end that reached the other end."""
         return bytes(self._outbox.delivered)
 
-    async def send(self, data: bytes) -> None:
-        if self._closed or self._outbox.link.cut:
-            raise TransportError(f"The link to {self.peer_label} is closed.")
+    def _cut(self) -> bool:
+        return self._outbox.link.cut
+
+    async def _deliver(self, data: bytes) -> None:
         rate = self._outbox.faults.rate
         # a slow link keeps the sender busy for the bytes' air time; else just yield
         await asyncio.sleep(len(data) / rate if rate else 0)
-        self._outbox.push(bytes(data))
-
-    async def receive(self) -> bytes:
-        if self._eof:
-            return b""
-        data = await self._inbox.queue.get()
-        if not data:
-            self._eof = True
-        return data
-
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._outbox.queue.put_nowait(b"")
+        self._outbox.push(data)
 
 
 def memory_pair(

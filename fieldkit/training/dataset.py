@@ -286,18 +286,32 @@ def build_examples(
     seed: int = 0,
 ) -> list[Example]:
     """Return the training examples of all records (expanded unless expand=False)."""
+    return [
+        e for _, examples in examples_by_record(records, domain, expand, system, seed)
+        for e in examples
+    ]
+
+
+def examples_by_record(
+    records: Sequence[Record],
+    domain: str,
+    expand: bool = True,
+    system: str | None = None,
+    seed: int = 0,
+) -> list[tuple[Record, list[Example]]]:
+    """Return each record with its training examples (its phrasings, or itself alone)."""
     rng = random.Random(seed)
     if not expand:
-        return [chat_example(r.question, r.answer, system) for r in records]
+        return [(r, [chat_example(r.question, r.answer, system)]) for r in records]
     counts: dict[str, int] = {}
     for record in records:
         for name in set(record_names(record)):
             counts[name] = counts.get(name, 0) + 1
     shared = frozenset(n for n, c in counts.items() if c > 1)
-    examples: list[Example] = []
-    for record in records:
-        examples += expand_record(record, domain, rng, shared_names=shared, system=system)
-    return examples
+    return [
+        (record, expand_record(record, domain, rng, shared_names=shared, system=system))
+        for record in records
+    ]
 
 
 def domain_system_prompt(domain: str) -> str:

@@ -26,8 +26,8 @@ step use that t instead. Lambda scales the final result once.
 
 D is then re-factored to a LoRA of rank r (default: the sum of the input ranks, at most
 64) as its truncated SVD, D ~ U_r S_r V_r^T: A = U_r sqrt(S_r), B = sqrt(S_r) V_r^T, with
-scale 1.0. This is the best rank-r approximation of D (Eckart-Young); `refactor` gets it
-from the smaller Gram matrix's eigenvectors.
+scale 1.0. This is the best rank-r approximation of D (Eckart-Young); `refactor`
+(fieldkit/training/lora_factors.py) gets it from the smaller Gram matrix's eigenvectors.
 
 Factor-wise (`factorwise=True`; linear, ties, dare_ties): what PEFT's
 `add_weighted_adapter` does and what the Gossip Handshake reference measured. The stacked
@@ -50,6 +50,7 @@ import numpy as np
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import MAX_RANK, Adapter, AdapterConfig, tensors_to_bytes
 from fieldkit.store.quantize import is_trimmed
+from fieldkit.training.lora_factors import dense_delta, refactor, refactor_factors
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "slerp")
 TRIMMED = ("ties", "dare_linear", "dare_ties")  # the methods that use `density`
@@ -290,65 +291,6 @@ def check_compatible(adapters: Sequence[Adapter]) -> list[str]:
     return modules
 
 
-def refactor(delta: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return (A, B) with A @ B the best rank-`rank` approximation of delta.
-
-    The top singular directions come from the eigenvectors of the smaller Gram matrix
-    (D D^T or D^T D), and A @ B is delta projected onto them: the same product as the
-    truncated SVD (Eckart-Young), at a quarter of the cost of a full SVD.
-    """
-    wide = delta.shape[0] <= delta.shape[1]
-    gram = delta @ delta.T if wide else delta.T @ delta
-    _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
-    r = min(rank, gram.shape[0])
-    top = vectors[:, ::-1][:, :r]
-    if wide:  # D_r = U U^T D
-        a, b = top, top.T @ delta
-        s = np.linalg.norm(b, axis=1)
-    else:  # D_r = D V V^T
-        a, b = delta @ top, top.T
-        s = np.linalg.norm(a, axis=0)
-    # balance the two factors (each carries sqrt of the singular value), as the SVD form does
-    root = np.sqrt(s)
-    safe = np.where(root > 0, root, 1.0)
-    if wide:
-        a, b = a * root, b / safe[:, None]
-    else:
-        a, b = a / safe, b * root[:, None]
-    if r < rank:  # pad with zero directions so every module keeps the declared rank
-        a = np.pad(a, ((0, 0), (0, rank - r)))
-        b = np.pad(b, ((0, rank - r), (0, 0)))
-    return a, b
-
-
-def refactor_factors(
-    adapters: Sequence[Adapter], module: str, coefficients: Sequence[float], rank: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (A, B) with A @ B the best rank-`rank` approximation of sum_j c_j D_j.
-
-    The sum is the product of the stacked factors [c_j s_j A_j] and [B_j]; a QR of each
-    leaves an SVD of a small core, so no dense delta is decomposed.
-    """
-    a_cat = np.concatenate(
-        [
-            c * ad.config.scale * ad.tensors[f"{module}.lora_a"].astype(np.float64)
-            for c, ad in zip(coefficients, adapters, strict=True)
-        ],
-        axis=1,
-    )
-    b_cat = np.concatenate([ad.tensors[f"{module}.lora_b"].astype(np.float64) for ad in adapters])
-    qa, ra = np.linalg.qr(a_cat)
-    qb, rb = np.linalg.qr(b_cat.T)
-    u, s, vt = np.linalg.svd(ra @ rb.T)
-    r = min(rank, s.size)
-    root = np.sqrt(s[:r])
-    a, b = (qa @ u[:, :r]) * root, root[:, None] * (vt[:r] @ qb.T)
-    if r < rank:
-        a = np.pad(a, ((0, 0), (0, rank - r)))
-        b = np.pad(b, ((0, rank - r), (0, 0)))
-    return a, b
-
-
 def merged_rank(adapters: Sequence[Adapter], modules: Sequence[str], rank: int | None) -> int:
     """Return the output rank (default: the sum of the input ranks, at most 64).
 
@@ -432,10 +374,3 @@ def merge_with_coefficients(
         return Coefficients(tuple(float(w) for w in c))
 
     return merge_dense(adapters, merge, rank)
-
-
-def dense_delta(adapter: Adapter, module: str) -> np.ndarray:
-    """Return scale * (A @ B) of one module (float64, shape (in, out))."""
-    a = adapter.tensors[f"{module}.lora_a"].astype(np.float64)
-    b = adapter.tensors[f"{module}.lora_b"].astype(np.float64)
-    return adapter.config.scale * (a @ b)

@@ -5,7 +5,8 @@ specialist is trained (or reused); then every question is answered, greedily, by
 model, each specialist, merges of all specialists, fieldkit's router choosing among the
 specialists, and the oracle (each question sent to its own domain's specialist). Answers
 come from mlx-lm's batched greedy generation and are cached in the output folder, so a
-rerun only generates what changed.
+rerun only generates what changed. Packets with notes and grounded answers are in
+fieldkit/training/quality_notes.py.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import FieldkitError
-
-NOTES_SYSTEMS = ("base+notes", "routed+notes", "oracle+notes")
 
 
 def _stderr(message: str) -> None:
@@ -141,6 +140,17 @@ class QualityRun:
             info_path.write_text(json.dumps(info, indent=1))
         self.training[domain] = {k: v for k, v in info.items() if k not in {"adapter", "key"}}
         self.adapters[f"spec:{domain}"] = adapter
+        self.put_packet(
+            domain,
+            adapter,
+            description=f"{domain.replace('_', ' ')} specialist",
+            exemplars=exemplars_from(records, examples),
+        )
+
+    def put_packet(self, domain: str, adapter: Any, **fields: Any) -> None:
+        """Sign `adapter` into the run's library as the domain's packet (named after the
+        domain, replacing an earlier one) and keep its record; `fields` are the rest of
+        Library.add_local's (description, exemplars, notes)."""
         for old in self.library.list_packets():
             if old.name == domain:
                 self.library.remove(old.packet_id)
@@ -148,10 +158,9 @@ class QualityRun:
             adapter,
             name=domain,
             domain=domain,
-            description=f"{domain.replace('_', ' ')} specialist",
-            exemplars=exemplars_from(records, examples),
             base_model_id=self.base_id,
             base_fingerprint=self.fingerprint,
+            **fields,
         )
 
     def _train(self, domain: str, examples: list, args: dict[str, Any]) -> tuple[Any, dict]:
@@ -218,7 +227,8 @@ class QualityRun:
         """Return the adapter that answers a question of that domain for a system."""
         return self.favoured.get(system, {}).get(domain, system)
 
-    def _key(self, system: str, question: str) -> tuple[str, str, int]:
+    def answer_key(self, system: str, question: str) -> tuple[str, str, int]:
+        """Return the answer cache's key of a system's answer to a question."""
         adapter = self.adapters.get(system)
         return (adapter.key if adapter is not None else "base", question, self.max_tokens)
 
@@ -228,7 +238,7 @@ class QualityRun:
 
         todo: dict[str, list[str]] = {}
         for system, question in pairs:
-            if self._key(system, question) not in self.cache:
+            if self.answer_key(system, question) not in self.cache:
                 todo.setdefault(system, [])
                 if question not in todo[system]:
                     todo[system].append(question)
@@ -240,7 +250,7 @@ class QualityRun:
             each = (time.perf_counter() - started) / len(questions)
             with self.cache_path.open("a") as fh:
                 for question, text in zip(questions, texts, strict=True):
-                    key = self._key(system, question)
+                    key = self.answer_key(system, question)
                     self.cache[key] = text
                     self.seconds[key] = each
                     row = {"adapter": key[0], "question": question, "max_tokens": key[2]}
@@ -279,15 +289,15 @@ class QualityRun:
         hits = 0
         for q in questions:
             texts = {
-                s: self.cache[self._key(self.merge_system(s, q.domain), q.question)]
+                s: self.cache[self.answer_key(self.merge_system(s, q.domain), q.question)]
                 for s in systems
             }
             routed = routes[q.question]
             hits += routed == q.domain
             texts["routed"] = self.cache[
-                self._key(f"spec:{routed}" if routed else "base", q.question)
+                self.answer_key(f"spec:{routed}" if routed else "base", q.question)
             ]
-            texts["oracle"] = self.cache[self._key(f"spec:{q.domain}", q.question)]
+            texts["oracle"] = self.cache[self.answer_key(f"spec:{q.domain}", q.question)]
             answers += [Answer(s, q, t) for s, t in texts.items()]
         self.routing[name] = {"correct": hits, "questions": len(questions)}
         order = [*systems, "routed", "oracle"]
@@ -304,99 +314,15 @@ class QualityRun:
         adapter = library.load_adapter(record)
         self.adapters[f"spec:{domain}"] = adapter
         self.training[domain] = {"packet": record.name, "packet_id": record.packet_id}
-        for old in self.library.list_packets():
-            if old.name == domain:
-                self.library.remove(old.packet_id)
-        self.records[domain] = self.library.add_local(
+        from fieldkit.store.notes import notes_of
+
+        self.put_packet(
+            domain,
             adapter,
-            name=domain,
-            domain=domain,
             description=record.description,
             exemplars=record.exemplars,
-            base_model_id=self.base_id,
-            base_fingerprint=self.fingerprint,
-            notes=_notes_of(record) or notes or None,
+            notes=notes_of(record.manifest) or notes or None,
         )
-
-    def notes_packet(self, domain: str, exemplars: list[str], notes: list) -> None:
-        """Put a packet for the domain into the library that carries notes and exemplars but
-        a zero adapter (it changes nothing): for scoring retrieval where no specialist was
-        trained. Its answers are the base model's."""
-        for old in self.library.list_packets():
-            if old.name == domain:
-                self.library.remove(old.packet_id)
-        self.records[domain] = self.library.add_local(
-            _zero_adapter(),
-            name=domain,
-            domain=domain,
-            description=f"{domain.replace('_', ' ')} notes",
-            exemplars=exemplars,
-            base_model_id=self.base_id,
-            base_fingerprint=self.fingerprint,
-            notes=notes,
-        )
-
-    def notes_answers(
-        self, name: str, questions: list, systems: tuple[str, ...] = NOTES_SYSTEMS
-    ) -> list:
-        """Answer every question with its packet's notes in the prompt; return the Answers.
-
-        "base+notes": the routed packet's passages, the base model (retrieval only);
-        "routed+notes": the same passages with the routed packet's adapter; "oracle+notes":
-        the question's own packet, its passages and adapter. Where the notes do not cover a
-        question the answer starts with the gap sentence and cites nothing. Routing accuracy
-        goes to `self.routing[name]` when no other method set it.
-        """
-        from fieldkit.answering import NOTES, ground
-        from fieldkit.router.retrieval import PassageIndex
-        from fieldkit.router.router import Router
-        from fieldkit.training.evaluate import Answer
-
-        router = Router(self.library, base_fingerprint=self.fingerprint)
-        index = PassageIndex(self.library, router.embedder)
-        by_id = {r.packet_id: d for d, r in self.records.items()}
-        plans = []  # (system, question, adapter system, grounding)
-        hits = 0
-        for q in questions:
-            routed = by_id.get(router.route(q.question).packet_id or "")
-            hits += routed == q.domain
-            for system in systems:
-                domain = q.domain if system.startswith("oracle") else routed
-                record = self.records.get(domain) if domain else None
-                if system == "base":  # the bare base model, for comparison
-                    record = None
-                grounding = ground(q.question, record, index)
-                adapter = "base"
-                if system != "base+notes" and domain and f"spec:{domain}" in self.adapters:
-                    adapter = f"spec:{domain}"
-                plans.append((system, q, adapter, grounding))
-        self.routing.setdefault(name, {"correct": hits, "questions": len(questions)})
-        prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
-        self.prefetch([(adapter, prompt[id(g)]) for _, _, adapter, g in plans])
-        answers = []
-        for system, q, adapter, g in plans:
-            key = self._key(adapter, prompt[id(g)])
-            text = self.cache[key]
-            if g.gap:
-                text = f"{g.gap}\n{text}"
-            cited = g.sources if g.grounding == NOTES else []
-            answers.append(
-                Answer(
-                    system,
-                    q,
-                    text,
-                    cited=None if system == "base" else tuple(s.full_text for s in cited),
-                    cited_titles=tuple(s.title or "" for s in cited),
-                    seconds=self.seconds.get(key),
-                )
-            )
-        return answers
-
-
-def _notes_of(record: Any) -> list:
-    from fieldkit.store.notes import notes_of
-
-    return notes_of(record.manifest)
 
 
 def domain_notes(data: Path, domain: str) -> list:
@@ -410,18 +336,3 @@ def domain_notes(data: Path, domain: str) -> list:
     except FieldkitError:
         return []  # no records here (packets reused from a library): no notes to add
     return passages_from_records(read_jsonl(train))
-
-
-def _zero_adapter() -> Any:
-    """Return a rank-1 LoRA adapter of zeros on one projection: a packet that adds no
-    knowledge to the model, only its exemplars and notes."""
-    import numpy as np
-
-    from fieldkit.store.adapter import Adapter, AdapterConfig
-
-    config = AdapterConfig(rank=1, scale=1.0, dropout=0.0, num_layers=1, keys=("self_attn.q_proj",))
-    tensors = {
-        "model.layers.0.self_attn.q_proj.lora_a": np.zeros((8, 1), np.float16),
-        "model.layers.0.self_attn.q_proj.lora_b": np.zeros((1, 8), np.float16),
-    }
-    return Adapter(config=config, tensors=tensors)

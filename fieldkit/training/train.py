@@ -121,11 +121,13 @@ def train_lora(
     examples: Sequence[Example],
     config: TrainConfig = TrainConfig(),  # noqa: B008 - frozen dataclass
     on_progress: Callable[[TrainProgress], None] | None = None,
+    init: Adapter | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on chat examples and return the best one by validation loss.
 
-    Raises ModelError if the base model cannot be loaded and DataError if there are fewer
-    examples than one batch.
+    `init`: an adapter of the same shape to start from (a packet trained further) instead
+    of fresh LoRA weights. Raises ModelError if the base model cannot be loaded and
+    DataError if there are fewer examples than one batch or `init` has another shape.
     """
     if len(examples) < config.batch_size:
         raise DataError(
@@ -154,6 +156,14 @@ def train_lora(
         n_layers if config.num_layers == -1 else config.num_layers,
         adapter_config.to_mlx_dict()["lora_parameters"],
     )
+
+    if init is not None:
+        if init.config.scale != config.scale:
+            raise DataError(
+                f"The packet to start from has LoRA scale {init.config.scale}, "
+                f"not {config.scale}."
+            )
+        _start_from(model, init)
 
     def dataset(items: list[Example]) -> CacheDataset:
         return CacheDataset(ChatDataset(items, tokenizer, mask_prompt=config.mask_prompt))
@@ -244,6 +254,24 @@ def train_lora(
         n_val=len(val_set),
         val_history=val_history,
     )
+
+
+def _start_from(model, init: Adapter) -> None:  # noqa: ANN001 - an mlx model
+    """Load `init`'s LoRA weights into the model's fresh LoRA layers; DataError if they
+    do not fit (another rank, other layers or projections, a trimmed packet)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    slots = {k: v.shape for k, v in tree_flatten(model.trainable_parameters())}
+    weights = {k: np.asarray(v, dtype=np.float32) for k, v in init.tensors.items()}
+    if set(weights) != {k for k in slots if ".lora_" in k} or any(
+        tuple(slots[k]) != w.shape for k, w in weights.items()
+    ):
+        raise DataError(
+            "The packet to start from has another shape (rank, layers or projections) "
+            "than this training; use its rank and layer count."
+        )
+    model.load_weights([(k, mx.array(w)) for k, w in weights.items()], strict=False)
 
 
 def generate_batch(

@@ -37,8 +37,9 @@ def test_ask_exits_cleanly_30_times(home: Home, tiny_model_dir: Path) -> None:
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:
         runs = list(pool.map(ask, range(RUNS)))
     failures = [(run.returncode, run.stderr) for run in runs if run.returncode or run.stderr]
-    assert all(run.stdout.strip() for run in runs)
     assert not failures, f"{len(failures)} of {RUNS} runs failed, e.g. {failures[0]}"
+    silent = [run for run in runs if not run.stdout.strip()]
+    assert not silent, f"{len(silent)} of {RUNS} runs printed no answer"
 
 
 def test_route_and_a_routed_ask_print_nothing_on_stderr(

@@ -11,7 +11,16 @@ import zstandard
 
 from fieldkit.errors import ProtocolError
 from fieldkit.gossip.framing import HEADER, encode_frame
-from fieldkit.gossip.messages import Bye, Chunk, Hello, Inventory, InventoryItem, Proof, Want
+from fieldkit.gossip.messages import (
+    Bye,
+    Chunk,
+    Hello,
+    Inventory,
+    InventoryItem,
+    PacketStart,
+    Proof,
+    Want,
+)
 from fieldkit.gossip.protocol import (
     NEED_DATA,
     Closed,
@@ -229,7 +238,8 @@ def test_inventory_longer_than_the_limit_is_refused(ids):
         feed_frames(core, encode_frame([3, items]))
 
 
-def test_zstd_bomb_stops_at_the_expected_chunk_size(ids):
+def receiving_pumps(ids) -> tuple[GossipConnection, Packet]:
+    """Return a core that wanted the peer's packet "pumps" and got its PacketStart."""
     core, ia = handshaken(ids)
     packet = make_packet(ia, "pumps")
     item = InventoryItem(
@@ -243,31 +253,19 @@ def test_zstd_bomb_stops_at_the_expected_chunk_size(ids):
     core.send(Inventory(()))
     feed_frames(core, Inventory((item,)))
     core.send(Want(packet.packet_id))
-    from fieldkit.gossip.messages import PacketStart
-
     feed_frames(core, PacketStart(packet.packet_id, packet.manifest, packet.signature))
+    return core, packet
+
+
+def test_zstd_bomb_stops_at_the_expected_chunk_size(ids):
+    core, packet = receiving_pumps(ids)
     bomb = zstandard.ZstdCompressor().compress(b"\0" * 50_000_000)
     with pytest.raises(ProtocolError, match="bytes where 4096"):
         feed_frames(core, encode_frame([6, packet.packet_id, 0, 1, bomb]))
 
 
 def test_a_chunk_that_does_not_match_its_signed_hash_is_refused(ids):
-    core, ia = handshaken(ids)
-    packet = make_packet(ia, "pumps")
-    item = InventoryItem(
-        packet.packet_id,
-        packet.manifest["weights_sha256"],
-        packet.manifest["weights_size"],
-        ia.device_id,
-        "b" * 64,
-        "pumps",
-    )
-    core.send(Inventory(()))
-    feed_frames(core, Inventory((item,)))
-    core.send(Want(packet.packet_id))
-    from fieldkit.gossip.messages import PacketStart
-
-    feed_frames(core, PacketStart(packet.packet_id, packet.manifest, packet.signature))
+    core, packet = receiving_pumps(ids)
     bad = bytearray(packet.data[:4096])
     bad[100] ^= 1
     with pytest.raises(ProtocolError, match="does not match its signed hash"):

@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from fieldkit.cli import main
 from fieldkit.gossip.parts import held_chunks
@@ -161,20 +161,27 @@ def no_partial_state(library: Library, packet_id: str) -> bool:
     return library.transfer_state(packet_id) is None and not library.part_path(packet_id).exists()
 
 
-def test_cli_sync_connects_and_prints_a_json_summary(services, make_packet):
-    a, b = services("a"), services("b")
-    pa = make_packet(a.home, name="pumps")
-    b.library.set_trust(a.identity.device_id, "trusted")
+def cli_sync_with_listener(a: Services, b: Services, *flags: str) -> tuple[Result, str, str, int]:
+    """Close `b`, serve its home from a listener process and run `fieldkit sync` from `a`
+    against it; return the CLI result and the listener's stdout, stderr and exit code."""
     b_home = b.home.root
     b.close()
     proc, port = start_listener_process(b_home)
     try:
         result = CliRunner().invoke(
-            main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}", "--json"]
+            main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}", *flags]
         )
         out, err = proc.communicate(timeout=10)
     finally:
         proc.kill()
+    return result, out, err, proc.returncode
+
+
+def test_cli_sync_connects_and_prints_a_json_summary(services, make_packet):
+    a, b = services("a"), services("b")
+    pa = make_packet(a.home, name="pumps")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    result, out, err, returncode = cli_sync_with_listener(a, b, "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["ok"] is True
@@ -185,21 +192,14 @@ def test_cli_sync_connects_and_prints_a_json_summary(services, make_packet):
     assert packet["status"] == "ok"
     assert packet["wire_bytes"] > 0
     assert packet["resumed_from"] == 0
-    assert proc.returncode == 0, err
+    assert returncode == 0, err
     assert json.loads(out)["received"] == 1
 
 
 def test_cli_sync_with_an_untrusting_listener_reports_the_refusal(services, make_packet):
     a, b = services("a"), services("b")
     make_packet(b.home, name="solar")
-    b_home = b.home.root
-    b.close()
-    proc, port = start_listener_process(b_home)
-    try:
-        result = CliRunner().invoke(main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}"])
-        proc.communicate(timeout=10)
-    finally:
-        proc.kill()
+    result, *_ = cli_sync_with_listener(a, b)
     assert result.exit_code == 0, result.output
     assert "pending" in result.output
     assert "fieldkit trust" in result.output
@@ -210,18 +210,9 @@ def test_cli_sync_with_an_untrusting_listener_reports_the_refusal(services, make
 def test_cli_sync_refused_by_a_blocking_listener_exits_non_zero(services):
     a, b = services("a"), services("b")
     b.library.set_trust(a.identity.device_id, "blocked")
-    b_home = b.home.root
-    b.close()
-    proc, port = start_listener_process(b_home)
-    try:
-        result = CliRunner().invoke(
-            main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}", "--json"]
-        )
-        out, _ = proc.communicate(timeout=10)
-    finally:
-        proc.kill()
+    result, out, _, returncode = cli_sync_with_listener(a, b, "--json")
     assert result.exit_code == 1
     assert "refuses the session" in result.output
     assert "Traceback" not in result.output
-    assert proc.returncode == 1
+    assert returncode == 1
     assert "blocked" in json.loads(out)["error"]

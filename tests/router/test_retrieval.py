@@ -62,7 +62,7 @@ def test_passage_vectors_are_cached_in_the_library(noted, counting_embedder):
     second.search(record.packet_id, "feed per hen?")
     assert second.embedded_packets == 0
     assert counting_embedder.texts == ["feed per hen?"]  # only the question is embedded
-    assert library.db["passage_embeddings"].count == 1
+    assert library.db["passage_embeddings"].count == 2  # whole passages; titles and texts
 
 
 def test_coverage_says_when_no_passage_covers_the_question(noted, minilm):

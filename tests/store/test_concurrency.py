@@ -174,3 +174,22 @@ def test_four_processes_on_one_home_lose_nothing(make_home, tmp_path: Path) -> N
         assert list(home.blobs_dir.glob("*/.tmp-*")) == []
     finally:
         lib.close()
+
+
+def _device_id(root: str, start_at: float = 0.0) -> str:
+    time.sleep(max(0.0, start_at - time.time()))  # all processes reach the race at once
+    return Identity.load_or_create(Home(Path(root))).device_id
+
+
+def test_processes_starting_on_a_new_home_at_once_share_one_identity(tmp_path: Path) -> None:
+    """The first key written stays: none of the racing processes fails or replaces it."""
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        pool.map(time.sleep, [0.01] * 6)  # the workers are up before the clock starts
+        for trial in range(5):
+            root = tmp_path / f"new-home-{trial}"
+            start_at = time.time() + 0.5
+            ids = pool.starmap(_device_id, [(str(root), start_at)] * 6)
+            assert len(set(ids)) == 1
+            assert _device_id(str(root)) == ids[0]
+            keys = sorted(p.name for p in (root / "keys").iterdir())
+            assert not [k for k in keys if k.endswith(".tmp")]

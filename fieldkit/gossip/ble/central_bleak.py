@@ -28,7 +28,8 @@ from fieldkit.gossip.ble.link import (
     Sighting,
     id_from_name,
 )
-from fieldkit.gossip.ble.stream import BleByteStream
+from fieldkit.gossip.ble.sightings import Sightings
+from fieldkit.gossip.ble.stream import BleByteStream, PendingStream
 
 NO_STACK = (
     "No system Bluetooth stack answered (BlueZ's D-Bus socket is missing); "
@@ -49,8 +50,7 @@ async def scan(
     If `stop_early` is a short id (or prefix), return as soon as that peer is seen.
     Raises TransportError if Bluetooth is off, missing or not permitted.
     """
-    seen: dict[str, Sighting] = {}
-    found = asyncio.Event()
+    sightings = Sightings(stop_early)
 
     def on_detect(device: Any, adv: Any) -> None:
         payload = adv.manufacturer_data.get(COMPANY_ID)
@@ -64,33 +64,21 @@ async def scan(
             if named is None:
                 return
             ours = Advertisement(short_id=named)
-        previous = seen.get(ours.short_id)
-        name = adv.local_name or device.name or (previous.name if previous else "")
-        seen[ours.short_id] = Sighting(
-            name=name or "",
-            short_id=ours.short_id,
-            rssi=int(adv.rssi),
-            address=str(device.address),
-            version=ours.version,
-            connects=ours.connects,
-        )
-        if stop_early is not None and ours.short_id.startswith(stop_early.lower()):
-            found.set()
+        sightings.add(ours, adv.local_name or device.name, int(adv.rssi), str(device.address))
 
     try:
         scanner = BleakScanner(
             on_detect, service_uuids=[SERVICE_UUID], backend=backend, **(backend_kwargs or {})
         )
         async with scanner:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(found.wait(), seconds)
+            await sightings.wait(seconds)
     except FileNotFoundError as exc:  # no D-Bus system socket: no BlueZ here
         raise TransportError(NO_STACK) from exc
     except (BleakError, OSError) as exc:
         raise TransportError(
             f"Bluetooth LE scanning failed ({exc}); is Bluetooth on, present and permitted?"
         ) from exc
-    return sorted(seen.values(), key=lambda s: -s.rssi)
+    return sightings.strongest_first()
 
 
 async def connect(
@@ -105,18 +93,13 @@ async def connect(
 
     Raises TransportError if the peer cannot be reached or has no fieldkit service.
     """
-    stream: BleByteStream | None = None
-    early: list[bytes] = []
+    pending = PendingStream()
 
     def on_disconnect(_client: BleakClient) -> None:
-        if stream is not None:
-            stream.connection_lost()
+        pending.connection_lost()
 
     def on_notify(_char: Any, value: bytearray) -> None:
-        if stream is None:
-            early.append(bytes(value))
-        else:
-            stream.feed(bytes(value))
+        pending.feed(bytes(value))
 
     client = BleakClient(
         address,
@@ -160,9 +143,7 @@ async def connect(
         peer_label=f"BLE {address}",
         window=window,
     )
-    for value in early:
-        stream.feed(value)
-    return stream
+    return pending.attach(stream)
 
 
 async def _settle_write_size(characteristic: Any, patience: float = 1.0) -> None:

@@ -34,7 +34,8 @@ from fieldkit.gossip.ble.link import (
     scan_response,
     short_id,
 )
-from fieldkit.gossip.ble.stream import BleByteStream
+from fieldkit.gossip.ble.sightings import Sightings
+from fieldkit.gossip.ble.stream import BleByteStream, PendingStream
 
 MAX_MTU = 517
 DLE_OCTETS = 251  # LE Data Length Extension: the largest link-layer payload
@@ -102,8 +103,7 @@ class BumblePeripheral:
         self.name = name
         self.window = window
         self._accepted: asyncio.Queue[BleByteStream] = asyncio.Queue()
-        self._streams: dict[int, BleByteStream] = {}
-        self._early: dict[int, list[bytes]] = {}
+        self._pending: dict[int, PendingStream] = {}  # by connection handle
         self.rx = Characteristic(
             RX_UUID,
             Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
@@ -142,26 +142,26 @@ class BumblePeripheral:
         return await self._accepted.get()
 
     def _on_connection(self, connection: Connection) -> None:
-        self._early[connection.handle] = []
+        self._pending[connection.handle] = PendingStream()
 
         def lost(reason: int = 0) -> None:
-            self._early.pop(connection.handle, None)
-            stream = self._streams.pop(connection.handle, None)
-            if stream is not None:
-                stream.connection_lost(hci.HCI_Constant.error_name(reason))
+            pending = self._pending.pop(connection.handle, None)
+            if pending is not None:
+                pending.connection_lost(hci.HCI_Constant.error_name(reason))
 
         connection.on(connection.EVENT_DISCONNECTION, lost)
 
     def _on_write(self, connection: Connection, value: bytes) -> None:
-        stream = self._streams.get(connection.handle)
-        if stream is not None:
-            stream.feed(value)
-        elif connection.handle in self._early:
-            self._early[connection.handle].append(bytes(value))
+        pending = self._pending.get(connection.handle)
+        if pending is not None:
+            pending.feed(value)
 
     def _on_subscription(self, bearer: Any, notify: bool, indicate: bool) -> None:
         connection = getattr(bearer, "connection", bearer)
-        if not notify or connection.handle in self._streams:
+        if not notify:
+            return
+        pending = self._pending.setdefault(connection.handle, PendingStream())
+        if pending.stream is not None:
             return
 
         async def write(value: bytes) -> None:
@@ -174,10 +174,7 @@ class BumblePeripheral:
             peer_label=f"BLE {connection.peer_address}",
             window=self.window,
         )
-        self._streams[connection.handle] = stream
-        for value in self._early.pop(connection.handle, []):
-            stream.feed(value)
-        self._accepted.put_nowait(stream)
+        self._accepted.put_nowait(pending.attach(stream))
 
 
 def _connected(connection: Connection) -> bool:
@@ -225,8 +222,7 @@ async def scan(
 
     If `stop_early` is a short id (or prefix), return as soon as that peer is seen.
     """
-    seen: dict[str, Sighting] = {}
-    found = asyncio.Event()
+    sightings = Sightings(stop_early)
 
     def on_advertisement(adv: Any) -> None:
         name = adv.data.get(AdvertisingData.Type.COMPLETE_LOCAL_NAME) or adv.data.get(
@@ -236,30 +232,18 @@ async def scan(
         if ours is None and Advertisement.has_service(bytes(adv.data)):
             named = id_from_name(str(name) if name else None)
             ours = Advertisement(short_id=named) if named else None
-        if ours is None:
-            return
-        previous = seen.get(ours.short_id)
-        seen[ours.short_id] = Sighting(
-            name=str(name) if name else (previous.name if previous else ""),
-            short_id=ours.short_id,
-            rssi=int(adv.rssi),
-            address=str(adv.address),
-            version=ours.version,
-            connects=ours.connects,
-        )
-        if stop_early is not None and ours.short_id.startswith(stop_early.lower()):
-            found.set()
+        if ours is not None:
+            sightings.add(ours, str(name) if name else None, int(adv.rssi), str(adv.address))
 
     device.on(device.EVENT_ADVERTISEMENT, on_advertisement)
     try:
         await _whole(device.start_scanning(filter_duplicates=False))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(found.wait(), seconds)
+        await sightings.wait(seconds)
     finally:
         device.remove_listener(device.EVENT_ADVERTISEMENT, on_advertisement)
         with contextlib.suppress(Exception):
             await _whole(device.stop_scanning())
-    return sorted(seen.values(), key=lambda s: -s.rssi)
+    return sightings.strongest_first()
 
 
 async def connect(
@@ -281,18 +265,10 @@ async def connect(
         )
     except Exception as exc:
         raise TransportError(f"Cannot connect to the Bluetooth peer {address}: {exc}") from exc
-    stream: BleByteStream | None = None
-    early: list[bytes] = []
-
-    def on_notify(value: bytes) -> None:
-        if stream is None:
-            early.append(bytes(value))
-        else:
-            stream.feed(value)
+    pending = PendingStream()
 
     def lost(reason: int = 0) -> None:
-        if stream is not None:
-            stream.connection_lost(hci.HCI_Constant.error_name(reason))
+        pending.connection_lost(hci.HCI_Constant.error_name(reason))
 
     connection.on(connection.EVENT_DISCONNECTION, lost)
     try:
@@ -306,7 +282,7 @@ async def connect(
         await asyncio.wait_for(services[0].discover_characteristics(), wait)
         rx = _characteristic(services[0], RX_UUID, address)
         tx = _characteristic(services[0], TX_UUID, address)
-        await asyncio.wait_for(peer.subscribe(tx, on_notify), wait)
+        await asyncio.wait_for(peer.subscribe(tx, pending.feed), wait)
     except TransportError:
         await _disconnect(connection)
         raise
@@ -324,9 +300,7 @@ async def connect(
         peer_label=label,
         window=window,
     )
-    for value in early:
-        stream.feed(value)
-    return stream
+    return pending.attach(stream)
 
 
 def _characteristic(service: Any, uuid: str, address: str) -> Any:

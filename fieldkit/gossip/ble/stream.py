@@ -163,3 +163,36 @@ class BleByteStream:
                     TransportError(f"Writing to the Bluetooth peer {self.peer_label} failed: {exc}")
                 )
             self._changed.set()
+
+
+class PendingStream:
+    """One connection's stream, and the values that arrive before it exists.
+
+    A transport subscribes to the peer's values before it can build the stream (the MTU and
+    the characteristics come first): `feed` and `connection_lost` may be called from the
+    start, and `attach(stream)` hands the new `BleByteStream` what arrived meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.stream: BleByteStream | None = None
+        self._early: list[bytes] = []
+
+    def feed(self, value: bytes) -> None:
+        """Take one GATT value from the peer (kept until the stream is open)."""
+        if self.stream is None:
+            self._early.append(bytes(value))
+        else:
+            self.stream.feed(value)
+
+    def connection_lost(self, reason: str = "") -> None:
+        """Tell the stream, if open, that the link dropped."""
+        if self.stream is not None:
+            self.stream.connection_lost(reason)
+
+    def attach(self, stream: BleByteStream) -> BleByteStream:
+        """Return `stream`, fed the values that came first and, from now on, the rest."""
+        self.stream = stream
+        for value in self._early:
+            stream.feed(value)
+        self._early.clear()
+        return stream

@@ -98,9 +98,14 @@ async def find_peer(radio: Radio, peer: str | None, seconds: float) -> Sighting:
     sightings = await radio.scan(seconds, stop_early=stop_early or "")  # "" = first seen
     found = [s for s in sightings if peer is None or matches(s, peer)]
     if not found:
-        who = f"the peer {peer}" if peer else "any fieldkit peer"
-        raise TransportError(f"Bluetooth LE found no sign of {who} within {seconds:g} seconds.")
+        raise _nobody_met(peer, seconds)
     return found[0]
+
+
+def _nobody_met(peer: str | None, seconds: float) -> TransportError:
+    """Return the error for a scan that met no matching peer."""
+    who = f"the peer {peer}" if peer else "any fieldkit peer"
+    return TransportError(f"Bluetooth LE found no sign of {who} within {seconds:g} seconds.")
 
 
 async def connect_and_run(
@@ -154,10 +159,7 @@ async def meet_and_run(
                 return await run(stream)
         if accepting.done() and not accepting.cancelled():
             return await run(accepting.result())
-        who = f"the peer {peer}" if peer else "any fieldkit peer"
-        raise TransportError(
-            f"Bluetooth LE found no sign of {who} within {scan_seconds:g} seconds."
-        )
+        raise _nobody_met(peer, scan_seconds)
     finally:
         accepting.cancel()
         with contextlib.suppress(Exception):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fieldkit.errors import TransportError
+from fieldkit.testing.memory_link import QueueStream
 
 
 class EncounterLink:
@@ -42,34 +42,20 @@ class EncounterLink:
                 queue.put_nowait(b"")
 
 
-class EncounterStream:
+class EncounterStream(QueueStream):
     """One end of an encounter; implements fieldkit.gossip.stream.ByteStream."""
 
     def __init__(self, link: EncounterLink, end: int, label: str) -> None:
-        self.peer_label = label
+        super().__init__(label, link.queues[end], link.queues[1 - end])
         self._link = link
         self._end = end
-        self._eof = False
-        self._closed = False
 
-    async def send(self, data: bytes) -> None:
-        if self._closed or self._link.cut:
-            raise TransportError(f"The link to {self.peer_label} is closed.")
+    def _cut(self) -> bool:
+        return self._link.cut
+
+    async def _deliver(self, data: bytes) -> None:
         await asyncio.sleep(0)  # let the other end run, as a real transport would
-        self._link.push(1 - self._end, bytes(data))
-
-    async def receive(self) -> bytes:
-        if self._eof:
-            return b""
-        data = await self._link.queues[self._end].get()
-        if not data:
-            self._eof = True
-        return data
-
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._link.queues[1 - self._end].put_nowait(b"")
+        self._link.push(1 - self._end, data)
 
 
 def encounter_pair(

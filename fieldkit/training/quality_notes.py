@@ -1,0 +1,99 @@
+"""The quality harness with notes: packets that carry passages, answers grounded in them.
+
+Used by `fieldkit bench quality --with-notes` and `--notes-only` over a QualityRun
+(fieldkit/training/quality.py): the same library, answer cache and routing counts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fieldkit.training.quality import QualityRun
+
+NOTES_SYSTEMS = ("base+notes", "routed+notes", "oracle+notes")
+
+
+def notes_packet(run: QualityRun, domain: str, exemplars: list[str], notes: list) -> None:
+    """Put a packet for the domain into the run's library that carries notes and exemplars
+    but a zero adapter (it changes nothing): for scoring retrieval where no specialist was
+    trained. Its answers are the base model's."""
+    run.put_packet(
+        domain,
+        _zero_adapter(),
+        description=f"{domain.replace('_', ' ')} notes",
+        exemplars=exemplars,
+        notes=notes,
+    )
+
+
+def notes_answers(
+    run: QualityRun, name: str, questions: list, systems: tuple[str, ...] = NOTES_SYSTEMS
+) -> list:
+    """Answer every question with its packet's notes in the prompt; return the Answers.
+
+    "base+notes": the routed packet's passages, the base model (retrieval only);
+    "routed+notes": the same passages with the routed packet's adapter; "oracle+notes":
+    the question's own packet, its passages and adapter. Where the notes do not cover a
+    question the answer starts with the gap sentence and cites nothing. Routing accuracy
+    goes to `run.routing[name]` when no other method set it.
+    """
+    from fieldkit.answering import NOTES, ground
+    from fieldkit.router.retrieval import PassageIndex
+    from fieldkit.router.router import Router
+    from fieldkit.training.evaluate import Answer
+
+    router = Router(run.library, base_fingerprint=run.fingerprint)
+    index = PassageIndex(run.library, router.embedder)
+    by_id = {r.packet_id: d for d, r in run.records.items()}
+    plans = []  # (system, question, adapter system, grounding)
+    hits = 0
+    for q in questions:
+        routed = by_id.get(router.route(q.question).packet_id or "")
+        hits += routed == q.domain
+        for system in systems:
+            domain = q.domain if system.startswith("oracle") else routed
+            record = run.records.get(domain) if domain else None
+            if system == "base":  # the bare base model, for comparison
+                record = None
+            grounding = ground(q.question, record, index)
+            adapter = "base"
+            if system != "base+notes" and domain and f"spec:{domain}" in run.adapters:
+                adapter = f"spec:{domain}"
+            plans.append((system, q, adapter, grounding))
+    run.routing.setdefault(name, {"correct": hits, "questions": len(questions)})
+    prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
+    run.prefetch([(adapter, prompt[id(g)]) for _, _, adapter, g in plans])
+    answers = []
+    for system, q, adapter, g in plans:
+        key = run.answer_key(adapter, prompt[id(g)])
+        text = run.cache[key]
+        if g.gap:
+            text = f"{g.gap}\n{text}"
+        cited = g.sources if g.grounding == NOTES else []
+        answers.append(
+            Answer(
+                system,
+                q,
+                text,
+                cited=None if system == "base" else tuple(s.full_text for s in cited),
+                cited_titles=tuple(s.title or "" for s in cited),
+                seconds=run.seconds.get(key),
+            )
+        )
+    return answers
+
+
+def _zero_adapter() -> Any:
+    """Return a rank-1 LoRA adapter of zeros on one projection: a packet that adds no
+    knowledge to the model, only its exemplars and notes."""
+    import numpy as np
+
+    from fieldkit.store.adapter import Adapter, AdapterConfig
+
+    config = AdapterConfig(rank=1, scale=1.0, dropout=0.0, num_layers=1, keys=("self_attn.q_proj",))
+    tensors = {
+        "model.layers.0.self_attn.q_proj.lora_a": np.zeros((8, 1), np.float16),
+        "model.layers.0.self_attn.q_proj.lora_b": np.zeros((1, 8), np.float16),
+    }
+    return Adapter(config=config, tensors=tensors)
