@@ -26,6 +26,7 @@ from fieldkit.store.notes import Passage
 from tests.test_answering import PUMP_NOTES
 
 PUMP_QUESTIONS = [f"How do I fix the pump part {i}?" for i in range(12)]
+WELLS = [f"How deep must the well {i} be?" for i in range(12)]
 GOAT_QUESTIONS = [f"What should a goat eat in month {i}?" for i in range(12)]
 COVERED = "How often should I clean the intake filter?"  # covered by PUMP_NOTES' r1
 
@@ -119,3 +120,34 @@ def start_agent(tiny_model_dir: Path, minilm: MiniLMEmbedder) -> Iterator[StartA
 @pytest.fixture
 def running(start_agent: StartAgent, packet_home: Home) -> RunningAgent:
     return start_agent(packet_home)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another device: its home and device id."""
+
+    home: Home
+    device_id: str
+
+
+@pytest.fixture
+def wells_peer(
+    make_home: Callable[[str], Home], tiny_model_dir: Path, make_adapter: Callable[..., Adapter]
+) -> Peer:
+    """Another device's home holding one packet for the tiny model, `wells`."""
+    from fieldkit.store.identity import Identity
+
+    home = make_home("peer")
+    add_packet(home, tiny_model_dir, make_adapter(3), "wells", WELLS)
+    return Peer(home, Identity.load_or_create(home).device_id)
+
+
+def trust(home: Home, model_dir: Path, peer_id: str) -> str:
+    """Mark `peer_id` trusted in `home`'s library (its packets are then accepted); return
+    the home's own device id."""
+    services = Services.build(home.root, model_dir)
+    try:
+        services.library.set_trust(peer_id, "trusted")
+        return services.identity.device_id
+    finally:
+        services.close()

@@ -16,50 +16,38 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fieldkit.cli import main
+from fieldkit.home import Home
 from fieldkit.server.client import CONFIRM_PATH, SYNC_PATH, find_agent
-from fieldkit.services import Services
-from fieldkit.store.identity import Identity
 from tests.ble.test_cli_ble import controllers, fieldkit, start_ble_listener
-from tests.server.conftest import RunningAgent, StartAgent, add_packet
+from tests.server.conftest import Peer, RunningAgent, StartAgent, trust
 
 __all__ = ["controllers"]  # the fixture, used by name below
 
-WELLS = [f"How deep must the well {i} be?" for i in range(12)]
+
+def cli(home: Home, model_dir: Path, *args: str):  # noqa: ANN201
+    """Run `fieldkit --home HOME --model MODEL ARGS...` in this process (no radio here)."""
+    return CliRunner().invoke(main, ["--home", str(home.root), "--model", str(model_dir), *args])
 
 
 def test_sync_ble_goes_through_the_agents_radio(
     start_agent: StartAgent,
-    packet_home,  # noqa: ANN001
-    make_home,  # noqa: ANN001
-    make_adapter,  # noqa: ANN001
+    packet_home: Home,
+    wells_peer: Peer,
     tiny_model_dir: Path,
     controllers: tuple[int, int],
 ) -> None:
     port_a, port_b = controllers
-    peer_home = make_home("peer")
-    add_packet(peer_home, tiny_model_dir, make_adapter(3), "wells", WELLS)
-    peer = Services.build(peer_home.root, tiny_model_dir)
-    mine = Services.build(packet_home.root, tiny_model_dir)
-    try:
-        peer_id = peer.identity.device_id
-        mine.library.set_trust(peer_id, "trusted")  # so the agent accepts the peer's packet
-    finally:
-        peer.close()
-        mine.close()
+    peer_id = wells_peer.device_id
+    trust(packet_home, tiny_model_dir, peer_id)  # so the agent accepts the peer's packet
     running = start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
-    listener = start_ble_listener(peer_home, port_b)
+    listener = start_ble_listener(wells_peer.home, port_b)
     try:
-        scan = CliRunner().invoke(
-            main,
-            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
-             "--json", "--seconds", "1"],
-        )  # fmt: skip
+        scan = cli(packet_home, tiny_model_dir, "peers", "--ble", "--json", "--seconds", "1")
         assert scan.exit_code == 0, scan.output
         assert [p["id"] for p in json.loads(scan.stdout)["peers"]] == [peer_id]  # trusted: known
-        result = CliRunner().invoke(
-            main,
-            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "sync", "--ble",
-             "--peer", peer_id, "--json", "--idle-timeout", "10"],
+        result = cli(
+            packet_home, tiny_model_dir, "sync", "--ble", "--peer", peer_id, "--json",
+            "--idle-timeout", "10",
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
@@ -79,14 +67,10 @@ def test_sync_ble_goes_through_the_agents_radio(
 
 
 def test_a_failed_session_through_the_agent_exits_1_with_its_sentence(
-    start_agent: StartAgent, packet_home, tiny_model_dir: Path  # noqa: ANN001
+    start_agent: StartAgent, packet_home: Home, tiny_model_dir: Path
 ) -> None:
     start_agent(packet_home, hci="tcp-client:127.0.0.1:1")  # no controller there
-    result = CliRunner().invoke(
-        main,
-        ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "sync", "--ble",
-         "--scan-seconds", "1"],
-    )  # fmt: skip
+    result = cli(packet_home, tiny_model_dir, "sync", "--ble", "--scan-seconds", "1")
     assert result.exit_code == 1
     assert "Cannot open the Bluetooth controller" in result.output
     assert "Traceback" not in result.output
@@ -94,22 +78,14 @@ def test_a_failed_session_through_the_agent_exits_1_with_its_sentence(
 
 def test_sync_ble_listen_serves_peers_on_the_agents_radio(
     start_agent: StartAgent,
-    packet_home,  # noqa: ANN001
-    make_home,  # noqa: ANN001
-    make_adapter,  # noqa: ANN001
+    packet_home: Home,
+    wells_peer: Peer,
     tiny_model_dir: Path,
     controllers: tuple[int, int],
 ) -> None:
     port_a, port_b = controllers
-    peer_home = make_home("peer")
-    add_packet(peer_home, tiny_model_dir, make_adapter(3), "wells", WELLS)
-    peer_id = Identity.load_or_create(peer_home).device_id
-    mine = Services.build(packet_home.root, tiny_model_dir)
-    try:
-        my_id = mine.identity.device_id
-        mine.library.set_trust(peer_id, "trusted")  # so the agent accepts the peer's packet
-    finally:
-        mine.close()
+    peer_id = wells_peer.device_id
+    my_id = trust(packet_home, tiny_model_dir, peer_id)  # the agent accepts the peer's packet
     start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
     # `sync --ble --listen` with no radio of its own: the agent advertises and serves.
     listener = fieldkit(
@@ -122,7 +98,7 @@ def test_sync_ble_listen_serves_peers_on_the_agents_radio(
             ready + listener.stderr.read()
         )
         central = fieldkit(
-            peer_home, "sync", "--ble", "--peer", my_id, "--json", "--idle-timeout", "10",
+            wells_peer.home, "sync", "--ble", "--peer", my_id, "--json", "--idle-timeout", "10",
             "--hci", f"tcp-client:127.0.0.1:{port_b}",
         )  # fmt: skip
         c_out, c_err = central.communicate(timeout=60)
@@ -142,7 +118,7 @@ def test_sync_ble_listen_serves_peers_on_the_agents_radio(
 
 
 def test_a_listener_on_the_agents_radio_keeps_scans_off_it(
-    start_agent: StartAgent, packet_home, tiny_model_dir: Path, controllers: tuple[int, int]  # noqa: ANN001
+    start_agent: StartAgent, packet_home: Home, tiny_model_dir: Path, controllers: tuple[int, int]
 ) -> None:
     start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{controllers[0]}")
     listener = fieldkit(
@@ -150,11 +126,7 @@ def test_a_listener_on_the_agents_radio_keeps_scans_off_it(
     )
     try:
         assert "on the agent's radio" in listener.stderr.readline()
-        scan = CliRunner().invoke(
-            main,
-            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
-             "--seconds", "1"],
-        )  # fmt: skip
+        scan = cli(packet_home, tiny_model_dir, "peers", "--ble", "--seconds", "1")
         assert scan.exit_code == 1
         assert "serving `fieldkit sync --ble --listen`" in scan.output
     finally:
@@ -162,11 +134,7 @@ def test_a_listener_on_the_agents_radio_keeps_scans_off_it(
         listener.wait(10)
     deadline = time.monotonic() + 15  # the agent notices the hang-up on its event loop
     while True:
-        scan = CliRunner().invoke(
-            main,
-            ["--home", str(packet_home.root), "--model", str(tiny_model_dir), "peers", "--ble",
-             "--json", "--seconds", "1"],
-        )  # fmt: skip
+        scan = cli(packet_home, tiny_model_dir, "peers", "--ble", "--json", "--seconds", "1")
         if scan.exit_code == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)

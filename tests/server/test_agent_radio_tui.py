@@ -9,36 +9,31 @@ from pathlib import Path
 from textual.widgets import Static
 
 from fieldkit.gossip.lan import INTERFACES_SETTING
+from fieldkit.home import Home
 from fieldkit.server.client import find_agent
 from fieldkit.services import Services
-from fieldkit.store.identity import Identity
 from fieldkit.store.models import model_fingerprint
 from fieldkit.tui.app import make_app
 from tests.ble.test_cli_ble import controllers, start_ble_listener
-from tests.server.conftest import StartAgent, add_packet
+from tests.server.conftest import Peer, StartAgent
 from tests.tui.helpers import notices
-from tests.tui.test_peers_ble import sync_from_screen, transfer, wait_until
+from tests.tui.test_peers_ble import sync_from_screen, transfer, wait_for_sighting, wait_until
 
 __all__ = ["controllers"]  # the fixture, used by name below
-
-WELLS = [f"How deep must the well {i} be?" for i in range(12)]
 
 
 async def test_the_peers_screen_scans_and_syncs_on_the_agents_radio(
     start_agent: StartAgent,
-    packet_home,  # noqa: ANN001
-    make_home,  # noqa: ANN001
-    make_adapter,  # noqa: ANN001
+    packet_home: Home,
+    wells_peer: Peer,
     make_packet,  # noqa: ANN001
     tiny_model_dir: Path,
     controllers: tuple[int, int],
 ) -> None:
     port_a, port_b = controllers
-    peer_home = make_home("peer")
-    add_packet(peer_home, tiny_model_dir, make_adapter(3), "wells", WELLS)
+    peer_home, peer_id = wells_peer.home, wells_peer.device_id
     dams = make_packet(peer_home, name="dams", domain="water", seed=5)
     assert dams.base_fingerprint != model_fingerprint(tiny_model_dir)  # another base model
-    peer_id = Identity.load_or_create(peer_home).device_id
     running = start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
     listener = start_ble_listener(peer_home, port_b)
     mine = Services.build(packet_home.root, tiny_model_dir)  # this process opens no radio
@@ -47,12 +42,7 @@ async def test_the_peers_screen_scans_and_syncs_on_the_agents_radio(
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
-            await wait_until(
-                pilot,
-                lambda: any(r.via == "ble" for r in screen.peer_rows.values()),
-                "the BLE sighting through the agent",
-                limit_s=60,
-            )
+            await wait_for_sighting(pilot, screen, limit_s=60)  # a scan on the agent's radio
             ble = str(screen.query_one("#ble", Static).render())
             assert ble.startswith("Bluetooth: 1 fieldkit peer(s) in range"), ble
             await sync_from_screen(pilot, screen)  # the pairing code, relayed: accepted

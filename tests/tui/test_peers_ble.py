@@ -70,6 +70,16 @@ async def wait_until(pilot, done, what: str, limit_s: float = 30.0) -> float:
     return loop.time() - started
 
 
+async def wait_for_sighting(pilot, screen: PeersScreen, limit_s: float = 30.0) -> None:
+    """Let the app run until the screen lists a peer seen over Bluetooth LE."""
+    await wait_until(
+        pilot,
+        lambda: any(row.via == "ble" for row in screen.peer_rows.values()),
+        "the BLE sighting",
+        limit_s,
+    )
+
+
 def transfer(screen: PeersScreen, packet: str) -> SyncProgress | None:
     """The latest progress the screen shows for `packet` ("<- name" when received)."""
     row = screen.query_one(TransferList).rows.get(packet)
@@ -117,11 +127,7 @@ async def test_a_ble_sync_cancelled_from_the_screen_keeps_its_chunks_and_resumes
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
             state = screen.query_one("#sync-state", Static)
-            await wait_until(
-                pilot,
-                lambda: any(row.via == "ble" for row in screen.peer_rows.values()),
-                "the BLE sighting",
-            )
+            await wait_for_sighting(pilot, screen)
             await sync_from_screen(pilot, screen)
             await wait_until(
                 pilot,
@@ -189,11 +195,7 @@ async def test_a_ble_sync_from_the_screen_refuses_a_packet_for_another_base_mode
     try:
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
-            await wait_until(
-                pilot,
-                lambda: any(r.via == "ble" for r in screen.peer_rows.values()),
-                "the BLE sighting",
-            )
+            await wait_for_sighting(pilot, screen)
             await sync_from_screen(pilot, screen)
             [summary] = await asyncio.wait_for(serving, 60)
             state = screen.query_one("#sync-state", Static)
