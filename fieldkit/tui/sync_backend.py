@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from fieldkit.services import Services
 
 
+class AgentRadioError(TransportError):
+    """The agent's radio refused or failed a request (busy with a listener, no controller)."""
+
+
 class SyncBackend:
     """Radios, LAN discovery and sync for the Peers screen (mixed into TuiBackend)."""
 
@@ -53,13 +57,18 @@ class SyncBackend:
     async def ble_scan(self, seconds: float) -> list[PeerRow]:
         """Scan for fieldkit peers over Bluetooth LE; rows carry the signal strength.
 
-        Raises TransportError when Bluetooth is off, absent or not permitted.
+        Raises TransportError when Bluetooth is off, absent or not permitted, and
+        AgentRadioError (one) with the agent's sentence when its radio refused or failed.
         """
         agent = await self.radio_agent()
         try:
             sightings = await (agent or self.radio()).scan(seconds)
         except ImportError as exc:
             raise TransportError("Bluetooth LE support is not installed.") from exc
+        except TransportError as exc:
+            if agent is None:
+                raise
+            raise AgentRadioError(str(exc)) from exc
         return [
             PeerRow(
                 peer_id=s.short_id,

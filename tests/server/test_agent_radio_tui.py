@@ -14,7 +14,7 @@ from fieldkit.server.client import find_agent
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
 from fieldkit.tui.app import make_app
-from tests.ble.test_cli_ble import controllers, start_ble_listener
+from tests.ble.test_cli_ble import controllers, fieldkit, start_ble_listener
 from tests.server.conftest import Peer, StartAgent
 from tests.tui.helpers import notices
 from tests.tui.test_peers_ble import sync_from_screen, transfer, wait_for_sighting, wait_until
@@ -68,3 +68,27 @@ async def test_the_peers_screen_scans_and_syncs_on_the_agents_radio(
     assert "wells" in names
     assert "dams" not in [p["name"] for p in find_agent(packet_home).get("/v1/library")["packets"]]
     assert running.agent.stats.failed == 0
+
+
+async def test_the_peers_screen_says_why_the_agents_radio_cannot_scan(
+    start_agent: StartAgent, packet_home: Home, tiny_model_dir: Path, controllers: tuple[int, int]
+) -> None:
+    start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{controllers[0]}")
+    listener = fieldkit(
+        packet_home, "--model", str(tiny_model_dir), "sync", "--ble", "--listen", "--json"
+    )
+    mine = Services.build(packet_home.root, tiny_model_dir)
+    mine.library.set_setting(INTERFACES_SETTING, ["127.0.0.1"])
+    app = make_app(mine, start_mode="peers", load_model=False)
+    try:
+        assert "on the agent's radio" in listener.stderr.readline()
+        async with app.run_test(size=(80, 24)) as pilot:
+            ble = app.screen.query_one("#ble", Static)
+            await wait_until(pilot, lambda: "agent" in str(ble.render()), "the note", 60)
+            note = str(ble.render())
+            assert note.startswith("Bluetooth (through the agent): The agent's radio is serving")
+            assert "not available on this machine" not in note  # the radio is there, and busy
+    finally:
+        listener.terminate()
+        listener.wait(10)
+        mine.close()

@@ -14,6 +14,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.base import ModeScreen
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
+from fieldkit.tui.sync_backend import AgentRadioError
 from fieldkit.tui.views import PeerRow, SyncProgress, SyncResult
 from fieldkit.tui.widgets.status_line import StatusLine
 from fieldkit.tui.widgets.transfers import TransferList
@@ -152,6 +153,10 @@ class PeersScreen(ModeScreen):
         while True:
             try:
                 peers = await self.backend.ble_scan(SCAN_SECONDS)
+            except AgentRadioError as exc:
+                note = f"Bluetooth (through the agent): {exc} r rescans."
+                self.post_message(self.Sighted(None, note))
+                return
             except FieldkitError:
                 self.post_message(self.Sighted(None, NO_BLUETOOTH))
                 return
