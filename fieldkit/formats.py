@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from fieldkit.errors import TransportError
 
 
@@ -38,3 +40,13 @@ def parse_address(address: str, default_port: int, any_port: bool = False) -> tu
             f"{address[:60]!r} is not an address like 192.168.1.20:{default_port}."
         )
     return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Return True for 'localhost' and loopback addresses (127.0.0.0/8, ::1, [::1])."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fieldkit.errors import TransportError
+from fieldkit.formats import is_loopback
 
 TXT_ID = "id"
 TXT_NAME = "name"
@@ -60,16 +61,6 @@ class LanChange:
 
     peer: LanPeer
     present: bool
-
-
-def is_loopback(host: str) -> bool:
-    """Return True for 'localhost' and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def configured_interfaces(library: Any) -> list[str] | None:

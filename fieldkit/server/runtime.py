@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import os
 import secrets
@@ -19,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
+from fieldkit.formats import is_loopback
 from fieldkit.home import Home
 from fieldkit.store.blobs import process_alive
 
@@ -112,16 +112,6 @@ def read_runtime(home: Home, check_alive: bool = True) -> RuntimeInfo | None:
     if check_alive and not process_alive(info.pid):
         return None
     return info
-
-
-def is_loopback(host: str) -> bool:
-    """True if `host` names only this machine (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def token_path(home: Home) -> Path:
