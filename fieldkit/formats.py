@@ -50,3 +50,9 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def join_address(host: str, port: int) -> str:
+    """Return 'host:port', with an IPv6 host in brackets ('[::1]:7744'): what
+    `parse_address` reads back."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fieldkit.errors import TransportError
-from fieldkit.formats import is_loopback
+from fieldkit.formats import is_loopback, join_address
 
 TXT_ID = "id"
 TXT_NAME = "name"
@@ -41,8 +41,7 @@ class LanPeer:
     @property
     def address(self) -> str:
         """Return 'host:port' ('[v6]:port' for IPv6), as `fieldkit sync` takes it."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return join_address(self.host, self.port)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fieldkit.errors import FieldkitError
-from fieldkit.formats import is_loopback
+from fieldkit.formats import is_loopback, join_address
 from fieldkit.home import Home
 from fieldkit.store.blobs import process_alive
 
@@ -46,8 +46,7 @@ class RuntimeInfo:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{join_address(self.host, self.port)}"
 
 
 def run_dir(home: Home) -> Path:
