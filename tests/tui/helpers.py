@@ -33,7 +33,7 @@ async def settle(pilot: Pilot, rounds: int = 3, limit_s: float = 60.0) -> None:
         await pilot.pause()
 
 
-async def wait_for_screen(pilot: Pilot, kind: type[Screen], limit_s: float = 10.0) -> Screen:
+async def wait_for_screen(pilot: Pilot, kind: type[Screen], limit_s: float = 30.0) -> Screen:
     """Return the app's screen once it is of type `kind`; fail after `limit_s` seconds."""
     deadline = time.monotonic() + limit_s
     while not isinstance(pilot.app.screen, kind):

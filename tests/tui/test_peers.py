@@ -42,7 +42,11 @@ async def test_sync_two_homes_over_tcp_with_pairing_code(stocked, make_bob) -> N
         rows = app.screen.query_one(TransferList).rows
         assert any("wells" in name for name in rows)
         peers = app.screen.query_one("#peers", DataTable)
-        assert peers.row_count == 1
+        for _ in range(200):  # the table is redrawn from the library after the sync
+            if peers.row_count == 1 and "trusted" in [str(c) for c in peers.get_row_at(0)]:
+                break
+            await pilot.pause(0.05)
+        assert peers.row_count == 1, [peers.get_row_at(i) for i in range(peers.row_count)]
         assert "trusted" in [str(c) for c in peers.get_row_at(0)]
     assert "wells" in [r.name for r in stocked.library.list_packets()]
     bob_summary = listener.summaries[0]
