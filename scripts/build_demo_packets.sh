@@ -19,8 +19,9 @@
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
 # Each packet carries its domain's training records as source notes (`train --notes`).
-# DEMO_GROUNDED=1 adds `train --grounded` (a share of the questions also asked with two
-# records in the prompt, as answers with notes are asked).
+# It is trained with the notes recipe, `train --grounded` (a share of the questions also
+# asked with two records in the prompt, as answers with notes are asked); DEMO_GROUNDED=0
+# trains on bare questions only, as the packets before it were.
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
 # --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
 #
@@ -80,7 +81,7 @@ for domain in "${domains[@]}"; do
     --domain "$(meta domain)" --description "$(meta description)" \
     --exemplars "$dir/exemplars.txt" "${extra[@]}" \
     --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
-    --notes ${DEMO_GROUNDED:+--grounded}
+    --notes $([ "${DEMO_GROUNDED:-1}" = 0 ] || echo --grounded)
   compact "$home" "$name"
   "$fk" --home "$home" --model "$model" library export "$name" -o "$out/$name.fkpkt"
   echo "built $out/$name.fkpkt in $(( $(date +%s) - start )) s"
