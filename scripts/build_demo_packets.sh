@@ -5,7 +5,8 @@
 # Env:   FIELDKIT_BUILD_HOME   build home (default: bench/out/demo-build, kept for reruns)
 #        FIELDKIT_BUILD_MODEL  base model folder (default: the embedded default, installed
 #                              into the build home if missing)
-#        DEMO_MINUTES          training budget per packet (default 15)
+#        DEMO_MINUTES          training budget per packet (default 30: the notes recipe's
+#                              prompts are about three times longer than bare questions)
 #        DEMO_ITERS            most steps per packet (default 300)
 #        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)
@@ -33,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 home=${FIELDKIT_BUILD_HOME:-bench/out/demo-build}
-minutes=${DEMO_MINUTES:-15}
+minutes=${DEMO_MINUTES:-30}
 iters=${DEMO_ITERS:-300}
 layers=${DEMO_LAYERS:-16}
 lr=${DEMO_LR:-1e-3}
