@@ -162,29 +162,9 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
 def test_bench_quality_reuses_packets_of_another_library(
     tmp_path: Path, tiny_model_dir: Path, make_home, make_packet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fieldkit.store.models import model_fingerprint
-    from tests.fixtures.tiny_model import random_adapter
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    source = make_home("source")
-    fingerprint = model_fingerprint(tiny_model_dir)
-    for seed, domain in enumerate(("pumps", "goats")):
-        make_packet(
-            source, name=domain, adapter=random_adapter(seed, num_layers=2),
-            exemplars=[f"What does the {domain[:-1]} part {i} need?" for i in range(12)],
-            base_fingerprint=fingerprint,
-        )  # fmt: skip
-    questions = tmp_path / "heldout.jsonl"
-    rows = [
-        {"domain": "pumps", "question": "What about pump part 2?", "expected_keywords": ["check"]},
-        {"domain": "goats", "question": "Goat part 3 needs?", "expected_keywords": ["check"]},
-    ]
-    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    args = [
-        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
-        "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
-        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2", "--merges", "ties",
-    ]  # fmt: skip
+    args = two_packet_bench_args(tmp_path, tiny_model_dir, make_home, make_packet)
+    args += ["--merges", "ties"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "| routed |" in result.output
@@ -284,3 +264,30 @@ def test_parse_questions_keeps_sources() -> None:
     one, two = parse_questions(rows)
     assert one.sources == ("S1",)
     assert two.sources == ("S1", "S2")
+
+
+def two_packet_bench_args(tmp_path: Path, tiny_model_dir: Path, make_home, make_packet) -> list[str]:
+    """Return `fieldkit bench quality` arguments over a library holding two random packets
+    (pumps, goats) for the tiny model and one held-out question for each."""
+    from fieldkit.store.models import model_fingerprint
+    from tests.fixtures.tiny_model import random_adapter
+
+    source = make_home("source")
+    fingerprint = model_fingerprint(tiny_model_dir)
+    for seed, domain in enumerate(("pumps", "goats")):
+        make_packet(
+            source, name=domain, adapter=random_adapter(seed, num_layers=2),
+            exemplars=[f"What does the {domain[:-1]} part {i} need?" for i in range(12)],
+            base_fingerprint=fingerprint,
+        )  # fmt: skip
+    questions = tmp_path / "heldout.jsonl"
+    rows = [
+        {"domain": "pumps", "question": "What about pump part 2?", "expected_keywords": ["check"]},
+        {"domain": "goats", "question": "Goat part 3 needs?", "expected_keywords": ["check"]},
+    ]
+    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return [
+        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
+        "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
+        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2",
+    ]  # fmt: skip

@@ -13,6 +13,7 @@ from fieldkit.cli import main
 from fieldkit.errors import FieldkitError
 from fieldkit.training.merge_suite import SUITE, build_suite, choose
 from tests.fixtures.tiny_model import random_adapter
+from tests.training.test_evaluate import two_packet_bench_args
 from tests.training.test_merge import MODULES, product
 
 
@@ -46,28 +47,9 @@ def test_suite_builds_every_fixed_recipe(tmp_path: Path) -> None:
 def test_bench_quality_scores_the_whole_suite(
     tmp_path: Path, tiny_model_dir: Path, make_home, make_packet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fieldkit.store.models import model_fingerprint
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    source = make_home("source")
-    fingerprint = model_fingerprint(tiny_model_dir)
-    for seed, domain in enumerate(("pumps", "goats")):
-        make_packet(
-            source, name=domain, adapter=random_adapter(seed, num_layers=2),
-            exemplars=[f"What does the {domain[:-1]} part {i} need?" for i in range(12)],
-            base_fingerprint=fingerprint,
-        )  # fmt: skip
-    questions = tmp_path / "heldout.jsonl"
-    rows = [
-        {"domain": "pumps", "question": "What about pump part 2?", "expected_keywords": ["check"]},
-        {"domain": "goats", "question": "Goat part 3 needs?", "expected_keywords": ["check"]},
-    ]
-    questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    args = [
-        "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
-        "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
-        "--from-library", str(source.root), "--no-cross", "--max-tokens", "2", "--no-notes",
-    ]  # fmt: skip
+    args = two_packet_bench_args(tmp_path, tiny_model_dir, make_home, make_packet)
+    args += ["--no-notes"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     scored = [r.name for r in SUITE if r.name != "sequential-ties-0.5"]  # two packets
