@@ -25,6 +25,15 @@ def _health(url: str) -> dict:
         return json.loads(response.read())
 
 
+def _loaded(url: str, limit_s: float) -> dict:
+    """Return the agent's /health once it has stopped loading (fail after limit_s)."""
+    deadline = time.monotonic() + limit_s
+    while (status := _health(url))["status"] == "loading":
+        assert time.monotonic() < deadline, "the agent never finished loading"
+        time.sleep(0.2)
+    return status
+
+
 def test_an_agent_loads_the_model_its_home_uses(
     make_home, tiny_model_dir: Path, minilm: MiniLMEmbedder
 ) -> None:
@@ -38,10 +47,7 @@ def test_an_agent_loads_the_model_its_home_uses(
     serving, thread = start_in_thread(agent, ServeConfig(port=0))
     try:
         assert serving.info is not None
-        deadline = time.monotonic() + 120
-        while (status := _health(serving.info.url))["status"] == "loading":
-            assert time.monotonic() < deadline, "the agent never finished loading"
-            time.sleep(0.2)
+        status = _loaded(serving.info.url, 120)
         assert status["status"] == "ok", status.get("error")
         assert status["error"] is None
         assert Path(status["model_dir"]) == home.models_dir / "tiny"
@@ -57,10 +63,7 @@ def test_a_failed_load_is_reported_not_hidden(make_home, minilm: MiniLMEmbedder)
     serving, thread = start_in_thread(agent, ServeConfig(port=0))
     try:
         assert serving.info is not None
-        deadline = time.monotonic() + 60
-        while (status := _health(serving.info.url))["status"] == "loading":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        status = _loaded(serving.info.url, 60)
         assert status["status"] == "error"
         assert "model install-default" in status["error"]
     finally:
