@@ -6,7 +6,8 @@
 #        FIELDKIT_BUILD_MODEL  base model folder (default: the embedded default, installed
 #                              into the build home if missing)
 #        DEMO_MINUTES          training budget per packet (default 30: the notes recipe's
-#                              prompts are about three times longer than bare questions)
+#                              prompts hold two records besides the question, so each
+#                              step is slower: about 10 s against 5-6 s here)
 #        DEMO_ITERS            most steps per packet (default 300)
 #        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)

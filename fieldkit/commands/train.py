@@ -93,7 +93,7 @@ class ProgressLine:
     show_default=True,
     help="Also train on questions asked with two of the records in the prompt, as a "
     "packet with notes is asked (the notes recipe: the adapter learns to read its notes; "
-    "about three times the time per step).",
+    "longer prompts, so slower steps).",
 )
 @click.option(
     "--from",
