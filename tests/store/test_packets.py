@@ -22,23 +22,13 @@ from fieldkit.store.packet import (
     verify_weights,
     write_packet_file,
 )
-from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter
+from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter, sign_packet
 
 
 @pytest.fixture
 def signed(home):
     identity = Identity.load_or_create(home)
-    manifest, signature, data = build_manifest(
-        random_adapter(seed=3),
-        identity,
-        name="pumps",
-        domain="solar_pumps",
-        description="Solar pump care.",
-        exemplars=exemplars_for("pumps"),
-        base_model_id="test-base",
-        base_fingerprint=TEST_BASE_FINGERPRINT,
-        created=1_700_000_000,
-    )
+    manifest, signature, data = sign_packet(identity, random_adapter(seed=3))
     return identity, manifest, signature, data
 
 

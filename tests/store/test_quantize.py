@@ -16,7 +16,6 @@ from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
 from fieldkit.store.packet import (
     SIGNING_CONTEXT,
-    build_manifest,
     canonical_bytes,
     check_manifest,
     chunk_hashes,
@@ -36,6 +35,7 @@ from fieldkit.store.quantize import (
     trim_module,
 )
 from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter
+from tests.fixtures.packets import sign_packet as sign
 
 
 def deltas(tensors) -> dict[str, np.ndarray]:
@@ -175,21 +175,6 @@ def test_compaction_trims_per_module_then_quantises():
 # ---- the packet format --------------------------------------------------------------------
 
 
-def sign(identity: Identity, adapter, **extra):
-    return build_manifest(
-        adapter,
-        identity,
-        name="pumps",
-        domain="solar_pumps",
-        description="Solar pump care.",
-        exemplars=exemplars_for("pumps"),
-        base_model_id="test-base",
-        base_fingerprint=TEST_BASE_FINGERPRINT,
-        created=1_700_000_000,
-        **extra,
-    )
-
-
 def resign(identity: Identity, manifest: dict, data: bytes, **changes) -> tuple[dict, bytes]:
     """Return the manifest re-signed over other weights bytes (and field changes)."""
     manifest = dict(manifest) | changes
@@ -263,18 +248,7 @@ def test_packets_of_the_older_formats_still_load(home):
     try:
         shipped = read_packet_file(demo_packets()[0])
         manifest, signature, data = sign(identity, random_adapter(seed=3))
-        noted = build_manifest(
-            random_adapter(seed=4),
-            identity,
-            name="noted",
-            domain="solar_pumps",
-            description="Solar pump care.",
-            exemplars=exemplars_for("pumps"),
-            base_model_id="test-base",
-            base_fingerprint=TEST_BASE_FINGERPRINT,
-            created=1_700_000_000,
-            notes=notes_of(shipped.manifest),
-        )
+        noted = sign(identity, random_adapter(seed=4), "noted", notes=notes_of(shipped.manifest))
         assert (manifest["format"], noted[0]["format"], shipped.manifest["format"]) == (1, 2, 3)
         for m, sig, weights in [
             (manifest, signature, data),
