@@ -4,10 +4,12 @@
         [--domains agronomy,veterinary] [--model DIR] [extra `fieldkit bench quality` options]
     .venv/bin/python bench/bench_quality.py demo [--sets heldout,natural] [--model DIR] [extra options]
     .venv/bin/python bench/bench_quality.py reference --notes-only --domains all [...]
+    .venv/bin/python bench/bench_quality.py reference --domains all -- --grounded [...]
 
 `reference` scores the corpus's domains on bench/data/reference_heldout.jsonl (paraphrased
 held-out questions, 20 per domain) and on the corpus's own test_cases.jsonl; specialists
-train on the corpus records plus bench/data/reference_train_paraphrases.jsonl. `demo`
+train on the corpus records plus bench/data/reference_train_paraphrases.jsonl (with
+`--grounded`, the notes recipe of `fieldkit train --grounded`). `demo`
 scores the four demo domains on assets/demo/*/heldout.jsonl and the natural-question set
 assets/demo/*/natural.jsonl (`--sets` picks). `reference` also scores
 bench/data/reference_natural.jsonl. Trained adapters and answers

@@ -52,6 +52,11 @@ from fieldkit.training.quality_notes import notes_answers, notes_packet
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True)
 @click.option("--minutes", default=12.0, show_default=True, help="Training budget per specialist.")
 @click.option("--no-expand", is_flag=True, help="Train on the records as given.")
+@click.option(
+    "--grounded",
+    is_flag=True,
+    help="Train each specialist with the notes recipe (`fieldkit train --grounded`).",
+)
 @click.option("--density", default=0.5, show_default=True)
 @click.option("--factorwise", is_flag=True, help="Also score the factor-wise (PEFT) TIES merge.")
 @click.option(
@@ -102,6 +107,7 @@ def quality(
     learning_rate: float,
     minutes: float,
     no_expand: bool,
+    grounded: bool,
     density: float,
     factorwise: bool,
     merge_recipes: str | None,
@@ -140,6 +146,8 @@ def quality(
         "minutes": minutes,
         "expand": not no_expand,
     }
+    if grounded:  # only when set, so the cache keys of bare-question specialists stay
+        train_args["grounded"] = True
     notes = {d: domain_notes(data_dir, d) for d in chosen} if with_notes or notes_only else {}
     if notes_only:
         from fieldkit.training.dataset import build_examples, exemplars_from, load_records

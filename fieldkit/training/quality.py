@@ -122,7 +122,12 @@ class QualityRun:
         if paraphrases is not None:
             rows = [r for r in read_jsonl(paraphrases) if r.get("domain", domain) == domain]
             records = attach_paraphrases(records, rows)
-        examples = build_examples(records, domain, expand=args["expand"])
+        if args.get("grounded"):
+            from fieldkit.training.grounded import grounded_examples
+
+            examples = grounded_examples(records, domain, expand=args["expand"])
+        else:
+            examples = build_examples(records, domain, expand=args["expand"])
         key = _digest(train.read_text(), [asdict(r) for r in records], args, self.fingerprint)
         weights = self.out / "adapters" / f"{domain}-{key}.safetensors"
         info_path = weights.with_suffix(".json")

@@ -157,6 +157,13 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0, again.output
     assert "reusing" in again.output
+    # The notes recipe trains anew (its own cache key) on the bare examples plus grounded ones.
+    bare = report["meta"]["training"]["pumps"]["examples"]
+    notes_recipe = CliRunner().invoke(main, [*args, "--grounded", "--no-notes"])
+    assert notes_recipe.exit_code == 0, notes_recipe.output
+    assert "pumps: reusing" not in notes_recipe.output
+    trained = json.loads((out / "quality.json").read_text())["meta"]["training"]["pumps"]
+    assert trained["examples"] > bare
 
 
 def test_bench_quality_reuses_packets_of_another_library(
