@@ -165,7 +165,7 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
     """Return {set name: [(domain or "", question)]}; "" marks out-of-domain questions."""
     demo = REPO / "assets/demo"
     sets: dict[str, list[tuple[str, str]]] = {}
-    for name in ("heldout", "natural", "gaps", "gaps_natural"):
+    for name in ("heldout", "natural", "field", "gaps", "gaps_natural"):
         sets[f"demo {name}"] = [
             (r["domain"], r["question"])
             for path in sorted(demo.glob(f"*/{name}.jsonl"))
@@ -178,6 +178,7 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
     for name, path in (
         ("out-of-domain", "out_of_domain.txt"),
         ("out-of-domain natural", "out_of_domain_natural.txt"),
+        ("out-of-domain field", "out_of_domain_field.txt"),
     ):
         lines = (REPO / "bench/data" / path).read_text().splitlines()
         sets[name] = [("", x.strip()) for x in lines if x.strip()]
@@ -258,7 +259,9 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
 
     notes = domain_notes(reference)
     demo = REPO / "assets/demo"
-    files = {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("heldout", "natural")}
+    files = {
+        f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("heldout", "natural", "field")
+    }
     files |= {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("gaps", "gaps_natural")}
     if reference is not None:
         files |= {

@@ -188,6 +188,32 @@ def test_demo_heldout(domain: str) -> None:
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_field(domain: str) -> None:
+    """The field set: 12 long questions per domain on records the other sets do not ask."""
+    train = demo_train(domain)
+    outputs = {row["instruction"]: row["output"] for row in train}
+    rows = read_jsonl(DEMO / domain / "field.jsonl")
+    assert len(rows) == 12
+    check_heldout_rows(rows, domain, outputs)
+    assert all(len(row["question"].split()) >= 25 for row in rows)
+    sources = [
+        row["source"]
+        for name in ("heldout", "natural")
+        for row in read_jsonl(DEMO / domain / f"{name}.jsonl")
+    ]
+    asked = {s for source in sources for s in ([source] if isinstance(source, str) else source)}
+    assert not {row["source"] for row in rows} & asked
+    exemplars = read_lines(DEMO / domain / "exemplars.txt")
+    assert_heldout_disjoint(rows, list(outputs) + exemplars)
+
+
+def test_out_of_domain_field() -> None:
+    lines = read_lines(BENCH / "out_of_domain_field.txt")
+    assert len(lines) == 40
+    assert_unique(lines, "out-of-domain field question")
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_paraphrases(domain: str) -> None:
     instructions = [row["instruction"] for row in demo_train(domain)]
     rows = read_jsonl(DEMO / domain / "paraphrases.jsonl")
