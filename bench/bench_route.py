@@ -161,6 +161,13 @@ def make_library(
 # -- the default router on every set ---------------------------------------------------------
 
 
+OOD_FILES = (
+    ("out-of-domain", "out_of_domain.txt"),
+    ("out-of-domain natural", "out_of_domain_natural.txt"),
+    ("out-of-domain field", "out_of_domain_field.txt"),
+)
+
+
 def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
     """Return {set name: [(domain or "", question)]}; "" marks out-of-domain questions."""
     demo = REPO / "assets/demo"
@@ -175,11 +182,7 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
         for name in ("heldout", "natural"):
             path = REPO / f"bench/data/reference_{name}.jsonl"
             sets[f"reference {name}"] = [(r["domain"], r["question"]) for r in read_jsonl(path)]
-    for name, path in (
-        ("out-of-domain", "out_of_domain.txt"),
-        ("out-of-domain natural", "out_of_domain_natural.txt"),
-        ("out-of-domain field", "out_of_domain_field.txt"),
-    ):
+    for name, path in OOD_FILES:
         lines = (REPO / "bench/data" / path).read_text().splitlines()
         sets[name] = [("", x.strip()) for x in lines if x.strip()]
     return sets
@@ -253,7 +256,8 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     set, how often the first cited passage is the question's source record (citation
     precision; no citation is a miss), the keyword recall of the two passages alone (what a
     person is shown even when the generated answer adds nothing), and the share the notes
-    call covered (for gap sets, the share refused)."""
+    call covered (for gap and out-of-domain sets, the share refused: abstained on by the
+    router or not covered by the routed packet's notes, so never answered as if covered)."""
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
@@ -271,9 +275,19 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
     library = make_library(tmp / "citations", packets, notes)
     router, index = Router(library, embedder, BASE), PassageIndex(library, embedder)
+    for name, path in OOD_FILES:  # out-of-domain: answered as if covered only when both
+        files[name] = [REPO / "bench/data" / path]  # the router and the notes let it through
     out: dict = {}
     for name, paths in files.items():
-        rows = [r for path in paths for r in read_jsonl(path)]
+        rows = [
+            r
+            for path in paths
+            for r in (
+                read_jsonl(path)
+                if path.suffix == ".jsonl"
+                else [{"question": x.strip()} for x in path.read_text().splitlines() if x.strip()]
+            )
+        ]
         cites, shown, covered = [], [], []
         for row, decision in zip(
             rows, router.route_many([r["question"] for r in rows]), strict=True
