@@ -11,7 +11,8 @@ held-out questions, 20 per domain) and on the corpus's own test_cases.jsonl; spe
 train on the corpus records plus bench/data/reference_train_paraphrases.jsonl (with
 `--grounded`, the notes recipe of `fieldkit train --grounded`). `demo`
 scores the four demo domains on assets/demo/*/heldout.jsonl and the natural-question set
-assets/demo/*/natural.jsonl (`--sets` picks). `reference` also scores
+assets/demo/*/natural.jsonl, or any other question file name there such as field
+(`--sets heldout,natural,field`). `reference` also scores
 bench/data/reference_natural.jsonl. Trained adapters and answers
 are cached under bench/out/quality-<name>/, so a rerun reuses them.
 """
