@@ -33,10 +33,10 @@ Methods (dense deltas, re-factored by SVD; --weights for each, one per packet):
                    packets' exemplar questions (--steps, --minutes, --seed)
 --sequential merges three or more in the order given: A+B, then +C.
 
-Merging packets of different domains loses what each knows: on demo held-out questions
-routing between the packets scored 64%, every single merge 0-3%, and one 80/20 merge per
-domain (an oracle picking the merge for each question) 56% (docs/BENCHMARKS.md, "Every
-merging method"); `fieldkit ask` routes instead. Two packets of the same domain
+Merging packets of different domains loses what each knows: on the 100 demo held-out
+questions routing between the packets scored 61%, every single merge 0-2%, and one 80/20
+merge per domain (an oracle picking the merge for each question) 50% (docs/BENCHMARKS.md,
+"Every merging method"); `fieldkit ask` routes instead. Two packets of the same domain
 (trained on disjoint halves of its records) are where a merge can help: there SLERP and
 DARE-TIES (8% keyword recall) beat the weaker packet alone (1%), not the stronger (9%),
 and routing between the two scored 11%.
