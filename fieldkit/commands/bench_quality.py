@@ -169,7 +169,7 @@ def quality(
     else:
         for domain in chosen:
             train, para = training_files(data_dir, domain)
-            run.specialist(domain, train, para or paraphrases, train_args)
+            run.specialist(domain, train, para or paraphrases, train_args, notes.get(domain))
     reports = {}
     for name, questions in sets.items():  # grounded answers first: the cheapest to read
         if notes_only:

@@ -106,9 +106,15 @@ class QualityRun:
                     self.seconds[key] = row["seconds"]
 
     def specialist(
-        self, domain: str, train: Path, paraphrases: Path | None, args: dict[str, Any]
+        self,
+        domain: str,
+        train: Path,
+        paraphrases: Path | None,
+        args: dict[str, Any],
+        notes: list | None = None,
     ) -> None:
-        """Train (or load from the cache) the domain's specialist and put it in the library."""
+        """Train (or load from the cache) the domain's specialist and put it in the library,
+        carrying `notes` (passages) when given."""
         from fieldkit.store.adapter import Adapter, AdapterConfig, read_safetensors
         from fieldkit.training.dataset import (
             attach_paraphrases,
@@ -150,6 +156,7 @@ class QualityRun:
             adapter,
             description=f"{domain.replace('_', ' ')} specialist",
             exemplars=exemplars_from(records, examples),
+            notes=notes or None,
         )
 
     def put_packet(self, domain: str, adapter: Any, **fields: Any) -> None:

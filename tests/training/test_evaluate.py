@@ -148,6 +148,9 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
     assert by["oracle", q]["answer"] == by["spec:pumps", q]["answer"]
     # The oracle's notes are the pump records; a grounded answer cites the nearest of them,
     # and a notes system is scored on what it shows too.
+    # Every trained specialist carries its domain's records as notes, so the grounded
+    # systems retrieve from them (a gap still names the nearest passage).
+    assert any(a["cited"] for a in answers if a["system"].endswith("+notes"))
     assert by["oracle+notes", q]["cited"] is None or all(
         t.startswith("What does the pump part") for t in by["oracle+notes", q]["cited"]
     )
