@@ -183,9 +183,15 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
             path = REPO / f"bench/data/reference_{name}.jsonl"
             sets[f"reference {name}"] = [(r["domain"], r["question"]) for r in read_jsonl(path)]
     for name, path in OOD_FILES:
-        lines = (REPO / "bench/data" / path).read_text().splitlines()
-        sets[name] = [("", x.strip()) for x in lines if x.strip()]
+        sets[name] = [("", r["question"]) for r in question_rows(REPO / "bench/data" / path)]
     return sets
+
+
+def question_rows(path: Path) -> list[dict]:
+    """Return a question file's rows: jsonl as it is, a .txt file one {"question"} a line."""
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    return [{"question": x.strip()} for x in path.read_text().splitlines() if x.strip()]
 
 
 def domain_notes(reference: Path | None) -> dict[str, list]:
@@ -279,15 +285,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
         files[name] = [REPO / "bench/data" / path]  # the router and the notes let it through
     out: dict = {}
     for name, paths in files.items():
-        rows = [
-            r
-            for path in paths
-            for r in (
-                read_jsonl(path)
-                if path.suffix == ".jsonl"
-                else [{"question": x.strip()} for x in path.read_text().splitlines() if x.strip()]
-            )
-        ]
+        rows = [r for path in paths for r in question_rows(path)]
         cites, shown, covered = [], [], []
         for row, decision in zip(
             rows, router.route_many([r["question"] for r in rows]), strict=True

@@ -174,27 +174,29 @@ def test_demo_exemplars(domain: str) -> None:
     assert exemplars == [row["instruction"] for row in demo_train(domain)]
 
 
-@pytest.mark.parametrize("domain", DEMO_DOMAINS)
-def test_demo_heldout(domain: str) -> None:
-    train = demo_train(domain)
-    outputs = {row["instruction"]: row["output"] for row in train}
-    rows = read_jsonl(DEMO / domain / "heldout.jsonl")
-    assert len(rows) == 25
+def check_demo_set(domain: str, name: str, count: int) -> list[dict]:
+    """Check a demo question set as held-out rows (`check_heldout_rows`), `count` of them,
+    none a training question or exemplar; return its rows."""
+    outputs = {row["instruction"]: row["output"] for row in demo_train(domain)}
+    rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
+    assert len(rows) == count
     check_heldout_rows(rows, domain, outputs)
-    sources = [row["source"] for row in rows]
-    assert len(set(sources)) == len(sources), "each held-out question paraphrases its own record"
     exemplars = read_lines(DEMO / domain / "exemplars.txt")
     assert_heldout_disjoint(rows, list(outputs) + exemplars)
+    return rows
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_heldout(domain: str) -> None:
+    rows = check_demo_set(domain, "heldout", 25)
+    sources = [row["source"] for row in rows]
+    assert len(set(sources)) == len(sources), "each held-out question paraphrases its own record"
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_field(domain: str) -> None:
     """The field set: 12 long questions per domain on records the other sets do not ask."""
-    train = demo_train(domain)
-    outputs = {row["instruction"]: row["output"] for row in train}
-    rows = read_jsonl(DEMO / domain / "field.jsonl")
-    assert len(rows) == 12
-    check_heldout_rows(rows, domain, outputs)
+    rows = check_demo_set(domain, "field", 12)
     assert all(len(row["question"].split()) >= 25 for row in rows)
     sources = [
         row["source"]
@@ -203,8 +205,6 @@ def test_demo_field(domain: str) -> None:
     ]
     asked = {s for source in sources for s in ([source] if isinstance(source, str) else source)}
     assert not {row["source"] for row in rows} & asked
-    exemplars = read_lines(DEMO / domain / "exemplars.txt")
-    assert_heldout_disjoint(rows, list(outputs) + exemplars)
 
 
 def test_out_of_domain_field() -> None:

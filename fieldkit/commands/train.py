@@ -137,7 +137,6 @@ def train_command(
     from fieldkit.training.dataset import (
         DataError,
         attach_paraphrases,
-        build_examples,
         exemplars_from,
         load_records,
         read_jsonl,
@@ -154,12 +153,11 @@ def train_command(
     records = load_records(data)
     if paraphrases is not None:
         records = attach_paraphrases(records, read_jsonl(paraphrases))
-    if grounded:
-        from fieldkit.training.grounded import grounded_examples
+    from fieldkit.training.grounded import training_examples
 
-        examples = grounded_examples(records, domain, expand=not no_expand, seed=seed)
-    else:
-        examples = build_examples(records, domain, expand=not no_expand, seed=seed)
+    examples = training_examples(
+        records, domain, grounded=grounded, expand=not no_expand, seed=seed
+    )
     init = None if start_from is None else _starting_adapter(svc, start_from)
     if init is not None:
         rank, layers, scale = init.config.rank, init.config.num_layers, init.config.scale

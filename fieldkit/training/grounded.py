@@ -20,6 +20,7 @@ from fieldkit.store.notes import passages_from_records
 from fieldkit.training.dataset import (
     Example,
     Record,
+    build_examples,
     chat_example,
     content_words,
     examples_by_record,
@@ -106,3 +107,13 @@ def grounded_examples(
             prompt = grounded_prompt(question, [texts[j] for j in shown])
             out.append(chat_example(prompt, record.answer, system))
     return out
+
+
+def training_examples(
+    records: Sequence[Record], domain: str, *, grounded: bool, expand: bool = True, seed: int = 0
+) -> list[Example]:
+    """Return the examples a packet trains on: with `grounded`, the notes recipe's
+    (`grounded_examples`), else every record's bare phrasings (`build_examples`)."""
+    if grounded:
+        return grounded_examples(records, domain, expand=expand, seed=seed)
+    return build_examples(records, domain, expand=expand, seed=seed)

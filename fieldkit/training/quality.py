@@ -118,7 +118,6 @@ class QualityRun:
         from fieldkit.store.adapter import Adapter, AdapterConfig, read_safetensors
         from fieldkit.training.dataset import (
             attach_paraphrases,
-            build_examples,
             exemplars_from,
             load_records,
             read_jsonl,
@@ -128,12 +127,11 @@ class QualityRun:
         if paraphrases is not None:
             rows = [r for r in read_jsonl(paraphrases) if r.get("domain", domain) == domain]
             records = attach_paraphrases(records, rows)
-        if args.get("grounded"):
-            from fieldkit.training.grounded import grounded_examples
+        from fieldkit.training.grounded import training_examples
 
-            examples = grounded_examples(records, domain, expand=args["expand"])
-        else:
-            examples = build_examples(records, domain, expand=args["expand"])
+        examples = training_examples(
+            records, domain, grounded=bool(args.get("grounded")), expand=args["expand"]
+        )
         key = _digest(train.read_text(), [asdict(r) for r in records], args, self.fingerprint)
         weights = self.out / "adapters" / f"{domain}-{key}.safetensors"
         info_path = weights.with_suffix(".json")
