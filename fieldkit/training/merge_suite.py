@@ -6,7 +6,8 @@ and is timed. Two kinds are special:
 - `favour` recipes (linear 70/30, 80/20: "specialist + generalist") give one packet the
   share `favour` and split the rest evenly among the others. One such merge is built per
   domain and each question is answered by the merge that favours its own domain: an oracle
-  choice, the most generous reading of fixed weights.
+  choice, the most generous reading of fixed weights. The quality harness also scores the
+  same merges chosen by the router (`<name> routed`): the merge favouring the routed packet.
 - `adaptive` learns per-module coefficients on the packets' exemplar questions (no
   answers) within a time budget (fieldkit/training/adaptive_merge.py).
 

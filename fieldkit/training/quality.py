@@ -290,10 +290,14 @@ class QualityRun:
         # Greedy decoding is deterministic: the routed answer is the chosen specialist's
         # answer (or the base model's when the router abstains).
         pairs = [(self.merge_system(s, q.domain), q.question) for q in questions for s in systems]
+        # A favouring merge ("specialist + generalist") chosen by the router instead of the
+        # oracle: the merge that favours the routed packet (the base model on abstention).
+        chosen = {f"{name} routed": merges for name, merges in self.favoured.items()}
         for q in questions:
             routed = routes[q.question]
             pairs.append((f"spec:{routed}" if routed else "base", q.question))
             pairs.append((f"spec:{q.domain}", q.question))
+            pairs += [(m[routed] if routed else "base", q.question) for m in chosen.values()]
         self.prefetch(pairs)
         answers: list[Answer] = []
         hits = 0
@@ -308,9 +312,12 @@ class QualityRun:
                 self.answer_key(f"spec:{routed}" if routed else "base", q.question)
             ]
             texts["oracle"] = self.cache[self.answer_key(f"spec:{q.domain}", q.question)]
+            for system, merges in chosen.items():
+                adapter = merges[routed] if routed else "base"
+                texts[system] = self.cache[self.answer_key(adapter, q.question)]
             answers += [Answer(s, q, t) for s, t in texts.items()]
-        self.routing[name] = {"correct": hits, "questions": len(questions)}
-        order = [*systems, "routed", "oracle"]
+        self.routing[name] = {"correct": hits, "questions": len(questions), "routes": routes}
+        order = [*systems, *chosen, "routed", "oracle"]
         answers.sort(key=lambda a: order.index(a.system))
         return score(answers), answers
 

@@ -53,7 +53,8 @@ def test_bench_quality_scores_the_whole_suite(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     scored = [r.name for r in SUITE if r.name != "sequential-ties-0.5"]  # two packets
-    for system in [*scored, "routed", "oracle"]:
+    chosen = ["linear-70/30 routed", "linear-80/20 routed"]  # the favouring merges, routed
+    for system in [*scored, *chosen, "routed", "oracle"]:
         assert f"| {system} |" in result.output
     assert "Merge cost: linear " in result.output
     report = json.loads((tmp_path / "out" / "quality.json").read_text())
@@ -65,7 +66,25 @@ def test_bench_quality_scores_the_whole_suite(
     )
     assert all(m["seconds"] >= 0 for m in merges.values())
     answers = report["sets"]["heldout"]["answers"]
-    assert len(answers) == 2 * (1 + len(scored) + 2)  # base, merges, routed, oracle
+    assert len(answers) == 2 * (1 + len(scored) + len(chosen) + 2)  # + routed, oracle
+    text = {(a["system"], a["question"]): a["answer"] for a in answers}
+    routes = report["meta"]["routing"]["heldout"]["routes"]
+    assert len(routes) == 2
+    checked = 0
+    for question, routed in routes.items():
+        for name in ("linear-70/30", "linear-80/20"):
+            # The merge favouring the routed packet answers (the base model on abstention).
+            expected = text[("base", question)] if routed is None else text[(name, question)]
+            if routed is not None and routed != answers_domain(answers, question):
+                continue  # routed elsewhere: another merge than the oracle's answers
+            assert text[(f"{name} routed", question)] == expected
+            checked += 1
+    assert checked >= 2
     bad = CliRunner().invoke(main, [*args, "--merges", "ties,soup"])
     assert bad.exit_code == 1
     assert "No merge recipe named 'soup'" in bad.output
+
+
+def answers_domain(answers: list[dict], question: str) -> str:
+    """Return the domain the report gives a question."""
+    return next(a["domain"] for a in answers if a["question"] == question)
