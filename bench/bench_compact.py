@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/bench_compact.py [--energy 0.95] [--out bench/out/compact]
         [--ble 100000 30000] [--ble-settings int4-e95 ...] [--model DIR] [--json OUT]
+        [--source HOME] [--settings fp16 int4 ...]
 
 For each setting it compacts the four shipped demo packets (assets/packets/*.fkpkt) with
-`fieldkit.store.compact` into a home of its own, `OUT/<setting>/` (so `bench_quality.py
+`fieldkit.store.compact` (or, with `--source HOME`, every unmerged packet of that home's
+library: the reference specialists `bench_quality.py reference` trained) into a home of its own, `OUT/<setting>/` (so `bench_quality.py
 demo -- --from-library OUT/<setting>` scores exactly those packets), and reports:
 
 - the mean relative error (Frobenius) of each module's delta A @ B against the original;
@@ -60,17 +62,35 @@ def settings(energy: float) -> dict[str, Compaction | None]:
     }
 
 
-def build_home(folder: Path, compaction: Compaction | None) -> tuple[Library, float]:
-    """Make a home holding the four demo packets, compacted (named NAME-c: another
-    device signed the originals); return it and the mean relative error of the modules'
-    deltas A @ B against the originals (Frobenius norm)."""
+def source_packets(source: Path | None) -> list[tuple[dict, bytes, bytes]]:
+    """Return (manifest, signature, weights) of the packets to compact: the shipped demo
+    packets, or every unmerged packet of the library at `source`."""
+    if source is None:
+        packets = [read_packet_file(path) for path in demo_packets()]
+        return [(p.manifest, p.signature, p.weights) for p in packets]
+    library = Library.open(Home(source))
+    try:
+        return [
+            (r.manifest, r.signature, library.read_weights(r))
+            for r in library.list_packets()
+            if not r.merged
+        ]
+    finally:
+        library.close()
+
+
+def build_home(
+    folder: Path, compaction: Compaction | None, source: Path | None = None
+) -> tuple[Library, float]:
+    """Make a home holding the packets (the demo packets, or those of `source`), compacted
+    (named NAME-c: another device signed the originals); return it and the mean relative
+    error of the modules' deltas A @ B against the originals (Frobenius norm)."""
     shutil.rmtree(folder, ignore_errors=True)
     home = Home(folder).ensure()
     library = Library.open(home, identity=Identity.load_or_create(home))
     errors: list[float] = []
-    for path in demo_packets():
-        packet = read_packet_file(path)
-        record = library.add(packet.manifest, packet.signature, packet.weights, source="file")
+    for manifest, signature, weights in source_packets(source):
+        record = library.add(manifest, signature, weights, source="file")
         if compaction is not None:
             _, new = compact_packet(library, record.packet_id, compaction, name=f"{record.name}-c")
             errors += delta_errors(library.load_adapter(record), library.load_adapter(new))
@@ -150,12 +170,17 @@ def main() -> None:
     parser.add_argument("--ble-settings", nargs="*", default=None, help="default: all")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--source", type=Path, default=None,
+                        help="a home whose unmerged packets to compact (default: the demo's)")
+    parser.add_argument("--settings", nargs="*", default=None, help="default: all")
     args = parser.parse_args()
     logging.getLogger("bumble").setLevel(logging.CRITICAL)
     rows = []
     for label, compaction in settings(args.energy).items():
+        if args.settings is not None and label not in args.settings:
+            continue
         tic = time.perf_counter()
-        library, error = build_home(args.out / label, compaction)
+        library, error = build_home(args.out / label, compaction, args.source)
         try:
             kept = [r for rec in library.list_packets() for r in ranks(library.load_adapter(rec))]
             size, wire = wire_bytes(library)

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bench_compact_quality.py --model DIR [--homes bench/out/compact]
         [--settings fp16 int4 ...] [--max-tokens 80] [--json OUT]
+    .venv/bin/python bench/bench_compact_quality.py --quality FP16.json INT4.json ...
+        [--system routed+notes] [--json OUT]
 
 `--homes` is what bench/bench_compact.py wrote: one home per setting holding the four demo
 packets compacted that way. For each setting, each packet answers the 25 held-out questions
@@ -10,6 +12,12 @@ quality`), greedily, with the same batched generation and scores: keyword recall
 all-facts over the 100 questions with percentile-bootstrap 95% CIs, and the paired
 difference from the first setting (the same questions resampled together), with its CI.
 Answers are cached in `<homes>/<setting>/answers.json`.
+
+With `--quality`, the answers come instead from `fieldkit bench quality --json` reports, one
+per setting (the first is the reference for the paired differences), each scored on the
+same questions: one system's answers (`--system`, routed+notes by default) to the
+report's first question set. That is how the reference corpus's compacted specialists are
+compared (docs/BENCHMARKS.md, "Smaller packets").
 """
 
 from __future__ import annotations
@@ -54,19 +62,43 @@ def answers_for(home: Path, model: Path, max_tokens: int) -> list[dict]:
     return rows
 
 
+def quality_rows(path: Path, system: str, set_name: str | None = None) -> list[dict]:
+    """Return one row per question of a `fieldkit bench quality --json` report: the answer
+    of `system`, in the report's order (the first question set, or `set_name`)."""
+    report = json.loads(path.read_text())
+    sets = report["sets"]
+    answers = sets[set_name or next(iter(sets))]["answers"]
+    return [
+        {"domain": a["domain"], "question": a["question"], "keywords": a["keywords"],
+         "answer": a["answer"]}
+        for a in answers if a["system"] == system
+    ]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--homes", type=Path, default=REPO / "bench/out/compact")
     parser.add_argument("--settings", nargs="+", default=["fp16", "int8", "int4"])
     parser.add_argument("--max-tokens", type=int, default=80)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--quality", type=Path, nargs="+", default=None,
+                        help="score these bench quality reports instead (one per setting)")
+    parser.add_argument("--system", default="routed+notes", help="with --quality")
     args = parser.parse_args()
     from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
 
+    if args.quality:
+        sources = {path.stem: quality_rows(path, args.system) for path in args.quality}
+    elif args.model is None:
+        parser.error("--model is required without --quality")
+    else:
+        sources = {
+            setting: answers_for(args.homes / setting, args.model, args.max_tokens)
+            for setting in args.settings
+        }
     results, first = [], None
-    for setting in args.settings:
-        rows = answers_for(args.homes / setting, args.model, args.max_tokens)
+    for setting, rows in sources.items():
         recall = np.array([keyword_recall(r["answer"], r["keywords"]) for r in rows]) * 100
         facts = np.array([all_facts(r["answer"], r["keywords"]) for r in rows]) * 100
         row = {
@@ -78,17 +110,16 @@ def main() -> None:
             "all_facts_ci": [round(x, 1) for x in bootstrap_ci(facts)],
         }
         if first is None:
-            first = (recall, facts)
+            first = (recall, facts, rows)
         else:
+            assert [r["question"] for r in rows] == [r["question"] for r in first[2]]
             diff = recall - first[0]
             row["recall_diff"] = round(float(diff.mean()), 1)
             row["recall_diff_ci"] = [round(x, 1) for x in bootstrap_ci(diff)]
             row["all_facts_diff"] = round(float((facts - first[1]).mean()), 1)
             row["answers_changed"] = sum(
-                a["answer"] != b["answer"]
-                for a, b in zip(rows, answers_for(args.homes / args.settings[0], args.model,
-                                                  args.max_tokens), strict=True)
-            )  # fmt: skip
+                a["answer"] != b["answer"] for a, b in zip(rows, first[2], strict=True)
+            )
         results.append(row)
         print(json.dumps(row), flush=True)
     if args.json:
