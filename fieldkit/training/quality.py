@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fieldkit.errors import FieldkitError
 
@@ -63,6 +63,29 @@ def report_json(scores: list, answers: list) -> str:
     return to_json(scores, answers, {})
 
 
+def claim_folder(out_dir: Path) -> IO[str]:
+    """Lock the benchmark folder for this process; return the open lock file (closing it,
+    or the process ending, releases it).
+
+    Two runs on one folder would replace each other's packets in its library, so the
+    router of one would find packets the other put there. Raises FieldkitError when
+    another process holds the folder.
+    """
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = (out_dir / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise FieldkitError(
+            f"Another `bench quality` run is using {out_dir}: wait for it to finish, or give "
+            "this run a folder of its own (--out)."
+        ) from None
+    return handle
+
+
 class QualityRun:
     """The trained specialists, merges and cached answers of one benchmark folder."""
 
@@ -84,6 +107,7 @@ class QualityRun:
         self.max_tokens = max_tokens
         self.log = log
         self.progress = progress  # makes a training progress display: call(p), close()
+        svc._closers.append(claim_folder(out_dir).close)  # one run per folder at a time
         home = Home(out_dir / "home").ensure()
         self.library = Library.open(home, identity=Identity.load_or_create(home))
         svc._closers.append(self.library.close)

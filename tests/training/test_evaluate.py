@@ -301,3 +301,23 @@ def two_packet_bench_args(tmp_path: Path, tiny_model_dir: Path, make_home, make_
         "--data", str(tmp_path), "--questions", str(questions), "--out", str(tmp_path / "out"),
         "--from-library", str(source.root), "--no-cross", "--max-tokens", "2",
     ]  # fmt: skip
+
+
+def test_bench_quality_refuses_a_folder_another_run_holds(
+    tmp_path: Path, tiny_model_dir: Path, make_home, make_packet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fieldkit.training.quality import claim_folder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = [*two_packet_bench_args(tmp_path, tiny_model_dir, make_home, make_packet), "--no-notes"]
+    held = claim_folder(tmp_path / "out")  # another run, as far as the lock can tell
+    try:
+        busy = CliRunner().invoke(main, args)
+    finally:
+        held.close()
+    assert busy.exit_code == 1
+    assert "Another `bench quality` run is using" in busy.output
+    assert "Traceback" not in busy.output
+    assert not (tmp_path / "out" / "home").exists()  # nothing started
+    free = CliRunner().invoke(main, args)
+    assert free.exit_code == 0, free.output
