@@ -180,7 +180,9 @@ def test_bench_quality_reuses_packets_of_another_library(
     assert "| routed |" in result.output
     assert "| spec:pumps |" not in result.output
     report = json.loads((tmp_path / "out" / "quality.json").read_text())
-    assert report["meta"]["routing"]["heldout"] == {"correct": 2, "questions": 2}
+    routing = report["meta"]["routing"]["heldout"]
+    assert (routing["correct"], routing["questions"]) == (2, 2)
+    assert routing["routes"] == {"What about pump part 2?": "pumps", "Goat part 3 needs?": "goats"}
 
 
 def test_bench_quality_notes_only_scores_retrieval_without_training(
