@@ -6,8 +6,9 @@
 
 For each setting it compacts the four shipped demo packets (assets/packets/*.fkpkt) with
 `fieldkit.store.compact` (or, with `--source HOME`, every unmerged packet of that home's
-library: the reference specialists `bench_quality.py reference` trained) into a home of its own, `OUT/<setting>/` (so `bench_quality.py
-demo -- --from-library OUT/<setting>` scores exactly those packets), and reports:
+library: the reference specialists `bench_quality.py reference` trained) into a home of
+its own, `OUT/<setting>/` (so `bench_quality.py demo -- --from-library OUT/<setting>`
+scores exactly those packets), and reports:
 
 - the mean relative error (Frobenius) of each module's delta A @ B against the original;
 - packet bytes (the weights files) and wire bytes: every 32 KiB chunk encoded as a gossip

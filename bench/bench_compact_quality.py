@@ -62,12 +62,11 @@ def answers_for(home: Path, model: Path, max_tokens: int) -> list[dict]:
     return rows
 
 
-def quality_rows(path: Path, system: str, set_name: str | None = None) -> list[dict]:
-    """Return one row per question of a `fieldkit bench quality --json` report: the answer
-    of `system`, in the report's order (the first question set, or `set_name`)."""
-    report = json.loads(path.read_text())
-    sets = report["sets"]
-    answers = sets[set_name or next(iter(sets))]["answers"]
+def quality_rows(path: Path, system: str) -> list[dict]:
+    """Return one row per question of a `fieldkit bench quality --json` report's first
+    question set: the answer of `system`, in the report's order."""
+    sets = json.loads(path.read_text())["sets"]
+    answers = next(iter(sets.values()))["answers"]
     return [
         {"domain": a["domain"], "question": a["question"], "keywords": a["keywords"],
          "answer": a["answer"]}

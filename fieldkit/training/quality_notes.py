@@ -47,10 +47,9 @@ def notes_answers(
     index = PassageIndex(run.library, router.embedder)
     by_id = {r.packet_id: d for d, r in run.records.items()}
     plans = []  # (system, question, adapter system, grounding)
-    hits = 0
+    routes: dict[str, str | None] = {}
     for q in questions:
-        routed = by_id.get(router.route(q.question).packet_id or "")
-        hits += routed == q.domain
+        routed = routes[q.question] = by_id.get(router.route(q.question).packet_id or "")
         for system in systems:
             domain = q.domain if system.startswith("oracle") else routed
             record = run.records.get(domain) if domain else None
@@ -61,7 +60,8 @@ def notes_answers(
             if system != "base+notes" and domain and f"spec:{domain}" in run.adapters:
                 adapter = f"spec:{domain}"
             plans.append((system, q, adapter, grounding))
-    run.routing.setdefault(name, {"correct": hits, "questions": len(questions)})
+    hits = sum(routes[q.question] == q.domain for q in questions)
+    run.routing.setdefault(name, {"correct": hits, "questions": len(questions), "routes": routes})
     prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
     run.prefetch([(adapter, prompt[id(g)]) for _, _, adapter, g in plans])
     answers = []

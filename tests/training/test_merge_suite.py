@@ -68,6 +68,7 @@ def test_bench_quality_scores_the_whole_suite(
     answers = report["sets"]["heldout"]["answers"]
     assert len(answers) == 2 * (1 + len(scored) + len(chosen) + 2)  # + routed, oracle
     text = {(a["system"], a["question"]): a["answer"] for a in answers}
+    domain = {a["question"]: a["domain"] for a in answers}
     routes = report["meta"]["routing"]["heldout"]["routes"]
     assert len(routes) == 2
     checked = 0
@@ -75,7 +76,7 @@ def test_bench_quality_scores_the_whole_suite(
         for name in ("linear-70/30", "linear-80/20"):
             # The merge favouring the routed packet answers (the base model on abstention).
             expected = text[("base", question)] if routed is None else text[(name, question)]
-            if routed is not None and routed != answers_domain(answers, question):
+            if routed is not None and routed != domain[question]:
                 continue  # routed elsewhere: another merge than the oracle's answers
             assert text[(f"{name} routed", question)] == expected
             checked += 1
@@ -83,8 +84,3 @@ def test_bench_quality_scores_the_whole_suite(
     bad = CliRunner().invoke(main, [*args, "--merges", "ties,soup"])
     assert bad.exit_code == 1
     assert "No merge recipe named 'soup'" in bad.output
-
-
-def answers_domain(answers: list[dict], question: str) -> str:
-    """Return the domain the report gives a question."""
-    return next(a["domain"] for a in answers if a["question"] == question)
