@@ -66,6 +66,14 @@ from fieldkit.training.quality_notes import notes_answers, notes_packet
     help="Comma-separated merge recipes to score (default: the whole suite, "
     "fieldkit/training/merge_suite.py).",
 )
+@click.option(
+    "--merges-with-notes",
+    "notes_merges",
+    default=None,
+    help="Comma-separated merges (of --merges) to score also with the routed packet's "
+    "passages in the prompt, as `<merge>+notes`: what routed+notes reads, with the merged "
+    "adapter instead of the routed packet's.",
+)
 @click.option("--max-tokens", default=128, show_default=True)
 @click.option(
     "--from-library",
@@ -111,6 +119,7 @@ def quality(
     density: float,
     factorwise: bool,
     merge_recipes: str | None,
+    notes_merges: str | None,
     max_tokens: int,
     reuse_home: Path | None,
     with_notes: bool,
@@ -134,7 +143,15 @@ def quality(
         raise FieldkitError("The quality benchmark needs at least two domains.")
     from fieldkit.training.merge_suite import choose
 
-    choose(merge_recipes)  # an unknown recipe stops the run before any work
+    scored = {r.name for r in choose(merge_recipes)}  # an unknown recipe stops the run here
+    with_merges = [r.name for r in choose(notes_merges)] if notes_merges else []
+    unscored = [m for m in with_merges if m not in scored]
+    if unscored:
+        raise FieldkitError(
+            f"--merges-with-notes names {unscored[0]!r}, which --merges leaves out."
+        )
+    if with_merges and (notes_only or not with_notes):
+        raise FieldkitError("--merges-with-notes needs the notes systems (leave out --no-notes).")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine)
@@ -182,6 +199,9 @@ def quality(
         for name, questions in sets.items():
             scores, answers = run.answer_and_score(name, questions, chosen, cross)
             answers = answers + reports.get(name, ([], []))[1]
+            if with_merges:
+                systems = tuple(f"{m}+notes" for m in with_merges)
+                answers += notes_answers(run, name, questions, systems)
             reports[name] = (score(answers), answers)
     meta = {
         "model": base_id,

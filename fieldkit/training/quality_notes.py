@@ -34,9 +34,11 @@ def notes_answers(
 
     "base+notes": the routed packet's passages, the base model (retrieval only);
     "routed+notes": the same passages with the routed packet's adapter; "oracle+notes":
-    the question's own packet, its passages and adapter. Where the notes do not cover a
-    question the answer starts with the gap sentence and cites nothing. Routing accuracy
-    goes to `run.routing[name]` when no other method set it.
+    the question's own packet, its passages and adapter; "<merge>+notes" (a merge the run
+    built): the routed packet's passages with the merged adapter (for a favouring merge,
+    the one favouring the routed packet; the base model when the router abstains). Where
+    the notes do not cover a question the answer starts with the gap sentence and cites
+    nothing. Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
     from fieldkit.answering import NOTES, ground
     from fieldkit.router.retrieval import PassageIndex
@@ -56,9 +58,7 @@ def notes_answers(
             if system == "base":  # the bare base model, for comparison
                 record = None
             grounding = ground(q.question, record, index)
-            adapter = "base"
-            if system != "base+notes" and domain and f"spec:{domain}" in run.adapters:
-                adapter = f"spec:{domain}"
+            adapter = _adapter(run, system, domain)
             plans.append((system, q, adapter, grounding))
     hits = sum(routes[q.question] == q.domain for q in questions)
     run.routing.setdefault(name, {"correct": hits, "questions": len(questions), "routes": routes})
@@ -82,6 +82,18 @@ def notes_answers(
             )
         )
     return answers
+
+
+def _adapter(run: QualityRun, system: str, domain: str | None) -> str:
+    """Return the adapter that answers a notes system's question routed to `domain`."""
+    merge = system.removesuffix("+notes")
+    if merge in run.merge_systems:
+        if merge in run.favoured:
+            return run.favoured[merge].get(domain or "", "base")
+        return merge
+    if system != "base+notes" and domain and f"spec:{domain}" in run.adapters:
+        return f"spec:{domain}"
+    return "base"
 
 
 def _zero_adapter() -> Any:

@@ -106,10 +106,9 @@ def write_domain(path: Path, topic: str) -> None:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
-def test_bench_quality_end_to_end_on_the_tiny_model(
-    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def two_domain_bench_args(tmp_path: Path, tiny_model_dir: Path) -> list[str]:
+    """Return `fieldkit bench quality` arguments that train two tiny specialists (pumps,
+    goats: six records each, which are also their notes) and ask one question of each."""
     data = tmp_path / "data"
     data.mkdir()
     write_domain(data / "pumps.jsonl", "pump")
@@ -124,13 +123,19 @@ def test_bench_quality_end_to_end_on_the_tiny_model(
         {"domain": "goats", "question": "Goat part 3 needs?", "expected_keywords": ["check 3"]},
     ]
     questions.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    out = tmp_path / "out"
-    args = [
+    return [
         "--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "bench", "quality",
-        "--data", str(data), "--questions", str(questions), "--out", str(out),
+        "--data", str(data), "--questions", str(questions), "--out", str(tmp_path / "out"),
         "--iters", "2", "--rank", "4", "--layers", "2", "--max-tokens", "3",
-        "--merges", "ties,linear",
     ]  # fmt: skip
+
+
+def test_bench_quality_end_to_end_on_the_tiny_model(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "out"
+    args = [*two_domain_bench_args(tmp_path, tiny_model_dir), "--merges", "ties,linear"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     systems = ("base", "spec:pumps", "spec:goats", "ties", "linear", "routed", "oracle")
@@ -278,7 +283,9 @@ def test_parse_questions_keeps_sources() -> None:
     assert two.sources == ("S1", "S2")
 
 
-def two_packet_bench_args(tmp_path: Path, tiny_model_dir: Path, make_home, make_packet) -> list[str]:
+def two_packet_bench_args(
+    tmp_path: Path, tiny_model_dir: Path, make_home, make_packet
+) -> list[str]:
     """Return `fieldkit bench quality` arguments over a library holding two random packets
     (pumps, goats) for the tiny model and one held-out question for each."""
     from fieldkit.store.models import model_fingerprint

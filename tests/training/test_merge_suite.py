@@ -13,7 +13,7 @@ from fieldkit.cli import main
 from fieldkit.errors import FieldkitError
 from fieldkit.training.merge_suite import SUITE, build_suite, choose
 from tests.fixtures.tiny_model import random_adapter
-from tests.training.test_evaluate import two_packet_bench_args
+from tests.training.test_evaluate import two_domain_bench_args, two_packet_bench_args
 from tests.training.test_merge import MODULES, product
 
 
@@ -84,3 +84,41 @@ def test_bench_quality_scores_the_whole_suite(
     bad = CliRunner().invoke(main, [*args, "--merges", "ties,soup"])
     assert bad.exit_code == 1
     assert "No merge recipe named 'soup'" in bad.output
+
+
+def test_merges_with_notes_read_the_routed_packets_passages(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = [*two_domain_bench_args(tmp_path, tiny_model_dir), "--merges", "ties,linear-80/20"]
+    result = CliRunner().invoke(main, [*args, "--merges-with-notes", "linear-80/20,ties"])
+    assert result.exit_code == 0, result.output
+    for system in ("ties+notes", "linear-80/20+notes", "routed+notes"):
+        assert f"| {system} |" in result.output
+    out = tmp_path / "out"
+    report = json.loads((out / "quality.json").read_text())
+    by = {(a["system"], a["question"]): a for a in report["sets"]["heldout"]["answers"]}
+    routes = report["meta"]["routing"]["heldout"]["routes"]
+    generated = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    checked = 0
+    for question, routed in routes.items():
+        for merge in ("ties", "linear-80/20"):
+            answer = by[f"{merge}+notes", question]
+            # The same passages as routed+notes, answered by the merged adapter (for a
+            # favouring merge, the one favouring the routed packet).
+            assert answer["cited"] == by["routed+notes", question]["cited"]
+            adapter = merge if merge == "ties" or routed is None else f"{merge}:{routed}"
+            rows = [r for r in generated if r["system"] == adapter and question in r["question"]]
+            # Covered: the prompt holds the passages; a gap: the bare question.
+            prompts = [r for r in rows if (r["question"] != question) == bool(answer["cited"])]
+            assert prompts
+            assert answer["answer"].endswith(prompts[-1]["text"])
+            checked += 1
+    assert checked == 4
+    for extra, message in (
+        (["--merges-with-notes", "slerp-0.5"], "which --merges leaves out"),
+        (["--merges-with-notes", "ties", "--no-notes"], "needs the notes systems"),
+    ):
+        bad = CliRunner().invoke(main, [*args, *extra])
+        assert bad.exit_code == 1
+        assert message in bad.output
