@@ -91,6 +91,13 @@ from fieldkit.training.quality_notes import notes_answers, notes_packet
     "oracle+notes); a packet without notes gets its domain's training records as notes.",
 )
 @click.option(
+    "--bare/--no-bare",
+    default=True,
+    show_default=True,
+    help="Score the systems that answer without notes too (base, specialists, merges, "
+    "routed, oracle); --no-bare: the notes systems alone, e.g. at another --max-tokens.",
+)
+@click.option(
     "--notes-only",
     is_flag=True,
     help="Train nothing: each domain's packet carries only exemplars and notes; score the "
@@ -123,6 +130,7 @@ def quality(
     max_tokens: int,
     reuse_home: Path | None,
     with_notes: bool,
+    bare: bool,
     notes_only: bool,
     cross: bool,
 ) -> None:
@@ -152,6 +160,8 @@ def quality(
         )
     if with_merges and (notes_only or not with_notes):
         raise FieldkitError("--merges-with-notes needs the notes systems (leave out --no-notes).")
+    if not bare and (notes_only or not with_notes):
+        raise FieldkitError("--no-bare leaves only the notes systems: leave out --no-notes.")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine)
@@ -194,15 +204,19 @@ def quality(
             reports[name] = (score(grounded), grounded)
         elif with_notes:
             reports[name] = ([], notes_answers(run, name, questions))
-    if not notes_only:
-        run.merges(chosen, density, factorwise, merge_recipes)
+    if not notes_only and (bare or with_merges):
+        # --no-bare: only the merges answering with notes are built.
+        run.merges(chosen, density, factorwise and bare, merge_recipes if bare else notes_merges)
         for name, questions in sets.items():
-            scores, answers = run.answer_and_score(name, questions, chosen, cross)
-            answers = answers + reports.get(name, ([], []))[1]
+            answers = reports.get(name, ([], []))[1]
+            if bare:
+                answers = run.answer_and_score(name, questions, chosen, cross)[1] + answers
             if with_merges:
                 systems = tuple(f"{m}+notes" for m in with_merges)
                 answers += notes_answers(run, name, questions, systems)
             reports[name] = (score(answers), answers)
+    elif not bare:
+        reports = {name: (score(answers), answers) for name, (_, answers) in reports.items()}
     meta = {
         "model": base_id,
         "fingerprint": fingerprint,

@@ -330,3 +330,24 @@ def test_bench_quality_refuses_a_folder_another_run_holds(
     assert not (tmp_path / "out" / "home").exists()  # nothing started
     free = CliRunner().invoke(main, args)
     assert free.exit_code == 0, free.output
+
+
+def test_bench_quality_no_bare_scores_the_notes_systems_alone(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = [*two_domain_bench_args(tmp_path, tiny_model_dir), "--no-bare"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for system in ("base+notes", "routed+notes", "oracle+notes"):
+        assert f"| {system} |" in result.output
+    for system in ("base", "routed", "oracle", "ties", "adaptive"):
+        assert f"| {system} |" not in result.output
+    report = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert report["meta"]["merges"] == {}  # no merge built: none is scored
+    answers = report["sets"]["heldout"]["answers"]
+    assert sorted({a["system"] for a in answers}) == ["base+notes", "oracle+notes", "routed+notes"]
+    assert len(answers) == 2 * 3
+    bad = CliRunner().invoke(main, [*args, "--no-notes"])
+    assert bad.exit_code == 1
+    assert "--no-bare leaves only the notes systems" in bad.output
