@@ -197,26 +197,22 @@ def quality(
         for domain in chosen:
             train, para = training_files(data_dir, domain)
             run.specialist(domain, train, para or paraphrases, train_args, notes.get(domain))
-    reports = {}
+    collected: dict[str, list] = {name: [] for name in sets}
     for name, questions in sets.items():  # grounded answers first: the cheapest to read
         if notes_only:
-            grounded = notes_answers(run, name, questions, ("base", "base+notes"))
-            reports[name] = (score(grounded), grounded)
+            collected[name] += notes_answers(run, name, questions, ("base", "base+notes"))
         elif with_notes:
-            reports[name] = ([], notes_answers(run, name, questions))
+            collected[name] += notes_answers(run, name, questions)
     if not notes_only and (bare or with_merges):
         # --no-bare: only the merges answering with notes are built.
         run.merges(chosen, density, factorwise and bare, merge_recipes if bare else notes_merges)
         for name, questions in sets.items():
-            answers = reports.get(name, ([], []))[1]
             if bare:
-                answers = run.answer_and_score(name, questions, chosen, cross)[1] + answers
+                collected[name][:0] = run.answer_all(name, questions, chosen, cross)
             if with_merges:
                 systems = tuple(f"{m}+notes" for m in with_merges)
-                answers += notes_answers(run, name, questions, systems)
-            reports[name] = (score(answers), answers)
-    elif not bare:
-        reports = {name: (score(answers), answers) for name, (_, answers) in reports.items()}
+                collected[name] += notes_answers(run, name, questions, systems)
+    reports = {name: (score(answers), answers) for name, answers in collected.items()}
     meta = {
         "model": base_id,
         "fingerprint": fingerprint,

@@ -261,6 +261,14 @@ class QualityRun:
         """Return the adapter that answers a question of that domain for a system."""
         return self.favoured.get(system, {}).get(domain, system)
 
+    def routed_merge(self, merge: str, routed: str | None) -> str:
+        """Return the adapter of a merge for a question the router sent to `routed`: for a
+        favouring merge the one favouring that packet (the base model on abstention), else
+        the merge itself."""
+        if merge in self.favoured:
+            return self.favoured[merge][routed] if routed else "base"
+        return merge
+
     def answer_key(self, system: str, question: str) -> tuple[str, str, int]:
         """Return the answer cache's key of a system's answer to a question."""
         adapter = self.adapters.get(system)
@@ -291,16 +299,16 @@ class QualityRun:
                     row |= {"system": system, "text": text, "seconds": round(each, 3)}
                     fh.write(json.dumps(row) + "\n")
 
-    def answer_and_score(
+    def answer_all(
         self, name: str, questions: list, domains: list[str], cross: bool = True
-    ) -> tuple:
-        """Answer every question with every system; return (scores, answers).
+    ) -> list:
+        """Answer every question with every system; return the Answers, unscored.
 
         With cross=False the specialists answer only what the oracle and the router need,
         and the per-specialist rows are left out.
         """
         from fieldkit.router.router import Router
-        from fieldkit.training.evaluate import Answer, score
+        from fieldkit.training.evaluate import Answer
 
         router = Router(self.library, base_fingerprint=self.fingerprint)
         by_id = {r.packet_id: d for d, r in self.records.items()}
@@ -316,12 +324,12 @@ class QualityRun:
         pairs = [(self.merge_system(s, q.domain), q.question) for q in questions for s in systems]
         # A favouring merge ("specialist + generalist") chosen by the router instead of the
         # oracle: the merge that favours the routed packet (the base model on abstention).
-        chosen = {f"{name} routed": merges for name, merges in self.favoured.items()}
+        chosen = {f"{merge} routed": merge for merge in self.favoured}
         for q in questions:
             routed = routes[q.question]
             pairs.append((f"spec:{routed}" if routed else "base", q.question))
             pairs.append((f"spec:{q.domain}", q.question))
-            pairs += [(m[routed] if routed else "base", q.question) for m in chosen.values()]
+            pairs += [(self.routed_merge(m, routed), q.question) for m in chosen.values()]
         self.prefetch(pairs)
         answers: list[Answer] = []
         hits = 0
@@ -336,14 +344,14 @@ class QualityRun:
                 self.answer_key(f"spec:{routed}" if routed else "base", q.question)
             ]
             texts["oracle"] = self.cache[self.answer_key(f"spec:{q.domain}", q.question)]
-            for system, merges in chosen.items():
-                adapter = merges[routed] if routed else "base"
+            for system, merge in chosen.items():
+                adapter = self.routed_merge(merge, routed)
                 texts[system] = self.cache[self.answer_key(adapter, q.question)]
             answers += [Answer(s, q, t) for s, t in texts.items()]
         self.routing[name] = {"correct": hits, "questions": len(questions), "routes": routes}
         order = [*systems, *chosen, "routed", "oracle"]
         answers.sort(key=lambda a: order.index(a.system))
-        return score(answers), answers
+        return answers
 
     def reuse_packet(self, domain: str, library: Any, notes: list | None = None) -> None:
         """Use the packet of that domain from another library as the domain's specialist,

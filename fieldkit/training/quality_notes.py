@@ -88,9 +88,7 @@ def _adapter(run: QualityRun, system: str, domain: str | None) -> str:
     """Return the adapter that answers a notes system's question routed to `domain`."""
     merge = system.removesuffix("+notes")
     if merge in run.merge_systems:
-        if merge in run.favoured:
-            return run.favoured[merge].get(domain or "", "base")
-        return merge
+        return run.routed_merge(merge, domain)
     if system != "base+notes" and domain and f"spec:{domain}" in run.adapters:
         return f"spec:{domain}"
     return "base"
