@@ -165,6 +165,7 @@ OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
     ("out-of-domain natural", "out_of_domain_natural.txt"),
     ("out-of-domain field", "out_of_domain_field.txt"),
+    ("out-of-domain site", "out_of_domain_site.txt"),
 )
 
 
@@ -172,7 +173,7 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
     """Return {set name: [(domain or "", question)]}; "" marks out-of-domain questions."""
     demo = REPO / "assets/demo"
     sets: dict[str, list[tuple[str, str]]] = {}
-    for name in ("heldout", "natural", "field", "gaps", "gaps_natural"):
+    for name in ("heldout", "natural", "field", "site", "gaps", "gaps_natural"):
         sets[f"demo {name}"] = [
             (r["domain"], r["question"])
             for path in sorted(demo.glob(f"*/{name}.jsonl"))
@@ -270,7 +271,8 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     notes = domain_notes(reference)
     demo = REPO / "assets/demo"
     files = {
-        f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("heldout", "natural", "field")
+        f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl"))
+        for n in ("heldout", "natural", "field", "site")
     }
     files |= {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("gaps", "gaps_natural")}
     if reference is not None:

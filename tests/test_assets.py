@@ -207,10 +207,34 @@ def test_demo_field(domain: str) -> None:
     assert not {row["source"] for row in rows} & asked
 
 
-def test_out_of_domain_field() -> None:
-    lines = read_lines(BENCH / "out_of_domain_field.txt")
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_site(domain: str) -> None:
+    """The site set: 12 long questions per domain, each on its own record, written after
+    every tuning of routing and retrieval by someone who had not seen how either works."""
+    rows = check_demo_set(domain, "site", 12)
+    assert all(len(row["question"].split()) >= 25 for row in rows)
+    sources = [row["source"] for row in rows]
+    assert len(set(sources)) == len(sources)
+    others = [
+        row["question"]
+        for name in ("heldout", "natural", "field", "gaps", "gaps_natural")
+        for row in read_jsonl(DEMO / domain / f"{name}.jsonl")
+    ]
+    assert_heldout_disjoint(rows, others)
+
+
+@pytest.mark.parametrize("name", ["field", "site"])
+def test_out_of_domain_long_sets(name: str) -> None:
+    lines = read_lines(BENCH / f"out_of_domain_{name}.txt")
     assert len(lines) == 40
-    assert_unique(lines, "out-of-domain field question")
+    assert_unique(lines, f"out-of-domain {name} question")
+    others = [
+        line
+        for path in sorted(BENCH.glob("out_of_domain*.txt"))
+        if path.name != f"out_of_domain_{name}.txt"
+        for line in read_lines(path)
+    ]
+    assert not {norm(x) for x in lines} & {norm(x) for x in others}
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)

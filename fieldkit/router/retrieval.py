@@ -10,7 +10,6 @@ instead of passing a neighbouring passage off as the answer.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,6 +19,7 @@ import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.router import LibraryLike
+from fieldkit.router.words import WordIndex
 from fieldkit.store.notes import Passage, TitledText, notes_of
 from fieldkit.store.vectors import VectorCache
 
@@ -46,12 +46,6 @@ DEFAULT_MIN_COVER = 0.91
 MIN_SPREAD_PASSAGES = 10
 COSINE_MIN_COVER = 0.55
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
-_TOKEN = re.compile(r"[a-z0-9][a-z0-9'-]*")
-_STOP_TEXT = """a an the and or of to in on at by for with from into is are was were be been it its
-    this that these those which who what when where why how than then there their they them
-    he she his her our your you we i as not no can could should would will may might must do
-    does did has have had such also just so if but my me am"""
-_STOP = frozenset(_STOP_TEXT.split())
 # A code of letters and digits (a fault code, a model number) that the question and its
 # nearest passage share, and that at most this many of the packet's passages name, covers
 # the question whatever the cosine: "E07" on the screen is the E07 record.
@@ -104,7 +98,7 @@ class PassageIndex:
         self.min_score, self.min_cosine = min_score, min_cosine
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
-        self._word_index: dict[str, _Words] = {}
+        self._word_index: dict[str, WordIndex] = {}
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
     @cached_property
@@ -218,9 +212,10 @@ class PassageIndex:
         ]
         return hits, rows
 
-    def _words(self, packet_id: str) -> _Words:
+    def _words(self, packet_id: str) -> WordIndex:
         if packet_id not in self._word_index:
-            self._word_index[packet_id] = _Words([p.full_text for p in self.passages(packet_id)])
+            texts = [p.full_text for p in self.passages(packet_id)]
+            self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
 
 
@@ -228,44 +223,6 @@ def question_sentences(question: str) -> list[str]:
     """Return the sentences of a long question (three words or more each; [] for one)."""
     parts = [p.strip() for p in _SENTENCE.split(question) if len(p.split()) >= 3]
     return parts if len(parts) > 1 else []
-
-
-def _tokens(text: str) -> set[str]:
-    """Return a text's words, lower-cased, without stop words, crudely stemmed."""
-    out = set()
-    for word in _TOKEN.findall(text.lower()):
-        if word in _STOP or len(word) < 2:
-            continue
-        for suffix in ("ing", "ed", "es", "s"):
-            if len(word) > 4 and word.endswith(suffix):
-                word = word[: -len(suffix)]
-                break
-        out.add(word)
-    return out
-
-
-class _Words:
-    """Which words each passage of a packet holds, and how rare each word is among them."""
-
-    def __init__(self, texts: list[str]) -> None:
-        self.docs = [_tokens(t) for t in texts]
-        counts: dict[str, int] = {}
-        for doc in self.docs:
-            for word in doc:
-                counts[word] = counts.get(word, 0) + 1
-        n = len(texts)
-        self.weight = {w: math.log(1 + n / c) for w, c in counts.items()}
-        self.unseen = math.log(1 + 2 * n)  # a word no passage holds
-
-    def overlap(self, text: str) -> np.ndarray:
-        """Return, per passage, the rarity-weighted share of the text's words it holds."""
-        words = _tokens(text)
-        total = sum(self.weight.get(w, self.unseen) for w in words)
-        if not total:
-            return np.zeros(len(self.docs), np.float32)
-        return np.array(
-            [sum(self.weight[w] for w in words & doc) / total for doc in self.docs], np.float32
-        )
 
 
 def gap_message(packet_name: str, nearest: list[Hit]) -> str:

@@ -4,10 +4,11 @@ Each packet's exemplars are embedded once (cached in the library database, keyed
 packet id and embedder id); a packet that carries notes is also scored against its note
 passages (the same vectors retrieval uses, table `passage_embeddings`), which is what lets
 long, natural questions reach it: they resemble a record's answer more than its short
-question. At query time one matrix product scores the question against every exemplar
-and passage of every eligible packet; numpy then reduces per packet, with no Python loop
-over packets. Abstention is calibrated in two tiers (see `_decide`). Packets made for
-another base model are never candidates.
+question, and such a packet also scores the rare words the question shares with its texts
+(fieldkit.router.words). At query time one matrix product scores the question against
+every exemplar and passage of every eligible packet; numpy then reduces per packet, with
+no Python loop over packets. Abstention is calibrated in two tiers (see `_decide`).
+Packets made for another base model are never candidates.
 """
 
 from __future__ import annotations
@@ -21,26 +22,34 @@ from typing import Any, Protocol
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
+from fieldkit.router.words import WordIndex
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
 
-# Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router") on the
-# older held-out sets only (assets/demo/*/heldout.jsonl, bench/data/reference_heldout.jsonl,
-# bench/data/out_of_domain.txt); the natural-question sets were scored, not tuned on.
-# The nearest exemplar (or passage) routes best. Two tiers: a packet scoring at least
-# DEFAULT_MIN_SCORE is routed to; one scoring at least DEFAULT_RESCUE_SCORE only when it
-# leads the runner-up by DEFAULT_RESCUE_MARGIN (a clear winner among weak scores, which
-# is what a long question in the users' own words looks like). A high score needs no
-# margin, so two packets on one topic (two authors' pump packets) still route. A packet
-# scored against its notes as well as its exemplars scores higher on everything, so its
-# high tier and margin are raised by NOTES_OFFSET.
+# Chosen and calibrated in bench/bench_route.py (docs/BENCHMARKS.md, "Router"). The nearest
+# exemplar (or passage) routes best. Two tiers: a packet scoring at least its high tier is
+# routed to; one scoring at least its rescue score only when it leads the best packet of
+# another domain by its rescue margin (a clear winner among weak scores, which is what a
+# long question in the users' own words looks like). A high score needs no lead, and
+# packets of one domain never hold each other back, so two authors' pump packets still
+# route. A packet without notes has the tiers below, picked on the older held-out sets
+# (assets/demo/*/heldout.jsonl, bench/data/reference_heldout.jsonl,
+# bench/data/out_of_domain.txt).
 DEFAULT_METHOD = "topk"
 DEFAULT_TOP_K = 1
 DEFAULT_BLEND = 0.25  # for method "blend": weight of the centroid score
 DEFAULT_MIN_SCORE = 0.52
 DEFAULT_RESCUE_SCORE = 0.45
 DEFAULT_RESCUE_MARGIN = 0.04
-NOTES_OFFSET = 0.03
+# A packet that carries notes is scored against its note passages too, plus NOTES_LEXICAL
+# times the share of the question's words (weighted by rarity among the library's noted
+# packets) that its best passage or exemplar holds; its own tiers below were picked on
+# every set written before bench/data/out_of_domain_site.txt and assets/demo/*/site.jsonl,
+# which were written afterwards, blind, and scored once.
+NOTES_LEXICAL = 0.3
+NOTES_MIN_SCORE = 0.60
+NOTES_RESCUE_SCORE = 0.51
+NOTES_RESCUE_MARGIN = 0.02
 DEFAULT_MIN_MARGIN = 0.0  # a margin required at every score (off: see above)
 METHODS = ("centroid", "topk", "blend")
 BATCH = 64  # questions embedded and scored together in route_many
@@ -121,6 +130,10 @@ class _Index:
     width: int
     starts: np.ndarray  # (P,) index of each packet's first exemplar in `vectors`
     noted: np.ndarray  # (P,) True where the packet is also scored against its notes
+    domains: np.ndarray  # (P,) one integer per domain name
+    lexicon: WordIndex | None = None  # the noted packets' exemplars and passages
+    lexicon_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    lexicon_packets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def build(
@@ -129,7 +142,10 @@ class _Index:
         vectors: list[np.ndarray],
         dim: int,
         noted: list[bool] | None = None,
+        texts: list[list[str]] | None = None,
     ) -> _Index:
+        """`texts`: per packet, the texts its shared rare words are counted in (those of
+        the noted packets make the lexicon)."""
         counts = np.array([len(v) for v in vectors], dtype=np.int64)
         width = int(counts.max()) if len(counts) else 1
         flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
@@ -142,7 +158,25 @@ class _Index:
         centroids = sums / np.maximum(norms, 1e-12)
         flat = np.ascontiguousarray(flat)
         marks = np.array(noted if noted is not None else [False] * len(packets), dtype=bool)
-        return cls(packets, flat, slots, counts, centroids, width, offset.astype(np.int64), marks)
+        names: dict[str, int] = {}
+        domains = np.array([names.setdefault(p.domain, len(names)) for p in packets], np.int64)
+        index = cls(packets, flat, slots, counts, centroids, width, offset.astype(np.int64), marks,
+                    domains)  # fmt: skip
+        chosen = [i for i in np.flatnonzero(marks) if texts and texts[i]]
+        if chosen and texts:
+            lengths = np.array([len(texts[i]) for i in chosen], np.int64)
+            index.lexicon = WordIndex([t for i in chosen for t in texts[i]])
+            index.lexicon_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            index.lexicon_packets = np.array(chosen, np.int64)
+        return index
+
+    def shared_words(self, question: str) -> np.ndarray:
+        """Return (P,) the best rarity-weighted share of the question's words that a noted
+        packet's exemplar or passage holds (0 for a packet without notes)."""
+        out = np.zeros(len(self.packets), np.float32)
+        if self.lexicon is not None:
+            out[self.lexicon_packets] = self.lexicon.best_per_group(question, self.lexicon_starts)
+        return out
 
     def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
         """Return (B, P) packet scores for (B, dim) unit query vectors."""
@@ -190,7 +224,10 @@ class Router:
         min_margin: float = DEFAULT_MIN_MARGIN,
         rescue_score: float = DEFAULT_RESCUE_SCORE,
         rescue_margin: float = DEFAULT_RESCUE_MARGIN,
-        notes_offset: float = NOTES_OFFSET,
+        notes_min_score: float = NOTES_MIN_SCORE,
+        notes_rescue_score: float = NOTES_RESCUE_SCORE,
+        notes_rescue_margin: float = NOTES_RESCUE_MARGIN,
+        notes_lexical: float = NOTES_LEXICAL,
         use_notes: bool = True,
         show: int = 3,
     ) -> None:
@@ -202,7 +239,8 @@ class Router:
         self.method, self.top_k, self.blend = method, top_k, blend
         self.min_score, self.min_margin, self.show = min_score, min_margin, show
         self.rescue_score, self.rescue_margin = rescue_score, rescue_margin
-        self.notes_offset, self.use_notes = notes_offset, use_notes
+        self.notes_tiers = (notes_min_score, notes_rescue_score, notes_rescue_margin)
+        self.notes_lexical, self.use_notes = notes_lexical, use_notes
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
         self._withheld: dict[str, str | None] = {}
@@ -238,18 +276,24 @@ class Router:
     def note_vectors(self, record: PacketLike) -> np.ndarray:
         """Return the (count, dim) vectors of a packet's note passages, embedding them unless
         cached (empty for a packet without notes, or with `use_notes` off)."""
+        texts = self.note_texts(record)
+        if not texts:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        cache = self.library.vectors("passage_embeddings")
+        cached = cache.get_many([record.packet_id], self.embedder.id).get(record.packet_id)
+        if cached is None or len(cached) != len(texts):
+            cached = self.embedder.embed(texts)
+            cache.put(record.packet_id, self.embedder.id, cached)
+        return cached
+
+    def note_texts(self, record: PacketLike) -> list[str]:
+        """Return the texts of a packet's note passages, title and text together ([] for a
+        packet without notes, or with `use_notes` off)."""
         from fieldkit.store.notes import notes_of
 
         manifest = getattr(record, "manifest", None)
         passages = notes_of(manifest) if self.use_notes and manifest else []
-        if not passages:
-            return np.zeros((0, self.embedder.dim), np.float32)
-        cache = self.library.vectors("passage_embeddings")
-        cached = cache.get_many([record.packet_id], self.embedder.id).get(record.packet_id)
-        if cached is None or len(cached) != len(passages):
-            cached = self.embedder.embed([p.full_text for p in passages])
-            cache.put(record.packet_id, self.embedder.id, cached)
-        return cached
+        return [p.full_text for p in passages]
 
     def warm(self) -> Router:
         """Load the embedder and index the library now rather than on the first question."""
@@ -283,7 +327,11 @@ class Router:
         ]
         self.cache.prune(r.packet_id for r in records)
         noted = [bool(len(n)) for n in notes]
-        self._index = _Index.build(packets, vectors, self.embedder.dim, noted)
+        texts = [
+            exemplar_texts(p) + self.note_texts(p) if n else []
+            for p, n in zip(packets, noted, strict=True)
+        ]
+        self._index = _Index.build(packets, vectors, self.embedder.dim, noted, texts)
         self._token = self._library_token()
         return self._index
 
@@ -306,8 +354,12 @@ class Router:
             return [RouteDecision(None, None, 0.0, 0.0, [], ms, reason) for _ in questions]
         rows: list[np.ndarray] = []
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
-            queries = self.embedder.embed(questions[first : first + BATCH])
+            batch = questions[first : first + BATCH]
+            queries = self.embedder.embed(batch)
             rows.extend(index.scores(queries, self.method, self.top_k, self.blend))
+            if self.notes_lexical and index.lexicon is not None:
+                for q, question in enumerate(batch, first):
+                    rows[q] = rows[q] + self.notes_lexical * index.shared_words(question)
         raw = np.stack(rows)
         withheld = np.array([p.packet_id in self._withheld for p in index.packets])
         scores = np.where(withheld, -np.inf, raw)  # the usable-packet rule (store/usable.py)
@@ -339,31 +391,36 @@ class Router:
     def _decide(
         self, index: _Index, row: np.ndarray, ranks: np.ndarray, ms: float
     ) -> RouteDecision:
-        """Route to the best packet when its score reaches its high tier, or its low tier
-        (`rescue_score`) with a lead of its rescue margin over the runner-up; a packet scored
-        against its notes has both raised by `notes_offset`. `min_margin` (default 0) is a
-        lead required at every score."""
+        """Route to the best packet when its score reaches its high tier, or its rescue
+        score with a lead of its rescue margin over the best packet of another domain; a
+        packet scored against its notes has its own tiers (NOTES_*). `min_margin` (default
+        0) is a lead required at every score."""
         ranked = [
             Candidate(index.packets[i].name, index.packets[i].packet_id, float(row[i]))
             for i in ranks
         ]
-        best = ranked[0]
-        margin = best.score - ranked[1].score if len(ranked) > 1 else best.score
-        shown = ranked[: self.show]
-        offset = self.notes_offset if index.noted[ranks[0]] else 0.0
-        high, need = self.min_score + offset, self.rescue_margin + offset
-        rescued = best.score >= self.rescue_score and margin >= need
+        best, shown = ranked[0], ranked[: self.show]
+        others = np.where(index.domains == index.domains[ranks[0]], -np.inf, row)
+        rival = int(others.argmax()) if np.isfinite(others).any() else None
+        margin = best.score - float(row[rival]) if rival is not None else best.score
+        if index.noted[ranks[0]]:
+            high, rescue, need = self.notes_tiers
+        else:
+            high, rescue, need = self.min_score, self.rescue_score, self.rescue_margin
+        rescued = best.score >= rescue and margin >= need
         if best.score < high and not rescued:
             reason = f"no expert fits: best {best.name} {best.score:.2f} < {high:.2f}" + (
-                f", and {margin:.2f} ahead < {need:.2f}" if best.score >= self.rescue_score else ""
+                f", and {margin:.2f} ahead < {need:.2f}" if best.score >= rescue else ""
             )
             return RouteDecision(None, None, best.score, margin, shown, ms, reason)
+        rival_name = index.packets[rival].name if rival is not None else ""
         if margin < self.min_margin:
             reason = (
-                f"too close to call: {best.name} {best.score:.2f} vs {ranked[1].name} "
-                f"{ranked[1].score:.2f} (margin {margin:.2f} < {self.min_margin:.2f})"
+                f"too close to call: {best.name} {best.score:.2f} vs {rival_name} "
+                f"{float(row[rival]) if rival is not None else 0.0:.2f} "
+                f"(margin {margin:.2f} < {self.min_margin:.2f})"
             )
             return RouteDecision(None, None, best.score, margin, shown, ms, reason)
-        runner_up = f", {margin:.2f} ahead of {ranked[1].name}" if len(ranked) > 1 else ""
+        runner_up = f", {margin:.2f} ahead of {rival_name}" if rival is not None else ""
         reason = f"routed to {best.name}: {best.score:.2f}{runner_up}"
         return RouteDecision(best.name, best.packet_id, best.score, margin, shown, ms, reason)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -204,7 +205,8 @@ def test_vectorised_scores_match_a_plain_loop(method: str, top_k: int) -> None:
     rng = np.random.default_rng(7)
     groups = [rng.normal(size=(n, 16)).astype(np.float32) for n in (1, 5, 2, 9)]
     groups = [g / np.linalg.norm(g, axis=1, keepdims=True) for g in groups]
-    index = _Index.build(list("abcd"), groups, 16)  # type: ignore[arg-type]
+    packets = [SimpleNamespace(name=x, domain=x) for x in "abcd"]
+    index = _Index.build(packets, groups, 16)  # type: ignore[arg-type]
     queries = rng.normal(size=(3, 16)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     got = index.scores(queries, method, top_k=top_k, blend=0.3)
@@ -338,20 +340,65 @@ def test_a_packet_is_scored_against_its_notes_too(
     without = router_for(library, counting_embedder, min_score=-1.0, use_notes=False).route(LONG)
     assert with_notes.route == without.route == "pumps"
     assert with_notes.score > without.score + 0.1  # the passage is nearer than any exemplar
-    # A packet scored against its notes has its tiers raised by the notes offset.
+    # A packet scored against its notes is held to its own tiers, not the exemplar ones.
     gate = router_for(
-        library, counting_embedder, min_score=with_notes.score - 0.01, rescue_score=9.0
+        library,
+        counting_embedder,
+        min_score=-1.0,
+        notes_min_score=with_notes.score + 0.01,
+        notes_rescue_score=9.0,
     )
     assert gate.route(LONG).route is None
-    assert (
-        router_for(
-            library,
-            counting_embedder,
-            min_score=with_notes.score - 0.01,
-            rescue_score=9.0,
-            notes_offset=0.0,
-        )
-        .route(LONG)
-        .route
-        == "pumps"
+    assert "no expert fits" in gate.route(LONG).reason
+    opened = router_for(
+        library,
+        counting_embedder,
+        min_score=9.0,
+        rescue_score=9.0,
+        notes_min_score=with_notes.score - 0.01,
     )
+    assert opened.route(LONG).route == "pumps"
+
+def test_shared_rare_words_lift_a_packet_with_notes(
+    home: Home, library: Library, make_packet: MakePacket, counting_embedder: CountingEmbedder
+) -> None:
+    """A name that only one packet's notes hold adds NOTES_LEXICAL times the share of the
+    question's words that its best text holds; packets without notes get nothing added."""
+    from fieldkit.store.notes import Passage
+
+    note = Passage("r1", "Fumitab tablets go under a sealed sheet for seven days.", "Fumitab")
+    make_packet(home, name="pumps", exemplars=PUMPS, notes=[note])
+    make_packet(home, name="goats", exemplars=GOATS)
+    question = "The store man wants to use Fumitab on our sacks; how long does it take?"
+    plain = router_for(library, counting_embedder, min_score=-1.0, notes_lexical=0.0)
+    lifted = router_for(library, counting_embedder, min_score=-1.0, notes_lexical=0.3)
+    before = {c.name: c.score for c in plain.route(question).candidates}
+    after = {c.name: c.score for c in lifted.route(question).candidates}
+    index = lifted._ensure_index()
+    share = dict(zip((p.name for p in index.packets), index.shared_words(question), strict=True))
+    assert share["pumps"] > 0.05 and share["goats"] == 0.0
+    assert after["pumps"] == pytest.approx(before["pumps"] + 0.3 * share["pumps"], abs=1e-5)
+    assert after["goats"] == pytest.approx(before["goats"], abs=1e-6)
+
+
+def test_packets_of_one_domain_do_not_hold_each_other_back(
+    home: Home, library: Library, make_packet: MakePacket, counting_embedder: CountingEmbedder
+) -> None:
+    """The rescue lead is measured against the best packet of another domain: two authors'
+    packets on one topic score alike, and that is no reason to abstain."""
+    make_packet(home, name="pumps-a", domain="pumps", exemplars=PUMPS, seed=1)
+    make_packet(home, name="pumps-b", domain="pumps", exemplars=PUMPS, seed=2)
+    make_packet(home, name="goats", exemplars=GOATS)
+    question = "Water stopped flowing from our well pump this morning."
+    free = router_for(library, counting_embedder, min_score=-1.0).route(question)
+    assert free.route in {"pumps-a", "pumps-b"}
+    twin = [c for c in free.candidates if c.name != free.route][0]
+    assert twin.name in {"pumps-a", "pumps-b"} and twin.score == pytest.approx(free.score)
+    goats = next(c.score for c in free.candidates if c.name == "goats")
+    assert free.margin == pytest.approx(free.score - goats)
+    weak = router_for(
+        library, counting_embedder, min_score=free.score + 0.01, rescue_score=-1.0,
+        rescue_margin=free.margin - 0.01,
+    ).route(question)  # fmt: skip
+    assert weak.route in {"pumps-a", "pumps-b"}, weak.reason
+    assert "ahead of goats" in weak.reason

@@ -1,0 +1,81 @@
+"""Shared rare words: how much of a question's vocabulary a text holds, weighted by rarity.
+
+A small embedder blurs names and codes ("Fumitab", "SD-400", "Mbarali"); a word that few
+texts hold and that the question shares is evidence no cosine gives. Retrieval weighs the
+words among one packet's passages; the router among every noted packet of the library.
+The texts are held as one sparse presence matrix (word ids per text, CSR layout), so a
+question is scored against every text with a few numpy gathers, not a loop over texts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9'-]*")
+_STOP_TEXT = """a an the and or of to in on at by for with from into is are was were be been it its
+    this that these those which who what when where why how than then there their they them
+    he she his her our your you we i as not no can could should would will may might must do
+    does did has have had such also just so if but my me am"""
+_STOP = frozenset(_STOP_TEXT.split())
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def words_of(text: str) -> set[str]:
+    """Return a text's words, lower-cased, without stop words, crudely stemmed."""
+    out = set()
+    for word in _TOKEN.findall(text.lower()):
+        if word in _STOP or len(word) < 2:
+            continue
+        for suffix in _SUFFIXES:
+            if len(word) > 4 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        out.add(word)
+    return out
+
+
+class WordIndex:
+    """Which words each of a list of texts holds, and how rare each word is among them.
+
+    A word held by c of n texts weighs log(1 + n / c); a word no text holds weighs
+    log(1 + 2n), so a question full of words foreign to the texts shares little with any.
+    """
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        docs = [words_of(t) for t in texts]
+        vocab: dict[str, int] = {}
+        ids = [[vocab.setdefault(w, len(vocab)) for w in sorted(doc)] for doc in docs]
+        self.vocab = vocab
+        self.size = len(texts)
+        lengths = np.array([len(i) for i in ids], np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.lengths = lengths
+        self.flat = np.array([w for i in ids for w in i], np.int64)
+        counts = np.bincount(self.flat, minlength=len(vocab)).astype(np.float64)
+        n = max(self.size, 1)
+        self.weight = np.log1p(n / np.maximum(counts, 1.0))
+        self.unseen = math.log1p(2 * n)
+
+    def overlap(self, text: str) -> np.ndarray:
+        """Return, per text, the rarity-weighted share of `text`'s words it holds (0..1)."""
+        words = words_of(text)
+        known = [self.vocab[w] for w in words if w in self.vocab]
+        total = float(self.weight[known].sum()) + self.unseen * (len(words) - len(known))
+        if not total or not self.size:
+            return np.zeros(self.size, np.float32)
+        asked = np.zeros(len(self.vocab), np.float64)
+        asked[known] = self.weight[known]
+        gathered = np.append(asked[self.flat], 0.0)  # a zero after the last text's words
+        sums = np.where(self.lengths > 0, np.add.reduceat(gathered, self.starts), 0.0)
+        return (sums / total).astype(np.float32)
+
+    def best_per_group(self, text: str, starts: np.ndarray) -> np.ndarray:
+        """Return the best `overlap` within each group of consecutive texts beginning at
+        `starts` (one group per packet, every group non-empty)."""
+        if not len(starts):
+            return np.zeros(0, np.float32)
+        return np.maximum.reduceat(self.overlap(text), starts)

@@ -1,0 +1,59 @@
+"""Shared rare words: the vectorised index against a plain loop."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fieldkit.router.words import WordIndex, words_of
+
+TEXTS = [
+    "Fumigate the sealed store with Fumitab tablets for seven days.",
+    "",
+    "Dry maize to 13% moisture before it goes into the store.",
+    "Check the tablets' expiry date; old tablets release less gas.",
+    "",
+]
+
+
+def plain_overlap(texts: list[str], question: str) -> list[float]:
+    docs = [words_of(t) for t in texts]
+    counts: dict[str, int] = {}
+    for doc in docs:
+        for word in doc:
+            counts[word] = counts.get(word, 0) + 1
+    n = len(texts)
+    weight = {w: math.log(1 + n / c) for w, c in counts.items()}
+    words = words_of(question)
+    total = sum(weight.get(w, math.log(1 + 2 * n)) for w in words)
+    return [sum(weight[w] for w in words & doc) / total if total else 0.0 for doc in docs]
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How many days do Fumitab tablets need in a sealed store?",
+        "What moisture should maize have before storing it?",
+        "Completely unrelated words here",
+        "the and of",  # only stop words: nothing to share
+    ],
+)
+def test_overlap_matches_a_plain_loop(question: str) -> None:
+    index = WordIndex(TEXTS)
+    got = index.overlap(question)
+    assert got.shape == (len(TEXTS),)
+    assert got == pytest.approx(plain_overlap(TEXTS, question), abs=1e-6)
+    assert got[1] == got[4] == 0.0  # empty texts hold nothing
+
+
+def test_words_are_stemmed_and_stop_words_dropped() -> None:
+    assert words_of("The tablets were fumigating the stores") == {"tablet", "fumigat", "stor"}
+
+
+def test_best_per_group() -> None:
+    index = WordIndex(TEXTS)
+    question = "Fumitab tablets and maize moisture"
+    per_text = index.overlap(question)
+    best = index.best_per_group(question, np.array([0, 2]))
+    assert best.tolist() == pytest.approx([per_text[:2].max(), per_text[2:].max()])
+    assert WordIndex([]).overlap(question).shape == (0,)
