@@ -359,6 +359,7 @@ def test_a_packet_is_scored_against_its_notes_too(
     )
     assert opened.route(LONG).route == "pumps"
 
+
 def test_shared_rare_words_lift_a_packet_with_notes(
     home: Home, library: Library, make_packet: MakePacket, counting_embedder: CountingEmbedder
 ) -> None:
@@ -376,7 +377,8 @@ def test_shared_rare_words_lift_a_packet_with_notes(
     after = {c.name: c.score for c in lifted.route(question).candidates}
     index = lifted._ensure_index()
     share = dict(zip((p.name for p in index.packets), index.shared_words(question), strict=True))
-    assert share["pumps"] > 0.05 and share["goats"] == 0.0
+    assert share["pumps"] > 0.05
+    assert share["goats"] == 0.0
     assert after["pumps"] == pytest.approx(before["pumps"] + 0.3 * share["pumps"], abs=1e-5)
     assert after["goats"] == pytest.approx(before["goats"], abs=1e-6)
 
@@ -393,7 +395,8 @@ def test_packets_of_one_domain_do_not_hold_each_other_back(
     free = router_for(library, counting_embedder, min_score=-1.0).route(question)
     assert free.route in {"pumps-a", "pumps-b"}
     twin = [c for c in free.candidates if c.name != free.route][0]
-    assert twin.name in {"pumps-a", "pumps-b"} and twin.score == pytest.approx(free.score)
+    assert twin.name in {"pumps-a", "pumps-b"}
+    assert twin.score == pytest.approx(free.score)
     goats = next(c.score for c in free.candidates if c.name == "goats")
     assert free.margin == pytest.approx(free.score - goats)
     weak = router_for(
