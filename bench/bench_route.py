@@ -315,6 +315,49 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     return out
 
 
+COVER_THRESHOLDS = tuple(round(0.80 + 0.01 * i, 2) for i in range(21))
+
+
+def cover_curve(reference: Path | None, embedder, tmp: Path) -> dict:
+    """The coverage check's trade, threshold by threshold, on the library `citations` uses:
+    citation precision on the demo sets whose questions a record covers, against the share
+    of gap questions refused (abstained on, or not covered). Returns {threshold: {set: share}}."""
+    from fieldkit.router.retrieval import PassageIndex
+
+    notes = domain_notes(reference)
+    demo = REPO / "assets/demo"
+    names = ("heldout", "natural", "field", "site", "gaps", "gaps_natural")
+    sets = {n: [r for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)] for n in names}
+    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
+    library = make_library(tmp / "cover-curve", packets, notes)
+    router, index = Router(library, embedder, BASE), PassageIndex(library, embedder)
+    seen: dict[str, list[tuple[float, bool]]] = {}  # per set: (cover score, top passage right)
+    for name, rows in sets.items():
+        seen[name] = []
+        for row, decision in zip(
+            rows, router.route_many([r["question"] for r in rows]), strict=True
+        ):
+            if decision.packet_id is None:
+                seen[name].append((-np.inf, False))
+                continue
+            cover = index.coverage(decision.packet_id, row["question"])
+            source = row.get("source", [])  # gap questions have none
+            sources = source if isinstance(source, list) else [source]
+            right = bool(cover.hits) and cover.hits[0].title in sources
+            seen[name].append((np.inf if cover.by_code else cover.score, right))
+    library.close()
+    out: dict = {}
+    for t in COVER_THRESHOLDS:
+        cell = {}
+        for name, pairs in seen.items():
+            if name.startswith("gaps"):
+                cell[name] = sum(score < t for score, _ in pairs) / len(pairs)
+            else:
+                cell[name] = sum(score >= t and right for score, right in pairs) / len(pairs)
+        out[f"{t:.2f}"] = cell
+    return out
+
+
 # -- accuracy -------------------------------------------------------------------------------
 
 
@@ -649,7 +692,9 @@ def main() -> None:
     )
     parser.add_argument("--home", default=None, help="fieldkit home (default: $FIELDKIT_HOME)")
     parser.add_argument(
-        "--only", choices=("sets", "citations", "accuracy", "latency"), default=None
+        "--only",
+        choices=("sets", "citations", "cover-curve", "accuracy", "latency"),
+        default=None,
     )
     parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
     parser.add_argument("--heldout", type=Path, default=REPO / "bench/data/reference_heldout.jsonl")
@@ -680,6 +725,10 @@ def main() -> None:
             reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             results["citations"] = citations_report(reference_dir, embedder, Path(tmp))
             results["citations_loadavg_1min"] = os.getloadavg()[0]
+        if args.only in (None, "cover-curve"):
+            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
+            results["cover_curve"] = cover_curve(reference_dir, embedder, Path(tmp))
+            results["cover_curve_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "accuracy"):
             margins = tuple(float(m) for m in args.margins.split(","))
             results["accuracy"] = accuracy(

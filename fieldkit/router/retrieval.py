@@ -71,6 +71,7 @@ class Coverage:
     hits: list[Hit] = field(default_factory=list)
     score: float = 0.0  # the cover score (see STANDOUT), compared with min_score
     min_score: float = DEFAULT_MIN_COVER
+    by_code: bool = False  # covered by a rare code the question shares (see CODE_MAX_PASSAGES)
 
     @property
     def best(self) -> float:
@@ -165,7 +166,7 @@ class PassageIndex:
         if not hits:
             return Coverage(False, [], 0.0, self.min_score)
         if self._shares_a_code(packet_id, question, hits[0]):
-            return Coverage(True, hits, float(rows[0].max()), self.min_score)
+            return Coverage(True, hits, float(rows[0].max()), self.min_score, by_code=True)
         if rows.shape[1] < MIN_SPREAD_PASSAGES or not float(rows[0].std()):
             best = float(rows.max())
             return Coverage(best >= self.min_cosine, hits, best, self.min_cosine)

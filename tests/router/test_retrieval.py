@@ -115,8 +115,11 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
         index = PassageIndex(library, minilm, min_score=9.0, min_cosine=9.0)  # cosine never
         coverage = index.coverage(record.packet_id, "My screen says E07, what now?")
         assert coverage.covered
+        assert coverage.by_code
         assert coverage.hits[0].passage_id == "e07"
         # a code that many passages name (a model number) proves nothing
-        assert not index.coverage(record.packet_id, "Is the AV-750 any good?").covered
+        model = index.coverage(record.packet_id, "Is the AV-750 any good?")
+        assert not model.covered
+        assert not model.by_code
     finally:
         library.close()
