@@ -14,6 +14,9 @@ import re
 REPEAT_WORDS = 8  # a run of this many words written twice is a repeat
 _END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s)|\n")
 _WORD = re.compile(r"[\w%°.,:/-]+")
+# A list item's number ("3." or "3)") at the start of a line: not a sentence of its own,
+# so it is held back with the item's text (never shown alone, dangling at the end).
+_MARKER = re.compile(r"\s*\d{1,3}[.)]")
 
 
 def _words(text: str) -> list[str]:
@@ -52,9 +55,14 @@ class CleanText:
             self.shown += head
             return head
         out = ""
-        while (m := _END.search(self.pending)) is not None:
+        start = 0
+        while (m := _END.search(self.pending, start)) is not None:
+            if _MARKER.fullmatch(self.pending[: m.end()]):
+                start = m.end()  # "3.": wait for the item's text
+                continue
             sentence, self.pending = self.pending[: m.end()], self.pending[m.end() :]
-            key = " ".join(_words(sentence))
+            start = 0
+            key = " ".join(_words(_MARKER.sub("", sentence, count=1)))
             if key and key in self._sentences:
                 self._stop()
                 break

@@ -65,3 +65,15 @@ def test_engine_clean_output_is_the_raw_output_cleaned(tiny_model_dir: Path):
     assert clean.finish_reason in ("stop", "length", "repeat")
     expected, _ = stream(raw.text, natural=raw.finish_reason == "stop")
     assert clean.text == expected or clean.finish_reason == "repeat"
+
+
+def test_a_list_number_is_never_shown_alone():
+    """ "3." is held back with its item: a list cut by a repeat ends on a whole item."""
+    text = "Follow these steps:\n\n1. Open the settings app.\n2. Tap Sounds.\n3. Tap Sounds.\n4."
+    shown, clean = stream(text)
+    assert shown == "Follow these steps:\n\n1. Open the settings app.\n2. Tap Sounds.\n"
+    assert clean.repeated
+    cut, _ = stream("Steps:\n1. Open the app.\n2.", natural=False)  # the budget ran out
+    assert cut == "Steps:\n1. Open the app.\n"
+    listed, _ = stream("Steps:\n1. Open the app.\n2. Tap Sounds.")
+    assert listed == "Steps:\n1. Open the app.\n2. Tap Sounds."
