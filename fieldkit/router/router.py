@@ -160,8 +160,8 @@ class _Index:
         marks = np.array(noted if noted is not None else [False] * len(packets), dtype=bool)
         names: dict[str, int] = {}
         domains = np.array([names.setdefault(p.domain, len(names)) for p in packets], np.int64)
-        index = cls(packets, flat, slots, counts, centroids, width, offset.astype(np.int64), marks,
-                    domains)  # fmt: skip
+        starts = offset.astype(np.int64)
+        index = cls(packets, flat, slots, counts, centroids, width, starts, marks, domains)
         chosen = [i for i in np.flatnonzero(marks) if texts and texts[i]]
         if chosen and texts:
             lengths = np.array([len(texts[i]) for i in chosen], np.int64)
