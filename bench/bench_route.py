@@ -258,6 +258,33 @@ def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: 
     return out
 
 
+def notes_library(reference: Path | None, embedder, root: Path):
+    """Return (library, router, passage index) over every domain's packet with its training
+    records as notes, and the records' questions as exemplars."""
+    from fieldkit.router.retrieval import PassageIndex
+
+    notes = domain_notes(reference)
+    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
+    library = make_library(root, packets, notes)
+    return library, Router(library, embedder, BASE), PassageIndex(library, embedder)
+
+
+def covers(router: Router, index, rows: list[dict]) -> list:
+    """Route each row's question, then check the routed packet's notes: per row, its
+    Coverage (None when the router abstained) and whether the first passage found is the
+    row's source record (False for a row without one: gaps and out-of-domain)."""
+    out = []
+    for row, decision in zip(rows, router.route_many([r["question"] for r in rows]), strict=True):
+        if decision.packet_id is None:
+            out.append((None, False))
+            continue
+        cover = index.coverage(decision.packet_id, row["question"])
+        source = row.get("source", [])
+        sources = source if isinstance(source, list) else [source]
+        out.append((cover, bool(cover.hits) and cover.hits[0].title in sources))
+    return out
+
+
 def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     """Route, then retrieve the routed packet's top two passages, with no generation: per
     set, how often the first cited passage is the question's source record (citation
@@ -265,42 +292,31 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     person is shown even when the generated answer adds nothing), and the share the notes
     call covered (for gap and out-of-domain sets, the share refused: abstained on by the
     router or not covered by the routed packet's notes, so never answered as if covered)."""
-    from fieldkit.router.retrieval import PassageIndex
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
-    notes = domain_notes(reference)
     demo = REPO / "assets/demo"
     files = {
         f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl"))
-        for n in ("heldout", "natural", "field", "site")
+        for n in ("heldout", "natural", "field", "site", "gaps", "gaps_natural")
     }
-    files |= {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in ("gaps", "gaps_natural")}
     if reference is not None:
         files |= {
             f"reference {n}": [REPO / f"bench/data/reference_{n}.jsonl"]
             for n in ("heldout", "natural")
         }
-    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
-    library = make_library(tmp / "citations", packets, notes)
-    router, index = Router(library, embedder, BASE), PassageIndex(library, embedder)
+    library, router, index = notes_library(reference, embedder, tmp / "citations")
     for name, path in OOD_FILES:  # out-of-domain: answered as if covered only when both
         files[name] = [REPO / "bench/data" / path]  # the router and the notes let it through
     out: dict = {}
     for name, paths in files.items():
         rows = [r for path in paths for r in question_rows(path)]
         cites, shown, covered = [], [], []
-        for row, decision in zip(
-            rows, router.route_many([r["question"] for r in rows]), strict=True
-        ):
-            cover = (
-                index.coverage(decision.packet_id, row["question"]) if decision.packet_id else None
-            )
+        for row, (cover, right) in zip(rows, covers(router, index, rows), strict=True):
             covered.append(float(bool(cover and cover.covered)))
             if "expected_keywords" not in row:
                 continue
             hits = cover.hits if cover and cover.covered else []
-            sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
-            cites.append(float(bool(hits) and hits[0].title in sources))
+            cites.append(float(bool(hits) and right))
             shown.append(keyword_recall("\n".join(h.text for h in hits), row["expected_keywords"]))
         cell: dict = {"n": len(rows), "covered": sum(covered) / len(rows)}
         if cites:
@@ -322,29 +338,16 @@ def cover_curve(reference: Path | None, embedder, tmp: Path) -> dict:
     """The coverage check's trade, threshold by threshold, on the library `citations` uses:
     citation precision on the demo sets whose questions a record covers, against the share
     of gap questions refused (abstained on, or not covered). Returns {threshold: {set: share}}."""
-    from fieldkit.router.retrieval import PassageIndex
-
-    notes = domain_notes(reference)
     demo = REPO / "assets/demo"
     names = ("heldout", "natural", "field", "site", "gaps", "gaps_natural")
     sets = {n: [r for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)] for n in names}
-    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
-    library = make_library(tmp / "cover-curve", packets, notes)
-    router, index = Router(library, embedder, BASE), PassageIndex(library, embedder)
+    library, router, index = notes_library(reference, embedder, tmp / "cover-curve")
     seen: dict[str, list[tuple[float, bool]]] = {}  # per set: (cover score, top passage right)
     for name, rows in sets.items():
-        seen[name] = []
-        for row, decision in zip(
-            rows, router.route_many([r["question"] for r in rows]), strict=True
-        ):
-            if decision.packet_id is None:
-                seen[name].append((-np.inf, False))
-                continue
-            cover = index.coverage(decision.packet_id, row["question"])
-            source = row.get("source", [])  # gap questions have none
-            sources = source if isinstance(source, list) else [source]
-            right = bool(cover.hits) and cover.hits[0].title in sources
-            seen[name].append((np.inf if cover.by_code else cover.score, right))
+        seen[name] = [
+            (-np.inf if cover is None else np.inf if cover.by_code else cover.score, right)
+            for cover, right in covers(router, index, rows)
+        ]
     library.close()
     out: dict = {}
     for t in COVER_THRESHOLDS:
