@@ -16,12 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fieldkit.errors import ModelError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, tensors_to_bytes
 from fieldkit.training.dataset import DataError, Example
+
+# The longest example trained whole (its attention grows with the square of its length);
+# a longer one is refused with a sentence rather than cut.
+MAX_SEQUENCE = 2048
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class TrainConfig:
     max_val: int = 32
     steps_per_eval: int = 25
     patience: int = 3
-    max_seq_length: int = 512
+    max_seq_length: int = 512  # raised to the longest example: an answer is never cut
     mask_prompt: bool = True
     seed: int = 0
     time_budget_s: float | None = None
@@ -160,8 +165,7 @@ def train_lora(
     if init is not None:
         if init.config.scale != config.scale:
             raise DataError(
-                f"The packet to start from has LoRA scale {init.config.scale}, "
-                f"not {config.scale}."
+                f"The packet to start from has LoRA scale {init.config.scale}, not {config.scale}."
             )
         _start_from(model, init)
 
@@ -170,6 +174,7 @@ def train_lora(
 
     train_data = dataset(train_set)
     val_data = dataset(val_set) if val_set else None
+    seq_limit = _sequence_limit(config.max_seq_length, train_data, val_data)
     optimizer = optim.Adam(learning_rate=config.learning_rate)
     loss_and_grad = nn.value_and_grad(model, default_loss)
 
@@ -187,9 +192,7 @@ def train_lora(
         }
 
     def validate() -> float:
-        loss = evaluate(
-            model, val_data, config.batch_size, -1, max_seq_length=config.max_seq_length
-        )
+        loss = evaluate(model, val_data, config.batch_size, -1, max_seq_length=seq_limit)
         model.train()
         return float(loss)
 
@@ -202,9 +205,7 @@ def train_lora(
         val_history.append((0, best_val))
     last_val: float | None = best_val if val_data is not None else None
     stale, stopped_early, it, running = 0, False, 0, 0.0
-    batches = iterate_batches(
-        train_data, config.batch_size, config.max_seq_length, loop=True, seed=config.seed
-    )
+    batches = iterate_batches(train_data, config.batch_size, seq_limit, loop=True, seed=config.seed)
     train_start = time.perf_counter()
     for it, (batch, lengths) in zip(range(1, config.iters + 1), batches, strict=False):
         loss = step(batch, lengths)
@@ -254,6 +255,24 @@ def train_lora(
         n_val=len(val_set),
         val_history=val_history,
     )
+
+
+def _sequence_limit(floor: int, *datasets: Any) -> int:
+    """Return the sequence length to train at: `floor`, or the longest example if longer.
+
+    mlx-lm cuts a longer example at the limit, which drops the end of its answer (the part
+    the loss is on) and prints a warning on stdout; a record's answer is never cut here.
+    DataError for an example past MAX_SEQUENCE tokens (too long to train on this machine).
+    """
+    lengths = [len(data[i][0]) for data in datasets if data is not None for i in range(len(data))]
+    longest = max(lengths, default=0)
+    if longest > MAX_SEQUENCE:
+        over = sum(n > MAX_SEQUENCE for n in lengths)
+        raise DataError(
+            f"{over} training example(s) run past {MAX_SEQUENCE} tokens (the longest "
+            f"{longest}); split those records into shorter ones."
+        )
+    return max(floor, longest)
 
 
 def _start_from(model, init: Adapter) -> None:  # noqa: ANN001 - an mlx model

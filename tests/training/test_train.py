@@ -158,6 +158,29 @@ def test_no_progress_stops_early_and_keeps_the_first_weights(tiny_model_dir: Pat
     assert result.best_iteration == 0
 
 
+def test_a_long_example_is_trained_whole_not_cut(
+    tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Below the floor given, mlx-lm would cut every example (the end of each answer) and
+    print a warning on stdout; the limit rises to the longest example instead."""
+    examples = build_examples([Record(q, a) for q, a in RECORDS], "pumps")
+    config = TrainConfig(rank=4, iters=2, steps_per_eval=2, max_seq_length=8, val_fraction=0.2)
+    result = train_lora(tiny_model_dir, examples, config)
+    assert result.iterations == 2
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def test_an_example_too_long_to_train_is_one_sentence(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fieldkit.training.train as train_module
+
+    monkeypatch.setattr(train_module, "MAX_SEQUENCE", 12)
+    examples = build_examples([Record(q, a) for q, a in RECORDS], "pumps")
+    with pytest.raises(DataError, match=r"run past 12 tokens .*split those records"):
+        train_lora(tiny_model_dir, examples, TrainConfig(rank=4, iters=2))
+
+
 def test_too_few_examples_is_a_data_error(tiny_model_dir: Path) -> None:
     with pytest.raises(DataError, match="at least 4 examples"):
         train_lora(tiny_model_dir, build_examples([Record("q?", "a.")], "x", expand=False))
