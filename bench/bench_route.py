@@ -161,6 +161,8 @@ def make_library(
 # -- the default router on every set ---------------------------------------------------------
 
 
+# The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
+DEMO_SETS = ("heldout", "natural", "field", "site", "gaps", "gaps_natural")
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
     ("out-of-domain natural", "out_of_domain_natural.txt"),
@@ -173,7 +175,7 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
     """Return {set name: [(domain or "", question)]}; "" marks out-of-domain questions."""
     demo = REPO / "assets/demo"
     sets: dict[str, list[tuple[str, str]]] = {}
-    for name in ("heldout", "natural", "field", "site", "gaps", "gaps_natural"):
+    for name in DEMO_SETS:
         sets[f"demo {name}"] = [
             (r["domain"], r["question"])
             for path in sorted(demo.glob(f"*/{name}.jsonl"))
@@ -295,10 +297,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
     demo = REPO / "assets/demo"
-    files = {
-        f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl"))
-        for n in ("heldout", "natural", "field", "site", "gaps", "gaps_natural")
-    }
+    files = {f"demo {n}": sorted(demo.glob(f"*/{n}.jsonl")) for n in DEMO_SETS}
     if reference is not None:
         files |= {
             f"reference {n}": [REPO / f"bench/data/reference_{n}.jsonl"]
@@ -339,8 +338,9 @@ def cover_curve(reference: Path | None, embedder, tmp: Path) -> dict:
     citation precision on the demo sets whose questions a record covers, against the share
     of gap questions refused (abstained on, or not covered). Returns {threshold: {set: share}}."""
     demo = REPO / "assets/demo"
-    names = ("heldout", "natural", "field", "site", "gaps", "gaps_natural")
-    sets = {n: [r for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)] for n in names}
+    sets = {
+        n: [r for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)] for n in DEMO_SETS
+    }
     library, router, index = notes_library(reference, embedder, tmp / "cover-curve")
     seen: dict[str, list[tuple[float, bool]]] = {}  # per set: (cover score, top passage right)
     for name, rows in sets.items():

@@ -19,6 +19,15 @@ _WORD = re.compile(r"[\w%°.,:/-]+")
 _MARKER = re.compile(r"\s*\d{1,3}[.)]")
 
 
+def _item_text(sentence: str) -> str:
+    """Return a sentence without its list number ("3. Tap Sounds." -> " Tap Sounds."), so
+    that a list item repeated under a new number is still a repeat."""
+    lead = _MARKER.match(sentence)
+    if lead and sentence[lead.end() : lead.end() + 1].isspace():
+        return sentence[lead.end() :]
+    return sentence
+
+
 def _words(text: str) -> list[str]:
     return [w.strip(".,:").lower() for w in _WORD.findall(text) if w.strip(".,:")]
 
@@ -62,7 +71,7 @@ class CleanText:
                 continue
             sentence, self.pending = self.pending[: m.end()], self.pending[m.end() :]
             start = 0
-            key = " ".join(_words(_MARKER.sub("", sentence, count=1)))
+            key = " ".join(_words(_item_text(sentence)))
             if key and key in self._sentences:
                 self._stop()
                 break

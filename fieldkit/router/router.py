@@ -276,7 +276,10 @@ class Router:
     def note_vectors(self, record: PacketLike) -> np.ndarray:
         """Return the (count, dim) vectors of a packet's note passages, embedding them unless
         cached (empty for a packet without notes, or with `use_notes` off)."""
-        texts = self.note_texts(record)
+        return self._note_vectors(record, self.note_texts(record))
+
+    def _note_vectors(self, record: PacketLike, texts: list[str]) -> np.ndarray:
+        """The vectors of a packet's note texts (`note_texts`), embedded unless cached."""
         if not texts:
             return np.zeros((0, self.embedder.dim), np.float32)
         cache = self.library.vectors("passage_embeddings")
@@ -321,15 +324,15 @@ class Router:
         vectors = [
             cached[p.packet_id] if p.packet_id in cached else self.index_packet(p) for p in packets
         ]
-        notes = [self.note_vectors(p) for p in packets]
+        note_texts = [self.note_texts(p) for p in packets]  # parsed once per rebuild
+        notes = [self._note_vectors(p, t) for p, t in zip(packets, note_texts, strict=True)]
         vectors = [
             np.concatenate([v, n]) if len(n) else v for v, n in zip(vectors, notes, strict=True)
         ]
         self.cache.prune(r.packet_id for r in records)
         noted = [bool(len(n)) for n in notes]
         texts = [
-            exemplar_texts(p) + self.note_texts(p) if n else []
-            for p, n in zip(packets, noted, strict=True)
+            exemplar_texts(p) + t if t else [] for p, t in zip(packets, note_texts, strict=True)
         ]
         self._index = _Index.build(packets, vectors, self.embedder.dim, noted, texts)
         self._token = self._library_token()

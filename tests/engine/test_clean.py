@@ -77,3 +77,12 @@ def test_a_list_number_is_never_shown_alone():
     assert cut == "Steps:\n1. Open the app.\n"
     listed, _ = stream("Steps:\n1. Open the app.\n2. Tap Sounds.")
     assert listed == "Steps:\n1. Open the app.\n2. Tap Sounds."
+
+
+def test_numbers_inside_sentences_are_not_list_numbers():
+    """Only a number that opens a sentence and is followed by a space is a list number:
+    two sentences that differ in a figure are not a repeat."""
+    text = "Dry to 12.5% moisture. Dry to 13.5% moisture. Store both in bags."
+    shown, clean = stream(text)
+    assert shown == text
+    assert not clean.repeated
