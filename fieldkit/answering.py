@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import grounded_prompt
-from fieldkit.router.retrieval import DEFAULT_K, Hit, gap_message
+from fieldkit.router.retrieval import DEFAULT_K, Hit, caution_message, gap_message
 from fieldkit.store.notes import TitledText
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ NOTES = "notes"  # the packet's passages were in the prompt, its adapter applied
 GAP = "gap"  # the packet has notes, none covers the question: said first, adapter only
 ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
 BASE = "base"  # no packet: the base model alone
-
 
 
 @dataclass(frozen=True)
@@ -73,6 +72,12 @@ class Grounding:
     sources: list[Source] = field(default_factory=list)
     nearest: list[Source] = field(default_factory=list)  # a gap's nearest passages
     gap: str | None = None  # the sentence a gap answer starts with
+    caution: str | None = None  # the sentence said first when the passages may not fit
+
+    @property
+    def notice(self) -> str | None:
+        """The sentence said before the answer: the gap or the caution, if either."""
+        return self.gap or self.caution
 
 
 @dataclass(frozen=True)
@@ -90,11 +95,17 @@ class Answer:
     gap: str | None = None
     nearest: list[Source] = field(default_factory=list)
     result: GenerationResult | None = None
+    caution: str | None = None
+
+    @property
+    def notice(self) -> str | None:
+        """The sentence said before the answer: the gap or the caution, if either."""
+        return self.gap or self.caution
 
     @property
     def shown_text(self) -> str:
-        """What a person reads: the gap sentence (if any), then the generated answer."""
-        return f"{self.gap}\n{self.text}" if self.gap else self.text
+        """What a person reads: the gap or caution sentence (if any), then the answer."""
+        return f"{self.notice}\n{self.text}" if self.notice else self.text
 
     @property
     def note(self) -> str:
@@ -115,6 +126,7 @@ class Answer:
             "grounding": self.grounding,
             "note": self.note,
             "gap": self.gap,
+            "caution": self.caution,
             "sources": [s.to_dict() for s in self.sources],
             "nearest": [s.to_dict() for s in self.nearest],
             "unsupported": [u.to_dict() for u in self.unsupported],
@@ -264,8 +276,9 @@ def ground(
     question: str, record: Any | None, index: PassageIndex | None, *, k: int = DEFAULT_K
 ) -> Grounding:
     """Decide what the answer is made from: the packet's top passages when they cover the
-    question, else the packet's adapter alone (saying first that the notes have nothing),
-    else the base model. Returns the Grounding with the prompt to generate from."""
+    question (saying first that they may not, in the cautious middle), else the packet's
+    adapter alone (saying first that the notes have nothing), else the base model. Returns
+    the Grounding with the prompt to generate from."""
     bare = [{"role": "user", "content": question}]
     if record is None:
         return Grounding(question, None, None, BASE, bare)
@@ -278,7 +291,8 @@ def ground(
         message = gap_message(name, coverage.hits)
         return Grounding(question, name, pid, GAP, bare, [], sources, message)
     messages = grounded_messages(question, coverage.hits)
-    return Grounding(question, name, pid, NOTES, messages, sources)
+    caution = None if coverage.sure else caution_message(name, coverage.hits)
+    return Grounding(question, name, pid, NOTES, messages, sources, caution=caution)
 
 
 def finish(
@@ -301,6 +315,7 @@ def finish(
         gap=grounding.gap,
         nearest=grounding.nearest,
         result=result,
+        caution=grounding.caution,
     )
 
 

@@ -15,6 +15,7 @@ from fieldkit.answering import (
     NOTES,
     Parts,
     answer,
+    finish,
     ground,
     grounded_messages,
     support_check,
@@ -211,3 +212,52 @@ def test_import_a_packet_file_with_notes_signs_it_again(noted_home, tiny_model_d
     again = runner.invoke(main, [*other, "import", str(exported), "--notes", str(records)])
     assert again.exit_code == 1
     assert "already in the library" in again.output
+
+
+SPREAD_NOTES = [
+    *PUMP_NOTES,
+    *[
+        Passage(f"m{i}", f"Check {part} of the surface pump every {i + 2} weeks.", f"{part}?")
+        for i, part in enumerate(
+            ["the seal", "the impeller", "the cable", "the float", "the valve", "the pipe",
+             "the strainer", "the bearings", "the fuses"]
+        )
+    ],
+]  # fmt: skip
+
+
+def test_an_answer_from_passages_that_may_not_fit_says_so_first(
+    home, make_packet, make_adapter, tiny_model_dir, minilm
+):
+    """In the cautious middle the passages are used and cited, and the answer opens with
+    the caution: in the Grounding, the Answer's JSON and the text a person reads."""
+    fingerprint = model_fingerprint(tiny_model_dir)
+    make_packet(
+        home,
+        name="pumps",
+        notes=SPREAD_NOTES,
+        base_fingerprint=fingerprint,
+        adapter=make_adapter(1),
+    )
+    services = Services.build(home.root, tiny_model_dir)
+    try:
+        pumps = services.library.get("pumps")
+        question = "The water is dirty, how often should I clean the intake filter?"
+        score = PassageIndex(services.library, minilm).coverage(pumps.packet_id, question).score
+        index = PassageIndex(services.library, minilm, min_score=score + 0.01, min_partial=0.0)
+        middle = ground(question, pumps, index)
+        assert middle.grounding == NOTES
+        assert middle.sources[0].passage_id == "r1"
+        assert "every 7 days" in middle.messages[0]["content"]
+        assert middle.gap is None
+        assert middle.caution == middle.notice
+        assert middle.caution.startswith("The pumps packet may not cover all of this; ")
+        done = finish(middle, "Clean it every 7 days.")
+        assert done.to_dict()["caution"] == middle.caution
+        assert done.shown_text == f"{middle.caution}\nClean it every 7 days."
+        assert done.note == "from the pumps notes and adapter"
+        sure = ground(question, pumps, PassageIndex(services.library, minilm, min_score=0.0))
+        assert sure.grounding == NOTES
+        assert sure.notice is None
+    finally:
+        services.close()

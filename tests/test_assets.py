@@ -207,20 +207,45 @@ def test_demo_field(domain: str) -> None:
     assert not {row["source"] for row in rows} & asked
 
 
+LATER_SETS = {"site": ("heldout", "natural", "field", "gaps", "gaps_natural")}
+LATER_SETS["unseen"] = (*LATER_SETS["site"], "site", "gaps_unseen")
+
+
+@pytest.mark.parametrize("name", sorted(LATER_SETS))
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
-def test_demo_site(domain: str) -> None:
-    """The site set: 12 long questions per domain, each on its own record, written after
-    every tuning of routing and retrieval by someone who had not seen how either works."""
-    rows = check_demo_set(domain, "site", 12)
+def test_demo_later_sets(domain: str, name: str) -> None:
+    """The site and unseen sets: 12 long questions per domain, each on its own record,
+    written after the routing and retrieval they score were tuned, by someone who had not
+    seen how either works, and repeating no question of the sets before them."""
+    rows = check_demo_set(domain, name, 12)
     assert all(len(row["question"].split()) >= 25 for row in rows)
     sources = [row["source"] for row in rows]
     assert len(set(sources)) == len(sources)
     others = [
         row["question"]
-        for name in ("heldout", "natural", "field", "gaps", "gaps_natural")
-        for row in read_jsonl(DEMO / domain / f"{name}.jsonl")
+        for other in LATER_SETS[name]
+        for row in read_jsonl(DEMO / domain / f"{other}.jsonl")
     ]
     assert_heldout_disjoint(rows, others)
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_gap_sets(domain: str) -> None:
+    """Gap questions: in the domain, asking what no record answers; none repeats a
+    training question or another set's question."""
+    train = [row["instruction"] for row in demo_train(domain)]
+    seen = list(train)
+    for name, count in (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6)):
+        rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
+        assert len(rows) == count
+        for row in rows:
+            assert set(row) == {"question", "domain", "gap"}, row
+            assert row["domain"] == domain, row
+            assert row["gap"] is True, row
+        questions = [row["question"] for row in rows]
+        assert not {norm(q) for q in questions} & {norm(q) for q in seen}
+        seen += questions
+    assert_unique(seen, f"{domain} gap or training question")
 
 
 @pytest.mark.parametrize("name", ["field", "site"])

@@ -100,8 +100,8 @@ def ask_command(
         sys.stdout.flush()
 
     def grounded(grounding: Grounding, decision: RouteDecision | None) -> None:
-        if grounding.gap:
-            click.echo(grounding.gap)
+        if grounding.notice:
+            click.echo(grounding.notice)
 
     result = answer(
         services,

@@ -74,8 +74,8 @@ def ask_questions(services: Services, questions: list[str], max_tokens: int) -> 
         if decision is not None:
             click.echo(f"   route: {decision.reason}")
         click.echo("A: ", nl=False)
-        if grounding.gap:
-            click.echo(grounding.gap + "\n   ", nl=False)
+        if grounding.notice:
+            click.echo(grounding.notice + "\n   ", nl=False)
 
     for question in questions:
         click.echo(f"\nQ: {question}")

@@ -109,7 +109,7 @@ def ask_through_agent(
 ) -> bool:
     """Answer through a running agent of this home; return False when none runs.
 
-    Prints what `fieldkit ask` prints locally: the gap sentence, the streamed text, the
+    Prints what `fieldkit ask` prints locally: the gap or caution sentence, the streamed text, the
     sources and support marks and the stderr line, or the same JSON object (the agent
     sends `Answer.to_dict()`). Raises FieldkitError with the agent's sentence on a refusal.
     """
@@ -127,8 +127,9 @@ def ask_through_agent(
     }
     extras: dict[str, Any] = {}
     for event in client.stream_chat(payload):
-        if "fieldkit" in event and not extras and not as_json and event["fieldkit"]["gap"]:
-            click.echo(event["fieldkit"]["gap"])
+        first = event.get("fieldkit", {}) if not extras and not as_json else {}
+        if notice := first.get("gap") or first.get("caution"):
+            click.echo(notice)
         extras = event.get("fieldkit", extras)
         delta = event["choices"][0]["delta"].get("content") or ""
         if delta and not as_json:

@@ -67,6 +67,7 @@ class Plan:
             "route": route,
             "grounding": g.grounding,
             "gap": g.gap,
+            "caution": g.caution,
             "sources": [source.to_dict() for source in g.sources],
         }
 

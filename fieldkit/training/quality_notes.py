@@ -68,8 +68,8 @@ def notes_answers(
     for system, q, adapter, g in plans:
         key = run.answer_key(adapter, prompt[id(g)])
         text = run.cache[key]
-        if g.gap:
-            text = f"{g.gap}\n{text}"
+        if g.notice:
+            text = f"{g.notice}\n{text}"
         cited = g.sources if g.grounding == NOTES else []
         answers.append(
             Answer(

@@ -283,8 +283,8 @@ class TuiBackend(SyncBackend):
         from fieldkit.answering import finish
 
         grounding = self.ground(question, packet_id)
-        if grounding.gap:
-            yield AnswerChunk(gap=grounding.gap)
+        if grounding.notice:
+            yield AnswerChunk(notice=grounding.notice)
         adapter = None
         if packet_id:
             adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
@@ -310,4 +310,3 @@ class TuiBackend(SyncBackend):
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
             )
-

@@ -138,14 +138,15 @@ class SourceView:
 @dataclass
 class AnswerChunk:
     """A piece of a streamed answer; the last one carries `done`, the speed, the sources
-    and the support marks. A first chunk may carry only `gap` (said before the answer)."""
+    and the support marks. A first chunk may carry only `notice` (said before the answer:
+    the notes have nothing on the question, or may not cover it)."""
 
     text: str = ""
     done: bool = False
     tokens_per_s: float | None = None
     tokens: int | None = None
     stopped: bool = False
-    gap: str | None = None
+    notice: str | None = None
     note: str = ""
     sources: list[SourceView] = field(default_factory=list)
     unsupported: list[tuple[int, int]] = field(default_factory=list)  # spans of `final`
@@ -185,5 +186,3 @@ def sync_result(summary: Any) -> SyncResult:
     if summary.error:
         return SyncResult(f"Sync with {who} stopped: {summary.error} ({counts}).", False)
     return SyncResult(f"Synced with {who}: {counts}.", summary.ok)
-
-

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from fieldkit.router.retrieval import PassageIndex, gap_message
+from fieldkit.router.retrieval import (
+    MIN_SPREAD_PASSAGES,
+    PassageIndex,
+    caution_message,
+    gap_message,
+    rank_scores,
+)
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
 
@@ -112,7 +119,7 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
     record = make_packet(home, name="pumps", notes=notes)
     library = Library.open(home)
     try:
-        index = PassageIndex(library, minilm, min_score=9.0, min_cosine=9.0)  # cosine never
+        index = PassageIndex(library, minilm, min_score=9.0, min_partial=9.0, min_cosine=9.0)
         coverage = index.coverage(record.packet_id, "My screen says E07, what now?")
         assert coverage.covered
         assert coverage.by_code
@@ -121,5 +128,59 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
         model = index.coverage(record.packet_id, "Is the AV-750 any good?")
         assert not model.covered
         assert not model.by_code
+    finally:
+        library.close()
+
+
+def test_passages_rank_by_the_whole_question_and_its_sentences():
+    """A neighbour that the whole question resembles a little more loses to the record that
+    stands out for each of the question's sentences; a packet with too few passages for a
+    spread ranks by the whole question alone."""
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(0.30, 0.40, size=(3, 12))
+    rows[0, 0], rows[0, 1] = 0.61, 0.60  # the whole question: the neighbour just ahead
+    rows[1:, 1] = 0.58  # each sentence: the record well ahead of the rest
+    assert int(np.argmax(rank_scores(rows))) == 1
+    assert int(np.argmax(rank_scores(rows[:1]))) == 0  # one sentence: the whole question
+    few = rows[:, : MIN_SPREAD_PASSAGES - 1]
+    assert int(np.argmax(rank_scores(few))) == 0
+
+
+MORE_NOTES = [
+    *NOTES,
+    Passage("r6", "Clean drinkers daily and scrub them with Virocid-P once a week.",
+            "How often are drinkers cleaned?"),
+    Passage("r7", "Brood chicks at 32 C for the first week, then lower 3 C each week.",
+            "What brooding temperature do chicks need?"),
+    Passage("r8", "Deworm village hens with Vermipol at 1 g per litre for 3 days.",
+            "How do you deworm hens?"),
+    Passage("r9", "Candle eggs on day 7 and day 18 of incubation.",
+            "When are incubated eggs candled?"),
+    Passage("r10", "Keep a footbath of Virocid-P at 1:100 at the house door, changed twice a week.",
+            "What goes in the footbath?"),
+]  # fmt: skip
+
+
+def test_coverage_has_a_cautious_middle(home, make_packet, minilm):
+    """Between the two thresholds the passages are used (covered) but not sure; below the
+    lower one, not covered; above the upper one, sure."""
+    record = make_packet(home, name="poultry", notes=MORE_NOTES)
+    library = Library.open(home)
+    try:
+        question = "My chicks are a week old, how warm should the brooder be and for how long?"
+        score = PassageIndex(library, minilm).coverage(record.packet_id, question).score
+        cases = {  # (lower, upper): (covered, sure)
+            (score - 0.02, score - 0.01): (True, True),
+            (score - 0.01, score + 0.01): (True, False),
+            (score + 0.01, score + 0.02): (False, False),
+        }
+        for (lower, upper), expected in cases.items():
+            index = PassageIndex(library, minilm, min_score=upper, min_partial=lower)
+            coverage = index.coverage(record.packet_id, question)
+            assert (coverage.covered, coverage.sure) == expected, (lower, upper)
+            assert coverage.hits[0].passage_id == "r7"
+        message = caution_message("poultry", coverage.hits)
+        assert message.startswith("The poultry packet may not cover all of this; ")
+        assert message.endswith("closest record: What brooding temperature do chicks need?")
     finally:
         library.close()

@@ -144,7 +144,7 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         app.screen.query_one(Input).focus()
         await ask(pilot, "What is the offside rule in football?")
         gap = app.screen.query(Exchange).last()
-        said = str(gap.query_one(".gap", Static).render())
+        said = str(gap.query_one(".notice", Static).render())
         assert said.startswith("The wells packet has nothing on this; nearest: ")
         assert "from the adapter only" in str(gap.query_one(".sources", Static).render())
 
@@ -158,4 +158,4 @@ async def test_a_packet_without_notes_says_so(stocked) -> None:
         exchange = app.screen.query(Exchange).last()
         assert exchange.answer
         assert "from the adapter only" in str(exchange.query_one(".sources", Static).render())
-        assert exchange.query_one(".gap", Static).has_class("empty")
+        assert exchange.query_one(".notice", Static).has_class("empty")

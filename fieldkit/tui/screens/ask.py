@@ -113,8 +113,8 @@ class AskScreen(ModeScreen):
         last = AnswerChunk(done=True, stopped=True)
         try:
             for chunk in self.backend.answer(question, route.packet_id, cancel):
-                if chunk.gap:
-                    self.post_message(self.Delta(exchange, AnswerChunk(gap=chunk.gap)))
+                if chunk.notice:
+                    self.post_message(self.Delta(exchange, AnswerChunk(notice=chunk.notice)))
                 if chunk.text:
                     count += 1
                     self.post_message(self.Delta(exchange, AnswerChunk(text=chunk.text)))
@@ -135,8 +135,8 @@ class AskScreen(ModeScreen):
     @on(Delta)
     def show_delta(self, message: Delta) -> None:
         chunk = message.chunk
-        if chunk.gap:
-            message.exchange.set_gap(chunk.gap)
+        if chunk.notice:
+            message.exchange.set_notice(chunk.notice)
         if chunk.done:
             if chunk.final is not None:
                 message.exchange.set_grounding(

@@ -78,7 +78,7 @@ class Exchange(Vertical):
     Exchange { height: auto; margin-bottom: 1; }
     Exchange > .question { color: $accent; text-style: bold; }
     Exchange > .route { color: $text-muted; }
-    Exchange > .gap { color: $warning; }
+    Exchange > .notice { color: $warning; }
     Exchange > .sources { color: $text-muted; }
     Exchange > .support { color: $warning; }
     Exchange > .stats { color: $text-muted; }
@@ -97,7 +97,7 @@ class Exchange(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(Text(f"> {self.question}"), classes="question")
         yield Static(route_text(None), classes="route")
-        yield Static("", classes="gap empty", markup=False)
+        yield Static("", classes="notice empty", markup=False)
         yield Static("", classes="answer", markup=False)
         yield Static("", classes="sources empty", markup=False)
         yield Static("", classes="support empty", markup=False)
@@ -106,9 +106,10 @@ class Exchange(Vertical):
     def set_route(self, route: RouteView) -> None:
         self.query_one(".route", Static).update(route_text(route))
 
-    def set_gap(self, gap: str) -> None:
-        """Show, before the answer, that the packet's notes have nothing on the question."""
-        self._show(".gap", Text(gap))
+    def set_notice(self, notice: str) -> None:
+        """Show, before the answer, that the packet's notes have nothing on the question,
+        or may not cover it."""
+        self._show(".notice", Text(notice))
 
     def add_text(self, delta: str) -> None:
         """Append a streamed piece; every few pieces, show the running speed."""
