@@ -33,9 +33,17 @@ ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
 BASE = "base"  # no packet: the base model alone
 
 
+# How many of the passages found go into the prompt. The rest are shown beside the answer
+# ("also near") for the reader to check, not given to the model: a 135M model given two
+# passages often copies the second, a neighbour, for a long question; given the first
+# alone it answers from it (docs/BENCHMARKS.md, "One passage in the prompt").
+PROMPT_PASSAGES = 1
+
+
 @dataclass(frozen=True)
 class Source(TitledText):
-    """A passage an answer draws on (or, for a gap, the nearest one)."""
+    """A passage an answer draws on (or, for a gap, the nearest one); `read` is False for
+    one found and shown but not given to the model (see PROMPT_PASSAGES)."""
 
     packet: str
     packet_id: str
@@ -43,6 +51,13 @@ class Source(TitledText):
     score: float
     text: str
     title: str | None = None
+    read: bool = True
+
+    @property
+    def label(self) -> str:
+        """'packet passage-id (score)', with ', also near' for a passage not read."""
+        near = "" if self.read else ", also near"
+        return f"{self.packet} {self.passage_id} ({self.score:.2f}{near})"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score": round(self.score, 4)}
@@ -275,8 +290,8 @@ class Parts:
 def ground(
     question: str, record: Any | None, index: PassageIndex | None, *, k: int = DEFAULT_K
 ) -> Grounding:
-    """Decide what the answer is made from: the packet's top passages when they cover the
-    question (saying first that they may not, in the cautious middle), else the packet's
+    """Decide what the answer is made from: the packet's top passage (see PROMPT_PASSAGES)
+    when the passages found cover the question (saying first that they may not, in the cautious middle), else the packet's
     adapter alone (saying first that the notes have nothing), else the base model. Returns
     the Grounding with the prompt to generate from."""
     bare = [{"role": "user", "content": question}]
@@ -286,12 +301,17 @@ def ground(
     if index is None or not index.has_notes(pid):
         return Grounding(question, name, pid, ADAPTER_ONLY, bare)
     coverage = index.coverage(pid, question, k)
-    sources = [Source(name, pid, h.passage_id, h.score, h.text, h.title) for h in coverage.hits]
+    sources = [
+        Source(name, pid, h.passage_id, h.score, h.text, h.title, read=i < PROMPT_PASSAGES)
+        for i, h in enumerate(coverage.hits)
+    ]
     if not coverage.covered:
         message = gap_message(name, coverage.hits)
         return Grounding(question, name, pid, GAP, bare, [], sources, message)
-    messages = grounded_messages(question, coverage.hits)
-    caution = None if coverage.sure else caution_message(name, coverage.hits)
+    messages = grounded_messages(question, coverage.hits[:PROMPT_PASSAGES])
+    caution = (
+        None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
+    )
     return Grounding(question, name, pid, NOTES, messages, sources, caution=caution)
 
 

@@ -13,6 +13,7 @@ from fieldkit.answering import (
     BASE,
     GAP,
     NOTES,
+    PROMPT_PASSAGES,
     Parts,
     answer,
     finish,
@@ -95,6 +96,11 @@ def test_grounding_follows_the_notes(noted_home, minilm, tiny_model_dir):
         assert covered.sources[0].passage_id == "r1"
         assert covered.sources[0].packet == "pumps"
         assert "every 7 days" in covered.messages[0]["content"]
+        # the first passage is read; the next is shown beside the answer, not given to it
+        assert [s.read for s in covered.sources] == [True, False]
+        assert covered.sources[1].text not in covered.messages[0]["content"]
+        assert covered.sources[1].label.endswith(", also near)")
+        assert covered.sources[0].label == f"pumps r1 ({covered.sources[0].score:.2f})"
         gap = ground("What is the offside rule in football?", pumps, index)
         assert gap.grounding == GAP
         assert gap.sources == []
@@ -121,7 +127,8 @@ def test_the_pipeline_answers_with_sources_and_marks(noted_home, minilm, tiny_mo
         assert got.grounding == NOTES
         assert got.packet == "pumps"
         assert [s.passage_id for s in got.sources][0] == "r1"
-        prompt = grounded_messages(question, parts.passages.search(got.packet_id, question))
+        found = parts.passages.search(got.packet_id, question)
+        prompt = grounded_messages(question, found[:PROMPT_PASSAGES])
         adapter = library.load_adapter(library.get("pumps"))
         expected = engine.answer(prompt, adapter, max_tokens=12, clean=True)
         assert got.text == expected.text  # the adapter applies to the grounded prompt

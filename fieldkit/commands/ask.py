@@ -36,7 +36,7 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
         text = " ".join(source.full_text.split())
         if len(text) > width:
             text = text[: width - 3].rstrip() + "..."
-        lines.append(f"[{n}] {source.packet} {source.passage_id} ({source.score:.2f}): {text}")
+        lines.append(f"[{n}] {source.label}: {text}")
     if result.unsupported:
         marks = ", ".join(u.text for u in result.unsupported)
         lines.append(f"unsupported by the sources: {marks}")

@@ -11,6 +11,7 @@ instead of passing a neighbouring passage off as the answer.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -62,6 +63,12 @@ _SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
 # the question whatever the cosine: "E07" on the screen is the E07 record.
 CODE_MAX_PASSAGES = 2
 _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
+# A code such as a fault code or a model number (capital letters, then digits: E09, GC-3)
+# that no passage of the packet names: the question asks about something the notes do not
+# know, so no passage covers it surely and none covers it by a shared code. Lower-case
+# tokens ("b4", "12v", "2nd") are too often words or units to count.
+_NAMED_CODE = re.compile(r"(?<![\w-])[A-Z]{1,4}-?\d{1,4}[A-Za-z]?(?![\w-])")
+_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class Coverage:
     min_score: float = DEFAULT_MIN_COVER
     by_code: bool = False  # covered by a rare code the question shares (see CODE_MAX_PASSAGES)
     sure: bool = True  # False in the cautious middle (see DEFAULT_MIN_PARTIAL)
+    unknown_codes: tuple[str, ...] = ()  # codes in the question no passage names (_NAMED_CODE)
 
     @property
     def best(self) -> float:
@@ -117,6 +125,7 @@ class PassageIndex:
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._word_index: dict[str, WordIndex] = {}
+        self._codes: dict[str, set[str]] = {}  # per packet: every token, plain (see _plain)
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
     @cached_property
@@ -171,6 +180,7 @@ class PassageIndex:
             self._vectors.pop(gone, None)
             self._passages.pop(gone, None)
             self._word_index.pop(gone, None)
+            self._codes.pop(gone, None)
         return self.cache.prune(keep)
 
     def search(self, packet_id: str, question: str, k: int = DEFAULT_K) -> list[Hit]:
@@ -183,17 +193,30 @@ class PassageIndex:
         hits, rows = self._search(packet_id, question, k)
         if not hits:
             return Coverage(False, [], 0.0, self.min_score, sure=False)
-        if self._shares_a_code(packet_id, question, hits[0]):
+        unknown = self.unknown_codes(packet_id, question)
+        if not unknown and self._shares_a_code(packet_id, question, hits[0]):
             return Coverage(True, hits, float(rows[0].max()), self.min_score, by_code=True)
         if rows.shape[1] < MIN_SPREAD_PASSAGES or not float(rows[0].std()):
             best = float(rows.max())
             covered = best >= self.min_cosine
-            return Coverage(covered, hits, best, self.min_cosine, sure=covered)
+            sure = covered and not unknown
+            return Coverage(covered, hits, best, self.min_cosine, sure=sure, unknown_codes=unknown)
         spread = np.maximum(rows.std(axis=1), 1e-9)
         standout = rows.max(axis=1) + STANDOUT * (rows.max(axis=1) - rows.mean(axis=1)) / spread
         score = float(standout.max())
         covered = score >= min(self.min_partial, self.min_score)
-        return Coverage(covered, hits, score, self.min_score, sure=score >= self.min_score)
+        sure = score >= self.min_score and not unknown
+        return Coverage(covered, hits, score, self.min_score, sure=sure, unknown_codes=unknown)
+
+    def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
+        """Return the codes in the question (see _NAMED_CODE) that no passage names; a code
+        matches whatever its case and hyphen (TL30 is TL-30)."""
+        if packet_id not in self._codes:
+            text = " ".join(p.full_text for p in self.passages(packet_id))
+            self._codes[packet_id] = {_plain(t) for t in _TOKEN.findall(text)}
+        known = self._codes[packet_id]
+        found = dict.fromkeys(c for c in _NAMED_CODE.findall(question) if _plain(c) not in known)
+        return tuple(found)
 
     def _shares_a_code(self, packet_id: str, question: str, best: Hit) -> bool:
         """True when a rare code in the question (see CODE_MAX_PASSAGES) names `best`."""
@@ -261,13 +284,24 @@ def gap_message(packet_name: str, nearest: list[Hit]) -> str:
     return f"The {packet_name} packet has nothing on this; nearest: {_label(nearest[0])}"
 
 
-def caution_message(packet_name: str, hits: list[Hit]) -> str:
+def caution_message(packet_name: str, hits: list[Hit], unknown_codes: Sequence[str] = ()) -> str:
     """Return the sentence an answer starts with when its passages may not cover the
-    question (the cautious middle: see DEFAULT_MIN_PARTIAL)."""
+    question (the cautious middle: see DEFAULT_MIN_PARTIAL), naming any code in the
+    question that the notes never mention."""
+    if unknown_codes:
+        named = ", ".join(unknown_codes)
+        return (
+            f"The {packet_name} notes never mention {named}; check the answer against "
+            f"their closest record: {_label(hits[0])}"
+        )
     return (
         f"The {packet_name} packet may not cover all of this; check the answer against "
         f"its closest record: {_label(hits[0])}"
     )
+
+
+def _plain(token: str) -> str:
+    return token.replace("-", "").lower()
 
 
 def _label(hit: Hit) -> str:

@@ -303,10 +303,7 @@ class TuiBackend(SyncBackend):
                 tokens=result.generation_tokens,
                 stopped=result.finish_reason == "cancelled",
                 note=done.note,
-                sources=[
-                    SourceView(f"{s.packet} {s.passage_id} ({s.score:.2f})", s.title, s.text)
-                    for s in done.sources
-                ],
+                sources=[SourceView(s.label, s.title, s.text) for s in done.sources],
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
             )

@@ -132,6 +132,36 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
         library.close()
 
 
+def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, minilm):
+    """A question naming a code no passage names (E09 where the notes know E07 and E12)
+    asks about something the notes do not know: not covered by a code it shares (AV-750),
+    never sure, and the caution names the code."""
+    notes = [
+        Passage("e07", "E07 on the AV-750 means the dry-run sensor tripped.", "Code E07?"),
+        Passage("e12", "E12 on the AV-750 means the motor overheated.", "Code E12?"),
+        *[Passage(f"n{i}", f"Routine check number {i} of the pump.") for i in range(10)],
+    ]
+    record = make_packet(home, name="pumps", notes=notes)
+    library = Library.open(home)
+    try:
+        index = PassageIndex(library, minilm, min_score=0.0, min_partial=0.0, min_cosine=0.0)
+        question = "My AV-750 shows E09 and a blinking light, what does it mean?"
+        assert index.unknown_codes(record.packet_id, question) == ("E09",)
+        assert index.unknown_codes(record.packet_id, "Is it e-07 or E07? b4 12V 2nd") == ()
+        coverage = index.coverage(record.packet_id, question)
+        assert coverage.covered  # every threshold is 0 here: the passages are still used
+        assert not coverage.sure
+        assert not coverage.by_code
+        assert coverage.unknown_codes == ("E09",)
+        message = caution_message("pumps", coverage.hits, coverage.unknown_codes)
+        assert message.startswith("The pumps notes never mention E09; ")
+        known = index.coverage(record.packet_id, "My AV-750 shows E07, what now?")
+        assert known.by_code
+        assert known.sure
+    finally:
+        library.close()
+
+
 def test_passages_rank_by_the_whole_question_and_its_sentences():
     """A neighbour that the whole question resembles a little more loses to the record that
     stands out for each of the question's sentences; a packet with too few passages for a
