@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import grounded_prompt
 from fieldkit.router.retrieval import DEFAULT_K, Hit, caution_message, gap_message
+from fieldkit.router.words import named_codes, plain_code, plain_tokens
 from fieldkit.store.notes import TitledText
 
 if TYPE_CHECKING:
@@ -198,8 +199,8 @@ _UNITS = {
     "v": "v", "volt": "v", "volts": "v", "a": "a", "amp": "a", "amps": "a",
     "bar": "bar", "psi": "psi", "ppm": "ppm", "am": "am", "pm": "pm",
 }  # fmt: skip
-_NUMBER = re.compile(
-    r"(?<![\w.])(\d+(?:[.,]\d+)*)(?:\s*(per cent|°[cf]|%|°|[a-z]+)\b|\s*(%|°))?",
+_NUMBER = re.compile(  # not the digits of a code (SG-1, HK-2: see words.named_codes)
+    r"(?<![\w.])(?<![A-Za-z]-)(\d+(?:[.,]\d+)*)(?:\s*(per cent|°[cf]|%|°|[a-z]+)\b|\s*(%|°))?",
     re.IGNORECASE,
 )
 
@@ -211,8 +212,9 @@ def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
     """Return (number, unit or None, start, end) for each number in the text."""
     out = []
     for m in _NUMBER.finditer(text):
-        raw_unit = (m.group(2) or m.group(3) or "").lower()
-        unit = _UNITS.get(raw_unit)
+        raw_unit = m.group(2) or m.group(3) or ""
+        # "a" after a number is the article ("1 a day"); amperes are written "A"
+        unit = None if raw_unit == "a" else _UNITS.get(raw_unit.lower())
         if unit is None and (before := _BEFORE.search(text, 0, m.start())):
             unit = _UNITS[before.group(1).lower()]
         end = m.end() if unit else m.end(1)
@@ -224,11 +226,14 @@ def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
 
 
 def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
-    """Return each number (with its unit) in the answer that no passage states.
+    """Return each number (with its unit) and each code in the answer that no passage
+    states, in the order they appear.
 
     A number is supported when a passage holds the same number, as a whole number (5 is
     not inside 15 or 2.5), with the same unit or where either side names none (day 5 and
-    5 days). An answer drawn from no passages has every number unsupported.
+    5 days). A code (words.named_codes: E09, GC-3) is supported when a passage names it,
+    whatever its case and hyphen. An answer drawn from no passages has every number and
+    code unsupported.
     """
     stated: dict[str, set[str | None]] = {}
     for passage in passages:
@@ -240,7 +245,11 @@ def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
         if units is not None and (unit is None or None in units or unit in units):
             continue
         marks.append(Unsupported(answer[start:end], start, end))
-    return marks
+    named = plain_tokens(passages)
+    for code in named_codes(answer):
+        if plain_code(code.group()) not in named:
+            marks.append(Unsupported(code.group(), code.start(), code.end()))
+    return sorted(marks, key=lambda mark: mark.start)
 
 
 # --- the pipeline -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ PASSAGES = [
     "Dry maize to 12.5% moisture before storage; above 15% it moulds.",
     "Chicks get the eye drop at day 5 and a booster at day 26.",
     "Mount the pump 5 m above the borehole floor, on a 2.5 mm cable.",
+    "E07 on the AV-750 means the dry-run sensor tripped.",
 ]
 PUMP_NOTES = [
     Passage("r1", "Clean the intake filter every 7 days in the dry season.", "Filter cleaning?"),
@@ -53,9 +54,13 @@ PUMP_NOTES = [
         ("Use a 25 mm cable.", ["25 mm"]),  # 2.5 is not 25
         ("Give 2 doses.", ["2"]),
         ("Nothing numeric here.", []),
+        ("E07 on the av750: check the sensor.", []),  # a code named, in any case or hyphen
+        ("E09 on the AV-750 means the sensor tripped.", ["E09"]),  # a code no passage names
+        ("Code E09 after 13% moisture.", ["E09", "13%"]),  # marks in the order they appear
+        ("The SG-1 a day after 5 m.", ["SG-1"]),  # a code's digit is no number, "a" no unit
     ],
 )
-def test_support_check_marks_numbers_no_passage_states(answer_text, unsupported):
+def test_support_check_marks_numbers_and_codes_no_passage_states(answer_text, unsupported):
     marks = support_check(answer_text, PASSAGES)
     assert [m.text for m in marks] == unsupported
     for mark in marks:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.router import LibraryLike
-from fieldkit.router.words import WordIndex
+from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens
 from fieldkit.store.notes import Passage, TitledText, notes_of
 from fieldkit.store.vectors import VectorCache
 
@@ -63,12 +63,9 @@ _SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
 # the question whatever the cosine: "E07" on the screen is the E07 record.
 CODE_MAX_PASSAGES = 2
 _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
-# A code such as a fault code or a model number (capital letters, then digits: E09, GC-3)
-# that no passage of the packet names: the question asks about something the notes do not
-# know, so no passage covers it surely and none covers it by a shared code. Lower-case
-# tokens ("b4", "12v", "2nd") are too often words or units to count.
-_NAMED_CODE = re.compile(r"(?<![\w-])[A-Z]{1,4}-?\d{1,4}[A-Za-z]?(?![\w-])")
-_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
+# A code such as a fault code or a model number (words.named_codes: E09, GC-3) that no
+# passage of the packet names: the question asks about something the notes do not know,
+# so no passage covers it surely and none covers it by a shared code.
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,7 @@ class Coverage:
     min_score: float = DEFAULT_MIN_COVER
     by_code: bool = False  # covered by a rare code the question shares (see CODE_MAX_PASSAGES)
     sure: bool = True  # False in the cautious middle (see DEFAULT_MIN_PARTIAL)
-    unknown_codes: tuple[str, ...] = ()  # codes in the question no passage names (_NAMED_CODE)
+    unknown_codes: tuple[str, ...] = ()  # codes in the question no passage names
 
     @property
     def best(self) -> float:
@@ -125,7 +122,7 @@ class PassageIndex:
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._word_index: dict[str, WordIndex] = {}
-        self._codes: dict[str, set[str]] = {}  # per packet: every token, plain (see _plain)
+        self._codes: dict[str, set[str]] = {}  # per packet: words.plain_tokens
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
     @cached_property
@@ -209,14 +206,13 @@ class PassageIndex:
         return Coverage(covered, hits, score, self.min_score, sure=sure, unknown_codes=unknown)
 
     def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
-        """Return the codes in the question (see _NAMED_CODE) that no passage names; a code
-        matches whatever its case and hyphen (TL30 is TL-30)."""
+        """Return the codes in the question (`words.named_codes`) that no passage names; a
+        code matches whatever its case and hyphen (TL30 is TL-30)."""
         if packet_id not in self._codes:
-            text = " ".join(p.full_text for p in self.passages(packet_id))
-            self._codes[packet_id] = {_plain(t) for t in _TOKEN.findall(text)}
+            self._codes[packet_id] = plain_tokens(p.full_text for p in self.passages(packet_id))
         known = self._codes[packet_id]
-        found = dict.fromkeys(c for c in _NAMED_CODE.findall(question) if _plain(c) not in known)
-        return tuple(found)
+        codes = (m.group() for m in named_codes(question))
+        return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in known))
 
     def _shares_a_code(self, packet_id: str, question: str, best: Hit) -> bool:
         """True when a rare code in the question (see CODE_MAX_PASSAGES) names `best`."""
@@ -298,10 +294,6 @@ def caution_message(packet_name: str, hits: list[Hit], unknown_codes: Sequence[s
         f"The {packet_name} packet may not cover all of this; check the answer against "
         f"its closest record: {_label(hits[0])}"
     )
-
-
-def _plain(token: str) -> str:
-    return token.replace("-", "").lower()
 
 
 def _label(hit: Hit) -> str:

@@ -5,13 +5,17 @@ texts hold and that the question shares is evidence no cosine gives. Retrieval w
 words among one packet's passages; the router among every noted packet of the library.
 The texts are held as one sparse presence matrix (word ids per text, CSR layout), so a
 question is scored against every text with a few numpy gathers, not a loop over texts.
+
+Codes (fault codes, model numbers: E09, GC-3) are compared here too, one way for the
+coverage check (a code the notes never name) and the support check (a code in an answer
+that no source names).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -22,6 +26,10 @@ _STOP_TEXT = """a an the and or of to in on at by for with from into is are was 
     does did has have had such also just so if but my me am"""
 _STOP = frozenset(_STOP_TEXT.split())
 _SUFFIXES = ("ing", "ed", "es", "s")
+# A code such as a fault code or a model number: capital letters, then digits (E09, GC-3,
+# TL-30). Lower-case tokens ("b4", "12v", "2nd") are too often words or units to count.
+_NAMED_CODE = re.compile(r"(?<![\w-])[A-Z]{1,4}-?\d{1,4}[A-Za-z]?(?![\w-])")
+_CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
 
 
 def words_of(text: str) -> set[str]:
@@ -36,6 +44,21 @@ def words_of(text: str) -> set[str]:
                 break
         out.add(word)
     return out
+
+
+def named_codes(text: str) -> list[re.Match[str]]:
+    """Return the codes in a text (see _NAMED_CODE), with their places."""
+    return list(_NAMED_CODE.finditer(text))
+
+
+def plain_code(token: str) -> str:
+    """Return a code as it is compared: lower case, without hyphens (TL30 is TL-30)."""
+    return token.replace("-", "").lower()
+
+
+def plain_tokens(texts: Iterable[str]) -> set[str]:
+    """Return every token of the texts, as `plain_code` compares them."""
+    return {plain_code(t) for text in texts for t in _CODE_TOKEN.findall(text)}
 
 
 class WordIndex:
