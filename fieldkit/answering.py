@@ -76,8 +76,20 @@ class Unsupported:
         return asdict(self)
 
 
+class _Notice:
+    """The sentence said before an answer, for a Grounding and an Answer alike."""
+
+    gap: str | None
+    caution: str | None
+
+    @property
+    def notice(self) -> str | None:
+        """The gap or the caution sentence, if either."""
+        return self.gap or self.caution
+
+
 @dataclass(frozen=True)
-class Grounding:
+class Grounding(_Notice):
     """What an answer will be made from: the packet, the passages, the prompt."""
 
     question: str
@@ -90,14 +102,9 @@ class Grounding:
     gap: str | None = None  # the sentence a gap answer starts with
     caution: str | None = None  # the sentence said first when the passages may not fit
 
-    @property
-    def notice(self) -> str | None:
-        """The sentence said before the answer: the gap or the caution, if either."""
-        return self.gap or self.caution
-
 
 @dataclass(frozen=True)
-class Answer:
+class Answer(_Notice):
     """An answer and everything a person needs to judge it."""
 
     question: str
@@ -112,11 +119,6 @@ class Answer:
     nearest: list[Source] = field(default_factory=list)
     result: GenerationResult | None = None
     caution: str | None = None
-
-    @property
-    def notice(self) -> str | None:
-        """The sentence said before the answer: the gap or the caution, if either."""
-        return self.gap or self.caution
 
     @property
     def shown_text(self) -> str:
@@ -300,9 +302,9 @@ def ground(
     question: str, record: Any | None, index: PassageIndex | None, *, k: int = DEFAULT_K
 ) -> Grounding:
     """Decide what the answer is made from: the packet's top passage (see PROMPT_PASSAGES)
-    when the passages found cover the question (saying first that they may not, in the cautious middle), else the packet's
-    adapter alone (saying first that the notes have nothing), else the base model. Returns
-    the Grounding with the prompt to generate from."""
+    when the passages found cover the question (saying first that they may not, in the
+    cautious middle), else the packet's adapter alone (saying first that the notes have
+    nothing), else the base model. Returns the Grounding with the prompt to generate from."""
     bare = [{"role": "user", "content": question}]
     if record is None:
         return Grounding(question, None, None, BASE, bare)

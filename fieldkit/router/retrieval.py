@@ -46,7 +46,7 @@ DEFAULT_K = 2
 # the demo packets' short held-out questions against the short gap questions (at least 80%
 # of those refused); FUSE and the lower threshold on the long question sets written before
 # the `unseen` ones (docs/BENCHMARKS.md, "Packet notes and grounded answers" and "Ranking
-# by sentences, and a cautious middle").
+# by sentences, a cautious middle, and a set written after them").
 LEXICAL = 0.1
 PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
 STANDOUT = 0.1
@@ -63,9 +63,6 @@ _SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
 # the question whatever the cosine: "E07" on the screen is the E07 record.
 CODE_MAX_PASSAGES = 2
 _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
-# A code such as a fault code or a model number (words.named_codes: E09, GC-3) that no
-# passage of the packet names: the question asks about something the notes do not know,
-# so no passage covers it surely and none covers it by a shared code.
 
 
 @dataclass(frozen=True)
@@ -206,8 +203,10 @@ class PassageIndex:
         return Coverage(covered, hits, score, self.min_score, sure=sure, unknown_codes=unknown)
 
     def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
-        """Return the codes in the question (`words.named_codes`) that no passage names; a
-        code matches whatever its case and hyphen (TL30 is TL-30)."""
+        """Return the codes in the question (`words.named_codes`: E09, GC-3) that no
+        passage names, whatever their case and hyphen (TL30 is TL-30). Such a question
+        asks about something the notes do not know: no passage covers it surely, and
+        none covers it by a code it shares."""
         if packet_id not in self._codes:
             self._codes[packet_id] = plain_tokens(p.full_text for p in self.passages(packet_id))
         known = self._codes[packet_id]
