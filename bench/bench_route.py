@@ -293,8 +293,9 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     precision; no citation is a miss), the keyword recall of the two passages alone (what a
     person is shown even when the generated answer adds nothing), the share the notes call
     covered (cited; for gap and out-of-domain sets, 1 - covered is the share refused:
-    abstained on by the router or not covered by the routed packet's notes) and the share
-    covered surely (answered without the caution that the passages may not fit)."""
+    abstained on by the router or not covered by the routed packet's notes), the share
+    covered surely (answered without the caution that the passages may not fit), and how
+    many questions name a code the routed packet's notes never name."""
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
     demo = REPO / "assets/demo"
@@ -310,10 +311,11 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     out: dict = {}
     for name, paths in files.items():
         rows = [r for path in paths for r in question_rows(path)]
-        cites, shown, covered, sure = [], [], [], []
+        cites, shown, covered, sure, coded = [], [], [], [], 0
         for row, (cover, right) in zip(rows, covers(router, index, rows), strict=True):
             covered.append(float(bool(cover and cover.covered)))
             sure.append(float(bool(cover and cover.covered and cover.sure)))
+            coded += bool(cover and cover.unknown_codes)
             if "expected_keywords" not in row:
                 continue
             hits = cover.hits if cover and cover.covered else []
@@ -323,6 +325,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
             "n": len(rows),
             "covered": sum(covered) / len(rows),
             "sure": sum(sure) / len(rows),
+            "unknown_codes": coded,
         }
         if cites:
             cell |= {

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import grounded_prompt
-from fieldkit.router.retrieval import DEFAULT_K, Hit, caution_message, gap_message
+from fieldkit.router.retrieval import DEFAULT_K, caution_message, gap_message
 from fieldkit.router.words import named_codes, plain_code, plain_tokens
 from fieldkit.store.notes import TitledText
 
@@ -174,7 +174,7 @@ class Answer(_Notice):
 # --- the prompt ---------------------------------------------------------------------------
 
 
-def grounded_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+def grounded_messages(question: str, hits: Sequence[TitledText]) -> list[dict[str, str]]:
     """Return the chat messages for a question and its passages ([] hits: the bare question).
 
     The passages come first, the question last, in one user turn (fieldkit.prompts, the

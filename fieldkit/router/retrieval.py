@@ -195,8 +195,7 @@ class PassageIndex:
             covered = best >= self.min_cosine
             sure = covered and not unknown
             return Coverage(covered, hits, best, self.min_cosine, sure=sure, unknown_codes=unknown)
-        spread = np.maximum(rows.std(axis=1), 1e-9)
-        standout = rows.max(axis=1) + STANDOUT * (rows.max(axis=1) - rows.mean(axis=1)) / spread
+        standout = rows.max(axis=1) + STANDOUT * zscores(rows).max(axis=1)
         score = float(standout.max())
         covered = score >= min(self.min_partial, self.min_score)
         sure = score >= self.min_score and not unknown
@@ -261,9 +260,14 @@ def rank_scores(rows: np.ndarray) -> np.ndarray:
     scores; a packet with too few passages for a spread ranks by row 0 alone."""
     if rows.shape[1] < MIN_SPREAD_PASSAGES:
         return rows[0]
-    spread = np.maximum(rows.std(axis=1, keepdims=True), 1e-9)
-    z = (rows - rows.mean(axis=1, keepdims=True)) / spread
+    z = zscores(rows)
     return z[0] + FUSE * z[1:].sum(axis=0)
+
+
+def zscores(rows: np.ndarray) -> np.ndarray:
+    """Return how far each passage stands out from the packet's others, per text (row)."""
+    spread = np.maximum(rows.std(axis=1, keepdims=True), 1e-9)
+    return (rows - rows.mean(axis=1, keepdims=True)) / spread
 
 
 def question_sentences(question: str) -> list[str]:

@@ -147,6 +147,14 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         said = str(gap.query_one(".notice", Static).render())
         assert said.startswith("The wells packet has nothing on this; nearest: ")
         assert "from the adapter only" in str(gap.query_one(".sources", Static).render())
+        # a code the notes never name: answered from the nearest passage, cited, with the
+        # caution shown above the answer
+        await ask(pilot, "How much bleach do I need to disinfect the new well BH-7?")
+        cautioned = app.screen.query(Exchange).last()
+        assert cautioned.answer, notices(pilot)
+        said = str(cautioned.query_one(".notice", Static).render())
+        assert said.startswith("The wells notes never mention BH-7; check the answer against ")
+        assert "[1] wells r1 (" in str(cautioned.query_one(".sources", Static).render())
 
 
 async def test_a_packet_without_notes_says_so(stocked) -> None:
@@ -159,18 +167,3 @@ async def test_a_packet_without_notes_says_so(stocked) -> None:
         assert exchange.answer
         assert "from the adapter only" in str(exchange.query_one(".sources", Static).render())
         assert exchange.query_one(".notice", Static).has_class("empty")
-
-
-async def test_an_answer_that_may_not_fit_says_so_first(wells) -> None:
-    """A question naming a code the notes never name is answered from the nearest passage,
-    cited, with the caution shown above the answer."""
-    app = make_app(wells, start_mode="ask")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await pick(pilot, "wells")
-        await ask(pilot, "How much bleach do I need to disinfect the new well BH-7?")
-        exchange = app.screen.query(Exchange).last()
-        assert exchange.answer, notices(pilot)
-        said = str(exchange.query_one(".notice", Static).render())
-        assert said.startswith("The wells notes never mention BH-7; check the answer against ")
-        assert "[1] wells r1 (" in str(exchange.query_one(".sources", Static).render())
