@@ -294,8 +294,9 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     person is shown even when the generated answer adds nothing), the share the notes call
     covered (cited; for gap and out-of-domain sets, 1 - covered is the share refused:
     abstained on by the router or not covered by the routed packet's notes), the share
-    covered surely (answered without the caution that the passages may not fit), and how
-    many questions name a code the routed packet's notes never name."""
+    covered surely (answered without the caution that the passages may not fit), how
+    many questions name a code the routed packet's notes never name, and for how many the
+    second passage shows a higher score than the first (`retrieval.shown_scores`)."""
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
     demo = REPO / "assets/demo"
@@ -311,11 +312,13 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     out: dict = {}
     for name, paths in files.items():
         rows = [r for path in paths for r in question_rows(path)]
-        cites, shown, covered, sure, coded = [], [], [], [], 0
+        cites, shown, covered, sure, coded, unordered = [], [], [], [], 0, 0
         for row, (cover, right) in zip(rows, covers(router, index, rows), strict=True):
             covered.append(float(bool(cover and cover.covered)))
             sure.append(float(bool(cover and cover.covered and cover.sure)))
             coded += bool(cover and cover.unknown_codes)
+            hits = cover.hits if cover else []
+            unordered += len(hits) > 1 and hits[1].score > hits[0].score
             if "expected_keywords" not in row:
                 continue
             hits = cover.hits if cover and cover.covered else []
@@ -326,6 +329,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
             "covered": sum(covered) / len(rows),
             "sure": sum(sure) / len(rows),
             "unknown_codes": coded,
+            "shown_out_of_order": unordered,
         }
         if cites:
             cell |= {

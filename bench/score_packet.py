@@ -1,21 +1,55 @@
 """Score one packet of a fieldkit home on held-out questions: keyword recall and all-facts.
 
     .venv/bin/python bench/score_packet.py --home HOME --model MODEL_DIR --packet NAME \
-        --questions assets/demo/solar_pumps/heldout.jsonl [--max-tokens 80]
+        --questions assets/demo/solar_pumps/heldout.jsonl [FILE ...] [--max-tokens 80] \
+        [--notes] [--json OUT] [--against OTHER.json]
 
 The same greedy batch generation and scoring as `fieldkit bench quality`, for a single
-specialist (that command needs two domains, to merge them).
+specialist (that command needs two domains, to merge them). With `--notes` each question
+is answered as `fieldkit ask` answers it from this packet (its oracle+notes): the packet's
+passage in the prompt where its notes cover the question, the gap or caution sentence
+first where they do not or may not. `--json` writes every answer with its scores;
+`--against` a file so written by another run on the same questions (another packet of the
+domain, say) prints the paired difference, the questions resampled together, with a
+percentile-bootstrap 95% CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+
+def answer(args: argparse.Namespace, rows: list[dict]) -> list[str]:
+    """Return the packet's answer to every row's question (with its notes, if asked)."""
+    from fieldkit.answering import ground
+    from fieldkit.home import Home
+    from fieldkit.router.retrieval import PassageIndex
+    from fieldkit.store.library import Library
+    from fieldkit.training.train import generate_batch
+
+    library = Library.open(Home(args.home))
+    try:
+        record = library.get(args.packet)
+        adapter = library.load_adapter(record)
+        questions = [row["question"] for row in rows]
+        if not args.notes:
+            return generate_batch(args.model, adapter, questions, args.max_tokens)
+        index = PassageIndex(library)
+        grounded = [ground(q, record, index) for q in questions]
+        prompts = [g.messages[-1]["content"] for g in grounded]
+        texts = generate_batch(args.model, adapter, prompts, args.max_tokens)
+        return [f"{g.notice}\n{t}" if g.notice else t for g, t in zip(grounded, texts, strict=True)]
+    finally:
+        library.close()
 
 
 def main() -> None:
@@ -23,36 +57,60 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--packet", required=True)
-    parser.add_argument("--questions", type=Path, required=True)
+    parser.add_argument("--questions", type=Path, nargs="+", required=True)
     parser.add_argument("--max-tokens", type=int, default=80)
+    parser.add_argument("--notes", action="store_true", help="answer as `ask` does, with notes")
+    parser.add_argument("--json", type=Path, default=None, help="write every answer here")
+    parser.add_argument("--against", type=Path, default=None, help="a --json of another run")
     args = parser.parse_args()
-    from fieldkit.home import Home
-    from fieldkit.store.library import Library
-    from fieldkit.training.evaluate import all_facts, keyword_recall
-    from fieldkit.training.train import generate_batch
+    from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
 
-    rows = [json.loads(line) for line in args.questions.read_text().splitlines() if line.strip()]
-    library = Library.open(Home(args.home))
-    adapter = library.load_adapter(library.get(args.packet))
-    questions = [row["question"] for row in rows]
-    texts = generate_batch(args.model, adapter, questions, args.max_tokens)
-    recall = [keyword_recall(t, r["expected_keywords"]) for t, r in zip(texts, rows, strict=True)]
-    facts = [all_facts(t, r["expected_keywords"]) for t, r in zip(texts, rows, strict=True)]
-    print(
-        json.dumps(
-            {
-                "packet": args.packet,
-                "questions": len(rows),
-                "keyword_recall": sum(recall) / len(rows),
-                "all_facts": sum(facts) / len(rows),
-                "answers": [
-                    {"question": q, "answer": t} for q, t in zip(questions, texts, strict=True)
-                ],
-            },
-            indent=1,
-        )
-    )
+    rows = [
+        json.loads(line)
+        for path in args.questions
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    texts = answer(args, rows)
+    scored = [
+        {
+            "question": row["question"],
+            "keywords": row["expected_keywords"],
+            "answer": text,
+            "recall": keyword_recall(text, row["expected_keywords"]),
+            "all_facts": all_facts(text, row["expected_keywords"]),
+        }
+        for row, text in zip(rows, texts, strict=True)
+    ]
+    recall = np.array([r["recall"] for r in scored]) * 100
+    facts = np.array([r["all_facts"] for r in scored]) * 100
+    report: dict = {
+        "packet": args.packet,
+        "home": str(args.home),
+        "notes": args.notes,
+        "max_tokens": args.max_tokens,
+        "questions": len(rows),
+        "keyword_recall": round(float(recall.mean()), 1),
+        "recall_ci": [round(x, 1) for x in bootstrap_ci(recall)],
+        "all_facts": round(float(facts.mean()), 1),
+        "all_facts_ci": [round(x, 1) for x in bootstrap_ci(facts)],
+        "loadavg_1min": os.getloadavg()[0],
+    }
+    if args.against:
+        other = json.loads(args.against.read_text())
+        if [r["question"] for r in other["answers"]] != [r["question"] for r in scored]:
+            parser.error(f"{args.against} answers other questions")
+        for key in ("recall", "all_facts"):
+            pairs = zip(scored, other["answers"], strict=True)
+            diff = np.array([a[key] - b[key] for a, b in pairs]) * 100
+            report[f"{key}_diff"] = round(float(diff.mean()), 1)
+            report[f"{key}_diff_ci"] = [round(x, 1) for x in bootstrap_ci(diff)]
+            report[f"{key}_better_worse"] = [int((diff > 0).sum()), int((diff < 0).sum())]
+    print(json.dumps(report, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({**report, "answers": scored}, indent=1))
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()

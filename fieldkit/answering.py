@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fieldkit.prompts import grounded_prompt
+from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt
 from fieldkit.router.retrieval import DEFAULT_K, caution_message, gap_message
 from fieldkit.router.words import named_codes, plain_code, plain_tokens
 from fieldkit.store.notes import TitledText
@@ -32,13 +32,6 @@ NOTES = "notes"  # the packet's passages were in the prompt, its adapter applied
 GAP = "gap"  # the packet has notes, none covers the question: said first, adapter only
 ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
 BASE = "base"  # no packet: the base model alone
-
-
-# How many of the passages found go into the prompt. The rest are shown beside the answer
-# ("also near") for the reader to check, not given to the model: a 135M model given two
-# passages often copies the second, a neighbour, for a long question; given the first
-# alone it answers from it (docs/BENCHMARKS.md, "One passage in the prompt").
-PROMPT_PASSAGES = 1
 
 
 @dataclass(frozen=True)

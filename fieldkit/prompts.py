@@ -9,6 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 GROUNDED_INSTRUCTION = "Answer the question using these notes."
+# How many of the passages found go into the prompt, when answering and in the notes
+# recipe's training prompts alike. The rest are shown beside the answer ("also near") for
+# the reader to check, not given to the model: a 135M model given two passages often
+# copies the second, a neighbour, for a long question; given the first alone it answers
+# from it (docs/BENCHMARKS.md, "One passage in the prompt").
+PROMPT_PASSAGES = 1
 
 
 def note_line(full_text: str) -> str:

@@ -49,9 +49,15 @@ class ProgressLine:
 @click.option("--name", required=True, help="Packet name.")
 @click.option("--domain", required=True, help="The field the packet knows (e.g. agronomy).")
 @click.option(
-    "--iters", default=200, show_default=True, type=click.IntRange(1, 100_000), help="Most training steps."
+    "--iters",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Most training steps.",
 )
-@click.option("--rank", default=8, show_default=True, type=click.IntRange(1, 256), help="LoRA rank.")
+@click.option(
+    "--rank", default=8, show_default=True, type=click.IntRange(1, 256), help="LoRA rank."
+)
 @click.option(
     "--layers",
     default=-1,
@@ -61,7 +67,12 @@ class ProgressLine:
 )
 @click.option("--scale", default=2.0, show_default=True, help="LoRA scale.")
 @click.option(
-    "--lr", "learning_rate", default=5e-4, show_default=True, type=Finite(1e-8, 1.0), help="Learning rate."
+    "--lr",
+    "learning_rate",
+    default=5e-4,
+    show_default=True,
+    type=Finite(1e-8, 1.0),
+    help="Learning rate.",
 )
 @click.option("--batch-size", default=4, show_default=True)
 @click.option("--description", default="", help="What the packet knows, in one sentence.")
@@ -91,9 +102,9 @@ class ProgressLine:
     "--grounded/--no-grounded",
     default=False,
     show_default=True,
-    help="Also train on questions asked with two of the records in the prompt, as a "
-    "packet with notes is asked (the notes recipe: the adapter learns to read its notes; "
-    "longer prompts, so slower steps).",
+    help="Also train on questions asked with a record in the prompt (sometimes a "
+    "neighbouring one), as a packet with notes is asked (the notes recipe: the adapter "
+    "learns to read its notes; longer prompts, so slower steps).",
 )
 @click.option(
     "--from",

@@ -67,7 +67,7 @@ _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A
 
 @dataclass(frozen=True)
 class Hit(TitledText):
-    """One passage found for a question, with its cosine similarity."""
+    """One passage found for a question, with its score for it (see shown_scores)."""
 
     passage_id: str
     score: float
@@ -230,7 +230,7 @@ class PassageIndex:
 
     def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:
         """Return the top `k` hits (see FUSE) and the (texts, passages) scores: row 0 the
-        whole question, then each of its sentences. A hit's score is its row-0 score."""
+        whole question, then each of its sentences. A hit's score is `shown_scores`'."""
         vectors = self._ensure(packet_id)
         if not len(vectors) or k < 1:
             return [], np.zeros((1, 0), np.float32)
@@ -241,9 +241,10 @@ class PassageIndex:
         words = self._words(packet_id)
         rows = cosines + LEXICAL * np.stack([words.overlap(t) for t in texts])
         top = np.argsort(-rank_scores(rows), kind="stable")[:k]
+        shown = shown_scores(rows)
         passages = self.passages(packet_id)
         hits = [
-            Hit(passages[i].passage_id, float(rows[0][i]), passages[i].text, passages[i].title)
+            Hit(passages[i].passage_id, float(shown[i]), passages[i].text, passages[i].title)
             for i in top
         ]
         return hits, rows
@@ -262,6 +263,16 @@ def rank_scores(rows: np.ndarray) -> np.ndarray:
         return rows[0]
     z = zscores(rows)
     return z[0] + FUSE * z[1:].sum(axis=0)
+
+
+def shown_scores(rows: np.ndarray) -> np.ndarray:
+    """Return each passage's score as an answer shows it: its scores for the whole question
+    and for each sentence, averaged with the ranking's weights (1 and FUSE). On the scale
+    of a cosine, unlike the ranking's z-scores, and in the ranking's order far more often
+    than the whole question's score alone (docs/ARCHITECTURE.md)."""
+    if rows.shape[1] < MIN_SPREAD_PASSAGES or len(rows) == 1:
+        return rows[0]
+    return (rows[0] + FUSE * rows[1:].sum(axis=0)) / (1 + FUSE * (len(rows) - 1))
 
 
 def zscores(rows: np.ndarray) -> np.ndarray:

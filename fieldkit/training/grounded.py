@@ -3,11 +3,12 @@
 A small base model given the right passage copies little of it into its answer (it does
 not read well). A packet that carries notes is answered with its top passages in the
 prompt, so its adapter can learn to read them: besides every bare example of a record,
-a share of its phrasings is given again inside the grounded prompt (fieldkit.prompts), with
-the record's own passage and its nearest neighbour in a random order, and sometimes two
-neighbours and not the record (the answer must then come from the weights, as when
-retrieval misses). Half of those questions are also put in a user's voice (long,
-first-person), the way technicians ask. No mlx here.
+a share of its phrasings is given again inside the grounded prompt (fieldkit.prompts) with
+as many passages as an answer reads (PROMPT_PASSAGES): the record's own passage, and
+sometimes a near neighbour's instead (the answer must then come from the weights, as when
+retrieval misses). With more than one passage, the record's own and its nearest
+neighbours go in a random order. Half of those questions are also put in a user's voice
+(long, first-person), the way technicians ask. No mlx here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from fieldkit.prompts import grounded_prompt
+from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt
 from fieldkit.store.notes import passages_from_records
 from fieldkit.training.dataset import (
     Example,
@@ -28,7 +29,7 @@ from fieldkit.training.dataset import (
 )
 
 GROUNDED_SHARE = 0.5  # of a record's phrasings, also given with notes
-WITHOUT_SOURCE = 0.15  # of those, with two neighbours and not the record's own passage
+WITHOUT_SOURCE = 0.15  # of those, with neighbours and not the record's own passage
 IN_A_VOICE = 0.5  # of those, wrapped in a user's words
 NEIGHBOURS = 3
 
@@ -44,9 +45,7 @@ _VOICES = (
 
 def neighbours(records: Sequence[Record], k: int = NEIGHBOURS) -> list[list[int]]:
     """Return, for each record, the k other records sharing most words with it (Jaccard)."""
-    bags = [
-        {w.lower() for w in content_words(f"{r.question} {r.answer}")} for r in records
-    ]
+    bags = [{w.lower() for w in content_words(f"{r.question} {r.answer}")} for r in records]
     out = []
     for i, bag in enumerate(bags):
         scored = [
@@ -72,8 +71,10 @@ def grounded_examples(
     system: str | None = None,
     seed: int = 0,
     share: float = GROUNDED_SHARE,
+    passages: int = PROMPT_PASSAGES,
 ) -> list[Example]:
-    """Return every record's examples plus grounded copies of `share` of them.
+    """Return every record's examples plus grounded copies of `share` of them, each with
+    `passages` passages in its prompt.
 
     The passages are the records' own notes (`passages_from_records`, as `train --notes`
     stores them). With fewer than two records there is no neighbour to mix in, and the
@@ -99,10 +100,10 @@ def grounded_examples(
             question = example["messages"][-2]["content"]
             if rng.random() < IN_A_VOICE:
                 question = in_a_voice(question, subject, rng)
-            if rng.random() < WITHOUT_SOURCE and len(near[i]) >= 2:
-                shown = rng.sample(near[i], 2)
+            if rng.random() < WITHOUT_SOURCE and len(near[i]) >= passages:
+                shown = rng.sample(near[i], passages)
             else:
-                shown = [i, rng.choice(near[i][:2])]
+                shown = [i, *rng.sample(near[i][: max(passages, 2)], passages - 1)]
                 rng.shuffle(shown)
             prompt = grounded_prompt(question, [texts[j] for j in shown])
             out.append(chat_example(prompt, record.answer, system))

@@ -11,6 +11,7 @@ from fieldkit.router.retrieval import (
     caution_message,
     gap_message,
     rank_scores,
+    shown_scores,
 )
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
@@ -174,6 +175,14 @@ def test_passages_rank_by_the_whole_question_and_its_sentences():
     assert int(np.argmax(rank_scores(rows[:1]))) == 0  # one sentence: the whole question
     few = rows[:, : MIN_SPREAD_PASSAGES - 1]
     assert int(np.argmax(rank_scores(few))) == 0
+    # The score shown beside each passage agrees with that order: the record shows the
+    # higher one, though the whole question alone scores the neighbour higher.
+    shown = shown_scores(rows)
+    assert shown[1] > shown[0]
+    assert rows[0, 0] > rows[0, 1]
+    assert np.isclose(shown[1], (0.60 + 0.5 * 2 * 0.58) / 2)
+    assert np.array_equal(shown_scores(rows[:1]), rows[0])
+    assert np.array_equal(shown_scores(few), few[0])
 
 
 MORE_NOTES = [

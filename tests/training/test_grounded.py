@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from fieldkit.answering import grounded_messages
 from fieldkit.cli import main
 from fieldkit.home import Home
+from fieldkit.prompts import PROMPT_PASSAGES
 from fieldkit.router.retrieval import Hit
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
@@ -24,19 +26,28 @@ def _user(example: dict) -> str:
     return example["messages"][-2]["content"]
 
 
-def test_grounded_examples_keep_every_bare_one_and_add_prompts_with_notes() -> None:
+@pytest.mark.parametrize("passages", [PROMPT_PASSAGES, 2])
+def test_grounded_examples_keep_every_bare_one_and_add_prompts_with_notes(passages: int) -> None:
+    """Training prompts hold as many passages as an answer's prompt (or as asked)."""
     bare = build_examples(RECS, "pumps", seed=3)
-    mixed = grounded_examples(RECS, "pumps", seed=3)
+    mixed = grounded_examples(RECS, "pumps", seed=3, passages=passages)
     assert mixed[: len(bare)] == bare
     added = mixed[len(bare) :]
     assert 0.25 * len(bare) < len(added) < 0.75 * len(bare)
     for example in added:
         prompt, answer = _user(example), example["messages"][-1]["content"]
         assert prompt.startswith("Answer the question using these notes.\n- ")
-        assert prompt.count("\n- ") == 2  # two passages
+        assert prompt.count("\n- ") == passages
         assert answer in {a for _, a in RECORDS}
     with_own = sum(e["messages"][-1]["content"] in _user(e) for e in added)
     assert 0.6 * len(added) <= with_own < len(added)  # some have only neighbours
+
+
+def test_the_recipe_reads_as_many_passages_as_an_answer() -> None:
+    """By default a training prompt holds PROMPT_PASSAGES passages, as answers read."""
+    added = grounded_examples(RECS, "pumps", share=1.0)[len(build_examples(RECS, "pumps")) :]
+    assert added
+    assert {_user(e).count("\n- ") for e in added} == {PROMPT_PASSAGES}
 
 
 def test_the_training_prompt_is_the_answering_prompt() -> None:
