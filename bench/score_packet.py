@@ -11,7 +11,14 @@ passage in the prompt where its notes cover the question, the gap or caution sen
 first where they do not or may not. `--json` writes every answer with its scores;
 `--against` a file so written by another run on the same questions (another packet of the
 domain, say) prints the paired difference, the questions resampled together, with a
-percentile-bootstrap 95% CI.
+percentile-bootstrap 95% CI. With several question files the scores are also given per
+file (`by_set`).
+
+    .venv/bin/python bench/score_packet.py --pool A.json B.json ... [--pool-against A0.json B0.json ...]
+
+pools such files (a domain's packet each) per question file: recall and all-facts over
+every domain's questions, with CIs, and against the same questions answered by other
+packets, the paired difference's CI.
 """
 
 from __future__ import annotations
@@ -52,21 +59,56 @@ def answer(args: argparse.Namespace, rows: list[dict]) -> list[str]:
         library.close()
 
 
+def pool(paths: list[Path], against: list[Path]) -> dict:
+    """Return the answers of several --json files (one packet each) pooled per question
+    set: recall and all-facts with CIs, and with `against` (files of the same questions in
+    the same order) the paired recall difference."""
+    from fieldkit.training.evaluate import bootstrap_ci
+
+    def rows(files: list[Path]) -> list[dict]:
+        return [a for f in files for a in json.loads(f.read_text())["answers"]]
+
+    new, old = rows(paths), rows(against) if against else []
+    if old and [a["question"] for a in old] != [a["question"] for a in new]:
+        raise SystemExit("--pool-against answers other questions")
+    out = {}
+    for name in dict.fromkeys(a["set"] for a in new):
+        picks = [i for i, a in enumerate(new) if a["set"] == name]
+        cell: dict = {"questions": len(picks)}
+        for key in ("recall", "all_facts"):
+            values = np.array([new[i][key] for i in picks]) * 100
+            cell[key] = round(float(values.mean()), 1)
+            cell[f"{key}_ci"] = [round(x, 1) for x in bootstrap_ci(values)]
+            if old:
+                before = np.array([old[i][key] for i in picks]) * 100
+                cell[f"{key}_before"] = round(float(before.mean()), 1)
+                cell[f"{key}_diff_ci"] = [round(x, 1) for x in bootstrap_ci(values - before)]
+        out[name] = cell
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--packet", required=True)
-    parser.add_argument("--questions", type=Path, nargs="+", required=True)
+    parser.add_argument("--home", type=Path)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--packet")
+    parser.add_argument("--questions", type=Path, nargs="+")
     parser.add_argument("--max-tokens", type=int, default=80)
     parser.add_argument("--notes", action="store_true", help="answer as `ask` does, with notes")
     parser.add_argument("--json", type=Path, default=None, help="write every answer here")
     parser.add_argument("--against", type=Path, default=None, help="a --json of another run")
+    parser.add_argument("--pool", type=Path, nargs="+", help="pool these --json files per set")
+    parser.add_argument("--pool-against", type=Path, nargs="+", default=[])
     args = parser.parse_args()
+    if args.pool:
+        print(json.dumps(pool(args.pool, args.pool_against), indent=1))
+        return
+    if not (args.home and args.model and args.packet and args.questions):
+        parser.error("--home, --model, --packet and --questions are required without --pool")
     from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
 
     rows = [
-        json.loads(line)
+        {**json.loads(line), "set": path.stem}
         for path in args.questions
         for line in path.read_text().splitlines()
         if line.strip()
@@ -74,6 +116,7 @@ def main() -> None:
     texts = answer(args, rows)
     scored = [
         {
+            "set": row["set"],
             "question": row["question"],
             "keywords": row["expected_keywords"],
             "answer": text,
@@ -96,6 +139,15 @@ def main() -> None:
         "all_facts_ci": [round(x, 1) for x in bootstrap_ci(facts)],
         "loadavg_1min": os.getloadavg()[0],
     }
+    sets = list(dict.fromkeys(r["set"] for r in scored))
+    if len(sets) > 1:  # per question file, in percent
+        report["by_set"] = {
+            name: {
+                key: round(100 * float(np.mean([r[key] for r in scored if r["set"] == name])), 1)
+                for key in ("recall", "all_facts")
+            }
+            for name in sets
+        }
     if args.against:
         other = json.loads(args.against.read_text())
         if [r["question"] for r in other["answers"]] != [r["question"] for r in scored]:
@@ -106,6 +158,10 @@ def main() -> None:
             report[f"{key}_diff"] = round(float(diff.mean()), 1)
             report[f"{key}_diff_ci"] = [round(x, 1) for x in bootstrap_ci(diff)]
             report[f"{key}_better_worse"] = [int((diff > 0).sum()), int((diff < 0).sum())]
+        if "by_set" in report:
+            for name, cell in report["by_set"].items():
+                before = [b["recall"] for b in other["answers"] if b["set"] == name]
+                cell["recall_before"] = round(100 * float(np.mean(before)), 1)
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.write_text(json.dumps({**report, "answers": scored}, indent=1))
