@@ -61,7 +61,7 @@ def answer(args: argparse.Namespace, rows: list[dict]) -> list[str]:
 
 def pool(paths: list[Path], against: list[Path]) -> dict:
     """Return the answers of several --json files (one packet each) pooled per question
-    set: recall and all-facts with CIs, and with `against` (files of the same questions in
+    set and over all ("all"): recall and all-facts with CIs, and with `against` (files of the same questions in
     the same order) the paired recall difference."""
     from fieldkit.training.evaluate import bootstrap_ci
 
@@ -72,8 +72,8 @@ def pool(paths: list[Path], against: list[Path]) -> dict:
     if old and [a["question"] for a in old] != [a["question"] for a in new]:
         raise SystemExit("--pool-against answers other questions")
     out = {}
-    for name in dict.fromkeys(a["set"] for a in new):
-        picks = [i for i, a in enumerate(new) if a["set"] == name]
+    for name in [*dict.fromkeys(a["set"] for a in new), "all"]:
+        picks = [i for i, a in enumerate(new) if name in (a["set"], "all")]
         cell: dict = {"questions": len(picks)}
         for key in ("recall", "all_facts"):
             values = np.array([new[i][key] for i in picks]) * 100

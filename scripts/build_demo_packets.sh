@@ -6,8 +6,8 @@
 #        FIELDKIT_BUILD_MODEL  base model folder (default: the embedded default, installed
 #                              into the build home if missing)
 #        DEMO_MINUTES          training budget per packet (default 30: the notes recipe's
-#                              prompts hold a record besides the question, so each step
-#                              is slower than on bare questions)
+#                              prompts hold two records besides the question, so each
+#                              step is slower: about 10 s against 5-6 s here)
 #        DEMO_ITERS            most steps per packet (default 300)
 #        DEMO_LAYERS           LoRA on the last N layers (default 16)
 #        DEMO_LR               learning rate (default 1e-3)
@@ -22,7 +22,7 @@
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
 # Each packet carries its domain's training records as source notes (`train --notes`).
 # It is trained with the notes recipe, `train --grounded` (a share of the questions also
-# asked with a record in the prompt, as answers with notes are asked); DEMO_GROUNDED=0
+# asked with two records in the prompt, as answers with notes are asked); DEMO_GROUNDED=0
 # trains on bare questions only, as the packets before it were.
 # To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
 # --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.

@@ -102,9 +102,9 @@ class ProgressLine:
     "--grounded/--no-grounded",
     default=False,
     show_default=True,
-    help="Also train on questions asked with a record in the prompt (sometimes a "
-    "neighbouring one), as a packet with notes is asked (the notes recipe: the adapter "
-    "learns to read its notes; longer prompts, so slower steps).",
+    help="Also train on questions asked with two of the records in the prompt, as a "
+    "packet with notes is asked (the notes recipe: the adapter learns to read its notes; "
+    "longer prompts, so slower steps).",
 )
 @click.option(
     "--from",

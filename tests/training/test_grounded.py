@@ -16,7 +16,7 @@ from fieldkit.router.retrieval import Hit
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
 from fieldkit.training.dataset import Record, build_examples
-from fieldkit.training.grounded import grounded_examples, neighbours
+from fieldkit.training.grounded import TRAIN_PASSAGES, grounded_examples, neighbours
 from tests.training.test_train import RECORDS, write_instruction_jsonl
 
 RECS = [Record(q, a) for q, a in RECORDS]
@@ -26,9 +26,9 @@ def _user(example: dict) -> str:
     return example["messages"][-2]["content"]
 
 
-@pytest.mark.parametrize("passages", [PROMPT_PASSAGES, 2])
+@pytest.mark.parametrize("passages", [PROMPT_PASSAGES, TRAIN_PASSAGES])
 def test_grounded_examples_keep_every_bare_one_and_add_prompts_with_notes(passages: int) -> None:
-    """Training prompts hold as many passages as an answer's prompt (or as asked)."""
+    """Training prompts hold as many passages as asked: one, as an answer reads, or two."""
     bare = build_examples(RECS, "pumps", seed=3)
     mixed = grounded_examples(RECS, "pumps", seed=3, passages=passages)
     assert mixed[: len(bare)] == bare
@@ -43,11 +43,11 @@ def test_grounded_examples_keep_every_bare_one_and_add_prompts_with_notes(passag
     assert 0.6 * len(added) <= with_own < len(added)  # some have only neighbours
 
 
-def test_the_recipe_reads_as_many_passages_as_an_answer() -> None:
-    """By default a training prompt holds PROMPT_PASSAGES passages, as answers read."""
+def test_the_recipe_holds_train_passages_by_default() -> None:
+    """By default a training prompt holds TRAIN_PASSAGES passages."""
     added = grounded_examples(RECS, "pumps", share=1.0)[len(build_examples(RECS, "pumps")) :]
     assert added
-    assert {_user(e).count("\n- ") for e in added} == {PROMPT_PASSAGES}
+    assert {_user(e).count("\n- ") for e in added} == {TRAIN_PASSAGES}
 
 
 def test_the_training_prompt_is_the_answering_prompt() -> None:
