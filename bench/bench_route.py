@@ -317,8 +317,8 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
             covered.append(float(bool(cover and cover.covered)))
             sure.append(float(bool(cover and cover.covered and cover.sure)))
             coded += bool(cover and cover.unknown_codes)
-            hits = cover.hits if cover else []
-            unordered += len(hits) > 1 and hits[1].score > hits[0].score
+            found = cover.hits if cover else []
+            unordered += len(found) > 1 and found[1].score > found[0].score
             if "expected_keywords" not in row:
                 continue
             hits = cover.hits if cover and cover.covered else []

@@ -80,6 +80,10 @@ class _Notice:
         """The gap or the caution sentence, if either."""
         return self.gap or self.caution
 
+    def with_notice(self, text: str) -> str:
+        """Return what a person reads of an answer's text: the notice (if any), then it."""
+        return f"{self.notice}\n{text}" if self.notice else text
+
 
 @dataclass(frozen=True)
 class Grounding(_Notice):
@@ -116,7 +120,7 @@ class Answer(_Notice):
     @property
     def shown_text(self) -> str:
         """What a person reads: the gap or caution sentence (if any), then the answer."""
-        return f"{self.notice}\n{self.text}" if self.notice else self.text
+        return self.with_notice(self.text)
 
     @property
     def note(self) -> str:

@@ -67,9 +67,7 @@ def notes_answers(
     answers = []
     for system, q, adapter, g in plans:
         key = run.answer_key(adapter, prompt[id(g)])
-        text = run.cache[key]
-        if g.notice:
-            text = f"{g.notice}\n{text}"
+        text = g.with_notice(run.cache[key])
         cited = g.sources if g.grounding == NOTES else []
         answers.append(
             Answer(
