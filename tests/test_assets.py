@@ -209,6 +209,7 @@ def test_demo_field(domain: str) -> None:
 
 LATER_SETS = {"site": ("heldout", "natural", "field", "gaps", "gaps_natural")}
 LATER_SETS["unseen"] = (*LATER_SETS["site"], "site", "gaps_unseen")
+LATER_SETS["fresh"] = (*LATER_SETS["unseen"], "unseen", "gaps_fresh")
 
 
 @pytest.mark.parametrize("name", sorted(LATER_SETS))
@@ -235,7 +236,7 @@ def test_demo_gap_sets(domain: str) -> None:
     training question or another set's question."""
     train = [row["instruction"] for row in demo_train(domain)]
     seen = list(train)
-    for name, count in (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6)):
+    for name, count in (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6)):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
         for row in rows:
