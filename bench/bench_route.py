@@ -162,12 +162,17 @@ def make_library(
 
 
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
-DEMO_SETS = ("heldout", "natural", "field", "site", "unseen", "gaps", "gaps_natural", "gaps_unseen")
+DEMO_SETS = (
+    "heldout", "natural", "field", "site", "unseen", "fresh",
+    "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
+)  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
     ("out-of-domain natural", "out_of_domain_natural.txt"),
     ("out-of-domain field", "out_of_domain_field.txt"),
     ("out-of-domain site", "out_of_domain_site.txt"),
+    ("out-of-domain quick", "out_of_domain_quick.txt"),
+    ("out-of-domain fresh", "out_of_domain_fresh.txt"),
 )
 
 
@@ -216,6 +221,8 @@ def domain_notes(reference: Path | None) -> dict[str, list]:
 VARIANTS = (
     ("notes", True, {}),
     ("no notes", False, {}),
+    ("notes, no everyday list", True, {"everyday": ()}),
+    ("no notes, no everyday list", False, {"everyday": ()}),
     ("before: exemplars only, 0.47", False, {"min_score": 0.47, "rescue_score": 9.0}),
 )
 
@@ -228,7 +235,8 @@ def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: 
     out: dict = {}
     for data in datasets:
         for label, with_notes, options in VARIANTS:
-            root = tmp / f"sets-{data.name}-{label.split()[0]}-{int(with_notes)}"
+            slug = "-".join("".join(c for c in label if c.isalnum() or c == " ").split())
+            root = tmp / f"sets-{data.name}-{slug}"
             library = make_library(root, data.exemplars, notes if with_notes else None)
             router = Router(library, embedder, BASE, **options)
             row: dict = {}
@@ -464,7 +472,7 @@ def accuracy(
     for label, kw in METHODS.items():
         seen = {}
         for data in datasets:
-            router = Router(libraries[data.name], embedder, BASE, **kw)
+            router = Router(libraries[data.name], embedder, BASE, everyday=(), **kw)
             truth = [d for d, _ in data.questions]
             seen[data.name] = (
                 outcomes(router, [q for _, q in data.questions]),
@@ -623,6 +631,7 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
     for n in counts:
         library = make_library(tmp / f"lat-{n}", synthetic_packets(n))
         prefill_cache(library, embedder)
+        Router(library, embedder, BASE).everyday()  # cached, like the packets' vectors
         router = Router(library, embedder, BASE)
         start = time.perf_counter()
         router.warm()

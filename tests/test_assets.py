@@ -381,3 +381,17 @@ def test_reference_paraphrases_match_corpus(domain: str) -> None:
     questions = check_paraphrase_rows(rows, domain, instructions) if rows else []
     heldout = [row for row in reference_heldout() if row["domain"] == domain]
     assert_heldout_disjoint(heldout, instructions + questions)
+
+
+def test_the_everyday_list_repeats_no_question_it_is_scored_on() -> None:
+    """The router's everyday questions (assets/router/everyday.txt) are what no packet is
+    for; none may be a question of a set that scores the router, nor a training question."""
+    lines = read_lines(REPO / "assets" / "router" / "everyday.txt")
+    assert len(lines) == 320
+    assert_unique(lines, "everyday question")
+    scored = {norm(x) for path in BENCH.glob("out_of_domain*.txt") for x in read_lines(path)}
+    for path in DEMO.glob("*/*.jsonl"):
+        scored |= {norm(row["question"]) for row in read_jsonl(path) if "question" in row}
+    scored |= all_training_phrasings()
+    repeated = [line for line in lines if norm(line) in scored]
+    assert not repeated, f"everyday questions that a set scores on: {repeated}"

@@ -42,8 +42,9 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
         lines.append(f"unsupported by the sources: {marks}")
     elif result.sources:
         lines.append("every number in the answer is in a source")
-    if result.grounding == BASE:
-        return []
+    if result.grounding == BASE:  # asked with --base, or no packet fits the question
+        decision = result.decision
+        return [] if decision is None else [f"(from the base model only: {decision.reason})"]
     return lines
 
 

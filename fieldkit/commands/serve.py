@@ -158,14 +158,23 @@ def _answer_from_dict(data: dict[str, Any]) -> Answer:
     from dataclasses import fields
 
     from fieldkit.answering import Answer, Source, Unsupported
+    from fieldkit.router.router import RouteDecision
 
     renamed = {"answer": "text", "adapter": "packet"}  # to_dict's names for these fields
     given = {renamed.get(key, key): value for key, value in data.items()}
     kept = {f.name for f in fields(Answer)} - {"decision", "result"}
     plain = {name: given[name] for name in kept if name in given}
+    decision = None
+    if "reason" in given:  # routed (or abstained): the route's fields, without candidates
+        decision = RouteDecision(
+            given.get("route"), given.get("packet_id") if given.get("route") else None,
+            given.get("score", 0.0), given.get("margin", 0.0), [], given.get("route_ms", 0.0),
+            given["reason"],
+        )  # fmt: skip
     return Answer(
         **{
             **plain,
+            "decision": decision,
             "sources": [Source(**s) for s in given["sources"]],
             "nearest": [Source(**s) for s in given["nearest"]],
             "unsupported": [Unsupported(**u) for u in given["unsupported"]],

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
+from fieldkit.router.everyday import EVERYDAY_LEAD, Everyday, cache_key, everyday_questions
 from fieldkit.router.words import WordIndex
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
@@ -229,8 +230,12 @@ class Router:
         notes_rescue_margin: float = NOTES_RESCUE_MARGIN,
         notes_lexical: float = NOTES_LEXICAL,
         use_notes: bool = True,
+        everyday: Sequence[str] | None = None,
+        everyday_lead: float = EVERYDAY_LEAD,
         show: int = 3,
     ) -> None:
+        """`everyday`: the questions no packet is for (fieldkit.router.everyday); None means
+        the shipped list, () none."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.library = library
@@ -241,6 +246,9 @@ class Router:
         self.rescue_score, self.rescue_margin = rescue_score, rescue_margin
         self.notes_tiers = (notes_min_score, notes_rescue_score, notes_rescue_margin)
         self.notes_lexical, self.use_notes = notes_lexical, use_notes
+        self._everyday_texts = list(everyday_questions() if everyday is None else everyday)
+        self.everyday_lead = everyday_lead
+        self._everyday: Everyday | None = None
         self._index: _Index | None = None
         self._token: tuple[int, int] | None = None
         self._withheld: dict[str, str | None] = {}
@@ -299,11 +307,13 @@ class Router:
         return [p.full_text for p in passages]
 
     def warm(self) -> Router:
-        """Load the embedder and index the library now rather than on the first question."""
+        """Load the embedder, index the library and the everyday questions now rather than
+        on the first question."""
         load = getattr(self.embedder, "load", None)
         if callable(load):
             load()
         self._ensure_index()
+        self.everyday()
         return self
 
     def _library_token(self) -> tuple[int, int]:
@@ -329,7 +339,7 @@ class Router:
         vectors = [
             np.concatenate([v, n]) if len(n) else v for v, n in zip(vectors, notes, strict=True)
         ]
-        self.cache.prune(r.packet_id for r in records)
+        self.cache.prune([*(r.packet_id for r in records), cache_key(self._everyday_texts)])
         noted = [bool(len(n)) for n in notes]
         texts = [
             exemplar_texts(p) + t if t else [] for p, t in zip(packets, note_texts, strict=True)
@@ -337,6 +347,20 @@ class Router:
         self._index = _Index.build(packets, vectors, self.embedder.dim, noted, texts)
         self._token = self._library_token()
         return self._index
+
+    def everyday(self) -> Everyday:
+        """Return the everyday questions and their vectors, embedding them unless cached."""
+        if self._everyday is None:
+            texts, key = self._everyday_texts, cache_key(self._everyday_texts)
+            vectors = np.zeros((0, self.embedder.dim), np.float32)
+            if texts:
+                cached = self.cache.get_many([key], self.embedder.id).get(key)
+                if cached is None or len(cached) != len(texts):
+                    cached = self.embedder.embed(texts)
+                    self.cache.put(key, self.embedder.id, cached)
+                vectors = cached
+            self._everyday = Everyday(texts, vectors)
+        return self._everyday
 
     def route(self, question: str) -> RouteDecision:
         """Return the decision for one question (see RouteDecision)."""
@@ -355,11 +379,16 @@ class Router:
             ms = (time.perf_counter() - start) * 1000 / len(questions)
             reason = self._empty_reason()
             return [RouteDecision(None, None, 0.0, 0.0, [], ms, reason) for _ in questions]
+        everyday = self.everyday()
         rows: list[np.ndarray] = []
+        cosines: list[np.ndarray] = []  # the scores before shared words (see NOTES_LEXICAL)
+        nearest: list[np.ndarray] = []  # per question: nearest everyday question, cosine
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
             batch = questions[first : first + BATCH]
             queries = self.embedder.embed(batch)
-            rows.extend(index.scores(queries, self.method, self.top_k, self.blend))
+            cosines.extend(index.scores(queries, self.method, self.top_k, self.blend))
+            rows.extend(cosines[first:])
+            nearest.extend(np.stack(everyday.nearest(queries), axis=1))
             if self.notes_lexical and index.lexicon is not None:
                 for q, question in enumerate(batch, first):
                     rows[q] = rows[q] + self.notes_lexical * index.shared_words(question)
@@ -375,6 +404,7 @@ class Router:
                 decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
             else:
                 decision = self._decide(index, scores[q], ranks, ms)
+                decision = self._everyday_check(decision, index, cosines[q], nearest[q])
             if withheld.any():
                 w = int(np.where(withheld, raw[q], -np.inf).argmax())
                 if raw[q, w] >= max(decision.score, self.min_score):
@@ -427,3 +457,23 @@ class Router:
         runner_up = f", {margin:.2f} ahead of {rival_name}" if rival is not None else ""
         reason = f"routed to {best.name}: {best.score:.2f}{runner_up}"
         return RouteDecision(best.name, best.packet_id, best.score, margin, shown, ms, reason)
+
+    def _everyday_check(
+        self, decision: RouteDecision, index: _Index, cosines: np.ndarray, nearest: np.ndarray
+    ) -> RouteDecision:
+        """Abstain from a route when an everyday question is nearer the question than the
+        routed packet's own texts are, by `everyday_lead` (fieldkit.router.everyday)."""
+        if decision.packet_id is None:
+            return decision
+        at = next(i for i, p in enumerate(index.packets) if p.packet_id == decision.packet_id)
+        which, score = int(nearest[0]), float(nearest[1])
+        own = float(cosines[at])
+        if score < own + self.everyday_lead:
+            return decision
+        text = self.everyday().texts[which]
+        shown = text if len(text) <= 60 else text[:57].rstrip() + "..."
+        reason = (
+            f'an everyday question, not an expert\'s: nearer "{shown}" ({score:.2f}) '
+            f"than {decision.route}'s texts ({own:.2f})"
+        )
+        return replace(decision, route=None, packet_id=None, reason=reason)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from fieldkit.cli import main
 from fieldkit.home import Home
+from fieldkit.router.everyday import everyday_questions
 from fieldkit.router.router import Router, _Index
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
@@ -73,6 +74,10 @@ def stocked(home: Home, make_packet: MakePacket) -> Home:
 
 
 def router_for(library: Library, embedder: CountingEmbedder, **kw: object) -> Router:
+    """The router as shipped; one whose threshold is forced (`min_score`) has the everyday
+    rule off too unless `everyday` is given, so the forced route is what a test sees."""
+    if "min_score" in kw:
+        kw.setdefault("everyday", ())
     return Router(library, embedder, TEST_BASE_FINGERPRINT, **kw)  # type: ignore[arg-type]
 
 
@@ -127,9 +132,13 @@ def test_known_packets_are_not_embedded_again(
     first = router_for(library, counting_embedder)
     first.route("pump leaks")
     assert first.embedded_packets == 3
-    assert sorted(counting_embedder.texts) == sorted([*PUMPS, *GOATS, *SOLAR, "pump leaks"])
+    everyday = everyday_questions()  # embedded once too, cached beside the exemplars
+    assert everyday
+    assert sorted(counting_embedder.texts) == sorted(
+        [*PUMPS, *GOATS, *SOLAR, *everyday, "pump leaks"]
+    )
     rows = library.db.execute("select count(*) from exemplar_embeddings").fetchone()[0]
-    assert rows == 3
+    assert rows == 4
 
     counting_embedder.texts.clear()
     second = router_for(library, counting_embedder)  # e.g. the next CLI run
@@ -405,3 +414,61 @@ def test_packets_of_one_domain_do_not_hold_each_other_back(
     ).route(question)  # fmt: skip
     assert weak.route in {"pumps-a", "pumps-b"}, weak.reason
     assert "ahead of goats" in weak.reason
+
+
+PHONE = "Can I charge my phone from a small solar panel on the roof?"
+
+
+def test_an_everyday_question_is_not_routed_to_a_packet_sharing_its_words(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    without = router_for(library, counting_embedder, min_score=-1.0)  # the rule off
+    assert without.route(PHONE).route == "solar"
+    everyday = ["How do I charge my phone with a solar charger kit?", "How do I boil eggs?"]
+    router = router_for(library, counting_embedder, min_score=-1.0, everyday=everyday)
+    decision = router.route(PHONE)
+    assert decision.route is None
+    assert decision.packet_id is None
+    assert decision.reason.startswith("an everyday question, not an expert's: nearer")
+    assert "solar charger kit" in decision.reason
+    assert "than solar's texts" in decision.reason
+    assert decision.candidates[0].name == "solar"  # the UI still shows the best guess
+    # the packets' own questions still route, and route_many agrees with route
+    questions = [PHONE, "The solar charge controller shows a low battery error.", PUMPS[1]]
+    routes = [d.route for d in router.route_many(questions)]
+    assert routes == [None, "solar", "pumps"]
+
+
+def test_a_packet_on_the_everyday_topic_still_gets_its_questions(
+    home: Home, make_packet: MakePacket, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    kitchen = [
+        "How long do I boil rice in a pot?",
+        "How much water for two cups of rice?",
+        "How do I make soft chapati?",
+        "How long should eggs boil to be hard?",
+        "How do I keep cooked beans from going sour?",
+        "How long does a whole chicken take to roast?",
+        "How do I stop ugali from getting lumps?",
+        "How much salt goes into a pot of beans?",
+        "How do I fry fish without it sticking?",
+        "How long can leftover stew stay out?",
+    ]
+    make_packet(home, name="kitchen", exemplars=kitchen)
+    make_packet(home, name="pumps", exemplars=PUMPS)
+    router = router_for(library, counting_embedder, everyday=["How do I cook rice?"])
+    decision = router.route("How long should I boil rice in a pot?")
+    assert decision.route == "kitchen", decision.reason  # its own exemplar is nearer
+
+
+def test_a_changed_everyday_list_is_embedded_again(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    router_for(library, counting_embedder, everyday=["How do I boil eggs?"]).route("pump leaks")
+    counting_embedder.texts.clear()
+    router_for(library, counting_embedder, everyday=["How do I boil eggs?"]).route("pump leaks")
+    assert counting_embedder.texts == ["pump leaks"]  # cached
+    router_for(library, counting_embedder, everyday=["How do I fry eggs?"]).route("pump leaks")
+    assert counting_embedder.texts == ["pump leaks", "How do I fry eggs?", "pump leaks"]
+    keys = {r[0] for r in library.db.execute("select packet_id from exemplar_embeddings")}
+    assert sum(k.startswith("everyday:") for k in keys) == 1  # the old list's vectors went

@@ -1,0 +1,64 @@
+"""Everyday questions: what no packet is for.
+
+A short question that shares one word with a packet ("How do I cook rice?", "How long do
+boiled eggs keep?") can score as high against it as a real one, and no score threshold
+tells the two apart. So the router also holds a list of everyday questions (cooking, the
+home fridge, phones, family health, money, sport...; assets/router/everyday.txt) and
+abstains when the question is nearer one of them than the best packet's own texts by
+EVERYDAY_LEAD: a nearest-neighbour rule with a class for "none of the packets". A packet
+about cooking still gets cooking questions, since its own exemplars are nearer still.
+
+The list's vectors are cached in the library database like a packet's exemplars, under
+a key holding the list's hash, so a changed list is embedded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fieldkit.assets import assets_dir
+
+# Abstain when an everyday question is nearer the question than the routed packet's texts
+# are, by this much or more (cosines). Picked on the sets written before
+# bench/data/out_of_domain_fresh.txt and assets/demo/*/fresh.jsonl: the middle of the
+# range (0.11-0.13) that routes every in-domain question as before, with notes or without
+# (docs/BENCHMARKS.md, "Router", "Everyday questions").
+EVERYDAY_LEAD = 0.12
+EVERYDAY_FILE = ("router", "everyday.txt")
+KEY_PREFIX = "everyday:"  # the cache key's prefix (never a packet id: those are hex)
+
+
+def everyday_questions() -> list[str]:
+    """Return the shipped everyday questions ([] when the file is missing)."""
+    path = assets_dir().joinpath(*EVERYDAY_FILE)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def cache_key(texts: Sequence[str]) -> str:
+    """Return the key the list's vectors are cached under (changes with the list)."""
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
+    return KEY_PREFIX + digest
+
+
+@dataclass(frozen=True)
+class Everyday:
+    """The everyday questions and their unit vectors."""
+
+    texts: list[str]
+    vectors: np.ndarray  # (count, dim)
+
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return, per (B, dim) query, the index of the nearest everyday question and its
+        cosine (-inf for an empty list)."""
+        if not len(self.texts):
+            return np.zeros(len(queries), np.int64), np.full(len(queries), -np.inf, np.float32)
+        sims = queries @ self.vectors.T
+        best = sims.argmax(axis=1)
+        return best, sims[np.arange(len(queries)), best]
