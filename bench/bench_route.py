@@ -173,6 +173,7 @@ OOD_FILES = (
     ("out-of-domain site", "out_of_domain_site.txt"),
     ("out-of-domain quick", "out_of_domain_quick.txt"),
     ("out-of-domain fresh", "out_of_domain_fresh.txt"),
+    ("out-of-domain blind", "out_of_domain_blind.txt"),
 )
 
 
@@ -216,14 +217,19 @@ def domain_notes(reference: Path | None) -> dict[str, list]:
     return notes
 
 
-# The default router on packets with notes, on the same packets without, and the router as
+# The default router on packets with notes, on the same packets without, each also without
+# the everyday questions (fieldkit.router.everyday), and the router as
 # it was before notes and the two tiers (nearest exemplar, one threshold of 0.47).
 VARIANTS = (
     ("notes", True, {}),
     ("no notes", False, {}),
     ("notes, no everyday list", True, {"everyday": ()}),
     ("no notes, no everyday list", False, {"everyday": ()}),
-    ("before: exemplars only, 0.47", False, {"min_score": 0.47, "rescue_score": 9.0}),
+    (
+        "before: exemplars only, 0.47",
+        False,
+        {"min_score": 0.47, "rescue_score": 9.0, "everyday": ()},
+    ),
 )
 
 

@@ -387,7 +387,7 @@ def test_the_everyday_list_repeats_no_question_it_is_scored_on() -> None:
     """The router's everyday questions (assets/router/everyday.txt) are what no packet is
     for; none may be a question of a set that scores the router, nor a training question."""
     lines = read_lines(REPO / "assets" / "router" / "everyday.txt")
-    assert len(lines) == 320
+    assert len(lines) == 638
     assert_unique(lines, "everyday question")
     scored = {norm(x) for path in BENCH.glob("out_of_domain*.txt") for x in read_lines(path)}
     for path in DEMO.glob("*/*.jsonl"):
