@@ -167,3 +167,14 @@ async def test_a_packet_without_notes_says_so(stocked) -> None:
         assert exchange.answer
         assert "from the adapter only" in str(exchange.query_one(".sources", Static).render())
         assert exchange.query_one(".notice", Static).has_class("empty")
+
+
+def test_the_route_line_says_why_the_base_model_answers() -> None:
+    from fieldkit.tui.views import RouteView
+    from fieldkit.tui.widgets.exchange import route_text
+
+    reason = 'an everyday question, not an expert\'s: nearer "How do I boil eggs?" (0.80)'
+    everyday = RouteView(None, "base model", 0.7, "pumps", reason, 3.0)
+    assert route_text(everyday).plain == f"route: base model: {reason}"
+    unexplained = RouteView(None, "base model", 0.2, "pumps", "", 3.0)
+    assert route_text(unexplained).plain == "route: base model: no expert fits"

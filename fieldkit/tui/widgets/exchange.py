@@ -18,9 +18,9 @@ def route_text(route: RouteView | None) -> Text:
         return Text("route: deciding...", style="italic")
     if route.manual:
         return Text.assemble(("route: ", "bold"), f"{route.label} (picked by hand)")
-    if route.packet_id is None:
-        reason = f" ({route.reason})" if route.reason else ""
-        return Text.assemble(("route: ", "bold"), "base model: no expert fits", reason)
+    if route.packet_id is None:  # the reason says why: no expert fits, an everyday question
+        reason = f": {route.reason}" if route.reason else ": no expert fits"
+        return Text.assemble(("route: ", "bold"), "base model", reason)
     return Text.assemble(
         ("route: ", "bold"),
         (route.label, "bold"),
