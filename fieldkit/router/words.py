@@ -26,9 +26,10 @@ _STOP_TEXT = """a an the and or of to in on at by for with from into is are was 
     does did has have had such also just so if but my me am"""
 _STOP = frozenset(_STOP_TEXT.split())
 _SUFFIXES = ("ing", "ed", "es", "s")
-# A code such as a fault code or a model number: capital letters, then digits (E09, GC-3,
-# TL-30). Lower-case tokens ("b4", "12v", "2nd") are too often words or units to count.
-_NAMED_CODE = re.compile(r"(?<![\w-])[A-Z]{1,4}-?\d{1,4}[A-Za-z]?(?![\w-])")
+# A code such as a fault code or a model number: letters, then digits (E09, GC-3, TL-30),
+# and as users type them on a phone (hk4, kc25, tl30). One lower-case letter ("b4") and
+# tokens that start with a digit ("12v", "2nd") are too often words or units to count.
+_NAMED_CODE = re.compile(r"(?<![\w-])(?:[A-Z]|[A-Za-z]{2,4})-?\d{1,4}[A-Za-z]?(?![\w-])")
 _CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
 
 

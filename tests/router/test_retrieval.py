@@ -149,6 +149,9 @@ def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, 
         question = "My AV-750 shows E09 and a blinking light, what does it mean?"
         assert index.unknown_codes(record.packet_id, question) == ("E09",)
         assert index.unknown_codes(record.packet_id, "Is it e-07 or E07? b4 12V 2nd") == ()
+        # typed on a phone: a known code in lower case is known, an unknown one is not
+        assert index.unknown_codes(record.packet_id, "my av750 shows e07") == ()
+        assert index.unknown_codes(record.packet_id, "can i fit an av900 instead") == ("av900",)
         coverage = index.coverage(record.packet_id, question)
         assert coverage.covered  # every threshold is 0 here: the passages are still used
         assert not coverage.sure
