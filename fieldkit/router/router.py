@@ -404,7 +404,8 @@ class Router:
                 decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
             else:
                 decision = self._decide(index, scores[q], ranks, ms)
-                decision = self._everyday_check(decision, index, cosines[q], nearest[q])
+                own = float(cosines[q][ranks[0]])  # the routed packet's, if it routes
+                decision = self._everyday_check(decision, own, nearest[q])
             if withheld.any():
                 w = int(np.where(withheld, raw[q], -np.inf).argmax())
                 if raw[q, w] >= max(decision.score, self.min_score):
@@ -459,15 +460,14 @@ class Router:
         return RouteDecision(best.name, best.packet_id, best.score, margin, shown, ms, reason)
 
     def _everyday_check(
-        self, decision: RouteDecision, index: _Index, cosines: np.ndarray, nearest: np.ndarray
+        self, decision: RouteDecision, own: float, nearest: np.ndarray
     ) -> RouteDecision:
-        """Abstain from a route when an everyday question is nearer the question than the
-        routed packet's own texts are, by `everyday_lead` (fieldkit.router.everyday)."""
+        """Abstain from a route when an everyday question (`nearest`: its index, its
+        cosine) is nearer the question than the routed packet's own texts are (`own`, their
+        cosine before shared words), by `everyday_lead` (fieldkit.router.everyday)."""
         if decision.packet_id is None:
             return decision
-        at = next(i for i, p in enumerate(index.packets) if p.packet_id == decision.packet_id)
         which, score = int(nearest[0]), float(nearest[1])
-        own = float(cosines[at])
         if score < own + self.everyday_lead:
             return decision
         text = self.everyday().texts[which]
