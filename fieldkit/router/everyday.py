@@ -36,12 +36,13 @@ KEY_PREFIX = "everyday:"  # the cache key's prefix (never a packet id: those are
 
 
 def everyday_questions() -> list[str]:
-    """Return the shipped everyday questions ([] when the file is missing)."""
-    path = assets_dir().joinpath(*EVERYDAY_FILE)
-    if not path.is_file():
+    """Return the shipped everyday questions ([] when the file is missing or unreadable:
+    the router then routes as it did before the list)."""
+    try:
+        text = assets_dir().joinpath(*EVERYDAY_FILE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip()]
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def cache_key(texts: Sequence[str]) -> str:

@@ -472,3 +472,16 @@ def test_a_changed_everyday_list_is_embedded_again(
     assert counting_embedder.texts == ["pump leaks", "How do I fry eggs?", "pump leaks"]
     keys = {r[0] for r in library.db.execute("select packet_id from exemplar_embeddings")}
     assert sum(k.startswith("everyday:") for k in keys) == 1  # the old list's vectors went
+
+
+def test_a_missing_or_broken_everyday_list_leaves_the_rule_off(tmp_path, monkeypatch) -> None:
+    from fieldkit.router import everyday
+
+    folder = tmp_path / "router"
+    monkeypatch.setattr(everyday, "assets_dir", lambda: tmp_path)
+    assert everyday.everyday_questions() == []  # missing
+    folder.mkdir()
+    (folder / "everyday.txt").write_bytes(b"\xff\xfe not text \xff")
+    assert everyday.everyday_questions() == []  # unreadable
+    (folder / "everyday.txt").write_text("How do I boil eggs?\n\n  How do I fry fish?  \n")
+    assert everyday.everyday_questions() == ["How do I boil eggs?", "How do I fry fish?"]
