@@ -43,6 +43,7 @@ class Home:
     keys_dir = _Under("keys")
     models_dir = _Under("models")
     settings_path = _Under("settings.json")
+    everyday_path = _Under("everyday.txt")  # the home's own everyday questions (router)
 
     def ensure(self) -> Home:
         """Create the folders (idempotent) and return self; LibraryError if they cannot be."""

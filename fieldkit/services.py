@@ -15,6 +15,7 @@ from fieldkit.home import Home
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine
+    from fieldkit.router.embedder import Embedder
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import RouteDecision, Router
     from fieldkit.store.adapter import Adapter
@@ -112,11 +113,14 @@ class Services:
 
         return Library.open(self.home, identity=self.identity)
 
-    def make_router(self, library: Library) -> Router:
-        """Return a router over `library` for this device's base model."""
+    def make_router(self, library: Library, embedder: Embedder | None = None) -> Router:
+        """Return a router over `library` for this device's base model, with the shipped
+        everyday questions and the home's own (fieldkit.router.everyday)."""
+        from fieldkit.router.everyday import everyday_questions
         from fieldkit.router.router import Router
 
-        return Router(library, base_fingerprint=self.base_fingerprint)
+        everyday = everyday_questions(self.home.everyday_path)
+        return Router(library, embedder, base_fingerprint=self.base_fingerprint, everyday=everyday)
 
     @cached_property
     def engine(self) -> Engine:

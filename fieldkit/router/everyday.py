@@ -8,8 +8,10 @@ abstains when the question is nearer one of them than the best packet's own text
 EVERYDAY_LEAD: a nearest-neighbour rule with a class for "none of the packets". A packet
 about cooking still gets cooking questions, since its own exemplars are nearer still.
 
-The list's vectors are cached in the library database like a packet's exemplars, under
-a key holding the list's hash, so a changed list is embedded again.
+A home may add its own (`<home>/everyday.txt`, one question a line): a question that
+belongs to no packet but was routed to one, and others like it, are then left to the base
+model. The list's vectors are cached in the library database like a packet's exemplars,
+under a key holding the list's hash, so a changed list is embedded again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -35,14 +38,29 @@ EVERYDAY_FILE = ("router", "everyday.txt")
 KEY_PREFIX = "everyday:"  # the cache key's prefix (never a packet id: those are hex)
 
 
-def everyday_questions() -> list[str]:
-    """Return the shipped everyday questions ([] when the file is missing or unreadable:
-    the router then routes as it did before the list)."""
+def everyday_questions(extra: Path | None = None) -> list[str]:
+    """Return the shipped everyday questions ([] when that file is missing or unreadable:
+    the router then routes as it did before the list), then those of `extra` (a home's
+    own list, one question a line; ignored when missing). Raises RouterError when `extra`
+    exists but cannot be read."""
     try:
         text = assets_dir().joinpath(*EVERYDAY_FILE).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        return []
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        text = ""
+    own = ""
+    if extra is not None and extra.exists():
+        try:
+            own = extra.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            from fieldkit.errors import RouterError
+
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+            raise RouterError(
+                f"The everyday questions in {extra} cannot be read ({why}); "
+                "fix the file (one question a line) or remove it."
+            ) from None
+    lines = [*text.splitlines(), *own.splitlines()]
+    return list(dict.fromkeys(line.strip() for line in lines if line.strip()))
 
 
 def cache_key(texts: Sequence[str]) -> str:

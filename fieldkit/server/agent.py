@@ -154,11 +154,9 @@ class Agent:
                 self._built = (self.services.router, self.services.passages)
             else:
                 from fieldkit.router.retrieval import PassageIndex
-                from fieldkit.router.router import Router
 
                 library = self.services.library
-                fingerprint = self.services.base_fingerprint
-                router = Router(library, self._embedder, base_fingerprint=fingerprint)
+                router = self.services.make_router(library, self._embedder)
                 passages = PassageIndex(library, self._embedder)
                 for index in (router, passages):
                     library.add_listener(index.index_packet)

@@ -485,3 +485,24 @@ def test_a_missing_or_broken_everyday_list_leaves_the_rule_off(tmp_path, monkeyp
     assert everyday.everyday_questions() == []  # unreadable
     (folder / "everyday.txt").write_text("How do I boil eggs?\n\n  How do I fry fish?  \n")
     assert everyday.everyday_questions() == ["How do I boil eggs?", "How do I fry fish?"]
+
+
+def test_a_home_adds_its_own_everyday_questions(cli_home: Home) -> None:
+    question = "The pressure switch of the water heater in my kitchen keeps clicking, why?"
+    args = ["--home", str(cli_home.root), "route", question, "--json"]
+    before = CliRunner().invoke(main, args)
+    assert before.exit_code == 0, before.output
+    assert json.loads(before.output)["route"] == "pumps"
+    cli_home.everyday_path.write_text(f"How do I descale a kettle?\n{question}\n")
+    after = CliRunner().invoke(main, args)
+    assert after.exit_code == 0, after.output
+    out = json.loads(after.output)
+    assert out["route"] is None
+    assert out["reason"].startswith("an everyday question, not an expert's: nearer")
+    assert "kitchen" in out["reason"]
+    cli_home.everyday_path.write_bytes(b"\xff\xfe\xff broken")
+    broken = CliRunner().invoke(main, args)
+    assert broken.exit_code != 0
+    assert broken.output.strip().count("\n") == 0, broken.output
+    assert "everyday.txt cannot be read (not UTF-8 text)" in broken.output
+    assert "Traceback" not in broken.output
