@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from fieldkit.assets import demo_domains, demo_packets
 from fieldkit.cli import main
-from fieldkit.commands.demo import OUTSIDE_QUESTION
+from fieldkit.commands.demo import EVERYDAY_QUESTION, OUTSIDE_QUESTION
 from fieldkit.engine.convert import find_default_gguf
 from fieldkit.errors import ModelError
 from fieldkit.store.packet import read_packet_file
@@ -65,13 +65,13 @@ def test_demo_questions_route_to_their_own_packets(demo_home):
         first = json.loads((folder / "heldout.jsonl").read_text().splitlines()[0])["question"]
         expected[first] = name
     questions = home / "questions.txt"
-    questions.write_text("\n".join([*expected, OUTSIDE_QUESTION]))
+    questions.write_text("\n".join([*expected, OUTSIDE_QUESTION, EVERYDAY_QUESTION]))
     result = CliRunner().invoke(
         main, ["--home", str(home), "route", "--file", str(questions), "--json"]
     )
     assert result.exit_code == 0, result.output
     routes = [json.loads(line)["route"] for line in result.output.strip().splitlines()]
-    assert routes == [*expected.values(), None]
+    assert routes == [*expected.values(), None, None]
 
 
 def test_every_demo_packet_carries_its_training_records_as_notes():
@@ -90,4 +90,5 @@ def test_demo_answers_show_their_sources_and_a_gap(demo_home):
     _, output = demo_home
     assert re.search(r"\[1\] \S+ r\d+ \(\d\.\d\d\): ", output), output
     assert "packet has nothing on this; nearest: " in output, output
+    assert "route: an everyday question, not an expert's: nearer " in output, output
     assert "every number in the answer is in a source" in output or "unsupported" in output

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from fieldkit.services import Services
 
 OUTSIDE_QUESTION = "How do I change the ringtone on my phone?"
+# An everyday question sharing a packet's words (eggs, the fridge): the router's everyday
+# questions leave it to the base model, and the route line says why.
+EVERYDAY_QUESTION = "How long do boiled eggs keep in the fridge?"
 
 
 def set_up_demo(services: Services, echo=click.echo) -> list[str]:
@@ -46,7 +49,8 @@ def set_up_demo(services: Services, echo=click.echo) -> list[str]:
 
 def demo_questions() -> list[str]:
     """One held-out question per demo domain, one that falls in a packet's gap (its notes
-    have nothing on it), then one that no packet covers."""
+    have nothing on it), then two that no packet covers: one plainly, one an everyday
+    question that shares a packet's words."""
     questions, gaps = [], []
     for folder in demo_domains():
         heldout = folder / "heldout.jsonl"
@@ -58,7 +62,7 @@ def demo_questions() -> list[str]:
             gaps.append(
                 json.loads(gap_file.read_text(encoding="utf-8").splitlines()[0])["question"]
             )
-    return [*questions, *gaps, OUTSIDE_QUESTION]
+    return [*questions, *gaps, OUTSIDE_QUESTION, EVERYDAY_QUESTION]
 
 
 def ask_questions(services: Services, questions: list[str], max_tokens: int) -> None:
