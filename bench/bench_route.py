@@ -4,9 +4,10 @@
         [--model HOME/models/smollm2-135m-instruct] [--only sets|accuracy|latency] [--json OUT]
 
 Sets (the default router, as shipped): every held-out set routed on libraries whose packets
-carry notes (their training records) and on the same packets without notes; per set, the
-share routed to the question's own packet and, for the out-of-domain sets, the share that
-abstained. Nothing is calibrated on these runs.
+carry notes (their training records) and on the same packets without notes, each also
+without the everyday questions (fieldkit.router.everyday); per set, the share routed to the
+question's own packet and, for the out-of-domain sets, the share that abstained. Nothing is
+calibrated on these runs.
 
 Accuracy: each data set becomes a real library (one signed packet per domain, its
 exemplars = the domain's exemplar questions); questions that are not exemplars are routed.
