@@ -20,10 +20,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fieldkit.assets import assets_dir
+from fieldkit.router.grid import similarities
+
+if TYPE_CHECKING:
+    from fieldkit.router.embedder import Embedder
+    from fieldkit.store.vectors import VectorCache
 
 # Abstain when an everyday question is nearer the question than the routed packet's texts
 # are, by this much or more (cosines). Picked with the list's first 320 questions on the
@@ -76,14 +82,37 @@ class Everyday:
     texts: list[str]
     vectors: np.ndarray  # (count, dim)
 
+    @classmethod
+    def load(cls, texts: Sequence[str], cache: VectorCache, embedder: Embedder) -> Everyday:
+        """Return the questions with their vectors, embedding them unless `cache` holds
+        them (under `cache_key`)."""
+        texts = list(texts)
+        if not texts:
+            return cls([], np.zeros((0, embedder.dim), np.float32))
+        key = cache_key(texts)
+        vectors = cache.get_many([key], embedder.id).get(key)
+        if vectors is None or len(vectors) != len(texts):
+            vectors = embedder.embed(texts)
+            cache.put(key, embedder.id, vectors)
+        return cls(texts, vectors)
+
     def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return, per (B, dim) query, the index of the nearest everyday question and its
         cosine (-inf for an empty list)."""
         if not len(self.texts):
             return np.zeros(len(queries), np.int64), np.full(len(queries), -np.inf, np.float32)
-        if len(queries) == 1:  # single-threaded, as router._Index.scores explains
-            sims = np.einsum("nd,d->n", self.vectors, queries[0])[None, :]
-        else:
-            sims = queries @ self.vectors.T
+        sims = similarities(self.vectors, queries)
         best = sims.argmax(axis=1)
         return best, sims[np.arange(len(queries)), best]
+
+    def objection(self, which: int, score: float, own: float, packet: str, lead: float) -> str:
+        """Return why a route to `packet` (its texts' cosine `own`) is abstained on, when
+        everyday question `which` (cosine `score`) is nearer by `lead` or more; else ""."""
+        if score < own + lead:
+            return ""
+        text = self.texts[which]
+        shown = text if len(text) <= 60 else text[:57].rstrip() + "..."
+        return (
+            f'an everyday question, not an expert\'s: nearer "{shown}" ({score:.2f}) '
+            f"than {packet}'s texts ({own:.2f})"
+        )

@@ -23,7 +23,7 @@ import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.everyday import EVERYDAY_LEAD, Everyday, cache_key, everyday_questions
-from fieldkit.router.words import WordIndex
+from fieldkit.router.grid import ExemplarGrid
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
 
@@ -119,92 +119,6 @@ def exemplar_texts(record: PacketLike) -> list[str]:
     return [fallback]
 
 
-@dataclass
-class _Index:
-    """Every eligible packet's exemplar vectors, laid out for one matrix product."""
-
-    packets: list[PacketLike]
-    vectors: np.ndarray  # (N, dim), all exemplars, packet after packet
-    slots: np.ndarray  # (N,) position of each exemplar in the (P, width) padded grid
-    counts: np.ndarray  # (P,) exemplars per packet
-    centroids: np.ndarray  # (P, dim), unit length
-    width: int
-    starts: np.ndarray  # (P,) index of each packet's first exemplar in `vectors`
-    noted: np.ndarray  # (P,) True where the packet is also scored against its notes
-    domains: np.ndarray  # (P,) one integer per domain name
-    lexicon: WordIndex | None = None  # the noted packets' exemplars and passages
-    lexicon_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    lexicon_packets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    @classmethod
-    def build(
-        cls,
-        packets: list[PacketLike],
-        vectors: list[np.ndarray],
-        dim: int,
-        noted: list[bool] | None = None,
-        texts: list[list[str]] | None = None,
-    ) -> _Index:
-        """`texts`: per packet, the texts its shared rare words are counted in (those of
-        the noted packets make the lexicon)."""
-        counts = np.array([len(v) for v in vectors], dtype=np.int64)
-        width = int(counts.max()) if len(counts) else 1
-        flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
-        owner = np.repeat(np.arange(len(packets)), counts)
-        offset = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
-        slots = owner * width + (np.arange(len(flat)) - np.repeat(offset, counts))
-        sums = np.zeros((len(packets), dim), np.float32)
-        np.add.at(sums, owner, flat)
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = sums / np.maximum(norms, 1e-12)
-        flat = np.ascontiguousarray(flat)
-        marks = np.array(noted if noted is not None else [False] * len(packets), dtype=bool)
-        names: dict[str, int] = {}
-        domains = np.array([names.setdefault(p.domain, len(names)) for p in packets], np.int64)
-        starts = offset.astype(np.int64)
-        index = cls(packets, flat, slots, counts, centroids, width, starts, marks, domains)
-        chosen = [i for i in np.flatnonzero(marks) if texts and texts[i]]
-        if chosen and texts:
-            lengths = np.array([len(texts[i]) for i in chosen], np.int64)
-            index.lexicon = WordIndex([t for i in chosen for t in texts[i]])
-            index.lexicon_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            index.lexicon_packets = np.array(chosen, np.int64)
-        return index
-
-    def shared_words(self, question: str) -> np.ndarray:
-        """Return (P,) the best rarity-weighted share of the question's words that a noted
-        packet's exemplar or passage holds (0 for a packet without notes)."""
-        out = np.zeros(len(self.packets), np.float32)
-        if self.lexicon is not None:
-            out[self.lexicon_packets] = self.lexicon.best_per_group(question, self.lexicon_starts)
-        return out
-
-    def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
-        """Return (B, P) packet scores for (B, dim) unit query vectors."""
-        centroid = (self.centroids @ queries.T).T
-        if method == "centroid":
-            return centroid
-        # The one big product. For one question, einsum's single-threaded loop: with torch
-        # loaded, numpy's 2-thread BLAS matrix-vector product over 12,000 exemplars took
-        # 8 ms here against 1.8 ms for einsum (both threading runtimes spin on 2 cores).
-        if len(queries) == 1:
-            sims = np.einsum("nd,d->n", self.vectors, queries[0])[None, :]  # (1, N)
-        else:
-            sims = (self.vectors @ queries.T).T  # (B, N)
-        if top_k == 1:  # nearest exemplar: a segmented max, packets being contiguous
-            top_mean = np.maximum.reduceat(sims, self.starts, axis=1)
-        else:
-            grid = np.full((len(queries), len(self.packets) * self.width), -np.inf, np.float32)
-            grid[:, self.slots] = sims
-            grid = grid.reshape(len(queries), len(self.packets), self.width)
-            k = min(top_k, self.width)
-            top = -np.partition(-grid, k - 1, axis=2)[:, :, :k]
-            top_mean = np.where(np.isfinite(top), top, 0.0).sum(axis=2) / np.minimum(k, self.counts)
-        if method == "topk":
-            return top_mean
-        return blend * centroid + (1.0 - blend) * top_mean
-
-
 class Router:
     """Routes questions to packets of one library, for one base model.
 
@@ -247,9 +161,10 @@ class Router:
         self.notes_tiers = (notes_min_score, notes_rescue_score, notes_rescue_margin)
         self.notes_lexical, self.use_notes = notes_lexical, use_notes
         self._everyday_texts = list(everyday_questions() if everyday is None else everyday)
+        self._everyday_key = cache_key(self._everyday_texts)  # kept in the cache's pruning
         self.everyday_lead = everyday_lead
         self._everyday: Everyday | None = None
-        self._index: _Index | None = None
+        self._index: ExemplarGrid | None = None
         self._token: tuple[int, int] | None = None
         self._withheld: dict[str, str | None] = {}
         self.embedded_packets = 0  # how many packets this router had to embed (not cached)
@@ -319,7 +234,7 @@ class Router:
     def _library_token(self) -> tuple[int, int]:
         return self.library.change_token()
 
-    def _ensure_index(self) -> _Index:
+    def _ensure_index(self) -> ExemplarGrid:
         if self._index is not None and self._token == self._library_token():
             return self._index
         records = self.library.list_packets()
@@ -339,27 +254,19 @@ class Router:
         vectors = [
             np.concatenate([v, n]) if len(n) else v for v, n in zip(vectors, notes, strict=True)
         ]
-        self.cache.prune([*(r.packet_id for r in records), cache_key(self._everyday_texts)])
+        self.cache.prune([*(r.packet_id for r in records), self._everyday_key])
         noted = [bool(len(n)) for n in notes]
         texts = [
             exemplar_texts(p) + t if t else [] for p, t in zip(packets, note_texts, strict=True)
         ]
-        self._index = _Index.build(packets, vectors, self.embedder.dim, noted, texts)
+        self._index = ExemplarGrid.build(packets, vectors, self.embedder.dim, noted, texts)
         self._token = self._library_token()
         return self._index
 
     def everyday(self) -> Everyday:
         """Return the everyday questions and their vectors, embedding them unless cached."""
         if self._everyday is None:
-            texts, key = self._everyday_texts, cache_key(self._everyday_texts)
-            vectors = np.zeros((0, self.embedder.dim), np.float32)
-            if texts:
-                cached = self.cache.get_many([key], self.embedder.id).get(key)
-                if cached is None or len(cached) != len(texts):
-                    cached = self.embedder.embed(texts)
-                    self.cache.put(key, self.embedder.id, cached)
-                vectors = cached
-            self._everyday = Everyday(texts, vectors)
+            self._everyday = Everyday.load(self._everyday_texts, self.cache, self.embedder)
         return self._everyday
 
     def route(self, question: str) -> RouteDecision:
@@ -382,13 +289,16 @@ class Router:
         everyday = self.everyday()
         rows: list[np.ndarray] = []
         cosines: list[np.ndarray] = []  # the scores before shared words (see NOTES_LEXICAL)
-        nearest: list[np.ndarray] = []  # per question: nearest everyday question, cosine
+        which: list[int] = []  # per question: the nearest everyday question, and its cosine
+        near: list[float] = []
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
             batch = questions[first : first + BATCH]
             queries = self.embedder.embed(batch)
             cosines.extend(index.scores(queries, self.method, self.top_k, self.blend))
             rows.extend(cosines[first:])
-            nearest.extend(np.stack(everyday.nearest(queries), axis=1))
+            best, cosine = everyday.nearest(queries)
+            which.extend(best.tolist())
+            near.extend(cosine.tolist())
             if self.notes_lexical and index.lexicon is not None:
                 for q, question in enumerate(batch, first):
                     rows[q] = rows[q] + self.notes_lexical * index.shared_words(question)
@@ -404,8 +314,12 @@ class Router:
                 decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
             else:
                 decision = self._decide(index, scores[q], ranks, ms)
-                own = float(cosines[q][ranks[0]])  # the routed packet's, if it routes
-                decision = self._everyday_check(decision, own, nearest[q])
+                if decision.route is not None:  # the routed packet is ranks[0]
+                    own = float(cosines[q][ranks[0]])
+                    lead = self.everyday_lead
+                    why = everyday.objection(which[q], near[q], own, decision.route, lead)
+                    if why:
+                        decision = replace(decision, route=None, packet_id=None, reason=why)
             if withheld.any():
                 w = int(np.where(withheld, raw[q], -np.inf).argmax())
                 if raw[q, w] >= max(decision.score, self.min_score):
@@ -423,7 +337,7 @@ class Router:
         return "the library has no packets"
 
     def _decide(
-        self, index: _Index, row: np.ndarray, ranks: np.ndarray, ms: float
+        self, index: ExemplarGrid, row: np.ndarray, ranks: np.ndarray, ms: float
     ) -> RouteDecision:
         """Route to the best packet when its score reaches its high tier, or its rescue
         score with a lead of its rescue margin over the best packet of another domain; a
@@ -458,22 +372,3 @@ class Router:
         runner_up = f", {margin:.2f} ahead of {rival_name}" if rival is not None else ""
         reason = f"routed to {best.name}: {best.score:.2f}{runner_up}"
         return RouteDecision(best.name, best.packet_id, best.score, margin, shown, ms, reason)
-
-    def _everyday_check(
-        self, decision: RouteDecision, own: float, nearest: np.ndarray
-    ) -> RouteDecision:
-        """Abstain from a route when an everyday question (`nearest`: its index, its
-        cosine) is nearer the question than the routed packet's own texts are (`own`, their
-        cosine before shared words), by `everyday_lead` (fieldkit.router.everyday)."""
-        if decision.packet_id is None:
-            return decision
-        which, score = int(nearest[0]), float(nearest[1])
-        if score < own + self.everyday_lead:
-            return decision
-        text = self.everyday().texts[which]
-        shown = text if len(text) <= 60 else text[:57].rstrip() + "..."
-        reason = (
-            f'an everyday question, not an expert\'s: nearer "{shown}" ({score:.2f}) '
-            f"than {decision.route}'s texts ({own:.2f})"
-        )
-        return replace(decision, route=None, packet_id=None, reason=reason)

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from fieldkit.cli import main
 from fieldkit.home import Home
 from fieldkit.router.everyday import everyday_questions
-from fieldkit.router.router import Router, _Index
+from fieldkit.router.grid import ExemplarGrid
+from fieldkit.router.router import Router
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
 from tests.fixtures.embedder import CountingEmbedder
@@ -215,7 +216,7 @@ def test_vectorised_scores_match_a_plain_loop(method: str, top_k: int) -> None:
     groups = [rng.normal(size=(n, 16)).astype(np.float32) for n in (1, 5, 2, 9)]
     groups = [g / np.linalg.norm(g, axis=1, keepdims=True) for g in groups]
     packets = [SimpleNamespace(name=x, domain=x) for x in "abcd"]
-    index = _Index.build(packets, groups, 16)  # type: ignore[arg-type]
+    index = ExemplarGrid.build(packets, groups, 16)  # type: ignore[arg-type]
     queries = rng.normal(size=(3, 16)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     got = index.scores(queries, method, top_k=top_k, blend=0.3)
