@@ -1,7 +1,8 @@
 """Router benchmark: accuracy (scoring methods, calibrated abstention, baselines) and latency.
 
     .venv/bin/python bench/bench_route.py [--reference ../shared/reference/gossip-handshake]
-        [--model HOME/models/smollm2-135m-instruct] [--only sets|accuracy|latency] [--json OUT]
+        [--model HOME/models/smollm2-135m-instruct]
+        [--only sets|citations|cover-curve|everyday-sweep|accuracy|latency] [--json OUT]
 
 Sets (the default router, as shipped): every held-out set routed on libraries whose packets
 carry notes (their training records) and on the same packets without notes, each also
@@ -162,6 +163,8 @@ def make_library(
 # -- the default router on every set ---------------------------------------------------------
 
 
+# The long demo sets in the users' voice, whose citations are also pooled.
+LONG_SETS = ("natural", "field", "site", "unseen", "fresh")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh",
@@ -234,14 +237,17 @@ VARIANTS = (
 )
 
 
-def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: Path) -> dict:
+def sets_report(
+    datasets: list[DataSet], reference: Path | None, embedder, tmp: Path, variants=VARIANTS
+) -> dict:
     """Route every set with the default router on each library, packets with and without
-    notes; return {library: {"notes"|"no notes": {set: {"n", "right"|"abstained"}}}}."""
+    notes (`variants`: label, with notes, Router options); return {library: {label: {set:
+    {"n", "right"|"abstained"}}}}."""
     sets = question_sets(reference)
     notes = domain_notes(reference)
     out: dict = {}
     for data in datasets:
-        for label, with_notes, options in VARIANTS:
+        for label, with_notes, options in variants:
             slug = "-".join("".join(c for c in label if c.isalnum() or c == " ").split())
             root = tmp / f"sets-{data.name}-{slug}"
             library = make_library(root, data.exemplars, notes if with_notes else None)
@@ -272,6 +278,43 @@ def sets_report(datasets: list[DataSet], reference: Path | None, embedder, tmp: 
                     ]
             out.setdefault(data.name, {})[label] = row
             library.close()
+    return out
+
+
+EVERYDAY_LEADS = (None, 0.04, 0.06, 0.08, 0.10, 0.11, 0.12, 0.13, 0.15, 0.20)
+
+
+def everyday_sweep(datasets: list[DataSet], reference: Path | None, embedder, tmp: Path) -> dict:
+    """The everyday questions' lead, swept (None: no list): per lead, how many in-domain
+    questions of every set and library, with notes and without, route to their own packet
+    (`in_domain_right`, out of `in_domain`) and each out-of-domain set's share abstained on
+    the libraries with notes; the sets_report cells are under `cells`."""
+    variants = []
+    for lead in EVERYDAY_LEADS:
+        options = {"everyday": ()} if lead is None else {"everyday_lead": lead}
+        for with_notes in (True, False):
+            label = f"{'notes' if with_notes else 'no notes'}, lead {lead}"
+            variants.append((label, with_notes, options))
+    cells = sets_report(datasets, reference, embedder, tmp, variants)
+    out: dict = {"cells": cells, "leads": {}}
+    for lead in EVERYDAY_LEADS:
+        right = total = 0
+        abstained: dict = {}
+        for library, rows in cells.items():
+            for label, row in rows.items():
+                if not label.endswith(f"lead {lead}"):
+                    continue
+                for name, cell in row.items():
+                    if "right" in cell and not name.startswith("demo gaps"):
+                        right += round(cell["right"] * cell["n"])
+                        total += cell["n"]
+                    elif "abstained" in cell and label.startswith("notes"):
+                        abstained[f"{library} {name}"] = cell["abstained"]
+        out["leads"][str(lead)] = {
+            "in_domain_right": right,
+            "in_domain": total,
+            "abstained": abstained,
+        }
     return out
 
 
@@ -325,6 +368,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     for name, path in OOD_FILES:  # out-of-domain: answered as if covered only when both
         files[name] = [REPO / "bench/data" / path]  # the router and the notes let it through
     out: dict = {}
+    pooled: list[float] = []  # citations over the long demo sets (LONG_SETS)
     for name, paths in files.items():
         rows = [r for path in paths for r in question_rows(path)]
         cites, shown, covered, sure, coded, unordered = [], [], [], [], 0, 0
@@ -354,6 +398,14 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
                 "passages_recall_ci": bootstrap_ci(shown),
             }
         out[name] = cell
+        if name.removeprefix("demo ") in LONG_SETS:
+            pooled += cites
+    out["demo long sets, pooled"] = {
+        "sets": list(LONG_SETS),
+        "n": len(pooled),
+        "citation_precision": sum(pooled) / len(pooled),
+        "citation_ci": bootstrap_ci(pooled),
+    }
     library.close()
     return out
 
@@ -638,7 +690,9 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
     for n in counts:
         library = make_library(tmp / f"lat-{n}", synthetic_packets(n))
         prefill_cache(library, embedder)
+        start = time.perf_counter()
         Router(library, embedder, BASE).everyday()  # cached, like the packets' vectors
+        everyday_s = time.perf_counter() - start
         router = Router(library, embedder, BASE)
         start = time.perf_counter()
         router.warm()
@@ -672,6 +726,7 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
             "embed_p50_ms": statistics.median(embed_wall),
             "embed_cpu_p50_ms": statistics.median(embed_cpu),
             "index_s": index_s,
+            "everyday_embed_s": everyday_s,  # the everyday questions, embedded once per library
             "exemplars": n * 12,
             "n": len(wall),
             "loadavg_1min": os.getloadavg()[0],
@@ -725,7 +780,7 @@ def main() -> None:
     parser.add_argument("--home", default=None, help="fieldkit home (default: $FIELDKIT_HOME)")
     parser.add_argument(
         "--only",
-        choices=("sets", "citations", "cover-curve", "accuracy", "latency"),
+        choices=("sets", "citations", "cover-curve", "everyday-sweep", "accuracy", "latency"),
         default=None,
     )
     parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
@@ -761,6 +816,10 @@ def main() -> None:
             reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             results["cover_curve"] = cover_curve(reference_dir, embedder, Path(tmp))
             results["cover_curve_loadavg_1min"] = os.getloadavg()[0]
+        if args.only in (None, "everyday-sweep"):
+            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
+            results["everyday_sweep"] = everyday_sweep(datasets, reference_dir, embedder, Path(tmp))
+            results["everyday_sweep_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "accuracy"):
             margins = tuple(float(m) for m in args.margins.split(","))
             results["accuracy"] = accuracy(
