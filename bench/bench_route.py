@@ -164,11 +164,11 @@ def make_library(
 
 
 # The long demo sets in the users' voice, whose citations are also pooled.
-LONG_SETS = ("natural", "field", "site", "unseen", "fresh")
+LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
-    "heldout", "natural", "field", "site", "unseen", "fresh",
-    "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
+    "heldout", "natural", "field", "site", "unseen", "fresh", "late",
+    "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
@@ -178,6 +178,7 @@ OOD_FILES = (
     ("out-of-domain quick", "out_of_domain_quick.txt"),
     ("out-of-domain fresh", "out_of_domain_fresh.txt"),
     ("out-of-domain blind", "out_of_domain_blind.txt"),
+    ("out-of-domain late", "out_of_domain_late.txt"),
 )
 
 

@@ -210,6 +210,7 @@ def test_demo_field(domain: str) -> None:
 LATER_SETS = {"site": ("heldout", "natural", "field", "gaps", "gaps_natural")}
 LATER_SETS["unseen"] = (*LATER_SETS["site"], "site", "gaps_unseen")
 LATER_SETS["fresh"] = (*LATER_SETS["unseen"], "unseen", "gaps_fresh")
+LATER_SETS["late"] = (*LATER_SETS["fresh"], "fresh", "gaps_late")
 
 
 @pytest.mark.parametrize("name", sorted(LATER_SETS))
@@ -236,7 +237,8 @@ def test_demo_gap_sets(domain: str) -> None:
     training question or another set's question."""
     train = [row["instruction"] for row in demo_train(domain)]
     seen = list(train)
-    for name, count in (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6)):
+    gap_sets = (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6))
+    for name, count in (*gap_sets, ("gaps_late", 6)):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
         for row in rows:
@@ -249,10 +251,20 @@ def test_demo_gap_sets(domain: str) -> None:
     assert_unique(seen, f"{domain} gap or training question")
 
 
-@pytest.mark.parametrize("name", ["field", "site"])
-def test_out_of_domain_long_sets(name: str) -> None:
+OUT_OF_DOMAIN_SETS = {"field": 40, "site": 40, "natural": 44, "quick": 29, "fresh": 60}
+OUT_OF_DOMAIN_SETS |= {"blind": 60, "late": 60}
+# Questions that writers who had not seen each other's sets wrote word for word alike
+# (what is the capital city of Australia; the last Africa Cup of Nations; a first CV; a
+# nosebleed): kept, since the sets were scored as written, and counted so none is added.
+REPEATED_ACROSS_SETS = {"blind": 4, "fresh": 3}
+
+
+@pytest.mark.parametrize("name", sorted(OUT_OF_DOMAIN_SETS))
+def test_out_of_domain_later_sets(name: str) -> None:
+    """Each later out-of-domain set: its size, no question twice, none from another set
+    (but the known repeats above)."""
     lines = read_lines(BENCH / f"out_of_domain_{name}.txt")
-    assert len(lines) == 40
+    assert len(lines) == OUT_OF_DOMAIN_SETS[name]
     assert_unique(lines, f"out-of-domain {name} question")
     others = [
         line
@@ -260,7 +272,8 @@ def test_out_of_domain_long_sets(name: str) -> None:
         if path.name != f"out_of_domain_{name}.txt"
         for line in read_lines(path)
     ]
-    assert not {norm(x) for x in lines} & {norm(x) for x in others}
+    repeated = {norm(x) for x in lines} & {norm(x) for x in others}
+    assert len(repeated) == REPEATED_ACROSS_SETS.get(name, 0), repeated
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
