@@ -179,6 +179,7 @@ OOD_FILES = (
     ("out-of-domain fresh", "out_of_domain_fresh.txt"),
     ("out-of-domain blind", "out_of_domain_blind.txt"),
     ("out-of-domain late", "out_of_domain_late.txt"),
+    ("out-of-domain final", "out_of_domain_final.txt"),
 )
 
 
