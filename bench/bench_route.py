@@ -180,6 +180,7 @@ OOD_FILES = (
     ("out-of-domain blind", "out_of_domain_blind.txt"),
     ("out-of-domain late", "out_of_domain_late.txt"),
     ("out-of-domain final", "out_of_domain_final.txt"),
+    ("out-of-domain last", "out_of_domain_last.txt"),
 )
 
 
