@@ -181,6 +181,7 @@ OOD_FILES = (
     ("out-of-domain late", "out_of_domain_late.txt"),
     ("out-of-domain final", "out_of_domain_final.txt"),
     ("out-of-domain last", "out_of_domain_last.txt"),
+    ("out-of-domain after", "out_of_domain_after.txt"),
 )
 
 

@@ -252,7 +252,7 @@ def test_demo_gap_sets(domain: str) -> None:
 
 
 OUT_OF_DOMAIN_SETS = {"field": 40, "site": 40, "natural": 44, "quick": 29, "fresh": 60}
-OUT_OF_DOMAIN_SETS |= {"blind": 60, "late": 60, "final": 59, "last": 60}
+OUT_OF_DOMAIN_SETS |= {"blind": 60, "late": 60, "final": 59, "last": 60, "after": 60}
 # Questions that writers who had not seen each other's sets wrote word for word alike
 # (what is the capital city of Australia; the last Africa Cup of Nations; a first CV; a
 # nosebleed): kept, since the sets were scored as written, and counted so none is added.
