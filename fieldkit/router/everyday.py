@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,6 @@ import numpy as np
 
 from fieldkit.assets import assets_dir
 from fieldkit.router.grid import similarities
-from fieldkit.router.words import WordIndex
 
 if TYPE_CHECKING:
     from fieldkit.router.embedder import Embedder
@@ -42,14 +40,6 @@ if TYPE_CHECKING:
 # bench/data/out_of_domain_blind.txt, was scored once (docs/BENCHMARKS.md, "Router",
 # "Everyday questions").
 EVERYDAY_LEAD = 0.12
-# A packet with notes is scored with the words it shares with the question (router.py,
-# NOTES_LEXICAL); against it, each everyday question is scored alike: its cosine plus
-# EVERYDAY_LEXICAL times the rarity-weighted share of the question's words it holds
-# (words.WordIndex over the list), and the same lead applies. Picked after the list grew
-# to 1,038, on every set then written: at 0.2 and the lead of 0.12 every in-domain
-# question routes as before; at 0.3 only from a lead of 0.2 (docs/BENCHMARKS.md,
-# "Everyday questions").
-EVERYDAY_LEXICAL = 0.2
 EVERYDAY_FILE = ("router", "everyday.txt")
 KEY_PREFIX = "everyday:"  # the cache key's prefix (never a packet id: those are hex)
 
@@ -106,45 +96,23 @@ class Everyday:
             cache.put(key, embedder.id, vectors)
         return cls(texts, vectors)
 
-    def cosines(self, queries: np.ndarray) -> np.ndarray:
-        """Return the (B, count) cosines of (B, dim) unit queries with the list."""
-        return similarities(self.vectors, queries)
-
-    def nearest(self, cosines: np.ndarray) -> tuple[int, float]:
-        """Return the nearest everyday question by one query's `cosines`, and its cosine
-        (-inf for an empty list)."""
+    def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return, per (B, dim) query, the index of the nearest everyday question and its
+        cosine (-inf for an empty list)."""
         if not len(self.texts):
-            return 0, float("-inf")
-        best = int(cosines.argmax())
-        return best, float(cosines[best])
+            return np.zeros(len(queries), np.int64), np.full(len(queries), -np.inf, np.float32)
+        sims = similarities(self.vectors, queries)
+        best = sims.argmax(axis=1)
+        return best, sims[np.arange(len(queries)), best]
 
-    @cached_property
-    def words(self) -> WordIndex:
-        """The words of the list's questions, for `with_words`."""
-        return WordIndex(self.texts)
-
-    def with_words(self, question: str, cosines: np.ndarray, weight: float) -> tuple[int, float]:
-        """Return the everyday question that scores best for `question` as a noted packet's
-        texts do (its cosine, from `cosines`, plus `weight` times the share of the
-        question's words it holds), and that score (-inf for an empty list)."""
-        if not len(self.texts):
-            return 0, float("-inf")
-        scores = cosines + weight * self.words.overlap(question)
-        best = int(scores.argmax())
-        return best, float(scores[best])
-
-    def objection(
-        self, which: int, score: float, own: float, packet: str, lead: float, words: bool = False
-    ) -> str:
-        """Return why a route to `packet` (its texts' score `own`) is abstained on, when
-        everyday question `which` (score `score`) is nearer by `lead` or more; else "".
-        `words`: both scores count shared words (see EVERYDAY_LEXICAL)."""
+    def objection(self, which: int, score: float, own: float, packet: str, lead: float) -> str:
+        """Return why a route to `packet` (its texts' cosine `own`) is abstained on, when
+        everyday question `which` (cosine `score`) is nearer by `lead` or more; else ""."""
         if score < own + lead:
             return ""
         text = self.texts[which]
         shown = text if len(text) <= 60 else text[:57].rstrip() + "..."
-        how = ", words shared included" if words else ""
         return (
             f'an everyday question, not an expert\'s: nearer "{shown}" ({score:.2f}) '
-            f"than {packet}'s texts ({own:.2f}{how})"
+            f"than {packet}'s texts ({own:.2f})"
         )

@@ -22,13 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
-from fieldkit.router.everyday import (
-    EVERYDAY_LEAD,
-    EVERYDAY_LEXICAL,
-    Everyday,
-    cache_key,
-    everyday_questions,
-)
+from fieldkit.router.everyday import EVERYDAY_LEAD, Everyday, cache_key, everyday_questions
 from fieldkit.router.grid import ExemplarGrid
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
@@ -152,7 +146,6 @@ class Router:
         use_notes: bool = True,
         everyday: Sequence[str] | None = None,
         everyday_lead: float = EVERYDAY_LEAD,
-        everyday_lexical: float = EVERYDAY_LEXICAL,
         show: int = 3,
     ) -> None:
         """`everyday`: the questions no packet is for (fieldkit.router.everyday); None means
@@ -169,7 +162,7 @@ class Router:
         self.notes_lexical, self.use_notes = notes_lexical, use_notes
         self._everyday_texts = list(everyday_questions() if everyday is None else everyday)
         self._everyday_key = cache_key(self._everyday_texts)  # kept in the cache's pruning
-        self.everyday_lead, self.everyday_lexical = everyday_lead, everyday_lexical
+        self.everyday_lead = everyday_lead
         self._everyday: Everyday | None = None
         self._index: ExemplarGrid | None = None
         self._token: tuple[int, int] | None = None
@@ -296,13 +289,16 @@ class Router:
         everyday = self.everyday()
         rows: list[np.ndarray] = []
         cosines: list[np.ndarray] = []  # the scores before shared words (see NOTES_LEXICAL)
-        near: list[np.ndarray] = []  # per question: its cosines with the everyday list
+        which: list[int] = []  # per question: the nearest everyday question, and its cosine
+        near: list[float] = []
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
             batch = questions[first : first + BATCH]
             queries = self.embedder.embed(batch)
             cosines.extend(index.scores(queries, self.method, self.top_k, self.blend))
             rows.extend(cosines[first:])
-            near.extend(everyday.cosines(queries))
+            best, cosine = everyday.nearest(queries)
+            which.extend(best.tolist())
+            near.extend(cosine.tolist())
             if self.notes_lexical and index.lexicon is not None:
                 for q, question in enumerate(batch, first):
                     rows[q] = rows[q] + self.notes_lexical * index.shared_words(question)
@@ -319,9 +315,9 @@ class Router:
             else:
                 decision = self._decide(index, scores[q], ranks, ms)
                 if decision.route is not None:  # the routed packet is ranks[0]
-                    why = self._everyday_objection(
-                        everyday, questions[q], near[q], cosines[q], index, ranks[0], decision
-                    )
+                    own = float(cosines[q][ranks[0]])
+                    lead = self.everyday_lead
+                    why = everyday.objection(which[q], near[q], own, decision.route, lead)
                     if why:
                         decision = replace(decision, route=None, packet_id=None, reason=why)
             if withheld.any():
@@ -331,27 +327,6 @@ class Router:
                     decision = replace(decision, reason=f"{decision.reason}; not used: {problem}")
             decisions.append(decision)
         return decisions
-
-    def _everyday_objection(
-        self,
-        everyday: Everyday,
-        question: str,
-        near: np.ndarray,
-        cosines: np.ndarray,
-        index: ExemplarGrid,
-        routed: int,
-        decision: RouteDecision,
-    ) -> str:
-        """Return why the route to packet `routed` goes to the base model instead (an
-        everyday question is nearer by the lead: by cosine, or for a packet with notes
-        also with the words each shares with the question), else ""."""
-        lead, name = self.everyday_lead, decision.route or ""
-        which, cosine = everyday.nearest(near)
-        why = everyday.objection(which, cosine, float(cosines[routed]), name, lead)
-        if why or not index.noted[routed] or not self.everyday_lexical:
-            return why
-        which, score = everyday.with_words(question, near, self.everyday_lexical)
-        return everyday.objection(which, score, decision.score, name, lead, words=True)
 
     def _empty_reason(self) -> str:
         packets = self.library.list_packets()
