@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_route.py [--reference ../shared/reference/gossip-handshake]
         [--model HOME/models/smollm2-135m-instruct]
         [--only sets|citations|cover-curve|everyday-sweep|accuracy|latency] [--json OUT]
+        [--everyday-first N]
 
 Sets (the default router, as shipped): every held-out set routed on libraries whose packets
 carry notes (their training records) and on the same packets without notes, each also
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from fieldkit.home import Home  # noqa: E402
 from fieldkit.router.embedder import MiniLMEmbedder, normalise  # noqa: E402
+from fieldkit.router.everyday import everyday_questions  # noqa: E402
 from fieldkit.router.router import Router  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.identity import Identity  # noqa: E402
@@ -794,6 +796,13 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument(
+        "--everyday-first",
+        type=int,
+        default=None,
+        help="sets: the routers that hold the everyday list hold only its first N questions "
+        "(the list as it was: 638 before the third writer's 400)",
+    )
+    parser.add_argument(
         "--int8", action="store_true", help="MiniLM with dynamic int8 Linear layers"
     )
     args = parser.parse_args()
@@ -810,7 +819,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "sets"):
             reference_dir = args.reference.resolve() if args.reference.is_dir() else None
-            results["sets"] = sets_report(datasets, reference_dir, embedder, Path(tmp))
+            variants = VARIANTS
+            if args.everyday_first is not None:
+                first = everyday_questions()[: args.everyday_first]
+                variants = tuple(
+                    (label, notes, options if "everyday" in options else {"everyday": first})
+                    for label, notes, options in VARIANTS
+                )
+            results["sets"] = sets_report(datasets, reference_dir, embedder, Path(tmp), variants)
             results["sets_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "citations"):
             reference_dir = args.reference.resolve() if args.reference.is_dir() else None

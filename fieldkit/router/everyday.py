@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 # "Router", "Everyday questions").
 EVERYDAY_LEAD = 0.12
 EVERYDAY_FILE = ("router", "everyday.txt")
+# The shipped list's vectors, made by `python -m fieldkit.router.everyday` with the
+# default embedder (float16, about 0.8 MB), so a new home need not embed the list (about
+# 7 s on two cores). Used only when they were made by the same embedder for exactly the
+# list's first questions (keyed by cache_key): a changed list is embedded as before.
+VECTORS_FILE = ("router", "everyday.npz")
 KEY_PREFIX = "everyday:"  # the cache key's prefix (never a packet id: those are hex)
 
 
@@ -76,6 +81,33 @@ def cache_key(texts: Sequence[str]) -> str:
     return KEY_PREFIX + digest
 
 
+def shipped_vectors(texts: Sequence[str], embedder_id: str, dim: int) -> np.ndarray:
+    """Return the shipped vectors of the first questions of `texts` (see VECTORS_FILE):
+    (n, dim) float32, or (0, dim) when there are none for this embedder and this list."""
+    none = np.zeros((0, dim), np.float32)
+    try:
+        with np.load(assets_dir().joinpath(*VECTORS_FILE)) as data:
+            key, made_by, vectors = str(data["key"]), str(data["embedder"]), data["vectors"]
+    except (OSError, KeyError, ValueError, EOFError):
+        return none
+    count = len(vectors)
+    if made_by != embedder_id or vectors.shape[1:] != (dim,) or count > len(texts):
+        return none
+    if cache_key(texts[:count]) != key:
+        return none
+    return vectors.astype(np.float32)
+
+
+def write_shipped_vectors(embedder: Embedder, path: Path | None = None) -> Path:
+    """Embed the shipped list with `embedder` and write VECTORS_FILE (or `path`)."""
+    texts = everyday_questions()
+    path = path or assets_dir().joinpath(*VECTORS_FILE)
+    vectors = embedder.embed(texts).astype(np.float16)
+    with path.open("wb") as out:
+        np.savez_compressed(out, key=cache_key(texts), embedder=embedder.id, vectors=vectors)
+    return path
+
+
 @dataclass(frozen=True)
 class Everyday:
     """The everyday questions and their unit vectors."""
@@ -93,7 +125,9 @@ class Everyday:
         key = cache_key(texts)
         vectors = cache.get_many([key], embedder.id).get(key)
         if vectors is None or len(vectors) != len(texts):
-            vectors = embedder.embed(texts)
+            ready = shipped_vectors(texts, embedder.id, embedder.dim)
+            rest = texts[len(ready) :]
+            vectors = np.concatenate([ready, embedder.embed(rest)]) if rest else ready
             cache.put(key, embedder.id, vectors)
         return cls(texts, vectors)
 
@@ -117,3 +151,9 @@ class Everyday:
             f'an everyday question, not an expert\'s: nearer "{shown}" ({score:.2f}) '
             f"than {packet}'s texts ({own:.2f})"
         )
+
+
+if __name__ == "__main__":  # python -m fieldkit.router.everyday: remake VECTORS_FILE
+    from fieldkit.router.embedder import default_embedder
+
+    print(write_shipped_vectors(default_embedder()))
