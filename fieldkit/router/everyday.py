@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 EVERYDAY_LEAD = 0.12
 EVERYDAY_FILE = ("router", "everyday.txt")
 # The shipped list's vectors, made by `python -m fieldkit.router.everyday` with the
-# default embedder (float16, about 0.8 MB), so a new home need not embed the list (about
+# default embedder (float16, about 0.7 MB), so a new home need not embed the list (about
 # 7 s on two cores). Used only when they were made by the same embedder for exactly the
 # list's first questions (keyed by cache_key): a changed list is embedded as before.
 VECTORS_FILE = ("router", "everyday.npz")
@@ -117,8 +117,9 @@ class Everyday:
 
     @classmethod
     def load(cls, texts: Sequence[str], cache: VectorCache, embedder: Embedder) -> Everyday:
-        """Return the questions with their vectors, embedding them unless `cache` holds
-        them (under `cache_key`)."""
+        """Return the questions with their vectors, from `cache` (under `cache_key`), else
+        the shipped vectors of the shipped questions (`shipped_vectors`) and the rest
+        embedded; what was not cached is cached."""
         texts = list(texts)
         if not texts:
             return cls([], np.zeros((0, embedder.dim), np.float32))
