@@ -253,9 +253,8 @@ def sets_report(
     notes = domain_notes(reference)
     out: dict = {}
     for data in datasets:
-        for label, with_notes, options in variants:
-            slug = "-".join("".join(c for c in label if c.isalnum() or c == " ").split())
-            root = tmp / f"sets-{data.name}-{slug}"
+        for number, (label, with_notes, options) in enumerate(variants):
+            root = tmp / f"sets-{data.name}-{number}"
             library = make_library(root, data.exemplars, notes if with_notes else None)
             router = Router(library, embedder, BASE, **options)
             row: dict = {}
@@ -820,9 +819,9 @@ def main() -> None:
         datasets += [reference, combine("all", datasets[0], reference)]  # last: calibration
     ood = [x.strip() for x in args.ood.read_text().splitlines() if x.strip()]
     results: dict = {}
+    reference_dir = args.reference.resolve() if args.reference.is_dir() else None
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "sets"):
-            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             variants = VARIANTS
             if args.everyday_first is not None:
                 first = everyday_questions()[: args.everyday_first]
@@ -833,15 +832,12 @@ def main() -> None:
             results["sets"] = sets_report(datasets, reference_dir, embedder, Path(tmp), variants)
             results["sets_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "citations"):
-            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             results["citations"] = citations_report(reference_dir, embedder, Path(tmp))
             results["citations_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "cover-curve"):
-            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             results["cover_curve"] = cover_curve(reference_dir, embedder, Path(tmp))
             results["cover_curve_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "everyday-sweep"):
-            reference_dir = args.reference.resolve() if args.reference.is_dir() else None
             results["everyday_sweep"] = everyday_sweep(datasets, reference_dir, embedder, Path(tmp))
             results["everyday_sweep_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "accuracy"):

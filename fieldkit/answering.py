@@ -167,6 +167,35 @@ class Answer(_Notice):
             )
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        """Rebuild the Answer that `to_dict` gave (an agent's reply), without its generation
+        numbers and its route's candidates."""
+        from dataclasses import fields
+
+        from fieldkit.router.router import RouteDecision
+
+        renamed = {"answer": "text", "adapter": "packet"}  # to_dict's names for these fields
+        given = {renamed.get(key, key): value for key, value in data.items()}
+        kept = {f.name for f in fields(cls)} - {"decision", "result"}
+        plain = {name: given[name] for name in kept if name in given}
+        decision = None
+        if "reason" in given:  # routed, or abstained on: the route's own fields
+            route = given.get("route")
+            decision = RouteDecision(
+                route, given.get("packet_id") if route else None, given.get("score", 0.0),
+                given.get("margin", 0.0), [], given.get("route_ms", 0.0), given["reason"],
+            )  # fmt: skip
+        return cls(
+            **{
+                **plain,
+                "decision": decision,
+                "sources": [Source(**s) for s in given["sources"]],
+                "nearest": [Source(**s) for s in given["nearest"]],
+                "unsupported": [Unsupported(**u) for u in given["unsupported"]],
+            }
+        )
+
 
 # --- the prompt ---------------------------------------------------------------------------
 

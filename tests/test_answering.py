@@ -278,7 +278,6 @@ def test_an_answer_from_passages_that_may_not_fit_says_so_first(
 def test_an_answer_the_router_left_to_the_base_model_says_why():
     from fieldkit.answering import Answer
     from fieldkit.commands.ask import answer_footer
-    from fieldkit.commands.serve import _answer_from_dict
     from fieldkit.router.router import RouteDecision
 
     reason = 'an everyday question, not an expert\'s: nearer "How do I boil eggs?" (0.80)'
@@ -286,6 +285,6 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     abstained = Answer("How do I boil eggs?", "Boil them.", None, None, BASE, [], [], decision)
     assert answer_footer(abstained) == [f"(from the base model only: {reason})"]
     # the same through an agent, which sends Answer.to_dict()
-    assert answer_footer(_answer_from_dict(abstained.to_dict())) == answer_footer(abstained)
+    assert answer_footer(Answer.from_dict(abstained.to_dict())) == answer_footer(abstained)
     asked = Answer("How do I boil eggs?", "Boil them.", None, None, BASE, [], [])  # --base
     assert answer_footer(asked) == []

@@ -21,7 +21,6 @@ from fieldkit.server.client import NO_SERVER_ENV, use_agent
 from fieldkit.server.runtime import DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from fieldkit.answering import Answer
     from fieldkit.server.runtime import RuntimeInfo
     from fieldkit.services import Services
 
@@ -113,6 +112,7 @@ def ask_through_agent(
     sources and support marks and the stderr line, or the same JSON object (the agent
     sends `Answer.to_dict()`). Raises FieldkitError with the agent's sentence on a refusal.
     """
+    from fieldkit.answering import Answer
     from fieldkit.commands.ask import answer_footer
     from fieldkit.server.client import find_agent
 
@@ -142,7 +142,7 @@ def ask_through_agent(
         click.echo(json.dumps(result, ensure_ascii=False))
         return True
     click.echo()
-    for line in answer_footer(_answer_from_dict(result)):
+    for line in answer_footer(Answer.from_dict(result)):
         click.echo(line)
     if sys.stderr.isatty():
         click.echo(
@@ -151,32 +151,3 @@ def ask_through_agent(
             err=True,
         )
     return True
-
-
-def _answer_from_dict(data: dict[str, Any]) -> Answer:
-    """Rebuild the Answer that `Answer.to_dict()` sent (without its generation numbers)."""
-    from dataclasses import fields
-
-    from fieldkit.answering import Answer, Source, Unsupported
-    from fieldkit.router.router import RouteDecision
-
-    renamed = {"answer": "text", "adapter": "packet"}  # to_dict's names for these fields
-    given = {renamed.get(key, key): value for key, value in data.items()}
-    kept = {f.name for f in fields(Answer)} - {"decision", "result"}
-    plain = {name: given[name] for name in kept if name in given}
-    decision = None
-    if "reason" in given:  # routed (or abstained): the route's fields, without candidates
-        decision = RouteDecision(
-            given.get("route"), given.get("packet_id") if given.get("route") else None,
-            given.get("score", 0.0), given.get("margin", 0.0), [], given.get("route_ms", 0.0),
-            given["reason"],
-        )  # fmt: skip
-    return Answer(
-        **{
-            **plain,
-            "decision": decision,
-            "sources": [Source(**s) for s in given["sources"]],
-            "nearest": [Source(**s) for s in given["nearest"]],
-            "unsupported": [Unsupported(**u) for u in given["unsupported"]],
-        }
-    )
