@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from fieldkit.home import Home  # noqa: E402
 from fieldkit.router.embedder import MiniLMEmbedder, normalise  # noqa: E402
-from fieldkit.router.everyday import everyday_questions  # noqa: E402
+from fieldkit.router.everyday import EVERYDAY_LEAD, everyday_questions  # noqa: E402
 from fieldkit.router.router import Router  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.identity import Identity  # noqa: E402
@@ -169,7 +169,7 @@ def make_library(
 LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
-    "heldout", "natural", "field", "site", "unseen", "fresh", "late",
+    "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse",
     "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
 )  # fmt: skip
 OOD_FILES = (
@@ -184,6 +184,7 @@ OOD_FILES = (
     ("out-of-domain final", "out_of_domain_final.txt"),
     ("out-of-domain last", "out_of_domain_last.txt"),
     ("out-of-domain after", "out_of_domain_after.txt"),
+    ("out-of-domain closing", "out_of_domain_closing.txt"),
 )
 
 
@@ -233,6 +234,8 @@ def domain_notes(reference: Path | None) -> dict[str, list]:
 VARIANTS = (
     ("notes", True, {}),
     ("no notes", False, {}),
+    ("notes, lead alone (no divide)", True, {"everyday_near_lead": EVERYDAY_LEAD}),
+    ("no notes, lead alone (no divide)", False, {"everyday_near_lead": EVERYDAY_LEAD}),
     ("notes, no everyday list", True, {"everyday": ()}),
     ("no notes, no everyday list", False, {"everyday": ()}),
     (
@@ -287,27 +290,34 @@ def sets_report(
 
 
 EVERYDAY_LEADS = (None, 0.04, 0.06, 0.08, 0.10, 0.11, 0.12, 0.13, 0.15, 0.20)
+NEAR_LEADS = (0.02, 0.04, 0.06, 0.08, 0.10)  # the divide's, at the shipped lead
 
 
 def everyday_sweep(datasets: list[DataSet], reference: Path | None, embedder, tmp: Path) -> dict:
-    """The everyday questions' lead, swept (None: no list): per lead, how many in-domain
-    questions of every set and library, with notes and without, route to their own packet
+    """The everyday questions' lead alone (the divide off), swept (None: no list), then the
+    divide's near lead at the shipped lead: per setting, how many in-domain questions of
+    every set and library, with notes and without, route to their own packet
     (`in_domain_right`, out of `in_domain`) and each out-of-domain set's share abstained on
     the libraries with notes; the sets_report cells are under `cells`."""
-    variants = []
+    settings: dict[str, dict] = {}
     for lead in EVERYDAY_LEADS:
-        options = {"everyday": ()} if lead is None else {"everyday_lead": lead}
-        for with_notes in (True, False):
-            label = f"{'notes' if with_notes else 'no notes'}, lead {lead}"
-            variants.append((label, with_notes, options))
+        alone = {"everyday_lead": lead, "everyday_near_lead": lead}
+        settings[f"lead {lead}"] = {"everyday": ()} if lead is None else alone
+    for near in NEAR_LEADS:
+        settings[f"near lead {near}"] = {"everyday_near_lead": near}
+    variants = [
+        (f"{'notes' if with_notes else 'no notes'}, {key}", with_notes, options)
+        for key, options in settings.items()
+        for with_notes in (True, False)
+    ]
     cells = sets_report(datasets, reference, embedder, tmp, variants)
     out: dict = {"cells": cells, "leads": {}}
-    for lead in EVERYDAY_LEADS:
+    for key in settings:
         right = total = 0
         abstained: dict = {}
         for library, rows in cells.items():
             for label, row in rows.items():
-                if not label.endswith(f"lead {lead}"):
+                if label.split(", ", 1)[1] != key:
                     continue
                 for name, cell in row.items():
                     if "right" in cell and not name.startswith("demo gaps"):
@@ -315,11 +325,7 @@ def everyday_sweep(datasets: list[DataSet], reference: Path | None, embedder, tm
                         total += cell["n"]
                     elif "abstained" in cell and label.startswith("notes"):
                         abstained[f"{library} {name}"] = cell["abstained"]
-        out["leads"][str(lead)] = {
-            "in_domain_right": right,
-            "in_domain": total,
-            "abstained": abstained,
-        }
+        out["leads"][key] = {"in_domain_right": right, "in_domain": total, "abstained": abstained}
     return out
 
 

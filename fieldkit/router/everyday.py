@@ -41,6 +41,18 @@ if TYPE_CHECKING:
 # (bench/data/out_of_domain_blind.txt, _final.txt, _last.txt, _after.txt; docs/BENCHMARKS.md,
 # "Router", "Everyday questions").
 EVERYDAY_LEAD = 0.12
+# Nearer by less than that, but by EVERYDAY_NEAR_LEAD or more, the router abstains too when
+# the question lies on the everyday side of the library's divide (`Divide`): a line fitted
+# between every packet's texts and the everyday questions, cut halfway between their means.
+# The nearest neighbour alone let short household questions through ("weevils in my
+# flour", "cool box for a picnic how much ice"): one everyday question is only a little
+# nearer than a packet's record, but the whole list leans their way. Half the lead and the
+# midpoint were taken as they come; the shrinkage (DIVIDE_SHRINK, added to the scatter's
+# diagonal) is the middle of the range (0.001-0.01) that gave the same routes on the sets
+# written before assets/demo/*/terse.jsonl and bench/data/out_of_domain_closing.txt, which
+# were written blind and scored once (docs/BENCHMARKS.md, "The everyday divide").
+EVERYDAY_NEAR_LEAD = 0.06
+DIVIDE_SHRINK = 3e-3
 EVERYDAY_FILE = ("router", "everyday.txt")
 # The shipped list's vectors, made by `python -m fieldkit.router.everyday` with the
 # default embedder (float16, about 0.7 MB), so a new home need not embed the list (about
@@ -141,17 +153,69 @@ class Everyday:
         best = sims.argmax(axis=1)
         return best, sims[np.arange(len(queries)), best]
 
-    def objection(self, which: int, score: float, own: float, packet: str, lead: float) -> str:
-        """Return why a route to `packet` (its texts' cosine `own`) is abstained on, when
-        everyday question `which` (cosine `score`) is nearer by `lead` or more; else ""."""
-        if score < own + lead:
+    def objection(
+        self,
+        which: int,
+        score: float,
+        own: float,
+        packet: str,
+        leads: tuple[float, float],
+        side: float = np.inf,
+    ) -> str:
+        """Return why a route to `packet` (its texts' cosine `own`) is abstained on, else "":
+        everyday question `which` (cosine `score`) is nearer by the first of `leads` or more,
+        or by the second or more with the question on the everyday side (`side` < 0) of the
+        library's divide (`Divide.side`)."""
+        lead, near_lead = leads
+        far = score >= own + lead
+        if not far and not (score >= own + near_lead and side < 0):
             return ""
         text = self.texts[which]
         shown = text if len(text) <= 60 else text[:57].rstrip() + "..."
-        return (
+        why = (
             f'an everyday question, not an expert\'s: nearer "{shown}" ({score:.2f}) '
             f"than {packet}'s texts ({own:.2f})"
         )
+        return why if far else f"{why}, and on the everyday side of the library ({side:.2f})"
+
+
+def _scatter(vectors: np.ndarray) -> np.ndarray:
+    """Return the covariance of (count, dim) `vectors` (zeros for a single one)."""
+    centred = vectors - vectors.mean(axis=0)
+    return centred.T @ centred / max(len(vectors) - 1, 1)
+
+
+@dataclass(frozen=True)
+class Divide:
+    """A line between a library's texts and the everyday questions: Fisher's linear
+    discriminant, its scatter shrunk towards the identity (DIVIDE_SHRINK). `side` is +1 at
+    the mean of the packets' texts, -1 at the mean of the everyday questions, 0 halfway."""
+
+    weights: np.ndarray  # (dim,)
+    bias: float
+
+    @classmethod
+    def fit(
+        cls, texts: np.ndarray, everyday: np.ndarray, shrink: float = DIVIDE_SHRINK
+    ) -> Divide | None:
+        """Return the divide between (count, dim) `texts` and `everyday` vectors, or None
+        when either is empty or their means coincide."""
+        if not len(texts) or not len(everyday):
+            return None
+        texts, everyday = texts.astype(np.float64), everyday.astype(np.float64)
+        ours, theirs = texts.mean(axis=0), everyday.mean(axis=0)
+        scatter = (_scatter(texts) + _scatter(everyday)) / 2
+        scatter[np.diag_indices_from(scatter)] += shrink
+        weights = np.linalg.solve(scatter, ours - theirs)
+        high, low = float(ours @ weights), float(theirs @ weights)
+        if not high - low > 1e-9:
+            return None
+        scale = 2 / (high - low)
+        return cls((weights * scale).astype(np.float32), -(high + low) / (high - low))
+
+    def side(self, queries: np.ndarray) -> np.ndarray:
+        """Return each (B, dim) query's side: > 0 the packets', < 0 the everyday questions'."""
+        return queries @ self.weights + np.float32(self.bias)
 
 
 if __name__ == "__main__":  # python -m fieldkit.router.everyday: remake VECTORS_FILE

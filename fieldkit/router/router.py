@@ -22,7 +22,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from fieldkit.router.embedder import Embedder, default_embedder
-from fieldkit.router.everyday import EVERYDAY_LEAD, Everyday, cache_key, everyday_questions
+from fieldkit.router.everyday import (
+    EVERYDAY_LEAD,
+    EVERYDAY_NEAR_LEAD,
+    Divide,
+    Everyday,
+    cache_key,
+    everyday_questions,
+)
 from fieldkit.router.grid import ExemplarGrid
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
@@ -146,10 +153,12 @@ class Router:
         use_notes: bool = True,
         everyday: Sequence[str] | None = None,
         everyday_lead: float = EVERYDAY_LEAD,
+        everyday_near_lead: float = EVERYDAY_NEAR_LEAD,
         show: int = 3,
     ) -> None:
         """`everyday`: the questions no packet is for (fieldkit.router.everyday); None means
-        the shipped list, () none."""
+        the shipped list, () none. `everyday_near_lead` at or above `everyday_lead` turns
+        the library's divide off."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.library = library
@@ -162,8 +171,9 @@ class Router:
         self.notes_lexical, self.use_notes = notes_lexical, use_notes
         self._everyday_texts = list(everyday_questions() if everyday is None else everyday)
         self._everyday_key = cache_key(self._everyday_texts)  # kept in the cache's pruning
-        self.everyday_lead = everyday_lead
+        self.everyday_leads = (everyday_lead, everyday_near_lead)
         self._everyday: Everyday | None = None
+        self._divide: Divide | None = None
         self._index: ExemplarGrid | None = None
         self._token: tuple[int, int] | None = None
         self._withheld: dict[str, str | None] = {}
@@ -260,6 +270,9 @@ class Router:
             exemplar_texts(p) + t if t else [] for p, t in zip(packets, note_texts, strict=True)
         ]
         self._index = ExemplarGrid.build(packets, vectors, self.embedder.dim, noted, texts)
+        lead, near_lead = self.everyday_leads
+        ours = np.concatenate(vectors) if near_lead < lead and vectors else None
+        self._divide = Divide.fit(ours, self.everyday().vectors) if ours is not None else None
         self._token = self._library_token()
         return self._index
 
@@ -291,6 +304,7 @@ class Router:
         cosines: list[np.ndarray] = []  # the scores before shared words (see NOTES_LEXICAL)
         which: list[int] = []  # per question: the nearest everyday question, and its cosine
         near: list[float] = []
+        sides: list[float] = []  # per question: its side of the library's divide
         for first in range(0, len(questions), BATCH):  # bounds the (batch, P, width) grid
             batch = questions[first : first + BATCH]
             queries = self.embedder.embed(batch)
@@ -299,6 +313,8 @@ class Router:
             best, cosine = everyday.nearest(queries)
             which.extend(best.tolist())
             near.extend(cosine.tolist())
+            divide = self._divide
+            sides.extend(divide.side(queries).tolist() if divide else [np.inf] * len(batch))
             if self.notes_lexical and index.lexicon is not None:
                 for q, question in enumerate(batch, first):
                     rows[q] = rows[q] + self.notes_lexical * index.shared_words(question)
@@ -316,8 +332,8 @@ class Router:
                 decision = self._decide(index, scores[q], ranks, ms)
                 if decision.route is not None:  # the routed packet is ranks[0]
                     own = float(cosines[q][ranks[0]])
-                    lead = self.everyday_lead
-                    why = everyday.objection(which[q], near[q], own, decision.route, lead)
+                    leads, route = self.everyday_leads, decision.route
+                    why = everyday.objection(which[q], near[q], own, route, leads, sides[q])
                     if why:
                         decision = replace(decision, route=None, packet_id=None, reason=why)
             if withheld.any():

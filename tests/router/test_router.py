@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from fieldkit.cli import main
 from fieldkit.home import Home
-from fieldkit.router.everyday import everyday_questions
+from fieldkit.router.everyday import EVERYDAY_LEAD, everyday_questions
 from fieldkit.router.grid import ExemplarGrid
 from fieldkit.router.router import Router
 from fieldkit.store.identity import Identity
@@ -458,6 +458,23 @@ def test_a_packet_on_the_everyday_topic_still_gets_its_questions(
     router = router_for(library, counting_embedder, everyday=["How do I cook rice?"])
     decision = router.route("How long should I boil rice in a pot?")
     assert decision.route == "kitchen", decision.reason  # its own exemplar is nearer
+
+
+def test_a_household_question_on_the_everyday_side_is_left_to_the_base_model(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    question = "my pet goat at home eats the flowers in my garden"
+    alone = router_for(library, counting_embedder, everyday_near_lead=EVERYDAY_LEAD)
+    assert alone.route(question).route == "goats"  # the nearest everyday question alone
+    router = router_for(library, counting_embedder)  # as shipped: the library's divide too
+    decision = router.route(question)
+    assert decision.route is None
+    assert decision.reason.startswith("an everyday question, not an expert's: nearer")
+    assert "and on the everyday side of the library (-" in decision.reason
+    assert decision.candidates[0].name == "goats"
+    # the packets' own questions are on their side
+    questions = [GOATS[2], "Why does the inverter beep at night?", PUMPS[0]]
+    assert [d.route for d in router.route_many(questions)] == ["goats", "solar", "pumps"]
 
 
 def test_a_changed_everyday_list_is_embedded_again(
