@@ -169,7 +169,7 @@ def make_library(
 LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
-    "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse",
+    "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
     "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
 )  # fmt: skip
 OOD_FILES = (
@@ -185,6 +185,7 @@ OOD_FILES = (
     ("out-of-domain last", "out_of_domain_last.txt"),
     ("out-of-domain after", "out_of_domain_after.txt"),
     ("out-of-domain closing", "out_of_domain_closing.txt"),
+    ("out-of-domain evening", "out_of_domain_evening.txt"),
 )
 
 
@@ -229,19 +230,20 @@ def domain_notes(reference: Path | None) -> dict[str, list]:
 
 
 # The default router on packets with notes, on the same packets without, each also without
-# the everyday questions (fieldkit.router.everyday), and the router as
-# it was before notes and the two tiers (nearest exemplar, one threshold of 0.47).
+# the everyday questions (fieldkit.router.everyday), and the router as it was before notes,
+# the two tiers and codes (nearest exemplar, one threshold of 0.47).
+BEFORE_DIVIDE = {"everyday_near_lead": EVERYDAY_LEAD, "codes": False}  # the router of 8f7ae0c
 VARIANTS = (
     ("notes", True, {}),
     ("no notes", False, {}),
-    ("notes, lead alone (no divide)", True, {"everyday_near_lead": EVERYDAY_LEAD}),
-    ("no notes, lead alone (no divide)", False, {"everyday_near_lead": EVERYDAY_LEAD}),
+    ("notes, no divide, no codes", True, BEFORE_DIVIDE),
+    ("no notes, no divide, no codes", False, BEFORE_DIVIDE),
     ("notes, no everyday list", True, {"everyday": ()}),
     ("no notes, no everyday list", False, {"everyday": ()}),
     (
         "before: exemplars only, 0.47",
         False,
-        {"min_score": 0.47, "rescue_score": 9.0, "everyday": ()},
+        {"min_score": 0.47, "rescue_score": 9.0, "everyday": (), "codes": False},
     ),
 )
 

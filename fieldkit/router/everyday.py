@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from fieldkit.assets import assets_dir
 from fieldkit.router.grid import similarities
+from fieldkit.router.words import plain_tokens
 
 if TYPE_CHECKING:
     from fieldkit.router.embedder import Embedder
@@ -143,6 +145,12 @@ class Everyday:
             vectors = np.concatenate([ready, embedder.embed(rest)]) if rest else ready
             cache.put(key, embedder.id, vectors)
         return cls(texts, vectors)
+
+    @cached_property
+    def tokens(self) -> set[str]:
+        """Every token of the questions (words.plain_tokens): a code that an everyday
+        question names (A4, R2) names no packet."""
+        return plain_tokens(self.texts)
 
     def nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return, per (B, dim) query, the index of the nearest everyday question and its

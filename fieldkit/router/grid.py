@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fieldkit.router.words import WordIndex
+from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens
 
 if TYPE_CHECKING:
     from fieldkit.router.router import PacketLike
@@ -44,6 +44,8 @@ class ExemplarGrid:
     lexicon: WordIndex | None = None  # the noted packets' exemplars and passages
     lexicon_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     lexicon_packets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tokens: list[set[str]] = field(default_factory=list)  # per packet, as words.plain_code
+    position: dict[str, int] = field(default_factory=dict)  # packet id -> its place
 
     @classmethod
     def build(
@@ -53,9 +55,11 @@ class ExemplarGrid:
         dim: int,
         noted: list[bool] | None = None,
         texts: list[list[str]] | None = None,
+        named: list[list[str]] | None = None,
     ) -> ExemplarGrid:
         """`texts`: per packet, the texts its shared rare words are counted in (those of
-        the noted packets make the lexicon)."""
+        the noted packets make the lexicon); `named`: per packet, the texts whose codes
+        it names (`naming`)."""
         counts = np.array([len(v) for v in vectors], dtype=np.int64)
         width = int(counts.max()) if len(counts) else 1
         flat = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
@@ -72,6 +76,8 @@ class ExemplarGrid:
         domains = np.array([names.setdefault(p.domain, len(names)) for p in packets], np.int64)
         starts = offset.astype(np.int64)
         index = cls(packets, flat, slots, counts, centroids, width, starts, marks, domains)
+        index.tokens = [plain_tokens(t) for t in named or []]
+        index.position = {p.packet_id: i for i, p in enumerate(packets)}
         chosen = [i for i in np.flatnonzero(marks) if texts and texts[i]]
         if chosen and texts:
             lengths = np.array([len(texts[i]) for i in chosen], np.int64)
@@ -87,6 +93,14 @@ class ExemplarGrid:
         if self.lexicon is not None:
             out[self.lexicon_packets] = self.lexicon.best_per_group(question, self.lexicon_starts)
         return out
+
+    def naming(self, question: str, common: set[str]) -> tuple[list[int], list[str]]:
+        """Return the packets whose texts name a code of the question (words.named_codes:
+        a model number, a fault code) that `common` does not hold, and those codes."""
+        codes = {plain_code(m.group()): m.group() for m in named_codes(question)}
+        asked = set(codes) - common
+        held = [i for i, tokens in enumerate(self.tokens) if asked & tokens]
+        return held, [codes[c] for c in codes if any(c in self.tokens[i] for i in held)]
 
     def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
         """Return (B, P) packet scores for (B, dim) unit query vectors."""

@@ -154,11 +154,13 @@ class Router:
         everyday: Sequence[str] | None = None,
         everyday_lead: float = EVERYDAY_LEAD,
         everyday_near_lead: float = EVERYDAY_NEAR_LEAD,
+        codes: bool = True,
         show: int = 3,
     ) -> None:
         """`everyday`: the questions no packet is for (fieldkit.router.everyday); None means
         the shipped list, () none. `everyday_near_lead` at or above `everyday_lead` turns
-        the library's divide off."""
+        the library's divide off; `codes` False, the route by a code only one domain
+        names (`_named`)."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.library = library
@@ -172,6 +174,7 @@ class Router:
         self._everyday_texts = list(everyday_questions() if everyday is None else everyday)
         self._everyday_key = cache_key(self._everyday_texts)  # kept in the cache's pruning
         self.everyday_leads = (everyday_lead, everyday_near_lead)
+        self.codes = codes
         self._everyday: Everyday | None = None
         self._divide: Divide | None = None
         self._index: ExemplarGrid | None = None
@@ -269,7 +272,9 @@ class Router:
         texts = [
             exemplar_texts(p) + t if t else [] for p, t in zip(packets, note_texts, strict=True)
         ]
-        self._index = ExemplarGrid.build(packets, vectors, self.embedder.dim, noted, texts)
+        named = [exemplar_texts(p) + t for p, t in zip(packets, note_texts, strict=True)]
+        dim = self.embedder.dim
+        self._index = ExemplarGrid.build(packets, vectors, dim, noted, texts, named)
         lead, near_lead = self.everyday_leads
         ours = np.concatenate(vectors) if near_lead < lead and vectors else None
         self._divide = Divide.fit(ours, self.everyday().vectors) if ours is not None else None
@@ -329,9 +334,10 @@ class Router:
             if len(ranks) == 0:
                 decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
             else:
-                decision = self._decide(index, scores[q], ranks, ms)
-                if decision.route is not None:  # the routed packet is ranks[0]
-                    own = float(cosines[q][ranks[0]])
+                common = everyday.tokens
+                decision = self._decide(index, scores[q], ranks, ms, questions[q], common)
+                if decision.route is not None:
+                    own = float(cosines[q][index.position[decision.packet_id]])
                     leads, route = self.everyday_leads, decision.route
                     why = everyday.objection(which[q], near[q], own, route, leads, sides[q])
                     if why:
@@ -344,6 +350,30 @@ class Router:
             decisions.append(decision)
         return decisions
 
+    def _named(
+        self,
+        index: ExemplarGrid,
+        row: np.ndarray,
+        question: str,
+        common: frozenset[str] | set[str],
+        shown: list[Candidate],
+        ms: float,
+    ) -> RouteDecision | None:
+        """Return the route to the best of the packets that name a code of the question
+        (a model number, a fault code: ExemplarGrid.naming) which no everyday question
+        names, when they are all of one domain; else None. A small embedder blurs codes,
+        and a code only one domain's texts hold says where the question belongs."""
+        held, codes = index.naming(question, common)
+        held = [i for i in held if np.isfinite(row[i])]
+        if not held or len({int(index.domains[i]) for i in held}) != 1:
+            return None
+        top = max(held, key=lambda i: float(row[i]))
+        packet, score = index.packets[top], float(row[top])
+        others = np.where(index.domains == index.domains[top], -np.inf, row)
+        margin = score - float(others.max()) if np.isfinite(others).any() else score
+        reason = f"routed to {packet.name}: {score:.2f}, and it alone names {', '.join(codes)}"
+        return RouteDecision(packet.name, packet.packet_id, score, margin, shown, ms, reason)
+
     def _empty_reason(self) -> str:
         packets = self.library.list_packets()
         if packets and not any(self.eligible(r) for r in packets):
@@ -353,12 +383,19 @@ class Router:
         return "the library has no packets"
 
     def _decide(
-        self, index: ExemplarGrid, row: np.ndarray, ranks: np.ndarray, ms: float
+        self,
+        index: ExemplarGrid,
+        row: np.ndarray,
+        ranks: np.ndarray,
+        ms: float,
+        question: str = "",
+        common: frozenset[str] | set[str] = frozenset(),
     ) -> RouteDecision:
         """Route to the best packet when its score reaches its high tier, or its rescue
         score with a lead of its rescue margin over the best packet of another domain; a
-        packet scored against its notes has its own tiers (NOTES_*). `min_margin` (default
-        0) is a lead required at every score."""
+        packet scored against its notes has its own tiers (NOTES_*). Below them, route to
+        the packets of one domain that alone name a code of the question (`_named`).
+        `min_margin` (default 0) is a lead required at every score."""
         ranked = [
             Candidate(index.packets[i].name, index.packets[i].packet_id, float(row[i]))
             for i in ranks
@@ -373,6 +410,9 @@ class Router:
             high, rescue, need = self.min_score, self.rescue_score, self.rescue_margin
         rescued = best.score >= rescue and margin >= need
         if best.score < high and not rescued:
+            named = self._named(index, row, question, common, shown, ms) if self.codes else None
+            if named is not None:
+                return named
             reason = f"no expert fits: best {best.name} {best.score:.2f} < {high:.2f}" + (
                 f", and {margin:.2f} ahead < {need:.2f}" if best.score >= rescue else ""
             )

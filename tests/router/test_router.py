@@ -213,7 +213,7 @@ def test_vectorised_scores_match_a_plain_loop(method: str, top_k: int) -> None:
     rng = np.random.default_rng(7)
     groups = [rng.normal(size=(n, 16)).astype(np.float32) for n in (1, 5, 2, 9)]
     groups = [g / np.linalg.norm(g, axis=1, keepdims=True) for g in groups]
-    packets = [SimpleNamespace(name=x, domain=x) for x in "abcd"]
+    packets = [SimpleNamespace(name=x, domain=x, packet_id=x) for x in "abcd"]
     index = ExemplarGrid.build(packets, groups, 16)  # type: ignore[arg-type]
     queries = rng.normal(size=(3, 16)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -475,6 +475,41 @@ def test_a_household_question_on_the_everyday_side_is_left_to_the_base_model(
     # the packets' own questions are on their side
     questions = [GOATS[2], "Why does the inverter beep at night?", PUMPS[0]]
     assert [d.route for d in router.route_many(questions)] == ["goats", "solar", "pumps"]
+
+
+CONTROLLER = [
+    "What does fault E07 on the AV-750 controller mean?",
+    "How do I reset the AV-750 after a dry-run stop?",
+    "Which fuse does the AV-750 controller take?",
+    "Where is the dip switch for the tank float on the AV-750?",
+    "Why does the AV-750 show a blinking amber light at dawn?",
+    "How long does the AV-750 wait before restarting after low water?",
+    "What cable size goes from the array to the AV-750?",
+    "Can the AV-750 run a pump from a generator?",
+    "How do I read the pumped volume on the AV-750 display?",
+    "What is the AV-750's maximum input voltage?",
+]
+
+
+def test_a_code_only_one_domain_names_routes_a_weak_question_there(
+    stocked: Home, make_packet: MakePacket, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    make_packet(stocked, name="controllers", domain="pumps", exemplars=CONTROLLER)
+    question = "asking for Amina, av750 at the school again"
+    without = router_for(library, counting_embedder, codes=False)
+    assert without.route(question).route is None  # too weak for either tier
+    router = router_for(library, counting_embedder)
+    decision = router.route(question)
+    assert decision.route == "controllers", decision.reason
+    assert decision.reason.endswith("and it alone names av750")
+    assert decision.score < 0.45
+    # a code that an everyday question names, or that packets of two domains name, is not
+    # evidence
+    listed = router_for(library, counting_embedder, everyday=["My AV750 hair dryer is dead"])
+    assert listed.route(question).reason.startswith("no expert fits")
+    spares = [f"Where can I buy an AV-750 spare part number {n}?" for n in range(10)]
+    make_packet(stocked, name="spares", domain="solar", exemplars=spares)
+    assert router_for(library, counting_embedder).route(question).reason.startswith("no expert")
 
 
 def test_a_changed_everyday_list_is_embedded_again(
