@@ -99,6 +99,8 @@ class ExemplarGrid:
         a model number, a fault code) that `common` does not hold, and those codes."""
         codes = {plain_code(m.group()): m.group() for m in named_codes(question)}
         asked = set(codes) - common
+        if not asked:
+            return [], []
         held = [i for i, tokens in enumerate(self.tokens) if asked & tokens]
         return held, [codes[c] for c in codes if any(c in self.tokens[i] for i in held)]
 
