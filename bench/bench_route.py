@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_route.py [--reference ../shared/reference/gossip-handshake]
         [--model HOME/models/smollm2-135m-instruct]
-        [--only sets|citations|cover-curve|everyday-sweep|accuracy|latency] [--json OUT]
+        [--only sets|citations|cover-curve|everyday-sweep|small-libraries|accuracy|latency]
+        [--json OUT]
         [--everyday-first N]
 
 Sets (the default router, as shipped): every held-out set routed on libraries whose packets
@@ -328,6 +329,39 @@ def everyday_sweep(datasets: list[DataSet], reference: Path | None, embedder, tm
                     elif "abstained" in cell and label.startswith("notes"):
                         abstained[f"{library} {name}"] = cell["abstained"]
         out["leads"][key] = {"in_domain_right": right, "in_domain": total, "abstained": abstained}
+    return out
+
+
+def small_libraries(embedder, tmp: Path) -> dict:
+    """One demo packet alone, with 10 or 40 exemplars and no notes, or 40 and its notes: per
+    library, how many of its domain's in-domain questions (every demo set but the gaps) it
+    is routed, and how many out-of-domain questions (every set) are abstained on, with the
+    divide fitted whatever the library's size, and with the lead alone."""
+    sets = question_sets(None)
+    data, notes = load_demo(), domain_notes(None)
+    ood = [q for name, rows in sets.items() if name.startswith("out-of-domain") for _, q in rows]
+    routers = (("divide", {"divide_min_texts": 1}), ("lead alone", BEFORE_DIVIDE))
+    out: dict = {}
+    for domain, exemplars in data.exemplars.items():
+        asked = [
+            q
+            for name, rows in sets.items()
+            if not name.startswith("demo gaps")
+            for d, q in rows
+            if d == domain
+        ]
+        for count, with_notes in ((10, False), (40, False), (40, True)):
+            root = tmp / f"small-{domain}-{count}-{int(with_notes)}"
+            library = make_library(root, {domain: exemplars[:count]}, notes if with_notes else None)
+            cell: dict = {"in_domain": len(asked), "out_of_domain": len(ood)}
+            for key, options in routers:
+                router = Router(library, embedder, BASE, **{**options, "codes": True})
+                cell[key] = {
+                    "right": sum(d.route == domain for d in router.route_many(asked)),
+                    "abstained": sum(d.route is None for d in router.route_many(ood)),
+                }
+            out[f"{domain}, {count} exemplars{', notes' if with_notes else ''}"] = cell
+            library.close()
     return out
 
 
@@ -797,7 +831,15 @@ def main() -> None:
     parser.add_argument("--home", default=None, help="fieldkit home (default: $FIELDKIT_HOME)")
     parser.add_argument(
         "--only",
-        choices=("sets", "citations", "cover-curve", "everyday-sweep", "accuracy", "latency"),
+        choices=(
+            "sets",
+            "citations",
+            "cover-curve",
+            "everyday-sweep",
+            "small-libraries",
+            "accuracy",
+            "latency",
+        ),  # fmt: skip
         default=None,
     )
     parser.add_argument("--ood", type=Path, default=REPO / "bench/data/out_of_domain.txt")
@@ -848,6 +890,9 @@ def main() -> None:
         if args.only in (None, "everyday-sweep"):
             results["everyday_sweep"] = everyday_sweep(datasets, reference_dir, embedder, Path(tmp))
             results["everyday_sweep_loadavg_1min"] = os.getloadavg()[0]
+        if args.only in (None, "small-libraries"):
+            results["small_libraries"] = small_libraries(embedder, Path(tmp))
+            results["small_libraries_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "accuracy"):
             margins = tuple(float(m) for m in args.margins.split(","))
             results["accuracy"] = accuracy(

@@ -55,6 +55,12 @@ EVERYDAY_LEAD = 0.12
 # were written blind and scored once (docs/BENCHMARKS.md, "The everyday divide").
 EVERYDAY_NEAR_LEAD = 0.06
 DIVIDE_SHRINK = 3e-3
+# A line fitted on fewer texts than this follows their wording more than their domain: a
+# library of one packet with 10 exemplars and no notes lost 2-3 of each demo domain's 123
+# in-domain questions to it and gained 0-2 of 712 out-of-domain refusals; with 40
+# exemplars it lost 0-1 and gained 0-5 (bench_route.py --only small-libraries). Below it,
+# the lead alone decides.
+DIVIDE_MIN_TEXTS = 40
 EVERYDAY_FILE = ("router", "everyday.txt")
 # The shipped list's vectors, made by `python -m fieldkit.router.everyday` with the
 # default embedder (float16, about 0.7 MB), so a new home need not embed the list (about
@@ -204,11 +210,17 @@ class Divide:
 
     @classmethod
     def fit(
-        cls, texts: np.ndarray, everyday: np.ndarray, shrink: float = DIVIDE_SHRINK
+        cls,
+        texts: np.ndarray,
+        everyday: np.ndarray,
+        shrink: float = DIVIDE_SHRINK,
+        min_texts: int | None = None,
     ) -> Divide | None:
         """Return the divide between (count, dim) `texts` and `everyday` vectors, or None
-        when either is empty or their means coincide."""
-        if not len(texts) or not len(everyday):
+        when there are fewer texts than `min_texts` (None: DIVIDE_MIN_TEXTS; at least one),
+        no everyday vector, or the two means coincide."""
+        least = DIVIDE_MIN_TEXTS if min_texts is None else min_texts
+        if len(texts) < max(least, 1) or not len(everyday):
             return None
         texts, everyday = texts.astype(np.float64), everyday.astype(np.float64)
         ours, theirs = texts.mean(axis=0), everyday.mean(axis=0)

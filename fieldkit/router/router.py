@@ -155,12 +155,14 @@ class Router:
         everyday_lead: float = EVERYDAY_LEAD,
         everyday_near_lead: float = EVERYDAY_NEAR_LEAD,
         codes: bool = True,
+        divide_min_texts: int | None = None,
         show: int = 3,
     ) -> None:
         """`everyday`: the questions no packet is for (fieldkit.router.everyday); None means
         the shipped list, () none. `everyday_near_lead` at or above `everyday_lead` turns
-        the library's divide off; `codes` False, the route by a code only one domain
-        names (`_named`)."""
+        the library's divide off, and so does a library of fewer texts than
+        `divide_min_texts` (None: everyday.DIVIDE_MIN_TEXTS); `codes` False, the route by
+        a code only one domain names (`_named`)."""
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, not {method!r}")
         self.library = library
@@ -174,7 +176,7 @@ class Router:
         self._everyday_texts = list(everyday_questions() if everyday is None else everyday)
         self._everyday_key = cache_key(self._everyday_texts)  # kept in the cache's pruning
         self.everyday_leads = (everyday_lead, everyday_near_lead)
-        self.codes = codes
+        self.codes, self.divide_min_texts = codes, divide_min_texts
         self._everyday: Everyday | None = None
         self._divide: Divide | None = None
         self._index: ExemplarGrid | None = None
@@ -276,8 +278,10 @@ class Router:
         dim = self.embedder.dim
         self._index = ExemplarGrid.build(packets, vectors, dim, noted, texts, named)
         lead, near_lead = self.everyday_leads
-        ours = np.concatenate(vectors) if near_lead < lead and vectors else None
-        self._divide = Divide.fit(ours, self.everyday().vectors) if ours is not None else None
+        self._divide = None
+        if near_lead < lead and vectors:
+            ours, least = np.concatenate(vectors), self.divide_min_texts
+            self._divide = Divide.fit(ours, self.everyday().vectors, min_texts=least)
         self._token = self._library_token()
         return self._index
 

@@ -35,7 +35,8 @@ def test_no_divide_without_both_sides():
     assert Divide.fit(ours[:0], theirs) is None
     assert Divide.fit(ours, theirs[:0]) is None
     assert Divide.fit(theirs, theirs) is None  # the means coincide
-    one = Divide.fit(ours[:1], theirs)  # a single text still has a side
+    assert Divide.fit(ours[:39], theirs) is None  # too few texts (DIVIDE_MIN_TEXTS)
+    one = Divide.fit(ours[:1], theirs, min_texts=1)  # a single text still has a side
     assert one is not None
     assert one.side(ours[:1])[0] > 0
 
