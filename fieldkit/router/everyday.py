@@ -52,7 +52,8 @@ EVERYDAY_LEAD = 0.12
 # midpoint were taken as they come; the shrinkage (DIVIDE_SHRINK, added to the scatter's
 # diagonal) is the middle of the range (0.001-0.01) that gave the same routes on the sets
 # written before assets/demo/*/terse.jsonl and bench/data/out_of_domain_closing.txt, which
-# were written blind and scored once (docs/BENCHMARKS.md, "The everyday divide").
+# were written blind and scored once (docs/BENCHMARKS.md, "The library's divide, codes,
+# and four sets written blind for them").
 EVERYDAY_NEAR_LEAD = 0.06
 DIVIDE_SHRINK = 3e-3
 # A line fitted on fewer texts than this follows their wording more than their domain: a

@@ -5,6 +5,7 @@ vector of every eligible packet, packet after packet, with the per-packet reduct
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -94,7 +95,7 @@ class ExemplarGrid:
             out[self.lexicon_packets] = self.lexicon.best_per_group(question, self.lexicon_starts)
         return out
 
-    def naming(self, question: str, common: set[str]) -> tuple[list[int], list[str]]:
+    def naming(self, question: str, common: AbstractSet[str]) -> tuple[list[int], list[str]]:
         """Return the packets whose texts name a code of the question (words.named_codes:
         a model number, a fault code) that `common` does not hold, and those codes."""
         codes = {plain_code(m.group()): m.group() for m in named_codes(question)}

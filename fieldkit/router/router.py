@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any, Protocol
@@ -359,7 +360,7 @@ class Router:
         index: ExemplarGrid,
         row: np.ndarray,
         question: str,
-        common: frozenset[str] | set[str],
+        common: AbstractSet[str],
         shown: list[Candidate],
         ms: float,
     ) -> RouteDecision | None:
@@ -393,7 +394,7 @@ class Router:
         ranks: np.ndarray,
         ms: float,
         question: str = "",
-        common: frozenset[str] | set[str] = frozenset(),
+        common: AbstractSet[str] = frozenset(),
     ) -> RouteDecision:
         """Route to the best packet when its score reaches its high tier, or its rescue
         score with a lead of its rescue margin over the best packet of another domain; a
