@@ -231,15 +231,16 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
-SHORT_SETS = ("terse", "brisk")
+SHORT_SETS = ("terse", "brisk", "hasty")
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_short_sets(domain: str, name: str) -> None:
-    """The terse and brisk sets: short questions (4-14 words) as typed on a phone in a hurry,
-    each on its own record, written blind after the router was tuned by someone who never saw
-    it; none repeats a question of any other set of its domain, the other short set included."""
+    """The terse, brisk and hasty sets: short questions (4-14 words) as typed on a phone in a
+    hurry, each on its own record, written blind after the router was tuned by someone who never
+    saw it; none repeats a question of any other set of its domain, the other short sets
+    included."""
     rows = check_demo_set(domain, name, 12)
     assert all(4 <= len(row["question"].split()) <= 14 for row in rows)
     sources = [row["source"] for row in rows]
