@@ -231,13 +231,13 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
-SHORT_SETS = ("terse", "brisk", "hasty")
+SHORT_SETS = ("terse", "brisk", "hasty", "rushed")
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_short_sets(domain: str, name: str) -> None:
-    """The terse, brisk and hasty sets: short questions (4-14 words) as typed on a phone in a
+    """The terse, brisk, hasty and rushed sets: short questions (4-14 words) as typed on a phone in a
     hurry, each on its own record, written blind after the router was tuned by someone who never
     saw it; none repeats a question of any other set of its domain, the other short sets
     included."""
@@ -262,7 +262,7 @@ def test_demo_gap_sets(domain: str) -> None:
     train = [row["instruction"] for row in demo_train(domain)]
     seen = list(train)
     gap_sets = (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6))
-    for name, count in (*gap_sets, ("gaps_late", 6)):
+    for name, count in (*gap_sets, ("gaps_late", 6), ("gaps_rushed", 6)):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
         for row in rows:
