@@ -171,7 +171,8 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
+    "hasty", "rushed", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
+    "gaps_rushed",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
