@@ -216,7 +216,7 @@ LATER_SETS["late"] = (*LATER_SETS["fresh"], "fresh", "gaps_late")
 @pytest.mark.parametrize("name", sorted(LATER_SETS))
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_later_sets(domain: str, name: str) -> None:
-    """The site and unseen sets: 12 long questions per domain, each on its own record,
+    """The later long sets (LATER_SETS): 12 long questions per domain, each on its own record,
     written after the routing and retrieval they score were tuned, by someone who had not
     seen how either works, and repeating no question of the sets before them."""
     rows = check_demo_set(domain, name, 12)
@@ -237,10 +237,10 @@ SHORT_SETS = ("terse", "brisk", "hasty", "rushed")
 @pytest.mark.parametrize("name", SHORT_SETS)
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_short_sets(domain: str, name: str) -> None:
-    """The terse, brisk, hasty and rushed sets: short questions (4-14 words) as typed on a phone in a
-    hurry, each on its own record, written blind after the router was tuned by someone who never
-    saw it; none repeats a question of any other set of its domain, the other short sets
-    included."""
+    """The short sets (SHORT_SETS): 12 questions per domain of 4-14 words, as typed on a
+    phone in a hurry, each on its own record, written blind after the router was tuned by
+    someone who never saw it; none repeats a question of any other set of its domain, the
+    other short sets included."""
     rows = check_demo_set(domain, name, 12)
     assert all(4 <= len(row["question"].split()) <= 14 for row in rows)
     sources = [row["source"] for row in rows]
@@ -277,8 +277,7 @@ def test_demo_gap_sets(domain: str) -> None:
 
 OUT_OF_DOMAIN_SETS = {"field": 40, "site": 40, "natural": 44, "quick": 29, "fresh": 60}
 OUT_OF_DOMAIN_SETS |= {"blind": 60, "late": 60, "final": 59, "last": 60, "after": 60}
-OUT_OF_DOMAIN_SETS |= {"closing": 60}
-OUT_OF_DOMAIN_SETS |= {"evening": 60}
+OUT_OF_DOMAIN_SETS |= {"closing": 60, "evening": 60}
 # Questions that writers who had not seen each other's sets wrote word for word alike
 # (what is the capital city of Australia; the last Africa Cup of Nations; a first CV; a
 # nosebleed): kept, since the sets were scored as written, and counted so none is added.

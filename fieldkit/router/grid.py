@@ -95,6 +95,15 @@ class ExemplarGrid:
             out[self.lexicon_packets] = self.lexicon.best_per_group(question, self.lexicon_starts)
         return out
 
+    def lead(self, row: np.ndarray, packet: int) -> tuple[int | None, float]:
+        """Return the best packet of another domain than `packet`'s in a (P,) score row
+        (None when there is none), and `packet`'s lead over it (its score when none)."""
+        others = np.where(self.domains == self.domains[packet], -np.inf, row)
+        if not np.isfinite(others).any():
+            return None, float(row[packet])
+        rival = int(others.argmax())
+        return rival, float(row[packet]) - float(row[rival])
+
     def naming(self, question: str, common: AbstractSet[str]) -> tuple[list[int], list[str]]:
         """Return the packets whose texts name a code of the question (words.named_codes:
         a model number, a fault code) that `common` does not hold, and those codes."""

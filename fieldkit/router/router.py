@@ -272,17 +272,15 @@ class Router:
         ]
         self.cache.prune([*(r.packet_id for r in records), self._everyday_key])
         noted = [bool(len(n)) for n in notes]
-        texts = [
-            exemplar_texts(p) + t if t else [] for p, t in zip(packets, note_texts, strict=True)
-        ]
         named = [exemplar_texts(p) + t for p, t in zip(packets, note_texts, strict=True)]
-        dim = self.embedder.dim
-        self._index = ExemplarGrid.build(packets, vectors, dim, noted, texts, named)
+        texts = [n if t else [] for n, t in zip(named, note_texts, strict=True)]
+        index = ExemplarGrid.build(packets, vectors, self.embedder.dim, noted, texts, named)
         lead, near_lead = self.everyday_leads
         self._divide = None
-        if near_lead < lead and vectors:
-            ours, least = np.concatenate(vectors), self.divide_min_texts
-            self._divide = Divide.fit(ours, self.everyday().vectors, min_texts=least)
+        if near_lead < lead and packets:
+            least = self.divide_min_texts
+            self._divide = Divide.fit(index.vectors, self.everyday().vectors, min_texts=least)
+        self._index = index
         self._token = self._library_token()
         return self._index
 
@@ -332,6 +330,7 @@ class Router:
         withheld = np.array([p.packet_id in self._withheld for p in index.packets])
         scores = np.where(withheld, -np.inf, raw)  # the usable-packet rule (store/usable.py)
         order = np.argsort(-scores, axis=1)[:, : max(self.show, 2)]
+        common = everyday.tokens  # a code an everyday question names is no packet's
         ms = (time.perf_counter() - start) * 1000 / len(questions)
         decisions = []
         for q, ranks in enumerate(order):
@@ -339,7 +338,6 @@ class Router:
             if len(ranks) == 0:
                 decision = RouteDecision(None, None, 0.0, 0.0, [], ms, self._empty_reason())
             else:
-                common = everyday.tokens
                 decision = self._decide(index, scores[q], ranks, ms, questions[q], common)
                 if decision.route is not None:
                     own = float(cosines[q][index.position[decision.packet_id]])
@@ -374,8 +372,7 @@ class Router:
             return None
         top = max(held, key=lambda i: float(row[i]))
         packet, score = index.packets[top], float(row[top])
-        others = np.where(index.domains == index.domains[top], -np.inf, row)
-        margin = score - float(others.max()) if np.isfinite(others).any() else score
+        _, margin = index.lead(row, top)  # below 0 when another domain's packet scored higher
         reason = f"routed to {packet.name}: {score:.2f}, and it alone names {', '.join(codes)}"
         return RouteDecision(packet.name, packet.packet_id, score, margin, shown, ms, reason)
 
@@ -400,15 +397,14 @@ class Router:
         score with a lead of its rescue margin over the best packet of another domain; a
         packet scored against its notes has its own tiers (NOTES_*). Below them, route to
         the packets of one domain that alone name a code of the question (`_named`).
-        `min_margin` (default 0) is a lead required at every score."""
+        `min_margin` (default 0) is a lead required at every score of the tiers (a code
+        may name a packet that another domain's outscores: its lead is then below 0)."""
         ranked = [
             Candidate(index.packets[i].name, index.packets[i].packet_id, float(row[i]))
             for i in ranks
         ]
         best, shown = ranked[0], ranked[: self.show]
-        others = np.where(index.domains == index.domains[ranks[0]], -np.inf, row)
-        rival = int(others.argmax()) if np.isfinite(others).any() else None
-        margin = best.score - float(row[rival]) if rival is not None else best.score
+        rival, margin = index.lead(row, int(ranks[0]))
         if index.noted[ranks[0]]:
             high, rescue, need = self.notes_tiers
         else:
