@@ -231,7 +231,7 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
-SHORT_SETS = ("terse", "brisk", "hasty", "rushed")
+SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried")
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
@@ -262,7 +262,7 @@ def test_demo_gap_sets(domain: str) -> None:
     train = [row["instruction"] for row in demo_train(domain)]
     seen = list(train)
     gap_sets = (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6))
-    for name, count in (*gap_sets, ("gaps_late", 6), ("gaps_rushed", 6)):
+    for name, count in (*gap_sets, ("gaps_late", 6), ("gaps_rushed", 6), ("gaps_hurried", 6)):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
         for row in rows:
@@ -277,7 +277,7 @@ def test_demo_gap_sets(domain: str) -> None:
 
 OUT_OF_DOMAIN_SETS = {"field": 40, "site": 40, "natural": 44, "quick": 29, "fresh": 60}
 OUT_OF_DOMAIN_SETS |= {"blind": 60, "late": 60, "final": 59, "last": 60, "after": 60}
-OUT_OF_DOMAIN_SETS |= {"closing": 60, "evening": 60}
+OUT_OF_DOMAIN_SETS |= {"closing": 60, "evening": 60, "night": 56}
 # Questions that writers who had not seen each other's sets wrote word for word alike
 # (what is the capital city of Australia; the last Africa Cup of Nations; a first CV; a
 # nosebleed): kept, since the sets were scored as written, and counted so none is added.
