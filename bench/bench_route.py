@@ -171,8 +171,8 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "rushed", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
-    "gaps_rushed",
+    "hasty", "rushed", "hurried", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
+    "gaps_late", "gaps_rushed", "gaps_hurried",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
@@ -188,6 +188,7 @@ OOD_FILES = (
     ("out-of-domain after", "out_of_domain_after.txt"),
     ("out-of-domain closing", "out_of_domain_closing.txt"),
     ("out-of-domain evening", "out_of_domain_evening.txt"),
+    ("out-of-domain night", "out_of_domain_night.txt"),
 )
 
 

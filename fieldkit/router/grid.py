@@ -14,7 +14,7 @@ import numpy as np
 from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens
 
 if TYPE_CHECKING:
-    from fieldkit.router.router import PacketLike
+    from fieldkit.router.decision import PacketLike
 
 
 def similarities(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:

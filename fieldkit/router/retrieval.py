@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
-from fieldkit.router.router import LibraryLike
 from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens
 from fieldkit.store.notes import Passage, TitledText, notes_of
 from fieldkit.store.vectors import VectorCache

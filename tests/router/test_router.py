@@ -479,6 +479,36 @@ def test_a_household_question_on_the_everyday_side_is_left_to_the_base_model(
     assert [d.route for d in router.route_many(questions)] == ["goats", "solar", "pumps"]
 
 
+def test_a_weak_question_on_the_library_side_of_its_divide_is_routed(
+    stocked: Home, library: Library, counting_embedder: CountingEmbedder
+) -> None:
+    """Below both tiers, a clear lead and the library's side of the divide route it."""
+    question = "Water stopped flowing from our well pump this morning."
+    free = router_for(library, counting_embedder, min_score=-1.0).route(question)
+    assert free.route == "pumps"
+    tiers: dict = {"min_score": free.score + 0.01, "rescue_score": 9.0, "everyday": None}
+    lean = (free.score - 0.05, free.margin - 0.01, 0.1)
+    off = router_for(library, counting_embedder, leaning=None, divide_min_texts=30, **tiers)
+    assert off.route(question).reason.startswith("no expert fits")
+    router = router_for(library, counting_embedder, leaning=lean, divide_min_texts=30, **tiers)
+    decision = router.route(question)
+    assert decision.route == "pumps", decision.reason
+    assert "on the library's side of its divide (+" in decision.reason
+    side = float(decision.reason.rsplit("(", 1)[1].rstrip(")"))
+    assert side >= 0.1
+    for strict in (
+        (free.score - 0.05, free.margin - 0.01, side + 0.01),  # not far enough on its side
+        (free.score - 0.05, free.margin + 0.01, 0.1),  # too small a lead
+        (free.score + 0.001, free.margin - 0.01, 0.1),  # too weak a score
+    ):
+        kept = router_for(library, counting_embedder, leaning=strict, divide_min_texts=30, **tiers)
+        assert kept.route(question).route is None, strict
+    # with no divide (30 texts are fewer than DIVIDE_MIN_TEXTS), no route by it
+    assert (
+        router_for(library, counting_embedder, leaning=lean, **tiers).route(question).route is None
+    )
+
+
 CONTROLLER = [
     "What does fault E07 on the AV-750 controller mean?",
     "How do I reset the AV-750 after a dry-run stop?",
