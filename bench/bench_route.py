@@ -241,6 +241,8 @@ VARIANTS = (
     ("no notes", False, {}),
     ("notes, no divide, no codes", True, BEFORE_DIVIDE),
     ("no notes, no divide, no codes", False, BEFORE_DIVIDE),
+    ("notes, no leaning", True, {"leaning": None}),
+    ("no notes, no leaning", False, {"leaning": None}),
     ("notes, no everyday list", True, {"everyday": ()}),
     ("no notes, no everyday list", False, {"everyday": ()}),
     (
