@@ -278,7 +278,7 @@ def test_an_answer_from_passages_that_may_not_fit_says_so_first(
 def test_an_answer_the_router_left_to_the_base_model_says_why():
     from fieldkit.answering import Answer
     from fieldkit.commands.ask import answer_footer
-    from fieldkit.router.router import RouteDecision
+    from fieldkit.router.router import Candidate, RouteDecision
 
     reason = 'an everyday question, not an expert\'s: nearer "How do I boil eggs?" (0.80)'
     decision = RouteDecision(None, None, 0.7, 0.2, [], 3.0, reason)
@@ -288,3 +288,10 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert answer_footer(Answer.from_dict(abstained.to_dict())) == answer_footer(abstained)
     asked = Answer("How do I boil eggs?", "Boil them.", None, None, BASE, [], [])  # --base
     assert answer_footer(asked) == []
+    # the packet that came nearest can still be asked by name
+    near = RouteDecision(None, None, 0.45, 0.1, [Candidate("grain", "g", 0.45)], 3.0, "no fit")
+    crib = Answer("rats in the crib", "Get a cat.", None, None, BASE, [], [], near)
+    assert answer_footer(crib) == [
+        "(from the base model only: no fit)",
+        "(to ask grain anyway: fieldkit ask --adapter grain QUESTION)",
+    ]

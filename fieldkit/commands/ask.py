@@ -44,7 +44,13 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
         lines.append("every number in the answer is in a source")
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision
-        return [] if decision is None else [f"(from the base model only: {decision.reason})"]
+        if decision is None:
+            return []
+        lines = [f"(from the base model only: {decision.reason})"]
+        if decision.candidates:  # a word with two senses ("crib", "coop") can mislead it
+            best = decision.candidates[0].name
+            lines.append(f"(to ask {best} anyway: fieldkit ask --adapter {best} QUESTION)")
+        return lines
     return lines
 
 
