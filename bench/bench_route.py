@@ -258,7 +258,10 @@ def sets_report(
 ) -> dict:
     """Route every set with the default router on each library, packets with and without
     notes (`variants`: label, with notes, Router options); return {library: {label: {set:
-    {"n", "right"|"abstained"}}}}."""
+    {"n", "right"|"abstained", "ci" (its 95% bootstrap interval), and the questions
+    missed or routed}}}}."""
+    from fieldkit.training.evaluate import bootstrap_ci
+
     sets = question_sets(reference)
     notes = domain_notes(reference)
     out: dict = {}
@@ -274,10 +277,11 @@ def sets_report(
                     continue  # a set for packets this library does not hold
                 decisions = router.route_many([q for _, q in questions])
                 if domains:
-                    right = sum(
-                        d.route == t for d, (t, _) in zip(decisions, questions, strict=True)
-                    )
-                    row[name] = {"n": len(questions), "right": right / len(questions)}
+                    hits = [
+                        float(d.route == t) for d, (t, _) in zip(decisions, questions, strict=True)
+                    ]
+                    row[name] = {"n": len(hits), "right": sum(hits) / len(hits)}
+                    row[name]["ci"] = bootstrap_ci(hits)
                     row[name]["missed"] = [
                         [t, d.route, round(d.score, 3), round(d.margin, 3), q[:80]]
                         for d, (t, q) in zip(decisions, questions, strict=True)
@@ -286,6 +290,7 @@ def sets_report(
                 else:
                     gone = [d for d in decisions if d.route is not None]
                     row[name] = {"n": len(questions), "abstained": 1 - len(gone) / len(questions)}
+                    row[name]["ci"] = bootstrap_ci([float(d.route is None) for d in decisions])
                     row[name]["routed"] = [
                         [d.route, round(d.score, 3), round(d.margin, 3), q[:80]]
                         for d, (_, q) in zip(decisions, questions, strict=True)
