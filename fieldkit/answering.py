@@ -32,6 +32,9 @@ NOTES = "notes"  # the packet's passages were in the prompt, its adapter applied
 GAP = "gap"  # the packet has notes, none covers the question: said first, adapter only
 ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
 BASE = "base"  # no packet: the base model alone
+# A gap answer shows this many of the passages nearest the question (marked as not used),
+# and its support check runs against them: what it was checked against is on screen.
+NEAREST_SHOWN = 1
 
 
 @dataclass(frozen=True)
@@ -358,8 +361,10 @@ def finish(
     decision: RouteDecision | None = None,
     result: GenerationResult | None = None,
 ) -> Answer:
-    """Return the Answer for generated `text`, with its support marks."""
-    passages = [s.full_text for s in grounding.sources]
+    """Return the Answer for generated `text`, with its support marks (checked against
+    its sources, or for a gap answer the nearest passage shown: NEAREST_SHOWN)."""
+    checked = grounding.sources or grounding.nearest[:NEAREST_SHOWN]
+    passages = [s.full_text for s in checked]
     return Answer(
         question=grounding.question,
         text=text,

@@ -276,7 +276,7 @@ def test_an_answer_from_passages_that_may_not_fit_says_so_first(
 
 
 def test_an_answer_the_router_left_to_the_base_model_says_why():
-    from fieldkit.answering import Answer
+    from fieldkit.answering import Answer, Grounding, Source
     from fieldkit.commands.ask import answer_footer
     from fieldkit.router.router import Candidate, RouteDecision
 
@@ -288,6 +288,21 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert answer_footer(Answer.from_dict(abstained.to_dict())) == answer_footer(abstained)
     asked = Answer("How do I boil eggs?", "Boil them.", None, None, BASE, [], [])  # --base
     assert answer_footer(asked) == []
+    # a gap answer shows the record the notes found nearest, marked as not used
+    near_record = Source("pumps", "p", "r3", 0.41, "Keep latrines 30 m away.", "Latrines?")
+    gap = Answer("q", "a", "pumps", "p", GAP, [], [], nearest=[near_record])
+    assert answer_footer(gap) == [
+        "(from the adapter only: no note covers this question)",
+        "nearest record, not used: pumps r3 (0.41): Latrines? Keep latrines 30 m away.",
+        "every number in the answer is in the nearest record",
+    ]
+    # its numbers are checked against that record, the one on screen
+    grounding = Grounding("q", "pumps", "p", GAP, [], [], [near_record], "nothing on this")
+    done = finish(grounding, "Keep them 30 m away, or 50 m downhill.")
+    assert [u.text for u in done.unsupported] == ["50 m"]
+    assert done.sources == []
+    assert done.nearest == [near_record]
+    assert answer_footer(done)[-1] == "unsupported by the nearest record: 50 m"
     # the packet that came nearest can still be asked by name
     near = RouteDecision(None, None, 0.45, 0.1, [Candidate("grain", "g", 0.45)], 3.0, "no fit")
     crib = Answer("rats in the crib", "Get a cat.", None, None, BASE, [], [], near)

@@ -82,7 +82,12 @@ MUTANTS = {
         adapter={
             "fine_tune_type": "lora",
             "num_layers": -1,
-            "lora_parameters": {"rank": 4, "scale": 1e308, "dropout": 0.0, "keys": ["self_attn.q_proj"]},
+            "lora_parameters": {
+                "rank": 4,
+                "scale": 1e308,
+                "dropout": 0.0,
+                "keys": ["self_attn.q_proj"],
+            },
         },
     ),
     "a rank of 100000": lambda me: signed(

@@ -40,7 +40,9 @@ class Finite(click.ParamType):
     def __init__(self, low: float, high: float, unit: str = "") -> None:
         self.low, self.high, self.unit = low, high, unit
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         try:
             number = float(value)
         except (TypeError, ValueError):

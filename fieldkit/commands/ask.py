@@ -16,32 +16,41 @@ from fieldkit.commands.complete import packet_names
 from fieldkit.errors import FieldkitError
 
 if TYPE_CHECKING:
-    from fieldkit.answering import Answer, Grounding
+    from fieldkit.answering import Answer, Grounding, Source
     from fieldkit.router.router import RouteDecision
     from fieldkit.services import Services
 
 SOURCE_CHARS = 160  # a source passage is cut to this many characters on the terminal
 
 
+def _cut(source: Source, width: int) -> str:
+    """Return a source's title and text on one line, cut to `width` characters."""
+    text = " ".join(source.full_text.split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
 def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     """Return the lines printed under an answer: where it came from, sources, support marks."""
-    from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
+    from fieldkit.answering import ADAPTER_ONLY, BASE, GAP, NEAREST_SHOWN
 
     lines: list[str] = []
     if result.grounding == ADAPTER_ONLY:
         lines.append(f"(from the adapter only: {result.packet} carries no notes)")
     elif result.grounding == GAP:
         lines.append("(from the adapter only: no note covers this question)")
+        for source in result.nearest[:NEAREST_SHOWN]:
+            lines.append(f"nearest record, not used: {source.label}: {_cut(source, width)}")
     for n, source in enumerate(result.sources, 1):
-        text = " ".join(source.full_text.split())
-        if len(text) > width:
-            text = text[: width - 3].rstrip() + "..."
-        lines.append(f"[{n}] {source.label}: {text}")
+        lines.append(f"[{n}] {source.label}: {_cut(source, width)}")
+    nearest = result.grounding == GAP and bool(result.nearest)  # checked against it
     if result.unsupported:
         marks = ", ".join(u.text for u in result.unsupported)
-        lines.append(f"unsupported by the sources: {marks}")
+        checked = "the nearest record" if nearest else "the sources"
+        lines.append(f"unsupported by {checked}: {marks}")
     elif result.sources:
         lines.append("every number in the answer is in a source")
+    elif nearest:
+        lines.append("every number in the answer is in the nearest record")
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision
         if decision is None:

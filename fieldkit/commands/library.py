@@ -163,7 +163,9 @@ def import_command(
     notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
     if path.is_dir():
-        record = packet_io.import_folder(svc, path, name, domain, description, exemplars_file, notes)
+        record = packet_io.import_folder(
+            svc, path, name, domain, description, exemplars_file, notes
+        )
     else:
         from fieldkit.store.packet import read_packet_file
 

@@ -88,6 +88,7 @@ def use_command(services: Services, name: str) -> None:
     $FIELDKIT_MODEL still win for one command)."""
     from fieldkit.engine.convert import is_installed
     from fieldkit.errors import ModelError
+
     folder = services.home.models_dir / name
     if "/" in name or name.startswith(".") or not is_installed(folder):
         known = ", ".join(_installed(services)) or "none yet"

@@ -87,7 +87,9 @@ def status_command(kind: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(out)
         return
-    click.echo(f"Service: {spec.label} ({spec.kind}) {'installed' if installed else 'not installed'}")
+    click.echo(
+        f"Service: {spec.label} ({spec.kind}) {'installed' if installed else 'not installed'}"
+    )
     click.echo(f"  file:    {spec.path}")
     click.echo(f"  manager: {out['manager']}")
     click.echo(f"  logs:    {out['logs']}")

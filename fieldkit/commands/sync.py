@@ -46,7 +46,11 @@ from fieldkit.gossip.tcp import DEFAULT_PORT
 )
 @hci_option("With --ble")
 @click.option(
-    "--scan-seconds", type=Seconds(0.5, 3600), default=10.0, show_default=True, help="With --ble: scan time."
+    "--scan-seconds",
+    type=Seconds(0.5, 3600),
+    default=10.0,
+    show_default=True,
+    help="With --ble: scan time.",
 )
 def sync_command(
     address: str | None,

@@ -15,6 +15,7 @@ from fieldkit.errors import FieldkitError
 T = TypeVar("T")
 Prompt = str | Sequence[dict[str, str]]
 
+
 class ByteLRU(Generic[T]):
     """A least-recently-used map bounded by the total byte size of its values."""
 

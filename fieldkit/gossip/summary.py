@@ -10,6 +10,7 @@ from fieldkit.gossip.protocol import NEWEST_VERSION, Limits
 
 SEND_ORDERS = ("newest", "offered")
 
+
 @dataclass(frozen=True)
 class SyncOptions:
     """How one session behaves. `policy=None` reads the library's receive policy setting.

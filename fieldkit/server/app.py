@@ -96,7 +96,9 @@ def _on_unix_socket(request: Request) -> bool:
     return server is not None and server[1] is None  # uvicorn: (path, None) on a Unix socket
 
 
-def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None = None) -> Starlette:
+def build_app(
+    agent: Agent, token: str | None = None, radio: RadioHolder | None = None
+) -> Starlette:
     """Return the ASGI app serving `agent`; `token` guards the TCP port when set.
 
     With `radio`, the /fieldkit/*/ble routes run Bluetooth LE scans, syncs and listeners
@@ -248,7 +250,6 @@ def build_app(agent: Agent, token: str | None = None, radio: RadioHolder | None 
             Route("/v1/chat/completions", completions, methods=["POST"]),
         ]
     )
-
 
 
 async def _whole(

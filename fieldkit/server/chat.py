@@ -117,8 +117,12 @@ def _messages(value: Any, limits: Limits) -> list[dict[str, str]]:
             raise _bad(
                 f"messages[{i}].role must be system, user or assistant.", f"messages[{i}].role"
             )
-        out.append({"role": "system" if role == "developer" else role,
-                    "content": _content(message.get("content"), i)})
+        out.append(
+            {
+                "role": "system" if role == "developer" else role,
+                "content": _content(message.get("content"), i),
+            }
+        )
     if not any(m["role"] == "user" for m in out):
         raise _bad("messages must include a user message.", "messages")
     if not any(m["content"].strip() for m in out if m["role"] == "user"):

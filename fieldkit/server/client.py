@@ -117,7 +117,9 @@ class AgentClient:
         status, pieces = await self._apost(path, payload)
         return _checked(status, b"".join([piece async for piece in pieces]))
 
-    async def apost_lines(self, path: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def apost_lines(
+        self, path: str, payload: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
         """POST `payload` to `path`; yield each JSON line of the streamed answer as it comes.
 
         Closing the iterator hangs up (the agent then ends what it was doing for us).

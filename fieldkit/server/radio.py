@@ -229,7 +229,11 @@ class RadioHolder:
             except FieldkitError as exc:
                 emit({"error": str(exc)})
             except Exception as exc:  # the radio stack's own errors: one sentence for the client
-                emit({"error": f"The agent's Bluetooth session failed ({type(exc).__name__}: {exc})."})
+                emit(
+                    {
+                        "error": f"The agent's Bluetooth session failed ({type(exc).__name__}: {exc})."
+                    }
+                )
             finally:
                 emit(None)  # type: ignore[arg-type]
 

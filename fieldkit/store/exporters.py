@@ -80,4 +80,3 @@ def export_adapter(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
-

@@ -193,7 +193,9 @@ def read_adapter_weights(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     into the top half of fp32 words). Raises PacketError if the file is larger than
     `max_bytes`, unreadable, or not well-formed safetensors.
     """
-    data = read_bounded(path, max_bytes, "adapter weights", f"the {max_bytes >> 20} MiB packet limit")
+    data = read_bounded(
+        path, max_bytes, "adapter weights", f"the {max_bytes >> 20} MiB packet limit"
+    )
     views = tensor_views(data, f"tensors in {path.name}", bf16=True)
     return {
         name: (view.astype(np.uint32) << 16).view(np.float32)

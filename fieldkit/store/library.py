@@ -132,9 +132,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         prefix = name_or_id.lower()
         if not rows and _HEX_PREFIX.fullmatch(prefix):
             rows = list(
-                self.db["packets"].rows_where(
-                    "substr(packet_id, 1, ?) = ?", [len(prefix), prefix]
-                )
+                self.db["packets"].rows_where("substr(packet_id, 1, ?) = ?", [len(prefix), prefix])
             )
         if not rows:
             raise LibraryError(f"No packet named {name_or_id[:80]!r} is in the library.")

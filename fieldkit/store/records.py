@@ -51,7 +51,12 @@ class PeerRecord:
 
 
 def packet_row(
-    packet_id: str, manifest: dict[str, Any], signature: bytes, *, author_name: str, source: str,
+    packet_id: str,
+    manifest: dict[str, Any],
+    signature: bytes,
+    *,
+    author_name: str,
+    source: str,
     received_at: float,
 ) -> dict[str, Any]:
     """Return the `packets` row that stores a verified packet."""

@@ -42,8 +42,10 @@ class SettingsStore:
         return [{"ts": r["ts"], "kind": r["kind"], **json.loads(r["data"])} for r in rows]
 
     def _log(self, kind: str, **data: Any) -> None:
-        row_id = self.db["events"].insert(
-            {"ts": time.time(), "kind": kind, "data": json.dumps(data)}
-        ).last_pk
+        row_id = (
+            self.db["events"]
+            .insert({"ts": time.time(), "kind": kind, "data": json.dumps(data)})
+            .last_pk
+        )
         if isinstance(row_id, int) and row_id % 100 == 0:
             self.db.execute("delete from events where id <= ?", [row_id - EVENT_CAP])

@@ -89,7 +89,7 @@ def _span(
     if len(shape) > MAX_NDIM or not all(n <= MAX_DIM for n in shape):
         # checked before any size is computed or any array made: [2**64, 0] is 0 bytes
         raise PacketError(
-            f"{bad} (tensor {name} has the shape {shape[:MAX_NDIM + 1]}: each of at most "
+            f"{bad} (tensor {name} has the shape {shape[: MAX_NDIM + 1]}: each of at most "
             f"{MAX_NDIM} dimensions may be at most {MAX_DIM})."
         )
     if type(offsets) is not list or len(offsets) != 2:

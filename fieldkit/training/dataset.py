@@ -287,7 +287,8 @@ def build_examples(
 ) -> list[Example]:
     """Return the training examples of all records (expanded unless expand=False)."""
     return [
-        e for _, examples in examples_by_record(records, domain, expand, system, seed)
+        e
+        for _, examples in examples_by_record(records, domain, expand, system, seed)
         for e in examples
     ]
 

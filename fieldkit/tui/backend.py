@@ -280,7 +280,7 @@ class TuiBackend(SyncBackend):
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work), grounded
         in the packet's notes when it has them; the last chunk carries sources and marks."""
-        from fieldkit.answering import finish
+        from fieldkit.answering import NEAREST_SHOWN, finish
 
         grounding = self.ground(question, packet_id)
         if grounding.notice:
@@ -304,6 +304,9 @@ class TuiBackend(SyncBackend):
                 stopped=result.finish_reason == "cancelled",
                 note=done.note,
                 sources=[SourceView(s.label, s.title, s.text) for s in done.sources],
+                nearest=[
+                    SourceView(s.label, s.title, s.text) for s in done.nearest[:NEAREST_SHOWN]
+                ],
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
             )

@@ -150,6 +150,7 @@ class AnswerChunk:
     note: str = ""
     sources: list[SourceView] = field(default_factory=list)
     unsupported: list[tuple[int, int]] = field(default_factory=list)  # spans of `final`
+    nearest: list[SourceView] = field(default_factory=list)  # a gap's nearest passage, unused
     final: str | None = None  # the whole answer text, once done
 
 

@@ -27,9 +27,7 @@ async def radios(radio: VirtualRadio, a: Device, b: Device) -> tuple[BumbleRadio
 
 async def session(ra: BumbleRadio, rb: BumbleRadio, a: Device, b: Device, progress_b=None):
     """a connects as central to b (peripheral, one session); return (summary a, summary b)."""
-    serving = asyncio.create_task(
-        serve_ble(rb, b, FAST, once=True, progress=progress_b)
-    )
+    serving = asyncio.create_task(serve_ble(rb, b, FAST, once=True, progress=progress_b))
     summary_a = await asyncio.wait_for(
         sync_ble_peer(ra, a, FAST, peer=b.device_id, scan_seconds=5), 60
     )
@@ -199,9 +197,7 @@ async def test_cancelling_a_sync_mid_transfer_stops_at_once_and_resumes_later(
             halfway.set()
 
     serving = asyncio.create_task(serve_ble(rb, b, FAST, once=True, progress=watch))
-    syncing = asyncio.create_task(
-        sync_ble_peer(ra, a, FAST, peer=b.device_id, scan_seconds=5)
-    )
+    syncing = asyncio.create_task(sync_ble_peer(ra, a, FAST, peer=b.device_id, scan_seconds=5))
     await asyncio.wait_for(halfway.wait(), 30)
     syncing.cancel()
     loop = asyncio.get_running_loop()

@@ -28,7 +28,16 @@ _ENTRY = "import sys; from fieldkit.cli import run; sys.argv[0] = 'fieldkit'; ru
 
 def test_ask_exits_cleanly_30_times(home: Home, tiny_model_dir: Path) -> None:
     command = [sys.executable, "-c", _ENTRY, "--home", str(home.root)]
-    command += ["--model", str(tiny_model_dir), "ask", "Why?", "--base", "--raw", "--max-tokens", "2"]
+    command += [
+        "--model",
+        str(tiny_model_dir),
+        "ask",
+        "Why?",
+        "--base",
+        "--raw",
+        "--max-tokens",
+        "2",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
     def ask(_: int) -> subprocess.CompletedProcess[str]:

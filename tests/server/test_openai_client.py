@@ -113,7 +113,9 @@ def test_stop_strings_and_temperature_are_honoured(running: RunningAgent) -> Non
     messages = [{"role": "user", "content": QUESTION}]
     full = reference(running, QUESTION, None, 12)
     stop = full[3:5]
-    reply = client.chat.completions.create(model="base", messages=messages, max_tokens=12, stop=stop)
+    reply = client.chat.completions.create(
+        model="base", messages=messages, max_tokens=12, stop=stop
+    )
     assert reply.choices[0].message.content == full[: full.index(stop)]
     assert reply.choices[0].finish_reason == "stop"
     warm = client.chat.completions.create(
@@ -154,10 +156,14 @@ def test_limits_on_body_prompt_and_queue(start_agent: StartAgent, packet_home) -
     )
     client = client_for(running)
     with pytest.raises(openai.APIStatusError) as too_big:
-        client.chat.completions.create(model="base", messages=[{"role": "user", "content": "x" * 5000}])
+        client.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": "x" * 5000}]
+        )
     assert too_big.value.status_code == 413
     with pytest.raises(openai.BadRequestError, match="at most 500"):
-        client.chat.completions.create(model="base", messages=[{"role": "user", "content": "x" * 600}])
+        client.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": "x" * 600}]
+        )
     # One request generating holds the only place in the queue: a second is told to retry.
     stream = client.chat.completions.create(
         model="base",
@@ -286,6 +292,8 @@ def test_a_blocked_authors_packet_is_neither_listed_nor_used(
     )
     assert reply.fieldkit["route"]["route"] != "wells"  # the router withholds it, and says so
     assert reply.fieldkit["packet"] != "wells"
-    assert "not used: The packet 'wells' is by a blocked author" in reply.fieldkit["route"]["reason"]
+    assert (
+        "not used: The packet 'wells' is by a blocked author" in reply.fieldkit["route"]["reason"]
+    )
     library = {p["name"]: p for p in find_agent(packet_home).get("/v1/library")["packets"]}
     assert library["wells"]["usable"] is False

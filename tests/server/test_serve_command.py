@@ -50,8 +50,18 @@ def test_a_serve_process_answers_ask_and_stops_cleanly(home: Home, tiny_model_di
         assert info.pid == proc.pid
         result = CliRunner().invoke(
             main,
-            ["--home", str(home.root), "--model", str(tiny_model_dir), "ask", "hi", "--base",
-             "--json", "--max-tokens", "3"],
+            [
+                "--home",
+                str(home.root),
+                "--model",
+                str(tiny_model_dir),
+                "ask",
+                "hi",
+                "--base",
+                "--json",
+                "--max-tokens",
+                "3",
+            ],
         )
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["generation_tokens"] == 3
@@ -59,8 +69,16 @@ def test_a_serve_process_answers_ask_and_stops_cleanly(home: Home, tiny_model_di
         while status.get("status") != "ok":  # loaded: the stop below is then quick
             assert time.monotonic() < deadline
             health = CliRunner().invoke(
-                main, ["--home", str(home.root), "--model", str(tiny_model_dir), "service",
-                       "status", "--json"]
+                main,
+                [
+                    "--home",
+                    str(home.root),
+                    "--model",
+                    str(tiny_model_dir),
+                    "service",
+                    "status",
+                    "--json",
+                ],
             )
             # None: the agent missed one 5 s health check (it loads the model meanwhile)
             status = json.loads(health.stdout)["agent"] or {}

@@ -10,7 +10,11 @@ from pathlib import Path
 import fieldkit
 from tests.test_import_hygiene import _top_level_imports
 
-HTTP_OWNERS = {"starlette": {"server/app.py"}, "uvicorn": {"server/run.py"}, "anyio": {"server/app.py"}}
+HTTP_OWNERS = {
+    "starlette": {"server/app.py"},
+    "uvicorn": {"server/run.py"},
+    "anyio": {"server/app.py"},
+}
 
 
 def test_only_the_server_imports_the_http_library() -> None:

@@ -78,7 +78,7 @@ def test_systemd_unit_has_the_sections_systemd_needs(
 
 
 def test_unit_words_are_escaped(home: Home, user_home: Path) -> None:
-    spec = service_spec(Home(Path("/srv/50% $HOME \"x\"")), kind="systemd", executable="/bin/fk")
+    spec = service_spec(Home(Path('/srv/50% $HOME "x"')), kind="systemd", executable="/bin/fk")
     line = next(x for x in systemd_unit(spec).splitlines() if x.startswith("ExecStart="))
     assert '"/srv/50%% $$HOME \\"x\\""' in line
     assert spec.label.startswith("fieldkit-serve-")

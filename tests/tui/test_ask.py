@@ -146,7 +146,22 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         gap = app.screen.query(Exchange).last()
         said = str(gap.query_one(".notice", Static).render())
         assert said.startswith("The wells packet has nothing on this; nearest: ")
-        assert "from the adapter only" in str(gap.query_one(".sources", Static).render())
+        folded = str(gap.query_one(".sources", Static).render())
+        assert "from the adapter only" in folded
+        # the record the notes found nearest can be read, marked as not used
+        assert "nearest record, not used: wells r" in folded
+        assert folded.endswith("(Ctrl+E: the whole record)")
+        await pilot.press("escape")
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        whole = str(gap.query_one(".sources", Static).render())
+        assert "Ctrl+E" not in whole
+        support = str(gap.query_one(".support", Static).render())  # checked against it
+        assert not support or "nearest record" in support
+        assert whole.split("not used: ")[1].split(") ", 1)[1] in {
+            f"{n.title}: {n.text}" for n in WELL_NOTES
+        }
+        app.screen.query_one(Input).focus()
         # a code the notes never name: answered from the nearest passage, cited, with the
         # caution shown above the answer
         await ask(pilot, "How much bleach do I need to disinfect the new well BH-7?")

@@ -150,9 +150,7 @@ async def test_a_ble_sync_cancelled_from_the_screen_keeps_its_chunks_and_resumes
             assert 0 < len(held) < count, held
             held_bytes = sum(min(chunk, wells.size - i * chunk) for i in held)
 
-            serving = asyncio.ensure_future(
-                serve_ble(bob_radio, bob, options, once=True)
-            )
+            serving = asyncio.ensure_future(serve_ble(bob_radio, bob, options, once=True))
             await sync_from_screen(pilot, screen)
             [second] = await asyncio.wait_for(serving, 60)
             await settle(pilot)

@@ -140,7 +140,7 @@ class AskScreen(ModeScreen):
         if chunk.done:
             if chunk.final is not None:
                 message.exchange.set_grounding(
-                    chunk.final, chunk.sources, chunk.unsupported, chunk.note
+                    chunk.final, chunk.sources, chunk.unsupported, chunk.note, chunk.nearest
                 )
             stopped = ", stopped" if chunk.stopped else ""
             message.exchange.finish(

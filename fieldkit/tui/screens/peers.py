@@ -349,7 +349,10 @@ class PeersScreen(ModeScreen):
             self.query_one("#sync-state", Static).update("Stopped listening.")
             return
         address = await self.app.push_screen_wait(
-            TextDialog("Let LAN peers sync with this device on", value=f"0.0.0.0:{self.backend.default_port}")
+            TextDialog(
+                "Let LAN peers sync with this device on",
+                value=f"0.0.0.0:{self.backend.default_port}",
+            )
         )
         if address:
             self.listening = "starting"

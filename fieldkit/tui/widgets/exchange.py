@@ -52,6 +52,23 @@ def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> 
     return out
 
 
+def nearest_text(note: str, nearest: SourceView, expanded: bool, width: int = 76) -> Text:
+    """Return where a gap answer came from, then the passage nearest the question, which
+    the notes did not find close enough to use: cut to one line, or whole when expanded."""
+    out = Text(f"({note})", style="italic")
+    head = f"nearest record, not used: {nearest.label} "
+    body = " ".join((f"{nearest.title}: {nearest.text}" if nearest.title else nearest.text).split())
+    room = max(width - len(head), 20)
+    if not expanded and len(body) > room:
+        body = body[: room - 3].rstrip() + "..."
+    out.append("\n")
+    out.append(head, style="bold")
+    out.append(body)
+    if not expanded:
+        out.append("\n(Ctrl+E: the whole record)", style="italic")
+    return out
+
+
 def marked_answer(text: str, spans: list[tuple[int, int]]) -> Text:
     """Return the answer with each unsupported number marked."""
     out = Text(text)
@@ -60,13 +77,18 @@ def marked_answer(text: str, spans: list[tuple[int, int]]) -> Text:
     return out
 
 
-def support_text(final: str, spans: list[tuple[int, int]], has_sources: bool) -> Text:
-    """Return the line that says which numbers no source states."""
+def support_text(
+    final: str, spans: list[tuple[int, int]], has_sources: bool, nearest: bool = False
+) -> Text:
+    """Return the line that says which numbers no source states (for a gap answer,
+    `nearest`: which the nearest record shown does not state)."""
+    where = "the nearest record" if nearest and not has_sources else None
     if spans:
         marks = ", ".join(final[a:b] for a, b in spans)
-        return Text.assemble(("unsupported: ", "bold"), f"{marks} (in no source)")
-    if has_sources:
-        return Text("every number is in a source")
+        said = f"not in {where}" if where else "in no source"
+        return Text.assemble(("unsupported: ", "bold"), f"{marks} ({said})")
+    if has_sources or where:
+        return Text(f"every number is in {where or 'a source'}")
     return Text("")
 
 
@@ -92,6 +114,8 @@ class Exchange(Vertical):
         self.pieces = 0
         self.started = 0.0
         self.sources: list[SourceView] = []
+        self.nearest: list[SourceView] = []  # a gap answer's nearest passage, not used
+        self.note = ""
         self.expanded = False
 
     def compose(self) -> ComposeResult:
@@ -123,25 +147,38 @@ class Exchange(Vertical):
             self.query_one(".stats", Static).update(f"[writing... {rate:.1f} tok/s]")
 
     def set_grounding(
-        self, final: str, sources: list[SourceView], unsupported: list[tuple[int, int]], note: str
+        self,
+        final: str,
+        sources: list[SourceView],
+        unsupported: list[tuple[int, int]],
+        note: str,
+        nearest: list[SourceView] | None = None,
     ) -> None:
-        """Show the whole answer with its marks, its sources (or where it came from)."""
-        self.answer = final
-        self.sources = list(sources)
+        """Show the whole answer with its marks, its sources (or where it came from, and
+        for a gap answer the nearest record, not used)."""
+        self.answer, self.note = final, note
+        self.sources, self.nearest = list(sources), list(nearest or [])
         self.query_one(".answer", Static).update(marked_answer(final, unsupported))
-        if sources:
-            self._show(".sources", sources_text(self.sources, self.expanded))
-        elif note:
-            self._show(".sources", Text(f"({note})", style="italic"))
-        self._show(".support", support_text(final, unsupported, bool(sources)))
+        self._show_sources()
+        support = support_text(final, unsupported, bool(sources), bool(self.nearest))
+        self._show(".support", support)
 
     def toggle_sources(self) -> bool:
-        """Expand or fold the source passages; return True if there were any."""
-        if not self.sources:
+        """Expand or fold the source passages (or a gap's nearest record); return True if
+        there were any."""
+        if not self.sources and not self.nearest:
             return False
         self.expanded = not self.expanded
-        self._show(".sources", sources_text(self.sources, self.expanded))
+        self._show_sources()
         return True
+
+    def _show_sources(self) -> None:
+        if self.sources:
+            self._show(".sources", sources_text(self.sources, self.expanded))
+        elif self.nearest:
+            self._show(".sources", nearest_text(self.note, self.nearest[0], self.expanded))
+        elif self.note:
+            self._show(".sources", Text(f"({self.note})", style="italic"))
 
     def finish(self, stats: str) -> None:
         self.query_one(".stats", Static).update(stats)
