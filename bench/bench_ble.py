@@ -113,13 +113,10 @@ async def packets_session(
         await power_on(dc)
         await power_on(dp)
         rc, rp = BumbleRadio(dc, mtu=mtu), BumbleRadio(dp, mtu=mtu)
-        serving = asyncio.create_task(
-            serve_ble(rp, receiver, OPTIONS, once=True)
-        )
+        serving = asyncio.create_task(serve_ble(rp, receiver, OPTIONS, once=True))
         await asyncio.sleep(0.1)
         start = time.perf_counter()
-        summary = await sync_ble_peer(rc, sender, OPTIONS, peer=receiver.identity.device_id
-        )
+        summary = await sync_ble_peer(rc, sender, OPTIONS, peer=receiver.identity.device_id)
         (received,) = await serving
         elapsed = time.perf_counter() - start
         assert summary.ok, summary.error

@@ -171,8 +171,12 @@ def main() -> None:
     parser.add_argument("--ble-settings", nargs="*", default=None, help="default: all")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--source", type=Path, default=None,
-                        help="a home whose unmerged packets to compact (default: the demo's)")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="a home whose unmerged packets to compact (default: the demo's)",
+    )
     parser.add_argument("--settings", nargs="*", default=None, help="default: all")
     args = parser.parse_args()
     logging.getLogger("bumble").setLevel(logging.CRITICAL)

@@ -81,8 +81,13 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["fp16", "int8", "int4"])
     parser.add_argument("--max-tokens", type=int, default=80)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--quality", type=Path, nargs="+", default=None,
-                        help="score these bench quality reports instead (one per setting)")
+    parser.add_argument(
+        "--quality",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="score these bench quality reports instead (one per setting)",
+    )
     parser.add_argument("--system", default="routed+notes", help="with --quality")
     args = parser.parse_args()
     from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall

@@ -410,7 +410,9 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     abstained on by the router or not covered by the routed packet's notes), the share
     covered surely (answered without the caution that the passages may not fit), how
     many questions name a code the routed packet's notes never name, and for how many the
-    second passage shows a higher score than the first (`retrieval.shown_scores`)."""
+    second passage shows a higher score than the first (`retrieval.shown_scores`); and for
+    the questions routed but not covered (answered "nothing on this"), for
+    how many the nearest record shown under the answer is their own."""
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
     demo = REPO / "assets/demo"
@@ -428,6 +430,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
     for name, paths in files.items():
         rows = [r for path in paths for r in question_rows(path)]
         cites, shown, covered, sure, coded, unordered = [], [], [], [], 0, 0
+        uncovered, nearest_right = 0, 0  # routed, not covered: is the nearest shown its own?
         for row, (cover, right) in zip(rows, covers(router, index, rows), strict=True):
             covered.append(float(bool(cover and cover.covered)))
             sure.append(float(bool(cover and cover.covered and cover.sure)))
@@ -438,6 +441,9 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
                 continue
             hits = cover.hits if cover and cover.covered else []
             cites.append(float(bool(hits) and right))
+            if cover is not None and not cover.covered:
+                uncovered += 1
+                nearest_right += right
             shown.append(keyword_recall("\n".join(h.text for h in hits), row["expected_keywords"]))
         cell: dict = {
             "n": len(rows),
@@ -452,6 +458,8 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
                 "citation_ci": bootstrap_ci(cites),
                 "passages_recall": sum(shown) / len(shown),
                 "passages_recall_ci": bootstrap_ci(shown),
+                "uncovered": uncovered,
+                "uncovered_nearest_own": nearest_right,
             }
         out[name] = cell
         if name.removeprefix("demo ") in LONG_SETS:

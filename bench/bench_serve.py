@@ -56,8 +56,16 @@ def load() -> str:
 
 def cli_ask(home: Path, no_server: bool, max_tokens: int) -> tuple[float, float]:
     """Run `fieldkit ask` in a new process; return (first token s, total s)."""
-    argv = [str(BIN / "fieldkit"), "--home", str(home), "ask", QUESTION, "--raw", "--max-tokens",
-            str(max_tokens)] + (["--no-server"] if no_server else [])
+    argv = [
+        str(BIN / "fieldkit"),
+        "--home",
+        str(home),
+        "ask",
+        QUESTION,
+        "--raw",
+        "--max-tokens",
+        str(max_tokens),
+    ] + (["--no-server"] if no_server else [])
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     assert proc.stdout is not None
@@ -75,8 +83,12 @@ def stream(port: int, body: dict) -> tuple[float, float, str]:
     """POST a streamed chat completion to 127.0.0.1:port; return (first token s, total s, text)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     start = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", json.dumps({**body, "stream": True}),
-                 {"Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({**body, "stream": True}),
+        {"Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     if response.status != 200:
         raise SystemExit(f"HTTP {response.status}: {response.read()[:300]!r}")
@@ -113,8 +125,12 @@ def wait_http(port: int, path: str, ready: callable, proc: subprocess.Popen, lim
 
 
 def summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "n": len(values)}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }
 
 
 def export_adapters(home: Path, out: Path) -> dict[str, Path]:
@@ -148,10 +164,17 @@ def main() -> None:
     parser.add_argument("--mlx-runs", type=int, default=6)
     parser.add_argument("--concurrent-per-client", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--phases", default="cold,agent,mlx",
-                        help="Which parts to run (cold, agent, mlx); the rest come from --reuse.")
-    parser.add_argument("--reuse", type=Path, default=None,
-                        help="An earlier run's --out file, for the parts not run now.")
+    parser.add_argument(
+        "--phases",
+        default="cold,agent,mlx",
+        help="Which parts to run (cold, agent, mlx); the rest come from --reuse.",
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="An earlier run's --out file, for the parts not run now.",
+    )
     args = parser.parse_args()
     home, n = args.home.resolve(), args.max_tokens
     results: dict = {"max_tokens": n, "question": QUESTION, "load_before": load()}
@@ -164,8 +187,10 @@ def main() -> None:
             results.setdefault("reused", []).append(key)
     if "cold" in phases:
         cold = [cli_ask(home, True, n) for _ in range(args.cold_runs)]
-        results["cold_cli"] = {"ttft": summary([c[0] for c in cold]),
-                               "total": summary([c[1] for c in cold])}
+        results["cold_cli"] = {
+            "ttft": summary([c[0] for c in cold]),
+            "total": summary([c[1] for c in cold]),
+        }
     print("cold cli", results["cold_cli"], flush=True)
 
     if "agent" in phases:
@@ -189,36 +214,74 @@ PHASE_OF = {
 def agent_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> None:
     """The agent: warm first token and total, `ask` through it, alternation, 4 clients."""
     port = free_port()
-    agent = subprocess.Popen([str(BIN / "fieldkit"), "--home", str(home), "serve", "--port",
-                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    agent = subprocess.Popen(
+        [str(BIN / "fieldkit"), "--home", str(home), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     try:
         tic = time.perf_counter()
         wait_http(port, "/health", lambda d: json.loads(d)["status"] == "ok", agent, 600)
         results["agent_start_s"] = round(time.perf_counter() - tic, 2)
-        stream(port, {"model": "auto", "messages": [{"role": "user", "content": QUESTION}],
-                      "max_tokens": 2})  # first request after start
-        warm = [stream(port, {"model": "auto", "messages": [{"role": "user", "content": QUESTION}],
-                              "max_tokens": n, "fieldkit": RAW}) for _ in range(args.warm_runs)]
-        results["warm_agent"] = {"ttft": summary([w[0] for w in warm]),
-                                 "total": summary([w[1] for w in warm])}
+        stream(
+            port,
+            {"model": "auto", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 2},
+        )  # first request after start
+        warm = [
+            stream(
+                port,
+                {
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "max_tokens": n,
+                    "fieldkit": RAW,
+                },
+            )
+            for _ in range(args.warm_runs)
+        ]
+        results["warm_agent"] = {
+            "ttft": summary([w[0] for w in warm]),
+            "total": summary([w[1] for w in warm]),
+        }
         print("warm agent", results["warm_agent"], flush=True)
         via = [cli_ask(home, False, n) for _ in range(args.cold_runs)]
-        results["cli_through_agent"] = {"ttft": summary([c[0] for c in via]),
-                                        "total": summary([c[1] for c in via])}
+        results["cli_through_agent"] = {
+            "ttft": summary([c[0] for c in via]),
+            "total": summary([c[1] for c in via]),
+        }
         print("cli through agent", results["cli_through_agent"], flush=True)
-        alt = [stream(port, {"model": ALTERNATE[i % 2], "messages": [{"role": "user", "content": QUESTION}],
-                             "max_tokens": n, "fieldkit": RAW})
-               for i in range(args.alternate_runs)]
-        results["agent_alternating"] = {"ttft": summary([a[0] for a in alt]),
-                                        "total": summary([a[1] for a in alt])}
+        alt = [
+            stream(
+                port,
+                {
+                    "model": ALTERNATE[i % 2],
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "max_tokens": n,
+                    "fieldkit": RAW,
+                },
+            )
+            for i in range(args.alternate_runs)
+        ]
+        results["agent_alternating"] = {
+            "ttft": summary([a[0] for a in alt]),
+            "total": summary([a[1] for a in alt]),
+        }
         print("agent alternating", results["agent_alternating"], flush=True)
         done: list[float] = []
 
         def client(k: int) -> None:
             for j in range(args.concurrent_per_client):
                 q = ROUTED[(k + j) % len(ROUTED)]
-                stream(port, {"model": "auto", "messages": [{"role": "user", "content": q}],
-                              "max_tokens": n, "fieldkit": RAW})
+                stream(
+                    port,
+                    {
+                        "model": "auto",
+                        "messages": [{"role": "user", "content": q}],
+                        "max_tokens": n,
+                        "fieldkit": RAW,
+                    },
+                )
                 done.append(time.perf_counter())
 
         tic = time.perf_counter()
@@ -228,8 +291,11 @@ def agent_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> 
         for t in threads:
             t.join()
         wall = time.perf_counter() - tic
-        results["concurrent_4"] = {"requests": len(done), "wall_s": round(wall, 2),
-                                   "per_minute": round(60 * len(done) / wall, 1)}
+        results["concurrent_4"] = {
+            "requests": len(done),
+            "wall_s": round(wall, 2),
+            "per_minute": round(60 * len(done) / wall, 1),
+        }
         print("4 clients", results["concurrent_4"], flush=True)
     finally:
         agent.terminate()
@@ -242,9 +308,24 @@ def mlx_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> No
         folders = export_adapters(home, Path(tmp))
         port = free_port()
         model_dir = home / "models" / "smollm2-135m-instruct"
-        mlx = subprocess.Popen([str(BIN / "python"), "-m", "mlx_lm.server", "--model", str(model_dir),
-                                "--host", "127.0.0.1", "--port", str(port), "--max-tokens", str(n)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+        mlx = subprocess.Popen(
+            [
+                str(BIN / "python"),
+                "-m",
+                "mlx_lm.server",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max-tokens",
+                str(n),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
         try:
             wait_http(port, "/v1/models", lambda d: True, mlx, 600)
             runs = []
@@ -252,18 +333,23 @@ def mlx_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> No
                 name = ALTERNATE[i % 2]
                 # The model by path: with "default_model" mlx-lm's server would apply the
                 # adapter of its command line (none) and ignore the request's.
-                body = {"model": str(model_dir), "adapters": str(folders[name]),
-                        "messages": [{"role": "user", "content": QUESTION}], "max_tokens": n,
-                        "temperature": 0.0}
+                body = {
+                    "model": str(model_dir),
+                    "adapters": str(folders[name]),
+                    "messages": [{"role": "user", "content": QUESTION}],
+                    "max_tokens": n,
+                    "temperature": 0.0,
+                }
                 runs.append(stream(port, body))
             runs = runs[1:]  # the first loads the model once, as any server would
-            results["mlx_lm_alternating"] = {"ttft": summary([r[0] for r in runs]),
-                                             "total": summary([r[1] for r in runs])}
+            results["mlx_lm_alternating"] = {
+                "ttft": summary([r[0] for r in runs]),
+                "total": summary([r[1] for r in runs]),
+            }
             print("mlx_lm alternating", results["mlx_lm_alternating"], flush=True)
         finally:
             mlx.terminate()
             mlx.wait(60)
-
 
 
 def finish(args: argparse.Namespace, results: dict) -> None:
@@ -272,10 +358,14 @@ def finish(args: argparse.Namespace, results: dict) -> None:
         "warm_ttft_over_cold_ttft": round(results["warm_agent"]["ttft"]["median"] / cold_ttft, 4),
         "mlx_lm_alternating_total_over_agent": round(
             results["mlx_lm_alternating"]["total"]["median"]
-            / results["agent_alternating"]["total"]["median"], 1),
+            / results["agent_alternating"]["total"]["median"],
+            1,
+        ),
         "mlx_lm_alternating_ttft_over_agent": round(
             results["mlx_lm_alternating"]["ttft"]["median"]
-            / results["agent_alternating"]["ttft"]["median"], 1),
+            / results["agent_alternating"]["ttft"]["median"],
+            1,
+        ),
     }
     results["load_after"] = load()
     print(json.dumps(results, indent=2))

@@ -310,3 +310,6 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
         "(from the base model only: no fit)",
         "(to ask grain anyway: fieldkit ask --adapter grain QUESTION)",
     ]
+    far = RouteDecision(None, None, 0.3, 0.1, [Candidate("grain", "g", 0.3)], 3.0, "no fit")
+    ringtone = Answer("my ringtone?", "Open settings.", None, None, BASE, [], [], far)
+    assert answer_footer(ringtone) == ["(from the base model only: no fit)"]

@@ -56,8 +56,11 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
         if decision is None:
             return []
         lines = [f"(from the base model only: {decision.reason})"]
-        if decision.candidates:  # a word with two senses ("crib", "coop") can mislead it
-            best = decision.candidates[0].name
+        from fieldkit.router.router import LEANING
+
+        near = decision.candidates[0] if decision.candidates else None
+        if near is not None and near.score >= LEANING[0]:  # as near as any route starts
+            best = near.name  # a word of two senses ("crib", "coop") can mislead the router
             lines.append(f"(to ask {best} anyway: fieldkit ask --adapter {best} QUESTION)")
         return lines
     return lines
