@@ -171,7 +171,7 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "rushed", "hurried", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
+    "hasty", "rushed", "hurried", "dashed", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
     "gaps_late", "gaps_rushed", "gaps_hurried",
 )  # fmt: skip
 OOD_FILES = (

@@ -231,7 +231,7 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
-SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried")
+SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed")
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
