@@ -124,6 +124,7 @@ class RouteView:
     reason: str
     route_ms: float
     manual: bool = False
+    nearest: str = ""  # abstained: the packet that came near enough to ask by hand
 
 
 @dataclass(frozen=True)

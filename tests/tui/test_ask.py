@@ -193,3 +193,33 @@ def test_the_route_line_says_why_the_base_model_answers() -> None:
     assert route_text(everyday).plain == f"route: base model: {reason}"
     unexplained = RouteView(None, "base model", 0.2, "pumps", "", 3.0)
     assert route_text(unexplained).plain == "route: base model: no expert fits"
+    near = RouteView(None, "base model", 0.45, "pumps 0.45", "no fit", 3.0, nearest="pumps")
+    assert route_text(near).plain == "route: base model: no fit (Ctrl+O to ask pumps anyway)"
+
+
+@pytest.mark.parametrize(
+    ("question", "named"),
+    [
+        ("How do I prime a hand pump?", ""),  # routed
+        ("How do I cook rice for six people?", ""),  # abstained, no packet near
+        ("pump goat", "pumps"),  # abstained, pumps near
+    ],
+)
+def test_the_route_names_the_packet_to_pick_by_hand_only_when_it_came_near(
+    stocked, question, named
+) -> None:
+    """An abstained route names its best packet (for Ctrl+O) only when that packet scored
+    at least the lowest score any tier routes at (router.LEANING)."""
+    from fieldkit.router.router import LEANING
+    from fieldkit.tui.backend import TuiBackend
+
+    backend = TuiBackend(stocked)
+    try:
+        view = backend.route(question)
+        decision = backend.services.make_router(backend.services.library).route(question)
+    finally:
+        backend.close()
+    best = decision.candidates[0]
+    near = decision.route is None and best.score >= LEANING[0]
+    assert view.nearest == (best.name if near else "")
+    assert view.nearest == named

@@ -20,7 +20,8 @@ def route_text(route: RouteView | None) -> Text:
         return Text.assemble(("route: ", "bold"), f"{route.label} (picked by hand)")
     if route.packet_id is None:  # the reason says why: no expert fits, an everyday question
         reason = f": {route.reason}" if route.reason else ": no expert fits"
-        return Text.assemble(("route: ", "bold"), "base model", reason)
+        hint = f" (Ctrl+O to ask {route.nearest} anyway)" if route.nearest else ""
+        return Text.assemble(("route: ", "bold"), "base model", reason, (hint, "italic"))
     return Text.assemble(
         ("route: ", "bold"),
         (route.label, "bold"),
