@@ -56,12 +56,13 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
         if decision is None:
             return []
         lines = [f"(from the base model only: {decision.reason})"]
-        from fieldkit.router.router import LEANING
+        from fieldkit.router.router import near_miss
 
-        near = decision.candidates[0] if decision.candidates else None
-        if near is not None and near.score >= LEANING[0]:  # as near as any route starts
-            best = near.name  # a word of two senses ("crib", "coop") can mislead the router
-            lines.append(f"(to ask {best} anyway: fieldkit ask --adapter {best} QUESTION)")
+        near = near_miss(decision)
+        if near is not None:
+            lines.append(
+                f"(to ask {near.name} anyway: fieldkit ask --adapter {near.name} QUESTION)"
+            )
         return lines
     return lines
 

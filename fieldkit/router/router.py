@@ -78,6 +78,16 @@ METHODS = ("centroid", "topk", "blend")
 BATCH = 64  # questions embedded and scored together in route_many
 
 
+def near_miss(decision: RouteDecision) -> Candidate | None:
+    """Return the best packet of a decision that abstained, when it scored at least the
+    lowest score a tier routes at (LEANING's first), else None: the packet a person may
+    want to ask by hand (a word of two senses, "crib" or "coop", can mislead the router)."""
+    if decision.route is not None or not decision.candidates:
+        return None
+    best = decision.candidates[0]
+    return best if best.score >= LEANING[0] else None
+
+
 class Router:
     """Routes questions to packets of one library, for one base model.
 

@@ -232,11 +232,11 @@ class TuiBackend(SyncBackend):
         rest = [c for c in cands if c.packet_id != packet_id]
         if rest:
             runner = f"{rest[0].name} {rest[0].score:.2f}"
-        from fieldkit.router.router import LEANING
+        from fieldkit.router.router import near_miss
 
         label = "base model"
         reason = str(decision.reason or "")
-        near = cands[0].name if not packet_id and cands and cands[0].score >= LEANING[0] else ""
+        near = near_miss(decision)
         if packet_id:  # the router only picks usable packets (store/usable.py)
             rec = records.get(packet_id)
             label = rec.name if rec else packet_id[:8]
@@ -247,7 +247,7 @@ class TuiBackend(SyncBackend):
             runner_up=runner or "-",
             reason=reason,
             route_ms=float(decision.route_ms or 0.0),
-            nearest=near,
+            nearest=near.name if near is not None else "",
         )
 
     def _get_router(self, lib: Any) -> Any:

@@ -209,7 +209,7 @@ def test_the_route_names_the_packet_to_pick_by_hand_only_when_it_came_near(
     stocked, question, named
 ) -> None:
     """An abstained route names its best packet (for Ctrl+O) only when that packet scored
-    at least the lowest score any tier routes at (router.LEANING)."""
+    at least the lowest score any tier routes at (router.LEANING, router.near_miss)."""
     from fieldkit.router.router import LEANING
     from fieldkit.tui.backend import TuiBackend
 
