@@ -167,16 +167,17 @@ class Answer(_Notice):
                 margin=round(d.margin, 4),
                 route_ms=round(d.route_ms, 2),
                 reason=d.reason,
+                candidates=d.to_dict()["candidates"],
             )
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Answer:
         """Rebuild the Answer that `to_dict` gave (an agent's reply), without its generation
-        numbers and its route's candidates."""
+        numbers."""
         from dataclasses import fields
 
-        from fieldkit.router.router import RouteDecision
+        from fieldkit.router.router import Candidate, RouteDecision
 
         renamed = {"answer": "text", "adapter": "packet"}  # to_dict's names for these fields
         given = {renamed.get(key, key): value for key, value in data.items()}
@@ -185,9 +186,10 @@ class Answer(_Notice):
         decision = None
         if "reason" in given:  # routed, or abstained on: the route's own fields
             route = given.get("route")
+            shown = [Candidate(**c) for c in given.get("candidates", [])]
             decision = RouteDecision(
                 route, given.get("packet_id") if route else None, given.get("score", 0.0),
-                given.get("margin", 0.0), [], given.get("route_ms", 0.0), given["reason"],
+                given.get("margin", 0.0), shown, given.get("route_ms", 0.0), given["reason"],
             )  # fmt: skip
         return cls(
             **{

@@ -310,6 +310,7 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
         "(from the base model only: no fit)",
         "(to ask grain anyway: fieldkit ask --adapter grain QUESTION)",
     ]
+    assert answer_footer(Answer.from_dict(crib.to_dict())) == answer_footer(crib)  # an agent
     far = RouteDecision(None, None, 0.3, 0.1, [Candidate("grain", "g", 0.3)], 3.0, "no fit")
     ringtone = Answer("my ringtone?", "Open settings.", None, None, BASE, [], [], far)
     assert answer_footer(ringtone) == ["(from the base model only: no fit)"]
