@@ -6,6 +6,7 @@ Heavy parts (engine, router) are built on first use, so light commands stay ligh
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +35,7 @@ class Services:
     model_override: Path | None = None
     _closers: list[Any] = field(default_factory=list, repr=False)
     _model_choice: str | None = field(default=None, repr=False)
+    _choice_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def build(
@@ -54,8 +56,14 @@ class Services:
         chosen with `fieldkit model use`, else the embedded default, in the home."""
         if self.model_override:
             return self.model_override
-        if self._model_choice is None:  # read once: later calls need no library connection
-            self._model_choice = self.library.get_setting(MODEL_SETTING) or DEFAULT_MODEL_DIRNAME
+        with self._choice_lock:
+            if self._model_choice is None:  # read once, on a connection of the caller's own:
+                library = self.open_library()  # a worker thread (the TUI loads the model
+                try:  # in one) must not make `library` belong to it
+                    chosen = library.get_setting(MODEL_SETTING)
+                finally:
+                    library.close()
+                self._model_choice = chosen or DEFAULT_MODEL_DIRNAME
         return self.home.models_dir / self._model_choice
 
     def use_model(self, name: str) -> None:
