@@ -19,10 +19,14 @@ pytestmark = [
 
 
 def test_library_and_ask_flows_in_tmux(stocked, tiny_model_dir: Path, tmp_path: Path) -> None:
+    # started as a user starts it: no --model, the model the home chose with `model use`
+    # (read from the library while workers load the model and list the packets)
+    shutil.copytree(tiny_model_dir, stocked.home.models_dir / "tiny")
+    stocked.use_model("tiny")
     stocked.close()  # the app opens the home itself, as a second process would
     export_dir = tmp_path / "exported"
     show = bool(os.environ.get("FIELDKIT_TMUX_SHOW"))  # print each checkpoint's screen
-    screens = drive(stocked.home.root, tiny_model_dir, export_dir, show=show)
+    screens = drive(stocked.home.root, None, export_dir, show=show)
     assert any("route: pumps" in screen for screen in screens)
     [exported] = list(export_dir.iterdir())
     assert read_packet_file(exported).manifest["name"] == "pumps"

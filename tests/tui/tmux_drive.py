@@ -92,9 +92,11 @@ def row(screen: str, name: str) -> str:
     return next((line for line in screen.splitlines() if line.strip().startswith(name)), "")
 
 
-def fieldkit_command(home: Path, model: Path, term: str) -> str:
-    """Return the shell command that runs the real fieldkit on this home, offline."""
+def fieldkit_command(home: Path, model: Path | None, term: str) -> str:
+    """Return the shell command that runs the real fieldkit on this home, offline (with
+    --model MODEL, or, for None, the model the home has chosen, as a user starts it)."""
     env = {"TERM": term, "HF_HUB_OFFLINE": "1", "COLORTERM": ""}
+    chosen = [] if model is None else ["--model", shlex.quote(str(model))]
     return " ".join(
         [
             "env",
@@ -102,8 +104,7 @@ def fieldkit_command(home: Path, model: Path, term: str) -> str:
             shlex.quote(str(FIELDKIT)),
             "--home",
             shlex.quote(str(home)),
-            "--model",
-            shlex.quote(str(model)),
+            *chosen,
         ]
     )
 
@@ -127,8 +128,9 @@ def library_in_16_colours(home: Path, model: Path) -> str:
     return styled
 
 
-def drive(home: Path, model: Path, export_dir: Path, show: bool = False) -> list[str]:
-    """Run the flows; return the screens captured at each checkpoint (raises DriveError)."""
+def drive(home: Path, model: Path | None, export_dir: Path, show: bool = False) -> list[str]:
+    """Run the flows; return the screens captured at each checkpoint (raises DriveError).
+    `model` None: the home's own choice (`fieldkit model use`), read at start."""
     screens: list[str] = []
     started = time.monotonic()
     tmux = Tmux(fieldkit_command(home, model, "xterm-256color"))
