@@ -283,7 +283,7 @@ def sets_report(
                     row[name] = {"n": len(hits), "right": sum(hits) / len(hits)}
                     row[name]["ci"] = bootstrap_ci(hits)
                     row[name]["missed"] = [
-                        [t, d.route, round(d.score, 3), round(d.margin, 3), q[:80]]
+                        [t, d.route, round(d.score, 3), round(d.margin, 3), q[:80], d.reason]
                         for d, (t, q) in zip(decisions, questions, strict=True)
                         if d.route != t
                     ]

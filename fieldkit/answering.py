@@ -73,15 +73,24 @@ class Unsupported:
 
 
 class _Notice:
-    """The sentence said before an answer, for a Grounding and an Answer alike."""
+    """The sentence said before an answer, for a Grounding and an Answer alike, and the
+    nearest passages a gap answer shows."""
 
     gap: str | None
     caution: str | None
+    grounding: str
+    nearest: list[Source]
 
     @property
     def notice(self) -> str | None:
         """The gap or the caution sentence, if either."""
         return self.gap or self.caution
+
+    @property
+    def nearest_shown(self) -> list[Source]:
+        """A gap answer's nearest passages that are shown under it, marked as not used, and
+        that its support check runs against (NEAREST_SHOWN); [] for any other answer."""
+        return self.nearest[:NEAREST_SHOWN] if self.grounding == GAP else []
 
     def with_notice(self, text: str) -> str:
         """Return what a person reads of an answer's text: the notice (if any), then it."""
@@ -365,7 +374,7 @@ def finish(
 ) -> Answer:
     """Return the Answer for generated `text`, with its support marks (checked against
     its sources, or for a gap answer the nearest passage shown: NEAREST_SHOWN)."""
-    checked = grounding.sources or grounding.nearest[:NEAREST_SHOWN]
+    checked = grounding.sources or grounding.nearest_shown
     passages = [s.full_text for s in checked]
     return Answer(
         question=grounding.question,

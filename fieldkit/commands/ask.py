@@ -31,18 +31,18 @@ def _cut(source: Source, width: int) -> str:
 
 def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     """Return the lines printed under an answer: where it came from, sources, support marks."""
-    from fieldkit.answering import ADAPTER_ONLY, BASE, GAP, NEAREST_SHOWN
+    from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
 
     lines: list[str] = []
     if result.grounding == ADAPTER_ONLY:
         lines.append(f"(from the adapter only: {result.packet} carries no notes)")
     elif result.grounding == GAP:
         lines.append("(from the adapter only: no note covers this question)")
-        for source in result.nearest[:NEAREST_SHOWN]:
+        for source in result.nearest_shown:
             lines.append(f"nearest record, not used: {source.label}: {_cut(source, width)}")
     for n, source in enumerate(result.sources, 1):
         lines.append(f"[{n}] {source.label}: {_cut(source, width)}")
-    nearest = result.grounding == GAP and bool(result.nearest)  # checked against it
+    nearest = bool(result.nearest_shown)  # the support check ran against it
     if result.unsupported:
         marks = ", ".join(u.text for u in result.unsupported)
         checked = "the nearest record" if nearest else "the sources"

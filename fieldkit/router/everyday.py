@@ -175,12 +175,12 @@ class Everyday:
         own: float,
         packet: str,
         leads: tuple[float, float],
-        side: float = np.inf,
+        side: float = np.nan,
     ) -> str:
         """Return why a route to `packet` (its texts' cosine `own`) is abstained on, else "":
         everyday question `which` (cosine `score`) is nearer by the first of `leads` or more,
         or by the second or more with the question on the everyday side (`side` < 0) of the
-        library's divide (`Divide.side`)."""
+        library's divide (`Divide.side`; nan: the library has none)."""
         lead, near_lead = leads
         far = score >= own + lead
         if not far and not (score >= own + near_lead and side < 0):

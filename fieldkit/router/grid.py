@@ -112,7 +112,9 @@ class ExemplarGrid:
         if not asked:
             return [], []
         held = [i for i, tokens in enumerate(self.tokens) if asked & tokens]
-        return held, [codes[c] for c in codes if any(c in self.tokens[i] for i in held)]
+        return held, [
+            codes[c] for c in codes if c in asked and any(c in self.tokens[i] for i in held)
+        ]
 
     def scores(self, queries: np.ndarray, method: str, top_k: int, blend: float) -> np.ndarray:
         """Return (B, P) packet scores for (B, dim) unit query vectors."""

@@ -307,7 +307,7 @@ class Router:
                 if decision.route is not None:
                     own = float(cosines[q][index.position[decision.packet_id]])
                     leads, route = self.everyday_leads, decision.route
-                    why = everyday.objection(which[q], near[q], own, route, leads, sides[q])
+                    why = everyday.objection(which[q], near[q], own, route, leads, side)
                     if why:
                         decision = replace(decision, route=None, packet_id=None, reason=why)
             if withheld.any():
@@ -357,7 +357,7 @@ class Router:
         ms: float,
         question: str = "",
         common: AbstractSet[str] = frozenset(),
-        side: float = -np.inf,
+        side: float = np.nan,
     ) -> RouteDecision:
         """Route to the best packet when its score reaches its high tier, or its rescue
         score with a lead of its rescue margin over the best packet of another domain; a

@@ -284,7 +284,7 @@ class TuiBackend(SyncBackend):
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work), grounded
         in the packet's notes when it has them; the last chunk carries sources and marks."""
-        from fieldkit.answering import NEAREST_SHOWN, finish
+        from fieldkit.answering import finish
 
         grounding = self.ground(question, packet_id)
         if grounding.notice:
@@ -308,9 +308,7 @@ class TuiBackend(SyncBackend):
                 stopped=result.finish_reason == "cancelled",
                 note=done.note,
                 sources=[SourceView(s.label, s.title, s.text) for s in done.sources],
-                nearest=[
-                    SourceView(s.label, s.title, s.text) for s in done.nearest[:NEAREST_SHOWN]
-                ],
+                nearest=[SourceView(s.label, s.title, s.text) for s in done.nearest_shown],
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
             )

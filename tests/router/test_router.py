@@ -589,3 +589,14 @@ def test_a_home_adds_its_own_everyday_questions(cli_home: Home) -> None:
     assert broken.output.strip().count("\n") == 0, broken.output
     assert "everyday.txt cannot be read (not UTF-8 text)" in broken.output
     assert "Traceback" not in broken.output
+
+
+def test_a_code_everyday_questions_name_is_neither_evidence_nor_named() -> None:
+    """ExemplarGrid.naming: a code the everyday questions also name (A4 paper) neither
+    picks a packet nor appears among the codes a route's reason names."""
+    packet = SimpleNamespace(packet_id="p", domain="pumps", name="pumps")
+    vectors = [np.eye(4, dtype=np.float32)[:1]]
+    named = [["Print the AV-750 manual on A4 paper."]]
+    index = ExemplarGrid.build([packet], vectors, 4, named=named)  # type: ignore[list-item]
+    assert index.naming("av750 manual on A4?", {"a4"}) == ([0], ["av750"])
+    assert index.naming("A4 paper?", {"a4"}) == ([], [])

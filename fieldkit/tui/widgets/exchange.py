@@ -29,6 +29,18 @@ def route_text(route: RouteView | None) -> Text:
     )
 
 
+def _passage_line(out: Text, head: str, source: SourceView, expanded: bool, width: int) -> None:
+    """Append `head` (bold) and the passage's title and text: on one line cut to `width`,
+    or whole when expanded."""
+    body = f"{source.title}: {source.text}" if source.title else source.text
+    body = " ".join(body.split())
+    room = max(width - len(head), 20)
+    if not expanded and len(body) > room:
+        body = body[: room - 3].rstrip() + "..."
+    out.append(head, style="bold")
+    out.append(body)
+
+
 def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> Text:
     """Return the source lines under an answer: the first passage cut to one line, or
     every passage in full when expanded."""
@@ -37,16 +49,9 @@ def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> 
     out = Text()
     shown = sources if expanded else sources[:1]
     for n, source in enumerate(shown, 1):
-        body = f"{source.title}: {source.text}" if source.title else source.text
-        body = " ".join(body.split())
-        head = f"[{n}] {source.label} "
-        room = max(width - len(head), 20)
-        if not expanded and len(body) > room:
-            body = body[: room - 3].rstrip() + "..."
         if n > 1:
             out.append("\n")
-        out.append(head, style="bold")
-        out.append(body)
+        _passage_line(out, f"[{n}] {source.label} ", source, expanded, width)
     if not expanded:
         more = f"{len(sources) - 1} more, " if len(sources) > 1 else ""
         out.append(f"\n({more}Ctrl+E: full sources)", style="italic")
@@ -56,15 +61,8 @@ def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> 
 def nearest_text(note: str, nearest: SourceView, expanded: bool, width: int = 76) -> Text:
     """Return where a gap answer came from, then the passage nearest the question, which
     the notes did not find close enough to use: cut to one line, or whole when expanded."""
-    out = Text(f"({note})", style="italic")
-    head = f"nearest record, not used: {nearest.label} "
-    body = " ".join((f"{nearest.title}: {nearest.text}" if nearest.title else nearest.text).split())
-    room = max(width - len(head), 20)
-    if not expanded and len(body) > room:
-        body = body[: room - 3].rstrip() + "..."
-    out.append("\n")
-    out.append(head, style="bold")
-    out.append(body)
+    out = Text(f"({note})\n", style="italic")
+    _passage_line(out, f"nearest record, not used: {nearest.label} ", nearest, expanded, width)
     if not expanded:
         out.append("\n(Ctrl+E: the whole record)", style="italic")
     return out
