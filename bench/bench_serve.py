@@ -133,6 +133,11 @@ def summary(values: list[float]) -> dict:
     }
 
 
+def timings(runs: list[tuple[float, float]]) -> dict:
+    """Return the summaries of (time to first token, total) pairs."""
+    return {"ttft": summary([r[0] for r in runs]), "total": summary([r[1] for r in runs])}
+
+
 def export_adapters(home: Path, out: Path) -> dict[str, Path]:
     """Write each alternated packet as an mlx-lm adapter folder; return name -> folder."""
     from safetensors.numpy import save_file
@@ -187,10 +192,7 @@ def main() -> None:
             results.setdefault("reused", []).append(key)
     if "cold" in phases:
         cold = [cli_ask(home, True, n) for _ in range(args.cold_runs)]
-        results["cold_cli"] = {
-            "ttft": summary([c[0] for c in cold]),
-            "total": summary([c[1] for c in cold]),
-        }
+        results["cold_cli"] = timings(cold)
     print("cold cli", results["cold_cli"], flush=True)
 
     if "agent" in phases:
@@ -240,16 +242,10 @@ def agent_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> 
             )
             for _ in range(args.warm_runs)
         ]
-        results["warm_agent"] = {
-            "ttft": summary([w[0] for w in warm]),
-            "total": summary([w[1] for w in warm]),
-        }
+        results["warm_agent"] = timings(warm)
         print("warm agent", results["warm_agent"], flush=True)
         via = [cli_ask(home, False, n) for _ in range(args.cold_runs)]
-        results["cli_through_agent"] = {
-            "ttft": summary([c[0] for c in via]),
-            "total": summary([c[1] for c in via]),
-        }
+        results["cli_through_agent"] = timings(via)
         print("cli through agent", results["cli_through_agent"], flush=True)
         alt = [
             stream(
@@ -263,10 +259,7 @@ def agent_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> 
             )
             for i in range(args.alternate_runs)
         ]
-        results["agent_alternating"] = {
-            "ttft": summary([a[0] for a in alt]),
-            "total": summary([a[1] for a in alt]),
-        }
+        results["agent_alternating"] = timings(alt)
         print("agent alternating", results["agent_alternating"], flush=True)
         done: list[float] = []
 
@@ -342,10 +335,7 @@ def mlx_phase(args: argparse.Namespace, home: Path, n: int, results: dict) -> No
                 }
                 runs.append(stream(port, body))
             runs = runs[1:]  # the first loads the model once, as any server would
-            results["mlx_lm_alternating"] = {
-                "ttft": summary([r[0] for r in runs]),
-                "total": summary([r[1] for r in runs]),
-            }
+            results["mlx_lm_alternating"] = timings(runs)
             print("mlx_lm alternating", results["mlx_lm_alternating"], flush=True)
         finally:
             mlx.terminate()
