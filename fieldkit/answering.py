@@ -35,6 +35,13 @@ BASE = "base"  # no packet: the base model alone
 # A gap answer shows this many of the passages nearest the question (marked as not used),
 # and its support check runs against them: what it was checked against is on screen.
 NEAREST_SHOWN = 1
+# Said before an answer the base model writes because the router found no packet for the
+# question (not when a person asks for the base model by hand): a small base model knows
+# nothing of the field and, asked about it, writes fluent inventions.
+BASE_CAUTION = (
+    "No packet answers this: the base model answers alone, without any packet's knowledge "
+    "or notes. Check it before acting on it."
+)
 
 
 @dataclass(frozen=True)
@@ -339,15 +346,22 @@ class Parts:
 
 
 def ground(
-    question: str, record: Any | None, index: PassageIndex | None, *, k: int = DEFAULT_K
+    question: str,
+    record: Any | None,
+    index: PassageIndex | None,
+    *,
+    k: int = DEFAULT_K,
+    abstained: bool = False,
 ) -> Grounding:
     """Decide what the answer is made from: the packet's top passage (see PROMPT_PASSAGES)
     when the passages found cover the question (saying first that they may not, in the
     cautious middle), else the packet's adapter alone (saying first that the notes have
-    nothing), else the base model. Returns the Grounding with the prompt to generate from."""
+    nothing), else the base model (saying first that it answers alone when the router
+    `abstained`: BASE_CAUTION). Returns the Grounding with the prompt to generate from."""
     bare = [{"role": "user", "content": question}]
     if record is None:
-        return Grounding(question, None, None, BASE, bare)
+        caution = BASE_CAUTION if abstained else None
+        return Grounding(question, None, None, BASE, bare, caution=caution)
     name, pid = record.name, record.packet_id
     if index is None or not index.has_notes(pid):
         return Grounding(question, name, pid, ADAPTER_ONLY, bare)
@@ -420,7 +434,8 @@ def answer(
     if not question.strip():
         raise FieldkitError("The question is empty.")
     record, decision = parts.pick_packet(question, packet, base)
-    grounding = ground(question, record, parts.passages if use_notes else None, k=k)
+    index = parts.passages if use_notes else None
+    grounding = ground(question, record, index, k=k, abstained=decision is not None)
     adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
     if on_ground is not None:
         on_ground(grounding, decision)

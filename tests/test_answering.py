@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.answering import (
+    BASE_CAUTION,
     ADAPTER_ONLY,
     BASE,
     GAP,
@@ -118,7 +119,11 @@ def test_grounding_follows_the_notes(noted_home, minilm, tiny_model_dir):
         assert bare.messages == [
             {"role": "user", "content": "How often should I clean the filter?"}
         ]
-        assert ground("Anything?", None, index).grounding == BASE
+        by_hand = ground("Anything?", None, index)
+        assert by_hand.grounding == BASE
+        assert by_hand.notice is None  # asked for the base model: nothing said first
+        left = ground("Anything?", None, index, abstained=True)
+        assert (left.grounding, left.notice) == (BASE, BASE_CAUTION)
     finally:
         services.close()
 
@@ -175,6 +180,21 @@ def test_ask_json_gains_sources_and_unsupported(noted_home, tiny_model_dir):
                "--max-tokens", "4"],
     )  # fmt: skip
     assert gap.output.startswith("The pumps packet has nothing on this; nearest: ")
+
+
+def test_a_question_no_packet_fits_is_answered_after_a_caution(noted_home, tiny_model_dir):
+    runner = CliRunner()
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "ask"]
+    question = "What is the offside rule in football?"
+    left = runner.invoke(main, [*base, question, "--max-tokens", "4"])
+    assert left.exit_code == 0, left.output
+    assert left.output.startswith(BASE_CAUTION + "\n")
+    assert "(from the base model only: " in left.output
+    data = json.loads(runner.invoke(main, [*base, question, "--json", "--max-tokens", "4"]).output)
+    assert (data["route"], data["grounding"], data["caution"]) == (None, BASE, BASE_CAUTION)
+    asked = runner.invoke(main, [*base, question, "--base", "--max-tokens", "4"])
+    assert asked.exit_code == 0, asked.output
+    assert BASE_CAUTION not in asked.output  # the base model asked for by name
 
 
 def test_library_shows_notes_and_reissues_with_and_without_them(

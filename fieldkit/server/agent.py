@@ -281,7 +281,7 @@ class Agent:
 
         record, decision = self._pick(request)
         index = self.passages if request.notes else None
-        grounding = ground(request.question, record, index)
+        grounding = ground(request.question, record, index, abstained=decision is not None)
         messages = [dict(m) for m in request.messages]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[last_user : last_user + 1] = grounding.messages

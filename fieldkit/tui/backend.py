@@ -269,24 +269,31 @@ class TuiBackend(SyncBackend):
             self._passages = PassageIndex(lib, self._get_router(lib).embedder)
         return self._passages
 
-    def ground(self, question: str, packet_id: str | None) -> Any:
-        """Return the fieldkit.answering.Grounding: the packet's passages, or why none."""
+    def ground(self, question: str, packet_id: str | None, abstained: bool = False) -> Any:
+        """Return the fieldkit.answering.Grounding: the packet's passages, or why none
+        (`abstained`: the router found no packet, said first: answering.BASE_CAUTION)."""
         from fieldkit.answering import ground
 
         def work(lib: Any) -> Any:
             record = lib.get(packet_id) if packet_id else None
-            return ground(question, record, self._get_passages(lib) if record else None)
+            index = self._get_passages(lib) if record else None
+            return ground(question, record, index, abstained=abstained)
 
         return self._on_library_thread(work)
 
     def answer(
-        self, question: str, packet_id: str | None, cancel: threading.Event, max_tokens: int = 256
+        self,
+        question: str,
+        packet_id: str | None,
+        cancel: threading.Event,
+        max_tokens: int = 256,
+        abstained: bool = False,
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work), grounded
         in the packet's notes when it has them; the last chunk carries sources and marks."""
         from fieldkit.answering import finish
 
-        grounding = self.ground(question, packet_id)
+        grounding = self.ground(question, packet_id, abstained)
         if grounding.notice:
             yield AnswerChunk(notice=grounding.notice)
         adapter = None

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from fieldkit.answering import BASE_CAUTION
 from fieldkit.cli import main
 from fieldkit.server.client import find_agent
 from fieldkit.server.runtime import read_runtime, runtime_path
@@ -34,6 +35,7 @@ def without_timings(out: dict) -> dict:
         (PUMP_QUESTIONS[5],),
         ("What does the goat eat?", "--adapter", "goats"),
         ("What does the goat eat?", "--base"),
+        ("How do I cook rice for six people?",),  # no packet fits: cautioned first
     ],
 )
 def test_ask_json_through_the_agent_equals_ask_without_it(
@@ -49,18 +51,21 @@ def test_ask_json_through_the_agent_equals_ask_without_it(
     a, b = json.loads(through.stdout), json.loads(alone.stdout)
     assert list(a) == list(b)
     assert without_timings(a) == without_timings(b)
-    if len(args) == 1:
+    if args[0] == PUMP_QUESTIONS[5]:
         assert a["route"] == a["adapter"] == "pumps"
+    if len(args) == 1:  # routed: the caution only when no packet fits
+        assert a["caution"] == (BASE_CAUTION if a["route"] is None else None)
 
 
+@pytest.mark.parametrize("question", [PUMP_QUESTIONS[1], "How do I cook rice for six people?"])
 def test_ask_text_through_the_agent_equals_ask_without_it(
-    running: RunningAgent, tiny_model_dir: Path
+    running: RunningAgent, tiny_model_dir: Path, question: str
 ) -> None:
-    through = ask(running, tiny_model_dir, PUMP_QUESTIONS[1], "--max-tokens", "7")
+    through = ask(running, tiny_model_dir, question, "--max-tokens", "7")
     alone = ask(
         running,
         tiny_model_dir,
-        PUMP_QUESTIONS[1],
+        question,
         "--max-tokens",
         "7",
         env={"FIELDKIT_NO_SERVER": "1"},
@@ -68,6 +73,8 @@ def test_ask_text_through_the_agent_equals_ask_without_it(
     assert through.exit_code == alone.exit_code == 0, through.output + alone.output
     assert through.stdout == alone.stdout
     assert running.agent.stats.served == 1
+    routed = question == PUMP_QUESTIONS[1]
+    assert through.stdout.startswith(BASE_CAUTION) is not routed
 
 
 def test_the_agents_refusal_is_one_sentence(running: RunningAgent, tiny_model_dir: Path) -> None:

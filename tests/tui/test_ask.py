@@ -61,6 +61,29 @@ async def test_route_can_be_picked_by_hand(stocked) -> None:
         assert exchange.answer
 
 
+async def test_the_base_model_left_to_answer_is_cautioned_first(stocked) -> None:
+    from fieldkit.answering import BASE_CAUTION
+
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await ask(pilot, "How do I cook rice for six people?")  # no packet fits
+        left = app.screen.query(Exchange).last()
+        assert route_line(left).startswith("route: base model: ")
+        assert left.answer, notices(pilot)
+        said = str(left.query_one(".notice", Static).render())
+        assert " ".join(said.split()) == BASE_CAUTION
+        await pilot.press("ctrl+o")
+        dialog = await wait_for_screen(pilot, PickDialog)
+        dialog.query_one(OptionList).highlighted = 1  # base model
+        await pilot.press("enter")
+        await settle(pilot)
+        await ask(pilot, "How do I cook rice for six people?")
+        picked = app.screen.query(Exchange).last()
+        assert "base model (picked by hand)" in route_line(picked)
+        assert picked.query_one(".notice", Static).has_class("empty")
+
+
 async def test_unverified_packet_is_never_used(stocked) -> None:
     lib = stocked.library
     pumps = lib.get("pumps")

@@ -112,7 +112,10 @@ class AskScreen(ModeScreen):
         count = 0
         last = AnswerChunk(done=True, stopped=True)
         try:
-            for chunk in self.backend.answer(question, route.packet_id, cancel):
+            abstained = route.packet_id is None and not route.manual
+            for chunk in self.backend.answer(
+                question, route.packet_id, cancel, abstained=abstained
+            ):
                 if chunk.notice:
                     self.post_message(self.Delta(exchange, AnswerChunk(notice=chunk.notice)))
                 if chunk.text:
