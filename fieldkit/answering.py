@@ -11,7 +11,6 @@ No textual, no click here.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt
 from fieldkit.router.retrieval import DEFAULT_K, caution_message, gap_message
-from fieldkit.router.words import named_codes, plain_code, plain_tokens
 from fieldkit.store.notes import TitledText
+from fieldkit.support import Unsupported, support_check
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
@@ -65,18 +64,6 @@ class Source(TitledText):
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "score": round(self.score, 4)}
-
-
-@dataclass(frozen=True)
-class Unsupported:
-    """A number (with its unit, if any) in an answer that no retrieved passage states."""
-
-    text: str
-    start: int
-    end: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class _Notice:
@@ -228,77 +215,6 @@ def grounded_messages(question: str, hits: Sequence[TitledText]) -> list[dict[st
     format a packet trained on its notes has seen).
     """
     return [{"role": "user", "content": grounded_prompt(question, [h.full_text for h in hits])}]
-
-
-# --- the support check --------------------------------------------------------------------
-
-_UNITS = {
-    "%": "%", "percent": "%", "per cent": "%",
-    "°c": "c", "c": "c", "°": "c", "degrees": "c", "degree": "c",
-    "°f": "f", "f": "f",
-    "mm": "mm", "cm": "cm", "m": "m", "metre": "m", "metres": "m", "meter": "m", "meters": "m",
-    "km": "km", "kg": "kg", "g": "g", "grams": "g", "mg": "mg", "t": "t", "tonnes": "t",
-    "l": "l", "litre": "l", "litres": "l", "liter": "l", "liters": "l", "ml": "ml",
-    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
-    "min": "min", "mins": "min", "minute": "min", "minutes": "min",
-    "s": "s", "sec": "s", "second": "s", "seconds": "s",
-    "day": "d", "days": "d", "week": "wk", "weeks": "wk", "month": "mo", "months": "mo",
-    "year": "y", "years": "y",
-    "w": "w", "watt": "w", "watts": "w", "kw": "kw", "kwh": "kwh", "wh": "wh",
-    "v": "v", "volt": "v", "volts": "v", "a": "a", "amp": "a", "amps": "a",
-    "bar": "bar", "psi": "psi", "ppm": "ppm", "am": "am", "pm": "pm",
-}  # fmt: skip
-_NUMBER = re.compile(  # not the digits of a code (SG-1, HK-2: see words.named_codes)
-    r"(?<![\w.])(?<![A-Za-z]-)(\d+(?:[.,]\d+)*)(?:\s*(per cent|°[cf]|%|°|[a-z]+)\b|\s*(%|°))?",
-    re.IGNORECASE,
-)
-
-
-_BEFORE = re.compile(r"\b(day|week|month|year|hour)\s*$", re.IGNORECASE)  # "day 5"
-
-
-def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
-    """Return (number, unit or None, start, end) for each number in the text."""
-    out = []
-    for m in _NUMBER.finditer(text):
-        raw_unit = m.group(2) or m.group(3) or ""
-        # "a" after a number is the article ("1 a day"); amperes are written "A"
-        unit = None if raw_unit == "a" else _UNITS.get(raw_unit.lower())
-        if unit is None and (before := _BEFORE.search(text, 0, m.start())):
-            unit = _UNITS[before.group(1).lower()]
-        end = m.end() if unit else m.end(1)
-        number = m.group(1).replace(",", "")
-        if "." in number:
-            number = number.rstrip("0").rstrip(".") or "0"
-        out.append((number, unit, m.start(), end))
-    return out
-
-
-def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
-    """Return each number (with its unit) and each code in the answer that no passage
-    states, in the order they appear.
-
-    A number is supported when a passage holds the same number, as a whole number (5 is
-    not inside 15 or 2.5), with the same unit or where either side names none (day 5 and
-    5 days). A code (words.named_codes: E09, GC-3) is supported when a passage names it,
-    whatever its case and hyphen. An answer drawn from no passages has every number and
-    code unsupported.
-    """
-    stated: dict[str, set[str | None]] = {}
-    for passage in passages:
-        for number, unit, _, _ in _mentions(passage):
-            stated.setdefault(number, set()).add(unit)
-    marks = []
-    for number, unit, start, end in _mentions(answer):
-        units = stated.get(number)
-        if units is not None and (unit is None or None in units or unit in units):
-            continue
-        marks.append(Unsupported(answer[start:end], start, end))
-    named = plain_tokens(passages)
-    for code in named_codes(answer):
-        if plain_code(code.group()) not in named:
-            marks.append(Unsupported(code.group(), code.start(), code.end()))
-    return sorted(marks, key=lambda mark: mark.start)
 
 
 # --- the pipeline -------------------------------------------------------------------------

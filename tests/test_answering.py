@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.answering import (
-    BASE_CAUTION,
     ADAPTER_ONLY,
     BASE,
+    BASE_CAUTION,
     GAP,
     NOTES,
     PROMPT_PASSAGES,
@@ -20,7 +20,6 @@ from fieldkit.answering import (
     finish,
     ground,
     grounded_messages,
-    support_check,
 )
 from fieldkit.cli import main
 from fieldkit.engine.engine import Engine
@@ -28,6 +27,7 @@ from fieldkit.router.retrieval import Hit, PassageIndex
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
 from fieldkit.store.notes import Passage
+from fieldkit.support import support_check
 
 PASSAGES = [
     "Dry maize to 12.5% moisture before storage; above 15% it moulds.",

@@ -13,6 +13,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from fieldkit.answering import BASE_CAUTION
 from fieldkit.assets import demo_domains, demo_packets
 from fieldkit.cli import main
 from fieldkit.commands.demo import EVERYDAY_QUESTION, OUTSIDE_QUESTION
@@ -91,4 +92,5 @@ def test_demo_answers_show_their_sources_and_a_gap(demo_home):
     assert re.search(r"\[1\] \S+ r\d+ \(\d\.\d\d\): ", output), output
     assert "packet has nothing on this; nearest: " in output, output
     assert "route: an everyday question, not an expert's: nearer " in output, output
+    assert f"A: {BASE_CAUTION}\n" in output, output  # the base model left to answer
     assert "every number in the answer is in a source" in output or "unsupported" in output

@@ -119,7 +119,7 @@ async def test_ask_sources_screen(stocked, make_packet, make_adapter, base_fp) -
         await settle(pilot)  # the answer's worker has finished: nothing repaints after us
         # The tiny random model writes noise: show a fixed answer through the same widget
         # calls, its marks from the real support check against the real sources.
-        from fieldkit.answering import support_check
+        from fieldkit.support import support_check
 
         final = "Use 50 g of bleach powder per 1000 litres, then wait 24 hours."
         passages = [f"{s.title}\n{s.text}" for s in exchange.sources]
