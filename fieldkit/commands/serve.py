@@ -108,9 +108,9 @@ def ask_through_agent(
 ) -> bool:
     """Answer through a running agent of this home; return False when none runs.
 
-    Prints what `fieldkit ask` prints locally: the gap or caution sentence, the streamed text, the
-    sources and support marks and the stderr line, or the same JSON object (the agent
-    sends `Answer.to_dict()`). Raises FieldkitError with the agent's sentence on a refusal.
+    Prints what `fieldkit ask` prints locally: the streamed text (the gap or caution
+    sentence first), the sources and support marks and the stderr line, or the same JSON
+    object (the agent sends `Answer.to_dict()`). Raises FieldkitError with the agent's sentence on a refusal.
     """
     from fieldkit.answering import Answer
     from fieldkit.commands.ask import answer_footer
@@ -126,10 +126,7 @@ def ask_through_agent(
         "fieldkit": {"notes": notes, "clean": clean},
     }
     extras: dict[str, Any] = {}
-    for event in client.stream_chat(payload):
-        first = event.get("fieldkit", {}) if not extras and not as_json else {}
-        if notice := first.get("gap") or first.get("caution"):
-            click.echo(notice)
+    for event in client.stream_chat(payload):  # the content starts with any gap or caution
         extras = event.get("fieldkit", extras)
         delta = event["choices"][0]["delta"].get("content") or ""
         if delta and not as_json:

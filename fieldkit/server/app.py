@@ -288,7 +288,7 @@ async def _whole(
     except RequestError as exc:
         return _error(exc)
     extras = _extras(plan, answer)
-    text = "".join(parts)
+    text = plan.grounding.with_notice("".join(parts))  # what a person reads (see _sse)
     return JSONResponse(
         chat.completion(cid, model, text, _finish_reason(answer), _usage(answer), extras)
     )
@@ -297,11 +297,15 @@ async def _whole(
 async def _sse(
     events: AsyncIterator[Any], plan: Plan, model: str, cid: str, cancel: threading.Event
 ) -> AsyncIterator[bytes]:
-    """Yield the answer as server-sent events; closing this iterator cancels the generation."""
+    """Yield the answer as server-sent events; closing this iterator cancels the generation.
+
+    The content starts with the gap or caution sentence, on a line of its own, as `fieldkit
+    ask` prints it: a client that shows only the content still says that the packet has
+    nothing on the question, or that the base model answers alone."""
     try:
-        yield chat.sse(
-            chat.chunk(cid, model, {"role": "assistant", "content": ""}, extras=_extras(plan, None))
-        )
+        said = plan.grounding.with_notice("") if plan.grounding.notice else ""
+        first = {"role": "assistant", "content": said}
+        yield chat.sse(chat.chunk(cid, model, first, extras=_extras(plan, None)))
         async for item in events:
             if isinstance(item, str):
                 yield chat.sse(chat.chunk(cid, model, {"content": item}))

@@ -26,7 +26,8 @@ def client_for(running: RunningAgent, api_key: str = "none") -> openai.OpenAI:
 def reference(
     running: RunningAgent, question: str, packet: str | None, max_tokens: int, clean: bool = True
 ) -> str:
-    """`fieldkit.answering.answer` for this packet (None: base model), without HTTP."""
+    """What a person reads of `fieldkit.answering.answer` for this packet (None: base
+    model), without HTTP: the gap or caution sentence, if any, then the text."""
     from fieldkit.answering import Parts, answer
 
     agent = running.agent
@@ -35,7 +36,7 @@ def reference(
         parts = Parts(agent.services.engine, agent.services.library, agent.router, agent.passages)
         return answer(
             parts, question, packet=packet, base=packet is None, max_tokens=max_tokens, clean=clean
-        ).text
+        ).shown_text
 
     return agent.on_library_sync(work)
 
@@ -106,6 +107,31 @@ def test_streaming_gives_the_same_answer_in_pieces(running: RunningAgent) -> Non
     assert chunks[-1].choices[0].finish_reason == "length"
     assert chunks[-1].fieldkit["swap_ms"] >= 0
     assert chunks[-1].usage.completion_tokens == 10
+
+
+@pytest.mark.parametrize(
+    ("model", "question", "said"),
+    [
+        ("auto", "How do I cook rice for six people?", "No packet answers this"),  # abstained
+        ("pumps", "What is the offside rule in football?", "The pumps packet has nothing"),
+    ],
+)
+def test_a_client_that_shows_only_the_content_still_reads_the_gap_or_caution(
+    running: RunningAgent, model: str, question: str, said: str
+) -> None:
+    client = client_for(running)
+    messages = [{"role": "user", "content": question}]
+    whole = client.chat.completions.create(model=model, messages=messages, max_tokens=6)
+    notice = whole.fieldkit["caution"] or whole.fieldkit["gap"]
+    assert notice.startswith(said)
+    content = whole.choices[0].message.content
+    assert content == f"{notice}\n{whole.fieldkit['answer']['answer']}"
+    stream = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=6, stream=True
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.content == f"{notice}\n"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == content
 
 
 def test_stop_strings_and_temperature_are_honoured(running: RunningAgent) -> None:
