@@ -195,11 +195,15 @@ class PassageIndex:
             covered = best >= self.min_cosine
             sure = covered and not unknown
             return Coverage(covered, hits, best, self.min_cosine, sure=sure, unknown_codes=unknown)
-        standout = rows.max(axis=1) + STANDOUT * zscores(rows).max(axis=1)
-        score = float(standout.max())
+        score = cover_score(rows)
         covered = score >= min(self.min_partial, self.min_score)
         sure = score >= self.min_score and not unknown
         return Coverage(covered, hits, score, self.min_score, sure=sure, unknown_codes=unknown)
+
+    def scores(self, packet_id: str, question: str) -> np.ndarray:
+        """Return the (texts, passages) scores `coverage` decides on: row 0 the whole
+        question, then each of its sentences; one column per passage, in notes order."""
+        return self._search(packet_id, question, 1)[1]
 
     def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
         """Return the codes in the question (`words.named_codes`: E09, GC-3) that no
@@ -254,6 +258,12 @@ class PassageIndex:
             texts = [p.full_text for p in self.passages(packet_id)]
             self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
+
+
+def cover_score(rows: np.ndarray) -> float:
+    """Return the cover score of (texts, passages) scores with a spread: the best score plus
+    STANDOUT times how far it stands out, for the whole question or any one sentence."""
+    return float((rows.max(axis=1) + STANDOUT * zscores(rows).max(axis=1)).max())
 
 
 def rank_scores(rows: np.ndarray) -> np.ndarray:

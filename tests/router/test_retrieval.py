@@ -9,6 +9,7 @@ from fieldkit.router.retrieval import (
     MIN_SPREAD_PASSAGES,
     PassageIndex,
     caution_message,
+    cover_score,
     gap_message,
     rank_scores,
     shown_scores,
@@ -221,6 +222,9 @@ def test_coverage_has_a_cautious_middle(home, make_packet, minilm):
             coverage = index.coverage(record.packet_id, question)
             assert (coverage.covered, coverage.sure) == expected, (lower, upper)
             assert coverage.hits[0].passage_id == "r7"
+        rows = index.scores(record.packet_id, question)  # what the decision is made on
+        assert rows.shape == (1, len(MORE_NOTES))  # one sentence: the whole question alone
+        assert cover_score(rows) == pytest.approx(score)
         message = caution_message("poultry", coverage.hits)
         assert message.startswith("The poultry packet may not cover all of this; ")
         assert message.endswith("closest record: What brooding temperature do chicks need?")
