@@ -110,7 +110,8 @@ def ask_through_agent(
 
     Prints what `fieldkit ask` prints locally: the streamed text (the gap or caution
     sentence first), the sources and support marks and the stderr line, or the same JSON
-    object (the agent sends `Answer.to_dict()`). Raises FieldkitError with the agent's sentence on a refusal.
+    object (the agent sends `Answer.to_dict()`). Raises FieldkitError with the agent's
+    sentence on a refusal.
     """
     from fieldkit.answering import Answer
     from fieldkit.commands.ask import answer_footer
