@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
-from fieldkit.router.retrieval import cover_score, zscores  # noqa: E402
+from fieldkit.router.retrieval import cover_score, rank_scores, zscores  # noqa: E402
 
 SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed")
 LONG = ("natural", "field", "site", "unseen", "fresh", "late")
@@ -122,11 +122,9 @@ def measure(embedder, tmp: Path) -> dict:  # noqa: ANN001 - a bench_route.MemoEm
                     continue
                 rows = index.scores(decision.packet_id, row["question"])
                 if "gaps" not in group:  # in-domain: only where its own record ranks first
-                    hit = index.search(decision.packet_id, row["question"], 1)
+                    top = index.passages(decision.packet_id)[int(rank_scores(rows).argmax())]
                     source = row.get("source", [])
-                    if not hit or hit[0].title not in (
-                        source if isinstance(source, list) else [source]
-                    ):
+                    if top.title not in (source if isinstance(source, list) else [source]):
                         continue
                 seen[group].append(parts(rows))
     library.close()

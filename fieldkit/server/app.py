@@ -303,8 +303,7 @@ async def _sse(
     ask` prints it: a client that shows only the content still says that the packet has
     nothing on the question, or that the base model answers alone."""
     try:
-        said = plan.grounding.with_notice("") if plan.grounding.notice else ""
-        first = {"role": "assistant", "content": said}
+        first = {"role": "assistant", "content": plan.grounding.with_notice("")}
         yield chat.sse(chat.chunk(cid, model, first, extras=_extras(plan, None)))
         async for item in events:
             if isinstance(item, str):

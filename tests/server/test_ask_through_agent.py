@@ -17,6 +17,7 @@ from fieldkit.server.runtime import read_runtime, runtime_path
 from tests.server.conftest import PUMP_QUESTIONS, RunningAgent
 
 TIMINGS = {"swap_ms", "prompt_tps", "generation_tps", "route_ms"}
+RICE = "How do I cook rice for six people?"  # no packet of the agent's fits it
 
 
 def ask(running: RunningAgent, model: Path, *args: str, env: dict[str, str] | None = None):
@@ -35,7 +36,7 @@ def without_timings(out: dict) -> dict:
         (PUMP_QUESTIONS[5],),
         ("What does the goat eat?", "--adapter", "goats"),
         ("What does the goat eat?", "--base"),
-        ("How do I cook rice for six people?",),  # no packet fits: cautioned first
+        (RICE,),  # no packet fits: cautioned first
     ],
 )
 def test_ask_json_through_the_agent_equals_ask_without_it(
@@ -53,11 +54,13 @@ def test_ask_json_through_the_agent_equals_ask_without_it(
     assert without_timings(a) == without_timings(b)
     if args[0] == PUMP_QUESTIONS[5]:
         assert a["route"] == a["adapter"] == "pumps"
-    if len(args) == 1:  # routed: the caution only when no packet fits
-        assert a["caution"] == (BASE_CAUTION if a["route"] is None else None)
+    if args == (RICE,):  # no packet fits: the caution comes first
+        assert (a["route"], a["caution"]) == (None, BASE_CAUTION)
+    elif len(args) == 1:  # routed: nothing said first
+        assert (a["route"], a["caution"]) == ("pumps", None)
 
 
-@pytest.mark.parametrize("question", [PUMP_QUESTIONS[1], "How do I cook rice for six people?"])
+@pytest.mark.parametrize("question", [PUMP_QUESTIONS[1], RICE])
 def test_ask_text_through_the_agent_equals_ask_without_it(
     running: RunningAgent, tiny_model_dir: Path, question: str
 ) -> None:
