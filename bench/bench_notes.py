@@ -2,11 +2,12 @@
 clean decoding and grounding do to answers, on the shipped demo packets.
 
     .venv/bin/python bench/bench_notes.py [--model DIR] [--generate N] [--max-tokens 120]
+        [--bytes]
 
 1. bytes: each demo packet file is imported with `library import FILE --notes
    assets/demo/<domain>/train.jsonl` into a fresh home and exported again; its size is
    compared with the same packet file without notes, and the notes' own size (canonical
-   JSON) is given.
+   JSON) is given. `--bytes` measures this alone.
 2. retrieval: every held-out question (assets/demo/*/heldout.jsonl, whose `source` names
    its training record) is searched in its own packet's notes: is the source passage
    first, or in the top 2, and is the question covered at the default threshold? Every
@@ -304,6 +305,7 @@ def main() -> None:
     parser.add_argument("--generate", type=int, default=0, metavar="N")
     parser.add_argument("--max-tokens", type=int, default=120)
     parser.add_argument("--score", type=Path, metavar="ANSWERS", help="Only score this log.")
+    parser.add_argument("--bytes", action="store_true", help="Only measure what notes cost.")
     args = parser.parse_args()
     if args.score is not None:
         print(markdown({"generate": score_log(args.score)}))
@@ -315,8 +317,10 @@ def main() -> None:
         model, _ = install_default(model.parent)
     OUT.mkdir(parents=True, exist_ok=True)
     home, sizes = build_home(model)
-    report: dict = {"bytes": sizes, "retrieval": retrieval(home, model)}
-    if args.generate:
+    report: dict = {"bytes": sizes}
+    if not args.bytes:
+        report["retrieval"] = retrieval(home, model)
+    if args.generate and not args.bytes:
         report["generate"] = generate(home, model, args.generate, args.max_tokens)
     report["load"] = os.getloadavg()
     (OUT / "report.json").write_text(json.dumps(report, indent=2))

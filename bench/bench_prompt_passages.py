@@ -25,6 +25,7 @@ builds) on its natural questions:
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -105,13 +106,23 @@ def summary(results: list[dict]) -> dict:
 
 
 def main() -> None:
-    if sys.argv[1] == "--summary":
-        results = json.loads(Path(sys.argv[2]).read_text())
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("home", nargs="?", help="the home whose library answers")
+    parser.add_argument("model", nargs="?", help="the base model folder")
+    parser.add_argument("questions", nargs="?", help="a jsonl of questions with keywords")
+    parser.add_argument("out", nargs="?", type=Path, help="where the answers are written")
+    parser.add_argument("max_tokens", nargs="?", type=int, default=120)
+    parser.add_argument("--summary", type=Path, metavar="OUT", help="only summarise OUT.json")
+    args = parser.parse_args()
+    if args.summary is not None:
+        results = json.loads(args.summary.read_text())
+    elif args.out is None:
+        parser.error("give HOME MODEL QUESTIONS OUT (or --summary OUT)")
     else:
-        home, model, questions, out = sys.argv[1:5]
-        max_tokens = int(sys.argv[5]) if len(sys.argv) > 5 else 120
-        results = answer_all(home, model, questions, max_tokens)
-        Path(out).write_text(json.dumps(results, indent=1))
+        results = answer_all(args.home, args.model, args.questions, args.max_tokens)
+        args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(summary(results), indent=1))
 
 

@@ -71,6 +71,7 @@ class LazyGroup(click.Group):
     "model_path",
     type=click.Path(file_okay=False),
     default=None,
+    metavar="NAME_OR_DIR",
     envvar="FIELDKIT_MODEL",
     help="The base model: an mlx-lm folder, or a name from `fieldkit model list` "
     "(default: the one chosen with `fieldkit model use`, else the embedded SmolLM2).",

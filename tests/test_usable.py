@@ -78,6 +78,25 @@ def test_a_blocked_authors_packet_never_answers_and_unblocking_restores_it(
     assert json.loads(restored.stdout)["adapter"] == "pumps"
 
 
+def test_library_list_and_show_state_the_same_rule(stocked_home, tiny_model_dir: Path) -> None:
+    """`library list` and `show` say what the TUI's Library says: a blocked author's packet
+    is BLOCKED, not verified, until the author is trusted again."""
+    home, author = stocked_home
+
+    def listed() -> tuple[str, str, str]:
+        rows = json.loads(run(home, tiny_model_dir, "library", "list", "--json").stdout)
+        table = run(home, tiny_model_dir, "library", "list").output.splitlines()[1]
+        shown = run(home, tiny_model_dir, "library", "show", "pumps").output
+        state = next(line for line in shown.splitlines() if line.startswith("state"))
+        return rows[0]["state"], table.split()[4], state.split()[-1]
+
+    assert listed() == ("ok", "verified", "verified")
+    assert run(home, tiny_model_dir, "block", author.device_id).exit_code == 0
+    assert listed() == ("blocked", "BLOCKED", "BLOCKED")
+    assert run(home, tiny_model_dir, "trust", author.device_id).exit_code == 0
+    assert listed() == ("ok", "verified", "verified")
+
+
 def test_an_unverified_packet_never_answers(stocked_home, tiny_model_dir: Path) -> None:
     home, _ = stocked_home
     lib = Library.open(home)

@@ -74,12 +74,18 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     "adapter_name",
     metavar="NAME",
     shell_complete=packet_names,
-    help="Answer with this packet.",
+    help="Answer with this packet (by name), without asking the router.",
 )
 @click.option("--base", is_flag=True, help="Answer with the base model alone.")
 @click.option("--no-notes", is_flag=True, help="Leave the packet's notes out of the prompt.")
 @click.option("--raw", is_flag=True, help="No clean decoding (repeats and cut sentences kept).")
-@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1, 32768))
+@click.option(
+    "--max-tokens",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 32768),
+    help="Most tokens the answer may have.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object when done.")
 @click.option(
     "--no-server",

@@ -44,11 +44,23 @@ from fieldkit.training.quality_notes import notes_answers, notes_packet
     default=None,
     help="Training paraphrases (jsonl: domain, source, questions) for the flat layout.",
 )
-@click.option("--out", "out_dir", default="bench/out/quality", type=click.Path(path_type=Path))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--iters", default=150, show_default=True)
-@click.option("--rank", default=8, show_default=True)
-@click.option("--layers", default=8, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    default="bench/out/quality",
+    type=click.Path(path_type=Path),
+    help="Folder for the run: its home, trained specialists, merges and answers.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the scores here.",
+)
+@click.option("--iters", default=150, show_default=True, help="Most steps per specialist.")
+@click.option("--rank", default=8, show_default=True, help="LoRA rank of each specialist.")
+@click.option("--layers", default=8, show_default=True, help="LoRA on the last N layers.")
 @click.option("--lr", "learning_rate", default=1e-3, show_default=True)
 @click.option("--minutes", default=12.0, show_default=True, help="Training budget per specialist.")
 @click.option("--no-expand", is_flag=True, help="Train on the records as given.")

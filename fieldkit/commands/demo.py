@@ -97,7 +97,13 @@ def ask_questions(services: Services, questions: list[str], max_tokens: int) -> 
 
 @click.command("demo")
 @click.option("--no-tui", is_flag=True, help="Ask a few questions on the terminal instead.")
-@click.option("--max-tokens", default=120, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--max-tokens",
+    default=120,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="Most tokens each answer may have.",
+)
 @click.pass_obj
 def demo_command(services: Services, no_tui: bool, max_tokens: int) -> None:
     """Set up the embedded default model and the demo packets, then open the TUI."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import notes_count
 from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
+from fieldkit.store.usable import PacketState, packet_state
 
 NOTES_HELP = (
     "Carry these source notes inside the signed packet: .jsonl Q&A records, "
@@ -23,8 +25,12 @@ NOTES_HELP = (
 )
 
 
-def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[str, Any]:
-    """Return the JSON form of a packet used by `library list` and `library show`."""
+def packet_summary(
+    record: PacketRecord, base_fingerprint: str | None, blocked: Collection[str] = ()
+) -> dict[str, Any]:
+    """Return the JSON form of a packet used by `library list` and `library show`; `state`
+    is the one usable-packet rule's (store/usable.py): ok, unverified, blocked (its author
+    is), foreign base."""
     return {
         "name": record.name,
         "domain": record.domain,
@@ -43,6 +49,7 @@ def packet_summary(record: PacketRecord, base_fingerprint: str | None) -> dict[s
         "rank": record.adapter.rank,
         "notes": notes_count(record.manifest),
         "received_at": record.received_at,
+        "state": packet_state(record, base_fingerprint, blocked).value,
     }
 
 
@@ -57,7 +64,8 @@ def list_command(as_json: bool) -> None:
     """List every packet."""
     svc = services()
     base = svc.base_fingerprint
-    rows = [packet_summary(r, base) for r in svc.library.list_packets()]
+    blocked = svc.library.blocked_authors()
+    rows = [packet_summary(r, base, blocked) for r in svc.library.list_packets()]
     if as_json:
         emit_json(rows)
         return
@@ -65,13 +73,13 @@ def list_command(as_json: bool) -> None:
         click.echo("The library is empty. Import a packet with `fieldkit library import PATH`.")
         return
     click.echo(
-        f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<10} {'NOTES':>5}  "
+        f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<12} {'NOTES':>5}  "
         f"{'SOURCE':<16} AUTHOR"
     )
     for row in rows:
         click.echo(
             f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {format_size(row['size']):>9}  "
-            f"{_state(row):<10} {row['notes'] or '-':>5}  "
+            f"{_state(row):<12} {row['notes'] or '-':>5}  "
             f"{row['source'][:16]:<16} {row['author_name'] or row['author']}"
         )
 
@@ -83,7 +91,7 @@ def show_command(name: str, as_json: bool) -> None:
     """Show one packet: manifest, exemplars, signature and base-model match."""
     svc = services()
     record = svc.library.get(name)
-    data = packet_summary(record, svc.base_fingerprint)
+    data = packet_summary(record, svc.base_fingerprint, svc.library.blocked_authors())
     data.update(
         description=record.description,
         exemplars=record.exemplars,
@@ -331,10 +339,9 @@ def remove_command(name: str) -> None:
 
 
 def _state(row: dict[str, Any]) -> str:
-    if not row["verified"]:
-        return "UNVERIFIED"
-    if row["base_match"] is False:
-        return "FOREIGN"
+    """The state column: upper case where the packet may not answer here."""
+    if row["state"] != PacketState.OK.value:
+        return row["state"].upper()
     return "merged" if row["merged"] else "verified"
 
 

@@ -9,6 +9,7 @@ import click
 
 from fieldkit.commands import Finite, services
 from fieldkit.errors import LibraryError
+from fieldkit.store.importers import EXEMPLAR_FORMATS
 
 
 def format_seconds(seconds: float) -> str:
@@ -74,12 +75,13 @@ class ProgressLine:
     type=Finite(1e-8, 1.0),
     help="Learning rate.",
 )
-@click.option("--batch-size", default=4, show_default=True)
+@click.option("--batch-size", default=4, show_default=True, help="Examples a training step.")
 @click.option("--description", default="", help="What the packet knows, in one sentence.")
 @click.option(
     "--exemplars",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Questions for the router, one a line (default: drawn from the training questions).",
+    help=f"Questions for the router, as {EXEMPLAR_FORMATS} (default: drawn from the "
+    "training questions).",
 )
 @click.option(
     "--paraphrases",
@@ -144,6 +146,7 @@ def train_command(
     bits: str,
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
+    from fieldkit.store.importers import read_questions
     from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
     from fieldkit.training.dataset import (
         DataError,
@@ -151,7 +154,6 @@ def train_command(
         exemplars_from,
         load_records,
         read_jsonl,
-        read_lines,
     )
     from fieldkit.training.train import TrainConfig, train_lora
 
@@ -181,7 +183,7 @@ def train_command(
         )
         to_manifest_notes(passages)
     if exemplars:
-        questions = read_lines(exemplars)
+        questions = read_questions(exemplars)
     else:
         questions = exemplars_from(records, examples, MIN_EXEMPLARS)
     if not MIN_EXEMPLARS <= len(questions) <= MAX_EXEMPLARS:

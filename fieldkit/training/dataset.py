@@ -338,14 +338,3 @@ def exemplars_from(
         return picked
     asked = [e["messages"][-2]["content"] for e in examples]
     return list(dict.fromkeys(picked + asked))[:minimum]
-
-
-def read_lines(path: Path) -> list[str]:
-    """Return the non-blank lines of a text file; raise DataError if it is unreadable."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DataError(f"{path} does not exist.") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not a readable UTF-8 text file.") from exc
-    return [line.strip() for line in text.splitlines() if line.strip()]

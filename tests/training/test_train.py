@@ -266,3 +266,27 @@ def test_exemplars_cover_every_training_question_up_to_the_packet_limit() -> Non
     assert len(spread) == 64 == len(set(spread))
     assert spread[0] == "Question 0?"
     assert spread[-1] in {"Question 98?", "Question 99?"}
+
+
+def test_train_reads_exemplars_as_library_import_does(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A .jsonl of questions (or chat messages) is read as questions, not as raw lines."""
+    data = write_chat_jsonl(tmp_path / "pumps.jsonl")
+    asked = [f"How is pump {n} primed?" for n in range(9)]
+    lines = [json.dumps({"question": q}) for q in asked]
+    lines.append(json.dumps({"messages": [{"role": "user", "content": "Why does E07 show?"}]}))
+    exemplars = tmp_path / "asked.jsonl"
+    exemplars.write_text("\n".join(lines) + "\n")
+    home = tmp_path / "home"
+    args = ["--home", str(home), "--model", str(tiny_model_dir), "train", str(data)]
+    result = CliRunner().invoke(
+        main,
+        [*args, "--name", "pumps", "--domain", "solar_pumps", "--iters", "2", "--rank", "2"]
+        + ["--exemplars", str(exemplars)],
+    )
+    assert result.exit_code == 0, result.output
+    h = Home(home)
+    library = Library.open(h, identity=Identity.load_or_create(h))
+    try:
+        assert library.get("pumps").exemplars == [*asked, "Why does E07 show?"]
+    finally:
+        library.close()
