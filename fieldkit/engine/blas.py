@@ -1,4 +1,4 @@
-"""Load Debian's OpenBLAS before mlx, whose bundled CPU BLAS is about 30x slower.
+"""Load Debian's OpenBLAS before mlx, whose bundled CPU BLAS is about 25x slower here.
 
 mlx resolves its BLAS symbols when its extension loads, so a library already loaded with
 RTLD_GLOBAL wins. Call `preload_openblas()` before the first `import mlx` (after torch, if
