@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from fieldkit.errors import RouterError
+from fieldkit.store.importers import EXEMPLAR_FORMATS
+from fieldkit.store.importers import read_questions as read
 
 if TYPE_CHECKING:
     from fieldkit.router.router import RouteDecision
@@ -16,33 +18,13 @@ if TYPE_CHECKING:
 
 
 def read_questions(path: Path) -> list[str]:
-    """Return the questions in a text file (one per line) or a .jsonl file (`question`).
+    """Return the questions in a file, read as `library import --exemplars` reads them
+    (store.importers.read_questions: one a line, or .jsonl questions or chat turns).
 
-    Raises RouterError for an unreadable file, a bad JSON line, or a file with no questions.
+    Raises a FieldkitError (one sentence) for an unreadable file, a bad JSON line, or a
+    file with no questions.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise RouterError(f"Cannot read questions from {path}: {reason}.") from exc
-    except UnicodeDecodeError as exc:
-        raise RouterError(f"Cannot read questions from {path}: it is not UTF-8 text.") from exc
-    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if path.suffix.lower() != ".jsonl":
-        questions = [line for _, line in lines]
-    else:
-        questions = []
-        for n, line in lines:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                item = None
-            question = item.get("question") if isinstance(item, dict) else None
-            if not isinstance(question, str) or not question.strip():
-                raise RouterError(
-                    f"{path}, line {n}: expected a JSON object with a 'question' string."
-                )
-            questions.append(question.strip())
+    questions = read(path)
     if not questions:
         raise RouterError(f"{path} holds no questions.")
     return questions
@@ -60,7 +42,7 @@ def describe(decision: RouteDecision) -> str:
     "--file",
     "questions_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Route every question in this file (text, one per line, or .jsonl with 'question').",
+    help=f"Route every question in this file: {EXEMPLAR_FORMATS}.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per question.")
 @click.pass_obj

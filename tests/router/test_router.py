@@ -278,8 +278,8 @@ def test_cli_route_file_keeps_order(cli_home: Home, tmp_path: Path, suffix: str)
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"question": "ok"}\n{"q": "wrong field"}\n', "line 2: expected a JSON object"),
-        ("not json\n", "line 1: expected a JSON object"),
+        ('{"question": "ok"}\n{"q": "wrong field"}\n', "line 2 has no question, instruction"),
+        ("not json\n", "line 1 is not JSON"),
         ("\n\n", "holds no questions"),
     ],
 )
@@ -296,7 +296,7 @@ def test_cli_route_bad_file_is_one_sentence(
         main, ["--home", str(cli_home.root), "route", "--file", str(tmp_path / "nope.txt")]
     )
     assert missing.exit_code == 1
-    assert "Cannot read questions" in missing.output
+    assert "nope.txt cannot be read" in missing.output
 
 
 def test_cli_route_needs_a_question(cli_home: Home) -> None:
