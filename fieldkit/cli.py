@@ -48,6 +48,18 @@ class LazyGroup(click.Group):
             return getattr(importlib.import_module(module_name), attr)
         return super().get_command(ctx, cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse an argument that is not text (bytes the shell passed that are not UTF-8,
+        which Python keeps as lone surrogates) before any command sees it."""
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raise click.UsageError(
+                    f"The argument '{escaped(arg)[:60]}' is not valid UTF-8 text."
+                ) from None
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -59,10 +71,26 @@ class LazyGroup(click.Group):
             ctx.exit(1)
 
 
+def escaped(arg: str) -> str:
+    """Return an argument that is not text as it can be shown: its bytes escaped."""
+    try:
+        return arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return arg.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an empty path ("--home ''"), which would silently mean the default."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; leave the option out for the default.")
+    return value
+
+
 @click.group(cls=LazyGroup, invoke_without_command=True)
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
+    callback=not_empty,
     envvar="FIELDKIT_HOME",
     help="State directory (default: the platform data dir). Two homes act as two devices.",
 )
@@ -71,6 +99,7 @@ class LazyGroup(click.Group):
     "model_path",
     type=click.Path(file_okay=False),
     default=None,
+    callback=not_empty,
     metavar="NAME_OR_DIR",
     envvar="FIELDKIT_MODEL",
     help="The base model: an mlx-lm folder, or a name from `fieldkit model list` "

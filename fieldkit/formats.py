@@ -1,10 +1,27 @@
-"""How fieldkit prints sizes and reads addresses: one rule each, for the CLI and the TUI."""
+"""How fieldkit prints sizes, shows text from others and reads addresses: one rule each,
+for the CLI and the TUI."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from fieldkit.errors import TransportError
+
+# C0 and C1 control characters and DEL: in text a terminal prints, they can move the cursor,
+# clear the screen, set the window title (ESC ] ... BEL) or ring the bell.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def control_chars(text: str, allowed: str = "") -> list[str]:
+    """Return the control characters in `text` other than those in `allowed` (e.g. "\\n")."""
+    return [c for c in _CONTROL.findall(text) if c not in allowed]
+
+
+def shown_text(text: str) -> str:
+    """Return text from a peer or a file as it may be printed: every control character but
+    a newline or a tab replaced by U+FFFD, so it cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in "\n\t" else "\ufffd", text)
 
 
 def format_size(size: float) -> str:

@@ -101,6 +101,12 @@ MUTANTS = {
     "a name that climbs out of a folder": lambda me: signed(me, name="../../x"),
     "a name of 100,000 characters": lambda me: signed(me, name="n" * 100_000),
     "a control character in the name": lambda me: signed(me, name="pumps\x1b[2J"),
+    "a window-title escape in the description": lambda me: signed(
+        me, description="Pumps \x1b]0;pwned\x07 and wells."
+    ),
+    "a screen-clearing exemplar": lambda me: signed(
+        me, exemplars=[*exemplars_for("pumps")[1:], "How is a pump \x1b[2J primed?"]
+    ),
     "a header nested 200,000 deep": lambda me: signed(
         me, safetensors_bytes({"a": 0})[:8] + b"[" * 200_000
     ),
@@ -151,6 +157,10 @@ BAD_COMMAND_LINES = [
     ["train", "data.jsonl", "--name", "x", "--domain", "y", "--seed", "-1"],
     ["train", "data.jsonl", "--name", "x", "--domain", "y", "--lr", "nan"],
     ["trust", "x" * 300],
+    ["merge", "pumps", "pumps", "--name", "twice"],
+    ["route", "\udcff\udcfe grain"],  # bytes the shell passed that are not UTF-8
+    ["library", "show", "\udcff"],
+    ["library", "export", "\udcff", "-o", "x.fkpkt"],
 ]
 
 
@@ -270,3 +280,72 @@ def test_a_home_path_that_cannot_work_is_a_fieldkit_error(tmp_path) -> None:
     blocker.write_text("")
     with pytest.raises(FieldkitError, match="cannot be used"):
         Home(blocker / "home").ensure()
+
+
+def test_an_empty_home_or_model_is_refused_not_read_as_the_default(tmp_path) -> None:
+    for option in ("--home", "--model"):
+        result = CliRunner().invoke(main, [option, "", "id"])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}': is empty" in result.output
+
+
+def test_text_from_a_peer_cannot_drive_the_terminal() -> None:
+    from fieldkit.formats import control_chars, shown_text
+
+    reason = "go away \x1b]0;pwned\x07\x1b[2J now\x00"
+    assert shown_text(reason) == "go away \ufffd]0;pwned\ufffd\ufffd[2J now\ufffd"
+    assert shown_text("line one\n\tline two") == "line one\n\tline two"
+    assert control_chars("a\tb\nc", "\t\n") == []
+    assert control_chars("a\x9bc", "\t\n") == ["\x9b"]  # a C1 CSI
+
+
+def test_notes_with_control_characters_are_refused() -> None:
+    from fieldkit.store.notes import check_notes
+
+    for text, title in (("Prime it \x1b[2J first.", None), ("Prime it.", "Pump\x07")):
+        note = {"id": "r1", "text": text} | ({"title": title} if title else {})
+        with pytest.raises(PacketError, match="control characters"):
+            check_notes([note])
+    assert check_notes([{"id": "r1", "text": "Step one.\n\tStep two.", "title": "Priming"}])
+
+
+def test_export_keeps_an_existing_file_and_refuses_a_damaged_packet(
+    make_home, make_packet, tmp_path
+) -> None:
+    home = make_home("me")
+    record = make_packet(home, name="pumps")
+    precious = tmp_path / "precious.jsonl"
+    precious.write_text('{"question": "mine"}\n')
+    base = ["--home", str(home.root), "library", "export", "pumps", "-o", str(precious)]
+    kept = CliRunner().invoke(main, base)
+    assert kept.exit_code == 1
+    assert "already exists" in kept.output
+    assert precious.read_text() == '{"question": "mine"}\n'
+    assert CliRunner().invoke(main, [*base, "--force"]).exit_code == 0
+    assert read_packet_file(precious).manifest["name"] == "pumps"
+
+    blob = next(p for p in (home.root / "blobs").rglob("*") if p.is_file())
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    out = tmp_path / "copy.fkpkt"
+    damaged = CliRunner().invoke(
+        main, ["--home", str(home.root), "library", "export", "pumps", "-o", str(out)]
+    )
+    assert damaged.exit_code == 1, damaged.output
+    assert "'pumps' is not exported" in damaged.output
+    assert not out.exists()
+    assert record.packet_id
+
+
+def test_this_device_cannot_trust_or_block_itself(make_home) -> None:
+    home = make_home("me")
+    me = Identity.load_or_create(home).device_id
+    for verb in ("block", "trust"):
+        result = CliRunner().invoke(main, ["--home", str(home.root), verb, me])
+        assert result.exit_code == 1, result.output
+        assert "is this device" in result.output
+    lib = Library.open(home)
+    assert lib.get_peer(me) is None
+    lib.close()

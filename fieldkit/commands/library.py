@@ -220,18 +220,25 @@ def import_command(
     help="packet: one signed file for another fieldkit device (a USB stick); mlx-lm: a "
     "folder for `mlx_lm.generate --adapter-path`; peft: a folder for PeftModel.from_pretrained.",
 )
-def export_command(name: str, output: Path, fmt: str) -> None:
-    """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads."""
+@click.option("--force", is_flag=True, help="Replace the packet file if it exists.")
+def export_command(name: str, output: Path, fmt: str, force: bool) -> None:
+    """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads.
+
+    The packet is checked first (as `library verify` does): a damaged one is not exported."""
     from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
     svc = services()
-    record = svc.library.get(name)
+    if fmt == "packet" and output.is_dir():
+        raise PacketError(f"{output} is a folder; a packet is written to a file.")
+    if fmt == "packet" and output.is_file() and not force:
+        raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
+    record, problem = svc.library.verify(name)
+    if problem is not None:
+        raise PacketError(f"{record.name!r} is not exported: {problem}")
     if fmt != "packet":
         packet_io.export_folder(svc, record, output, fmt)
         return
-    if output.is_dir():
-        raise PacketError(f"{output} is a folder; a packet is written to a file.")
     weights = svc.library.read_weights(record)
     write_atomically(
         output,

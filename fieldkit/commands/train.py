@@ -147,7 +147,7 @@ def train_command(
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
     from fieldkit.store.importers import read_questions
-    from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
+    from fieldkit.store.packet import MIN_EXEMPLARS, check_name, check_texts
     from fieldkit.training.dataset import (
         DataError,
         attach_paraphrases,
@@ -158,6 +158,7 @@ def train_command(
     from fieldkit.training.train import TrainConfig, train_lora
 
     svc = services()
+    name, domain = check_name(name), check_name(domain, "domain")  # before any training
     if any(r.name == name.strip() for r in svc.library.list_packets()):
         raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
     if iters < 1 or batch_size < 1:
@@ -165,7 +166,10 @@ def train_command(
     base_id, fingerprint, _ = svc.require_model()
     records = load_records(data)
     if paraphrases is not None:
-        records = attach_paraphrases(records, read_jsonl(paraphrases))
+        extended = attach_paraphrases(records, read_jsonl(paraphrases))
+        if [r.paraphrases for r in extended] == [r.paraphrases for r in records]:
+            raise DataError(f"{paraphrases.name} gives no phrasing of any training question.")
+        records = extended
     from fieldkit.training.grounded import training_examples
 
     examples = training_examples(
@@ -186,11 +190,7 @@ def train_command(
         questions = read_questions(exemplars)
     else:
         questions = exemplars_from(records, examples, MIN_EXEMPLARS)
-    if not MIN_EXEMPLARS <= len(questions) <= MAX_EXEMPLARS:
-        raise DataError(
-            f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, "
-            f"not {len(questions)}."
-        )
+    check_texts(description.strip(), [q.strip() for q in questions if q.strip()])
     config = TrainConfig(
         keys=init.config.keys if init is not None else TrainConfig.keys,
         rank=rank,

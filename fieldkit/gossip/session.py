@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fieldkit.errors import FieldkitError, PeerRefused, ProtocolError, TransportError
+from fieldkit.formats import shown_text
 from fieldkit.gossip.chunks import AdaptiveCompression, ChunkEncoder
 from fieldkit.gossip.messages import (
     Abort,
@@ -269,7 +270,7 @@ class _Session:
         elif isinstance(event, Cancel):
             await self._on_cancel(event)
         elif isinstance(event, Abort):
-            raise PeerRefused(f"The peer ended the session: {event.reason}")
+            raise PeerRefused(f"The peer ended the session: {shown_text(event.reason)}")
         elif isinstance(event, Closed) and not event.clean:
             raise TransportError(
                 f"The link to {self.stream.peer_label} closed before the sync finished."

@@ -44,7 +44,7 @@ def read_bounded(path: Path, limit: int, what: str = "file", limit_text: str = "
 def read_text_bounded(path: Path, limit: int = 64 * MIB, what: str = "file") -> str:
     """Return a regular file's UTF-8 text (see read_bounded); PacketError if not UTF-8."""
     try:
-        return read_bounded(path, limit, what).decode("utf-8")
+        return read_bounded(path, limit, what).decode("utf-8-sig")  # a leading BOM dropped
     except UnicodeDecodeError as exc:
         raise PacketError(f"The {what} {path} is not UTF-8 text.") from exc
 

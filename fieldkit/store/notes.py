@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import PacketError
+from fieldkit.formats import control_chars
 from fieldkit.store.files import jsonl_values
 
 NOTES_FIELD = "notes"
@@ -84,6 +85,8 @@ def check_notes(value: Any) -> list[Passage]:
                 f"The packet's note {pid!r} has a title that is empty or over "
                 f"{MAX_NOTE_TITLE} characters."
             )
+        if control_chars(text, "\t\n\r") or (title is not None and control_chars(title, "\t")):
+            raise PacketError(f"The packet's note {pid!r} holds control characters.")
         seen.add(pid)
         passages.append(Passage(pid, text, title))
     size = notes_bytes(value)
@@ -189,7 +192,7 @@ def read_notes_file(path: Path) -> list[Passage]:
     try:
         if path.stat().st_size > MAX_NOTES_FILE:
             raise PacketError(f"{path.name} is larger than the 4 MiB notes file limit.")
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark dropped
     except OSError as exc:
         raise PacketError(f"Cannot read notes from {path} ({exc.strerror}).") from exc
     except UnicodeDecodeError as exc:

@@ -18,6 +18,7 @@ from typing import IO, Any
 import msgpack
 
 from fieldkit.errors import PacketError
+from fieldkit.formats import control_chars
 from fieldkit.store.adapter import (
     Adapter,
     AdapterConfig,
@@ -114,6 +115,24 @@ def check_name(value: str, what: str = "name") -> str:
     return name
 
 
+def check_texts(description: str, exemplars: list[Any]) -> None:
+    """Check a packet's description and exemplar questions (lengths, count, no control
+    characters: they are printed on terminals); raise PacketError if bad."""
+    if len(description) > MAX_TEXT:
+        raise PacketError("The packet's description is too long.")
+    if control_chars(description, "\t\n"):
+        raise PacketError("The packet's description holds control characters.")
+    if not MIN_EXEMPLARS <= len(exemplars) <= MAX_EXEMPLARS:
+        raise PacketError(
+            f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, "
+            f"not {len(exemplars)}."
+        )
+    if not all(isinstance(q, str) and 0 < len(q) <= MAX_TEXT for q in exemplars):
+        raise PacketError("Every exemplar must be a non-empty question of at most 2000 characters.")
+    if any(control_chars(q, "\t") for q in exemplars):
+        raise PacketError("An exemplar of the packet holds control characters.")
+
+
 def check_manifest(manifest: Any) -> None:
     """Check the manifest's schema and limits (not its signature); raise PacketError if bad."""
     if not isinstance(manifest, dict):
@@ -140,15 +159,7 @@ def check_manifest(manifest: Any) -> None:
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
         check_name(manifest[key], key)
-    if len(manifest["description"]) > MAX_TEXT:
-        raise PacketError("The packet's description is too long.")
-    ex = manifest["exemplars"]
-    if not MIN_EXEMPLARS <= len(ex) <= MAX_EXEMPLARS:
-        raise PacketError(
-            f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, not {len(ex)}."
-        )
-    if not all(isinstance(q, str) and 0 < len(q) <= MAX_TEXT for q in ex):
-        raise PacketError("Every exemplar must be a non-empty question of at most 2000 characters.")
+    check_texts(manifest["description"], manifest["exemplars"])
     AdapterConfig.from_mlx_dict(manifest["adapter"])
     if manifest["dtype"] not in DTYPES + (
         tuple(QUANT_BITS) if manifest["format"] >= WEIGHTS_FORMAT else ()

@@ -78,6 +78,9 @@ class PeerStore:
         peer_id = peer_id.strip().lower()
         if len(peer_id) != 16 or not peer_id.isalnum() or not peer_id.isascii():
             raise LibraryError(f"{peer_id[:40]!r} is not a device id (16 letters and digits).")
+        me = getattr(self, "identity", None)
+        if me is not None and peer_id == me.device_id:
+            raise LibraryError(f"{peer_id} is this device; only another device can be {trust}.")
         if self.get_peer(peer_id) is None:
             self.db["peers"].insert(
                 {"peer_id": peer_id, "name": "", "public_key": None, "trust": trust, "address": ""}

@@ -132,7 +132,7 @@ def read_jsonl(path: Path) -> list[Any]:
     """Return the parsed objects of a jsonl file (blank lines skipped); raise DataError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is no JSON
     except FileNotFoundError as exc:
         raise DataError(f"{path} does not exist.") from exc
     except (OSError, UnicodeDecodeError) as exc:

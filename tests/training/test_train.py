@@ -290,3 +290,34 @@ def test_train_reads_exemplars_as_library_import_does(tmp_path: Path, tiny_model
         assert library.get("pumps").exemplars == [*asked, "Why does E07 show?"]
     finally:
         library.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--name", "  ", "--domain", "d"], "name must be 1 to 64 printable"),
+        (["--name", "p", "--domain", ""], "domain must be 1 to 64 printable"),
+        (["--name", "p", "--domain", "d", "--description", "Pumps\x1b]0;x\x07"], "control"),
+        (["--name", "p", "--domain", "d", "--paraphrases", "PARA"], "gives no phrasing"),
+    ],
+)
+def test_train_refuses_bad_options_before_training(
+    tmp_path: Path, tiny_model_dir: Path, extra: list[str], phrase: str
+) -> None:
+    data = write_chat_jsonl(tmp_path / "pumps.jsonl")
+    para = tmp_path / "para.jsonl"
+    para.write_text("[1, 2, 3]\n")
+    extra = [str(para) if x == "PARA" else x for x in extra]
+    args = ["--home", str(tmp_path / "home"), "--model", str(tiny_model_dir), "train", str(data)]
+    result = CliRunner().invoke(main, [*args, *extra, "--iters", "2"])
+    assert result.exit_code == 1, result.output
+    assert phrase in result.output
+    assert "Training" not in result.output  # refused before any step
+    assert "Traceback" not in result.output
+
+
+def test_a_byte_order_mark_before_the_first_record_is_read(tmp_path: Path) -> None:
+    path = write_instruction_jsonl(tmp_path / "bom.jsonl")
+    plain = load_records(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_records(path) == plain
