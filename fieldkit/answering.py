@@ -42,6 +42,30 @@ BASE_CAUTION = (
     "or notes. Check it before acting on it."
 )
 
+# The longest prompt fieldkit takes, in characters: a question to `fieldkit ask`, or all the
+# messages of a request to the agent (fieldkit.server.chat). At about 4 characters a token,
+# a longer one overruns the model's positions, and only after minutes of work.
+MAX_PROMPT_CHARS = 32_000
+
+
+def prompt_too_long(chars: int, limit: int = MAX_PROMPT_CHARS) -> str | None:
+    """Return the sentence refusing a prompt of `chars` characters over `limit`; None if
+    it fits. The one rule for `fieldkit ask` and the agent."""
+    if chars <= limit:
+        return None
+    return f"The prompt has {chars} characters; fieldkit takes at most {limit}."
+
+
+def check_question(question: str) -> None:
+    """Raise FieldkitError with one sentence if `question` is empty or too long; cheap, so
+    a caller checks before it loads any model."""
+    from fieldkit.errors import FieldkitError
+
+    if not question.strip():
+        raise FieldkitError("The question is empty.")
+    if refusal := prompt_too_long(len(question)):
+        raise FieldkitError(refusal)
+
 
 @dataclass(frozen=True)
 class Source(TitledText):
@@ -342,13 +366,13 @@ def answer(
     `use_adapter=False` keeps the packet's notes but answers with the base model (the
     "retrieval only" line of a benchmark); `use_notes=False` answers as before notes.
     `on_ground` hears the route and the grounding before generation starts (to show the
-    route, or a gap sentence, first); `on_text` receives the answer as it streams. Raises FieldkitError subclasses for a missing model, an unknown
-    packet, or a packet made for another base model.
+    route, or a gap sentence, first); `on_text` receives the answer as it streams.
+    Raises FieldkitError subclasses for an empty or too long question (check_question), a
+    missing model, an unknown packet, or a packet made for another base model.
     """
     from fieldkit.errors import FieldkitError
 
-    if not question.strip():
-        raise FieldkitError("The question is empty.")
+    check_question(question)
     record, decision = parts.pick_packet(question, packet, base)
     index = parts.passages if use_notes else None
     grounding = ground(question, record, index, k=k, abstained=decision is not None)

@@ -13,6 +13,7 @@ from fieldkit.answering import (
     BASE,
     BASE_CAUTION,
     GAP,
+    MAX_PROMPT_CHARS,
     NOTES,
     PROMPT_PASSAGES,
     Parts,
@@ -23,6 +24,7 @@ from fieldkit.answering import (
 )
 from fieldkit.cli import main
 from fieldkit.engine.engine import Engine
+from fieldkit.errors import FieldkitError
 from fieldkit.router.retrieval import Hit, PassageIndex
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
@@ -180,6 +182,32 @@ def test_ask_json_gains_sources_and_unsupported(noted_home, tiny_model_dir):
                "--max-tokens", "4"],
     )  # fmt: skip
     assert gap.output.startswith("The pumps packet has nothing on this; nearest: ")
+
+
+def test_ask_refuses_a_question_over_the_prompt_limit_before_loading_anything(
+    noted_home, tiny_model_dir, monkeypatch
+):
+    def loaded(self):  # noqa: ANN001, ANN202
+        raise AssertionError("a part of the model was loaded")
+
+    for part in ("engine", "router", "passages"):
+        monkeypatch.setattr(Services, part, property(loaded))
+    monkeypatch.setattr(Services, "pick_packet", loaded)
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "ask", "--no-server"]
+    for question in ("a" * 50_000, "a" * (MAX_PROMPT_CHARS + 1)):
+        result = CliRunner().invoke(main, [*base, "--json", "--max-tokens", "8", question])
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert result.output == (
+            f"fieldkit: The prompt has {len(question)} characters; fieldkit takes at most "
+            f"{MAX_PROMPT_CHARS}.\n"
+        )
+    services = Services.build(noted_home.root, tiny_model_dir)
+    try:  # every caller of the pipeline, not only `ask`
+        with pytest.raises(FieldkitError, match="fieldkit takes at most 32000"):
+            answer(services, "a" * 32_001)
+    finally:
+        services.close()
 
 
 def test_a_question_no_packet_fits_is_answered_after_a_caution(noted_home, tiny_model_dir):

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import click
 
 from fieldkit.commands.complete import packet_names
-from fieldkit.errors import FieldkitError
 
 if TYPE_CHECKING:
     from fieldkit.answering import Answer, Grounding, Source
@@ -105,12 +104,11 @@ def ask_command(
     no_server: bool = False,
 ) -> None:
     """Answer QUESTION. Without --adapter or --base, the router picks the packet."""
-    from fieldkit.answering import answer
+    from fieldkit.answering import answer, check_question
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
-    if not question.strip():
-        raise FieldkitError("The question is empty.")
+    check_question(question)  # before an agent or a model is asked
     from fieldkit.commands.serve import ask_through_agent, use_agent
 
     if use_agent(no_server) and ask_through_agent(

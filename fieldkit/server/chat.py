@@ -13,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from fieldkit.answering import MAX_PROMPT_CHARS, prompt_too_long
+
 AUTO = "auto"
 BASE = "base"
 
@@ -22,7 +24,7 @@ class Limits:
     """What one request may ask for, and how many may wait for the model."""
 
     max_body_bytes: int = 1024 * 1024
-    max_prompt_chars: int = 32_000
+    max_prompt_chars: int = MAX_PROMPT_CHARS  # `fieldkit ask` takes as many
     max_messages: int = 256
     max_tokens: int = 32768  # what `fieldkit ask --max-tokens` takes
     max_queue: int = 16
@@ -78,16 +80,38 @@ def _bad(message: str, param: str | None = None) -> RequestError:
     return RequestError(400, message, param=param)
 
 
+def _is_unicode(value: Any) -> bool:
+    """Whether every string in the parsed JSON `value` (keys too) is valid Unicode: JSON's
+    escapes can spell a lone surrogate ("\\ud800"), which no encoder or tokenizer takes."""
+    stack = [value]
+    while stack:  # no recursion: json.loads took the nesting, so a walk must take it too
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
-    """Return the JSON object in `raw`; RequestError 413 if too large, 400 if not an object."""
+    """Return the JSON object in `raw`; RequestError 413 if too large, 400 if not an object
+    (or nested too deep to parse, or holding text that is not valid Unicode)."""
     if len(raw) > limits.max_body_bytes:
         raise RequestError(413, f"The request body is over {limits.max_body_bytes} bytes.")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _bad("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise _bad("The request body must be a JSON object.")
+    if not _is_unicode(data):
+        raise _bad("The request holds text that is not valid Unicode.")
     return data
 
 
@@ -128,12 +152,8 @@ def _messages(value: Any, limits: Limits) -> list[dict[str, str]]:
     if not any(m["content"].strip() for m in out if m["role"] == "user"):
         raise _bad("The question is empty.", "messages")
     chars = sum(len(m["content"]) for m in out)
-    if chars > limits.max_prompt_chars:
-        raise _bad(
-            f"The prompt has {chars} characters; this server takes at most "
-            f"{limits.max_prompt_chars}.",
-            "messages",
-        )
+    if refusal := prompt_too_long(chars, limits.max_prompt_chars):
+        raise _bad(refusal, "messages")
     return out
 
 

@@ -176,6 +176,45 @@ def test_bad_bodies_are_400_naming_the_field(running: RunningAgent) -> None:
     conn.close()
 
 
+def post(running: RunningAgent, body: bytes) -> tuple[int, str, bytes]:
+    """POST `body` to /v1/chat/completions; return the status, content type and body."""
+    conn = http.client.HTTPConnection(running.info.host, running.info.port, timeout=60)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=body)
+        response = conn.getresponse()
+        return response.status, response.getheader("content-type", ""), response.read()
+    finally:
+        conn.close()
+
+
+NOT_UNICODE = "The request holds text that is not valid Unicode."
+
+
+@pytest.mark.parametrize(
+    ("body", "sentence"),
+    [
+        (rb'{"messages":[{"role":"user","content":"\ud800 grain"}],"max_tokens":4}', NOT_UNICODE),
+        (rb'{"messages":[{"role":"user","content":"grain"}],"stop":["\udfff"]}', NOT_UNICODE),
+        (rb'{"messages":[{"role":"user","content":"grain"}],"\udc80":1}', NOT_UNICODE),
+        (
+            b'{"messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "The request body is not valid JSON.",
+        ),
+    ],
+    ids=["lone-surrogate", "in-stop", "in-a-key", "deep-nesting"],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_bodies_json_takes_but_text_cannot_hold_are_400(
+    running: RunningAgent, body: bytes, sentence: str, stream: bool
+) -> None:
+    if stream:
+        body = b'{"stream":true,' + body[1:]
+    status, kind, raw = post(running, body)
+    assert (status, kind) == (400, "application/json"), raw[:300]
+    assert json.loads(raw)["error"]["message"] == sentence
+    assert running.agent.stats.served == running.agent.stats.failed == 0
+
+
 def test_limits_on_body_prompt_and_queue(start_agent: StartAgent, packet_home) -> None:  # noqa: ANN001
     running = start_agent(
         packet_home, limits=Limits(max_body_bytes=4000, max_prompt_chars=500, max_queue=1)
