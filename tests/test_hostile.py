@@ -349,3 +349,20 @@ def test_this_device_cannot_trust_or_block_itself(make_home) -> None:
     lib = Library.open(home)
     assert lib.get_peer(me) is None
     lib.close()
+
+
+def test_an_emptied_database_beside_stored_packets_is_refused(
+    make_home, make_packet, tmp_path
+) -> None:
+    import shutil
+
+    home = make_home("me")
+    make_packet(home, name="pumps")  # its library stays open: damage a copy of the home
+    copy = tmp_path / "copy"
+    shutil.copytree(home.root, copy, ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+    database = copy / Path(home.db_path).relative_to(home.root)
+    database.write_bytes(b"")
+    result = CliRunner().invoke(main, ["--home", str(copy), "library", "list"])
+    assert result.exit_code == 1, result.output
+    assert "is empty, yet 1 packet weight files are stored" in result.output
+    assert database.stat().st_size == 0  # nothing written over it

@@ -163,7 +163,10 @@ def train_command(
         raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
     if iters < 1 or batch_size < 1:
         raise DataError("--iters and --batch-size must be at least 1.")
-    base_id, fingerprint, _ = svc.require_model()
+    base_id, fingerprint, model_config = svc.require_model()
+    depth = model_config.get("num_hidden_layers")
+    if isinstance(depth, int) and layers > depth:
+        raise DataError(f"--layers {layers} is more than the base model's {depth} layers.")
     records = load_records(data)
     if paraphrases is not None:
         extended = attach_paraphrases(records, read_jsonl(paraphrases))

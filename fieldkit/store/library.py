@@ -62,6 +62,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         Raises LibraryError when the database cannot be opened or written.
         """
         home.ensure()
+        _refuse_an_emptied_database(home)
         try:
             db = Database(home.db_path)
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
@@ -326,3 +327,19 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
+
+
+def _refuse_an_emptied_database(home: Home) -> None:
+    """Raise LibraryError when the database file is empty but packet weights are stored
+    beside it: SQLite would take the empty file as a new library and every packet would
+    silently vanish from view (a truncated or replaced file, not a fresh home)."""
+    path = Path(home.db_path)
+    if not path.is_file() or path.stat().st_size:
+        return
+    stored = sum(1 for p in Path(home.blobs_dir).rglob("*") if p.is_file())
+    if stored:
+        raise LibraryError(
+            f"The library database {path} is empty, yet {stored} packet weight files are "
+            "stored beside it: restore the database from a backup, or move it away to start "
+            "a new library (the packets then need importing again)."
+        )

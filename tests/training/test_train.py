@@ -299,6 +299,7 @@ def test_train_reads_exemplars_as_library_import_does(tmp_path: Path, tiny_model
         (["--name", "p", "--domain", ""], "domain must be 1 to 64 printable"),
         (["--name", "p", "--domain", "d", "--description", "Pumps\x1b]0;x\x07"], "control"),
         (["--name", "p", "--domain", "d", "--paraphrases", "PARA"], "gives no phrasing"),
+        (["--name", "p", "--domain", "d", "--layers", "1000"], "more than the base model's"),
     ],
 )
 def test_train_refuses_bad_options_before_training(
