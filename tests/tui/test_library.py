@@ -100,16 +100,41 @@ async def test_export_writes_a_verifiable_packet_file(stocked, tmp_path: Path) -
     assert packet.manifest["name"] == "pumps"
 
 
-async def test_blocking_an_author_marks_every_packet(stocked) -> None:
+async def test_blocking_an_author_marks_every_packet(
+    stocked, make_home, make_adapter, base_fp
+) -> None:
+    from fieldkit.store.identity import Identity
+    from fieldkit.store.packet import build_manifest
+    from tests.tui.conftest import PUMP_QUESTIONS
+
+    carol = Identity.load_or_create(make_home("carol"))
+    manifest, signature, data = build_manifest(
+        make_adapter(4),
+        carol,
+        name="aqua",  # first in the table, where the cursor starts
+        domain="water",
+        description="Fish ponds.",
+        exemplars=PUMP_QUESTIONS,
+        base_model_id="test-base",
+        base_fingerprint=base_fp,
+    )
+    stocked.library.add(manifest, signature, data, source=carol.device_id)
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
         await pilot.press("b")
         await settle(pilot)
-        assert states(app)["pumps"] is PacketStatus.BLOCKED
+        assert states(app)["aqua"] is PacketStatus.BLOCKED
+        assert states(app)["pumps"] is PacketStatus.VERIFIED  # this device's own
         await pilot.press("t")
         await settle(pilot)
+        assert states(app)["aqua"] is PacketStatus.VERIFIED
+        await pilot.press("down")  # pumps, by this device: it cannot block itself
+        await pilot.press("b")
+        await settle(pilot)
+        assert any("is this device" in n for n in notices(pilot))
         assert states(app)["pumps"] is PacketStatus.VERIFIED
+        assert app.is_running
 
 
 async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path) -> None:
