@@ -224,22 +224,19 @@ def import_command(
 def export_command(name: str, output: Path, fmt: str, force: bool) -> None:
     """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads.
 
-    The packet is checked first (as `library verify` does): a damaged one is not exported."""
+    A damaged packet is not exported: its weights are checked as `library verify` does."""
     from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
     svc = services()
-    if fmt == "packet" and output.is_dir():
-        raise PacketError(f"{output} is a folder; a packet is written to a file.")
-    if fmt == "packet" and output.is_file() and not force:
-        raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
-    record, problem = svc.library.verify(name)
-    if problem is not None:
-        raise PacketError(f"{record.name!r} is not exported: {problem}")
-    if fmt != "packet":
-        packet_io.export_folder(svc, record, output, fmt)
+    if fmt != "packet":  # the adapter is read with its weights checked (load_adapter)
+        packet_io.export_folder(svc, svc.library.get(name), output, fmt)
         return
-    weights = svc.library.read_weights(record)
+    if output.is_dir():
+        raise PacketError(f"{output} is a folder; a packet is written to a file.")
+    if output.is_file() and not force:
+        raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
+    record, weights = svc.library.checked_weights(name)
     write_atomically(
         output,
         lambda out: write_packet_file(out, record.manifest, record.signature, weights),

@@ -139,8 +139,8 @@ def merge_command(
     if any(r.name == name.strip() for r in lib.list_packets()):
         raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
     records = [lib.get(p) for p in packets]
-    seen = [r.packet_id for r in records]
-    twice = next((r for i, r in enumerate(records) if r.packet_id in seen[:i]), None)
+    ids = [r.packet_id for r in records]
+    twice = next((r for r in records if ids.count(r.packet_id) > 1), None)
     if twice is not None:
         raise PacketError(f"The packet {twice.name!r} is named twice; a merge needs distinct ones.")
     if len({r.base_fingerprint for r in records}) != 1:

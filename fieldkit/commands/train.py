@@ -147,7 +147,7 @@ def train_command(
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
     from fieldkit.store.importers import read_questions
-    from fieldkit.store.packet import MIN_EXEMPLARS, check_name, check_texts
+    from fieldkit.store.packet import MIN_EXEMPLARS, check_name, check_texts, packet_texts
     from fieldkit.training.dataset import (
         DataError,
         attach_paraphrases,
@@ -159,8 +159,8 @@ def train_command(
 
     svc = services()
     name, domain = check_name(name), check_name(domain, "domain")  # before any training
-    if any(r.name == name.strip() for r in svc.library.list_packets()):
-        raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
+    if any(r.name == name for r in svc.library.list_packets()):
+        raise LibraryError(f"A packet named {name!r} is already in the library.")
     if iters < 1 or batch_size < 1:
         raise DataError("--iters and --batch-size must be at least 1.")
     base_id, fingerprint, model_config = svc.require_model()
@@ -193,7 +193,7 @@ def train_command(
         questions = read_questions(exemplars)
     else:
         questions = exemplars_from(records, examples, MIN_EXEMPLARS)
-    check_texts(description.strip(), [q.strip() for q in questions if q.strip()])
+    check_texts(*packet_texts(description, questions))
     config = TrainConfig(
         keys=init.config.keys if init is not None else TrainConfig.keys,
         rank=rank,

@@ -262,18 +262,34 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
 
         Raises LibraryError if no such packet is (still) in the library.
         """
+        record, problem, _ = self._check(name_or_id)
+        return record, problem
+
+    def checked_weights(self, name_or_id: str) -> tuple[PacketRecord, bytes]:
+        """Return a packet and its weights, read once and re-checked as `verify` does (an
+        export sends on only what still verifies). Raises PacketError naming the problem."""
+        record, problem, weights = self._check(name_or_id)
+        if problem is not None:
+            raise PacketError(f"{record.name!r} fails its check, so it is not copied: {problem}")
+        return record, weights
+
+    def _check(self, name_or_id: str) -> tuple[PacketRecord, str | None, bytes]:
+        """Check a packet, record the outcome (`verified`); return it, the problem and the
+        weights read (b"" when they could not be)."""
         record = self.get(name_or_id)
         problem: str | None = None
+        weights = b""
         try:
             verify_manifest(record.manifest, record.signature)
-            verify_weights(record.manifest, self.read_weights(record), copy=False)
+            weights = self.read_weights(record)
+            verify_weights(record.manifest, weights, copy=False)
         except (PacketError, LibraryError) as exc:
             problem = str(exc)
         with self.write_lock():
             if not self.has(record.packet_id):
                 raise LibraryError(f"{record.name!r} was removed while it was being checked.")
             self.db["packets"].update(record.packet_id, {"verified": int(problem is None)})
-        return self.get(record.packet_id), problem
+        return self.get(record.packet_id), problem, weights
 
     def collect_garbage(self) -> dict[str, int]:
         """Remove blobs no packet refers to, stale part files and old pending peers; return

@@ -115,6 +115,12 @@ def check_name(value: str, what: str = "name") -> str:
     return name
 
 
+def packet_texts(description: str, exemplars: Iterable[str]) -> tuple[str, list[str]]:
+    """Return a description and exemplar questions as a new manifest holds them: stripped,
+    blank questions dropped (`check_texts` then says whether they may be signed)."""
+    return description.strip(), [q.strip() for q in exemplars if q.strip()]
+
+
 def check_texts(description: str, exemplars: list[Any]) -> None:
     """Check a packet's description and exemplar questions (lengths, count, no control
     characters: they are printed on terminals); raise PacketError if bad."""
@@ -275,12 +281,13 @@ def build_manifest(
         validate_tensors(adapter.config, tensors, exact_rank=False)
         data = tensors_to_bytes(tensors, dtype)
     compact = isinstance(tensors, QuantizedTensors) or is_trimmed(adapter)
+    texts = packet_texts(description, exemplars)
     manifest: dict[str, Any] = {
         "format": WEIGHTS_FORMAT if compact else FORMAT_VERSION,
         "name": name.strip(),
         "domain": domain.strip(),
-        "description": description.strip(),
-        "exemplars": [q.strip() for q in exemplars if q.strip()],
+        "description": texts[0],
+        "exemplars": texts[1],
         "base_model_id": base_model_id,
         "base_fingerprint": base_fingerprint,
         "adapter": adapter.config.to_mlx_dict(),

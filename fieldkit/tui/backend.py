@@ -187,9 +187,7 @@ class TuiBackend(SyncBackend):
         from fieldkit.store.files import inside, write_atomically
         from fieldkit.store.packet import write_packet_file
 
-        rec, weights = self._on_library_thread(
-            lambda lib: (lib.get(packet_id), lib.read_weights(lib.get(packet_id)))
-        )
+        rec, weights = self._on_library_thread(lambda lib: lib.checked_weights(packet_id))
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -152,6 +152,25 @@ async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path
         assert app.is_running
 
 
+async def test_a_damaged_packet_is_not_exported(stocked, tmp_path: Path) -> None:
+    lib = stocked.library
+    blob = lib.weights_path(lib.get("pumps"))
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("e")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = str(tmp_path / "out")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert any("fails its check, so it is not copied" in n for n in notices(pilot))
+        assert not (tmp_path / "out" / "pumps.fkpkt").exists()
+        assert app.is_running
+
+
 async def test_the_detail_says_whether_a_packet_carries_notes(
     stocked, make_packet, make_adapter, base_fp
 ) -> None:
