@@ -24,6 +24,23 @@ def detail_text(app) -> str:
     return app.screen.query_one(PacketDetailPane).plain_text()
 
 
+def damage(services, name: str) -> None:
+    """Flip one byte of a packet's weights on disk."""
+    blob = services.library.weights_path(services.library.get(name))
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+async def export_to(pilot, folder: Path) -> None:
+    """Export the packet under the cursor to `folder` through the dialog."""
+    await pilot.press("e")
+    dialog = await wait_for_screen(pilot, TextDialog)
+    dialog.query_one(Input).value = str(folder)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
 async def open_library(pilot) -> PacketTable:
     await settle(pilot)
     table = pilot.app.screen.query_one(PacketTable)
@@ -50,12 +67,7 @@ async def test_states_and_detail_follow_the_cursor(stocked) -> None:
 
 
 async def test_verify_catches_damaged_weights_and_clears_a_good_packet(stocked) -> None:
-    lib = stocked.library
-    pumps = lib.get("pumps")
-    blob = lib.weights_path(pumps)
-    data = bytearray(blob.read_bytes())
-    data[-1] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    damage(stocked, "pumps")
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
@@ -90,11 +102,7 @@ async def test_export_writes_a_verifiable_packet_file(stocked, tmp_path: Path) -
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
-        await pilot.press("e")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = str(out)
-        await pilot.press("enter")
-        await settle(pilot)
+        await export_to(pilot, out)
     [written] = list(out.iterdir())
     packet = read_packet_file(written)
     assert packet.manifest["name"] == "pumps"
@@ -143,29 +151,17 @@ async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
-        await pilot.press("e")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = str(blocker / "sub")
-        await pilot.press("enter")
-        await settle(pilot)
+        await export_to(pilot, blocker / "sub")
         assert any("Cannot write" in n for n in notices(pilot))
         assert app.is_running
 
 
 async def test_a_damaged_packet_is_not_exported(stocked, tmp_path: Path) -> None:
-    lib = stocked.library
-    blob = lib.weights_path(lib.get("pumps"))
-    data = bytearray(blob.read_bytes())
-    data[-1] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    damage(stocked, "pumps")
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
-        await pilot.press("e")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = str(tmp_path / "out")
-        await pilot.press("enter")
-        await settle(pilot)
+        await export_to(pilot, tmp_path / "out")
         assert any("fails its check, so it is not copied" in n for n in notices(pilot))
         assert not (tmp_path / "out" / "pumps.fkpkt").exists()
         assert app.is_running
