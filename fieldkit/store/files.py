@@ -41,10 +41,14 @@ def read_bounded(path: Path, limit: int, what: str = "file", limit_text: str = "
     return data
 
 
-def read_text_bounded(path: Path, limit: int = 64 * MIB, what: str = "file") -> str:
-    """Return a regular file's UTF-8 text (see read_bounded); PacketError if not UTF-8."""
+def read_text_bounded(
+    path: Path, limit: int = 64 * MIB, what: str = "file", limit_text: str = ""
+) -> str:
+    """Return a regular file's UTF-8 text, a leading byte-order mark dropped (see
+    read_bounded); PacketError if it is not UTF-8. Every text file a user hands fieldkit
+    is read here."""
     try:
-        return read_bounded(path, limit, what).decode("utf-8-sig")  # a leading BOM dropped
+        return read_bounded(path, limit, what, limit_text).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PacketError(f"The {what} {path} is not UTF-8 text.") from exc
 

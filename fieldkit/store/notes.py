@@ -18,7 +18,7 @@ from typing import Any
 
 from fieldkit.errors import PacketError
 from fieldkit.formats import control_chars
-from fieldkit.store.files import jsonl_values
+from fieldkit.store.files import jsonl_values, read_text_bounded
 
 NOTES_FIELD = "notes"
 MAX_NOTES = 1024  # passages per packet
@@ -189,14 +189,7 @@ def read_notes_file(path: Path) -> list[Passage]:
     the packet limits.
     """
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_NOTES_FILE:
-            raise PacketError(f"{path.name} is larger than the 4 MiB notes file limit.")
-        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark dropped
-    except OSError as exc:
-        raise PacketError(f"Cannot read notes from {path} ({exc.strerror}).") from exc
-    except UnicodeDecodeError as exc:
-        raise PacketError(f"Cannot read notes from {path}: it is not UTF-8 text.") from exc
+    text = read_text_bounded(path, MAX_NOTES_FILE, "notes file", "the 4 MiB notes file limit")
     if path.suffix.lower() == ".jsonl":
         records = []
         for n, item in jsonl_values(text, path.name):

@@ -10,7 +10,6 @@ sentence's own words. No mlx here.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fieldkit.errors import FieldkitError
+from fieldkit.errors import FieldkitError, PacketError
+from fieldkit.store.files import jsonl_values, read_text_bounded
 
 
 class DataError(FieldkitError):
@@ -129,23 +129,12 @@ def parse_line(obj: Any, path: Path, line_no: int) -> Record:
 
 
 def read_jsonl(path: Path) -> list[Any]:
-    """Return the parsed objects of a jsonl file (blank lines skipped); raise DataError."""
+    """Return the parsed values of a jsonl file (blank lines skipped); raise DataError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is no JSON
-    except FileNotFoundError as exc:
-        raise DataError(f"{path} does not exist.") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not a readable UTF-8 text file.") from exc
-    objects = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            objects.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path.name} line {line_no} is not valid JSON.") from exc
-    return objects
+        return [value for _, value in jsonl_values(read_text_bounded(path), path.name)]
+    except PacketError as exc:
+        raise DataError(str(exc)) from exc
 
 
 def load_records(path: Path) -> list[Record]:

@@ -179,7 +179,7 @@ def test_notes_files_are_read_or_refused_with_one_sentence(tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(PacketError, match="holds no passages"):
         read_notes_file(empty)
-    with pytest.raises(PacketError, match="Cannot read notes"):
+    with pytest.raises(PacketError, match="notes file .*missing.md cannot be read"):
         read_notes_file(tmp_path / "missing.md")
     binary = tmp_path / "blob.txt"
     binary.write_bytes(b"\xff\xfe\x00")

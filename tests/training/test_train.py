@@ -72,7 +72,8 @@ def test_both_formats_parse_to_the_same_records(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "phrase"),
     [
-        ("not json", "not valid JSON"),
+        ("not json", "line 1 is not JSON"),
+        ('\ufeff{"instruction": "q", "input": "", "output": ""}', "empty question"),
         ('{"prompt": "x", "completion": "y"}', "neither chat format"),
         ('{"messages": [{"role": "user", "content": "q"}]}', "followed by an assistant"),
         ('{"instruction": "", "input": "", "output": "a"}', "empty question"),
