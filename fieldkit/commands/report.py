@@ -12,7 +12,7 @@ import click
 
 from fieldkit.commands import emit_json
 from fieldkit.errors import FieldkitError
-from fieldkit.formats import format_size
+from fieldkit.formats import format_size, shown_text
 from fieldkit.gossip.summary import ProgressUpdate, SyncSummary
 
 
@@ -84,7 +84,9 @@ def report_summary(summary: SyncSummary, as_json: bool) -> None:
 
 
 class SessionLog:
-    """Collects what a listener's sessions report; `error` is the last failure's reason."""
+    """Reports a listener's sessions: each summary, and one line on stderr per failed session
+    naming the peer's address and the reason. `error` is the failure of the session that
+    ends a `once` listener (the one whose peer proved who it is), raised by `raise_if_failed`."""
 
     def __init__(self, as_json: bool, once: bool) -> None:
         self.as_json = as_json
@@ -92,11 +94,15 @@ class SessionLog:
         self.error: str | None = None
 
     def __call__(self, summary: SyncSummary) -> None:
-        if not summary.ok:
-            self.error = summary.error or "Some packets failed to transfer."
         report_summary(summary, self.as_json)
-        if summary.error and not self.once:
-            click.echo(f"fieldkit: {summary.error}", err=True)
+        if summary.ok:
+            return
+        reason = shown_text(summary.error or "Some packets failed to transfer.")
+        error = f"The session with {summary.peer_label} failed: {reason}"
+        if self.once and summary.peer_id:
+            self.error = error  # this session ends the listener: the command exits with it
+        else:
+            click.echo(f"fieldkit: {error}", err=True)
 
     def refused(self, message: str) -> None:
         click.echo(f"fieldkit: {message}", err=True)

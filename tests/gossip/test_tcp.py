@@ -1,16 +1,19 @@
-"""Real TCP on 127.0.0.1: the Python API, the CLI, and a receiver killed mid-transfer."""
+"""Real TCP on 127.0.0.1: the Python API, the CLI, a receiver killed mid-transfer, bad clients."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import signal
+import socket
 import time
 
 import pytest
 from click.testing import CliRunner, Result
 
 from fieldkit.cli import main
+from fieldkit.gossip.framing import HEADER, encode_frame
+from fieldkit.gossip.messages import Abort, Hello
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.sync import start_listener, sync_with
@@ -216,3 +219,54 @@ def test_cli_sync_refused_by_a_blocking_listener_exits_non_zero(services):
     assert "Traceback" not in result.output
     assert returncode == 1
     assert "blocked" in json.loads(out)["error"]
+
+
+BAD_CLIENTS = {
+    b"GET / HTTP/1.0\r\n\r\n": "sent a 1195725856-byte frame; the limit is",
+    HEADER.pack(100) + b"\x94\x01": "closed before the sync finished",  # cut short, then gone
+    encode_frame(Hello(99, "x" * 16, "old", bytes(32), bytes(32), 65536).to_wire()): (
+        "speaks gossip protocol version 99"
+    ),
+    encode_frame(
+        Abort("bye \x1b]0;pwned\x07").to_wire()
+    ): "ended the session: bye \ufffd]0;pwned\ufffd",
+}
+
+
+def send_and_wait_for_close(port: int, payload: bytes) -> str:
+    """Send `payload` to the listener, stop sending and read until it hangs up; return the
+    client's address as the listener names it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(payload)
+        client.shutdown(socket.SHUT_WR)
+        while client.recv(65536):
+            pass
+        return f"127.0.0.1:{client.getsockname()[1]}"
+
+
+def test_a_listener_says_why_each_bad_client_failed_and_goes_on_serving(services, make_packet):
+    a, b = services("a"), services("b")
+    make_packet(a.home, name="pumps")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    b_home = b.home.root
+    b.close()
+    proc, port = start_listener_process(b_home)
+    try:
+        clients = {send_and_wait_for_close(port, bad): why for bad, why in BAD_CLIENTS.items()}
+        result = CliRunner().invoke(main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}"])
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert result.exit_code == 0, result.output
+    assert proc.returncode == 0, err
+    served = json.loads("[" + out.replace("}\n{", "},{") + "]")  # one summary per session
+    assert [s["ok"] for s in served] == [False] * len(clients) + [True]
+    assert served[-1]["received"] == 1
+    lines = err.splitlines()
+    assert len(lines) == len(clients), err
+    for address, why in clients.items():
+        (line,) = [line for line in lines if address in line]
+        assert line.startswith(f"fieldkit: The session with {address} failed: "), line
+        assert why in line
+    assert "\x1b" not in err
+    assert "Traceback" not in err
