@@ -24,6 +24,15 @@ def shown_text(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group() if m.group() in "\n\t" else "\ufffd", text)
 
 
+DEVICE_NAME_CHARS = 64
+
+
+def is_device_name(name: str) -> bool:
+    """True when `name` may name a device: 1 to DEVICE_NAME_CHARS printable characters (the
+    rule for this device's own name and for a name a peer announces over the LAN)."""
+    return 0 < len(name) <= DEVICE_NAME_CHARS and name.isprintable()
+
+
 def format_size(size: float) -> str:
     """Return a byte count as text in SI units: '512 B', '4.9 MB'."""
     value = float(size)

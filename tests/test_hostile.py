@@ -158,6 +158,8 @@ BAD_COMMAND_LINES = [
     ["train", "data.jsonl", "--name", "x", "--domain", "y", "--lr", "nan"],
     ["trust", "x" * 300],
     ["merge", "pumps", "pumps", "--name", "twice"],
+    ["name", "field laptop \x1b]0;pwned\x07"],  # peers print this device's name
+    ["name", "n" * 65],
     ["route", "\udcff\udcfe grain"],  # bytes the shell passed that are not UTF-8
     ["library", "show", "\udcff"],
     ["library", "export", "\udcff", "-o", "x.fkpkt"],

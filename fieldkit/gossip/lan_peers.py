@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fieldkit.errors import TransportError
-from fieldkit.formats import is_loopback, join_address
+from fieldkit.formats import is_device_name, is_loopback, join_address
 
 TXT_ID = "id"
 TXT_NAME = "name"
 TXT_PROTO = "proto"
-MAX_NAME_CHARS = 64  # the rule for a device name (fieldkit.store.identity)
 MAX_NAME_BYTES = 250  # a TXT string holds 255 bytes, "name=" included
 _DEVICE_ID = re.compile(r"[a-z2-7]{16}")
 _PROTO = re.compile(r"[0-9]{1,4}")
@@ -116,7 +115,7 @@ def parse_txt(
         return None
     if not _DEVICE_ID.fullmatch(device_id) or not _PROTO.fullmatch(proto):
         return None
-    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+    if not is_device_name(name):
         return None
     return LanPeer(device_id, name, host, port, int(proto))
 

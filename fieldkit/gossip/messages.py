@@ -181,6 +181,11 @@ def _text(limit: int = MAX_TEXT) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, str) and len(v) <= limit
 
 
+def _printable(limit: int = MAX_TEXT) -> Callable[[Any], bool]:
+    """A text shown to a person (a device or packet name): no control characters."""
+    return lambda v: isinstance(v, str) and len(v) <= limit and v.isprintable()
+
+
 def _blob(size: int | None = None, limit: int = 1 << 20) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, bytes) and (len(v) == size if size else len(v) <= limit)
 
@@ -193,7 +198,7 @@ def _hex64(v: Any) -> bool:
     return isinstance(v, str) and bool(_HEX64.match(v))
 
 
-_ITEM_FIELDS = (_hex64, _hex64, _uint(), _text(200), _text(200), _text(200))
+_ITEM_FIELDS = (_hex64, _hex64, _uint(), _text(200), _text(200), _printable(200))
 _ITEM_FIELDS_V2 = (*_ITEM_FIELDS, _uint())
 _PREFIX = re.compile(r"^[0-9a-f]{0,16}$")
 
@@ -203,7 +208,10 @@ def _prefix(v: Any) -> bool:
 
 
 _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
-    Hello.code: (Hello, (_uint(1 << 16), _text(200), _text(200), _blob(32), _blob(32), _uint())),
+    Hello.code: (
+        Hello,
+        (_uint(1 << 16), _text(200), _printable(200), _blob(32), _blob(32), _uint()),
+    ),
     Proof.code: (Proof, (_blob(64),)),
     Inventory.code: (Inventory, (lambda v: isinstance(v, list),)),
     Want.code: (Want, (_hex64, _blob(limit=1 << 16))),

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fieldkit.errors import FieldkitError
+from fieldkit.formats import DEVICE_NAME_CHARS, is_device_name
 from fieldkit.home import Home
 
 KEY_FILE = "device.key"
@@ -85,8 +86,10 @@ class Identity:
     def with_name(self, name: str) -> Identity:
         """Store a new human name for this device and return the updated identity."""
         name = name.strip()
-        if not name or len(name) > 64 or not name.isprintable():
-            raise FieldkitError("A device name must be 1 to 64 printable characters.")
+        if not is_device_name(name):
+            raise FieldkitError(
+                f"A device name must be 1 to {DEVICE_NAME_CHARS} printable characters."
+            )
         path = self.home.keys_dir / NAME_FILE
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".name-", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -253,3 +253,17 @@ async def test_a_scan_started_as_another_is_cancelled_still_sees_peers() -> None
         assert [s.short_id[:4] for s in second] == ["bbbb"], delay
         with pytest.raises(asyncio.CancelledError):
             await first
+
+
+def test_a_sighting_shows_an_advertised_name_without_its_control_characters() -> None:
+    from fieldkit.gossip.ble.sightings import Sightings
+
+    async def scan() -> Sightings:  # Sightings holds an asyncio.Event: made in a loop
+        sightings = Sightings()
+        sightings.add(Advertisement("abcdabcd"), "bob\x1b]0;pwned\x07", -40, "AA:BB")
+        sightings.add(Advertisement("abcdabcd"), None, -30, "AA:BB")  # no name: kept
+        return sightings
+
+    [seen] = asyncio.run(scan()).strongest_first()
+    assert seen.name == "bob\ufffd]0;pwned\ufffd"
+    assert seen.rssi == -30

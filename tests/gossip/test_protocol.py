@@ -169,6 +169,17 @@ def test_device_id_must_match_the_key(ids):
         feed_frames(core_for(ib), hello_for(ia, device_id=ib.device_id))
 
 
+def test_a_name_with_control_characters_is_refused(ids):
+    # a peer's name and its packets' names are printed by `peers`, `sync` and the TUI
+    ia, ib = ids
+    with pytest.raises(ProtocolError, match="Hello message with a bad field 3"):
+        feed_frames(core_for(ib), hello_for(ia, name="mallory\x1b]0;pwned\x07"))
+    core, _ = handshaken(ids)
+    item = [f"{1:064x}", "0" * 64, 1, "x", "y", "pumps\x1b[2J"]
+    with pytest.raises(ProtocolError, match="inventory"):
+        feed_frames(core, encode_frame([3, [item]]))
+
+
 def test_a_proof_signed_for_another_session_is_refused(ids):
     ia, ib = ids
     core = core_for(ib)

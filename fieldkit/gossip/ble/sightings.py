@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from fieldkit.formats import shown_text
 from fieldkit.gossip.ble.link import Advertisement, Sighting
 
 
@@ -26,7 +27,7 @@ class Sightings:
         """Record one advertisement heard from `address` with `name` (None: none sent)."""
         previous = self.seen.get(ours.short_id)
         self.seen[ours.short_id] = Sighting(
-            name=name or (previous.name if previous else ""),
+            name=shown_text(name) if name else (previous.name if previous else ""),
             short_id=ours.short_id,
             rssi=rssi,
             address=address,
