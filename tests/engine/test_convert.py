@@ -49,12 +49,23 @@ def gguf_name(hf_name: str) -> str:
     return f"blk.{layer}.{HF_TO_GGUF['.'.join(rest[:-1])]}.weight"
 
 
-def write_tiny_gguf(path: Path, tokenizer_dir: Path) -> dict[str, np.ndarray]:
-    """Write the tiny model as a llama GGUF; return the weights it should convert back to."""
+def write_tiny_gguf(
+    path: Path,
+    tokenizer_dir: Path,
+    metadata: dict | None = None,
+    drop: tuple[str, ...] = (),
+    replace: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Write the tiny model as a llama GGUF; return the weights it should convert back to.
+
+    To write a misfit: `metadata` overrides TINY_CONFIG's values (and bos_token_id) in the
+    metadata only, the tensors keep the tiny model's shapes; `drop` leaves out the
+    llama.cpp tensors it names; `replace` writes other arrays under those names.
+    """
     import gguf
 
-    cfg = TINY_CONFIG
-    weights = build_weights(cfg)
+    cfg = {**TINY_CONFIG, **(metadata or {})}
+    weights = build_weights(TINY_CONFIG)
     tok = json.loads((tokenizer_dir / "tokenizer.json").read_text())
     tok_cfg = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
     vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
@@ -77,17 +88,22 @@ def write_tiny_gguf(path: Path, tokenizer_dir: Path) -> dict[str, np.ndarray]:
     writer.add_token_list([t for t, _ in vocab])
     writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])
     writer.add_token_merges(merges)
-    writer.add_bos_token_id(specials["<|endoftext|>"])
+    writer.add_bos_token_id((metadata or {}).get("bos_token_id", specials["<|endoftext|>"]))
     writer.add_eos_token_id(specials["<|im_end|>"])
     writer.add_chat_template(tok_cfg["chat_template"])
     expected: dict[str, np.ndarray] = {}
     for name, array in weights.items():
         target = gguf_name(name)
+        if target in drop:
+            continue
+        if replace and target in replace:
+            writer.add_tensor(target, replace[target])
+            continue
         data = array
         if target.endswith("attn_q.weight"):
-            data = llama_cpp_permute(array, cfg["num_attention_heads"])
+            data = llama_cpp_permute(array, TINY_CONFIG["num_attention_heads"])
         elif target.endswith("attn_k.weight"):
-            data = llama_cpp_permute(array, cfg["num_key_value_heads"])
+            data = llama_cpp_permute(array, TINY_CONFIG["num_key_value_heads"])
         if target in QUANTIZED:
             qtype = getattr(gguf.GGMLQuantizationType, QUANTIZED[target])
             blocks = gguf.quants.quantize(data, qtype)
