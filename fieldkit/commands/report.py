@@ -98,7 +98,8 @@ class SessionLog:
         if summary.ok:
             return
         reason = shown_text(summary.error or "Some packets failed to transfer.")
-        error = f"The session with {summary.peer_label} failed: {reason}"
+        named = summary.peer_label in reason  # "The link to HOST:PORT closed ..." names it
+        error = f"The session{'' if named else f' with {summary.peer_label}'} failed: {reason}"
         if self.once and summary.peer_id:
             self.error = error  # this session ends the listener: the command exits with it
         else:
