@@ -70,8 +70,8 @@ def ask_questions(services: Services, questions: list[str], max_tokens: int) -> 
     from fieldkit.answering import answer
     from fieldkit.commands.ask import answer_footer
 
-    def show(text: str) -> None:
-        click.echo(text, nl=False)
+    def show(text: str) -> None:  # an answer's own lines stay under "A: "
+        click.echo(text.replace("\n", "\n   "), nl=False)
         sys.stdout.flush()
 
     def grounded(grounding, decision) -> None:  # noqa: ANN001 - see fieldkit.answering
