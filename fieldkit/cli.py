@@ -7,6 +7,7 @@ textual. With no sub-command, the TUI opens.
 from __future__ import annotations
 
 import importlib
+import signal
 import sqlite3
 import sys
 from typing import Any
@@ -126,8 +127,20 @@ def environment_error(exc: OSError | sqlite3.Error) -> str:
     return f"The library database refused: {exc}."
 
 
+def terminated(_signum: int, frame: Any) -> None:
+    """Handle SIGTERM as Ctrl-C: run the SIGINT handler in force (asyncio's, which cancels
+    the running command's task), so the work under way cleans up (a temporary file or model
+    folder removed, a transaction rolled back, the terminal restored) instead of the process
+    vanishing mid-write; "Aborted!" and exit status 1, as on Ctrl-C."""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):  # SIGINT ignored (a background job): SIGTERM still ends it
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
+
+
 def run() -> None:
     """Entry point that turns any FieldkitError raised outside a command into one line."""
+    signal.signal(signal.SIGTERM, terminated)
     try:
         main(standalone_mode=True)
     except FieldkitError as exc:  # raised while building services

@@ -122,6 +122,8 @@ class Listener:
         self._active += 1
         try:
             summary = await self.run(stream, self._claims)
+        except asyncio.CancelledError:  # the listener stops (Ctrl-C) mid-session: end here,
+            return  # as Python 3.11's start_server prints a traceback for a cancelled handler
         finally:
             self._active -= 1
         self.summaries.append(summary)

@@ -6,6 +6,7 @@ grows while it is read is cut at the limit and refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -89,8 +90,10 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None], what: str 
             os.fsync(out.fileno())
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise PacketError(f"Cannot write the {what} {target} ({exc.strerror}).") from exc
+    finally:  # also on Ctrl-C or SIGTERM: no partial temporary file stays beside `target`
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def inside(folder: Path, file_name: str) -> Path:

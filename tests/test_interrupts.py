@@ -1,0 +1,111 @@
+"""Interruptions a technician causes: Ctrl-C (SIGINT) or SIGTERM part-way through a command.
+
+Each test runs fieldkit in a real process, holds it at a known point of its work (a stand-in
+for a slow disk: the function doing the work prints "stalled" and sleeps), sends the real
+signal and checks that the process ends with no traceback and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fieldkit.home import Home
+from tests.gossip.helpers import start_listener_process
+
+REPO = Path(__file__).resolve().parents[1]
+SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+_STALLED = """
+import sys, time
+import {module} as owner
+
+def stalled(*args, **kwargs):
+    {before}
+    print("stalled", flush=True)
+    time.sleep(60)
+
+owner.{name} = stalled
+from fieldkit.cli import run
+sys.argv[0] = "fieldkit"
+run()
+"""
+
+
+def interrupt(stall: str, signum: int, args: list[str], before: str = "pass") -> tuple[int, str]:
+    """Run `fieldkit ARGS` with `stall` ("module:function") stalling once reached, send
+    `signum` there; return (exit status, stderr)."""
+    module, name = stall.split(":")
+    code = _STALLED.format(module=module, name=name, before=before)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"),
+        cwd=REPO,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line == "stalled\n", line + proc.stderr.read()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, err
+
+
+@SIGNALS
+def test_an_interrupted_export_leaves_no_partial_file(signum, home: Home, make_packet, tmp_path):
+    """The bug: Ctrl-C or SIGTERM while the packet file was written left its temporary file
+    (`.pumps.fkpkt.PID.tmp`, as large as the packet) beside the target."""
+    make_packet(home, name="pumps")
+    out = tmp_path / "usb"
+    out.mkdir()
+    status, err = interrupt(
+        "fieldkit.store.packet:write_packet_file",
+        signum,
+        ["--home", str(home.root), "library", "export", "pumps", "-o", str(out / "pumps.fkpkt")],
+        before="args[0].write(b'half a packet')",
+    )
+    assert status == 1, err
+    assert "Traceback" not in err
+    assert err.strip().endswith("Aborted!")
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_sigterm_while_a_model_installs_leaves_no_staging_folder(tiny_model_dir, tmp_path):
+    """The bug: SIGTERM killed `model install` at once, leaving its staging folder
+    (`models/.tiny.XXXX`, a whole copy of the model) for ever."""
+    home = tmp_path / "home"
+    status, err = interrupt(
+        "fieldkit.engine.convert:model_fingerprint",
+        signal.SIGTERM,
+        ["--home", str(home), "model", "install", str(tiny_model_dir), "--name", "tiny"],
+    )
+    assert status == 1, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (home / "models").iterdir()) == []
+
+
+@SIGNALS
+def test_a_listener_stopped_mid_session_prints_no_traceback(signum, make_home):
+    """The bug: Ctrl-C on `sync --listen` while a peer was connected printed asyncio's
+    "Exception in callback ... CancelledError" traceback (Python 3.11's start_server)."""
+    home = make_home("listener")
+    proc, port = start_listener_process(home.root)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as peer:
+            assert peer.recv(1)  # the listener's session has started: it sent its hello
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    assert "CancelledError" not in err
