@@ -78,23 +78,27 @@ def test_a_blocked_authors_packet_never_answers_and_unblocking_restores_it(
     assert json.loads(restored.stdout)["adapter"] == "pumps"
 
 
-def test_library_list_and_show_state_the_same_rule(stocked_home, tiny_model_dir: Path) -> None:
+def test_library_list_and_show_state_the_same_rule(
+    stocked_home, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """`library list` and `show` say what the TUI's Library says: a blocked author's packet
-    is BLOCKED, not verified, until the author is trusted again."""
+    is BLOCKED, not verified, until the author is trusted again; with no model installed,
+    NO MODEL (the packets are not foreign, and none can answer yet)."""
     home, author = stocked_home
 
-    def listed() -> tuple[str, str, str]:
-        rows = json.loads(run(home, tiny_model_dir, "library", "list", "--json").stdout)
-        table = run(home, tiny_model_dir, "library", "list").output.splitlines()[1]
-        shown = run(home, tiny_model_dir, "library", "show", "pumps").output
+    def listed(model: Path = tiny_model_dir) -> tuple[str, str, str]:
+        rows = json.loads(run(home, model, "library", "list", "--json").stdout)
+        table = run(home, model, "library", "list").output.splitlines()[1]
+        shown = run(home, model, "library", "show", "pumps").output
         state = next(line for line in shown.splitlines() if line.startswith("state"))
-        return rows[0]["state"], table.split()[4], state.split()[-1]
+        return rows[0]["state"], " ".join(table.split()[4:6]), state.split(maxsplit=1)[-1]
 
-    assert listed() == ("ok", "verified", "verified")
+    assert listed() == ("ok", "verified -", "verified")
+    assert listed(tmp_path / "no-model-here") == ("ok", "NO MODEL", "NO MODEL")
     assert run(home, tiny_model_dir, "block", author.device_id).exit_code == 0
-    assert listed() == ("blocked", "BLOCKED", "BLOCKED")
+    assert listed() == ("blocked", "BLOCKED -", "BLOCKED")
     assert run(home, tiny_model_dir, "trust", author.device_id).exit_code == 0
-    assert listed() == ("ok", "verified", "verified")
+    assert listed() == ("ok", "verified -", "verified")
 
 
 def test_an_unverified_packet_never_answers(stocked_home, tiny_model_dir: Path) -> None:
@@ -125,7 +129,6 @@ def test_the_rule_orders_its_reasons(make_home, make_packet) -> None:
     assert packet_state(record, record.base_fingerprint, set()) is PacketState.OK
     assert packet_state(record, "00" * 32, set()) is PacketState.FOREIGN_BASE
     assert packet_state(record, None, set()) is PacketState.OK
-    assert packet_state(record, None, set(), unknown_base_ok=False) is PacketState.FOREIGN_BASE
     assert packet_state(record, None, {record.author_id}) is PacketState.BLOCKED
     assert usable_packets(lib, record.base_fingerprint) == [record]
     assert usable_packets(lib, "00" * 32) == []

@@ -343,9 +343,12 @@ def remove_command(name: str) -> None:
 
 
 def _state(row: dict[str, Any]) -> str:
-    """The state column: upper case where the packet may not answer here."""
+    """The state column: upper case where the packet may not answer here (NO MODEL: none
+    is installed to answer with, as the Library screen says)."""
     if row["state"] != PacketState.OK.value:
         return row["state"].upper()
+    if row["base_match"] is None:
+        return "NO MODEL"
     return "merged" if row["merged"] else "verified"
 
 

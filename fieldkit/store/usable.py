@@ -29,21 +29,18 @@ def packet_state(
     record: Any,
     base_fingerprint: str | None,
     blocked_authors: Collection[str],
-    *,
-    unknown_base_ok: bool = True,
 ) -> PacketState:
     """Return the state of a packet on this device.
 
     `base_fingerprint` None means the base model is not known here: such a packet counts as
-    made for it when `unknown_base_ok` (routing needs no model), else as foreign (nothing
-    may be shown as usable before the base it needs is known to be here).
+    made for it (routing needs no model; the Library screen says NO MODEL).
     """
     if not getattr(record, "verified", False):
         return PacketState.UNVERIFIED
     if getattr(record, "author_id", None) in blocked_authors:
         return PacketState.BLOCKED
     if base_fingerprint is None:
-        return PacketState.OK if unknown_base_ok else PacketState.FOREIGN_BASE
+        return PacketState.OK
     if record.base_fingerprint != base_fingerprint:
         return PacketState.FOREIGN_BASE
     return PacketState.OK

@@ -168,7 +168,7 @@ class TuiBackend(SyncBackend):
             description=rec.description,
             exemplars=list(rec.exemplars),
             base_model_id=rec.base_model_id,
-            base_match=base is not None and rec.base_fingerprint == base,
+            base_match=None if base is None else rec.base_fingerprint == base,
             signature_ok=bool(rec.verified),
             manifest=dict(rec.manifest),
         )

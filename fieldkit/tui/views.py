@@ -23,6 +23,7 @@ class PacketStatus(enum.Enum):
     UNVERIFIED = "UNVERIFIED"
     FOREIGN_BASE = "FOREIGN BASE"
     BLOCKED = "BLOCKED AUTHOR"
+    NO_MODEL = "NO MODEL"  # verified, but no base model is installed to check it against
 
     @property
     def label(self) -> str:
@@ -32,6 +33,7 @@ class PacketStatus(enum.Enum):
             PacketStatus.UNVERIFIED: "!! UNVERIFIED",
             PacketStatus.FOREIGN_BASE: "!! FOREIGN BASE",
             PacketStatus.BLOCKED: "!! BLOCKED",
+            PacketStatus.NO_MODEL: "!! NO MODEL",
         }[self]
 
     @property
@@ -44,10 +46,13 @@ def packet_status(
 ) -> PacketStatus:
     """Return how a library record shows, by the one usable-packet rule (store/usable.py).
 
-    An unknown base fingerprint (model missing) counts as foreign: nothing can be shown as
-    usable until the base it needs is known to be here.
+    With no base model installed (`base_fingerprint` None), a packet that passes the rest
+    of the rule shows NO_MODEL: nothing is shown as usable until the base it needs is
+    here, and nothing is called foreign either.
     """
-    state = packet_state(record, base_fingerprint, blocked_authors, unknown_base_ok=False)
+    state = packet_state(record, base_fingerprint, blocked_authors)
+    if state is PacketState.OK and base_fingerprint is None:
+        return PacketStatus.NO_MODEL
     return {
         PacketState.OK: PacketStatus.VERIFIED,
         PacketState.UNVERIFIED: PacketStatus.UNVERIFIED,
@@ -97,7 +102,7 @@ class PacketDetail:
     description: str
     exemplars: list[str]
     base_model_id: str
-    base_match: bool
+    base_match: bool | None  # None: no base model is installed to compare with
     signature_ok: bool
     manifest: dict[str, Any]
 

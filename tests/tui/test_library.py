@@ -66,6 +66,20 @@ async def test_states_and_detail_follow_the_cursor(stocked) -> None:
         assert "FOREIGN: made for test-base" in detail_text(app)
 
 
+async def test_with_no_model_installed_no_packet_is_called_foreign(
+    make_services, make_packet, tmp_path
+) -> None:
+    services = make_services("bare", model=tmp_path / "no-model-here")
+    make_packet(services.home, name="pumps", domain="water")
+    app = make_app(services, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        assert states(app) == {"pumps": PacketStatus.NO_MODEL}
+        assert "no model installed here; made for" in detail_text(app)
+        assert "FOREIGN" not in detail_text(app)
+        assert "1 NOT usable" in str(app.screen.query_one("#library-count").render())
+
+
 async def test_verify_catches_damaged_weights_and_clears_a_good_packet(stocked) -> None:
     damage(stocked, "pumps")
     app = make_app(stocked, load_model=False)

@@ -23,8 +23,8 @@ Offline knowledge packets: small expert adapters for the model on this laptop.
   `Ctrl+O` picks a packet or the base model by hand, `Escape` stops the answer.
 
 Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights failed),
-`!! FOREIGN BASE` (made for another base model) and `!! BLOCKED` (author blocked)
-are never offered by hand.
+`!! FOREIGN BASE` (made for another base model), `!! BLOCKED` (author blocked) and
+`!! NO MODEL` (no base model installed yet) are never offered by hand.
 
 `1` `2` `3` also switch modes, except while typing (`Escape` leaves the box).
 `F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit, `Escape` close.

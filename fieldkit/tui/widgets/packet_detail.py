@@ -23,11 +23,12 @@ def render_detail(detail: PacketDetail) -> Group:
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column()
     sig = Text("valid", "green") if detail.signature_ok else Text("NOT VERIFIED", "bold red")
-    base = (
-        Text("matches this device", "green")
-        if detail.base_match
-        else Text(f"FOREIGN: made for {detail.base_model_id}", "bold yellow")
-    )
+    if detail.base_match is None:
+        base = Text(f"no model installed here; made for {detail.base_model_id}", "bold yellow")
+    elif detail.base_match:
+        base = Text("matches this device", "green")
+    else:
+        base = Text(f"FOREIGN: made for {detail.base_model_id}", "bold yellow")
     facts.add_row("signature", sig)
     facts.add_row("base model", base)
     facts.add_row("domain", row.domain)

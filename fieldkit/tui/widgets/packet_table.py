@@ -13,6 +13,7 @@ _STATUS_STYLE = {
     PacketStatus.UNVERIFIED: "bold red",
     PacketStatus.FOREIGN_BASE: "bold yellow",
     PacketStatus.BLOCKED: "bold red",
+    PacketStatus.NO_MODEL: "bold yellow",
 }
 
 
