@@ -133,3 +133,20 @@ def test_the_rule_orders_its_reasons(make_home, make_packet) -> None:
     assert usable_packets(lib, record.base_fingerprint) == [record]
     assert usable_packets(lib, "00" * 32) == []
     lib.close()
+
+
+def test_a_packet_whose_weights_vanished_is_one_sentence_until_verify_sets_it_aside(
+    stocked_home, tiny_model_dir: Path
+) -> None:
+    home, _ = stocked_home
+    lib = Library.open(home)
+    lib.weights_path(lib.get("pumps")).unlink()  # deleted by hand, or a failing disk
+    lib.close()
+    asked = run(home, tiny_model_dir, "ask", "Pump?", "--adapter", "pumps", "--max-tokens", "4")
+    assert asked.exit_code == 1
+    assert "weights of 'pumps' are missing from the library" in asked.output
+    assert "`fieldkit library verify`" in asked.output
+    assert "Traceback" not in asked.output
+    assert run(home, tiny_model_dir, "library", "verify").exit_code == 1
+    listed = json.loads(run(home, tiny_model_dir, "library", "list", "--json").stdout)
+    assert listed[0]["state"] == "unverified"

@@ -165,7 +165,8 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             return self.weights_path(record).read_bytes()
         except OSError as exc:
             raise LibraryError(
-                f"The weights of {record.name!r} are missing from the library."
+                f"The weights of {record.name!r} are missing from the library "
+                "(`fieldkit library verify` sets the packet aside)."
             ) from exc
 
     def load_adapter(self, record: PacketRecord) -> Adapter:
