@@ -301,6 +301,7 @@ class _Session:
                 int(r.manifest.get("created", 0)),
             )
             for r in self.library.list_packets()
+            if r.verified  # one that failed verification (damaged, weights gone) stays here
         )
         await self._send(Inventory(items))
 

@@ -61,6 +61,21 @@ async def test_two_homes_sync_both_ways_over_tcp(services, make_packet):
     assert 0 < sent["wire_bytes"] < pa.size * 1.02
 
 
+async def test_a_packet_that_failed_verification_is_not_offered(services, make_packet):
+    a, b = services("a"), services("b")
+    good = make_packet(a.home, name="pumps")
+    damaged = make_packet(a.home, name="solar", seed=2)
+    a.library.db["packets"].update(damaged.packet_id, {"verified": 0})  # as verify marks it
+    a.library.weights_path(damaged).unlink()
+    b.library.set_trust(a.identity.device_id, "trusted")
+    listener = await start_listener(b, "127.0.0.1", 0, FAST, once=True)
+    summary = await sync_with("127.0.0.1", listener.port, a, FAST)
+    await asyncio.wait_for(listener.wait(), 5)
+    assert summary.ok, summary.error  # no "the peer cancelled: weights unreadable"
+    assert [p["name"] for p in summary.to_dict()["packets"]] == ["pumps"]
+    assert [r.packet_id for r in b.library.list_packets()] == [good.packet_id]
+
+
 async def test_multi_hop_over_tcp(services, make_packet):
     a, b, c = services("a"), services("b"), services("c")
     pa = make_packet(a.home, name="pumps")
