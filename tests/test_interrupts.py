@@ -109,3 +109,24 @@ def test_a_listener_stopped_mid_session_prints_no_traceback(signum, make_home):
     assert proc.returncode == 1, err
     assert "Traceback" not in err
     assert "CancelledError" not in err
+
+
+def test_a_staging_folder_left_by_a_dead_install_is_removed_by_the_next(
+    tiny_model_dir, tmp_path
+) -> None:
+    """SIGKILL or a power cut during `model install` leaves its staging folder (a whole
+    model copy); the next install of that name removes it, and no other's."""
+    from click.testing import CliRunner
+
+    from fieldkit.cli import main
+
+    models = tmp_path / "home" / "models"
+    dead = models / ".tiny.999999999.x1y2" / "model"  # no process has this id
+    alive = models / f".tiny.{os.getpid()}.z3w4" / "model"  # an install still under way
+    for folder in (dead, alive):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"half a model")
+    args = ["--home", str(tmp_path / "home"), "model", "install", str(tiny_model_dir)]
+    result = CliRunner().invoke(main, [*args, "--name", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in models.iterdir()) == [alive.parent.name, "tiny"]

@@ -30,6 +30,7 @@ from fieldkit.engine.gguf_check import (
     check_llama_tensors,
 )
 from fieldkit.errors import ModelError
+from fieldkit.store.blobs import process_alive
 from fieldkit.store.models import (
     model_fingerprint,
     read_config,
@@ -263,9 +264,16 @@ def _reason(exc: Exception) -> str:
 def _staged(target: Path, progress: Progress) -> Iterator[Path]:
     """Yield the path a model folder is built at, in a temporary folder beside `target`;
     when the block succeeds, fingerprint that folder and rename it to `target`. The
-    temporary folder is removed either way, so `target` appears whole or not at all."""
+    temporary folder is removed either way, so `target` appears whole or not at all. Its
+    name holds this process's id: one left by a process that died (a power cut, SIGKILL)
+    is removed by the next install of the same name."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    for stale in target.parent.glob(f".{target.name}.*.*"):
+        pid = stale.name[len(target.name) + 2 :].split(".")[0]
+        if stale.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    prefix = f".{target.name}.{os.getpid()}."
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
     try:
         built = work / "model"
         yield built
