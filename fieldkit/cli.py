@@ -7,6 +7,7 @@ textual. With no sub-command, the TUI opens.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sqlite3
 import sys
@@ -67,6 +68,9 @@ class LazyGroup(click.Group):
         except FieldkitError as exc:
             click.echo(f"fieldkit: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+            quiet_stdout()
+            ctx.exit(1)
         except (OSError, sqlite3.Error) as exc:  # the machine said no: a full disk, a
             click.echo(f"fieldkit: {environment_error(exc)}", err=True)  # read-only home...
             ctx.exit(1)
@@ -127,6 +131,15 @@ def environment_error(exc: OSError | sqlite3.Error) -> str:
     return f"The library database refused: {exc}."
 
 
+def quiet_stdout() -> None:
+    """Point standard output at /dev/null once its reader has gone (a closed pipe), so that
+    nothing more, not even the flush at exit, fails there: the command ends silently, as
+    Unix tools do when `| head` stops reading."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def terminated(_signum: int, frame: Any) -> None:
     """Handle SIGTERM as Ctrl-C: run the SIGINT handler in force (asyncio's, which cancels
     the running command's task), so the work under way cleans up (a temporary file or model
@@ -142,7 +155,13 @@ def run() -> None:
     """Entry point that turns any FieldkitError raised outside a command into one line."""
     signal.signal(signal.SIGTERM, terminated)
     try:
-        main(standalone_mode=True)
+        try:
+            main(standalone_mode=True)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        quiet_stdout()
+        sys.exit(1)
     except FieldkitError as exc:  # raised while building services
         click.echo(f"fieldkit: {exc}", err=True)
         sys.exit(exc.exit_code)

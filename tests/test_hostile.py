@@ -367,3 +367,30 @@ def test_an_emptied_database_beside_stored_packets_is_refused(
     assert result.exit_code == 1, result.output
     assert "is empty, yet 1 packet weight files are stored" in result.output
     assert database.stat().st_size == 0  # nothing written over it
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(make_home, make_packet) -> None:
+    """`fieldkit library show pumps | head -1`: the pipe closes under the command, which
+    stops without "The system refused: Broken pipe." or a traceback."""
+    import subprocess
+    import sys
+
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    for args in (["library", "show", "pumps"], ["library", "list", "--json"]):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from fieldkit.cli import run; run()",
+                "--home",
+                str(home.root),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        proc.stdout.close()  # before the command writes a byte
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        assert err == b"", err
