@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_library_list_and_show_state_the_same_rule(
         table = run(home, model, "library", "list").output.splitlines()[1]
         shown = run(home, model, "library", "show", "pumps").output
         state = next(line for line in shown.splitlines() if line.startswith("state"))
+        assert re.search(r"^size +\d+(\.\d)? [kM]?B \(\d+ bytes\)$", shown, re.M), shown
         return rows[0]["state"], " ".join(table.split()[4:6]), state.split(maxsplit=1)[-1]
 
     assert listed() == ("ok", "verified -", "verified")

@@ -106,22 +106,19 @@ def show_command(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    shown = (
-        "name",
-        "domain",
-        "description",
-        "packet_id",
-        "sha256",
-        "size",
-        "author",
-        "author_name",
-        "source",
-        "base_model_id",
-        "rank",
-        "merged",
-        "notes",
+    shown = ("name", "domain", "description", "packet_id", "sha256")
+    author = f"{data['author_name']} ({data['author']})" if data["author_name"] else data["author"]
+    rest = ("source", "base_model_id", "rank", "merged", "notes")
+    echo_fields(
+        [
+            *((key, data[key]) for key in shown),
+            ("size", f"{format_size(data['size'])} ({data['size']} bytes)"),
+            ("author", author),
+            *((key, data[key]) for key in rest),
+            ("state", _state(data)),
+        ],
+        14,
     )
-    echo_fields([*((key, data[key]) for key in shown), ("state", _state(data))], 14)
     click.echo(f"exemplars ({len(record.exemplars)}):")
     for question in record.exemplars:
         click.echo(f"  - {question}")
