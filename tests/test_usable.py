@@ -152,3 +152,13 @@ def test_a_packet_whose_weights_vanished_is_one_sentence_until_verify_sets_it_as
     assert run(home, tiny_model_dir, "library", "verify").exit_code == 1
     listed = json.loads(run(home, tiny_model_dir, "library", "list", "--json").stdout)
     assert listed[0]["state"] == "unverified"
+
+
+def test_library_list_fits_80_columns_whatever_the_names(make_home, make_packet) -> None:
+    home = make_home("a-device-with-a-long-name")
+    make_packet(home, name="n" * 64, domain="d" * 64)
+    lib = Library.open(home)
+    lib.db["packets"].update(lib.list_packets()[0].packet_id, {"source": "0123456789abcdef"})
+    lib.close()
+    lines = CliRunner().invoke(main, ["--home", str(home.root), "library", "list"]).output
+    assert max(len(line) for line in lines.splitlines()) <= 80, lines

@@ -72,15 +72,15 @@ def list_command(as_json: bool) -> None:
     if not rows:
         click.echo("The library is empty. Import a packet with `fieldkit library import PATH`.")
         return
-    click.echo(
-        f"{'NAME':<20} {'DOMAIN':<16} {'SIZE':>9}  {'STATE':<12} {'NOTES':>5}  "
-        f"{'SOURCE':<16} AUTHOR"
-    )
+    # 80 columns: a device id (a peer as source, an author without a name) shows its first
+    # 8 characters, as the Library screen does, and long names are cut; `library show` and
+    # --json give them whole.
+    click.echo(f"{'NAME':<16} {'DOMAIN':<13} {'SIZE':>9} {'STATE':<12} NOTES {'SOURCE':<8} AUTHOR")
     for row in rows:
         click.echo(
-            f"{row['name'][:20]:<20} {row['domain'][:16]:<16} {format_size(row['size']):>9}  "
-            f"{_state(row):<12} {row['notes'] or '-':>5}  "
-            f"{row['source'][:16]:<16} {row['author_name'] or row['author']}"
+            f"{row['name'][:16]:<16} {row['domain'][:13]:<13} {format_size(row['size']):>9} "
+            f"{_state(row):<12} {row['notes'] or '-':>5} {row['source'][:8]:<8} "
+            f"{row['author_name'][:11] if row['author_name'] else row['author'][:8]}"
         )
 
 
