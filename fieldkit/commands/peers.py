@@ -84,7 +84,7 @@ def peers(
             if row["last_seen"]
             else "never met"
         )
-        click.echo(f"{row['id']}  {row['trust']:<8} {row['name'] or '-':<20} {seen}")
+        click.echo(f"{row['id']}  {row['trust']:<8} {(row['name'] or '-')[:20]:<20} {seen}")
 
 
 def _discover(seconds: float, interfaces: list[str] | None, as_json: bool) -> None:
