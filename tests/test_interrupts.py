@@ -8,6 +8,7 @@ signal and checks that the process ends with no traceback and nothing half-writt
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,3 +131,88 @@ def test_a_staging_folder_left_by_a_dead_install_is_removed_by_the_next(
     result = CliRunner().invoke(main, [*args, "--name", "tiny"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in models.iterdir()) == [alive.parent.name, "tiny"]
+
+
+def test_an_interrupted_rename_leaves_no_temporary_name_file(home: Home) -> None:
+    """The bug: Ctrl-C during `fieldkit name` left its temporary file (`keys/.name-XXXX.tmp`)
+    beside the device key for ever."""
+    from fieldkit.store.identity import Identity
+
+    Identity.load_or_create(home)
+    status, err = interrupt(
+        "os:replace", signal.SIGINT, ["--home", str(home.root), "name", "field laptop"]
+    )
+    assert status == 1, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in home.keys_dir.iterdir()) == ["device.key"]
+
+
+@SIGNALS
+def test_an_interrupted_trust_change_is_all_or_nothing(signum, home: Home) -> None:
+    """The bug: `fieldkit block ID` stopped after the peer row was written said "Aborted!",
+    yet the peer stayed blocked, with no event in the log saying so."""
+    from fieldkit.store.library import Library
+
+    peer = "abcdefghabcdefgh"
+    status, err = interrupt(
+        "fieldkit.store.library:Library._log", signum, ["--home", str(home.root), "block", peer]
+    )
+    assert status == 1, err
+    assert "Traceback" not in err
+    library = Library.open(home)
+    try:
+        assert library.get_peer(peer) is None
+    finally:
+        library.close()
+
+
+def test_an_interrupted_folder_import_leaves_no_temporary_weights(
+    home: Home, tiny_model_dir: Path, make_adapter, tmp_path: Path
+) -> None:
+    """The bug: SIGTERM while `library import` of a PEFT folder wrote the packet's weights
+    left their temporary copy (`blobs/xx/.tmp-PID-...`, as large as the weights) in the
+    home until the next command opened the library."""
+    from fieldkit.store.identity import Identity
+    from tests.store.test_cli_library import write_peft_folder
+
+    Identity.load_or_create(home)  # its key is written (and fsynced) before the stall
+    folder = write_peft_folder(tmp_path / "peft", make_adapter(1))
+    questions = tmp_path / "questions.txt"
+    questions.write_text("\n".join(f"How do I service pump part {i}?" for i in range(12)))
+    status, err = interrupt(
+        "os:fsync",  # the weights are written, not yet synced and renamed into place
+        signal.SIGTERM,
+        ["--home", str(home.root), "--model", str(tiny_model_dir), "library", "import",
+         str(folder), "--name", "pumps", "--domain", "water", "--exemplars", str(questions)],
+    )  # fmt: skip
+    assert status == 1, err
+    assert "Traceback" not in err
+    assert [p for p in home.blobs_dir.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_terminated_tui_restores_the_terminal_and_exits_non_zero(
+    home: Home, make_packet, tiny_model_dir: Path
+) -> None:
+    """The bug: SIGTERM (or a SIGINT sent by `kill`) ended the TUI with exit status 0, as if
+    the user had quit, where every command exits 1 with "Aborted!"."""
+    from tests.tui.tmux_drive import Tmux, fieldkit_command
+
+    make_packet(home, name="pumps")
+    command = fieldkit_command(home.root, tiny_model_dir, "xterm-256color")
+    tmux = Tmux(f"{command}; echo exit status $?; sleep 60")  # says how fieldkit ended
+    try:
+        tmux.wait_for("the library", lambda s: "[F3 Library]" in s and "ready" in s)
+        shell = tmux._tmux("display-message", "-p", "-t", tmux.name, "#{pane_pid}").strip()
+        children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGTERM)
+        screen = tmux.wait_for("the app to exit", lambda s: "exit status" in s)
+        modes = tmux._tmux(
+            "display-message", "-p", "-t", tmux.name, "#{alternate_on} #{mouse_any_flag}"
+        ).split()
+    finally:
+        tmux.kill()
+    assert "exit status 1" in screen, screen
+    assert modes == ["0", "0"], screen  # the normal screen again, no mouse mode left on
+    assert "Aborted!" in screen
+    assert "Traceback" not in screen

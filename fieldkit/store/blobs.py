@@ -7,6 +7,7 @@ the row that points at it, and removed only by the transaction that removes its 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -50,11 +51,15 @@ class BlobStore:
             except OSError:
                 pass  # another disk, or gone: write a copy below
         tmp = path.parent / f".tmp-{os.getpid()}-{sha256[:16]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:  # also on Ctrl-C or SIGTERM: no temporary copy of the weights stays behind
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         fsync_dir(path.parent)
 
     def remove(self, sha256: str) -> None:

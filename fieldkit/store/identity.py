@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from fieldkit.errors import FieldkitError
 from fieldkit.formats import DEVICE_NAME_CHARS, is_device_name
 from fieldkit.home import Home
+from fieldkit.store.files import write_atomically
 
 KEY_FILE = "device.key"
 NAME_FILE = "device.json"
@@ -90,11 +91,10 @@ class Identity:
             raise FieldkitError(
                 f"A device name must be 1 to {DEVICE_NAME_CHARS} printable characters."
             )
-        path = self.home.keys_dir / NAME_FILE
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".name-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"name": name}))
-        os.replace(tmp, path)
+        text = json.dumps({"name": name})
+        write_atomically(
+            self.home.keys_dir / NAME_FILE, lambda out: out.write(text.encode()), "device name"
+        )
         return Identity(self.private_key, self.public_key, name, self.home)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from fieldkit.errors import LibraryError, PeerRefused
@@ -25,6 +26,7 @@ class PeerStore:
 
     db: Database
     _log: Callable[..., None]  # the event log's (SettingsStore)
+    write_lock: Callable[[], AbstractContextManager[None]]  # Library's one transaction
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         rows = list(self.db["peers"].rows_where("peer_id = ?", [peer_id]))
@@ -81,13 +83,20 @@ class PeerStore:
         me = getattr(self, "identity", None)
         if me is not None and peer_id == me.device_id:
             raise LibraryError(f"{peer_id} is this device; only another device can be {trust}.")
-        if self.get_peer(peer_id) is None:
-            self.db["peers"].insert(
-                {"peer_id": peer_id, "name": "", "public_key": None, "trust": trust, "address": ""}
-            )
-        else:
-            self.db["peers"].update(peer_id, {"trust": trust})
-        self._log("peer_trust", peer_id=peer_id, trust=trust)
+        with self.write_lock():  # the trust and its event together, or neither (Ctrl-C)
+            if self.get_peer(peer_id) is None:
+                self.db["peers"].insert(
+                    {
+                        "peer_id": peer_id,
+                        "name": "",
+                        "public_key": None,
+                        "trust": trust,
+                        "address": "",
+                    }
+                )
+            else:
+                self.db["peers"].update(peer_id, {"trust": trust})
+            self._log("peer_trust", peer_id=peer_id, trust=trust)
         peer = self.get_peer(peer_id)
         assert peer is not None
         return peer

@@ -5,6 +5,7 @@ The app is handed its Services; `make_app` is the one factory used by the CLI an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 from textual import work
@@ -119,5 +120,16 @@ def make_app(services: Services, radio: object = None, **options: object) -> Fie
 
 
 def run_app(services: Services, start_mode: str = "library") -> None:
-    """Run the TUI in the current terminal until the user quits."""
-    make_app(services, start_mode=start_mode).run()
+    """Run the TUI in the current terminal until the user quits.
+
+    Raises KeyboardInterrupt when SIGINT or SIGTERM ended it: textual then restores the
+    terminal and returns as if the user had quit, and the CLI would exit 0."""
+    app = make_app(services, start_mode=start_mode)
+
+    async def run() -> None:
+        await app.run_async()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # asyncio's SIGINT handler cancelled it
+            raise KeyboardInterrupt
+
+    asyncio.run(run())
