@@ -216,3 +216,23 @@ def test_a_terminated_tui_restores_the_terminal_and_exits_non_zero(
     assert modes == ["0", "0"], screen  # the normal screen again, no mouse mode left on
     assert "Aborted!" in screen
     assert "Traceback" not in screen
+
+
+def test_an_interrupted_fingerprint_cache_write_leaves_no_temporary_file(
+    home: Home, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The first look at a model writes its fingerprint cache into the model's folder; an
+    interrupt there left `.fieldkit-fingerprint.PID.tmp` beside the weights."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    for cache in model.glob(".fieldkit-fingerprint*"):
+        cache.unlink()
+    before = sorted(p.name for p in model.iterdir())
+    status, err = interrupt(
+        "os:replace",
+        signal.SIGTERM,
+        ["--home", str(home.root), "--model", str(model), "model", "info"],
+    )
+    assert status == 1, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in model.iterdir()) == before

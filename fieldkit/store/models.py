@@ -7,6 +7,7 @@ two, so the result is cached in the folder, keyed by each file's size and mtime.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import ModelError, PacketError
+from fieldkit.store.files import write_atomically
 from fieldkit.store.tensorfile import MAX_HEADER
 
 FINGERPRINT_CACHE = ".fieldkit-fingerprint.json"
@@ -131,12 +133,9 @@ def model_fingerprint(model_dir: Path) -> str:
         pass
     fingerprint = _compute_fingerprint(config, files)
     payload = {"version": _CACHE_VERSION, "files": key, "fingerprint": fingerprint}
-    tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, cache_path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    text = json.dumps(payload, indent=1).encode()
+    with contextlib.suppress(PacketError):  # a read-only model folder: no cache, no harm
+        write_atomically(cache_path, lambda out: out.write(text), "fingerprint cache")
     return fingerprint
 
 
