@@ -47,7 +47,11 @@ class ProgressLine:
 
 @click.command("train")
 @click.argument("data", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--name", required=True, help="Packet name.")
+@click.option(
+    "--name",
+    required=True,
+    help="Packet name (if another packet takes it while this one trains, this one is kept as NAME-2).",
+)
 @click.option("--domain", required=True, help="The field the packet knows (e.g. agronomy).")
 @click.option(
     "--iters",
@@ -219,9 +223,10 @@ def train_command(
         progress.close()
     from fieldkit.store.quantize import Compaction
 
-    record = svc.library.add_local(
+    record = _add_trained(
+        svc,
         Compaction(bits=None if bits == "16" else int(bits)).apply(result.adapter),
-        name=name,
+        name,
         domain=domain,
         description=description or f"{domain.replace('_', ' ')} facts from {data.name}",
         exemplars=questions,
@@ -255,3 +260,24 @@ def _starting_adapter(svc, value: str):  # noqa: ANN001, ANN202 - Services, Adap
             raise ModelError(f"{path.name} was made for another base model than the one in use.")
         return verify_weights(packet.manifest, packet.weights)
     return svc.checked_adapter(svc.library.get(value))
+
+
+def _add_trained(svc, adapter, name: str, **fields):  # noqa: ANN001, ANN202 - lazy types
+    """Add the trained packet as `name`, or, when a packet of that name entered the library
+    while it trained (an import, a sync), as the first free `name-2`, `name-3`... so the
+    training is never lost; return its record. Raises LibraryError for any other refusal."""
+    for candidate in [name, *(f"{name[:60]}-{n}" for n in range(2, 100))]:
+        try:
+            record = svc.library.add_local(adapter, name=candidate, **fields)
+        except LibraryError:
+            if not any(r.name == candidate for r in svc.library.list_packets()):
+                raise
+            continue
+        if candidate != name:
+            click.echo(
+                f"A packet named {name!r} entered the library while this one trained; "
+                f"it is kept as {candidate!r}.",
+                err=True,
+            )
+        return record
+    raise LibraryError(f"Every name from {name!r} to {name[:60]}-99 is taken in the library.")

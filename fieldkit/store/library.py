@@ -164,6 +164,8 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         try:
             return self.weights_path(record).read_bytes()
         except OSError as exc:
+            if not self.has(record.packet_id):  # removed by another process since it was read
+                raise LibraryError(f"{record.name!r} was removed from the library.") from exc
             raise LibraryError(
                 f"The weights of {record.name!r} are missing from the library "
                 "(`fieldkit library verify` sets the packet aside)."
@@ -231,7 +233,11 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         with self.write_lock():
             if self.has(pid):  # another process stored it meanwhile
                 return self.find(pid)  # type: ignore[return-value]
-            replaced = self._name_holder(manifest)
+            try:
+                replaced = self._name_holder(manifest)
+            except LibraryError:  # another process took the name meanwhile: keep no orphan
+                self._drop_blob_if_unused(sha)
+                raise
             if not self.blobs.path(sha).exists():  # a concurrent remove took the blob
                 self.blobs.write(sha, data)
             if replaced is not None:
