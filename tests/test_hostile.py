@@ -394,3 +394,14 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(make_home, make_pa
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 1, err
         assert err == b"", err
+
+
+def test_a_name_file_edited_by_hand_into_no_device_name_falls_back(make_home) -> None:
+    """Peers refuse a Hello whose name holds a control character, so a name file edited
+    into one must not cut this device off: the default name stands in."""
+    home = make_home("me")
+    Identity.load_or_create(home)
+    (home.keys_dir / "device.json").write_text(json.dumps({"name": "lab\x1b[2J"}))
+    identity = Identity.load_or_create(home)
+    assert "\x1b" not in identity.name
+    assert identity.name.endswith(f"-{identity.device_id[:4]}")

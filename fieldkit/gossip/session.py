@@ -104,7 +104,7 @@ class _Session:
         hello = Hello(
             PROTOCOL_VERSION,
             identity.device_id,
-            identity.name,
+            identity.current_name(),
             identity.public_key,
             mark_nonce(nonce, options.protocol_version),
             options.limits.max_chunk,

@@ -84,6 +84,11 @@ class Identity:
         )
         return cls(private, public, _read_name(home, public), home)
 
+    def current_name(self) -> str:
+        """Return the device's name as stored now: a long-running listener or agent
+        introduces itself by the name `fieldkit name` set since it started."""
+        return _read_name(self.home, self.public_key)
+
     def with_name(self, name: str) -> Identity:
         """Store a new human name for this device and return the updated identity."""
         name = name.strip()
@@ -140,9 +145,14 @@ def _create_private_key(path: Path, key: Ed25519PrivateKey) -> None:
 
 
 def _read_name(home: Home, public_key: bytes) -> str:
+    """Return the name `fieldkit name` stored, else (none, or one edited into something
+    that is not a device name) the host's name and the id's first characters."""
     path = home.keys_dir / NAME_FILE
     try:
-        return str(json.loads(path.read_text())["name"])
+        name = json.loads(path.read_text())["name"]
+        if isinstance(name, str) and is_device_name(name):
+            return name
     except (OSError, ValueError, KeyError, TypeError):
-        host = socket.gethostname().split(".")[0] or "device"
-        return f"{host}-{device_id_for(public_key)[:4]}"
+        pass
+    host = socket.gethostname().split(".")[0][:50] or "device"
+    return f"{host}-{device_id_for(public_key)[:4]}"

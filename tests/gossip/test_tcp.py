@@ -76,6 +76,18 @@ async def test_a_packet_that_failed_verification_is_not_offered(services, make_p
     assert [r.packet_id for r in b.library.list_packets()] == [good.packet_id]
 
 
+async def test_a_running_listener_introduces_itself_by_its_new_name(services):
+    a, b = services("a"), services("b")
+    listener = await start_listener(b, "127.0.0.1", 0, FAST)
+    try:
+        b.identity.with_name("clinic store laptop")  # `fieldkit name`, in another process
+        summary = await sync_with("127.0.0.1", listener.port, a, FAST)
+    finally:
+        await listener.close()
+    assert summary.peer_name == "clinic store laptop"
+    assert a.library.get_peer(b.identity.device_id).name == "clinic store laptop"
+
+
 async def test_multi_hop_over_tcp(services, make_packet):
     a, b, c = services("a"), services("b"), services("c")
     pa = make_packet(a.home, name="pumps")
