@@ -19,6 +19,7 @@ from fieldkit.errors import LibraryError
 from fieldkit.home import Home
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from tests.fixtures.processes import FIELDKIT
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_DATA = REPO / "assets" / "demo" / "solar_pumps" / "train.jsonl"
@@ -43,7 +44,7 @@ run()
 def fieldkit(*args: str) -> subprocess.CompletedProcess[str]:
     """Run `fieldkit ARGS` in a process of its own; return it finished."""
     return subprocess.run(
-        [sys.executable, "-c", "from fieldkit.cli import run; run()", *args],
+        [*FIELDKIT, *args],
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"),

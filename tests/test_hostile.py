@@ -33,6 +33,7 @@ from fieldkit.store.packet import (
 )
 from fieldkit.testing.memory_link import memory_pair
 from tests.fixtures.packets import TEST_BASE_FINGERPRINT, exemplars_for, random_adapter
+from tests.fixtures.processes import FIELDKIT
 from tests.gossip.helpers import Device
 
 
@@ -373,20 +374,12 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(make_home, make_pa
     """`fieldkit library show pumps | head -1`: the pipe closes under the command, which
     stops without "The system refused: Broken pipe." or a traceback."""
     import subprocess
-    import sys
 
     home = make_home("me")
     make_packet(home, name="pumps")
     for args in (["library", "show", "pumps"], ["library", "list", "--json"]):
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from fieldkit.cli import run; run()",
-                "--home",
-                str(home.root),
-                *args,
-            ],
+            [*FIELDKIT, "--home", str(home.root), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

@@ -23,6 +23,7 @@ from fieldkit.cli import main
 from fieldkit.home import Home
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from tests.fixtures.processes import FIELDKIT
 
 ROOT = Path(__file__).parents[2]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1")
@@ -81,14 +82,7 @@ def controllers() -> Iterator[tuple[int, int]]:
 
 def fieldkit(home: Home, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from fieldkit.cli import run; run()",
-            "--home",
-            str(home.root),
-            *args,
-        ],
+        [*FIELDKIT, "--home", str(home.root), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

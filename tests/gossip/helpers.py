@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from fieldkit.home import Home
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
 from fieldkit.testing.memory_link import Faults, MemoryStream, memory_pair
+from tests.fixtures.processes import FIELDKIT
 
 
 @dataclass
@@ -79,7 +79,7 @@ def start_listener_process(home: Path, *extra: str) -> tuple[subprocess.Popen, i
     """Run `fieldkit sync --listen --once --json` on 127.0.0.1 in a real process; return it
     and its port (`extra`: more `sync` options)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from fieldkit.cli import run; run()", "--home", str(home),
+        [*FIELDKIT, "--home", str(home),
          "sync", "--listen", "--port", "0", "--once", "--json", "--idle-timeout", "5", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
