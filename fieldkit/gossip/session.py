@@ -59,6 +59,8 @@ from fieldkit.store.library import Library
 
 __all__ = ["ProgressUpdate", "receive_policy", "run_session"]  # the names callers import here
 
+GONE = "the packet is no longer in the library"  # a wanted packet removed before it was sent
+
 
 async def run_session(
     stream: ByteStream,
@@ -328,7 +330,7 @@ class _Session:
     async def _serve(self, want: Want) -> None:
         record = self.library.find(want.packet_id)
         if record is None:
-            await self._send(Cancel(want.packet_id, "the packet is no longer in the library"))
+            await self._send(Cancel(want.packet_id, GONE))
             return
         report = PacketReport(record.packet_id, record.name, record.sha256, "sent", "pending")
         report.size = record.size
@@ -343,6 +345,10 @@ class _Session:
         try:
             data = self.library.read_weights(record)
         except FieldkitError as exc:
+            if not self.library.has(record.packet_id):  # removed meanwhile: no failure
+                self.summary.packets.remove(report)
+                await self._send(Cancel(record.packet_id, GONE))
+                return
             report.status, report.reason = "failed", str(exc)
             await self._send(Cancel(record.packet_id, "the packet's weights are unreadable"))
             return

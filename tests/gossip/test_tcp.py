@@ -88,6 +88,31 @@ async def test_a_running_listener_introduces_itself_by_its_new_name(services):
     assert a.library.get_peer(b.identity.device_id).name == "clinic store laptop"
 
 
+async def test_a_packet_removed_as_a_peer_asks_for_it_is_no_failure(
+    services, make_packet, monkeypatch
+):
+    a, b = services("a"), services("b")
+    make_packet(a.home, name="pumps")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    read_weights = a.library.read_weights
+
+    def removed_first(record):  # another terminal: `fieldkit library remove pumps`
+        other = Library.open(a.home)
+        other.remove("pumps")
+        other.close()
+        return read_weights(record)
+
+    monkeypatch.setattr(a.library, "read_weights", removed_first)
+    listener = await start_listener(a, "127.0.0.1", 0, FAST, once=True)
+    summary = await sync_with("127.0.0.1", listener.port, b, FAST)
+    await asyncio.wait_for(listener.wait(), 5)
+    (served,) = listener.summaries
+    assert served.ok, served.error
+    assert served.packets == []
+    assert summary.error is None
+    assert b.library.list_packets() == []
+
+
 async def test_multi_hop_over_tcp(services, make_packet):
     a, b, c = services("a"), services("b"), services("c")
     pa = make_packet(a.home, name="pumps")
