@@ -8,9 +8,7 @@ the same SQLite file, then lets the first go on and checks the outcome and the l
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,26 +17,9 @@ from fieldkit.errors import LibraryError
 from fieldkit.home import Home
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
-from tests.fixtures.processes import FIELDKIT
+from tests.fixtures.processes import ENV, FIELDKIT, REPO, held
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_DATA = REPO / "assets" / "demo" / "solar_pumps" / "train.jsonl"
-_HELD = """
-import sys
-import {module} as owner
-
-original = owner.{name}
-
-def held(*args, **kwargs):
-    print("stalled", flush=True)
-    sys.stdin.readline()
-    return original(*args, **kwargs)
-
-owner.{name} = held
-from fieldkit.cli import run
-sys.argv[0] = "fieldkit"
-run()
-"""
 
 
 def fieldkit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,30 +28,10 @@ def fieldkit(*args: str) -> subprocess.CompletedProcess[str]:
         [*FIELDKIT, *args],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"),
+        env=ENV,
         cwd=REPO,
         timeout=120,
     )
-
-
-def held(at: str, *args: str) -> subprocess.Popen[str]:
-    """Start `fieldkit ARGS`, held once it reaches `at` ("module:attribute") until a line
-    arrives on its stdin; return the process, already waiting there."""
-    module, name = at.split(":")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HELD.format(module=module, name=name), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"),
-        cwd=REPO,
-    )
-    line = proc.stdout.readline()
-    if line != "stalled\n":
-        proc.kill()
-        raise AssertionError(line + proc.stderr.read())
-    return proc
 
 
 def release(proc: subprocess.Popen[str]) -> tuple[int, str, str]:

@@ -1,7 +1,7 @@
 """Interruptions a technician causes: Ctrl-C (SIGINT) or SIGTERM part-way through a command.
 
 Each test runs fieldkit in a real process, holds it at a known point of its work (a stand-in
-for a slow disk: the function doing the work prints "stalled" and sleeps), sends the real
+for a slow disk: tests.fixtures.processes.held), sends the real
 signal and checks that the process ends with no traceback and nothing half-written.
 """
 
@@ -11,51 +11,26 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from fieldkit.home import Home
+from tests.fixtures.processes import held
 from tests.gossip.helpers import start_listener_process
 
-REPO = Path(__file__).resolve().parents[1]
 SIGNALS = pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
-_STALLED = """
-import sys, time
-import {module} as owner
-
-def stalled(*args, **kwargs):
-    {before}
-    print("stalled", flush=True)
-    time.sleep(60)
-
-owner.{name} = stalled
-from fieldkit.cli import run
-sys.argv[0] = "fieldkit"
-run()
-"""
 
 
 def interrupt(stall: str, signum: int, args: list[str], before: str = "pass") -> tuple[int, str]:
-    """Run `fieldkit ARGS` with `stall` ("module:function") stalling once reached, send
-    `signum` there; return (exit status, stderr)."""
-    module, name = stall.split(":")
-    code = _STALLED.format(module=module, name=name, before=before)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1"),
-        cwd=REPO,
-    )
+    """Run `fieldkit ARGS` held once it reaches `stall` ("module:function"), send `signum`
+    there; return (exit status, stderr). Its stdin stays open: the signal, not a line,
+    ends the wait."""
+    proc = held(stall, *args, before=before)
     try:
-        line = proc.stdout.readline()
-        assert line == "stalled\n", line + proc.stderr.read()
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        _, err = proc.communicate(timeout=10)
     finally:
         proc.kill()
     return proc.returncode, err
