@@ -17,7 +17,7 @@ from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import notes_count
 from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
-from fieldkit.store.usable import PacketState, packet_state
+from fieldkit.store.usable import PacketState, packet_state, shown_state
 
 NOTES_HELP = (
     "Carry these source notes inside the signed packet: .jsonl Q&A records, "
@@ -79,7 +79,7 @@ def list_command(as_json: bool) -> None:
     for row in rows:
         click.echo(
             f"{row['name'][:16]:<16} {row['domain'][:13]:<13} {format_size(row['size']):>9} "
-            f"{_state(row):<12} {row['notes'] or '-':>5} {row['source'][:8]:<8} "
+            f"{_state(row, base):<12} {row['notes'] or '-':>5} {row['source'][:8]:<8} "
             f"{row['author_name'][:11] if row['author_name'] else row['author'][:8]}"
         )
 
@@ -90,8 +90,8 @@ def list_command(as_json: bool) -> None:
 def show_command(name: str, as_json: bool) -> None:
     """Show one packet: manifest, exemplars, signature and base-model match."""
     svc = services()
-    record = svc.library.get(name)
-    data = packet_summary(record, svc.base_fingerprint, svc.library.blocked_authors())
+    record, base = svc.library.get(name), svc.base_fingerprint
+    data = packet_summary(record, base, svc.library.blocked_authors())
     data.update(
         description=record.description,
         exemplars=record.exemplars,
@@ -115,7 +115,7 @@ def show_command(name: str, as_json: bool) -> None:
             ("size", f"{format_size(data['size'])} ({data['size']} bytes)"),
             ("author", author),
             *((key, data[key]) for key in rest),
-            ("state", _state(data)),
+            ("state", _state(data, base)),
         ],
         14,
     )
@@ -339,13 +339,12 @@ def remove_command(name: str) -> None:
     click.echo(f"Removed {record.name!r}.")
 
 
-def _state(row: dict[str, Any]) -> str:
-    """The state column: upper case where the packet may not answer here (NO MODEL: none
-    is installed to answer with, as the Library screen says)."""
-    if row["state"] != PacketState.OK.value:
-        return row["state"].upper()
-    if row["base_match"] is None:
-        return "NO MODEL"
+def _state(row: dict[str, Any], base_fingerprint: str | None) -> str:
+    """The state column (store.usable.shown_state): upper case where the packet may not
+    answer here, as on the Library screen."""
+    shown = shown_state(PacketState(row["state"]), base_fingerprint)
+    if shown != PacketState.OK.value:
+        return shown.upper()
     return "merged" if row["merged"] else "verified"
 
 

@@ -33,7 +33,7 @@ def packet_state(
     """Return the state of a packet on this device.
 
     `base_fingerprint` None means the base model is not known here: such a packet counts as
-    made for it (routing needs no model; the Library screen says NO MODEL).
+    made for it (routing needs no model; `shown_state` says "no model").
     """
     if not getattr(record, "verified", False):
         return PacketState.UNVERIFIED
@@ -44,6 +44,18 @@ def packet_state(
     if record.base_fingerprint != base_fingerprint:
         return PacketState.FOREIGN_BASE
     return PacketState.OK
+
+
+NO_MODEL = "no model"  # shown, not a state: see shown_state
+
+
+def shown_state(state: PacketState, base_fingerprint: str | None) -> str:
+    """Return a packet's state as a person is shown it (`library list`, the Library screen):
+    the state's value, or NO_MODEL for a packet that passes the rule while no base model is
+    installed (it may be routed to, yet nothing can answer with it until one is)."""
+    if state is PacketState.OK and base_fingerprint is None:
+        return NO_MODEL
+    return state.value
 
 
 def usable_problem(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fieldkit.store.usable import PacketState, packet_state
+from fieldkit.store.usable import NO_MODEL, PacketState, packet_state, shown_state
 
 PEER_ID_LENGTH = 16  # a device id; other sources are words such as "local" or "demo"
 
@@ -51,7 +51,7 @@ def packet_status(
     here, and nothing is called foreign either.
     """
     state = packet_state(record, base_fingerprint, blocked_authors)
-    if state is PacketState.OK and base_fingerprint is None:
+    if shown_state(state, base_fingerprint) == NO_MODEL:
         return PacketStatus.NO_MODEL
     return {
         PacketState.OK: PacketStatus.VERIFIED,
