@@ -59,3 +59,9 @@ class Home:
                 "give --home a folder this user can write."
             ) from None
         return self
+
+    def writable(self) -> bool:
+        """True when this user may write the root and the library file (False on a
+        read-only medium or another user's folder: the reason a database will not open)."""
+        db = self.db_path
+        return os.access(self.root, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))

@@ -285,6 +285,45 @@ def test_a_home_path_that_cannot_work_is_a_fieldkit_error(tmp_path) -> None:
         Home(blocker / "home").ensure()
 
 
+def _read_only_mounts() -> bool:
+    """True where this process may bind-mount a folder read-only in a mount namespace of
+    its own (root on Linux with unshare): a real read-only medium, not a chmod root ignores."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _read_only_mounts(), reason="needs root and unshare for a read-only mount")
+def test_a_read_only_home_is_named_as_such_and_left_as_it_was(tmp_path) -> None:
+    import shlex
+    import subprocess
+
+    from tests.fixtures.processes import ENV
+
+    home = Home(tmp_path / "home")
+    Library.open(home.ensure(), identity=Identity.load_or_create(home)).close()
+    before = sorted((p.name, p.stat().st_size) for p in home.root.rglob("*"))
+    mount = tmp_path / "medium"
+    mount.mkdir()
+    command = " ".join(shlex.quote(a) for a in (*FIELDKIT, "--home", str(mount), "library", "list"))
+    script = (
+        f"mount --bind {shlex.quote(str(home.root))} {shlex.quote(str(mount))} && "
+        f"mount -o remount,ro,bind {shlex.quote(str(mount))} && {command}"
+    )
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=ENV
+    )
+    assert result.returncode == 1, result.stderr
+    assert "cannot write to it (a read-only medium" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert sorted((p.name, p.stat().st_size) for p in home.root.rglob("*")) == before
+
+
 def test_an_empty_home_or_model_is_refused_not_read_as_the_default(tmp_path) -> None:
     for option in ("--home", "--model"):
         result = CliRunner().invoke(main, [option, "", "id"])

@@ -74,6 +74,12 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             with lib.write_lock():
                 migrations.apply(db)
         except sqlite3.DatabaseError as exc:
+            if not home.writable():
+                raise LibraryError(
+                    f"The library at {home.db_path} cannot be opened: this user cannot write "
+                    "to it (a read-only medium or another user's folder), and fieldkit writes "
+                    "there even to read; give --home a folder this user can write."
+                ) from None
             raise LibraryError(f"The library at {home.db_path} cannot be opened ({exc}).") from exc
         lib.blobs.remove_stale_temp_files()
         return lib
