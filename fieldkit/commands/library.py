@@ -197,6 +197,12 @@ def import_command(
         f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}{with_notes}, "
         f"id {record.short_id})."
     )
+    if not svc.model_installed and not allow_foreign_base:
+        click.echo(
+            f"No base model is installed here, so the packet's base ({record.base_model_id}) is not "
+            "checked yet; it shows NO MODEL until one is installed (`fieldkit model install-default`).",
+            err=True,
+        )
 
 
 @library.command("export")

@@ -115,6 +115,25 @@ def test_import_export_import_round_trip(cli, tmp_path, make_adapter):
     assert _rows(b) == []
 
 
+def test_a_packet_imported_with_no_model_installed_says_its_base_is_not_checked(
+    cli, tmp_path, make_adapter
+):
+    folder = write_mlx_folder(tmp_path / "mlx", make_adapter(seed=1))
+    args = ("--name", "pumps", "--domain", "solar_pumps", "--exemplars", str(_exemplars(tmp_path)))
+    assert cli(tmp_path / "a", "library", "import", str(folder), *args).exit_code == 0
+    packet = tmp_path / "pumps.fkpkt"
+    assert cli(tmp_path / "a", "library", "export", "pumps", "-o", str(packet)).exit_code == 0
+    with_model = cli(tmp_path / "b", "library", "import", str(packet))
+    assert with_model.exit_code == 0, with_model.output
+    assert with_model.stderr == ""
+    no_model = ["--home", str(tmp_path / "c"), "--model", str(tmp_path / "none")]
+    result = CliRunner().invoke(main, [*no_model, "library", "import", str(packet)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Imported 'pumps'")
+    assert "No base model is installed here" in result.stderr
+    assert "NO MODEL" in CliRunner().invoke(main, [*no_model, "library", "list"]).stdout
+
+
 def test_peft_and_mlx_imports_give_the_same_delta(cli, tmp_path, make_adapter):
     adapter = make_adapter(seed=2)
     home = tmp_path / "h"
