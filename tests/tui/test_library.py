@@ -48,6 +48,28 @@ async def open_library(pilot) -> PacketTable:
     return table
 
 
+async def test_every_column_but_the_date_fits_80_columns(
+    make_services, make_packet, base_fp
+) -> None:
+    services = make_services("alice", seed=1)
+    make_packet(
+        services.home, name="grain-storage", domain="grain_storage", base_fingerprint=base_fp
+    )
+    peer = "x" * 16  # a sending peer's device id
+    services.library.db["packets"].update(
+        services.library.list_packets()[0].packet_id, {"source": peer}
+    )
+    app = make_app(services, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_library(pilot)
+        lines = [table.render_line(y).text for y in range(2)]
+        assert lines[0].split()[:6] == ["name", "state", "domain", "size", "author", "source"]
+        assert lines[1].split()[:4] == ["grain-storage", "ok", "verified", "grain_storage"]
+        source = lines[0].index("source")
+        assert lines[1][source:].split()[0] == peer[:8]
+        assert f"source     peer {peer[:8]}" in detail_text(app)
+
+
 async def test_states_and_detail_follow_the_cursor(stocked) -> None:
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -17,6 +17,20 @@ _STATUS_STYLE = {
 }
 
 
+# Every column but the date fits 80 terminal columns, padding included: the state's
+# longest label ("!! FOREIGN BASE"), a domain such as grain_storage, an author's and a
+# sending peer's short id (the detail pane says "peer" before it).
+COLUMNS = (
+    ("name", 14),
+    ("state", 15),
+    ("domain", 13),
+    ("size", 8),
+    ("author", 8),
+    ("source", 8),
+    ("received", 16),
+)
+
+
 def status_text(status: PacketStatus) -> Text:
     """Return the status as styled text; the words alone already tell good from bad."""
     return Text(status.label, style=_STATUS_STYLE[status])
@@ -41,15 +55,7 @@ class PacketTable(DataTable[object]):
         self.rows_by_key: dict[str, PacketRow] = {}
 
     def on_mount(self) -> None:
-        for label, width in (
-            ("name", 14),
-            ("state", 15),
-            ("domain", 9),
-            ("size", 8),
-            ("author", 9),
-            ("source", 13),
-            ("received", 16),
-        ):
+        for label, width in COLUMNS:
             self.add_column(label, width=width, key=label)
 
     def show(self, rows: list[PacketRow]) -> None:
@@ -64,7 +70,7 @@ class PacketTable(DataTable[object]):
                 row.domain,
                 row.size,
                 row.author,
-                row.source,
+                row.source.removeprefix("peer "),
                 row.received,
                 key=row.packet_id,
             )
