@@ -117,6 +117,7 @@ def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
     from fieldkit.services import Services
 
     ctx.obj = Services.build(home=home, model_path=model_path)
+    ctx.obj.notice = lambda text: click.echo(f"fieldkit: {text}", err=True)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
         tui = importlib.import_module("fieldkit.tui.app")

@@ -7,6 +7,7 @@ Heavy parts (engine, router) are built on first use, so light commands stay ligh
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,8 @@ class Services:
 
     home: Home
     model_override: Path | None = None
+    # Told, in one sentence, why closing waits (a model still loading): see Engine.close.
+    notice: Callable[[str], None] | None = field(default=None, repr=False)
     _closers: list[Any] = field(default_factory=list, repr=False)
     _model_choice: str | None = field(default=None, repr=False)
     _choice_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -135,7 +138,7 @@ class Services:
         from fieldkit.engine.engine import Engine
 
         eng = Engine(self.model_dir)
-        self._closers.append(eng.close)
+        self._closers.append(lambda: eng.close(self.notice))
         return eng
 
     @cached_property

@@ -211,3 +211,34 @@ def test_an_interrupted_fingerprint_cache_write_leaves_no_temporary_file(
     assert status == 1, err
     assert "Traceback" not in err
     assert sorted(p.name for p in model.iterdir()) == before
+
+
+def test_stopped_while_the_model_loads_it_says_why_it_waits(
+    home: Home, tiny_model_dir: Path
+) -> None:
+    """MLX must end a load under way before the process may exit (mlx_backend.release_thread),
+    so a stop during the load waits for it: the person is told so instead of a silent pause."""
+    import threading
+
+    proc = held(
+        "fieldkit.engine.mlx_backend:MlxRuntime",
+        "--home", str(home.root), "--model", str(tiny_model_dir), "ask", "--base", "Pump?",
+    )  # fmt: skip
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        proc.send_signal(signal.SIGTERM)
+        lines = []
+        while not lines or "Stopping once" not in lines[-1]:
+            line = proc.stderr.readline()
+            assert line, f"it ended without the notice: {lines}"
+            lines.append(line)
+        proc.stdin.write("\n")  # the load goes on, and ends
+        proc.stdin.flush()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    assert lines[-1] == "fieldkit: Stopping once the model has finished loading.\n"
+    assert proc.returncode == 1
+    assert err.strip().splitlines() == ["Aborted!"]

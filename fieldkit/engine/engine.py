@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
@@ -107,6 +108,20 @@ class Engine:
         self._call(self._runtime_or_load)
         return info
 
+    def load_unless(self, cancelled: Callable[[], bool], poll_s: float = 0.1) -> bool:
+        """Load as `load` does, but stop waiting (the load goes on) once `cancelled()` is
+        true; return whether the model is loaded. For a caller whose wait would hold up
+        its own exit (the TUI quit while the model loads: see `close`)."""
+        self.info()
+        future = self._submit(self._runtime_or_load)
+        while True:
+            try:
+                future.result(timeout=poll_s)
+                return True
+            except FutureTimeout:
+                if cancelled():
+                    return False
+
     @property
     def loaded(self) -> bool:
         return self._runtime is not None
@@ -188,15 +203,20 @@ class Engine:
     def cached_bytes(self) -> int:
         return self._cache.total_bytes
 
-    def close(self) -> None:
-        """Cancel running generations, free the model, stop the MLX thread (idempotent)."""
+    def close(self, slow: Callable[[str], None] | None = None) -> None:
+        """Cancel running generations, free the model, stop the MLX thread (idempotent).
+
+        The MLX thread must end its call under way (a load cannot be cut short) before the
+        process may exit; when that takes a while, `slow` is told why, in one sentence."""
         for event in list(self._live):
             event.set()
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.submit(self._unload)
-            executor.shutdown(wait=True)
+            what = "loading" if self._runtime is None else "its step under way"
+            notice = f"Stopping once the model has finished {what}."
+            executor.shutdown(wait=True, slow=(lambda: slow(notice)) if slow else None)
 
     def __enter__(self) -> Engine:
         return self

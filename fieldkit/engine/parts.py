@@ -102,6 +102,9 @@ def as_messages(prompt: Prompt) -> list[dict[str, str]]:
     return messages
 
 
+SLOW_SHUTDOWN_S = 0.5
+
+
 class MlxWorker:
     """One daemon thread running submitted calls in order.
 
@@ -122,10 +125,15 @@ class MlxWorker:
         self._jobs.put((future, fn, args))
         return future
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True, slow: Callable[[], None] | None = None) -> None:
+        """End the thread after the calls already submitted; with `wait`, join it, calling
+        `slow()` once if that takes over SLOW_SHUTDOWN_S (a model still loading)."""
         self._jobs.put(None)
         if wait and threading.current_thread() is not self._thread:
-            self._thread.join()
+            self._thread.join(SLOW_SHUTDOWN_S if slow else None)
+            if self._thread.is_alive() and slow is not None:
+                slow()
+                self._thread.join()
 
     def _run(self) -> None:
         try:

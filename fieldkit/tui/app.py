@@ -13,7 +13,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from fieldkit.errors import FieldkitError
 from fieldkit.services import Services
@@ -69,14 +69,16 @@ class FieldkitApp(App[None]):
     def load_model(self) -> None:
         """Load the base model on the engine's thread; the state line follows along."""
         self.call_from_thread(setattr, self, "model_state", "loading...")
+        worker = get_current_worker()  # cancelled when the app quits: stop waiting then
         try:
-            state = self.backend.load_model()
+            state = self.backend.load_model(lambda: worker.is_cancelled)
         except Exception as exc:
             missing = not self.backend.model_installed()
             failed = "not installed" if missing else "failed to load (see the notice)"
             self.call_from_thread(setattr, self, "model_state", failed)
             raise exc
-        self.call_from_thread(setattr, self, "model_state", state)
+        if state is not None:  # None: the app quit while the model loaded
+            self.call_from_thread(setattr, self, "model_state", state)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Turn any failed worker into a notification; the app keeps running."""

@@ -116,15 +116,16 @@ class TuiBackend(SyncBackend):
         with self._lock:  # hashing the model once, whichever worker asks first
             return self.services.base_fingerprint
 
-    def load_model(self) -> str:
-        """Load the base model on the engine's thread; return a one-line description.
+    def load_model(self, cancelled: Callable[[], bool] = lambda: False) -> str | None:
+        """Load the base model on the engine's thread; return a one-line description, or
+        None when `cancelled()` became true first (the load goes on, unwaited).
 
         Raises ModelError when the model folder is missing or broken.
         """
         model_dir = self.services.model_dir
         self.services.require_model()
-        engine = self.services.engine
-        engine.load()
+        if not self.services.engine.load_unless(cancelled):
+            return None
         return f"{model_dir.name} ready"
 
     # -- library ----------------------------------------------------------------------

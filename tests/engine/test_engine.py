@@ -44,6 +44,34 @@ def test_load_is_idempotent_and_describes_the_model(engine: Engine, tiny_model_d
     assert info.fingerprint == model_fingerprint(tiny_model_dir)
 
 
+def test_a_caller_can_stop_waiting_for_a_load_that_goes_on(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_unless gives up the wait, not the load: the TUI quits at once, and closing then
+    waits for the load with one sentence saying so (Engine.close)."""
+    from fieldkit.engine import mlx_backend
+
+    release, started = threading.Event(), threading.Event()
+    real = mlx_backend.MlxRuntime
+
+    def slow_disk(*args, **kwargs):  # the load held at its start, as on a slow disk
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlx_backend, "MlxRuntime", slow_disk)
+    eng = Engine(tiny_model_dir)
+    assert eng.load_unless(started.is_set) is False
+    assert not eng.loaded
+    told: list[str] = []
+    threading.Timer(1.0, release.set).start()
+    eng.close(told.append)
+    assert told == ["Stopping once the model has finished loading."]
+    assert eng.load_unless(lambda: False) is True  # a new MLX thread loads it again
+    eng.close(told.append)
+    assert len(told) == 1  # nothing under way: closed at once, with nothing to say
+
+
 def test_mlx_work_stays_on_the_engine_thread(engine: Engine) -> None:
     engine.answer(QUESTION, max_tokens=2)
     assert engine._mlx_thread not in (0, threading.get_ident())
