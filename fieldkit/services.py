@@ -59,6 +59,12 @@ class Services:
         chosen with `fieldkit model use`, else the embedded default, in the home."""
         if self.model_override:
             return self.model_override
+        return self.home.models_dir / self.chosen_model
+
+    @property
+    def chosen_model(self) -> str:
+        """The name of the model this home uses (`fieldkit model use`, else the embedded
+        default), whatever --model says for this one command."""
         with self._choice_lock:
             if self._model_choice is None:  # read once, on a connection of the caller's own:
                 library = self.open_library()  # a worker thread (the TUI loads the model
@@ -67,7 +73,7 @@ class Services:
                 finally:
                     library.close()
                 self._model_choice = chosen or DEFAULT_MODEL_DIRNAME
-        return self.home.models_dir / self._model_choice
+            return self._model_choice
 
     def use_model(self, name: str) -> None:
         """Make the installed model `name` the one this home uses (remembered)."""

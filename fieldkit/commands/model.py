@@ -1,5 +1,5 @@
 """`fieldkit model`: install base models (the embedded default or your own), choose the
-one in use, and describe it."""
+one in use, describe it, and remove the others."""
 
 from __future__ import annotations
 
@@ -86,15 +86,47 @@ def install_command(services: Services, path: Path, name: str | None, dtype: str
 def use_command(services: Services, name: str) -> None:
     """Make the installed model NAME the one this home uses (remembered; --model and
     $FIELDKIT_MODEL still win for one command)."""
-    from fieldkit.engine.convert import is_installed
-    from fieldkit.errors import ModelError
-
-    folder = services.home.models_dir / name
-    if "/" in name or name.startswith(".") or not is_installed(folder):
-        known = ", ".join(_installed(services)) or "none yet"
-        raise ModelError(f"No model named {name!r} is installed (installed: {known}).")
+    _installed_folder(services, name)
     services.use_model(name)
     click.echo(f"This home now uses {name}.")
+
+
+@model.command("remove")
+@click.argument("name", shell_complete=installed_models)
+@click.pass_obj
+def remove_command(services: Services, name: str) -> None:
+    """Remove the installed model NAME from this home, to free its disk space. The model
+    this home uses is refused: choose another first with `fieldkit model use`. Packets made
+    for NAME stay in the library; they answer again once it is installed again."""
+    from fieldkit.engine.convert import remove_model
+    from fieldkit.errors import ModelError
+    from fieldkit.store.models import model_fingerprint, weight_files
+
+    folder = _installed_folder(services, name)
+    others = [n for n in _installed(services) if n != name]
+    if name == services.chosen_model:
+        hint = (
+            f"choose another first (`fieldkit model use {others[0]}`)"
+            if others
+            else "install another first (`fieldkit model install PATH`) and choose it"
+        )
+        raise ModelError(f"{name} is the model this home uses; {hint}, then remove it.")
+    fingerprint = model_fingerprint(folder)
+    size = sum(f.stat().st_size for f in weight_files(folder))
+    kept = {model_fingerprint(services.home.models_dir / n) for n in others}
+    made_for = sorted(
+        r.name
+        for r in services.library.list_packets()
+        if r.base_fingerprint == fingerprint and fingerprint not in kept
+    )
+    remove_model(folder)
+    click.echo(f"Removed {name} ({format_size(size)} of weights).")
+    if made_for:
+        shown = ", ".join(made_for[:5]) + (", ..." if len(made_for) > 5 else "")
+        click.echo(
+            f"{len(made_for)} packet(s) here were made for it ({shown}): they stay in the "
+            "library and answer again once it is installed again."
+        )
 
 
 @model.command("list")
@@ -108,6 +140,18 @@ def list_command(services: Services) -> None:
     for name in names:
         mark = "*" if services.home.models_dir / name == current else " "
         click.echo(f"{mark} {name}")
+
+
+def _installed_folder(services: Services, name: str) -> Path:
+    """Return the folder of the installed model NAME; ModelError naming those installed."""
+    from fieldkit.engine.convert import is_installed
+    from fieldkit.errors import ModelError
+
+    folder = services.home.models_dir / name
+    if "/" in name or name.startswith(".") or not is_installed(folder):
+        known = ", ".join(_installed(services)) or "none yet"
+        raise ModelError(f"No model named {name!r} is installed (installed: {known}).")
+    return folder
 
 
 def _installed(services: Services) -> list[str]:

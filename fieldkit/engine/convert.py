@@ -268,12 +268,8 @@ def _staged(target: Path, progress: Progress) -> Iterator[Path]:
     name holds this process's id: one left by a process that died (a power cut, SIGKILL)
     is removed by the next install of the same name."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.*"):
-        pid = stale.name[len(target.name) + 2 :].split(".")[0]
-        if stale.is_dir() and pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    prefix = f".{target.name}.{os.getpid()}."
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    _remove_stale(target)
+    work = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
     try:
         built = work / "model"
         yield built
@@ -282,6 +278,29 @@ def _staged(target: Path, progress: Progress) -> Iterator[Path]:
         os.replace(built, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _staging_prefix(target: Path) -> str:
+    """The name that begins a temporary folder beside `target`, this process's id in it."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove the temporary folders beside `target` that processes now dead left behind."""
+    for stale in target.parent.glob(f".{target.name}.*.*"):
+        pid = stale.name[len(target.name) + 2 :].split(".")[0]
+        if stale.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def remove_model(target: Path) -> None:
+    """Remove an installed model folder: gone at once from every listing, then deleted. It
+    is renamed to a temporary name first, so an interrupted removal leaves no half model
+    that looks installed (the next install or removal of that name deletes what is left)."""
+    _remove_stale(target)
+    doomed = target.parent / f"{_staging_prefix(target)}removed"
+    os.replace(target, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def install_default(models_dir: Path, progress: Progress = lambda _: None) -> tuple[Path, bool]:

@@ -55,6 +55,41 @@ def test_an_installed_model_is_chosen_remembered_and_overridden(
     assert "No model named 'nope' is installed (installed: tiny)" in unknown.output
 
 
+def test_a_model_not_in_use_is_removed_whole_and_its_packets_stay(
+    home: Home, tiny_model_dir: Path, tmp_path: Path, make_packet
+) -> None:
+    import shutil
+
+    other = tmp_path / "other"  # the same model with other weights' fingerprint
+    shutil.copytree(tiny_model_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 2e-5}))
+    for name, source in (("tiny", tiny_model_dir), ("spare", other)):
+        assert fieldkit(home, "model", "install", str(source), "--name", name).exit_code == 0
+    assert fieldkit(home, "model", "use", "spare").exit_code == 0
+    make_packet(home, name="pumps", base_fingerprint=model_fingerprint(home.models_dir / "spare"))
+    refused = fieldkit(home, "model", "remove", "spare")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        "fieldkit: spare is the model this home uses; choose another first "
+        "(`fieldkit model use tiny`), then remove it.\n"
+    )
+    assert fieldkit(home, "model", "use", "tiny").exit_code == 0
+    removed = fieldkit(home, "model", "remove", "spare")
+    assert removed.exit_code == 0, removed.output
+    assert removed.stdout.startswith("Removed spare (")
+    assert "1 packet(s) here were made for it (pumps)" in removed.stdout
+    assert sorted(p.name for p in home.models_dir.iterdir()) == ["tiny"]
+    assert fieldkit(home, "model", "list").stdout == "* tiny\n"
+    assert "pumps" in fieldkit(home, "library", "list").stdout
+    last = fieldkit(home, "model", "remove", "tiny")
+    assert last.exit_code == 1
+    assert "install another first" in last.stderr
+    gone = fieldkit(home, "model", "remove", "spare")
+    assert gone.exit_code == 1
+    assert "No model named 'spare' is installed (installed: tiny)" in gone.stderr
+
+
 def test_a_hugging_face_folder_is_converted_and_foreign_packets_stay_refused(
     home: Home, tiny_model_dir: Path, tmp_path: Path, make_adapter: Callable[..., Adapter]
 ) -> None:
