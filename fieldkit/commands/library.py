@@ -125,7 +125,7 @@ def show_command(name: str, as_json: bool) -> None:
 
 
 @library.command("import")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--name", help="Packet name (adapter folders).")
 @click.option("--domain", help="Domain (adapter folders).")
 @click.option("--description", help="One-sentence description (adapter folders).")
@@ -146,7 +146,7 @@ def show_command(name: str, as_json: bool) -> None:
     help=NOTES_HELP + " A packet file is then signed again by this device, same weights.",
 )
 def import_command(
-    path: Path,
+    paths: tuple[Path, ...],
     name: str | None,
     domain: str | None,
     description: str | None,
@@ -154,19 +154,59 @@ def import_command(
     allow_foreign_base: bool,
     notes_file: Path | None,
 ) -> None:
-    """Import a packet file, or an mlx-lm / PEFT adapter folder (signed by this device).
+    """Import packet files, or an mlx-lm / PEFT adapter folder (signed by this device).
 
-    PATH is a packet file (from `library export`), or an adapter folder as
-    `mlx_lm lora` writes it (adapters.safetensors + adapter_config.json) or as PEFT's
-    save_pretrained writes it (adapter_model.safetensors + adapter_config.json), for the
-    base model in use. A folder needs --name, --domain and --exemplars, or a packet.json
-    beside the adapter with name, domain, description and exemplars. LoRA only: DoRA,
-    trained biases, saved modules and initialisations that change the base model (PiSSA,
-    OLoRA, CorDA, LoftQ) are refused with the reason."""
+    Each PATH is a packet file (from `library export`; several at once, as in `library
+    import /media/usb/*.fkpkt`: a bad one is reported and the others still come in), or
+    an adapter folder as `mlx_lm lora` writes it (adapters.safetensors +
+    adapter_config.json) or as PEFT's save_pretrained writes it (adapter_model.safetensors
+    + adapter_config.json), for the base model in use. A folder needs --name, --domain and
+    --exemplars, or a packet.json beside the adapter with name, domain, description and
+    exemplars. LoRA only: DoRA, trained biases, saved modules and initialisations that
+    change the base model (PiSSA, OLoRA, CorDA, LoftQ) are refused with the reason."""
+    from fieldkit.errors import FieldkitError
     from fieldkit.store.notes import read_notes_file
 
+    one = (name, domain, description, exemplars_file, notes_file)
+    if len(paths) > 1 and any(option is not None for option in one):
+        raise click.UsageError(
+            "--name, --domain, --description, --exemplars and --notes describe one packet: "
+            "give them with one PATH."
+        )
     notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
+    failed = 0
+    for path in paths:
+        try:
+            _import_one(
+                svc, path, name, domain, description, exemplars_file, notes, allow_foreign_base
+            )
+        except FieldkitError as exc:
+            if len(paths) == 1:
+                raise
+            failed += 1
+            click.echo(f"fieldkit: {path}: {exc}", err=True)
+    if failed < len(paths) and not svc.model_installed and not allow_foreign_base:
+        click.echo(
+            "No base model is installed here, so a packet's base model is not checked yet; "
+            "it shows NO MODEL until one is installed (`fieldkit model install-default`).",
+            err=True,
+        )
+    if failed:
+        raise PacketError(f"{failed} of {len(paths)} were not imported (see above).")
+
+
+def _import_one(
+    svc: Any,
+    path: Path,
+    name: str | None,
+    domain: str | None,
+    description: str | None,
+    exemplars_file: Path | None,
+    notes: Any,
+    allow_foreign_base: bool,
+) -> None:
+    """Import one packet file or adapter folder, and say what came in."""
     if path.is_dir():
         record = packet_io.import_folder(
             svc, path, name, domain, description, exemplars_file, notes
@@ -197,12 +237,6 @@ def import_command(
         f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}{with_notes}, "
         f"id {record.short_id})."
     )
-    if not svc.model_installed and not allow_foreign_base:
-        click.echo(
-            f"No base model is installed here, so the packet's base ({record.base_model_id}) is not "
-            "checked yet; it shows NO MODEL until one is installed (`fieldkit model install-default`).",
-            err=True,
-        )
 
 
 @library.command("export")

@@ -134,6 +134,36 @@ def test_a_packet_imported_with_no_model_installed_says_its_base_is_not_checked(
     assert "NO MODEL" in CliRunner().invoke(main, [*no_model, "library", "list"]).stdout
 
 
+def test_several_packet_files_import_at_once_and_a_bad_one_stops_none_of_the_others(
+    cli, tmp_path, make_adapter
+):
+    files = []
+    for seed, name in ((1, "pumps"), (2, "wells")):
+        folder = write_mlx_folder(tmp_path / name, make_adapter(seed=seed))
+        args = ("--name", name, "--domain", "water", "--exemplars", str(_exemplars(tmp_path)))
+        assert cli(tmp_path / "a", "library", "import", str(folder), *args).exit_code == 0
+        files.append(tmp_path / f"{name}.fkpkt")
+        assert cli(tmp_path / "a", "library", "export", name, "-o", str(files[-1])).exit_code == 0
+    bad = tmp_path / "bad.fkpkt"
+    bad.write_bytes(files[0].read_bytes()[:-10])
+    result = cli(tmp_path / "b", "library", "import", str(files[0]), str(bad), str(files[1]))
+    assert result.exit_code == 1
+    assert [line.split(" (")[0] for line in result.stdout.splitlines()] == [
+        "Imported 'pumps'",
+        "Imported 'wells'",
+    ]
+    assert result.stderr.splitlines()[0].startswith(f"fieldkit: {bad}: ")
+    assert result.stderr.splitlines()[-1] == "fieldkit: 1 of 3 were not imported (see above)."
+    assert sorted(name for name, _ in _rows(tmp_path / "b")) == ["pumps", "wells"]
+    again = cli(tmp_path / "b", "library", "import", *map(str, files))
+    assert again.exit_code == 0
+    assert again.stdout.count("is already in the library") == 2
+    one_name = cli(tmp_path / "c", "library", "import", *map(str, files), "--name", "x")
+    assert one_name.exit_code == 2
+    assert "give them with one PATH" in one_name.output
+    assert not (tmp_path / "c" / "library.db").exists()
+
+
 def test_peft_and_mlx_imports_give_the_same_delta(cli, tmp_path, make_adapter):
     adapter = make_adapter(seed=2)
     home = tmp_path / "h"
