@@ -240,13 +240,14 @@ def _import_one(
 
 
 @library.command("export")
-@click.argument("name", shell_complete=packet_names)
+@click.argument("names", nargs=-1, shell_complete=packet_names)
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
     required=True,
-    help="The file to write (packet), or a new folder (mlx-lm, peft).",
+    help="The file to write (packet), or a new folder (mlx-lm, peft); for several packets "
+    "or --all, the folder their NAME.fkpkt files go in (made if need be).",
 )
 @click.option(
     "--format",
@@ -257,20 +258,52 @@ def _import_one(
     help="packet: one signed file for another fieldkit device (a USB stick); mlx-lm: a "
     "folder for `mlx_lm.generate --adapter-path`; peft: a folder for PeftModel.from_pretrained.",
 )
-@click.option("--force", is_flag=True, help="Replace the packet file if it exists.")
-def export_command(name: str, output: Path, fmt: str, force: bool) -> None:
-    """Write a packet to one file, or its adapter to a folder mlx-lm or PEFT loads.
+@click.option("--all", "every", is_flag=True, help="Every packet in the library.")
+@click.option("--force", is_flag=True, help="Replace packet files that exist.")
+def export_command(
+    names: tuple[str, ...], output: Path, fmt: str, every: bool, force: bool
+) -> None:
+    """Write a packet to one file (NAME.fkpkt in -o if it is a folder), or its adapter to a
+    folder mlx-lm or PEFT loads; or several packets (NAMES, or --all) to a folder, one
+    NAME.fkpkt file each.
 
-    A damaged packet is not exported: its weights are checked as `library verify` does."""
+    A damaged packet is not exported: its weights are checked as `library verify` does.
+    Among several, it is reported and the others are still written."""
+    if every == bool(names):
+        raise click.UsageError("Give the packets' NAMES, or --all, not both.")
+    svc = services()
+    if fmt != "packet":  # the adapter is read with its weights checked (load_adapter)
+        if every or len(names) > 1:
+            raise click.UsageError("mlx-lm and peft folders are written one packet at a time.")
+        packet_io.export_folder(svc, svc.library.get(names[0]), output, fmt)
+        return
+    if not every and len(names) == 1:
+        record = svc.library.get(names[0])
+        into = output / f"{record.name}.fkpkt" if output.is_dir() else output
+        _export_one(svc, record.packet_id, into, force)
+        return
+    from fieldkit.errors import FieldkitError
+
+    if output.exists() and not output.is_dir():
+        raise PacketError(f"{output} is a file; several packets are written to a folder.")
+    records = svc.library.list_packets() if every else [svc.library.get(n) for n in names]
+    output.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for record in records:
+        try:
+            _export_one(svc, record.packet_id, output / f"{record.name}.fkpkt", force)
+        except FieldkitError as exc:
+            failed += 1
+            click.echo(f"fieldkit: {record.name}: {exc}", err=True)
+    if failed:
+        raise PacketError(f"{failed} of {len(records)} were not exported (see above).")
+
+
+def _export_one(svc: Any, name: str, output: Path, force: bool) -> None:
+    """Write one packet (by name or id) to the file `output`, checked first; say so."""
     from fieldkit.store.files import write_atomically
     from fieldkit.store.packet import write_packet_file
 
-    svc = services()
-    if fmt != "packet":  # the adapter is read with its weights checked (load_adapter)
-        packet_io.export_folder(svc, svc.library.get(name), output, fmt)
-        return
-    if output.is_dir():
-        raise PacketError(f"{output} is a folder; a packet is written to a file.")
     if output.is_file() and not force:
         raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
     record, weights = svc.library.checked_weights(name)

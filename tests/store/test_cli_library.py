@@ -164,6 +164,41 @@ def test_several_packet_files_import_at_once_and_a_bad_one_stops_none_of_the_oth
     assert not (tmp_path / "c" / "library.db").exists()
 
 
+def test_several_packets_export_to_a_folder_and_a_damaged_one_stops_none_of_the_others(
+    cli, tmp_path, make_adapter
+):
+    from fieldkit.home import Home
+    from fieldkit.store.library import Library
+
+    home = tmp_path / "a"
+    for seed, name in ((1, "pumps"), (2, "wells"), (3, "tanks")):
+        folder = write_mlx_folder(tmp_path / name, make_adapter(seed=seed))
+        args = ("--name", name, "--domain", "water", "--exemplars", str(_exemplars(tmp_path)))
+        assert cli(home, "library", "import", str(folder), *args).exit_code == 0
+    library = Library.open(Home(home))
+    blob = library.weights_path(library.get("tanks"))
+    library.close()
+    blob.write_bytes(blob.read_bytes()[:-1] + b"\x00")
+    usb = tmp_path / "usb" / "packets"
+    result = cli(home, "library", "export", "--all", "-o", str(usb))
+    assert result.exit_code == 1
+    assert sorted(p.name for p in usb.iterdir()) == ["pumps.fkpkt", "wells.fkpkt"]
+    assert result.stderr.splitlines()[0].startswith("fieldkit: tanks: ")
+    assert result.stderr.splitlines()[-1] == "fieldkit: 1 of 3 were not exported (see above)."
+    imported = cli(tmp_path / "b", "library", "import", *map(str, sorted(usb.iterdir())))
+    assert imported.exit_code == 0, imported.output
+    again = cli(home, "library", "export", "pumps", "wells", "-o", str(usb))
+    assert again.exit_code == 1
+    assert again.stderr.count("already exists") == 2
+    one = cli(home, "library", "export", "pumps", "-o", str(usb), "--force")  # into the folder
+    assert one.exit_code == 0
+    assert one.stdout.startswith(f"Exported 'pumps' to {usb / 'pumps.fkpkt'} (")
+    for args in (("pumps", "--all"), (), ("pumps", "wells", "--format", "peft")):
+        refused = cli(home, "library", "export", *args, "-o", str(tmp_path / "x"))
+        assert refused.exit_code == 2, refused.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_peft_and_mlx_imports_give_the_same_delta(cli, tmp_path, make_adapter):
     adapter = make_adapter(seed=2)
     home = tmp_path / "h"
