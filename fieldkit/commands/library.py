@@ -178,7 +178,7 @@ def import_command(
     failed = 0
     for path in paths:
         try:
-            _import_one(
+            packet_io.import_one(
                 svc, path, name, domain, description, exemplars_file, notes, allow_foreign_base
             )
         except FieldkitError as exc:
@@ -194,49 +194,6 @@ def import_command(
         )
     if failed:
         raise PacketError(f"{failed} of {len(paths)} were not imported (see above).")
-
-
-def _import_one(
-    svc: Any,
-    path: Path,
-    name: str | None,
-    domain: str | None,
-    description: str | None,
-    exemplars_file: Path | None,
-    notes: Any,
-    allow_foreign_base: bool,
-) -> None:
-    """Import one packet file or adapter folder, and say what came in."""
-    if path.is_dir():
-        record = packet_io.import_folder(
-            svc, path, name, domain, description, exemplars_file, notes
-        )
-    else:
-        from fieldkit.store.packet import read_packet_file
-
-        packet = read_packet_file(path)
-        expected = None if allow_foreign_base else svc.base_fingerprint
-        if notes is not None:
-            record = packet_io.resign_with_notes(
-                svc, packet, notes, expected, name, domain, description, exemplars_file
-            )
-        elif svc.library.has(packet_io.packet_id(packet.manifest)):
-            click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
-            return
-        else:
-            record = svc.library.add(
-                packet.manifest,
-                packet.signature,
-                packet.weights,
-                source="file",
-                expected_base=expected,
-            )
-    carried = notes_count(record.manifest)
-    with_notes = f", {carried} notes" if carried else ""
-    click.echo(
-        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}{with_notes}, "
-        f"id {record.short_id})."
-    )
 
 
 @library.command("export")
@@ -280,7 +237,7 @@ def export_command(
     if not every and len(names) == 1:
         record = svc.library.get(names[0])
         into = output / f"{record.name}.fkpkt" if output.is_dir() else output
-        _export_one(svc, record.packet_id, into, force)
+        packet_io.export_one(svc, record.packet_id, into, force)
         return
     from fieldkit.errors import FieldkitError
 
@@ -291,28 +248,12 @@ def export_command(
     failed = 0
     for record in records:
         try:
-            _export_one(svc, record.packet_id, output / f"{record.name}.fkpkt", force)
+            packet_io.export_one(svc, record.packet_id, output / f"{record.name}.fkpkt", force)
         except FieldkitError as exc:
             failed += 1
             click.echo(f"fieldkit: {record.name}: {exc}", err=True)
     if failed:
         raise PacketError(f"{failed} of {len(records)} were not exported (see above).")
-
-
-def _export_one(svc: Any, name: str, output: Path, force: bool) -> None:
-    """Write one packet (by name or id) to the file `output`, checked first; say so."""
-    from fieldkit.store.files import write_atomically
-    from fieldkit.store.packet import write_packet_file
-
-    if output.is_file() and not force:
-        raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
-    record, weights = svc.library.checked_weights(name)
-    write_atomically(
-        output,
-        lambda out: write_packet_file(out, record.manifest, record.signature, weights),
-        "packet file",
-    )
-    click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
 
 
 @library.command("verify")

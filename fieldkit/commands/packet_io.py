@@ -1,4 +1,5 @@
-"""The file side of `fieldkit library`: adapter folders in and out, notes re-signed."""
+"""The file side of `fieldkit library`: packet files and adapter folders in and out,
+notes re-signed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 import click
 
 from fieldkit.errors import PacketError
+from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
+from fieldkit.store.notes import notes_count
 
 
 def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
@@ -107,3 +110,60 @@ def packet_id(manifest: dict[str, Any]) -> str:
     from fieldkit.store.packet import packet_id
 
     return packet_id(manifest)
+
+
+def import_one(
+    svc: Any,
+    path: Path,
+    name: str | None,
+    domain: str | None,
+    description: str | None,
+    exemplars_file: Path | None,
+    notes: Any,
+    allow_foreign_base: bool,
+) -> None:
+    """Import one packet file or adapter folder, and say what came in."""
+    if path.is_dir():
+        record = import_folder(svc, path, name, domain, description, exemplars_file, notes)
+    else:
+        from fieldkit.store.packet import read_packet_file
+
+        packet = read_packet_file(path)
+        expected = None if allow_foreign_base else svc.base_fingerprint
+        if notes is not None:
+            record = resign_with_notes(
+                svc, packet, notes, expected, name, domain, description, exemplars_file
+            )
+        elif svc.library.has(packet_id(packet.manifest)):
+            click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
+            return
+        else:
+            record = svc.library.add(
+                packet.manifest,
+                packet.signature,
+                packet.weights,
+                source="file",
+                expected_base=expected,
+            )
+    carried = notes_count(record.manifest)
+    with_notes = f", {carried} notes" if carried else ""
+    click.echo(
+        f"Imported {record.name!r} ({record.domain}, {format_size(record.size)}{with_notes}, "
+        f"id {record.short_id})."
+    )
+
+
+def export_one(svc: Any, name: str, output: Path, force: bool) -> None:
+    """Write one packet (by name or id) to the file `output`, checked first; say so."""
+    from fieldkit.store.files import write_atomically
+    from fieldkit.store.packet import write_packet_file
+
+    if output.is_file() and not force:
+        raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
+    record, weights = svc.library.checked_weights(name)
+    write_atomically(
+        output,
+        lambda out: write_packet_file(out, record.manifest, record.signature, weights),
+        "packet file",
+    )
+    click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
