@@ -126,25 +126,19 @@ def import_one(
     if path.is_dir():
         record = import_folder(svc, path, name, domain, description, exemplars_file, notes)
     else:
-        from fieldkit.store.packet import read_packet_file
-
-        packet = read_packet_file(path)
         expected = None if allow_foreign_base else svc.base_fingerprint
         if notes is not None:
+            from fieldkit.store.packet import read_packet_file
+
             record = resign_with_notes(
-                svc, packet, notes, expected, name, domain, description, exemplars_file
-            )
-        elif svc.library.has(packet_id(packet.manifest)):
-            click.echo(f"Packet {packet.manifest['name']!r} is already in the library.")
-            return
+                svc, read_packet_file(path), notes, expected, name, domain, description,
+                exemplars_file,
+            )  # fmt: skip
         else:
-            record = svc.library.add(
-                packet.manifest,
-                packet.signature,
-                packet.weights,
-                source="file",
-                expected_base=expected,
-            )
+            record, new = svc.library.add_file(path, expected)
+            if not new:
+                click.echo(f"Packet {record.name!r} is already in the library.")
+                return
     carried = notes_count(record.manifest)
     with_notes = f", {carried} notes" if carried else ""
     click.echo(

@@ -28,7 +28,7 @@ from fieldkit.store.authoring import AuthoringStore
 from fieldkit.store.blobs import BlobStore, fsync_file
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
-from fieldkit.store.packet import verify_manifest, verify_weights
+from fieldkit.store.packet import packet_id, read_packet_file, verify_manifest, verify_weights
 from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
@@ -182,6 +182,17 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         return verify_weights(record.manifest, self.read_weights(record))
 
     # -- writing -----------------------------------------------------------------------------
+
+    def add_file(self, path: Path, expected_base: str | None) -> tuple[PacketRecord, bool]:
+        """Verify and store the packet file at `path` (from `library export`); return its
+        record and whether it is new here (False: the same packet was already in). Raises
+        as `add` does, or PacketError for a file that is no packet."""
+        packet = read_packet_file(path)
+        held = self.find(packet_id(packet.manifest))
+        if held is not None:
+            return held, False
+        record = self.add(packet.manifest, packet.signature, packet.weights, "file", expected_base)
+        return record, True
 
     def add(
         self,

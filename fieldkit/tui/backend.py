@@ -19,12 +19,14 @@ from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
     AnswerChunk,
+    Outcome,
     PacketDetail,
     PacketRow,
     PeerRow,
     RouteView,
     SourceView,
     human_time,
+    import_outcome,
     packet_status,
 )
 
@@ -198,6 +200,30 @@ class TuiBackend(SyncBackend):
             path, lambda out: write_packet_file(out, rec.manifest, rec.signature, weights)
         )
         return path
+
+    def import_packets(self, path: Path) -> Outcome:
+        """Import the packet file `path`, or every *.fkpkt file in the folder `path` (a USB
+        stick); return what came of it in one sentence. A bad file does not stop the rest."""
+        from fieldkit.errors import FieldkitError
+
+        path = path.expanduser()
+        if not path.exists():
+            raise LibraryError(f"{path} does not exist.")
+        files = sorted(path.glob("*.fkpkt")) if path.is_dir() else [path]
+        if not files:
+            raise LibraryError(f"No packet files (*.fkpkt) are in {path}.")
+        base = self.base_fingerprint()
+        added: list[str] = []
+        held: list[str] = []
+        refused: list[str] = []
+        for file in files:
+            try:
+                record, new = self._on_library_thread(lambda lib, f=file: lib.add_file(f, base))
+            except FieldkitError as exc:
+                refused.append(f"{file.name}: {exc}")
+                continue
+            (added if new else held).append(record.name)
+        return import_outcome(added, held, refused)
 
     def set_author_trust(self, author_id: str, state: str) -> None:
         """Mark an author 'trusted' or 'blocked'."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fieldkit.errors import TransportError
 from fieldkit.formats import parse_address
-from fieldkit.tui.views import PeerRow, SyncProgress, SyncResult, sync_result
+from fieldkit.tui.views import Outcome, PeerRow, SyncProgress, sync_result
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -142,7 +142,7 @@ class SyncBackend:
         confirm: Callable[[str, str, str], Awaitable[bool]],
         *,
         ble: bool = False,
-    ) -> SyncResult:
+    ) -> Outcome:
         """Sync with a peer on the running event loop; return the result to show.
 
         `peer` is a LAN peer's 'host[:port]', or with `ble` a Bluetooth LE peer's short id
@@ -169,7 +169,7 @@ class SyncBackend:
         address: str,
         on_progress: Callable[[SyncProgress], None],
         confirm: Callable[[str, str, str], Awaitable[bool]],
-        on_result: Callable[[SyncResult], None],
+        on_result: Callable[[Outcome], None],
         advertise: bool | None = None,
     ) -> AnnouncedListener:
         """Start accepting LAN syncs at 'host[:port]'; return the listener (close() stops it).

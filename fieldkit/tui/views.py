@@ -174,14 +174,15 @@ class SyncProgress:
 
 
 @dataclass(frozen=True)
-class SyncResult:
-    """The outcome of one sync, in one sentence, and whether it went wrong."""
+class Outcome:
+    """The outcome of one action (a sync, an import) in one sentence, and whether it went
+    wrong."""
 
     text: str
     ok: bool
 
 
-def sync_result(summary: Any) -> SyncResult:
+def sync_result(summary: Any) -> Outcome:
     """Return a one-sentence result for a gossip SyncSummary."""
     who = summary.peer_name or summary.peer_label or "the peer"
     if summary.peer_id:
@@ -191,5 +192,19 @@ def sync_result(summary: Any) -> SyncResult:
     if refused:
         counts += f", {refused} refused"
     if summary.error:
-        return SyncResult(f"Sync with {who} stopped: {summary.error} ({counts}).", False)
-    return SyncResult(f"Synced with {who}: {counts}.", summary.ok)
+        return Outcome(f"Sync with {who} stopped: {summary.error} ({counts}).", False)
+    return Outcome(f"Synced with {who}: {counts}.", summary.ok)
+
+
+def import_outcome(added: list[str], held: list[str], refused: list[str]) -> Outcome:
+    """Return one sentence for packet files imported: the packets that came in, those
+    already here, and the files refused with the first one's reason."""
+    parts = []
+    if added:
+        parts.append(f"Imported {len(added)} ({', '.join(added)})")
+    if held:
+        parts.append(f"{len(held)} already here ({', '.join(held)})")
+    if refused:
+        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        parts.append(f"{len(refused)} refused: {refused[0]}{more}")
+    return Outcome("; ".join(parts) + ".", ok=not refused)

@@ -225,3 +225,37 @@ async def test_the_detail_says_whether_a_packet_carries_notes(
             await pilot.press("down")
             await settle(pilot)
         assert "2 source passages, signed" in detail_text(app)
+
+
+async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
+    stocked, make_services, make_packet, base_fp, tmp_path: Path
+) -> None:
+    from fieldkit.store.packet import write_packet_file
+
+    bob = make_services("bob", seed=2)
+    make_packet(bob.home, name="wells", domain="water", base_fingerprint=base_fp, seed=5)
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    for library, name in ((bob.library, "wells"), (stocked.library, "pumps")):
+        record, weights = library.checked_weights(name)
+        with (usb / f"{name}.fkpkt").open("wb") as out:
+            write_packet_file(out, record.manifest, record.signature, weights)
+    (usb / "broken.fkpkt").write_bytes(b"FKPACKET not really")
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("i")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = str(usb)
+        await pilot.press("enter")
+        await settle(pilot)
+        [said] = [n for n in notices(pilot) if "Imported" in n]
+        assert said.startswith("Imported 1 (wells); 1 already here (pumps); 1 refused: broken")
+        assert states(app)["wells"] is PacketStatus.VERIFIED
+        await pilot.press("i")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = str(tmp_path / "nowhere")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert any("nowhere does not exist" in n for n in notices(pilot))
+        assert app.is_running

@@ -18,7 +18,8 @@ Offline knowledge packets: small expert adapters for the model on this laptop.
   transfer resumes next time), `t` trust, `b` block, `r` rescan. A new peer shows a
   six-digit code: accept only if the other screen shows the same code.
 - **F3 Library**: every packet with its state. `v` verify, `d` remove, `e` export,
-  `t` trust or `b` block its author, `r` refresh.
+  `i` import packet files (one, or a folder of them), `t` trust or `b` block its
+  author, `r` refresh.
 - **F4 Ask**: type a question, press Enter. The route shows before the answer.
   `Ctrl+O` picks a packet or the base model by hand, `Escape` stops the answer.
 

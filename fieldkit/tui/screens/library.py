@@ -1,4 +1,5 @@
-"""Library mode: the packet table, a detail pane, and verify / remove / export / trust."""
+"""Library mode: the packet table, a detail pane, and verify / remove / export / import /
+trust."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ class LibraryScreen(ModeScreen):
     LibraryScreen PacketDetailPane { height: 10; }
     """
     BINDINGS = [
-        Binding("r", "refresh", "Refresh"),
+        Binding("r", "refresh", "Refresh", show=False),  # in the help; the footer keeps ? Help
         Binding("v", "verify", "Verify"),
         Binding("d", "remove", "Remove"),
         Binding("e", "export", "Export"),
+        Binding("i", "import_packets", "Import"),
         Binding("t", "trust", "Trust"),
         Binding("b", "block", "Block"),
     ]
@@ -93,9 +95,7 @@ class LibraryScreen(ModeScreen):
         if bad:
             count += f", {bad} NOT usable (see state)"
         if not message.rows:
-            count = (
-                "No packets yet: sync with a peer (F2) or import with `fieldkit library import`."
-            )
+            count = "No packets yet: sync with a peer (F2), or press i to import packet files."
         self.query_one("#library-count", Static).update(count)
 
     @on(PacketTable.Highlighted)
@@ -163,6 +163,20 @@ class LibraryScreen(ModeScreen):
             return
         path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
         self.notify(f"Exported to {path}.")
+
+    @work(exit_on_error=False, group="library-action", description="Importing packets")
+    async def action_import_packets(self) -> None:
+        where = await self.app.push_screen_wait(
+            TextDialog(
+                "Import a packet file, or every .fkpkt file in a folder:",
+                value=str(self.backend.export_dir()),
+            )
+        )
+        if not where:
+            return
+        outcome = await asyncio.to_thread(self.backend.import_packets, Path(where))
+        self.notify(outcome.text, severity="information" if outcome.ok else "error", timeout=8)
+        self.load_rows()
 
     def action_trust(self) -> None:
         if row := self._selected():

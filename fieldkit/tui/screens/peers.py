@@ -15,7 +15,7 @@ from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.base import ModeScreen
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.sync_backend import AgentRadioError
-from fieldkit.tui.views import PeerRow, SyncProgress, SyncResult
+from fieldkit.tui.views import Outcome, PeerRow, SyncProgress
 from fieldkit.tui.widgets.status_line import StatusLine
 from fieldkit.tui.widgets.transfers import TransferList
 
@@ -314,7 +314,7 @@ class PeersScreen(ModeScreen):
             raise
         self._show_result(result)
 
-    def _show_result(self, result: SyncResult) -> None:
+    def _show_result(self, result: Outcome) -> None:
         self.query_one("#sync-state", Static).update(result.text)
         self.notify(result.text, severity="information" if result.ok else "error")
         self.action_refresh()
