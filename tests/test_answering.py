@@ -184,6 +184,23 @@ def test_ask_json_gains_sources_and_unsupported(noted_home, tiny_model_dir):
     assert gap.output.startswith("The pumps packet has nothing on this; nearest: ")
 
 
+def test_ask_dash_reads_the_question_from_standard_input(noted_home, tiny_model_dir):
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "ask", "--no-server"]
+    question = "How often should I clean the intake filter?"
+    args = [*base, "-", "--adapter", "pumps", "--json", "--max-tokens", "4"]
+    result = CliRunner().invoke(main, args, input=f"\ufeff{question}\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["question"] == question
+    for given, said in (
+        (b"\xff\xfe", "The question on standard input is not UTF-8 text."),
+        (b" \n", "The question is empty."),
+        (b"a" * (MAX_PROMPT_CHARS + 10), "fieldkit takes at most"),
+    ):
+        refused = CliRunner().invoke(main, args, input=given)
+        assert refused.exit_code == 1
+        assert said in refused.output
+
+
 def test_ask_refuses_a_question_over_the_prompt_limit_before_loading_anything(
     noted_home, tiny_model_dir, monkeypatch
 ):

@@ -66,6 +66,19 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     return lines
 
 
+def stdin_question() -> str:
+    """Return the question on standard input, up to one character past the prompt limit
+    (check_question then refuses it); FieldkitError if it is not UTF-8 text."""
+    from fieldkit.answering import MAX_PROMPT_CHARS
+    from fieldkit.errors import FieldkitError
+
+    data = sys.stdin.buffer.read(4 * (MAX_PROMPT_CHARS + 1))
+    try:
+        return data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise FieldkitError("The question on standard input is not UTF-8 text.") from None
+
+
 @click.command("ask")
 @click.argument("question")
 @click.option(
@@ -103,11 +116,15 @@ def ask_command(
     as_json: bool,
     no_server: bool = False,
 ) -> None:
-    """Answer QUESTION. Without --adapter or --base, the router picks the packet."""
+    """Answer QUESTION (`-`: read it from standard input, a long question written in an
+    editor or piped from a script). Without --adapter or --base, the router picks the
+    packet."""
     from fieldkit.answering import answer, check_question
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
+    if question == "-":
+        question = stdin_question()
     check_question(question)  # before an agent or a model is asked
     from fieldkit.commands.serve import ask_through_agent, use_agent
 
