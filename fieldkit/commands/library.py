@@ -227,7 +227,7 @@ def export_command(
     A damaged packet is not exported: its weights are checked as `library verify` does.
     Among several, it is reported and the others are still written."""
     if every == bool(names):
-        raise click.UsageError("Give the packets' NAMES, or --all, not both.")
+        raise click.UsageError("Name the packets to export, or give --all; not both.")
     svc = services()
     if fmt != "packet":  # the adapter is read with its weights checked (load_adapter)
         if every or len(names) > 1:
