@@ -85,3 +85,20 @@ def hci_option(what: str) -> Callable[[Any], Any]:
         help=f"{what}: a bumble HCI transport (usb:0, tcp-client:127.0.0.1:PORT) instead of "
         "the system Bluetooth stack.",
     )
+
+
+def given_question(question: str) -> str:
+    """Return the question as given on the command line, or for `-` the one on standard
+    input (a long question written in an editor, or piped from a script), read up to one
+    character past the prompt limit (answering.check_question then refuses it);
+    FieldkitError if it is not UTF-8 text."""
+    if question != "-":
+        return question
+    from fieldkit.answering import MAX_PROMPT_CHARS
+    from fieldkit.errors import FieldkitError
+
+    data = sys.stdin.buffer.read(4 * (MAX_PROMPT_CHARS + 1))
+    try:
+        return data.decode("utf-8-sig").strip()
+    except UnicodeDecodeError:
+        raise FieldkitError("The question on standard input is not UTF-8 text.") from None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.commands import given_question
 from fieldkit.commands.complete import packet_names
 
 if TYPE_CHECKING:
@@ -66,19 +67,6 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     return lines
 
 
-def stdin_question() -> str:
-    """Return the question on standard input, up to one character past the prompt limit
-    (check_question then refuses it); FieldkitError if it is not UTF-8 text."""
-    from fieldkit.answering import MAX_PROMPT_CHARS
-    from fieldkit.errors import FieldkitError
-
-    data = sys.stdin.buffer.read(4 * (MAX_PROMPT_CHARS + 1))
-    try:
-        return data.decode("utf-8-sig").strip()
-    except UnicodeDecodeError:
-        raise FieldkitError("The question on standard input is not UTF-8 text.") from None
-
-
 @click.command("ask")
 @click.argument("question")
 @click.option(
@@ -123,8 +111,7 @@ def ask_command(
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
-    if question == "-":
-        question = stdin_question()
+    question = given_question(question)
     check_question(question)  # before an agent or a model is asked
     from fieldkit.commands.serve import ask_through_agent, use_agent
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.commands import given_question
 from fieldkit.errors import RouterError
 from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.importers import read_questions as read
@@ -49,10 +50,13 @@ def describe(decision: RouteDecision) -> str:
 def route_command(
     services: Services, question: str | None, questions_file: Path | None, as_json: bool
 ) -> None:
-    """Show which packet would answer QUESTION (or each question in --file), and why."""
+    """Show which packet would answer QUESTION (`-`: read it from standard input), or
+    each question in --file, and why."""
     if (question is None) == (questions_file is None):
         raise click.UsageError("Give a QUESTION or --file QUESTIONS, not both or neither.")
-    questions = read_questions(questions_file) if questions_file else [question or ""]
+    questions = (
+        read_questions(questions_file) if questions_file else [given_question(question or "")]
+    )
     if not all(q.strip() for q in questions):
         raise RouterError("The question is empty.")
     decisions = services.router.route_many(questions)

@@ -254,6 +254,11 @@ def test_cli_route_json(cli_home: Home) -> None:
     assert {"score", "margin", "route_ms", "reason", "packet_id"} <= set(out)
     assert [c["name"] for c in out["candidates"]][0] == "goats"
     assert all(set(c) == {"name", "packet_id", "score"} for c in out["candidates"])
+    piped = CliRunner().invoke(
+        main, ["--home", str(cli_home.root), "route", "-", "--json"],
+        input="goat udder is swollen\n",
+    )  # fmt: skip
+    assert json.loads(piped.output)["question"] == "goat udder is swollen"
 
 
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
