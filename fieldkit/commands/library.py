@@ -187,9 +187,17 @@ def import_command(
             failed += 1
             click.echo(f"fieldkit: {path}: {exc}", err=True)
     if failed < len(paths) and not svc.model_installed and not allow_foreign_base:
+        from fieldkit.engine.convert import installed_models
+
+        others = installed_models(svc.home.models_dir)
+        hint = (
+            f"`fieldkit model use NAME`; installed: {', '.join(others)}"
+            if others
+            else "`fieldkit model install-default`"
+        )
         click.echo(
-            "No base model is installed here, so a packet's base model is not checked yet; "
-            "it shows NO MODEL until one is installed (`fieldkit model install-default`).",
+            f"The base model {svc.model_dir.name} is not installed here, so a packet's base "
+            f"model is not checked yet; it shows NO MODEL until one is ({hint}).",
             err=True,
         )
     if failed:

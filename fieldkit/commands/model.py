@@ -155,12 +155,9 @@ def _installed_folder(services: Services, name: str) -> Path:
 
 
 def _installed(services: Services) -> list[str]:
-    from fieldkit.engine.convert import is_installed
+    from fieldkit.engine.convert import installed_models
 
-    folder = services.home.models_dir
-    return sorted(
-        p.name for p in folder.iterdir() if not p.name.startswith(".") and is_installed(p)
-    )
+    return installed_models(services.home.models_dir)
 
 
 @model.command("info")

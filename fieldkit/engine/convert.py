@@ -57,6 +57,13 @@ def find_default_gguf() -> Path:
     )
 
 
+def installed_models(models_dir: Path) -> list[str]:
+    """Return the names of the complete models in a home's models folder, sorted."""
+    return sorted(
+        p.name for p in models_dir.iterdir() if not p.name.startswith(".") and is_installed(p)
+    )
+
+
 def is_installed(model_dir: Path) -> bool:
     """Return True if the folder already holds a complete model."""
     try:

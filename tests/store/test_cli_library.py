@@ -116,7 +116,7 @@ def test_import_export_import_round_trip(cli, tmp_path, make_adapter):
 
 
 def test_a_packet_imported_with_no_model_installed_says_its_base_is_not_checked(
-    cli, tmp_path, make_adapter
+    cli, tmp_path, make_adapter, tiny_model_dir
 ):
     folder = write_mlx_folder(tmp_path / "mlx", make_adapter(seed=1))
     args = ("--name", "pumps", "--domain", "solar_pumps", "--exemplars", str(_exemplars(tmp_path)))
@@ -126,12 +126,20 @@ def test_a_packet_imported_with_no_model_installed_says_its_base_is_not_checked(
     with_model = cli(tmp_path / "b", "library", "import", str(packet))
     assert with_model.exit_code == 0, with_model.output
     assert with_model.stderr == ""
-    no_model = ["--home", str(tmp_path / "c"), "--model", str(tmp_path / "none")]
+    no_model = ["--home", str(tmp_path / "c")]  # the default model, not installed there
     result = CliRunner().invoke(main, [*no_model, "library", "import", str(packet)])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Imported 'pumps'")
-    assert "No base model is installed here" in result.stderr
+    assert result.stderr == (
+        "The base model smollm2-135m-instruct is not installed here, so a packet's base "
+        "model is not checked yet; it shows NO MODEL until one is "
+        "(`fieldkit model install-default`).\n"
+    )
     assert "NO MODEL" in CliRunner().invoke(main, [*no_model, "library", "list"]).stdout
+    install = [*no_model, "model", "install", str(tiny_model_dir), "--name", "tiny"]
+    assert CliRunner().invoke(main, install).exit_code == 0
+    again = CliRunner().invoke(main, [*no_model, "library", "import", str(packet)])
+    assert "(`fieldkit model use NAME`; installed: tiny)" in again.stderr
 
 
 def test_several_packet_files_import_at_once_and_a_bad_one_stops_none_of_the_others(
