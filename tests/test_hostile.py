@@ -290,10 +290,13 @@ def _read_only_mounts() -> bool:
     its own (root on Linux with unshare): a real read-only medium, not a chmod root ignores."""
     import shutil
     import subprocess
+    import tempfile
 
     if not shutil.which("unshare") or os.geteuid() != 0:
         return False
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    with tempfile.TemporaryDirectory() as folder:
+        mount = f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", mount], capture_output=True)
     return probe.returncode == 0
 
 
