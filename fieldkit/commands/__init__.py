@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
+
+T = TypeVar("T")
 
 
 def services(ctx: click.Context | None = None) -> Any:
@@ -97,8 +99,29 @@ def given_question(question: str) -> str:
     from fieldkit.answering import MAX_PROMPT_CHARS
     from fieldkit.errors import FieldkitError
 
-    data = sys.stdin.buffer.read(4 * (MAX_PROMPT_CHARS + 1))
-    try:
-        return data.decode("utf-8-sig").strip()
+    cap = 4 * (MAX_PROMPT_CHARS + 1)  # bytes enough for that many characters
+    data = sys.stdin.buffer.read(cap)
+    try:  # at the cap the text may end inside a character; it is too long anyway
+        return data.decode("utf-8-sig", "ignore" if len(data) == cap else "strict").strip()
     except UnicodeDecodeError:
         raise FieldkitError("The question on standard input is not UTF-8 text.") from None
+
+
+def each_reported(items: Sequence[T], label: Callable[[T], str], action: Callable[[T], None],
+                  done: str) -> None:  # fmt: skip
+    """Run `action` on each item. With one item its FieldkitError is raised as it is; with
+    several, each is reported on stderr after the item's label and the others go on, and a
+    PacketError at the end says how many were not `done` ("imported", "exported")."""
+    from fieldkit.errors import FieldkitError, PacketError
+
+    failed = 0
+    for item in items:
+        try:
+            action(item)
+        except FieldkitError as exc:
+            if len(items) == 1:
+                raise
+            failed += 1
+            click.echo(f"fieldkit: {label(item)}: {exc}", err=True)
+    if failed:
+        raise PacketError(f"{failed} of {len(items)} were not {done} (see above).")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from fieldkit.commands import echo_fields, emit_json, packet_io, services
+from fieldkit.commands import each_reported, echo_fields, emit_json, packet_io, services
 from fieldkit.commands.complete import packet_names
 from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
@@ -164,44 +164,47 @@ def import_command(
     --exemplars, or a packet.json beside the adapter with name, domain, description and
     exemplars. LoRA only: DoRA, trained biases, saved modules and initialisations that
     change the base model (PiSSA, OLoRA, CorDA, LoftQ) are refused with the reason."""
-    from fieldkit.errors import FieldkitError
     from fieldkit.store.notes import read_notes_file
 
-    one = (name, domain, description, exemplars_file, notes_file)
-    if len(paths) > 1 and any(option is not None for option in one):
+    per_packet = (name, domain, description, exemplars_file, notes_file)
+    if len(paths) > 1 and any(option is not None for option in per_packet):
         raise click.UsageError(
             "--name, --domain, --description, --exemplars and --notes describe one packet: "
             "give them with one PATH."
         )
     notes = read_notes_file(notes_file) if notes_file is not None else None
     svc = services()
-    failed = 0
-    for path in paths:
-        try:
-            packet_io.import_one(
-                svc, path, name, domain, description, exemplars_file, notes, allow_foreign_base
-            )
-        except FieldkitError as exc:
-            if len(paths) == 1:
-                raise
-            failed += 1
-            click.echo(f"fieldkit: {path}: {exc}", err=True)
-    if failed < len(paths) and not svc.model_installed and not allow_foreign_base:
-        from fieldkit.engine.convert import installed_models
+    came_in: list[Path] = []
 
-        others = installed_models(svc.home.models_dir)
-        hint = (
-            f"`fieldkit model use NAME`; installed: {', '.join(others)}"
-            if others
-            else "`fieldkit model install-default`"
+    def one(path: Path) -> None:
+        packet_io.import_one(
+            svc, path, name, domain, description, exemplars_file, notes, allow_foreign_base
         )
-        click.echo(
-            f"The base model {svc.model_dir.name} is not installed here, so a packet's base "
-            f"model is not checked yet; it shows NO MODEL until one is ({hint}).",
-            err=True,
-        )
-    if failed:
-        raise PacketError(f"{failed} of {len(paths)} were not imported (see above).")
+        came_in.append(path)
+
+    try:
+        each_reported(paths, str, one, "imported")
+    finally:
+        if came_in and not svc.model_installed and not allow_foreign_base:
+            _no_model_note(svc)
+
+
+def _no_model_note(svc: Any) -> None:
+    """Say on stderr that packets imported with the base model in use not installed here
+    could not be checked against it."""
+    from fieldkit.engine.convert import installed_models
+
+    others = installed_models(svc.home.models_dir)
+    hint = (
+        f"`fieldkit model use NAME`; installed: {', '.join(others)}"
+        if others
+        else "`fieldkit model install-default`"
+    )
+    click.echo(
+        f"The base model {svc.model_dir.name} is not installed here, so a packet's base "
+        f"model is not checked yet; it shows NO MODEL until one is ({hint}).",
+        err=True,
+    )
 
 
 @library.command("export")
@@ -242,26 +245,20 @@ def export_command(
             raise click.UsageError("mlx-lm and peft folders are written one packet at a time.")
         packet_io.export_folder(svc, svc.library.get(names[0]), output, fmt)
         return
-    if not every and len(names) == 1:
-        record = svc.library.get(names[0])
-        into = output / f"{record.name}.fkpkt" if output.is_dir() else output
-        packet_io.export_one(svc, record.packet_id, into, force)
-        return
-    from fieldkit.errors import FieldkitError
-
-    if output.exists() and not output.is_dir():
-        raise PacketError(f"{output} is a file; several packets are written to a folder.")
     records = svc.library.list_packets() if every else [svc.library.get(n) for n in names]
-    output.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for record in records:
-        try:
-            packet_io.export_one(svc, record.packet_id, output / f"{record.name}.fkpkt", force)
-        except FieldkitError as exc:
-            failed += 1
-            click.echo(f"fieldkit: {record.name}: {exc}", err=True)
-    if failed:
-        raise PacketError(f"{failed} of {len(records)} were not exported (see above).")
+    if not records:
+        click.echo("The library is empty; nothing to export.")
+        return
+    if every or len(names) > 1:
+        if output.exists() and not output.is_dir():
+            raise PacketError(f"{output} is a file; several packets are written to a folder.")
+        output.mkdir(parents=True, exist_ok=True)
+    each_reported(
+        records,
+        lambda record: record.name,
+        lambda record: packet_io.export_one(svc, record, output, force),
+        "exported",
+    )
 
 
 @library.command("verify")

@@ -102,7 +102,7 @@ def remove_command(services: Services, name: str) -> None:
     from fieldkit.errors import ModelError
     from fieldkit.store.models import model_fingerprint, weight_files
 
-    folder = _installed_folder(services, name)
+    folder, models = _installed_folder(services, name), services.home.models_dir
     others = [n for n in _installed(services) if n != name]
     if name == services.chosen_model:
         hint = (
@@ -113,12 +113,11 @@ def remove_command(services: Services, name: str) -> None:
         raise ModelError(f"{name} is the model this home uses; {hint}, then remove it.")
     fingerprint = model_fingerprint(folder)
     size = sum(f.stat().st_size for f in weight_files(folder))
-    kept = {model_fingerprint(services.home.models_dir / n) for n in others}
     made_for = sorted(
-        r.name
-        for r in services.library.list_packets()
-        if r.base_fingerprint == fingerprint and fingerprint not in kept
+        r.name for r in services.library.list_packets() if r.base_fingerprint == fingerprint
     )
+    if made_for and any(model_fingerprint(models / n) == fingerprint for n in others):
+        made_for = []  # the same weights stay installed under another name: they still answer
     remove_model(folder)
     click.echo(f"Removed {name} ({format_size(size)} of weights).")
     if made_for:

@@ -12,6 +12,7 @@ from fieldkit.errors import PacketError
 from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import notes_count
+from fieldkit.store.packet import packet_id
 
 
 def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
@@ -106,12 +107,6 @@ def resign_with_notes(
     )
 
 
-def packet_id(manifest: dict[str, Any]) -> str:
-    from fieldkit.store.packet import packet_id
-
-    return packet_id(manifest)
-
-
 def import_one(
     svc: Any,
     path: Path,
@@ -147,17 +142,14 @@ def import_one(
     )
 
 
-def export_one(svc: Any, name: str, output: Path, force: bool) -> None:
-    """Write one packet (by name or id) to the file `output`, checked first; say so."""
-    from fieldkit.store.files import write_atomically
-    from fieldkit.store.packet import write_packet_file
+def export_one(svc: Any, record: PacketRecord, output: Path, force: bool) -> None:
+    """Write one packet, its weights checked first, to the file `output` or as NAME.fkpkt
+    in the folder `output`; say so."""
+    from fieldkit.store.packet import packet_file_path, save_packet_file
 
-    if output.is_file() and not force:
-        raise PacketError(f"{output} already exists; choose a new file, or --force to replace it.")
-    record, weights = svc.library.checked_weights(name)
-    write_atomically(
-        output,
-        lambda out: write_packet_file(out, record.manifest, record.signature, weights),
-        "packet file",
-    )
-    click.echo(f"Exported {record.name!r} to {output} ({format_size(output.stat().st_size)}).")
+    path = packet_file_path(output, record.name)
+    if path.is_file() and not force:
+        raise PacketError(f"{path} already exists; choose a new file, or --force to replace it.")
+    record, weights = svc.library.checked_weights(record.packet_id)
+    save_packet_file(path, record.manifest, record.signature, weights)
+    click.echo(f"Exported {record.name!r} to {path} ({format_size(path.stat().st_size)}).")

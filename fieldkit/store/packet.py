@@ -28,7 +28,7 @@ from fieldkit.store.adapter import (
     validate_tensors,
     values_finite,
 )
-from fieldkit.store.files import read_bounded
+from fieldkit.store.files import inside, read_bounded, write_atomically
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
 from fieldkit.store.notes import NOTES_FIELD, Passage, check_notes, to_manifest_notes
 from fieldkit.store.quantize import (
@@ -330,6 +330,21 @@ def write_packet_file(
     out.write(FILE_MAGIC + struct.pack(">BI", FORMAT_VERSION, len(header)))
     out.write(header)
     out.write(weights)
+
+
+def packet_file_path(target: Path, name: str) -> Path:
+    """Return where a packet named `name` is written for `target`: the file `target`, or
+    NAME.fkpkt inside it when it is a folder (PacketError if the name would leave it)."""
+    return inside(target, f"{name}.fkpkt") if target.is_dir() else target
+
+
+def save_packet_file(
+    path: Path, manifest: Mapping[str, Any], signature: bytes, weights: bytes
+) -> None:
+    """Write the one-file format at `path` atomically (whole, or not at all)."""
+    write_atomically(
+        path, lambda out: write_packet_file(out, manifest, signature, weights), "packet file"
+    )
 
 
 def read_packet_file(path: Path) -> PacketFile:

@@ -146,7 +146,7 @@ class TuiBackend(SyncBackend):
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
     def _row(self, rec: Any, base: str | None, blocked: frozenset[str]) -> PacketRow:
-        source = rec.source if len(rec.source) != PEER_ID_LENGTH else f"peer {rec.source[:8]}"
+        from_peer = len(rec.source) == PEER_ID_LENGTH
         return PacketRow(
             packet_id=rec.packet_id,
             name=rec.name,
@@ -155,7 +155,8 @@ class TuiBackend(SyncBackend):
             author=rec.author_name or rec.author_id[:8],
             author_id=rec.author_id,
             status=packet_status(rec, base, blocked),
-            source=source,
+            source=rec.source[:8] if from_peer else rec.source,
+            from_peer=from_peer,
             received=human_time(rec.received_at),
             notes=notes_count(rec.manifest),
             merged=rec.merged,
@@ -187,18 +188,15 @@ class TuiBackend(SyncBackend):
 
     def export(self, packet_id: str, dest_dir: Path) -> Path:
         """Write the packet as one file in `dest_dir`; return its path."""
-        from fieldkit.store.files import inside, write_atomically
-        from fieldkit.store.packet import write_packet_file
+        from fieldkit.store.packet import packet_file_path, save_packet_file
 
         rec, weights = self._on_library_thread(lambda lib: lib.checked_weights(packet_id))
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LibraryError(f"Cannot write to {dest_dir} ({exc.strerror}).") from exc
-        path = inside(dest_dir, f"{rec.name}.fkpkt")
-        write_atomically(
-            path, lambda out: write_packet_file(out, rec.manifest, rec.signature, weights)
-        )
+        path = packet_file_path(dest_dir, rec.name)
+        save_packet_file(path, rec.manifest, rec.signature, weights)
         return path
 
     def import_packets(self, path: Path) -> Outcome:

@@ -88,10 +88,11 @@ class PacketRow:
     author: str
     author_id: str
     status: PacketStatus
-    source: str
+    source: str  # "local", "file", "demo"..., or a sending peer's short id
     received: str
     notes: int = 0  # source passages carried in the signed manifest
     merged: bool = False
+    from_peer: bool = False  # `source` is the id of the peer it came from
 
 
 @dataclass(frozen=True)

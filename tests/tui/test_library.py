@@ -230,7 +230,7 @@ async def test_the_detail_says_whether_a_packet_carries_notes(
 async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
     stocked, make_services, make_packet, base_fp, tmp_path: Path
 ) -> None:
-    from fieldkit.store.packet import write_packet_file
+    from fieldkit.store.packet import save_packet_file
 
     bob = make_services("bob", seed=2)
     make_packet(bob.home, name="wells", domain="water", base_fingerprint=base_fp, seed=5)
@@ -238,8 +238,7 @@ async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
     usb.mkdir()
     for library, name in ((bob.library, "wells"), (stocked.library, "pumps")):
         record, weights = library.checked_weights(name)
-        with (usb / f"{name}.fkpkt").open("wb") as out:
-            write_packet_file(out, record.manifest, record.signature, weights)
+        save_packet_file(usb / f"{name}.fkpkt", record.manifest, record.signature, weights)
     (usb / "broken.fkpkt").write_bytes(b"FKPACKET not really")
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:

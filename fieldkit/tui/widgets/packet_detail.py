@@ -33,7 +33,8 @@ def render_detail(detail: PacketDetail) -> Group:
     facts.add_row("base model", base)
     facts.add_row("domain", row.domain)
     facts.add_row("author", f"{row.author} ({row.author_id[:16]})")
-    facts.add_row("source", f"{row.source}, received {row.received}")
+    source = f"peer {row.source}" if row.from_peer else row.source
+    facts.add_row("source", f"{source}, received {row.received}")
     facts.add_row("size", row.size)
     facts.add_row(
         "notes",

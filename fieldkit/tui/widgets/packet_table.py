@@ -70,7 +70,7 @@ class PacketTable(DataTable[object]):
                 row.domain,
                 row.size,
                 row.author,
-                row.source.removeprefix("peer "),
+                row.source,
                 row.received,
                 key=row.packet_id,
             )
