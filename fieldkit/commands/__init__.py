@@ -97,14 +97,24 @@ def given_question(question: str) -> str:
     if question != "-":
         return question
     from fieldkit.answering import MAX_PROMPT_CHARS
-    from fieldkit.errors import FieldkitError
 
     cap = 4 * (MAX_PROMPT_CHARS + 1)  # bytes enough for that many characters
+    text, _ = stdin_text(cap, "The question on standard input is not UTF-8 text.")
+    return text.strip()
+
+
+def stdin_text(cap: int, not_utf8: str) -> tuple[str, bool]:
+    """Return standard input as text, read up to `cap` bytes, and whether it reached the
+    cap (text cut there may end inside a character, which is dropped: it is too long
+    anyway); FieldkitError(`not_utf8`) if it is not UTF-8."""
+    from fieldkit.errors import FieldkitError
+
     data = sys.stdin.buffer.read(cap)
-    try:  # at the cap the text may end inside a character; it is too long anyway
-        return data.decode("utf-8-sig", "ignore" if len(data) == cap else "strict").strip()
+    full = len(data) == cap
+    try:
+        return data.decode("utf-8-sig", "ignore" if full else "strict"), full
     except UnicodeDecodeError:
-        raise FieldkitError("The question on standard input is not UTF-8 text.") from None
+        raise FieldkitError(not_utf8) from None
 
 
 def each_reported(items: Sequence[T], label: Callable[[T], str], action: Callable[[T], None],

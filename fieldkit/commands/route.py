@@ -8,10 +8,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fieldkit.commands import given_question
+from fieldkit.commands import given_question, stdin_text
 from fieldkit.errors import RouterError
-from fieldkit.store.importers import EXEMPLAR_FORMATS
+from fieldkit.formats import format_size
+from fieldkit.store.files import MIB
+from fieldkit.store.importers import EXEMPLAR_FORMATS, parse_questions
 from fieldkit.store.importers import read_questions as read
+
+STDIN_QUESTIONS_LIMIT = 64 * MIB  # as a questions file (store.files.read_text_bounded)
+NOT_UTF8 = "The questions on standard input are not UTF-8 text."
 
 if TYPE_CHECKING:
     from fieldkit.router.router import RouteDecision
@@ -20,14 +25,26 @@ if TYPE_CHECKING:
 
 def read_questions(path: Path) -> list[str]:
     """Return the questions in a file, read as `library import --exemplars` reads them
-    (store.importers.read_questions: one a line, or .jsonl questions or chat turns).
+    (store.importers.read_questions: one a line, or .jsonl questions or chat turns), or
+    for `-` on standard input (JSON Lines when its first line is a JSON object).
 
     Raises a FieldkitError (one sentence) for an unreadable file, a bad JSON line, or a
     file with no questions.
     """
-    questions = read(path)
+    if str(path) == "-":
+        text, full = stdin_text(STDIN_QUESTIONS_LIMIT + 1, NOT_UTF8)
+        if full:
+            raise RouterError(
+                "The questions on standard input are larger than "
+                f"{format_size(STDIN_QUESTIONS_LIMIT)}."
+            )
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        questions = parse_questions(text, "standard input", jsonl=first.lstrip().startswith("{"))
+        where = "Standard input"
+    else:
+        questions, where = read(path), str(path)
     if not questions:
-        raise RouterError(f"{path} holds no questions.")
+        raise RouterError(f"{where} holds no questions.")
     return questions
 
 
@@ -42,8 +59,8 @@ def describe(decision: RouteDecision) -> str:
 @click.option(
     "--file",
     "questions_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Route every question in this file: {EXEMPLAR_FORMATS}.",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help=f"Route every question in this file (`-`: standard input): {EXEMPLAR_FORMATS}.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per question.")
 @click.pass_obj

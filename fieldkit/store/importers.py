@@ -125,14 +125,20 @@ def read_questions(path: Path) -> list[str]:
     whose user turns are the questions.
     """
     text = read_text_bounded(Path(path), what="questions file")
-    if Path(path).suffix != ".jsonl":
+    return parse_questions(text, str(path), jsonl=Path(path).suffix == ".jsonl")
+
+
+def parse_questions(text: str, label: str, *, jsonl: bool) -> list[str]:
+    """Return the questions in `text`: one a line, or with `jsonl` as `read_questions`
+    reads a .jsonl file; PacketError naming `label` and the line for a bad JSON line."""
+    if not jsonl:
         return [line.strip() for line in text.splitlines() if line.strip()]
     questions: list[str] = []
-    for number, obj in jsonl_values(text, str(path)):
+    for number, obj in jsonl_values(text, label):
         found = _line_questions(obj)
         if not found:
             raise PacketError(
-                f"{path} line {number} has no question, instruction, prompt or user message."
+                f"{label} line {number} has no question, instruction, prompt or user message."
             )
         questions.extend(found)
     return questions

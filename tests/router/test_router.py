@@ -304,6 +304,51 @@ def test_cli_route_bad_file_is_one_sentence(
     assert "nope.txt cannot be read" in missing.output
 
 
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_cli_route_file_from_stdin(cli_home: Home, jsonl: bool) -> None:
+    questions = ["inverter beeps", "banana bread recipe", "pump leaks at the seal"]
+    lines = [json.dumps({"question": q}) for q in questions] if jsonl else questions
+    result = CliRunner().invoke(
+        main,
+        ["--home", str(cli_home.root), "route", "--file", "-", "--json"],
+        input="\n" + "\n".join(lines) + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["question"] for r in rows] == questions
+    assert [r["route"] for r in rows] == ["solar", None, "pumps"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"q": "wrong field"}\n', "standard input line 1 has no question, instruction"),
+        (b"\n\n", "Standard input holds no questions."),
+        (b"\xff\xfe\n", "The questions on standard input are not UTF-8 text."),
+    ],
+)
+def test_cli_route_bad_stdin_is_one_sentence(cli_home: Home, data: bytes, message: str) -> None:
+    result = CliRunner().invoke(
+        main, ["--home", str(cli_home.root), "route", "--file", "-"], input=data
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_route_stdin_over_the_limit_is_refused(
+    cli_home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fieldkit.commands import route
+
+    monkeypatch.setattr(route, "STDIN_QUESTIONS_LIMIT", 64)
+    result = CliRunner().invoke(
+        main, ["--home", str(cli_home.root), "route", "--file", "-"], input="pump leaks\n" * 10
+    )
+    assert result.exit_code == 1
+    assert "The questions on standard input are larger than 64 B." in result.output
+
+
 def test_cli_route_needs_a_question(cli_home: Home) -> None:
     result = CliRunner().invoke(main, ["--home", str(cli_home.root), "route"])
     assert result.exit_code == 2
