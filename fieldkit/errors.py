@@ -17,6 +17,10 @@ class LibraryError(FieldkitError):
     """The local library cannot do what was asked (unknown name, duplicate, ...)."""
 
 
+class PacketRemoved(LibraryError):  # noqa: N818 (an event, not a fault)
+    """The packet was removed from the library (by another process) since it was read."""
+
+
 class ModelError(FieldkitError):
     """The base model is missing, broken, or not the one a packet was made for."""
 

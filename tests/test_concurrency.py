@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fieldkit.errors import LibraryError
+from fieldkit.errors import LibraryError, PacketRemoved
 from fieldkit.home import Home
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
@@ -89,9 +89,10 @@ def test_weights_of_a_packet_removed_meanwhile_say_it_was_removed(home, make_pac
         record = library.get("pumps")
         removed = fieldkit("--home", str(home.root), "library", "remove", "pumps")
         assert removed.returncode == 0, removed.stderr
-        with pytest.raises(LibraryError) as caught:
+        with pytest.raises(PacketRemoved) as caught:  # a LibraryError the session tells apart
             library.read_weights(record)
         assert str(caught.value) == "'pumps' was removed from the library."
+        assert isinstance(caught.value, LibraryError)
     finally:
         library.close()
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fieldkit.errors import FieldkitError, PeerRefused, ProtocolError, TransportError
+from fieldkit.errors import FieldkitError, PacketRemoved, PeerRefused, ProtocolError, TransportError
 from fieldkit.formats import shown_text
 from fieldkit.gossip.chunks import AdaptiveCompression, ChunkEncoder
 from fieldkit.gossip.messages import (
@@ -344,11 +344,11 @@ class _Session:
             return
         try:
             data = self.library.read_weights(record)
+        except PacketRemoved:  # removed meanwhile: no failure
+            self.summary.packets.remove(report)
+            await self._send(Cancel(record.packet_id, GONE))
+            return
         except FieldkitError as exc:
-            if not self.library.has(record.packet_id):  # removed meanwhile: no failure
-                self.summary.packets.remove(report)
-                await self._send(Cancel(record.packet_id, GONE))
-                return
             report.status, report.reason = "failed", str(exc)
             await self._send(Cancel(record.packet_id, "the packet's weights are unreadable"))
             return

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from fieldkit.errors import LibraryError, PacketError
+from fieldkit.errors import LibraryError, PacketError, PacketRemoved
 from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.authoring import AuthoringStore
@@ -171,7 +171,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             return self.weights_path(record).read_bytes()
         except OSError as exc:
             if not self.has(record.packet_id):  # removed by another process since it was read
-                raise LibraryError(f"{record.name!r} was removed from the library.") from exc
+                raise PacketRemoved(f"{record.name!r} was removed from the library.") from exc
             raise LibraryError(
                 f"The weights of {record.name!r} are missing from the library "
                 "(`fieldkit library verify` sets the packet aside)."
