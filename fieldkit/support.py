@@ -58,9 +58,9 @@ def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
         raw_unit = m.group(2) or m.group(3) or ""
         # "a" after a number is the article ("1 a day"); amperes are written "A"
         unit = None if raw_unit == "a" else _UNITS.get(raw_unit.lower())
+        end = m.end() if unit else m.end(1)  # the word after is its unit, or not its own
         if unit is None and (before := _BEFORE.search(text, 0, m.start())):
             unit = _UNITS[before.group(1).lower()]
-        end = m.end() if unit else m.end(1)
         number = m.group(1).replace(",", "")
         if "." in number:
             number = number.rstrip("0").rstrip(".") or "0"

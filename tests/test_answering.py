@@ -61,6 +61,8 @@ PUMP_NOTES = [
         ("E09 on the AV-750 means the sensor tripped.", ["E09"]),  # a code no passage names
         ("Code E09 after 13% moisture.", ["E09", "13%"]),  # marks in the order they appear
         ("The SG-1 a day after 5 m.", ["SG-1"]),  # a code's digit is no number, "a" no unit
+        ("Give it at day 14 and again at day 24.", ["14", "24"]),  # the word after is no unit
+        ("Give it at day 7 and day 26.", ["7"]),  # day 26 is stated as "day 26"
     ],
 )
 def test_support_check_marks_numbers_and_codes_no_passage_states(answer_text, unsupported):
