@@ -42,8 +42,11 @@ _UNITS = {
     "v": "v", "volt": "v", "volts": "v", "a": "a", "amp": "a", "amps": "a",
     "bar": "bar", "psi": "psi", "ppm": "ppm", "am": "am", "pm": "pm",
 }  # fmt: skip
-_NUMBER = re.compile(  # not the digits of a code (SG-1, HK-2: see words.named_codes)
-    r"(?<![\w.])(?<![A-Za-z]-)(\d+(?:[.,]\d+)*)(?:\s*(per cent|°[cf]|%|°|[a-z]+)\b|\s*(%|°))?",
+# A number, with a minus sign before it when one stands alone there ("at -10°C"; not the
+# dash of a range, "2-8", nor of a code: SG-1, HK-2, see words.named_codes), and its unit.
+_NUMBER = re.compile(
+    r"(?:(?<![\w.])([-\u2212])(?=\d))?(?<![\w.])(?<![A-Za-z]-)(\d+(?:[.,]\d+)*)"
+    r"(?:\s*(per cent|°[cf]|%|°|[a-z]+)\b|\s*(%|°))?",
     re.IGNORECASE,
 )
 
@@ -55,15 +58,17 @@ def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
     """Return (number, unit or None, start, end) for each number in the text."""
     out = []
     for m in _NUMBER.finditer(text):
-        raw_unit = m.group(2) or m.group(3) or ""
+        raw_unit = m.group(3) or m.group(4) or ""
         # "a" after a number is the article ("1 a day"); amperes are written "A"
         unit = None if raw_unit == "a" else _UNITS.get(raw_unit.lower())
-        end = m.end() if unit else m.end(1)  # the word after is its unit, or not its own
+        end = m.end() if unit else m.end(2)  # the word after is its unit, or not its own
         if unit is None and (before := _BEFORE.search(text, 0, m.start())):
             unit = _UNITS[before.group(1).lower()]
-        number = m.group(1).replace(",", "")
+        number = m.group(2).replace(",", "")
         if "." in number:
             number = number.rstrip("0").rstrip(".") or "0"
+        if m.group(1) and number.strip("0."):  # -8 is not +8 (or 8); -0 is 0
+            number = "-" + number
         out.append((number, unit, m.start(), end))
     return out
 
@@ -74,7 +79,7 @@ def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
 
     A number is supported when a passage holds the same number, as a whole number (5 is
     not inside 15 or 2.5), with the same unit or where either side names none (day 5 and
-    5 days). A code (words.named_codes: E09, GC-3) is supported when a passage names it,
+    5 days), and the same sign (-8°C is not +8°C). A code (words.named_codes: E09, GC-3) is supported when a passage names it,
     whatever its case and hyphen. An answer drawn from no passages has every number and
     code unsupported.
     """

@@ -36,6 +36,7 @@ PASSAGES = [
     "Chicks get the eye drop at day 5 and a booster at day 26.",
     "Mount the pump 5 m above the borehole floor, on a 2.5 mm cable.",
     "E07 on the AV-750 means the dry-run sensor tripped.",
+    "Keep vaccines between +4 and +8°C; a freezer runs at -20°C. Store at 4-8°C.",
 ]
 PUMP_NOTES = [
     Passage("r1", "Clean the intake filter every 7 days in the dry season.", "Filter cleaning?"),
@@ -63,6 +64,10 @@ PUMP_NOTES = [
         ("The SG-1 a day after 5 m.", ["SG-1"]),  # a code's digit is no number, "a" no unit
         ("Give it at day 14 and again at day 24.", ["14", "24"]),  # the word after is no unit
         ("Give it at day 7 and day 26.", ["7"]),  # day 26 is stated as "day 26"
+        ("Keep them at -8°C.", ["-8°C"]),  # +8°C is stated, -8°C is not
+        ("Keep them at 4 to 8°C, the freezer at \u221220°C.", []),  # + is no sign; − is minus
+        ("The freezer runs at 20°C.", ["20°C"]),  # -20°C is stated, 20°C is not
+        ("Store at 4-8°C, not -4°C.", ["-4°C"]),  # the dash of a range is no minus
     ],
 )
 def test_support_check_marks_numbers_and_codes_no_passage_states(answer_text, unsupported):
