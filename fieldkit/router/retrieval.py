@@ -188,7 +188,7 @@ class PassageIndex:
         if not hits:
             return Coverage(False, [], 0.0, self.min_score, sure=False)
         unknown = self.unknown_codes(packet_id, question)
-        if not unknown and self._shares_a_code(packet_id, question, hits[0]):
+        if not unknown and self._shares_a_code(packet_id, question, rows):
             return Coverage(True, hits, float(rows[0].max()), self.min_score, by_code=True)
         if rows.shape[1] < MIN_SPREAD_PASSAGES or not float(rows[0].std()):
             best = float(rows.max())
@@ -216,21 +216,27 @@ class PassageIndex:
         codes = (m.group() for m in named_codes(question))
         return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in known))
 
-    def _shares_a_code(self, packet_id: str, question: str, best: Hit) -> bool:
-        """True when a rare code in the question (see CODE_MAX_PASSAGES) names `best`."""
+    def _shares_a_code(self, packet_id: str, question: str, rows: np.ndarray) -> bool:
+        """True when a rare code in the question (see CODE_MAX_PASSAGES) names the passage
+        nearest it by its scores `rows` alone (before those naming a code move first)."""
+        nearest = int(np.argmax(rank_scores(rows)))
+        return nearest in self._naming_a_code(packet_id, question)
+
+    def _naming_a_code(self, packet_id: str, question: str) -> list[int]:
+        """Return the indices of the passages that name a rare code of the question (one
+        that at most CODE_MAX_PASSAGES passages name): "E07" on the screen is the E07
+        record, however long the question around it."""
         codes = {c.lower() for c in _CODE.findall(question)}
         if not codes:
-            return False
+            return []
         texts = [p.full_text.lower() for p in self.passages(packet_id)]
-        best_text = best.full_text.lower()
+        found: list[int] = []
         for code in codes:
             pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
-            if (
-                pattern.search(best_text)
-                and sum(bool(pattern.search(t)) for t in texts) <= CODE_MAX_PASSAGES
-            ):
-                return True
-        return False
+            naming = [i for i, text in enumerate(texts) if pattern.search(text)]
+            if len(naming) <= CODE_MAX_PASSAGES:
+                found.extend(i for i in naming if i not in found)
+        return found
 
     def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:
         """Return the top `k` hits (see FUSE) and the (texts, passages) scores: row 0 the
@@ -244,7 +250,11 @@ class PassageIndex:
         cosines = np.einsum("nd,qd->qn", vectors, queries).reshape(len(texts), -1, n).max(axis=1)
         words = self._words(packet_id)
         rows = cosines + LEXICAL * np.stack([words.overlap(t) for t in texts])
-        top = np.argsort(-rank_scores(rows), kind="stable")[:k]
+        ranking = rank_scores(rows)
+        named = self._naming_a_code(packet_id, question)
+        if named:  # the passages naming a rare code of the question come first
+            ranking = ranking + np.isin(np.arange(n), named) * (np.ptp(ranking) + 1.0)
+        top = np.argsort(-ranking, kind="stable")[:k]
         shown = shown_scores(rows)
         passages = self.passages(packet_id)
         hits = [

@@ -134,6 +134,36 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
         library.close()
 
 
+def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, make_packet, minilm):
+    """The bug: a long question about a pump clicking on and off that also says the screen
+    shows E07 cited the passages about the clicking, not the E07 record."""
+    notes = [
+        Passage("e07", "E07 means the dry-run sensor tripped: the borehole ran dry.", "Code E07?"),
+        Passage("click", "A pump clicking on and off every few minutes at the school borehole "
+                "has a failing pressure switch; replace the switch.", "Pump clicking on and off?"),
+        Passage("tap", "When nothing comes out of the tap, check the valve and the pipe "
+                "from the tank to the tap.", "No water at the tap?"),
+        *[Passage(f"n{i}", f"Routine check number {i} of the AV-750 controller.")
+          for i in range(10)],
+    ]  # fmt: skip
+    record = make_packet(home, name="pumps", notes=notes)
+    library = Library.open(home)
+    question = (
+        "Yesterday the solar pump at the school borehole was clicking on and off every couple "
+        "of minutes, and nothing comes out of the tap. Today the screen on the controller says "
+        "E07. What do I do now?"
+    )
+    try:
+        index = PassageIndex(library, minilm)
+        rows = index.scores(record.packet_id, question)
+        assert int(np.argmax(rank_scores(rows))) != 0  # by its words, another passage is nearer
+        assert index.search(record.packet_id, question, 2)[0].passage_id == "e07"
+        # the coverage check still judges the passage nearest by its words
+        assert not index.coverage(record.packet_id, question).by_code
+    finally:
+        library.close()
+
+
 def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, minilm):
     """A question naming a code no passage names (E09 where the notes know E07 and E12)
     asks about something the notes do not know: not covered by a code it shares (AV-750),
