@@ -125,7 +125,7 @@ def show_command(name: str, as_json: bool) -> None:
 
 
 @library.command("import")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", help="Packet name (adapter folders).")
 @click.option("--domain", help="Domain (adapter folders).")
 @click.option("--description", help="One-sentence description (adapter folders).")
@@ -157,7 +157,9 @@ def import_command(
     """Import packet files, or an mlx-lm / PEFT adapter folder (signed by this device).
 
     Each PATH is a packet file (from `library export`; several at once, as in `library
-    import /media/usb/*.fkpkt`: a bad one is reported and the others still come in), or
+    import /media/usb/*.fkpkt`: a bad or missing one is reported and the others still come
+    in; a packet already here is left as it is, or repaired if its weights here are
+    damaged), a folder of packet files (/media/usb: each of its .fkpkt files), or
     an adapter folder as `mlx_lm lora` writes it (adapters.safetensors +
     adapter_config.json) or as PEFT's save_pretrained writes it (adapter_model.safetensors
     + adapter_config.json), for the base model in use. A folder needs --name, --domain and
@@ -166,6 +168,7 @@ def import_command(
     change the base model (PiSSA, OLoRA, CorDA, LoftQ) are refused with the reason."""
     from fieldkit.store.notes import read_notes_file
 
+    paths = tuple(packet_io.import_paths(paths))  # a folder of packet files: each of them
     per_packet = (name, domain, description, exemplars_file, notes_file)
     if len(paths) > 1 and any(option is not None for option in per_packet):
         raise click.UsageError(

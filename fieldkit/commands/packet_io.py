@@ -3,6 +3,7 @@ notes re-signed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,35 @@ def resign_with_notes(
     )
 
 
+def holds_adapter(folder: Path) -> bool:
+    """True when `folder` holds an adapter's weights file (mlx-lm or PEFT)."""
+    from fieldkit.store.importers import ADAPTER_WEIGHTS
+
+    return any((folder / name).exists() for name in ADAPTER_WEIGHTS)
+
+
+def import_paths(paths: Sequence[Path]) -> list[Path]:
+    """Return what to import, one item each: the PATHs as given, except that a folder holding
+    no adapter stands for its packet files (a USB stick), sorted and without hidden ones
+    such as macOS's ._NAME.fkpkt, as a shell's `FOLDER/*.fkpkt` lists them."""
+    items: list[Path] = []
+    for path in paths:
+        files = []
+        if _is_folder(path) and not holds_adapter(path):
+            files = sorted(f for f in path.glob("*.fkpkt") if not f.name.startswith("."))
+        items.extend(files or [path])
+    return items
+
+
+def _is_folder(path: Path) -> bool:
+    """True for a folder; False for anything else, including a path that cannot be looked
+    at (reading it as a packet file then says why)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 def import_one(
     svc: Any,
     path: Path,
@@ -117,8 +147,11 @@ def import_one(
     notes: Any,
     allow_foreign_base: bool,
 ) -> None:
-    """Import one packet file or adapter folder, and say what came in."""
-    if path.is_dir():
+    """Import one packet file or adapter folder, and say what came in (a packet held here
+    whole is left as it is; one held with damaged weights is repaired from the file)."""
+    if _is_folder(path):
+        if not holds_adapter(path):
+            raise PacketError(f"{path} holds no adapter and no .fkpkt packet files.")
         record = import_folder(svc, path, name, domain, description, exemplars_file, notes)
     else:
         expected = None if allow_foreign_base else svc.base_fingerprint
@@ -130,9 +163,15 @@ def import_one(
                 exemplars_file,
             )  # fmt: skip
         else:
-            record, new = svc.library.add_file(path, expected)
-            if not new:
+            record, arrival = svc.library.import_file(path, expected)
+            if arrival == "held":
                 click.echo(f"Packet {record.name!r} is already in the library.")
+                return
+            if arrival == "repaired":
+                click.echo(
+                    f"Repaired {record.name!r}: its weights were damaged here and the file's "
+                    "are good."
+                )
                 return
     carried = notes_count(record.manifest)
     with_notes = f", {carried} notes" if carried else ""

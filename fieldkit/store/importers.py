@@ -31,6 +31,9 @@ from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
 MAX_ADAPTER_FILE = 256 * 1024 * 1024
+# The weights files that make a folder an adapter folder: mlx-lm's, PEFT's, and PEFT's
+# pickled ones (refused with the reason).
+ADAPTER_WEIGHTS = ("adapters.safetensors", "adapter_model.safetensors", "adapter_model.bin")
 EXEMPLAR_FORMATS = (
     "a text file with one question per line, or .jsonl with one object per line: "
     "question, instruction or prompt fields, or chat messages (the user turns)"
@@ -61,11 +64,12 @@ def read_adapter_folder(folder: Path, n_model_layers: int | None = None) -> tupl
     if not config_path.is_file():
         raise PacketError(f"{folder} has no adapter_config.json.")
     config = _read_json(config_path)
-    if (folder / "adapters.safetensors").is_file():
-        return _read_mlx(folder / "adapters.safetensors", config, n_model_layers), "mlx-lm"
-    if (folder / "adapter_model.safetensors").is_file():
-        return _read_peft(folder / "adapter_model.safetensors", config, n_model_layers), "peft"
-    if (folder / "adapter_model.bin").is_file():
+    mlx, peft, pickled = (folder / name for name in ADAPTER_WEIGHTS)
+    if mlx.is_file():
+        return _read_mlx(mlx, config, n_model_layers), "mlx-lm"
+    if peft.is_file():
+        return _read_peft(peft, config, n_model_layers), "peft"
+    if pickled.is_file():
         raise PacketError("Pickled PEFT weights (adapter_model.bin) are refused; use safetensors.")
     raise PacketError(f"{folder} holds neither adapters.safetensors nor adapter_model.safetensors.")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlite_utils import Database
 
@@ -35,10 +35,11 @@ from fieldkit.store.settings import SettingsStore
 from fieldkit.store.transfers import TransferStore
 from fieldkit.store.vectors import VectorCache
 
-__all__ = ["TRUST_STATES", "Library", "PacketRecord", "PeerRecord"]
+__all__ = ["TRUST_STATES", "Arrival", "Library", "PacketRecord", "PeerRecord"]
 
 _HEX_PREFIX = re.compile(r"[0-9a-f]{6,64}")
 BUSY_SECONDS = 60.0
+Arrival = Literal["added", "repaired", "held"]  # how a packet file came in (import_file)
 
 
 class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
@@ -183,16 +184,26 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def add_file(self, path: Path, expected_base: str | None) -> tuple[PacketRecord, bool]:
+    def import_file(self, path: Path, expected_base: str | None) -> tuple[PacketRecord, Arrival]:
         """Verify and store the packet file at `path` (from `library export`); return its
-        record and whether it is new here (False: the same packet was already in). Raises
-        as `add` does, or PacketError for a file that is no packet."""
+        record and how it arrived: "added" (new here), "repaired" (held here with weights
+        missing, damaged or set aside by `verify`: the file's replace them) or "held" (held
+        and whole: nothing is written). Raises as `add` does, PacketError for a file that is
+        no packet, LibraryError when a repair leaves the packet failing its check."""
         packet = read_packet_file(path)
         held = self.find(packet_id(packet.manifest))
-        if held is not None:
-            return held, False
-        record = self.add(packet.manifest, packet.signature, packet.weights, "file", expected_base)
-        return record, True
+        if held is None:
+            manifest, signature = packet.manifest, packet.signature
+            return self.add(manifest, signature, packet.weights, "file", expected_base), "added"
+        if held.verified and self.blobs.holds(held.sha256):
+            return held, "held"
+        return self._repair(held, packet.weights), "repaired"
+
+    def add_file(self, path: Path, expected_base: str | None) -> tuple[PacketRecord, bool]:
+        """`import_file` for callers that tell only new from held: True when the file's
+        weights were stored (added or repaired)."""
+        record, arrival = self.import_file(path, expected_base)
+        return record, arrival != "held"
 
     def add(
         self,
@@ -314,6 +325,20 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
                 raise LibraryError(f"{record.name!r} was removed while it was being checked.")
             self.db["packets"].update(record.packet_id, {"verified": int(problem is None)})
         return self.get(record.packet_id), problem, weights
+
+    def _repair(self, held: PacketRecord, weights: bytes) -> PacketRecord:
+        """Store `weights` (verified against `held`'s manifest) in place of its missing or
+        damaged ones, atomically as new weights are, then check the packet again as `verify`
+        does (which marks it verified); return it. LibraryError if it still fails."""
+        self.blobs.write(held.sha256, weights)  # a damaged blob fails `holds`: replaced whole
+        record, problem, _ = self._check(held.packet_id)
+        if problem is not None:
+            raise LibraryError(
+                f"{held.name!r} is still damaged after its weights were replaced: {problem}"
+            )
+        with self.write_lock():
+            self._log("packet_repaired", name=held.name, packet_id=held.packet_id)
+        return record
 
     def collect_garbage(self) -> dict[str, int]:
         """Remove blobs no packet refers to, stale part files and old pending peers; return
