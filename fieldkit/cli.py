@@ -120,6 +120,8 @@ def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
     ctx.obj.notice = lambda text: click.echo(f"fieldkit: {text}", err=True)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script, a pipe, a service
+            raise click.UsageError("The TUI needs a terminal; outside one, give a command.")
         tui = importlib.import_module("fieldkit.tui.app")
         tui.run_app(ctx.obj)
 

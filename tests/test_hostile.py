@@ -440,3 +440,21 @@ def test_a_name_file_edited_by_hand_into_no_device_name_falls_back(make_home) ->
     identity = Identity.load_or_create(home)
     assert "\x1b" not in identity.name
     assert identity.name.endswith(f"-{identity.device_id[:4]}")
+
+
+def test_the_tui_outside_a_terminal_is_a_usage_error_not_a_hang(make_home) -> None:
+    """The bug: `fieldkit < /dev/null > out` (a script, a service) started the TUI, which
+    wrote escape codes into the file and ran until killed."""
+    import subprocess
+
+    home = make_home("me")
+    done = subprocess.run(
+        [*FIELDKIT, "--home", str(home.root)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert "The TUI needs a terminal; outside one, give a command." in done.stderr
