@@ -117,6 +117,12 @@ def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
     from fieldkit.services import Services
 
     ctx.obj = Services.build(home=home, model_path=model_path)
+    if model_path and not ctx.obj.model_dir.is_dir():  # a mistyped name, before any work
+        raise click.BadParameter(
+            f"no model named {model_path!r} is installed (`fieldkit model list`) and no "
+            "folder is there.",
+            param_hint="'--model'",
+        )
     ctx.obj.notice = lambda text: click.echo(f"fieldkit: {text}", err=True)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:

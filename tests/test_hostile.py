@@ -334,6 +334,16 @@ def test_an_empty_home_or_model_is_refused_not_read_as_the_default(tmp_path) -> 
         assert f"Invalid value for '{option}': is empty" in result.output
 
 
+def test_a_mistyped_model_name_is_refused_before_any_work(make_home) -> None:
+    """The bug: `--model nosuch library list` listed every packet as NO MODEL, exit 0, and
+    `--model nosuch ask` spoke of a folder in the working directory."""
+    home = make_home("me")
+    for argv in (["library", "list"], ["ask", "hens"], ["route", "hens"]):
+        result = CliRunner().invoke(main, ["--home", str(home.root), "--model", "nosuch", *argv])
+        assert result.exit_code == 2, result.output
+        assert "no model named 'nosuch' is installed (`fieldkit model list`)" in result.output
+
+
 def test_text_from_a_peer_cannot_drive_the_terminal() -> None:
     from fieldkit.formats import control_chars, shown_text
 
