@@ -10,7 +10,7 @@ import click
 
 from fieldkit.commands import given_question, stdin_text
 from fieldkit.errors import RouterError
-from fieldkit.formats import format_size
+from fieldkit.formats import format_size, shown_text
 from fieldkit.store.files import MIB
 from fieldkit.store.importers import EXEMPLAR_FORMATS, parse_questions
 from fieldkit.store.importers import read_questions as read
@@ -80,5 +80,7 @@ def route_command(
     for text, decision in zip(questions, decisions, strict=True):
         if as_json:
             click.echo(json.dumps({"question": text, **decision.to_dict()}, ensure_ascii=False))
+        elif questions_file:  # the question last, so that each line names its own
+            click.echo(f"{describe(decision)}\t{shown_text(' '.join(text.split()))}")
         else:
             click.echo(describe(decision))

@@ -278,6 +278,7 @@ def test_cli_route_file_keeps_order(cli_home: Home, tmp_path: Path, suffix: str)
     plain = CliRunner().invoke(main, ["--home", str(cli_home.root), "route", "--file", str(path)])
     assert plain.exit_code == 0, plain.output
     assert plain.output.splitlines()[1].startswith("(base model)\t")
+    assert [line.split("\t")[-1] for line in plain.output.splitlines()] == questions
 
 
 @pytest.mark.parametrize(
