@@ -468,3 +468,12 @@ def test_the_tui_outside_a_terminal_is_a_usage_error_not_a_hang(make_home) -> No
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert "The TUI needs a terminal; outside one, give a command." in done.stderr
+
+
+def test_once_without_listen_is_a_usage_error(make_home) -> None:
+    """`sync --once HOST:PORT` was accepted and --once silently ignored."""
+    home = make_home("me")
+    for argv in (["sync", "--once", "127.0.0.1:1"], ["sync", "--ble", "--once"]):
+        result = CliRunner().invoke(main, ["--home", str(home.root), *argv])
+        assert result.exit_code == 2, result.output
+        assert "--once goes with --listen." in result.output

@@ -24,7 +24,12 @@ from fieldkit.gossip.tcp import DEFAULT_PORT
 @click.argument("address", required=False, metavar="HOST:PORT")
 @click.option("--listen", is_flag=True, help="Wait for peers instead of connecting.")
 @listen_options("Address to listen on.", DEFAULT_PORT, "Port to listen on (0: any free port).")
-@click.option("--once", is_flag=True, help="With --listen: stop after the first session.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="With --listen: stop after the first session with a peer that proves who it is "
+    "(a stranger's failed handshake does not count).",
+)
 @click.option(
     "--advertise/--no-advertise",
     default=None,
@@ -72,6 +77,8 @@ def sync_command(
     Over Bluetooth LE: `fieldkit sync --ble [--peer ID]` or `fieldkit sync --ble --listen`;
     without --hci, a running `fieldkit serve` of this home lends its radio.
     """
+    if once and not listen:
+        raise click.UsageError("--once goes with --listen.")
     svc = services()
     options = SyncOptions(accept_pending=accept_pending, idle_timeout=idle_timeout)
     interactive = not as_json and sys.stdin.isatty() and sys.stderr.isatty()
