@@ -12,7 +12,7 @@ import click
 from fieldkit.errors import PacketError
 from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
-from fieldkit.store.notes import notes_count
+from fieldkit.store.notes import NOTES_FIELD, notes_count
 from fieldkit.store.packet import packet_id
 
 
@@ -27,6 +27,8 @@ def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> Non
         "description": record.description,
         "exemplars": record.exemplars,
     }
+    if carried := record.manifest.get(NOTES_FIELD):  # so that importing it back keeps them
+        info[NOTES_FIELD] = carried
     export_adapter(
         adapter,
         output,
@@ -62,7 +64,7 @@ def import_folder(
         exemplars=info.exemplars,
         base_model_id=model_id,
         base_fingerprint=fingerprint,
-        notes=notes,
+        notes=notes if notes is not None else info.notes,
     )
 
 

@@ -27,6 +27,7 @@ from fieldkit.errors import PacketError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
 from fieldkit.store.files import MIB, jsonl_values, read_bounded, read_text_bounded
 from fieldkit.store.models import projection_widths
+from fieldkit.store.notes import Passage, check_notes
 from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
@@ -49,6 +50,7 @@ class PacketInfo:
     description: str
     exemplars: list[str]
     questions_read: int = 0  # how many the exemplars file held (more than kept: spread)
+    notes: list[Passage] | None = None  # the notes packet.json carries (library export)
 
 
 def read_adapter_folder(folder: Path, n_model_layers: int | None = None) -> tuple[Adapter, str]:
@@ -117,7 +119,8 @@ def read_packet_info(
     if not name or not domain:
         raise PacketError("A packet needs a name and a domain (--name, --domain or packet.json).")
     description = description or str(side.get("description", ""))
-    return PacketInfo(str(name), str(domain), description, exemplars, read)
+    notes = check_notes(side["notes"]) if side.get("notes") is not None else None
+    return PacketInfo(str(name), str(domain), description, exemplars, read, notes)
 
 
 def read_questions(path: Path) -> list[str]:

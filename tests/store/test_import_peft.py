@@ -33,11 +33,13 @@ from fieldkit.services import Services
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.importers import check_fits_model, read_adapter_folder
 from fieldkit.store.models import model_fingerprint, read_config
+from fieldkit.store.notes import Passage, notes_of
 
 MESSAGES = [{"role": "user", "content": "What does the pump need?"}]
 LOGIT_TOL = 1e-3
 PATTERN_TOL = 5e-3
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+NOTES = [Passage("r1", "Clean the intake filter every 7 days.", "Filter cleaning?")]
 EXEMPLARS = [f"How do I clean pump filter number {i}?" for i in range(12)]
 
 
@@ -179,6 +181,7 @@ def test_export_to_peft_round_trips(
         exemplars=EXEMPLARS,
         base_model_id="tiny-llama",
         base_fingerprint=model_fingerprint(tiny_model_dir),
+        notes=NOTES,
     )
     packet = services.library.load_adapter(services.library.get("pumps"))
     services.close()
@@ -199,6 +202,7 @@ def test_export_to_peft_round_trips(
     services = Services.build(bob.root, tiny_model_dir)
     back = services.library.load_adapter(services.library.get("pumps"))
     assert services.library.get("pumps").exemplars == EXEMPLARS
+    assert notes_of(services.library.get("pumps").manifest) == NOTES  # the notes came back
     services.close()
     assert back.config == packet.config
     assert back.tensors.keys() == packet.tensors.keys()
