@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,8 +179,20 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             ) from exc
 
     def load_adapter(self, record: PacketRecord) -> Adapter:
-        """Read, check and return a packet's adapter (weights verified against the manifest)."""
-        return verify_weights(record.manifest, self.read_weights(record))
+        """Read, check and return a packet's adapter (weights verified against the manifest).
+
+        Weights that fail their check set the packet aside, as `verify` does, and the
+        PacketError says how to repair it."""
+        data = self.read_weights(record)
+        try:
+            return verify_weights(record.manifest, data)
+        except PacketError as exc:
+            with suppress(LibraryError), self.write_lock():
+                self.db["packets"].update(record.packet_id, {"verified": 0})
+            raise PacketError(
+                f"{str(exc).rstrip('.')}; it is set aside until a good copy is imported "
+                f"(`fieldkit library import {record.name}.fkpkt` repairs it)."
+            ) from exc
 
     # -- writing -----------------------------------------------------------------------------
 

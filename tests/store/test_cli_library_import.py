@@ -192,3 +192,23 @@ def test_a_folder_holding_an_adapter_is_read_as_one_even_beside_packet_files(
     assert result.exit_code == 1
     assert "needs a name and a domain" in result.output
     assert names_in(other) == []
+
+
+def test_weights_found_damaged_on_loading_set_the_packet_aside_and_say_how_to_repair(home, pumps):
+    """The bug: `ask` found the weights damaged, said so, and left the packet listed as
+    verified (the router kept picking it), with no word of what to do."""
+    from fieldkit.errors import PacketError
+
+    damage(home, blob_of(home, "pumps"), "flipped")
+    library = Library.open(home)
+    try:
+        with pytest.raises(PacketError) as caught:
+            library.load_adapter(library.get("pumps"))
+        assert str(caught.value) == (
+            "The weights of 'pumps' do not match their sha256; it is set aside until a good "
+            "copy is imported (`fieldkit library import pumps.fkpkt` repairs it)."
+        )
+        assert library.get("pumps").verified is False
+    finally:
+        library.close()
+    assert fieldkit(home, "library", "import", str(pumps)).stdout == REPAIRED
