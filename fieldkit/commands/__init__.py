@@ -91,15 +91,20 @@ def hci_option(what: str) -> Callable[[Any], Any]:
 
 def given_question(question: str) -> str:
     """Return the question as given on the command line, or for `-` the one on standard
-    input (a long question written in an editor, or piped from a script), read up to one
-    character past the prompt limit (answering.check_question then refuses it);
-    FieldkitError if it is not UTF-8 text."""
+    input (a long question written in an editor, or piped from a script), read no further
+    than the prompt limit needs; FieldkitError if it is longer or not UTF-8 text."""
     if question != "-":
         return question
     from fieldkit.answering import MAX_PROMPT_CHARS
+    from fieldkit.errors import FieldkitError
 
     cap = 4 * (MAX_PROMPT_CHARS + 1)  # bytes enough for that many characters
-    text, _ = stdin_text(cap, "The question on standard input is not UTF-8 text.")
+    text, full = stdin_text(cap, "The question on standard input is not UTF-8 text.")
+    if full:  # more than MAX_PROMPT_CHARS characters, however many bytes each takes
+        raise FieldkitError(
+            f"The question on standard input has more than {MAX_PROMPT_CHARS} characters; "
+            f"fieldkit takes at most {MAX_PROMPT_CHARS}."
+        )
     return text.strip()
 
 

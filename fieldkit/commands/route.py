@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fieldkit.answering import check_question
 from fieldkit.commands import given_question, stdin_text
 from fieldkit.errors import RouterError
 from fieldkit.formats import format_size, shown_text
@@ -74,8 +75,8 @@ def route_command(
     questions = (
         read_questions(questions_file) if questions_file else [given_question(question or "")]
     )
-    if not all(q.strip() for q in questions):
-        raise RouterError("The question is empty.")
+    for text in questions:  # the limits `ask` keeps (answering.check_question)
+        check_question(text)
     decisions = services.router.route_many(questions)
     for text, decision in zip(questions, decisions, strict=True):
         if as_json:

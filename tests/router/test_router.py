@@ -350,6 +350,19 @@ def test_cli_route_stdin_over_the_limit_is_refused(
     assert "The questions on standard input are larger than 64 B." in result.output
 
 
+def test_cli_route_keeps_the_question_limits_of_ask(cli_home: Home) -> None:
+    """`route -` took 300 KB of question that `ask -` refuses."""
+    home = ["--home", str(cli_home.root), "route"]
+    for argv, given, said in (
+        (["-"], "a" * 200_000, "has more than 32000 characters; fieldkit takes at most 32000."),
+        (["--file", "-"], "a" * 40_000, "The prompt has 40000 characters; fieldkit takes"),
+        ([" "], None, "The question is empty."),
+    ):
+        result = CliRunner().invoke(main, [*home, *argv], input=given)
+        assert result.exit_code == 1, result.output
+        assert said in result.output
+
+
 def test_cli_route_needs_a_question(cli_home: Home) -> None:
     result = CliRunner().invoke(main, ["--home", str(cli_home.root), "route"])
     assert result.exit_code == 2
