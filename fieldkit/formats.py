@@ -27,6 +27,15 @@ def shown_text(text: str) -> str:
 DEVICE_NAME_CHARS = 64
 
 
+def as_clause(sentence: str) -> str:
+    """Return a sentence as it reads after a colon inside another: its first letter lower
+    case (not a first word in capitals or with digits: E07, LAN) and no final period."""
+    first = sentence.split(" ", 1)[0]
+    if first[1:2].islower() and first.isalpha():
+        sentence = sentence[0].lower() + sentence[1:]
+    return sentence.rstrip().rstrip(".")
+
+
 def is_device_name(name: str) -> bool:
     """True when `name` may name a device: 1 to DEVICE_NAME_CHARS printable characters (the
     rule for this device's own name and for a name a peer announces over the LAN)."""

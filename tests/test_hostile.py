@@ -389,7 +389,7 @@ def test_export_keeps_an_existing_file_and_refuses_a_damaged_packet(
         main, ["--home", str(home.root), "library", "export", "pumps", "-o", str(out)]
     )
     assert damaged.exit_code == 1, damaged.output
-    assert "'pumps' fails its check, so it is not copied" in damaged.output
+    assert "'pumps' is not copied: the weights of 'pumps'" in damaged.output
     assert not out.exists()
 
 

@@ -114,7 +114,7 @@ def show_command(name: str, as_json: bool) -> None:
             *((key, data[key]) for key in shown),
             ("size", f"{format_size(data['size'])} ({data['size']} bytes)"),
             ("author", author),
-            *((key, data[key]) for key in rest),
+            *((key, _shown_value(data[key])) for key in rest),
             ("state", _state(data, base)),
         ],
         14,
@@ -122,6 +122,11 @@ def show_command(name: str, as_json: bool) -> None:
     click.echo(f"exemplars ({len(record.exemplars)}):")
     for question in record.exemplars:
         click.echo(f"  - {question}")
+
+
+def _shown_value(value: object) -> object:
+    """Return a field as `library show` prints it: yes/no for a flag (not True/False)."""
+    return ("yes" if value else "no") if isinstance(value, bool) else value
 
 
 @library.command("import")
@@ -210,12 +215,20 @@ def _no_model_note(svc: Any) -> None:
     )
 
 
+def _output_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    """Refuse an empty -o, which would silently mean the working directory."""
+    if not value.strip():
+        raise click.BadParameter("is empty; name a file or a folder.")
+    return Path(value)
+
+
 @library.command("export")
 @click.argument("names", nargs=-1, shell_complete=packet_names)
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(),
+    callback=_output_path,
     required=True,
     help="The file to write (packet), or a new folder (mlx-lm, peft); for several packets "
     "or --all, the folder their NAME.fkpkt files go in (made if need be).",
@@ -249,6 +262,7 @@ def export_command(
         packet_io.export_folder(svc, svc.library.get(names[0]), output, fmt)
         return
     records = svc.library.list_packets() if every else [svc.library.get(n) for n in names]
+    records = list({r.packet_id: r for r in records}.values())  # a name given twice: once
     if not records:
         click.echo("The library is empty; nothing to export.")
         return

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
+from fieldkit.formats import as_clause
 from fieldkit.router.decision import (
     Candidate,
     LibraryLike,
@@ -314,7 +315,9 @@ class Router:
                 w = int(np.where(withheld, raw[q], -np.inf).argmax())
                 if raw[q, w] >= max(decision.score, self.min_score):
                     problem = self._withheld[index.packets[w].packet_id]
-                    decision = replace(decision, reason=f"{decision.reason}; not used: {problem}")
+                    decision = replace(
+                        decision, reason=f"{decision.reason}; not used: {as_clause(problem)}"
+                    )
             decisions.append(decision)
         return decisions
 

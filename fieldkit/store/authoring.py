@@ -63,7 +63,8 @@ class AuthoringStore:
         new_name = check_name(name) if name is not None else old.name
         if old.author_id != identity.device_id and new_name == old.name:
             raise LibraryError(
-                f"{old.name!r} is by another author: give the new version a name of its own."
+                f"{old.name!r} is by another author: give the new version a name of its own "
+                "(--as NEW_NAME)."
             )
         if new_name != old.name and self.db["packets"].count_where("name = ?", [new_name]):
             raise LibraryError(f"A packet named {new_name!r} is already in the library.")

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from fieldkit.errors import LibraryError, PacketError, PacketRemoved
+from fieldkit.formats import as_clause
 from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.authoring import AuthoringStore
@@ -174,8 +175,8 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             if not self.has(record.packet_id):  # removed by another process since it was read
                 raise PacketRemoved(f"{record.name!r} was removed from the library.") from exc
             raise LibraryError(
-                f"The weights of {record.name!r} are missing from the library "
-                "(`fieldkit library verify` sets the packet aside)."
+                f"The weights of {record.name!r} are missing from the library; a good copy "
+                f"repairs it (`fieldkit library import {record.name}.fkpkt`)."
             ) from exc
 
     def load_adapter(self, record: PacketRecord) -> Adapter:
@@ -317,7 +318,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         export sends on only what still verifies). Raises PacketError naming the problem."""
         record, problem, weights = self._check(name_or_id)
         if problem is not None:
-            raise PacketError(f"{record.name!r} fails its check, so it is not copied: {problem}")
+            raise PacketError(f"{record.name!r} is not copied: {as_clause(problem)}.")
         return record, weights
 
     def _check(self, name_or_id: str) -> tuple[PacketRecord, str | None, bytes]:

@@ -358,7 +358,7 @@ def test_a_blocked_authors_packet_is_neither_listed_nor_used(
     assert reply.fieldkit["route"]["route"] != "wells"  # the router withholds it, and says so
     assert reply.fieldkit["packet"] != "wells"
     assert (
-        "not used: The packet 'wells' is by a blocked author" in reply.fieldkit["route"]["reason"]
+        "not used: the packet 'wells' is by a blocked author" in reply.fieldkit["route"]["reason"]
     )
     library = {p["name"]: p for p in find_agent(packet_home).get("/v1/library")["packets"]}
     assert library["wells"]["usable"] is False

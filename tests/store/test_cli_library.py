@@ -436,3 +436,26 @@ def test_reissue_with_new_exemplars(cli, tmp_path, make_adapter):
     r = cli(tmp_path / "b", "library", "reissue", "pumps")
     assert r.exit_code == 2
     assert "--exemplars" in r.output
+
+
+def test_export_takes_a_name_given_twice_once_and_refuses_an_empty_output(
+    make_home, make_packet, tmp_path: Path
+) -> None:
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    base = ["--home", str(home.root), "library", "export"]
+    twice = CliRunner().invoke(main, [*base, "pumps", "pumps", "-o", str(tmp_path / "usb")])
+    assert twice.exit_code == 0, twice.output  # it wrote the file, then refused it as existing
+    assert twice.output.count("Exported 'pumps'") == 1
+    empty = CliRunner().invoke(main, [*base, "pumps", "-o", ""])
+    assert empty.exit_code == 2
+    assert "is empty; name a file or a folder." in empty.output
+    assert not list(Path.cwd().glob("pumps.fkpkt"))
+
+
+def test_show_prints_a_flag_as_yes_or_no(make_home, make_packet) -> None:
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    shown = CliRunner().invoke(main, ["--home", str(home.root), "library", "show", "pumps"])
+    assert shown.exit_code == 0, shown.output
+    assert "\nmerged         no\n" in shown.output

@@ -170,7 +170,7 @@ def test_reissue_of_another_authors_packet_needs_a_new_name(make_home, make_pack
     lib = Library.open(home_b, identity=Identity.load_or_create(home_b))
     lib.add(source.manifest, source.signature, data, source="peer")
     before = _snapshot(home_b)
-    with pytest.raises(LibraryError, match="another author"):
+    with pytest.raises(LibraryError, match=r"another author: .* of its own \(--as NEW_NAME\)"):
         lib.reissue("pumps", description="Mine now.")
     with pytest.raises(PacketError, match="exemplar"):
         lib.reissue("pumps", exemplars=["too few"], name="my-pumps")

@@ -166,7 +166,16 @@ async def test_blocking_an_author_marks_every_packet(
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
+        await pilot.press("b")  # blocking sets packets aside: it asks first, as remove does
+        dialog = await wait_for_screen(pilot, ConfirmDialog)
+        asked = str(dialog.query_one("Label").render())
+        assert asked.startswith(f"Block the author {carol.device_id[:8]}? Their packet here is")
+        await pilot.press("n")
+        await settle(pilot)
+        assert states(app)["aqua"] is PacketStatus.VERIFIED
         await pilot.press("b")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
         await settle(pilot)
         assert states(app)["aqua"] is PacketStatus.BLOCKED
         assert states(app)["pumps"] is PacketStatus.VERIFIED  # this device's own
@@ -175,6 +184,8 @@ async def test_blocking_an_author_marks_every_packet(
         assert states(app)["aqua"] is PacketStatus.VERIFIED
         await pilot.press("down")  # pumps, by this device: it cannot block itself
         await pilot.press("b")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
         await settle(pilot)
         assert any("is this device" in n for n in notices(pilot))
         assert states(app)["pumps"] is PacketStatus.VERIFIED
@@ -198,7 +209,7 @@ async def test_a_damaged_packet_is_not_exported(stocked, tmp_path: Path) -> None
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
         await export_to(pilot, tmp_path / "out")
-        assert any("fails its check, so it is not copied" in n for n in notices(pilot))
+        assert any("'pumps' is not copied: " in n for n in notices(pilot))
         assert not (tmp_path / "out" / "pumps.fkpkt").exists()
         assert app.is_running
 
@@ -227,7 +238,7 @@ async def test_the_detail_says_whether_a_packet_carries_notes(
         assert "2 source passages, signed" in detail_text(app)
 
 
-async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
+async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_ones(
     stocked, make_services, make_packet, base_fp, tmp_path: Path
 ) -> None:
     from fieldkit.store.packet import save_packet_file
@@ -239,7 +250,8 @@ async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
     for library, name in ((bob.library, "wells"), (stocked.library, "pumps")):
         record, weights = library.checked_weights(name)
         save_packet_file(usb / f"{name}.fkpkt", record.manifest, record.signature, weights)
-    (usb / "broken.fkpkt").write_bytes(b"FKPACKET not really")
+    (usb / "broken.fkpkt").write_bytes((usb / "wells.fkpkt").read_bytes()[:40])  # cut short
+    (usb / "junk.fkpkt").write_bytes(b"holiday photos")
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
@@ -249,7 +261,10 @@ async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
         await pilot.press("enter")
         await settle(pilot)
         [said] = [n for n in notices(pilot) if "Imported" in n]
-        assert said.startswith("Imported 1 (wells); 1 already here (pumps); 1 refused: broken")
+        assert said == (
+            "Imported 1 (wells). Already here: pumps. Refused 2: broken.fkpkt is truncated "
+            "or its header is damaged; junk.fkpkt is not a fieldkit packet file."
+        )
         assert states(app)["wells"] is PacketStatus.VERIFIED
         await pilot.press("i")
         dialog = await wait_for_screen(pilot, TextDialog)
@@ -258,3 +273,20 @@ async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_one(
         await settle(pilot)
         assert any("nowhere does not exist" in n for n in notices(pilot))
         assert app.is_running
+
+
+def test_an_import_notice_names_each_file_once_and_counts_what_it_leaves_out() -> None:
+    from fieldkit.tui.views import import_outcome
+
+    refused = [
+        ("a.fkpkt", "a.fkpkt is not a fieldkit packet file."),
+        ("b.fkpkt", "The packet 'b' was made for another base model."),
+        ("c.fkpkt", "c.fkpkt has a damaged header."),
+    ]
+    said = import_outcome([], ["poultry"], refused)
+    assert said.text == (
+        "Already here: poultry. Refused 3: a.fkpkt is not a fieldkit packet file; "
+        "b.fkpkt: The packet 'b' was made for another base model (and 1 more)."
+    )
+    assert not said.ok
+    assert import_outcome(["cold-chain"], [], []).text == "Imported 1 (cold-chain)."
