@@ -405,6 +405,39 @@ def test_this_device_cannot_trust_or_block_itself(make_home) -> None:
     lib.close()
 
 
+def test_an_id_no_device_can_have_is_refused_and_a_mistyped_peer_can_be_forgotten(
+    make_home, make_packet
+) -> None:
+    """`trust 1111111111111111` was accepted (device ids are base32: no 0, 1, 8 or 9), and
+    a peer trusted or blocked by mistake could not be removed."""
+    home = make_home("me")
+    other = make_home("other")
+    theirs = make_packet(other, name="pumps")
+    lib = Library.open(home)
+    lib.add(theirs.manifest, theirs.signature, Library.open(other).read_weights(theirs), "peer")
+    lib.close()
+
+    def fieldkit(*argv: str):  # noqa: ANN202
+        return CliRunner().invoke(main, ["--home", str(home.root), *argv])
+
+    refused = fieldkit("trust", "1111111111111111")
+    assert refused.exit_code == 1
+    assert "'1111111111111111' is not a device id (16 characters" in refused.output
+    author = theirs.author_id
+    assert fieldkit("block", author.upper()).exit_code == 0
+    assert json.loads(fieldkit("library", "list", "--json").output)[0]["state"] == "blocked"
+    forgot = fieldkit("peers", "forget", author)
+    assert forgot.exit_code == 0, forgot.output
+    assert forgot.output == f"Forgot peer {author}. Its block is lifted.\n"
+    assert json.loads(fieldkit("library", "list", "--json").output)[0]["state"] != "blocked"
+    again = fieldkit("peers", "forget", author)
+    assert again.exit_code == 1
+    assert f"No peer {author} is known on this device." in again.output
+    lib = Library.open(home)
+    assert lib.get_peer(author) is None
+    lib.close()
+
+
 def test_an_emptied_database_beside_stored_packets_is_refused(
     make_home, make_packet, tmp_path
 ) -> None:

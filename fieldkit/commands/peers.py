@@ -121,6 +121,16 @@ def policy_command(policy: str | None) -> None:
     click.echo(f"Receive policy: {library.receive_policy()}")
 
 
+@peers.command("forget")
+@click.argument("peer_id", shell_complete=peer_ids)
+def forget_command(peer_id: str) -> None:
+    """Forget a peer (a mistyped id, a device given away): its trust, name and pinned key
+    go, and it is a stranger again. Forgetting a blocked peer lifts the block."""
+    peer = services().library.forget_peer(peer_id)
+    lifted = " Its block is lifted." if peer.trust == "blocked" else ""
+    click.echo(f"Forgot peer {peer.peer_id}{f' ({peer.name})' if peer.name else ''}.{lifted}")
+
+
 @peers.command("lan")
 @click.argument("addresses", nargs=-1, metavar="[ADDRESS]...")
 @click.option("--all", "use_all", is_flag=True, help="Browse on every interface (the default).")

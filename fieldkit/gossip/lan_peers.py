@@ -16,12 +16,12 @@ from typing import Any
 
 from fieldkit.errors import TransportError
 from fieldkit.formats import is_device_name, is_loopback, join_address
+from fieldkit.store.identity import is_device_id
 
 TXT_ID = "id"
 TXT_NAME = "name"
 TXT_PROTO = "proto"
 MAX_NAME_BYTES = 250  # a TXT string holds 255 bytes, "name=" included
-_DEVICE_ID = re.compile(r"[a-z2-7]{16}")
 _PROTO = re.compile(r"[0-9]{1,4}")
 _WILDCARDS = {"", "0.0.0.0", "::"}
 INTERFACES_SETTING = "lan_interfaces"  # library setting: addresses to browse on (unset: all)
@@ -113,7 +113,7 @@ def parse_txt(
         name = raw_name.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if not _DEVICE_ID.fullmatch(device_id) or not _PROTO.fullmatch(proto):
+    if not is_device_id(device_id) or not _PROTO.fullmatch(proto):
         return None
     if not is_device_name(name):
         return None

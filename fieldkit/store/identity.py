@@ -33,6 +33,14 @@ def device_id_for(public_key: bytes) -> str:
     return base64.b32encode(digest).decode("ascii").lower()[:16]
 
 
+def is_device_id(text: str) -> bool:
+    """True for text shaped as `device_id_for` makes ids: 16 lower-case base32 characters."""
+    return len(text) == 16 and all(c in _BASE32 for c in text)
+
+
+_BASE32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
 def key_fingerprint(public_key: bytes) -> str:
     """Return a human-comparable fingerprint of a public key, e.g. 'ab12 cd34 ...'."""
     digest = hashlib.sha256(public_key).hexdigest()[:24]

@@ -8,7 +8,8 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from fieldkit.errors import LibraryError, PeerRefused
-from fieldkit.store.identity import device_id_for
+from fieldkit.formats import shown_text
+from fieldkit.store.identity import device_id_for, is_device_id
 from fieldkit.store.records import PeerRecord, peer_record
 
 if TYPE_CHECKING:
@@ -19,6 +20,18 @@ TRUST_STATES = ("trusted", "pending", "blocked")
 # this many are kept: a stream of junk handshakes cannot grow the table without bound.
 PENDING_PEER_DAYS = 30
 PENDING_PEER_CAP = 1000
+
+
+def checked_device_id(text: str) -> str:
+    """Return a device id as typed, trimmed and in lower case; LibraryError if it cannot be
+    one (16 base32 characters: letters and the digits 2 to 7)."""
+    peer_id = text.strip().lower()
+    if not is_device_id(peer_id):
+        shown = shown_text(peer_id[:40])
+        raise LibraryError(
+            f"{shown!r} is not a device id (16 characters: letters and the digits 2-7)."
+        )
+    return peer_id
 
 
 class PeerStore:
@@ -77,9 +90,7 @@ class PeerStore:
         """Set a peer's trust state; works before first contact (the id is a key hash)."""
         if trust not in TRUST_STATES:
             raise LibraryError(f"Trust must be one of {', '.join(TRUST_STATES)}.")
-        peer_id = peer_id.strip().lower()
-        if len(peer_id) != 16 or not peer_id.isalnum() or not peer_id.isascii():
-            raise LibraryError(f"{peer_id[:40]!r} is not a device id (16 letters and digits).")
+        peer_id = checked_device_id(peer_id)
         me = getattr(self, "identity", None)
         if me is not None and peer_id == me.device_id:
             raise LibraryError(f"{peer_id} is this device; only another device can be {trust}.")
@@ -99,6 +110,19 @@ class PeerStore:
             self._log("peer_trust", peer_id=peer_id, trust=trust)
         peer = self.get_peer(peer_id)
         assert peer is not None
+        return peer
+
+    def forget_peer(self, peer_id: str) -> PeerRecord:
+        """Remove a peer's record (its trust, name, address and pinned key): it is a
+        stranger again, as before the first contact. Returns what was removed; LibraryError
+        for an id this device does not know."""
+        peer_id = checked_device_id(peer_id)
+        with self.write_lock():
+            peer = self.get_peer(peer_id)
+            if peer is None:
+                raise LibraryError(f"No peer {peer_id} is known on this device.")
+            self.db["peers"].delete(peer_id)
+            self._log("peer_forgotten", peer_id=peer_id, trust=peer.trust)
         return peer
 
     def prune_pending_peers(self, now: float | None = None) -> int:
