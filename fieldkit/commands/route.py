@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 def read_questions(path: Path) -> list[str]:
     """Return the questions in a file, read as `library import --exemplars` reads them
-    (store.importers.read_questions: one a line, or .jsonl questions or chat turns), or
-    for `-` on standard input (JSON Lines when its first line is a JSON object).
+    (store.importers.read_questions: one a line, or JSON Lines of questions or chat turns
+    for a .jsonl file or one whose first line is an object), or for `-` on standard input.
 
     Raises a FieldkitError (one sentence) for an unreadable file, a bad JSON line, or a
     file with no questions.
@@ -39,8 +39,7 @@ def read_questions(path: Path) -> list[str]:
                 "The questions on standard input are larger than "
                 f"{format_size(STDIN_QUESTIONS_LIMIT)}."
             )
-        first = next((line for line in text.splitlines() if line.strip()), "")
-        questions = parse_questions(text, "standard input", jsonl=first.lstrip().startswith("{"))
+        questions = parse_questions(text, "standard input")
         where = "Standard input"
     else:
         questions, where = read(path), str(path)

@@ -132,13 +132,15 @@ def read_questions(path: Path) -> list[str]:
     whose user turns are the questions.
     """
     text = read_text_bounded(Path(path), what="questions file")
-    return parse_questions(text, str(path), jsonl=Path(path).suffix == ".jsonl")
+    return parse_questions(text, str(path), jsonl=Path(path).suffix.lower() == ".jsonl")
 
 
-def parse_questions(text: str, label: str, *, jsonl: bool) -> list[str]:
-    """Return the questions in `text`: one a line, or with `jsonl` as `read_questions`
-    reads a .jsonl file; PacketError naming `label` and the line for a bad JSON line."""
-    if not jsonl:
+def parse_questions(text: str, label: str, *, jsonl: bool = False) -> list[str]:
+    """Return the questions in `text`: one a line, or read as JSON Lines (see
+    `read_questions`) with `jsonl` or when its first line is a JSON object; PacketError
+    naming `label` and the line for a bad JSON line."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if not (jsonl or first.lstrip().startswith("{")):
         return [line.strip() for line in text.splitlines() if line.strip()]
     questions: list[str] = []
     for number, obj in jsonl_values(text, label):

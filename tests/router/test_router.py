@@ -261,11 +261,13 @@ def test_cli_route_json(cli_home: Home) -> None:
     assert json.loads(piped.output)["question"] == "goat udder is swollen"
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl", ".JSONL", ".json"])
 def test_cli_route_file_keeps_order(cli_home: Home, tmp_path: Path, suffix: str) -> None:
+    """JSON Lines by the suffix in any case, or by a first line that is a JSON object
+    (`.json`): such lines were routed as questions, braces and all."""
     questions = ["inverter beeps", "banana bread recipe", "pump leaks at the seal"]
     path = tmp_path / f"questions{suffix}"
-    lines = [json.dumps({"question": q}) for q in questions] if suffix == ".jsonl" else questions
+    lines = [json.dumps({"question": q}) for q in questions] if suffix != ".txt" else questions
     path.write_text("\n".join(lines) + "\n\n")
     result = CliRunner().invoke(
         main, ["--home", str(cli_home.root), "route", "--file", str(path), "--json"]
