@@ -68,7 +68,8 @@ def report_summary(summary: SyncSummary, as_json: bool) -> None:
     if summary.peer_trust == "pending":
         click.echo(
             f"  This peer is pending: if both devices show the code {summary.sas}, run "
-            f"`fieldkit trust {summary.peer_id}` to accept its packets."
+            f"`fieldkit trust {summary.peer_id}` to accept its packets. It takes this "
+            "device's packets only once it trusts this device the same way."
         )
     for p in summary.packets:
         extra = f" (resumed from {format_size(p.resumed_from)})" if p.resumed_from else ""

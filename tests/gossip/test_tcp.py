@@ -258,6 +258,8 @@ def test_cli_sync_with_an_untrusting_listener_reports_the_refusal(services, make
     assert result.exit_code == 0, result.output
     assert "pending" in result.output
     assert "fieldkit trust" in result.output
+    # the other side needs the same step before it takes this device's packets
+    assert "It takes this device's packets only once it trusts this device" in result.output
     assert "refused" in result.output
     assert "Sent 0, received 0, refused 1, failed 0." in result.output
 
