@@ -32,6 +32,8 @@ class FieldkitApp(App[None]):
         Binding("f3,2", "switch_mode('library')", "Library", show=False),
         Binding("f4,3", "switch_mode('ask')", "Ask", show=False),
         Binding("question_mark,f1", "help", "Help"),
+        # q where no text box has focus (the box takes it, and the footer then hides it)
+        Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
     model_state: reactive[str] = reactive("not loaded")

@@ -201,7 +201,7 @@ class TuiBackend(SyncBackend):
 
     def import_packets(self, path: Path) -> Outcome:
         """Import the packet file `path`, or every *.fkpkt file in the folder `path` (a USB
-        stick); return what came of it in one sentence. A bad file does not stop the rest."""
+        stick); return what came of it in short sentences. A bad file does not stop the rest."""
         from fieldkit.errors import FieldkitError
 
         path = path.expanduser()
@@ -213,12 +213,12 @@ class TuiBackend(SyncBackend):
         base = self.base_fingerprint()
         added: list[str] = []
         held: list[str] = []
-        refused: list[str] = []
+        refused: list[tuple[str, str]] = []
         for file in files:
             try:
                 record, new = self._on_library_thread(lambda lib, f=file: lib.add_file(f, base))
             except FieldkitError as exc:
-                refused.append(f"{file.name}: {exc}")
+                refused.append((file.name, str(exc)))
                 continue
             (added if new else held).append(record.name)
         return import_outcome(added, held, refused)

@@ -197,15 +197,28 @@ def sync_result(summary: Any) -> Outcome:
     return Outcome(f"Synced with {who}: {counts}.", summary.ok)
 
 
-def import_outcome(added: list[str], held: list[str], refused: list[str]) -> Outcome:
-    """Return one sentence for packet files imported: the packets that came in, those
-    already here, and the files refused with the first one's reason."""
-    parts = []
+REFUSALS_SHOWN = 2  # a notice names this many refused files and counts the rest
+
+
+def refusal(file_name: str, reason: str) -> str:
+    """Return why one file was refused as a clause naming the file once ('junk.fkpkt is
+    not a fieldkit packet file'), without its closing period."""
+    reason = reason.strip().rstrip(".")
+    return reason if reason.startswith(file_name) else f"{file_name}: {reason}"
+
+
+def import_outcome(added: list[str], held: list[str], refused: list[tuple[str, str]]) -> Outcome:
+    """Return what came of importing packet files, a short sentence for each kind: the
+    packets that came in, those already here, and the files refused, each `(file name,
+    reason)`, the first REFUSALS_SHOWN of them with why."""
+    sentences = []
     if added:
-        parts.append(f"Imported {len(added)} ({', '.join(added)})")
+        sentences.append(f"Imported {len(added)} ({', '.join(added)}).")
     if held:
-        parts.append(f"{len(held)} already here ({', '.join(held)})")
+        sentences.append(f"Already here: {', '.join(held)}.")
     if refused:
-        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
-        parts.append(f"{len(refused)} refused: {refused[0]}{more}")
-    return Outcome("; ".join(parts) + ".", ok=not refused)
+        reasons = "; ".join(refusal(name, why) for name, why in refused[:REFUSALS_SHOWN])
+        rest = len(refused) - REFUSALS_SHOWN
+        more = f" (and {rest} more)" if rest > 0 else ""
+        sentences.append(f"Refused {len(refused)}: {reasons}{more}.")
+    return Outcome(" ".join(sentences), ok=not refused)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import ModalScreen, Screen
 
@@ -45,3 +46,9 @@ async def wait_for_screen(pilot: Pilot, kind: type[Screen], limit_s: float = 30.
 def notices(pilot: Pilot) -> list[str]:
     """Return the text of every notification shown so far."""
     return [n.message for n in pilot.app._notifications]
+
+
+def footer_keys(app: App) -> dict[str, str]:
+    """Return the keys the footer shows now, in its order, with their descriptions."""
+    shown = app.screen.active_bindings.values()
+    return {b.binding.key: b.binding.description for b in shown if b.binding.show}

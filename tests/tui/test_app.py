@@ -1,15 +1,21 @@
-"""The app shell: modes by key, help, command palette, model state at start-up."""
+"""The app shell: modes by key, help, command palette, quitting, model state at start-up."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 
+import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input
 
-from fieldkit.tui.app import make_app
-from fieldkit.tui.screens.help import HelpScreen
-from tests.tui.helpers import settle, wait_for_screen
+from fieldkit.tui.app import FieldkitApp, make_app
+from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.screens.dialogs import ConfirmDialog
+from fieldkit.tui.screens.help import HELP_TEXT, HelpScreen
+from fieldkit.tui.views import AnswerChunk
+from tests.tui.helpers import footer_keys, settle, wait_for_screen
 
 
 async def test_modes_help_and_palette_by_keyboard(stocked) -> None:
@@ -41,6 +47,47 @@ async def test_digits_type_into_the_question_box_not_switch_modes(stocked) -> No
         assert app.screen.query_one(Input).value == "12?"
 
 
+@pytest.mark.parametrize("mode", ["peers", "library"])
+async def test_q_quits_where_no_text_box_has_focus(stocked, mode: str) -> None:
+    app = make_app(stocked, start_mode=mode, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert list(footer_keys(app).items())[-1] == ("q", "Quit")  # after ? Help
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    assert "`q` quits" in HELP_TEXT
+
+
+async def test_q_types_in_the_question_box_and_quits_once_out_of_it(stocked) -> None:
+    app = make_app(stocked, start_mode="ask", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert list(footer_keys(app).items())[-2] == ("ctrl+q", "Quit")  # q types: Ctrl+Q
+        await pilot.press("q")
+        assert app.screen.query_one(Input).value == "q"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "ctrl+q" not in footer_keys(app)
+        assert list(footer_keys(app).items())[-1] == ("q", "Quit")
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+async def test_q_in_a_dialog_does_not_quit(stocked) -> None:
+    app = make_app(stocked, start_mode="library", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("PacketTable").focus()
+        await pilot.press("d")  # remove: asks first
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running
+        assert isinstance(app.screen, ConfirmDialog)
+
+
 async def test_screen_first_then_model_loads_in_background(stocked) -> None:
     # Hold the engine's MLX thread so the load cannot finish before the first look.
     gate = threading.Event()
@@ -53,3 +100,51 @@ async def test_screen_first_then_model_loads_in_background(stocked) -> None:
         gate.set()
         await settle(pilot)
         assert app.model_state == "tiny-llama ready"
+
+
+class AnswersKept(TuiBackend):
+    """The real backend, keeping every answer chunk it streamed so a test can read them
+    after the app quit, and saying when a question has been grounded (from then on the
+    answer needs only the engine)."""
+
+    def __init__(self, services) -> None:
+        super().__init__(services)
+        self.chunks: list[AnswerChunk] = []
+        self.grounded = threading.Event()
+
+    def ground(self, *args, **kwargs):
+        grounding = super().ground(*args, **kwargs)
+        self.grounded.set()
+        return grounding
+
+    def answer(self, *args, **kwargs):
+        for chunk in super().answer(*args, **kwargs):
+            self.chunks.append(chunk)
+            yield chunk
+
+
+async def test_quitting_stops_the_answer_being_written(stocked) -> None:
+    backend = AnswersKept(stocked)
+    app = FieldkitApp(backend, start_mode="ask")
+    gate = threading.Event()  # holds the engine's thread: the answer waits to be written
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert app.model_state.endswith("ready")
+            stocked.engine._submit(gate.wait)
+            app.screen.query_one(Input).value = "How do I prime a hand pump?"
+            await pilot.press("enter")
+            deadline = time.monotonic() + 30
+            while not backend.grounded.is_set():
+                assert time.monotonic() < deadline, "the question was never grounded"
+                await pilot.pause(0.05)
+            await pilot.press("ctrl+q")
+        assert not app.is_running
+        gate.set()  # the engine may go on: the answer must stop at once, not run its course
+        deadline = time.monotonic() + 30
+        while not (backend.chunks and backend.chunks[-1].done):
+            assert time.monotonic() < deadline, "the answer never ended"
+            await asyncio.sleep(0.05)
+        assert backend.chunks[-1].stopped
+    finally:
+        gate.set()

@@ -9,7 +9,7 @@ from fieldkit.store.notes import Passage
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.widgets.exchange import Exchange
-from tests.tui.helpers import notices, settle, wait_for_screen
+from tests.tui.helpers import footer_keys, notices, settle, wait_for_screen
 
 
 async def ask(pilot, question: str) -> None:
@@ -158,13 +158,12 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         assert "[2]" not in sources  # folded: the first passage only
         support = str(exchange.query_one(".support", Static).render())
         assert "unsupported" in support or "every number is in a source" in support
-        await pilot.press("escape")  # leave the question box so Ctrl+E reaches the screen
+        assert isinstance(app.focused, Input)  # Ctrl+E works from the question box
         await pilot.press("ctrl+e")
         await pilot.pause()
         expanded = str(exchange.query_one(".sources", Static).render())
         assert "[2] wells " in expanded
         assert "50 g of bleach powder per 1000 litres" in expanded
-        app.screen.query_one(Input).focus()
         await ask(pilot, "What is the offside rule in football?")
         gap = app.screen.query(Exchange).last()
         said = str(gap.query_one(".notice", Static).render())
@@ -174,7 +173,6 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         # the record the notes found nearest can be read, marked as not used
         assert "nearest record, not used: wells r" in folded
         assert folded.endswith("(Ctrl+E: the whole record)")
-        await pilot.press("escape")
         await pilot.press("ctrl+e")
         await pilot.pause()
         whole = str(gap.query_one(".sources", Static).render())
@@ -184,7 +182,6 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         assert whole.split("not used: ")[1].split(") ", 1)[1] in {
             f"{n.title}: {n.text}" for n in WELL_NOTES
         }
-        app.screen.query_one(Input).focus()
         # a code the notes never name: answered from the nearest passage, cited, with the
         # caution shown above the answer
         await ask(pilot, "How much bleach do I need to disinfect the new well BH-7?")
@@ -193,6 +190,65 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         said = str(cautioned.query_one(".notice", Static).render())
         assert said.startswith("The wells notes never mention BH-7; check the answer against ")
         assert "[1] wells r1 (" in str(cautioned.query_one(".sources", Static).render())
+
+
+async def test_ctrl_e_is_offered_in_the_question_box_once_an_answer_has_sources(
+    wells,
+) -> None:
+    app = make_app(wells, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        box = app.screen.query_one(Input)
+        box.value = "abc"
+        box.cursor_position = 0
+        await pilot.press("ctrl+e")  # no sources yet: the box keeps its own key
+        assert box.cursor_position == 3
+        assert "ctrl+e" not in footer_keys(app)
+        await pick(pilot, "wells")
+        await ask(pilot, "How much bleach do I need to disinfect a new well?")
+        assert app.focused is box
+        assert footer_keys(app)["ctrl+e"] == "Sources"
+        exchange = app.screen.query(Exchange).last()
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        assert "[2] wells " in str(exchange.query_one(".sources", Static).render())
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert "ctrl+e" not in footer_keys(app)
+
+
+async def test_the_route_picked_by_hand_is_named_under_the_history(stocked) -> None:
+    app = make_app(stocked, start_mode="ask", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+
+        def route_mode() -> str:
+            return str(app.screen.query_one("#route-mode", Static).render())
+
+        await pick(pilot, "pumps")
+        assert route_mode() == "route: pumps, picked by hand (Ctrl+O to change)"
+        await pick(pilot, "Base model")
+        assert route_mode() == "route: base model, picked by hand (Ctrl+O to change)"
+        await pick(pilot, "Automatic")
+        assert route_mode() == "route: automatic (Ctrl+O to pick by hand)"
+
+
+async def test_no_speed_is_made_up_from_sentences_while_the_answer_is_written() -> None:
+    """The engine streams whole sentences, not tokens: counting them showed 0.7 tok/s for
+    an answer written at 7.1 tok/s. The speed shows at the end, from the engine's count."""
+    from textual.app import App, ComposeResult
+
+    class OneExchange(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Exchange("How do I prime a hand pump?")
+
+    app = OneExchange()
+    async with app.run_test(size=(80, 24)) as pilot:
+        exchange = app.query_one(Exchange)
+        for n in range(16):
+            exchange.add_text(f"Sentence {n}. ")
+        await pilot.pause()
+        assert str(exchange.query_one(".stats", Static).render()) == "[writing...]"
 
 
 async def test_a_packet_without_notes_says_so(stocked) -> None:

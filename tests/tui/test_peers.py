@@ -202,6 +202,26 @@ async def test_the_selection_stays_on_its_peer_when_the_list_refreshes(stocked) 
         assert now.trust == "blocked"
 
 
+async def test_blocking_a_peer_asks_first(stocked) -> None:
+    stocked.library.set_trust("aaaaaaaaaaaaaaaa", "trusted")
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#peers", DataTable).focus()
+        await pilot.press("b")
+        dialog = await wait_for_screen(pilot, ConfirmDialog)
+        assert dialog.question.startswith("Block aaaaaaaaaaaaaaaa? Its packets here are")
+        await pilot.press("n")
+        await settle(pilot)
+        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "trusted"
+        await pilot.press("b")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "blocked"
+        assert app.screen._selected().trust == "blocked"
+
+
 def test_a_fresh_transfer_is_not_shown_as_resumed(stocked) -> None:
     from fieldkit.gossip.session import ProgressUpdate
     from fieldkit.tui.backend import TuiBackend

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from fieldkit.errors import FieldkitError
 from fieldkit.tui.backend import TuiBackend
-from fieldkit.tui.screens.base import ModeScreen
+from fieldkit.tui.screens.base import ModeScreen, mode_footer
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.views import AnswerChunk, RouteView
 from fieldkit.tui.widgets.exchange import Exchange
@@ -37,7 +36,11 @@ class AskScreen(ModeScreen):
         Binding("ctrl+o", "override", "Pick route"),
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+l", "clear", "Clear"),
-        Binding("ctrl+e", "sources", "Sources"),
+        # priority: the question box has focus after asking, and its own ctrl+e (cursor
+        # to the end) would take the key; it keeps the key while no answer has sources
+        Binding("ctrl+e", "sources", "Sources", priority=True),
+        # shown while typing, when the box takes q (the app's own ctrl+q does the quitting)
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     class Routed(Message):
@@ -55,7 +58,8 @@ class AskScreen(ModeScreen):
     def __init__(self, backend: TuiBackend) -> None:
         super().__init__()
         self.backend = backend
-        self.override: str = AUTO
+        self.override: str = AUTO  # AUTO, BASE or the id of the packet picked by hand
+        self.override_name = ""  # the name of the packet picked by hand
         self.cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -70,17 +74,28 @@ class AskScreen(ModeScreen):
         )
         yield Static(self._route_mode_text(), id="route-mode")
         yield Input(placeholder="Ask a question and press Enter", id="question")
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Ctrl+E (and show it in the footer) only when an answer has sources."""
+        if action == "sources":
+            return any(exchange.has_sources for exchange in self.query(Exchange))
+        if action == "quit":  # Ctrl+Q in the footer while typing; q (the app's) otherwise
+            return isinstance(self.focused, Input)
+        return True
+
+    async def action_quit(self) -> None:
+        await self.app.action_quit()
 
     def _route_mode_text(self) -> str:
         if self.override == AUTO:
             return "route: automatic (Ctrl+O to pick by hand)"
         if self.override == BASE:
             return "route: base model, picked by hand (Ctrl+O to change)"
-        return "route: one packet, picked by hand (Ctrl+O to change)"
+        return f"route: {self.override_name}, picked by hand (Ctrl+O to change)"
 
     @on(Input.Submitted, "#question")
     def ask(self, event: Input.Submitted) -> None:
@@ -108,8 +123,6 @@ class AskScreen(ModeScreen):
         else:
             route = self.backend.manual_route(None if override == BASE else override)
         self.post_message(self.Routed(exchange, route))
-        started = time.perf_counter()
-        count = 0
         last = AnswerChunk(done=True, stopped=True)
         try:
             abstained = route.packet_id is None and not route.manual
@@ -119,16 +132,12 @@ class AskScreen(ModeScreen):
                 if chunk.notice:
                     self.post_message(self.Delta(exchange, AnswerChunk(notice=chunk.notice)))
                 if chunk.text:
-                    count += 1
                     self.post_message(self.Delta(exchange, AnswerChunk(text=chunk.text)))
                 if chunk.done:
                     last = chunk
         except Exception:
             self.app.call_from_thread(exchange.finish, "[no answer: see the notice]")
             raise
-        elapsed = max(time.perf_counter() - started, 1e-6)
-        if last.tokens is None:
-            last.tokens, last.tokens_per_s = count, count / elapsed
         self.post_message(self.Delta(exchange, last))
 
     @on(Routed)
@@ -145,20 +154,32 @@ class AskScreen(ModeScreen):
                 message.exchange.set_grounding(
                     chunk.final, chunk.sources, chunk.unsupported, chunk.note, chunk.nearest
                 )
+                self.refresh_bindings()  # Ctrl+E may apply now
             stopped = ", stopped" if chunk.stopped else ""
-            message.exchange.finish(
-                f"[{chunk.tokens} tokens, {chunk.tokens_per_s or 0:.1f} tok/s{stopped}]"
-            )
+            if chunk.tokens is None:  # the stream ended without the engine's numbers
+                message.exchange.finish("[stopped]")
+            else:  # the engine's count and speed, timed from the first token
+                message.exchange.finish(
+                    f"[{chunk.tokens} tokens, {chunk.tokens_per_s or 0:.1f} tok/s{stopped}]"
+                )
         elif chunk.text:
             message.exchange.add_text(chunk.text)
         self.query_one("#history", VerticalScroll).scroll_end(animate=False)
 
+    def stop_answer(self) -> bool:
+        """Stop the answer being written; return whether one was."""
+        self.cancel.set()
+        return any(w.group == "ask" and not w.is_finished for w in self.workers)
+
+    def on_unmount(self) -> None:
+        # The app is quitting: an answer left to run would hold the exit until it ends
+        # (its thread is joined as the process exits), so it stops here like Escape.
+        self.stop_answer()
+
     def action_stop(self) -> None:
         """Stop the answer being written; with none running, leave the question box."""
-        if any(w.group == "ask" and not w.is_finished for w in self.workers):
-            self.cancel.set()
-        else:
-            self.set_focus(None)  # so 1 2 3 and ? reach the app; Tab comes back
+        if not self.stop_answer():
+            self.set_focus(None)  # so 1 2 3, q and ? reach the app; Tab comes back
 
     def action_sources(self) -> None:
         """Expand or fold the source passages of the latest answer that has any."""
@@ -167,8 +188,9 @@ class AskScreen(ModeScreen):
                 return
         self.notify("No answer with sources yet.")
 
-    def action_clear(self) -> None:
-        self.query_one("#history", VerticalScroll).remove_children()
+    async def action_clear(self) -> None:
+        await self.query_one("#history", VerticalScroll).remove_children()
+        self.refresh_bindings()
 
     @work(exit_on_error=False, group="ask-pick", description="Picking a route")
     async def action_override(self) -> None:
@@ -176,10 +198,10 @@ class AskScreen(ModeScreen):
 
         rows = await asyncio.to_thread(self.backend.packet_rows)
         choices = [(AUTO, "Automatic: let the router pick"), (BASE, "Base model: no packet")]
-        choices += [
-            (row.packet_id, f"{row.name} ({row.domain})") for row in rows if row.status.good
-        ]
+        good = {row.packet_id: row for row in rows if row.status.good}
+        choices += [(key, f"{row.name} ({row.domain})") for key, row in good.items()]
         picked = await self.app.push_screen_wait(PickDialog("Answer with:", choices))
         if picked is not None:
             self.override = picked
+            self.override_name = good[picked].name if picked in good else ""
             self.query_one("#route-mode", Static).update(self._route_mode_text())

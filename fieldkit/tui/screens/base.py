@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from textual.screen import Screen
+from textual.widgets import Footer
 from textual.worker import Worker
+
+
+def mode_footer() -> Footer:
+    """Return the footer every mode shows: its keys, then ? Help and q Quit. Ctrl+P (the
+    command palette) is left to the help page, so that all of them fit 80 columns."""
+    return Footer(show_command_palette=False)
 
 
 class ModeScreen(Screen[None]):

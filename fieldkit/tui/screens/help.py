@@ -21,14 +21,16 @@ Offline knowledge packets: small expert adapters for the model on this laptop.
   `i` import packet files (one, or a folder of them), `t` trust or `b` block its
   author, `r` refresh.
 - **F4 Ask**: type a question, press Enter. The route shows before the answer.
-  `Ctrl+O` picks a packet or the base model by hand, `Escape` stops the answer.
+  `Ctrl+O` picks a packet or the base model by hand, `Escape` stops the answer,
+  `Ctrl+E` shows an answer's sources in full, `Ctrl+L` clears the history.
 
 Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights failed),
 `!! FOREIGN BASE` (made for another base model), `!! BLOCKED` (author blocked) and
 `!! NO MODEL` (no base model installed yet) are never offered by hand.
 
-`1` `2` `3` also switch modes, except while typing (`Escape` leaves the box).
-`F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit, `Escape` close.
+`1` `2` `3` also switch modes and `q` quits, except while typing (`Escape` leaves
+the box). `F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit from
+anywhere, `Escape` close.
 """
 
 

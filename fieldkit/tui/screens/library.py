@@ -10,10 +10,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from fieldkit.tui.backend import TuiBackend
-from fieldkit.tui.screens.base import ModeScreen
+from fieldkit.tui.screens.base import ModeScreen, mode_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketDetail, PacketRow
 from fieldkit.tui.widgets.packet_detail import PacketDetailPane
@@ -62,7 +62,7 @@ class LibraryScreen(ModeScreen):
         yield Static("Loading the library...", id="library-count")
         yield PacketTable(id="packets")
         yield PacketDetailPane()
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
         self.action_refresh()
@@ -182,8 +182,20 @@ class LibraryScreen(ModeScreen):
         if row := self._selected():
             self.run_trust(row, "trusted")
 
-    def action_block(self) -> None:
-        if row := self._selected():
+    @work(exit_on_error=False, group="library-action", description="Blocking an author")
+    async def action_block(self) -> None:
+        """Block the author of the packet under the cursor, once the user says yes: their
+        packets here stop being used and no more are taken from them."""
+        row = self._selected()
+        if row is None:
+            return
+        theirs = sum(1 for r in self.table.rows_by_key.values() if r.author_id == row.author_id)
+        packets = "Their packet here is" if theirs == 1 else f"All {theirs} of their packets are"
+        question = (
+            f"Block the author {row.author}? {packets} set aside, unused, "
+            "and no more are taken from them."
+        )
+        if await self.app.push_screen_wait(ConfirmDialog(question)):
             self.run_trust(row, "blocked")
 
     @work(thread=True, exit_on_error=False, group="library-action", description="Setting trust")

@@ -8,11 +8,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from fieldkit.errors import FieldkitError
 from fieldkit.tui.backend import TuiBackend
-from fieldkit.tui.screens.base import ModeScreen
+from fieldkit.tui.screens.base import ModeScreen, mode_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.sync_backend import AgentRadioError
 from fieldkit.tui.views import Outcome, PeerRow, SyncProgress
@@ -98,7 +98,7 @@ class PeersScreen(ModeScreen):
             id="sync-state",
         )
         yield TransferList(id="transfers")
-        yield Footer()
+        yield mode_footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#peers", DataTable)
@@ -248,11 +248,19 @@ class PeersScreen(ModeScreen):
         else:
             self.notify("No peer selected.", severity="warning")
 
-    def action_block(self) -> None:
-        if peer := self._selected():
-            self.run_trust(peer, "blocked")
-        else:
+    @work(exit_on_error=False, group="peers-ask", description="Blocking a peer")
+    async def action_block(self) -> None:
+        """Block the selected peer once the user says yes, as Library's `b` asks first."""
+        peer = self._selected()
+        if peer is None:
             self.notify("No peer selected.", severity="warning")
+            return
+        who = peer.peer_id if peer.name in ("", "?") else f"{peer.name} ({peer.peer_id})"
+        question = (
+            f"Block {who}? Its packets here are set aside, unused, and no more are taken from it."
+        )
+        if await self.app.push_screen_wait(ConfirmDialog(question)):
+            self.run_trust(peer, "blocked")
 
     @work(thread=True, exit_on_error=False, group="peers-trust", description="Setting trust")
     def run_trust(self, peer: PeerRow, state: str) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -110,8 +108,6 @@ class Exchange(Vertical):
         super().__init__()
         self.question = question
         self.answer = ""
-        self.pieces = 0
-        self.started = 0.0
         self.sources: list[SourceView] = []
         self.nearest: list[SourceView] = []  # a gap answer's nearest passage, not used
         self.note = ""
@@ -135,15 +131,12 @@ class Exchange(Vertical):
         self._show(".notice", Text(notice))
 
     def add_text(self, delta: str) -> None:
-        """Append a streamed piece; every few pieces, show the running speed."""
+        """Append a streamed piece (whole sentences: the engine holds back a sentence until
+        it ends, so pieces are no measure of tokens and no speed is shown until the end)."""
         if not self.answer:
-            self.started = time.perf_counter()
+            self.query_one(".stats", Static).update("[writing...]")
         self.answer += delta
-        self.pieces += 1
         self.query_one(".answer", Static).update(self.answer)
-        if self.pieces % 8 == 0:
-            rate = self.pieces / max(time.perf_counter() - self.started, 1e-6)
-            self.query_one(".stats", Static).update(f"[writing... {rate:.1f} tok/s]")
 
     def set_grounding(
         self,
@@ -162,10 +155,15 @@ class Exchange(Vertical):
         support = support_text(final, unsupported, bool(sources), bool(self.nearest))
         self._show(".support", support)
 
+    @property
+    def has_sources(self) -> bool:
+        """Whether Ctrl+E has anything to expand: source passages or a nearest record."""
+        return bool(self.sources or self.nearest)
+
     def toggle_sources(self) -> bool:
         """Expand or fold the source passages (or a gap's nearest record); return True if
         there were any."""
-        if not self.sources and not self.nearest:
+        if not self.has_sources:
             return False
         self.expanded = not self.expanded
         self._show_sources()
