@@ -137,6 +137,7 @@ def forget_command(peer_id: str) -> None:
 def lan_command(addresses: tuple[str, ...], use_all: bool) -> None:
     """Show or set the interfaces (by address) that LAN discovery browses on."""
     from fieldkit.gossip.lan import INTERFACES_SETTING, check_interfaces, configured_interfaces
+    from fieldkit.gossip.lan_peers import machine_addresses
 
     if addresses and use_all:
         raise click.UsageError("Give addresses or --all, not both.")
@@ -144,7 +145,15 @@ def lan_command(addresses: tuple[str, ...], use_all: bool) -> None:
     if use_all:
         library.set_setting(INTERFACES_SETTING, None)
     elif addresses:
-        library.set_setting(INTERFACES_SETTING, check_interfaces(addresses))
+        checked = check_interfaces(addresses)
+        library.set_setting(INTERFACES_SETTING, checked)
+        present = machine_addresses()
+        for address in (a for a in checked if a not in present):
+            click.echo(
+                f"fieldkit: No interface of this machine has {address} now; discovery browses "
+                "on it once one has.",
+                err=True,
+            )
     chosen = configured_interfaces(library)
     click.echo(f"LAN discovery browses on: {', '.join(chosen) if chosen else 'every interface'}.")
 

@@ -139,15 +139,20 @@ def local_addresses(host: str, interfaces: Sequence[str] | None) -> list[str]:
         return sorted({str(info[4][0]) for info in infos})
     if interfaces is not None:
         return list(interfaces)
+    found = [a for a in machine_addresses() if not ipaddress.ip_address(a).is_loopback]
+    return sorted(a for a in found if ipaddress.ip_address(a).version == 4) or ["127.0.0.1"]
+
+
+def machine_addresses() -> set[str]:
+    """Return the IP addresses this machine's interfaces have now (loopback included)."""
     import ifaddr  # zeroconf's own dependency
 
-    found = [
-        ip.ip
-        for adapter in ifaddr.get_adapters()
-        for ip in adapter.ips
-        if ip.is_IPv4 and not ipaddress.ip_address(ip.ip).is_loopback
-    ]
-    return sorted(set(found)) or ["127.0.0.1"]
+    found: set[str] = set()
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:  # an IPv6 address comes as (address, flowinfo, scope id)
+            address = ip.ip if ip.is_IPv4 else ip.ip[0]
+            found.add(str(ipaddress.ip_address(address.split("%")[0])))
+    return found
 
 
 def announce_on(host: str) -> list[str] | None:

@@ -269,7 +269,11 @@ def test_peers_lan_sets_the_interfaces_discovery_uses(make_home) -> None:
     assert fieldkit("lan").output == "LAN discovery browses on: every interface.\n"
     chosen = fieldkit("lan", "10.255.255.1")
     assert chosen.exit_code == 0, chosen.output
-    assert chosen.output == "LAN discovery browses on: 10.255.255.1.\n"
+    assert chosen.stdout == "LAN discovery browses on: 10.255.255.1.\n"
+    assert chosen.stderr == (  # set all the same: a USB Ethernet adapter may come later
+        "fieldkit: No interface of this machine has 10.255.255.1 now; discovery browses on "
+        "it once one has.\n"
+    )
     broken = fieldkit("--discover", "--seconds", "1")  # no --interface: the setting applies
     assert broken.exit_code == 1
     assert "Cannot start LAN discovery (mDNS) on 10.255.255.1" in broken.output
@@ -282,5 +286,6 @@ def test_peers_lan_sets_the_interfaces_discovery_uses(make_home) -> None:
     bad = fieldkit("lan", "eth0")
     assert bad.exit_code == 1
     assert bad.output == "fieldkit: 'eth0' is not an interface address (e.g. 192.168.1.20).\n"
+    assert fieldkit("lan", "127.0.0.1").stderr == ""  # an address this machine has
     assert fieldkit("lan", "--all").output == "LAN discovery browses on: every interface.\n"
     assert fieldkit("lan", "--all", "127.0.0.1").exit_code == 2
