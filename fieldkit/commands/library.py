@@ -259,6 +259,11 @@ def export_command(
     if fmt != "packet":  # the adapter is read with its weights checked (load_adapter)
         if every or len(names) > 1:
             raise click.UsageError("mlx-lm and peft folders are written one packet at a time.")
+        if output.suffix.lower() == ".fkpkt":
+            raise click.UsageError(
+                f"{output} names a packet file; --format {fmt} writes a folder: give a name "
+                "without .fkpkt."
+            )
         packet_io.export_folder(svc, svc.library.get(names[0]), output, fmt)
         return
     records = svc.library.list_packets() if every else [svc.library.get(n) for n in names]

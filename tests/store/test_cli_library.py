@@ -459,3 +459,19 @@ def test_show_prints_a_flag_as_yes_or_no(make_home, make_packet) -> None:
     shown = CliRunner().invoke(main, ["--home", str(home.root), "library", "show", "pumps"])
     assert shown.exit_code == 0, shown.output
     assert "\nmerged         no\n" in shown.output
+
+
+def test_an_adapter_folder_export_refuses_a_packet_file_name(make_home, make_packet, tmp_path):
+    """`--format peft -o p2.fkpkt` made a folder named p2.fkpkt."""
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    out = tmp_path / "p2.fkpkt"
+    result = CliRunner().invoke(
+        main, ["--home", str(home.root), "library", "export", "pumps", "-o", str(out),
+               "--format", "peft"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "names a packet file; --format peft writes a folder: give a name without" in (
+        " ".join(result.output.split())
+    )
+    assert not out.exists()
