@@ -198,6 +198,9 @@ def test_ask_dash_reads_the_question_from_standard_input(noted_home, tiny_model_
     result = CliRunner().invoke(main, args, input=f"\ufeff{question}\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["question"] == question
+    words = CliRunner().invoke(main, [*base, *question.split(), "--json", "--max-tokens", "4"])
+    assert words.exit_code == 0, words.output  # unquoted: its words joined
+    assert json.loads(words.stdout)["question"] == question
     for given, said in (
         (b"\xff\xfe", "The question on standard input is not UTF-8 text."),
         (b" \n", "The question is empty."),

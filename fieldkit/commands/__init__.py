@@ -89,12 +89,13 @@ def hci_option(what: str) -> Callable[[Any], Any]:
     )
 
 
-def given_question(question: str) -> str:
-    """Return the question as given on the command line, or for `-` the one on standard
-    input (a long question written in an editor, or piped from a script), read no further
-    than the prompt limit needs; FieldkitError if it is longer or not UTF-8 text."""
-    if question != "-":
-        return question
+def given_question(words: Sequence[str]) -> str:
+    """Return the question as given on the command line (its words, quoted or not, joined
+    by spaces), or for `-` the one on standard input (a long question written in an
+    editor, or piped from a script), read no further than the prompt limit needs;
+    FieldkitError if it is longer or not UTF-8 text."""
+    if list(words) != ["-"]:
+        return " ".join(words)
     from fieldkit.answering import MAX_PROMPT_CHARS
     from fieldkit.errors import FieldkitError
 

@@ -68,7 +68,7 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
 
 
 @click.command("ask")
-@click.argument("question")
+@click.argument("words", nargs=-1, required=True, metavar="QUESTION")
 @click.option(
     "--adapter",
     "adapter_name",
@@ -95,7 +95,7 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
 @click.pass_obj
 def ask_command(
     services: Services,
-    question: str,
+    words: tuple[str, ...],
     adapter_name: str | None,
     base: bool,
     no_notes: bool,
@@ -104,14 +104,14 @@ def ask_command(
     as_json: bool,
     no_server: bool = False,
 ) -> None:
-    """Answer QUESTION (`-`: read it from standard input, a long question written in an
-    editor or piped from a script). Without --adapter or --base, the router picks the
-    packet."""
+    """Answer QUESTION (its words, quoted or not; `-`: read it from standard input, a long
+    question written in an editor or piped from a script). Without --adapter or --base, the
+    router picks the packet."""
     from fieldkit.answering import answer, check_question
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
-    question = given_question(question)
+    question = given_question(words)
     check_question(question)  # before an agent or a model is asked
     from fieldkit.commands.serve import ask_through_agent, use_agent
 

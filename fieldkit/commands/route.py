@@ -55,7 +55,7 @@ def describe(decision: RouteDecision) -> str:
 
 
 @click.command("route")
-@click.argument("question", required=False)
+@click.argument("words", nargs=-1, metavar="[QUESTION]")
 @click.option(
     "--file",
     "questions_file",
@@ -65,15 +65,13 @@ def describe(decision: RouteDecision) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per question.")
 @click.pass_obj
 def route_command(
-    services: Services, question: str | None, questions_file: Path | None, as_json: bool
+    services: Services, words: tuple[str, ...], questions_file: Path | None, as_json: bool
 ) -> None:
-    """Show which packet would answer QUESTION (`-`: read it from standard input), or
-    each question in --file, and why."""
-    if (question is None) == (questions_file is None):
+    """Show which packet would answer QUESTION (its words, quoted or not; `-`: read it from
+    standard input), or each question in --file, and why."""
+    if bool(words) == (questions_file is not None):
         raise click.UsageError("Give a QUESTION or --file QUESTIONS, not both or neither.")
-    questions = (
-        read_questions(questions_file) if questions_file else [given_question(question or "")]
-    )
+    questions = read_questions(questions_file) if questions_file else [given_question(words)]
     for text in questions:  # the limits `ask` keeps (answering.check_question)
         check_question(text)
     decisions = services.router.route_many(questions)

@@ -365,6 +365,19 @@ def test_cli_route_keeps_the_question_limits_of_ask(cli_home: Home) -> None:
         assert said in result.output
 
 
+def test_cli_route_takes_a_question_unquoted(cli_home: Home) -> None:
+    """`route pump leaks at the seal` said 'Got unexpected extra argument'."""
+    home = ["--home", str(cli_home.root), "route", "--json"]
+    quoted = CliRunner().invoke(main, [*home, "pump leaks at the seal"])
+    unquoted = CliRunner().invoke(main, [*home, "pump", "leaks", "at", "the", "seal"])
+    assert unquoted.exit_code == 0, unquoted.output
+    loaded = [json.loads(r.output) for r in (quoted, unquoted)]
+    assert loaded[1]["question"] == "pump leaks at the seal"
+    assert loaded[1]["route"] == loaded[0]["route"] == "pumps"
+    negative = CliRunner().invoke(main, [*home, "--", "-5", "degrees", "inverter", "beeps"])
+    assert json.loads(negative.output)["question"] == "-5 degrees inverter beeps"
+
+
 def test_cli_route_needs_a_question(cli_home: Home) -> None:
     result = CliRunner().invoke(main, ["--home", str(cli_home.root), "route"])
     assert result.exit_code == 2
