@@ -222,20 +222,23 @@ class PassageIndex:
         nearest = int(np.argmax(rank_scores(rows)))
         return nearest in self._naming_a_code(packet_id, question)
 
-    def _naming_a_code(self, packet_id: str, question: str) -> list[int]:
+    def _naming_a_code(self, packet_id: str, question: str, in_title: bool = False) -> list[int]:
         """Return the indices of the passages that name a rare code of the question (one
-        that at most CODE_MAX_PASSAGES passages name): "E07" on the screen is the E07
-        record, however long the question around it."""
+        that at most CODE_MAX_PASSAGES passages name), or with `in_title` those whose title
+        names it: the record about E07, not one that mentions it in passing."""
         codes = {c.lower() for c in _CODE.findall(question)}
         if not codes:
             return []
-        texts = [p.full_text.lower() for p in self.passages(packet_id)]
+        passages = self.passages(packet_id)
+        texts = [p.full_text.lower() for p in passages]
+        titles = [(p.title or "").lower() for p in passages]
         found: list[int] = []
         for code in codes:
             pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
             naming = [i for i, text in enumerate(texts) if pattern.search(text)]
             if len(naming) <= CODE_MAX_PASSAGES:
-                found.extend(i for i in naming if i not in found)
+                chosen = [i for i in naming if pattern.search(titles[i])] if in_title else naming
+                found.extend(i for i in chosen if i not in found)
         return found
 
     def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:
@@ -251,8 +254,8 @@ class PassageIndex:
         words = self._words(packet_id)
         rows = cosines + LEXICAL * np.stack([words.overlap(t) for t in texts])
         ranking = rank_scores(rows)
-        named = self._naming_a_code(packet_id, question)
-        if named:  # the passages naming a rare code of the question come first
+        named = self._naming_a_code(packet_id, question, in_title=True)
+        if named:  # the records about a rare code of the question come first
             ranking = ranking + np.isin(np.arange(n), named) * (np.ptp(ranking) + 1.0)
         top = np.argsort(-ranking, kind="stable")[:k]
         shown = shown_scores(rows)

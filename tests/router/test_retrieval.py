@@ -164,6 +164,27 @@ def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, mak
         library.close()
 
 
+def test_a_code_a_passage_names_only_in_passing_does_not_move_it_first(home, make_packet, minilm):
+    """Only a record about the code (its title names it) moves first: the salinity record
+    that mentions the EM38 meter in passing is not the answer to running an EM38 survey."""
+    notes = [
+        Passage("map", "Walk the field in a grid with the conductivity meter held level, "
+                "logging a reading every 10 m, then draw the soil zones.",
+                "How do you map soil differences across a field?"),
+        Passage("salt", "Flush the salts below the roots with 100 mm of water; check the "
+                "result with the EM38 meter.", "How do you manage soil salinity?"),
+        *[Passage(f"n{i}", f"Routine soil check number {i}.") for i in range(10)],
+    ]  # fmt: skip
+    record = make_packet(home, name="soils", notes=notes)
+    library = Library.open(home)
+    try:
+        index = PassageIndex(library, minilm)
+        question = "How is an EM38 survey run to map soil differences across a field?"
+        assert index.search(record.packet_id, question, 1)[0].passage_id == "map"
+    finally:
+        library.close()
+
+
 def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, minilm):
     """A question naming a code no passage names (E09 where the notes know E07 and E12)
     asks about something the notes do not know: not covered by a code it shares (AV-750),
