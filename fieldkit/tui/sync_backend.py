@@ -72,7 +72,7 @@ class SyncBackend:
         return [
             PeerRow(
                 peer_id=s.short_id,
-                name=s.name or "?",
+                name=s.name,
                 address=f"BLE {s.rssi} dBm",
                 trust="new",
                 via="ble",

@@ -110,13 +110,26 @@ class PacketDetail:
 
 @dataclass(frozen=True)
 class PeerRow:
-    """One known or discovered peer."""
+    """One known or discovered peer (`name` "": not known yet, see `peer_name`)."""
 
     peer_id: str
     name: str
     address: str
     trust: str
     via: str = "lan"
+
+
+UNNAMED_PEER = "(name unknown)"  # a peer known by its id only: trusted by hand, not yet met
+
+
+def peer_name(name: str) -> str:
+    """Return how a peer's name shows in a table: itself, or UNNAMED_PEER."""
+    return name or UNNAMED_PEER
+
+
+def peer_label(name: str, peer_id: str) -> str:
+    """Return a peer in a sentence: 'name (id)', or its id alone while it has no name."""
+    return f"{name} ({peer_id})" if name else peer_id
 
 
 @dataclass(frozen=True)
@@ -181,20 +194,50 @@ class Outcome:
 
     text: str
     ok: bool
+    peer_id: str = ""  # a sync's peer, when it is not trusted here: `t` then trusts it
+    untrusted: bool = False
 
 
 def sync_result(summary: Any) -> Outcome:
-    """Return a one-sentence result for a gossip SyncSummary."""
+    """Return the result of a gossip SyncSummary in a sentence, and when the peer is not
+    trusted here, a second one saying how to trust it.
+
+    The other device's refusals never reach this one (the protocol does not report them),
+    so a sync with a peer that is pending here says so even when nothing failed: that
+    peer most likely does not trust this device either.
+    """
     who = summary.peer_name or summary.peer_label or "the peer"
     if summary.peer_id:
         who += f" ({summary.peer_id})"
-    counts = f"{summary.count('received', 'ok')} received, {summary.count('sent', 'ok')} sent"
+    received, sent = summary.count("received", "ok"), summary.count("sent", "ok")
+    counts = f"{received} received, {sent} sent"
     refused = sum(1 for p in summary.packets if p.status == "refused")
     if refused:
         counts += f", {refused} refused"
+    hint = trust_hint(summary, moved=received + sent > 0)
     if summary.error:
-        return Outcome(f"Sync with {who} stopped: {summary.error} ({counts}).", False)
-    return Outcome(f"Synced with {who}: {counts}.", summary.ok)
+        text, ok = f"Sync with {who} stopped: {summary.error} ({counts}).", False
+    else:
+        text, ok = f"Synced with {who}: {counts}.", summary.ok
+    if not hint:
+        return Outcome(text, ok)
+    return Outcome(f"{text} {hint}", ok, peer_id=summary.peer_id, untrusted=True)
+
+
+def trust_hint(summary: Any, moved: bool) -> str:
+    """Return how to trust a sync's peer that is pending here (or any peer not trusted,
+    when nothing moved), as `fieldkit sync` says it; "" for a trusted or blocked one."""
+    trust = summary.peer_trust
+    if not summary.peer_id or trust in ("trusted", "blocked"):
+        return ""
+    if trust != "pending" and moved:
+        return ""
+    name = summary.peer_name or summary.peer_id
+    code = f" (code {summary.sas[:3]} {summary.sas[3:]})" if summary.sas else ""
+    return (
+        f"{name} is not trusted yet{code}: press t to trust it if both devices show this "
+        "code; it takes this device's packets only once it trusts this device too."
+    )
 
 
 REFUSALS_SHOWN = 2  # a notice names this many refused files and counts the rest

@@ -55,19 +55,31 @@ async def test_every_column_but_the_date_fits_80_columns(
     make_packet(
         services.home, name="grain-storage", domain="grain_storage", base_fingerprint=base_fp
     )
+    for n in range(12):  # more rows than the table shows: its vertical scrollbar is up
+        make_packet(services.home, name=f"z{n:02d}", domain="water", seed=10 + n)
     peer = "x" * 16  # a sending peer's device id
     services.library.db["packets"].update(
-        services.library.list_packets()[0].packet_id, {"source": peer}
+        services.library.get("grain-storage").packet_id, {"source": peer}
     )
     app = make_app(services, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         table = await open_library(pilot)
+        # nothing scrolls sideways (scrolling right would hide the names)
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert not table.show_horizontal_scrollbar
+        assert table.show_vertical_scrollbar
         lines = [table.render_line(y).text for y in range(2)]
-        assert lines[0].split()[:6] == ["name", "state", "domain", "size", "author", "source"]
+        assert lines[0].split() == ["name", "state", "domain", "size", "author", "source"]
         assert lines[1].split()[:4] == ["grain-storage", "ok", "verified", "grain_storage"]
         source = lines[0].index("source")
         assert lines[1][source:].split()[0] == peer[:8]
-        assert f"source     peer {peer[:8]}" in detail_text(app)
+        detail = detail_text(app)
+        assert f"source     peer {peer[:8]}, received 20" in detail  # the date is here
+        await pilot.resize_terminal(100, 24)  # room for the date: it shows in the table
+        await settle(pilot)
+        assert table.render_line(0).text.split()[-1] == "received"
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert table.rows_by_key[table.current_packet_id].name == "grain-storage"
 
 
 async def test_states_and_detail_follow_the_cursor(stocked) -> None:
@@ -133,6 +145,23 @@ async def test_remove_asks_first(stocked) -> None:
     assert [r.name for r in stocked.library.list_packets()] == ["solar", "vaccines"]
 
 
+async def test_the_detail_of_the_next_packet_shows_from_its_top(stocked) -> None:
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        pane = app.screen.query_one(PacketDetailPane)
+        assert pane.max_scroll_y > 0, "pumps' detail (10 exemplars) is longer than the pane"
+        pane.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        assert pane.scroll_y > 0
+        await pilot.press("d")  # remove pumps: solar's detail takes its place
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert pane.detail.row.name == "solar"
+        assert pane.scroll_y == 0, "the packet's name is in view"
+
+
 async def test_export_writes_a_verifiable_packet_file(stocked, tmp_path: Path) -> None:
     out = tmp_path / "usb-stick"
     app = make_app(stocked, load_model=False)
@@ -144,9 +173,37 @@ async def test_export_writes_a_verifiable_packet_file(stocked, tmp_path: Path) -
     assert packet.manifest["name"] == "pumps"
 
 
-async def test_blocking_an_author_marks_every_packet(
-    stocked, make_home, make_adapter, base_fp
+async def test_export_asks_before_replacing_a_file_and_remembers_the_folder(
+    stocked, tmp_path: Path
 ) -> None:
+    out = tmp_path / "usb-stick"
+    out.mkdir()
+    earlier = out / "pumps.fkpkt"
+    earlier.write_bytes(b"an earlier export, kept unless the user says yes")
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await export_to(pilot, out)
+        dialog = await wait_for_screen(pilot, ConfirmDialog)
+        assert f"{earlier} already exists" in dialog.question
+        await pilot.press("n")
+        await settle(pilot)
+        assert earlier.read_bytes().startswith(b"an earlier export")
+        assert any("nothing was exported" in n for n in notices(pilot))
+        await pilot.press("e")  # the folder used last is offered again
+        dialog = await wait_for_screen(pilot, TextDialog)
+        assert dialog.query_one(Input).value == str(out)
+        await pilot.press("enter")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert any(n == f"Exported to {earlier}." for n in notices(pilot))
+    assert read_packet_file(earlier).manifest["name"] == "pumps"
+
+
+def add_carols_packet(services, make_home, make_adapter, base_fp):
+    """Add 'aqua', first in the table, by carol, a device never met (no peer row, no name);
+    return carol's Identity."""
     from fieldkit.store.identity import Identity
     from fieldkit.store.packet import build_manifest
     from tests.tui.conftest import PUMP_QUESTIONS
@@ -162,7 +219,14 @@ async def test_blocking_an_author_marks_every_packet(
         base_model_id="test-base",
         base_fingerprint=base_fp,
     )
-    stocked.library.add(manifest, signature, data, source=carol.device_id)
+    services.library.add(manifest, signature, data, source=carol.device_id)
+    return carol
+
+
+async def test_blocking_an_author_marks_every_packet(
+    stocked, make_home, make_adapter, base_fp
+) -> None:
+    carol = add_carols_packet(stocked, make_home, make_adapter, base_fp)
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
@@ -190,6 +254,25 @@ async def test_blocking_an_author_marks_every_packet(
         assert any("is this device" in n for n in notices(pilot))
         assert states(app)["pumps"] is PacketStatus.VERIFIED
         assert app.is_running
+
+
+async def test_an_author_trusted_here_is_a_peer_with_its_id_not_a_question_mark(
+    stocked, make_home, make_adapter, base_fp
+) -> None:
+    from textual.widgets import DataTable
+
+    carol = add_carols_packet(stocked, make_home, make_adapter, base_fp)
+    app = make_app(stocked, load_model=False, ble=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("t")  # trust aqua's author: carol becomes a known peer
+        await settle(pilot)
+        await pilot.press("f2")
+        await settle(pilot)
+        peers = app.screen.query_one("#peers", DataTable)
+        [row] = [[str(cell) for cell in peers.get_row_at(i)] for i in range(peers.row_count)]
+        assert row[:2] == ["(name unknown)", carol.device_id]
+        assert row[-1] == "trusted"
 
 
 async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path) -> None:

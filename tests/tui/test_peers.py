@@ -54,6 +54,44 @@ async def test_sync_two_homes_over_tcp_with_pairing_code(stocked, make_bob) -> N
     assert {p.name for p in bob_summary.packets if p.status == "ok"} >= {"wells", "pumps"}
 
 
+async def test_a_sync_with_a_peer_that_trusts_nobody_yet_says_how_to_trust_it(
+    stocked, make_services
+) -> None:
+    bob = make_services("bob", seed=2)  # nothing to offer: this side is never asked
+    bob_id = bob.identity.device_id
+    for other in ("aaaaaaaaaaaaaaaa", "cccccccccccccccc"):  # listed, and selected, first
+        stocked.library.set_trust(other, "trusted")
+    listener = await start_listener(
+        bob, "127.0.0.1", 0, SyncOptions(policy="trusted-only"), once=True
+    )
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await start_sync(pilot, f"127.0.0.1:{listener.port}")
+        await settle(pilot)
+        await listener.wait()
+        refused_there = listener.summaries[0].packets  # bob took none of ours
+        assert refused_there
+        assert all(p.status == "refused" for p in refused_there)
+        state = str(app.screen.query_one("#sync-state", Static).render())
+        sas = listener.summaries[0].sas
+        assert state == (
+            f"Synced with bob ({bob_id}): 0 received, 0 sent. bob is not trusted yet "
+            f"(code {sas[:3]} {sas[3:]}): press t to trust it if both devices show this "
+            "code; it takes this device's packets only once it trusts this device too."
+        ), notices(pilot)
+        peers = app.screen.query_one("#peers", DataTable)
+        for _ in range(200):  # the table is redrawn from the library after the sync
+            if peers.row_count == 3:
+                break
+            await pilot.pause(0.05)
+        await settle(pilot)
+        assert app.screen._selected().peer_id == bob_id, "t trusts the peer the result names"
+        await pilot.press("t")
+        await settle(pilot)
+        assert stocked.library.get_peer(bob_id).trust == "trusted"
+
+
 async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
     app = make_app(stocked, start_mode="peers", load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -28,6 +28,7 @@ class AskScreen(ModeScreen):
 
     DEFAULT_CSS = """
     AskScreen #history { height: 1fr; padding: 0 1; }
+    AskScreen #history:focus { background-tint: $foreground 5%; outline-left: tall $accent; }
     AskScreen .hint { color: $text-muted; margin-bottom: 1; }
     AskScreen #route-mode { height: 1; padding: 0 1; color: $text-muted; }
     AskScreen Input { dock: bottom; margin-bottom: 1; }
@@ -73,7 +74,10 @@ class AskScreen(ModeScreen):
             id="history",
         )
         yield Static(self._route_mode_text(), id="route-mode")
-        yield Input(placeholder="Ask a question and press Enter", id="question")
+        # coming back to the box (a key typed outside it, Tab) keeps what is typed there
+        yield Input(
+            placeholder="Ask a question and press Enter", id="question", select_on_focus=False
+        )
         yield mode_footer()
 
     def on_mount(self) -> None:
@@ -177,9 +181,25 @@ class AskScreen(ModeScreen):
         self.stop_answer()
 
     def action_stop(self) -> None:
-        """Stop the answer being written; with none running, leave the question box."""
-        if not self.stop_answer():
-            self.set_focus(None)  # so 1 2 3, q and ? reach the app; Tab comes back
+        """Stop the answer being written and go back to the question box; with none
+        running, leave the box."""
+        if self.stop_answer():
+            self.query_one("#question", Input).focus()
+        else:
+            self.set_focus(None)  # so 1 2 3, q and ? reach the app; any other key comes back
+
+    def on_key(self, event: events.Key) -> None:
+        """Out of the question box, a printable key that no binding takes goes into the box
+        (typing is never silently dropped); 1 2 3, q and ? keep their bindings."""
+        if isinstance(self.focused, Input) or not event.is_printable or not event.character:
+            return
+        if event.key in self.active_bindings:
+            return
+        event.stop()
+        event.prevent_default()
+        box = self.query_one("#question", Input)
+        box.focus()
+        box.insert_text_at_cursor(event.character)
 
     def action_sources(self) -> None:
         """Expand or fold the source passages of the latest answer that has any."""

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.backend import ExportExistsError, TuiBackend
 from fieldkit.tui.screens.base import ModeScreen, mode_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketDetail, PacketRow
@@ -56,6 +56,7 @@ class LibraryScreen(ModeScreen):
     def __init__(self, backend: TuiBackend) -> None:
         super().__init__()
         self.backend = backend
+        self.export_folder = str(backend.export_dir())  # the folder last exported to
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Library")
@@ -155,13 +156,22 @@ class LibraryScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
-        default = str(self.backend.export_dir())
         folder = await self.app.push_screen_wait(
-            TextDialog(f"Export {row.name} to folder:", value=default)
+            TextDialog(f"Export {row.name} to folder:", value=self.export_folder)
         )
         if not folder:
             return
-        path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
+        self.export_folder = folder  # offered again next time, in this session
+        try:
+            path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
+        except ExportExistsError as exists:
+            question = f"{exists.path} already exists. Replace it with {row.name}?"
+            if not await self.app.push_screen_wait(ConfirmDialog(question)):
+                self.notify(f"Kept {exists.path}; nothing was exported.")
+                return
+            path = await asyncio.to_thread(
+                self.backend.export, row.packet_id, Path(folder), replace=True
+            )
         self.notify(f"Exported to {path}.")
 
     @work(exit_on_error=False, group="library-action", description="Importing packets")

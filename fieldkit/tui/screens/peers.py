@@ -15,7 +15,7 @@ from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.base import ModeScreen, mode_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.sync_backend import AgentRadioError
-from fieldkit.tui.views import Outcome, PeerRow, SyncProgress
+from fieldkit.tui.views import Outcome, PeerRow, SyncProgress, peer_label, peer_name
 from fieldkit.tui.widgets.status_line import StatusLine
 from fieldkit.tui.widgets.transfers import TransferList
 
@@ -36,7 +36,7 @@ class PeersScreen(ModeScreen):
     PeersScreen .info { height: auto; padding: 0 1; }
     PeersScreen #ble { color: $warning; }
     PeersScreen #peers { height: 1fr; }
-    PeersScreen #sync-state { height: 1; padding: 0 1; }
+    PeersScreen #sync-state { height: auto; max-height: 4; padding: 0 1; }
     """
     BINDINGS = [
         Binding("s", "sync", "Sync"),
@@ -85,6 +85,7 @@ class PeersScreen(ModeScreen):
         self.peer_rows: dict[str, PeerRow] = {}
         self.last_address = ""
         self.listening = ""
+        self.to_select = ""  # a peer whose row the cursor goes to once it is listed
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Peers")
@@ -96,6 +97,7 @@ class PeersScreen(ModeScreen):
         yield Static(
             "No sync running. s: sync with a peer, l: let LAN peers sync with this one.",
             id="sync-state",
+            markup=False,  # it shows peers' names
         )
         yield TransferList(id="transfers")
         yield mode_footer()
@@ -222,18 +224,21 @@ class PeersScreen(ModeScreen):
         self.peer_rows = rows
         for row in rows.values():
             table.add_row(
-                row.name or "?",
+                peer_name(row.name),
                 row.peer_id,
                 row.via,
                 row.address or "-",
                 row.trust,
                 key=row.peer_id,
             )
-        if chosen is not None:
+        wanted = self.to_select or (chosen.peer_id if chosen is not None else "")
+        if wanted:
             keys = list(rows)
-            same = [n for n, pid in enumerate(keys) if pid.startswith(chosen.peer_id)]
+            same = [n for n, pid in enumerate(keys) if pid.startswith(wanted)]
             if same:
                 table.move_cursor(row=same[0])
+                if wanted == self.to_select:
+                    self.to_select = ""
 
     def _selected(self) -> PeerRow | None:
         table = self.query_one("#peers", DataTable)
@@ -255,7 +260,7 @@ class PeersScreen(ModeScreen):
         if peer is None:
             self.notify("No peer selected.", severity="warning")
             return
-        who = peer.peer_id if peer.name in ("", "?") else f"{peer.name} ({peer.peer_id})"
+        who = peer_label(peer.name, peer.peer_id)
         question = (
             f"Block {who}? Its packets here are set aside, unused, and no more are taken from it."
         )
@@ -297,7 +302,7 @@ class PeersScreen(ModeScreen):
         """Ask the person to compare the six-digit code with the other screen."""
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         question = (
-            f"Pair with {name or '?'} ({peer_id})?\n\n"
+            f"Pair with {peer_label(name, peer_id)}?\n\n"
             f"    code  {sas[:3]} {sas[3:]}\n\n"
             "Accept only if the other device shows the same code."
         )
@@ -324,7 +329,14 @@ class PeersScreen(ModeScreen):
 
     def _show_result(self, result: Outcome) -> None:
         self.query_one("#sync-state", Static).update(result.text)
-        self.notify(result.text, severity="information" if result.ok else "error")
+        if not result.ok:
+            self.notify(result.text, severity="error")
+        elif result.untrusted:
+            self.notify(result.text, severity="warning", timeout=10)
+        else:
+            self.notify(result.text)
+        if result.untrusted:
+            self.to_select = result.peer_id  # so that `t`, as the result says, trusts it
         self.action_refresh()
 
     @work(exit_on_error=False, group="listen", exclusive=True, description="Listening")

@@ -64,6 +64,7 @@ class PacketDetailPane(VerticalScroll):
 
     DEFAULT_CSS = """
     PacketDetailPane { height: 1fr; border-top: solid $primary; padding: 0 1; }
+    PacketDetailPane:focus { border-top: heavy $accent; background-tint: $foreground 5%; }
     PacketDetailPane > Static { width: 1fr; }
     """
 
@@ -73,7 +74,11 @@ class PacketDetailPane(VerticalScroll):
     detail: PacketDetail | None = None
 
     def show(self, detail: PacketDetail | None) -> None:
-        """Display `detail`, or the empty hint for None."""
+        """Display `detail`, or the empty hint for None; another packet shows from its top
+        (its name), the same one keeps the place read to."""
+        shown = self.detail.row.packet_id if self.detail is not None else None
+        if detail is None or detail.row.packet_id != shown:
+            self.scroll_home(animate=False, immediate=True)
         self.detail = detail
         body = self.query_one("#detail-body", Static)
         if detail is None:

@@ -17,9 +17,9 @@ _STATUS_STYLE = {
 }
 
 
-# Every column but the date fits 80 terminal columns, padding included: the state's
-# longest label ("!! FOREIGN BASE"), a domain such as grain_storage, an author's and a
-# sending peer's short id (the detail pane says "peer" before it).
+# Every column but the date fits 80 terminal columns, padding and the vertical scrollbar
+# included: the state's longest label ("!! FOREIGN BASE"), a domain such as grain_storage,
+# an author's and a sending peer's short id (the detail pane says "peer" before it).
 COLUMNS = (
     ("name", 14),
     ("state", 15),
@@ -27,8 +27,20 @@ COLUMNS = (
     ("size", 8),
     ("author", 8),
     ("source", 8),
-    ("received", 16),
 )
+# The date, shown only where it fits (the detail pane always shows it): a table wider than
+# its screen scrolls sideways, and scrolling hides the names.
+DATE_COLUMN = ("received", 16)
+CELL_PADDING = 1  # each side of each column, as DataTable draws it
+
+
+def columns_for(width: int) -> tuple[tuple[str, int], ...]:
+    """Return the columns that fit a table `width` cells wide: COLUMNS, then the date
+    when it fits too."""
+    every = (*COLUMNS, DATE_COLUMN)
+    if sum(w + 2 * CELL_PADDING for _label, w in every) <= width:
+        return every
+    return COLUMNS
 
 
 def status_text(status: PacketStatus) -> Text:
@@ -51,12 +63,31 @@ class PacketTable(DataTable[object]):
             self.packet_id = packet_id
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - textual's name
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=CELL_PADDING)
         self.rows_by_key: dict[str, PacketRow] = {}
+        self.shown_columns: tuple[tuple[str, int], ...] = ()
 
     def on_mount(self) -> None:
-        for label, width in COLUMNS:
-            self.add_column(label, width=width, key=label)
+        self._fit_columns(self.app.size.width)  # the screen's width until the table has one
+
+    def on_resize(self) -> None:
+        self._fit_columns(self.size.width)
+
+    def _fit_columns(self, width: int) -> None:
+        """Show the columns that fit `width` cells, less room kept for the vertical
+        scrollbar (so that a longer library never makes the table scroll sideways)."""
+        columns = columns_for(width - self.styles.scrollbar_size_vertical)
+        if columns == self.shown_columns:
+            return
+        self.shown_columns = columns
+        current = self.current_packet_id
+        self.clear(columns=True)
+        for label, size in columns:
+            self.add_column(label, width=size, key=label)
+        if self.rows_by_key:
+            self.show(list(self.rows_by_key.values()))
+        if current in self.rows_by_key:
+            self.move_cursor(row=self.get_row_index(current))
 
     def show(self, rows: list[PacketRow]) -> None:
         """Replace the rows, keeping the cursor on the same packet when it is still here."""
@@ -64,16 +95,16 @@ class PacketTable(DataTable[object]):
         self.clear()
         self.rows_by_key = {row.packet_id: row for row in rows}
         for row in rows:
-            self.add_row(
-                f"{row.name} (merged)" if row.merged else row.name,
-                status_text(row.status),
-                row.domain,
-                row.size,
-                row.author,
-                row.source,
-                row.received,
-                key=row.packet_id,
-            )
+            cells = {
+                "name": f"{row.name} (merged)" if row.merged else row.name,
+                "state": status_text(row.status),
+                "domain": row.domain,
+                "size": row.size,
+                "author": row.author,
+                "source": row.source,
+                "received": row.received,
+            }
+            self.add_row(*(cells[label] for label, _w in self.shown_columns), key=row.packet_id)
         if current in self.rows_by_key:
             self.move_cursor(row=self.get_row_index(current))
         self.post_message(self.Highlighted(self.current_packet_id))

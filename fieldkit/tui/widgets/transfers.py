@@ -69,19 +69,24 @@ class TransferList(VerticalScroll):
 
     DEFAULT_CSS = """
     TransferList { height: 6; border-top: solid $primary; }
+    TransferList:focus { border-top: heavy $accent; background-tint: $foreground 5%; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - textual's name
-        super().__init__(id=id)
+        super().__init__(id=id, can_focus=False)  # Tab skips it while it is empty
         self.rows: dict[str, TransferRow] = {}
 
     def reset(self) -> None:
         self.rows.clear()
         self.remove_children()
+        self.can_focus = False
+        if self.has_focus:
+            self.screen.focus_next()
 
     def update_progress(self, progress: SyncProgress) -> None:
         row = self.rows.get(progress.packet)
         if row is None:
             row = self.rows[progress.packet] = TransferRow(progress.packet)
             self.mount(row)
+            self.can_focus = True
         row.update_progress(progress)
