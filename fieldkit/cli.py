@@ -117,7 +117,8 @@ def main(ctx: click.Context, home: str | None, model_path: str | None) -> None:
     from fieldkit.services import Services
 
     ctx.obj = Services.build(home=home, model_path=model_path)
-    if model_path and not ctx.obj.model_dir.is_dir():  # a mistyped name, before any work
+    bare_name = model_path and os.sep not in model_path and model_path not in (".", "..")
+    if bare_name and not ctx.obj.model_dir.is_dir():  # a mistyped name, before any work
         raise click.BadParameter(
             f"no model named {model_path!r} is installed (`fieldkit model list`) and no "
             "folder is there.",

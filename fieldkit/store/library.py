@@ -182,18 +182,29 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
     def load_adapter(self, record: PacketRecord) -> Adapter:
         """Read, check and return a packet's adapter (weights verified against the manifest).
 
-        Weights that fail their check set the packet aside, as `verify` does, and the
-        PacketError says how to repair it."""
-        data = self.read_weights(record)
+        Weights that are missing or fail their check set the packet aside, as `verify`
+        does, and the error says how to repair it."""
+        try:
+            data = self.read_weights(record)
+        except PacketRemoved:
+            raise
+        except LibraryError:  # missing: its message names the repair
+            self._set_aside(record)
+            raise
         try:
             return verify_weights(record.manifest, data)
         except PacketError as exc:
-            with suppress(LibraryError), self.write_lock():
-                self.db["packets"].update(record.packet_id, {"verified": 0})
+            self._set_aside(record)
             raise PacketError(
                 f"{str(exc).rstrip('.')}; it is set aside until a good copy is imported "
                 f"(`fieldkit library import {record.name}.fkpkt` repairs it)."
             ) from exc
+
+    def _set_aside(self, record: PacketRecord) -> None:
+        """Mark a packet whose weights failed as not verified (as `verify` does), if the
+        database lets this process write now; the error raised next says why."""
+        with suppress(LibraryError), self.write_lock():
+            self.db["packets"].update(record.packet_id, {"verified": 0})
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -136,7 +136,7 @@ def test_names_complete_from_the_home(
             base_model_id="tiny-llama",
             base_fingerprint=model_fingerprint(tiny_model_dir),
         )
-    services.library.set_trust("a1b2c3d4e5f60718", "trusted")
+    services.library.set_trust("abcdefghijklmnop", "trusted")
     services.close()
     (home.models_dir / "tiny").mkdir()
     ctx = main.make_context(
@@ -144,7 +144,7 @@ def test_names_complete_from_the_home(
     )
     assert sorted(item.value for item in packet_names(ctx, None, "pu")) == ["pumice", "pumps"]
     assert installed_models(ctx, None, "t") == ["tiny"]
-    assert [item.value for item in peer_ids(ctx, None, "A1B")] == ["a1b2c3d4e5f60718"]
+    assert [item.value for item in peer_ids(ctx, None, "ABC")] == ["abcdefghijklmnop"]
     assert peer_ids(ctx, None, "ff") == []
     empty = main.make_context(
         "fieldkit", ["--home", str(home.root / "nowhere"), "library"], resilient_parsing=True
