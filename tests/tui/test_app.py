@@ -10,12 +10,10 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input
 
-from fieldkit.tui.app import FieldkitApp, make_app
-from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import ConfirmDialog
 from fieldkit.tui.screens.help import HELP_TEXT, HelpScreen
-from fieldkit.tui.views import AnswerChunk
-from tests.tui.helpers import footer_keys, settle, wait_for_screen
+from tests.tui.helpers import footer_keys, held_question, settle, wait_for_screen
 
 
 async def test_modes_help_and_palette_by_keyboard(stocked) -> None:
@@ -102,49 +100,13 @@ async def test_screen_first_then_model_loads_in_background(stocked) -> None:
         assert app.model_state == "tiny-llama ready"
 
 
-class AnswersKept(TuiBackend):
-    """The real backend, keeping every answer chunk it streamed so a test can read them
-    after the app quit, and saying when a question has been grounded (from then on the
-    answer needs only the engine)."""
-
-    def __init__(self, services) -> None:
-        super().__init__(services)
-        self.chunks: list[AnswerChunk] = []
-        self.grounded = threading.Event()
-
-    def ground(self, *args, **kwargs):
-        grounding = super().ground(*args, **kwargs)
-        self.grounded.set()
-        return grounding
-
-    def answer(self, *args, **kwargs):
-        for chunk in super().answer(*args, **kwargs):
-            self.chunks.append(chunk)
-            yield chunk
-
-
 async def test_quitting_stops_the_answer_being_written(stocked) -> None:
-    backend = AnswersKept(stocked)
-    app = FieldkitApp(backend, start_mode="ask")
-    gate = threading.Event()  # holds the engine's thread: the answer waits to be written
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
-            assert app.model_state.endswith("ready")
-            stocked.engine._submit(gate.wait)
-            app.screen.query_one(Input).value = "How do I prime a hand pump?"
-            await pilot.press("enter")
-            deadline = time.monotonic() + 30
-            while not backend.grounded.is_set():
-                assert time.monotonic() < deadline, "the question was never grounded"
-                await pilot.pause(0.05)
-            await pilot.press("ctrl+q")
-        assert not app.is_running
-        gate.set()  # the engine may go on: the answer must stop at once, not run its course
-        deadline = time.monotonic() + 30
-        while not (backend.chunks and backend.chunks[-1].done):
-            assert time.monotonic() < deadline, "the answer never ended"
-            await asyncio.sleep(0.05)
-        assert backend.chunks[-1].stopped
-    finally:
-        gate.set()
+    async with held_question(stocked) as (app, pilot, backend, gate):
+        await pilot.press("ctrl+q")
+    assert not app.is_running
+    # the engine goes on now (the gate is open): the answer must stop, not run its course
+    deadline = time.monotonic() + 30
+    while not (backend.chunks and backend.chunks[-1].done):
+        assert time.monotonic() < deadline, "the answer never ended"
+        await asyncio.sleep(0.05)
+    assert backend.chunks[-1].stopped

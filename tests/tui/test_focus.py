@@ -3,19 +3,15 @@ pane looks focused."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 from textual.widget import Widget
 from textual.widgets import DataTable, Input
 
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.sync import start_listener
-from fieldkit.tui.app import FieldkitApp, make_app
+from fieldkit.tui.app import make_app
 from fieldkit.tui.widgets.packet_detail import PacketDetailPane
 from fieldkit.tui.widgets.transfers import TransferList
-from tests.tui.helpers import settle
-from tests.tui.test_app import AnswersKept
+from tests.tui.helpers import held_question, settle
 from tests.tui.test_peers import start_sync
 
 
@@ -50,29 +46,14 @@ async def test_typing_out_of_the_question_box_goes_back_into_it(stocked) -> None
 
 
 async def test_stopping_an_answer_goes_back_to_the_question_box(stocked) -> None:
-    backend = AnswersKept(stocked)
-    app = FieldkitApp(backend, start_mode="ask")
-    gate = threading.Event()  # holds the engine's thread: the answer waits to be written
-    try:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
-            assert app.model_state.endswith("ready")
-            stocked.engine._submit(gate.wait)
-            app.screen.query_one(Input).value = "How do I prime a hand pump?"
-            await pilot.press("enter")
-            deadline = time.monotonic() + 30
-            while not backend.grounded.is_set():
-                assert time.monotonic() < deadline, "the question was never grounded"
-                await pilot.pause(0.05)
-            app.screen.query_one("#history").focus()
-            await pilot.press("escape")  # stops the answer being written
-            gate.set()
-            await settle(pilot)
-            assert isinstance(app.focused, Input)
-            assert backend.chunks
-            assert backend.chunks[-1].stopped
-    finally:
+    async with held_question(stocked) as (app, pilot, backend, gate):
+        app.screen.query_one("#history").focus()
+        await pilot.press("escape")  # stops the answer being written
         gate.set()
+        await settle(pilot)
+        assert isinstance(app.focused, Input)
+        assert backend.chunks
+        assert backend.chunks[-1].stopped
 
 
 async def test_a_focused_library_pane_looks_focused(stocked) -> None:
