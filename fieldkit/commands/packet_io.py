@@ -13,7 +13,7 @@ from fieldkit.errors import PacketError
 from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import NOTES_FIELD, notes_count
-from fieldkit.store.packet import packet_id
+from fieldkit.store.packet import packet_files_in, packet_id
 
 
 def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
@@ -119,13 +119,12 @@ def holds_adapter(folder: Path) -> bool:
 
 def import_paths(paths: Sequence[Path]) -> list[Path]:
     """Return what to import, one item each: the PATHs as given, except that a folder holding
-    no adapter stands for its packet files (a USB stick), sorted and without hidden ones
-    such as macOS's ._NAME.fkpkt, as a shell's `FOLDER/*.fkpkt` lists them."""
+    no adapter stands for its packet files (a USB stick: store.packet.packet_files_in)."""
     items: list[Path] = []
     for path in paths:
         files = []
         if _is_folder(path) and not holds_adapter(path):
-            files = sorted(f for f in path.glob("*.fkpkt") if not f.name.startswith("."))
+            files = packet_files_in(path)
         items.extend(files or [path])
     return items
 

@@ -338,6 +338,12 @@ def packet_file_path(target: Path, name: str) -> Path:
     return inside(target, f"{name}.fkpkt") if target.is_dir() else target
 
 
+def packet_files_in(folder: Path) -> list[Path]:
+    """Return the packet files of a folder (a USB stick), sorted, as a shell's
+    `FOLDER/*.fkpkt` lists them: without hidden ones such as macOS's ._NAME.fkpkt."""
+    return sorted(f for f in folder.glob("*.fkpkt") if not f.name.startswith("."))
+
+
 def save_packet_file(
     path: Path, manifest: Mapping[str, Any], signature: bytes, weights: bytes
 ) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fieldkit.errors import LibraryError
 from fieldkit.formats import format_size
 from fieldkit.store.notes import notes_count
+from fieldkit.store.packet import packet_files_in
 from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
@@ -225,7 +226,7 @@ class TuiBackend(SyncBackend):
         path = path.expanduser()
         if not path.exists():
             raise LibraryError(f"{path} does not exist.")
-        files = sorted(path.glob("*.fkpkt")) if path.is_dir() else [path]
+        files = packet_files_in(path) if path.is_dir() else [path]
         if not files:
             raise LibraryError(f"No packet files (*.fkpkt) are in {path}.")
         base = self.base_fingerprint()
