@@ -302,3 +302,14 @@ def test_the_route_names_the_packet_to_pick_by_hand_only_when_it_came_near(
     near = decision.route is None and best.score >= LEANING[0]
     assert view.nearest == (best.name if near else "")
     assert view.nearest == named
+
+
+def test_the_route_line_says_why_the_first_question_waits() -> None:
+    """The first question showed "route: deciding..." for about 20 s with no word of why
+    (the router's embedder loads then), and then a route time of a few hundred ms."""
+    from fieldkit.tui.widgets.exchange import route_text
+
+    assert route_text(None).plain == (
+        "route: deciding... (the first question also loads the router)"
+    )
+    assert len(route_text(None).plain) <= 78  # one line at 80 columns

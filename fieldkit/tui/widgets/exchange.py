@@ -13,7 +13,8 @@ from fieldkit.tui.views import RouteView, SourceView
 def route_text(route: RouteView | None) -> Text:
     """Return the one-line route decision: chosen packet, score, runner-up, or base model."""
     if route is None:
-        return Text("route: deciding...", style="italic")
+        # the first question of a session also loads the router's embedder (seconds)
+        return Text("route: deciding... (the first question also loads the router)", "italic")
     if route.manual:
         return Text.assemble(("route: ", "bold"), f"{route.label} (picked by hand)")
     if route.packet_id is None:  # the reason says why: no expert fits, an everyday question
