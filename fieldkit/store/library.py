@@ -223,12 +223,6 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             return held, "held"
         return self._repair(held, packet.weights), "repaired"
 
-    def add_file(self, path: Path, expected_base: str | None) -> tuple[PacketRecord, bool]:
-        """`import_file` for callers that tell only new from held: True when the file's
-        weights were stored (added or repaired)."""
-        record, arrival = self.import_file(path, expected_base)
-        return record, arrival != "held"
-
     def add(
         self,
         manifest: dict[str, Any],

@@ -230,17 +230,16 @@ class TuiBackend(SyncBackend):
         if not files:
             raise LibraryError(f"No packet files (*.fkpkt) are in {path}.")
         base = self.base_fingerprint()
-        added: list[str] = []
-        held: list[str] = []
+        came: dict[str, list[str]] = {"added": [], "held": [], "repaired": []}
         refused: list[tuple[str, str]] = []
         for file in files:
             try:
-                record, new = self._on_library_thread(lambda lib, f=file: lib.add_file(f, base))
+                record, how = self._on_library_thread(lambda lib, f=file: lib.import_file(f, base))
             except FieldkitError as exc:
                 refused.append((file.name, str(exc)))
                 continue
-            (added if new else held).append(record.name)
-        return import_outcome(added, held, refused)
+            came[how].append(record.name)
+        return import_outcome(came["added"], came["held"], refused, came["repaired"])
 
     def set_author_trust(self, author_id: str, state: str) -> None:
         """Mark an author 'trusted' or 'blocked'."""

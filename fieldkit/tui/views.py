@@ -7,6 +7,7 @@ foreign base, blocked) and how numbers and times read live in one testable place
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -250,13 +251,21 @@ def refusal(file_name: str, reason: str) -> str:
     return reason if reason.startswith(file_name) else f"{file_name}: {reason}"
 
 
-def import_outcome(added: list[str], held: list[str], refused: list[tuple[str, str]]) -> Outcome:
+def import_outcome(
+    added: list[str],
+    held: list[str],
+    refused: list[tuple[str, str]],
+    repaired: Sequence[str] = (),
+) -> Outcome:
     """Return what came of importing packet files, a short sentence for each kind: the
-    packets that came in, those already here, and the files refused, each `(file name,
-    reason)`, the first REFUSALS_SHOWN of them with why."""
+    packets that came in, those repaired (held here with damaged weights), those already
+    here, and the files refused, each `(file name, reason)`, the first REFUSALS_SHOWN of
+    them with why."""
     sentences = []
     if added:
         sentences.append(f"Imported {len(added)} ({', '.join(added)}).")
+    if repaired:
+        sentences.append(f"Repaired from the file: {', '.join(repaired)}.")
     if held:
         sentences.append(f"Already here: {', '.join(held)}.")
     if refused:

@@ -113,17 +113,6 @@ def test_a_whole_packet_is_left_as_it_is_and_nothing_is_rewritten(home, pumps):
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
-def test_add_file_tells_the_library_screen_a_repair_came_in(home, pumps):
-    """The Library screen's import (TuiBackend.import_packets) calls add_file."""
-    library = Library.open(home)
-    assert library.add_file(pumps, None)[1] is False
-    damage(home, library.weights_path(library.get("pumps")), "flipped")
-    record, stored = library.add_file(pumps, None)
-    assert stored is True
-    assert record.verified
-    library.close()
-
-
 def test_a_missing_path_is_reported_and_the_others_still_come_in(make_home, pumps, tmp_path):
     other = make_home("other")
     missing = tmp_path / "nonexist.fkpkt"

@@ -373,3 +373,19 @@ def test_an_import_notice_names_each_file_once_and_counts_what_it_leaves_out() -
     )
     assert not said.ok
     assert import_outcome(["cold-chain"], [], []).text == "Imported 1 (cold-chain)."
+
+
+def test_an_import_repairs_a_packet_damaged_here_and_says_so(stocked, tmp_path: Path) -> None:
+    """The notice counted a repair as "Imported"."""
+    from fieldkit.store.packet import save_packet_file
+    from fieldkit.tui.backend import TuiBackend
+
+    record, weights = stocked.library.checked_weights("pumps")
+    good = tmp_path / "pumps.fkpkt"
+    save_packet_file(good, record.manifest, record.signature, weights)
+    damage(stocked, "pumps")
+    backend = TuiBackend(stocked)
+    said = backend.import_packets(good)
+    assert (said.text, said.ok) == ("Repaired from the file: pumps.", True)
+    assert stocked.library.get("pumps").verified
+    assert backend.import_packets(good).text == "Already here: pumps."
