@@ -98,3 +98,14 @@ def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
         if plain_code(code.group()) not in named:
             marks.append(Unsupported(code.group(), code.start(), code.end()))
     return sorted(marks, key=lambda mark: mark.start)
+
+
+CHECK_IT = "check it before acting on it"  # said when no number is in the sources
+NONE_SUPPORTED = f"no number of the answer is in them: {CHECK_IT}"
+
+
+def none_supported(answer: str, marks: int) -> bool:
+    """True when `marks` unsupported marks cover every number and code of the answer, two
+    or more: an answer whose facts are all missing from its sources most likely answers
+    another question than the one asked. The one rule for `ask` and the Ask screen."""
+    return marks >= 2 and marks >= len(_mentions(answer)) + len(named_codes(answer))

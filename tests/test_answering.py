@@ -380,6 +380,12 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert done.sources == []
     assert done.nearest == [near_record]
     assert answer_footer(done)[-1] == "unsupported by the nearest record: 50 m"
+    # an answer none of whose numbers is in its sources most likely answers another question
+    wrong = finish(grounding, "Vaccinate at day 14 and again at day 24.")
+    assert answer_footer(wrong)[-1] == (
+        "unsupported by the nearest record: 14, 24 (no number of the answer is in them: "
+        "check it before acting on it)"
+    )
     # the packet that came nearest can still be asked by name
     near = RouteDecision(None, None, 0.45, 0.1, [Candidate("grain", "g", 0.45)], 3.0, "no fit")
     crib = Answer("rats in the crib", "Get a cat.", None, None, BASE, [], [], near)
@@ -391,3 +397,15 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     far = RouteDecision(None, None, 0.3, 0.1, [Candidate("grain", "g", 0.3)], 3.0, "no fit")
     ringtone = Answer("my ringtone?", "Open settings.", None, None, BASE, [], [], far)
     assert answer_footer(ringtone) == ["(from the base model only: no fit)"]
+
+
+def test_an_answer_is_called_wholly_unsupported_only_when_all_its_numbers_are() -> None:
+    from fieldkit.support import none_supported
+
+    def judged(text: str) -> bool:
+        return none_supported(text, len(support_check(text, PASSAGES)))
+
+    assert judged("Give it at day 14 and again at day 24.")  # neither is in a passage
+    assert not judged("Dry it to 12.5%, not 13%.")  # one of the two is
+    assert not judged("Give 2 doses.")  # one number alone: its mark says enough
+    assert not judged("Nothing numeric here.")

@@ -32,6 +32,7 @@ def _cut(source: Source, width: int) -> str:
 def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     """Return the lines printed under an answer: where it came from, sources, support marks."""
     from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
+    from fieldkit.support import NONE_SUPPORTED, none_supported
 
     lines: list[str] = []
     if result.grounding == ADAPTER_ONLY:
@@ -46,7 +47,10 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     if result.unsupported:
         marks = ", ".join(u.text for u in result.unsupported)
         checked = "the nearest record" if nearest else "the sources"
-        lines.append(f"unsupported by {checked}: {marks}")
+        caution = (
+            f" ({NONE_SUPPORTED})" if none_supported(result.text, len(result.unsupported)) else ""
+        )
+        lines.append(f"unsupported by {checked}: {marks}{caution}")
     elif result.sources:
         lines.append("every number in the answer is in a source")
     elif nearest:

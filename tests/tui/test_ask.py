@@ -313,3 +313,14 @@ def test_the_route_line_says_why_the_first_question_waits() -> None:
         "route: deciding... (the first question also loads the router)"
     )
     assert len(route_text(None).plain) <= 78  # one line at 80 columns
+
+
+def test_the_support_line_says_when_no_number_of_the_answer_is_in_its_sources() -> None:
+    from fieldkit.tui.widgets.exchange import support_text
+
+    final = "Vaccinate at day 14 and again at day 24."
+    spans = [(final.index("14"), final.index("14") + 2), (final.index("24"), final.index("24") + 2)]
+    assert support_text(final, spans, True).plain == (
+        "unsupported: 14, 24 (in no source: check it before acting on it)"
+    )
+    assert support_text(final, spans[:1], True).plain == "unsupported: 14 (in no source)"

@@ -7,6 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from fieldkit.support import CHECK_IT, none_supported
 from fieldkit.tui.views import RouteView, SourceView
 
 
@@ -84,6 +85,8 @@ def support_text(
     if spans:
         marks = ", ".join(final[a:b] for a, b in spans)
         said = f"not in {where}" if where else "in no source"
+        if none_supported(final, len(spans)):
+            said = f"{said}: {CHECK_IT}"
         return Text.assemble(("unsupported: ", "bold"), f"{marks} ({said})")
     if has_sources or where:
         return Text(f"every number is in {where or 'a source'}")
