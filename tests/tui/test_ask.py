@@ -82,6 +82,10 @@ async def test_the_base_model_left_to_answer_is_cautioned_first(stocked) -> None
         picked = app.screen.query(Exchange).last()
         assert "base model (picked by hand)" in route_line(picked)
         assert picked.query_one(".notice", Static).has_class("empty")
+        await pilot.press("ctrl+o")  # the picker opens on the choice in force
+        dialog = await wait_for_screen(pilot, PickDialog)
+        assert dialog.query_one(OptionList).highlighted == 1
+        await pilot.press("escape")
 
 
 async def test_unverified_packet_is_never_used(stocked) -> None:

@@ -220,7 +220,8 @@ class AskScreen(ModeScreen):
         choices = [(AUTO, "Automatic: let the router pick"), (BASE, "Base model: no packet")]
         good = {row.packet_id: row for row in rows if row.status.good}
         choices += [(key, f"{row.name} ({row.domain})") for key, row in good.items()]
-        picked = await self.app.push_screen_wait(PickDialog("Answer with:", choices))
+        dialog = PickDialog("Answer with:", choices, current=self.override)
+        picked = await self.app.push_screen_wait(dialog)
         if picked is not None:
             self.override = picked
             self.override_name = good[picked].name if picked in good else ""

@@ -74,15 +74,23 @@ class PickDialog(ModalScreen[str | None]):
     DEFAULT_CSS = DIALOG_CSS.format(name="PickDialog")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, prompt: str, choices: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, prompt: str, choices: list[tuple[str, str]], current: str | None = None
+    ) -> None:
         super().__init__()
         self.prompt = prompt
         self.choices = choices
+        self.current = current  # the key highlighted first (the choice in force)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.prompt)
             yield OptionList(*(Option(label, id=key) for key, label in self.choices))
+
+    def on_mount(self) -> None:
+        keys = [key for key, _ in self.choices]
+        if self.current in keys:
+            self.query_one(OptionList).highlighted = keys.index(self.current)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
