@@ -351,6 +351,7 @@ async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_ones
         assert states(app)["wells"] is PacketStatus.VERIFIED
         await pilot.press("i")
         dialog = await wait_for_screen(pilot, TextDialog)
+        assert dialog.query_one(Input).value == str(usb)  # the stick is offered again
         dialog.query_one(Input).value = str(tmp_path / "nowhere")
         await pilot.press("enter")
         await settle(pilot)

@@ -4,7 +4,7 @@ trust."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -56,7 +56,8 @@ class LibraryScreen(ModeScreen):
     def __init__(self, backend: TuiBackend) -> None:
         super().__init__()
         self.backend = backend
-        self.export_folder = str(backend.export_dir())  # the folder last exported to
+        # the folder last exported to or imported from (a USB stick), offered again
+        self.export_folder = str(backend.export_dir())
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Library")
@@ -161,7 +162,7 @@ class LibraryScreen(ModeScreen):
         )
         if not folder:
             return
-        self.export_folder = folder  # offered again next time, in this session
+        self.export_folder = folder
         try:
             path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
         except ExportExistsError as exists:
@@ -179,12 +180,14 @@ class LibraryScreen(ModeScreen):
         where = await self.app.push_screen_wait(
             TextDialog(
                 "Import a packet file, or every .fkpkt file in a folder:",
-                value=str(self.backend.export_dir()),
+                value=self.export_folder,
             )
         )
         if not where:
             return
         outcome = await asyncio.to_thread(self.backend.import_packets, Path(where))
+        is_file = where.lower().endswith(".fkpkt")  # its folder is offered next time
+        self.export_folder = str(PurePath(where).parent) if is_file else where
         self.notify(outcome.text, severity="information" if outcome.ok else "error", timeout=8)
         self.load_rows()
 
