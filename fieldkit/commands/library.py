@@ -133,7 +133,11 @@ def _shown_value(value: object) -> object:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", help="Packet name (adapter folders).")
 @click.option("--domain", help="Domain (adapter folders).")
-@click.option("--description", help="One-sentence description (adapter folders).")
+@click.option(
+    "--description",
+    callback=lambda ctx, param, value: _a_sentence(value),
+    help="One-sentence description (adapter folders).",
+)
 @click.option(
     "--exemplars",
     "exemplars_file",
@@ -213,6 +217,13 @@ def _no_model_note(svc: Any) -> None:
         f"model is not checked yet; it shows NO MODEL until one is ({hint}).",
         err=True,
     )
+
+
+def _a_sentence(value: str | None) -> str | None:
+    """Refuse an empty --description, which would leave a packet described by nothing."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give a sentence, or leave the option out.")
+    return value
 
 
 def _output_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
@@ -329,7 +340,11 @@ def gc_command() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help=f"{MIN_EXEMPLARS} to {MAX_EXEMPLARS} new example questions, as {EXEMPLAR_FORMATS}.",
 )
-@click.option("--description", help="New one-sentence description.")
+@click.option(
+    "--description",
+    callback=lambda ctx, param, value: _a_sentence(value),
+    help="New one-sentence description.",
+)
 @click.option("--as", "new_name", help="Name of the new version (needed for another's packet).")
 @click.option(
     "--notes",

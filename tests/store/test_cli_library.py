@@ -475,3 +475,15 @@ def test_an_adapter_folder_export_refuses_a_packet_file_name(make_home, make_pac
         " ".join(result.output.split())
     )
     assert not out.exists()
+
+
+def test_an_empty_description_is_refused(make_home, make_packet, tmp_path) -> None:
+    """`reissue NAME --description ''` signed a new version described by nothing."""
+    home = make_home("me")
+    make_packet(home, name="pumps")
+    base = ["--home", str(home.root), "library"]
+    for argv in (["reissue", "pumps", "--description", " "],
+                 ["import", str(tmp_path), "--description", ""]):  # fmt: skip
+        result = CliRunner().invoke(main, [*base, *argv])
+        assert result.exit_code == 2, result.output
+        assert "'--description': is empty; give a sentence" in result.output
