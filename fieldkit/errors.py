@@ -13,6 +13,14 @@ class PacketError(FieldkitError):
     """A knowledge packet (file, manifest, weights or signature) is not acceptable."""
 
 
+class PacketFileExists(PacketError):  # noqa: N818 (a refusal, not a fault)
+    """The packet file an export would write is already there (`path`)."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"{path} already exists; choose a new file, or --force to replace it.")
+        self.path = path
+
+
 class LibraryError(FieldkitError):
     """The local library cannot do what was asked (unknown name, duplicate, ...)."""
 

@@ -79,8 +79,8 @@ def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
 
     A number is supported when a passage holds the same number, as a whole number (5 is
     not inside 15 or 2.5), with the same unit or where either side names none (day 5 and
-    5 days), and the same sign (-8°C is not +8°C). A code (words.named_codes: E09, GC-3) is supported when a passage names it,
-    whatever its case and hyphen. An answer drawn from no passages has every number and
+    5 days), and the same sign (-8°C is not +8°C). A code (words.named_codes: E09, GC-3)
+    is supported when a passage names it, whatever its case and hyphen. An answer drawn from no passages has every number and
     code unsupported.
     """
     stated: dict[str, set[str | None]] = {}

@@ -13,7 +13,13 @@ from fieldkit.errors import PacketError
 from fieldkit.formats import format_size
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import NOTES_FIELD, notes_count
-from fieldkit.store.packet import packet_files_in, packet_id
+from fieldkit.store.packet import (
+    export_path,
+    packet_files_in,
+    packet_id,
+    read_packet_file,
+    save_packet_file,
+)
 
 
 def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> None:
@@ -157,8 +163,6 @@ def import_one(
     else:
         expected = None if allow_foreign_base else svc.base_fingerprint
         if notes is not None:
-            from fieldkit.store.packet import read_packet_file
-
             record = resign_with_notes(
                 svc, read_packet_file(path), notes, expected, name, domain, description,
                 exemplars_file,
@@ -185,11 +189,7 @@ def import_one(
 def export_one(svc: Any, record: PacketRecord, output: Path, force: bool) -> None:
     """Write one packet, its weights checked first, to the file `output` or as NAME.fkpkt
     in the folder `output`; say so."""
-    from fieldkit.store.packet import packet_file_path, save_packet_file
-
-    path = packet_file_path(output, record.name)
-    if path.is_file() and not force:
-        raise PacketError(f"{path} already exists; choose a new file, or --force to replace it.")
+    path = export_path(output, record.name, replace=force)
     record, weights = svc.library.checked_weights(record.packet_id)
     save_packet_file(path, record.manifest, record.signature, weights)
     click.echo(f"Exported {record.name!r} to {path} ({format_size(path.stat().st_size)}).")

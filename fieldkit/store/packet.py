@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import msgpack
 
-from fieldkit.errors import PacketError
+from fieldkit.errors import PacketError, PacketFileExists
 from fieldkit.formats import control_chars
 from fieldkit.store.adapter import (
     Adapter,
@@ -336,6 +336,16 @@ def packet_file_path(target: Path, name: str) -> Path:
     """Return where a packet named `name` is written for `target`: the file `target`, or
     NAME.fkpkt inside it when it is a folder (PacketError if the name would leave it)."""
     return inside(target, f"{name}.fkpkt") if target.is_dir() else target
+
+
+def export_path(target: Path, name: str, replace: bool = False) -> Path:
+    """Return where packet `name` is exported for `target` (see packet_file_path), before
+    anything is read or written; PacketFileExists when a file is there and not `replace`.
+    The one rule for `library export` and the Library screen."""
+    path = packet_file_path(target, name)
+    if path.is_file() and not replace:
+        raise PacketFileExists(path)
+    return path
 
 
 def packet_files_in(folder: Path) -> list[Path]:

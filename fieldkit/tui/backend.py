@@ -37,14 +37,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class ExportExistsError(LibraryError):
-    """The packet file an export would write is already there (`path`)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} already exists.")
-        self.path = path
-
-
 class TuiBackend(SyncBackend):
     """The blocking operations behind the screens, built from one Services object.
 
@@ -198,17 +190,16 @@ class TuiBackend(SyncBackend):
     def export(self, packet_id: str, dest_dir: Path, replace: bool = False) -> Path:
         """Write the packet as one file, NAME.fkpkt, in `dest_dir`; return its path.
 
-        Raises ExportExistsError when that file is there and `replace` is false (nothing is
-        read or written then), LibraryError when the folder cannot be written, and
-        PacketError when the packet's weights are damaged.
+        Raises PacketFileExists when that file is there and `replace` is false (nothing is
+        read or written then: store.packet.export_path), LibraryError when the folder
+        cannot be written, and PacketError when the packet's weights are damaged.
         """
-        from fieldkit.store.packet import packet_file_path, save_packet_file
+        from fieldkit.store.packet import export_path, packet_file_path, save_packet_file
 
         dest_dir = dest_dir.expanduser()
         name = self._on_library_thread(lambda lib: lib.get(packet_id)).name
-        there = packet_file_path(dest_dir, name) if dest_dir.is_dir() else None
-        if there is not None and there.exists() and not replace:
-            raise ExportExistsError(there)
+        if dest_dir.is_dir():  # a folder not made yet holds no file to replace
+            export_path(dest_dir, name, replace)
         rec, weights = self._on_library_thread(lambda lib: lib.checked_weights(packet_id))
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from fieldkit.tui.backend import ExportExistsError, TuiBackend
+from fieldkit.errors import PacketFileExists
+from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.base import ModeScreen, mode_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketDetail, PacketRow
@@ -165,7 +166,7 @@ class LibraryScreen(ModeScreen):
         self.export_folder = folder
         try:
             path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
-        except ExportExistsError as exists:
+        except PacketFileExists as exists:
             question = f"{exists.path} already exists. Replace it with {row.name}?"
             if not await self.app.push_screen_wait(ConfirmDialog(question)):
                 self.notify(f"Kept {exists.path}; nothing was exported.")
