@@ -9,9 +9,25 @@ from fieldkit.commands import echo_fields, emit_json, services
 
 @click.command("id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def id_command(as_json: bool) -> None:
+@click.option(
+    "--new",
+    "renew",
+    is_flag=True,
+    help="Give this device a new key and id (for a home copied from another device); "
+    "peers that trusted the old id must trust the new one.",
+)
+def id_command(as_json: bool, renew: bool) -> None:
     """Show this device's id, name and public key fingerprint."""
     identity = services().identity
+    if renew:
+        old = identity.device_id
+        identity = identity.renewed()
+        click.echo(
+            f"This device's id is now {identity.device_id} (it was {old}; the old key is "
+            f"kept as device.key.{old}.old). Peers that trusted {old} must trust "
+            f"{identity.device_id} now; restart `fieldkit serve` if it runs.",
+            err=as_json,
+        )
     data = {
         "id": identity.device_id,
         "name": identity.name,

@@ -251,7 +251,10 @@ class GossipConnection:
         if self._device_id_for(hello.public_key) != hello.device_id:
             raise ProtocolError("The peer's device id does not match its public key.")
         if hello.public_key == self.our_hello.public_key:
-            raise ProtocolError("The peer presented this device's own key.")
+            raise ProtocolError(
+                "The peer has this device's own key: one home was copied from the other. "
+                "Give one of them a new identity with `fieldkit id --new`."
+            )
         if hello.max_chunk < self.limits.min_chunk:
             raise ProtocolError(f"The peer accepts chunks of only {hello.max_chunk} bytes.")
         self.peer_hello = hello

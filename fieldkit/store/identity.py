@@ -92,6 +92,21 @@ class Identity:
         )
         return cls(private, public, _read_name(home, public), home)
 
+    def renewed(self) -> Identity:
+        """Give this home a new key pair (a new device id) and return it; the old key stays
+        beside it as `device.key.<old id>.old` (packets it signed keep it as their author).
+        For a home copied from another device: two devices with one key cannot sync.
+        The human name stays."""
+        key_path = self.home.keys_dir / KEY_FILE
+        kept = key_path.with_name(f"{KEY_FILE}.{self.device_id}.old")
+        with contextlib.suppress(FileExistsError):
+            os.link(key_path, kept)
+        if not kept.exists() or kept.read_bytes() != key_path.read_bytes():
+            raise FieldkitError(f"Could not keep the old device key as {kept}; nothing changed.")
+        key_path.unlink()
+        _create_private_key(key_path, Ed25519PrivateKey.generate())
+        return Identity.load_or_create(self.home)
+
     def current_name(self) -> str:
         """Return the device's name as stored now: a long-running listener or agent
         introduces itself by the name `fieldkit name` set since it started."""

@@ -325,3 +325,36 @@ def test_a_listener_says_why_each_bad_client_failed_and_goes_on_serving(services
         assert why in line
     assert "\x1b" not in err
     assert "Traceback" not in err
+
+
+def test_a_copied_home_is_told_to_take_a_new_identity_and_then_syncs(services, make_packet):
+    import shutil
+
+    a = services("a")
+    make_packet(a.home, name="pumps")
+    copy = a.home.root.parent / "copy"
+    shutil.copytree(a.home.root, copy)  # the same home on a second laptop: the same key
+    a.library.remove("pumps")
+    proc, port = start_listener_process(copy)  # --once: a failed handshake does not count
+    try:
+        result = CliRunner().invoke(main, ["--home", str(a.home.root), "sync", f"127.0.0.1:{port}"])
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert result.exit_code == 1
+    assert "one home was copied from the other" in result.output
+    assert "fieldkit id --new" in result.output
+
+    old = Services.build(copy).identity.device_id
+    renewed = CliRunner().invoke(main, ["--home", str(copy), "id", "--new"])
+    assert renewed.exit_code == 0, renewed.output
+    b = Services.build(copy)
+    assert b.identity.device_id != old
+    assert f"Peers that trusted {old} must trust {b.identity.device_id}" in renewed.output
+    assert (copy / "keys" / f"device.key.{old}.old").is_file()  # the old key is kept
+    assert b.identity.device_id in CliRunner().invoke(main, ["--home", str(copy), "id"]).output
+    b.library.set_trust(a.identity.device_id, "trusted")
+    a.library.set_trust(b.identity.device_id, "trusted")
+    result, out, err, returncode = cli_sync_with_listener(a, b)
+    assert result.exit_code == 0, result.output
+    assert "Sent 0, received 1" in result.output
