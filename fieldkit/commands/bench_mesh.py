@@ -49,7 +49,7 @@ def _by_round(value: int | None) -> str:
 @click.option("--village-size", default=50, show_default=True)
 @click.option("--rounds", "max_rounds", default=60, show_default=True, help="Stop after this many.")
 @click.option(
-    "--protocol", "protocol_version", type=click.IntRange(1, 2), default=2, show_default=True
+    "--protocol", "protocol_version", type=click.IntRange(1, 3), default=3, show_default=True
 )
 @click.option(
     "--order", "send_order", type=click.Choice(SEND_ORDERS), default="newest", show_default=True

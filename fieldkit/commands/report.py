@@ -76,9 +76,10 @@ def report_summary(summary: SyncSummary, as_json: bool) -> None:
         why = f": {p.reason}" if p.reason else ""
         wire = f" {format_size(p.wire_bytes)} on the wire" if p.wire_bytes else ""
         click.echo(f"  {p.direction:<8} {p.status:<7} {p.name[:32]:<32}{wire}{extra}{why}")
+    declined = f", declined by the peer {summary.declined}" if summary.declined else ""
     click.echo(
         f"Sent {summary.count('sent', 'ok')}, received {summary.count('received', 'ok')}, "
-        f"refused {sum(p.status == 'refused' for p in summary.packets)}, "
+        f"refused {summary.refused}{declined}, "
         f"failed {sum(p.status == 'failed' for p in summary.packets)}."
     )
     sys.stdout.flush()

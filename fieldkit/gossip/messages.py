@@ -174,6 +174,21 @@ class Offer(Message):
         return [self.code, self.prefix, [item.to_wire(2) for item in self.items]]
 
 
+@dataclass(frozen=True)
+class Decline(Message):
+    """Version 3: the receiver will not ask for a packet it was offered, and says why:
+    `reason` is one word of DECLINE_REASONS, which the offering side puts in its own words."""
+
+    code: ClassVar[int] = 13
+    packet_id: str
+    reason: str
+
+
+# Why a receiver declines an offered packet (`Decline.reason`); a newer peer may send
+# another word, which the offering side reports as a refusal without a reason it knows.
+DECLINE_REASONS = ("untrusted", "not-accepted", "base-model", "busy", "too-large", "name-taken")
+
+
 # --- decoding ---------------------------------------------------------------------------
 
 
@@ -223,6 +238,7 @@ _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
     Abort.code: (Abort, (_text(MAX_REASON),)),
     Summary.code: (Summary, (lambda v: isinstance(v, list),)),
     Offer.code: (Offer, (_prefix, lambda v: isinstance(v, list))),
+    Decline.code: (Decline, (_hex64, _printable(64))),
 }
 
 

@@ -30,6 +30,7 @@ from fieldkit.gossip.messages import (
     Bye,
     Cancel,
     Chunk,
+    Decline,
     Hello,
     Inventory,
     InventoryItem,
@@ -64,7 +65,8 @@ from fieldkit.gossip.transfers import (
 )
 
 PROTOCOL_VERSION = 1  # the Hello's version field; what more a side speaks is in its nonce
-NEWEST_VERSION = 2  # 2: compact inventory (Summary, Offer) and offers that carry `created`
+NEWEST_VERSION = 3  # 2: compact inventory (Summary, Offer) and offers that carry `created`;
+# 3: a receiver says which offered packets it declines, and why (Decline)
 INVENTORY_KINDS = (Inventory, Summary, Offer)
 __all__ = [  # what other modules import from here (events, states and chunk helpers live apart)
     "NEED_DATA",
@@ -107,6 +109,7 @@ class GossipConnection:
         self.bytes_received = 0
         self.bytes_sent = 0
         self.inventory_bytes_sent = 0  # Inventory, Summary and Offer frames
+        self.declined: set[str] = set()  # the packets of ours the peer declined (version 3)
         self._device_id_for = device_id_for
         self._frames = FrameDecoder(self.limits.max_frame)
         self._encoder = encoder or ChunkEncoder()
@@ -124,6 +127,7 @@ class GossipConnection:
             Summary: self.inventories.got_summary,
             Offer: self.inventories.got_offer,
             Want: self._got_want,
+            Decline: self._got_decline,
             PacketStart: self.transfers.got_start,
             PacketEnd: self.transfers.got_end,
             Cancel: self.transfers.got_cancel,
@@ -132,6 +136,7 @@ class GossipConnection:
             Hello: self._sending_hello,
             Inventory: self.inventories.sending_inventory,
             Want: self._sending_want,
+            Decline: self._sending_decline,
             PacketStart: self.transfers.sending_start,
             Chunk: self.transfers.sending_chunk,
             PacketEnd: self.transfers.sending_end,
@@ -282,8 +287,20 @@ class GossipConnection:
     def _got_want(self, want: Want) -> Want:
         if not self.inventories.offered(want.packet_id):
             raise ProtocolError("The peer asked for a packet that was not offered.")
+        if want.packet_id in self.declined:
+            raise ProtocolError("The peer asked for a packet it had declined.")
         self.transfers.got_want(want)
         return want
+
+    def _got_decline(self, decline: Decline) -> Decline:
+        if self.version < 3:
+            raise ProtocolError(f"The peer sent Decline in protocol version {self.version}.")
+        if not self.inventories.offered(decline.packet_id):
+            raise ProtocolError("The peer declined a packet that was not offered.")
+        if decline.packet_id in self.declined or decline.packet_id in self.transfers.outgoing:
+            raise ProtocolError("The peer declined a packet it had already answered for.")
+        self.declined.add(decline.packet_id)
+        return decline
 
     # --- sending -----------------------------------------------------------------------
 
@@ -340,6 +357,12 @@ class GossipConnection:
         require(item is not None, "Want for a packet the peer did not offer")
         assert item is not None
         self.transfers.sending_want(message, item)
+
+    def _sending_decline(self, message: Decline) -> None:
+        require(self.version >= 3, "Decline before protocol version 3")
+        require(self.inventories.done, "Decline before the inventories matched")
+        require(message.packet_id in self.inventories.peer_items, "Decline of a packet not offered")
+        require(message.packet_id not in self.transfers.incoming, "Decline of a wanted packet")
 
     def _sending_bye(self, message: Bye) -> None:
         require(self.inventories.done or self.version < 2, "Bye before the inventories matched")

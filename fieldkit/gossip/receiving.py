@@ -13,7 +13,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fieldkit.errors import FieldkitError, PacketError, ProtocolError
-from fieldkit.gossip.messages import Cancel, Chunk, Inventory, Message, PacketEnd, PacketStart, Want
+from fieldkit.gossip.messages import (
+    Cancel,
+    Chunk,
+    Decline,
+    Inventory,
+    Message,
+    PacketEnd,
+    PacketStart,
+    Want,
+)
 from fieldkit.gossip.parts import PartFile, held_chunks
 from fieldkit.gossip.summary import (
     ConfirmCallback,
@@ -73,29 +82,31 @@ class Receiver:
         for pid in self._incoming:
             self.claims.discard(pid)
 
-    async def _accepts_peer(self) -> tuple[bool, str]:
-        """Return whether packets from this peer may be received, and if not, why."""
+    async def _accepts_peer(self) -> tuple[bool, str, str]:
+        """Return whether packets from this peer may be received, and if not, why (a
+        sentence, and the word a Decline carries)."""
         trust = self.summary.peer_trust
         if trust == "trusted" or self.policy == "open":
-            return True, ""
+            return True, "", ""
         if self.policy == "ask":
             if self._confirm is not None:
                 peer_id, name, sas = self.summary.peer_id, self.summary.peer_name, self.summary.sas
                 if await self._confirm(peer_id, name, sas):
                     self.library.set_trust(peer_id, "trusted")
                     self.summary.peer_trust = "trusted"
-                    return True, ""
-                return False, "the peer was not accepted"
+                    return True, "", ""
+                return False, "the peer was not accepted", "not-accepted"
             if self.options.accept_pending:
-                return True, ""
-        return False, f"the peer is {trust} and the receive policy is {self.policy}"
+                return True, "", ""
+        return False, f"the peer is {trust} and the receive policy is {self.policy}", "untrusted"
 
-    async def on_inventory(self, inventory: Inventory) -> None:
-        """Ask for each offered packet this library lacks and may take; report the others."""
+    async def on_inventory(self, inventory: Inventory, declines: bool = False) -> None:
+        """Ask for each offered packet this library lacks and may take; report the others,
+        and with `declines` (protocol version 3) tell the peer why each was not asked for."""
         offered = [item for item in inventory.items if not self.library.has(item.packet_id)]
         if self.options.send_order == "newest":  # in a short encounter, the newest first
             offered.sort(key=lambda item: -item.created)
-        accepted, why = (True, "") if not offered else await self._accepts_peer()
+        accepted, why, word = (True, "", "") if not offered else await self._accepts_peer()
         base = self.options.base_fingerprint
         for item in offered:
             report = PacketReport(item.packet_id, item.name, item.sha256, "received", "refused")
@@ -103,13 +114,14 @@ class Receiver:
             if not accepted:
                 report.reason = why
             elif base is not None and item.base_fingerprint != base:
-                report.reason = "it was made for another base model"
+                report.reason, word = "it was made for another base model", "base-model"
             elif item.packet_id in self.claims:
-                report.reason = "it is being received from another peer"
+                report.reason, word = "it is being received from another peer", "busy"
             elif item.size > self.options.limits.max_packet:
-                report.reason = "it is larger than the packet size limit"
+                report.reason, word = "it is larger than the packet size limit", "too-large"
             elif self._name_taken(item.name, item.author_id):
                 report.reason = f"a packet named {item.name!r} by another author is already here"
+                word = "name-taken"
             else:
                 report.status = "pending"
                 self.claims.add(item.packet_id)
@@ -121,6 +133,8 @@ class Receiver:
                     count = chunk_count(manifest["weights_size"], manifest["chunk_size"])
                     have = have_bitmap(held, count)
                 await self._send(Want(item.packet_id, have))
+            if report.status == "refused" and declines:
+                await self._send(Decline(item.packet_id, word))
             self.summary.packets.append(report)
         self.wants_sent = True
 

@@ -22,6 +22,7 @@ from fieldkit.gossip.messages import (
     Bye,
     Cancel,
     Chunk,
+    Decline,
     Hello,
     Inventory,
     InventoryItem,
@@ -60,6 +61,15 @@ from fieldkit.store.library import Library
 __all__ = ["ProgressUpdate", "receive_policy", "run_session"]  # the names callers import here
 
 GONE = "the packet is no longer in the library"  # a wanted packet removed before it was sent
+# An offered packet the peer declined (protocol version 3: Decline), said from this side.
+DECLINED_BECAUSE = {
+    "untrusted": "the peer takes packets only from devices it trusts, and does not trust this one",
+    "not-accepted": "the person at the peer did not accept this device",
+    "base-model": "the peer runs another base model",
+    "busy": "the peer is receiving it from another device",
+    "too-large": "it is larger than the peer's packet size limit",
+    "name-taken": "the peer holds another author's packet of that name",
+}
 
 
 async def run_session(
@@ -260,7 +270,9 @@ class _Session:
         elif isinstance(event, PeerVerified):
             await self._on_peer(event)
         elif isinstance(event, Inventory):
-            await self.receiver.on_inventory(event)
+            await self.receiver.on_inventory(event, declines=self.core.version >= 3)
+        elif isinstance(event, Decline):
+            self._on_decline(event)
         elif isinstance(event, Want):
             self.wants.put_nowait(event)
         elif isinstance(event, PacketStart):
@@ -313,6 +325,14 @@ class _Session:
         for sent in self.summary.packets:
             if sent.packet_id == cancel.packet_id and sent.direction == "sent":
                 sent.status, sent.reason = "refused", f"the peer refused it: {cancel.reason}"
+
+    def _on_decline(self, decline: Decline) -> None:
+        """Report an offered packet the peer will not ask for, in this side's words."""
+        record = self.library.find(decline.packet_id)
+        name, sha256, size = (record.name, record.sha256, record.size) if record else ("?", "", 0)
+        because = DECLINED_BECAUSE.get(decline.reason, f"the peer declined it ({decline.reason})")
+        report = PacketReport(decline.packet_id, name, sha256, "sent", "refused", size, because)
+        self.summary.packets.append(report)
 
     async def _maybe_bye(self) -> None:
         if self.receiver.wants_sent and not self.core.pending_wants() and not self.core.said_bye:

@@ -16,6 +16,7 @@ from fieldkit.gossip.messages import (
     Bye,
     Cancel,
     Chunk,
+    Decline,
     Hello,
     Inventory,
     Message,
@@ -69,6 +70,7 @@ TRANSITIONS: dict[tuple[Side, type[Message]], Side] = {
     (Side.OFFERED, Summary): Side.OFFERED,
     (Side.OFFERED, Offer): Side.OFFERED,
     (Side.OFFERED, Want): Side.OFFERED,
+    (Side.OFFERED, Decline): Side.OFFERED,
     (Side.OFFERED, Bye): Side.DONE,
     **{(side, kind): side for side in (Side.OFFERED, Side.DONE) for kind in _SERVING},
     **{(side, Abort): Side.ABORTED for side in Side if side is not Side.ABORTED},
@@ -81,6 +83,7 @@ REQUIRES: dict[type[Message], Side] = {
     Summary: Side.PROVED,
     Offer: Side.OFFERED,  # an answer to the other side's Summary
     Want: Side.OFFERED,  # only what the other side offered
+    Decline: Side.OFFERED,
 }
 
 # message -> the sentence for "the other side has not come far enough" (said of the peer)
@@ -90,6 +93,7 @@ _TOO_EARLY = {
     Summary: "The peer sent its inventory before this device proved its identity.",
     Offer: "The peer answered an inventory summary before it was sent one.",
     Want: "The peer asked for a packet before it was offered any.",
+    Decline: "The peer declined a packet before it was offered any.",
 }
 
 
@@ -122,7 +126,7 @@ def peer_out_of_order(kind: type[Message], peer: Side, ours: Side) -> str:
         return f"The peer sent {name} before proving its identity."
     if peer is Side.PROVED:
         return f"The peer sent {name} before its inventory."
-    if peer is Side.DONE and kind in (Want, Offer, Summary):
+    if peer is Side.DONE and kind in (Want, Decline, Offer, Summary):
         return f"The peer sent {name} after saying Bye."
     return f"The peer sent an unexpected {name} message."
 

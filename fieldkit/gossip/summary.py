@@ -81,6 +81,16 @@ class SyncSummary:
         return sum(1 for p in self.packets if p.direction == direction and p.status == status)
 
     @property
+    def refused(self) -> int:
+        """The packets offered by the peer that this side refused."""
+        return self.count("received", "refused")
+
+    @property
+    def declined(self) -> int:
+        """This side's packets the peer refused (a Decline, or a Cancel after the manifest)."""
+        return self.count("sent", "refused")
+
+    @property
     def ok(self) -> bool:
         """True if the session finished and no packet failed (refusals are not failures)."""
         return self.error is None and not any(p.status == "failed" for p in self.packets)
@@ -98,7 +108,8 @@ class SyncSummary:
             },
             "sent": self.count("sent", "ok"),
             "received": self.count("received", "ok"),
-            "refused": sum(1 for p in self.packets if p.status == "refused"),
+            "refused": self.refused,
+            "declined": self.declined,
             "failed": sum(1 for p in self.packets if p.status == "failed"),
             "error": self.error,
             "bytes_sent": self.bytes_sent,

@@ -203,18 +203,19 @@ def sync_result(summary: Any) -> Outcome:
     """Return the result of a gossip SyncSummary in a sentence, and when the peer is not
     trusted here, a second one saying how to trust it.
 
-    The other device's refusals never reach this one (the protocol does not report them),
-    so a sync with a peer that is pending here says so even when nothing failed: that
-    peer most likely does not trust this device either.
+    A peer that speaks protocol version 3 says which of this device's packets it declined
+    (counted apart); an older one does not, so a sync with a peer that is pending here says
+    so even when nothing failed: that peer most likely does not trust this device either.
     """
     who = summary.peer_name or summary.peer_label or "the peer"
     if summary.peer_id:
         who += f" ({summary.peer_id})"
     received, sent = summary.count("received", "ok"), summary.count("sent", "ok")
     counts = f"{received} received, {sent} sent"
-    refused = sum(1 for p in summary.packets if p.status == "refused")
-    if refused:
-        counts += f", {refused} refused"
+    if summary.refused:
+        counts += f", {summary.refused} refused"
+    if summary.declined:
+        counts += f", {summary.declined} declined by the peer"
     hint = trust_hint(summary, moved=received + sent > 0)
     if summary.error:
         text, ok = f"Sync with {who} stopped: {summary.error} ({counts}).", False

@@ -13,6 +13,7 @@ from fieldkit.gossip.messages import (
     Bye,
     Cancel,
     Chunk,
+    Decline,
     Hello,
     Inventory,
     InventoryItem,
@@ -68,6 +69,7 @@ class Peer:
     out: bytearray = field(default_factory=bytearray)
     inventory_seen: bool = False
     version: int = 1  # the highest protocol version this peer speaks
+    decline: bool = False  # decline every offered packet (version 3) instead of wanting it
 
     def __post_init__(self) -> None:
         self.nonce = mark_nonce(self.nonce, self.version)
@@ -104,7 +106,9 @@ class Peer:
             self.send(Inventory(tuple(p.item() for p in self.packets.values())))
         elif isinstance(event, Inventory):
             for item in event.items:
-                if item.packet_id not in self.packets:
+                if item.packet_id not in self.packets and self.decline:
+                    self.send(Decline(item.packet_id, "untrusted"))
+                elif item.packet_id not in self.packets:
                     held = self.have.get(item.packet_id, set())
                     bits = have_bitmap(held, max(held) + 1) if held else b""
                     self.send(Want(item.packet_id, bits))

@@ -11,9 +11,9 @@ import pytest
 
 from fieldkit.gossip.chunks import Codec
 from fieldkit.gossip.framing import FrameDecoder
-from fieldkit.gossip.messages import Chunk
+from fieldkit.gossip.messages import DECLINE_REASONS, Chunk
 from fieldkit.gossip.parts import held_chunks
-from fieldkit.gossip.session import run_session
+from fieldkit.gossip.session import DECLINED_BECAUSE, run_session
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.store.packet import packet_id
 from fieldkit.testing.memory_link import Faults, memory_pair
@@ -339,10 +339,12 @@ async def test_same_name_by_another_author_is_not_transferred(make_device, make_
     make_packet(a.home, name="pumps")
     mine = make_packet(b.home, name="pumps", seed=9)
     b.trust(a)
-    _, sb = await sync_memory(a, b)
-    (report,) = sb.packets
+    sa, sb = await sync_memory(a, b)
+    (report,) = [p for p in sb.packets if p.direction == "received"]
     assert report.status == "refused"
     assert "by another author" in report.reason
+    (told,) = [p for p in sa.packets if p.direction == "sent"]  # version 3: a learns why
+    assert (told.status, told.reason) == ("refused", DECLINED_BECAUSE["name-taken"])
     assert report.wire_bytes == 0
     assert b.packet_ids() == {mine.packet_id}
 
@@ -463,3 +465,26 @@ async def test_a_slow_link_carries_compressed_chunks(make_device, make_packet):
     (sent,) = sa.packets
     assert sent.wire_bytes < pa.size
     assert b.library.read_weights(b.library.find(pa.packet_id)) == a.library.read_weights(pa)
+
+
+async def test_the_sender_learns_why_its_packets_were_declined_from_a_version_3_peer(
+    make_device, make_packet
+):
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps")
+    sa, sb = await sync_memory(a, b)  # b does not trust a
+    (told,) = sa.packets
+    assert (told.direction, told.status, told.name) == ("sent", "refused", "pumps")
+    assert told.reason == DECLINED_BECAUSE["untrusted"]
+    assert set(DECLINED_BECAUSE) == set(DECLINE_REASONS)  # every word has its sentence
+    assert (sa.declined, sa.refused, sb.refused) == (1, 0, 1)
+    assert sa.to_dict()["declined"] == 1
+    assert sa.ok  # a refusal is no failure
+    old = replace(FAST, protocol_version=2)  # a peer of version 2 says nothing
+    sa, _ = await sync_memory(a, b, options_b=old)
+    assert sa.packets == []
+    assert b.packet_ids() == set()
+    b.trust(a)
+    sa, _ = await sync_memory(a, b)
+    assert [(p.direction, p.status) for p in sa.packets] == [("sent", "ok")]
+    assert b.packet_ids() == {pa.packet_id}

@@ -1,4 +1,5 @@
-"""Protocol version 2 (compact inventory) against version 1, and resume across peers."""
+"""Protocol versions 1, 2 (compact inventory) and 3 (Decline) together, and resume across
+peers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ from dataclasses import replace
 
 import pytest
 
-from fieldkit.gossip.messages import InventoryItem
+from fieldkit.errors import ProtocolError
+from fieldkit.gossip.framing import encode_frame
+from fieldkit.gossip.messages import Decline, Inventory, InventoryItem
 from fieldkit.gossip.pairing import mark_nonce, nonce_version
 from fieldkit.gossip.reconcile import Reconciler
+from fieldkit.gossip.states import LocalProtocolError
 from fieldkit.testing.memory_link import Faults
 from tests.gossip.helpers import FAST, sync_memory
 from tests.gossip.pure import Peer, run_pair
-from tests.gossip.test_protocol import NONCE_A, NONCE_B, make_packet
+from tests.gossip.test_protocol import (
+    NONCE_A,
+    NONCE_B,
+    feed_frames,
+    handshaken,
+    make_packet,
+)
 
 
 def item(pid: str) -> InventoryItem:
@@ -81,7 +91,10 @@ def test_the_version_rides_in_the_nonce_and_defaults_to_one():
     assert mark_nonce(b"\x07" * 32, 1) == b"\x07" * 32
 
 
-@pytest.mark.parametrize(("va", "vb", "spoken"), [(1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize(
+    ("va", "vb", "spoken"),
+    [(1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 2), (3, 1, 1), (2, 3, 2), (3, 3, 3)],
+)
 @pytest.mark.parametrize("piece", [None, 5])
 def test_old_and_new_peers_sync_in_the_version_both_speak(ids, va, vb, spoken, piece):
     ia, ib = ids
@@ -97,7 +110,7 @@ def test_old_and_new_peers_sync_in_the_version_both_speak(ids, va, vb, spoken, p
     assert len(b.chunks[pa.packet_id]) == len(pa.manifest["chunk_hashes"])
 
 
-@pytest.mark.parametrize(("va", "vb"), [(1, 2), (2, 1), (2, 2)])
+@pytest.mark.parametrize(("va", "vb"), [(1, 2), (2, 1), (2, 2), (3, 1), (2, 3), (3, 3)])
 async def test_sessions_of_old_and_new_devices_exchange_packets(make_device, make_packet, va, vb):
     a, b = make_device("a"), make_device("b")
     pa = make_packet(a.home, name="pumps")
@@ -135,3 +148,44 @@ async def test_a_transfer_cut_by_one_peer_resumes_from_another(make_device, make
     assert report.resumed_from >= 32 * 1024  # the chunks a sent were kept
     assert report.wire_bytes < packet.size - report.resumed_from + 20_000
     assert c.packet_ids() == {packet.packet_id}
+
+
+@pytest.mark.parametrize("piece", [None, 7])
+def test_in_version_3_a_receiver_declines_what_it_will_not_take_and_says_why(ids, piece):
+    ia, ib = ids
+    pa, pb = make_packet(ia, "pumps", 1), make_packet(ib, "solar", 2, scale=1)
+    a = Peer(ia, NONCE_A, {pa.packet_id: pa}, version=3)
+    b = Peer(ib, NONCE_B, {pb.packet_id: pb}, version=3, decline=True)
+    run_pair(a, b, piece=piece)
+    assert a.core.finished
+    assert b.core.finished
+    assert [(e.packet_id, e.reason) for e in a.events if isinstance(e, Decline)] == [
+        (pa.packet_id, "untrusted")
+    ]
+    assert a.core.declined == {pa.packet_id}
+    assert set(a.chunks) == {pb.packet_id}  # the other direction is untouched
+    assert pa.packet_id not in b.chunks
+
+
+def test_a_decline_is_refused_below_version_3_and_for_a_packet_never_offered(ids):
+    ia, ib = ids
+    pa = make_packet(ia, "pumps", 1)
+    b = Peer(ib, NONCE_B, {}, version=2, decline=True)
+    a = Peer(ia, NONCE_A, {pa.packet_id: pa}, version=3)
+    with pytest.raises(LocalProtocolError, match="Decline before protocol version 3"):
+        run_pair(a, b)  # version 2 is spoken: b may not send it
+
+    core, _ = handshaken(ids)  # version 1, by hand: the peer sends one anyway
+    core.send(Inventory(()))
+    with pytest.raises(ProtocolError, match="Decline in protocol version 1"):
+        feed_frames(core, Inventory(()), Decline("ab" * 32, "untrusted"))
+
+    class Hostile(Peer):
+        def react(self, event) -> None:  # noqa: ANN001
+            if isinstance(event, Inventory):  # past its own checks, straight onto the wire
+                self.out += encode_frame(Decline("ab" * 32, "untrusted").to_wire())
+            super().react(event)
+
+    a = Peer(ia, NONCE_A, {pa.packet_id: pa}, version=3)
+    with pytest.raises(ProtocolError, match="declined a packet that was not offered"):
+        run_pair(a, Hostile(ib, NONCE_B, {}, version=3))

@@ -54,6 +54,7 @@ async def test_the_peers_screen_scans_and_syncs_on_the_agents_radio(
             assert text.startswith("Synced with"), (text, notices(pilot))
             assert "1 received" in text
             assert "1 refused" in text  # dams: another base model, refused on the agent too
+            assert "declined by the peer" in text  # wells has another base model: it says so
             progress = transfer(screen, "<- wells")
             assert progress is not None
             assert progress.finished

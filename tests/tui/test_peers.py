@@ -76,7 +76,8 @@ async def test_a_sync_with_a_peer_that_trusts_nobody_yet_says_how_to_trust_it(
         state = str(app.screen.query_one("#sync-state", Static).render())
         sas = listener.summaries[0].sas
         assert state == (
-            f"Synced with bob ({bob_id}): 0 received, 0 sent. bob is not trusted yet "
+            f"Synced with bob ({bob_id}): 0 received, 0 sent, {len(refused_there)} declined "
+            "by the peer. bob is not trusted yet "
             f"(code {sas[:3]} {sas[3:]}): press t to trust it if both devices show this "
             "code; it takes this device's packets only once it trusts this device too."
         ), notices(pilot)

@@ -52,7 +52,7 @@ class MeshConfig:
     backlog: int = 0  # older packets only the author holds, besides the new one
     max_rounds: int = 60
     round_seconds: float = 60.0  # simulated time a round stands for
-    protocol_version: int = 2
+    protocol_version: int = 3
     send_order: str = "newest"
     resume: bool = True
     trust_degree: int = 8  # trusted-only: each device trusts this many others (or its village)
