@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from fieldkit.services import Services
 
 T = TypeVar("T")
+# the folder the Library screen last exported to or imported from (library settings)
+EXCHANGE_FOLDER_SETTING = "exchange_folder"
 
 
 class TuiBackend(SyncBackend):
@@ -107,8 +109,17 @@ class TuiBackend(SyncBackend):
         return self.services.model_installed
 
     def export_dir(self) -> Path:
-        """Where the Library screen offers to export packets."""
+        """Where the Library screen offers to export or import packets: the folder last
+        used (a USB stick), if it is still there, else HOME/exports."""
+        last = self._on_library_thread(lambda lib: lib.get_setting(EXCHANGE_FOLDER_SETTING))
+        if isinstance(last, str) and last and Path(last).is_dir():
+            return Path(last)
         return self.services.home.root / "exports"
+
+    def remember_folder(self, folder: Path) -> None:
+        """Keep the folder a packet was exported to or imported from, for the next time."""
+        folder = folder.expanduser().absolute()
+        self._on_library_thread(lambda lib: lib.set_setting(EXCHANGE_FOLDER_SETTING, str(folder)))
 
     def model_label(self) -> str:
         """Return the base model folder's name."""

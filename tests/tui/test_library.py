@@ -199,6 +199,19 @@ async def test_export_asks_before_replacing_a_file_and_remembers_the_folder(
         await settle(pilot)
         assert any(n == f"Exported to {earlier}." for n in notices(pilot))
     assert read_packet_file(earlier).manifest["name"] == "pumps"
+    app = make_app(stocked, load_model=False)  # the next session offers it too
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("e")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        assert dialog.query_one(Input).value == str(out)
+    out.rename(tmp_path / "unplugged")  # a stick no longer there: the home's own folder
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("e")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        assert dialog.query_one(Input).value == str(stocked.home.root / "exports")
 
 
 def add_carols_packet(services, make_home, make_adapter, base_fp):

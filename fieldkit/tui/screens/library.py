@@ -174,6 +174,7 @@ class LibraryScreen(ModeScreen):
             path = await asyncio.to_thread(
                 self.backend.export, row.packet_id, Path(folder), replace=True
             )
+        await asyncio.to_thread(self.backend.remember_folder, Path(folder))
         self.notify(f"Exported to {path}.")
 
     @work(exit_on_error=False, group="library-action", description="Importing packets")
@@ -189,6 +190,8 @@ class LibraryScreen(ModeScreen):
         outcome = await asyncio.to_thread(self.backend.import_packets, Path(where))
         is_file = where.lower().endswith(".fkpkt")  # its folder is offered next time
         self.export_folder = str(PurePath(where).parent) if is_file else where
+        if outcome.ok:
+            await asyncio.to_thread(self.backend.remember_folder, Path(self.export_folder))
         self.notify(outcome.text, severity="information" if outcome.ok else "error", timeout=8)
         self.load_rows()
 
