@@ -178,9 +178,7 @@ def drive(home: Path, model: Path | None, export_dir: Path, show: bool = False) 
             limit_s=120,
         )
         # Help, then quit with the keyboard.
-        tmux.keys("Escape")  # leaves the question box, so ? is a key, not text
-        time.sleep(0.5)  # a lone ESC byte is only a key once nothing follows it at once
-        tmux.keys("?")
+        tmux.keys("F1")  # on Ask, ? is text: every printable key is the question's
         step("the help", lambda s: "Offline knowledge packets" in s)
         tmux.keys("Escape", "C-q")
         step("the app to exit", lambda _s: tmux.dead(), limit_s=60)

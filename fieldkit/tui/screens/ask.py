@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Static
+from textual.worker import Worker
 
 from fieldkit.errors import FieldkitError
 from fieldkit.tui.backend import TuiBackend
-from fieldkit.tui.screens.base import ModeScreen, mode_footer
+from fieldkit.tui.screens.base import ModeScreen, keys_footer
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.views import AnswerChunk, RouteView
 from fieldkit.tui.widgets.exchange import Exchange
@@ -35,12 +36,12 @@ class AskScreen(ModeScreen):
     """
     BINDINGS = [
         Binding("ctrl+o", "override", "Pick route"),
-        Binding("escape", "stop", "Stop"),
+        Binding("escape", "stop", "Stop"),  # in the footer only while an answer is written
         Binding("ctrl+l", "clear", "Clear"),
         # priority: the question box has focus after asking, and its own ctrl+e (cursor
         # to the end) would take the key; it keeps the key while no answer has sources
         Binding("ctrl+e", "sources", "Sources", priority=True),
-        # shown while typing, when the box takes q (the app's own ctrl+q does the quitting)
+        # every key typed here goes into the box, q too (the app's own ctrl+q quits)
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -78,7 +79,7 @@ class AskScreen(ModeScreen):
         yield Input(
             placeholder="Ask a question and press Enter", id="question", select_on_focus=False
         )
-        yield mode_footer()
+        yield keys_footer()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -87,9 +88,23 @@ class AskScreen(ModeScreen):
         """Offer Ctrl+E (and show it in the footer) only when an answer has sources."""
         if action == "sources":
             return any(exchange.has_sources for exchange in self.query(Exchange))
-        if action == "quit":  # Ctrl+Q in the footer while typing; q (the app's) otherwise
-            return isinstance(self.focused, Input)
+        if action == "stop":
+            return self.answering
         return True
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        """Every printable key is the question's: the app's 1 2 3, q and ? never fire here
+        (nor show in the footer), wherever the focus is; F2-F4, F1 and Ctrl+Q do."""
+        return character is not None and character.isprintable()
+
+    @property
+    def answering(self) -> bool:
+        """True while an answer is being written."""
+        return any(w.group == "ask" and not w.is_finished for w in self.workers)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)
+        self.refresh_bindings()  # Escape: Stop while an answer runs, Leave box after
 
     async def action_quit(self) -> None:
         await self.app.action_quit()
@@ -173,7 +188,7 @@ class AskScreen(ModeScreen):
     def stop_answer(self) -> bool:
         """Stop the answer being written; return whether one was."""
         self.cancel.set()
-        return any(w.group == "ask" and not w.is_finished for w in self.workers)
+        return self.answering
 
     def on_unmount(self) -> None:
         # The app is quitting: an answer left to run would hold the exit until it ends
@@ -181,19 +196,14 @@ class AskScreen(ModeScreen):
         self.stop_answer()
 
     def action_stop(self) -> None:
-        """Stop the answer being written and go back to the question box; with none
-        running, leave the box."""
-        if self.stop_answer():
-            self.query_one("#question", Input).focus()
-        else:
-            self.set_focus(None)  # so 1 2 3, q and ? reach the app; any other key comes back
+        """Stop the answer being written and go back to the question box."""
+        self.stop_answer()
+        self.query_one("#question", Input).focus()
 
     def on_key(self, event: events.Key) -> None:
-        """Out of the question box, a printable key that no binding takes goes into the box
-        (typing is never silently dropped); 1 2 3, q and ? keep their bindings."""
+        """Out of the question box (in the history), a printable key goes into the box:
+        typing is never silently dropped, and never switches modes or quits."""
         if isinstance(self.focused, Input) or not event.is_printable or not event.character:
-            return
-        if event.key in self.active_bindings:
             return
         event.stop()
         event.prevent_default()

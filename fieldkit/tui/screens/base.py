@@ -7,9 +7,10 @@ from textual.widgets import Footer
 from textual.worker import Worker
 
 
-def mode_footer() -> Footer:
-    """Return the footer every mode shows: its keys, then ? Help and q Quit. Ctrl+P (the
-    command palette) is left to the help page, so that all of them fit 80 columns."""
+def keys_footer() -> Footer:
+    """Return the footer every screen shows, modes and dialogs alike: its own keys (a mode's
+    then ? Help and q Quit; a dialog's alone, never those of the screen under it). Ctrl+P
+    (the command palette) is left to the help page, so that all of them fit 80 columns."""
     return Footer(show_command_palette=False)
 
 

@@ -9,6 +9,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from fieldkit.tui.screens.base import keys_footer
+
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
 {name} > Vertical {{
@@ -17,6 +19,7 @@ DIALOG_CSS = """
 }}
 {name} Label {{ width: 1fr; margin-bottom: 1; }}
 {name} OptionList {{ height: auto; max-height: 14; }}
+{name} .keys {{ color: $text-muted; margin: 1 0 0 0; }}
 """
 
 
@@ -37,6 +40,7 @@ class ConfirmDialog(ModalScreen[bool]):
         with Vertical():
             yield Label(self.question, markup=False)
             yield Label("[b]y[/b] yes    [b]n[/b] no")
+        yield keys_footer()
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
@@ -58,6 +62,8 @@ class TextDialog(ModalScreen[str | None]):
         with Vertical():
             yield Label(self.prompt)
             yield Input(value=self.value, placeholder=self.placeholder)
+            yield Label("[b]Enter[/b] accept    [b]Escape[/b] cancel", classes="keys")
+        yield keys_footer()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -86,6 +92,8 @@ class PickDialog(ModalScreen[str | None]):
         with Vertical():
             yield Label(self.prompt)
             yield OptionList(*(Option(label, id=key) for key, label in self.choices))
+            yield Label("[b]Enter[/b] pick    [b]Escape[/b] cancel", classes="keys")
+        yield keys_footer()
 
     def on_mount(self) -> None:
         keys = [key for key, _ in self.choices]

@@ -8,6 +8,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from fieldkit.tui.screens.base import keys_footer
+
 HELP_TEXT = """\
 # fieldkit
 
@@ -28,9 +30,10 @@ Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights faile
 `!! FOREIGN BASE` (made for another base model), `!! BLOCKED` (author blocked) and
 `!! NO MODEL` (no base model installed yet) are never offered by hand.
 
-`1` `2` `3` also switch modes and `q` quits, except while typing (`Escape` leaves
-the box). `F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit from
-anywhere, `Escape` close.
+`1` `2` `3` also switch modes and `q` quits, except on Ask, where every key
+typed goes into the question box (`Tab` moves to the answers, arrows scroll).
+`F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit from anywhere,
+`Escape` close.
 """
 
 
@@ -48,3 +51,4 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Markdown(HELP_TEXT)
+        yield keys_footer()

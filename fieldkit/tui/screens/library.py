@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from fieldkit.errors import PacketFileExists
 from fieldkit.tui.backend import TuiBackend
-from fieldkit.tui.screens.base import ModeScreen, mode_footer
+from fieldkit.tui.screens.base import ModeScreen, keys_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketDetail, PacketRow
 from fieldkit.tui.widgets.packet_detail import PacketDetailPane
@@ -65,7 +65,7 @@ class LibraryScreen(ModeScreen):
         yield Static("Loading the library...", id="library-count")
         yield PacketTable(id="packets")
         yield PacketDetailPane()
-        yield mode_footer()
+        yield keys_footer()
 
     def on_mount(self) -> None:
         self.action_refresh()

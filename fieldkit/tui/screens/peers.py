@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Static
 
 from fieldkit.errors import FieldkitError
 from fieldkit.tui.backend import TuiBackend
-from fieldkit.tui.screens.base import ModeScreen, mode_footer
+from fieldkit.tui.screens.base import ModeScreen, keys_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.sync_backend import AgentRadioError
 from fieldkit.tui.views import Outcome, PeerRow, SyncProgress, peer_label, peer_name
@@ -100,7 +100,7 @@ class PeersScreen(ModeScreen):
             markup=False,  # it shows peers' names
         )
         yield TransferList(id="transfers")
-        yield mode_footer()
+        yield keys_footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#peers", DataTable)
