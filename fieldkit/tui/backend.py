@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from fieldkit.services import Services
 
 T = TypeVar("T")
+
+
+class FolderMissingError(LibraryError):
+    """An export's folder does not exist (the screen asks before making it)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} does not exist.")
+        self.path = path
+
+
 # the folder the Library screen last exported to or imported from (library settings)
 EXCHANGE_FOLDER_SETTING = "exchange_folder"
 
@@ -198,12 +208,16 @@ class TuiBackend(SyncBackend):
         """Remove a packet and its weights from the library."""
         self._on_library_thread(lambda lib: lib.remove(packet_id))
 
-    def export(self, packet_id: str, dest_dir: Path, replace: bool = False) -> Path:
+    def export(
+        self, packet_id: str, dest_dir: Path, replace: bool = False, create: bool = False
+    ) -> Path:
         """Write the packet as one file, NAME.fkpkt, in `dest_dir`; return its path.
 
-        Raises PacketFileExists when that file is there and `replace` is false (nothing is
-        read or written then: store.packet.export_path), LibraryError when the folder
-        cannot be written, and PacketError when the packet's weights are damaged.
+        Raises FolderMissingError when `dest_dir` does not exist and `create` is false (a USB
+        stick not mounted, a typing slip: nothing is made then), PacketFileExists when the
+        file is there and `replace` is false (nothing is read or written then:
+        store.packet.export_path), LibraryError when the folder cannot be written, and
+        PacketError when the packet's weights are damaged.
         """
         from fieldkit.store.packet import export_path, packet_file_path, save_packet_file
 
@@ -211,6 +225,8 @@ class TuiBackend(SyncBackend):
         name = self._on_library_thread(lambda lib: lib.get(packet_id)).name
         if dest_dir.is_dir():  # a folder not made yet holds no file to replace
             export_path(dest_dir, name, replace)
+        elif not create and not dest_dir.exists():
+            raise FolderMissingError(dest_dir)
         rec, weights = self._on_library_thread(lambda lib: lib.checked_weights(packet_id))
         try:
             dest_dir.mkdir(parents=True, exist_ok=True)

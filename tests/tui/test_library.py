@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from textual.widgets import Input
@@ -33,11 +34,17 @@ def damage(services, name: str) -> None:
 
 
 async def export_to(pilot, folder: Path) -> None:
-    """Export the packet under the cursor to `folder` through the dialog."""
+    """Export the packet under the cursor to `folder` through the dialog (a folder that is
+    not there yet is made when the screen asks)."""
+    missing = not await asyncio.to_thread(folder.exists)
     await pilot.press("e")
     dialog = await wait_for_screen(pilot, TextDialog)
     dialog.query_one(Input).value = str(folder)
     await pilot.press("enter")
+    if missing:
+        asked = await wait_for_screen(pilot, ConfirmDialog)
+        assert f"{folder} does not exist" in asked.question
+        await pilot.press("y")
     await settle(pilot)
 
 
@@ -286,6 +293,24 @@ async def test_an_author_trusted_here_is_a_peer_with_its_id_not_a_question_mark(
         [row] = [[str(cell) for cell in peers.get_row_at(i)] for i in range(peers.row_count)]
         assert row[:2] == ["(name unknown)", carol.device_id]
         assert row[-1] == "trusted"
+
+
+async def test_export_to_a_folder_not_there_asks_before_making_it(stocked, tmp_path: Path) -> None:
+    stick = tmp_path / "media" / "usb"  # not mounted
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_library(pilot)
+        await pilot.press("e")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = str(stick)
+        await pilot.press("enter")
+        asked = await wait_for_screen(pilot, ConfirmDialog)
+        assert "a USB stick not mounted" in asked.question
+        await pilot.press("n")
+        await settle(pilot)
+        assert any("Nothing was exported" in n for n in notices(pilot))
+        assert not (tmp_path / "media").exists()  # nothing made
+    assert stocked.library.get_setting("exchange_folder") is None  # nor remembered
 
 
 async def test_export_to_an_unwritable_place_is_a_notice(stocked, tmp_path: Path) -> None:

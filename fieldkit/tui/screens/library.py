@@ -164,8 +164,20 @@ class LibraryScreen(ModeScreen):
         if not folder:
             return
         self.export_folder = folder
+        create = False
+        if not await asyncio.to_thread(Path(folder).expanduser().exists):
+            question = (
+                f"{folder} does not exist (a USB stick not mounted, a typing slip?). "
+                f"Make it and export {row.name} there?"
+            )
+            if not await self.app.push_screen_wait(ConfirmDialog(question)):
+                self.notify(f"Nothing was exported; {folder} was not made.")
+                return
+            create = True
         try:
-            path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
+            path = await asyncio.to_thread(
+                self.backend.export, row.packet_id, Path(folder), create=create
+            )
         except PacketFileExists as exists:
             question = f"{exists.path} already exists. Replace it with {row.name}?"
             if not await self.app.push_screen_wait(ConfirmDialog(question)):
