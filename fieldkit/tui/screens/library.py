@@ -165,7 +165,7 @@ class LibraryScreen(ModeScreen):
             return
         self.export_folder = folder
         create = False
-        if not await asyncio.to_thread(Path(folder).expanduser().exists):
+        if not await asyncio.to_thread(_exists, folder):
             question = (
                 f"{folder} does not exist (a USB stick not mounted, a typing slip?). "
                 f"Make it and export {row.name} there?"
@@ -232,3 +232,8 @@ class LibraryScreen(ModeScreen):
         self.backend.set_author_trust(row.author_id, state)
         self.app.call_from_thread(self.notify, f"Author {row.author} is now {state}.")
         self.load_rows()
+
+
+def _exists(folder: str) -> bool:
+    """True if the folder (or anything) is at `folder`, `~` expanded."""
+    return Path(folder).expanduser().exists()
