@@ -57,12 +57,15 @@ def prompt_too_long(chars: int, limit: int = MAX_PROMPT_CHARS) -> str | None:
 
 
 def check_question(question: str) -> None:
-    """Raise FieldkitError with one sentence if `question` is empty or too long; cheap, so
-    a caller checks before it loads any model."""
+    """Raise FieldkitError with one sentence if `question` is empty, holds no letter or
+    digit (a stray key: "^", "?"), or is too long; cheap, so a caller checks before it
+    loads any model."""
     from fieldkit.errors import FieldkitError
 
     if not question.strip():
         raise FieldkitError("The question is empty.")
+    if not any(c.isalnum() for c in question):
+        raise FieldkitError("The question has no words in it.")
     if refusal := prompt_too_long(len(question)):
         raise FieldkitError(refusal)
 

@@ -204,6 +204,7 @@ def test_ask_dash_reads_the_question_from_standard_input(noted_home, tiny_model_
     for given, said in (
         (b"\xff\xfe", "The question on standard input is not UTF-8 text."),
         (b" \n", "The question is empty."),
+        (b"^\n", "The question has no words in it."),
         (b"a" * (MAX_PROMPT_CHARS + 10), "The prompt has 32010 characters; fieldkit takes"),
         (b"a" * 200_000, "standard input has more than 32000 characters; fieldkit takes"),
         (("a" + "\u00e9" * MAX_PROMPT_CHARS * 4).encode(), "more than 32000 characters"),  # cut

@@ -131,6 +131,14 @@ class TuiBackend(SyncBackend):
         folder = folder.expanduser().absolute()
         self._on_library_thread(lambda lib: lib.set_setting(EXCHANGE_FOLDER_SETTING, str(folder)))
 
+    @staticmethod
+    def check_question(question: str) -> None:
+        """Raise FieldkitError with one sentence for a question nothing should answer
+        (answering.check_question: empty, no words, too long)."""
+        from fieldkit.answering import check_question
+
+        check_question(question)
+
     def model_label(self) -> str:
         """Return the base model folder's name."""
         return self.services.model_dir.name

@@ -328,3 +328,13 @@ def test_the_support_line_says_when_no_number_of_the_answer_is_in_its_sources() 
         "unsupported: 14, 24 (in no source: check it before acting on it)"
     )
     assert support_text(final, spans[:1], True).plain == "unsupported: 14 (in no source)"
+
+
+async def test_a_stray_key_is_not_asked(stocked) -> None:
+    app = make_app(stocked, start_mode="ask", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("circumflex_accent", "enter")  # a burst of Escapes over SSH
+        await settle(pilot)
+        assert not list(app.screen.query(Exchange))  # nothing asked
+        assert any("no words" in n for n in notices(pilot))

@@ -121,6 +121,11 @@ class AskScreen(ModeScreen):
         question = event.value.strip()
         if not question:
             return
+        try:  # a stray key ("^" from a burst of Escapes over SSH) asks nothing
+            self.backend.check_question(question)
+        except FieldkitError as exc:
+            self.notify(str(exc), severity="warning")
+            return
         event.input.clear()
         self.cancel.set()
         self.cancel = threading.Event()
