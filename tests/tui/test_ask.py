@@ -338,3 +338,20 @@ async def test_a_stray_key_is_not_asked(stocked) -> None:
         await settle(pilot)
         assert not list(app.screen.query(Exchange))  # nothing asked
         assert any("no words" in n for n in notices(pilot))
+
+
+def test_a_stopped_answer_says_it_is_incomplete_and_its_cut_number_is_not_marked() -> None:
+    from fieldkit.tui.widgets.exchange import support_text, uncut
+
+    final = "Keep the brooder at 33°C at chick height for the first 3"
+    assert support_text(final, [], True, stopped=True).plain == (
+        "stopped, so incomplete: the numbers so far are in a source"
+    )  # not "every number is in a source"
+    cut = "Clean the SD-40"  # SD-400, cut by the stop
+    spans = [(10, 15)]
+    assert uncut(cut, spans, stopped=True) == []
+    assert uncut(cut, spans, stopped=False) == spans  # a whole answer keeps its marks
+    assert uncut("SD-40 and 12 L", [(0, 5)], stopped=True) == [(0, 5)]  # not at the end
+    assert support_text("SD-40 and 12 L", [(0, 5)], True, stopped=True).plain == (
+        "stopped, so incomplete; unsupported: SD-40 (in no source)"
+    )

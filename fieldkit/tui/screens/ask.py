@@ -176,7 +176,12 @@ class AskScreen(ModeScreen):
         if chunk.done:
             if chunk.final is not None:
                 message.exchange.set_grounding(
-                    chunk.final, chunk.sources, chunk.unsupported, chunk.note, chunk.nearest
+                    chunk.final,
+                    chunk.sources,
+                    chunk.unsupported,
+                    chunk.note,
+                    chunk.nearest,
+                    stopped=chunk.stopped,
                 )
                 self.refresh_bindings()  # Ctrl+E may apply now
             stopped = ", stopped" if chunk.stopped else ""

@@ -76,18 +76,38 @@ def marked_answer(text: str, spans: list[tuple[int, int]]) -> Text:
     return out
 
 
+STOPPED = "stopped, so incomplete"
+
+
+def uncut(final: str, spans: list[tuple[int, int]], stopped: bool) -> list[tuple[int, int]]:
+    """Return the marks of an answer, less one that runs to the end of an answer stopped
+    by hand: "SD-40" cut from "SD-400" is no claim of the answer's."""
+    return [(a, b) for a, b in spans if not (stopped and b >= len(final.rstrip()))]
+
+
 def support_text(
-    final: str, spans: list[tuple[int, int]], has_sources: bool, nearest: bool = False
+    final: str,
+    spans: list[tuple[int, int]],
+    has_sources: bool,
+    nearest: bool = False,
+    stopped: bool = False,
 ) -> Text:
     """Return the line that says which numbers no source states (for a gap answer,
-    `nearest`: which the nearest record shown does not state)."""
+    `nearest`: which the nearest record shown does not state); an answer `stopped` by
+    hand says first that it is incomplete, and is never called wholly supported."""
     where = "the nearest record" if nearest and not has_sources else None
+    head = (f"{STOPPED}; ", "bold") if stopped else ""
     if spans:
         marks = ", ".join(final[a:b] for a, b in spans)
         said = f"not in {where}" if where else "in no source"
         if none_supported(final, len(spans)):
             said = f"{said}: {CHECK_IT}"
-        return Text.assemble(("unsupported: ", "bold"), f"{marks} ({said})")
+        return Text.assemble(head, ("unsupported: ", "bold"), f"{marks} ({said})")
+    if stopped:
+        so_far = (
+            f": the numbers so far are in {where or 'a source'}" if has_sources or where else ""
+        )
+        return Text.assemble((STOPPED, "bold"), so_far)
     if has_sources or where:
         return Text(f"every number is in {where or 'a source'}")
     return Text("")
@@ -149,14 +169,17 @@ class Exchange(Vertical):
         unsupported: list[tuple[int, int]],
         note: str,
         nearest: list[SourceView] | None = None,
+        stopped: bool = False,
     ) -> None:
         """Show the whole answer with its marks, its sources (or where it came from, and
-        for a gap answer the nearest record, not used)."""
+        for a gap answer the nearest record, not used); an answer `stopped` by hand says
+        it is incomplete."""
         self.answer, self.note = final, note
         self.sources, self.nearest = list(sources), list(nearest or [])
-        self.query_one(".answer", Static).update(marked_answer(final, unsupported))
+        marks = uncut(final, unsupported, stopped)
+        self.query_one(".answer", Static).update(marked_answer(final, marks))
         self._show_sources()
-        support = support_text(final, unsupported, bool(sources), bool(self.nearest))
+        support = support_text(final, marks, bool(sources), bool(self.nearest), stopped)
         self._show(".support", support)
 
     @property
