@@ -120,10 +120,15 @@ def token_path(home: Home) -> Path:
 def resolve_token(home: Home, explicit: str | None, host: str) -> str | None:
     """Return the token TCP clients must send, or None when none is needed.
 
-    `--token` wins, then `<home>/serve.token`. A host beyond loopback without either is
-    refused with ServerError.
+    `--token` wins, then `<home>/serve.token`. A host beyond loopback without either, and
+    a `--token` that is blank, are refused with ServerError.
     """
-    token = explicit
+    if explicit is not None and not explicit.strip():
+        raise ServerError(
+            "The token given is empty, and an empty token lets anyone in: pass a real "
+            "one, or run `fieldkit serve --new-token`."
+        )
+    token = explicit.strip() if explicit is not None else None
     if token is None:
         with contextlib.suppress(FileNotFoundError):
             token = token_path(home).read_text().strip() or None

@@ -248,6 +248,9 @@ def test_limits_on_body_prompt_and_queue(start_agent: StartAgent, packet_home) -
 def test_listening_beyond_loopback_needs_a_token(start_agent: StartAgent, packet_home) -> None:  # noqa: ANN001
     with pytest.raises(ServerError, match="needs a token"):
         start_agent(packet_home, host="0.0.0.0")
+    for blank in ("", "  "):  # `--token ""` is no token: it opened the port to anyone
+        with pytest.raises(ServerError, match="The token given is empty"):
+            start_agent(packet_home, host="0.0.0.0", token=blank)
     running = start_agent(packet_home, host="0.0.0.0", token="s3cret-token")
     assert running.info.token_required
     url = f"http://127.0.0.1:{running.info.port}/v1"
