@@ -165,3 +165,42 @@ def test_library_list_fits_80_columns_whatever_the_names(make_home, make_packet)
     lib.close()
     lines = CliRunner().invoke(main, ["--home", str(home.root), "library", "list"]).output
     assert max(len(line) for line in lines.splitlines()) <= 80, lines
+
+
+def test_a_copy_of_a_blocked_authors_packet_re_signed_by_another_device_is_blocked_too(
+    make_home,
+) -> None:
+    """A trusted device reissues the packet of an author blocked here (same weights, the
+    blocked packet in its lineage): the copy is refused, and one already here is set aside."""
+    home = make_home("me")
+    author, manifest, signature, data = foreign_packet(make_home("author"), "ab" * 32)
+    launderer = Identity.load_or_create(make_home("launderer"))
+
+    def copy(name: str, lineage: list[str]):  # noqa: ANN202
+        return build_manifest(
+            random_adapter(seed=3),  # the same weights, bit for bit
+            launderer,
+            name=name,
+            domain="water",
+            description="Pumps, again.",
+            exemplars=exemplars_for("pumps and wells"),
+            base_model_id="tiny-llama",
+            base_fingerprint="ab" * 32,
+            lineage=lineage,
+        )
+
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    original = lib.add(manifest, signature, data, source=author.device_id)
+    early = lib.add(*copy("early-copy", [original.packet_id]), source=launderer.device_id)
+    assert packet_state(early, "ab" * 32, lib.blocked()) is PacketState.OK
+    lib.set_trust(author.device_id, "blocked")
+    blocked = lib.blocked()
+    assert packet_state(original, "ab" * 32, blocked) is PacketState.BLOCKED
+    assert packet_state(early, "ab" * 32, blocked) is PacketState.BLOCKED  # held before
+    assert usable_packets(lib, "ab" * 32) == []
+    for name, lineage in (("laundered", [original.packet_id]), ("no-lineage", [])):
+        with pytest.raises(PacketError, match="copies a blocked author's packet"):
+            lib.add(*copy(name, lineage), source=launderer.device_id)  # weights alone tell
+    lib.set_trust(author.device_id, "trusted")
+    assert {r.name for r in usable_packets(lib, "ab" * 32)} == {"pumps", "early-copy"}
+    lib.close()

@@ -17,7 +17,7 @@ from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import notes_count
 from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
-from fieldkit.store.usable import PacketState, packet_state, shown_state
+from fieldkit.store.usable import Blocked, PacketState, packet_state, shown_state
 
 NOTES_HELP = (
     "Carry these source notes inside the signed packet: .jsonl Q&A records, "
@@ -26,11 +26,11 @@ NOTES_HELP = (
 
 
 def packet_summary(
-    record: PacketRecord, base_fingerprint: str | None, blocked: Collection[str] = ()
+    record: PacketRecord, base_fingerprint: str | None, blocked: Collection[str] | Blocked = ()
 ) -> dict[str, Any]:
     """Return the JSON form of a packet used by `library list` and `library show`; `state`
     is the one usable-packet rule's (store/usable.py): ok, unverified, blocked (its author
-    is), foreign base."""
+    is, or it copies a blocked author's packet), foreign base."""
     return {
         "name": record.name,
         "domain": record.domain,
@@ -64,7 +64,7 @@ def list_command(as_json: bool) -> None:
     """List every packet."""
     svc = services()
     base = svc.base_fingerprint
-    blocked = svc.library.blocked_authors()
+    blocked = svc.library.blocked()
     rows = [packet_summary(r, base, blocked) for r in svc.library.list_packets()]
     if as_json:
         emit_json(rows)
@@ -91,7 +91,7 @@ def show_command(name: str, as_json: bool) -> None:
     """Show one packet: manifest, exemplars, signature and base-model match."""
     svc = services()
     record, base = svc.library.get(name), svc.base_fingerprint
-    data = packet_summary(record, base, svc.library.blocked_authors())
+    data = packet_summary(record, base, svc.library.blocked())
     data.update(
         description=record.description,
         exemplars=record.exemplars,

@@ -170,6 +170,7 @@ def trust_command(peer_id: str) -> None:
 @click.argument("peer_id", shell_complete=peer_ids)
 def block_command(peer_id: str) -> None:
     """Block a peer by id: refuse every session with it, and quarantine every packet it
-    authored (never used to answer, never admitted from any relay) until it is trusted again."""
+    authored, and copies others re-signed (same weights or lineage): never used to answer,
+    never admitted from any relay, until it is trusted again."""
     peer = services().library.set_trust(peer_id, "blocked")
     click.echo(f"Peer {peer.peer_id} is blocked.")

@@ -250,8 +250,14 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
                 f"({manifest['base_model_id']}, fingerprint {manifest['base_fingerprint'][:12]}), "
                 "not the one this device runs."
             )
-        if manifest["author_id"] in self.blocked_authors():
+        blocked = self.blocked()
+        if manifest["author_id"] in blocked:
             raise PacketError(f"Packet {manifest['name']!r} is by a blocked author.")
+        if blocked.covers("", manifest["weights_sha256"], manifest.get("lineage", ())):
+            raise PacketError(
+                f"Packet {manifest['name']!r} copies a blocked author's packet "
+                "(its weights or lineage)."
+            )
         existing = self.find(pid)
         if existing is not None:
             return existing

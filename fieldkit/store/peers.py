@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from fieldkit.errors import LibraryError, PeerRefused
 from fieldkit.formats import shown_text
 from fieldkit.store.identity import device_id_for, is_device_id
-from fieldkit.store.records import PeerRecord, peer_record
+from fieldkit.store.records import PacketRecord, PeerRecord, peer_record
+from fieldkit.store.usable import Blocked
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -40,6 +41,7 @@ class PeerStore:
     db: Database
     _log: Callable[..., None]  # the event log's (SettingsStore)
     write_lock: Callable[[], AbstractContextManager[None]]  # Library's one transaction
+    list_packets: Callable[[], list[PacketRecord]]  # Library's
 
     def get_peer(self, peer_id: str) -> PeerRecord | None:
         rows = list(self.db["peers"].rows_where("peer_id = ?", [peer_id]))
@@ -52,6 +54,12 @@ class PeerStore:
         """Return the ids of every blocked device."""
         rows = self.db["peers"].rows_where("trust = ?", ["blocked"], select="peer_id")
         return {row["peer_id"] for row in rows}
+
+    def blocked(self) -> Blocked:
+        """Return what this device's blocks cover (store.usable.Blocked): the blocked
+        authors, and the packets here that are theirs or copy theirs."""
+        authors = self.blocked_authors()
+        return Blocked.of(authors, self.list_packets()) if authors else Blocked()
 
     def upsert_peer(
         self,

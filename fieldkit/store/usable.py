@@ -8,12 +8,61 @@ same states in the Library) and the server all ask here.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fieldkit.store.library import Library
     from fieldkit.store.records import PacketRecord
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """What a block covers: the blocked devices' ids, and the weights (sha256) and packet
+    ids of every packet here that is theirs or copies theirs, so that a copy another
+    device re-signed (a reissue keeps the weights, a compacted packet names its source in
+    its lineage) is blocked with them. `in` asks about an author id."""
+
+    authors: frozenset[str] = frozenset()
+    weights: frozenset[str] = frozenset()
+    packets: frozenset[str] = frozenset()
+
+    def __contains__(self, author_id: object) -> bool:
+        return author_id in self.authors
+
+    def covers(self, author_id: str, sha256: str, lineage: Iterable[str] = ()) -> bool:
+        """True for a packet by a blocked author, with a blocked packet's weights, or
+        made from one (its lineage)."""
+        if author_id in self.authors or sha256 in self.weights:
+            return True
+        return any(pid in self.packets for pid in lineage)
+
+    @classmethod
+    def of(cls, authors: Collection[str], records: Iterable[Any]) -> Blocked:
+        """Return what blocking `authors` covers among `records` (the library's packets),
+        following copies of copies."""
+        found, weights, packets = dict.fromkeys(authors), set(), set()
+        records = list(records)
+        grew = True
+        while grew:
+            grew = False
+            block = cls(frozenset(found), frozenset(weights), frozenset(packets))
+            for record in records:
+                if record.packet_id not in packets and covers_record(block, record):
+                    weights.add(record.sha256)
+                    packets.add(record.packet_id)
+                    grew = True
+        return cls(frozenset(found), frozenset(weights), frozenset(packets))
+
+
+def covers_record(blocked: Collection[str] | Blocked, record: Any) -> bool:
+    """True if the block covers the packet `record` (a set of author ids covers its author)."""
+    author = getattr(record, "author_id", None)
+    if not isinstance(blocked, Blocked):
+        return author in blocked
+    manifest = getattr(record, "manifest", None) or {}
+    return blocked.covers(author or "", getattr(record, "sha256", ""), manifest.get("lineage", ()))
 
 
 class PacketState(enum.Enum):
@@ -28,7 +77,7 @@ class PacketState(enum.Enum):
 def packet_state(
     record: Any,
     base_fingerprint: str | None,
-    blocked_authors: Collection[str],
+    blocked_authors: Collection[str] | Blocked,
 ) -> PacketState:
     """Return the state of a packet on this device.
 
@@ -37,7 +86,7 @@ def packet_state(
     """
     if not getattr(record, "verified", False):
         return PacketState.UNVERIFIED
-    if getattr(record, "author_id", None) in blocked_authors:
+    if covers_record(blocked_authors, record):
         return PacketState.BLOCKED
     if base_fingerprint is None:
         return PacketState.OK
@@ -62,13 +111,18 @@ def usable_problem(
     library: Library, record: PacketRecord, base_fingerprint: str | None
 ) -> str | None:
     """Return why `record` may not answer here (one sentence), or None when it may."""
-    state = packet_state(record, base_fingerprint, library.blocked_authors())
+    blocked = library.blocked()
+    state = packet_state(record, base_fingerprint, blocked)
+    why = (
+        f"is by a blocked author ({record.author_id}; `fieldkit trust` lifts the block)"
+        if record.author_id in blocked
+        else "copies a blocked author's packet (its weights or lineage)"
+    )
     return {
         PacketState.OK: None,
         PacketState.UNVERIFIED: f"The packet {record.name!r} failed verification "
         "(see `fieldkit library verify`).",
-        PacketState.BLOCKED: f"The packet {record.name!r} is by a blocked author "
-        f"({record.author_id}; `fieldkit trust` lifts the block).",
+        PacketState.BLOCKED: f"The packet {record.name!r} {why}.",
         PacketState.FOREIGN_BASE: f"The packet {record.name!r} was made for another base model "
         f"({record.base_model_id}, fingerprint {record.base_fingerprint[:12]}).",
     }[state]
@@ -76,7 +130,7 @@ def usable_problem(
 
 def usable_packets(library: Library, base_fingerprint: str | None) -> list[PacketRecord]:
     """Return the packets that may answer on this base model, sorted by name."""
-    blocked = library.blocked_authors()
+    blocked = library.blocked()
     return [
         r
         for r in library.list_packets()

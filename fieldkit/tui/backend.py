@@ -16,6 +16,7 @@ from fieldkit.errors import LibraryError
 from fieldkit.formats import format_size
 from fieldkit.store.notes import notes_count
 from fieldkit.store.packet import packet_files_in
+from fieldkit.store.usable import Blocked
 from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
@@ -162,20 +163,19 @@ class TuiBackend(SyncBackend):
 
     # -- library ----------------------------------------------------------------------
 
-    def blocked_authors(self) -> frozenset[str]:
-        """Return the ids of authors this device has blocked."""
-        peers = self._on_library_thread(lambda lib: lib.list_peers())
-        return frozenset(p.peer_id for p in peers if p.trust == "blocked")
+    def blocked(self) -> Blocked:
+        """Return what this device's blocks cover: authors, and copies of their packets."""
+        return self._on_library_thread(lambda lib: lib.blocked())
 
     def packet_rows(self) -> list[PacketRow]:
         """Return every packet in the library, sorted by name."""
         base = self.base_fingerprint()
-        blocked = self.blocked_authors()
+        blocked = self.blocked()
         records = self._on_library_thread(lambda lib: lib.list_packets())
         rows = [self._row(r, base, blocked) for r in records]
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
-    def _row(self, rec: Any, base: str | None, blocked: frozenset[str]) -> PacketRow:
+    def _row(self, rec: Any, base: str | None, blocked: Blocked) -> PacketRow:
         from_peer = len(rec.source) == PEER_ID_LENGTH
         return PacketRow(
             packet_id=rec.packet_id,
@@ -196,7 +196,7 @@ class TuiBackend(SyncBackend):
         """Return the detail of one packet. Raises LibraryError when it is gone."""
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         base = self.base_fingerprint()
-        row = self._row(rec, base, self.blocked_authors())
+        row = self._row(rec, base, self.blocked())
         return PacketDetail(
             row=row,
             description=rec.description,

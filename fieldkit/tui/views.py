@@ -7,12 +7,12 @@ foreign base, blocked) and how numbers and times read live in one testable place
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fieldkit.store.usable import NO_MODEL, PacketState, packet_state, shown_state
+from fieldkit.store.usable import NO_MODEL, Blocked, PacketState, packet_state, shown_state
 
 PEER_ID_LENGTH = 16  # a device id; other sources are words such as "local" or "demo"
 
@@ -43,7 +43,7 @@ class PacketStatus(enum.Enum):
 
 
 def packet_status(
-    record: Any, base_fingerprint: str | None, blocked_authors: frozenset[str] = frozenset()
+    record: Any, base_fingerprint: str | None, blocked_authors: Collection[str] | Blocked = ()
 ) -> PacketStatus:
     """Return how a library record shows, by the one usable-packet rule (store/usable.py).
 
