@@ -29,7 +29,7 @@ from fieldkit.router.retrieval import Hit, PassageIndex
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
 from fieldkit.store.notes import Passage
-from fieldkit.support import support_check
+from fieldkit.support import Unsupported, support_check
 
 PASSAGES = [
     "Dry maize to 12.5% moisture before storage; above 15% it moulds.",
@@ -365,7 +365,21 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     # the same through an agent, which sends Answer.to_dict()
     assert answer_footer(Answer.from_dict(abstained.to_dict())) == answer_footer(abstained)
     asked = Answer("How do I boil eggs?", "Boil them.", None, None, BASE, [], [])  # --base
-    assert answer_footer(asked) == []
+    assert answer_footer(asked) == [
+        "(from the base model only, picked with --base: it knows nothing of the packets' "
+        "fields; check it before acting on it)"
+    ]
+    # notes left out by hand: no claim that the packet has none, nor of sources never read
+    nine = [Unsupported("9 days", 13, 19)]
+    bare = Answer("q", "Withhold for 9 days.", "poultry", "p", ADAPTER_ONLY, [], nine)
+    assert answer_footer(bare, notes_off=True) == [
+        "(from the adapter only: notes left out, --no-notes)",
+        "unsupported by any source: 9 days",
+    ]
+    assert answer_footer(bare)[0] == "(from the adapter only: poultry carries no notes)"
+    assert answer_footer(bare, cut_at=30)[-1] == (
+        "(cut at 30 tokens, mid-answer: --max-tokens sets the limit)"
+    )
     # a gap answer shows the record the notes found nearest, marked as not used
     near_record = Source("pumps", "p", "r3", 0.41, "Keep latrines 30 m away.", "Latrines?")
     gap = Answer("q", "a", "pumps", "p", GAP, [], [], nearest=[near_record])

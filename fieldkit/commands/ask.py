@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from fieldkit.services import Services
 
 SOURCE_CHARS = 160  # a source passage is cut to this many characters on the terminal
+# under an answer the base model wrote because a person asked for it (--base)
+BASE_BY_HAND = "it knows nothing of the packets' fields; check it before acting on it"
 
 
 def _cut(source: Source, width: int) -> str:
@@ -29,13 +31,31 @@ def _cut(source: Source, width: int) -> str:
     return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
-def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
-    """Return the lines printed under an answer: where it came from, sources, support marks."""
+def answer_footer(
+    result: Answer,
+    width: int = SOURCE_CHARS,
+    *,
+    notes_off: bool = False,
+    cut_at: int | None = None,
+) -> list[str]:
+    """Return the lines printed under an answer: where it came from, sources, support
+    marks; `notes_off` when the notes were left out (--no-notes), `cut_at` the token limit
+    when the answer stopped there."""
+
+    lines = _origin(result, width, notes_off)
+    if cut_at is not None:
+        lines.append(f"(cut at {cut_at} tokens, mid-answer: --max-tokens sets the limit)")
+    return lines
+
+
+def _origin(result: Answer, width: int, notes_off: bool) -> list[str]:
     from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
     from fieldkit.support import NONE_SUPPORTED, none_supported
 
     lines: list[str] = []
-    if result.grounding == ADAPTER_ONLY:
+    if result.grounding == ADAPTER_ONLY and notes_off:
+        lines.append("(from the adapter only: notes left out, --no-notes)")
+    elif result.grounding == ADAPTER_ONLY:
         lines.append(f"(from the adapter only: {result.packet} carries no notes)")
     elif result.grounding == GAP:
         lines.append("(from the adapter only: no note covers this question)")
@@ -46,7 +66,9 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
     nearest = bool(result.nearest_shown)  # the support check ran against it
     if result.unsupported:
         marks = ", ".join(u.text for u in result.unsupported)
-        checked = "the nearest record" if nearest else "the sources"
+        checked = (
+            "the nearest record" if nearest else "the sources" if result.sources else "any source"
+        )
         caution = (
             f" ({NONE_SUPPORTED})" if none_supported(result.text, len(result.unsupported)) else ""
         )
@@ -57,8 +79,8 @@ def answer_footer(result: Answer, width: int = SOURCE_CHARS) -> list[str]:
         lines.append("every number in the answer is in the nearest record")
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision
-        if decision is None:
-            return []
+        if decision is None:  # picked by hand
+            return [f"(from the base model only, picked with --base: {BASE_BY_HAND})"]
         lines = [f"(from the base model only: {decision.reason})"]
         from fieldkit.router.router import near_miss
 
@@ -150,7 +172,8 @@ def ask_command(
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     click.echo()
-    for line in answer_footer(result):
+    cut = result.result is not None and result.result.finish_reason == "length"
+    for line in answer_footer(result, notes_off=no_notes, cut_at=max_tokens if cut else None):
         click.echo(line)
     if sys.stderr.isatty() and result.result is not None:
         r = result.result

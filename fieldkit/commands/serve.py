@@ -140,7 +140,8 @@ def ask_through_agent(
         click.echo(json.dumps(result, ensure_ascii=False))
         return True
     click.echo()
-    for line in answer_footer(Answer.from_dict(result)):
+    cut = max_tokens if result.get("finish_reason") == "length" else None
+    for line in answer_footer(Answer.from_dict(result), notes_off=not notes, cut_at=cut):
         click.echo(line)
     if sys.stderr.isatty():
         click.echo(
