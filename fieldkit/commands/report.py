@@ -6,11 +6,11 @@ Shared by `fieldkit sync` over TCP and over Bluetooth LE, so both print the same
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 
 import click
 
-from fieldkit.commands import emit_json
 from fieldkit.errors import FieldkitError
 from fieldkit.formats import format_size, shown_text
 from fieldkit.gossip.summary import ProgressUpdate, SyncSummary
@@ -55,10 +55,14 @@ class ProgressBars:
 
 
 def report_summary(summary: SyncSummary, as_json: bool) -> None:
-    """Print one session's summary (JSON on stdout with `as_json`)."""
+    """Print one session's summary (with `as_json`, one JSON object on one line of stdout:
+    a listener's sessions make JSON Lines). A session that ended before the peer proved
+    who it is moved nothing: its error alone is said (by the caller), no counts."""
     if as_json:
-        emit_json(summary.to_dict())
+        click.echo(json.dumps(summary.to_dict(), default=str))
         sys.stdout.flush()
+        return
+    if summary.error and not summary.peer_id and not summary.packets:
         return
     if summary.peer_id:
         click.echo(

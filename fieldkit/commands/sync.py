@@ -36,7 +36,12 @@ from fieldkit.gossip.tcp import DEFAULT_PORT
     help="With --listen: announce this device on the LAN (mDNS) so peers find it "
     "[default: on, unless --host is a loopback address].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print each session's summary as one line of JSON (a listener: one line a session).",
+)
 @click.option(
     "--accept-pending",
     is_flag=True,
@@ -111,7 +116,14 @@ def sync_command(
         raise click.UsageError("--advertise and --no-advertise go with --listen.")
     if address:
         target_host, target_port = _parse_target(address)
-        summary = asyncio.run(_connect(svc, target_host, target_port, options, progress, confirm))
+        try:
+            summary = asyncio.run(
+                _connect(svc, target_host, target_port, options, progress, confirm)
+            )
+        except FieldkitError as exc:  # no session at all (nobody listens): --json says so too
+            if as_json:
+                report_summary(SyncSummary(peer_label=address, error=str(exc)), as_json)
+            raise
         report_summary(summary, as_json)
         if not summary.ok:
             raise SyncError(summary.error or "Some packets failed to transfer.")

@@ -52,6 +52,12 @@ class FrameDecoder:
             return None
         (length,) = HEADER.unpack_from(self._buffer, self._pos)
         if length > self.max_frame:
+            head = bytes(self._buffer[self._pos : self._pos + HEADER.size])
+            if head.isascii() and head.decode().isprintable():  # "HTTP", "SSH-": not fieldkit
+                raise ProtocolError(
+                    f"The peer is not a fieldkit device: it speaks another protocol "
+                    f"(it began with {head.decode()!r})."
+                )
             raise ProtocolError(
                 f"The peer sent a {length}-byte frame; the limit is {self.max_frame} bytes."
             )

@@ -156,6 +156,33 @@ def test_cli_sync_to_nowhere_is_one_clear_sentence(make_home):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "nohost"])
     assert result.exit_code == 2
+    result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "127.0.0.1:1", "--json"])
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)  # a script reads an answer on stdout even then
+    assert (data["ok"], data["peer"]["address"]) == (False, "127.0.0.1:1")
+    assert "Cannot reach 127.0.0.1:1" in data["error"]
+
+
+def test_a_sync_with_something_that_is_not_fieldkit_says_so(make_home):
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_like_a_web_server() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=answer_like_a_web_server, daemon=True).start()
+    home = make_home("cli")
+    result = CliRunner().invoke(main, ["--home", str(home.root), "sync", f"127.0.0.1:{port}"])
+    server.close()
+    assert result.exit_code == 1
+    assert "not a fieldkit device: it speaks another protocol (it began with 'HTTP')" in (
+        result.output
+    )
+    assert "Sent 0" not in result.output  # no session: no counts, only why
 
 
 async def test_receiver_killed_mid_transfer_resumes_after_restart(services, make_packet):
@@ -276,7 +303,8 @@ def test_cli_sync_refused_by_a_blocking_listener_exits_non_zero(services):
 
 
 BAD_CLIENTS = {
-    b"GET / HTTP/1.0\r\n\r\n": "sent a 1195725856-byte frame; the limit is",
+    b"GET / HTTP/1.0\r\n\r\n": "not a fieldkit device: it speaks another protocol",
+    HEADER.pack(1 << 30) + b"\x00": "sent a 1073741824-byte frame; the limit is",
     HEADER.pack(100) + b"\x94\x01": "closed before the sync finished",  # cut short, then gone
     encode_frame(Hello(99, "x" * 16, "old", bytes(32), bytes(32), 65536).to_wire()): (
         "speaks gossip protocol version 99"
@@ -313,7 +341,7 @@ def test_a_listener_says_why_each_bad_client_failed_and_goes_on_serving(services
         proc.kill()
     assert result.exit_code == 0, result.output
     assert proc.returncode == 0, err
-    served = json.loads("[" + out.replace("}\n{", "},{") + "]")  # one summary per session
+    served = [json.loads(line) for line in out.splitlines()]  # JSON Lines: one a session
     assert [s["ok"] for s in served] == [False] * len(clients) + [True]
     assert served[-1]["received"] == 1
     lines = err.splitlines()
