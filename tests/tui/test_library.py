@@ -253,7 +253,7 @@ async def test_blocking_an_author_marks_every_packet(
         await pilot.press("b")  # blocking sets packets aside: it asks first, as remove does
         dialog = await wait_for_screen(pilot, ConfirmDialog)
         asked = str(dialog.query_one("Label").render())
-        assert asked.startswith(f"Block the author {carol.device_id[:8]}? Their packet here is")
+        assert asked.startswith(f"Block {carol.device_id[:8]}, the author of aqua? ")
         await pilot.press("n")
         await settle(pilot)
         assert states(app)["aqua"] is PacketStatus.VERIFIED
@@ -263,7 +263,16 @@ async def test_blocking_an_author_marks_every_packet(
         await settle(pilot)
         assert states(app)["aqua"] is PacketStatus.BLOCKED
         assert states(app)["pumps"] is PacketStatus.VERIFIED  # this device's own
+        await pilot.press("t")  # one stray key trusts nobody: it asks first too
+        dialog = await wait_for_screen(pilot, ConfirmDialog)
+        asked = str(dialog.query_one("Label").render())
+        assert asked.startswith(f"Trust {carol.device_id[:8]}, the author of aqua? ")
+        await pilot.press("n")
+        await settle(pilot)
+        assert states(app)["aqua"] is PacketStatus.BLOCKED
         await pilot.press("t")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
         await settle(pilot)
         assert states(app)["aqua"] is PacketStatus.VERIFIED
         await pilot.press("down")  # pumps, by this device: it cannot block itself
@@ -286,6 +295,8 @@ async def test_an_author_trusted_here_is_a_peer_with_its_id_not_a_question_mark(
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
         await pilot.press("t")  # trust aqua's author: carol becomes a known peer
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
         await settle(pilot)
         await pilot.press("f2")
         await settle(pilot)
@@ -428,3 +439,16 @@ def test_an_import_repairs_a_packet_damaged_here_and_says_so(stocked, tmp_path: 
     assert (said.text, said.ok) == ("Repaired from the file: pumps.", True)
     assert stocked.library.get("pumps").verified
     assert backend.import_packets(good).text == "Already here: pumps."
+
+
+async def test_home_and_end_move_the_cursor(stocked, make_home, make_adapter, base_fp) -> None:
+    add_carols_packet(stocked, make_home, make_adapter, base_fp)
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = await open_library(pilot)
+        await pilot.press("end")
+        await settle(pilot)
+        assert table.cursor_row == table.row_count - 1 > 0
+        await pilot.press("home")
+        await settle(pilot)
+        assert table.cursor_row == 0

@@ -207,8 +207,18 @@ class LibraryScreen(ModeScreen):
         self.notify(outcome.text, severity="information" if outcome.ok else "error", timeout=8)
         self.load_rows()
 
-    def action_trust(self) -> None:
-        if row := self._selected():
+    @work(exit_on_error=False, group="library-action", description="Trusting an author")
+    async def action_trust(self) -> None:
+        """Trust the author of the packet under the cursor, once the user says yes: their
+        packets are then taken from any sync."""
+        row = self._selected()
+        if row is None:
+            return
+        question = (
+            f"Trust {row.author}, the author of {self._their_packets(row)}? Their packets "
+            "are then taken from any sync, and answer here."
+        )
+        if await self.app.push_screen_wait(ConfirmDialog(question)):
             self.run_trust(row, "trusted")
 
     @work(exit_on_error=False, group="library-action", description="Blocking an author")
@@ -218,14 +228,19 @@ class LibraryScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
-        theirs = sum(1 for r in self.table.rows_by_key.values() if r.author_id == row.author_id)
-        packets = "Their packet here is" if theirs == 1 else f"All {theirs} of their packets are"
         question = (
-            f"Block the author {row.author}? {packets} set aside, unused, "
-            "and no more are taken from them."
+            f"Block {row.author}, the author of {self._their_packets(row)}? Their packets "
+            "here are set aside, unused, and no more are taken from them."
         )
         if await self.app.push_screen_wait(ConfirmDialog(question)):
             self.run_trust(row, "blocked")
+
+    def _their_packets(self, row: PacketRow) -> str:
+        """Name the packets here by the author of `row` (three, then a count)."""
+        names = [r.name for r in self.table.rows_by_key.values() if r.author_id == row.author_id]
+        names = sorted(names, key=lambda name: name != row.name)  # the one chosen first
+        shown = ", ".join(names[:3])
+        return shown if len(names) <= 3 else f"{shown} and {len(names) - 3} more"
 
     @work(thread=True, exit_on_error=False, group="library-action", description="Setting trust")
     def run_trust(self, row: PacketRow, state: str) -> None:

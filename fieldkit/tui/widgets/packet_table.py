@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
@@ -54,6 +55,19 @@ class PacketTable(DataTable[object]):
     DEFAULT_CSS = """
     PacketTable { height: 1fr; }
     """
+    # Home and End move the cursor (the table's own only scroll), as in any list
+    BINDINGS = [
+        Binding("home", "first_row", "First", show=False),
+        Binding("end", "last_row", "Last", show=False),
+    ]
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
     class Highlighted(Message):
         """The cursor is on a packet (None when the table is empty)."""
