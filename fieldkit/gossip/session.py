@@ -45,7 +45,7 @@ from fieldkit.gossip.protocol import (
     missing_chunks,
 )
 from fieldkit.gossip.receiving import Receiver, receive_policy
-from fieldkit.gossip.stream import ByteStream
+from fieldkit.gossip.stream import ByteStream, callback_address
 from fieldkit.gossip.summary import (
     ConfirmCallback,
     PacketReport,
@@ -301,7 +301,8 @@ class _Session:
         if known is not None and known.trust == "blocked":
             self.summary.peer_trust = "blocked"
             raise PeerRefused(f"Peer {peer.device_id} is blocked; the session was refused.")
-        record = self.library.upsert_peer(peer.public_key, peer.name, self.stream.peer_label)
+        address = callback_address(self.stream)  # "" keeps the address known before
+        record = self.library.upsert_peer(peer.public_key, peer.name, address)
         self.summary.peer_trust = record.trust
         self.library.log_event("sync_started", peer_id=peer.device_id, trust=record.trust)
         items = tuple(

@@ -26,3 +26,10 @@ class ByteStream(Protocol):
     async def close(self) -> None:
         """Close the stream; idempotent."""
         ...
+
+
+def callback_address(stream: object) -> str:
+    """Return where the peer of `stream` can be reached again (its `peer_label`), or "" for
+    a stream it opened to us: a TCP client's port is a passing one, no place to sync with
+    (a transport says so with `callback_address`)."""
+    return getattr(stream, "callback_address", getattr(stream, "peer_label", ""))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.errors import TransportError
 from fieldkit.gossip.session import run_session
+from fieldkit.gossip.stream import callback_address
 from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
 from fieldkit.gossip.tcp import DEFAULT_PORT, MAX_SESSIONS, Listener, connect
 
@@ -102,6 +103,10 @@ class GuardedStream:
     @property
     def peer_label(self) -> str:
         return self._stream.peer_label
+
+    @property
+    def callback_address(self) -> str:
+        return callback_address(self._stream)
 
     @peer_label.setter
     def peer_label(self, value: str) -> None:

@@ -25,11 +25,15 @@ MAX_SESSIONS = 8  # concurrent sessions per listener
 class TcpStream:
     """A ByteStream over an asyncio TCP connection."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, accepted: bool = False
+    ) -> None:
         self._reader = reader
         self._writer = writer
         peer = writer.get_extra_info("peername")
         self.peer_label = f"{peer[0]}:{peer[1]}" if peer else "tcp"
+        # a client's source port passes with the connection: nowhere to sync with later
+        self.callback_address = "" if accepted else self.peer_label
 
     async def send(self, data: bytes) -> None:
         try:
@@ -109,7 +113,7 @@ class Listener:
         return self
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = TcpStream(reader, writer)
+        stream = TcpStream(reader, writer, accepted=True)
         if self._done.is_set() or self._active >= self.max_sessions:
             self.refused += 1
             if self.on_refused is not None:

@@ -61,6 +61,18 @@ async def test_two_homes_sync_both_ways_over_tcp(services, make_packet):
     assert 0 < sent["wire_bytes"] < pa.size * 1.02
 
 
+async def test_a_listener_keeps_no_passing_port_as_a_peers_address(services):
+    a, b = services("a"), services("b")
+    listener = await start_listener(b, "127.0.0.1", 0, FAST, once=True)
+    port = listener.port
+    summary = await sync_with("127.0.0.1", port, a, FAST)
+    await listener.wait()
+    assert summary.error is None
+    assert a.library.get_peer(b.identity.device_id).address == f"127.0.0.1:{port}"
+    # a's source port was a passing one: `s` on the Peers screen offered it, and failed
+    assert b.library.get_peer(a.identity.device_id).address == ""
+
+
 async def test_a_packet_that_failed_verification_is_not_offered(services, make_packet):
     a, b = services("a"), services("b")
     good = make_packet(a.home, name="pumps")

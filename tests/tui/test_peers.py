@@ -91,6 +91,8 @@ async def test_a_sync_with_a_peer_that_trusts_nobody_yet_says_how_to_trust_it(
         await pilot.press("t")
         await settle(pilot)
         assert stocked.library.get_peer(bob_id).trust == "trusted"
+        state = str(app.screen.query_one("#sync-state", Static).render())
+        assert state == "bob is now trusted. Sync again to take its packets."  # not "press t"
 
 
 async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
@@ -130,7 +132,9 @@ async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(stocked, ma
         summary = await asyncio.wait_for(bob_sync, 30)
         assert summary.ok, summary.error
         await settle(pilot)
-        assert str(screen.query_one("#sync-state", Static).render()).startswith("Synced with bob")
+        line = str(screen.query_one("#sync-state", Static).render())
+        assert line.startswith("Listening for LAN syncs on ")  # still listening: it says so
+        assert "(l to stop). Synced with bob" in line
         await pilot.press("l")  # stop listening
         await settle(pilot)
         assert screen.listening == ""

@@ -85,6 +85,7 @@ class PeersScreen(ModeScreen):
         self.peer_rows: dict[str, PeerRow] = {}
         self.last_address = ""
         self.listening = ""
+        self.untrusted_peer = ""  # the peer the sync line says to trust with t
         self.to_select = ""  # a peer whose row the cursor goes to once it is listed
 
     def compose(self) -> ComposeResult:
@@ -270,8 +271,19 @@ class PeersScreen(ModeScreen):
     @work(thread=True, exit_on_error=False, group="peers-trust", description="Setting trust")
     def run_trust(self, peer: PeerRow, state: str) -> None:
         self.backend.set_author_trust(peer.peer_id, state)
-        self.app.call_from_thread(self.notify, f"{peer.name or peer.peer_id} is now {state}.")
+        said = f"{peer.name or peer.peer_id} is now {state}."
+        self.app.call_from_thread(self.notify, said)
+        if peer.peer_id == self.untrusted_peer:  # the line that said to press t is done
+            self.untrusted_peer = ""
+            then = " Sync again to take its packets." if state == "trusted" else ""
+            self.app.call_from_thread(self._state_line, f"{said}{then}")
         self.load_peers()
+
+    def _state_line(self, text: str) -> None:
+        """Show `text` on the sync line, after the listener's own line while one runs."""
+        running = self.listening and self.listening != "starting"
+        head = f"Listening for LAN syncs on {self.listening} (l to stop). " if running else ""
+        self.query_one("#sync-state", Static).update(f"{head}{text}")
 
     @work(exit_on_error=False, group="sync-ask", description="Sync")
     async def action_sync(self) -> None:
@@ -328,7 +340,8 @@ class PeersScreen(ModeScreen):
         self._show_result(result)
 
     def _show_result(self, result: Outcome) -> None:
-        self.query_one("#sync-state", Static).update(result.text)
+        self._state_line(result.text)
+        self.untrusted_peer = result.peer_id if result.untrusted else ""
         if not result.ok:
             self.notify(result.text, severity="error")
         elif result.untrusted:
@@ -349,6 +362,7 @@ class PeersScreen(ModeScreen):
             self.listening = ""
             raise
         self.listening = f"{address.rsplit(':', 1)[0]}:{listener.port}"
+        self.query_one(TransferList).reset()  # rows from an earlier sync are not this one's
         announced = ", announced on the LAN" if listener.advertiser is not None else ""
         self.query_one("#sync-state", Static).update(
             f"Listening for LAN syncs on {self.listening}{announced} (l to stop)."
