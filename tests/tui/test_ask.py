@@ -8,6 +8,7 @@ from textual.widgets import Input, OptionList, Static
 from fieldkit.store.notes import Passage
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import PickDialog
+from fieldkit.tui.views import RouteView
 from fieldkit.tui.widgets.exchange import Exchange
 from tests.tui.helpers import footer_keys, notices, settle, wait_for_screen
 
@@ -249,6 +250,9 @@ async def test_no_speed_is_made_up_from_sentences_while_the_answer_is_written() 
     app = OneExchange()
     async with app.run_test(size=(80, 24)) as pilot:
         exchange = app.query_one(Exchange)
+        exchange.set_route(RouteView("p", "pumps", 0.8, "-", "fits", 0.3))
+        await pilot.pause()  # the seconds before the first sentence say what is going on
+        assert str(exchange.query_one(".stats", Static).render()) == "[reading the question...]"
         for n in range(16):
             exchange.add_text(f"Sentence {n}. ")
         await pilot.pause()

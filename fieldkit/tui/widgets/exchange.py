@@ -148,6 +148,8 @@ class Exchange(Vertical):
 
     def set_route(self, route: RouteView) -> None:
         self.query_one(".route", Static).update(route_text(route))
+        if not self.answer:  # the prompt is read before the first sentence: seconds here
+            self.query_one(".stats", Static).update("[reading the question...]")
 
     def set_notice(self, notice: str) -> None:
         """Show, before the answer, that the packet's notes have nothing on the question,
@@ -188,12 +190,13 @@ class Exchange(Vertical):
         return bool(self.sources or self.nearest)
 
     def toggle_sources(self) -> bool:
-        """Expand or fold the source passages (or a gap's nearest record); return True if
-        there were any."""
+        """Expand or fold the source passages (or a gap's nearest record), bringing them
+        into view; return True if there were any."""
         if not self.has_sources:
             return False
         self.expanded = not self.expanded
         self._show_sources()
+        self.call_after_refresh(self.query_one(".sources", Static).scroll_visible, animate=False)
         return True
 
     def _show_sources(self) -> None:
