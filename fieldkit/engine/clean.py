@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 
 REPEAT_WORDS = 8  # a run of this many words written twice is a repeat
+# A stutter inside one word: a unit of 1-4 characters written 16 times in a row
+# ("vvvvvvvv...", "abababab..."), which no run of words catches (the word never ends).
+_STUTTER = re.compile(r"(\S{1,4}?)\1{15,}")
 _END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s)|\n")
 _WORD = re.compile(r"[\w%°.,:/-]+")
 # A list item's number ("3." or "3)") at the start of a line: not a sentence of its own,
@@ -101,7 +104,10 @@ class CleanText:
 
     def _repeats(self) -> int | None:
         """Return where in `pending` a run of `ngram` words already written starts again
-        (0 if it starts in the shown text), or None when nothing repeats."""
+        (0 if it starts in the shown text), or a stutter starts, or None when nothing
+        repeats."""
+        if (stutter := _STUTTER.search(self.pending)) is not None:
+            return stutter.start()
         spans = [m for m in _WORD.finditer(self.pending) if m.group().strip(".,:")]
         words = self._tail + [m.group().strip(".,:").lower() for m in spans]
         if self.pending and not self.pending[-1].isspace():

@@ -47,6 +47,21 @@ def test_a_sentence_cut_by_the_token_budget_is_dropped():
     assert only == "No sentence ends here"
 
 
+def test_a_stutter_inside_one_word_stops_the_answer():
+    clean = CleanText()
+    shown = clean.feed("The vvm sticker stage 3 is a type of ")
+    for _ in range(40):  # the model writes "v" after "v": a word that never ends
+        shown += clean.feed("vv")
+        if clean.stopped:
+            break
+    assert clean.repeated
+    assert shown == "The vvm sticker stage 3 is a type of"  # the words before it, alone
+    after, _ = stream("Keep it cold. " + "ab" * 30)
+    assert after == "Keep it cold."
+    table, _ = stream("Mix 1:1 with water. Rates: 10-20-10 in mm, 5.5.5 at most.")
+    assert table == "Mix 1:1 with water. Rates: 10-20-10 in mm, 5.5.5 at most."
+
+
 def test_legitimate_repeats_of_short_phrases_pass():
     text = "Give the vaccine at day 5. Give the booster at day 26. Repeat every 10 weeks."
     shown, clean = stream(text)
