@@ -424,3 +424,16 @@ def test_an_answer_is_called_wholly_unsupported_only_when_all_its_numbers_are() 
     assert not judged("Dry it to 12.5%, not 13%.")  # one of the two is
     assert not judged("Give 2 doses.")  # one number alone: its mark says enough
     assert not judged("Nothing numeric here.")
+
+
+def test_a_source_line_fits_the_terminal_it_is_printed_on():
+    from fieldkit.answering import Answer, Source
+    from fieldkit.commands.ask import SOURCE_CHARS, answer_footer
+
+    long = Source("poultry", "p", "r34", 0.55, "A laying hen drinks about 250 mL. " * 12, "Water?")
+    shown = Answer("q", "a", "poultry", "p", "notes", [long], [])
+    [line, *_] = answer_footer(shown, columns=80)
+    assert len(line) == 80
+    assert line.endswith("...")
+    [piped, *_] = answer_footer(shown)  # not a terminal: the passage's first characters
+    assert len(piped) == len("[1] ") + len(long.label) + 2 + SOURCE_CHARS

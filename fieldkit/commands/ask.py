@@ -31,24 +31,40 @@ def _cut(source: Source, width: int) -> str:
     return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
+def _source_line(head: str, source: Source, width: int, columns: int | None) -> str:
+    """Return `head`, the source's label and its text cut to `width` characters, or on a
+    terminal of `columns`, to what fits on one of its lines."""
+    start = f"{head}{source.label}: "
+    if columns is not None:
+        width = min(width, max(columns - len(start), 20))
+    return start + _cut(source, width)
+
+
+def terminal_columns() -> int | None:
+    """Return the width of the terminal stdout writes to, or None when it is not one."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
 def answer_footer(
     result: Answer,
     width: int = SOURCE_CHARS,
     *,
     notes_off: bool = False,
     cut_at: int | None = None,
+    columns: int | None = None,
 ) -> list[str]:
     """Return the lines printed under an answer: where it came from, sources, support
     marks; `notes_off` when the notes were left out (--no-notes), `cut_at` the token limit
-    when the answer stopped there."""
-
-    lines = _origin(result, width, notes_off)
+    when the answer stopped there, `columns` the terminal's width (a source fits a line)."""
+    lines = _origin(result, width, notes_off, columns)
     if cut_at is not None:
         lines.append(f"(cut at {cut_at} tokens, mid-answer: --max-tokens sets the limit)")
     return lines
 
 
-def _origin(result: Answer, width: int, notes_off: bool) -> list[str]:
+def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) -> list[str]:
     from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
     from fieldkit.support import NONE_SUPPORTED, none_supported
 
@@ -60,9 +76,9 @@ def _origin(result: Answer, width: int, notes_off: bool) -> list[str]:
     elif result.grounding == GAP:
         lines.append("(from the adapter only: no note covers this question)")
         for source in result.nearest_shown:
-            lines.append(f"nearest record, not used: {source.label}: {_cut(source, width)}")
+            lines.append(_source_line("nearest record, not used: ", source, width, columns))
     for n, source in enumerate(result.sources, 1):
-        lines.append(f"[{n}] {source.label}: {_cut(source, width)}")
+        lines.append(_source_line(f"[{n}] ", source, width, columns))
     nearest = bool(result.nearest_shown)  # the support check ran against it
     if result.unsupported:
         marks = ", ".join(u.text for u in result.unsupported)
@@ -173,7 +189,9 @@ def ask_command(
         return
     click.echo()
     cut = result.result is not None and result.result.finish_reason == "length"
-    for line in answer_footer(result, notes_off=no_notes, cut_at=max_tokens if cut else None):
+    cut_at = max_tokens if cut else None
+    columns = terminal_columns()
+    for line in answer_footer(result, notes_off=no_notes, cut_at=cut_at, columns=columns):
         click.echo(line)
     if sys.stderr.isatty() and result.result is not None:
         r = result.result

@@ -78,7 +78,8 @@ def list_command(as_json: bool) -> None:
     click.echo(f"{'NAME':<16} {'DOMAIN':<13} {'SIZE':>9} {'STATE':<12} NOTES {'SOURCE':<8} AUTHOR")
     for row in rows:
         click.echo(
-            f"{row['name'][:16]:<16} {row['domain'][:13]:<13} {format_size(row['size']):>9} "
+            f"{_fit(row['name'], 16):<16} {_fit(row['domain'], 13):<13} "
+            f"{format_size(row['size']):>9} "
             f"{_state(row, base):<12} {row['notes'] or '-':>5} {row['source'][:8]:<8} "
             f"{row['author_name'][:11] if row['author_name'] else row['author'][:8]}"
         )
@@ -282,9 +283,14 @@ def export_command(
     if not records:
         click.echo("The library is empty; nothing to export.")
         return
-    if every or len(names) > 1:
+    if every or len(records) > 1:
         if output.exists() and not output.is_dir():
             raise PacketError(f"{output} is a file; several packets are written to a folder.")
+        if not output.is_dir() and output.suffix.lower() == ".fkpkt":
+            raise click.UsageError(
+                f"{output} names a packet file; several packets go to a folder: give a "
+                "name without .fkpkt."
+            )
         output.mkdir(parents=True, exist_ok=True)
     each_reported(
         records,
@@ -393,6 +399,12 @@ def remove_command(name: str) -> None:
     """Remove a packet from the library."""
     record = services().library.remove(name)
     click.echo(f"Removed {record.name!r}.")
+
+
+def _fit(text: str, width: int) -> str:
+    """Return `text` cut to `width` characters, its last one '~' when it was cut (a cut
+    name is not a name `library show` takes)."""
+    return text if len(text) <= width else text[: width - 1] + "~"
 
 
 def _state(row: dict[str, Any], base_fingerprint: str | None) -> str:

@@ -114,7 +114,7 @@ def ask_through_agent(
     sentence on a refusal.
     """
     from fieldkit.answering import Answer
-    from fieldkit.commands.ask import answer_footer
+    from fieldkit.commands.ask import answer_footer, terminal_columns
     from fieldkit.server.client import find_agent
 
     client = find_agent(svc.home, svc.model_dir)
@@ -141,7 +141,8 @@ def ask_through_agent(
         return True
     click.echo()
     cut = max_tokens if result.get("finish_reason") == "length" else None
-    for line in answer_footer(Answer.from_dict(result), notes_off=not notes, cut_at=cut):
+    shown = Answer.from_dict(result)
+    for line in answer_footer(shown, notes_off=not notes, cut_at=cut, columns=terminal_columns()):
         click.echo(line)
     if sys.stderr.isatty():
         click.echo(

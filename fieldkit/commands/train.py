@@ -151,7 +151,7 @@ def train_command(
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
     from fieldkit.store.importers import read_questions
-    from fieldkit.store.packet import MIN_EXEMPLARS, check_name, check_texts, packet_texts
+    from fieldkit.store.packet import MIN_EXEMPLARS, check_new_name, check_texts, packet_texts
     from fieldkit.training.dataset import (
         DataError,
         attach_paraphrases,
@@ -162,7 +162,7 @@ def train_command(
     from fieldkit.training.train import TrainConfig, train_lora
 
     svc = services()
-    name, domain = check_name(name), check_name(domain, "domain")  # before any training
+    name, domain = check_new_name(name), check_new_name(domain, "domain")  # before any training
     if any(r.name == name for r in svc.library.list_packets()):
         raise LibraryError(f"A packet named {name!r} is already in the library.")
     if iters < 1 or batch_size < 1:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fieldkit.errors import LibraryError
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.notes import notes_of
-from fieldkit.store.packet import build_manifest, check_name
+from fieldkit.store.packet import build_manifest, check_new_name
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -36,7 +36,7 @@ class AuthoringStore:
         name or adapter.
         """
         identity = self._require_identity()
-        name = check_name(name)
+        name = check_new_name(name)
         if self.db["packets"].count_where("name = ?", [name]):
             raise LibraryError(f"A packet named {name!r} is already in the library.")
         manifest, signature, data = build_manifest(adapter, identity, name=name, **fields)
@@ -60,7 +60,7 @@ class AuthoringStore:
         """
         identity = self._require_identity()
         old = self.get(name_or_id)
-        new_name = check_name(name) if name is not None else old.name
+        new_name = check_new_name(name) if name is not None else old.name
         if old.author_id != identity.device_id and new_name == old.name:
             raise LibraryError(
                 f"{old.name!r} is by another author: give the new version a name of its own "

@@ -13,7 +13,7 @@ import time
 from fieldkit.errors import LibraryError
 from fieldkit.store.library import Library, PacketRecord
 from fieldkit.store.notes import notes_of
-from fieldkit.store.packet import build_manifest, check_name
+from fieldkit.store.packet import build_manifest, check_new_name
 from fieldkit.store.quantize import Compaction
 
 
@@ -29,7 +29,7 @@ def compact_packet(
     if library.identity is None:
         raise LibraryError("This library was opened without a device identity.")
     source = library.get(name_or_id)
-    new_name = check_name(name) if name is not None else source.name
+    new_name = check_new_name(name) if name is not None else source.name
     if new_name == source.name and source.author_id != library.identity.device_id:
         raise LibraryError(
             f"{source.name!r} is by another author: give the compacted packet a name of its "

@@ -115,6 +115,16 @@ def check_name(value: str, what: str = "name") -> str:
     return name
 
 
+def check_new_name(value: str, what: str = "name") -> str:
+    """Return a name for a packet made here (`check_name`), refusing one that starts with
+    '-': every command would take it for an option (`library show -dash`). A packet from
+    another device keeps the name its author signed."""
+    name = check_name(value, what)
+    if name.startswith("-"):
+        raise PacketError(f"The packet's {what} {name!r} may not start with '-'.")
+    return name
+
+
 def packet_texts(description: str, exemplars: Iterable[str]) -> tuple[str, list[str]]:
     """Return a description and exemplar questions as a new manifest holds them: stripped,
     blank questions dropped (`check_texts` then says whether they may be signed)."""

@@ -475,6 +475,14 @@ def test_an_adapter_folder_export_refuses_a_packet_file_name(make_home, make_pac
         " ".join(result.output.split())
     )
     assert not out.exists()
+    make_packet(home, name="solar", seed=2)
+    two = tmp_path / "two.fkpkt"  # two packets to one file name: a folder called two.fkpkt
+    result = CliRunner().invoke(
+        main, ["--home", str(home.root), "library", "export", "pumps", "solar", "-o", str(two)]
+    )
+    assert result.exit_code == 2
+    assert "several packets go to a folder" in " ".join(result.output.split())
+    assert not two.exists()
 
 
 def test_an_empty_description_is_refused(make_home, make_packet, tmp_path) -> None:
@@ -487,3 +495,13 @@ def test_an_empty_description_is_refused(make_home, make_packet, tmp_path) -> No
         result = CliRunner().invoke(main, [*base, *argv])
         assert result.exit_code == 2, result.output
         assert "'--description': is empty; give a sentence" in result.output
+
+
+def test_list_marks_a_name_it_cut(make_home, make_packet) -> None:
+    home = make_home("me")
+    make_packet(home, name="kisoro-clinic-cold-chain-2026", domain="cold_chain_and_vaccines")
+    listed = CliRunner().invoke(main, ["--home", str(home.root), "library", "list"])
+    assert listed.exit_code == 0, listed.output
+    row = listed.output.splitlines()[1]
+    assert row.startswith("kisoro-clinic-c~ cold_chain_a~ ")  # cut, and marked so
+    assert max(len(line) for line in listed.output.splitlines()) <= 80

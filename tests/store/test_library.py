@@ -174,6 +174,8 @@ def test_reissue_of_another_authors_packet_needs_a_new_name(make_home, make_pack
         lib.reissue("pumps", description="Mine now.")
     with pytest.raises(PacketError, match="exemplar"):
         lib.reissue("pumps", exemplars=["too few"], name="my-pumps")
+    with pytest.raises(PacketError, match="may not start with '-'"):  # `show -dash` fails
+        lib.reissue("pumps", description="Mine now.", name="-dash")
     assert _snapshot(home_b) == before
     mine = lib.reissue("pumps", description="Pumps, my routing.", name="my-pumps")
     assert mine.author_id == lib.identity.device_id != source.author_id
