@@ -136,7 +136,8 @@ def build_app(
                 "device_id": services.identity.device_id,
                 "model": model_id,
                 "model_dir": str(services.model_dir),
-                "loaded": services.engine.loaded,
+                "loaded": agent.ready,  # as `status`: the model and the router
+                "model_loaded": services.engine.loaded,
                 "waiting": agent.waiting,
                 "max_queue": limits.max_queue,
                 "served": agent.stats.served,
@@ -238,7 +239,18 @@ def build_app(
 
         return endpoint
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        said = (
+            f"{request.method} is not served at {request.url.path}."
+            if status == 405
+            else f"Nothing is served at {request.url.path}: see GET /v1/models and "
+            "POST /v1/chat/completions."
+        )
+        return _error(RequestError(status, said, code="not_found" if status == 404 else None))
+
     return Starlette(
+        exception_handlers={404: not_found, 405: not_found},
         routes=[
             Route(client.SCAN_PATH, radio_endpoint("scan", False), methods=["POST"]),
             Route(client.SYNC_PATH, radio_endpoint("sync", True), methods=["POST"]),
@@ -248,7 +260,7 @@ def build_app(
             Route("/v1/models", models),
             Route("/v1/library", library),
             Route("/v1/chat/completions", completions, methods=["POST"]),
-        ]
+        ],
     )
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from fieldkit.home import Home
 from fieldkit.router.embedder import MiniLMEmbedder
@@ -50,7 +53,19 @@ def test_an_agent_loads_the_model_its_home_uses(
         status = _loaded(serving.info.url, 120)
         assert status["status"] == "ok", status.get("error")
         assert status["error"] is None
+        assert status["loaded"] is status["model_loaded"] is True
         assert Path(status["model_dir"]) == home.models_dir / "tiny"
+        url = serving.info.url
+        for method, path, code, said in (
+            ("GET", "/nope", 404, "Nothing is served at /nope"),
+            ("GET", "/v1/chat/completions", 405, "GET is not served at /v1/chat/completions"),
+        ):  # OpenAI's error shape, as every other refusal of the server
+            request = urllib.request.Request(f"{url}{path}", method=method)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == code
+            assert refused.value.headers["content-type"] == "application/json"
+            assert json.loads(refused.value.read())["error"]["message"].startswith(said)
     finally:
         serving.stop()
         thread.join(30)
