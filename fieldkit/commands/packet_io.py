@@ -3,6 +3,7 @@ notes re-signed."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import click
 
 from fieldkit.errors import PacketError
 from fieldkit.formats import format_size
+from fieldkit.store.importers import SIGNED_FIELD
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import NOTES_FIELD, notes_count
 from fieldkit.store.packet import (
@@ -35,6 +37,8 @@ def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> Non
     }
     if carried := record.manifest.get(NOTES_FIELD):  # so that importing it back keeps them
         info[NOTES_FIELD] = carried
+    # the signed packet itself: imported back unchanged, it is the same packet again
+    info[SIGNED_FIELD] = {"manifest": record.manifest, "signature": record.signature.hex()}
     export_adapter(
         adapter,
         output,
@@ -62,6 +66,10 @@ def import_folder(
     depth = config.get("num_hidden_layers")
     adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)
     check_fits_model(adapter, config)
+    signed = info.signed
+    as_exported = not any((name, domain, description, exemplars_file, notes))
+    if signed is not None and as_exported and (restored := _restore(svc, adapter, signed)):
+        return restored
     return svc.library.add_local(
         adapter,
         name=info.name,
@@ -71,7 +79,24 @@ def import_folder(
         base_model_id=model_id,
         base_fingerprint=fingerprint,
         notes=notes if notes is not None else info.notes,
+        lineage=[packet_id(signed[0])] if signed is not None else [],
     )
+
+
+def _restore(svc: Any, adapter: Any, signed: tuple[dict, bytes]) -> PacketRecord | None:
+    """Return the packet a folder was exported from, stored again exactly as its author
+    signed it, when the folder's weights are still its weights; else None (the folder is
+    then signed anew by this device, the packet it came from in its lineage)."""
+    from fieldkit.store.adapter import tensors_to_bytes
+
+    manifest, signature = signed
+    try:
+        data = tensors_to_bytes(adapter.tensors, manifest["dtype"])
+    except (KeyError, TypeError, ValueError, PacketError):  # quantised: no way back
+        return None
+    if hashlib.sha256(data).hexdigest() != manifest.get("weights_sha256"):
+        return None
+    return svc.library.add(manifest, signature, data, source="file", expected_base=None)
 
 
 def resign_with_notes(

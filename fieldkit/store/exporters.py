@@ -3,8 +3,9 @@
 `mlx-lm`: `adapters.safetensors` + `adapter_config.json`, as `mlx_lm lora` writes them
 (`mlx_lm.generate --adapter-path DIR` loads it). `peft`: `adapter_model.safetensors` +
 `adapter_config.json`, as `save_pretrained` writes them (`PeftModel.from_pretrained` loads
-it). Both folders also get `packet.json` (name, domain, description, exemplars, and the
-notes a packet carries), so `fieldkit library import DIR` takes either back without flags.
+it). Both folders also get `packet.json` (name, domain, description, exemplars, the
+notes a packet carries, and the signed manifest), so `fieldkit library import DIR` takes
+either back without flags, as the same packet while its weights are unchanged.
 
 The folder is built beside the target under a temporary name and renamed at the end, so
 a failed export leaves nothing behind, and an existing target is never touched.

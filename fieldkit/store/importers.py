@@ -35,6 +35,8 @@ MAX_ADAPTER_FILE = 256 * 1024 * 1024
 # The weights files that make a folder an adapter folder: mlx-lm's, PEFT's, and PEFT's
 # pickled ones (refused with the reason).
 ADAPTER_WEIGHTS = ("adapters.safetensors", "adapter_model.safetensors", "adapter_model.bin")
+# packet.json's field with the signed packet a folder was exported from (library export)
+SIGNED_FIELD = "packet"
 EXEMPLAR_FORMATS = (
     "a text file with one question per line, or .jsonl with one object per line: "
     "question, instruction or prompt fields, or chat messages (the user turns)"
@@ -51,6 +53,7 @@ class PacketInfo:
     exemplars: list[str]
     questions_read: int = 0  # how many the exemplars file held (more than kept: spread)
     notes: list[Passage] | None = None  # the notes packet.json carries (library export)
+    signed: tuple[dict[str, Any], bytes] | None = None  # the packet exported (SIGNED_FIELD)
 
 
 def read_adapter_folder(folder: Path, n_model_layers: int | None = None) -> tuple[Adapter, str]:
@@ -120,7 +123,19 @@ def read_packet_info(
         raise PacketError("A packet needs a name and a domain (--name, --domain or packet.json).")
     description = description or str(side.get("description", ""))
     notes = check_notes(side["notes"]) if side.get("notes") is not None else None
-    return PacketInfo(str(name), str(domain), description, exemplars, read, notes)
+    return PacketInfo(str(name), str(domain), description, exemplars, read, notes, _signed(side))
+
+
+def _signed(side: dict[str, Any]) -> tuple[dict[str, Any], bytes] | None:
+    """Return the signed manifest and signature a packet.json carries, or None (none, or
+    not in that shape: the folder is then imported as any adapter is)."""
+    packet = side.get(SIGNED_FIELD)
+    if not isinstance(packet, dict) or not isinstance(packet.get("manifest"), dict):
+        return None
+    try:
+        return packet["manifest"], bytes.fromhex(str(packet.get("signature", "")))
+    except ValueError:
+        return None
 
 
 def read_questions(path: Path) -> list[str]:

@@ -193,6 +193,34 @@ def test_export_to_mlx_lm_round_trips(
     back = import_folder(bob, tiny_model_dir, out)  # packet.json names it
     assert back.config == packet.config
     assert all(np.array_equal(back.tensors[k], packet.tensors[k]) for k in packet.tensors)
+    # ...and it comes back as it was: the same signed packet, its author's, at its size
+    services = Services.build(alice.root, tiny_model_dir)
+    original = services.library.get("wells")
+    services.close()
+    services = Services.build(bob.root, tiny_model_dir)
+    try:
+        came = services.library.get("wells")
+        assert came.packet_id == original.packet_id
+        assert came.author_id == original.author_id
+        assert came.size == original.size
+    finally:
+        services.close()
+    # a folder whose weights were changed is signed anew, the packet it came from named
+    (out / "packet.json").write_text(
+        (out / "packet.json").read_text().replace('"name": "wells"', '"name": "wells-2"', 1)
+    )
+    weights = out / "adapters.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-8:] = bytes(8)  # the last tensor's last values
+    weights.write_bytes(bytes(raw))
+    import_folder(bob, tiny_model_dir, out)
+    services = Services.build(bob.root, tiny_model_dir)
+    try:
+        changed = services.library.get("wells-2")
+        assert changed.author_id == services.identity.device_id != original.author_id
+        assert changed.manifest["lineage"] == [original.packet_id]
+    finally:
+        services.close()
 
 
 @pytest.mark.parametrize(
