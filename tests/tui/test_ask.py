@@ -359,3 +359,29 @@ def test_a_stopped_answer_says_it_is_incomplete_and_its_cut_number_is_not_marked
     assert support_text("SD-40 and 12 L", [(0, 5)], True, stopped=True).plain == (
         "stopped, so incomplete; unsupported: SD-40 (in no source)"
     )
+
+
+async def test_a_source_cut_to_one_line_fits_a_narrow_terminal() -> None:
+    """At 60 columns the one-line source, cut for 80, wrapped onto a second line."""
+    from textual.app import App, ComposeResult
+
+    from fieldkit.tui.views import SourceView
+
+    class OneExchange(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Exchange("chicks huddling under the brooder")
+
+    passage = SourceView("poultry r7 (0.47)", "What causes soft-shelled eggs?", "x " * 80)
+    app = OneExchange()
+    async with app.run_test(size=(60, 20)) as pilot:
+        exchange = app.query_one(Exchange)
+        exchange.set_grounding("Keep it warm.", [passage], [], "from the notes")
+        await pilot.pause()
+        shown = exchange.query_one(".sources", Static)
+        first = str(shown.render()).splitlines()[0]
+        assert first.endswith("...")
+        assert len(first) <= shown.content_size.width  # one line, not two
+        await pilot.resize_terminal(100, 20)
+        await pilot.pause()
+        wider = str(shown.render()).splitlines()[0]
+        assert len(first) < len(wider) <= shown.content_size.width

@@ -200,12 +200,24 @@ class Exchange(Vertical):
         return True
 
     def _show_sources(self) -> None:
+        width = self._line_width()
         if self.sources:
-            self._show(".sources", sources_text(self.sources, self.expanded))
+            self._show(".sources", sources_text(self.sources, self.expanded, width))
         elif self.nearest:
-            self._show(".sources", nearest_text(self.note, self.nearest[0], self.expanded))
+            note, nearest = self.note, self.nearest[0]
+            self._show(".sources", nearest_text(note, nearest, self.expanded, width))
         elif self.note:
             self._show(".sources", Text(f"({self.note})", style="italic"))
+
+    def _line_width(self) -> int:
+        """Return the characters a line of the exchange holds (76 at 80 columns): a source
+        cut to one line fits it on a narrower terminal too."""
+        width = self.content_size.width or self.app.size.width - 4
+        return max(width - 1, 30)
+
+    def on_resize(self) -> None:
+        if self.has_sources and not self.expanded:
+            self._show_sources()  # the one-line cut follows the width
 
     def finish(self, stats: str) -> None:
         self.query_one(".stats", Static).update(stats)
