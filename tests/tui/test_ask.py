@@ -220,6 +220,8 @@ async def test_ctrl_e_is_offered_in_the_question_box_once_an_answer_has_sources(
         await pilot.press("ctrl+l")
         await pilot.pause()
         assert "ctrl+e" not in footer_keys(app)
+        assert not app.screen.query(Exchange)
+        assert app.screen.query_one("#history .hint")  # the answers go, the hint stays
 
 
 async def test_the_route_picked_by_hand_is_named_under_the_history(stocked) -> None:

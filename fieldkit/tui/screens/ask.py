@@ -229,7 +229,8 @@ class AskScreen(ModeScreen):
         self.notify("No answer with sources yet.")
 
     async def action_clear(self) -> None:
-        await self.query_one("#history", VerticalScroll).remove_children()
+        """Clear the answers (the hint above them stays)."""
+        await self.query_one("#history", VerticalScroll).remove_children(Exchange)
         self.refresh_bindings()
 
     @work(exit_on_error=False, group="ask-pick", description="Picking a route")
