@@ -138,8 +138,14 @@ async def test_verify_catches_damaged_weights_and_clears_a_good_packet(stocked) 
 async def test_remove_asks_first(stocked) -> None:
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await open_library(pilot)
-        await pilot.press("d")
+        table = await open_library(pilot)
+        await pilot.press("down", "d")  # solar, the middle one
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "solar" not in states(app)
+        assert table.current_packet_id == stocked.library.get("vaccines").packet_id  # next
+        await pilot.press("home", "d")
         await wait_for_screen(pilot, ConfirmDialog)
         await pilot.press("n")
         await settle(pilot)
@@ -149,7 +155,7 @@ async def test_remove_asks_first(stocked) -> None:
         await pilot.press("y")
         await settle(pilot)
         assert "pumps" not in states(app)
-    assert [r.name for r in stocked.library.list_packets()] == ["solar", "vaccines"]
+    assert [r.name for r in stocked.library.list_packets()] == ["vaccines"]
 
 
 async def test_the_detail_of_the_next_packet_shows_from_its_top(stocked) -> None:

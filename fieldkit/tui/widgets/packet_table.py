@@ -104,8 +104,10 @@ class PacketTable(DataTable[object]):
             self.move_cursor(row=self.get_row_index(current))
 
     def show(self, rows: list[PacketRow]) -> None:
-        """Replace the rows, keeping the cursor on the same packet when it is still here."""
+        """Replace the rows, keeping the cursor on the same packet when it is still here, or
+        on the row that took its place (the next one after a removal)."""
         current = self.current_packet_id
+        index = self.cursor_row if self.row_count else 0
         self.clear()
         self.rows_by_key = {row.packet_id: row for row in rows}
         for row in rows:
@@ -121,6 +123,8 @@ class PacketTable(DataTable[object]):
             self.add_row(*(cells[label] for label, _w in self.shown_columns), key=row.packet_id)
         if current in self.rows_by_key:
             self.move_cursor(row=self.get_row_index(current))
+        elif self.row_count:
+            self.move_cursor(row=min(index, self.row_count - 1))
         self.post_message(self.Highlighted(self.current_packet_id))
 
     @property
