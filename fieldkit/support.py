@@ -109,3 +109,20 @@ def none_supported(answer: str, marks: int) -> bool:
     or more: an answer whose facts are all missing from its sources most likely answers
     another question than the one asked. The one rule for `ask` and the Ask screen."""
     return marks >= 2 and marks >= len(_mentions(answer)) + len(named_codes(answer))
+
+
+_RANGE_GAP = re.compile(r"\s*(?:-|–|to|and|or)\s*")
+
+
+def shown_marks(answer: str, spans: Sequence[tuple[int, int]]) -> list[str]:
+    """Return the unsupported marks as a person reads them: a range whose ends are both
+    marked ("10 to 20 minutes", "2-3 days") as one, not as "10, 20 minutes"."""
+    shown: list[str] = []
+    last_end = None
+    for start, end in spans:
+        if last_end is not None and _RANGE_GAP.fullmatch(answer[last_end:start]):
+            shown[-1] += answer[last_end:end]
+        else:
+            shown.append(answer[start:end])
+        last_end = end
+    return shown

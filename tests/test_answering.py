@@ -437,3 +437,12 @@ def test_a_source_line_fits_the_terminal_it_is_printed_on():
     assert line.endswith("...")
     [piped, *_] = answer_footer(shown)  # not a terminal: the passage's first characters
     assert len(piped) == len("[1] ") + len(long.label) + 2 + SOURCE_CHARS
+
+
+def test_a_range_both_of_whose_ends_are_unsupported_is_shown_as_one_mark():
+    from fieldkit.support import shown_marks, support_check
+
+    answer = "Boil it for 10 to 20 minutes, then cool it for 2-3 minutes, 5 or 6 times; 1 cup."
+    spans = [(m.start, m.end) for m in support_check(answer, [])]
+    assert shown_marks(answer, spans) == ["10 to 20 minutes", "2-3 minutes", "5 or 6", "1"]
+    assert shown_marks(answer, spans[1:]) == ["20 minutes", "2-3 minutes", "5 or 6", "1"]

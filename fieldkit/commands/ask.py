@@ -66,7 +66,7 @@ def answer_footer(
 
 def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) -> list[str]:
     from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
-    from fieldkit.support import NONE_SUPPORTED, none_supported
+    from fieldkit.support import NONE_SUPPORTED, none_supported, shown_marks
 
     lines: list[str] = []
     if result.grounding == ADAPTER_ONLY and notes_off:
@@ -81,7 +81,8 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         lines.append(_source_line(f"[{n}] ", source, width, columns))
     nearest = bool(result.nearest_shown)  # the support check ran against it
     if result.unsupported:
-        marks = ", ".join(u.text for u in result.unsupported)
+        spans = [(u.start, u.end) for u in result.unsupported]
+        marks = ", ".join(shown_marks(result.text, spans))
         checked = (
             "the nearest record" if nearest else "the sources" if result.sources else "any source"
         )

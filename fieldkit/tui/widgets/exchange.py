@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from fieldkit.support import CHECK_IT, none_supported
+from fieldkit.support import CHECK_IT, none_supported, shown_marks
 from fieldkit.tui.views import RouteView, SourceView
 
 
@@ -98,7 +98,7 @@ def support_text(
     where = "the nearest record" if nearest and not has_sources else None
     head = (f"{STOPPED}; ", "bold") if stopped else ""
     if spans:
-        marks = ", ".join(final[a:b] for a, b in spans)
+        marks = ", ".join(shown_marks(final, spans))
         said = f"not in {where}" if where else "in no source"
         if none_supported(final, len(spans)):
             said = f"{said}: {CHECK_IT}"
