@@ -276,3 +276,16 @@ def test_a_fresh_transfer_is_not_shown_as_resumed(stocked) -> None:
     for done in (120, 200):  # and for one of which the peer already held 120 bytes
         track(ProgressUpdate("p2", "wells", "sent", done, 200))
     assert [p.resumed for p in shown] == [False, False, False, True, True]
+
+
+def test_a_transfer_row_names_its_packet_whole_and_says_done_in_80_columns() -> None:
+    from fieldkit.tui.views import SyncProgress
+    from fieldkit.tui.widgets.transfers import NAME_WIDTH, progress_label, row_name
+
+    assert row_name("<- grain-storage") == "<- grain-storage"  # it was "<- grain-storag"
+    assert row_name("<- kisoro-clinic-cold-chain") == "<- kisoro-clinic-co~"  # 20 and a gap
+    done = SyncProgress("<- grain-storage", 738_600, 738_600, 12_300.0, finished=True)
+    running = SyncProgress("<- grain-storage", 1_200, 738_600, 12_300.0)
+    assert progress_label(done) == "738.6 kB  done"
+    for label in (progress_label(done), progress_label(running)):
+        assert NAME_WIDTH + 24 + len(label) <= 80  # name, bar, label: one line at 80

@@ -9,18 +9,28 @@ from textual.widgets import Label, ProgressBar
 from fieldkit.formats import format_size
 from fieldkit.tui.views import SyncProgress
 
+NAME_WIDTH = 21  # "<- " and an 18-character packet name ("<- grain-storage" whole)
+
 
 def progress_label(progress: SyncProgress) -> str:
-    """Return 'name  12.0 kB/40.0 kB  3.1 kB/s  resumed' for one transfer."""
-    parts = [
-        f"{format_size(progress.done_bytes)}/{format_size(progress.total_bytes)}",
-        f"{format_size(int(progress.rate_bps))}/s",
-    ]
+    """Return '12.0 kB/40.0 kB  3.1 kB/s  resumed' for a transfer under way, and
+    '40.0 kB  done' once it finished (short enough to show at 80 columns)."""
+    if progress.finished:
+        parts = [format_size(progress.total_bytes), "done"]
+    else:
+        parts = [
+            f"{format_size(progress.done_bytes)}/{format_size(progress.total_bytes)}",
+            f"{format_size(int(progress.rate_bps))}/s",
+        ]
     if progress.resumed:
         parts.append("resumed")
-    if progress.finished:
-        parts.append("done")
     return "  ".join(parts)
+
+
+def row_name(packet: str) -> str:
+    """Return a transfer's name cut to its column, '~' marking a cut."""
+    room = NAME_WIDTH - 1
+    return packet if len(packet) <= room else packet[: room - 1] + "~"
 
 
 class TransferRow(Horizontal):
@@ -28,8 +38,8 @@ class TransferRow(Horizontal):
 
     DEFAULT_CSS = """
     TransferRow { height: 1; }
-    TransferRow > .name { width: 16; }
-    TransferRow > ProgressBar { width: 30; }
+    TransferRow > .name { width: 21; }
+    TransferRow > ProgressBar { width: 24; }
     TransferRow > .info { width: 1fr; }
     """
 
@@ -40,7 +50,7 @@ class TransferRow(Horizontal):
         self._ready = False
 
     def compose(self) -> ComposeResult:
-        yield Label(self.packet[:15], classes="name")
+        yield Label(row_name(self.packet), classes="name")
         yield ProgressBar(show_eta=False, show_percentage=True)
         yield Label("", classes="info")
 
