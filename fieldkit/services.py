@@ -98,6 +98,11 @@ class Services:
         from fieldkit.errors import ModelError
         from fieldkit.store.models import model_fingerprint, model_id, read_config
 
+        if not self.model_installed and self.model_override is not None:
+            raise ModelError(
+                f"No base model at {self.model_dir}, the --model given (an mlx-lm model "
+                "folder holds config.json and its weights)."
+            )
         if not self.model_installed:
             raise ModelError(
                 f"No base model at {self.model_dir}; run `fieldkit model install-default` "

@@ -35,3 +35,19 @@ def test_the_model_choice_read_in_a_worker_leaves_the_library_to_its_own_thread(
         assert again.model_dir == home.models_dir / "other"
     finally:
         again.close()
+
+
+def test_a_model_path_given_that_holds_no_model_is_named_as_the_one_given(tmp_path) -> None:
+    import pytest
+
+    from fieldkit.errors import ModelError
+
+    given = Services.build(tmp_path / "home", tmp_path / "nonexistent")
+    with pytest.raises(ModelError, match="nonexistent, the --model given") as said:
+        given.require_model()
+    assert "pass --model PATH" not in str(said.value)  # it was passed
+    plain = Services.build(tmp_path / "home")
+    with pytest.raises(ModelError, match="pass --model PATH"):
+        plain.require_model()
+    given.close()
+    plain.close()
