@@ -204,3 +204,14 @@ def test_a_copy_of_a_blocked_authors_packet_re_signed_by_another_device_is_block
     lib.set_trust(author.device_id, "trusted")
     assert {r.name for r in usable_packets(lib, "ab" * 32)} == {"pumps", "early-copy"}
     lib.close()
+
+
+def test_library_list_names_the_peer_a_packet_came_from(stocked_home, tiny_model_dir) -> None:
+    home, author = stocked_home
+    listed = run(home, tiny_model_dir, "library", "list")
+    assert listed.output.splitlines()[1].split()[-2] == author.device_id[:8]  # not met yet
+    lib = Library.open(home)
+    lib.upsert_peer(author.public_key, "field-d")  # met: the Peers screen calls it field-d
+    lib.close()
+    listed = run(home, tiny_model_dir, "library", "list")
+    assert listed.output.splitlines()[1].split()[-2] == "field-d"

@@ -73,14 +73,16 @@ def list_command(as_json: bool) -> None:
         click.echo("The library is empty. Import a packet with `fieldkit library import PATH`.")
         return
     # 80 columns: a device id (a peer as source, an author without a name) shows its first
-    # 8 characters, as the Library screen does, and long names are cut; `library show` and
-    # --json give them whole.
+    # 8 characters, a peer met by name its name, as the Library screen does, and long names
+    # are cut; `library show` and --json give them whole.
+    peers = {p.peer_id: p.name for p in svc.library.list_peers() if p.name}
     click.echo(f"{'NAME':<16} {'DOMAIN':<13} {'SIZE':>9} {'STATE':<12} NOTES {'SOURCE':<8} AUTHOR")
     for row in rows:
         click.echo(
             f"{_fit(row['name'], 16):<16} {_fit(row['domain'], 13):<13} "
             f"{format_size(row['size']):>9} "
-            f"{_state(row, base):<12} {row['notes'] or '-':>5} {row['source'][:8]:<8} "
+            f"{_state(row, base):<12} {row['notes'] or '-':>5} "
+            f"{peers.get(row['source'], row['source'])[:8]:<8} "
             f"{row['author_name'][:11] if row['author_name'] else row['author'][:8]}"
         )
 

@@ -172,11 +172,20 @@ class TuiBackend(SyncBackend):
         base = self.base_fingerprint()
         blocked = self.blocked()
         records = self._on_library_thread(lambda lib: lib.list_packets())
-        rows = [self._row(r, base, blocked) for r in records]
+        names = self.peer_names()
+        rows = [self._row(r, base, blocked, names) for r in records]
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
-    def _row(self, rec: Any, base: str | None, blocked: Blocked) -> PacketRow:
+    def peer_names(self) -> dict[str, str]:
+        """Return the names of the peers met, by id (the Library's source column)."""
+        peers = self._on_library_thread(lambda lib: lib.list_peers())
+        return {p.peer_id: p.name for p in peers if p.name}
+
+    def _row(
+        self, rec: Any, base: str | None, blocked: Blocked, names: dict[str, str] | None = None
+    ) -> PacketRow:
         from_peer = len(rec.source) == PEER_ID_LENGTH
+        peer = (names or {}).get(rec.source, "") if from_peer else ""
         return PacketRow(
             packet_id=rec.packet_id,
             name=rec.name,
@@ -185,7 +194,7 @@ class TuiBackend(SyncBackend):
             author=rec.author_name or rec.author_id[:8],
             author_id=rec.author_id,
             status=packet_status(rec, base, blocked),
-            source=rec.source[:8] if from_peer else rec.source,
+            source=(peer or rec.source)[:8] if from_peer else rec.source,  # as Peers names it
             from_peer=from_peer,
             received=human_time(rec.received_at),
             notes=notes_count(rec.manifest),
@@ -196,7 +205,7 @@ class TuiBackend(SyncBackend):
         """Return the detail of one packet. Raises LibraryError when it is gone."""
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         base = self.base_fingerprint()
-        row = self._row(rec, base, self.blocked())
+        row = self._row(rec, base, self.blocked(), self.peer_names())
         return PacketDetail(
             row=row,
             description=rec.description,

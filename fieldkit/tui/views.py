@@ -93,7 +93,7 @@ class PacketRow:
     received: str
     notes: int = 0  # source passages carried in the signed manifest
     merged: bool = False
-    from_peer: bool = False  # `source` is the id of the peer it came from
+    from_peer: bool = False  # `source` is the peer it came from: its name, else its id
 
 
 @dataclass(frozen=True)

@@ -458,3 +458,14 @@ async def test_home_and_end_move_the_cursor(stocked, make_home, make_adapter, ba
         await pilot.press("home")
         await settle(pilot)
         assert table.cursor_row == 0
+
+
+async def test_a_packet_from_a_peer_names_the_peer_as_the_peers_screen_does(
+    stocked, make_home, make_adapter, base_fp
+) -> None:
+    carol = add_carols_packet(stocked, make_home, make_adapter, base_fp)
+    stocked.library.upsert_peer(carol.public_key, "field-c")  # met: it told its name
+    app = make_app(stocked, load_model=False)
+    async with app.run_test(size=(120, 24)) as pilot:
+        table = await open_library(pilot)
+        assert table.rows_by_key[stocked.library.get("aqua").packet_id].source == "field-c"
