@@ -446,3 +446,15 @@ def test_a_range_both_of_whose_ends_are_unsupported_is_shown_as_one_mark():
     spans = [(m.start, m.end) for m in support_check(answer, [])]
     assert shown_marks(answer, spans) == ["10 to 20 minutes", "2-3 minutes", "5 or 6", "1"]
     assert shown_marks(answer, spans[1:]) == ["20 minutes", "2-3 minutes", "5 or 6", "1"]
+
+
+def test_a_long_question_says_first_that_reading_it_takes_a_while(noted_home, tiny_model_dir):
+    from fieldkit.commands.ask import LONG_QUESTION
+
+    base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "ask", "--no-server"]
+    question = "My hens stopped laying and drink less. " * (LONG_QUESTION // 38 + 1)
+    result = CliRunner().invoke(main, [*base, "-", "--base", "--max-tokens", "2"], input=question)
+    assert result.exit_code == 0, result.output
+    assert f"Reading a question of {len(question.strip()):,} characters" in result.stderr
+    short = CliRunner().invoke(main, [*base, "Why?", "--base", "--max-tokens", "2"])
+    assert "Reading a question" not in short.stderr

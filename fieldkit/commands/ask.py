@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fieldkit.services import Services
 
 SOURCE_CHARS = 160  # a source passage is cut to this many characters on the terminal
+LONG_QUESTION = 4000  # characters: a question this long says first that it takes a while
 # under an answer the base model wrote because a person asked for it (--base)
 BASE_BY_HAND = "it knows nothing of the packets' fields; check it before acting on it"
 
@@ -156,6 +157,12 @@ def ask_command(
         raise click.UsageError("Give --adapter NAME or --base, not both.")
     question = given_question(words)
     check_question(question)  # before an agent or a model is asked
+    if len(question) > LONG_QUESTION:  # minutes of reading on a small CPU, and no word
+        click.echo(
+            f"Reading a question of {len(question):,} characters: the answer starts once "
+            "the model has read it all.",
+            err=True,
+        )
     from fieldkit.commands.serve import ask_through_agent, use_agent
 
     if use_agent(no_server) and ask_through_agent(
