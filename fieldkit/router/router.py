@@ -399,8 +399,11 @@ class Router:
                 f"(margin {margin:.2f} < {self.min_margin:.2f})"
             )
             return RouteDecision(None, None, best.score, margin, shown, ms, reason)
-        runner_up = f", {margin:.2f} ahead of {rival_name}" if rival is not None else ""
+        other = " (another domain's best)" if ranked[1:2] and ranked[1].name != rival_name else ""
+        runner_up = f", {margin:.2f} ahead of {rival_name}{other}" if rival is not None else ""
         reason = f"routed to {best.name}: {best.score:.2f}{runner_up}"
-        if best.score < high and not rescued:
+        if best.score < high and rescued:  # under the tier it names when it abstains
+            reason += f"; under {high:.2f}, but that far ahead"
+        elif best.score < high:
             reason += f", on the library's side of its divide ({side:+.2f})"
         return RouteDecision(best.name, best.packet_id, best.score, margin, shown, ms, reason)

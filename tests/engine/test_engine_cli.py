@@ -74,7 +74,9 @@ def test_ask_base_streams_plain_text(cli, home: Home, tiny_model_dir: Path) -> N
     result = cli(home, "ask", QUESTION, "--base", "--max-tokens", "6")
     assert result.exit_code == 0, result.output
     with Engine(tiny_model_dir) as engine:
-        assert result.output == engine.answer(QUESTION, max_tokens=6, clean=True).text + "\n"
+        text = engine.answer(QUESTION, max_tokens=6, clean=True).text
+    assert result.output.startswith(text + "\n(from the base model only, picked with --base: ")
+    assert result.output.endswith("(cut at 6 tokens, mid-answer: --max-tokens sets the limit)\n")
     as_json = json.loads(cli(home, "ask", QUESTION, "--base", "--json", "--max-tokens", "3").stdout)
     assert as_json["adapter"] is None
 
