@@ -21,8 +21,11 @@ from tests.fixtures.packets import exemplars_for
 from tests.fixtures.tiny_model import random_adapter
 
 
-def foreign_packet(author_home: Home, fingerprint: str, name: str = "pumps"):
-    """A packet signed by another device (the author), as a peer would send it."""
+def foreign_packet(
+    author_home: Home, fingerprint: str, name: str = "pumps", lineage: tuple[str, ...] = ()
+):
+    """A packet signed by another device (the author), as a peer would send it; every one
+    holds the same weights, bit for bit."""
     author = Identity.load_or_create(author_home)
     manifest, signature, data = build_manifest(
         random_adapter(seed=3),
@@ -33,6 +36,7 @@ def foreign_packet(author_home: Home, fingerprint: str, name: str = "pumps"):
         exemplars=exemplars_for("pumps and wells"),
         base_model_id="tiny-llama",
         base_fingerprint=fingerprint,
+        lineage=lineage,
     )
     return author, manifest, signature, data
 
@@ -174,20 +178,11 @@ def test_a_copy_of_a_blocked_authors_packet_re_signed_by_another_device_is_block
     blocked packet in its lineage): the copy is refused, and one already here is set aside."""
     home = make_home("me")
     author, manifest, signature, data = foreign_packet(make_home("author"), "ab" * 32)
-    launderer = Identity.load_or_create(make_home("launderer"))
+    launderer_home = make_home("launderer")
+    launderer = Identity.load_or_create(launderer_home)
 
-    def copy(name: str, lineage: list[str]):  # noqa: ANN202
-        return build_manifest(
-            random_adapter(seed=3),  # the same weights, bit for bit
-            launderer,
-            name=name,
-            domain="water",
-            description="Pumps, again.",
-            exemplars=exemplars_for("pumps and wells"),
-            base_model_id="tiny-llama",
-            base_fingerprint="ab" * 32,
-            lineage=lineage,
-        )
+    def copy(name: str, lineage: list[str]):  # noqa: ANN202 - the same weights, re-signed
+        return foreign_packet(launderer_home, "ab" * 32, name, tuple(lineage))[1:]
 
     lib = Library.open(home, identity=Identity.load_or_create(home))
     original = lib.add(manifest, signature, data, source=author.device_id)

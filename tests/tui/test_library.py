@@ -37,15 +37,20 @@ async def export_to(pilot, folder: Path) -> None:
     """Export the packet under the cursor to `folder` through the dialog (a folder that is
     not there yet is made when the screen asks)."""
     missing = not await asyncio.to_thread(folder.exists)
-    await pilot.press("e")
-    dialog = await wait_for_screen(pilot, TextDialog)
-    dialog.query_one(Input).value = str(folder)
-    await pilot.press("enter")
+    await type_in_dialog(pilot, "e", str(folder))
     if missing:
         asked = await wait_for_screen(pilot, ConfirmDialog)
         assert f"{folder} does not exist" in asked.question
         await pilot.press("y")
     await settle(pilot)
+
+
+async def type_in_dialog(pilot, key: str, text: str) -> None:
+    """Press `key`, type `text` into the dialog it opens, and press Enter."""
+    await pilot.press(key)
+    dialog = await wait_for_screen(pilot, TextDialog)
+    dialog.query_one(Input).value = text
+    await pilot.press("enter")
 
 
 async def open_library(pilot) -> PacketTable:
@@ -256,31 +261,24 @@ async def test_blocking_an_author_marks_every_packet(
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
-        await pilot.press("b")  # blocking sets packets aside: it asks first, as remove does
-        dialog = await wait_for_screen(pilot, ConfirmDialog)
-        asked = str(dialog.query_one("Label").render())
-        assert asked.startswith(f"Block {carol.device_id[:8]}, the author of aqua? ")
-        await pilot.press("n")
-        await settle(pilot)
-        assert states(app)["aqua"] is PacketStatus.VERIFIED
-        await pilot.press("b")
-        await wait_for_screen(pilot, ConfirmDialog)
-        await pilot.press("y")
-        await settle(pilot)
-        assert states(app)["aqua"] is PacketStatus.BLOCKED
-        assert states(app)["pumps"] is PacketStatus.VERIFIED  # this device's own
-        await pilot.press("t")  # one stray key trusts nobody: it asks first too
-        dialog = await wait_for_screen(pilot, ConfirmDialog)
-        asked = str(dialog.query_one("Label").render())
-        assert asked.startswith(f"Trust {carol.device_id[:8]}, the author of aqua? ")
-        await pilot.press("n")
-        await settle(pilot)
-        assert states(app)["aqua"] is PacketStatus.BLOCKED
-        await pilot.press("t")
-        await wait_for_screen(pilot, ConfirmDialog)
-        await pilot.press("y")
-        await settle(pilot)
-        assert states(app)["aqua"] is PacketStatus.VERIFIED
+        # b sets packets aside, and t takes them in: each asks first, as remove does
+        for key, verb, kept, changed in (
+            ("b", "Block", PacketStatus.VERIFIED, PacketStatus.BLOCKED),
+            ("t", "Trust", PacketStatus.BLOCKED, PacketStatus.VERIFIED),
+        ):
+            await pilot.press(key)
+            dialog = await wait_for_screen(pilot, ConfirmDialog)
+            asked = str(dialog.query_one("Label").render())
+            assert asked.startswith(f"{verb} {carol.device_id[:8]}, the author of aqua? ")
+            await pilot.press("n")
+            await settle(pilot)
+            assert states(app)["aqua"] is kept
+            await pilot.press(key)
+            await wait_for_screen(pilot, ConfirmDialog)
+            await pilot.press("y")
+            await settle(pilot)
+            assert states(app)["aqua"] is changed
+            assert states(app)["pumps"] is PacketStatus.VERIFIED  # this device's own
         await pilot.press("down")  # pumps, by this device: it cannot block itself
         await pilot.press("b")
         await wait_for_screen(pilot, ConfirmDialog)
@@ -317,10 +315,7 @@ async def test_export_to_a_folder_not_there_asks_before_making_it(stocked, tmp_p
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
-        await pilot.press("e")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = str(stick)
-        await pilot.press("enter")
+        await type_in_dialog(pilot, "e", str(stick))
         asked = await wait_for_screen(pilot, ConfirmDialog)
         assert "a USB stick not mounted" in asked.question
         await pilot.press("n")
@@ -393,10 +388,7 @@ async def test_import_takes_every_packet_file_of_a_folder_and_names_the_bad_ones
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
-        await pilot.press("i")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = str(usb)
-        await pilot.press("enter")
+        await type_in_dialog(pilot, "i", str(usb))
         await settle(pilot)
         [said] = [n for n in notices(pilot) if "Imported" in n]
         assert said == (

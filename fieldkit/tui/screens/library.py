@@ -207,33 +207,23 @@ class LibraryScreen(ModeScreen):
         self.notify(outcome.text, severity="information" if outcome.ok else "error", timeout=8)
         self.load_rows()
 
-    @work(exit_on_error=False, group="library-action", description="Trusting an author")
-    async def action_trust(self) -> None:
-        """Trust the author of the packet under the cursor, once the user says yes: their
-        packets are then taken from any sync."""
-        row = self._selected()
-        if row is None:
-            return
-        question = (
-            f"Trust {row.author}, the author of {self._their_packets(row)}? Their packets "
-            "are then taken from any sync, and answer here."
-        )
-        if await self.app.push_screen_wait(ConfirmDialog(question)):
-            self.run_trust(row, "trusted")
+    def action_trust(self) -> None:
+        self.ask_author_trust("trusted")
 
-    @work(exit_on_error=False, group="library-action", description="Blocking an author")
-    async def action_block(self) -> None:
-        """Block the author of the packet under the cursor, once the user says yes: their
-        packets here stop being used and no more are taken from them."""
+    def action_block(self) -> None:
+        self.ask_author_trust("blocked")
+
+    @work(exit_on_error=False, group="library-action", description="Setting an author's trust")
+    async def ask_author_trust(self, state: str) -> None:
+        """Trust or block the author of the packet under the cursor, once the user says yes
+        (one stray key changes nobody's trust)."""
         row = self._selected()
         if row is None:
             return
-        question = (
-            f"Block {row.author}, the author of {self._their_packets(row)}? Their packets "
-            "here are set aside, unused, and no more are taken from them."
-        )
+        verb, then = AUTHOR_QUESTIONS[state]
+        question = f"{verb} {row.author}, the author of {self._their_packets(row)}? {then}"
         if await self.app.push_screen_wait(ConfirmDialog(question)):
-            self.run_trust(row, "blocked")
+            self.run_trust(row, state)
 
     def _their_packets(self, row: PacketRow) -> str:
         """Name the packets here by the author of `row` (three, then a count)."""
@@ -247,6 +237,16 @@ class LibraryScreen(ModeScreen):
         self.backend.set_author_trust(row.author_id, state)
         self.app.call_from_thread(self.notify, f"Author {row.author} is now {state}.")
         self.load_rows()
+
+
+# what trusting or blocking an author does, as the Library screen asks it
+AUTHOR_QUESTIONS = {
+    "trusted": ("Trust", "Their packets are then taken from any sync, and answer here."),
+    "blocked": (
+        "Block",
+        "Their packets here are set aside, unused, and no more are taken from them.",
+    ),
+}
 
 
 def _exists(folder: str) -> bool:
