@@ -115,3 +115,13 @@ async def test_quitting_stops_the_answer_being_written(stocked) -> None:
         assert time.monotonic() < deadline, "the answer never ended"
         await asyncio.sleep(0.05)
     assert backend.chunks[-1].stopped
+
+
+def test_the_header_keeps_the_models_state_on_a_narrow_terminal() -> None:
+    from fieldkit.tui.widgets.status_line import status_text
+
+    wide = status_text("Ask", "smollm2-135m-instruct ready", 78).plain
+    assert wide.endswith("model: smollm2-135m-instruct ready")
+    narrow = status_text("Ask", "smollm2-135m-instruct ready", 58).plain
+    assert len(narrow) <= 58  # "model:" and nothing after it, cut off at 60 columns
+    assert narrow.endswith("instruct ready")  # the word that says whether it can answer
