@@ -165,6 +165,9 @@ def drive(home: Path, model: Path | None, export_dir: Path, show: bool = False) 
         tmux.keys(str(export_dir), literal=True)
         step("the typed folder", lambda s: export_dir.name in s)
         tmux.keys("Enter")
+        if not export_dir.exists():  # a folder not there yet: the screen asks first
+            step("the question", lambda s: "does not exist" in s)
+            tmux.keys("y")
         step("the export notice", lambda s: "Exported to" in s)
         # Ask: the route shows before the answer, then tokens and their speed.
         tmux.keys("F4")
