@@ -186,7 +186,9 @@ class Decline(Message):
 
 # Why a receiver declines an offered packet (`Decline.reason`); a newer peer may send
 # another word, which the offering side reports as a refusal without a reason it knows.
-DECLINE_REASONS = ("untrusted", "not-accepted", "base-model", "busy", "too-large", "name-taken")
+DECLINE_REASONS = (
+    "untrusted", "not-accepted", "blocked", "base-model", "busy", "too-large", "name-taken",
+)  # fmt: skip
 
 
 # --- decoding ---------------------------------------------------------------------------

@@ -108,11 +108,15 @@ class Receiver:
             offered.sort(key=lambda item: -item.created)
         accepted, why, word = (True, "", "") if not offered else await self._accepts_peer()
         base = self.options.base_fingerprint
+        blocked = self.library.blocked() if offered else None
         for item in offered:
             report = PacketReport(item.packet_id, item.name, item.sha256, "received", "refused")
             report.size = item.size
             if not accepted:
                 report.reason = why
+            elif blocked is not None and blocked.covers(item.author_id, item.sha256):
+                report.reason = "it is by a blocked author, or holds a blocked packet's weights"
+                word = "blocked"  # Library.add would refuse it once it had all come
             elif base is not None and item.base_fingerprint != base:
                 report.reason, word = "it was made for another base model", "base-model"
             elif item.packet_id in self.claims:

@@ -488,3 +488,22 @@ async def test_the_sender_learns_why_its_packets_were_declined_from_a_version_3_
     sa, _ = await sync_memory(a, b)
     assert [(p.direction, p.status) for p in sa.packets] == [("sent", "ok")]
     assert b.packet_ids() == {pa.packet_id}
+
+
+async def test_a_relayed_packet_of_a_blocked_author_is_declined_before_it_is_sent(
+    make_device, make_packet
+):
+    author, relay, me = make_device("author"), make_device("relay"), make_device("me")
+    packet = make_packet(author.home, name="pumps")
+    relay.trust(author)
+    await sync_memory(author, relay)
+    assert relay.packet_ids() == {packet.packet_id}
+    me.trust(relay)
+    me.library.set_trust(author.device_id, "blocked")
+    sr, sm = await sync_memory(relay, me)
+    (told,) = [p for p in sr.packets if p.direction == "sent"]
+    assert (told.status, told.reason) == ("refused", DECLINED_BECAUSE["blocked"])
+    (refused,) = sm.packets
+    assert "blocked author" in refused.reason
+    assert refused.wire_bytes == 0  # not one chunk crossed the link
+    assert me.packet_ids() == set()
