@@ -387,3 +387,33 @@ async def test_a_source_cut_to_one_line_fits_a_narrow_terminal() -> None:
         await pilot.pause()
         wider = str(shown.render()).splitlines()[0]
         assert len(first) < len(wider) <= shown.content_size.width
+
+
+async def test_ctrl_e_expands_the_answer_in_view_when_the_history_was_scrolled_back(
+    stocked,
+) -> None:
+    from textual.containers import VerticalScroll
+
+    from fieldkit.tui.views import SourceView
+
+    app = make_app(stocked, start_mode="ask", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        history = app.screen.query_one("#history", VerticalScroll)
+        first, last = Exchange("first question"), Exchange("second question")
+        for exchange in (first, last):
+            await history.mount(exchange)
+            passage = SourceView("pumps r1 (0.80)", "Priming?", "Pour 2 litres in.")
+            exchange.set_grounding("A long answer. " * 120, [passage, passage], [], "notes")
+        await pilot.pause()
+        history.scroll_home(animate=False)  # reading the first answer again
+        await pilot.pause()
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        assert first.expanded
+        assert not last.expanded  # the latest, out of view, stays as it was
+        history.scroll_end(animate=False)
+        await pilot.pause()
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        assert last.expanded

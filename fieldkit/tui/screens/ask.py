@@ -222,11 +222,18 @@ class AskScreen(ModeScreen):
         box.insert_text_at_cursor(event.character)
 
     def action_sources(self) -> None:
-        """Expand or fold the source passages of the latest answer that has any."""
-        for exchange in reversed(list(self.query(Exchange))):
-            if exchange.toggle_sources():
-                return
-        self.notify("No answer with sources yet.")
+        """Expand or fold the source passages of the lowest answer in view that has any
+        (the latest, unless the history was scrolled back to an earlier one)."""
+        cited = [exchange for exchange in self.query(Exchange) if exchange.has_sources]
+        if not cited:
+            self.notify("No answer with sources yet.")
+            return
+        history = self.query_one("#history", VerticalScroll)
+        top, bottom = history.scroll_y, history.scroll_y + history.size.height
+        in_view = [
+            e for e in cited if e.virtual_region.y < bottom and e.virtual_region.bottom > top
+        ]
+        (in_view or cited)[-1].toggle_sources()
 
     async def action_clear(self) -> None:
         """Clear the answers (the hint above them stays)."""
