@@ -28,6 +28,7 @@ def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> Non
     from fieldkit.store.adapter import infer_model_layers
     from fieldkit.store.exporters import export_adapter
 
+    svc.library.checked_weights(record.packet_id)  # what any export must pass first
     adapter = svc.library.load_adapter(record)
     info = {
         "name": record.name,
@@ -67,8 +68,12 @@ def import_folder(
     adapter, _kind = read_adapter_folder(path, depth if isinstance(depth, int) else None)
     check_fits_model(adapter, config)
     signed = info.signed
+    if signed is not None and svc.library.blocked().covers(
+        str(signed[0].get("author_id", "")), str(signed[0].get("weights_sha256", ""))
+    ):
+        raise PacketError(f"{path} was exported from a packet by an author blocked here.")
     as_exported = not any((name, domain, description, exemplars_file, notes))
-    if signed is not None and as_exported and (restored := _restore(svc, adapter, signed)):
+    if signed is not None and as_exported and (restored := _restore(svc, path, adapter, signed)):
         return restored
     return svc.library.add_local(
         adapter,
@@ -83,16 +88,28 @@ def import_folder(
     )
 
 
-def _restore(svc: Any, adapter: Any, signed: tuple[dict, bytes]) -> PacketRecord | None:
+def _restore(
+    svc: Any, folder: Path, adapter: Any, signed: tuple[dict, bytes]
+) -> PacketRecord | None:
     """Return the packet a folder was exported from, stored again exactly as its author
     signed it, when the folder's weights are still its weights; else None (the folder is
-    then signed anew by this device, the packet it came from in its lineage)."""
+    then signed anew by this device, the packet it came from in its lineage). A quantised
+    packet's weights are quantised again from the folder's fp32 values (mlx-lm layout),
+    which gives back its codes and scales exactly."""
     from fieldkit.store.adapter import tensors_to_bytes
+    from fieldkit.store.importers import MAX_ADAPTER_FILE, read_adapter_weights
+    from fieldkit.store.quantize import QUANT_BITS, quantize_tensors
 
     manifest, signature = signed
+    dtype = manifest.get("dtype")
+    weights = folder / "adapters.safetensors"
     try:
-        data = tensors_to_bytes(adapter.tensors, manifest["dtype"])
-    except (KeyError, TypeError, ValueError, PacketError):  # quantised: no way back
+        if dtype in QUANT_BITS and weights.is_file():
+            raw = read_adapter_weights(weights, MAX_ADAPTER_FILE)
+            data = quantize_tensors(raw, str(dtype)).to_bytes()
+        else:
+            data = tensors_to_bytes(adapter.tensors, str(dtype))
+    except (KeyError, TypeError, ValueError, PacketError):  # no way back to its bytes
         return None
     if hashlib.sha256(data).hexdigest() != manifest.get("weights_sha256"):
         return None

@@ -34,6 +34,7 @@ from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
 from fieldkit.store.transfers import TransferStore
+from fieldkit.store.usable import covers_record
 from fieldkit.store.vectors import VectorCache
 
 __all__ = ["TRUST_STATES", "Arrival", "Library", "PacketRecord", "PeerRecord"]
@@ -326,8 +327,11 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
 
     def checked_weights(self, name_or_id: str) -> tuple[PacketRecord, bytes]:
         """Return a packet and its weights, read once and re-checked as `verify` does (an
-        export sends on only what still verifies). Raises PacketError naming the problem."""
+        export sends on only what still verifies, and nothing a block covers). Raises
+        PacketError naming the problem."""
         record, problem, weights = self._check(name_or_id)
+        if problem is None and covers_record(self.blocked(), record):
+            problem = "its author is blocked here (`fieldkit trust` lifts the block)"
         if problem is not None:
             raise PacketError(f"{record.name!r} is not copied: {as_clause(problem)}.")
         return record, weights

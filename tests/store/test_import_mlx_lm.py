@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from fieldkit.cli import main
 from fieldkit.engine.engine import Engine
+from fieldkit.errors import PacketError
 from fieldkit.home import Home
 from fieldkit.services import Services
 from fieldkit.store.adapter import Adapter
@@ -235,7 +236,6 @@ def test_export_to_mlx_lm_round_trips(
     ],
 )
 def test_mlx_lm_config_fields_count_only_when_set(change: dict, refusal: str | None) -> None:
-    from fieldkit.errors import PacketError
     from fieldkit.store.adapter import AdapterConfig
 
     config = {"fine_tune_type": "lora", "num_layers": 2, "lora_parameters": {"rank": 8}}
@@ -245,3 +245,53 @@ def test_mlx_lm_config_fields_count_only_when_set(change: dict, refusal: str | N
     else:
         with pytest.raises(PacketError, match=refusal):
             AdapterConfig.from_mlx_lm(config)
+
+
+def test_a_quantised_packet_comes_back_whole_and_a_block_follows_it(
+    tiny_model_dir: Path,
+    make_home: Callable[[str], Home],
+    make_adapter: Callable[..., Adapter],
+    tmp_path: Path,
+) -> None:
+    """The demo packets are int4: their mlx-lm export is fp32, and importing it back made
+    a 2.6 MB packet signed by the importer, which also carried a blocked packet past the
+    block. The fp32 values quantise back to the very codes and scales."""
+    alice, bob, carol = make_home("alice"), make_home("bob"), make_home("carol")
+    services = Services.build(alice.root, tiny_model_dir)
+    services.library.add_local(
+        make_adapter(5, num_layers=3),
+        name="wells",
+        domain="water",
+        description="Wells.",
+        exemplars=[f"How deep is well {i}?" for i in range(10)],
+        base_model_id="tiny-llama",
+        base_fingerprint=model_fingerprint(tiny_model_dir),
+        dtype="int4",
+    )
+    original = services.library.get("wells")
+    author = services.identity.device_id
+    services.close()
+    assert original.manifest["dtype"] == "int4"
+    out = tmp_path / "wells-mlx"
+    args = ["--home", str(alice.root), "--model", str(tiny_model_dir), "library", "export"]
+    result = CliRunner().invoke(main, [*args, "wells", "-o", str(out), "--format", "mlx-lm"])
+    assert result.exit_code == 0, result.output
+    import_folder(bob, tiny_model_dir, out)
+    services = Services.build(bob.root, tiny_model_dir)
+    try:
+        came = services.library.get("wells")
+        assert (came.packet_id, came.author_id, came.size) == (
+            original.packet_id, author, original.size,
+        )  # fmt: skip
+        services.library.set_trust(author, "blocked")
+        with pytest.raises(PacketError, match="its author is blocked here"):
+            services.library.checked_weights("wells")  # no export of what a block covers
+    finally:
+        services.close()
+    blocked = Services.build(carol.root, tiny_model_dir)
+    blocked.library.set_trust(author, "blocked")
+    blocked.close()
+    args = ["--home", str(carol.root), "--model", str(tiny_model_dir), "library", "import"]
+    refused = CliRunner().invoke(main, [*args, str(out)])
+    assert refused.exit_code == 1
+    assert "exported from a packet by an author blocked here" in refused.output
