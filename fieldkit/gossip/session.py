@@ -143,7 +143,7 @@ class _Session:
                 await self._handshake()
             await self._read_until_finished()
         except TimeoutError:
-            await self._fail(TransportError(f"The peer {self.stream.peer_label} timed out."))
+            await self._fail(TransportError(self._silent(self.options.handshake_timeout)))
         except ProtocolError as exc:
             await self._fail(exc, abort=str(exc))
         except PeerRefused as exc:
@@ -216,11 +216,23 @@ class _Session:
             except TimeoutError:
                 if time.monotonic() - self.last_activity < idle:
                     continue
-                raise TransportError(
-                    f"The peer {self.stream.peer_label} sent nothing for {idle:g} seconds."
-                ) from None
+                raise TransportError(self._silent(idle)) from None
             self.last_activity = time.monotonic()
             return data
+
+    def _silent(self, seconds: float) -> str:
+        """Say that the peer went quiet; one that never said a word is most likely not a
+        fieldkit device (a web server waits for a request line: nothing comes back)."""
+        label = self.stream.peer_label
+        span = f"{seconds:g} second{'' if seconds == 1 else 's'}"
+        if not self.core.bytes_received:
+            return (
+                f"{label} sent nothing in {span}: a fieldkit device greets at once, so this "
+                "is most likely not one (is it `fieldkit sync --listen`?)."
+            )
+        if self.core.peer is None:
+            return f"The peer {label} did not finish the handshake in {span}."
+        return f"The peer {label} sent nothing for {span}."
 
     async def _send(self, message: Message, unless_cancelled: str = "") -> int:
         """Send one message; return its wire size (0 if `unless_cancelled` was cancelled)."""

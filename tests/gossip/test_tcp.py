@@ -175,6 +175,26 @@ def test_cli_sync_to_nowhere_is_one_clear_sentence(make_home):
     assert "Cannot reach 127.0.0.1:1" in data["error"]
 
 
+async def test_a_silent_server_is_said_to_be_most_likely_not_fieldkit(services):
+    """A web server waits for a request line, so it answers fieldkit's binary greeting with
+    silence: the sync said only that the peer 'timed out'."""
+
+    async def wait_silently(reader, writer) -> None:  # noqa: ANN001
+        await reader.read(1 << 20)  # never a newline in time: it never answers
+
+    server = await asyncio.start_server(wait_silently, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    a = services("a")
+    try:
+        summary = await sync_with("127.0.0.1", port, a, SyncOptions(handshake_timeout=1))
+    finally:
+        server.close()
+    assert summary.error == (
+        f"127.0.0.1:{port} sent nothing in 1 second: a fieldkit device greets at once, so "
+        "this is most likely not one (is it `fieldkit sync --listen`?)."
+    )
+
+
 def test_a_sync_with_something_that_is_not_fieldkit_says_so(make_home):
     import threading
 
