@@ -377,6 +377,13 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
         "unsupported by any source: 9 days",
     ]
     assert answer_footer(bare)[0] == "(from the adapter only: poultry carries no notes)"
+    two = [Unsupported("9 days", 13, 19), Unsupported("5 days", 24, 30)]
+    both = Answer("q", "Withhold for 9 days, or 5 days.", "poultry", "p", ADAPTER_ONLY, [], two)
+    assert answer_footer(both, notes_off=True)[-1] == (  # no sources: no "them" to name
+        "unsupported by any source: 9 days, 5 days (check it before acting on it)"
+    )
+    empty = Answer("q", "  ", None, None, BASE, [], [])
+    assert answer_footer(empty)[0] == "(the model wrote no answer to this)"
     assert answer_footer(bare, cut_at=30)[-1] == (
         "(cut at 30 tokens, mid-answer: --max-tokens sets the limit)"
     )

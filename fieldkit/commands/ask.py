@@ -60,6 +60,8 @@ def answer_footer(
     marks; `notes_off` when the notes were left out (--no-notes), `cut_at` the token limit
     when the answer stopped there, `columns` the terminal's width (a source fits a line)."""
     lines = _origin(result, width, notes_off, columns)
+    if not result.text.strip():  # a blank line alone reads as a fault of the terminal
+        lines.insert(0, "(the model wrote no answer to this)")
     if cut_at is not None:
         lines.append(f"(cut at {cut_at} tokens, mid-answer: --max-tokens sets the limit)")
     return lines
@@ -67,7 +69,7 @@ def answer_footer(
 
 def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) -> list[str]:
     from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
-    from fieldkit.support import NONE_SUPPORTED, none_supported, shown_marks
+    from fieldkit.support import CHECK_IT, NONE_SUPPORTED, none_supported, shown_marks
 
     lines: list[str] = []
     if result.grounding == ADAPTER_ONLY and notes_off:
@@ -87,9 +89,9 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         checked = (
             "the nearest record" if nearest else "the sources" if result.sources else "any source"
         )
-        caution = (
-            f" ({NONE_SUPPORTED})" if none_supported(result.text, len(result.unsupported)) else ""
-        )
+        none = none_supported(result.text, len(result.unsupported))
+        said = NONE_SUPPORTED if checked != "any source" else CHECK_IT  # no "them" to name
+        caution = f" ({said})" if none else ""
         lines.append(f"unsupported by {checked}: {marks}{caution}")
     elif result.sources:
         lines.append("every number in the answer is in a source")
