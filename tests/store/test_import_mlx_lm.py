@@ -165,6 +165,22 @@ def test_a_bf16_mlx_lm_adapter_imports(
     assert list(engine.answer(MESSAGES, adapter, max_tokens=TOKENS).tokens) == expected
 
 
+def add_wells(home: Home, model_dir: Path, make_adapter, **fields) -> Services:  # noqa: ANN001
+    """Add the packet 'wells' (three layers of LoRA) to `home`; return its services, open."""
+    services = Services.build(home.root, model_dir)
+    services.library.add_local(
+        make_adapter(5, num_layers=3),
+        name="wells",
+        domain="water",
+        description="Wells.",
+        exemplars=[f"How deep is well {i}?" for i in range(10)],
+        base_model_id="tiny-llama",
+        base_fingerprint=model_fingerprint(model_dir),
+        **fields,
+    )
+    return services
+
+
 def test_export_to_mlx_lm_round_trips(
     tiny_model_dir: Path,
     engine: Engine,
@@ -173,16 +189,7 @@ def test_export_to_mlx_lm_round_trips(
     tmp_path: Path,
 ) -> None:
     alice, bob = make_home("alice"), make_home("bob")
-    services = Services.build(alice.root, tiny_model_dir)
-    services.library.add_local(
-        make_adapter(5, num_layers=3),
-        name="wells",
-        domain="water",
-        description="Wells.",
-        exemplars=[f"How deep is well {i}?" for i in range(10)],
-        base_model_id="tiny-llama",
-        base_fingerprint=model_fingerprint(tiny_model_dir),
-    )
+    services = add_wells(alice, tiny_model_dir, make_adapter)
     packet = services.library.load_adapter(services.library.get("wells"))
     services.close()
     out = tmp_path / "wells-mlx"
@@ -257,17 +264,7 @@ def test_a_quantised_packet_comes_back_whole_and_a_block_follows_it(
     a 2.6 MB packet signed by the importer, which also carried a blocked packet past the
     block. The fp32 values quantise back to the very codes and scales."""
     alice, bob, carol = make_home("alice"), make_home("bob"), make_home("carol")
-    services = Services.build(alice.root, tiny_model_dir)
-    services.library.add_local(
-        make_adapter(5, num_layers=3),
-        name="wells",
-        domain="water",
-        description="Wells.",
-        exemplars=[f"How deep is well {i}?" for i in range(10)],
-        base_model_id="tiny-llama",
-        base_fingerprint=model_fingerprint(tiny_model_dir),
-        dtype="int4",
-    )
+    services = add_wells(alice, tiny_model_dir, make_adapter, dtype="int4")
     original = services.library.get("wells")
     author = services.identity.device_id
     services.close()
