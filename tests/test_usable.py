@@ -16,7 +16,13 @@ from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
 from fieldkit.store.models import model_fingerprint
 from fieldkit.store.packet import build_manifest
-from fieldkit.store.usable import PacketState, packet_state, shown_state, usable_packets
+from fieldkit.store.usable import (
+    Blocked,
+    PacketState,
+    packet_state,
+    shown_state,
+    usable_packets,
+)
 from tests.fixtures.packets import exemplars_for
 from tests.fixtures.tiny_model import random_adapter
 
@@ -132,10 +138,11 @@ def test_the_rule_orders_its_reasons(make_home, make_packet) -> None:
     home = make_home("me")
     record = make_packet(home)
     lib = Library.open(home)
-    assert packet_state(record, record.base_fingerprint, set()) is PacketState.OK
-    assert packet_state(record, "00" * 32, set()) is PacketState.FOREIGN_BASE
-    assert packet_state(record, None, set()) is PacketState.OK
-    assert packet_state(record, None, {record.author_id}) is PacketState.BLOCKED
+    assert packet_state(record, record.base_fingerprint, Blocked()) is PacketState.OK
+    assert packet_state(record, "00" * 32, Blocked()) is PacketState.FOREIGN_BASE
+    assert packet_state(record, None, Blocked()) is PacketState.OK
+    blocked = Blocked(frozenset({record.author_id}))
+    assert packet_state(record, None, blocked) is PacketState.BLOCKED
     assert shown_state(PacketState.OK, None) == "no model"  # routable, cannot answer yet
     assert shown_state(PacketState.BLOCKED, None) == "blocked"
     assert shown_state(PacketState.OK, record.base_fingerprint) == "ok"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ NOTES_HELP = (
 
 
 def packet_summary(
-    record: PacketRecord, base_fingerprint: str | None, blocked: Collection[str] | Blocked = ()
+    record: PacketRecord, base_fingerprint: str | None, blocked: Blocked
 ) -> dict[str, Any]:
     """Return the JSON form of a packet used by `library list` and `library show`; `state`
     is the one usable-packet rule's (store/usable.py): ok, unverified, blocked (its author
@@ -64,8 +63,9 @@ def list_command(as_json: bool) -> None:
     """List every packet."""
     svc = services()
     base = svc.base_fingerprint
-    blocked = svc.library.blocked()
-    rows = [packet_summary(r, base, blocked) for r in svc.library.list_packets()]
+    records = svc.library.list_packets()
+    blocked = svc.library.blocked(records)
+    rows = [packet_summary(r, base, blocked) for r in records]
     if as_json:
         emit_json(rows)
         return
@@ -75,7 +75,7 @@ def list_command(as_json: bool) -> None:
     # 80 columns: a device id (a peer as source, an author without a name) shows its first
     # 8 characters, a peer met by name its name, as the Library screen does, and long names
     # are cut; `library show` and --json give them whole.
-    peers = {p.peer_id: p.name for p in svc.library.list_peers() if p.name}
+    peers = svc.library.peer_names()
     click.echo(f"{'NAME':<16} {'DOMAIN':<13} {'SIZE':>9} {'STATE':<12} NOTES {'SOURCE':<8} AUTHOR")
     for row in rows:
         click.echo(

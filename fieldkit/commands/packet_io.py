@@ -21,6 +21,7 @@ from fieldkit.store.packet import (
     packet_id,
     read_packet_file,
     save_packet_file,
+    verify_weights,
 )
 
 
@@ -28,8 +29,8 @@ def export_folder(svc: Any, record: PacketRecord, output: Path, fmt: str) -> Non
     from fieldkit.store.adapter import infer_model_layers
     from fieldkit.store.exporters import export_adapter
 
-    svc.library.checked_weights(record.packet_id)  # what any export must pass first
-    adapter = svc.library.load_adapter(record)
+    record, weights = svc.library.checked_weights(record.packet_id)  # what any export passes
+    adapter = verify_weights(record.manifest, weights)  # the bytes just checked: no re-read
     info = {
         "name": record.name,
         "domain": record.domain,

@@ -34,7 +34,6 @@ from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
 from fieldkit.store.transfers import TransferStore
-from fieldkit.store.usable import covers_record
 from fieldkit.store.vectors import VectorCache
 
 __all__ = ["TRUST_STATES", "Arrival", "Library", "PacketRecord", "PeerRecord"]
@@ -330,7 +329,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         export sends on only what still verifies, and nothing a block covers). Raises
         PacketError naming the problem."""
         record, problem, weights = self._check(name_or_id)
-        if problem is None and covers_record(self.blocked(), record):
+        if problem is None and self.blocked().covers_record(record):
             problem = "its author is blocked here (`fieldkit trust` lifts the block)"
         if problem is not None:
             raise PacketError(f"{record.name!r} is not copied: {as_clause(problem)}.")

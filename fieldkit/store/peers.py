@@ -50,16 +50,24 @@ class PeerStore:
     def list_peers(self) -> list[PeerRecord]:
         return [peer_record(r) for r in self.db["peers"].rows_where(order_by="name, peer_id")]
 
+    def peer_names(self) -> dict[str, str]:
+        """Return the names peers told this device, by id (those that told one)."""
+        rows = self.db["peers"].rows_where("name != ''", select="peer_id, name")
+        return {row["peer_id"]: row["name"] for row in rows}
+
     def blocked_authors(self) -> set[str]:
         """Return the ids of every blocked device."""
         rows = self.db["peers"].rows_where("trust = ?", ["blocked"], select="peer_id")
         return {row["peer_id"] for row in rows}
 
-    def blocked(self) -> Blocked:
+    def blocked(self, records: list[PacketRecord] | None = None) -> Blocked:
         """Return what this device's blocks cover (store.usable.Blocked): the blocked
-        authors, and the packets here that are theirs or copy theirs."""
+        authors, and the packets here that are theirs or copy theirs (among `records`,
+        the library's packets when a caller has listed them already)."""
         authors = self.blocked_authors()
-        return Blocked.of(authors, self.list_packets()) if authors else Blocked()
+        if not authors:
+            return Blocked()
+        return Blocked.of(authors, self.list_packets() if records is None else records)
 
     def upsert_peer(
         self,

@@ -38,31 +38,25 @@ class Blocked:
             return True
         return any(pid in self.packets for pid in lineage)
 
+    def covers_record(self, record: Any) -> bool:
+        """True if the block covers the packet `record` (its author, weights or lineage)."""
+        lineage = (getattr(record, "manifest", None) or {}).get("lineage", ())
+        return self.covers(record.author_id, getattr(record, "sha256", ""), lineage)
+
     @classmethod
     def of(cls, authors: Collection[str], records: Iterable[Any]) -> Blocked:
         """Return what blocking `authors` covers among `records` (the library's packets),
         following copies of copies."""
-        found, weights, packets = dict.fromkeys(authors), set(), set()
-        records = list(records)
-        grew = True
-        while grew:
-            grew = False
-            block = cls(frozenset(found), frozenset(weights), frozenset(packets))
-            for record in records:
-                if record.packet_id not in packets and covers_record(block, record):
-                    weights.add(record.sha256)
-                    packets.add(record.packet_id)
-                    grew = True
-        return cls(frozenset(found), frozenset(weights), frozenset(packets))
-
-
-def covers_record(blocked: Collection[str] | Blocked, record: Any) -> bool:
-    """True if the block covers the packet `record` (a set of author ids covers its author)."""
-    author = getattr(record, "author_id", None)
-    if not isinstance(blocked, Blocked):
-        return author in blocked
-    manifest = getattr(record, "manifest", None) or {}
-    return blocked.covers(author or "", getattr(record, "sha256", ""), manifest.get("lineage", ()))
+        block, records = cls(frozenset(authors)), list(records)
+        while more := [
+            r for r in records if r.packet_id not in block.packets and block.covers_record(r)
+        ]:
+            block = cls(
+                block.authors,
+                block.weights | {r.sha256 for r in more},
+                block.packets | {r.packet_id for r in more},
+            )
+        return block
 
 
 class PacketState(enum.Enum):
@@ -77,7 +71,7 @@ class PacketState(enum.Enum):
 def packet_state(
     record: Any,
     base_fingerprint: str | None,
-    blocked_authors: Collection[str] | Blocked,
+    blocked: Blocked,
 ) -> PacketState:
     """Return the state of a packet on this device.
 
@@ -86,7 +80,7 @@ def packet_state(
     """
     if not getattr(record, "verified", False):
         return PacketState.UNVERIFIED
-    if covers_record(blocked_authors, record):
+    if blocked.covers_record(record):
         return PacketState.BLOCKED
     if base_fingerprint is None:
         return PacketState.OK
@@ -130,9 +124,6 @@ def usable_problem(
 
 def usable_packets(library: Library, base_fingerprint: str | None) -> list[PacketRecord]:
     """Return the packets that may answer on this base model, sorted by name."""
-    blocked = library.blocked()
-    return [
-        r
-        for r in library.list_packets()
-        if packet_state(r, base_fingerprint, blocked) is PacketState.OK
-    ]
+    records = library.list_packets()
+    blocked = library.blocked(records)
+    return [r for r in records if packet_state(r, base_fingerprint, blocked) is PacketState.OK]

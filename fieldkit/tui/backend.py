@@ -163,29 +163,23 @@ class TuiBackend(SyncBackend):
 
     # -- library ----------------------------------------------------------------------
 
-    def blocked(self) -> Blocked:
-        """Return what this device's blocks cover: authors, and copies of their packets."""
-        return self._on_library_thread(lambda lib: lib.blocked())
-
     def packet_rows(self) -> list[PacketRow]:
         """Return every packet in the library, sorted by name."""
         base = self.base_fingerprint()
-        blocked = self.blocked()
-        records = self._on_library_thread(lambda lib: lib.list_packets())
-        names = self.peer_names()
+
+        def listed(lib: Any) -> tuple[list[Any], Blocked, dict[str, str]]:
+            records = lib.list_packets()
+            return records, lib.blocked(records), lib.peer_names()
+
+        records, blocked, names = self._on_library_thread(listed)
         rows = [self._row(r, base, blocked, names) for r in records]
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
-    def peer_names(self) -> dict[str, str]:
-        """Return the names of the peers met, by id (the Library's source column)."""
-        peers = self._on_library_thread(lambda lib: lib.list_peers())
-        return {p.peer_id: p.name for p in peers if p.name}
-
     def _row(
-        self, rec: Any, base: str | None, blocked: Blocked, names: dict[str, str] | None = None
+        self, rec: Any, base: str | None, blocked: Blocked, names: dict[str, str]
     ) -> PacketRow:
         from_peer = len(rec.source) == PEER_ID_LENGTH
-        peer = (names or {}).get(rec.source, "") if from_peer else ""
+        peer = names.get(rec.source, "") if from_peer else ""
         return PacketRow(
             packet_id=rec.packet_id,
             name=rec.name,
@@ -205,7 +199,8 @@ class TuiBackend(SyncBackend):
         """Return the detail of one packet. Raises LibraryError when it is gone."""
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         base = self.base_fingerprint()
-        row = self._row(rec, base, self.blocked(), self.peer_names())
+        blocked, names = self._on_library_thread(lambda lib: (lib.blocked(), lib.peer_names()))
+        row = self._row(rec, base, blocked, names)
         return PacketDetail(
             row=row,
             description=rec.description,

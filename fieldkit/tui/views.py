@@ -7,7 +7,7 @@ foreign base, blocked) and how numbers and times read live in one testable place
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +43,7 @@ class PacketStatus(enum.Enum):
 
 
 def packet_status(
-    record: Any, base_fingerprint: str | None, blocked_authors: Collection[str] | Blocked = ()
+    record: Any, base_fingerprint: str | None, blocked: Blocked | None = None
 ) -> PacketStatus:
     """Return how a library record shows, by the one usable-packet rule (store/usable.py).
 
@@ -51,7 +51,7 @@ def packet_status(
     of the rule shows NO_MODEL: nothing is shown as usable until the base it needs is
     here, and nothing is called foreign either.
     """
-    state = packet_state(record, base_fingerprint, blocked_authors)
+    state = packet_state(record, base_fingerprint, blocked or Blocked())
     if shown_state(state, base_fingerprint) == NO_MODEL:
         return PacketStatus.NO_MODEL
     return {

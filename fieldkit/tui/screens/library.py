@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from fieldkit.errors import PacketFileExists
-from fieldkit.tui.backend import TuiBackend
+from fieldkit.tui.backend import FolderMissingError, TuiBackend
 from fieldkit.tui.screens.base import ModeScreen, keys_footer
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketDetail, PacketRow
@@ -164,8 +164,9 @@ class LibraryScreen(ModeScreen):
         if not folder:
             return
         self.export_folder = folder
-        create = False
-        if not await asyncio.to_thread(_exists, folder):
+        try:
+            path = await asyncio.to_thread(self.backend.export, row.packet_id, Path(folder))
+        except FolderMissingError:
             question = (
                 f"{folder} does not exist (a USB stick not mounted, a typing slip?). "
                 f"Make it and export {row.name} there?"
@@ -173,10 +174,8 @@ class LibraryScreen(ModeScreen):
             if not await self.app.push_screen_wait(ConfirmDialog(question)):
                 self.notify(f"Nothing was exported; {folder} was not made.")
                 return
-            create = True
-        try:
             path = await asyncio.to_thread(
-                self.backend.export, row.packet_id, Path(folder), create=create
+                self.backend.export, row.packet_id, Path(folder), create=True
             )
         except PacketFileExists as exists:
             question = f"{exists.path} already exists. Replace it with {row.name}?"
@@ -247,8 +246,3 @@ AUTHOR_QUESTIONS = {
         "Their packets here are set aside, unused, and no more are taken from them.",
     ),
 }
-
-
-def _exists(folder: str) -> bool:
-    """True if the folder (or anything) is at `folder`, `~` expanded."""
-    return Path(folder).expanduser().exists()
