@@ -90,7 +90,7 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
             "the nearest record" if nearest else "the sources" if result.sources else "any source"
         )
         none = none_supported(result.text, len(result.unsupported))
-        said = NONE_SUPPORTED if checked != "any source" else CHECK_IT  # no "them" to name
+        said = NONE_SUPPORTED if nearest or result.sources else CHECK_IT  # no "them" to name
         caution = f" ({said})" if none else ""
         lines.append(f"unsupported by {checked}: {marks}{caution}")
     elif result.sources:
