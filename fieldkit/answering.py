@@ -203,10 +203,11 @@ class Answer(_Notice):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Answer:
-        """Rebuild the Answer that `to_dict` gave (an agent's reply), without its generation
-        numbers."""
+        """Rebuild the Answer that `to_dict` gave (an agent's reply); its generation numbers
+        come back without the token ids."""
         from dataclasses import fields
 
+        from fieldkit.engine.generation import GenerationResult
         from fieldkit.router.router import Candidate, RouteDecision
 
         renamed = {"answer": "text", "adapter": "packet"}  # to_dict's names for these fields
@@ -221,10 +222,18 @@ class Answer(_Notice):
                 route, given.get("packet_id") if route else None, given.get("score", 0.0),
                 given.get("margin", 0.0), shown, given.get("route_ms", 0.0), given["reason"],
             )  # fmt: skip
+        result = None
+        if "finish_reason" in given:
+            result = GenerationResult(
+                given["text"], (), given.get("packet_id"), given["prompt_tokens"],
+                given["generation_tokens"], given["prompt_tps"], given["generation_tps"],
+                given["swap_ms"], given["finish_reason"],
+            )  # fmt: skip
         return cls(
             **{
                 **plain,
                 "decision": decision,
+                "result": result,
                 "sources": [Source(**s) for s in given["sources"]],
                 "nearest": [Source(**s) for s in given["nearest"]],
                 "unsupported": [Unsupported(**u) for u in given["unsupported"]],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from pathlib import Path
 
@@ -387,6 +389,12 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert answer_footer(bare, cut_at=30)[-1] == (
         "(cut at 30 tokens, mid-answer: --max-tokens sets the limit)"
     )
+    # an agent's reply keeps its generation numbers, so a cut answer is told as cut there too
+    from fieldkit.engine.generation import GenerationResult
+
+    cut = GenerationResult("Withhold for 9 days.", (5, 6), "k", 12, 30, 80.0, 20.0, 0.4, "length")
+    sent = Answer.from_dict(replace(bare, result=cut).to_dict()).result
+    assert sent == replace(cut, tokens=(), adapter="p")
     # a gap answer shows the record the notes found nearest, marked as not used
     near_record = Source("pumps", "p", "r3", 0.41, "Keep latrines 30 m away.", "Latrines?")
     gap = Answer("q", "a", "pumps", "p", GAP, [], [], nearest=[near_record])

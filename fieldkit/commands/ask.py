@@ -197,15 +197,24 @@ def ask_command(
     if not stream:
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
+    print_answer_end(result, max_tokens, notes_off=no_notes)
+
+
+def print_answer_end(
+    result: Answer, max_tokens: int, *, notes_off: bool, by: str | None = None
+) -> None:
+    """Print what follows a streamed answer, here or from an agent (`by`): the footer
+    lines on stdout, then its packet, swap time and speed on a terminal's stderr."""
     click.echo()
-    cut = result.result is not None and result.result.finish_reason == "length"
-    cut_at = max_tokens if cut else None
-    columns = terminal_columns()
-    for line in answer_footer(result, notes_off=no_notes, cut_at=cut_at, columns=columns):
+    r = result.result
+    cut_at = max_tokens if r is not None and r.finish_reason == "length" else None
+    footer = answer_footer(result, notes_off=notes_off, cut_at=cut_at, columns=terminal_columns())
+    for line in footer:
         click.echo(line)
-    if sys.stderr.isatty() and result.result is not None:
-        r = result.result
+    if sys.stderr.isatty() and r is not None:
+        where = f" · {by}" if by else ""
         click.echo(
-            f"[{result.packet or 'base model'} · swap {r.swap_ms:.1f} ms · {r.generation_tps:.1f} tok/s]",
+            f"[{result.packet or 'base model'} · swap {r.swap_ms:.1f} ms · "
+            f"{r.generation_tps:.1f} tok/s{where}]",
             err=True,
         )

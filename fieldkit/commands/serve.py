@@ -114,7 +114,7 @@ def ask_through_agent(
     sentence on a refusal.
     """
     from fieldkit.answering import Answer
-    from fieldkit.commands.ask import answer_footer, terminal_columns
+    from fieldkit.commands.ask import print_answer_end
     from fieldkit.server.client import find_agent
 
     client = find_agent(svc.home, svc.model_dir)
@@ -139,15 +139,5 @@ def ask_through_agent(
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
         return True
-    click.echo()
-    cut = max_tokens if result.get("finish_reason") == "length" else None
-    shown = Answer.from_dict(result)
-    for line in answer_footer(shown, notes_off=not notes, cut_at=cut, columns=terminal_columns()):
-        click.echo(line)
-    if sys.stderr.isatty():
-        click.echo(
-            f"[{result['adapter'] or 'base model'} · swap {result['swap_ms']:.1f} ms · "
-            f"{result['generation_tps']:.1f} tok/s · agent]",
-            err=True,
-        )
+    print_answer_end(Answer.from_dict(result), max_tokens, notes_off=not notes, by="agent")
     return True
