@@ -169,13 +169,19 @@ class Services:
         return index
 
     def pick_packet(
-        self, question: str, name: str | None = None, base: bool = False
+        self,
+        question: str,
+        name: str | None = None,
+        base: bool = False,
+        *,
+        instead: str = "Name another packet, or use --base.",
     ) -> tuple[PacketRecord | None, RouteDecision | None]:
         """Return the packet to answer with (None = base model) and the router's decision.
 
         A named packet wins, then `base`; otherwise the router decides (among usable packets
         only). Raises LibraryError when the named packet is missing or may not answer here
-        (unverified, by a blocked author, or made for another base model).
+        (unverified, by a blocked author, or made for another base model), ending with
+        `instead`: what to do (a command line's words by default).
         """
         if name:
             from fieldkit.errors import LibraryError
@@ -184,7 +190,7 @@ class Services:
             record = self.library.get(name)
             problem = usable_problem(self.library, record, self.base_fingerprint)
             if problem is not None:
-                raise LibraryError(f"{problem} Name another packet, or use --base.")
+                raise LibraryError(f"{problem} {instead}")
             return record, None
         if base:
             return None, None

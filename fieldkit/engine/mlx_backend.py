@@ -31,6 +31,14 @@ from fieldkit.errors import ModelError  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig, validate_tensors  # noqa: E402
 
 Slot = tuple[int, str]  # (layer index, projection key)
+# Prompt tokens read per step before the first new token. `cancelled()` is polled between
+# steps, so a long question is dropped within one step (about 3 s on a 2-core CPU with the
+# 135M model) when its asker hangs up or the server stops, not after the whole prompt.
+PREFILL_STEP = 128
+
+
+class _DroppedError(Exception):
+    """Raised between prefill steps once `cancelled()` says so."""
 
 
 class SwapLoRALinear(nn.Module):
@@ -215,7 +223,7 @@ class MlxRuntime:
         """Generate greedily (or sampled), calling emit(text_delta) per token.
 
         `emit` returns False to stop (a stop string was seen); `cancelled()` is polled
-        before every token.
+        before every token and between the steps that read the prompt (PREFILL_STEP).
         """
         detok = self.tokenizer.detokenizer
         detok.reset()
@@ -225,23 +233,38 @@ class MlxRuntime:
         prompt_tps = 0.0
         tic = time.perf_counter()
         gen_tic = tic
-        steps = generate_step(mx.array(prompt), self.model, max_tokens=max_tokens, sampler=sampler)
-        for n, (token, _logprobs) in enumerate(steps):
-            if n == 0:
-                prompt_tps = len(prompt) / max(time.perf_counter() - tic, 1e-9)
-                gen_tic = time.perf_counter()
+
+        def reading(_done: int, _total: int) -> None:
             if cancelled():
-                finish = "cancelled"
-                break
-            token = int(token)
-            if token in self.eos_ids:
-                finish = "stop"
-                break
-            tokens.append(token)
-            detok.add_token(token)
-            if not emit(detok.last_segment):
-                finish = "stop"
-                break
+                raise _DroppedError
+
+        steps = generate_step(
+            mx.array(prompt),
+            self.model,
+            max_tokens=max_tokens,
+            sampler=sampler,
+            prefill_step_size=PREFILL_STEP,
+            prompt_progress_callback=reading,
+        )
+        try:
+            for n, (token, _logprobs) in enumerate(steps):
+                if n == 0:
+                    prompt_tps = len(prompt) / max(time.perf_counter() - tic, 1e-9)
+                    gen_tic = time.perf_counter()
+                if cancelled():
+                    finish = "cancelled"
+                    break
+                token = int(token)
+                if token in self.eos_ids:
+                    finish = "stop"
+                    break
+                tokens.append(token)
+                detok.add_token(token)
+                if not emit(detok.last_segment):
+                    finish = "stop"
+                    break
+        except _DroppedError:  # while the prompt was read: nothing was generated
+            finish = "cancelled"
         steps.close()
         detok.finalize()
         if finish != "cancelled":

@@ -128,6 +128,8 @@ class Agent:
         self._warm: threading.Event = threading.Event()
         self._warming = False
         self._closed = False
+        self._stopping = False  # the server stops: answers under way are cut short
+        self._live: set[threading.Event] = set()  # the cancel events of those answers
         self.load_error: str | None = None  # why the start-up load failed, in one sentence
         # The library connection belongs to the library thread: open it there, and settle
         # which model the home uses, so no other thread needs the library for that.
@@ -261,7 +263,8 @@ class Agent:
         except LibraryError as exc:
             raise RequestError(404, str(exc), param="model", code="model_not_found") from None
         try:
-            return self.services.pick_packet(request.question, request.model)
+            instead = 'Name another model, or "base".'
+            return self.services.pick_packet(request.question, request.model, instead=instead)
         except LibraryError as exc:  # the usable-packet rule (fieldkit/store/usable.py)
             raise RequestError(403, str(exc), param="model", code="model_not_usable") from None
 
@@ -307,6 +310,7 @@ class Agent:
                 503, f"{self._waiting} requests are already waiting; try again shortly."
             )
         self._waiting += 1
+        self._live.add(cancel)
         from fieldkit.answering import finish
 
         outcome = "cancelled"  # unless the generation ends or fails
@@ -335,15 +339,20 @@ class Agent:
                 outcome = "served"
             if result is None:
                 raise RequestError(500, "The engine ended without an answer.")
+            if self._stopping and result.finish_reason == "cancelled":
+                raise RequestError(
+                    503, "The server stopped before the answer ended.", code="server_stopping"
+                )
             yield plan, finish(plan.grounding, result.text, plan.decision, result)
         except RequestError:
-            outcome = "refused"
+            outcome = "cancelled" if self._stopping else "refused"
             raise
         except FieldkitError as exc:
             outcome = "failed"
             raise RequestError(400, str(exc)) from None
         finally:
             self._waiting -= 1
+            self._live.discard(cancel)
             if outcome == "served":
                 self.stats.served += 1
             elif outcome == "cancelled":
@@ -354,6 +363,13 @@ class Agent:
     @property
     def waiting(self) -> int:
         return self._waiting
+
+    def stop_answers(self) -> None:
+        """Refuse new requests and cut short the answers under way, each of which then
+        ends with a 503 saying so (the server is stopping; event loop thread)."""
+        self._closed = self._stopping = True
+        for cancel in list(self._live):
+            cancel.set()
 
     def close(self) -> None:
         """Stop the library thread and close the agent's services.

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import inspect
+import ipaddress
 import json
 import os
 import threading
@@ -36,15 +37,68 @@ if TYPE_CHECKING:
 
 def _error(exc: RequestError) -> JSONResponse:
     headers = {"Retry-After": "1"} if exc.status == 503 else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
-def _authorized(request: Request, token: str | None) -> bool:
-    if token is None or _on_unix_socket(request):
-        return True  # no token set, or the owner-only Unix socket
+def _json_sent(request: Request) -> None:
+    """Refuse (415) a body not sent as plain JSON: another Content-Type is what a web
+    form or page sends, and a compressed body would be read as broken JSON."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise RequestError(415, "Send the request body as Content-Type: application/json.")
+    coding = request.headers.get("content-encoding", "identity").strip().lower()
+    if coding != "identity":
+        raise RequestError(
+            415, f"A body sent with Content-Encoding {coding[:40]} is not read here."
+        )
+
+
+def _loopback_name(authority: str) -> bool:
+    """Whether a Host header or an Origin's host part ("HOST[:PORT]") names this machine:
+    localhost or a loopback address."""
+    host = authority.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")]
+    elif host.count(":") == 1:
+        host = host.split(":")[0]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(request: Request, token: str | None) -> RequestError | None:
+    """Return why a request may not be served, or None.
+
+    The owner-only Unix socket serves any request. On the TCP port, a token set must be
+    sent; with none set (loopback only), a web page must not reach the agent: a request
+    naming another host (DNS rebinding) or sent from a page of another site (an Origin
+    header) is refused, since a browser lets any page post to 127.0.0.1."""
+    if _on_unix_socket(request):
+        return None
+    if token is None:
+        host = request.headers.get("host", "")
+        origin = request.headers.get("origin")
+        if not _loopback_name(host):
+            return RequestError(403, f"This agent answers at 127.0.0.1 only, not at {host[:80]!r}.")
+        if origin is not None and not _loopback_name(origin.partition("://")[2].split("/")[0]):
+            return RequestError(403, "This agent does not answer requests from web pages.")
+        return None
     given = request.headers.get("authorization", "")
     scheme, _, value = given.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip(), token)
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+        return None
+    said = (
+        "The token sent is not this server's token."
+        if given
+        else "This server needs a token: send `Authorization: Bearer TOKEN` "
+        "(the openai client's api_key)."
+    )
+    return RequestError(401, said, code="invalid_api_key")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -108,16 +162,8 @@ def build_app(
     limits = agent.limits
 
     async def guard(request: Request) -> Response | None:
-        if _authorized(request, token):
-            return None
-        return _error(
-            RequestError(
-                401,
-                "This server needs a token: send `Authorization: Bearer TOKEN` "
-                "(the openai client's api_key).",
-                code="invalid_api_key",
-            )
-        )
+        refused = _refusal(request, token)
+        return None if refused is None else _error(refused)
 
     async def health(request: Request) -> Response:
         if denied := await guard(request):
@@ -151,6 +197,19 @@ def build_app(
     async def models(request: Request) -> Response:
         if denied := await guard(request):
             return denied
+        return JSONResponse({"object": "list", "data": await model_entries()})
+
+    async def one_model(request: Request) -> Response:
+        if denied := await guard(request):
+            return denied
+        name = request.path_params["name"]
+        for entry in await model_entries():
+            if name in (entry["id"], entry.get("fieldkit", {}).get("packet_id")):
+                return JSONResponse(entry)
+        said = f"No model named {name[:80]!r} answers here: see GET /v1/models."
+        return _error(RequestError(404, said, param="model", code="model_not_found"))
+
+    async def model_entries() -> list[dict[str, Any]]:
         model_id = agent.services.engine.info().model_id
         packets = await agent.on_library(agent.usable_packets)
         started = agent.stats.started
@@ -171,7 +230,7 @@ def build_app(
                     base=r.base_model_id,
                 )
             )
-        return JSONResponse({"object": "list", "data": data})
+        return data
 
     async def library(request: Request) -> Response:
         if denied := await guard(request):
@@ -182,6 +241,7 @@ def build_app(
         if denied := await guard(request):
             return denied
         try:
+            _json_sent(request)
             body = chat.parse_body(await _read_body(request, limits.max_body_bytes), limits)
             req = chat.parse_request(body, limits)
         except RequestError as exc:
@@ -258,6 +318,7 @@ def build_app(
             Route(client.CONFIRM_PATH, radio_endpoint("answer", False), methods=["POST"]),
             Route("/health", health),
             Route("/v1/models", models),
+            Route("/v1/models/{name:path}", one_model),
             Route("/v1/library", library),
             Route("/v1/chat/completions", completions, methods=["POST"]),
         ],

@@ -137,9 +137,10 @@ def _messages(value: Any, limits: Limits) -> list[dict[str, str]]:
         if not isinstance(message, dict):
             raise _bad(f"messages[{i}] must be an object.", f"messages[{i}]")
         role = message.get("role")
-        if role not in ("system", "user", "assistant", "developer"):
+        if role not in ("system", "developer", "user", "assistant"):
             raise _bad(
-                f"messages[{i}].role must be system, user or assistant.", f"messages[{i}].role"
+                f"messages[{i}].role must be system, developer, user or assistant.",
+                f"messages[{i}].role",
             )
         out.append(
             {
@@ -166,12 +167,38 @@ def _number(data: dict[str, Any], key: str, default: float, low: float, high: fl
     return value
 
 
+# OpenAI parameters that change what a reply must hold, which this server cannot honour:
+# refused rather than ignored (a caller would otherwise read a plain answer as a tool call,
+# JSON or log-probabilities). Each is refused unless absent, null or its value here.
+UNSUPPORTED = {
+    "tools": ("tool calls", ([],)),
+    "functions": ("function calls", ([],)),
+    "tool_choice": ("tool calls", ("none",)),
+    "function_call": ("function calls", ("none",)),
+    "response_format": ("a response format other than text", ({"type": "text"},)),
+    "logprobs": ("log-probabilities", (False,)),
+    "top_logprobs": ("log-probabilities", (0,)),
+    "audio": ("audio", ()),
+    "modalities": ("output other than text", (["text"],)),
+}
+
+
+def _unsupported(data: dict[str, Any]) -> None:
+    for key, (what, fine) in UNSUPPORTED.items():
+        value = data.get(key)
+        if value is not None and value not in fine:
+            raise _bad(f"This server does not offer {what} ({key}).", key)
+
+
 def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
-    """Return the checked ChatRequest; RequestError 400 naming the first bad field."""
-    model = data.get("model", AUTO)
+    """Return the checked ChatRequest; RequestError 400 naming the first bad field.
+    An absent or null optional field takes its default (`model`: auto)."""
+    model = data.get("model")
+    model = AUTO if model is None else model
     if not isinstance(model, str) or not model:
         raise _bad("model must be auto, base or a packet name.", "model")
-    stream = data.get("stream", False)
+    stream = data.get("stream")
+    stream = False if stream is None else stream
     if not isinstance(stream, bool):
         raise _bad("stream must be true or false.", "stream")
     key = "max_completion_tokens" if data.get("max_completion_tokens") is not None else "max_tokens"
@@ -188,8 +215,9 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
         stops = tuple(stop)
     else:
         raise _bad("stop must be a string or a list of at most 4 strings.", "stop")
-    if data.get("n", 1) != 1:
+    if data.get("n") not in (None, 1):
         raise _bad("n must be 1: this server returns one choice.", "n")
+    _unsupported(data)
     options = data.get("fieldkit") or {}
     if not isinstance(options, dict) or not all(
         k in ("notes", "clean") and isinstance(v, bool) for k, v in options.items()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -51,11 +51,23 @@ class ServeConfig:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by SIGINT/SIGTERM without re-raising them afterwards."""
+    """uvicorn's server, stopped by SIGINT/SIGTERM without re-raising them afterwards;
+    `on_exit` runs as it starts to stop (the answers under way are cut short then, so
+    that each ends with a sentence before uvicorn's grace period runs out)."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        on_started: Callable[[], None],
+        on_exit: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(config)
         self._on_started = on_started
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list | None = None) -> None:  # noqa: ANN001
         await super().startup(sockets=sockets)
@@ -85,6 +97,7 @@ class Serving:
 
     def stop(self) -> None:
         if self._server is not None:
+            self._server._on_exit()
             self._server.should_exit = True
 
 
@@ -131,7 +144,7 @@ async def serve(
         if on_ready is not None:
             on_ready(info)
 
-    server = _Server(uv, started)
+    server = _Server(uv, started, agent.stop_answers)
     serving._server = server
     if config.warm:  # loads while requests queue; Agent.close waits for it
         threading.Thread(target=_warm, args=(agent,), name="fieldkit-warm", daemon=True).start()

@@ -207,6 +207,31 @@ def test_cancel_stops_generation(engine: Engine) -> None:
     assert result.generation_tokens < 5
 
 
+def test_a_long_prompt_is_dropped_between_the_steps_that_read_it(engine: Engine) -> None:
+    """A question of thousands of tokens takes minutes to read on a small CPU: a cancel
+    (the asker hung up, the server stops) is heeded after the step under way."""
+    from fieldkit.engine.mlx_backend import PREFILL_STEP
+
+    polls: list[int] = []
+
+    def cancelled() -> bool:  # set while the first step of the prompt is read
+        polls.append(1)
+        return len(polls) >= 2
+
+    def work():  # noqa: ANN202
+        runtime = engine._runtime_or_load()
+        prompt = runtime.encode_chat([{"role": "user", "content": "pump " * 3 * PREFILL_STEP}])
+        assert len(prompt) > 3 * PREFILL_STEP
+        emit = lambda text: True  # noqa: E731
+        return runtime.generate(
+            prompt, max_tokens=5, temperature=0.0, emit=emit, cancelled=cancelled
+        )
+
+    stats = engine._call(work)
+    assert (stats.finish_reason, stats.tokens, len(polls)) == ("cancelled", [], 2)
+    assert engine.answer(QUESTION, max_tokens=3).generation_tokens == 3  # still serving
+
+
 def test_leaving_the_stream_early_frees_the_engine(engine: Engine) -> None:
     stream = engine.generate(QUESTION, max_tokens=2000)
     next(stream)

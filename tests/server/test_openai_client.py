@@ -17,6 +17,7 @@ from fieldkit.services import Services
 from tests.server.conftest import COVERED, PUMP_QUESTIONS, RunningAgent, StartAgent, add_packet
 
 QUESTION = "What does the pump need?"
+JSON = {"Content-Type": "application/json"}
 
 
 def client_for(running: RunningAgent, api_key: str = "none") -> openai.OpenAI:
@@ -169,7 +170,7 @@ def test_bad_bodies_are_400_naming_the_field(running: RunningAgent) -> None:
     with pytest.raises(openai.BadRequestError, match="messages must include a user message"):
         client.chat.completions.create(model="base", messages=[{"role": "system", "content": "x"}])
     conn = http.client.HTTPConnection(running.info.host, running.info.port, timeout=30)
-    conn.request("POST", "/v1/chat/completions", body=b"{not json", headers={})
+    conn.request("POST", "/v1/chat/completions", body=b"{not json", headers=JSON)
     response = conn.getresponse()
     assert response.status == 400
     assert json.loads(response.read())["error"]["message"] == "The request body is not valid JSON."
@@ -180,7 +181,7 @@ def post(running: RunningAgent, body: bytes) -> tuple[int, str, bytes]:
     """POST `body` to /v1/chat/completions; return the status, content type and body."""
     conn = http.client.HTTPConnection(running.info.host, running.info.port, timeout=60)
     try:
-        conn.request("POST", "/v1/chat/completions", body=body)
+        conn.request("POST", "/v1/chat/completions", body=body, headers=JSON)
         response = conn.getresponse()
         return response.status, response.getheader("content-type", ""), response.read()
     finally:
@@ -255,7 +256,7 @@ def test_listening_beyond_loopback_needs_a_token(start_agent: StartAgent, packet
     assert running.info.token_required
     url = f"http://127.0.0.1:{running.info.port}/v1"
     wrong = openai.OpenAI(base_url=url, api_key="guess", max_retries=0)
-    with pytest.raises(openai.AuthenticationError, match="needs a token"):
+    with pytest.raises(openai.AuthenticationError, match="not this server's token"):
         wrong.models.list()
     right = openai.OpenAI(base_url=url, api_key="s3cret-token", max_retries=0)
     assert "pumps" in [m.id for m in right.models.list().data]
@@ -353,8 +354,9 @@ def test_a_blocked_authors_packet_is_neither_listed_nor_used(
     running = start_agent(packet_home)
     client = client_for(running)
     assert "wells" not in [m.id for m in client.models.list().data]
-    with pytest.raises(openai.PermissionDeniedError, match="blocked author"):
+    with pytest.raises(openai.PermissionDeniedError, match="blocked author") as denied:
         client.chat.completions.create(model="wells", messages=[{"role": "user", "content": "x"}])
+    assert denied.value.message.endswith('Name another model, or "base".')  # not a CLI flag
     reply = client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": wells[2]}], max_tokens=4
     )

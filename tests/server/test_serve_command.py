@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fieldkit.cli import main
@@ -39,7 +40,10 @@ def test_serve_off_loopback_without_a_token_is_refused(home: Home, tiny_model_di
     assert read_runtime(home) is None
 
 
-def test_a_serve_process_answers_ask_and_stops_cleanly(home: Home, tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
+def test_a_serve_process_answers_ask_and_stops_cleanly(
+    home: Home, tiny_model_dir: Path, stop: signal.Signals
+) -> None:
     proc = serve(home, tiny_model_dir, "--port", "0")
     try:
         deadline = time.monotonic() + 300
@@ -85,10 +89,12 @@ def test_a_serve_process_answers_ask_and_stops_cleanly(home: Home, tiny_model_di
             time.sleep(0.2)
         assert status["served"] == 1
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "fieldkit agent listening on" in err
     assert "Traceback" not in err
+    assert "once the model has loaded" not in err  # it had loaded: nothing to wait for
+    assert err.endswith("fieldkit agent stopped.\n")
     assert read_runtime(home) is None
     assert not Path(info.socket).exists()
