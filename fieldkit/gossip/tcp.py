@@ -7,7 +7,6 @@ receive rules and hands the listener a session runner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 7744
 READ_SIZE = 256 * 1024
 MAX_SESSIONS = 8  # concurrent sessions per listener
+CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush what is queued
 
 
 class TcpStream:
@@ -49,11 +49,19 @@ class TcpStream:
             raise TransportError(f"The link to {self.peer_label} broke ({exc}).") from None
 
     async def close(self) -> None:
+        """Close the connection, flushing what is queued for a few seconds at most: a peer
+        that stopped reading (a suspended laptop, a dead relay) would otherwise hold the
+        close, and the session, for ever with megabytes unsent."""
         if self._writer.is_closing():
             return
         self._writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.wait_closed()
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._writer.transport.abort()
+        except (ConnectionError, OSError):
+            pass
 
 
 async def connect(host: str, port: int, connect_timeout: float = 15.0) -> TcpStream:

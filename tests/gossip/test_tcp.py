@@ -73,6 +73,56 @@ async def test_a_listener_keeps_no_passing_port_as_a_peers_address(services):
     assert b.library.get_peer(a.identity.device_id).address == ""
 
 
+async def stalling_relay(port: int, forward: int) -> asyncio.Server:
+    """Relay connections to 127.0.0.1:`port`, passing at most `forward` bytes back; then it
+    stops reading from that side but keeps its connection open, as a laptop suspended
+    mid-transfer does (its socket buffer is kept small, so the sender's fills)."""
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        server_r, server_w = await asyncio.open_connection(sock=sock)
+
+        async def up() -> None:
+            while data := await client_r.read(65536):
+                server_w.write(data)
+                await server_w.drain()
+
+        async def down() -> None:
+            passed = 0
+            while passed < forward and (data := await server_r.read(4096)):
+                client_w.write(data)
+                passed += len(data)
+            await asyncio.sleep(3600)  # reads no more, closes nothing
+
+        await asyncio.gather(up(), down(), return_exceptions=True)
+
+    return await asyncio.start_server(relay, "127.0.0.1", 0)
+
+
+async def test_a_sender_whose_peer_stops_reading_ends_its_session(services, make_packet):
+    """A listener sending a packet to a peer that stopped reading (its send queue full)
+    ended its session when the peer fell silent, then waited for ever to flush the queue
+    while closing: a `--once` listener never exited."""
+    a, b = services("a"), services("b")
+    make_packet(b.home, name="big", size_scale=400)  # 6.5 MB: more than the socket buffers
+    a.library.set_trust(b.identity.device_id, "trusted")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    listener = await start_listener(b, "127.0.0.1", 0, FAST, once=True)
+    relay = await stalling_relay(listener.port, forward=128 * 1024)
+    relay_port = relay.sockets[0].getsockname()[1]
+    tic = time.monotonic()
+    summary = await sync_with("127.0.0.1", relay_port, a, FAST)
+    assert not summary.ok
+    await asyncio.wait_for(listener.wait(), FAST.idle_timeout + 15)
+    (served,) = listener.summaries
+    assert "sent nothing for 5 seconds" in (served.error or "")
+    assert time.monotonic() - tic < 2 * FAST.idle_timeout + 15
+    relay.close()
+
+
 async def test_a_packet_that_failed_verification_is_not_offered(services, make_packet):
     a, b = services("a"), services("b")
     good = make_packet(a.home, name="pumps")
