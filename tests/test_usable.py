@@ -208,6 +208,40 @@ def test_a_copy_of_a_blocked_authors_packet_re_signed_by_another_device_is_block
     lib.close()
 
 
+def test_removing_a_blocked_authors_packet_does_not_admit_its_copies(make_home) -> None:
+    """The block followed copies only through the packets still here: once the blocked
+    original was removed, a re-signed copy came in as verified, and copies already held
+    (a merge naming it in its lineage) were released."""
+    home = make_home("me")
+    author, manifest, signature, data = foreign_packet(make_home("author"), "ab" * 32)
+    launderer_home = make_home("launderer")
+    launderer = Identity.load_or_create(launderer_home)
+    lib = Library.open(home, identity=Identity.load_or_create(home))
+    original = lib.add(manifest, signature, data, source=author.device_id)
+    merged = build_manifest(
+        random_adapter(seed=8),
+        launderer,
+        name="merged",
+        domain="water",
+        description="A merge.",
+        exemplars=exemplars_for("pumps"),
+        base_model_id="tiny-llama",
+        base_fingerprint="ab" * 32,
+        lineage=(original.packet_id,),
+    )
+    held = lib.add(*merged, source=launderer.device_id)
+    lib.set_trust(author.device_id, "blocked")
+    lib.remove("pumps")
+    assert packet_state(held, "ab" * 32, lib.blocked()) is PacketState.BLOCKED
+    copy = foreign_packet(launderer_home, "ab" * 32, "laundered", (original.packet_id,))[1:]
+    with pytest.raises(PacketError, match="copies a blocked author's packet"):
+        lib.add(*copy, source=launderer.device_id)
+    lib.set_trust(author.device_id, "trusted")  # trust lifts the block, removed or not
+    assert lib.add(*copy, source=launderer.device_id).name == "laundered"
+    assert packet_state(held, "ab" * 32, lib.blocked()) is PacketState.OK
+    lib.close()
+
+
 def test_library_list_names_the_peer_a_packet_came_from(stocked_home, tiny_model_dir) -> None:
     home, author = stocked_home
     listed = run(home, tiny_model_dir, "library", "list")

@@ -34,6 +34,7 @@ from fieldkit.store.peers import TRUST_STATES, PeerStore
 from fieldkit.store.records import PacketRecord, PeerRecord, packet_record, packet_row
 from fieldkit.store.settings import SettingsStore
 from fieldkit.store.transfers import TransferStore
+from fieldkit.store.usable import removed_row
 from fieldkit.store.vectors import VectorCache
 
 __all__ = ["TRUST_STATES", "Arrival", "Library", "PacketRecord", "PeerRecord"]
@@ -312,6 +313,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         with self.write_lock():
             record = self.get(name_or_id)
             self.db["packets"].delete(record.packet_id)
+            self.db["removed_packets"].upsert(removed_row(record), pk="packet_id")
             self._log("packet_removed", name=record.name, packet_id=record.packet_id)
             self._drop_blob_if_unused(record.sha256)
         return record

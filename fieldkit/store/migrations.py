@@ -81,3 +81,13 @@ def m002_exemplar_embeddings(db: Database) -> None:
 @migrations()
 def m003_passage_embeddings(db: Database) -> None:
     _vector_table(db, "passage_embeddings")  # the retrieval cache (note passages)
+
+
+@migrations()
+def m004_removed_packets(db: Database) -> None:
+    # What a removed packet was: a block still covers copies of it (store.usable.Blocked)
+    db["removed_packets"].create(
+        {"packet_id": str, "sha256": str, "author_id": str, "lineage": str, "removed_at": float},
+        pk="packet_id",
+        if_not_exists=True,
+    )

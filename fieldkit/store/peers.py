@@ -11,7 +11,7 @@ from fieldkit.errors import LibraryError, PeerRefused
 from fieldkit.formats import shown_text
 from fieldkit.store.identity import device_id_for, is_device_id
 from fieldkit.store.records import PacketRecord, PeerRecord, peer_record
-from fieldkit.store.usable import Blocked
+from fieldkit.store.usable import Blocked, Removed
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -63,11 +63,14 @@ class PeerStore:
     def blocked(self, records: list[PacketRecord] | None = None) -> Blocked:
         """Return what this device's blocks cover (store.usable.Blocked): the blocked
         authors, and the packets here that are theirs or copy theirs (among `records`,
-        the library's packets when a caller has listed them already)."""
+        the library's packets when a caller has listed them already), following copies
+        through the packets removed from here too."""
         authors = self.blocked_authors()
         if not authors:
             return Blocked()
-        return Blocked.of(authors, self.list_packets() if records is None else records)
+        held = self.list_packets() if records is None else records
+        removed = [Removed.from_row(row) for row in self.db["removed_packets"].rows]
+        return Blocked.of(authors, [*held, *removed])  # a removed original still counts
 
     def upsert_peer(
         self,

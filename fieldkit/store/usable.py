@@ -8,6 +8,8 @@ same states in the Library) and the server all ask here.
 from __future__ import annotations
 
 import enum
+import json
+import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,6 +59,34 @@ class Blocked:
                 block.packets | {r.packet_id for r in more},
             )
         return block
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A packet removed from the library, as much of it as a block needs: removing a
+    blocked author's packet must not admit the copies others re-signed of it."""
+
+    packet_id: str
+    sha256: str
+    author_id: str
+    manifest: dict[str, Any]  # {"lineage": [...]}, as a record's manifest holds it
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Removed:
+        lineage = json.loads(row["lineage"] or "[]")
+        return cls(row["packet_id"], row["sha256"], row["author_id"], {"lineage": lineage})
+
+
+def removed_row(record: Any) -> dict[str, Any]:
+    """Return the `removed_packets` row that keeps what a block needs of `record`."""
+    lineage = (getattr(record, "manifest", None) or {}).get("lineage", [])
+    return {
+        "packet_id": record.packet_id,
+        "sha256": record.sha256,
+        "author_id": record.author_id,
+        "lineage": json.dumps(list(lineage)),
+        "removed_at": time.time(),
+    }
 
 
 class PacketState(enum.Enum):
