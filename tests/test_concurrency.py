@@ -70,7 +70,10 @@ def test_a_refused_import_leaves_no_weights_behind(make_home, make_packet, tmp_p
     assert second.returncode == 0, second.stderr
     status, _, err = release(first)
     assert status == 1, err
-    assert err == "fieldkit: A packet named 'pumps' by another author is already in the library.\n"
+    assert err == (
+        "fieldkit: A packet named 'pumps' by another author is already in the library: "
+        "`fieldkit library remove pumps` makes way for this one.\n"
+    )
     library = Library.open(home)
     try:
         [record] = library.list_packets()

@@ -331,8 +331,9 @@ def verify_command(name: str | None) -> None:
 
 @library.command("gc")
 def gc_command() -> None:
-    """Remove weights no packet uses, part files of abandoned transfers (a week old, or
-    whose transfer is gone) and pending peers not seen for 30 days."""
+    """Remove weights no packet uses, part files of abandoned transfers (a week without
+    progress, or an hour after their last write once their transfer is gone: a sync may
+    still be writing one) and pending peers not seen for 30 days."""
     cleaned = services().library.collect_garbage()
     click.echo(
         f"Removed {cleaned['blobs']} unused weights file(s), {cleaned['parts']} part file(s), "

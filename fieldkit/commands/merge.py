@@ -136,8 +136,7 @@ def merge_command(
             sequential=sequential,
         )
         spec.check(len(packets))
-    if any(r.name == name.strip() for r in lib.list_packets()):
-        raise LibraryError(f"A packet named {name.strip()!r} is already in the library.")
+    lib.require_free_name(name.strip())
     records = [lib.get(p) for p in packets]
     ids = [r.packet_id for r in records]
     twice = next((r for r in records if ids.count(r.packet_id) > 1), None)

@@ -202,7 +202,11 @@ def import_one(
     if _is_folder(path):
         if not holds_adapter(path):
             raise PacketError(f"{path} holds no adapter and no .fkpkt packet files.")
+        held = {r.packet_id for r in svc.library.list_packets()}
         record = import_folder(svc, path, name, domain, description, exemplars_file, notes)
+        if record.packet_id in held:  # exported from a packet held here, weights unchanged
+            click.echo(f"Packet {record.name!r} is already in the library.")
+            return
     else:
         expected = None if allow_foreign_base else svc.base_fingerprint
         if notes is not None:

@@ -163,8 +163,7 @@ def train_command(
 
     svc = services()
     name, domain = check_new_name(name), check_new_name(domain, "domain")  # before any training
-    if any(r.name == name for r in svc.library.list_packets()):
-        raise LibraryError(f"A packet named {name!r} is already in the library.")
+    svc.library.require_free_name(name)
     if iters < 1 or batch_size < 1:
         raise DataError("--iters and --batch-size must be at least 1.")
     base_id, fingerprint, model_config = svc.require_model()

@@ -9,6 +9,7 @@ library. Every decision lands in a `PacketReport` of the session's summary.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -124,7 +125,10 @@ class Receiver:
             elif item.size > self.options.limits.max_packet:
                 report.reason, word = "it is larger than the packet size limit", "too-large"
             elif self._name_taken(item.name, item.author_id):
-                report.reason = f"a packet named {item.name!r} by another author is already here"
+                report.reason = (
+                    f"a packet named {item.name!r} by another author is already here "
+                    f"(`fieldkit library remove {shlex.quote(item.name)}` makes way for theirs)"
+                )
                 word = "name-taken"
             else:
                 report.status = "pending"

@@ -147,7 +147,7 @@ class _Session:
         except ProtocolError as exc:
             await self._fail(exc, abort=str(exc))
         except PeerRefused as exc:
-            await self._fail(exc, abort="This device refuses the session.")
+            await self._fail(exc, abort="It refuses a session with this device.")
         except FieldkitError as exc:
             await self._fail(exc)
         finally:

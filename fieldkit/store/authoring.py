@@ -27,6 +27,15 @@ class AuthoringStore:
     get: Callable[[str], PacketRecord]
     load_adapter: Callable[[PacketRecord], Adapter]
 
+    def require_free_name(self, name: str, option: str = "--name") -> None:
+        """Raise LibraryError when a packet here is named `name`, saying how to give the
+        new one another (`option`, the command's)."""
+        if self.db["packets"].count_where("name = ?", [name]):
+            raise LibraryError(
+                f"A packet named {name!r} is already in the library: give this one another "
+                f"name ({option} NEW_NAME)."
+            )
+
     def add_local(self, adapter: Adapter, *, name: str, **fields: Any) -> PacketRecord:
         """Sign a new packet by this device and store it; return its record.
 
@@ -37,8 +46,7 @@ class AuthoringStore:
         """
         identity = self._require_identity()
         name = check_new_name(name)
-        if self.db["packets"].count_where("name = ?", [name]):
-            raise LibraryError(f"A packet named {name!r} is already in the library.")
+        self.require_free_name(name)
         manifest, signature, data = build_manifest(adapter, identity, name=name, **fields)
         return self.add(manifest, signature, data, source="local")
 
@@ -66,8 +74,8 @@ class AuthoringStore:
                 f"{old.name!r} is by another author: give the new version a name of its own "
                 "(--as NEW_NAME)."
             )
-        if new_name != old.name and self.db["packets"].count_where("name = ?", [new_name]):
-            raise LibraryError(f"A packet named {new_name!r} is already in the library.")
+        if new_name != old.name:
+            self.require_free_name(new_name, "--as")
         extra.setdefault("notes", notes_of(old.manifest))  # notes stay unless replaced
         manifest, signature, data = build_manifest(
             self.load_adapter(old),

@@ -35,8 +35,8 @@ def compact_packet(
             f"{source.name!r} is by another author: give the compacted packet a name of its "
             "own (--name)."
         )
-    if new_name != source.name and library.db["packets"].count_where("name = ?", [new_name]):
-        raise LibraryError(f"A packet named {new_name!r} is already in the library.")
+    if new_name != source.name:
+        library.require_free_name(new_name)
     adapter = compaction.apply(library.load_adapter(source))
     manifest, signature, data = build_manifest(
         adapter,

@@ -11,6 +11,7 @@ inside the same transaction, so concurrent processes never lose weights.
 from __future__ import annotations
 
 import re
+import shlex
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -396,7 +397,9 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         LibraryError when the name belongs to another author or a newer version is held."""
         if self.name_conflict(manifest["name"], manifest["author_id"]) is not None:
             raise LibraryError(
-                f"A packet named {manifest['name']!r} by another author is already in the library."
+                f"A packet named {manifest['name']!r} by another author is already in the "
+                f"library: `fieldkit library remove {shlex.quote(manifest['name'])}` makes way for this "
+                "one."
             )
         rows = list(self.db["packets"].rows_where("name = ?", [manifest["name"]]))
         if not rows:

@@ -378,7 +378,8 @@ def test_cli_sync_refused_by_a_blocking_listener_exits_non_zero(services):
     b.library.set_trust(a.identity.device_id, "blocked")
     result, out, _, returncode = cli_sync_with_listener(a, b, "--json")
     assert result.exit_code == 1
-    assert "refuses the session" in result.output
+    # said as the peer's refusal: "This device refuses" read as this device's own
+    assert "The peer ended the session: It refuses a session with this device." in result.output
     assert "Traceback" not in result.output
     assert returncode == 1
     assert "blocked" in json.loads(out)["error"]

@@ -213,6 +213,11 @@ def test_export_to_mlx_lm_round_trips(
         assert came.size == original.size
     finally:
         services.close()
+    # the device that holds it is told so, as for a packet file (not "Imported")
+    home = ["--home", str(alice.root), "--model", str(tiny_model_dir)]
+    again = CliRunner().invoke(main, [*home, "library", "import", str(out)])
+    assert again.exit_code == 0, again.output
+    assert again.output == "Packet 'wells' is already in the library.\n"
     # a folder whose weights were changed is signed anew, the packet it came from named
     (out / "packet.json").write_text(
         (out / "packet.json").read_text().replace('"name": "wells"', '"name": "wells-2"', 1)

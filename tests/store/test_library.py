@@ -39,7 +39,10 @@ def test_add_get_remove(home, make_packet):
 def test_duplicate_local_name_refused_and_nothing_written(home, make_packet):
     make_packet(home, name="pumps", seed=1)
     before = _snapshot(home)
-    with pytest.raises(LibraryError, match="already in the library"):
+    with pytest.raises(
+        LibraryError,
+        match=r"already in the library: give this one another name \(--name NEW_NAME\)\.$",
+    ):
         make_packet(home, name="pumps", seed=2)
     assert _snapshot(home) == before
 

@@ -214,7 +214,7 @@ def test_train_command_adds_a_signed_packet(tmp_path: Path, tiny_model_dir: Path
         library.close()
     again = CliRunner().invoke(main, [*args, "--name", "pumps", "--domain", "solar_pumps"])
     assert again.exit_code == 1
-    assert "already in the library" in again.output
+    assert "already in the library: give this one another name (--name NEW_NAME)." in again.output
 
 
 def test_train_command_refuses_bad_data_without_a_packet(
