@@ -28,13 +28,17 @@ from tests.fixtures.tiny_model import random_adapter
 
 
 def foreign_packet(
-    author_home: Home, fingerprint: str, name: str = "pumps", lineage: tuple[str, ...] = ()
+    author_home: Home,
+    fingerprint: str,
+    name: str = "pumps",
+    lineage: tuple[str, ...] = (),
+    seed: int = 3,
 ):
     """A packet signed by another device (the author), as a peer would send it; every one
-    holds the same weights, bit for bit."""
+    of one `seed` holds the same weights, bit for bit."""
     author = Identity.load_or_create(author_home)
     manifest, signature, data = build_manifest(
-        random_adapter(seed=3),
+        random_adapter(seed=seed),
         author,
         name=name,
         domain="water",
@@ -218,18 +222,8 @@ def test_removing_a_blocked_authors_packet_does_not_admit_its_copies(make_home) 
     launderer = Identity.load_or_create(launderer_home)
     lib = Library.open(home, identity=Identity.load_or_create(home))
     original = lib.add(manifest, signature, data, source=author.device_id)
-    merged = build_manifest(
-        random_adapter(seed=8),
-        launderer,
-        name="merged",
-        domain="water",
-        description="A merge.",
-        exemplars=exemplars_for("pumps"),
-        base_model_id="tiny-llama",
-        base_fingerprint="ab" * 32,
-        lineage=(original.packet_id,),
-    )
-    held = lib.add(*merged, source=launderer.device_id)
+    merged = foreign_packet(launderer_home, "ab" * 32, "merged", (original.packet_id,), 8)
+    held = lib.add(*merged[1:], source=launderer.device_id)
     lib.set_trust(author.device_id, "blocked")
     lib.remove("pumps")
     assert packet_state(held, "ab" * 32, lib.blocked()) is PacketState.BLOCKED

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.server.conftest import RunningAgent, StartAgent
-from tests.server.test_openai_client import JSON, QUESTION, client_for
+from tests.server.test_openai_client import JSON, QUESTION, client_for, endless_stream
 
 ASK = {"model": "base", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -172,16 +172,7 @@ def test_a_stop_while_an_answer_streams_ends_it_with_a_sentence(
     packet_home,  # noqa: ANN001
 ) -> None:
     running = start_agent(packet_home)
-    stream = client_for(running).chat.completions.create(
-        model="base",
-        messages=[{"role": "user", "content": QUESTION}],
-        max_tokens=30000,
-        stream=True,
-        extra_body={"fieldkit": {"clean": False}},  # no early stop on a repeat
-    )
-    pieces = iter(stream)
-    next(pieces)
-    next(pieces)
+    _, pieces = endless_stream(client_for(running), max_tokens=30000)
     tic = time.monotonic()
     stopping = threading.Thread(target=running.stop)
     stopping.start()

@@ -24,6 +24,22 @@ def client_for(running: RunningAgent, api_key: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=running.base_url, api_key=api_key, max_retries=0, timeout=120)
 
 
+def endless_stream(client: openai.OpenAI, max_tokens: int = 4000):  # noqa: ANN201
+    """A streamed answer of the base model that runs on (no early stop on a repeat),
+    its first two pieces read."""
+    stream = client.chat.completions.create(
+        model="base",
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=max_tokens,
+        stream=True,
+        extra_body={"fieldkit": {"clean": False}},
+    )
+    pieces = iter(stream)
+    next(pieces)
+    next(pieces)
+    return stream, pieces
+
+
 def reference(
     running: RunningAgent, question: str, packet: str | None, max_tokens: int, clean: bool = True
 ) -> str:
@@ -231,14 +247,7 @@ def test_limits_on_body_prompt_and_queue(start_agent: StartAgent, packet_home) -
             model="base", messages=[{"role": "user", "content": "x" * 600}]
         )
     # One request generating holds the only place in the queue: a second is told to retry.
-    stream = client.chat.completions.create(
-        model="base",
-        messages=[{"role": "user", "content": QUESTION}],
-        max_tokens=3000,
-        stream=True,
-        extra_body={"fieldkit": {"clean": False}},  # no early stop on a repeat
-    )
-    next(iter(stream))
+    stream, _ = endless_stream(client, max_tokens=3000)
     with pytest.raises(openai.APIStatusError) as busy:
         client.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}])
     assert busy.value.status_code == 503
@@ -307,16 +316,7 @@ def test_interleaved_requests_never_share_an_adapter(running: RunningAgent) -> N
 def test_a_client_that_hangs_up_cancels_its_generation(running: RunningAgent) -> None:
     client = client_for(running)
     before = running.agent.stats.cancelled
-    stream = client.chat.completions.create(
-        model="base",
-        messages=[{"role": "user", "content": QUESTION}],
-        max_tokens=4000,
-        stream=True,
-        extra_body={"fieldkit": {"clean": False}},  # no early stop on a repeat
-    )
-    pieces = iter(stream)
-    next(pieces)
-    next(pieces)
+    stream, _ = endless_stream(client)
     stream.close()
     # The next request is served as soon as the cancelled one stops, not after 4000 tokens.
     reply = client.chat.completions.create(
