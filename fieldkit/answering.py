@@ -85,8 +85,9 @@ class Source(TitledText):
 
     @property
     def label(self) -> str:
-        """'packet passage-id (score)', with ', also near' for a passage not read."""
-        near = "" if self.read else ", also near"
+        """'packet passage-id (score)', with ', near, not read' for a passage the model
+        was not given (shown for the reader to check)."""
+        near = "" if self.read else ", near, not read"
         return f"{self.packet} {self.passage_id} ({self.score:.2f}{near})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 GROUNDED_INSTRUCTION = "Answer the question using these notes."
 # How many of the passages found go into the prompt, when answering and in the notes
-# recipe's training prompts alike. The rest are shown beside the answer ("also near") for
+# recipe's training prompts alike. The rest are shown beside the answer ("near, not read") for
 # the reader to check, not given to the model: a 135M model given two passages often
 # copies the second, a neighbour, for a long question; given the first alone it answers
 # from it (docs/BENCHMARKS.md, "One passage in the prompt").

@@ -104,6 +104,12 @@ CHECK_IT = "check it before acting on it"  # said when no number is in the sourc
 NONE_SUPPORTED = f"no number of the answer is in them: {CHECK_IT}"
 
 
+def states_numbers(answer: str) -> bool:
+    """True when the answer states a number or a code: only then can it be said that every
+    number in it is in a source (said of an answer with none, it vouches for nothing)."""
+    return bool(_mentions(answer) or named_codes(answer))
+
+
 def none_supported(answer: str, marks: int) -> bool:
     """True when `marks` unsupported marks cover every number and code of the answer, two
     or more: an answer whose facts are all missing from its sources most likely answers

@@ -115,7 +115,7 @@ def test_grounding_follows_the_notes(noted_home, minilm, tiny_model_dir):
         # the first passage is read; the next is shown beside the answer, not given to it
         assert [s.read for s in covered.sources] == [True, False]
         assert covered.sources[1].text not in covered.messages[0]["content"]
-        assert covered.sources[1].label.endswith(", also near)")
+        assert covered.sources[1].label.endswith(", near, not read)")
         assert covered.sources[0].label == f"pumps r1 ({covered.sources[0].score:.2f})"
         gap = ground("What is the offside rule in football?", pumps, index)
         assert gap.grounding == GAP
@@ -396,12 +396,15 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert sent == replace(cut, tokens=(), adapter="p")
     # a gap answer shows the record the notes found nearest, marked as not used
     near_record = Source("pumps", "p", "r3", 0.41, "Keep latrines 30 m away.", "Latrines?")
-    gap = Answer("q", "a", "pumps", "p", GAP, [], [], nearest=[near_record])
+    gap = Answer("q", "Keep them 30 m away.", "pumps", "p", GAP, [], [], nearest=[near_record])
     assert answer_footer(gap) == [
         "(from the adapter only: no note covers this question)",
         "nearest record, not used: pumps r3 (0.41): Latrines? Keep latrines 30 m away.",
         "every number in the answer is in the nearest record",
     ]
+    # an answer with no number is not vouched for ("every number ... is in a source")
+    plain = Answer("q", "Keep them apart.", "pumps", "p", NOTES, [near_record], [])
+    assert answer_footer(plain) == ["[1] pumps r3 (0.41): Latrines? Keep latrines 30 m away."]
     # its numbers are checked against that record, the one on screen
     grounding = Grounding("q", "pumps", "p", GAP, [], [], [near_record], "nothing on this")
     done = finish(grounding, "Keep them 30 m away, or 50 m downhill.")

@@ -69,7 +69,13 @@ def answer_footer(
 
 def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) -> list[str]:
     from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
-    from fieldkit.support import CHECK_IT, NONE_SUPPORTED, none_supported, shown_marks
+    from fieldkit.support import (
+        CHECK_IT,
+        NONE_SUPPORTED,
+        none_supported,
+        shown_marks,
+        states_numbers,
+    )
 
     lines: list[str] = []
     if result.grounding == ADAPTER_ONLY and notes_off:
@@ -93,9 +99,9 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         said = NONE_SUPPORTED if nearest or result.sources else CHECK_IT  # no "them" to name
         caution = f" ({said})" if none else ""
         lines.append(f"unsupported by {checked}: {marks}{caution}")
-    elif result.sources:
+    elif result.sources and states_numbers(result.text):
         lines.append("every number in the answer is in a source")
-    elif nearest:
+    elif nearest and states_numbers(result.text):
         lines.append("every number in the answer is in the nearest record")
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision

@@ -33,9 +33,16 @@ class FieldkitApp(App[None]):
         Binding("f4,3", "switch_mode('ask')", "Ask", show=False),
         Binding("question_mark,f1", "help", "Help"),
         # q where no text box has focus (the box takes it, and the footer then hides it)
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit_asking", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
+    # work a quit would stop, by worker group: `q` asks first when any runs (Ctrl+Q not)
+    UNFINISHED = {
+        "ask": "an answer is being written",
+        "sync": "a sync runs",
+        "listen": "this device listens for syncs",
+        "library-action": "a library action runs",
+    }
     model_state: reactive[str] = reactive("not loaded")
 
     def __init__(
@@ -66,6 +73,26 @@ class FieldkitApp(App[None]):
 
     def on_unmount(self) -> None:
         self.backend.close()
+
+    def unfinished(self) -> list[str]:
+        """Return what a quit now would stop (UNFINISHED), in words."""
+        running = {w.group for w in self.workers if not w.is_finished}
+        return [what for group, what in self.UNFINISHED.items() if group in running]
+
+    @work(exclusive=True, group="quit-ask", description="Quit?")
+    async def action_quit_asking(self) -> None:
+        """Quit, asking first when that would stop work under way: `q` is one key from
+        the keys around it, and a listener or a half-written answer would be lost."""
+        from fieldkit.tui.screens.dialogs import ConfirmDialog
+
+        if isinstance(self.screen, ConfirmDialog):  # already asking
+            return
+        busy = self.unfinished()
+        if busy and not await self.push_screen_wait(
+            ConfirmDialog(f"Quit fieldkit? {'; '.join(busy).capitalize()}: quitting stops it.")
+        ):
+            return
+        self.exit()
 
     @work(thread=True, exit_on_error=False, group="model", description="Loading the model")
     def load_model(self) -> None:

@@ -16,7 +16,7 @@ from fieldkit.errors import LibraryError
 from fieldkit.formats import format_size
 from fieldkit.store.notes import notes_count
 from fieldkit.store.packet import packet_files_in
-from fieldkit.store.usable import Blocked
+from fieldkit.store.usable import Blocked, usable_problem
 from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
@@ -326,11 +326,25 @@ class TuiBackend(SyncBackend):
             self._router = self.services.make_router(lib)
         return self._router
 
-    def manual_route(self, packet_id: str | None) -> RouteView:
-        """Return a decision picked by hand: a packet, or None for the base model."""
+    def manual_route(self, packet_id: str | None, name: str = "") -> RouteView:
+        """Return a decision picked by hand: a packet, or None for the base model.
+
+        Raises FieldkitError (one sentence) when the packet picked may no longer answer:
+        removed since, its author blocked (the one usable-packet rule, store/usable.py)."""
         if packet_id is None:
             return RouteView(None, "base model", 0.0, "-", "picked by hand", 0.0, manual=True)
-        rec = self._on_library_thread(lambda lib: lib.get(packet_id))
+
+        def check(lib: Any) -> Any:
+            try:
+                rec = lib.get(packet_id)
+            except LibraryError:
+                raise LibraryError(f"The packet {name!r} is no longer in the library.") from None
+            problem = usable_problem(lib, rec, self.services.base_fingerprint)
+            if problem is not None:
+                raise LibraryError(problem)
+            return rec
+
+        rec = self._on_library_thread(check)
         return RouteView(rec.packet_id, rec.name, 0.0, "-", "picked by hand", 0.0, manual=True)
 
     def _get_passages(self, lib: Any) -> Any:

@@ -145,6 +145,7 @@ class RouteView:
     route_ms: float
     manual: bool = False
     nearest: str = ""  # abstained: the packet that came near enough to ask by hand
+    dropped: str = ""  # why the packet picked by hand was set aside for the router
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import pytest
 from textual.widgets import Input, OptionList, Static
 
 from fieldkit.store.notes import Passage
+from fieldkit.support import states_numbers
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.views import RouteView
@@ -162,7 +163,10 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         assert "Ctrl+E" in sources
         assert "[2]" not in sources  # folded: the first passage only
         support = str(exchange.query_one(".support", Static).render())
-        assert "unsupported" in support or "every number is in a source" in support
+        if states_numbers(exchange.answer):
+            assert "unsupported" in support or "every number is in a source" in support
+        else:  # nothing to vouch for
+            assert support == ""
         assert isinstance(app.focused, Input)  # Ctrl+E works from the question box
         await pilot.press("ctrl+e")
         await pilot.pause()
@@ -222,6 +226,7 @@ async def test_ctrl_e_is_offered_in_the_question_box_once_an_answer_has_sources(
         assert "ctrl+e" not in footer_keys(app)
         assert not app.screen.query(Exchange)
         assert app.screen.query_one("#history .hint")  # the answers go, the hint stays
+        assert "Cleared 1 answer from the screen." in notices(pilot)  # not silently
 
 
 async def test_the_route_picked_by_hand_is_named_under_the_history(stocked) -> None:
@@ -238,6 +243,27 @@ async def test_the_route_picked_by_hand_is_named_under_the_history(stocked) -> N
         assert route_mode() == "route: base model, picked by hand (Ctrl+O to change)"
         await pick(pilot, "Automatic")
         assert route_mode() == "route: automatic (Ctrl+O to pick by hand)"
+
+
+async def test_a_packet_picked_by_hand_that_may_answer_no_more_is_set_aside(stocked) -> None:
+    """Removed (or its author blocked) after it was picked, it answered anyway, or the
+    question hung at "deciding..." with a notice naming its id."""
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pick(pilot, "pumps")
+        stocked.library.remove("pumps")
+        await ask(pilot, "How do I prime a hand pump?")
+        exchange = app.screen.query(Exchange).last()
+        said, line = route_line(exchange).split("\n")
+        assert said == (
+            "The packet 'pumps' is no longer in the library. The router picks instead "
+            "(Ctrl+O to pick again)."
+        )
+        assert line.startswith("route: base model: ")  # the router's own decision
+        assert exchange.answer, notices(pilot)
+        mode = str(app.screen.query_one("#route-mode", Static).render())
+        assert mode == "route: automatic (Ctrl+O to pick by hand)"
 
 
 async def test_no_speed_is_made_up_from_sentences_while_the_answer_is_written() -> None:
@@ -353,6 +379,9 @@ def test_a_stopped_answer_says_it_is_incomplete_and_its_cut_number_is_not_marked
     assert support_text(final, [], True, stopped=True).plain == (
         "stopped, so incomplete: the numbers so far are in a source"
     )  # not "every number is in a source"
+    # an answer that states no number is not said to have its numbers in a source
+    assert support_text("Keep the brooder warm and dry.", [], True).plain == ""
+    assert support_text("Keep it warm", [], True, stopped=True).plain == "stopped, so incomplete"
     cut = "Clean the SD-40"  # SD-400, cut by the stop
     spans = [(10, 15)]
     assert uncut(cut, spans, stopped=True) == []

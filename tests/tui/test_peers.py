@@ -141,6 +141,34 @@ async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(stocked, ma
     assert "wells" in [r.name for r in stocked.library.list_packets()]
 
 
+async def test_q_asks_before_it_stops_a_listener(stocked) -> None:
+    """`q` on Peers quit at once, stopping a listener the technician had left running."""
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        dialog = await wait_for_screen(pilot, TextDialog)
+        dialog.query_one(Input).value = "127.0.0.1:0"
+        await pilot.press("enter")
+        for _ in range(100):
+            if app.screen.listening not in ("", "starting"):
+                break
+            await pilot.pause(0.05)
+        await pilot.press("q")
+        asked = await wait_for_screen(pilot, ConfirmDialog)
+        said = str(asked.query_one(Label).render())
+        assert said == "Quit fieldkit? This device listens for syncs: quitting stops it."
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.is_running
+        assert app.screen.listening
+        await pilot.press("q")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await pilot.pause()
+        assert not app.is_running
+
+
 async def test_cancel_a_sync_that_hangs_and_the_screen_stays_live(stocked) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # a peer that accepts and never speaks

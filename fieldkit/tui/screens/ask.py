@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -139,13 +140,21 @@ class AskScreen(ModeScreen):
     def run_question(
         self, exchange: Exchange, question: str, override: str, cancel: threading.Event
     ) -> None:
-        if override == AUTO:
+        route, dropped = None, ""
+        if override != AUTO:
+            try:
+                route = self.backend.manual_route(
+                    None if override == BASE else override, self.override_name
+                )
+            except FieldkitError as exc:  # removed or blocked since it was picked
+                dropped = f"{exc} The router picks instead (Ctrl+O to pick again)."
+                self.app.call_from_thread(self.drop_pick, override)
+        if route is None:
             try:
                 route = self.backend.route(question)
             except (FieldkitError, ImportError) as exc:
                 route = RouteView(None, "base model", 0.0, "-", f"router unavailable: {exc}", 0.0)
-        else:
-            route = self.backend.manual_route(None if override == BASE else override)
+            route = replace(route, dropped=dropped)
         self.post_message(self.Routed(exchange, route))
         last = AnswerChunk(done=True, stopped=True)
         try:
@@ -163,6 +172,12 @@ class AskScreen(ModeScreen):
             self.app.call_from_thread(exchange.finish, "[no answer: see the notice]")
             raise
         self.post_message(self.Delta(exchange, last))
+
+    def drop_pick(self, override: str) -> None:
+        """Go back to automatic routing: the packet picked by hand may answer no more."""
+        if self.override == override:
+            self.override, self.override_name = AUTO, ""
+            self.query_one("#route-mode", Static).update(self._route_mode_text())
 
     @on(Routed)
     def show_route(self, message: Routed) -> None:
@@ -236,9 +251,13 @@ class AskScreen(ModeScreen):
         (in_view or cited)[-1].toggle_sources()
 
     async def action_clear(self) -> None:
-        """Clear the answers (the hint above them stays)."""
+        """Clear the answers (the hint above them stays), and say so: Ctrl+L clears a
+        shell's screen, not its history, and nothing keeps these answers."""
+        answers = len(self.query(Exchange))
         await self.query_one("#history", VerticalScroll).remove_children(Exchange)
         self.refresh_bindings()
+        if answers:
+            self.notify(f"Cleared {answers} answer{'' if answers == 1 else 's'} from the screen.")
 
     @work(exit_on_error=False, group="ask-pick", description="Picking a route")
     async def action_override(self) -> None:

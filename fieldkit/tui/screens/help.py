@@ -32,8 +32,9 @@ Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights faile
 
 `1` `2` `3` also switch modes and `q` quits, except on Ask, where every key
 typed goes into the question box (`Tab` moves to the answers, arrows scroll).
-`F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit from anywhere,
-`Escape` close.
+`q` asks first while an answer is written, a sync runs or this device listens.
+`F1` or `?` this help, `Ctrl+P` command palette, `Ctrl+Q` quit from anywhere
+at once, `Escape` close.
 """
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from fieldkit.support import CHECK_IT, none_supported, shown_marks
+from fieldkit.support import CHECK_IT, none_supported, shown_marks, states_numbers
 from fieldkit.tui.views import RouteView, SourceView
 
 
 def route_text(route: RouteView | None) -> Text:
-    """Return the one-line route decision: chosen packet, score, runner-up, or base model."""
+    """Return the one-line route decision: chosen packet, score, runner-up, or base model;
+    first, on a line of its own, why a packet picked by hand was set aside."""
+    if route is not None and route.dropped:
+        line = route_text(replace(route, dropped=""))
+        return Text.assemble((route.dropped, "italic"), "\n", line)
     if route is None:
         # the first question of a session also loads the router's embedder (seconds)
         return Text("route: deciding... (the first question also loads the router)", "italic")
@@ -104,11 +110,10 @@ def support_text(
             said = f"{said}: {CHECK_IT}"
         return Text.assemble(head, ("unsupported: ", "bold"), f"{marks} ({said})")
     if stopped:
-        so_far = (
-            f": the numbers so far are in {where or 'a source'}" if has_sources or where else ""
-        )
+        vouched = (has_sources or where) and states_numbers(final)
+        so_far = f": the numbers so far are in {where or 'a source'}" if vouched else ""
         return Text.assemble((STOPPED, "bold"), so_far)
-    if has_sources or where:
+    if (has_sources or where) and states_numbers(final):
         return Text(f"every number is in {where or 'a source'}")
     return Text("")
 
