@@ -108,20 +108,26 @@ async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
         assert app.is_running
 
 
+async def start_listening(pilot):  # noqa: ANN001, ANN201
+    """Press `l`, listen on a free port of 127.0.0.1; return the Peers screen once it does."""
+    await pilot.press("l")
+    dialog = await wait_for_screen(pilot, TextDialog)
+    dialog.query_one(Input).value = "127.0.0.1:0"
+    await pilot.press("enter")
+    screen = pilot.app.screen
+    for _ in range(100):
+        if screen.listening not in ("", "starting"):
+            break
+        await pilot.pause(0.05)
+    return screen
+
+
 async def test_listen_accepts_a_new_peer_after_the_code_is_confirmed(stocked, make_bob) -> None:
     bob = make_bob()
     app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("l")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = "127.0.0.1:0"
-        await pilot.press("enter")
-        screen = app.screen
-        for _ in range(100):
-            if screen.listening not in ("", "starting"):
-                break
-            await pilot.pause(0.05)
+        screen = await start_listening(pilot)
         assert screen.listening, notices(pilot)
         port = int(screen.listening.rsplit(":", 1)[1])
         bob_sync = asyncio.ensure_future(
@@ -146,14 +152,7 @@ async def test_q_asks_before_it_stops_a_listener(stocked) -> None:
     app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await pilot.press("l")
-        dialog = await wait_for_screen(pilot, TextDialog)
-        dialog.query_one(Input).value = "127.0.0.1:0"
-        await pilot.press("enter")
-        for _ in range(100):
-            if app.screen.listening not in ("", "starting"):
-                break
-            await pilot.pause(0.05)
+        await start_listening(pilot)
         await pilot.press("q")
         asked = await wait_for_screen(pilot, ConfirmDialog)
         said = str(asked.query_one(Label).render())
