@@ -40,6 +40,7 @@ async def test_route_shows_before_answer_and_answer_streams(stocked) -> None:
         assert "tok/s" in stats
         await ask(pilot, "Something else entirely about the weather")
         assert len(app.screen.query(Exchange)) == 2, "the history keeps every question"
+        assert app.screen.query(Exchange).last().first is False  # the router is loaded
         assert not [n for n in notices(pilot) if "failed" in n.lower()]
 
 
@@ -349,6 +350,7 @@ def test_the_route_line_says_why_the_first_question_waits() -> None:
         "route: deciding... (the first question also loads the router)"
     )
     assert len(route_text(None).plain) <= 78  # one line at 80 columns
+    assert route_text(None, first=False).plain == "route: deciding..."  # loaded by then
 
 
 def test_the_support_line_says_when_no_number_of_the_answer_is_in_its_sources() -> None:

@@ -290,6 +290,18 @@ async def test_blocking_a_peer_asks_first(stocked) -> None:
         await settle(pilot)
         assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "blocked"
         assert app.screen._selected().trust == "blocked"
+        # undoing a block asks too: `t` alone had lifted it
+        await pilot.press("t")
+        dialog = await wait_for_screen(pilot, ConfirmDialog)
+        assert dialog.question.startswith("Trust aaaaaaaaaaaaaaaa, blocked now? Its packets")
+        await pilot.press("n")
+        await settle(pilot)
+        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "blocked"
+        await pilot.press("t")
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "trusted"
 
 
 def test_a_fresh_transfer_is_not_shown_as_resumed(stocked) -> None:

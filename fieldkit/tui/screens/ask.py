@@ -63,6 +63,7 @@ class AskScreen(ModeScreen):
         self.backend = backend
         self.override: str = AUTO  # AUTO, BASE or the id of the packet picked by hand
         self.override_name = ""  # the name of the packet picked by hand
+        self.routed = False  # a route was shown: the router has loaded
         self.cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -130,7 +131,7 @@ class AskScreen(ModeScreen):
         event.input.clear()
         self.cancel.set()
         self.cancel = threading.Event()
-        exchange = Exchange(question)
+        exchange = Exchange(question, first=not self.routed)
         history = self.query_one("#history", VerticalScroll)
         history.mount(exchange)
         history.scroll_end(animate=False)
@@ -181,6 +182,7 @@ class AskScreen(ModeScreen):
 
     @on(Routed)
     def show_route(self, message: Routed) -> None:
+        self.routed = True
         message.exchange.set_route(message.route)
 
     @on(Delta)

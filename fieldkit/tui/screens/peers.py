@@ -248,11 +248,22 @@ class PeersScreen(ModeScreen):
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         return self.peer_rows.get(str(key.value))
 
-    def action_trust(self) -> None:
-        if peer := self._selected():
-            self.run_trust(peer, "trusted")
-        else:
+    @work(exit_on_error=False, group="peers-ask", description="Trusting a peer")
+    async def action_trust(self) -> None:
+        """Trust the selected peer; a blocked one only once the user says yes (its packets
+        answer again, and it may send more: one key should not undo a block)."""
+        peer = self._selected()
+        if peer is None:
             self.notify("No peer selected.", severity="warning")
+            return
+        if peer.trust == "blocked":
+            who = peer_label(peer.name, peer.peer_id)
+            question = (
+                f"Trust {who}, blocked now? Its packets here answer again, and it may send more."
+            )
+            if not await self.app.push_screen_wait(ConfirmDialog(question)):
+                return
+        self.run_trust(peer, "trusted")
 
     @work(exit_on_error=False, group="peers-ask", description="Blocking a peer")
     async def action_block(self) -> None:

@@ -13,15 +13,17 @@ from fieldkit.support import CHECK_IT, none_supported, shown_marks, states_numbe
 from fieldkit.tui.views import RouteView, SourceView
 
 
-def route_text(route: RouteView | None) -> Text:
+def route_text(route: RouteView | None, first: bool = True) -> Text:
     """Return the one-line route decision: chosen packet, score, runner-up, or base model;
-    first, on a line of its own, why a packet picked by hand was set aside."""
+    first, on a line of its own, why a packet picked by hand was set aside. Before the
+    decision, the `first` question of a session says why it waits."""
     if route is not None and route.dropped:
         line = route_text(replace(route, dropped=""))
         return Text.assemble((route.dropped, "italic"), "\n", line)
     if route is None:
         # the first question of a session also loads the router's embedder (seconds)
-        return Text("route: deciding... (the first question also loads the router)", "italic")
+        why = " (the first question also loads the router)" if first else ""
+        return Text(f"route: deciding...{why}", "italic")
     if route.manual:
         return Text.assemble(("route: ", "bold"), f"{route.label} (picked by hand)")
     if route.packet_id is None:  # the reason says why: no expert fits, an everyday question
@@ -133,9 +135,10 @@ class Exchange(Vertical):
     Exchange > .empty { display: none; }
     """
 
-    def __init__(self, question: str) -> None:
+    def __init__(self, question: str, first: bool = True) -> None:
         super().__init__()
         self.question = question
+        self.first = first  # the session's first question: the router may still load
         self.answer = ""
         self.sources: list[SourceView] = []
         self.nearest: list[SourceView] = []  # a gap answer's nearest passage, not used
@@ -144,7 +147,7 @@ class Exchange(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"> {self.question}"), classes="question")
-        yield Static(route_text(None), classes="route")
+        yield Static(route_text(None, self.first), classes="route")
         yield Static("", classes="notice empty", markup=False)
         yield Static("", classes="answer", markup=False)
         yield Static("", classes="sources empty", markup=False)
