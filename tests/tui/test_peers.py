@@ -272,36 +272,32 @@ async def test_the_selection_stays_on_its_peer_when_the_list_refreshes(stocked) 
         assert now.trust == "blocked"
 
 
-async def test_blocking_a_peer_asks_first(stocked) -> None:
-    stocked.library.set_trust("aaaaaaaaaaaaaaaa", "trusted")
+async def test_blocking_a_peer_and_lifting_the_block_ask_first(stocked) -> None:
+    peer = "aaaaaaaaaaaaaaaa"
+    stocked.library.set_trust(peer, "trusted")
     app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+
+    async def no_then_yes(pilot, key: str, asked: str, after: str) -> None:  # noqa: ANN001
+        before = stocked.library.get_peer(peer).trust
+        await pilot.press(key)
+        dialog = await wait_for_screen(pilot, ConfirmDialog)
+        assert dialog.question.startswith(asked)
+        await pilot.press("n")
+        await settle(pilot)
+        assert stocked.library.get_peer(peer).trust == before
+        await pilot.press(key)
+        await wait_for_screen(pilot, ConfirmDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert stocked.library.get_peer(peer).trust == after
+        assert app.screen._selected().trust == after
+
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         app.screen.query_one("#peers", DataTable).focus()
-        await pilot.press("b")
-        dialog = await wait_for_screen(pilot, ConfirmDialog)
-        assert dialog.question.startswith("Block aaaaaaaaaaaaaaaa? Its packets here are")
-        await pilot.press("n")
-        await settle(pilot)
-        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "trusted"
-        await pilot.press("b")
-        await wait_for_screen(pilot, ConfirmDialog)
-        await pilot.press("y")
-        await settle(pilot)
-        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "blocked"
-        assert app.screen._selected().trust == "blocked"
+        await no_then_yes(pilot, "b", f"Block {peer}? Its packets here are", "blocked")
         # undoing a block asks too: `t` alone had lifted it
-        await pilot.press("t")
-        dialog = await wait_for_screen(pilot, ConfirmDialog)
-        assert dialog.question.startswith("Trust aaaaaaaaaaaaaaaa, blocked now? Its packets")
-        await pilot.press("n")
-        await settle(pilot)
-        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "blocked"
-        await pilot.press("t")
-        await wait_for_screen(pilot, ConfirmDialog)
-        await pilot.press("y")
-        await settle(pilot)
-        assert stocked.library.get_peer("aaaaaaaaaaaaaaaa").trust == "trusted"
+        await no_then_yes(pilot, "t", f"Trust {peer}, blocked now? Its packets", "trusted")
 
 
 def test_a_fresh_transfer_is_not_shown_as_resumed(stocked) -> None:
