@@ -448,3 +448,14 @@ async def test_ctrl_e_expands_the_answer_in_view_when_the_history_was_scrolled_b
         await pilot.press("ctrl+e")
         await pilot.pause()
         assert last.expanded
+        # the base model's answer below cites nothing: said, not an earlier answer opened
+        bare = Exchange("how long do I boil an egg")
+        await history.mount(bare)
+        bare.set_grounding("Ten minutes. " * 120, [], [], "base")
+        await pilot.pause()
+        history.scroll_end(animate=False)
+        await pilot.pause()
+        await pilot.press("ctrl+e")
+        await pilot.pause()
+        assert "The answer in view cites no passage." in notices(pilot)
+        assert (first.expanded, last.expanded) == (True, True)  # as they were: untouched

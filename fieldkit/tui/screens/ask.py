@@ -239,18 +239,23 @@ class AskScreen(ModeScreen):
         box.insert_text_at_cursor(event.character)
 
     def action_sources(self) -> None:
-        """Expand or fold the source passages of the lowest answer in view that has any
-        (the latest, unless the history was scrolled back to an earlier one)."""
-        cited = [exchange for exchange in self.query(Exchange) if exchange.has_sources]
-        if not cited:
+        """Expand or fold the source passages of the lowest answer in view (the latest,
+        unless the history was scrolled back to an earlier one); one that cites none says
+        so, rather than opening an earlier answer's out of sight."""
+        exchanges = list(self.query(Exchange))
+        if not any(exchange.has_sources for exchange in exchanges):
             self.notify("No answer with sources yet.")
             return
         history = self.query_one("#history", VerticalScroll)
         top, bottom = history.scroll_y, history.scroll_y + history.size.height
         in_view = [
-            e for e in cited if e.virtual_region.y < bottom and e.virtual_region.bottom > top
+            e for e in exchanges if e.virtual_region.y < bottom and e.virtual_region.bottom > top
         ]
-        (in_view or cited)[-1].toggle_sources()
+        lowest = (in_view or exchanges)[-1]
+        if lowest.has_sources:
+            lowest.toggle_sources()
+        else:
+            self.notify("The answer in view cites no passage.")
 
     async def action_clear(self) -> None:
         """Clear the answers (the hint above them stays), and say so: Ctrl+L clears a
