@@ -224,9 +224,9 @@ class Answer(_Notice):
                 given.get("margin", 0.0), shown, given.get("route_ms", 0.0), given["reason"],
             )  # fmt: skip
         result = None
-        if "finish_reason" in given:
+        if "finish_reason" in given:  # no token ids, and no adapter key ("": not sent)
             result = GenerationResult(
-                given["text"], (), given.get("packet_id"), given["prompt_tokens"],
+                given["text"], (), "", given["prompt_tokens"],
                 given["generation_tokens"], given["prompt_tps"], given["generation_tps"],
                 given["swap_ms"], given["finish_reason"],
             )  # fmt: skip

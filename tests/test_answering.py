@@ -393,7 +393,7 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
 
     cut = GenerationResult("Withhold for 9 days.", (5, 6), "k", 12, 30, 80.0, 20.0, 0.4, "length")
     sent = Answer.from_dict(replace(bare, result=cut).to_dict()).result
-    assert sent == replace(cut, tokens=(), adapter="p")
+    assert sent == replace(cut, tokens=(), adapter="")
     # a gap answer shows the record the notes found nearest, marked as not used
     near_record = Source("pumps", "p", "r3", 0.41, "Keep latrines 30 m away.", "Latrines?")
     gap = Answer("q", "Keep them 30 m away.", "pumps", "p", GAP, [], [], nearest=[near_record])

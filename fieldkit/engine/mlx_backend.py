@@ -32,8 +32,8 @@ from fieldkit.store.adapter import Adapter, AdapterConfig, validate_tensors  # n
 
 Slot = tuple[int, str]  # (layer index, projection key)
 # Prompt tokens read per step before the first new token. `cancelled()` is polled between
-# steps, so a long question is dropped within one step (about 3 s on a 2-core CPU with the
-# 135M model) when its asker hangs up or the server stops, not after the whole prompt.
+# steps, so a long question is dropped within one step when its asker hangs up or the
+# server stops, not after the whole prompt (minutes on a small CPU).
 PREFILL_STEP = 128
 
 

@@ -344,8 +344,8 @@ class Agent:
                     503, "The server stopped before the answer ended.", code="server_stopping"
                 )
             yield plan, finish(plan.grounding, result.text, plan.decision, result)
-        except RequestError:
-            outcome = "cancelled" if self._stopping else "refused"
+        except RequestError as exc:  # an answer the stop cut short counts as cancelled
+            outcome = "cancelled" if exc.code == "server_stopping" else "refused"
             raise
         except FieldkitError as exc:
             outcome = "failed"

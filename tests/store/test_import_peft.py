@@ -13,7 +13,7 @@ rescale B, which is then rounded to fp16 once more (a relative error of 2^-11 pe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from transformers.utils import logging as hf_logging
 from fieldkit.cli import main
 from fieldkit.engine.engine import Engine
 from fieldkit.errors import PacketError
-from fieldkit.home import Home
 from fieldkit.services import Services
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.importers import check_fits_model, read_adapter_folder
@@ -164,26 +163,22 @@ def test_unknown_config_fields_count_only_when_set(tiny_model_dir: Path, tmp_pat
 
 
 def test_export_to_peft_round_trips(
-    tiny_model_dir: Path,
-    engine: Engine,
-    make_home: Callable[[str], Home],
-    make_adapter: Callable[..., Adapter],
-    tmp_path: Path,
-) -> None:
+    tiny_model_dir: Path, engine: Engine, make_home, make_packet, make_adapter, tmp_path: Path
+) -> None:  # noqa: ANN001
     alice, bob = make_home("alice"), make_home("bob")
-    services = Services.build(alice.root, tiny_model_dir)
-    original = make_adapter(3, num_layers=2, keys=("self_attn.q_proj", "mlp.down_proj"))
-    services.library.add_local(
-        original,
+    record = make_packet(
+        alice,
         name="pumps",
         domain="water",
         description="Pumps.",
         exemplars=EXEMPLARS,
         base_model_id="tiny-llama",
         base_fingerprint=model_fingerprint(tiny_model_dir),
+        adapter=make_adapter(3, num_layers=2, keys=("self_attn.q_proj", "mlp.down_proj")),
         notes=NOTES,
     )
-    packet = services.library.load_adapter(services.library.get("pumps"))
+    services = Services.build(alice.root, tiny_model_dir)
+    packet = services.library.load_adapter(record)
     services.close()
     runner = CliRunner()
     out = tmp_path / "exported"
