@@ -86,13 +86,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def load_demo() -> DataSet:
-    """Demo packets; exemplars from exemplars.txt (every training question, 40 per domain)."""
+    """Demo packets; exemplars from exemplars.txt, as the shipped packets carry them (every
+    training question, then every phrasing of them: 160 per domain)."""
     data = DataSet("demo", {})
     for folder in sorted((REPO / "assets/demo").iterdir()):
         if not (folder / "exemplars.txt").is_file():
             continue
         lines = (folder / "exemplars.txt").read_text().splitlines()
-        data.exemplars[folder.name] = [x.strip() for x in lines if x.strip()][:64]
+        data.exemplars[folder.name] = [x.strip() for x in lines if x.strip()]
         data.questions += [
             (folder.name, r["question"]) for r in read_jsonl(folder / "heldout.jsonl")
         ]
@@ -124,12 +125,23 @@ class MemoEmbedder:
 
 
 def load_reference(corpus: Path, heldout: Path) -> DataSet:
-    data = DataSet("reference", {})
-    for domain in REF_DOMAINS:
-        rows = read_jsonl(corpus / f"{domain}.jsonl")
-        data.exemplars[domain] = [r["instruction"].strip() for r in rows][:64]
+    data = DataSet("reference", reference_exemplars(corpus))
     data.questions = [(r["domain"], r["question"]) for r in read_jsonl(heldout)]
     return data
+
+
+def reference_exemplars(corpus: Path) -> dict[str, list[str]]:
+    """Each reference domain's exemplars as `train --paraphrases` picks them: every training
+    question, then the phrasings of bench/data/reference_train_paraphrases.jsonl."""
+    from fieldkit.training.dataset import attach_paraphrases, load_records, pick_exemplars
+
+    phrasings = read_jsonl(REPO / "bench/data/reference_train_paraphrases.jsonl")
+    return {
+        domain: pick_exemplars(
+            attach_paraphrases(load_records(corpus / f"{domain}.jsonl"), phrasings)
+        )
+        for domain in REF_DOMAINS
+    }
 
 
 def tiny_adapter() -> Adapter:
@@ -342,7 +354,8 @@ def everyday_sweep(datasets: list[DataSet], reference: Path | None, embedder, tm
 
 
 def small_libraries(embedder, tmp: Path) -> dict:
-    """One demo packet alone, with 10 or 40 exemplars and no notes, or 40 and its notes: per
+    """One demo packet alone, with 10 or 40 exemplars (its training questions) and no notes,
+    or 40 and its notes, or all 160 (with their phrasings) and its notes: per
     library, how many of its domain's in-domain questions (every demo set but the gaps) it
     is routed, and how many out-of-domain questions (every set) are abstained on, with the
     divide fitted whatever the library's size, and with the lead alone."""
@@ -359,7 +372,7 @@ def small_libraries(embedder, tmp: Path) -> dict:
             for d, q in rows
             if d == domain
         ]
-        for count, with_notes in ((10, False), (40, False), (40, True)):
+        for count, with_notes in ((10, False), (40, False), (40, True), (len(exemplars), True)):
             root = tmp / f"small-{domain}-{count}-{int(with_notes)}"
             library = make_library(root, {domain: exemplars[:count]}, notes if with_notes else None)
             cell: dict = {"in_domain": len(asked), "out_of_domain": len(ood)}
@@ -376,11 +389,11 @@ def small_libraries(embedder, tmp: Path) -> dict:
 
 def notes_library(reference: Path | None, embedder, root: Path):
     """Return (library, router, passage index) over every domain's packet with its training
-    records as notes, and the records' questions as exemplars."""
+    records as notes, and the exemplars its packet carries (load_demo, reference_exemplars)."""
     from fieldkit.router.retrieval import PassageIndex
 
     notes = domain_notes(reference)
-    packets = {d: [r.title or "" for r in v] for d, v in notes.items()}
+    packets = load_demo().exemplars | (reference_exemplars(reference) if reference else {})
     library = make_library(root, packets, notes)
     return library, Router(library, embedder, BASE), PassageIndex(library, embedder)
 

@@ -24,8 +24,11 @@
 # It is trained with the notes recipe, `train --grounded` (a share of the questions also
 # asked with two records in the prompt, as answers with notes are asked); DEMO_GROUNDED=0
 # trains on bare questions only, as the packets before it were.
-# To change only a packet's exemplars, no training: `fieldkit --home H library reissue NAME
-# --exemplars assets/demo/<domain>/exemplars.txt`, then `library export` as below.
+# exemplars.txt holds every training question, then every phrasing of paraphrases.jsonl,
+# as `train --paraphrases` picks them (fieldkit.training.dataset.pick_exemplars).
+# To change only a packet's exemplars, no training: `fieldkit --home FRESH library import
+# assets/packets/NAME.fkpkt --exemplars assets/demo/<domain>/exemplars.txt` (signed again
+# by that home, same weights and notes), then `library export` as below.
 #
 # NOTES_ONLY=1 scripts/build_demo_packets.sh [DOMAIN ...]: no training; each shipped packet
 # is imported with `library import FILE --notes assets/demo/<domain>/train.jsonl` into a

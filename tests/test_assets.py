@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fieldkit.training.dataset import attach_paraphrases, load_records, pick_exemplars
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "assets" / "demo"
 BENCH = REPO / "bench" / "data"
@@ -169,9 +171,14 @@ def test_demo_train(domain: str) -> None:
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_exemplars(domain: str) -> None:
     exemplars = read_lines(DEMO / domain / "exemplars.txt")
-    assert len(exemplars) == 40  # every training question: routing needs every fact covered
+    # every training question (routing needs every fact covered), then every phrasing of
+    # them (routing on short questions needs those): what `train --paraphrases` picks
+    assert len(exemplars) == 160
     assert_unique(exemplars, f"{domain} exemplar")
-    assert exemplars == [row["instruction"] for row in demo_train(domain)]
+    records = load_records(DEMO / domain / "train.jsonl")
+    paraphrases = read_jsonl(DEMO / domain / "paraphrases.jsonl")
+    assert exemplars == pick_exemplars(attach_paraphrases(records, paraphrases))
+    assert exemplars[:40] == [row["instruction"] for row in demo_train(domain)]
 
 
 def check_demo_set(domain: str, name: str, count: int) -> list[dict]:

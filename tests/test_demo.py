@@ -94,3 +94,44 @@ def test_demo_answers_show_their_sources_and_a_gap(demo_home):
     assert "route: an everyday question, not an expert's: nearer " in output, output
     assert f"A: {BASE_CAUTION}\n" in output, output  # the base model left to answer
     assert "every number in the answer is in a source" in output or "unsupported" in output
+
+
+def test_a_demo_packet_of_an_earlier_build_makes_way_for_the_shipped_one(demo_home, make_home):
+    from fieldkit.commands.demo import set_up_demo
+    from fieldkit.errors import LibraryError
+    from fieldkit.services import Services
+    from fieldkit.store.identity import Identity
+    from fieldkit.store.packet import build_manifest, verify_weights
+
+    home, _ = demo_home
+    services = Services.build(home)
+    library = services.library
+    shipped = library.get("poultry")
+    _, weights = library.checked_weights("poultry")
+    other = Identity.load_or_create(make_home("earlier-build"))  # another demo build's key
+    fields = {k: shipped.manifest[k] for k in ("domain", "description", "exemplars", "dtype")}
+    earlier = build_manifest(
+        verify_weights(shipped.manifest, weights),
+        other,
+        name="poultry",
+        base_model_id=shipped.manifest["base_model_id"],
+        base_fingerprint=shipped.manifest["base_fingerprint"],
+        **fields,
+    )
+    said: list[str] = []
+    try:
+        library.remove("poultry")
+        library.add(*earlier, source="demo")
+        set_up_demo(services, echo=said.append)
+        assert "Replaced the earlier demo packet 'poultry' with the one shipped now." in said
+        assert library.get("poultry").packet_id == shipped.packet_id
+        library.remove("poultry")  # the same packet from anywhere else stays, and it says so
+        library.add(*earlier, source="file")
+        with pytest.raises(LibraryError, match="`fieldkit library remove poultry` makes way"):
+            set_up_demo(services, echo=said.append)
+        assert library.get("poultry").author_id == other.device_id
+    finally:
+        library.remove("poultry")
+        set_up_demo(services, echo=said.append)
+        assert library.get("poultry").packet_id == shipped.packet_id
+        services.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,6 +36,7 @@ def set_up_demo(services: Services, echo=click.echo) -> list[str]:
     for path in files:
         packet = read_packet_file(path)
         if not services.library.has(packet_id(packet.manifest)):
+            _make_way(services.library, packet.manifest, echo)
             services.library.add(
                 packet.manifest,
                 packet.signature,
@@ -45,6 +47,16 @@ def set_up_demo(services: Services, echo=click.echo) -> list[str]:
         names.append(packet.manifest["name"])
     echo(f"Demo packets in the library: {', '.join(names) or 'none'}.")
     return names
+
+
+def _make_way(library: Any, manifest: dict[str, Any], echo: Callable[[str], Any]) -> None:
+    """Remove an earlier demo packet of the same name that another demo build signed (the
+    demo put it there: its source is "demo"), so the one shipped now takes its place. A
+    packet of that name from anywhere else stays, and the import says so."""
+    held = library.name_conflict(manifest["name"], manifest["author_id"])
+    if held is not None and held.source == "demo":
+        library.remove(held.packet_id)
+        echo(f"Replaced the earlier demo packet {held.name!r} with the one shipped now.")
 
 
 def demo_questions() -> list[str]:

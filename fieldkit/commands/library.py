@@ -134,12 +134,12 @@ def _shown_value(value: object) -> object:
 
 @library.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--name", help="Packet name (adapter folders).")
-@click.option("--domain", help="Domain (adapter folders).")
+@click.option("--name", help="Packet name.")
+@click.option("--domain", help="Domain.")
 @click.option(
     "--description",
     callback=lambda ctx, param, value: _a_sentence(value),
-    help="One-sentence description (adapter folders).",
+    help="One-sentence description.",
 )
 @click.option(
     "--exemplars",
@@ -155,7 +155,7 @@ def _shown_value(value: object) -> object:
     "--notes",
     "notes_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=NOTES_HELP + " A packet file is then signed again by this device, same weights.",
+    help=NOTES_HELP,
 )
 def import_command(
     paths: tuple[Path, ...],
@@ -177,7 +177,10 @@ def import_command(
     + adapter_config.json), for the base model in use. A folder needs --name, --domain and
     --exemplars, or a packet.json beside the adapter with name, domain, description and
     exemplars. LoRA only: DoRA, trained biases, saved modules and initialisations that
-    change the base model (PiSSA, OLoRA, CorDA, LoftQ) are refused with the reason."""
+    change the base model (PiSSA, OLoRA, CorDA, LoftQ) are refused with the reason.
+
+    A packet file given with --name, --domain, --description, --exemplars or --notes comes
+    in signed again by this device with those, same weights (its id joins the lineage)."""
     from fieldkit.store.notes import read_notes_file
 
     paths = tuple(packet_io.import_paths(paths))  # a folder of packet files: each of them

@@ -13,7 +13,6 @@ from fieldkit.errors import LibraryError, PacketError
 if TYPE_CHECKING:
     from fieldkit.store.adapter import Adapter
 
-MAX_EXEMPLARS = 64
 METHOD_CHOICES = (
     "linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "slerp", "adaptive",
 )  # fmt: skip
@@ -104,6 +103,7 @@ def merge_command(
     minutes: float | None,
     learning_rate: float,
 ) -> None:
+    from fieldkit.store.packet import first_that_fit, spread
     from fieldkit.training.merge import MergeSpec, merge_adapters
 
     svc = services()
@@ -171,7 +171,6 @@ def merge_command(
         summary = f"{method} merge ({recipe['variant']}" + (
             f", density {density})" if "density" in recipe else ")"
         )
-    step = max(1, -(-len(exemplars) // MAX_EXEMPLARS))
     record = add_merged(
         lib,
         merged,
@@ -180,7 +179,7 @@ def merge_command(
         name=name,
         domain=domain or "+".join(dict.fromkeys(r.domain for r in records)),
         description=f"{summary} of " + ", ".join(r.name for r in records),
-        exemplars=exemplars[::step][:MAX_EXEMPLARS],
+        exemplars=first_that_fit(spread(exemplars)),
     )
     click.echo(f"Added {record.name} ({record.short_id}): {summary} of {len(records)} packets.")
 

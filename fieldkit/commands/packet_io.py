@@ -14,7 +14,7 @@ from fieldkit.errors import PacketError
 from fieldkit.formats import format_size
 from fieldkit.store.importers import SIGNED_FIELD
 from fieldkit.store.library import PacketRecord
-from fieldkit.store.notes import NOTES_FIELD, notes_count
+from fieldkit.store.notes import NOTES_FIELD, notes_count, notes_of
 from fieldkit.store.packet import (
     export_path,
     packet_files_in,
@@ -117,17 +117,18 @@ def _restore(
     return svc.library.add(manifest, signature, data, source="file", expected_base=None)
 
 
-def resign_with_notes(
+def resign(
     svc: Any,
     packet: Any,
-    notes: list,
+    notes: list | None,
     expected: str | None,
     name,
     domain,
     description,
     exemplars_file,
 ) -> PacketRecord:
-    """Store a packet file's weights as a new packet signed by this device, with notes.
+    """Store a packet file's weights as a new packet signed by this device, with the name,
+    domain, description, exemplars or notes given (the file's own where None).
 
     The file's packet id joins the lineage; the weights and their dtype stay the same.
     Raises PacketError for a packet made for another base model, LibraryError when the
@@ -155,7 +156,7 @@ def resign_with_notes(
         lineage=[*manifest["lineage"], packet_id(manifest)],
         dtype=manifest["dtype"],
         chunk_size=manifest["chunk_size"],
-        notes=notes,
+        notes=notes_of(manifest) if notes is None else notes,
     )
 
 
@@ -209,8 +210,8 @@ def import_one(
             return
     else:
         expected = None if allow_foreign_base else svc.base_fingerprint
-        if notes is not None:
-            record = resign_with_notes(
+        if any(given is not None for given in (name, domain, description, exemplars_file, notes)):
+            record = resign(
                 svc, read_packet_file(path), notes, expected, name, domain, description,
                 exemplars_file,
             )  # fmt: skip

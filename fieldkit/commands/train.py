@@ -84,8 +84,8 @@ class ProgressLine:
 @click.option(
     "--exemplars",
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Questions for the router, as {EXEMPLAR_FORMATS} (default: drawn from the "
-    "training questions).",
+    help=f"Questions for the router, as {EXEMPLAR_FORMATS} (default: every training "
+    "question, then the --paraphrases phrasings, up to 256).",
 )
 @click.option(
     "--paraphrases",

@@ -28,7 +28,7 @@ from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_te
 from fieldkit.store.files import MIB, jsonl_values, read_bounded, read_text_bounded
 from fieldkit.store.models import projection_widths
 from fieldkit.store.notes import Passage, check_notes
-from fieldkit.store.packet import MAX_EXEMPLARS
+from fieldkit.store.packet import first_that_fit, spread
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
 MAX_ADAPTER_FILE = 256 * 1024 * 1024
@@ -115,8 +115,7 @@ def read_packet_info(
     if exemplars_file is not None:
         exemplars = read_questions(exemplars_file)
         read = len(exemplars)
-        if read > MAX_EXEMPLARS:  # a training file: keep questions spread over all of it
-            exemplars = [exemplars[i * read // MAX_EXEMPLARS] for i in range(MAX_EXEMPLARS)]
+        exemplars = first_that_fit(spread(exemplars))  # a training file: spread over it
     name = name or side.get("name")
     domain = domain or side.get("domain")
     if not name or not domain:

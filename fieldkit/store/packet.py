@@ -10,7 +10,7 @@ import hashlib
 import json
 import struct
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -42,14 +42,20 @@ from fieldkit.store.quantize import (
 FORMAT_VERSION = 1  # the one-file container, and a manifest without notes
 NOTES_FORMAT = 2  # a manifest carrying notes: format 1 plus the `notes` field
 WEIGHTS_FORMAT = 3  # format 2 (notes optional) whose weights may be quantised or rank-trimmed
-MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT, WEIGHTS_FORMAT)
+EXEMPLARS_FORMAT = 4  # format 3 with more than FORMAT3_EXEMPLARS exemplar questions
+MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT, WEIGHTS_FORMAT, EXEMPLARS_FORMAT)
 SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
 DEFAULT_CHUNK_SIZE = 32 * 1024
 MIN_CHUNK_SIZE = 4 * 1024
 MAX_CHUNK_SIZE = 1024 * 1024
 MAX_PACKET_SIZE = 256 * 1024 * 1024
-MIN_EXEMPLARS, MAX_EXEMPLARS = 10, 64
+# A packet's exemplar questions: every training question and its phrasings (routing holds
+# on short questions only with the phrasings: docs/BENCHMARKS.md, "Router"). Formats 1-3
+# hold at most FORMAT3_EXEMPLARS; all of them together, in any format, at most the
+# characters format 3 could hold, so the manifest still fits one gossip frame.
+MIN_EXEMPLARS, MAX_EXEMPLARS, FORMAT3_EXEMPLARS = 10, 256, 64
 MAX_TEXT = 2000
+MAX_EXEMPLAR_CHARS = FORMAT3_EXEMPLARS * MAX_TEXT
 FILE_MAGIC = b"FKPACKET"
 MAX_HEADER_SIZE = 4 * 1024 * 1024
 DTYPES = ("float16", "float32", "bfloat16")
@@ -131,20 +137,45 @@ def packet_texts(description: str, exemplars: Iterable[str]) -> tuple[str, list[
     return description.strip(), [q.strip() for q in exemplars if q.strip()]
 
 
-def check_texts(description: str, exemplars: list[Any]) -> None:
-    """Check a packet's description and exemplar questions (lengths, count, no control
-    characters: they are printed on terminals); raise PacketError if bad."""
+def spread(questions: Sequence[str], k: int = MAX_EXEMPLARS) -> list[str]:
+    """Return k of `questions` spread evenly over them (all of them when k or fewer): a
+    training file's questions as exemplars, or the exemplars of several merged packets."""
+    if len(questions) <= k:
+        return list(questions)
+    return [questions[i * len(questions) // k] for i in range(k)]
+
+
+def first_that_fit(questions: Iterable[str], k: int = MAX_EXEMPLARS) -> list[str]:
+    """Return the first of `questions` (each once) that a packet holds: at most k, and at
+    most MAX_EXEMPLAR_CHARS characters together."""
+    picked: list[str] = []
+    chars = 0
+    for question in dict.fromkeys(questions):
+        if len(picked) == k or chars + len(question) > MAX_EXEMPLAR_CHARS:
+            break
+        picked.append(question)
+        chars += len(question)
+    return picked
+
+
+def check_texts(description: str, exemplars: list[Any], most: int = MAX_EXEMPLARS) -> None:
+    """Check a packet's description and exemplar questions (lengths, count up to `most`,
+    no control characters: they are printed on terminals); raise PacketError if bad."""
     if len(description) > MAX_TEXT:
         raise PacketError("The packet's description is too long.")
     if control_chars(description, "\t\n"):
         raise PacketError("The packet's description holds control characters.")
-    if not MIN_EXEMPLARS <= len(exemplars) <= MAX_EXEMPLARS:
+    if not MIN_EXEMPLARS <= len(exemplars) <= most:
         raise PacketError(
-            f"A packet needs {MIN_EXEMPLARS} to {MAX_EXEMPLARS} exemplar questions, "
-            f"not {len(exemplars)}."
+            f"A packet needs {MIN_EXEMPLARS} to {most} exemplar questions, not {len(exemplars)}."
         )
     if not all(isinstance(q, str) and 0 < len(q) <= MAX_TEXT for q in exemplars):
         raise PacketError("Every exemplar must be a non-empty question of at most 2000 characters.")
+    if (chars := sum(map(len, exemplars))) > MAX_EXEMPLAR_CHARS:
+        raise PacketError(
+            f"The packet's exemplar questions hold {chars} characters; the limit is "
+            f"{MAX_EXEMPLAR_CHARS}."
+        )
     if any(control_chars(q, "\t") for q in exemplars):
         raise PacketError("An exemplar of the packet holds control characters.")
 
@@ -175,7 +206,8 @@ def check_manifest(manifest: Any) -> None:
             raise PacketError(f"The packet manifest's field {key} has the wrong type.")
     for key in ("name", "domain"):
         check_name(manifest[key], key)
-    check_texts(manifest["description"], manifest["exemplars"])
+    most = MAX_EXEMPLARS if manifest["format"] >= EXEMPLARS_FORMAT else FORMAT3_EXEMPLARS
+    check_texts(manifest["description"], manifest["exemplars"], most)
     AdapterConfig.from_mlx_dict(manifest["adapter"])
     if manifest["dtype"] not in DTYPES + (
         tuple(QUANT_BITS) if manifest["format"] >= WEIGHTS_FORMAT else ()
@@ -278,7 +310,8 @@ def build_manifest(
     A quantised adapter (its tensors a QuantizedTensors) is written as its stored codes and
     scales in its own dtype, whatever `dtype` says. The manifest has the lowest format that
     holds it, so older readers still read every packet they can: 1, 2 with `notes` (at least
-    one passage), 3 when the weights are quantised or trimmed (with or without notes).
+    one passage), 3 when the weights are quantised or trimmed (with or without notes), 4
+    with more than FORMAT3_EXEMPLARS exemplar questions.
     Raises PacketError for a bad field or notes over the limits.
     """
     tensors = adapter.tensors
@@ -318,6 +351,8 @@ def build_manifest(
     if passages:
         manifest["format"] = WEIGHTS_FORMAT if compact else NOTES_FORMAT
         manifest[NOTES_FIELD] = to_manifest_notes(passages)
+    if len(texts[1]) > FORMAT3_EXEMPLARS:
+        manifest["format"] = EXEMPLARS_FORMAT
     check_manifest(manifest)
     signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))
     return manifest, signature, data

@@ -19,6 +19,7 @@ from typing import Any
 
 from fieldkit.errors import FieldkitError, PacketError
 from fieldkit.store.files import jsonl_values, read_text_bounded
+from fieldkit.store.packet import MAX_EXEMPLARS, first_that_fit, spread
 
 
 class DataError(FieldkitError):
@@ -309,19 +310,26 @@ def domain_system_prompt(domain: str) -> str:
     return f"You are a field expert in {domain.replace('_', ' ')}. Answer with the specific facts."
 
 
-def pick_exemplars(records: Sequence[Record], k: int = 64) -> list[str]:
-    """Return up to k training questions spread evenly over the records, for routing."""
-    questions = list(dict.fromkeys(r.question for r in records))
-    if len(questions) <= k:
-        return questions
-    step = len(questions) / k
-    return [questions[int(i * step)] for i in range(k)]
+def pick_exemplars(records: Sequence[Record], k: int = MAX_EXEMPLARS) -> list[str]:
+    """Return up to k router exemplars: every training question, then their phrasings
+    (each record's first, then each record's second, ...), within MAX_EXEMPLAR_CHARS.
+    More than k training questions give k of them spread evenly over the records.
+
+    The phrasings matter: a packet routed by its training questions alone abstains on
+    short questions in users' words (docs/BENCHMARKS.md, "Router")."""
+    questions = spread(list(dict.fromkeys(r.question for r in records)), k)
+    depth = max((len(r.paraphrases) for r in records), default=0)
+    phrasings = [r.paraphrases[i] for i in range(depth) for r in records if i < len(r.paraphrases)]
+    return first_that_fit(questions + phrasings, k)
 
 
 def exemplars_from(
-    records: Sequence[Record], examples: Sequence[Example], minimum: int = 10, k: int = 64
+    records: Sequence[Record],
+    examples: Sequence[Example],
+    minimum: int = 10,
+    k: int = MAX_EXEMPLARS,
 ) -> list[str]:
-    """Return router exemplars: training questions, topped up with other phrasings if few."""
+    """Return router exemplars (`pick_exemplars`), topped up with other phrasings if few."""
     picked = pick_exemplars(records, k)
     if len(picked) >= minimum:
         return picked

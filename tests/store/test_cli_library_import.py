@@ -17,8 +17,9 @@ from click.testing import CliRunner, Result
 
 from fieldkit.cli import main
 from fieldkit.home import Home
+from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
-from fieldkit.store.packet import save_packet_file
+from fieldkit.store.packet import packet_id, read_packet_file, save_packet_file
 
 REPAIRED = "Repaired 'pumps': its weights were damaged here and the file's are good.\n"
 
@@ -111,6 +112,23 @@ def test_a_whole_packet_is_left_as_it_is_and_nothing_is_rewritten(home, pumps):
     assert result.stdout == "Packet 'pumps' is already in the library.\n"
     after = os.stat(blob)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_packet_file_given_exemplars_comes_in_signed_again_with_them(make_home, pumps, tmp_path):
+    other = make_home("other")
+    questions = tmp_path / "questions.txt"
+    questions.write_text("\n".join(f"How do I prime pump {i}?" for i in range(100)))
+    result = fieldkit(other, "library", "import", str(pumps), "--exemplars", str(questions))
+    assert result.exit_code == 0, result.output
+    library = Library.open(other)
+    record = library.get("pumps")
+    assert record.exemplars == questions.read_text().splitlines()  # all 100 of them, in order
+    assert record.manifest["format"] == 4
+    assert record.author_id == Identity.load_or_create(other).device_id  # signed here
+    original = read_packet_file(pumps).manifest
+    assert record.manifest["lineage"] == [packet_id(original)]  # whose weights it keeps
+    assert record.manifest["weights_sha256"] == original["weights_sha256"]
+    library.close()
 
 
 def test_a_missing_path_is_reported_and_the_others_still_come_in(make_home, pumps, tmp_path):

@@ -23,6 +23,7 @@ from fieldkit.home import Home
 from fieldkit.services import Services
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.models import model_fingerprint
+from fieldkit.store.packet import EXEMPLARS_FORMAT
 
 MESSAGES = [{"role": "user", "content": "What does the pump need?"}]
 TOKENS = 12
@@ -122,14 +123,12 @@ def test_mlx_lm_lora_output_imports_and_answers_as_mlx_lm(
         str(exemplars),
     )
     services = Services.build(home.root, tiny_model_dir)
-    exemplars = services.library.get("pumps").exemplars  # 64 of the 80 user turns, spread
-    assert len(exemplars) == 64
-    assert exemplars[:3] == [
-        "What does pump 0 need?",
-        "What does pump 1 need?",
-        "What does pump 2 need?",
-    ]
-    assert exemplars[-1] == "What does pump 78 need?"
+    record = services.library.get("pumps")
+    exemplars = record.exemplars  # every one of the 80 user turns, in order
+    assert len(exemplars) == 80
+    assert exemplars[:2] == ["What does pump 0 need?", "What does pump 1 need?"]
+    assert exemplars[-1] == "What does pump 79 need?"
+    assert record.manifest["format"] == EXEMPLARS_FORMAT  # more than format 3 holds
     services.close()
     assert adapter.config.num_layers == 2
     expected = mlx_lm_answer(tiny_model_dir, mlx_lm_folder)

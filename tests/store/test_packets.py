@@ -13,11 +13,19 @@ import pytest
 from fieldkit.errors import PacketError
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
 from fieldkit.store.packet import (
+    EXEMPLARS_FORMAT,
     FILE_MAGIC,
+    FORMAT3_EXEMPLARS,
+    FORMAT_VERSION,
+    MAX_EXEMPLAR_CHARS,
+    MAX_EXEMPLARS,
+    WEIGHTS_FORMAT,
     build_manifest,
     canonical_bytes,
+    first_that_fit,
     packet_id,
     read_packet_file,
+    spread,
     verify_manifest,
     verify_weights,
     write_packet_file,
@@ -64,7 +72,7 @@ def test_signed_manifest_verifies_and_id_is_canonical(signed):
     ("field", "value", "message"),
     [
         ("name", "pumps2", "signature"),
-        ("format", 4, "format version"),
+        ("format", 5, "format version"),
         ("format", 2, "lacks the field notes"),
         ("exemplars", ["only one?"], "exemplar"),
         ("weights_size", 10**7, "chunk hashes"),
@@ -77,6 +85,35 @@ def test_tampered_manifest_is_refused(signed, field, value, message):
     bad = dict(manifest, **{field: value})
     with pytest.raises(PacketError, match=message):
         verify_manifest(bad, signature)
+
+
+def test_more_exemplars_than_format_3_holds_make_format_4(home):
+    identity = Identity.load_or_create(home)
+    adapter = random_adapter(seed=3)
+    few, _, _ = sign_packet(identity, adapter, exemplars=exemplars_for("pumps", 64))
+    assert few["format"] == FORMAT_VERSION  # the lowest format that holds it, as before
+    many, signature, _ = sign_packet(identity, adapter, exemplars=exemplars_for("pumps", 200))
+    assert many["format"] == EXEMPLARS_FORMAT
+    assert verify_manifest(many, signature) == packet_id(many)
+    as_format_3 = dict(many, format=WEIGHTS_FORMAT)  # what a format-3 reader would hold
+    with pytest.raises(PacketError, match=f"10 to {FORMAT3_EXEMPLARS} exemplar questions"):
+        verify_manifest(as_format_3, signature)
+    with pytest.raises(PacketError, match=f"10 to {MAX_EXEMPLARS} exemplar questions, not 257"):
+        sign_packet(identity, adapter, exemplars=exemplars_for("pumps", 257))
+    long = [f"{i} " + "x" * 1990 + "?" for i in range(FORMAT3_EXEMPLARS + 1)]
+    with pytest.raises(PacketError, match=f"the limit is {MAX_EXEMPLAR_CHARS}"):
+        sign_packet(identity, adapter, exemplars=long)
+
+
+def test_exemplars_are_spread_and_kept_within_the_limits():
+    questions = [f"q{i}" for i in range(10)]
+    assert spread(questions, 4) == ["q0", "q2", "q5", "q7"]
+    assert spread(questions, 20) == questions
+    assert first_that_fit(["a", "b", "a", "c"], 2) == ["a", "b"]
+    long = ["x" * 2000 + str(i) for i in range(100)]
+    fitted = first_that_fit(long)
+    assert sum(map(len, fitted)) <= MAX_EXEMPLAR_CHARS < sum(map(len, fitted)) + 2001
+    assert fitted == long[: len(fitted)]
 
 
 def test_unknown_field_is_refused(signed):

@@ -15,6 +15,7 @@ from fieldkit.home import Home
 from fieldkit.store.adapter import validate_tensors
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.training.dataset import (
     DataError,
     Record,
@@ -261,12 +262,22 @@ def test_batched_answers_match_the_engine_on_the_base_model(tiny_model_dir: Path
 
 
 def test_exemplars_cover_every_training_question_up_to_the_packet_limit() -> None:
-    records = [Record(f"Question {i}?", "Answer.") for i in range(100)]
+    records = [Record(f"Question {i}?", "Answer.") for i in range(300)]
     assert pick_exemplars(records[:40]) == [r.question for r in records[:40]]
     spread = pick_exemplars(records)
-    assert len(spread) == 64 == len(set(spread))
+    assert len(spread) == MAX_EXEMPLARS == len(set(spread))
     assert spread[0] == "Question 0?"
-    assert spread[-1] in {"Question 98?", "Question 99?"}
+    assert spread[-1] in {"Question 298?", "Question 299?"}
+
+
+def test_exemplars_add_every_records_phrasings_after_the_questions() -> None:
+    records = [Record(f"Q{i}?", "A.", (f"Q{i} first?", f"Q{i} second?")) for i in range(3)]
+    assert pick_exemplars(records) == [
+        "Q0?", "Q1?", "Q2?",
+        "Q0 first?", "Q1 first?", "Q2 first?",
+        "Q0 second?", "Q1 second?", "Q2 second?",
+    ]  # fmt: skip
+    assert pick_exemplars(records, k=5) == ["Q0?", "Q1?", "Q2?", "Q0 first?", "Q1 first?"]
 
 
 def test_train_reads_exemplars_as_library_import_does(tmp_path: Path, tiny_model_dir: Path) -> None:
