@@ -342,7 +342,7 @@ def test_an_answer_from_passages_that_may_not_fit_says_so_first(
         assert "every 7 days" in middle.messages[0]["content"]
         assert middle.gap is None
         assert middle.caution == middle.notice
-        assert middle.caution.startswith("The pumps packet may not cover all of this; ")
+        assert middle.caution.startswith("The pumps notes may not answer this; ")
         done = finish(middle, "Clean it every 7 days.")
         assert done.to_dict()["caution"] == middle.caution
         assert done.shown_text == f"{middle.caution}\nClean it every 7 days."
@@ -399,7 +399,7 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     gap = Answer("q", "Keep them 30 m away.", "pumps", "p", GAP, [], [], nearest=[near_record])
     assert answer_footer(gap) == [
         "(from the adapter only: no note covers this question)",
-        "nearest record, not used: pumps r3 (0.41): Latrines? Keep latrines 30 m away.",
+        "nearest record, not used: pumps r3 (0.41): Keep latrines 30 m away.",  # its fact
         "every number in the answer is in the nearest record",
     ]
     # an answer with no number is not vouched for ("every number ... is in a source")

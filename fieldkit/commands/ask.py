@@ -26,19 +26,22 @@ LONG_QUESTION = 4000  # characters: a question this long says first that it take
 BASE_BY_HAND = "it knows nothing of the packets' fields; check it before acting on it"
 
 
-def _cut(source: Source, width: int) -> str:
-    """Return a source's title and text on one line, cut to `width` characters."""
-    text = " ".join(source.full_text.split())
+def _cut(text: str, width: int) -> str:
+    """Return a text on one line, cut to `width` characters."""
+    text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
-def _source_line(head: str, source: Source, width: int, columns: int | None) -> str:
-    """Return `head`, the source's label and its text cut to `width` characters, or on a
-    terminal of `columns`, to what fits on one of its lines."""
+def _source_line(
+    head: str, source: Source, width: int, columns: int | None, *, fact_only: bool = False
+) -> str:
+    """Return `head`, the source's label and its title and text (`fact_only`: its text
+    alone) cut to `width` characters, or on a terminal of `columns`, to what fits on one
+    of its lines."""
     start = f"{head}{source.label}: "
     if columns is not None:
         width = min(width, max(columns - len(start), 20))
-    return start + _cut(source, width)
+    return start + _cut(source.text if fact_only else source.full_text, width)
 
 
 def terminal_columns() -> int | None:
@@ -84,8 +87,11 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         lines.append(f"(from the adapter only: {result.packet} carries no notes)")
     elif result.grounding == GAP:
         lines.append("(from the adapter only: no note covers this question)")
-        for source in result.nearest_shown:
-            lines.append(_source_line("nearest record, not used: ", source, width, columns))
+        for source in result.nearest_shown:  # the gap sentence above names its title
+            line = _source_line(
+                "nearest record, not used: ", source, width, columns, fact_only=True
+            )
+            lines.append(line)
     for n, source in enumerate(result.sources, 1):
         lines.append(_source_line(f"[{n}] ", source, width, columns))
     nearest = bool(result.nearest_shown)  # the support check ran against it

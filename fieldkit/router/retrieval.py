@@ -328,8 +328,8 @@ def caution_message(packet_name: str, hits: list[Hit], unknown_codes: Sequence[s
             f"their closest record: {_label(hits[0])}"
         )
     return (
-        f"The {packet_name} packet may not cover all of this; check the answer against "
-        f"its closest record: {_label(hits[0])}"
+        f"The {packet_name} notes may not answer this; check the answer against their "
+        f"closest record: {_label(hits[0])}"
     )
 
 

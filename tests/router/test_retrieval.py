@@ -277,7 +277,7 @@ def test_coverage_has_a_cautious_middle(home, make_packet, minilm):
         assert rows.shape == (1, len(MORE_NOTES))  # one sentence: the whole question alone
         assert cover_score(rows) == pytest.approx(score)
         message = caution_message("poultry", coverage.hits)
-        assert message.startswith("The poultry packet may not cover all of this; ")
+        assert message.startswith("The poultry notes may not answer this; ")
         assert message.endswith("closest record: What brooding temperature do chicks need?")
     finally:
         library.close()

@@ -182,6 +182,8 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         assert "from the adapter only" in folded
         # the record the notes found nearest can be read, marked as not used
         assert "nearest record, not used: wells r" in folded
+        folded_body = folded.split("not used: ")[1].split(") ", 1)[1].split("\n")[0]
+        assert any(n.text.startswith(folded_body.removesuffix("...")) for n in WELL_NOTES)
         assert folded.endswith("(Ctrl+E: the whole record)")
         await pilot.press("ctrl+e")
         await pilot.pause()

@@ -37,10 +37,13 @@ def route_text(route: RouteView | None, first: bool = True) -> Text:
     )
 
 
-def _passage_line(out: Text, head: str, source: SourceView, expanded: bool, width: int) -> None:
-    """Append `head` (bold) and the passage's title and text: on one line cut to `width`,
-    or whole when expanded."""
-    body = f"{source.title}: {source.text}" if source.title else source.text
+def _passage_line(
+    out: Text, head: str, source: SourceView, expanded: bool, width: int, fact_only: bool = False
+) -> None:
+    """Append `head` (bold) and the passage's title and text (`fact_only` and not
+    expanded: its text alone): on one line cut to `width`, or whole when expanded."""
+    titled = source.title and (expanded or not fact_only)
+    body = f"{source.title}: {source.text}" if titled else source.text
     body = " ".join(body.split())
     room = max(width - len(head), 20)
     if not expanded and len(body) > room:
@@ -68,9 +71,11 @@ def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> 
 
 def nearest_text(note: str, nearest: SourceView, expanded: bool, width: int = 76) -> Text:
     """Return where a gap answer came from, then the passage nearest the question, which
-    the notes did not find close enough to use: cut to one line, or whole when expanded."""
+    the notes did not find close enough to use: cut to one line (its fact: the gap sentence
+    above names its title), or whole when expanded."""
     out = Text(f"({note})\n", style="italic")
-    _passage_line(out, f"nearest record, not used: {nearest.label} ", nearest, expanded, width)
+    head = f"nearest record, not used: {nearest.label} "
+    _passage_line(out, head, nearest, expanded, width, fact_only=True)
     if not expanded:
         out.append("\n(Ctrl+E: the whole record)", style="italic")
     return out
