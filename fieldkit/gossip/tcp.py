@@ -7,6 +7,8 @@ receive rules and hands the listener a session runner.
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -64,6 +66,27 @@ class TcpStream:
             pass
 
 
+_UNREACHABLE = {
+    errno.ECONNREFUSED: "nothing listens on that port there (is `fieldkit sync --listen` running?)",
+    errno.EHOSTUNREACH: "no route to that host (is it on this network?)",
+    errno.ENETUNREACH: "no route to that network (is this device connected?)",
+    errno.ETIMEDOUT: "the host did not answer",
+    errno.ECONNRESET: "the host closed the connection",
+}
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """Return why a TCP connect failed, in words (not "[Errno 111] Connect call failed")."""
+    if isinstance(exc, socket.gaierror):
+        return "that host name is not known here"
+    if isinstance(exc, TimeoutError) or not str(exc):
+        return "the host did not answer"
+    code = getattr(exc, "errno", None)
+    if code in _UNREACHABLE:
+        return _UNREACHABLE[code]
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 async def connect(host: str, port: int, connect_timeout: float = 15.0) -> TcpStream:
     """Open a TCP stream; raise TransportError if the peer cannot be reached."""
     try:
@@ -71,7 +94,7 @@ async def connect(host: str, port: int, connect_timeout: float = 15.0) -> TcpStr
             asyncio.open_connection(host, port), connect_timeout
         )
     except (OSError, TimeoutError) as exc:
-        raise TransportError(f"Cannot reach {host[:100]}:{port} ({exc or 'timed out'}).") from None
+        raise TransportError(f"Cannot reach {host[:100]}:{port}: {why_unreachable(exc)}.") from None
     except UnicodeError:
         raise TransportError(f"{host[:100]!r} is not a host name.") from None
     return TcpStream(reader, writer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import signal
 import socket
@@ -17,6 +18,7 @@ from fieldkit.gossip.messages import Abort, Hello
 from fieldkit.gossip.parts import held_chunks
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.sync import start_listener, sync_with
+from fieldkit.gossip.tcp import why_unreachable
 from fieldkit.services import Services
 from fieldkit.store.library import Library
 from tests.gossip.helpers import start_listener_process
@@ -214,7 +216,8 @@ def test_cli_sync_to_nowhere_is_one_clear_sentence(make_home):
     home = make_home("cli")
     result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "127.0.0.1:1"])
     assert result.exit_code == 1
-    assert "Cannot reach 127.0.0.1:1" in result.output
+    assert "Cannot reach 127.0.0.1:1: nothing listens on that port there" in result.output
+    assert "Errno" not in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["--home", str(home.root), "sync", "nohost"])
     assert result.exit_code == 2
@@ -223,6 +226,15 @@ def test_cli_sync_to_nowhere_is_one_clear_sentence(make_home):
     data = json.loads(result.stdout)  # a script reads an answer on stdout even then
     assert (data["ok"], data["peer"]["address"]) == (False, "127.0.0.1:1")
     assert "Cannot reach 127.0.0.1:1" in data["error"]
+
+
+def test_why_a_connect_failed_is_said_in_words():
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('::1', 1)")
+    assert why_unreachable(refused).startswith("nothing listens on that port there")
+    unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert why_unreachable(unknown) == "that host name is not known here"
+    assert why_unreachable(TimeoutError()) == "the host did not answer"
+    assert why_unreachable(OSError(errno.EACCES, "Permission denied")) == "Permission denied"
 
 
 async def test_a_silent_server_is_said_to_be_most_likely_not_fieldkit(services):
