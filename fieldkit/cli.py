@@ -38,6 +38,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
+INTERRUPTED = 128 + signal.SIGINT  # the exit status after Ctrl-C (130), as a shell gives it
+
+
 class LazyGroup(click.Group):
     """A click group that imports each sub-command's module on first use."""
 
@@ -71,6 +74,11 @@ class LazyGroup(click.Group):
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly
             quiet_stdout()
             ctx.exit(1)
+        except KeyboardInterrupt:  # as click says it, with the status a shell gives
+            click.echo(err=True)  # the blank line closes the terminal's ^C
+            ctx.close()  # the work under way ends first (a model load says it waits)
+            click.echo("Aborted!", err=True)
+            ctx.exit(INTERRUPTED)
         except (OSError, sqlite3.Error) as exc:  # the machine said no: a full disk, a
             click.echo(f"fieldkit: {environment_error(exc)}", err=True)  # read-only home...
             ctx.exit(1)
@@ -154,7 +162,7 @@ def terminated(_signum: int, frame: Any) -> None:
     """Handle SIGTERM as Ctrl-C: run the SIGINT handler in force (asyncio's, which cancels
     the running command's task), so the work under way cleans up (a temporary file or model
     folder removed, a transaction rolled back, the terminal restored) instead of the process
-    vanishing mid-write; "Aborted!" and exit status 1, as on Ctrl-C."""
+    vanishing mid-write; "Aborted!", as on Ctrl-C, and exit status 143 (128 + SIGTERM)."""
     handler = signal.getsignal(signal.SIGINT)
     if not callable(handler):  # SIGINT ignored (a background job): SIGTERM still ends it
         raise KeyboardInterrupt
@@ -162,13 +170,26 @@ def terminated(_signum: int, frame: Any) -> None:
 
 
 def run() -> None:
-    """Entry point that turns any FieldkitError raised outside a command into one line."""
-    signal.signal(signal.SIGTERM, terminated)
+    """Entry point that turns any FieldkitError raised outside a command into one line, and
+    ends a command interrupted by Ctrl-C with status 130, or by SIGTERM with 143 (128 plus
+    the signal, as a shell reports a process the signal ended), so that a script tells an
+    interrupt from a failure."""
+    signals: list[int] = []  # the SIGTERM received, if any
+
+    def on_term(signum: int, frame: Any) -> None:
+        signals.append(signum)
+        terminated(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         try:
             main(standalone_mode=True)
         finally:
             sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED and signals:  # SIGTERM, handled as Ctrl-C
+            sys.exit(128 + signals[-1])
+        raise
     except BrokenPipeError:
         quiet_stdout()
         sys.exit(1)

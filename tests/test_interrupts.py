@@ -49,7 +49,7 @@ def test_an_interrupted_export_leaves_no_partial_file(signum, home: Home, make_p
         ["--home", str(home.root), "library", "export", "pumps", "-o", str(out / "pumps.fkpkt")],
         before="args[0].write(b'half a packet')",
     )
-    assert status == 1, err
+    assert status == 128 + signum, err  # as a shell reports the signal: 130, 143
     assert "Traceback" not in err
     assert err.strip().endswith("Aborted!")
     assert sorted(p.name for p in out.iterdir()) == []
@@ -64,7 +64,7 @@ def test_sigterm_while_a_model_installs_leaves_no_staging_folder(tiny_model_dir,
         signal.SIGTERM,
         ["--home", str(home), "model", "install", str(tiny_model_dir), "--name", "tiny"],
     )
-    assert status == 1, err
+    assert status == 143, err  # 128 + SIGTERM, as a shell reports it
     assert "Traceback" not in err
     assert sorted(p.name for p in (home / "models").iterdir()) == []
 
@@ -82,7 +82,7 @@ def test_a_listener_stopped_mid_session_prints_no_traceback(signum, make_home):
             _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 1, err
+    assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err
     assert "CancelledError" not in err
 
@@ -117,7 +117,7 @@ def test_an_interrupted_rename_leaves_no_temporary_name_file(home: Home) -> None
     status, err = interrupt(
         "os:replace", signal.SIGINT, ["--home", str(home.root), "name", "field laptop"]
     )
-    assert status == 1, err
+    assert status == 130, err  # 128 + SIGINT
     assert "Traceback" not in err
     assert sorted(p.name for p in home.keys_dir.iterdir()) == ["device.key"]
 
@@ -132,7 +132,7 @@ def test_an_interrupted_trust_change_is_all_or_nothing(signum, home: Home) -> No
     status, err = interrupt(
         "fieldkit.store.library:Library._log", signum, ["--home", str(home.root), "block", peer]
     )
-    assert status == 1, err
+    assert status == 128 + signum, err  # as a shell reports the signal: 130, 143
     assert "Traceback" not in err
     library = Library.open(home)
     try:
@@ -160,7 +160,7 @@ def test_an_interrupted_folder_import_leaves_no_temporary_weights(
         ["--home", str(home.root), "--model", str(tiny_model_dir), "library", "import",
          str(folder), "--name", "pumps", "--domain", "water", "--exemplars", str(questions)],
     )  # fmt: skip
-    assert status == 1, err
+    assert status == 143, err
     assert "Traceback" not in err
     assert [p for p in home.blobs_dir.rglob("*") if p.is_file()] == []
 
@@ -170,7 +170,7 @@ def test_a_terminated_tui_restores_the_terminal_and_exits_non_zero(
     home: Home, make_packet, tiny_model_dir: Path
 ) -> None:
     """The bug: SIGTERM (or a SIGINT sent by `kill`) ended the TUI with exit status 0, as if
-    the user had quit, where every command exits 1 with "Aborted!"."""
+    the user had quit, where every command says "Aborted!" and exits 128 + the signal."""
     from tests.tui.tmux_drive import Tmux, fieldkit_command
 
     make_packet(home, name="pumps")
@@ -187,7 +187,7 @@ def test_a_terminated_tui_restores_the_terminal_and_exits_non_zero(
         ).split()
     finally:
         tmux.kill()
-    assert "exit status 1" in screen, screen
+    assert "exit status 143" in screen, screen  # 128 + SIGTERM, as for any command
     assert modes == ["0", "0"], screen  # the normal screen again, no mouse mode left on
     assert "Aborted!" in screen
     assert "Traceback" not in screen
@@ -208,7 +208,7 @@ def test_an_interrupted_fingerprint_cache_write_leaves_no_temporary_file(
         signal.SIGTERM,
         ["--home", str(home.root), "--model", str(model), "model", "info"],
     )
-    assert status == 1, err
+    assert status == 143, err
     assert "Traceback" not in err
     assert sorted(p.name for p in model.iterdir()) == before
 
@@ -240,5 +240,5 @@ def test_stopped_while_the_model_loads_it_says_why_it_waits(
         watchdog.cancel()
         proc.kill()
     assert lines[-1] == "fieldkit: Stopping once the model has finished loading.\n"
-    assert proc.returncode == 1
-    assert err.strip().splitlines() == ["Aborted!"]
+    assert proc.returncode == 143  # 128 + SIGTERM
+    assert err.strip().splitlines() == ["Aborted!"], (lines, err)
