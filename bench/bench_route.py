@@ -183,8 +183,8 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "rushed", "hurried", "dashed", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
-    "gaps_late", "gaps_rushed", "gaps_hurried",
+    "hasty", "rushed", "hurried", "dashed", "brief", "gaps", "gaps_natural", "gaps_unseen",
+    "gaps_fresh", "gaps_late", "gaps_rushed", "gaps_hurried", "gaps_brief",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
@@ -201,6 +201,7 @@ OOD_FILES = (
     ("out-of-domain closing", "out_of_domain_closing.txt"),
     ("out-of-domain evening", "out_of_domain_evening.txt"),
     ("out-of-domain night", "out_of_domain_night.txt"),
+    ("out-of-domain dawn", "out_of_domain_dawn.txt"),
 )
 
 

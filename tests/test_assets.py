@@ -238,7 +238,7 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
-SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed")
+SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief")
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
@@ -269,7 +269,8 @@ def test_demo_gap_sets(domain: str) -> None:
     train = [row["instruction"] for row in demo_train(domain)]
     seen = list(train)
     gap_sets = (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6))
-    for name, count in (*gap_sets, ("gaps_late", 6), ("gaps_rushed", 6), ("gaps_hurried", 6)):
+    later = (("gaps_late", 6), ("gaps_rushed", 6), ("gaps_hurried", 6), ("gaps_brief", 6))
+    for name, count in (*gap_sets, *later):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
         for row in rows:
@@ -284,7 +285,7 @@ def test_demo_gap_sets(domain: str) -> None:
 
 OUT_OF_DOMAIN_SETS = {"field": 40, "site": 40, "natural": 44, "quick": 29, "fresh": 60}
 OUT_OF_DOMAIN_SETS |= {"blind": 60, "late": 60, "final": 59, "last": 60, "after": 60}
-OUT_OF_DOMAIN_SETS |= {"closing": 60, "evening": 60, "night": 56}
+OUT_OF_DOMAIN_SETS |= {"closing": 60, "evening": 60, "night": 56, "dawn": 60}
 # Questions that writers who had not seen each other's sets wrote word for word alike
 # (what is the capital city of Australia; the last Africa Cup of Nations; a first CV; a
 # nosebleed): kept, since the sets were scored as written, and counted so none is added.
