@@ -310,11 +310,19 @@ def question_sentences(question: str) -> list[str]:
     return parts if len(parts) > 1 else []
 
 
+# The second sentence of a gap answer's notice: the generated text under it reads as
+# confidently as a grounded answer does, so the notice says what it is.
+GUESS = "Below is the adapter's guess, with no record behind it."
+
+
 def gap_message(packet_name: str, nearest: list[Hit]) -> str:
-    """Return the sentence an answer starts with when no passage covers the question."""
+    """Return what an answer starts with when no passage covers the question: that the
+    packet has nothing on it, its nearest record, and that the text below is a guess."""
     if not nearest:
-        return f"The {packet_name} packet has nothing on this."
-    return f"The {packet_name} packet has nothing on this; nearest: {_label(nearest[0])}"
+        return f"The {packet_name} packet has nothing on this. {GUESS}"
+    label = _label(nearest[0])
+    stop = "" if label.endswith((".", "?", "!")) else "."
+    return f"The {packet_name} packet has nothing on this; nearest: {label}{stop} {GUESS}"
 
 
 def caution_message(packet_name: str, hits: list[Hit], unknown_codes: Sequence[str] = ()) -> str:

@@ -83,8 +83,16 @@ def test_coverage_says_when_no_passage_covers_the_question(noted, minilm):
         coverage = index.coverage(record.packet_id, question)
         assert not coverage.covered, (question, coverage.best)
         assert coverage.hits  # the nearest passages are still given
-    message = gap_message("poultry", index.search(record.packet_id, GAPS[0], k=1))
+    nearest = index.search(record.packet_id, GAPS[0], k=1)
+    message = gap_message("poultry", nearest)
     assert message.startswith("The poultry packet has nothing on this; nearest: ")
+    assert message.endswith(
+        f"{nearest[0].title} Below is the adapter's guess, with no record behind it."
+    )
+    assert gap_message("poultry", []) == (
+        "The poultry packet has nothing on this. Below is the adapter's guess, with no record "
+        "behind it."
+    )
 
 
 def test_a_packet_without_notes_has_nothing_to_search(home, make_packet, counting_embedder):
