@@ -85,15 +85,19 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def load_demo() -> DataSet:
+def load_demo(phrasings: bool = True) -> DataSet:
     """Demo packets; exemplars from exemplars.txt, as the shipped packets carry them (every
-    training question, then every phrasing of them: 160 per domain)."""
+    training question, then every phrasing of them: 160 per domain), or without
+    `phrasings` the training questions alone (40, as the packets carried before)."""
     data = DataSet("demo", {})
     for folder in sorted((REPO / "assets/demo").iterdir()):
         if not (folder / "exemplars.txt").is_file():
             continue
         lines = (folder / "exemplars.txt").read_text().splitlines()
-        data.exemplars[folder.name] = [x.strip() for x in lines if x.strip()]
+        questions = [x.strip() for x in lines if x.strip()]
+        if not phrasings:
+            questions = [r["instruction"] for r in read_jsonl(folder / "train.jsonl")]
+        data.exemplars[folder.name] = questions
         data.questions += [
             (folder.name, r["question"]) for r in read_jsonl(folder / "heldout.jsonl")
         ]
@@ -124,24 +128,24 @@ class MemoEmbedder:
         return np.stack([self.memo[t] for t in texts])
 
 
-def load_reference(corpus: Path, heldout: Path) -> DataSet:
-    data = DataSet("reference", reference_exemplars(corpus))
+def load_reference(corpus: Path, heldout: Path, phrasings: bool = True) -> DataSet:
+    data = DataSet("reference", reference_exemplars(corpus, phrasings))
     data.questions = [(r["domain"], r["question"]) for r in read_jsonl(heldout)]
     return data
 
 
-def reference_exemplars(corpus: Path) -> dict[str, list[str]]:
+def reference_exemplars(corpus: Path, phrasings: bool = True) -> dict[str, list[str]]:
     """Each reference domain's exemplars as `train --paraphrases` picks them: every training
-    question, then the phrasings of bench/data/reference_train_paraphrases.jsonl."""
+    question, then the phrasings of bench/data/reference_train_paraphrases.jsonl (without
+    `phrasings`, the training questions alone)."""
     from fieldkit.training.dataset import attach_paraphrases, load_records, pick_exemplars
 
-    phrasings = read_jsonl(REPO / "bench/data/reference_train_paraphrases.jsonl")
-    return {
-        domain: pick_exemplars(
-            attach_paraphrases(load_records(corpus / f"{domain}.jsonl"), phrasings)
-        )
-        for domain in REF_DOMAINS
-    }
+    rows = read_jsonl(REPO / "bench/data/reference_train_paraphrases.jsonl")
+    out = {}
+    for domain in REF_DOMAINS:
+        records = load_records(corpus / f"{domain}.jsonl")
+        out[domain] = pick_exemplars(attach_paraphrases(records, rows) if phrasings else records)
+    return out
 
 
 def tiny_adapter() -> Adapter:
@@ -894,6 +898,12 @@ def main() -> None:
         "--int8", action="store_true", help="MiniLM with dynamic int8 Linear layers"
     )
     parser.add_argument(
+        "--no-phrasings",
+        action="store_true",
+        help="sets: packets whose exemplars are their training questions alone, as before "
+        "packets carried the phrasings too",
+    )
+    parser.add_argument(
         "--embedder-dir",
         type=Path,
         default=None,
@@ -904,9 +914,9 @@ def main() -> None:
         args.model = Home.resolve(args.home).models_dir / "smollm2-135m-instruct"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     embedder = MemoEmbedder(MiniLMEmbedder(quantize=args.int8, model_dir=args.embedder_dir).load())
-    datasets = [load_demo()]
+    datasets = [load_demo(not args.no_phrasings)]
     if args.reference.is_dir() and args.heldout.is_file():
-        reference = load_reference(args.reference.resolve(), args.heldout)
+        reference = load_reference(args.reference.resolve(), args.heldout, not args.no_phrasings)
         datasets += [reference, combine("all", datasets[0], reference)]  # last: calibration
     ood = [x.strip() for x in args.ood.read_text().splitlines() if x.strip()]
     results: dict = {}
