@@ -114,6 +114,18 @@ class SessionLog:
     def refused(self, message: str) -> None:
         click.echo(f"fieldkit: {message}", err=True)
 
+    def peer(self, summary: SyncSummary) -> None:
+        """Show the pairing code of a peer not trusted yet as soon as it has proved who it
+        is: the person at the other device is asked to compare it during the session."""
+        if summary.peer_trust == "trusted":
+            return
+        who = f"{shown_text(summary.peer_name or 'A device')} ({summary.peer_id})"
+        click.echo(
+            f"{who} connected ({summary.peer_trust}): the code is {summary.sas}; the other "
+            "device shows the same one if nothing stands between the two.",
+            err=True,
+        )
+
     def raise_if_failed(self) -> None:
         if self.once and self.error:
             raise SyncError(self.error)

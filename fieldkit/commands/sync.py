@@ -162,8 +162,9 @@ async def _listen(svc, host, port, once, options, progress, confirm, as_json, ad
 
     log = SessionLog(as_json, once)
     listener = await start_listener(
-        svc, host, port, options, once, log, progress, confirm, on_refused=log.refused
-    )
+        svc, host, port, options, once, log, progress, confirm, on_refused=log.refused,
+        on_peer=log.peer,
+    )  # fmt: skip
     identity = svc.identity
     click.echo(
         f"Listening on {host}:{listener.port} as {identity.name} ({identity.device_id}).",

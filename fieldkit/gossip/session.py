@@ -49,6 +49,7 @@ from fieldkit.gossip.stream import ByteStream, callback_address
 from fieldkit.gossip.summary import (
     ConfirmCallback,
     PacketReport,
+    PeerCallback,
     ProgressCallback,
     ProgressUpdate,
     SyncOptions,
@@ -82,19 +83,21 @@ async def run_session(
     confirm: ConfirmCallback | None = None,
     claims: set[str] | None = None,
     nonce: bytes | None = None,
+    on_peer: PeerCallback | None = None,
 ) -> SyncSummary:
     """Run one two-way sync with the peer at the other end of `stream`; return its summary.
 
     Never raises for what the peer or the link did: the summary's `error` says why the
     session ended early. `claims` is shared by concurrent sessions of one listener so that
     two peers never write the same part file. `nonce` (32 bytes) defaults to a fresh random one.
+    `on_peer` is told once the peer has proved who it is (summary.PeerCallback).
     """
     nonce = nonce or os.urandom(NONCE_SIZE)
     options = options or SyncOptions()
     claims = claims if claims is not None else set()
-    return await _Session(
-        stream, identity, library, options, progress, confirm, nonce, claims
-    ).run()
+    session = _Session(stream, identity, library, options, progress, confirm, nonce, claims)
+    session.on_peer = on_peer
+    return await session.run()
 
 
 class _Session:
@@ -114,6 +117,7 @@ class _Session:
         self.library = library
         self.options = options
         self.progress = progress
+        self.on_peer: PeerCallback | None = None
         hello = Hello(
             PROTOCOL_VERSION,
             identity.device_id,
@@ -318,6 +322,8 @@ class _Session:
         record = self.library.upsert_peer(peer.public_key, peer.name, address)
         self.summary.peer_trust = record.trust
         self.library.log_event("sync_started", peer_id=peer.device_id, trust=record.trust)
+        if self.on_peer is not None:
+            self.on_peer(self.summary)
         items = tuple(
             InventoryItem(
                 r.packet_id,

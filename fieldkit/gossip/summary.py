@@ -121,6 +121,9 @@ class SyncSummary:
 ProgressCallback = Callable[[ProgressUpdate], None]
 # Asked under the `ask` policy: (peer id, peer name, SAS digits) -> accept this peer?
 ConfirmCallback = Callable[[str, str, str], Awaitable[bool]]
+# Told once the peer has proved who it is: the session's summary so far (its peer id, name,
+# trust and pairing code), so a listener can show the code while the other side compares.
+PeerCallback = Callable[["SyncSummary"], None]
 
 
 def report_progress(progress: ProgressCallback | None, report: PacketReport, done: int) -> None:

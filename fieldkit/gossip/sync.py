@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fieldkit.errors import TransportError
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.stream import callback_address
-from fieldkit.gossip.summary import ConfirmCallback, ProgressCallback, SyncOptions, SyncSummary
+from fieldkit.gossip.summary import (
+    ConfirmCallback,
+    PeerCallback,
+    ProgressCallback,
+    SyncOptions,
+    SyncSummary,
+)
 from fieldkit.gossip.tcp import DEFAULT_PORT, MAX_SESSIONS, Listener, connect
 
 if TYPE_CHECKING:
@@ -152,6 +158,7 @@ class SessionRunner:
     options: SyncOptions
     progress: ProgressCallback | None = None
     confirm: ConfirmCallback | None = None
+    on_peer: PeerCallback | None = None
 
     async def __call__(self, stream: ByteStream, claims: set[str] | None = None) -> SyncSummary:
         return await run_session(
@@ -162,6 +169,7 @@ class SessionRunner:
             self.progress,
             self.confirm,
             claims=claims,
+            on_peer=self.on_peer,
         )
 
 
@@ -170,9 +178,10 @@ def session_runner(
     options: SyncOptions | None = None,
     progress: ProgressCallback | None = None,
     confirm: ConfirmCallback | None = None,
+    on_peer: PeerCallback | None = None,
 ) -> SessionRunner:
     """Return the runner every transport uses for this device's sessions."""
-    return SessionRunner(device, receive_options(device, options), progress, confirm)
+    return SessionRunner(device, receive_options(device, options), progress, confirm, on_peer)
 
 
 async def sync_with(
@@ -200,9 +209,11 @@ async def start_listener(
     confirm: ConfirmCallback | None = None,
     max_sessions: int = MAX_SESSIONS,
     on_refused: Callable[[str], None] | None = None,
+    on_peer: PeerCallback | None = None,
 ) -> Listener:
-    """Start a TCP listener; return it (raises TransportError if the port is taken)."""
-    run = session_runner(device, options, progress, confirm)
+    """Start a TCP listener; return it (raises TransportError if the port is taken).
+    `on_peer` is told of each session's peer once it has proved who it is."""
+    run = session_runner(device, options, progress, confirm, on_peer)
     listener = Listener(run, once, on_summary, max_sessions, on_refused)
     return await listener.start(host, port)
 

@@ -481,3 +481,32 @@ def test_a_copied_home_is_told_to_take_a_new_identity_and_then_syncs(services, m
     result, out, err, returncode = cli_sync_with_listener(a, b)
     assert result.exit_code == 0, result.output
     assert "Sent 0, received 1" in result.output
+
+
+async def test_a_listener_shows_the_pairing_code_while_the_other_side_compares(
+    services, make_packet
+):
+    """The bug: `fieldkit sync --listen` printed the code only in its summary, after the
+    session, while the person at the other device was asked to compare it."""
+    a, b = services("a"), services("b")
+    make_packet(b.home, name="pumps")
+    a.library.set_setting("receive_policy", "ask")
+    b_home = b.home.root
+    b.close()
+    proc, port = start_listener_process(b_home)
+    shown: list[str] = []
+
+    async def confirm(peer_id: str, name: str, sas: str) -> bool:
+        shown.append(await asyncio.to_thread(proc.stderr.readline))  # the listener's next line
+        shown.append(sas)
+        return False
+
+    try:
+        summary = await sync_with("127.0.0.1", port, a, FAST, confirm=confirm)
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    line, sas = shown
+    assert line.startswith(f"{a.identity.name} ({a.identity.device_id}) connected (pending): ")
+    assert f"the code is {sas};" in line
+    assert summary.sas == sas
