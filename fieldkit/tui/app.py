@@ -35,6 +35,9 @@ class FieldkitApp(App[None]):
         # q where no text box has focus (the box takes it, and the footer then hides it)
         Binding("q", "quit_asking", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        # Escape closes the keys panel (Ctrl+P, Keys) before it does anything else; while
+        # no panel is shown, check_action lets each screen's own Escape have the key
+        Binding("escape", "hide_help_panel", "Hide keys", show=False, priority=True),
     ]
     # work a quit would stop, by worker group: `q` asks first when any runs (Ctrl+Q not)
     UNFINISHED = {
@@ -73,6 +76,12 @@ class FieldkitApp(App[None]):
 
     def on_unmount(self) -> None:
         self.backend.close()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer Escape's hide_help_panel only while the keys panel is on this screen."""
+        if action == "hide_help_panel":
+            return bool(self.screen.query("HelpPanel"))
+        return True
 
     def unfinished(self) -> list[str]:
         """Return what a quit now would stop (UNFINISHED), in words."""

@@ -20,6 +20,7 @@ from fieldkit.store.usable import Blocked, usable_problem
 from fieldkit.tui.sync_backend import SyncBackend
 from fieldkit.tui.views import (
     PEER_ID_LENGTH,
+    THIS_DEVICE,
     AnswerChunk,
     Outcome,
     PacketDetail,
@@ -48,6 +49,15 @@ class FolderMissingError(LibraryError):
 
 # the folder the Library screen last exported to or imported from (library settings)
 EXCHANGE_FOLDER_SETTING = "exchange_folder"
+
+
+def trust_by_device(lib: Any) -> dict[str, str]:
+    """Return the trust state of each device the library knows, by id, as Peers shows
+    it ('trusted', 'pending', 'blocked'), and THIS_DEVICE for this device's own id."""
+    trust = {peer.peer_id: peer.trust for peer in lib.list_peers()}
+    if lib.identity is not None:
+        trust[lib.identity.device_id] = THIS_DEVICE
+    return trust
 
 
 class TuiBackend(SyncBackend):
@@ -167,16 +177,21 @@ class TuiBackend(SyncBackend):
         """Return every packet in the library, sorted by name."""
         base = self.base_fingerprint()
 
-        def listed(lib: Any) -> tuple[list[Any], Blocked, dict[str, str]]:
+        def listed(lib: Any) -> tuple[list[Any], Blocked, dict[str, str], dict[str, str]]:
             records = lib.list_packets()
-            return records, lib.blocked(records), lib.peer_names()
+            return records, lib.blocked(records), lib.peer_names(), trust_by_device(lib)
 
-        records, blocked, names = self._on_library_thread(listed)
-        rows = [self._row(r, base, blocked, names) for r in records]
+        records, blocked, names, trust = self._on_library_thread(listed)
+        rows = [self._row(r, base, blocked, names, trust) for r in records]
         return sorted(rows, key=lambda row: (row.name, row.packet_id))
 
     def _row(
-        self, rec: Any, base: str | None, blocked: Blocked, names: dict[str, str]
+        self,
+        rec: Any,
+        base: str | None,
+        blocked: Blocked,
+        names: dict[str, str],
+        trust: dict[str, str],
     ) -> PacketRow:
         from_peer = len(rec.source) == PEER_ID_LENGTH
         peer = names.get(rec.source, "") if from_peer else ""
@@ -187,6 +202,7 @@ class TuiBackend(SyncBackend):
             size=format_size(rec.size),
             author=rec.author_name or rec.author_id[:8],
             author_id=rec.author_id,
+            author_trust=trust.get(rec.author_id, ""),
             status=packet_status(rec, base, blocked),
             source=(peer or rec.source)[:8] if from_peer else rec.source,  # as Peers names it
             from_peer=from_peer,
@@ -199,8 +215,10 @@ class TuiBackend(SyncBackend):
         """Return the detail of one packet. Raises LibraryError when it is gone."""
         rec = self._on_library_thread(lambda lib: lib.get(packet_id))
         base = self.base_fingerprint()
-        blocked, names = self._on_library_thread(lambda lib: (lib.blocked(), lib.peer_names()))
-        row = self._row(rec, base, blocked, names)
+        blocked, names, trust = self._on_library_thread(
+            lambda lib: (lib.blocked(), lib.peer_names(), trust_by_device(lib))
+        )
+        row = self._row(rec, base, blocked, names, trust)
         return PacketDetail(
             row=row,
             description=rec.description,

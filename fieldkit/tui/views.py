@@ -15,6 +15,7 @@ from typing import Any
 from fieldkit.store.usable import NO_MODEL, Blocked, PacketState, packet_state, shown_state
 
 PEER_ID_LENGTH = 16  # a device id; other sources are words such as "local" or "demo"
+THIS_DEVICE = "this device"  # the author trust of this device's own packets
 
 
 class PacketStatus(enum.Enum):
@@ -94,6 +95,9 @@ class PacketRow:
     notes: int = 0  # source passages carried in the signed manifest
     merged: bool = False
     from_peer: bool = False  # `source` is the peer it came from: its name, else its id
+    # the author's trust here: 'trusted', 'blocked', 'pending' (met), '' (never met),
+    # or THIS_DEVICE (this device wrote it)
+    author_trust: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from textual.command import CommandPalette
-from textual.widgets import Input
+from textual.widgets import HelpPanel, Input
 
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import ConfirmDialog
@@ -125,3 +125,44 @@ def test_the_header_keeps_the_models_state_on_a_narrow_terminal() -> None:
     narrow = status_text("Ask", "smollm2-135m-instruct ready", 58).plain
     assert len(narrow) <= 58  # "model:" and nothing after it, cut off at 60 columns
     assert narrow.endswith("instruct ready")  # the word that says whether it can answer
+
+
+async def open_keys_panel(pilot) -> None:
+    """Open the keys panel as a user does: Ctrl+P, then the palette's Keys entry."""
+    await pilot.press("ctrl+p")
+    palette = await wait_for_screen(pilot, CommandPalette)
+    palette.query_one(Input).value = "Keys"
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+    for _ in range(100):
+        if pilot.app.screen.query(HelpPanel):
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the keys panel never opened")
+
+
+async def test_escape_closes_the_keys_panel(stocked) -> None:
+    app = make_app(stocked, start_mode="library", load_model=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await open_keys_panel(pilot)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.query(HelpPanel)
+        await pilot.press("escape")  # nothing left to close: the screen's own Escape
+        await pilot.pause()
+        assert app.is_running
+        assert app.current_mode == "library"
+
+
+async def test_escape_closes_the_keys_panel_before_it_stops_an_answer(stocked) -> None:
+    async with held_question(stocked) as (app, pilot, backend, gate):
+        await open_keys_panel(pilot)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app.screen.query(HelpPanel)
+        assert app.screen.answering  # the first Escape closed the panel only
+        await pilot.press("escape")
+        gate.set()
+        await settle(pilot)
+        assert backend.chunks[-1].stopped

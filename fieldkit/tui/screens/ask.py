@@ -19,6 +19,7 @@ from fieldkit.tui.screens.base import ModeScreen, keys_footer
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.views import AnswerChunk, RouteView
 from fieldkit.tui.widgets.exchange import Exchange
+from fieldkit.tui.widgets.question_box import QuestionBox
 from fieldkit.tui.widgets.status_line import StatusLine
 
 AUTO = "auto"
@@ -34,6 +35,8 @@ class AskScreen(ModeScreen):
     AskScreen .hint { color: $text-muted; margin-bottom: 1; }
     AskScreen #route-mode { height: 1; padding: 0 1; color: $text-muted; }
     AskScreen Input { dock: bottom; margin-bottom: 1; }
+    /* notices stand above the question box (3 rows) and the footer, never over them */
+    AskScreen ToastRack { margin-bottom: 4; }
     """
     BINDINGS = [
         Binding("ctrl+o", "override", "Pick route"),
@@ -77,10 +80,7 @@ class AskScreen(ModeScreen):
             id="history",
         )
         yield Static(self._route_mode_text(), id="route-mode")
-        # coming back to the box (a key typed outside it, Tab) keeps what is typed there
-        yield Input(
-            placeholder="Ask a question and press Enter", id="question", select_on_focus=False
-        )
+        yield QuestionBox("Ask a question and press Enter", id="question")
         yield keys_footer()
 
     def on_mount(self) -> None:
@@ -128,6 +128,7 @@ class AskScreen(ModeScreen):
         except FieldkitError as exc:
             self.notify(str(exc), severity="warning")
             return
+        self.query_one("#question", QuestionBox).remember(question)
         event.input.clear()
         self.cancel.set()
         self.cancel = threading.Event()

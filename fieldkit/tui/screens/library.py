@@ -219,6 +219,9 @@ class LibraryScreen(ModeScreen):
         row = self._selected()
         if row is None:
             return
+        if row.author_trust == state:  # nothing to ask: say so once
+            self.notify(f"The author of {row.name!r} is already {state}.")
+            return
         verb, then = AUTHOR_QUESTIONS[state]
         question = f"{verb} {row.author}, the author of {self._their_packets(row)}? {then}"
         if await self.app.push_screen_wait(ConfirmDialog(question)):

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from fieldkit.tui.views import PacketDetail
+from fieldkit.tui.views import THIS_DEVICE, PacketDetail, PacketRow
 from fieldkit.tui.widgets.packet_table import status_text
 
 
@@ -32,7 +32,9 @@ def render_detail(detail: PacketDetail) -> Group:
     facts.add_row("signature", sig)
     facts.add_row("base model", base)
     facts.add_row("domain", row.domain)
-    facts.add_row("author", f"{row.author} ({row.author_id[:16]})")
+    facts.add_row(
+        "author", Text.assemble(f"{row.author} ({row.author_id[:16]}), ", trust_text(row))
+    )
     source = f"peer {row.source}" if row.from_peer else row.source
     facts.add_row("source", f"{source}, received {row.received}")
     facts.add_row("size", row.size)
@@ -57,6 +59,18 @@ def render_detail(detail: PacketDetail) -> Group:
         parts.extend(Text(f"  - {ex}") for ex in detail.exemplars[:8])
     parts.append(Text(f"packet id {row.packet_id}", style="dim"))
     return Group(*parts)
+
+
+def trust_text(row: PacketRow) -> Text:
+    """Return whether the packet's author is trusted here, blocked, neither, or this
+    device, in words that do not rely on colour."""
+    if row.author_trust == "trusted":
+        return Text("trusted", "green")
+    if row.author_trust == "blocked":
+        return Text("BLOCKED", "bold red")
+    if row.author_trust == THIS_DEVICE:
+        return Text(THIS_DEVICE)
+    return Text("neither trusted nor blocked", "yellow")
 
 
 class PacketDetailPane(VerticalScroll):
