@@ -238,8 +238,8 @@ def test_a_quantised_packet_is_stored_loaded_and_reissued_with_the_same_weights(
 
 def test_packets_of_the_older_formats_still_load(home):
     """Format 1 (full-rank floats, no notes) and format 2 (floats with notes) load
-    unchanged, every module at the declared rank; the shipped demo packets (format 3,
-    4-bit, with notes) load as floats."""
+    unchanged, every module at the declared rank; the shipped demo packets (format 4:
+    4-bit, with notes and every phrasing as an exemplar) load as floats."""
     from fieldkit.assets import demo_packets
     from fieldkit.store.notes import notes_of
 
@@ -249,7 +249,7 @@ def test_packets_of_the_older_formats_still_load(home):
         shipped = read_packet_file(demo_packets()[0])
         manifest, signature, data = sign(identity, random_adapter(seed=3))
         noted = sign(identity, random_adapter(seed=4), "noted", notes=notes_of(shipped.manifest))
-        assert (manifest["format"], noted[0]["format"], shipped.manifest["format"]) == (1, 2, 3)
+        assert (manifest["format"], noted[0]["format"], shipped.manifest["format"]) == (1, 2, 4)
         for m, sig, weights in [
             (manifest, signature, data),
             noted,
@@ -328,7 +328,7 @@ def test_unknown_bit_widths_and_versions_are_refused(identity):
     for changes, message in [
         ({"dtype": "int3"}, "dtype 'int3' is not supported in format 3"),
         ({"dtype": "int8", "format": 1}, "dtype 'int8' is not supported in format 1"),
-        ({"format": 4}, "format version 4; this fieldkit reads versions 1, 2, 3"),
+        ({"format": 5}, "format version 5; this fieldkit reads versions 1, 2, 3, 4"),
     ]:
         with pytest.raises(PacketError, match=message):
             check_manifest(dict(manifest) | changes)
