@@ -218,6 +218,7 @@ LATER_SETS = {"site": ("heldout", "natural", "field", "gaps", "gaps_natural")}
 LATER_SETS["unseen"] = (*LATER_SETS["site"], "site", "gaps_unseen")
 LATER_SETS["fresh"] = (*LATER_SETS["unseen"], "unseen", "gaps_fresh")
 LATER_SETS["late"] = (*LATER_SETS["fresh"], "fresh", "gaps_late")
+LATER_SETS["later"] = (*LATER_SETS["late"], "late", "gaps_rushed", "gaps_hurried", "gaps_brief")
 
 
 @pytest.mark.parametrize("name", sorted(LATER_SETS))
@@ -238,7 +239,7 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
-SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief")
+SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick")
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
@@ -270,6 +271,7 @@ def test_demo_gap_sets(domain: str) -> None:
     seen = list(train)
     gap_sets = (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6))
     later = (("gaps_late", 6), ("gaps_rushed", 6), ("gaps_hurried", 6), ("gaps_brief", 6))
+    later += (("gaps_later", 8),)  # 4 long, 4 short
     for name, count in (*gap_sets, *later):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
