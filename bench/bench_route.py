@@ -187,8 +187,9 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "rushed", "hurried", "dashed", "brief", "gaps", "gaps_natural", "gaps_unseen",
-    "gaps_fresh", "gaps_late", "gaps_rushed", "gaps_hurried", "gaps_brief",
+    "hasty", "rushed", "hurried", "dashed", "brief", "later", "quick", "gaps", "gaps_natural",
+    "gaps_unseen", "gaps_fresh", "gaps_late", "gaps_rushed", "gaps_hurried", "gaps_brief",
+    "gaps_later",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
@@ -235,17 +236,24 @@ def question_rows(path: Path) -> list[dict]:
     return [{"question": x.strip()} for x in path.read_text().splitlines() if x.strip()]
 
 
-def domain_notes(reference: Path | None) -> dict[str, list]:
-    """Return every domain's training records as note passages."""
-    from fieldkit.store.notes import passages_from_records
+def domain_notes(reference: Path | None, phrasings: bool = True) -> dict[str, list]:
+    """Return every domain's training records as note passages, each with the phrasings of
+    its question as `train --notes --paraphrases` stores them (none without `phrasings`)."""
+    from dataclasses import replace
 
-    notes = {}
-    for folder in sorted((REPO / "assets/demo").iterdir()):
-        if (folder / "train.jsonl").is_file():
-            notes[folder.name] = passages_from_records(read_jsonl(folder / "train.jsonl"))
+    from fieldkit.training.quality import domain_notes as notes_of_domain
+
+    demo = REPO / "assets/demo"
+    notes = {
+        folder.name: notes_of_domain(demo, folder.name)
+        for folder in sorted(demo.iterdir())
+        if (folder / "train.jsonl").is_file()
+    }
     if reference is not None:
-        for domain in REF_DOMAINS:
-            notes[domain] = passages_from_records(read_jsonl(reference / f"{domain}.jsonl"))
+        para = REPO / "bench/data/reference_train_paraphrases.jsonl"
+        notes |= {domain: notes_of_domain(reference, domain, para) for domain in REF_DOMAINS}
+    if not phrasings:
+        notes = {d: [replace(p, asked=()) for p in v] for d, v in notes.items()}
     return notes
 
 
@@ -271,7 +279,12 @@ VARIANTS = (
 
 
 def sets_report(
-    datasets: list[DataSet], reference: Path | None, embedder, tmp: Path, variants=VARIANTS
+    datasets: list[DataSet],
+    reference: Path | None,
+    embedder,
+    tmp: Path,
+    variants=VARIANTS,
+    phrasings: bool = True,
 ) -> dict:
     """Route every set with the default router on each library, packets with and without
     notes (`variants`: label, with notes, Router options); return {library: {label: {set:
@@ -280,7 +293,7 @@ def sets_report(
     from fieldkit.training.evaluate import bootstrap_ci
 
     sets = question_sets(reference)
-    notes = domain_notes(reference)
+    notes = domain_notes(reference, phrasings)
     out: dict = {}
     for data in datasets:
         for number, (label, with_notes, options) in enumerate(variants):
@@ -392,13 +405,15 @@ def small_libraries(embedder, tmp: Path) -> dict:
     return out
 
 
-def notes_library(reference: Path | None, embedder, root: Path):
+def notes_library(reference: Path | None, embedder, root: Path, phrasings: bool = True):
     """Return (library, router, passage index) over every domain's packet with its training
     records as notes, and the exemplars its packet carries (load_demo, reference_exemplars)."""
     from fieldkit.router.retrieval import PassageIndex
 
-    notes = domain_notes(reference)
-    packets = load_demo().exemplars | (reference_exemplars(reference) if reference else {})
+    notes = domain_notes(reference, phrasings)
+    packets = load_demo(phrasings).exemplars | (
+        reference_exemplars(reference, phrasings) if reference else {}
+    )
     library = make_library(root, packets, notes)
     return library, Router(library, embedder, BASE), PassageIndex(library, embedder)
 
@@ -419,7 +434,7 @@ def covers(router: Router, index, rows: list[dict]) -> list:
     return out
 
 
-def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
+def citations_report(reference: Path | None, embedder, tmp: Path, phrasings: bool = True) -> dict:
     """Route, then retrieve the routed packet's top two passages, with no generation: per
     set, how often the first cited passage is the question's source record (citation
     precision; no citation is a miss), the keyword recall of the two passages alone (what a
@@ -440,7 +455,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
             f"reference {n}": [REPO / f"bench/data/reference_{n}.jsonl"]
             for n in ("heldout", "natural")
         }
-    library, router, index = notes_library(reference, embedder, tmp / "citations")
+    library, router, index = notes_library(reference, embedder, tmp / "citations", phrasings)
     for name, path in OOD_FILES:  # out-of-domain: answered as if covered only when both
         files[name] = [REPO / "bench/data" / path]  # the router and the notes let it through
     out: dict = {}
@@ -495,7 +510,7 @@ def citations_report(reference: Path | None, embedder, tmp: Path) -> dict:
 COVER_THRESHOLDS = tuple(round(0.70 + 0.01 * i, 2) for i in range(31))
 
 
-def cover_curve(reference: Path | None, embedder, tmp: Path) -> dict:
+def cover_curve(reference: Path | None, embedder, tmp: Path, phrasings: bool = True) -> dict:
     """The coverage check's trade, threshold by threshold, on the library `citations` uses:
     citation precision on the demo sets whose questions a record covers, against the share
     of gap questions refused (abstained on, or not covered). Returns {threshold: {set: share}}."""
@@ -503,7 +518,7 @@ def cover_curve(reference: Path | None, embedder, tmp: Path) -> dict:
     sets = {
         n: [r for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)] for n in DEMO_SETS
     }
-    library, router, index = notes_library(reference, embedder, tmp / "cover-curve")
+    library, router, index = notes_library(reference, embedder, tmp / "cover-curve", phrasings)
     seen: dict[str, list[tuple[float, bool]]] = {}  # per set: (cover score, top passage right)
     for name, rows in sets.items():
         seen[name] = [
@@ -900,8 +915,8 @@ def main() -> None:
     parser.add_argument(
         "--no-phrasings",
         action="store_true",
-        help="sets: packets whose exemplars are their training questions alone, as before "
-        "packets carried the phrasings too",
+        help="packets whose exemplars are their training questions alone and whose note "
+        "passages list no phrasings, as before packets carried the phrasings",
     )
     parser.add_argument(
         "--embedder-dir",
@@ -930,13 +945,19 @@ def main() -> None:
                     (label, notes, options if "everyday" in options else {"everyday": first})
                     for label, notes, options in VARIANTS
                 )
-            results["sets"] = sets_report(datasets, reference_dir, embedder, Path(tmp), variants)
+            results["sets"] = sets_report(
+                datasets, reference_dir, embedder, Path(tmp), variants, not args.no_phrasings
+            )
             results["sets_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "citations"):
-            results["citations"] = citations_report(reference_dir, embedder, Path(tmp))
+            results["citations"] = citations_report(
+                reference_dir, embedder, Path(tmp), not args.no_phrasings
+            )
             results["citations_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "cover-curve"):
-            results["cover_curve"] = cover_curve(reference_dir, embedder, Path(tmp))
+            results["cover_curve"] = cover_curve(
+                reference_dir, embedder, Path(tmp), not args.no_phrasings
+            )
             results["cover_curve_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "everyday-sweep"):
             results["everyday_sweep"] = everyday_sweep(datasets, reference_dir, embedder, Path(tmp))

@@ -20,7 +20,8 @@
 #        DEMO_OUT              where the packet files go (default assets/packets)
 # Each packet: rank 8, scale 2.0, all 7 projections, the domain's training records expanded
 # into several phrasings (plus paraphrases.jsonl), early stop on a 10% validation split.
-# Each packet carries its domain's training records as source notes (`train --notes`).
+# Each packet carries its domain's training records as source notes (`train --notes`), each
+# passage with its record's paraphrases as other phrasings of its question (format 4).
 # It is trained with the notes recipe, `train --grounded` (a share of the questions also
 # asked with two records in the prompt, as answers with notes are asked); DEMO_GROUNDED=0
 # trains on bare questions only, as the packets before it were.
@@ -31,9 +32,9 @@
 # by that home, same weights and notes), then `library export` as below.
 #
 # NOTES_ONLY=1 scripts/build_demo_packets.sh [DOMAIN ...]: no training; each shipped packet
-# is imported with `library import FILE --notes assets/demo/<domain>/train.jsonl` into a
-# fresh home ($FIELDKIT_BUILD_HOME-notes), which signs it again with the same weights, and
-# is exported back over the shipped file.
+# is imported with `library import FILE --notes NOTES` (the domain's training records, each
+# with its paraphrases) into a fresh home ($FIELDKIT_BUILD_HOME-notes), which signs it
+# again with the same weights and exemplars, and is exported back over the shipped file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -61,12 +62,15 @@ compact() {  # HOME NAME: the packet made smaller as DEMO_BITS / DEMO_ENERGY say
 if [ -n "${NOTES_ONLY:-}" ]; then
   notes_home="$home-notes"
   rm -rf "$notes_home"
+  mkdir -p "$notes_home"
   for domain in "${domains[@]}"; do
     dir="assets/demo/$domain"
     name=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['name'])" "$dir/meta.json")
-    "$fk" --home "$notes_home" --model "$model" library import "assets/packets/$name.fkpkt" --notes "$dir/train.jsonl"
+    notes="$notes_home/$domain-notes.jsonl"  # the records, each with its paraphrases
+    .venv/bin/python -c "import json,sys; from fieldkit.training.dataset import attach_paraphrases, load_records, read_jsonl; d=sys.argv[1]; rs=attach_paraphrases(load_records(d+'/train.jsonl'), read_jsonl(d+'/paraphrases.jsonl')); print('\n'.join(json.dumps({'question': r.question, 'answer': r.answer, 'paraphrases': list(r.paraphrases)}) for r in rs))" "$dir" > "$notes"
+    "$fk" --home "$notes_home" --model "$model" library import "assets/packets/$name.fkpkt" --notes "$notes"
     compact "$notes_home" "$name"
-    "$fk" --home "$notes_home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt"
+    "$fk" --home "$notes_home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt" --force
   done
   exit 0
 fi
@@ -88,6 +92,6 @@ for domain in "${domains[@]}"; do
     --rank 8 --scale 2.0 --layers "$layers" --lr "$lr" --iters "$iters" --max-minutes "$minutes" \
     --notes $([ "${DEMO_GROUNDED:-1}" = 0 ] || echo --grounded)
   compact "$home" "$name"
-  "$fk" --home "$home" --model "$model" library export "$name" -o "$out/$name.fkpkt"
+  "$fk" --home "$home" --model "$model" library export "$name" -o "$out/$name.fkpkt" --force
   echo "built $out/$name.fkpkt in $(( $(date +%s) - start )) s"
 done

@@ -85,6 +85,11 @@ def test_every_demo_packet_carries_its_training_records_as_notes():
         records = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
         assert [n.title for n in notes] == [r["instruction"] for r in records]
         assert [n.text for n in notes] == [r["output"].strip() for r in records]
+        phrasings = {  # each passage lists its record's paraphrases (format 4)
+            json.loads(line)["source"]: json.loads(line)["questions"]
+            for line in (folder / "paraphrases.jsonl").read_text().splitlines()
+        }
+        assert [list(n.asked) for n in notes] == [phrasings[r["instruction"]] for r in records]
 
 
 def test_demo_answers_show_their_sources_and_a_gap(demo_home):

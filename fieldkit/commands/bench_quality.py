@@ -187,7 +187,8 @@ def quality(
     }
     if grounded:  # only when set, so the cache keys of bare-question specialists stay
         train_args["grounded"] = True
-    notes = {d: domain_notes(data_dir, d) for d in chosen} if with_notes or notes_only else {}
+    with_them = with_notes or notes_only
+    notes = {d: domain_notes(data_dir, d, paraphrases) for d in chosen} if with_them else {}
     if notes_only:
         from fieldkit.training.dataset import build_examples, exemplars_from, load_records
 

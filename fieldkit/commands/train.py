@@ -188,8 +188,11 @@ def train_command(
     if notes:  # checked against the packet limits before any training
         from fieldkit.store.notes import passages_from_records, to_manifest_notes
 
-        passages = passages_from_records(
-            [{"question": r.question, "answer": r.answer} for r in records]
+        passages = passages_from_records(  # each with its --paraphrases phrasings
+            [
+                {"question": r.question, "answer": r.answer, "paraphrases": list(r.paraphrases)}
+                for r in records
+            ]
         )
         to_manifest_notes(passages)
     if exemplars:

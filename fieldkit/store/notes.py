@@ -1,9 +1,11 @@
 """Packet notes: the source passages an author may let a packet carry, inside its manifest.
 
 Notes are opt-in (raw training data stays on the device unless its author says otherwise).
-They travel in the signed manifest as `"notes": [{"id", "text"[, "title"]}, ...]`, so the
-author's signature covers them and a forwarder cannot alter them. A manifest with notes is
-packet format 2; one without is format 1 exactly as before (same bytes, same packet id).
+They travel in the signed manifest as `"notes": [{"id", "text"[, "title"][, "asked"]}, ...]`,
+so the author's signature covers them and a forwarder cannot alter them. A manifest with
+notes is packet format 2; one without is format 1 exactly as before (same bytes, same packet
+id). `asked` (format 4) lists other phrasings of the question a passage answers (a Q&A
+record's paraphrases): retrieval matches a question against them too.
 Nothing heavy is imported here: the router and the CLI both read notes cheaply.
 """
 
@@ -25,6 +27,7 @@ MAX_NOTES = 1024  # passages per packet
 MAX_NOTE_TEXT = 4000  # characters per passage
 MAX_NOTE_TITLE = 300
 MAX_NOTE_ID = 64
+MAX_ASKED = 16  # other phrasings per passage, each at most MAX_NOTE_TITLE characters
 # All notes of a packet, as canonical JSON. The manifest travels in one gossip frame
 # (about 1 MiB), beside up to a few hundred KiB of chunk hashes for the largest weights.
 MAX_NOTES_BYTES = 384 * 1024
@@ -51,17 +54,27 @@ class Passage(TitledText):
     passage_id: str
     text: str
     title: str | None = None
+    asked: tuple[str, ...] = ()  # other phrasings of the question it answers (format 4)
 
-    def to_manifest(self) -> dict[str, str]:
+    def to_manifest(self) -> dict[str, Any]:
         """Return the passage as it is stored in a manifest."""
-        out = {"id": self.passage_id, "text": self.text}
+        out: dict[str, Any] = {"id": self.passage_id, "text": self.text}
         if self.title:
             out["title"] = self.title
+        if self.asked:
+            out["asked"] = list(self.asked)
         return out
 
 
-def check_notes(value: Any) -> list[Passage]:
-    """Validate a manifest's `notes` value; return its passages or raise PacketError."""
+def has_phrasings(passages: Iterable[Passage]) -> bool:
+    """True when any passage lists other phrasings (`asked`: a format-4 manifest)."""
+    return any(p.asked for p in passages)
+
+
+def check_notes(value: Any, phrasings: bool = True) -> list[Passage]:
+    """Validate a manifest's `notes` value; return its passages or raise PacketError.
+    `phrasings`: whether a passage may list other phrasings (`asked`, format 4)."""
+    keys = {"id", "text", "title"} | ({"asked"} if phrasings else set())
     if not isinstance(value, list) or not value:
         raise PacketError("The packet's notes must be a non-empty list of passages.")
     if len(value) > MAX_NOTES:
@@ -69,8 +82,10 @@ def check_notes(value: Any) -> list[Passage]:
     passages: list[Passage] = []
     seen: set[str] = set()
     for n, item in enumerate(value, 1):
-        if not isinstance(item, dict) or not {"id", "text"} <= set(item) <= {"id", "text", "title"}:
-            raise PacketError(f"The packet's note {n} is not a passage (id, text, title).")
+        if not isinstance(item, dict) or not {"id", "text"} <= set(item) <= keys:
+            raise PacketError(
+                f"The packet's note {n} is not a passage ({', '.join(sorted(keys))})."
+            )
         pid, text, title = item["id"], item["text"], item.get("title")
         if not isinstance(pid, str) or not _ID.match(pid) or pid in seen:
             raise PacketError(f"The packet's note {n} has a missing, bad or repeated id.")
@@ -87,14 +102,31 @@ def check_notes(value: Any) -> list[Passage]:
             )
         if control_chars(text, "\t\n\r") or (title is not None and control_chars(title, "\t")):
             raise PacketError(f"The packet's note {pid!r} holds control characters.")
+        asked = _check_asked(item.get("asked", []), pid)
         seen.add(pid)
-        passages.append(Passage(pid, text, title))
+        passages.append(Passage(pid, text, title, asked))
     size = notes_bytes(value)
     if size > MAX_NOTES_BYTES:
         raise PacketError(
             f"The packet's notes take {size} bytes; the limit is {MAX_NOTES_BYTES // 1024} KiB."
         )
     return passages
+
+
+def _check_asked(value: Any, pid: str) -> tuple[str, ...]:
+    """Return a passage's other phrasings, checked (PacketError)."""
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ASKED
+        or not all(isinstance(q, str) and q.strip() and len(q) <= MAX_NOTE_TITLE for q in value)
+    ):
+        raise PacketError(
+            f"The packet's note {pid!r} must list at most {MAX_ASKED} other phrasings of "
+            f"1 to {MAX_NOTE_TITLE} characters each."
+        )
+    if any(control_chars(q, "\t") for q in value):
+        raise PacketError(f"The packet's note {pid!r} holds control characters.")
+    return tuple(value)
 
 
 def notes_bytes(value: Any) -> int:
@@ -107,7 +139,10 @@ def notes_of(manifest: Mapping[str, Any]) -> list[Passage]:
     value = manifest.get(NOTES_FIELD)
     if value is None:
         return []
-    return [Passage(item["id"], item["text"], item.get("title")) for item in value]
+    return [
+        Passage(item["id"], item["text"], item.get("title"), tuple(item.get("asked", ())))
+        for item in value
+    ]
 
 
 def notes_count(manifest: Mapping[str, Any]) -> int:
@@ -116,7 +151,7 @@ def notes_count(manifest: Mapping[str, Any]) -> int:
     return len(value) if isinstance(value, list) else 0
 
 
-def to_manifest_notes(passages: Iterable[Passage]) -> list[dict[str, str]]:
+def to_manifest_notes(passages: Iterable[Passage]) -> list[dict[str, Any]]:
     """Return passages in manifest form, checked against every limit (PacketError)."""
     value = [p.to_manifest() for p in passages]
     check_notes(value)
@@ -124,7 +159,8 @@ def to_manifest_notes(passages: Iterable[Passage]) -> list[dict[str, str]]:
 
 
 def passages_from_records(records: Iterable[Mapping[str, Any]]) -> list[Passage]:
-    """Turn Q&A training records into passages: the question as title, the answer as text.
+    """Turn Q&A training records into passages: the question as title, the answer as text,
+    the record's `paraphrases` (if any) as other phrasings of it (`asked`).
 
     Records use `instruction` (or `question`), optional `input`, and `output` (or
     `answer`). Passage ids are `r1`, `r2`, ... in record order. Raises PacketError for a
@@ -138,7 +174,12 @@ def passages_from_records(records: Iterable[Mapping[str, Any]]) -> list[Passage]
         if not isinstance(question, str) or not isinstance(answer, str) or not answer.strip():
             raise PacketError(f"Record {n} has no question and answer to keep as a note.")
         title = " ".join(part for part in (question.strip(), str(extra).strip()) if part)
-        passages.append(Passage(f"r{n}", answer.strip(), title[:MAX_NOTE_TITLE] or None))
+        asked = record.get("paraphrases") or ()
+        if not isinstance(asked, list | tuple) or not all(isinstance(q, str) for q in asked):
+            raise PacketError(f"Record {n} has paraphrases that are not a list of questions.")
+        asked = tuple(dict.fromkeys(q.strip() for q in asked if q.strip()))[:MAX_ASKED]
+        passage = Passage(f"r{n}", answer.strip(), title[:MAX_NOTE_TITLE] or None, asked)
+        passages.append(passage)
     return passages
 
 

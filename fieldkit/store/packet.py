@@ -30,7 +30,13 @@ from fieldkit.store.adapter import (
 )
 from fieldkit.store.files import inside, read_bounded, write_atomically
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
-from fieldkit.store.notes import NOTES_FIELD, Passage, check_notes, to_manifest_notes
+from fieldkit.store.notes import (
+    NOTES_FIELD,
+    Passage,
+    check_notes,
+    has_phrasings,
+    to_manifest_notes,
+)
 from fieldkit.store.quantize import (
     QUANT_BITS,
     QuantizedTensors,
@@ -42,7 +48,9 @@ from fieldkit.store.quantize import (
 FORMAT_VERSION = 1  # the one-file container, and a manifest without notes
 NOTES_FORMAT = 2  # a manifest carrying notes: format 1 plus the `notes` field
 WEIGHTS_FORMAT = 3  # format 2 (notes optional) whose weights may be quantised or rank-trimmed
-EXEMPLARS_FORMAT = 4  # format 3 with more than FORMAT3_EXEMPLARS exemplar questions
+# format 3 with phrasings: more than FORMAT3_EXEMPLARS exemplar questions, or note passages
+# that list other phrasings of their question (`asked`)
+EXEMPLARS_FORMAT = 4
 MANIFEST_FORMATS = (FORMAT_VERSION, NOTES_FORMAT, WEIGHTS_FORMAT, EXEMPLARS_FORMAT)
 SIGNING_CONTEXT = b"fieldkit-packet-v1\0"
 DEFAULT_CHUNK_SIZE = 32 * 1024
@@ -234,7 +242,7 @@ def check_manifest(manifest: Any) -> None:
     if not all(isinstance(p, str) and _is_hex(p, 64) for p in manifest["lineage"]):
         raise PacketError("The packet's lineage must list packet ids.")
     if NOTES_FIELD in manifest:
-        check_notes(manifest[NOTES_FIELD])
+        check_notes(manifest[NOTES_FIELD], phrasings=manifest["format"] >= EXEMPLARS_FORMAT)
 
 
 def verify_manifest(manifest: Any, signature: bytes) -> str:
@@ -311,7 +319,7 @@ def build_manifest(
     scales in its own dtype, whatever `dtype` says. The manifest has the lowest format that
     holds it, so older readers still read every packet they can: 1, 2 with `notes` (at least
     one passage), 3 when the weights are quantised or trimmed (with or without notes), 4
-    with more than FORMAT3_EXEMPLARS exemplar questions.
+    with more than FORMAT3_EXEMPLARS exemplar questions or passages listing phrasings.
     Raises PacketError for a bad field or notes over the limits.
     """
     tensors = adapter.tensors
@@ -351,7 +359,7 @@ def build_manifest(
     if passages:
         manifest["format"] = WEIGHTS_FORMAT if compact else NOTES_FORMAT
         manifest[NOTES_FIELD] = to_manifest_notes(passages)
-    if len(texts[1]) > FORMAT3_EXEMPLARS:
+    if len(texts[1]) > FORMAT3_EXEMPLARS or has_phrasings(passages):
         manifest["format"] = EXEMPLARS_FORMAT
     check_manifest(manifest)
     signature = identity.sign(SIGNING_CONTEXT + canonical_bytes(manifest))

@@ -374,14 +374,23 @@ class QualityRun:
         )
 
 
-def domain_notes(data: Path, domain: str) -> list:
-    """Return a domain's training records as note passages (fieldkit.store.notes), [] when
-    the data folder has none for it."""
+def domain_notes(data: Path, domain: str, paraphrases: Path | None = None) -> list:
+    """Return a domain's training records as note passages (fieldkit.store.notes), each
+    with its phrasings from the domain's paraphrases file or `paraphrases` (as `train
+    --notes --paraphrases` stores them), [] when the data folder has none for it."""
     from fieldkit.store.notes import passages_from_records
-    from fieldkit.training.dataset import read_jsonl
+    from fieldkit.training.dataset import attach_paraphrases, load_records, read_jsonl
 
     try:
-        train, _ = training_files(data, domain)
+        train, para = training_files(data, domain)
     except FieldkitError:
         return []  # no records here (packets reused from a library): no notes to add
-    return passages_from_records(read_jsonl(train))
+    records = load_records(train)
+    for path in (para, paraphrases):
+        if path is not None:
+            rows = [r for r in read_jsonl(path) if r.get("domain", domain) == domain]
+            records = attach_paraphrases(records, rows)
+    return passages_from_records(
+        [{"question": r.question, "answer": r.answer, "paraphrases": list(r.paraphrases)}
+         for r in records]
+    )  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -287,5 +289,29 @@ def test_coverage_has_a_cautious_middle(home, make_packet, minilm):
         message = caution_message("poultry", coverage.hits)
         assert message.startswith("The poultry notes may not answer this; ")
         assert message.endswith("closest record: What brooding temperature do chicks need?")
+    finally:
+        library.close()
+
+
+def test_a_passages_phrasings_are_matched_too_and_bring_their_own_thresholds(
+    home, make_packet, minilm
+):
+    asked = "what do i do when the hen stops laying and sits on eggs all day"
+    broody = Passage(
+        "r6",
+        "Give a broody hen no eggs and move her to a wire-floored cage for 3 days.",
+        "How should a broody hen be managed?",
+    )
+    plain = make_packet(home, name="plain", notes=[*NOTES, broody])
+    phrased = make_packet(home, name="phrased", notes=[*NOTES, replace(broody, asked=(asked,))])
+    library = Library.open(home)
+    try:
+        index = PassageIndex(library, minilm, phrased=(0.95, 0.85))
+        without = index.scores(plain.packet_id, asked)[0, 5]
+        with_them = index.scores(phrased.packet_id, asked)[0, 5]
+        assert without < 0.8 < 0.99 < with_them  # its own phrasing: a cosine of 1
+        assert index.thresholds(plain.packet_id) == (index.min_score, index.min_partial)
+        assert index.thresholds(phrased.packet_id) == (0.95, 0.85)
+        assert index.search(phrased.packet_id, asked, k=1)[0].passage_id == "r6"
     finally:
         library.close()

@@ -20,6 +20,7 @@ from fieldkit.store.notes import (
     read_notes_file,
 )
 from fieldkit.store.packet import (
+    EXEMPLARS_FORMAT,
     FORMAT_VERSION,
     NOTES_FORMAT,
     build_manifest,
@@ -131,11 +132,39 @@ def test_notes_are_signed_inside_a_format_2_manifest(identity):
         ([{"id": "a", "text": "x", "title": 3}], "title"),
         ([{"id": f"n{i}", "text": "x"} for i in range(MAX_NOTES + 1)], "at most 1024"),
         ([{"id": f"n{i}", "text": "x" * 3999} for i in range(100)], "KiB"),
+        ([{"id": "a", "text": "x", "asked": "When?"}], "at most 16 other phrasings"),
+        ([{"id": "a", "text": "x", "asked": ["When?"] * 17}], "at most 16 other phrasings"),
+        ([{"id": "a", "text": "x", "asked": [""]}], "at most 16 other phrasings"),
+        ([{"id": "a", "text": "x", "asked": ["x" * 301]}], "at most 16 other phrasings"),
+        ([{"id": "a", "text": "x", "asked": ["When\x1b?"]}], "control characters"),
     ],
 )
 def test_malformed_notes_are_refused_with_one_sentence(notes, message):
     with pytest.raises(PacketError, match=message):
         check_notes(notes)
+
+
+def test_a_records_paraphrases_travel_as_its_passages_phrasings_in_format_4(identity):
+    records = [
+        {"instruction": "When are chicks vaccinated?", "output": "At day 5.",
+         "paraphrases": ["What day do chicks get the vaccine?", " ", "When to vaccinate?"]},
+        {"question": "How many hens?", "answer": "Four per square metre."},
+    ]  # fmt: skip
+    passages = passages_from_records(records)
+    assert passages[0].asked == ("What day do chicks get the vaccine?", "When to vaccinate?")
+    assert passages[1].asked == ()
+    manifest, signature, _ = build(identity, passages)
+    assert manifest["format"] == EXEMPLARS_FORMAT  # a format-3 reader would refuse `asked`
+    assert manifest["notes"][0]["asked"] == list(passages[0].asked)
+    assert "asked" not in manifest["notes"][1]
+    assert verify_manifest(manifest, signature) == packet_id(manifest)
+    assert notes_of(manifest) == passages
+    with pytest.raises(PacketError, match="not a passage"):  # no phrasings before format 4
+        verify_manifest(dict(manifest, format=NOTES_FORMAT), signature)
+    plain, _, _ = build(identity, NOTES)
+    assert plain["format"] == NOTES_FORMAT  # notes without phrasings stay format 2
+    with pytest.raises(PacketError, match="paraphrases that are not a list"):
+        passages_from_records([{"question": "Q?", "answer": "A.", "paraphrases": "Q2?"}])
 
 
 def test_notes_survive_the_one_file_export(identity, tmp_path):
