@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from fieldkit.prompts import PROMPT_PASSAGES
 from fieldkit.router.retrieval import Hit
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
+from fieldkit.store.notes import notes_of
 from fieldkit.training.dataset import Record, build_examples
 from fieldkit.training.grounded import TRAIN_PASSAGES, grounded_examples, neighbours
 from tests.training.test_train import RECORDS, write_instruction_jsonl
@@ -79,10 +81,15 @@ def test_train_from_a_packet_starts_from_its_weights(tmp_path: Path, tiny_model_
     exported = tmp_path / "pumps.fkpkt"
     out = CliRunner().invoke(main, [*base, "library", "export", "pumps", "-o", str(exported)])
     assert out.exit_code == 0, out.output
+    first_question = json.loads(data.read_text().splitlines()[0])["instruction"]
+    paraphrases = tmp_path / "paraphrases.jsonl"
+    asked = ["What is the first pump question, put another way?", "And a third way?"]
+    paraphrases.write_text(json.dumps({"source": first_question, "questions": asked}) + "\n")
     again = CliRunner().invoke(
         main,
         [*base, "train", str(data), "--name", "pumps-2", "--domain", "solar_pumps",
-         "--iters", "1", "--lr", "1e-8", "--notes", "--grounded", "--from", str(exported)],
+         "--iters", "1", "--lr", "1e-8", "--notes", "--grounded", "--from", str(exported),
+         "--paraphrases", str(paraphrases)],
     )  # fmt: skip
     assert again.exit_code == 0, again.output
     h = Home(home)
@@ -90,6 +97,10 @@ def test_train_from_a_packet_starts_from_its_weights(tmp_path: Path, tiny_model_
     try:
         old, new = library.get("pumps"), library.get("pumps-2")
         assert (new.adapter.rank, new.adapter.num_layers) == (4, 2)  # taken from the packet
+        first = notes_of(new.manifest)[0]  # its phrasings kept with its passage, and routed on
+        assert (first.title, first.asked) == (first_question, tuple(asked))
+        assert set(asked) <= set(new.exemplars)
+        assert new.manifest["format"] == 4
         a, b = library.load_adapter(old), library.load_adapter(new)
         moved = max(float(np.abs(t).max()) for n, t in a.tensors.items() if "lora_b" in n)
         assert moved > 1e-3  # fresh LoRA B is zero: a run not started from `pumps` differs
