@@ -58,11 +58,12 @@ DEFAULT_MIN_PARTIAL = 0.80
 # covered questions and gaps alike, so they have thresholds of their own. The upper by the
 # same rule as DEFAULT_MIN_COVER: the lowest that refuses 80% of the short gap questions
 # (`gaps`). The lower so that nothing gets worse: the highest at which the short and the
-# long demo sets are cited right at least as often as with plain notes at
-# DEFAULT_MIN_PARTIAL; there more gap questions are refused, short and long (docs/
-# BENCHMARKS.md, "Every phrasing as a key of its passage").
+# long demo sets are cited right at least as often as by packets without phrasings (plain
+# notes at DEFAULT_MIN_PARTIAL, exemplars their training questions alone); there more gap
+# questions are refused, short and long (docs/BENCHMARKS.md, "Every phrasing as a key of
+# its passage").
 PHRASED_MIN_COVER = 0.93
-PHRASED_MIN_PARTIAL = 0.83
+PHRASED_MIN_PARTIAL = 0.85
 # A packet with few passages gives no spread to stand out from: there the score alone
 # decides, at the threshold that separated the same questions best by cosine alone.
 MIN_SPREAD_PASSAGES = 10
