@@ -400,7 +400,8 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert answer_footer(gap) == [
         "(from the adapter only: no note covers this question)",
         "nearest record, not used: pumps r3 (0.41): Keep latrines 30 m away.",  # its fact
-        "every number in the answer is in the nearest record",
+        "every number in the answer is in the nearest record; that checks the numbers, not "
+        "that it answers the question",
     ]
     # an answer with no number is not vouched for ("every number ... is in a source")
     plain = Answer("q", "Keep them apart.", "pumps", "p", NOTES, [near_record], [])

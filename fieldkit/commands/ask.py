@@ -76,6 +76,7 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         CHECK_IT,
         NONE_SUPPORTED,
         none_supported,
+        numbers_found,
         shown_marks,
         states_numbers,
     )
@@ -106,9 +107,9 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         caution = f" ({said})" if none else ""
         lines.append(f"unsupported by {checked}: {marks}{caution}")
     elif result.sources and states_numbers(result.text):
-        lines.append("every number in the answer is in a source")
+        lines.append(numbers_found("a source"))
     elif nearest and states_numbers(result.text):
-        lines.append("every number in the answer is in the nearest record")
+        lines.append(numbers_found("the nearest record"))
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision
         if decision is None:  # picked by hand

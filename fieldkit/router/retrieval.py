@@ -346,8 +346,9 @@ def question_sentences(question: str) -> list[str]:
 
 
 # The second sentence of a gap answer's notice: the generated text under it reads as
-# confidently as a grounded answer does, so the notice says what it is.
-GUESS = "Below is the adapter's guess, with no record behind it."
+# confidently as a grounded answer does, so the notice says what it is (not "a guess with
+# no record behind it": the adapter often writes out the nearest record, which may be right).
+GUESS = "Below is the adapter's answer, which no record was found close enough to vouch for."
 
 
 def gap_message(packet_name: str, nearest: list[Hit]) -> str:

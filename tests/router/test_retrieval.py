@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fieldkit.router.retrieval import (
+    GUESS,
     MIN_SPREAD_PASSAGES,
     PassageIndex,
     caution_message,
@@ -88,12 +89,10 @@ def test_coverage_says_when_no_passage_covers_the_question(noted, minilm):
     nearest = index.search(record.packet_id, GAPS[0], k=1)
     message = gap_message("poultry", nearest)
     assert message.startswith("The poultry packet has nothing on this; nearest: ")
-    assert message.endswith(
-        f"{nearest[0].title} Below is the adapter's guess, with no record behind it."
-    )
+    assert message.endswith(f"{nearest[0].title} {GUESS}")
     assert gap_message("poultry", []) == (
-        "The poultry packet has nothing on this. Below is the adapter's guess, with no record "
-        "behind it."
+        "The poultry packet has nothing on this. Below is the adapter's answer, which no "
+        "record was found close enough to vouch for."
     )
 
 

@@ -9,7 +9,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from fieldkit.support import CHECK_IT, none_supported, shown_marks, states_numbers
+from fieldkit.support import (
+    CHECK_IT,
+    none_supported,
+    numbers_found,
+    shown_marks,
+    states_numbers,
+)
 from fieldkit.tui.views import RouteView, SourceView
 
 
@@ -121,7 +127,7 @@ def support_text(
         so_far = f": the numbers so far are in {where or 'a source'}" if vouched else ""
         return Text.assemble((STOPPED, "bold"), so_far)
     if (has_sources or where) and states_numbers(final):
-        return Text(f"every number is in {where or 'a source'}")
+        return Text(numbers_found(where or "a source"))
     return Text("")
 
 
