@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt
 from fieldkit.router.retrieval import DEFAULT_K, caution_message, gap_message
 from fieldkit.store.notes import TitledText
-from fieldkit.support import Unsupported, support_check
+from fieldkit.support import Unsupported, states_numbers, support_check
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
@@ -157,6 +157,23 @@ class Answer(_Notice):
         return self.with_notice(self.text)
 
     @property
+    def follows_unread(self) -> str | None:
+        """Say so when the answer's numbers are all in a passage shown beside it but not
+        given to the model, and not all in those it was given: the adapter wrote out that
+        record from its weights, so the first source does not back the answer. None
+        otherwise (also for an answer that states no number)."""
+        given = [s.full_text for s in self.sources if s.read]
+        if not given or not states_numbers(self.text) or not support_check(self.text, given):
+            return None
+        for n, source in enumerate(self.sources, 1):
+            if not source.read and not support_check(self.text, [source.full_text]):
+                return (
+                    f"its numbers are those of [{n}], which the model was not given, not of "
+                    f"[1]: check that [{n}] answers the question"
+                )
+        return None
+
+    @property
     def note(self) -> str:
         """A short label of where the answer came from."""
         if self.grounding == NOTES:
@@ -179,6 +196,7 @@ class Answer(_Notice):
             "sources": [s.to_dict() for s in self.sources],
             "nearest": [s.to_dict() for s in self.nearest],
             "unsupported": [u.to_dict() for u in self.unsupported],
+            "follows_unread": self.follows_unread,
         }
         if self.result is not None:
             r = self.result

@@ -403,6 +403,19 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
         "every number in the answer is in the nearest record; that checks the numbers, not "
         "that it answers the question",
     ]
+    # an answer whose numbers are those of a passage shown but not given to the model
+    unread = Source("pumps", "p", "r7", 0.38, "Prime with 2 litres.", "Priming?", read=False)
+    copied = Answer("q", "Prime it with 2 litres.", "pumps", "p", NOTES, [near_record, unread], [])
+    follows = (
+        "its numbers are those of [2], which the model was not given, not of [1]: check that "
+        "[2] answers the question"
+    )
+    assert copied.follows_unread == follows
+    assert answer_footer(copied)[-1] == follows
+    assert copied.to_dict()["follows_unread"] == follows
+    backed = replace(copied, text="Keep it 30 m away, and prime it with 2 litres.")
+    assert backed.follows_unread is None  # not all its numbers are in [2]
+    assert replace(copied, text="Keep it 30 m away.").follows_unread is None  # [1] backs it
     # an answer with no number is not vouched for ("every number ... is in a source")
     plain = Answer("q", "Keep them apart.", "pumps", "p", NOTES, [near_record], [])
     assert answer_footer(plain) == ["[1] pumps r3 (0.41): Latrines? Keep latrines 30 m away."]

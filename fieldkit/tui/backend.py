@@ -421,4 +421,5 @@ class TuiBackend(SyncBackend):
                 nearest=[SourceView(s.label, s.title, s.text) for s in done.nearest_shown],
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
+                follows_unread=done.follows_unread,
             )

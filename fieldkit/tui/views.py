@@ -178,6 +178,7 @@ class AnswerChunk:
     unsupported: list[tuple[int, int]] = field(default_factory=list)  # spans of `final`
     nearest: list[SourceView] = field(default_factory=list)  # a gap's nearest passage, unused
     final: str | None = None  # the whole answer text, once done
+    follows_unread: str | None = None  # Answer.follows_unread
 
 
 @dataclass

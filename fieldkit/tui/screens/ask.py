@@ -200,6 +200,7 @@ class AskScreen(ModeScreen):
                     chunk.note,
                     chunk.nearest,
                     stopped=chunk.stopped,
+                    follows_unread=chunk.follows_unread,
                 )
                 self.refresh_bindings()  # Ctrl+E may apply now
             stopped = ", stopped" if chunk.stopped else ""

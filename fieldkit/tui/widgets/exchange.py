@@ -191,16 +191,19 @@ class Exchange(Vertical):
         note: str,
         nearest: list[SourceView] | None = None,
         stopped: bool = False,
+        follows_unread: str | None = None,
     ) -> None:
         """Show the whole answer with its marks, its sources (or where it came from, and
         for a gap answer the nearest record, not used); an answer `stopped` by hand says
-        it is incomplete."""
+        it is incomplete; `follows_unread` (Answer.follows_unread) follows the marks."""
         self.answer, self.note = final, note
         self.sources, self.nearest = list(sources), list(nearest or [])
         marks = uncut(final, unsupported, stopped)
         self.query_one(".answer", Static).update(marked_answer(final, marks))
         self._show_sources()
         support = support_text(final, marks, bool(sources), bool(self.nearest), stopped)
+        if follows_unread:
+            support = Text.assemble(support, "\n" if support.plain else "", follows_unread)
         self._show(".support", support)
 
     @property
