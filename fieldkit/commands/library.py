@@ -12,10 +12,10 @@ from fieldkit.commands import each_reported, echo_fields, emit_json, packet_io, 
 from fieldkit.commands.complete import packet_names
 from fieldkit.errors import LibraryError, PacketError
 from fieldkit.formats import format_size
+from fieldkit.store.exemplars import MAX_EXEMPLARS, MIN_EXEMPLARS
 from fieldkit.store.importers import EXEMPLAR_FORMATS
 from fieldkit.store.library import PacketRecord
 from fieldkit.store.notes import notes_count
-from fieldkit.store.packet import MAX_EXEMPLARS, MIN_EXEMPLARS
 from fieldkit.store.usable import Blocked, PacketState, packet_state, shown_state
 
 NOTES_HELP = (

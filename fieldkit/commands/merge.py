@@ -103,7 +103,7 @@ def merge_command(
     minutes: float | None,
     learning_rate: float,
 ) -> None:
-    from fieldkit.store.packet import first_that_fit, spread
+    from fieldkit.store.exemplars import first_that_fit, spread
     from fieldkit.training.merge import MergeSpec, merge_adapters
 
     svc = services()

@@ -150,8 +150,9 @@ def train_command(
     bits: str,
 ) -> None:
     """Train a LoRA packet on DATA (chat or instruction jsonl) and add it to the library."""
+    from fieldkit.store.exemplars import MIN_EXEMPLARS, check_texts, packet_texts
     from fieldkit.store.importers import read_questions
-    from fieldkit.store.packet import MIN_EXEMPLARS, check_new_name, check_texts, packet_texts
+    from fieldkit.store.packet import check_new_name
     from fieldkit.training.dataset import (
         DataError,
         attach_paraphrases,

@@ -25,10 +25,10 @@ import numpy as np
 
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
+from fieldkit.store.exemplars import first_that_fit, spread
 from fieldkit.store.files import MIB, jsonl_values, read_bounded, read_text_bounded
 from fieldkit.store.models import projection_widths
 from fieldkit.store.notes import Passage, check_notes
-from fieldkit.store.packet import first_that_fit, spread
 from fieldkit.store.tensorfile import BF16_BITS, tensor_views
 
 MAX_ADAPTER_FILE = 256 * 1024 * 1024

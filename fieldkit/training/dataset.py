@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fieldkit.errors import FieldkitError, PacketError
+from fieldkit.store.exemplars import MAX_EXEMPLARS, first_that_fit, spread
 from fieldkit.store.files import jsonl_values, read_text_bounded
-from fieldkit.store.packet import MAX_EXEMPLARS, first_that_fit, spread
 
 
 class DataError(FieldkitError):

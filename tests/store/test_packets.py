@@ -11,21 +11,23 @@ import numpy as np
 import pytest
 
 from fieldkit.errors import PacketError
+from fieldkit.store.exemplars import (
+    FORMAT3_EXEMPLARS,
+    MAX_EXEMPLAR_CHARS,
+    MAX_EXEMPLARS,
+    first_that_fit,
+    spread,
+)
 from fieldkit.store.identity import Identity, device_id_for, verify_signature
 from fieldkit.store.packet import (
     EXEMPLARS_FORMAT,
     FILE_MAGIC,
-    FORMAT3_EXEMPLARS,
     FORMAT_VERSION,
-    MAX_EXEMPLAR_CHARS,
-    MAX_EXEMPLARS,
     WEIGHTS_FORMAT,
     build_manifest,
     canonical_bytes,
-    first_that_fit,
     packet_id,
     read_packet_file,
-    spread,
     verify_manifest,
     verify_weights,
     write_packet_file,

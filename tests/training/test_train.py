@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from fieldkit.cli import main
 from fieldkit.home import Home
 from fieldkit.store.adapter import validate_tensors
+from fieldkit.store.exemplars import MAX_EXEMPLARS
 from fieldkit.store.identity import Identity
 from fieldkit.store.library import Library
-from fieldkit.store.packet import MAX_EXEMPLARS
 from fieldkit.training.dataset import (
     DataError,
     Record,
