@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from textual.widgets import Input
@@ -254,13 +255,21 @@ def add_carols_packet(services, make_home, make_adapter, base_fp):
     return carol
 
 
-async def test_blocking_an_author_marks_every_packet(
-    stocked, make_home, make_adapter, base_fp
-) -> None:
+@asynccontextmanager
+async def library_with_carol(stocked, make_home, make_adapter, base_fp):  # noqa: ANN201
+    """Open Library mode at 80x24 on `stocked` with carol's 'aqua' added
+    (add_carols_packet); yield (carol, app, pilot)."""
     carol = add_carols_packet(stocked, make_home, make_adapter, base_fp)
     app = make_app(stocked, load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await open_library(pilot)
+        yield carol, app, pilot
+
+
+async def test_blocking_an_author_marks_every_packet(
+    stocked, make_home, make_adapter, base_fp
+) -> None:
+    async with library_with_carol(stocked, make_home, make_adapter, base_fp) as (carol, app, pilot):
         # b sets packets aside, and t takes them in: each asks first, as remove does
         for key, verb, kept, changed in (
             ("b", "Block", PacketStatus.VERIFIED, PacketStatus.BLOCKED),

@@ -3,10 +3,9 @@ trusted already says so instead of asking."""
 
 from __future__ import annotations
 
-from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import ConfirmDialog
 from tests.tui.helpers import notices, settle, wait_for_screen
-from tests.tui.test_library import add_carols_packet, detail_text, open_library
+from tests.tui.test_library import detail_text, library_with_carol
 
 
 def author_line(app) -> str:
@@ -18,10 +17,8 @@ def author_line(app) -> str:
 async def test_the_detail_shows_the_authors_trust_and_t_says_when_it_is_trusted(
     stocked, make_home, make_adapter, base_fp
 ) -> None:
-    carol = add_carols_packet(stocked, make_home, make_adapter, base_fp)
-    app = make_app(stocked, load_model=False)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await open_library(pilot)  # on aqua, by carol
+    async with library_with_carol(stocked, make_home, make_adapter, base_fp) as (carol, app, pilot):
+        # on aqua, by carol
         who = f"author {carol.device_id[:8]} ({carol.device_id}),"
         assert author_line(app) == f"{who} neither trusted nor blocked"
         await pilot.press("t")
