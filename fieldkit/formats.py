@@ -56,7 +56,8 @@ def parse_address(address: str, default_port: int, any_port: bool = False) -> tu
     """Return (host, port) from 'host', 'host:port' or '[v6]:port'; TransportError if bad.
 
     With `any_port`, port 0 (let the system pick, for listening) is accepted. Host names
-    are at most 253 characters, as DNS allows.
+    are at most 253 characters, as DNS allows, and hold no blank ("not an address" is
+    refused here, not looked up as a host name).
     """
     text = address.strip()
     host, sep, port_text = text.rpartition(":")
@@ -68,6 +69,7 @@ def parse_address(address: str, default_port: int, any_port: bool = False) -> tu
         not host
         or len(host) > 253
         or not host.isprintable()
+        or any(c.isspace() for c in host)
         or not port_text.isdigit()
         or not lowest <= int(port_text) < 65536
     ):

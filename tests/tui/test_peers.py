@@ -99,9 +99,10 @@ async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
     app = make_app(stocked, start_mode="peers", load_model=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        await start_sync(pilot, "not an address:xx")
-        await settle(pilot)
-        assert any("is not an address" in n for n in notices(pilot))
+        for typed in ("not an address:xx", "not an address"):  # a bad port, or no port
+            await start_sync(pilot, typed)
+            await settle(pilot)
+            assert f"{typed!r} is not an address like 192.168.1.20:" in notices(pilot)[-1]
         await start_sync(pilot, "127.0.0.1:1")
         await settle(pilot)
         assert any("Cannot reach 127.0.0.1:1" in n for n in notices(pilot))
