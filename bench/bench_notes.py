@@ -4,8 +4,8 @@ clean decoding and grounding do to answers, on the shipped demo packets.
     .venv/bin/python bench/bench_notes.py [--model DIR] [--generate N] [--max-tokens 120]
         [--bytes]
 
-1. bytes: each demo packet file is imported with `library import FILE --notes
-   assets/demo/<domain>/train.jsonl` into a fresh home and exported again; its size is
+1. bytes: each demo packet file, as shipped (its notes are its training records, each
+   with the other phrasings of its question), is imported into a fresh home; its size is
    compared with the same packet file without notes, and the notes' own size (canonical
    JSON) is given. `--bytes` measures this alone.
 2. retrieval: every held-out question (assets/demo/*/heldout.jsonl, whose `source` names
@@ -45,12 +45,13 @@ def rows(path: Path) -> list[dict]:
 
 
 def build_home(model: Path) -> tuple[Path, dict]:
-    """Import every demo packet with its notes into a fresh home; return it and byte costs."""
+    """Import every shipped demo packet (it carries its notes) into a fresh home; return
+    the home and what the notes cost in bytes."""
     import shutil
 
     from click.testing import CliRunner
 
-    from fieldkit.assets import demo_domains, demo_packets
+    from fieldkit.assets import demo_packets
     from fieldkit.cli import main
     from fieldkit.store.notes import notes_bytes
     from fieldkit.store.packet import read_packet_file
@@ -58,26 +59,18 @@ def build_home(model: Path) -> tuple[Path, dict]:
     home = OUT / "home"
     shutil.rmtree(home, ignore_errors=True)
     runner = CliRunner()
-    files = {read_packet_file(p).manifest["domain"]: p for p in demo_packets()}
     sizes = {}
-    for folder in demo_domains():
-        meta = json.loads((folder / "meta.json").read_text())
-        original = files[meta["domain"]]
+    for path in demo_packets():
         base = ["--home", str(home), "--model", str(model), "library"]
-        result = runner.invoke(
-            main, [*base, "import", str(original), "--notes", str(folder / "train.jsonl")]
-        )
+        result = runner.invoke(main, [*base, "import", str(path)])
         assert result.exit_code == 0, result.output
-        exported = OUT / f"{meta['name']}.fkpkt"
-        result = runner.invoke(main, [*base, "export", meta["name"], "-o", str(exported)])
-        assert result.exit_code == 0, result.output
-        before, after = read_packet_file(original), read_packet_file(exported)
-        assert before.weights == after.weights  # the same weights, only signed again
-        sizes[meta["name"]] = {
-            "passages": len(after.manifest["notes"]),
-            "notes_bytes": notes_bytes(after.manifest["notes"]),
-            "file_before": without_notes_size(after),
-            "file_after": exported.stat().st_size,
+        packet = read_packet_file(path)
+        sizes[packet.manifest["name"]] = {
+            "passages": len(packet.manifest["notes"]),
+            "phrasings": sum(len(n.get("asked", ())) for n in packet.manifest["notes"]),
+            "notes_bytes": notes_bytes(packet.manifest["notes"]),
+            "file_before": without_notes_size(packet),
+            "file_after": path.stat().st_size,
         }
     return home, sizes
 
@@ -227,14 +220,15 @@ def generate(home: Path, model: Path, per_domain: int, max_tokens: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = ["| packet | passages | notes bytes | file before | file after | growth |"]
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    lines = ["| packet | passages | phrasings | notes bytes | file without | file with | growth |"]
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     if "bytes" not in report:
         lines = []
     for name, s in report.get("bytes", {}).items():
         growth = s["file_after"] / s["file_before"] - 1
         lines.append(
-            f"| {name} | {s['passages']} | {s['notes_bytes']:,} | {s['file_before']:,} | "
+            f"| {name} | {s['passages']} | {s['phrasings']} | {s['notes_bytes']:,} | "
+            f"{s['file_before']:,} | "
             f"{s['file_after']:,} | +{growth:.2%} |"
         )
     r = report.get("retrieval")

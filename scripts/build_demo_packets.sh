@@ -67,7 +67,7 @@ if [ -n "${NOTES_ONLY:-}" ]; then
     dir="assets/demo/$domain"
     name=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['name'])" "$dir/meta.json")
     notes="$notes_home/$domain-notes.jsonl"  # the records, each with its paraphrases
-    .venv/bin/python -c "import json,sys; from fieldkit.training.dataset import attach_paraphrases, load_records, read_jsonl; d=sys.argv[1]; rs=attach_paraphrases(load_records(d+'/train.jsonl'), read_jsonl(d+'/paraphrases.jsonl')); print('\n'.join(json.dumps({'question': r.question, 'answer': r.answer, 'paraphrases': list(r.paraphrases)}) for r in rs))" "$dir" > "$notes"
+    .venv/bin/python -c "import json,sys; from fieldkit.training.dataset import attach_paraphrases, load_records, note_records, read_jsonl; d=sys.argv[1]; rs=attach_paraphrases(load_records(d+'/train.jsonl'), read_jsonl(d+'/paraphrases.jsonl')); print('\n'.join(map(json.dumps, note_records(rs))))" "$dir" > "$notes"
     "$fk" --home "$notes_home" --model "$model" library import "assets/packets/$name.fkpkt" --notes "$notes"
     compact "$notes_home" "$name"
     "$fk" --home "$notes_home" --model "$model" library export "$name" -o "assets/packets/$name.fkpkt" --force

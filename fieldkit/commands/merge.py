@@ -103,7 +103,7 @@ def merge_command(
     minutes: float | None,
     learning_rate: float,
 ) -> None:
-    from fieldkit.store.exemplars import first_that_fit, spread
+    from fieldkit.store.exemplars import fit_exemplars
     from fieldkit.training.merge import MergeSpec, merge_adapters
 
     svc = services()
@@ -179,7 +179,7 @@ def merge_command(
         name=name,
         domain=domain or "+".join(dict.fromkeys(r.domain for r in records)),
         description=f"{summary} of " + ", ".join(r.name for r in records),
-        exemplars=first_that_fit(spread(exemplars)),
+        exemplars=fit_exemplars(exemplars),
     )
     click.echo(f"Added {record.name} ({record.short_id}): {summary} of {len(records)} packets.")
 

@@ -187,14 +187,10 @@ def train_command(
         rank, layers, scale = init.config.rank, init.config.num_layers, init.config.scale
     passages = None
     if notes:  # checked against the packet limits before any training
-        from fieldkit.store.notes import passages_from_records, to_manifest_notes
+        from fieldkit.store.notes import to_manifest_notes
+        from fieldkit.training.dataset import notes_from_records
 
-        passages = passages_from_records(  # each with its --paraphrases phrasings
-            [
-                {"question": r.question, "answer": r.answer, "paraphrases": list(r.paraphrases)}
-                for r in records
-            ]
-        )
+        passages = notes_from_records(records)  # each with its --paraphrases phrasings
         to_manifest_notes(passages)
     if exemplars:
         questions = read_questions(exemplars)

@@ -95,9 +95,9 @@ async def run_session(
     nonce = nonce or os.urandom(NONCE_SIZE)
     options = options or SyncOptions()
     claims = claims if claims is not None else set()
-    session = _Session(stream, identity, library, options, progress, confirm, nonce, claims)
-    session.on_peer = on_peer
-    return await session.run()
+    return await _Session(
+        stream, identity, library, options, progress, confirm, nonce, claims, on_peer
+    ).run()
 
 
 class _Session:
@@ -111,13 +111,14 @@ class _Session:
         confirm: ConfirmCallback | None,
         nonce: bytes,
         claims: set[str],
+        on_peer: PeerCallback | None = None,
     ) -> None:
         self.stream = stream
         self.identity = identity
         self.library = library
         self.options = options
         self.progress = progress
-        self.on_peer: PeerCallback | None = None
+        self.on_peer = on_peer
         hello = Hello(
             PROTOCOL_VERSION,
             identity.device_id,

@@ -47,6 +47,12 @@ def first_that_fit(questions: Iterable[str], k: int = MAX_EXEMPLARS) -> list[str
     return picked
 
 
+def fit_exemplars(questions: Sequence[str]) -> list[str]:
+    """Return the exemplars a packet keeps of more questions than it holds (a training file,
+    the exemplars of several merged packets): spread evenly over them, within the limits."""
+    return first_that_fit(spread(questions))
+
+
 def check_texts(description: str, exemplars: list[Any], most: int = MAX_EXEMPLARS) -> None:
     """Check a packet's description and exemplar questions (lengths, count up to `most`,
     no control characters: they are printed on terminals); raise PacketError if bad."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from fieldkit.errors import PacketError
 from fieldkit.store.adapter import ALL_KEYS, Adapter, AdapterConfig, validate_tensors
-from fieldkit.store.exemplars import first_that_fit, spread
+from fieldkit.store.exemplars import fit_exemplars
 from fieldkit.store.files import MIB, jsonl_values, read_bounded, read_text_bounded
 from fieldkit.store.models import projection_widths
 from fieldkit.store.notes import Passage, check_notes
@@ -115,7 +115,7 @@ def read_packet_info(
     if exemplars_file is not None:
         exemplars = read_questions(exemplars_file)
         read = len(exemplars)
-        exemplars = first_that_fit(spread(exemplars))  # a training file: spread over it
+        exemplars = fit_exemplars(exemplars)  # a training file: spread over all of it
     name = name or side.get("name")
     domain = domain or side.get("domain")
     if not name or not domain:

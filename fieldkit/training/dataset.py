@@ -172,6 +172,23 @@ def attach_paraphrases(
     ]
 
 
+def note_records(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """Return records as a notes file holds them (`store.notes.passages_from_records`
+    reads them): question, answer and paraphrases, so each passage keeps its phrasings."""
+    return [
+        {"question": r.question, "answer": r.answer, "paraphrases": list(r.paraphrases)}
+        for r in records
+    ]
+
+
+def notes_from_records(records: Sequence[Record]) -> list[Any]:
+    """Return the note passages `train --notes` keeps for these records, each with the
+    record's paraphrases as other phrasings of its question (`Passage.asked`)."""
+    from fieldkit.store.notes import passages_from_records
+
+    return passages_from_records(note_records(records))
+
+
 def chat_example(question: str, answer: str, system: str | None = None) -> Example:
     """Return one chat-format training example."""
     messages = [{"role": "system", "content": system}] if system else []

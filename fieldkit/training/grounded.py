@@ -16,7 +16,6 @@ import random
 from collections.abc import Sequence
 
 from fieldkit.prompts import grounded_prompt
-from fieldkit.store.notes import passages_from_records
 from fieldkit.training.dataset import (
     Example,
     Record,
@@ -24,6 +23,7 @@ from fieldkit.training.dataset import (
     chat_example,
     content_words,
     examples_by_record,
+    notes_from_records,
     subject_of,
 )
 
@@ -81,7 +81,7 @@ def grounded_examples(
     """Return every record's examples plus grounded copies of `share` of them, each with
     `passages` passages in its prompt.
 
-    The passages are the records' own notes (`passages_from_records`, as `train --notes`
+    The passages are the records' own notes (`notes_from_records`, as `train --notes`
     stores them). With fewer than two records there is no neighbour to mix in, and the
     bare examples are returned.
     """
@@ -89,12 +89,7 @@ def grounded_examples(
     out = [e for _, examples in by_record for e in examples]
     if len(records) < 2:
         return out
-    texts = [
-        p.full_text
-        for p in passages_from_records(
-            [{"question": r.question, "answer": r.answer} for r in records]
-        )
-    ]
+    texts = [p.full_text for p in notes_from_records(records)]
     near = neighbours(records)
     rng = random.Random(seed + 1)
     for i, (record, examples) in enumerate(by_record):

@@ -378,8 +378,12 @@ def domain_notes(data: Path, domain: str, paraphrases: Path | None = None) -> li
     """Return a domain's training records as note passages (fieldkit.store.notes), each
     with its phrasings from the domain's paraphrases file or `paraphrases` (as `train
     --notes --paraphrases` stores them), [] when the data folder has none for it."""
-    from fieldkit.store.notes import passages_from_records
-    from fieldkit.training.dataset import attach_paraphrases, load_records, read_jsonl
+    from fieldkit.training.dataset import (
+        attach_paraphrases,
+        load_records,
+        notes_from_records,
+        read_jsonl,
+    )
 
     try:
         train, para = training_files(data, domain)
@@ -390,7 +394,4 @@ def domain_notes(data: Path, domain: str, paraphrases: Path | None = None) -> li
         if path is not None:
             rows = [r for r in read_jsonl(path) if r.get("domain", domain) == domain]
             records = attach_paraphrases(records, rows)
-    return passages_from_records(
-        [{"question": r.question, "answer": r.answer, "paraphrases": list(r.paraphrases)}
-         for r in records]
-    )  # fmt: skip
+    return notes_from_records(records)
