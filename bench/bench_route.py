@@ -187,9 +187,9 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "rushed", "hurried", "dashed", "brief", "later", "quick", "gaps", "gaps_natural",
-    "gaps_unseen", "gaps_fresh", "gaps_late", "gaps_rushed", "gaps_hurried", "gaps_brief",
-    "gaps_later",
+    "hasty", "rushed", "hurried", "dashed", "brief", "later", "quick", "curt", "shift", "gaps",
+    "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late", "gaps_rushed", "gaps_hurried",
+    "gaps_brief", "gaps_later", "gaps_curt",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
@@ -418,7 +418,7 @@ def notes_library(reference: Path | None, embedder, root: Path, phrasings: bool 
     return library, Router(library, embedder, BASE), PassageIndex(library, embedder)
 
 
-def covers(router: Router, index, rows: list[dict]) -> list:
+def covers(router: Router, index, rows: list[dict], reader=None) -> list:
     """Route each row's question, then check the routed packet's notes: per row, its
     Coverage (None when the router abstained) and whether the first passage found is the
     row's source record (False for a row without one: gaps and out-of-domain)."""
@@ -427,14 +427,21 @@ def covers(router: Router, index, rows: list[dict]) -> list:
         if decision.packet_id is None:
             out.append((None, False))
             continue
-        cover = index.coverage(decision.packet_id, row["question"])
+        cover = index.coverage(decision.packet_id, row["question"], reader=reader)
         source = row.get("source", [])
         sources = source if isinstance(source, list) else [source]
         out.append((cover, bool(cover.hits) and cover.hits[0].title in sources))
     return out
 
 
-def citations_report(reference: Path | None, embedder, tmp: Path, phrasings: bool = True) -> dict:
+def citations_report(
+    reference: Path | None,
+    embedder,
+    tmp: Path,
+    phrasings: bool = True,
+    reader=None,
+    only: tuple[str, ...] = (),
+) -> dict:
     """Route, then retrieve the routed packet's top two passages, with no generation: per
     set, how often the first cited passage is the question's source record (citation
     precision; no citation is a miss), the keyword recall of the two passages alone (what a
@@ -445,7 +452,9 @@ def citations_report(reference: Path | None, embedder, tmp: Path, phrasings: boo
     many questions name a code the routed packet's notes never name, and for how many the
     second passage shows a higher score than the first (`retrieval.shown_scores`); and for
     the questions routed but not covered (answered "nothing on this"), for
-    how many the nearest record shown under the answer is their own."""
+    how many the nearest record shown under the answer is their own. With a `reader`
+    (`--read`), the passages ranked first are reordered as the base model reads them
+    (fieldkit.router.retrieval.READ_K); `only` keeps those demo sets alone (`--sets`)."""
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
     demo = REPO / "assets/demo"
@@ -458,13 +467,15 @@ def citations_report(reference: Path | None, embedder, tmp: Path, phrasings: boo
     library, router, index = notes_library(reference, embedder, tmp / "citations", phrasings)
     for name, path in OOD_FILES:  # out-of-domain: answered as if covered only when both
         files[name] = [REPO / "bench/data" / path]  # the router and the notes let it through
+    if only:
+        files = {name: paths for name, paths in files.items() if name.removeprefix("demo ") in only}
     out: dict = {}
     pooled: list[float] = []  # citations over the long demo sets (LONG_SETS)
     for name, paths in files.items():
         rows = [r for path in paths for r in question_rows(path)]
         cites, shown, covered, sure, coded, unordered = [], [], [], [], 0, 0
         uncovered, nearest_right = 0, 0  # routed, not covered: is the nearest shown its own?
-        for row, (cover, right) in zip(rows, covers(router, index, rows), strict=True):
+        for row, (cover, right) in zip(rows, covers(router, index, rows, reader), strict=True):
             covered.append(float(bool(cover and cover.covered)))
             sure.append(float(bool(cover and cover.covered and cover.sure)))
             coded += bool(cover and cover.unknown_codes)
@@ -500,6 +511,11 @@ def citations_report(reference: Path | None, embedder, tmp: Path, phrasings: boo
     out["demo long sets, pooled"] = {
         "sets": list(LONG_SETS),
         "n": len(pooled),
+    }
+    if not pooled:
+        library.close()
+        return out
+    out["demo long sets, pooled"] |= {
         "citation_precision": sum(pooled) / len(pooled),
         "citation_ci": bootstrap_ci(pooled),
     }
@@ -919,6 +935,15 @@ def main() -> None:
         "passages list no phrasings, as before packets carried the phrasings",
     )
     parser.add_argument(
+        "--read",
+        action="store_true",
+        help="citations: reorder the passages ranked first as the base model (--model) reads "
+        "them, as `ask` does",
+    )
+    parser.add_argument(
+        "--sets", default="", help="citations: these demo sets alone, comma-separated"
+    )
+    parser.add_argument(
         "--embedder-dir",
         type=Path,
         default=None,
@@ -950,9 +975,21 @@ def main() -> None:
             )
             results["sets_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "citations"):
+            reader, engine = None, None
+            if args.read:
+                from fieldkit.answering import engine_reader
+                from fieldkit.engine.engine import Engine
+
+                engine = Engine(args.model)
+                reader = engine_reader(engine)
+            started = time.perf_counter()
+            only = tuple(x for x in args.sets.split(",") if x)
             results["citations"] = citations_report(
-                reference_dir, embedder, Path(tmp), not args.no_phrasings
+                reference_dir, embedder, Path(tmp), not args.no_phrasings, reader, only
             )
+            results["citations_s"] = round(time.perf_counter() - started, 1)
+            if engine is not None:
+                engine.close()
             results["citations_loadavg_1min"] = os.getloadavg()[0]
         if args.only in (None, "cover-curve"):
             results["cover_curve"] = cover_curve(

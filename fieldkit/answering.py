@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt
-from fieldkit.router.retrieval import DEFAULT_K, caution_message, gap_message
+from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt, reading_prefix
+from fieldkit.router.retrieval import DEFAULT_K, Reader, caution_message, gap_message
 from fieldkit.store.notes import TitledText
 from fieldkit.support import Unsupported, states_numbers, support_check
 
@@ -272,6 +272,16 @@ def grounded_messages(question: str, hits: Sequence[TitledText]) -> list[dict[st
     return [{"role": "user", "content": grounded_prompt(question, [h.full_text for h in hits])}]
 
 
+def engine_reader(engine: Engine) -> Reader:
+    """Return a Reader (fieldkit.router.retrieval.READ_K) on the engine's base model: how
+    well each passage explains the question, read as `prompts.reading_prefix` lays it out."""
+
+    def read(question: str, texts: Sequence[str]) -> Any:
+        return engine.mean_logprobs([reading_prefix(t) for t in texts], question)
+
+    return read
+
+
 # --- the pipeline -------------------------------------------------------------------------
 
 
@@ -323,12 +333,14 @@ def ground(
     *,
     k: int = DEFAULT_K,
     abstained: bool = False,
+    reader: Reader | None = None,
 ) -> Grounding:
     """Decide what the answer is made from: the packet's top passage (see PROMPT_PASSAGES)
     when the passages found cover the question (saying first that they may not, in the
     cautious middle), else the packet's adapter alone (saying first that the notes have
     nothing), else the base model (saying first that it answers alone when the router
-    `abstained`: BASE_CAUTION). Returns the Grounding with the prompt to generate from."""
+    `abstained`: BASE_CAUTION). With a `reader`, the passages ranked first are reordered as
+    it reads them (READ_K). Returns the Grounding with the prompt to generate from."""
     bare = [{"role": "user", "content": question}]
     if record is None:
         caution = BASE_CAUTION if abstained else None
@@ -336,7 +348,7 @@ def ground(
     name, pid = record.name, record.packet_id
     if index is None or not index.has_notes(pid):
         return Grounding(question, name, pid, ADAPTER_ONLY, bare)
-    coverage = index.coverage(pid, question, k)
+    coverage = index.coverage(pid, question, k, reader)
     sources = [
         Source(name, pid, h.passage_id, h.score, h.text, h.title, read=i < PROMPT_PASSAGES)
         for i, h in enumerate(coverage.hits)
@@ -385,6 +397,7 @@ def answer(
     base: bool = False,
     use_adapter: bool = True,
     use_notes: bool = True,
+    read: bool = True,
     k: int = DEFAULT_K,
     max_tokens: int = 256,
     clean: bool = True,
@@ -395,7 +408,8 @@ def answer(
     """Answer one question: route (or the named `packet`, or `base`), retrieve, generate.
 
     `use_adapter=False` keeps the packet's notes but answers with the base model (the
-    "retrieval only" line of a benchmark); `use_notes=False` answers as before notes.
+    "retrieval only" line of a benchmark); `use_notes=False` answers as before notes;
+    `read=False` ranks passages by the embedder alone (engine_reader).
     `on_ground` hears the route and the grounding before generation starts (to show the
     route, or a gap sentence, first); `on_text` receives the answer as it streams.
     Raises FieldkitError subclasses for an empty or too long question (check_question), a
@@ -406,7 +420,8 @@ def answer(
     check_question(question)
     record, decision = parts.pick_packet(question, packet, base)
     index = parts.passages if use_notes else None
-    grounding = ground(question, record, index, k=k, abstained=decision is not None)
+    reader = engine_reader(parts.engine) if read else None
+    grounding = ground(question, record, index, k=k, abstained=decision is not None, reader=reader)
     adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
     if on_ground is not None:
         on_ground(grounding, decision)

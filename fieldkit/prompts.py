@@ -28,3 +28,10 @@ def grounded_prompt(question: str, passages: Sequence[str]) -> str:
         return question
     notes = "\n".join(note_line(text) for text in passages)
     return f"{GROUNDED_INSTRUCTION}\n{notes}\n\nQuestion: {question}"
+
+
+def reading_prefix(full_text: str) -> str:
+    """Return the text a passage is read in before a question, to score how well it explains
+    the question (fieldkit.router.retrieval.READ_K): the record, then the question's cue,
+    worded as when READ_WEIGHT was chosen (a farm technician, whatever the domain)."""
+    return f"Record:\n{full_text.strip()}\n\nA farm technician asks about this record:"

@@ -11,7 +11,7 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -192,6 +192,20 @@ class Engine:
             runtime = self._runtime_or_load()
             self._swap(adapter)
             return runtime.next_token_logits(runtime.encode_chat(messages))
+
+        return self._call(work)
+
+    def mean_logprobs(
+        self, prefixes: Sequence[str], text: str, adapter: Adapter | None = None
+    ) -> np.ndarray:
+        """Return, per prefix, the mean log-probability of `text`'s tokens after it (plain
+        text, no chat template): how well each prefix explains the text. Loads if needed."""
+        self.load()
+
+        def work() -> np.ndarray:
+            runtime = self._runtime_or_load()
+            self._swap(adapter)
+            return runtime.mean_logprobs(prefixes, text)
 
         return self._call(work)
 

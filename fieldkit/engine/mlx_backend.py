@@ -272,6 +272,29 @@ class MlxRuntime:
         elapsed = max(time.perf_counter() - gen_tic, 1e-9)
         return TokenStats(tokens, len(prompt), prompt_tps, len(tokens) / elapsed, finish)
 
+    def mean_logprobs(self, prefixes: Sequence[str], text: str) -> np.ndarray:
+        """Return, for each prefix, the mean log-probability of `text`'s tokens after it
+        (plain text, no chat template), one batch. Rows are padded at the end, where
+        causal attention keeps the padding out of every position that is read."""
+        target = list(self.tokenizer.encode(" " + text.strip(), add_special_tokens=False))
+        heads = [list(self.tokenizer.encode(prefix)) for prefix in prefixes]
+        if not target or not heads:
+            return np.zeros(len(heads), np.float32)
+        width = max(len(head) for head in heads) + len(target)
+        ids = np.zeros((len(heads), width), np.int32)
+        for row, head in enumerate(heads):
+            ids[row, : len(head) + len(target)] = head + target
+        where = np.array([[len(h) - 1 + j for j in range(len(target))] for h in heads])
+        logits = self.model(mx.array(ids))
+        logits = mx.take_along_axis(logits, mx.array(where, mx.int32)[..., None], axis=1)
+        logits = logits.astype(mx.float32)
+        picked = mx.take_along_axis(
+            logits,
+            mx.broadcast_to(mx.array(target, mx.int32)[None, :, None], where.shape + (1,)),
+            axis=-1,
+        )[..., 0] - mx.logsumexp(logits, axis=-1)
+        return np.array(picked.mean(axis=1))
+
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Return the logits for the token after the prompt, as float32 numpy."""
         logits = self.model(mx.array(prompt)[None])[0, -1].astype(mx.float32)

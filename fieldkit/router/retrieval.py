@@ -11,7 +11,7 @@ instead of passing a neighbouring passage off as the answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -68,6 +68,22 @@ PHRASED_MIN_PARTIAL = 0.85
 # decides, at the threshold that separated the same questions best by cosine alone.
 MIN_SPREAD_PASSAGES = 10
 COSINE_MIN_COVER = 0.55
+# Reading: a short question gives the embedder little to go on, and within the right packet
+# it puts a neighbouring record first for about one short question in ten. When the first
+# passage leads the second by less than READ_LEAD (in standard deviations of the ranking
+# over the packet's passages), a `Reader` (the resident language model:
+# fieldkit.answering.engine_reader) reads each of the READ_K passages ranked first and
+# scores how well it explains the question: the mean log-probability of the question's
+# words after the passage. Those passages are reordered by their ranking's z-score plus
+# READ_WEIGHT times that. READ_K holds the question's own record for 98% of short questions
+# ranked on their own packet. READ_WEIGHT and READ_LEAD were chosen on the brisk, hasty,
+# rushed and terse sets: the weight that put the most questions' own record first, and the
+# smallest lead that kept that (a third of the questions read; docs/BENCHMARKS.md, "Reading
+# the passages ranked first").
+READ_K = 3
+READ_WEIGHT = 4.0
+READ_LEAD = 1.0
+Reader = Callable[[str, Sequence[str]], np.ndarray]  # (question, passage texts) -> scores
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
 # A code of letters and digits (a fault code, a model number) that the question and its
 # nearest passage share, and that at most this many of the packet's passages name, covers
@@ -203,10 +219,13 @@ class PassageIndex:
         """Return the packet's `k` passages nearest the question, best first ([] without notes)."""
         return self._search(packet_id, question, k)[0]
 
-    def coverage(self, packet_id: str, question: str, k: int = DEFAULT_K) -> Coverage:
+    def coverage(
+        self, packet_id: str, question: str, k: int = DEFAULT_K, reader: Reader | None = None
+    ) -> Coverage:
         """Return the nearest passages and whether the best of them covers the question
-        (surely, or in the cautious middle: see DEFAULT_MIN_PARTIAL)."""
-        hits, rows = self._search(packet_id, question, k)
+        (surely, or in the cautious middle: see DEFAULT_MIN_PARTIAL); with a `reader`,
+        the passages ranked first in the order it reads them (see READ_K)."""
+        hits, rows = self._search(packet_id, question, k, reader)
         upper, lower = self.thresholds(packet_id)
         if not hits:
             return Coverage(False, [], 0.0, upper, sure=False)
@@ -271,9 +290,12 @@ class PassageIndex:
                 found.extend(i for i in chosen if i not in found)
         return found
 
-    def _search(self, packet_id: str, question: str, k: int) -> tuple[list[Hit], np.ndarray]:
-        """Return the top `k` hits (see FUSE) and the (texts, passages) scores: row 0 the
-        whole question, then each of its sentences. A hit's score is `shown_scores`'."""
+    def _search(
+        self, packet_id: str, question: str, k: int, reader: Reader | None = None
+    ) -> tuple[list[Hit], np.ndarray]:
+        """Return the top `k` hits (see FUSE, and READ_K with a `reader`) and the (texts,
+        passages) scores: row 0 the whole question, then each of its sentences. A hit's
+        score is `shown_scores`'."""
         vectors = self._ensure(packet_id)
         if not len(vectors) or k < 1:
             return [], np.zeros((1, 0), np.float32)
@@ -292,9 +314,12 @@ class PassageIndex:
         named = self._naming_a_code(packet_id, question, in_title=True)
         if named:  # the records about a rare code of the question come first
             ranking = ranking + np.isin(np.arange(n), named) * (np.ptp(ranking) + 1.0)
-        top = np.argsort(-ranking, kind="stable")[:k]
-        shown = shown_scores(rows)
         passages = self.passages(packet_id)
+        top = np.argsort(-ranking, kind="stable")
+        if reader is not None and not named and n > 1:
+            top = read_first(question, top, zscores(ranking[None])[0], passages, reader)
+        top = top[:k]
+        shown = shown_scores(rows)
         hits = [
             Hit(passages[i].passage_id, float(shown[i]), passages[i].text, passages[i].title)
             for i in top
@@ -306,6 +331,20 @@ class PassageIndex:
             texts = [p.full_text for p in self.passages(packet_id)]
             self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
+
+
+def read_first(
+    question: str, order: np.ndarray, z: np.ndarray, passages: Sequence[Passage], reader: Reader
+) -> np.ndarray:
+    """Return `order` (passage indices, best first) with its first READ_K passages reordered
+    by their ranking z-scores `z` plus READ_WEIGHT times the `reader`'s scores, unless the
+    first leads the second by READ_LEAD or more (then it is returned as it is, unread)."""
+    if z[order[0]] - z[order[1]] >= READ_LEAD:
+        return order
+    head = order[:READ_K]
+    read = np.asarray(reader(question, [passages[i].full_text for i in head]), np.float64)
+    fused = z[head] + READ_WEIGHT * read
+    return np.concatenate([head[np.argsort(-fused, kind="stable")], order[READ_K:]])
 
 
 def cover_score(rows: np.ndarray) -> float:

@@ -280,11 +280,14 @@ class Agent:
         grounds a question, so a one-question request is prompted exactly as `fieldkit
         ask` prompts it. RequestError 404/403 for a model that is unknown or may not answer.
         """
-        from fieldkit.answering import ground
+        from fieldkit.answering import engine_reader, ground
 
         record, decision = self._pick(request)
         index = self.passages if request.notes else None
-        grounding = ground(request.question, record, index, abstained=decision is not None)
+        reader = engine_reader(self.services.engine)
+        grounding = ground(
+            request.question, record, index, abstained=decision is not None, reader=reader
+        )
         messages = [dict(m) for m in request.messages]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[last_user : last_user + 1] = grounding.messages

@@ -40,13 +40,14 @@ def notes_answers(
     the notes do not cover a question the answer starts with the gap sentence and cites
     nothing. Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
-    from fieldkit.answering import NOTES, ground
+    from fieldkit.answering import NOTES, engine_reader, ground
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import Router
     from fieldkit.training.evaluate import Answer
 
     router = Router(run.library, base_fingerprint=run.fingerprint)
     index = PassageIndex(run.library, router.embedder)
+    reader = _memo(engine_reader(run.svc.engine))  # as `ask` reads (retrieval.READ_K)
     by_id = {r.packet_id: d for d, r in run.records.items()}
     plans = []  # (system, question, adapter system, grounding)
     routes: dict[str, str | None] = {}
@@ -57,7 +58,7 @@ def notes_answers(
             record = run.records.get(domain) if domain else None
             if system == "base":  # the bare base model, for comparison
                 record = None
-            grounding = ground(q.question, record, index)
+            grounding = ground(q.question, record, index, reader=reader)
             adapter = _adapter(run, system, domain)
             plans.append((system, q, adapter, grounding))
     hits = sum(routes[q.question] == q.domain for q in questions)
@@ -105,3 +106,16 @@ def _zero_adapter() -> Any:
         "model.layers.0.self_attn.q_proj.lora_b": np.zeros((1, 8), np.float16),
     }
     return Adapter(config=config, tensors=tensors)
+
+
+def _memo(reader: Any) -> Any:
+    """Return `reader` remembering its scores: systems on one packet read the same passages."""
+    seen: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def read(question: str, texts: Any) -> Any:
+        key = (question, tuple(texts))
+        if key not in seen:
+            seen[key] = reader(question, texts)
+        return seen[key]
+
+    return read

@@ -375,12 +375,13 @@ class TuiBackend(SyncBackend):
     def ground(self, question: str, packet_id: str | None, abstained: bool = False) -> Any:
         """Return the fieldkit.answering.Grounding: the packet's passages, or why none
         (`abstained`: the router found no packet, said first: answering.BASE_CAUTION)."""
-        from fieldkit.answering import ground
+        from fieldkit.answering import engine_reader, ground
 
         def work(lib: Any) -> Any:
             record = lib.get(packet_id) if packet_id else None
             index = self._get_passages(lib) if record else None
-            return ground(question, record, index, abstained=abstained)
+            reader = engine_reader(self.services.engine)
+            return ground(question, record, index, abstained=abstained, reader=reader)
 
         return self._on_library_thread(work)
 

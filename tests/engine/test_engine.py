@@ -290,6 +290,27 @@ async def test_astream_gives_the_same_answer(engine: Engine) -> None:
     assert result.tokens == expected.tokens
 
 
+def test_mean_logprobs_scores_each_prefix_as_plain_mlx_lm_does(
+    engine: Engine, tiny_model_dir: Path
+) -> None:
+    """Prefixes of different lengths share one padded batch; each gets the mean
+    log-probability of the text's tokens that the plain model gives it alone."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    prefixes = ["Record:\nThe pump needs a 48 V battery bank.\n\nA technician asks:", "Pump."]
+    got = engine.mean_logprobs(prefixes, QUESTION)
+    model, tokenizer = load(str(tiny_model_dir))
+    text = list(tokenizer.encode(" " + QUESTION, add_special_tokens=False))
+    for prefix, score in zip(prefixes, got, strict=True):
+        head = list(tokenizer.encode(prefix))
+        logits = model(mx.array(head + text)[None])[0].astype(mx.float32)
+        logprobs = np.array(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
+        want = np.mean([logprobs[len(head) - 1 + j, t] for j, t in enumerate(text)])
+        assert score == pytest.approx(want, abs=1e-4)
+    assert got.shape == (2,) and np.all(got < 0)
+
+
 def test_a_missing_model_says_how_to_install_one(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="fieldkit model install-default"):
         Engine(tmp_path / "nothing").load()

@@ -10,12 +10,17 @@ import pytest
 from fieldkit.router.retrieval import (
     GUESS,
     MIN_SPREAD_PASSAGES,
+    READ_K,
+    READ_LEAD,
+    READ_WEIGHT,
     PassageIndex,
     caution_message,
     cover_score,
     gap_message,
     rank_scores,
+    read_first,
     shown_scores,
+    zscores,
 )
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
@@ -45,6 +50,10 @@ GAPS = [
 ]
 
 
+def reader_never_called(question: str, texts) -> np.ndarray:
+    raise AssertionError("the passages were read")
+
+
 @pytest.fixture
 def noted(home, make_packet):
     record = make_packet(home, name="poultry", notes=NOTES)
@@ -62,6 +71,47 @@ def test_retrieval_ranks_the_right_passage_first(noted, minilm):
         assert len(hits) == 2
         assert hits[0].score >= hits[1].score
         assert hits[0].text == next(p.text for p in NOTES if p.passage_id == expected)
+
+
+def test_a_reader_reorders_the_passages_ranked_first_when_none_leads(noted, minilm):
+    """With a reader (the language model in use: answering.engine_reader) and no clear lead,
+    the READ_K passages ranked first go in the order of their ranking plus how well the
+    reader finds each explains the question; none below them is read, and coverage does
+    not change."""
+    library, record = noted
+    index = PassageIndex(library, minilm)
+    question = "eggs and feed for layers"
+    z = zscores(rank_scores(index.scores(record.packet_id, question))[None])[0]
+    assert np.diff(np.sort(z)[-2:])[0] < READ_LEAD  # no passage leads clearly
+    plain = index.coverage(record.packet_id, question, k=len(NOTES))
+    asked: list[tuple[str, list[str]]] = []
+
+    def reader_double(question: str, texts) -> np.ndarray:  # stands in for the model: it
+        asked.append((question, list(texts)))  # finds the third passage explains it best
+        return np.array([-3.0, -3.0, 2.0])
+
+    read = index.coverage(record.packet_id, question, k=len(NOTES), reader=reader_double)
+    assert asked == [(question, [h.full_text for h in plain.hits[:READ_K]])]
+    ids = [h.passage_id for h in plain.hits]
+    assert [h.passage_id for h in read.hits] == [ids[2], ids[0], ids[1], *ids[READ_K:]]
+    assert (read.covered, read.sure, read.score) == (plain.covered, plain.sure, plain.score)
+
+
+def test_a_clear_lead_is_not_read():
+    """read_first reads only when the first passage leads the second by less than
+    READ_LEAD standard deviations; the reader's scores count READ_WEIGHT times."""
+    passages = [Passage(f"p{i}", f"text {i}") for i in range(4)]
+    order = np.array([0, 1, 2, 3])
+    lead = np.array([1.0 + READ_LEAD, 1.0, 0.0, -2.0])
+    assert list(read_first("q", order, lead, passages, reader_never_called)) == [0, 1, 2, 3]
+    close = np.array([1.0, 1.0 - READ_LEAD / 2, 0.0, -2.0])
+    gap = (1.0 + 0.01) / READ_WEIGHT  # enough to lift the third above the first
+
+    def reader_double(question: str, texts) -> np.ndarray:  # prefers the third passage
+        assert list(texts) == ["text 0", "text 1", "text 2"]
+        return np.array([0.0, 0.0, gap])
+
+    assert list(read_first("q", order, close, passages, reader_double)) == [2, 0, 1, 3]
 
 
 def test_passage_vectors_are_cached_in_the_library(noted, counting_embedder):
@@ -167,6 +217,8 @@ def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, mak
         rows = index.scores(record.packet_id, question)
         assert int(np.argmax(rank_scores(rows))) != 0  # by its words, another passage is nearer
         assert index.search(record.packet_id, question, 2)[0].passage_id == "e07"
+        unread = index.coverage(record.packet_id, question, reader=reader_never_called)
+        assert unread.hits[0].passage_id == "e07"  # a record named by its code is not read
         # the coverage check still judges the passage nearest by its words
         assert not index.coverage(record.packet_id, question).by_code
     finally:
