@@ -388,7 +388,9 @@ class Router:
             low, lead, lean = self.leaning or (np.inf, np.inf, np.inf)
             if not (best.score >= low and margin >= lead and side >= lean):
                 reason = f"no expert fits: best {best.name} {best.score:.2f} < {high:.2f}" + (
-                    f", and {margin:.2f} ahead < {need:.2f}" if best.score >= rescue else ""
+                    f", and {margin:.3f} ahead of the next domain < {need:.3f}"
+                    if best.score >= rescue
+                    else ""
                 )
                 return RouteDecision(None, None, best.score, margin, shown, ms, reason)
         rival_name = index.packets[rival].name if rival is not None else ""

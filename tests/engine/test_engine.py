@@ -308,7 +308,8 @@ def test_mean_logprobs_scores_each_prefix_as_plain_mlx_lm_does(
         logprobs = np.array(logits - mx.logsumexp(logits, axis=-1, keepdims=True))
         want = np.mean([logprobs[len(head) - 1 + j, t] for j, t in enumerate(text)])
         assert score == pytest.approx(want, abs=1e-4)
-    assert got.shape == (2,) and np.all(got < 0)
+    assert got.shape == (2,)
+    assert np.all(got < 0)
 
 
 def test_a_missing_model_says_how_to_install_one(tmp_path: Path) -> None:

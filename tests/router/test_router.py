@@ -400,7 +400,7 @@ def test_a_clear_winner_among_weak_scores_is_routed(
         library, counting_embedder, min_score=high, rescue_margin=free.margin + 0.01
     ).route(question)
     assert close.route is None
-    assert "ahead <" in close.reason
+    assert f"{close.margin:.3f} ahead of the next domain <" in close.reason
 
 
 LONG = (
