@@ -126,6 +126,11 @@ class Engine:
     def loaded(self) -> bool:
         return self._runtime is not None
 
+    @property
+    def generating(self) -> bool:
+        """True while a generation is queued or running (its stream not yet closed)."""
+        return bool(self._live)
+
     def swap(self, adapter: Adapter | None) -> float:
         """Make `adapter` (None = base model) the active one; return the milliseconds spent."""
         self.load()

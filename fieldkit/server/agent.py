@@ -284,7 +284,11 @@ class Agent:
 
         record, decision = self._pick(request)
         index = self.passages if request.notes else None
-        reader = engine_reader(self.services.engine)
+        # While another request generates, the MLX thread is taken: weighing the passages
+        # (retrieval.READ_K) would hold this plan, and every library call queued behind it,
+        # until that answer ends. The passages then keep the embedder's order.
+        engine = self.services.engine
+        reader = None if engine.generating else engine_reader(engine)
         grounding = ground(
             request.question, record, index, abstained=decision is not None, reader=reader
         )

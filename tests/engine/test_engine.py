@@ -312,6 +312,15 @@ def test_mean_logprobs_scores_each_prefix_as_plain_mlx_lm_does(
     assert np.all(got < 0)
 
 
+def test_generating_is_true_while_a_stream_is_open(engine: Engine) -> None:
+    assert not engine.generating
+    stream = engine.generate(MESSAGES, max_tokens=4)
+    next(stream)
+    assert engine.generating
+    stream.close()
+    assert not engine.generating
+
+
 def test_a_missing_model_says_how_to_install_one(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="fieldkit model install-default"):
         Engine(tmp_path / "nothing").load()
