@@ -13,6 +13,7 @@ words after the passage, as `ask` reads), whether each is the question's own rec
 the question's log-probability after a bare cue (`CUE`), so that reading minus that is how
 much a passage raises the question's likelihood (pointwise mutual information). Then:
 
+- how often the own record is among the READ_K passages at all;
 - per READ_WEIGHT and READ_LEAD: how often the own record comes first;
 - the area under the ROC curve between the covered questions (the sets) and the gap
   questions (`--gaps`) of the cover score that decides (`retrieval.cover_score`), of the
@@ -111,7 +112,12 @@ def summarise(rows: list[dict], sets: list[str]) -> dict:
             cell["pooled"] = float(np.mean([first(r, weight, lead) for r in covered]))
             cell["read"] = sum(r["z"][0] - r["z"][1] < lead for r in covered)
             sweep[f"weight {weight}, lead {lead}"] = cell
-    result: dict = {"questions": len(covered), "gap_questions": len(gaps), "sweep": sweep}
+    result: dict = {
+        "questions": len(covered),
+        "gap_questions": len(gaps),
+        "own_record_in_read_k": float(np.mean([any(r["own"]) for r in covered])),
+        "sweep": sweep,
+    }
     if gaps and covered:
 
         def pmi(r: dict) -> float:
@@ -135,12 +141,18 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="mlx-lm model folder")
     parser.add_argument("--sets", default="brisk,hasty,rushed,terse")
     parser.add_argument("--gaps", default="gaps_rushed,gaps_hurried,gaps_brief")
-    parser.add_argument("--rows", type=Path, default=None, help="read rows from / write here")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        default=None,
+        help="write each question's row here; if the file exists, summarise it, measuring nothing",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sets = [s for s in args.sets.split(",") if s]
     gaps = [s for s in args.gaps.split(",") if s]
+    measured: dict = {}
     if args.rows is not None and args.rows.is_file():  # summarise rows measured before
         rows = [json.loads(line) for line in args.rows.read_text().splitlines()]
     else:
@@ -152,7 +164,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, rows_out:
             rows = measure(engine, embedder, sets, gaps, Path(tmp), rows_out)
         engine.close()
-    result = summarise(rows, sets) | {"loadavg_1min": os.getloadavg()[0]}
+        measured = {"loadavg_1min": os.getloadavg()[0]}
+    result = summarise(rows, sets) | measured
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

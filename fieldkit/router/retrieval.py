@@ -75,7 +75,7 @@ COSINE_MIN_COVER = 0.55
 # fieldkit.answering.engine_reader) reads each of the READ_K passages ranked first and
 # scores how well it explains the question: the mean log-probability of the question's
 # words after the passage. Those passages are reordered by their ranking's z-score plus
-# READ_WEIGHT times that. READ_K holds the question's own record for 98% of short questions
+# READ_WEIGHT times that. READ_K holds the question's own record for 99% of short questions
 # ranked on their own packet. READ_WEIGHT and READ_LEAD were chosen on the brisk, hasty,
 # rushed and terse sets: the weight that put the most questions' own record first, and the
 # smallest lead that kept that (a third of the questions read; docs/BENCHMARKS.md, "Reading
