@@ -44,8 +44,10 @@ from fieldkit.router.retrieval import (  # noqa: E402
     READ_K,
     cover_score,
     rank_scores,
+    read_first,
     zscores,
 )
+from fieldkit.store.notes import Passage  # noqa: E402
 
 CUE = "A farm technician asks:"  # reading_prefix's cue with no record before it
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
@@ -94,11 +96,19 @@ def measure(engine, embedder, sets: list[str], gaps: list[str], tmp: Path, out) 
 
 
 def first(row: dict, weight: float, lead: float) -> bool:
-    """Whether the own record comes first, read at `weight` when the lead is under `lead`."""
-    z, read = np.array(row["z"]), np.array(row["read"])
-    if z[0] - z[1] >= lead:
-        return row["own"][0]
-    return row["own"][int(np.argmax(z + weight * read))]
+    """Whether the own record comes first when `retrieval.read_first` weighs the row's
+    passages at `weight` and `lead`, with the scores the model gave them."""
+    stand_ins = [Passage(str(i), str(i)) for i in range(len(row["z"]))]
+    order = read_first(
+        "",
+        np.arange(len(row["z"])),
+        np.array(row["z"]),
+        stand_ins,
+        lambda _question, _texts: np.array(row["read"]),
+        weight,
+        lead,
+    )
+    return row["own"][int(order[0])]
 
 
 def summarise(rows: list[dict], sets: list[str]) -> dict:

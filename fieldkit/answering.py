@@ -397,7 +397,6 @@ def answer(
     base: bool = False,
     use_adapter: bool = True,
     use_notes: bool = True,
-    read: bool = True,
     k: int = DEFAULT_K,
     max_tokens: int = 256,
     clean: bool = True,
@@ -408,8 +407,8 @@ def answer(
     """Answer one question: route (or the named `packet`, or `base`), retrieve, generate.
 
     `use_adapter=False` keeps the packet's notes but answers with the base model (the
-    "retrieval only" line of a benchmark); `use_notes=False` answers as before notes;
-    `read=False` ranks passages by the embedder alone (engine_reader).
+    "retrieval only" line of a benchmark); `use_notes=False` answers as before notes.
+    The passages ranked first are weighed by the base model (engine_reader).
     `on_ground` hears the route and the grounding before generation starts (to show the
     route, or a gap sentence, first); `on_text` receives the answer as it streams.
     Raises FieldkitError subclasses for an empty or too long question (check_question), a
@@ -420,7 +419,7 @@ def answer(
     check_question(question)
     record, decision = parts.pick_packet(question, packet, base)
     index = parts.passages if use_notes else None
-    reader = engine_reader(parts.engine) if read else None
+    reader = engine_reader(parts.engine)
     grounding = ground(question, record, index, k=k, abstained=decision is not None, reader=reader)
     adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
     if on_ground is not None:

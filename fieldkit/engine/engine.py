@@ -200,16 +200,15 @@ class Engine:
 
         return self._call(work)
 
-    def mean_logprobs(
-        self, prefixes: Sequence[str], text: str, adapter: Adapter | None = None
-    ) -> np.ndarray:
-        """Return, per prefix, the mean log-probability of `text`'s tokens after it (plain
-        text, no chat template): how well each prefix explains the text. Loads if needed."""
+    def mean_logprobs(self, prefixes: Sequence[str], text: str) -> np.ndarray:
+        """Return, per prefix, the mean log-probability of `text`'s tokens after it under
+        the base model (plain text, no chat template): how well each prefix explains the
+        text. Loads if needed."""
         self.load()
 
         def work() -> np.ndarray:
             runtime = self._runtime_or_load()
-            self._swap(adapter)
+            self._swap(None)
             return runtime.mean_logprobs(prefixes, text)
 
         return self._call(work)

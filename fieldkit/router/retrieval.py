@@ -334,16 +334,23 @@ class PassageIndex:
 
 
 def read_first(
-    question: str, order: np.ndarray, z: np.ndarray, passages: Sequence[Passage], reader: Reader
+    question: str,
+    order: np.ndarray,
+    z: np.ndarray,
+    passages: Sequence[TitledText],
+    reader: Reader,
+    weight: float = READ_WEIGHT,
+    lead: float = READ_LEAD,
 ) -> np.ndarray:
     """Return `order` (passage indices, best first) with its first READ_K passages reordered
-    by their ranking z-scores `z` plus READ_WEIGHT times the `reader`'s scores, unless the
-    first leads the second by READ_LEAD or more (then it is returned as it is, unread)."""
-    if z[order[0]] - z[order[1]] >= READ_LEAD:
+    by their ranking z-scores `z` plus `weight` times the `reader`'s scores, unless the first
+    leads the second by `lead` or more (then it is returned as it is, unread). Other weights
+    and leads are for bench/bench_read.py, which chose these."""
+    if z[order[0]] - z[order[1]] >= lead:
         return order
     head = order[:READ_K]
     read = np.asarray(reader(question, [passages[i].full_text for i in head]), np.float64)
-    fused = z[head] + READ_WEIGHT * read
+    fused = z[head] + weight * read
     return np.concatenate([head[np.argsort(-fused, kind="stable")], order[READ_K:]])
 
 
