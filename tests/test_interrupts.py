@@ -213,21 +213,14 @@ def test_an_interrupted_fingerprint_cache_write_leaves_no_temporary_file(
     assert sorted(p.name for p in model.iterdir()) == before
 
 
-def test_stopped_while_the_model_loads_it_says_why_it_waits(
-    home: Home, tiny_model_dir: Path
-) -> None:
-    """MLX must end a load under way before the process may exit (mlx_backend.release_thread),
-    so a stop during the load waits for it: the person is told so instead of a silent pause."""
+def stopped_while_loading(proc) -> tuple[list[str], str]:
+    """Wait for the notice that a process stopped during its model load gives, then let
+    the load end; return the stderr lines up to the notice and the rest of stderr."""
     import threading
 
-    proc = held(
-        "fieldkit.engine.mlx_backend:MlxRuntime",
-        "--home", str(home.root), "--model", str(tiny_model_dir), "ask", "--base", "Pump?",
-    )  # fmt: skip
     watchdog = threading.Timer(60, proc.kill)
     watchdog.start()
     try:
-        proc.send_signal(signal.SIGTERM)
         lines = []
         while not lines or "Stopping once" not in lines[-1]:
             line = proc.stderr.readline()
@@ -239,6 +232,40 @@ def test_stopped_while_the_model_loads_it_says_why_it_waits(
     finally:
         watchdog.cancel()
         proc.kill()
+    return lines, err
+
+
+def test_stopped_while_the_model_loads_it_says_why_it_waits(
+    home: Home, tiny_model_dir: Path
+) -> None:
+    """MLX must end a load under way before the process may exit (mlx_backend.release_thread),
+    so a stop during the load waits for it: the person is told so instead of a silent pause."""
+    proc = held(
+        "fieldkit.engine.mlx_backend:MlxRuntime",
+        "--home", str(home.root), "--model", str(tiny_model_dir), "ask", "--base", "Pump?",
+    )  # fmt: skip
+    proc.send_signal(signal.SIGTERM)
+    lines, err = stopped_while_loading(proc)
     assert lines[-1] == "fieldkit: Stopping once the model has finished loading.\n"
     assert proc.returncode == 143  # 128 + SIGTERM
+    assert err.strip().splitlines() == ["Aborted!"], (lines, err)
+
+
+def test_a_stop_the_kernel_hands_to_the_mlx_thread_is_heard(
+    home: Home, tiny_model_dir: Path
+) -> None:
+    """The kernel may deliver a process's SIGTERM to any of its threads. Handed to the MLX
+    thread during a load, it went unheard while the main thread waited on that load with
+    no timeout (engine.SIGNAL_POLL_S), and the process hung until the load ended."""
+    to_this_thread = (
+        "import signal, threading; signal.pthread_kill(threading.get_ident(), signal.SIGTERM)"
+    )
+    proc = held(
+        "fieldkit.engine.mlx_backend:MlxRuntime",
+        "--home", str(home.root), "--model", str(tiny_model_dir), "ask", "--base", "Pump?",
+        before=to_this_thread,
+    )  # fmt: skip
+    lines, err = stopped_while_loading(proc)
+    assert lines[-1] == "fieldkit: Stopping once the model has finished loading.\n"
+    assert proc.returncode == 143
     assert err.strip().splitlines() == ["Aborted!"], (lines, err)

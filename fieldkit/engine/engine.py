@@ -38,7 +38,29 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CACHE_BYTES", "Engine", "GenerationChunk", "GenerationResult", "Prompt"]
 
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+# A caller waiting on the MLX thread wakes this often. The kernel may hand Ctrl-C or SIGTERM
+# to any thread, and Python runs its handler only when the main thread wakes: a main thread
+# blocked with no timeout on a long load would not hear the stop until the load ended.
+SIGNAL_POLL_S = 0.2
 T = TypeVar("T")
+
+
+def _wait(future: Future[T]) -> T:
+    """Return the future's result, waking every SIGNAL_POLL_S so a signal is handled."""
+    while True:
+        try:
+            return future.result(timeout=SIGNAL_POLL_S)
+        except FutureTimeout:
+            continue
+
+
+def _next(inbox: queue.SimpleQueue[GenerationChunk | BaseException]) -> GenerationChunk:
+    """Return the next chunk from the MLX thread, waking as `_wait` does."""
+    while True:
+        try:
+            return _unwrap(inbox.get(timeout=SIGNAL_POLL_S))
+        except queue.Empty:
+            continue
 
 
 def _unwrap(item: GenerationChunk | BaseException) -> GenerationChunk:
@@ -83,7 +105,7 @@ class Engine:
             return self._executor.submit(fn, *args)
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._submit(fn, *args).result()
+        return _wait(self._submit(fn, *args))
 
     # ---- public API --------------------------------------------------------------------
 
@@ -153,7 +175,7 @@ class Engine:
         inbox: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
         abandoned = self._start(Job(messages, adapter, inbox.put, **options))
         try:
-            while not (item := _unwrap(inbox.get())).done:
+            while not (item := _next(inbox)).done:
                 yield item
             yield item
         finally:
