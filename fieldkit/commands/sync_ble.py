@@ -99,10 +99,12 @@ async def _listen(svc, agent, hci, once, options, log, progress, confirm, as_jso
         )
 
     if agent is not None:
-        await agent.listen(options, once, log, progress, confirm, on_ready)
+        await agent.listen(options, once, log, progress, confirm, on_ready, log.peer)
         return
     async with open_radio(identity.device_id, identity.name, hci) as radio:
-        await serve_ble(radio, svc, options, once, log, progress, confirm, on_ready=on_ready)
+        await serve_ble(
+            radio, svc, options, once, log, progress, confirm, on_ready=on_ready, on_peer=log.peer
+        )
 
 
 def run_scan(svc: Services, *, hci: str | None, seconds: float, as_json: bool) -> None:

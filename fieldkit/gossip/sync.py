@@ -256,13 +256,15 @@ async def serve_ble(
     progress: ProgressCallback | None = None,
     confirm: ConfirmCallback | None = None,
     on_ready: Callable[[], None] | None = None,
+    on_peer: PeerCallback | None = None,
 ) -> list[SyncSummary]:
     """Advertise and serve each central that connects (until cancelled, or after the first
-    authenticated session with `once`); return the summaries."""
+    authenticated session with `once`); return the summaries. `on_peer` is told of each
+    session's peer once it has proved who it is."""
     from fieldkit.gossip.ble.sync import advertise_and_serve
 
     identity = device.identity
-    run = session_runner(device, options, progress, confirm)
+    run = session_runner(device, options, progress, confirm, on_peer)
     return await advertise_and_serve(
         radio, identity.device_id, identity.name, run, once, on_summary, on_ready
     )

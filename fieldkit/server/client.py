@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fieldkit.gossip.ble.link import Sighting
     from fieldkit.gossip.summary import (
         ConfirmCallback,
+        PeerCallback,
         ProgressCallback,
         SyncOptions,
         SyncSummary,
@@ -184,6 +185,7 @@ class AgentClient:
         progress: ProgressCallback | None = None,
         confirm: ConfirmCallback | None = None,
         on_ready: Callable[[], None] | None = None,
+        on_peer: PeerCallback | None = None,
     ) -> None:
         """Advertise and serve on the agent's radio as `gossip.sync.serve_ble` does here,
         until cancelled (or after the first authenticated session with `once`).
@@ -194,8 +196,9 @@ class AgentClient:
 
         request = {"once": once, **options_to_dict(options)}
         await self._radio(
-            LISTEN_PATH, request, on_summary or (lambda _: None), progress, confirm, on_ready
-        )
+            LISTEN_PATH, request, on_summary or (lambda _: None), progress, confirm, on_ready,
+            on_peer,
+        )  # fmt: skip
 
     async def _radio(
         self,
@@ -205,6 +208,7 @@ class AgentClient:
         progress: ProgressCallback | None,
         confirm: ConfirmCallback | None,
         on_ready: Callable[[], None] | None = None,
+        on_peer: PeerCallback | None = None,
     ) -> None:
         """Relay one request's radio events (fieldkit/server/radio.py) to the callbacks."""
         from fieldkit.server.radio import progress_from_dict, summary_from_dict
@@ -220,6 +224,8 @@ class AgentClient:
                     progress(progress_from_dict(event["progress"]))
                 elif "ready" in event and on_ready is not None:
                     on_ready()
+                elif "peer" in event and on_peer is not None:
+                    on_peer(summary_from_dict(event["peer"]))
                 elif "confirm" in event and confirm is not None:
                     asked = event["confirm"]
                     accept = await confirm(asked["peer_id"], asked["name"], asked["sas"])

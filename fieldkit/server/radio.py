@@ -10,6 +10,7 @@ session's events back as JSON lines:
     {"ready": {"device_id", "name"}}             a listener advertises now
     {"progress": ProgressUpdate}                  per chunk
     {"confirm": {"id", "peer_id", "name", "sas"}} a new peer's code to compare (see `answer`)
+    {"peer": SyncSummary}                         a listener's peer proved who it is (its code)
     {"summary": SyncSummary}                      per session
     {"error": sentence}                           the radio or the request failed
 
@@ -201,6 +202,7 @@ class RadioHolder:
                 on_ready=lambda: emit(
                     {"ready": {"device_id": identity.device_id, "name": identity.name}}
                 ),
+                on_peer=lambda summary: emit({"peer": asdict(summary)}),
             )
 
         return self._events(_Job(run, ask=bool(body.get("confirm")), listens=True))

@@ -156,6 +156,39 @@ def test_two_processes_scan_then_sync_over_bumble_controllers(make_home, make_pa
         library.close()
 
 
+def test_a_ble_listener_shows_the_pairing_code_of_a_new_peer_during_the_session(
+    make_home, make_packet, controllers
+):
+    """The bug: `sync --ble --listen` said a new peer's code only in its summary, after the
+    session, while the person at the other device was asked to compare it (`sync --listen`
+    over TCP said it at once)."""
+    port_a, port_b = controllers
+    a, b = make_home("a"), make_home("b")
+    make_packet(a, name="pumps")
+    me = Identity.load_or_create(a)
+    id_a, id_b = me.device_id, Identity.load_or_create(b).device_id
+    listener = start_ble_listener(b, port_b)  # a is a stranger to b: pending
+    try:
+        central = fieldkit(
+            a, "sync", "--ble", "--peer", id_b, "--json", "--idle-timeout", "10",
+            "--hci", f"tcp-client:127.0.0.1:{port_a}",
+        )  # fmt: skip
+        said = listener.stderr.readline()  # printed when the peer proved who it is
+        out, err = central.communicate(timeout=60)
+        assert central.returncode == 0, err
+        l_out, l_err = listener.communicate(timeout=30)
+    finally:
+        listener.kill()
+        listener.wait(5)
+    summary = json.loads(l_out)
+    assert summary["peer"]["id"] == id_a
+    code = summary["peer"]["sas"]
+    assert said.startswith(f"{me.name} ({id_a}) connected (pending): the code is {code};"), (
+        said + l_err
+    )
+    assert json.loads(out)["peer"]["sas"] == code  # the code both screens show
+
+
 def test_ble_usage_errors_are_one_line(make_home):
     home = str(make_home("cli").root)
     result = CliRunner().invoke(main, ["--home", home, "sync", "--ble", "1.2.3.4:5"])

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from fieldkit.cli import main
 from fieldkit.home import Home
 from fieldkit.server.client import CONFIRM_PATH, SYNC_PATH, find_agent
+from fieldkit.store.identity import Identity
 from tests.ble.test_cli_ble import controllers, fieldkit, start_ble_listener
 from tests.server.conftest import Peer, RunningAgent, StartAgent, trust
 
@@ -115,6 +116,40 @@ def test_sync_ble_listen_serves_peers_on_the_agents_radio(
     received = [p["name"] for p in summary["packets"] if p["direction"] == "received"]
     assert received == ["wells"]
     assert "wells" in [m["id"] for m in find_agent(packet_home).get("/v1/models")["data"]]
+
+
+def test_a_listener_on_the_agents_radio_shows_a_new_peers_code_during_the_session(
+    start_agent: StartAgent,
+    packet_home: Home,
+    wells_peer: Peer,
+    tiny_model_dir: Path,
+    controllers: tuple[int, int],
+) -> None:
+    """The agent relays the moment a stranger proves who it is (its `peer` event), so
+    `sync --ble --listen` says the code while the other side compares it, as over TCP."""
+    port_a, port_b = controllers
+    start_agent(packet_home, hci=f"tcp-client:127.0.0.1:{port_a}")
+    my_id = Identity.load_or_create(packet_home).device_id
+    listener = fieldkit(
+        packet_home, "--model", str(tiny_model_dir), "sync", "--ble", "--listen", "--once",
+        "--json", "--idle-timeout", "10",
+    )  # fmt: skip
+    try:
+        assert "on the agent's radio" in listener.stderr.readline()
+        central = fieldkit(
+            wells_peer.home, "sync", "--ble", "--peer", my_id, "--json", "--idle-timeout", "10",
+            "--hci", f"tcp-client:127.0.0.1:{port_b}",
+        )  # fmt: skip
+        said = listener.stderr.readline()
+        c_out, c_err = central.communicate(timeout=60)
+        assert central.returncode == 0, c_err
+        out, err = listener.communicate(timeout=30)
+    finally:
+        listener.kill()
+        listener.wait(5)
+    code = json.loads(out)["peer"]["sas"]
+    assert f"({wells_peer.device_id}) connected (pending): the code is {code};" in said, said + err
+    assert json.loads(c_out)["peer"]["sas"] == code
 
 
 def test_a_listener_on_the_agents_radio_keeps_scans_off_it(
