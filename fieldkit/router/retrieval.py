@@ -204,6 +204,15 @@ class PassageIndex:
         self._vectors[packet_id] = vectors = np.concatenate(blocks)
         return vectors
 
+    def prepare(self, packet_id: str) -> None:
+        """Load all a search of the packet needs (passages, vectors, words, codes), so that
+        searching it later touches no database: a caller may then search it on another
+        thread while the library's own thread does other work (the TUI does, while the
+        model reads the passages: READ_K)."""
+        self._ensure(packet_id)
+        self._words(packet_id)
+        self.unknown_codes(packet_id, "")
+
     def prune(self) -> int:
         """Drop cached vectors of packets no longer in the library; return how many went."""
         keep = [r.packet_id for r in self.library.list_packets()]

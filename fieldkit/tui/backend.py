@@ -374,16 +374,21 @@ class TuiBackend(SyncBackend):
 
     def ground(self, question: str, packet_id: str | None, abstained: bool = False) -> Any:
         """Return the fieldkit.answering.Grounding: the packet's passages, or why none
-        (`abstained`: the router found no packet, said first: answering.BASE_CAUTION)."""
+        (`abstained`: the router found no packet, said first: answering.BASE_CAUTION).
+        The library thread loads the packet's passages; the search and the model's reading
+        of them run on the calling thread, so library work never waits behind the model."""
         from fieldkit.answering import engine_reader, ground
 
-        def work(lib: Any) -> Any:
+        def prepare(lib: Any) -> tuple[Any, Any]:
             record = lib.get(packet_id) if packet_id else None
             index = self._get_passages(lib) if record else None
-            reader = engine_reader(self.services.engine)
-            return ground(question, record, index, abstained=abstained, reader=reader)
+            if index is not None:
+                index.prepare(record.packet_id)
+            return record, index
 
-        return self._on_library_thread(work)
+        record, index = self._on_library_thread(prepare)
+        reader = engine_reader(self.services.engine)
+        return ground(question, record, index, abstained=abstained, reader=reader)
 
     def answer(
         self,

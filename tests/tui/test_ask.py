@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from textual.widgets import Input, OptionList, Static
 
@@ -461,3 +464,33 @@ async def test_ctrl_e_expands_the_answer_in_view_when_the_history_was_scrolled_b
         await pilot.pause()
         assert "The answer in view cites no passage." in notices(pilot)
         assert (first.expanded, last.expanded) == (True, True)  # as they were: untouched
+
+
+def test_the_library_stays_free_while_the_model_reads_the_passages(stocked, make_packet) -> None:
+    """The bug: the model's reading of the passages ranked first (retrieval.READ_K) ran on
+    the library thread, so the Library and Peers screens waited up to seconds behind it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fieldkit.tui.backend import TuiBackend
+    from tests.router.test_retrieval import NOTES
+
+    record = make_packet(stocked.home, name="layers", domain="poultry", notes=NOTES)
+    backend = TuiBackend(stocked)
+    release = threading.Event()
+    stocked.engine._submit(release.wait)  # the MLX thread is busy: a reading waits for it
+    pool = ThreadPoolExecutor(2)
+    try:  # a question no passage leads clearly, so the model reads (test_retrieval)
+        grounding = pool.submit(backend.ground, "eggs and feed for layers", record.packet_id)
+        deadline = time.monotonic() + 30
+        while backend._passages is None or record.packet_id not in backend._passages._vectors:
+            assert time.monotonic() < deadline
+            assert not grounding.done(), grounding
+            time.sleep(0.01)  # the passages are loaded: reading comes next
+        rows = pool.submit(backend.packet_rows)
+        assert "layers" in [row.name for row in rows.result(timeout=10)]
+        assert not grounding.done()  # still waiting for the model, as it should
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+        backend.close()
+    assert [s.passage_id for s in grounding.result().sources]  # read, then grounded
