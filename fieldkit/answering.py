@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt, reading_prefix
-from fieldkit.router.retrieval import DEFAULT_K, Reader, caution_message, gap_message
+from fieldkit.router.notices import caution_message, gap_message
+from fieldkit.router.retrieval import DEFAULT_K, Reader
 from fieldkit.store.notes import TitledText
 from fieldkit.support import Unsupported, states_numbers, support_check
 
@@ -354,7 +355,7 @@ def ground(
         for i, h in enumerate(coverage.hits)
     ]
     if not coverage.covered:
-        message = gap_message(name, coverage.hits)
+        message = gap_message(name, coverage.hits, coverage.missing_codes, coverage.family)
         return Grounding(question, name, pid, GAP, bare, [], sources, message)
     messages = grounded_messages(question, coverage.hits[:PROMPT_PASSAGES])
     caution = (

@@ -20,7 +20,7 @@ import numpy as np
 
 from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
-from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens
+from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens, same_family
 from fieldkit.store.notes import Passage, TitledText, has_phrasings, notes_of
 from fieldkit.store.vectors import VectorCache
 
@@ -117,6 +117,10 @@ class Coverage:
     by_code: bool = False  # covered by a rare code the question shares (see CODE_MAX_PASSAGES)
     sure: bool = True  # False in the cautious middle (see DEFAULT_MIN_PARTIAL)
     unknown_codes: tuple[str, ...] = ()  # codes in the question no passage names
+    # Those of them whose family the notes name (E09, when they name E07 and E21), and those
+    # codes: a question about such a code is not covered (see `coverage`).
+    missing_codes: tuple[str, ...] = ()
+    family: tuple[str, ...] = ()
 
     @property
     def best(self) -> float:
@@ -149,6 +153,7 @@ class PassageIndex:
         self._vectors: dict[str, np.ndarray] = {}
         self._word_index: dict[str, WordIndex] = {}
         self._codes: dict[str, set[str]] = {}  # per packet: words.plain_tokens
+        self._named: dict[str, list[str]] = {}  # per packet: the codes its passages name
         self._askers: dict[str, np.ndarray] = {}  # per packet: each phrasing's passage
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
@@ -212,6 +217,7 @@ class PassageIndex:
         self._ensure(packet_id)
         self._words(packet_id)
         self.unknown_codes(packet_id, "")
+        self.family_of(packet_id, ())
 
     def prune(self) -> int:
         """Drop cached vectors of packets no longer in the library; return how many went."""
@@ -221,6 +227,7 @@ class PassageIndex:
             self._passages.pop(gone, None)
             self._word_index.pop(gone, None)
             self._codes.pop(gone, None)
+            self._named.pop(gone, None)
             self._askers.pop(gone, None)
         return self.cache.prune(keep)
 
@@ -233,7 +240,10 @@ class PassageIndex:
     ) -> Coverage:
         """Return the nearest passages and whether the best of them covers the question
         (surely, or in the cautious middle: see DEFAULT_MIN_PARTIAL); with a `reader`,
-        the passages ranked first in the order it reads them (see READ_K)."""
+        the passages ranked first in the order it reads them (see READ_K). A question
+        naming a code the notes never name, of a family they do name (E09, when they name
+        E07 and E21), is not covered whatever its score: the notes list that family's codes
+        and this is not one of them, and the nearest passage is another code's record."""
         hits, rows = self._search(packet_id, question, k, reader)
         upper, lower = self.thresholds(packet_id)
         if not hits:
@@ -241,15 +251,18 @@ class PassageIndex:
         unknown = self.unknown_codes(packet_id, question)
         if not unknown and self._shares_a_code(packet_id, question, rows):
             return Coverage(True, hits, float(rows[0].max()), upper, by_code=True)
+        missing = tuple(c for c in unknown if self.family_of(packet_id, [c]))
+        codes = {"unknown_codes": unknown, "missing_codes": missing}
+        codes["family"] = self.family_of(packet_id, missing)
         if rows.shape[1] < MIN_SPREAD_PASSAGES or not float(rows[0].std()):
             best = float(rows.max())
-            covered = best >= self.min_cosine
+            covered = best >= self.min_cosine and not missing
             sure = covered and not unknown
-            return Coverage(covered, hits, best, self.min_cosine, sure=sure, unknown_codes=unknown)
+            return Coverage(covered, hits, best, self.min_cosine, sure=sure, **codes)
         score = cover_score(rows)
-        covered = score >= min(lower, upper)
-        sure = score >= upper and not unknown
-        return Coverage(covered, hits, score, upper, sure=sure, unknown_codes=unknown)
+        covered = score >= min(lower, upper) and not missing
+        sure = covered and score >= upper and not unknown
+        return Coverage(covered, hits, score, upper, sure=sure, **codes)
 
     def thresholds(self, packet_id: str) -> tuple[float, float]:
         """Return the (upper, lower) cover thresholds for the packet's notes: `phrased`
@@ -273,6 +286,14 @@ class PassageIndex:
         known = self._codes[packet_id]
         codes = (m.group() for m in named_codes(question))
         return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in known))
+
+    def family_of(self, packet_id: str, codes: Sequence[str]) -> tuple[str, ...]:
+        """Return the codes the packet's notes name in the family of any of `codes`
+        (words.same_family: E07 and E21 for E09), each once, in notes order."""
+        if packet_id not in self._named:
+            texts = (p.full_text for p in self.passages(packet_id))
+            self._named[packet_id] = [m.group() for t in texts for m in named_codes(t)]
+        return tuple(same_family(codes, self._named[packet_id]))
 
     def _shares_a_code(self, packet_id: str, question: str, rows: np.ndarray) -> bool:
         """True when a rare code in the question (see CODE_MAX_PASSAGES) names the passage
@@ -398,43 +419,6 @@ def question_sentences(question: str) -> list[str]:
     """Return the sentences of a long question (three words or more each; [] for one)."""
     parts = [p.strip() for p in _SENTENCE.split(question) if len(p.split()) >= 3]
     return parts if len(parts) > 1 else []
-
-
-# The second sentence of a gap answer's notice: the generated text under it reads as
-# confidently as a grounded answer does, so the notice says what it is (not "a guess with
-# no record behind it": the adapter often writes out the nearest record, which may be right).
-GUESS = "Below is the adapter's answer, which no record was found close enough to vouch for."
-
-
-def gap_message(packet_name: str, nearest: list[Hit]) -> str:
-    """Return what an answer starts with when no passage covers the question: that the
-    packet has nothing on it, its nearest record, and that the text below is a guess."""
-    if not nearest:
-        return f"The {packet_name} packet has nothing on this. {GUESS}"
-    label = _label(nearest[0])
-    stop = "" if label.endswith((".", "?", "!")) else "."
-    return f"The {packet_name} packet has nothing on this; nearest: {label}{stop} {GUESS}"
-
-
-def caution_message(packet_name: str, hits: list[Hit], unknown_codes: Sequence[str] = ()) -> str:
-    """Return the sentence an answer starts with when its passages may not cover the
-    question (the cautious middle: see DEFAULT_MIN_PARTIAL), naming any code in the
-    question that the notes never mention."""
-    if unknown_codes:
-        named = ", ".join(unknown_codes)
-        return (
-            f"The {packet_name} notes never mention {named}; check the answer against "
-            f"their closest record: {_label(hits[0])}"
-        )
-    return (
-        f"The {packet_name} notes may not answer this; check the answer against their "
-        f"closest record: {_label(hits[0])}"
-    )
-
-
-def _label(hit: Hit) -> str:
-    label = hit.title or hit.text
-    return label if len(label) <= 120 else label[:117].rstrip() + "..."
 
 
 def _find(library: Any, packet_id: str) -> Any:

@@ -31,6 +31,7 @@ _SUFFIXES = ("ing", "ed", "es", "s")
 # tokens that start with a digit ("12v", "2nd") are too often words or units to count.
 _NAMED_CODE = re.compile(r"(?<![\w-])(?:[A-Z]|[A-Za-z]{2,4})-?\d{1,4}[A-Za-z]?(?![\w-])")
 _CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
+_FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
 
 
 def words_of(text: str) -> set[str]:
@@ -55,6 +56,24 @@ def named_codes(text: str) -> list[re.Match[str]]:
 def plain_code(token: str) -> str:
     """Return a code as it is compared: lower case, without hyphens (TL30 is TL-30)."""
     return token.replace("-", "").lower()
+
+
+def code_family(code: str) -> str | None:
+    """Return the letters a code's number follows, as compared (E09 and E21: "e"; TL-30
+    and tl50: "tl"), or None for a token that is not a code of that shape."""
+    match = _FAMILY.fullmatch(plain_code(code))
+    return match.group(1) if match else None
+
+
+def same_family(codes: Iterable[str], named: Iterable[str]) -> list[str]:
+    """Return the codes of `named` in the family of any of `codes` (E07 and E21 for E09),
+    each once, in their order."""
+    families = {code_family(c) for c in codes} - {None}
+    seen: dict[str, str] = {}
+    for code in named:
+        if code_family(code) in families:
+            seen.setdefault(plain_code(code), code)
+    return list(seen.values())
 
 
 def plain_tokens(texts: Iterable[str]) -> set[str]:

@@ -7,21 +7,20 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from fieldkit.router.notices import GUESS, caution_message, gap_message
 from fieldkit.router.retrieval import (
-    GUESS,
     MIN_SPREAD_PASSAGES,
     READ_K,
     READ_LEAD,
     READ_WEIGHT,
     PassageIndex,
-    caution_message,
     cover_score,
-    gap_message,
     rank_scores,
     read_first,
     shown_scores,
     zscores,
 )
+from fieldkit.router.words import code_family, same_family
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
 
@@ -247,9 +246,10 @@ def test_a_code_a_passage_names_only_in_passing_does_not_move_it_first(home, mak
 
 
 def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, minilm):
-    """A question naming a code no passage names (E09 where the notes know E07 and E12)
-    asks about something the notes do not know: not covered by a code it shares (AV-750),
-    never sure, and the caution names the code."""
+    """A question naming a code no passage names asks about something the notes do not
+    know: never covered by a code it shares (AV-750) nor surely. Of a family the notes
+    list (E09, where they name E07 and E12), it is not covered at all, and the gap's notice
+    names the family; of another (PX-3), the passages are used under a caution naming it."""
     notes = [
         Passage("e07", "E07 on the AV-750 means the dry-run sensor tripped.", "Code E07?"),
         Passage("e12", "E12 on the AV-750 means the motor overheated.", "Code E12?"),
@@ -265,18 +265,43 @@ def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, 
         # typed on a phone: a known code in lower case is known, an unknown one is not
         assert index.unknown_codes(record.packet_id, "my av750 shows e07") == ()
         assert index.unknown_codes(record.packet_id, "can i fit an av900 instead") == ("av900",)
-        coverage = index.coverage(record.packet_id, question)
-        assert coverage.covered  # every threshold is 0 here: the passages are still used
-        assert not coverage.sure
-        assert not coverage.by_code
-        assert coverage.unknown_codes == ("E09",)
-        message = caution_message("pumps", coverage.hits, coverage.unknown_codes)
-        assert message.startswith("The pumps notes never mention E09; ")
+        gap = index.coverage(record.packet_id, question)
+        assert not gap.covered  # every threshold is 0 here: the family decides
+        assert (gap.unknown_codes, gap.missing_codes, gap.family) == (
+            ("E09",),
+            ("E09",),
+            ("E07", "E12"),
+        )
+        message = gap_message("pumps", gap.hits, gap.missing_codes, gap.family)
+        assert message.startswith(
+            "The pumps packet has nothing on E09: its notes name E07 and E12; nearest: "
+        )
+        other = index.coverage(record.packet_id, "The PX-3 valve by the AV-750 drips, what now?")
+        assert other.covered  # the passages are still used
+        assert not other.sure
+        assert not other.by_code
+        assert (other.unknown_codes, other.missing_codes) == (("PX-3",), ())
+        message = caution_message("pumps", other.hits, other.unknown_codes)
+        assert message.startswith("The pumps notes never mention PX-3; ")
         known = index.coverage(record.packet_id, "My AV-750 shows E07, what now?")
         assert known.by_code
         assert known.sure
     finally:
         library.close()
+
+
+def test_codes_of_one_family_share_their_letters():
+    assert [code_family(c) for c in ("E09", "TL-30", "tl50", "hk4", "AV-750H", "12V", "b")] == [
+        "e", "tl", "tl", "hk", "av", None, None,
+    ]  # fmt: skip
+    named = ["E07", "TL-30", "E-12", "e12", "HK-2"]
+    assert same_family(["E09"], named) == ["E07", "E-12"]  # e12 is E-12 again
+    assert same_family(["tl40", "hk9"], named) == ["TL-30", "HK-2"]
+    assert same_family(["GC-3"], named) == []
+    assert gap_message("pumps", [], ["E09"], [f"E{n:02}" for n in range(1, 10)]) == (
+        "The pumps packet has nothing on E09: its notes name E01, E02, E03, E04, E05, E06 "
+        f"and 3 more. {GUESS}"
+    )
 
 
 def test_passages_rank_by_the_whole_question_and_its_sentences():

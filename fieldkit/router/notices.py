@@ -1,0 +1,69 @@
+"""The sentence an answer starts with when its packet's notes may not cover the question.
+
+`fieldkit.router.retrieval.Coverage` decides; these say it, the same way for `ask`, the
+Ask screen, the agent and an HTTP client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fieldkit.store.notes import TitledText
+
+# The second sentence of a gap answer's notice: the generated text under it reads as
+# confidently as a grounded answer does, so the notice says what it is (not "a guess with
+# no record behind it": the adapter often writes out the nearest record, which may be right).
+GUESS = "Below is the adapter's answer, which no record was found close enough to vouch for."
+NAMED_SHOWN = 6  # at most this many of the notes' codes are named in a gap's notice
+
+
+def gap_message(
+    packet_name: str,
+    nearest: Sequence[TitledText],
+    missing: Sequence[str] = (),
+    family: Sequence[str] = (),
+) -> str:
+    """Return what an answer starts with when no passage covers the question: that the
+    packet has nothing on it (on the `missing` codes, whose `family` the notes name), its
+    nearest record, and that the text below is a guess."""
+    if missing:
+        subject = f"nothing on {_and(missing)}: its notes name {_and(family, NAMED_SHOWN)}"
+    else:
+        subject = "nothing on this"
+    if not nearest:
+        return f"The {packet_name} packet has {subject}. {GUESS}"
+    label = _label(nearest[0])
+    stop = "" if label.endswith((".", "?", "!")) else "."
+    return f"The {packet_name} packet has {subject}; nearest: {label}{stop} {GUESS}"
+
+
+def caution_message(
+    packet_name: str, hits: Sequence[TitledText], unknown_codes: Sequence[str] = ()
+) -> str:
+    """Return the sentence an answer starts with when its passages may not cover the
+    question (the cautious middle: see retrieval.DEFAULT_MIN_PARTIAL), naming any code in
+    the question that the notes never mention."""
+    if unknown_codes:
+        named = ", ".join(unknown_codes)
+        return (
+            f"The {packet_name} notes never mention {named}; check the answer against "
+            f"their closest record: {_label(hits[0])}"
+        )
+    return (
+        f"The {packet_name} notes may not answer this; check the answer against their "
+        f"closest record: {_label(hits[0])}"
+    )
+
+
+def _and(items: Sequence[str], most: int = 0) -> str:
+    """'E07', 'E07 and E12', 'E07, E12 and E15' (and 'and N more' past `most`)."""
+    shown = list(items[:most] if most else items)
+    rest = len(items) - len(shown)
+    if rest:
+        return f"{', '.join(shown)} and {rest} more"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+
+def _label(hit: TitledText) -> str:
+    label = hit.title or hit.text
+    return label if len(label) <= 120 else label[:117].rstrip() + "..."
