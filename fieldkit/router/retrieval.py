@@ -20,7 +20,14 @@ import numpy as np
 
 from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
-from fieldkit.router.words import WordIndex, named_codes, plain_code, plain_tokens, same_family
+from fieldkit.router.words import (
+    WordIndex,
+    lone_letter_codes,
+    named_codes,
+    plain_code,
+    plain_tokens,
+    same_family,
+)
 from fieldkit.store.notes import Passage, TitledText, has_phrasings, notes_of
 from fieldkit.store.vectors import VectorCache
 
@@ -277,14 +284,17 @@ class PassageIndex:
         return self._search(packet_id, question, 1)[1]
 
     def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
-        """Return the codes in the question (`words.named_codes`: E09, GC-3) that no
-        passage names, whatever their case and hyphen (TL30 is TL-30). Such a question
-        asks about something the notes do not know: no passage covers it surely, and
-        none covers it by a code it shares."""
+        """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed
+        in lower case after one letter, e09, when the notes name codes of that letter:
+        `words.lone_letter_codes`) that no passage names, whatever their case and hyphen
+        (TL30 is TL-30). Such a question asks about something the notes do not know: no
+        passage covers it surely, and none covers it by a code it shares."""
         if packet_id not in self._codes:
             self._codes[packet_id] = plain_tokens(p.full_text for p in self.passages(packet_id))
         known = self._codes[packet_id]
-        codes = (m.group() for m in named_codes(question))
+        codes = [m.group() for m in named_codes(question)]
+        typed = lone_letter_codes(question)
+        codes += [c for c in typed if self.family_of(packet_id, [c])]
         return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in known))
 
     def family_of(self, packet_id: str, codes: Sequence[str]) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ _SUFFIXES = ("ing", "ed", "es", "s")
 # tokens that start with a digit ("12v", "2nd") are too often words or units to count.
 _NAMED_CODE = re.compile(r"(?<![\w-])(?:[A-Z]|[A-Za-z]{2,4})-?\d{1,4}[A-Za-z]?(?![\w-])")
 _CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
+_LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
 
 
@@ -51,6 +52,13 @@ def words_of(text: str) -> set[str]:
 def named_codes(text: str) -> list[re.Match[str]]:
     """Return the codes in a text (see _NAMED_CODE), with their places."""
     return list(_NAMED_CODE.finditer(text))
+
+
+def lone_letter_codes(text: str) -> list[str]:
+    """Return the tokens of one lower-case letter and two to four digits (e09, p-10): a
+    code typed on a phone, or a word or unit (b4, m3: one digit); a caller counts them as
+    codes only where the notes name codes of that letter (E07, E12)."""
+    return _LONE_LETTER.findall(text)
 
 
 def plain_code(token: str) -> str:

@@ -265,6 +265,9 @@ def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, 
         # typed on a phone: a known code in lower case is known, an unknown one is not
         assert index.unknown_codes(record.packet_id, "my av750 shows e07") == ()
         assert index.unknown_codes(record.packet_id, "can i fit an av900 instead") == ("av900",)
+        # one lower-case letter and digits: a code only of a letter the notes' codes have
+        assert index.unknown_codes(record.packet_id, "pump showing e09 b4 m3 x12") == ("e09",)
+        assert not index.coverage(record.packet_id, "aquavolt showing e09 what is it").covered
         gap = index.coverage(record.packet_id, question)
         assert not gap.covered  # every threshold is 0 here: the family decides
         assert (gap.unknown_codes, gap.missing_codes, gap.family) == (
