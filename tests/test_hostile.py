@@ -227,6 +227,26 @@ async def test_a_trickling_peer_is_cut_by_the_minimum_rate() -> None:
     assert clock.now <= 32
 
 
+async def test_pings_are_idle_time_not_a_trickle() -> None:
+    """A peer whose person compares a code for a minute sends nothing but Pings (version
+    4): the rate guard counts that as idle time, not as a trickle far below the minimum
+    rate; a real byte among them is still counted."""
+    from fieldkit.gossip.protocol import PING_FRAME
+
+    a, b = memory_pair()
+    clock = TrickleClock()
+    guarded = GuardedStream(b, deadline=3600, min_rate=256, window=30, clock=clock)
+    for second in range(0, 120, 5):  # a Ping every five seconds for two minutes
+        clock.now = float(second)
+        await a.send(PING_FRAME)
+        assert await guarded.receive() == PING_FRAME
+    with pytest.raises(TransportError, match="bytes/s"):  # noqa: PT012 - the loop is the case
+        for second in range(120, 240, 2):  # then one real byte every two seconds
+            clock.now = float(second)
+            await a.send(b"x")
+            await guarded.receive()
+
+
 async def test_a_session_ends_at_its_deadline_however_fast_bytes_come() -> None:
     a, b = memory_pair()
     clock = TrickleClock()

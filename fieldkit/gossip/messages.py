@@ -184,6 +184,15 @@ class Decline(Message):
     reason: str
 
 
+@dataclass(frozen=True)
+class Ping(Message):
+    """Version 4: the sender is still there. A side sends it when it has sent nothing for a
+    while (SyncOptions.keepalive), so its peer can tell a link gone silent from a slow
+    session; it is no progress, and carries nothing."""
+
+    code: ClassVar[int] = 14
+
+
 # Why a receiver declines an offered packet (`Decline.reason`); a newer peer may send
 # another word, which the offering side reports as a refusal without a reason it knows.
 DECLINE_REASONS = (
@@ -241,6 +250,7 @@ _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
     Summary.code: (Summary, (lambda v: isinstance(v, list),)),
     Offer.code: (Offer, (_prefix, lambda v: isinstance(v, list))),
     Decline.code: (Decline, (_hex64, _printable(64))),
+    Ping.code: (Ping, ()),
 }
 
 

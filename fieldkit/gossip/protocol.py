@@ -38,6 +38,7 @@ from fieldkit.gossip.messages import (
     Offer,
     PacketEnd,
     PacketStart,
+    Ping,
     Proof,
     RawChunk,
     Summary,
@@ -65,9 +66,11 @@ from fieldkit.gossip.transfers import (
 )
 
 PROTOCOL_VERSION = 1  # the Hello's version field; what more a side speaks is in its nonce
-NEWEST_VERSION = 3  # 2: compact inventory (Summary, Offer) and offers that carry `created`;
-# 3: a receiver says which offered packets it declines, and why (Decline)
+NEWEST_VERSION = 4  # 2: compact inventory (Summary, Offer) and offers that carry `created`;
+# 3: a receiver says which offered packets it declines, and why (Decline); 4: a side that has
+# sent nothing for a while says it is still there (Ping)
 INVENTORY_KINDS = (Inventory, Summary, Offer)
+PING_FRAME = encode_frame(Ping().to_wire())  # every Ping is these bytes
 __all__ = [  # what other modules import from here (events, states and chunk helpers live apart)
     "NEED_DATA",
     "Closed",
@@ -80,7 +83,13 @@ __all__ = [  # what other modules import from here (events, states and chunk hel
     "chunk_length",
     "have_bitmap",
     "missing_chunks",
+    "only_pings",
 ]
+
+
+def only_pings(data: bytes) -> bool:
+    """True if `data` is nothing but whole Ping frames: bytes that carry no progress."""
+    return bool(data) and not data.replace(PING_FRAME, b"")
 
 
 class GossipConnection:
@@ -128,6 +137,7 @@ class GossipConnection:
             Offer: self.inventories.got_offer,
             Want: self._got_want,
             Decline: self._got_decline,
+            Ping: self._got_ping,
             PacketStart: self.transfers.got_start,
             PacketEnd: self.transfers.got_end,
             Cancel: self.transfers.got_cancel,
@@ -137,6 +147,7 @@ class GossipConnection:
             Inventory: self.inventories.sending_inventory,
             Want: self._sending_want,
             Decline: self._sending_decline,
+            Ping: self._sending_ping,
             PacketStart: self.transfers.sending_start,
             Chunk: self.transfers.sending_chunk,
             PacketEnd: self.transfers.sending_end,
@@ -302,6 +313,17 @@ class GossipConnection:
         self.declined.add(decline.packet_id)
         return decline
 
+    def _got_ping(self, ping: Ping) -> Ping:
+        if self.version < 4:
+            raise ProtocolError(f"The peer sent Ping in protocol version {self.version}.")
+        return ping
+
+    @property
+    def may_ping(self) -> bool:
+        """True if this side may send Ping now (version 4, after its proof, still open)."""
+        live = self.state not in (State.CLOSED, State.ERROR) and not self.finished
+        return live and self.version >= 4 and after(self.ours, Ping) is not None
+
     # --- sending -----------------------------------------------------------------------
 
     def send(self, message: Message) -> bytes:
@@ -363,6 +385,9 @@ class GossipConnection:
         require(self.inventories.done, "Decline before the inventories matched")
         require(message.packet_id in self.inventories.peer_items, "Decline of a packet not offered")
         require(message.packet_id not in self.transfers.incoming, "Decline of a wanted packet")
+
+    def _sending_ping(self, message: Ping) -> None:
+        require(self.version >= 4, "Ping before protocol version 4")
 
     def _sending_bye(self, message: Bye) -> None:
         require(self.inventories.done or self.version < 2, "Bye before the inventories matched")

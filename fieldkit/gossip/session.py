@@ -29,6 +29,7 @@ from fieldkit.gossip.messages import (
     Message,
     PacketEnd,
     PacketStart,
+    Ping,
     Proof,
     Want,
 )
@@ -43,6 +44,7 @@ from fieldkit.gossip.protocol import (
     chunk_count,
     chunk_length,
     missing_chunks,
+    only_pings,
 )
 from fieldkit.gossip.receiving import Receiver, receive_policy
 from fieldkit.gossip.stream import ByteStream, callback_address
@@ -136,12 +138,14 @@ class _Session:
         self.receiver = Receiver(
             library, options, self.summary, self._send, claims, progress, confirm
         )
-        self.last_activity = time.monotonic()
+        # progress (anything but a Ping, either way); anything heard; anything sent
+        self.last_activity = self.last_heard = self.last_sent = time.monotonic()
 
     # --- the loop ----------------------------------------------------------------------
 
     async def run(self) -> SyncSummary:
         server = asyncio.create_task(self._serve_wants())
+        keepalive = asyncio.create_task(self._keepalive())
         try:
             await self._send(self.core.our_hello)
             async with asyncio.timeout(self.options.handshake_timeout):
@@ -157,10 +161,11 @@ class _Session:
             await self._fail(exc)
         finally:
             self.wants.put_nowait(None)
+            keepalive.cancel()
             server.cancel()
             cancelled = False
             try:  # wait() never raises the server's own error or cancellation...
-                await asyncio.wait([server])
+                await asyncio.wait([server, keepalive])
             except asyncio.CancelledError:  # ...so this is ours: clean up, then re-raise it
                 cancelled = True
             if server.done() and not server.cancelled():
@@ -212,18 +217,45 @@ class _Session:
         self.core.receive_data(data)
 
     async def _receive(self) -> bytes:
-        """Return the next bytes; time out only if neither side made progress for a while."""
+        """Return the next bytes; time out if neither side made progress for a while
+        (idle_timeout), or, from a peer that says it is still there (version 4: Ping),
+        if nothing at all came for dead_after."""
         idle = self.options.idle_timeout
         while True:
+            live = self.options.dead_after if self.core.version >= 4 else idle
             try:  # not wait_for: on Python 3.11 it drops a cancel that lands as bytes arrive
-                async with asyncio.timeout(idle):
+                async with asyncio.timeout(min(idle, live)):
                     data = await self.stream.receive()
             except TimeoutError:
-                if time.monotonic() - self.last_activity < idle:
+                now = time.monotonic()
+                if live < idle and now - self.last_heard >= live:
+                    raise TransportError(self._gone(live)) from None
+                if now - self.last_activity < idle:
                     continue
                 raise TransportError(self._silent(idle)) from None
-            self.last_activity = time.monotonic()
+            self.last_heard = time.monotonic()
+            if not only_pings(data):
+                self.last_activity = self.last_heard
             return data
+
+    async def _keepalive(self) -> None:
+        """Send Ping whenever this side has sent nothing for `keepalive` seconds (version
+        4), so the peer can tell a slow session from a dead link; a failed send ends it
+        quietly (the reader hears why)."""
+        every = self.options.keepalive
+        while True:
+            await asyncio.sleep(max(every - (time.monotonic() - self.last_sent), 0.01))
+            if self.core.may_ping and time.monotonic() - self.last_sent >= every:
+                try:
+                    await self._send(Ping())
+                except Exception:
+                    return
+
+    def _gone(self, seconds: float) -> str:
+        return (
+            f"The link to {self.stream.peer_label} went silent: nothing came for {seconds:g} "
+            f"seconds, not even the peer's keepalive (sent every {self.options.keepalive:g} s)."
+        )
 
     def _silent(self, seconds: float) -> str:
         """Say that the peer went quiet; one that never said a word is most likely not a
@@ -246,7 +278,9 @@ class _Session:
                 return 0
             data = self.core.send(message)
             await self.stream.send(data)
-        self.last_activity = time.monotonic()
+        self.last_sent = time.monotonic()
+        if not isinstance(message, Ping):
+            self.last_activity = self.last_sent
         return len(data)
 
     async def _flush(self) -> None:
@@ -258,6 +292,7 @@ class _Session:
             data = self.core.data_to_send()
             if data:
                 await self.stream.send(data)
+                self.last_sent = time.monotonic()
 
     async def _send_chunk(self, chunk: Chunk) -> int:
         """Send one chunk like `_send`, and tell the compression policy what it cost."""
@@ -274,7 +309,7 @@ class _Session:
             await self.stream.send(data)
             sent = time.perf_counter() - start
         self.compression.observe(len(chunk.data), len(data), cpu, sent, self.encoder.tried)
-        self.last_activity = time.monotonic()
+        self.last_activity = self.last_sent = time.monotonic()
         return len(data)
 
     # --- events ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from fieldkit.gossip.messages import (
     Offer,
     PacketEnd,
     PacketStart,
+    Ping,
     Proof,
     Summary,
     Want,
@@ -73,6 +74,7 @@ TRANSITIONS: dict[tuple[Side, type[Message]], Side] = {
     (Side.OFFERED, Decline): Side.OFFERED,
     (Side.OFFERED, Bye): Side.DONE,
     **{(side, kind): side for side in (Side.OFFERED, Side.DONE) for kind in _SERVING},
+    **{(side, Ping): side for side in (Side.PROVED, Side.OFFERED, Side.DONE)},
     **{(side, Abort): Side.ABORTED for side in Side if side is not Side.ABORTED},
 }
 

@@ -17,7 +17,10 @@ class SyncOptions:
 
     `accept_pending`: under the `ask` policy with nobody to ask, accept a pending peer anyway.
     `base_fingerprint`: refuse packets made for another base model (None accepts any base).
-    Timeouts are in seconds; slow links (BLE) want the generous defaults.
+    Timeouts are in seconds; slow links (BLE) want the generous defaults. `idle_timeout`:
+    how long a session may make no progress (a person confirming a code on the other side).
+    With a peer of protocol version 4, each side sends a Ping after `keepalive` seconds of
+    sending nothing, so a link that carries nothing at all for `dead_after` is dead.
     `protocol_version`: the highest version this side speaks (2: compact inventory).
     `send_order`: which offered packets to ask for first: "newest" (by the manifest's
     creation time, known from version 2 offers) or "offered" (the peer's order, by name).
@@ -28,6 +31,8 @@ class SyncOptions:
     base_fingerprint: str | None = None
     handshake_timeout: float = 30.0
     idle_timeout: float = 60.0
+    keepalive: float = 5.0
+    dead_after: float = 20.0
     compression_level: int = 3
     shuffle: bool = True
     limits: Limits = field(default_factory=Limits)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.errors import TransportError
+from fieldkit.gossip.protocol import only_pings
 from fieldkit.gossip.session import run_session
 from fieldkit.gossip.stream import callback_address
 from fieldkit.gossip.summary import (
@@ -118,16 +119,20 @@ class GuardedStream:
     def peer_label(self, value: str) -> None:
         self._stream.peer_label = value
 
-    def _check(self, moved: int) -> None:
+    def _check(self, moved: int, idle: bool = False) -> None:
+        """Count `moved` bytes; `idle`: they were only Pings (version 4), which keep no
+        rate up: a person comparing a code for a minute is idle time, not a trickle."""
         now = self._clock()
-        if now - self._last > IDLE_GAP:
-            self._mark, self._moved = now, 0
-        self._last = now
-        self._moved += moved
         if now - self._start > self._deadline:
             raise TransportError(
                 f"The session with {self.peer_label} ran past its {self._deadline:g} s deadline."
             )
+        if idle:
+            return
+        if now - self._last > IDLE_GAP:
+            self._mark, self._moved = now, 0
+        self._last = now
+        self._moved += moved
         if now - self._mark >= self._window:
             rate = self._moved / (now - self._mark)
             if rate < self._min_rate:
@@ -143,7 +148,7 @@ class GuardedStream:
 
     async def receive(self) -> bytes:
         data = await self._stream.receive()
-        self._check(len(data))
+        self._check(len(data), idle=only_pings(data))
         return data
 
     async def close(self) -> None:

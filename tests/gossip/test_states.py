@@ -15,6 +15,7 @@ from fieldkit.gossip.messages import (
     Offer,
     PacketEnd,
     PacketStart,
+    Ping,
     Proof,
     Summary,
     Want,
@@ -53,7 +54,9 @@ def test_every_side_state_can_abort_and_only_serving_continues_after_bye():
     for side in Side:
         assert (after(side, Abort) is Side.ABORTED) == (side is not Side.ABORTED)
     allowed_after_bye = {kind for (side, kind) in TRANSITIONS if side is Side.DONE}
-    assert allowed_after_bye == {PacketStart, Chunk, PacketEnd, Cancel, Abort}
+    assert allowed_after_bye == {PacketStart, Chunk, PacketEnd, Cancel, Ping, Abort}
+    proved = {side for (side, kind) in TRANSITIONS if kind is Ping}  # "still here": once proved
+    assert proved == {Side.PROVED, Side.OFFERED, Side.DONE}
     assert {kind for (side, kind) in TRANSITIONS if side is Side.START} == {Hello, Abort}
 
 

@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner, Result
@@ -123,6 +124,88 @@ async def test_a_sender_whose_peer_stops_reading_ends_its_session(services, make
     assert "sent nothing for 5 seconds" in (served.error or "")
     assert time.monotonic() - tic < 2 * FAST.idle_timeout + 15
     relay.close()
+
+
+async def cutting_relay(port: int, forward: int) -> asyncio.Server:
+    """Relay connections to 127.0.0.1:`port` until `forward` bytes came back; then carry
+    nothing either way and close nothing, as a link that dies without a word does (a
+    laptop carried out of Wi-Fi range)."""
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
+        cut = asyncio.Event()
+
+        async def up() -> None:
+            while data := await client_r.read(65536):
+                if not cut.is_set():
+                    server_w.write(data)
+                    await server_w.drain()
+
+        async def down() -> None:
+            passed = 0
+            while passed < forward and (data := await server_r.read(4096)):
+                client_w.write(data)
+                passed += len(data)
+            cut.set()
+            await asyncio.sleep(3600)
+
+        await asyncio.gather(up(), down(), return_exceptions=True)
+
+    return await asyncio.start_server(relay, "127.0.0.1", 0)
+
+
+LIVELY = SyncOptions(handshake_timeout=5, idle_timeout=30, keepalive=0.2, dead_after=1.5)
+
+
+async def test_a_link_that_dies_without_a_word_is_noticed_in_seconds(services, make_packet):
+    """Both sides of a version 4 session hear a Ping from the other whenever it has
+    nothing else to send, so a link that stops carrying anything is called dead after
+    dead_after (1.5 s here), not after the idle timeout (30 s here; 60 s by default)."""
+    a, b = services("a"), services("b")
+    make_packet(b.home, name="big", size_scale=400)
+    a.library.set_trust(b.identity.device_id, "trusted")
+    b.library.set_trust(a.identity.device_id, "trusted")
+    listener = await start_listener(b, "127.0.0.1", 0, LIVELY, once=True)
+    relay = await cutting_relay(listener.port, forward=128 * 1024)
+    tic = time.monotonic()
+    summary = await sync_with("127.0.0.1", relay.sockets[0].getsockname()[1], a, LIVELY)
+    assert "went silent: nothing came for 1.5 seconds" in (summary.error or ""), summary.error
+    await asyncio.wait_for(listener.wait(), 15)
+    assert time.monotonic() - tic < 15
+    (served,) = listener.summaries
+    assert "went silent" in (served.error or ""), served.error
+    relay.close()
+
+
+@pytest.mark.parametrize(
+    ("version", "keepalive", "ok"), [(4, 0.2, True), (3, 100, True), (4, 100, False)]
+)
+async def test_a_person_slow_to_compare_codes_keeps_the_session_alive(
+    services, make_packet, version, keepalive, ok
+):
+    """While b's person compares the code (2.5 s), b sends nothing but Pings, so a, which
+    calls a link dead after 1 s of nothing, waits (a version 3 peer: only the idle timeout
+    counts). Without b's Pings, a gives up: the test sees the difference."""
+    a, b = services("a"), services("b")
+    make_packet(a.home, name="pumps")  # b's person is asked before b takes it
+    a.library.set_trust(b.identity.device_id, "trusted")
+    b.library.set_setting("receive_policy", "ask")
+    asked: list[str] = []
+
+    async def slow_person(peer_id: str, name: str, sas: str) -> bool:
+        asked.append(sas)
+        await asyncio.sleep(2.5)
+        return True
+
+    quick = SyncOptions(handshake_timeout=5, idle_timeout=10, keepalive=0.2, dead_after=1.0)
+    mine = replace(quick, protocol_version=version, keepalive=keepalive)
+    listener = await start_listener(b, "127.0.0.1", 0, mine, once=True, confirm=slow_person)
+    summary = await sync_with("127.0.0.1", listener.port, a, quick)
+    await asyncio.wait_for(listener.wait(), 15)
+    assert asked
+    assert summary.ok is ok, summary.error
+    if not ok:
+        assert "went silent: nothing came for 1 seconds" in summary.error
 
 
 async def test_a_packet_that_failed_verification_is_not_offered(services, make_packet):

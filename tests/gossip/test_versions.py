@@ -1,5 +1,5 @@
-"""Protocol versions 1, 2 (compact inventory) and 3 (Decline) together, and resume across
-peers."""
+"""Protocol versions 1, 2 (compact inventory), 3 (Decline) and 4 (Ping) together, and
+resume across peers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 
 from fieldkit.errors import ProtocolError
 from fieldkit.gossip.framing import encode_frame
-from fieldkit.gossip.messages import Decline, Inventory, InventoryItem
+from fieldkit.gossip.messages import Decline, Inventory, InventoryItem, Ping
 from fieldkit.gossip.pairing import mark_nonce, nonce_version
+from fieldkit.gossip.protocol import PING_FRAME, only_pings
 from fieldkit.gossip.reconcile import Reconciler
 from fieldkit.gossip.states import LocalProtocolError
 from fieldkit.testing.memory_link import Faults
@@ -93,7 +94,18 @@ def test_the_version_rides_in_the_nonce_and_defaults_to_one():
 
 @pytest.mark.parametrize(
     ("va", "vb", "spoken"),
-    [(1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 2), (3, 1, 1), (2, 3, 2), (3, 3, 3)],
+    [
+        (1, 1, 1),
+        (1, 2, 1),
+        (2, 1, 1),
+        (2, 2, 2),
+        (3, 1, 1),
+        (2, 3, 2),
+        (3, 3, 3),
+        (4, 3, 3),
+        (1, 4, 1),
+        (4, 4, 4),
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("piece", [None, 5])
 def test_old_and_new_peers_sync_in_the_version_both_speak(ids, va, vb, spoken, piece):
@@ -110,7 +122,9 @@ def test_old_and_new_peers_sync_in_the_version_both_speak(ids, va, vb, spoken, p
     assert len(b.chunks[pa.packet_id]) == len(pa.manifest["chunk_hashes"])
 
 
-@pytest.mark.parametrize(("va", "vb"), [(1, 2), (2, 1), (2, 2), (3, 1), (2, 3), (3, 3)])
+@pytest.mark.parametrize(
+    ("va", "vb"), [(1, 2), (2, 1), (2, 2), (3, 1), (2, 3), (3, 3), (4, 2), (3, 4), (4, 4)]
+)
 async def test_sessions_of_old_and_new_devices_exchange_packets(make_device, make_packet, va, vb):
     a, b = make_device("a"), make_device("b")
     pa = make_packet(a.home, name="pumps")
@@ -189,3 +203,35 @@ def test_a_decline_is_refused_below_version_3_and_for_a_packet_never_offered(ids
     a = Peer(ia, NONCE_A, {pa.packet_id: pa}, version=3)
     with pytest.raises(ProtocolError, match="declined a packet that was not offered"):
         run_pair(a, Hostile(ib, NONCE_B, {}, version=3))
+
+
+def test_in_version_4_either_side_may_say_it_is_still_there_once_proved(ids):
+    """Ping: after a side's proof, as often as it likes, in any order with the rest; no
+    event a session must act on, and below version 4 refused both ways."""
+    ia, ib = ids
+    pa = make_packet(ia, "pumps", 1)
+
+    class Chatty(Peer):
+        def react(self, event) -> None:  # noqa: ANN001
+            super().react(event)
+            if self.core.may_ping:
+                self.send(Ping())
+
+    a = Chatty(ia, NONCE_A, {pa.packet_id: pa}, version=4)
+    b = Peer(ib, NONCE_B, {}, version=4)
+    run_pair(a, b, piece=7)
+    assert b.core.finished
+    assert set(b.chunks) == {pa.packet_id}
+    assert sum(isinstance(e, Ping) for e in b.events) > 3
+    assert not a.core.may_ping  # both said Bye: nothing more to say
+    assert only_pings(PING_FRAME * 3)
+    assert not only_pings(b"")
+    assert not only_pings(PING_FRAME + encode_frame(Inventory(()).to_wire()))
+
+    core, _ = handshaken(ids)  # version 1: neither side may
+    with pytest.raises(ProtocolError, match="Ping in protocol version 1"):
+        feed_frames(core, Ping())
+    core, _ = handshaken(ids)
+    assert not core.may_ping
+    with pytest.raises(LocalProtocolError, match="Ping before protocol version 4"):
+        core.send(Ping())
