@@ -103,6 +103,31 @@ def start_ble_listener(home: Home, port: int) -> subprocess.Popen:
     return proc
 
 
+def start_ble_central(home: Home, peer_id: str, port: int) -> subprocess.Popen:
+    """`sync --ble --peer PEER_ID --json` on the controller at `port`."""
+    return fieldkit(
+        home, "sync", "--ble", "--peer", peer_id, "--json", "--idle-timeout", "10",
+        "--hci", f"tcp-client:127.0.0.1:{port}",
+    )  # fmt: skip
+
+
+def said_while_syncing(
+    listener: subprocess.Popen, central: subprocess.Popen
+) -> tuple[str, str, str]:
+    """Return the listener's next line on stderr, said while `central` syncs with it, then
+    the central's and the listener's JSON summaries once both ended (each exit 0)."""
+    try:
+        said = listener.stderr.readline()
+        out, err = central.communicate(timeout=60)
+        assert central.returncode == 0, err
+        l_out, l_err = listener.communicate(timeout=30)
+        assert listener.returncode == 0, l_err
+    finally:
+        listener.kill()
+        listener.wait(5)
+    return said, out, l_out
+
+
 def test_two_processes_scan_then_sync_over_bumble_controllers(make_home, make_packet, controllers):
     port_a, port_b = controllers
     a, b = make_home("a"), make_home("b")
@@ -126,10 +151,7 @@ def test_two_processes_scan_then_sync_over_bumble_controllers(make_home, make_pa
         assert peer["trust"] == "unknown"
         assert isinstance(peer["rssi"], int)
 
-        central = fieldkit(
-            a, "sync", "--ble", "--peer", id_b, "--json", "--idle-timeout", "10",
-            "--hci", f"tcp-client:127.0.0.1:{port_a}",
-        )  # fmt: skip
+        central = start_ble_central(a, id_b, port_a)
         out, err = central.communicate(timeout=60)
         if central.returncode != 0:
             listener.kill()
@@ -168,24 +190,11 @@ def test_a_ble_listener_shows_the_pairing_code_of_a_new_peer_during_the_session(
     me = Identity.load_or_create(a)
     id_a, id_b = me.device_id, Identity.load_or_create(b).device_id
     listener = start_ble_listener(b, port_b)  # a is a stranger to b: pending
-    try:
-        central = fieldkit(
-            a, "sync", "--ble", "--peer", id_b, "--json", "--idle-timeout", "10",
-            "--hci", f"tcp-client:127.0.0.1:{port_a}",
-        )  # fmt: skip
-        said = listener.stderr.readline()  # printed when the peer proved who it is
-        out, err = central.communicate(timeout=60)
-        assert central.returncode == 0, err
-        l_out, l_err = listener.communicate(timeout=30)
-    finally:
-        listener.kill()
-        listener.wait(5)
+    said, out, l_out = said_while_syncing(listener, start_ble_central(a, id_b, port_a))
     summary = json.loads(l_out)
     assert summary["peer"]["id"] == id_a
     code = summary["peer"]["sas"]
-    assert said.startswith(f"{me.name} ({id_a}) connected (pending): the code is {code};"), (
-        said + l_err
-    )
+    assert said.startswith(f"{me.name} ({id_a}) connected (pending): the code is {code};"), said
     assert json.loads(out)["peer"]["sas"] == code  # the code both screens show
 
 

@@ -76,10 +76,12 @@ async def test_a_listener_keeps_no_passing_port_as_a_peers_address(services):
     assert b.library.get_peer(a.identity.device_id).address == ""
 
 
-async def stalling_relay(port: int, forward: int) -> asyncio.Server:
+async def stalling_relay(port: int, forward: int, both_ways: bool = False) -> asyncio.Server:
     """Relay connections to 127.0.0.1:`port`, passing at most `forward` bytes back; then it
     stops reading from that side but keeps its connection open, as a laptop suspended
-    mid-transfer does (its socket buffer is kept small, so the sender's fills)."""
+    mid-transfer does (its socket buffer is kept small, so the sender's fills). With
+    `both_ways`, from then on it carries nothing the other way either, as a link that dies
+    without a word does (a laptop carried out of Wi-Fi range)."""
 
     async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         sock = socket.socket()
@@ -87,17 +89,20 @@ async def stalling_relay(port: int, forward: int) -> asyncio.Server:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         server_r, server_w = await asyncio.open_connection(sock=sock)
+        cut = asyncio.Event()
 
         async def up() -> None:
             while data := await client_r.read(65536):
-                server_w.write(data)
-                await server_w.drain()
+                if not (both_ways and cut.is_set()):
+                    server_w.write(data)
+                    await server_w.drain()
 
         async def down() -> None:
             passed = 0
             while passed < forward and (data := await server_r.read(4096)):
                 client_w.write(data)
                 passed += len(data)
+            cut.set()
             await asyncio.sleep(3600)  # reads no more, closes nothing
 
         await asyncio.gather(up(), down(), return_exceptions=True)
@@ -126,34 +131,6 @@ async def test_a_sender_whose_peer_stops_reading_ends_its_session(services, make
     relay.close()
 
 
-async def cutting_relay(port: int, forward: int) -> asyncio.Server:
-    """Relay connections to 127.0.0.1:`port` until `forward` bytes came back; then carry
-    nothing either way and close nothing, as a link that dies without a word does (a
-    laptop carried out of Wi-Fi range)."""
-
-    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
-        cut = asyncio.Event()
-
-        async def up() -> None:
-            while data := await client_r.read(65536):
-                if not cut.is_set():
-                    server_w.write(data)
-                    await server_w.drain()
-
-        async def down() -> None:
-            passed = 0
-            while passed < forward and (data := await server_r.read(4096)):
-                client_w.write(data)
-                passed += len(data)
-            cut.set()
-            await asyncio.sleep(3600)
-
-        await asyncio.gather(up(), down(), return_exceptions=True)
-
-    return await asyncio.start_server(relay, "127.0.0.1", 0)
-
-
 LIVELY = SyncOptions(handshake_timeout=5, idle_timeout=30, keepalive=0.2, dead_after=1.5)
 
 
@@ -166,7 +143,7 @@ async def test_a_link_that_dies_without_a_word_is_noticed_in_seconds(services, m
     a.library.set_trust(b.identity.device_id, "trusted")
     b.library.set_trust(a.identity.device_id, "trusted")
     listener = await start_listener(b, "127.0.0.1", 0, LIVELY, once=True)
-    relay = await cutting_relay(listener.port, forward=128 * 1024)
+    relay = await stalling_relay(listener.port, forward=128 * 1024, both_ways=True)
     tic = time.monotonic()
     summary = await sync_with("127.0.0.1", relay.sockets[0].getsockname()[1], a, LIVELY)
     assert "went silent: nothing came for 1.5 seconds" in (summary.error or ""), summary.error

@@ -19,7 +19,13 @@ from fieldkit.cli import main
 from fieldkit.home import Home
 from fieldkit.server.client import CONFIRM_PATH, SYNC_PATH, find_agent
 from fieldkit.store.identity import Identity
-from tests.ble.test_cli_ble import controllers, fieldkit, start_ble_listener
+from tests.ble.test_cli_ble import (
+    controllers,
+    fieldkit,
+    said_while_syncing,
+    start_ble_central,
+    start_ble_listener,
+)
 from tests.server.conftest import Peer, RunningAgent, StartAgent, trust
 
 __all__ = ["controllers"]  # the fixture, used by name below
@@ -98,10 +104,7 @@ def test_sync_ble_listen_serves_peers_on_the_agents_radio(
         assert ready.startswith("Advertising over Bluetooth LE on the agent's radio as"), (
             ready + listener.stderr.read()
         )
-        central = fieldkit(
-            wells_peer.home, "sync", "--ble", "--peer", my_id, "--json", "--idle-timeout", "10",
-            "--hci", f"tcp-client:127.0.0.1:{port_b}",
-        )  # fmt: skip
+        central = start_ble_central(wells_peer.home, my_id, port_b)
         c_out, c_err = central.communicate(timeout=60)
         assert central.returncode == 0, c_err
         assert json.loads(c_out)["peer"]["id"] == my_id
@@ -134,21 +137,11 @@ def test_a_listener_on_the_agents_radio_shows_a_new_peers_code_during_the_sessio
         packet_home, "--model", str(tiny_model_dir), "sync", "--ble", "--listen", "--once",
         "--json", "--idle-timeout", "10",
     )  # fmt: skip
-    try:
-        assert "on the agent's radio" in listener.stderr.readline()
-        central = fieldkit(
-            wells_peer.home, "sync", "--ble", "--peer", my_id, "--json", "--idle-timeout", "10",
-            "--hci", f"tcp-client:127.0.0.1:{port_b}",
-        )  # fmt: skip
-        said = listener.stderr.readline()
-        c_out, c_err = central.communicate(timeout=60)
-        assert central.returncode == 0, c_err
-        out, err = listener.communicate(timeout=30)
-    finally:
-        listener.kill()
-        listener.wait(5)
+    assert "on the agent's radio" in listener.stderr.readline()
+    central = start_ble_central(wells_peer.home, my_id, port_b)
+    said, c_out, out = said_while_syncing(listener, central)
     code = json.loads(out)["peer"]["sas"]
-    assert f"({wells_peer.device_id}) connected (pending): the code is {code};" in said, said + err
+    assert f"({wells_peer.device_id}) connected (pending): the code is {code};" in said, said
     assert json.loads(c_out)["peer"]["sas"] == code
 
 
