@@ -55,6 +55,36 @@ async def test_two_way_sync_over_ble(make_device, make_packet, throttled):
     assert sa.sas == sb.sas
 
 
+async def test_keepalives_cross_the_ble_link_while_a_person_compares_the_code(
+    make_device, make_packet
+):
+    """b's person takes 1 s to compare the code; a calls a link dead after 0.4 s of nothing
+    at all. b's Pings (version 4) cross the GATT link meanwhile, so the session goes on
+    and the packet arrives whole."""
+    a, b = make_device("a"), make_device("b")
+    pa = make_packet(a.home, name="pumps", size_scale=2)
+    a.trust(b)
+    b.library.set_setting("receive_policy", "ask")
+    asked: list[str] = []
+
+    async def slow_person(peer_id: str, name: str, sas: str) -> bool:
+        asked.append(sas)
+        await asyncio.sleep(1.0)
+        return True
+
+    options = SyncOptions(handshake_timeout=5, idle_timeout=10, keepalive=0.1, dead_after=0.4)
+    link = ThrottledLink(rate=200_000, interval=0.0075)
+    ra, rb = await radios(VirtualRadio(link=link), a, b)
+    serving = asyncio.create_task(serve_ble(rb, b, options, once=True, confirm=slow_person))
+    sa = await asyncio.wait_for(sync_ble_peer(ra, a, options, peer=b.device_id, scan_seconds=5), 60)
+    (sb,) = await asyncio.wait_for(serving, 30)
+    assert asked
+    assert sa.ok, sa.error
+    assert sb.ok, sb.error
+    assert sa.protocol_version == 4
+    assert b.library.read_weights(b.library.find(pa.packet_id)) == a.library.read_weights(pa)
+
+
 async def test_link_dropped_mid_transfer_resumes_with_only_the_missing_chunks(
     make_device, make_packet
 ):
