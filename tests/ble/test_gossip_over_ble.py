@@ -58,7 +58,7 @@ async def test_two_way_sync_over_ble(make_device, make_packet, throttled):
 async def test_keepalives_cross_the_ble_link_while_a_person_compares_the_code(
     make_device, make_packet
 ):
-    """b's person takes 1 s to compare the code; a calls a link dead after 0.4 s of nothing
+    """b's person takes 2.5 s to compare the code; a calls a link dead after 1 s of nothing
     at all. b's Pings (version 4) cross the GATT link meanwhile, so the session goes on
     and the packet arrives whole."""
     a, b = make_device("a"), make_device("b")
@@ -69,10 +69,10 @@ async def test_keepalives_cross_the_ble_link_while_a_person_compares_the_code(
 
     async def slow_person(peer_id: str, name: str, sas: str) -> bool:
         asked.append(sas)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(2.5)
         return True
 
-    options = SyncOptions(handshake_timeout=5, idle_timeout=10, keepalive=0.1, dead_after=0.4)
+    options = SyncOptions(handshake_timeout=5, idle_timeout=10, keepalive=0.1, dead_after=1.0)
     link = ThrottledLink(rate=200_000, interval=0.0075)
     ra, rb = await radios(VirtualRadio(link=link), a, b)
     serving = asyncio.create_task(serve_ble(rb, b, options, once=True, confirm=slow_person))
