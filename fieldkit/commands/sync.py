@@ -48,7 +48,11 @@ from fieldkit.gossip.tcp import DEFAULT_PORT
     help="Under the `ask` policy without a person to ask, accept packets from pending peers.",
 )
 @click.option(
-    "--idle-timeout", type=Seconds(), default=60.0, show_default=True, help="Seconds of silence."
+    "--idle-timeout",
+    type=Seconds(),
+    default=60.0,
+    show_default=True,
+    help="Seconds without progress (a peer's keepalives are none) before the session ends.",
 )
 @click.option("--ble", is_flag=True, help="Sync over Bluetooth LE instead of TCP.")
 @click.option(
