@@ -12,18 +12,19 @@ No textual, no click here.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fieldkit.prompts import PROMPT_PASSAGES, grounded_prompt, reading_prefix
-from fieldkit.router.notices import caution_message, gap_message
+from fieldkit.prompts import PROMPT_PASSAGES, check_question, grounded_prompt, reading_prefix
+from fieldkit.router.notices import caution_message, gap_message, unlisted_answer
 from fieldkit.router.retrieval import DEFAULT_K, Reader
 from fieldkit.store.notes import TitledText
 from fieldkit.support import Unsupported, states_numbers, support_check
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
+    from fieldkit.engine.generation import GenerationChunk
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import RouteDecision, Router
 
@@ -42,33 +43,6 @@ BASE_CAUTION = (
     "No packet answers this: the base model answers alone, without any packet's knowledge "
     "or notes. Check it before acting on it."
 )
-
-# The longest prompt fieldkit takes, in characters: a question to `fieldkit ask`, or all the
-# messages of a request to the agent (fieldkit.server.chat). At about 4 characters a token,
-# a longer one overruns the model's positions, and only after minutes of work.
-MAX_PROMPT_CHARS = 32_000
-
-
-def prompt_too_long(chars: int, limit: int = MAX_PROMPT_CHARS) -> str | None:
-    """Return the sentence refusing a prompt of `chars` characters over `limit`; None if
-    it fits. The one rule for `fieldkit ask` and the agent."""
-    if chars <= limit:
-        return None
-    return f"The prompt has {chars} characters; fieldkit takes at most {limit}."
-
-
-def check_question(question: str) -> None:
-    """Raise FieldkitError with one sentence if `question` is empty, holds no letter or
-    digit (a stray key: "^", "?"), or is too long; cheap, so a caller checks before it
-    loads any model."""
-    from fieldkit.errors import FieldkitError
-
-    if not question.strip():
-        raise FieldkitError("The question is empty.")
-    if not any(c.isalnum() for c in question):
-        raise FieldkitError("The question has no words in it.")
-    if refusal := prompt_too_long(len(question)):
-        raise FieldkitError(refusal)
 
 
 @dataclass(frozen=True)
@@ -133,6 +107,7 @@ class Grounding(_Notice):
     nearest: list[Source] = field(default_factory=list)  # a gap's nearest passages
     gap: str | None = None  # the sentence a gap answer starts with
     caution: str | None = None  # the sentence said first when the passages may not fit
+    said: str | None = None  # the whole answer, when nothing is to be generated (`stream`)
 
 
 @dataclass(frozen=True)
@@ -151,6 +126,7 @@ class Answer(_Notice):
     nearest: list[Source] = field(default_factory=list)
     result: GenerationResult | None = None
     caution: str | None = None
+    generated: bool = True  # False: the notes settled it and no model wrote it (`stream`)
 
     @property
     def shown_text(self) -> str:
@@ -177,6 +153,8 @@ class Answer(_Notice):
     @property
     def note(self) -> str:
         """A short label of where the answer came from."""
+        if not self.generated:
+            return "nothing generated: the notes hold no record of it"
         if self.grounding == NOTES:
             return f"from the {self.packet} notes and adapter"
         if self.grounding in (GAP, ADAPTER_ONLY):
@@ -198,6 +176,7 @@ class Answer(_Notice):
             "nearest": [s.to_dict() for s in self.nearest],
             "unsupported": [u.to_dict() for u in self.unsupported],
             "follows_unread": self.follows_unread,
+            "generated": self.generated,
         }
         if self.result is not None:
             r = self.result
@@ -355,8 +334,10 @@ def ground(
         for i, h in enumerate(coverage.hits)
     ]
     if not coverage.covered:
-        message = gap_message(name, coverage.hits, coverage.missing_codes, coverage.family)
-        return Grounding(question, name, pid, GAP, bare, [], sources, message)
+        missing = coverage.missing_codes
+        message = gap_message(name, coverage.hits, missing, coverage.family)
+        said = unlisted_answer(missing) if missing else None
+        return Grounding(question, name, pid, GAP, bare, [], sources, message, said=said)
     messages = grounded_messages(question, coverage.hits[:PROMPT_PASSAGES])
     caution = (
         None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
@@ -381,13 +362,41 @@ def finish(
         packet_id=grounding.packet_id,
         grounding=grounding.grounding,
         sources=grounding.sources,
-        unsupported=support_check(text, passages),
+        unsupported=[] if grounding.said else support_check(text, passages),  # ours: no marks
         decision=decision,
         gap=grounding.gap,
         nearest=grounding.nearest,
         result=result,
         caution=grounding.caution,
+        generated=grounding.said is None,
     )
+
+
+def stream(engine: Engine, grounding: Grounding, adapter: Any, **options: Any) -> Iterator[Any]:
+    """Return the engine's stream for the grounding's prompt, or, when the notes settled
+    the answer (`Grounding.said`), that text and a result that counts no token."""
+    if grounding.said is None:
+        return engine.generate(grounding.messages, adapter, **options)
+    return iter(_said(grounding.said))
+
+
+async def astream(
+    engine: Engine, grounding: Grounding, adapter: Any, **options: Any
+) -> AsyncIterator[GenerationChunk]:
+    """`stream` for asyncio code (the agent)."""
+    if grounding.said is None:
+        async for chunk in engine.astream(grounding.messages, adapter, **options):
+            yield chunk
+        return
+    for chunk in _said(grounding.said):
+        yield chunk
+
+
+def _said(text: str) -> list[GenerationChunk]:
+    from fieldkit.engine.generation import GenerationChunk, GenerationResult
+
+    done = GenerationResult(text, (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
+    return [GenerationChunk(text), GenerationChunk("", done)]
 
 
 def answer(
@@ -426,8 +435,8 @@ def answer(
     if on_ground is not None:
         on_ground(grounding, decision)
     result = None
-    for chunk in parts.engine.generate(
-        grounding.messages, adapter, max_tokens=max_tokens, clean=clean, cancel=cancel
+    for chunk in stream(
+        parts.engine, grounding, adapter, max_tokens=max_tokens, clean=clean, cancel=cancel
     ):
         if chunk.text and on_text is not None:
             on_text(chunk.text)

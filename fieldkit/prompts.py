@@ -1,4 +1,5 @@
-"""The grounded prompt: one format for answering and for training on notes.
+"""The grounded prompt: one format for answering and for training on notes; and the
+checks on a question before any model is loaded.
 
 An adapter trained on prompts that hold its notes learns to read them; it only helps if
 the prompt it meets when answering has the same shape, so both build it here.
@@ -35,3 +36,31 @@ def reading_prefix(full_text: str) -> str:
     the question (fieldkit.router.retrieval.READ_K): the record, then the question's cue,
     worded as when READ_WEIGHT was chosen (a farm technician, whatever the domain)."""
     return f"Record:\n{full_text.strip()}\n\nA farm technician asks about this record:"
+
+
+# The longest prompt fieldkit takes, in characters: a question to `fieldkit ask`, or all the
+# messages of a request to the agent (fieldkit.server.chat). At about 4 characters a token,
+# a longer one overruns the model's positions, and only after minutes of work.
+MAX_PROMPT_CHARS = 32_000
+
+
+def prompt_too_long(chars: int, limit: int = MAX_PROMPT_CHARS) -> str | None:
+    """Return the sentence refusing a prompt of `chars` characters over `limit`; None if
+    it fits. The one rule for `fieldkit ask` and the agent."""
+    if chars <= limit:
+        return None
+    return f"The prompt has {chars} characters; fieldkit takes at most {limit}."
+
+
+def check_question(question: str) -> None:
+    """Raise FieldkitError with one sentence if `question` is empty, holds no letter or
+    digit (a stray key: "^", "?"), or is too long; cheap, so a caller checks before it
+    loads any model."""
+    from fieldkit.errors import FieldkitError
+
+    if not question.strip():
+        raise FieldkitError("The question is empty.")
+    if not any(c.isalnum() for c in question):
+        raise FieldkitError("The question has no words in it.")
+    if refusal := prompt_too_long(len(question)):
+        raise FieldkitError(refusal)

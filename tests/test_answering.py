@@ -14,7 +14,6 @@ from fieldkit.answering import (
     BASE,
     BASE_CAUTION,
     GAP,
-    MAX_PROMPT_CHARS,
     NOTES,
     PROMPT_PASSAGES,
     Parts,
@@ -26,6 +25,7 @@ from fieldkit.answering import (
 from fieldkit.cli import main
 from fieldkit.engine.engine import Engine
 from fieldkit.errors import FieldkitError
+from fieldkit.prompts import MAX_PROMPT_CHARS
 from fieldkit.router.retrieval import Hit, PassageIndex
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
@@ -489,3 +489,34 @@ def test_a_long_question_says_first_that_reading_it_takes_a_while(noted_home, ti
     assert f"Reading a question of {len(question.strip()):,} characters" in result.stderr
     short = CliRunner().invoke(main, [*base, "Why?", "--base", "--max-tokens", "2"])
     assert "Reading a question" not in short.stderr
+
+
+CODE_NOTES = [
+    Passage("e07", "E07 on the AV-750 means the dry-run sensor tripped.", "What is E07?"),
+    Passage("e12", "E12 on the AV-750 means the controller overheated.", "What is E12?"),
+    *PUMP_NOTES,
+]
+
+
+def test_a_code_the_notes_do_not_list_is_answered_without_the_model(
+    home, make_packet, make_adapter, minilm, tiny_model_dir
+):
+    """The bug: asked about E09 where the notes list E07 and E12, the adapter wrote another
+    code's meaning as E09's. The notes settle it: nothing is generated, and the answer says
+    where to look instead."""
+    fingerprint = model_fingerprint(tiny_model_dir)
+    make_packet(home, name="pumps", notes=CODE_NOTES, base_fingerprint=fingerprint,
+                adapter=make_adapter(1))  # fmt: skip
+    library = Services.build(home.root, tiny_model_dir).library
+    with Engine(tiny_model_dir) as engine:
+        parts = Parts(engine, library, None, PassageIndex(library, minilm, min_cosine=0.0))
+        got = answer(parts, "My AV-750 shows E09, what does it mean?", packet="pumps")
+    library.close()
+    assert got.grounding == GAP
+    assert got.gap.startswith("The pumps packet has nothing on E09: its notes name E07 and E12")
+    assert got.text.startswith("No answer is generated: the packet holds no record of E09.")
+    assert (got.generated, got.note) == (False, "nothing generated: the notes hold no record of it")
+    result = got.result  # no token generated, no adapter applied
+    assert (result.tokens, result.generation_tokens, result.adapter) == ((), 0, None)
+    assert got.unsupported == []
+    assert got.to_dict()["generated"] is False

@@ -96,8 +96,8 @@ def given_question(words: Sequence[str]) -> str:
     FieldkitError if it is longer or not UTF-8 text."""
     if list(words) != ["-"]:
         return " ".join(words)
-    from fieldkit.answering import MAX_PROMPT_CHARS
     from fieldkit.errors import FieldkitError
+    from fieldkit.prompts import MAX_PROMPT_CHARS
 
     cap = 4 * (MAX_PROMPT_CHARS + 1)  # bytes enough for that many characters
     text, full = stdin_text(cap, "The question on standard input is not UTF-8 text.")

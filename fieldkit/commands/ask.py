@@ -87,7 +87,8 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
     elif result.grounding == ADAPTER_ONLY:
         lines.append(f"(from the adapter only: {result.packet} carries no notes)")
     elif result.grounding == GAP:
-        lines.append("(from the adapter only: no note covers this question)")
+        said = "from the adapter only: no note covers this question"
+        lines.append(f"({said if result.generated else result.note})")
         for source in result.nearest_shown:  # the gap sentence above names its title
             line = _source_line(
                 "nearest record, not used: ", source, width, columns, fact_only=True
@@ -108,7 +109,7 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         lines.append(f"unsupported by {checked}: {marks}{caution}")
     elif result.sources and states_numbers(result.text):
         lines.append(numbers_found("a source"))
-    elif nearest and states_numbers(result.text):
+    elif nearest and result.generated and states_numbers(result.text):
         lines.append(numbers_found("the nearest record"))
     if follows := result.follows_unread:  # worked out from the sources each time it is read
         lines.append(follows)
@@ -168,7 +169,8 @@ def ask_command(
     """Answer QUESTION (its words, quoted or not; `-`: read it from standard input, a long
     question written in an editor or piped from a script). Without --adapter or --base, the
     router picks the packet."""
-    from fieldkit.answering import answer, check_question
+    from fieldkit.answering import answer
+    from fieldkit.prompts import check_question
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fieldkit.answering import check_question
 from fieldkit.commands import given_question, stdin_text
 from fieldkit.errors import RouterError
 from fieldkit.formats import format_size, shown_text
+from fieldkit.prompts import check_question
 from fieldkit.store.files import MIB
 from fieldkit.store.importers import EXEMPLAR_FORMATS, parse_questions
 from fieldkit.store.importers import read_questions as read

@@ -24,17 +24,30 @@ def gap_message(
     family: Sequence[str] = (),
 ) -> str:
     """Return what an answer starts with when no passage covers the question: that the
-    packet has nothing on it (on the `missing` codes, whose `family` the notes name), its
-    nearest record, and that the text below is a guess."""
+    packet has nothing on it, its nearest record, and that the text below is a guess. On
+    `missing` codes, whose `family` the notes name, it names them, and no guess follows
+    (see `unlisted_answer`)."""
     if missing:
         subject = f"nothing on {_and(missing)}: its notes name {_and(family, NAMED_SHOWN)}"
     else:
         subject = "nothing on this"
+    guess = "" if missing else f" {GUESS}"
     if not nearest:
-        return f"The {packet_name} packet has {subject}. {GUESS}"
+        return f"The {packet_name} packet has {subject}.{guess}"
     label = _label(nearest[0])
     stop = "" if label.endswith((".", "?", "!")) else "."
-    return f"The {packet_name} packet has {subject}; nearest: {label}{stop} {GUESS}"
+    return f"The {packet_name} packet has {subject}; nearest: {label}{stop}{guess}"
+
+
+def unlisted_answer(missing: Sequence[str]) -> str:
+    """Return the whole answer to a question about codes the notes do not list, of a family
+    they do: the adapter learnt the same records, so whatever it wrote of them would be made
+    up (it wrote another code's meaning as theirs), and nothing is generated."""
+    return (
+        f"No answer is generated: the packet holds no record of {_and(missing)}. Look "
+        f"{'it' if len(missing) == 1 else 'them'} up in the equipment's own manual, or ask "
+        "its supplier."
+    )
 
 
 def caution_message(

@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fieldkit.errors import FieldkitError, LibraryError
@@ -318,15 +318,16 @@ class Agent:
             )
         self._waiting += 1
         self._live.add(cancel)
-        from fieldkit.answering import finish
+        from fieldkit.answering import astream, finish
 
         outcome = "cancelled"  # unless the generation ends or fails
         try:
             plan = await self.on_library(lambda: self.plan(request))
             yield plan, None
             result: GenerationResult | None = None
-            stream = self.services.engine.astream(
-                plan.messages,
+            stream = astream(
+                self.services.engine,
+                replace(plan.grounding, messages=plan.messages),
                 plan.adapter,
                 max_tokens=request.max_tokens,
                 stop=request.stop,

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from fieldkit.answering import MAX_PROMPT_CHARS, prompt_too_long
+from fieldkit.prompts import MAX_PROMPT_CHARS, prompt_too_long
 
 AUTO = "auto"
 BASE = "base"

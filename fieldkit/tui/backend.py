@@ -146,7 +146,7 @@ class TuiBackend(SyncBackend):
     def check_question(question: str) -> None:
         """Raise FieldkitError with one sentence for a question nothing should answer
         (answering.check_question: empty, no words, too long)."""
-        from fieldkit.answering import check_question
+        from fieldkit.prompts import check_question
 
         check_question(question)
 
@@ -400,7 +400,7 @@ class TuiBackend(SyncBackend):
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work), grounded
         in the packet's notes when it has them; the last chunk carries sources and marks."""
-        from fieldkit.answering import finish
+        from fieldkit.answering import finish, stream
 
         grounding = self.ground(question, packet_id, abstained)
         if grounding.notice:
@@ -408,8 +408,13 @@ class TuiBackend(SyncBackend):
         adapter = None
         if packet_id:
             adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
-        for chunk in self.services.engine.generate(
-            grounding.messages, adapter, max_tokens=max_tokens, cancel=cancel, clean=True
+        for chunk in stream(
+            self.services.engine,
+            grounding,
+            adapter,
+            max_tokens=max_tokens,
+            cancel=cancel,
+            clean=True,
         ):
             result = chunk.result
             if result is None:
@@ -428,4 +433,5 @@ class TuiBackend(SyncBackend):
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
                 follows_unread=done.follows_unread,
+                generated=done.generated,
             )

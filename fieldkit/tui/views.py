@@ -179,6 +179,7 @@ class AnswerChunk:
     nearest: list[SourceView] = field(default_factory=list)  # a gap's nearest passage, unused
     final: str | None = None  # the whole answer text, once done
     follows_unread: str | None = None  # Answer.follows_unread
+    generated: bool = True  # Answer.generated: False when the notes settled it
 
 
 @dataclass

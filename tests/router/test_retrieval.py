@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fieldkit.router.notices import GUESS, caution_message, gap_message
+from fieldkit.router.notices import GUESS, caution_message, gap_message, unlisted_answer
 from fieldkit.router.retrieval import (
     MIN_SPREAD_PASSAGES,
     READ_K,
@@ -303,8 +303,9 @@ def test_codes_of_one_family_share_their_letters():
     assert same_family(["GC-3"], named) == []
     assert gap_message("pumps", [], ["E09"], [f"E{n:02}" for n in range(1, 10)]) == (
         "The pumps packet has nothing on E09: its notes name E01, E02, E03, E04, E05, E06 "
-        f"and 3 more. {GUESS}"
-    )
+        "and 3 more."
+    )  # no guess follows: nothing is generated (notices.unlisted_answer)
+    assert unlisted_answer(["E09"]).startswith("No answer is generated: the packet holds no")
 
 
 def test_passages_rank_by_the_whole_question_and_its_sentences():

@@ -151,6 +151,30 @@ def test_a_client_that_shows_only_the_content_still_reads_the_gap_or_caution(
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == content
 
 
+def test_a_code_the_notes_do_not_list_is_answered_without_generating(
+    start_agent: StartAgent, make_home, tiny_model_dir, make_adapter
+) -> None:
+    """E09 where the notes list E07 and E12: the agent, too, says so and generates nothing
+    (fieldkit.answering.astream), streamed or not."""
+    from tests.test_answering import CODE_NOTES
+
+    home = make_home("codes")
+    add_packet(home, tiny_model_dir, make_adapter(1), "pumps", PUMP_QUESTIONS, CODE_NOTES)
+    client = client_for(start_agent(home))
+    messages = [{"role": "user", "content": "My AV-750 shows E09, what does it mean?"}]
+    whole = client.chat.completions.create(model="pumps", messages=messages, max_tokens=6)
+    assert whole.fieldkit["gap"].startswith("The pumps packet has nothing on E09: its notes name")
+    said = whole.fieldkit["answer"]
+    assert said["answer"].startswith("No answer is generated: the packet holds no record of E09")
+    assert said["generated"] is False
+    assert whole.usage.completion_tokens == 0
+    stream = client.chat.completions.create(
+        model="pumps", messages=messages, max_tokens=6, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream)
+    assert text == whole.choices[0].message.content
+
+
 def test_stop_strings_and_temperature_are_honoured(running: RunningAgent) -> None:
     client = client_for(running)
     messages = [{"role": "user", "content": QUESTION}]

@@ -127,6 +127,7 @@ WELL_NOTES = [
     Passage("r2", "Replace the hand pump's leather cup seals every 12 months.",
             "How often are pump seals replaced?"),
     Passage("r3", "Keep latrines at least 30 m from any well.", "How far from a latrine?"),
+    Passage("r4", "Fault F-21 on the pump counter means its wheel jammed.", "What is F-21?"),
 ]  # fmt: skip
 
 
@@ -205,6 +206,25 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         said = str(cautioned.query_one(".notice", Static).render())
         assert said.startswith("The wells notes never mention BH-7; check the answer against ")
         assert "[1] wells r1 (" in str(cautioned.query_one(".sources", Static).render())
+
+
+async def test_a_code_the_notes_do_not_list_is_answered_without_generating(wells) -> None:
+    """F-23 where the notes list F-21: the notes settle it, no model writes a word, and
+    nothing is marked or counted as if one had."""
+    app = make_app(wells, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pick(pilot, "wells")
+        await ask(pilot, "The pump counter shows F-23, what does it mean?")
+        exchange = app.screen.query(Exchange).last()
+        said = str(exchange.query_one(".notice", Static).render())
+        assert said.startswith("The wells packet has nothing on F-23: its notes name F-21; ")
+        assert exchange.answer.startswith("No answer is generated: the packet holds no record")
+        where = str(exchange.query_one(".sources", Static).render())
+        assert "nothing generated: the notes hold no record of it" in where
+        assert "nearest record, not used: wells r4" in where
+        assert str(exchange.query_one(".support", Static).render()) == ""
+        assert str(exchange.query_one(".stats", Static).render()) == "[nothing generated]"
 
 
 async def test_ctrl_e_is_offered_in_the_question_box_once_an_answer_has_sources(

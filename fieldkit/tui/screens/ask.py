@@ -201,10 +201,13 @@ class AskScreen(ModeScreen):
                     chunk.nearest,
                     stopped=chunk.stopped,
                     follows_unread=chunk.follows_unread,
+                    checked=chunk.generated,
                 )
                 self.refresh_bindings()  # Ctrl+E may apply now
             stopped = ", stopped" if chunk.stopped else ""
-            if chunk.tokens is None:  # the stream ended without the engine's numbers
+            if not chunk.generated:  # the notes settled it: no model wrote a token
+                message.exchange.finish("[nothing generated]")
+            elif chunk.tokens is None:  # the stream ended without the engine's numbers
                 message.exchange.finish("[stopped]")
             else:  # the engine's count and speed, timed from the first token
                 message.exchange.finish(

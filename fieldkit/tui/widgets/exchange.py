@@ -192,16 +192,22 @@ class Exchange(Vertical):
         nearest: list[SourceView] | None = None,
         stopped: bool = False,
         follows_unread: str | None = None,
+        checked: bool = True,
     ) -> None:
         """Show the whole answer with its marks, its sources (or where it came from, and
         for a gap answer the nearest record, not used); an answer `stopped` by hand says
-        it is incomplete; `follows_unread` (Answer.follows_unread) follows the marks."""
+        it is incomplete; `follows_unread` (Answer.follows_unread) follows the marks; an
+        answer no model wrote (not `checked`: Answer.generated) has no support line."""
         self.answer, self.note = final, note
         self.sources, self.nearest = list(sources), list(nearest or [])
         marks = uncut(final, unsupported, stopped)
         self.query_one(".answer", Static).update(marked_answer(final, marks))
         self._show_sources()
-        support = support_text(final, marks, bool(sources), bool(self.nearest), stopped)
+        support = (
+            support_text(final, marks, bool(sources), bool(self.nearest), stopped)
+            if checked
+            else Text("")
+        )
         if follows_unread:
             support = Text.assemble(support, "\n" if support.plain else "", follows_unread)
         self._show(".support", support)
