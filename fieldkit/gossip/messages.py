@@ -200,6 +200,18 @@ DECLINE_REASONS = (
 )  # fmt: skip
 
 
+# An offered packet the peer declined (protocol version 3: Decline), said from this side.
+DECLINED_BECAUSE = {
+    "untrusted": "the peer takes packets only from devices it trusts, and does not trust this one",
+    "not-accepted": "the person at the peer did not accept this device",
+    "blocked": "the peer has blocked its author (or the author of the packet it copies)",
+    "base-model": "the peer runs another base model",
+    "busy": "the peer is receiving it from another device",
+    "too-large": "it is larger than the peer's packet size limit",
+    "name-taken": "the peer holds another author's packet of that name",
+}
+
+
 # --- decoding ---------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from fieldkit.errors import FieldkitError, PacketRemoved, PeerRefused, ProtocolE
 from fieldkit.formats import shown_text
 from fieldkit.gossip.chunks import AdaptiveCompression, ChunkEncoder
 from fieldkit.gossip.messages import (
+    DECLINED_BECAUSE,
     Abort,
     Bye,
     Cancel,
@@ -64,16 +65,6 @@ from fieldkit.store.library import Library
 __all__ = ["ProgressUpdate", "receive_policy", "run_session"]  # the names callers import here
 
 GONE = "the packet is no longer in the library"  # a wanted packet removed before it was sent
-# An offered packet the peer declined (protocol version 3: Decline), said from this side.
-DECLINED_BECAUSE = {
-    "untrusted": "the peer takes packets only from devices it trusts, and does not trust this one",
-    "not-accepted": "the person at the peer did not accept this device",
-    "blocked": "the peer has blocked its author (or the author of the packet it copies)",
-    "base-model": "the peer runs another base model",
-    "busy": "the peer is receiving it from another device",
-    "too-large": "it is larger than the peer's packet size limit",
-    "name-taken": "the peer holds another author's packet of that name",
-}
 
 
 async def run_session(
@@ -244,8 +235,14 @@ class _Session:
         quietly (the reader hears why)."""
         every = self.options.keepalive
         while True:
-            await asyncio.sleep(max(every - (time.monotonic() - self.last_sent), 0.01))
-            if self.core.may_ping and time.monotonic() - self.last_sent >= every:
+            quiet = time.monotonic() - self.last_sent
+            if quiet < every:
+                await asyncio.sleep(every - quiet)
+            elif self.core.peer_hello is not None and self.core.version < 4:
+                return  # an older peer: no Ping
+            elif not self.core.may_ping:  # not proved yet, or both said Bye
+                await asyncio.sleep(every)
+            else:
                 try:
                     await self._send(Ping())
                 except Exception:

@@ -11,9 +11,9 @@ import pytest
 
 from fieldkit.gossip.chunks import Codec
 from fieldkit.gossip.framing import FrameDecoder
-from fieldkit.gossip.messages import DECLINE_REASONS, Chunk
+from fieldkit.gossip.messages import DECLINE_REASONS, DECLINED_BECAUSE, Chunk
 from fieldkit.gossip.parts import held_chunks
-from fieldkit.gossip.session import DECLINED_BECAUSE, run_session
+from fieldkit.gossip.session import run_session
 from fieldkit.gossip.summary import SyncOptions
 from fieldkit.store.packet import packet_id
 from fieldkit.testing.memory_link import Faults, memory_pair
