@@ -243,15 +243,19 @@ class _Session:
             elif not self.core.may_ping:  # not proved yet, or both said Bye
                 await asyncio.sleep(every)
             else:
-                try:
-                    await self._send(Ping())
-                except Exception:
-                    return
+                async with self.send_lock:  # checked again with nothing else sending
+                    if not self.core.may_ping:
+                        continue
+                    try:
+                        await self.stream.send(self.core.send(Ping()))
+                    except Exception:
+                        return
+                self.last_sent = time.monotonic()  # no progress: last_activity stays
 
     def _gone(self, seconds: float) -> str:
         return (
             f"The link to {self.stream.peer_label} went silent: nothing came for {seconds:g} "
-            f"seconds, not even the peer's keepalive (sent every {self.options.keepalive:g} s)."
+            "seconds, not even a keepalive."
         )
 
     def _silent(self, seconds: float) -> str:
@@ -275,9 +279,7 @@ class _Session:
                 return 0
             data = self.core.send(message)
             await self.stream.send(data)
-        self.last_sent = time.monotonic()
-        if not isinstance(message, Ping):
-            self.last_activity = self.last_sent
+        self.last_activity = self.last_sent = time.monotonic()
         return len(data)
 
     async def _flush(self) -> None:
