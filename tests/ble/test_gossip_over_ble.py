@@ -15,7 +15,7 @@ from fieldkit.gossip.summary import SyncOptions
 from fieldkit.gossip.sync import serve_ble, sync_ble, sync_ble_peer
 from fieldkit.testing.bleak_over_bumble import BumbleBleakClient, BumbleBleakScanner
 from fieldkit.testing.virtual_radio import LocalLink, ThrottledLink, VirtualRadio
-from tests.gossip.helpers import FAST, Device
+from tests.gossip.helpers import FAST, Device, SlowPerson
 
 
 async def radios(radio: VirtualRadio, a: Device, b: Device) -> tuple[BumbleRadio, BumbleRadio]:
@@ -65,20 +65,14 @@ async def test_keepalives_cross_the_ble_link_while_a_person_compares_the_code(
     pa = make_packet(a.home, name="pumps", size_scale=2)
     a.trust(b)
     b.library.set_setting("receive_policy", "ask")
-    asked: list[str] = []
-
-    async def slow_person(peer_id: str, name: str, sas: str) -> bool:
-        asked.append(sas)
-        await asyncio.sleep(2.5)
-        return True
-
+    slow_person = SlowPerson(2.5)
     options = SyncOptions(handshake_timeout=5, idle_timeout=10, keepalive=0.1, dead_after=1.0)
     link = ThrottledLink(rate=200_000, interval=0.0075)
     ra, rb = await radios(VirtualRadio(link=link), a, b)
     serving = asyncio.create_task(serve_ble(rb, b, options, once=True, confirm=slow_person))
     sa = await asyncio.wait_for(sync_ble_peer(ra, a, options, peer=b.device_id, scan_seconds=5), 60)
     (sb,) = await asyncio.wait_for(serving, 30)
-    assert asked
+    assert slow_person.asked
     assert sa.ok, sa.error
     assert sb.ok, sb.error
     assert sa.protocol_version == 4

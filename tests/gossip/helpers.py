@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fieldkit.gossip.session import run_session
@@ -43,6 +43,20 @@ class Device:
 
 
 FAST = SyncOptions(handshake_timeout=5, idle_timeout=2)
+
+
+@dataclass
+class SlowPerson:
+    """A confirm callback: a person who takes `seconds` to compare the code, then accepts;
+    `asked` keeps each code shown."""
+
+    seconds: float
+    asked: list[str] = field(default_factory=list)
+
+    async def __call__(self, peer_id: str, name: str, sas: str) -> bool:
+        self.asked.append(sas)
+        await asyncio.sleep(self.seconds)
+        return True
 
 
 async def sync_memory(

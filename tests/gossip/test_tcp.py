@@ -22,7 +22,7 @@ from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.gossip.tcp import why_unreachable
 from fieldkit.services import Services
 from fieldkit.store.library import Library
-from tests.gossip.helpers import start_listener_process
+from tests.gossip.helpers import SlowPerson, start_listener_process
 
 FAST = SyncOptions(handshake_timeout=5, idle_timeout=5)
 
@@ -167,19 +167,13 @@ async def test_a_person_slow_to_compare_codes_keeps_the_session_alive(
     make_packet(a.home, name="pumps")  # b's person is asked before b takes it
     a.library.set_trust(b.identity.device_id, "trusted")
     b.library.set_setting("receive_policy", "ask")
-    asked: list[str] = []
-
-    async def slow_person(peer_id: str, name: str, sas: str) -> bool:
-        asked.append(sas)
-        await asyncio.sleep(4.0)
-        return True
-
+    slow_person = SlowPerson(4.0)
     quick = SyncOptions(handshake_timeout=5, idle_timeout=10, keepalive=0.2, dead_after=1.5)
     mine = replace(quick, protocol_version=version, keepalive=keepalive)
     listener = await start_listener(b, "127.0.0.1", 0, mine, once=True, confirm=slow_person)
     summary = await sync_with("127.0.0.1", listener.port, a, quick)
     await asyncio.wait_for(listener.wait(), 15)
-    assert asked
+    assert slow_person.asked
     assert summary.ok is ok, summary.error
     if not ok:
         assert "went silent: nothing came for 1.5 seconds" in summary.error
