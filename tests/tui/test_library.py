@@ -93,6 +93,10 @@ async def test_every_column_but_the_date_fits_80_columns(
         assert table.render_line(0).text.split()[-1] == "received"
         assert table.virtual_size.width <= table.scrollable_content_region.width
         assert table.rows_by_key[table.current_packet_id].name == "grain-storage"
+        await pilot.resize_terminal(60, 20)  # a narrow terminal drops columns from the end
+        await settle(pilot)
+        assert table.render_line(0).text.split() == ["name", "state", "domain", "size"]
+        assert table.virtual_size.width <= table.scrollable_content_region.width
 
 
 async def test_states_and_detail_follow_the_cursor(stocked) -> None:

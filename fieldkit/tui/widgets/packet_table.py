@@ -37,11 +37,12 @@ CELL_PADDING = 1  # each side of each column, as DataTable draws it
 
 def columns_for(width: int) -> tuple[tuple[str, int], ...]:
     """Return the columns that fit a table `width` cells wide: COLUMNS, then the date
-    when it fits too."""
-    every = (*COLUMNS, DATE_COLUMN)
-    if sum(w + 2 * CELL_PADDING for _label, w in every) <= width:
-        return every
-    return COLUMNS
+    when it fits too; on a narrower screen (60 columns) COLUMNS from the last, down to the
+    name and the state (the detail pane shows every field)."""
+    shown = [*COLUMNS, DATE_COLUMN]
+    while len(shown) > 2 and sum(w + 2 * CELL_PADDING for _label, w in shown) > width:
+        shown.pop()
+    return tuple(shown)
 
 
 def status_text(status: PacketStatus) -> Text:
