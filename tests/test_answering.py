@@ -470,6 +470,26 @@ def test_a_source_line_fits_the_terminal_it_is_printed_on():
     assert len(piped) == len("[1] ") + len(long.label) + 2 + SOURCE_CHARS
 
 
+def test_an_answer_with_marks_prints_the_record_it_read_whole():
+    """A terminal cuts each source to one line, and `ask` cannot unfold it as the Ask
+    screen does: when the answer states a number its record does not, the record it read
+    follows whole, to check the answer against."""
+    from fieldkit.answering import Answer, Source
+    from fieldkit.commands.ask import answer_footer
+
+    text = "Give 5 mL of vegetable oil by syringe, massage for 5 minutes. " * 4
+    read = Source("poultry", "p", "r9", 0.8, text, "Impacted crop?")
+    near = Source("poultry", "p", "r3", 0.6, "Dust the vent.", "Mites?", read=False)
+    wrong = "Give 2 kg of maize bran."
+    marked = Answer("q", wrong, "poultry", "p", "notes", [read, near], support_check(wrong, [text]))
+    footer = answer_footer(marked, columns=80)
+    whole = " ".join(read.full_text.split())
+    assert footer[-1] == f"[1] whole, to check the answer against: {whole}"
+    right = "Give 5 mL of vegetable oil."
+    clean = Answer("q", right, "poultry", "p", "notes", [read, near], support_check(right, [text]))
+    assert not any("whole" in line for line in answer_footer(clean, columns=80))
+
+
 def test_a_range_both_of_whose_ends_are_unsupported_is_shown_as_one_mark():
     from fieldkit.support import shown_marks, support_check
 
