@@ -158,6 +158,12 @@ def main() -> None:
         help="write each question's row here; if the file exists, summarise it, measuring nothing",
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--whole-output",
+        action="store_true",
+        help="read through the whole model output (every position's logits), as before the "
+        "output layer was applied to the positions read alone: to time the two",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sets = [s for s in args.sets.split(",") if s]
@@ -168,13 +174,24 @@ def main() -> None:
     else:
         from fieldkit.engine.engine import Engine
 
+        if args.whole_output:
+            from fieldkit.engine import mlx_backend
+
+            mlx_backend.PLAIN_HEADS = ()
         embedder = MemoEmbedder(MiniLMEmbedder().load())
         engine = Engine(args.model)
+        engine.load()
         rows_out = args.rows.open("w") if args.rows else open(os.devnull, "w")  # noqa: SIM115
+        started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp, rows_out:
             rows = measure(engine, embedder, sets, gaps, Path(tmp), rows_out)
+        seconds = (time.perf_counter() - started) / max(len(rows), 1)
         engine.close()
-        measured = {"loadavg_1min": os.getloadavg()[0]}
+        measured = {
+            "loadavg_1min": os.getloadavg()[0],
+            "seconds_per_question": round(seconds, 3),  # the library's setup included
+            "whole_output": args.whole_output,
+        }
     result = summarise(rows, sets) | measured
     print(json.dumps(result, indent=1))
     if args.json:

@@ -312,6 +312,20 @@ def test_mean_logprobs_scores_each_prefix_as_plain_mlx_lm_does(
     assert np.all(got < 0)
 
 
+def test_mean_logprobs_of_another_architecture_reads_the_whole_output(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An architecture outside mlx_backend.PLAIN_HEADS might change its logits after its
+    output layer, so it is read through the whole model: the same numbers here."""
+    from fieldkit.engine import mlx_backend
+
+    prefixes = ["Record:\nKeep vaccines at 2-8 C.\n\nA technician asks:", "Pump."]
+    fast = engine.mean_logprobs(prefixes, QUESTION)
+    monkeypatch.setattr(mlx_backend, "PLAIN_HEADS", ())
+    whole = engine.mean_logprobs(prefixes, QUESTION)
+    assert whole == pytest.approx(fast, abs=1e-5)
+
+
 def test_generating_is_true_while_a_stream_is_open(engine: Engine) -> None:
     assert not engine.generating
     stream = engine.generate(MESSAGES, max_tokens=4)
