@@ -10,6 +10,7 @@ from textual.widgets import Input
 
 from fieldkit.store.packet import read_packet_file
 from fieldkit.tui.app import make_app
+from fieldkit.tui.screens.base import KeysFooter
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketStatus
 from fieldkit.tui.widgets.packet_detail import PacketDetailPane
@@ -93,10 +94,13 @@ async def test_every_column_but_the_date_fits_80_columns(
         assert table.render_line(0).text.split()[-1] == "received"
         assert table.virtual_size.width <= table.scrollable_content_region.width
         assert table.rows_by_key[table.current_packet_id].name == "grain-storage"
+        footer = app.screen.query_one(KeysFooter)
+        assert not footer.compact
         await pilot.resize_terminal(60, 20)  # a narrow terminal drops columns from the end
         await settle(pilot)
         assert table.render_line(0).text.split() == ["name", "state", "domain", "size"]
         assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert footer.compact  # and packs the keys closer
 
 
 async def test_states_and_detail_follow_the_cursor(stocked) -> None:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker
+
+
+class KeysFooter(Footer):
+    """The footer, compact (no space around the keys) below 80 columns, so that a narrow
+    terminal (60 columns over SSH from a phone) still shows more of the keys."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.compact = event.size.width < 80
 
 
 def keys_footer() -> Footer:
     """Return the footer every screen shows, modes and dialogs alike: its own keys (a mode's
     then ? Help and q Quit; a dialog's alone, never those of the screen under it). Ctrl+P
     (the command palette) is left to the help page, so that all of them fit 80 columns."""
-    return Footer(show_command_palette=False)
+    return KeysFooter(show_command_palette=False)
 
 
 class ModeScreen(Screen[None]):
