@@ -508,18 +508,13 @@ def citations_report(
         out[name] = cell
         if name.removeprefix("demo ") in LONG_SETS:
             pooled += cites
-    out["demo long sets, pooled"] = {
-        "sets": list(LONG_SETS),
-        "n": len(pooled),
-    }
-    if not pooled:
-        library.close()
-        return out
-    out["demo long sets, pooled"] |= {
-        "citation_precision": sum(pooled) / len(pooled),
-        "citation_ci": bootstrap_ci(pooled),
-    }
     library.close()
+    out["demo long sets, pooled"] = {"sets": list(LONG_SETS), "n": len(pooled)}
+    if pooled:
+        out["demo long sets, pooled"] |= {
+            "citation_precision": sum(pooled) / len(pooled),
+            "citation_ci": bootstrap_ci(pooled),
+        }
     return out
 
 

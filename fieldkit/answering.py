@@ -372,7 +372,9 @@ def finish(
     )
 
 
-def stream(engine: Engine, grounding: Grounding, adapter: Any, **options: Any) -> Iterator[Any]:
+def stream(
+    engine: Engine, grounding: Grounding, adapter: Any, **options: Any
+) -> Iterator[GenerationChunk]:
     """Return the engine's stream for the grounding's prompt, or, when the notes settled
     the answer (`Grounding.said`), that text and a result that counts no token."""
     if grounding.said is None:

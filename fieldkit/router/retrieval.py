@@ -223,8 +223,8 @@ class PassageIndex:
         model reads the passages: READ_K)."""
         self._ensure(packet_id)
         self._words(packet_id)
-        self.unknown_codes(packet_id, "")
-        self.family_of(packet_id, ())
+        self._known_codes(packet_id)
+        self._named_codes(packet_id)
 
     def prune(self) -> int:
         """Drop cached vectors of packets no longer in the library; return how many went."""
@@ -289,9 +289,7 @@ class PassageIndex:
         `words.lone_letter_codes`) that no passage names, whatever their case and hyphen
         (TL30 is TL-30). Such a question asks about something the notes do not know: no
         passage covers it surely, and none covers it by a code it shares."""
-        if packet_id not in self._codes:
-            self._codes[packet_id] = plain_tokens(p.full_text for p in self.passages(packet_id))
-        known = self._codes[packet_id]
+        known = self._known_codes(packet_id)
         codes = [m.group() for m in named_codes(question)]
         typed = lone_letter_codes(question)
         codes += [c for c in typed if self.family_of(packet_id, [c])]
@@ -300,10 +298,20 @@ class PassageIndex:
     def family_of(self, packet_id: str, codes: Sequence[str]) -> tuple[str, ...]:
         """Return the codes the packet's notes name in the family of any of `codes`
         (words.same_family: E07 and E21 for E09), each once, in notes order."""
+        return tuple(same_family(codes, self._named_codes(packet_id)))
+
+    def _known_codes(self, packet_id: str) -> set[str]:
+        """Every token of the packet's passages, as codes are compared (words.plain_tokens)."""
+        if packet_id not in self._codes:
+            self._codes[packet_id] = plain_tokens(p.full_text for p in self.passages(packet_id))
+        return self._codes[packet_id]
+
+    def _named_codes(self, packet_id: str) -> list[str]:
+        """The codes the packet's passages name (words.named_codes), in notes order."""
         if packet_id not in self._named:
             texts = (p.full_text for p in self.passages(packet_id))
             self._named[packet_id] = [m.group() for t in texts for m in named_codes(t)]
-        return tuple(same_family(codes, self._named[packet_id]))
+        return self._named[packet_id]
 
     def _shares_a_code(self, packet_id: str, question: str, rows: np.ndarray) -> bool:
         """True when a rare code in the question (see CODE_MAX_PASSAGES) names the passage

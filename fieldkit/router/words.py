@@ -55,9 +55,9 @@ def named_codes(text: str) -> list[re.Match[str]]:
 
 
 def lone_letter_codes(text: str) -> list[str]:
-    """Return the tokens of one lower-case letter and two to four digits (e09, p-10): a
-    code typed on a phone, or a word or unit (b4, m3: one digit); a caller counts them as
-    codes only where the notes name codes of that letter (E07, E12)."""
+    """Return the tokens of one lower-case letter and two to four digits (e09, p-10), as a
+    code is typed on a phone; a caller counts them as codes only where the notes name codes
+    of that letter (E07, E12). One digit (b4, m3) is too often a word or a unit to count."""
     return _LONE_LETTER.findall(text)
 
 

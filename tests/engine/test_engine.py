@@ -321,6 +321,7 @@ def test_mean_logprobs_of_another_architecture_reads_the_whole_output(
 
     prefixes = ["Record:\nKeep vaccines at 2-8 C.\n\nA technician asks:", "Pump."]
     fast = engine.mean_logprobs(prefixes, QUESTION)
+    assert mlx_backend._body_and_head(engine._runtime.model) is not None  # the fast path ran
     monkeypatch.setattr(mlx_backend, "PLAIN_HEADS", ())
     whole = engine.mean_logprobs(prefixes, QUESTION)
     assert whole == pytest.approx(fast, abs=1e-5)

@@ -227,6 +227,8 @@ def test_in_version_4_either_side_may_say_it_is_still_there_once_proved(ids):
     assert only_pings(PING_FRAME * 3)
     assert not only_pings(b"")
     assert not only_pings(PING_FRAME + encode_frame(Inventory(()).to_wire()))
+    assert not only_pings(PING_FRAME[:3] + b"\x00" * 3)  # a Ping's length, not a Ping
+    assert not only_pings(PING_FRAME * 1000)  # a read that long is taken as progress
 
     core, _ = handshaken(ids)  # version 1: neither side may
     with pytest.raises(ProtocolError, match="Ping in protocol version 1"):

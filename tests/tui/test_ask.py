@@ -17,10 +17,12 @@ from fieldkit.tui.widgets.exchange import Exchange
 from tests.tui.helpers import footer_keys, notices, settle, wait_for_screen
 
 
-async def ask(pilot, question: str) -> None:
+async def ask(pilot, question: str) -> Exchange:
+    """Ask `question` in the box; return its exchange, once the answer settled."""
     pilot.app.screen.query_one(Input).value = question
     await pilot.press("enter")
     await settle(pilot)
+    return pilot.app.screen.query(Exchange).last()
 
 
 def route_line(exchange: Exchange) -> str:
@@ -160,8 +162,7 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pick(pilot, "wells")
-        await ask(pilot, "How much bleach do I need to disinfect a new well?")
-        exchange = app.screen.query(Exchange).last()
+        exchange = await ask(pilot, "How much bleach do I need to disinfect a new well?")
         assert exchange.answer, notices(pilot)
         sources = str(exchange.query_one(".sources", Static).render())
         assert "[1] wells r1 (" in sources
@@ -215,8 +216,7 @@ async def test_a_code_the_notes_do_not_list_is_answered_without_generating(wells
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
         await pick(pilot, "wells")
-        await ask(pilot, "The pump counter shows F-23, what does it mean?")
-        exchange = app.screen.query(Exchange).last()
+        exchange = await ask(pilot, "The pump counter shows F-23, what does it mean?")
         said = str(exchange.query_one(".notice", Static).render())
         assert said.startswith("The wells packet has nothing on F-23: its notes name F-21; ")
         assert exchange.answer.startswith("No answer is generated: the packet holds no record")
