@@ -295,7 +295,10 @@ class Agent:
         messages = [dict(m) for m in request.messages]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[last_user : last_user + 1] = grounding.messages
-        adapter = self._adapter(record) if record is not None else None
+        # `_pick` has checked the packet may answer here; an answer nothing will write
+        # (grounding.said) needs no weights read.
+        writes = record is not None and grounding.said is None
+        adapter = self._adapter(record) if writes else None
         return Plan(record, adapter, decision, grounding, messages)
 
     # ---- answering -----------------------------------------------------------------

@@ -160,7 +160,8 @@ def test_a_code_the_notes_do_not_list_is_answered_without_generating(
 
     home = make_home("codes")
     add_packet(home, tiny_model_dir, make_adapter(1), "pumps", PUMP_QUESTIONS, CODE_NOTES)
-    client = client_for(start_agent(home))
+    running = start_agent(home)
+    client = client_for(running)
     messages = [{"role": "user", "content": "My AV-750 shows E09, what does it mean?"}]
     whole = client.chat.completions.create(model="pumps", messages=messages, max_tokens=6)
     assert whole.fieldkit["gap"].startswith("The pumps packet has nothing on E09: its notes name")
@@ -173,6 +174,7 @@ def test_a_code_the_notes_do_not_list_is_answered_without_generating(
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream)
     assert text == whole.choices[0].message.content
+    assert not running.agent._adapters  # no weights were read for an answer nothing wrote
 
 
 def test_stop_strings_and_temperature_are_honoured(running: RunningAgent) -> None:
