@@ -13,7 +13,7 @@ well a score separates them at any threshold: 0.5 is chance, 1.0 a clean cut.
 The same is measured on the sets written in users' words, each question on the packet
 the router sends it to: the in-domain questions whose own record ranks first, short sets
 against the short gap sets and long against long. Scores: the cover score that decides
-(`retrieval.cover_score`), and three of its parts: the best passage's score, its lead
+(`ranking.cover_score`), and three of its parts: the best passage's score, its lead
 over the second, and how far it stands out from the packet's passages (z-score).
 A rare code the question shares with a passage covers it whatever the score (see
 CODE_MAX_PASSAGES); that rule is outside this measure.
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
-from fieldkit.router.retrieval import cover_score, rank_scores, zscores  # noqa: E402
+from fieldkit.router.ranking import cover_score, rank_scores, zscores  # noqa: E402
 
 SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed")
 LONG = ("natural", "field", "site", "unseen", "fresh", "late")

@@ -16,7 +16,7 @@ much a passage raises the question's likelihood (pointwise mutual information). 
 - how often the own record is among the READ_K passages at all;
 - per READ_WEIGHT and READ_LEAD: how often the own record comes first;
 - the area under the ROC curve between the covered questions (the sets) and the gap
-  questions (`--gaps`) of the cover score that decides (`retrieval.cover_score`), of the
+  questions (`--gaps`) of the cover score that decides (`ranking.cover_score`), of the
   best passage's pointwise mutual information, and of the cover score plus a multiple of
   it.
 """
@@ -40,7 +40,7 @@ from bench_cover import auc_ci  # noqa: E402
 from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
-from fieldkit.router.retrieval import (  # noqa: E402
+from fieldkit.router.ranking import (  # noqa: E402
     READ_K,
     cover_score,
     rank_scores,
@@ -96,7 +96,7 @@ def measure(engine, embedder, sets: list[str], gaps: list[str], tmp: Path, out) 
 
 
 def first(row: dict, weight: float, lead: float) -> bool:
-    """Whether the own record comes first when `retrieval.read_first` weighs the row's
+    """Whether the own record comes first when `ranking.read_first` weighs the row's
     passages at `weight` and `lead`, with the scores the model gave them."""
     stand_ins = [Passage(str(i), str(i)) for i in range(len(row["z"]))]
     order = read_first(

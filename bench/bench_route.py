@@ -450,11 +450,11 @@ def citations_report(
     abstained on by the router or not covered by the routed packet's notes), the share
     covered surely (answered without the caution that the passages may not fit), how
     many questions name a code the routed packet's notes never name, and for how many the
-    second passage shows a higher score than the first (`retrieval.shown_scores`); and for
+    second passage shows a higher score than the first (`ranking.shown_scores`); and for
     the questions routed but not covered (answered "nothing on this"), for
     how many the nearest record shown under the answer is their own. With a `reader`
     (`--read`), the passages ranked first are reordered as the base model reads them
-    (fieldkit.router.retrieval.READ_K); `only` keeps those demo sets alone (`--sets`)."""
+    (fieldkit.router.ranking.READ_K); `only` keeps those demo sets alone (`--sets`)."""
     from fieldkit.training.evaluate import bootstrap_ci, keyword_recall
 
     demo = REPO / "assets/demo"

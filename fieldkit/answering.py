@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import PROMPT_PASSAGES, check_question, grounded_prompt, reading_prefix
 from fieldkit.router.notices import caution_message, gap_message, unlisted_answer
-from fieldkit.router.retrieval import DEFAULT_K, Reader
+from fieldkit.router.ranking import Reader
+from fieldkit.router.retrieval import DEFAULT_K
 from fieldkit.store.notes import TitledText
 from fieldkit.support import Unsupported, states_numbers, support_check
 
@@ -253,7 +254,7 @@ def grounded_messages(question: str, hits: Sequence[TitledText]) -> list[dict[st
 
 
 def engine_reader(engine: Engine) -> Reader:
-    """Return a Reader (fieldkit.router.retrieval.READ_K) on the engine's base model: how
+    """Return a Reader (fieldkit.router.ranking.READ_K) on the engine's base model: how
     well each passage explains the question, read as `prompts.reading_prefix` lays it out."""
 
     def read(question: str, texts: Sequence[str]) -> Any:

@@ -33,7 +33,7 @@ def grounded_prompt(question: str, passages: Sequence[str]) -> str:
 
 def reading_prefix(full_text: str) -> str:
     """Return the text a passage is read in before a question, to score how well it explains
-    the question (fieldkit.router.retrieval.READ_K): the record, then the question's cue,
+    the question (fieldkit.router.ranking.READ_K): the record, then the question's cue,
     worded as when READ_WEIGHT was chosen (a farm technician, whatever the domain)."""
     return f"Record:\n{full_text.strip()}\n\nA farm technician asks about this record:"
 

@@ -11,7 +11,7 @@ instead of passing a neighbouring passage off as the answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,6 +20,17 @@ import numpy as np
 
 from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
+from fieldkit.router.ranking import (
+    MIN_SPREAD_PASSAGES,
+    Reader,
+    cover_score,
+    other_ask_second,
+    question_sentences,
+    rank_scores,
+    read_first,
+    shown_scores,
+    zscores,
+)
 from fieldkit.router.words import (
     WordIndex,
     lone_letter_codes,
@@ -54,11 +65,10 @@ DEFAULT_K = 2
 # of those refused); FUSE and the lower threshold on the long question sets written before
 # the `unseen` ones (docs/BENCHMARKS.md, "Packet notes and grounded answers" and "Ranking
 # by sentences, a cautious middle, and a set written after them").
+# STANDOUT, FUSE and MIN_SPREAD_PASSAGES live with the ranking math (fieldkit.router.ranking).
 LEXICAL = 0.1
 PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
 ASKED_KEY = "+asked"  # the cache key of the passages' other phrasings (Passage.asked)
-STANDOUT = 0.1
-FUSE = 0.5
 DEFAULT_MIN_COVER = 0.91
 DEFAULT_MIN_PARTIAL = 0.80
 # Notes whose passages list other phrasings of their question (Passage.asked) score higher,
@@ -71,27 +81,10 @@ DEFAULT_MIN_PARTIAL = 0.80
 # its passage").
 PHRASED_MIN_COVER = 0.93
 PHRASED_MIN_PARTIAL = 0.85
-# A packet with few passages gives no spread to stand out from: there the score alone
-# decides, at the threshold that separated the same questions best by cosine alone.
-MIN_SPREAD_PASSAGES = 10
+# A packet with fewer than MIN_SPREAD_PASSAGES passages gives no spread to stand out
+# from: there the score alone decides, at the threshold that separated the same questions
+# best by cosine alone.
 COSINE_MIN_COVER = 0.55
-# Reading: a short question gives the embedder little to go on, and within the right packet
-# it puts a neighbouring record first for about one short question in ten. When the first
-# passage leads the second by less than READ_LEAD (in standard deviations of the ranking
-# over the packet's passages), a `Reader` (the resident language model:
-# fieldkit.answering.engine_reader) reads each of the READ_K passages ranked first and
-# scores how well it explains the question: the mean log-probability of the question's
-# words after the passage. Those passages are reordered by their ranking's z-score plus
-# READ_WEIGHT times that. READ_K holds the question's own record for 99% of short questions
-# ranked on their own packet. READ_WEIGHT and READ_LEAD were chosen on the brisk, hasty,
-# rushed and terse sets: the weight that put the most questions' own record first, and the
-# smallest lead that kept that (a third of the questions read; docs/BENCHMARKS.md, "Reading
-# the passages ranked first").
-READ_K = 3
-READ_WEIGHT = 4.0
-READ_LEAD = 1.0
-Reader = Callable[[str, Sequence[str]], np.ndarray]  # (question, passage texts) -> scores
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
 # A code of letters and digits (a fault code, a model number) that the question and its
 # nearest passage share, and that at most this many of the packet's passages name, covers
 # the question whatever the cosine: "E07" on the screen is the E07 record.
@@ -366,6 +359,8 @@ class PassageIndex:
         top = np.argsort(-ranking, kind="stable")
         if reader is not None and not named and n > 1:
             top = read_first(question, top, zscores(ranking[None])[0], passages, reader)
+        if len(named) < 2 and len(rows) > 1 and n >= MIN_SPREAD_PASSAGES:
+            top = other_ask_second(top, rows)
         top = top[:k]
         shown = shown_scores(rows)
         hits = [
@@ -379,64 +374,6 @@ class PassageIndex:
             texts = [p.full_text for p in self.passages(packet_id)]
             self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
-
-
-def read_first(
-    question: str,
-    order: np.ndarray,
-    z: np.ndarray,
-    passages: Sequence[TitledText],
-    reader: Reader,
-    weight: float = READ_WEIGHT,
-    lead: float = READ_LEAD,
-) -> np.ndarray:
-    """Return `order` (passage indices, best first) with its first READ_K passages reordered
-    by their ranking z-scores `z` plus `weight` times the `reader`'s scores, unless the first
-    leads the second by `lead` or more (then it is returned as it is, unread). Other weights
-    and leads are for bench/bench_read.py, which chose these."""
-    if z[order[0]] - z[order[1]] >= lead:
-        return order
-    head = order[:READ_K]
-    read = np.asarray(reader(question, [passages[i].full_text for i in head]), np.float64)
-    fused = z[head] + weight * read
-    return np.concatenate([head[np.argsort(-fused, kind="stable")], order[READ_K:]])
-
-
-def cover_score(rows: np.ndarray) -> float:
-    """Return the cover score of (texts, passages) scores with a spread: the best score plus
-    STANDOUT times how far it stands out, for the whole question or any one sentence."""
-    return float((rows.max(axis=1) + STANDOUT * zscores(rows).max(axis=1)).max())
-
-
-def rank_scores(rows: np.ndarray) -> np.ndarray:
-    """Return the ranking score of each passage (see FUSE) from the (texts, passages)
-    scores; a packet with too few passages for a spread ranks by row 0 alone."""
-    if rows.shape[1] < MIN_SPREAD_PASSAGES:
-        return rows[0]
-    z = zscores(rows)
-    return z[0] + FUSE * z[1:].sum(axis=0)
-
-
-def shown_scores(rows: np.ndarray) -> np.ndarray:
-    """Return each passage's score as an answer shows it: its scores for the whole question
-    and for each sentence, averaged with the ranking's weights (1 and FUSE). On the scale
-    of a cosine, unlike the ranking's z-scores, and in the ranking's order far more often
-    than the whole question's score alone (docs/ARCHITECTURE.md)."""
-    if rows.shape[1] < MIN_SPREAD_PASSAGES or len(rows) == 1:
-        return rows[0]
-    return (rows[0] + FUSE * rows[1:].sum(axis=0)) / (1 + FUSE * (len(rows) - 1))
-
-
-def zscores(rows: np.ndarray) -> np.ndarray:
-    """Return how far each passage stands out from the packet's others, per text (row)."""
-    spread = np.maximum(rows.std(axis=1, keepdims=True), 1e-9)
-    return (rows - rows.mean(axis=1, keepdims=True)) / spread
-
-
-def question_sentences(question: str) -> list[str]:
-    """Return the sentences of a long question (three words or more each; [] for one)."""
-    parts = [p.strip() for p in _SENTENCE.split(question) if len(p.split()) >= 3]
-    return parts if len(parts) > 1 else []
 
 
 def _find(library: Any, packet_id: str) -> Any:

@@ -285,7 +285,7 @@ class Agent:
         record, decision = self._pick(request)
         index = self.passages if request.notes else None
         # While another request generates, the MLX thread is taken: weighing the passages
-        # (retrieval.READ_K) would hold this plan, and every library call queued behind it,
+        # (ranking.READ_K) would hold this plan, and every library call queued behind it,
         # until that answer ends. The passages then keep the embedder's order.
         engine = self.services.engine
         reader = None if engine.generating else engine_reader(engine)

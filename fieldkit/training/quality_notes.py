@@ -47,7 +47,7 @@ def notes_answers(
 
     router = Router(run.library, base_fingerprint=run.fingerprint)
     index = PassageIndex(run.library, router.embedder)
-    reader = _memo(engine_reader(run.svc.engine))  # as `ask` reads (retrieval.READ_K)
+    reader = _memo(engine_reader(run.svc.engine))  # as `ask` reads (ranking.READ_K)
     by_id = {r.packet_id: d for d, r in run.records.items()}
     plans = []  # (system, question, adapter system, grounding)
     routes: dict[str, str | None] = {}

@@ -7,22 +7,25 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from fieldkit.assets import assets_dir
 from fieldkit.router.notices import GUESS, caution_message, gap_message, unlisted_answer
-from fieldkit.router.retrieval import (
+from fieldkit.router.ranking import (
     MIN_SPREAD_PASSAGES,
     READ_K,
     READ_LEAD,
     READ_WEIGHT,
-    PassageIndex,
     cover_score,
+    other_ask_second,
     rank_scores,
     read_first,
     shown_scores,
     zscores,
 )
+from fieldkit.router.retrieval import PassageIndex
 from fieldkit.router.words import code_family, same_family
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
+from fieldkit.training.quality import domain_notes
 
 NOTES = [
     Passage("r1", "Chicks get the eye-drop vaccine at day 5 and a booster at day 26.",
@@ -328,6 +331,47 @@ def test_passages_rank_by_the_whole_question_and_its_sentences():
     assert np.isclose(shown[1], (0.60 + 0.5 * 2 * 0.58) / 2)
     assert np.array_equal(shown_scores(rows[:1]), rows[0])
     assert np.array_equal(shown_scores(few), few[0])
+
+
+def test_the_second_passage_answers_what_the_first_leaves():
+    """A long question asking two things: the second passage is the one that stands out
+    where the first does not, not the neighbour that resembles every sentence a little."""
+    rng = np.random.default_rng(1)
+    rows = rng.uniform(0.30, 0.40, size=(3, 12))
+    rows[:, 0] = [0.70, 0.75, 0.45]  # the first record: the whole question, its own ask
+    rows[:, 1] = [0.55, 0.52, 0.50]  # a neighbour: a little of everything
+    rows[:, 2] = [0.50, 0.36, 0.72]  # the other ask's record
+    order = np.argsort(-rank_scores(rows), kind="stable")
+    assert list(order[:2]) == [0, 1]  # ranked plainly, the neighbour comes second
+    again = other_ask_second(order, rows)
+    assert list(again[:3]) == [0, 2, 1]
+    assert sorted(again) == list(range(12))
+
+
+def test_a_question_of_two_asks_is_shown_both_records(home, make_packet, minilm):
+    """The bug: asked about a layer ration and coccidiosis at once, the poultry notes showed
+    the ration record and a record on soft-shelled eggs, nothing on coccidiosis."""
+    notes = domain_notes(assets_dir() / "demo", "poultry")
+    record = make_packet(home, name="poultry", notes=notes)
+    library = Library.open(home)
+    question = (
+        "I feed my 200 Sasina Red layers by eye and the egg numbers have dropped. How much "
+        "feed should each hen get a day, how much protein and calcium should it contain, and "
+        "how much does underfeeding cost me in eggs? I keep free-range chicks and last year "
+        "many died with bloody droppings in their second week. What should I give them to "
+        "prevent it, in which weeks, and what should I watch about the litter?"
+    )
+    ration = "What daily ration do Sasina Red layers need?"
+    coccidiosis = "How do you prevent coccidiosis in free-range chicks?"
+    try:
+        index = PassageIndex(library, minilm)
+        rows = index.scores(record.packet_id, question)
+        plain = [notes[i].title for i in np.argsort(-rank_scores(rows), kind="stable")[:2]]
+        assert coccidiosis not in plain
+        shown = [h.title for h in index.search(record.packet_id, question, 2)]
+        assert sorted(shown) == sorted([ration, coccidiosis])
+    finally:
+        library.close()
 
 
 MORE_NOTES = [

@@ -487,7 +487,7 @@ async def test_ctrl_e_expands_the_answer_in_view_when_the_history_was_scrolled_b
 
 
 def test_the_library_stays_free_while_the_model_reads_the_passages(stocked, make_packet) -> None:
-    """The bug: the model's reading of the passages ranked first (retrieval.READ_K) ran on
+    """The bug: the model's reading of the passages ranked first (ranking.READ_K) ran on
     the library thread, so the Library and Peers screens waited up to seconds behind it."""
     from concurrent.futures import ThreadPoolExecutor
 

@@ -1,0 +1,153 @@
+"""A long question that asks two things: are both records shown?
+
+    .venv/bin/python bench/bench_asks.py [--per-domain 60] [--seed 0] [--json OUT]
+
+The library is the one `bench_route.py --only citations` builds (every demo packet with
+its training records as notes, their phrasings included). A two-record question is two
+questions of the long demo sets (`LONG`) of one domain, with different source records,
+asked as one: the first's text, then the second's. Each goes to its own packet (no router,
+no reading: this measures the ranking within a packet). What a person is shown is the two
+passages ranked first (`ask` shows two). For each question, and the same with the plain
+ranking (`ranking.rank_scores` alone, the order before `ranking.other_ask_second`):
+
+- `both`: both records are among the two shown;
+- `first`: the first's record is;
+- `second`: the second's record is;
+- `shown_recall`: the keyword recall of the two passages for both questions' keywords.
+
+And on the single questions of every in-domain demo set, long and short, whether the
+second passage changes what they are shown (`shown_recall` of the two passages, and how
+often the second passage is the question's own record), with every question's passages
+shown whatever the coverage check says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
+
+from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
+from fieldkit.router.ranking import rank_scores  # noqa: E402
+from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E402
+
+LONG = ("natural", "field", "site", "unseen", "fresh", "late", "shift")
+SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
+
+
+def sources(row: dict) -> list[str]:
+    source = row["source"]
+    return source if isinstance(source, list) else [source]
+
+
+def set_rows(names: tuple[str, ...]) -> list[dict]:
+    demo = REPO / "assets/demo"
+    return [r for n in names for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)]
+
+
+def two_asks(per_domain: int, seed: int) -> list[dict]:
+    """Return the two-record questions: `per_domain` random pairs a domain, same record
+    pairs left out."""
+    rng = random.Random(seed)
+    by_domain: dict[str, list[dict]] = {}
+    for row in set_rows(LONG):
+        by_domain.setdefault(row["domain"], []).append(row)
+    out = []
+    for domain, rows in sorted(by_domain.items()):
+        for _ in range(per_domain):
+            a, b = rng.sample(rows, 2)
+            if set(sources(a)) & set(sources(b)):
+                continue
+            keywords = a["expected_keywords"] + b["expected_keywords"]
+            question = f"{a['question']} {b['question']}"
+            out.append(
+                {"domain": domain, "question": question, "a": sources(a), "b": sources(b),
+                 "expected_keywords": keywords}
+            )  # fmt: skip
+    return out
+
+
+def shown(index, packet_id: str, question: str) -> tuple[list, list]:
+    """Return the two passages shown as shipped, and as the plain ranking orders them."""
+    passages = index.passages(packet_id)
+    plain = np.argsort(-rank_scores(index.scores(packet_id, question)), kind="stable")[:2]
+    by_id = {p.passage_id: p for p in passages}
+    shipped = [by_id[h.passage_id] for h in index.search(packet_id, question, 2)]
+    return shipped, [passages[i] for i in plain]
+
+
+def share(values: list[float]) -> dict:
+    return {"share": round(float(np.mean(values)), 4), "ci": bootstrap_ci(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-domain", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    embedder = MemoEmbedder(MiniLMEmbedder().load())
+    started = time.perf_counter()
+    results: dict = {"command": " ".join(sys.argv[1:]), "loadavg_1min_start": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        library, _, index = notes_library(None, embedder, Path(tmp) / "asks")
+        packet = {r.domain: r.packet_id for r in library.list_packets()}
+        mixes = two_asks(args.per_domain, args.seed)
+        cells: dict = {k: {"both": [], "first": [], "second": [], "shown_recall": []}
+                       for k in ("shipped", "plain")}  # fmt: skip
+        for mix in mixes:
+            for order, passages in zip(
+                ("shipped", "plain"),
+                shown(index, packet[mix["domain"]], mix["question"]),
+                strict=True,
+            ):
+                titles = {p.title for p in passages}
+                first, second = bool(titles & set(mix["a"])), bool(titles & set(mix["b"]))
+                cell = cells[order]
+                cell["both"].append(float(first and second))
+                cell["first"].append(float(first))
+                cell["second"].append(float(second))
+                text = "\n".join(p.full_text for p in passages)
+                cell["shown_recall"].append(keyword_recall(text, mix["expected_keywords"]))
+        results["two_asks"] = {"n": len(mixes)} | {
+            order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()
+        }
+        singles: dict = {}
+        for label, names in (("long", LONG), ("short", SHORT)):
+            rows = set_rows(names)
+            for order in ("shipped", "plain"):
+                recall, own_second = [], []
+                for row in rows:
+                    passages = shown(index, packet[row["domain"]], row["question"])
+                    two = passages[0] if order == "shipped" else passages[1]
+                    text = "\n".join(p.full_text for p in two)
+                    recall.append(keyword_recall(text, row["expected_keywords"]))
+                    own_second.append(float(len(two) > 1 and two[1].title in sources(row)))
+                singles[f"{label} {order}"] = {
+                    "n": len(rows), "shown_recall": share(recall), "second_is_own": sum(own_second)
+                }  # fmt: skip
+        results["single_questions"] = singles
+        library.close()
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["loadavg_1min_end"] = os.getloadavg()[0]
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

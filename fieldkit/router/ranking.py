@@ -1,0 +1,111 @@
+"""How passages rank for a question and how far the best stands out: pure numpy over the
+(texts, passages) score rows that `fieldkit.router.retrieval.PassageIndex` computes, row 0
+the whole question and then each of its sentences (`question_sentences`). The constants
+STANDOUT, FUSE and MIN_SPREAD_PASSAGES are explained where retrieval scores passages (the
+comment at the top of that module)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from fieldkit.store.notes import TitledText
+
+STANDOUT = 0.1
+FUSE = 0.5
+MIN_SPREAD_PASSAGES = 10
+# Reading: a short question gives the embedder little to go on, and within the right packet
+# it puts a neighbouring record first for about one short question in ten. When the first
+# passage leads the second by less than READ_LEAD (in standard deviations of the ranking
+# over the packet's passages), a `Reader` (the resident language model:
+# fieldkit.answering.engine_reader) reads each of the READ_K passages ranked first and
+# scores how well it explains the question: the mean log-probability of the question's
+# words after the passage. Those passages are reordered by their ranking's z-score plus
+# READ_WEIGHT times that. READ_K holds the question's own record for 99% of short questions
+# ranked on their own packet. READ_WEIGHT and READ_LEAD were chosen on the brisk, hasty,
+# rushed and terse sets: the weight that put the most questions' own record first, and the
+# smallest lead that kept that (a third of the questions read; docs/BENCHMARKS.md, "Reading
+# the passages ranked first").
+READ_K = 3
+READ_WEIGHT = 4.0
+READ_LEAD = 1.0
+Reader = Callable[[str, Sequence[str]], np.ndarray]  # (question, passage texts) -> scores
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|,\s+(?:and|but|so)\s+")
+
+
+def read_first(
+    question: str,
+    order: np.ndarray,
+    z: np.ndarray,
+    passages: Sequence[TitledText],
+    reader: Reader,
+    weight: float = READ_WEIGHT,
+    lead: float = READ_LEAD,
+) -> np.ndarray:
+    """Return `order` (passage indices, best first) with its first READ_K passages reordered
+    by their ranking z-scores `z` plus `weight` times the `reader`'s scores, unless the first
+    leads the second by `lead` or more (then it is returned as it is, unread). Other weights
+    and leads are for bench/bench_read.py, which chose these."""
+    if z[order[0]] - z[order[1]] >= lead:
+        return order
+    head = order[:READ_K]
+    read = np.asarray(reader(question, [passages[i].full_text for i in head]), np.float64)
+    fused = z[head] + weight * read
+    return np.concatenate([head[np.argsort(-fused, kind="stable")], order[READ_K:]])
+
+
+# The other ask: a long question often asks two things with two records. The second
+# passage shown is the one that stands out where the first does not (other_ask_second);
+# ranked plainly, it was a neighbour of the first. On long two-record questions (pairs of
+# the long demo questions, same domain) both records were shown for 59% ranked plainly,
+# 83% so (docs/BENCHMARKS.md, "The other ask").
+def other_ask_second(order: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Return `order` with the passage second that best answers what the first leaves
+    (see the comment above): its whole-question z-score plus FUSE times how far it stands out
+    beyond the first for each sentence, summed over the sentences where it does."""
+    z = zscores(rows)
+    first = int(order[0])
+    gain = z[0] + FUSE * np.maximum(z[1:] - z[1:, first, None], 0.0).sum(axis=0)
+    gain[first] = -np.inf
+    second = int(np.argmax(gain))
+    rest = order[(order != first) & (order != second)]
+    return np.concatenate([[first, second], rest]).astype(order.dtype)
+
+
+def cover_score(rows: np.ndarray) -> float:
+    """Return the cover score of (texts, passages) scores with a spread: the best score plus
+    STANDOUT times how far it stands out, for the whole question or any one sentence."""
+    return float((rows.max(axis=1) + STANDOUT * zscores(rows).max(axis=1)).max())
+
+
+def rank_scores(rows: np.ndarray) -> np.ndarray:
+    """Return the ranking score of each passage (see FUSE) from the (texts, passages)
+    scores; a packet with too few passages for a spread ranks by row 0 alone."""
+    if rows.shape[1] < MIN_SPREAD_PASSAGES:
+        return rows[0]
+    z = zscores(rows)
+    return z[0] + FUSE * z[1:].sum(axis=0)
+
+
+def shown_scores(rows: np.ndarray) -> np.ndarray:
+    """Return each passage's score as an answer shows it: its scores for the whole question
+    and for each sentence, averaged with the ranking's weights (1 and FUSE). On the scale
+    of a cosine, unlike the ranking's z-scores, and in the ranking's order far more often
+    than the whole question's score alone (docs/ARCHITECTURE.md)."""
+    if rows.shape[1] < MIN_SPREAD_PASSAGES or len(rows) == 1:
+        return rows[0]
+    return (rows[0] + FUSE * rows[1:].sum(axis=0)) / (1 + FUSE * (len(rows) - 1))
+
+
+def zscores(rows: np.ndarray) -> np.ndarray:
+    """Return how far each passage stands out from the packet's others, per text (row)."""
+    spread = np.maximum(rows.std(axis=1, keepdims=True), 1e-9)
+    return (rows - rows.mean(axis=1, keepdims=True)) / spread
+
+
+def question_sentences(question: str) -> list[str]:
+    """Return the sentences of a long question (three words or more each; [] for one)."""
+    parts = [p.strip() for p in _SENTENCE.split(question) if len(p.split()) >= 3]
+    return parts if len(parts) > 1 else []
