@@ -267,6 +267,35 @@ def test_demo_short_sets(domain: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_twin_set(domain: str) -> None:
+    """The twin set: 6 questions per domain of natural length, each asking two things that
+    two records answer (`asks`, the same as `source`), two keywords from each record and
+    none given away by the question; none repeats a question of any other set."""
+    outputs = {row["instruction"]: row["output"] for row in demo_train(domain)}
+    rows = read_jsonl(DEMO / domain / "twin.jsonl")
+    assert len(rows) == 6
+    for row in rows:
+        assert set(row) == {"question", "domain", "expected_keywords", "source", "asks"}, row
+        assert row["domain"] == domain and row["source"] == row["asks"], row
+        first, second = row["asks"]
+        assert first != second and first in outputs and second in outputs, row
+        assert 3 <= len(row["question"].split()) <= 60, row
+        keywords = [k.lower() for k in row["expected_keywords"]]
+        assert len(keywords) == 4, row
+        for keyword, ask in zip(keywords, (first, first, second, second), strict=True):
+            assert keyword in outputs[ask].lower(), (keyword, ask)
+            assert keyword not in row["question"].lower(), (keyword, row["question"])
+    others = [
+        row["question"]
+        for path in sorted((DEMO / domain).glob("*.jsonl"))
+        if path.stem != "twin"
+        for row in read_jsonl(path)
+        if "question" in row
+    ]
+    assert_heldout_disjoint(rows, others + list(outputs))
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_gap_sets(domain: str) -> None:
     """Gap questions: in the domain, asking what no record answers; none repeats a
     training question or another set's question."""
