@@ -15,6 +15,13 @@ ranking (`ranking.rank_scores` alone, the order before `ranking.other_ask_second
 - `second`: the second's record is;
 - `shown_recall`: the keyword recall of the two passages for both questions' keywords.
 
+`two_parts`: how often the answer comes in two parts (`Coverage.other_ask`: the second
+passage answers some sentences apart), and `two_parts_both_records`: in two parts from
+the two records asked about. For single questions, two parts is a false split.
+
+The same for the `twin` set: questions of natural length written to ask two things two
+records answer (`asks`).
+
 And on the single questions of every in-domain demo set, long and short, whether the
 second passage changes what they are shown (`shown_recall` of the two passages, and how
 often the second passage is the question's own record), with every question's passages
@@ -93,6 +100,36 @@ def share(values: list[float]) -> dict:
     return {"share": round(float(np.mean(values)), 4), "ci": bootstrap_ci(values)}
 
 
+def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
+    """Return, shipped and plain, how often both records (`a`, `b`) are shown, each is,
+    and the keyword recall of the two passages shown."""
+    cells: dict = {k: {"both": [], "first": [], "second": [], "shown_recall": []}
+                   for k in ("shipped", "plain")}  # fmt: skip
+    split, split_right = [], []
+    for mix in questions:
+        pairs = shown(index, packet[mix["domain"]], mix["question"])
+        cover = index.coverage(packet[mix["domain"]], mix["question"])
+        titles = [h.title for h in cover.hits]
+        split.append(float(bool(cover.other_ask)))
+        right = len(titles) > 1 and titles[0] in mix["a"] + mix["b"]
+        right = right and titles[1] in mix["a"] + mix["b"] and titles[0] != titles[1]
+        split_right.append(float(bool(cover.other_ask) and right))
+        for order, passages in zip(("shipped", "plain"), pairs, strict=True):
+            titles = {p.title for p in passages}
+            first, second = bool(titles & set(mix["a"])), bool(titles & set(mix["b"]))
+            cell = cells[order]
+            cell["both"].append(float(first and second))
+            cell["first"].append(float(first))
+            cell["second"].append(float(second))
+            text = "\n".join(p.full_text for p in passages)
+            cell["shown_recall"].append(keyword_recall(text, mix["expected_keywords"]))
+    return {
+        "n": len(questions),
+        "two_parts": share(split),
+        "two_parts_both_records": share(split_right),
+    } | {order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-domain", type=int, default=60)
@@ -107,31 +144,18 @@ def main() -> None:
         library, _, index = notes_library(None, embedder, Path(tmp) / "asks")
         packet = {r.domain: r.packet_id for r in library.list_packets()}
         mixes = two_asks(args.per_domain, args.seed)
-        cells: dict = {k: {"both": [], "first": [], "second": [], "shown_recall": []}
-                       for k in ("shipped", "plain")}  # fmt: skip
-        for mix in mixes:
-            for order, passages in zip(
-                ("shipped", "plain"),
-                shown(index, packet[mix["domain"]], mix["question"]),
-                strict=True,
-            ):
-                titles = {p.title for p in passages}
-                first, second = bool(titles & set(mix["a"])), bool(titles & set(mix["b"]))
-                cell = cells[order]
-                cell["both"].append(float(first and second))
-                cell["first"].append(float(first))
-                cell["second"].append(float(second))
-                text = "\n".join(p.full_text for p in passages)
-                cell["shown_recall"].append(keyword_recall(text, mix["expected_keywords"]))
-        results["two_asks"] = {"n": len(mixes)} | {
-            order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()
-        }
+        results["two_asks"] = both_shown(index, packet, mixes)
+        twin = [dict(row, a=[row["asks"][0]], b=[row["asks"][1]]) for row in set_rows(("twin",))]
+        results["twin"] = both_shown(index, packet, twin)
         singles: dict = {}
         for label, names in (("long", LONG), ("short", SHORT)):
             rows = set_rows(names)
             for order in ("shipped", "plain"):
-                recall, own_second = [], []
+                recall, own_second, split = [], [], []
                 for row in rows:
+                    if order == "shipped":
+                        cover = index.coverage(packet[row["domain"]], row["question"])
+                        split.append(float(bool(cover.other_ask)))
                     passages = shown(index, packet[row["domain"]], row["question"])
                     two = passages[0] if order == "shipped" else passages[1]
                     text = "\n".join(p.full_text for p in two)
@@ -140,6 +164,8 @@ def main() -> None:
                 singles[f"{label} {order}"] = {
                     "n": len(rows), "shown_recall": share(recall), "second_is_own": sum(own_second)
                 }  # fmt: skip
+                if split:
+                    singles[f"{label} {order}"]["two_parts"] = share(split)
         results["single_questions"] = singles
         library.close()
     results["seconds"] = round(time.perf_counter() - started, 1)

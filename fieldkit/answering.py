@@ -12,7 +12,7 @@ No textual, no click here.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,7 +25,6 @@ from fieldkit.support import Unsupported, states_numbers, support_check
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
-    from fieldkit.engine.generation import GenerationChunk
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import RouteDecision, Router
 
@@ -109,6 +108,10 @@ class Grounding(_Notice):
     gap: str | None = None  # the sentence a gap answer starts with
     caution: str | None = None  # the sentence said first when the passages may not fit
     said: str | None = None  # the whole answer, when nothing is to be generated (`stream`)
+    # A question that asks two things: the prompt for the sentences the second source
+    # answers apart (`other_ask`); fieldkit.generating answers it second.
+    also: list[dict[str, str]] | None = None
+    other_ask: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Answer(_Notice):
     result: GenerationResult | None = None
     caution: str | None = None
     generated: bool = True  # False: the notes settled it and no model wrote it (`stream`)
+    other_ask: str | None = None  # what the second part ([2]) answers, in the asker's words
 
     @property
     def shown_text(self) -> str:
@@ -178,6 +182,7 @@ class Answer(_Notice):
             "unsupported": [u.to_dict() for u in self.unsupported],
             "follows_unread": self.follows_unread,
             "generated": self.generated,
+            "other_ask": self.other_ask,
         }
         if self.result is not None:
             r = self.result
@@ -330,8 +335,10 @@ def ground(
     if index is None or not index.has_notes(pid):
         return Grounding(question, name, pid, ADAPTER_ONLY, bare)
     coverage = index.coverage(pid, question, k, reader)
+    other = " ".join(coverage.other_ask) or None
+    read = PROMPT_PASSAGES + (other is not None)
     sources = [
-        Source(name, pid, h.passage_id, h.score, h.text, h.title, read=i < PROMPT_PASSAGES)
+        Source(name, pid, h.passage_id, h.score, h.text, h.title, read=i < read)
         for i, h in enumerate(coverage.hits)
     ]
     if not coverage.covered:
@@ -343,7 +350,10 @@ def ground(
     caution = (
         None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
     )
-    return Grounding(question, name, pid, NOTES, messages, sources, caution=caution)
+    also = grounded_messages(other, coverage.hits[1:2]) if other else None
+    return Grounding(
+        question, name, pid, NOTES, messages, sources, caution=caution, also=also, other_ask=other
+    )
 
 
 def finish(
@@ -370,36 +380,8 @@ def finish(
         result=result,
         caution=grounding.caution,
         generated=grounding.said is None,
+        other_ask=grounding.other_ask,
     )
-
-
-def stream(
-    engine: Engine, grounding: Grounding, adapter: Any, **options: Any
-) -> Iterator[GenerationChunk]:
-    """Return the engine's stream for the grounding's prompt, or, when the notes settled
-    the answer (`Grounding.said`), that text and a result that counts no token."""
-    if grounding.said is None:
-        return engine.generate(grounding.messages, adapter, **options)
-    return iter(_said(grounding.said))
-
-
-async def astream(
-    engine: Engine, grounding: Grounding, adapter: Any, **options: Any
-) -> AsyncIterator[GenerationChunk]:
-    """`stream` for asyncio code (the agent)."""
-    if grounding.said is None:
-        async for chunk in engine.astream(grounding.messages, adapter, **options):
-            yield chunk
-        return
-    for chunk in _said(grounding.said):
-        yield chunk
-
-
-def _said(text: str) -> list[GenerationChunk]:
-    from fieldkit.engine.generation import GenerationChunk, GenerationResult
-
-    done = GenerationResult(text, (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
-    return [GenerationChunk(text), GenerationChunk("", done)]
 
 
 def answer(
@@ -428,6 +410,7 @@ def answer(
     missing model, an unknown packet, or a packet made for another base model.
     """
     from fieldkit.errors import FieldkitError
+    from fieldkit.generating import stream
 
     check_question(question)
     record, decision = parts.pick_packet(question, packet, base)

@@ -276,9 +276,12 @@ def test_demo_twin_set(domain: str) -> None:
     assert len(rows) == 6
     for row in rows:
         assert set(row) == {"question", "domain", "expected_keywords", "source", "asks"}, row
-        assert row["domain"] == domain and row["source"] == row["asks"], row
+        assert row["domain"] == domain, row
+        assert row["source"] == row["asks"], row
         first, second = row["asks"]
-        assert first != second and first in outputs and second in outputs, row
+        assert first != second, row
+        assert first in outputs, row
+        assert second in outputs, row
         assert 3 <= len(row["question"].split()) <= 60, row
         keywords = [k.lower() for k in row["expected_keywords"]]
         assert len(keywords) == 4, row

@@ -74,6 +74,31 @@ def other_ask_second(order: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([[first, second], rest]).astype(order.dtype)
 
 
+# A second answer: when the second passage stands out beyond the first by OTHER_ASK_LEAD
+# standard deviations or more for some sentence of the question, that sentence asks what
+# the first record does not answer, and the second passage answers it apart (the sentences
+# where it stands out beyond the first: other_ask_sentences). The lead is the lowest that
+# flags at most 5% of the single-record long demo questions (3.7% of 328) while flagging
+# 71% of two-record long questions and 39% of two short ones asked together
+# (docs/BENCHMARKS.md, "The other ask").
+OTHER_ASK_LEAD = 3.0
+
+
+def other_ask_sentences(
+    rows: np.ndarray, first: int, second: int, sentences: Sequence[str]
+) -> list[str]:
+    """Return the question's `sentences` that the passage `second` answers and `first` does
+    not (see OTHER_ASK_LEAD): those where it stands out beyond `first`, when it does so
+    by the lead for one of them; [] otherwise, or for a question of one sentence."""
+    if len(rows) < 2 or len(rows) - 1 != len(sentences):
+        return []
+    z = zscores(rows)
+    lead = z[1:, second] - z[1:, first]
+    if float(lead.max()) < OTHER_ASK_LEAD:
+        return []
+    return [sentence for sentence, ahead in zip(sentences, lead, strict=True) if ahead > 0]
+
+
 def cover_score(rows: np.ndarray) -> float:
     """Return the cover score of (texts, passages) scores with a spread: the best score plus
     STANDOUT times how far it stands out, for the whole question or any one sentence."""

@@ -25,6 +25,7 @@ from fieldkit.router.ranking import (
     Reader,
     cover_score,
     other_ask_second,
+    other_ask_sentences,
     question_sentences,
     rank_scores,
     read_first,
@@ -121,6 +122,9 @@ class Coverage:
     # codes: a question about such a code is not covered (see `coverage`).
     missing_codes: tuple[str, ...] = ()
     family: tuple[str, ...] = ()
+    # The sentences of the question the second passage answers apart, when it asks two
+    # things (ranking.other_ask_sentences); () otherwise.
+    other_ask: tuple[str, ...] = ()
 
     @property
     def best(self) -> float:
@@ -250,7 +254,8 @@ class PassageIndex:
             return Coverage(False, [], 0.0, upper, sure=False)
         unknown = self.unknown_codes(packet_id, question)
         if not unknown and self._shares_a_code(packet_id, question, rows):
-            return Coverage(True, hits, float(rows[0].max()), upper, by_code=True)
+            other = self._other_ask(packet_id, question, hits, rows)
+            return Coverage(True, hits, float(rows[0].max()), upper, by_code=True, other_ask=other)
         missing = tuple(c for c in unknown if self.family_of(packet_id, [c]))
         codes = {"unknown_codes": unknown, "missing_codes": missing}
         codes["family"] = self.family_of(packet_id, missing)
@@ -262,7 +267,8 @@ class PassageIndex:
         score = cover_score(rows)
         covered = score >= min(lower, upper) and not missing
         sure = covered and score >= upper and not unknown
-        return Coverage(covered, hits, score, upper, sure=sure, **codes)
+        other = self._other_ask(packet_id, question, hits, rows) if covered else ()
+        return Coverage(covered, hits, score, upper, sure=sure, other_ask=other, **codes)
 
     def thresholds(self, packet_id: str) -> tuple[float, float]:
         """Return the (upper, lower) cover thresholds for the packet's notes: `phrased`
@@ -292,6 +298,17 @@ class PassageIndex:
         """Return the codes the packet's notes name in the family of any of `codes`
         (words.same_family: E07 and E21 for E09), each once, in notes order."""
         return tuple(same_family(codes, self._named_codes(packet_id)))
+
+    def _other_ask(
+        self, packet_id: str, question: str, hits: list[Hit], rows: np.ndarray
+    ) -> tuple[str, ...]:
+        """The sentences the second hit answers apart (ranking.other_ask_sentences), in a
+        packet with a spread to stand out from."""
+        if len(hits) < 2 or rows.shape[1] < MIN_SPREAD_PASSAGES:
+            return ()
+        where = {p.passage_id: i for i, p in enumerate(self.passages(packet_id))}
+        first, second = where[hits[0].passage_id], where[hits[1].passage_id]
+        return tuple(other_ask_sentences(rows, first, second, question_sentences(question)))
 
     def _known_codes(self, packet_id: str) -> set[str]:
         """Every token of the packet's passages, as codes are compared (words.plain_tokens)."""

@@ -321,7 +321,8 @@ class Agent:
             )
         self._waiting += 1
         self._live.add(cancel)
-        from fieldkit.answering import astream, finish
+        from fieldkit.answering import finish
+        from fieldkit.generating import astream
 
         outcome = "cancelled"  # unless the generation ends or fails
         try:

@@ -41,6 +41,7 @@ def notes_answers(
     nothing. Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
     from fieldkit.answering import NOTES, engine_reader, ground
+    from fieldkit.generating import two_parts
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import Router
     from fieldkit.training.evaluate import Answer
@@ -64,11 +65,21 @@ def notes_answers(
     hits = sum(routes[q.question] == q.domain for q in questions)
     run.routing.setdefault(name, {"correct": hits, "questions": len(questions), "routes": routes})
     prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
-    run.prefetch([(adapter, prompt[id(g)]) for _, _, adapter, g in plans])
+    also = {id(g): g.also[-1]["content"] for _, _, _, g in plans if g.also}
+    run.prefetch(
+        [(adapter, prompt[id(g)]) for _, _, adapter, g in plans]
+        + [(adapter, also[id(g)]) for _, _, adapter, g in plans if id(g) in also]
+    )
     answers = []
     for system, q, adapter, g in plans:
         key = run.answer_key(adapter, prompt[id(g)])
-        text = g.with_notice(run.cache[key])
+        seconds = run.seconds.get(key)
+        text = run.cache[key]
+        if id(g) in also:  # two parts, as fieldkit.generating.stream answers them
+            second = run.answer_key(adapter, also[id(g)])
+            text = two_parts(text, run.cache[second])
+            seconds = (seconds or 0.0) + (run.seconds.get(second) or 0.0)
+        text = g.with_notice(text)
         cited = g.sources if g.grounding == NOTES else []
         answers.append(
             Answer(
@@ -77,7 +88,7 @@ def notes_answers(
                 text,
                 cited=None if system == "base" else tuple(s.full_text for s in cited),
                 cited_titles=tuple(s.title or "" for s in cited),
-                seconds=run.seconds.get(key),
+                seconds=seconds,
             )
         )
     return answers

@@ -400,7 +400,8 @@ class TuiBackend(SyncBackend):
     ) -> Iterator[AnswerChunk]:
         """Stream the answer from the engine (its own thread does the MLX work), grounded
         in the packet's notes when it has them; the last chunk carries sources and marks."""
-        from fieldkit.answering import finish, stream
+        from fieldkit.answering import finish
+        from fieldkit.generating import stream
 
         grounding = self.ground(question, packet_id, abstained)
         if grounding.notice:
@@ -428,7 +429,7 @@ class TuiBackend(SyncBackend):
                 tokens=result.generation_tokens,
                 stopped=result.finish_reason == "cancelled",
                 note=done.note,
-                sources=[SourceView(s.label, s.title, s.text) for s in done.sources],
+                sources=[SourceView(s.label, s.title, s.text, s.read) for s in done.sources],
                 nearest=[SourceView(s.label, s.title, s.text) for s in done.nearest_shown],
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,

@@ -159,6 +159,7 @@ class SourceView:
     label: str
     title: str | None
     text: str
+    read: bool = True  # given to the model (both, for an answer in two parts)
 
 
 @dataclass

@@ -155,7 +155,7 @@ def test_a_code_the_notes_do_not_list_is_answered_without_generating(
     start_agent: StartAgent, make_home, tiny_model_dir, make_adapter
 ) -> None:
     """E09 where the notes list E07 and E12: the agent, too, says so and generates nothing
-    (fieldkit.answering.astream), streamed or not."""
+    (fieldkit.generating.astream), streamed or not."""
     from tests.test_answering import CODE_NOTES
 
     home = make_home("codes")

@@ -514,3 +514,29 @@ def test_the_library_stays_free_while_the_model_reads_the_passages(stocked, make
         pool.shutdown(wait=True)
         backend.close()
     assert [s.passage_id for s in grounding.result().sources]  # read, then grounded
+
+
+async def test_a_question_of_two_asks_is_answered_in_two_parts_with_both_sources(
+    stocked, make_packet, make_adapter, base_fp
+) -> None:
+    """Both records were read, so both are listed under the answer before Ctrl+E, and the
+    answer comes as "[1] ..." then "[2] ..." (fieldkit.generating)."""
+    from fieldkit.assets import assets_dir
+    from fieldkit.training.quality import domain_notes
+    from tests.test_two_parts import TWO_ASKS
+
+    notes = domain_notes(assets_dir() / "demo", "poultry")
+    make_packet(stocked.home, name="hens", domain="hens", base_fingerprint=base_fp,
+                adapter=make_adapter(5), notes=notes)  # fmt: skip
+    app = make_app(stocked, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pick(pilot, "hens")
+        exchange = await ask(pilot, TWO_ASKS)
+        assert exchange.answer.startswith("[1] "), notices(pilot)
+        assert "\n\n[2] " in exchange.answer
+        sources = str(exchange.query_one(".sources", Static).render())
+        assert "[1] hens " in sources
+        assert "[2] hens " in sources
+        assert "not read" not in sources
+        assert sources.endswith("(Ctrl+E: full sources)")

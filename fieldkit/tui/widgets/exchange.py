@@ -59,18 +59,20 @@ def _passage_line(
 
 
 def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> Text:
-    """Return the source lines under an answer: the first passage cut to one line, or
-    every passage in full when expanded."""
+    """Return the source lines under an answer: the passages the model read (the first,
+    or both for an answer in two parts) cut to one line each, or every passage in full
+    when expanded."""
     if not sources:
         return Text("")
     out = Text()
-    shown = sources if expanded else sources[:1]
+    read = [s for s in sources if s.read] or sources[:1]
+    shown = sources if expanded else read
     for n, source in enumerate(shown, 1):
         if n > 1:
             out.append("\n")
         _passage_line(out, f"[{n}] {source.label} ", source, expanded, width)
     if not expanded:
-        more = f"{len(sources) - 1} more, " if len(sources) > 1 else ""
+        more = f"{len(sources) - len(read)} more, " if len(sources) > len(read) else ""
         out.append(f"\n({more}Ctrl+E: full sources)", style="italic")
     return out
 

@@ -1,0 +1,122 @@
+"""How an answer's text is generated from its Grounding: the one generation path of `ask`,
+the Ask screen and the agent (`stream`, `astream`).
+
+Three shapes of answer:
+- the notes settled it (`Grounding.said`): that text, and a result that counts no token;
+- one prompt: the engine's own stream;
+- a question that asks two things two records answer (`Grounding.also`, from
+  `ranking.other_ask_sentences`): the first record answers the question, then the second
+  answers the sentences it stands out for, each part marked with the source it comes from
+  ("[1] ...", "[2] ..."), the second only if the first was not cancelled. The last chunk
+  carries one result for both (`joined`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fieldkit.answering import Grounding
+    from fieldkit.engine.engine import Engine
+    from fieldkit.engine.generation import GenerationChunk, GenerationResult
+
+FIRST_PART = "[1] "
+SECOND_PART = "\n\n[2] "
+
+
+def two_parts(first: str, second: str) -> str:
+    """Return the text of a two-part answer from its parts' texts."""
+    return f"{FIRST_PART}{first}{SECOND_PART}{second}"
+
+
+def stream(
+    engine: Engine, grounding: Grounding, adapter: Any, **options: Any
+) -> Iterator[GenerationChunk]:
+    """Return the answer's chunks for the grounding (see the module's three shapes)."""
+    if grounding.said is not None:
+        return iter(_said(grounding.said))
+    if grounding.also is None:
+        return engine.generate(grounding.messages, adapter, **options)
+    return _two(engine, grounding, adapter, options)
+
+
+async def astream(
+    engine: Engine, grounding: Grounding, adapter: Any, **options: Any
+) -> AsyncIterator[GenerationChunk]:
+    """`stream` for asyncio code (the agent)."""
+    from fieldkit.engine.generation import GenerationChunk
+
+    if grounding.said is not None:
+        for chunk in _said(grounding.said):
+            yield chunk
+        return
+    if grounding.also is None:
+        async for chunk in engine.astream(grounding.messages, adapter, **options):
+            yield chunk
+        return
+    yield GenerationChunk(FIRST_PART)
+    results = []
+    for n, messages in enumerate((grounding.messages, grounding.also)):
+        if n:
+            yield GenerationChunk(SECOND_PART)
+        async for chunk in engine.astream(messages, adapter, **options):
+            if chunk.result is None:
+                yield chunk
+            else:
+                results.append(chunk.result)
+        if results[-1].finish_reason == "cancelled":
+            break
+    yield GenerationChunk("", joined(results))
+
+
+def _two(
+    engine: Engine, grounding: Grounding, adapter: Any, options: dict[str, Any]
+) -> Iterator[GenerationChunk]:
+    from fieldkit.engine.generation import GenerationChunk
+
+    assert grounding.also is not None
+    yield GenerationChunk(FIRST_PART)
+    results = []
+    for n, messages in enumerate((grounding.messages, grounding.also)):
+        if n:
+            yield GenerationChunk(SECOND_PART)
+        for chunk in engine.generate(messages, adapter, **options):
+            if chunk.result is None:
+                yield chunk
+            else:
+                results.append(chunk.result)
+        if results[-1].finish_reason == "cancelled":
+            break
+    yield GenerationChunk("", joined(results))
+
+
+def joined(results: list[GenerationResult]) -> GenerationResult:
+    """Return one result for the parts of an answer: their texts marked as parts (a lone
+    part, cancelled before the second, keeps its mark), tokens and counts summed, rates
+    over the summed time, the last part's finish reason."""
+    first, last = results[0], results[-1]
+    text = two_parts(first.text, last.text) if len(results) > 1 else FIRST_PART + first.text
+
+    def rate(count: str, tps: str) -> float:
+        seconds = sum(getattr(r, count) / getattr(r, tps) for r in results if getattr(r, tps))
+        return sum(getattr(r, count) for r in results) / seconds if seconds else 0.0
+
+    return replace(
+        last,
+        text=text,
+        tokens=tuple(t for r in results for t in r.tokens),
+        prompt_tokens=sum(r.prompt_tokens for r in results),
+        generation_tokens=sum(r.generation_tokens for r in results),
+        prompt_tps=rate("prompt_tokens", "prompt_tps"),
+        generation_tps=rate("generation_tokens", "generation_tps"),
+        swap_ms=sum(r.swap_ms for r in results),
+    )
+
+
+def _said(text: str) -> list[GenerationChunk]:
+    from fieldkit.engine.generation import GenerationChunk, GenerationResult
+
+    done = GenerationResult(text, (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
+    return [GenerationChunk(text), GenerationChunk("", done)]

@@ -1,0 +1,125 @@
+"""A question that asks two things two records answer: answered in two parts, one per record
+(fieldkit.router.ranking.other_ask_sentences, fieldkit.generating)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from fieldkit.answering import NOTES, Parts, answer, engine_reader, ground
+from fieldkit.assets import assets_dir
+from fieldkit.engine.engine import Engine
+from fieldkit.engine.generation import GenerationResult
+from fieldkit.generating import FIRST_PART, SECOND_PART, astream, joined, stream, two_parts
+from fieldkit.router.ranking import OTHER_ASK_LEAD, other_ask_sentences
+from fieldkit.router.retrieval import PassageIndex
+from fieldkit.services import Services
+from fieldkit.store.models import model_fingerprint
+from fieldkit.support import support_check
+from fieldkit.training.quality import domain_notes
+
+TWO_ASKS = (
+    "We lost three hens to something overnight. What is the rule for disposing of dead "
+    "birds? Also what do I dip the legs of birds with scaly leg mites in?"
+)
+OTHER_ASK = "Also what do I dip the legs of birds with scaly leg mites in?"
+ONE_ASK = "How should dead birds be disposed of, and how deep is the pit?"
+
+
+def test_the_sentences_a_second_record_answers_apart():
+    """The second passage answers apart the sentences where it stands out beyond the first,
+    once it does so by OTHER_ASK_LEAD for one of them."""
+    rng = np.random.default_rng(2)
+    rows = rng.uniform(0.30, 0.32, size=(4, 12))  # the whole question, then three sentences
+    rows[:, 0] = [0.70, 0.80, 0.75, 0.31]  # the first record: the first two sentences
+    rows[:, 1] = [0.50, 0.31, 0.30, 0.80]  # the second: the third sentence alone
+    sentences = ["Hens died.", "How to dispose?", "And scaly legs?"]
+    assert other_ask_sentences(rows, 0, 1, sentences) == ["And scaly legs?"]
+    near = rows.copy()
+    near[3, 1] = 0.325  # standing out by less than the lead: no second part
+    z = (near[3] - near[3].mean()) / near[3].std()
+    assert z[1] - z[0] < OTHER_ASK_LEAD
+    assert other_ask_sentences(near, 0, 1, sentences) == []
+    assert other_ask_sentences(rows[:1], 0, 1, []) == []  # one sentence: one ask
+
+
+def test_two_results_make_one():
+    first = GenerationResult("A.", (1, 2), "k", 10, 2, 100.0, 20.0, 0.5, "stop")
+    second = GenerationResult("B.", (3,), "k", 30, 1, 100.0, 10.0, 0.25, "length")
+    both = joined([first, second])
+    assert both.text == "[1] A.\n\n[2] B." == two_parts("A.", "B.")
+    assert (both.tokens, both.prompt_tokens, both.generation_tokens) == ((1, 2, 3), 40, 3)
+    assert both.prompt_tps == pytest.approx(40 / (0.1 + 0.3))
+    assert both.generation_tps == pytest.approx(3 / (0.1 + 0.1))
+    assert (both.swap_ms, both.finish_reason) == (0.75, "length")
+    alone = joined([GenerationResult("A", (1,), "k", 5, 1, 0.0, 0.0, 0.0, "cancelled")])
+    assert (alone.text, alone.prompt_tps, alone.finish_reason) == ("[1] A", 0.0, "cancelled")
+
+
+@pytest.fixture
+def poultry(home, make_packet, make_adapter, tiny_model_dir, minilm):
+    notes = domain_notes(assets_dir() / "demo", "poultry")
+    fingerprint = model_fingerprint(tiny_model_dir)
+    make_packet(home, name="poultry", notes=notes, base_fingerprint=fingerprint,
+                adapter=make_adapter(1))  # fmt: skip
+    services = Services.build(home.root, tiny_model_dir)
+    yield services.library, PassageIndex(services.library, minilm)
+    services.close()
+
+
+def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir):
+    """The bug: asked how to dispose of dead birds and how to treat scaly legs, the answer
+    came from the disposal record alone; the scaly-leg record was shown, never read. (The
+    first record leads clearly here, so the model does not reorder them by reading.)"""
+    library, index = poultry
+    record = library.get("poultry")
+    single = ground(ONE_ASK, record, index)
+    assert (single.also, single.other_ask) == (None, None)
+    assert [s.read for s in single.sources] == [True, False]
+    adapter = library.load_adapter(record)
+    with Engine(tiny_model_dir) as engine:
+        grounding = ground(TWO_ASKS, record, index, reader=engine_reader(engine))  # as `ask`
+        got = answer(Parts(engine, library, None, index), TWO_ASKS, packet="poultry",
+                     max_tokens=8)  # fmt: skip
+        alone = [engine.answer(m, adapter, max_tokens=8, clean=True).text
+                 for m in (grounding.messages, grounding.also)]  # fmt: skip
+        chunks = list(stream(engine, grounding, adapter, max_tokens=8, clean=True))
+    assert grounding.grounding == NOTES
+    assert [s.title for s in grounding.sources] == [
+        "How should dead birds be disposed of?",
+        "How do you treat scaly leg mites?",
+    ]
+    assert [s.read for s in grounding.sources] == [True, True]
+    assert grounding.other_ask == OTHER_ASK
+    second = grounding.also[0]["content"]
+    assert "Scalex oil" in second
+    assert OTHER_ASK in second
+    assert "1.2 m" not in second
+    assert got.text == two_parts(*alone)
+    assert got.text.startswith(FIRST_PART)
+    assert SECOND_PART in got.text
+    assert "".join(c.text for c in chunks) == chunks[-1].result.text == got.text
+    assert got.unsupported == support_check(got.text, [s.full_text for s in got.sources])
+    assert got.to_dict()["other_ask"] == OTHER_ASK
+
+
+async def test_the_agent_streams_both_parts_and_a_cancel_ends_after_the_first(
+    poultry, tiny_model_dir
+):
+    library, index = poultry
+    record = library.get("poultry")
+    grounding = ground(TWO_ASKS, record, index)
+    adapter = library.load_adapter(record)
+    with Engine(tiny_model_dir) as engine:
+        synced = list(stream(engine, grounding, adapter, max_tokens=6))
+        chunks = [c async for c in astream(engine, grounding, adapter, max_tokens=6)]
+        cancel = threading.Event()
+        cancel.set()
+        stopped = list(stream(engine, grounding, adapter, max_tokens=6, cancel=cancel))
+    assert "".join(c.text for c in chunks) == chunks[-1].result.text
+    assert chunks[-1].result.text == synced[-1].result.text
+    assert stopped[-1].result.finish_reason == "cancelled"
+    assert SECOND_PART not in "".join(c.text for c in stopped)
+    assert stopped[-1].result.text.startswith(FIRST_PART)
