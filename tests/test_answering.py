@@ -69,6 +69,8 @@ PUMP_NOTES = [
         ("Keep them at 4 to 8°C, the freezer at \u221220°C.", []),  # + is no sign; − is minus
         ("The freezer runs at 20°C.", ["20°C"]),  # -20°C is stated, 20°C is not
         ("Store at 4-8°C, not -4°C.", ["-4°C"]),  # the dash of a range is no minus
+        ("[1] Dry it to 12.5% moisture.\n\n[2] Mount it 5 m up.", []),  # parts' marks
+        ("[1] Dry it to 13% moisture, as in [2].", ["13%"]),
     ],
 )
 def test_support_check_marks_numbers_and_codes_no_passage_states(answer_text, unsupported):
@@ -76,6 +78,13 @@ def test_support_check_marks_numbers_and_codes_no_passage_states(answer_text, un
     assert [m.text for m in marks] == unsupported
     for mark in marks:
         assert answer_text[mark.start : mark.end] == mark.text
+
+
+def test_the_marks_of_an_answers_parts_are_no_numbers():
+    from fieldkit.support import states_numbers
+
+    assert not states_numbers("[1] Dust it.\n\n[2] Dip the legs.")
+    assert states_numbers("[1] Dust it twice.\n\n[2] Dip the legs for 10 seconds.")
 
 
 def test_support_check_without_passages_marks_every_number():
@@ -488,6 +497,14 @@ def test_an_answer_with_marks_prints_the_record_it_read_whole():
     right = "Give 5 mL of vegetable oil."
     clean = Answer("q", right, "poultry", "p", "notes", [read, near], support_check(right, [text]))
     assert not any("whole" in line for line in answer_footer(clean, columns=80))
+    both = replace(near, read=True)  # an answer in two parts read both records
+    parts = f"[1] {wrong}\n\n[2] Dust it."
+    two = Answer("q", parts, "poultry", "p", "notes", [read, both],
+                 support_check(parts, [text, both.full_text]))  # fmt: skip
+    assert answer_footer(two, columns=80)[-2:] == [
+        f"[1] whole, to check the answer against: {whole}",
+        "[2] whole, to check the answer against: Mites? Dust the vent.",
+    ]
 
 
 def test_a_range_both_of_whose_ends_are_unsupported_is_shown_as_one_mark():
