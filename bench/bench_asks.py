@@ -19,7 +19,8 @@ ranking (`ranking.rank_scores` alone, the order before `ranking.other_ask_second
 passage answers some sentences apart), and `two_parts_both_records`: in two parts from
 the two records asked about. For single questions, two parts is a false split.
 
-The same for the `twin` set: questions of natural length written to ask two things two
+The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
+the `twin` set: questions of natural length written to ask two things two
 records answer (`asks`).
 
 And on the single questions of every in-domain demo set, long and short, whether the
@@ -65,12 +66,13 @@ def set_rows(names: tuple[str, ...]) -> list[dict]:
     return [r for n in names for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)]
 
 
-def two_asks(per_domain: int, seed: int) -> list[dict]:
-    """Return the two-record questions: `per_domain` random pairs a domain, same record
-    pairs left out."""
+def two_asks(per_domain: int, seed: int, names: tuple[str, ...] = LONG) -> list[dict]:
+    """Return the two-record questions: `per_domain` random pairs a domain of the sets
+    `names`, same record pairs left out. Short questions (the SHORT sets) each end in a
+    question mark, as two asks typed one after the other."""
     rng = random.Random(seed)
     by_domain: dict[str, list[dict]] = {}
-    for row in set_rows(LONG):
+    for row in set_rows(names):
         by_domain.setdefault(row["domain"], []).append(row)
     out = []
     for domain, rows in sorted(by_domain.items()):
@@ -80,6 +82,8 @@ def two_asks(per_domain: int, seed: int) -> list[dict]:
                 continue
             keywords = a["expected_keywords"] + b["expected_keywords"]
             question = f"{a['question']} {b['question']}"
+            if names == SHORT:
+                question = " ".join(f"{r['question'].rstrip(' ?.')}?" for r in (a, b))
             out.append(
                 {"domain": domain, "question": question, "a": sources(a), "b": sources(b),
                  "expected_keywords": keywords}
@@ -145,6 +149,7 @@ def main() -> None:
         packet = {r.domain: r.packet_id for r in library.list_packets()}
         mixes = two_asks(args.per_domain, args.seed)
         results["two_asks"] = both_shown(index, packet, mixes)
+        results["two_short_asks"] = both_shown(index, packet, two_asks(60, 1, SHORT))
         twin = [dict(row, a=[row["asks"][0]], b=[row["asks"][1]]) for row in set_rows(("twin",))]
         results["twin"] = both_shown(index, packet, twin)
         singles: dict = {}

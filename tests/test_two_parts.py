@@ -13,7 +13,7 @@ from fieldkit.assets import assets_dir
 from fieldkit.engine.engine import Engine
 from fieldkit.engine.generation import GenerationResult
 from fieldkit.generating import FIRST_PART, SECOND_PART, astream, joined, stream, two_parts
-from fieldkit.router.ranking import OTHER_ASK_LEAD, other_ask_sentences
+from fieldkit.router.ranking import OTHER_ASK_LEAD, OTHER_ASK_STANDOUT, other_ask_sentences
 from fieldkit.router.retrieval import PassageIndex
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
@@ -35,14 +35,33 @@ def test_the_sentences_a_second_record_answers_apart():
     rows = rng.uniform(0.30, 0.32, size=(4, 12))  # the whole question, then three sentences
     rows[:, 0] = [0.70, 0.80, 0.75, 0.31]  # the first record: the first two sentences
     rows[:, 1] = [0.50, 0.31, 0.30, 0.80]  # the second: the third sentence alone
-    sentences = ["Hens died.", "How to dispose?", "And scaly legs?"]
-    assert other_ask_sentences(rows, 0, 1, sentences) == ["And scaly legs?"]
+    sentences = ["Hens died.", "I must dispose of them.", "Then the scaly legs."]  # no "?"
+    assert other_ask_sentences(rows, 0, 1, sentences) == ["Then the scaly legs."]
     near = rows.copy()
     near[3, 1] = 0.325  # standing out by less than the lead: no second part
     z = (near[3] - near[3].mean()) / near[3].std()
     assert z[1] - z[0] < OTHER_ASK_LEAD
     assert other_ask_sentences(near, 0, 1, sentences) == []
     assert other_ask_sentences(rows[:1], 0, 1, []) == []  # one sentence: one ask
+
+
+def test_two_asks_each_best_answered_by_its_own_record_are_answered_apart():
+    """Two sentences ending in "?", the first record best for one and the second for the
+    other, standing out by OTHER_ASK_STANDOUT: a second part, though its lead over the
+    first is under OTHER_ASK_LEAD."""
+    rows = np.tile(np.linspace(0.30, 0.36, 12), (3, 1))  # the others: an even spread
+    rows[:, 0] = [0.60, 0.60, 0.45]  # the first record: best for the first ask
+    rows[:, 1] = [0.50, 0.40, 0.47]  # the second: best for the second, a little ahead
+    asks = ["How should I bury them?", "And the scaly legs?"]
+    z = (rows[2] - rows[2].mean()) / rows[2].std()
+    assert z[1] >= OTHER_ASK_STANDOUT
+    assert z[1] - z[0] < OTHER_ASK_LEAD
+    assert other_ask_sentences(rows, 0, 1, asks) == ["And the scaly legs?"]
+    statements = ["I should bury them.", "The scaly legs."]  # no ask, no second part
+    assert other_ask_sentences(rows, 0, 1, statements) == []
+    third = rows.copy()
+    third[2, 5] = 0.50  # another record is best for the second ask: not these two
+    assert other_ask_sentences(third, 0, 1, asks) == []
 
 
 def test_two_results_make_one():
