@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from fieldkit.answering import BASE_CAUTION
 from fieldkit.assets import demo_domains, demo_packets
 from fieldkit.cli import main
-from fieldkit.commands.demo import EVERYDAY_QUESTION, OUTSIDE_QUESTION
+from fieldkit.commands.demo import EVERYDAY_QUESTION, OUTSIDE_QUESTION, TWO_ASKS_QUESTION
 from fieldkit.engine.convert import find_default_gguf
 from fieldkit.errors import ModelError
 from fieldkit.store.packet import read_packet_file
@@ -99,6 +99,9 @@ def test_demo_answers_show_their_sources_and_a_gap(demo_home):
     assert "route: an everyday question, not an expert's: nearer " in output, output
     assert f"A: {BASE_CAUTION}\n" in output, output  # the base model left to answer
     assert "every number in the answer is in a source" in output or "unsupported" in output
+    asked = output.split(f"Q: {TWO_ASKS_QUESTION}\n", 1)[1].split("\nQ: ", 1)[0]
+    assert "A: [1] " in asked, asked  # two records, two parts
+    assert "\n   \n   [2] " in asked, asked  # its lines stay under "A: "
 
 
 def test_a_demo_packet_of_an_earlier_build_makes_way_for_the_shipped_one(demo_home, make_home):

@@ -18,6 +18,11 @@ OUTSIDE_QUESTION = "How do I change the ringtone on my phone?"
 # An everyday question sharing a packet's words (eggs, the fridge): the router's everyday
 # questions leave it to the base model, and the route line says why.
 EVERYDAY_QUESTION = "How long do boiled eggs keep in the fridge?"
+# A question that asks two things two poultry records answer: answered in two parts.
+TWO_ASKS_QUESTION = (
+    "We lost three hens to something overnight. What is the rule for disposing of dead "
+    "birds? Also what do I dip the legs of birds with scaly leg mites in?"
+)
 
 
 def set_up_demo(services: Services, echo=click.echo) -> list[str]:
@@ -60,9 +65,9 @@ def _make_way(library: Any, manifest: dict[str, Any], echo: Callable[[str], Any]
 
 
 def demo_questions() -> list[str]:
-    """One held-out question per demo domain, one that falls in a packet's gap (its notes
-    have nothing on it), then two that no packet covers: one plainly, one an everyday
-    question that shares a packet's words."""
+    """One held-out question per demo domain, one that asks two things (answered in two
+    parts), one that falls in a packet's gap (its notes have nothing on it), then two that
+    no packet covers: one plainly, one an everyday question that shares a packet's words."""
     questions, gaps = [], []
     for folder in demo_domains():
         heldout = folder / "heldout.jsonl"
@@ -74,7 +79,7 @@ def demo_questions() -> list[str]:
             gaps.append(
                 json.loads(gap_file.read_text(encoding="utf-8").splitlines()[0])["question"]
             )
-    return [*questions, *gaps, OUTSIDE_QUESTION, EVERYDAY_QUESTION]
+    return [*questions, TWO_ASKS_QUESTION, *gaps, OUTSIDE_QUESTION, EVERYDAY_QUESTION]
 
 
 def ask_questions(services: Services, questions: list[str], max_tokens: int) -> None:
