@@ -177,6 +177,33 @@ def test_a_code_the_notes_do_not_list_is_answered_without_generating(
     assert not running.agent._adapters  # no weights were read for an answer nothing wrote
 
 
+def test_a_question_of_two_asks_is_answered_in_two_parts_streamed_or_not(
+    start_agent: StartAgent, make_home, tiny_model_dir, make_adapter
+) -> None:
+    """The agent answers a question of two asks as `ask` does (fieldkit.generating): both
+    records read, "[1] ..." then "[2] ...", the stream the same as the whole reply."""
+    from fieldkit.assets import assets_dir
+    from fieldkit.training.quality import domain_notes
+    from tests.test_two_parts import OTHER_ASK, TWO_ASKS
+
+    home = make_home("hens")
+    notes = domain_notes(assets_dir() / "demo", "poultry")
+    add_packet(home, tiny_model_dir, make_adapter(1), "hens", PUMP_QUESTIONS, notes)
+    client = client_for(start_agent(home))
+    messages = [{"role": "user", "content": TWO_ASKS}]
+    whole = client.chat.completions.create(model="hens", messages=messages, max_tokens=6)
+    said = whole.fieldkit["answer"]
+    assert said["other_ask"] == OTHER_ASK
+    assert [s["read"] for s in said["sources"]] == [True, True]
+    content = whole.choices[0].message.content
+    assert content.startswith("[1] ")
+    assert "\n\n[2] " in content
+    stream = client.chat.completions.create(
+        model="hens", messages=messages, max_tokens=6, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == content
+
+
 def test_stop_strings_and_temperature_are_honoured(running: RunningAgent) -> None:
     client = client_for(running)
     messages = [{"role": "user", "content": QUESTION}]
