@@ -7,8 +7,9 @@ Three shapes of answer:
 - a question that asks two things two records answer (`Grounding.also`, from
   `ranking.other_ask_sentences`): the first record answers the question, then the second
   answers the sentences it stands out for, each part marked with the source it comes from
-  ("[1] ...", "[2] ..."), the second only if the first was not cancelled. The last chunk
-  carries one result for both (`joined`).
+  ("[1] ...", "[2] ..."), the second only if the first was not cancelled. The two share
+  the answer's `max_tokens` (`part_options`): the first may use half, the second what is
+  left. The last chunk carries one result for both (`joined`).
 """
 
 from __future__ import annotations
@@ -57,17 +58,17 @@ async def astream(
             yield chunk
         return
     yield GenerationChunk(FIRST_PART)
-    results = []
-    for n, messages in enumerate((grounding.messages, grounding.also)):
-        if n:
+    results: list[GenerationResult] = []
+    for messages in (grounding.messages, grounding.also):
+        if (part := part_options(options, results)) is None:
+            break
+        if results:
             yield GenerationChunk(SECOND_PART)
-        async for chunk in engine.astream(messages, adapter, **options):
+        async for chunk in engine.astream(messages, adapter, **part):
             if chunk.result is None:
                 yield chunk
             else:
                 results.append(chunk.result)
-        if results[-1].finish_reason == "cancelled":
-            break
     yield GenerationChunk("", joined(results))
 
 
@@ -78,18 +79,33 @@ def _two(
 
     assert grounding.also is not None
     yield GenerationChunk(FIRST_PART)
-    results = []
-    for n, messages in enumerate((grounding.messages, grounding.also)):
-        if n:
+    results: list[GenerationResult] = []
+    for messages in (grounding.messages, grounding.also):
+        if (part := part_options(options, results)) is None:
+            break
+        if results:
             yield GenerationChunk(SECOND_PART)
-        for chunk in engine.generate(messages, adapter, **options):
+        for chunk in engine.generate(messages, adapter, **part):
             if chunk.result is None:
                 yield chunk
             else:
                 results.append(chunk.result)
-        if results[-1].finish_reason == "cancelled":
-            break
     yield GenerationChunk("", joined(results))
+
+
+def part_options(options: dict[str, Any], done: list[GenerationResult]) -> dict[str, Any] | None:
+    """Return the generation options of an answer's next part, or None when no part is to
+    follow: the first may use half the answer's `max_tokens` (rounded up), the second what
+    the first left; none follows a cancelled part or a spent budget."""
+    from fieldkit.engine.generation import Job
+
+    budget = int(options.get("max_tokens", Job.max_tokens))  # the engine's own default
+    if not done:
+        return {**options, "max_tokens": (budget + 1) // 2}
+    left = budget - sum(r.generation_tokens for r in done)
+    if done[-1].finish_reason == "cancelled" or left < 1 or len(done) > 1:
+        return None
+    return {**options, "max_tokens": left}
 
 
 def joined(results: list[GenerationResult]) -> GenerationResult:

@@ -12,7 +12,15 @@ from fieldkit.answering import NOTES, Parts, answer, engine_reader, ground
 from fieldkit.assets import assets_dir
 from fieldkit.engine.engine import Engine
 from fieldkit.engine.generation import GenerationResult
-from fieldkit.generating import FIRST_PART, SECOND_PART, astream, joined, stream, two_parts
+from fieldkit.generating import (
+    FIRST_PART,
+    SECOND_PART,
+    astream,
+    joined,
+    part_options,
+    stream,
+    two_parts,
+)
 from fieldkit.router.ranking import OTHER_ASK_LEAD, OTHER_ASK_STANDOUT, other_ask_sentences
 from fieldkit.router.retrieval import PassageIndex
 from fieldkit.services import Services
@@ -77,6 +85,23 @@ def test_two_results_make_one():
     assert (alone.text, alone.prompt_tps, alone.finish_reason) == ("[1] A", 0.0, "cancelled")
 
 
+def test_the_parts_share_the_answers_token_budget():
+    """The first part may use half of max_tokens (rounded up), the second what is left; no
+    part follows a cancelled one or a spent budget, nor a second one."""
+
+    def done(tokens: int, reason: str = "stop") -> GenerationResult:
+        return GenerationResult("x", (), None, 1, tokens, 1.0, 1.0, 0.0, reason)
+
+    options = {"max_tokens": 9, "clean": True}
+    assert part_options(options, []) == {"max_tokens": 5, "clean": True}
+    assert part_options(options, [done(2)]) == {"max_tokens": 7, "clean": True}
+    assert part_options(options, [done(5)])["max_tokens"] == 4
+    assert part_options({"max_tokens": 1}, [done(1)]) is None  # spent
+    assert part_options(options, [done(2, "cancelled")]) is None
+    assert part_options(options, [done(2), done(2)]) is None
+    assert part_options({}, [])["max_tokens"] == 128  # half the engine's default
+
+
 @pytest.fixture
 def poultry(home, make_packet, make_adapter, tiny_model_dir, minilm):
     notes = domain_notes(assets_dir() / "demo", "poultry")
@@ -102,8 +127,9 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
         grounding = ground(TWO_ASKS, record, index, reader=engine_reader(engine))  # as `ask`
         got = answer(Parts(engine, library, None, index), TWO_ASKS, packet="poultry",
                      max_tokens=8)  # fmt: skip
-        alone = [engine.answer(m, adapter, max_tokens=8, clean=True).text
-                 for m in (grounding.messages, grounding.also)]  # fmt: skip
+        first = engine.answer(grounding.messages, adapter, max_tokens=4, clean=True)  # half
+        left = 8 - first.generation_tokens  # the second part: what the first left
+        second = engine.answer(grounding.also, adapter, max_tokens=left, clean=True)
         chunks = list(stream(engine, grounding, adapter, max_tokens=8, clean=True))
     assert grounding.grounding == NOTES
     assert [s.title for s in grounding.sources] == [
@@ -112,11 +138,12 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
     ]
     assert [s.read for s in grounding.sources] == [True, True]
     assert grounding.other_ask == OTHER_ASK
-    second = grounding.also[0]["content"]
-    assert "Scalex oil" in second
-    assert OTHER_ASK in second
-    assert "1.2 m" not in second
-    assert got.text == two_parts(*alone)
+    prompt = grounding.also[0]["content"]
+    assert "Scalex oil" in prompt
+    assert OTHER_ASK in prompt
+    assert "1.2 m" not in prompt
+    assert got.text == two_parts(first.text, second.text)
+    assert got.result.generation_tokens <= 8  # the parts share the answer's budget
     assert got.text.startswith(FIRST_PART)
     assert SECOND_PART in got.text
     assert "".join(c.text for c in chunks) == chunks[-1].result.text == got.text

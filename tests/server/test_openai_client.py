@@ -195,6 +195,7 @@ def test_a_question_of_two_asks_is_answered_in_two_parts_streamed_or_not(
     said = whole.fieldkit["answer"]
     assert said["other_ask"] == OTHER_ASK
     assert [s["read"] for s in said["sources"]] == [True, True]
+    assert whole.usage.completion_tokens <= 6  # the two parts share max_tokens
     content = whole.choices[0].message.content
     assert content.startswith("[1] ")
     assert "\n\n[2] " in content
