@@ -56,6 +56,16 @@ def notices(pilot: Pilot) -> list[str]:
     return [n.message for n in pilot.app._notifications]
 
 
+def footer_shown(app: App) -> list[str]:
+    """Return the descriptions of the footer's keys that it shows whole, in its order."""
+    from fieldkit.tui.screens.base import KeysFooter
+
+    footer = app.screen.query_one(KeysFooter)
+    right = footer.region.right
+    keys = [w for w in footer.query("FooterKey") if w.region.width]
+    return [k.description for k in keys if k.region.right <= right]
+
+
 def footer_keys(app: App) -> dict[str, str]:
     """Return the keys the footer shows now, in its order, with their descriptions."""
     shown = app.screen.active_bindings.values()

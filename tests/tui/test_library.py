@@ -15,7 +15,7 @@ from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.views import PacketStatus
 from fieldkit.tui.widgets.packet_detail import PacketDetailPane
 from fieldkit.tui.widgets.packet_table import PacketTable
-from tests.tui.helpers import notices, settle, wait_for_screen
+from tests.tui.helpers import footer_shown, notices, settle, wait_for_screen
 
 
 def states(app) -> dict[str, PacketStatus]:
@@ -100,7 +100,13 @@ async def test_every_column_but_the_date_fits_80_columns(
         await settle(pilot)
         assert table.render_line(0).text.split() == ["name", "state", "domain", "size"]
         assert table.virtual_size.width <= table.scrollable_content_region.width
-        assert footer.compact  # and packs the keys closer
+        assert footer.compact  # and packs the keys closer, leaving "q Quit" to Ctrl+Q
+        assert footer_shown(app) == [
+            "Verify", "Remove", "Export", "Import", "Trust", "Block", "Help"
+        ]  # fmt: skip
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert footer_shown(app)[-2:] == ["Help", "Quit"]
 
 
 async def test_states_and_detail_follow_the_cursor(stocked) -> None:

@@ -12,7 +12,7 @@ from fieldkit.gossip.sync import start_listener, sync_with
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import ConfirmDialog, TextDialog
 from fieldkit.tui.widgets.transfers import TransferList
-from tests.tui.helpers import notices, settle, wait_for_screen
+from tests.tui.helpers import footer_shown, notices, settle, wait_for_screen
 
 
 async def start_sync(pilot, address: str) -> None:
@@ -107,6 +107,19 @@ async def test_unreachable_peer_and_bad_address_are_notices(stocked) -> None:
         await settle(pilot)
         assert any("Cannot reach 127.0.0.1:1" in n for n in notices(pilot))
         assert app.is_running
+
+
+async def test_a_narrow_terminal_shows_every_key_of_the_peers_footer(stocked) -> None:
+    """At 60 columns the footer had cut "? Help" to "? Hel"; it now shows every key but
+    "q Quit" (Ctrl+Q quits anywhere), which comes back at 80 columns."""
+    app = make_app(stocked, start_mode="peers", load_model=False, ble=False)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(pilot)
+        shown = ["Sync", "Listen", "Cancel", "Trust", "Block", "Rescan", "Help"]
+        assert footer_shown(app) == shown
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert footer_shown(app) == [*shown, "Quit"]
 
 
 async def start_listening(pilot):  # noqa: ANN001, ANN201

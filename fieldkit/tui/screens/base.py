@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from textual import events
+from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker
 
 
 class KeysFooter(Footer):
-    """The footer, compact (no space around the keys) below 80 columns, so that a narrow
-    terminal (60 columns over SSH from a phone) still shows more of the keys."""
+    """The footer, compact below 80 columns (no space around the keys, and no "q Quit":
+    Ctrl+Q quits anywhere, and ? Help lists both), so that a narrow terminal (60 columns
+    over SSH from a phone) shows every other key of each mode."""
 
     def on_resize(self, event: events.Resize) -> None:
-        self.compact = event.size.width < 80
+        compact = event.size.width < 80
+        if compact != self.compact:
+            self.compact = compact
+            self.refresh(recompose=True)
+
+    def compose(self) -> ComposeResult:
+        for widget in super().compose():
+            if self.compact and getattr(widget, "action", None) in NARROW_LEFT_OUT:
+                continue  # a key (FooterKey) of an action a narrow footer leaves out
+            yield widget
+
+
+NARROW_LEFT_OUT = frozenset({"quit_asking"})  # the actions a compact footer leaves out
 
 
 def keys_footer() -> Footer:

@@ -41,7 +41,7 @@ class PeersScreen(ModeScreen):
     BINDINGS = [
         Binding("s", "sync", "Sync"),
         Binding("l", "listen", "Listen"),
-        Binding("x", "cancel", "Cancel sync"),
+        Binding("x", "cancel", "Cancel"),
         Binding("t", "trust", "Trust"),
         Binding("b", "block", "Block"),
         Binding("r", "refresh", "Rescan"),
