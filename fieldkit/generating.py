@@ -111,8 +111,11 @@ def part_options(options: dict[str, Any], done: list[GenerationResult]) -> dict[
 def joined(results: list[GenerationResult]) -> GenerationResult:
     """Return one result for the parts of an answer: their texts marked as parts (a lone
     part, cancelled before the second, keeps its mark), tokens and counts summed, rates
-    over the summed time, the last part's finish reason."""
+    over the summed time; its finish reason "cancelled" or "length" when any part's was
+    (a first part cut at its half of the budget is a cut answer), else the last part's."""
     first, last = results[0], results[-1]
+    reasons = [r.finish_reason for r in results]
+    reason = next((x for x in ("cancelled", "length") if x in reasons), last.finish_reason)
     text = two_parts(first.text, last.text) if len(results) > 1 else FIRST_PART + first.text
 
     def rate(count: str, tps: str) -> float:
@@ -128,6 +131,7 @@ def joined(results: list[GenerationResult]) -> GenerationResult:
         prompt_tps=rate("prompt_tokens", "prompt_tps"),
         generation_tps=rate("generation_tokens", "generation_tps"),
         swap_ms=sum(r.swap_ms for r in results),
+        finish_reason=reason,
     )
 
 

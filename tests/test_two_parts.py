@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -81,6 +82,10 @@ def test_two_results_make_one():
     assert both.prompt_tps == pytest.approx(40 / (0.1 + 0.3))
     assert both.generation_tps == pytest.approx(3 / (0.1 + 0.1))
     assert (both.swap_ms, both.finish_reason) == (0.75, "length")
+    cut_first = joined(
+        [replace(first, finish_reason="length"), replace(second, finish_reason="stop")]
+    )
+    assert cut_first.finish_reason == "length"  # a first part cut at its half is a cut answer
     alone = joined([GenerationResult("A", (1,), "k", 5, 1, 0.0, 0.0, 0.0, "cancelled")])
     assert (alone.text, alone.prompt_tps, alone.finish_reason) == ("[1] A", 0.0, "cancelled")
 
