@@ -108,10 +108,15 @@ class Grounding(_Notice):
     gap: str | None = None  # the sentence a gap answer starts with
     caution: str | None = None  # the sentence said first when the passages may not fit
     said: str | None = None  # the whole answer, when nothing is to be generated (`stream`)
-    # A question that asks two things: the prompt for the sentences the second source
-    # answers apart (`other_ask`); fieldkit.generating answers it second.
-    also: list[dict[str, str]] | None = None
-    other_ask: str | None = None
+    other_ask: str | None = None  # the sentences the second source answers apart
+
+    @property
+    def also(self) -> list[dict[str, str]] | None:
+        """The prompt of a second part (`other_ask` and the second source), which
+        fieldkit.generating answers after the first; None for an answer in one part."""
+        if self.other_ask is None:
+            return None
+        return grounded_messages(self.other_ask, self.sources[1:2])
 
 
 @dataclass(frozen=True)
@@ -350,9 +355,8 @@ def ground(
     caution = (
         None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
     )
-    also = grounded_messages(other, coverage.hits[1:2]) if other else None
     return Grounding(
-        question, name, pid, NOTES, messages, sources, caution=caution, also=also, other_ask=other
+        question, name, pid, NOTES, messages, sources, caution=caution, other_ask=other
     )
 
 

@@ -38,7 +38,7 @@ def stream(
     """Return the answer's chunks for the grounding (see the module's three shapes)."""
     if grounding.said is not None:
         return iter(_said(grounding.said))
-    if grounding.also is None:
+    if grounding.other_ask is None:
         return engine.generate(grounding.messages, adapter, **options)
     return _two(engine, grounding, adapter, options)
 
@@ -46,51 +46,62 @@ def stream(
 async def astream(
     engine: Engine, grounding: Grounding, adapter: Any, **options: Any
 ) -> AsyncIterator[GenerationChunk]:
-    """`stream` for asyncio code (the agent)."""
-    from fieldkit.engine.generation import GenerationChunk
-
+    """`stream` for asyncio code (the agent): the same parts, the same chunks."""
     if grounding.said is not None:
         for chunk in _said(grounding.said):
             yield chunk
-        return
-    if grounding.also is None:
+    elif grounding.other_ask is None:
         async for chunk in engine.astream(grounding.messages, adapter, **options):
             yield chunk
-        return
-    yield GenerationChunk(FIRST_PART)
-    results: list[GenerationResult] = []
-    for messages in (grounding.messages, grounding.also):
-        if (part := part_options(options, results)) is None:
-            break
-        if results:
-            yield GenerationChunk(SECOND_PART)
-        async for chunk in engine.astream(messages, adapter, **part):
-            if chunk.result is None:
-                yield chunk
-            else:
-                results.append(chunk.result)
-    yield GenerationChunk("", joined(results))
+    else:
+        results: list[GenerationResult] = []
+        for mark, messages, part in _parts(grounding, options, results):
+            yield mark
+            async for chunk in engine.astream(messages, adapter, **part):
+                if _shown(chunk, results):
+                    yield chunk
+        yield _last(results)
 
 
 def _two(
     engine: Engine, grounding: Grounding, adapter: Any, options: dict[str, Any]
 ) -> Iterator[GenerationChunk]:
+    results: list[GenerationResult] = []
+    for mark, messages, part in _parts(grounding, options, results):
+        yield mark
+        for chunk in engine.generate(messages, adapter, **part):
+            if _shown(chunk, results):
+                yield chunk
+    yield _last(results)
+
+
+def _parts(
+    grounding: Grounding, options: dict[str, Any], results: list[GenerationResult]
+) -> Iterator[tuple[GenerationChunk, list[dict[str, str]], dict[str, Any]]]:
+    """Yield, for each part to generate, the chunk of its mark ("[1] ", then "[2] "), its
+    prompt and its options (`part_options`), while the caller's `results` (one a part
+    generated) leave room for it."""
     from fieldkit.engine.generation import GenerationChunk
 
-    assert grounding.also is not None
-    yield GenerationChunk(FIRST_PART)
-    results: list[GenerationResult] = []
-    for messages in (grounding.messages, grounding.also):
-        if (part := part_options(options, results)) is None:
-            break
-        if results:
-            yield GenerationChunk(SECOND_PART)
-        for chunk in engine.generate(messages, adapter, **part):
-            if chunk.result is None:
-                yield chunk
-            else:
-                results.append(chunk.result)
-    yield GenerationChunk("", joined(results))
+    for mark, messages in ((FIRST_PART, grounding.messages), (SECOND_PART, grounding.also)):
+        part = part_options(options, results)
+        if part is None or messages is None:
+            return
+        yield GenerationChunk(mark), messages, part
+
+
+def _shown(chunk: GenerationChunk, results: list[GenerationResult]) -> bool:
+    """True for a text chunk, to pass on; a part's last chunk gives its result instead."""
+    if chunk.result is None:
+        return True
+    results.append(chunk.result)
+    return False
+
+
+def _last(results: list[GenerationResult]) -> GenerationChunk:
+    from fieldkit.engine.generation import GenerationChunk
+
+    return GenerationChunk("", joined(results))
 
 
 def part_options(options: dict[str, Any], done: list[GenerationResult]) -> dict[str, Any] | None:

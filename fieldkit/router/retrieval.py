@@ -248,13 +248,13 @@ class PassageIndex:
         naming a code the notes never name, of a family they do name (E09, when they name
         E07 and E21), is not covered whatever its score: the notes list that family's codes
         and this is not one of them, and the nearest passage is another code's record."""
-        hits, rows = self._search(packet_id, question, k, reader)
+        hits, rows, order = self._search(packet_id, question, k, reader)
         upper, lower = self.thresholds(packet_id)
         if not hits:
             return Coverage(False, [], 0.0, upper, sure=False)
         unknown = self.unknown_codes(packet_id, question)
         if not unknown and self._shares_a_code(packet_id, question, rows):
-            other = self._other_ask(packet_id, question, hits, rows)
+            other = self._other_ask(question, order, rows)
             return Coverage(True, hits, float(rows[0].max()), upper, by_code=True, other_ask=other)
         missing = tuple(c for c in unknown if self.family_of(packet_id, [c]))
         codes = {"unknown_codes": unknown, "missing_codes": missing}
@@ -267,7 +267,7 @@ class PassageIndex:
         score = cover_score(rows)
         covered = score >= min(lower, upper) and not missing
         sure = covered and score >= upper and not unknown
-        other = self._other_ask(packet_id, question, hits, rows) if covered else ()
+        other = self._other_ask(question, order, rows) if covered else ()
         return Coverage(covered, hits, score, upper, sure=sure, other_ask=other, **codes)
 
     def thresholds(self, packet_id: str) -> tuple[float, float]:
@@ -299,15 +299,13 @@ class PassageIndex:
         (words.same_family: E07 and E21 for E09), each once, in notes order."""
         return tuple(same_family(codes, self._named_codes(packet_id)))
 
-    def _other_ask(
-        self, packet_id: str, question: str, hits: list[Hit], rows: np.ndarray
-    ) -> tuple[str, ...]:
+    @staticmethod
+    def _other_ask(question: str, order: np.ndarray, rows: np.ndarray) -> tuple[str, ...]:
         """The sentences the second hit answers apart (ranking.other_ask_sentences), in a
-        packet with a spread to stand out from."""
-        if len(hits) < 2 or rows.shape[1] < MIN_SPREAD_PASSAGES:
+        packet with a spread to stand out from; `order`: the hits' passage indices."""
+        if len(order) < 2 or rows.shape[1] < MIN_SPREAD_PASSAGES:
             return ()
-        where = {p.passage_id: i for i, p in enumerate(self.passages(packet_id))}
-        first, second = where[hits[0].passage_id], where[hits[1].passage_id]
+        first, second = int(order[0]), int(order[1])
         return tuple(other_ask_sentences(rows, first, second, question_sentences(question)))
 
     def _known_codes(self, packet_id: str) -> set[str]:
@@ -350,13 +348,13 @@ class PassageIndex:
 
     def _search(
         self, packet_id: str, question: str, k: int, reader: Reader | None = None
-    ) -> tuple[list[Hit], np.ndarray]:
-        """Return the top `k` hits (see FUSE, and READ_K with a `reader`) and the (texts,
-        passages) scores: row 0 the whole question, then each of its sentences. A hit's
-        score is `shown_scores`'."""
+    ) -> tuple[list[Hit], np.ndarray, np.ndarray]:
+        """Return the top `k` hits (see FUSE, and READ_K with a `reader`), the (texts,
+        passages) scores (row 0 the whole question, then each of its sentences) and the
+        hits' passage indices. A hit's score is `shown_scores`'."""
         vectors = self._ensure(packet_id)
         if not len(vectors) or k < 1:
-            return [], np.zeros((1, 0), np.float32)
+            return [], np.zeros((1, 0), np.float32), np.zeros(0, np.int64)
         texts = [question, *question_sentences(question)]
         queries = self.embedder.embed(texts)
         n = len(self.passages(packet_id))
@@ -384,7 +382,7 @@ class PassageIndex:
             Hit(passages[i].passage_id, float(shown[i]), passages[i].text, passages[i].title)
             for i in top
         ]
-        return hits, rows
+        return hits, rows, top
 
     def _words(self, packet_id: str) -> WordIndex:
         if packet_id not in self._word_index:
