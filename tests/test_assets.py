@@ -267,13 +267,14 @@ def test_demo_short_sets(domain: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
-def test_demo_twin_set(domain: str) -> None:
-    """The twin set: 6 questions per domain of natural length, each asking two things that
-    two records answer (`asks`, the same as `source`), two keywords from each record and
-    none given away by the question; none repeats a question of any other set."""
+@pytest.mark.parametrize(("name", "count"), [("twin", 6), ("duo", 5)])
+def test_demo_two_ask_sets(domain: str, name: str, count: int) -> None:
+    """The twin and duo sets: questions of natural length, each asking two things that two
+    records answer (`asks`, the same as `source`), two keywords from each record and none
+    given away by the question; none repeats a question of any other set."""
     outputs = {row["instruction"]: row["output"] for row in demo_train(domain)}
-    rows = read_jsonl(DEMO / domain / "twin.jsonl")
-    assert len(rows) == 6
+    rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
+    assert len(rows) == count
     for row in rows:
         assert set(row) == {"question", "domain", "expected_keywords", "source", "asks"}, row
         assert row["domain"] == domain, row
@@ -291,7 +292,7 @@ def test_demo_twin_set(domain: str) -> None:
     others = [
         row["question"]
         for path in sorted((DEMO / domain).glob("*.jsonl"))
-        if path.stem != "twin"
+        if path.stem != name
         for row in read_jsonl(path)
         if "question" in row
     ]
