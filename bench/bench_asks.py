@@ -20,7 +20,7 @@ passage answers some sentences apart), and `two_parts_both_records`: in two part
 the two records asked about. For single questions, two parts is a false split.
 
 The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
-the `twin` set: questions of natural length written to ask two things two
+the `twin` and `duo` sets: questions of natural length written to ask two things two
 records answer (`asks`).
 
 And on the single questions of every in-domain demo set, long and short, whether the
@@ -150,8 +150,9 @@ def main() -> None:
         mixes = two_asks(args.per_domain, args.seed)
         results["two_asks"] = both_shown(index, packet, mixes)
         results["two_short_asks"] = both_shown(index, packet, two_asks(60, 1, SHORT))
-        twin = [dict(row, a=[row["asks"][0]], b=[row["asks"][1]]) for row in set_rows(("twin",))]
-        results["twin"] = both_shown(index, packet, twin)
+        for name in ("twin", "duo"):
+            rows = [dict(r, a=[r["asks"][0]], b=[r["asks"][1]]) for r in set_rows((name,))]
+            results[name] = both_shown(index, packet, rows)
         singles: dict = {}
         for label, names in (("long", LONG), ("short", SHORT)):
             rows = set_rows(names)

@@ -22,7 +22,12 @@ from fieldkit.generating import (
     stream,
     two_parts,
 )
-from fieldkit.router.ranking import OTHER_ASK_LEAD, OTHER_ASK_STANDOUT, other_ask_sentences
+from fieldkit.router.ranking import (
+    OTHER_ASK_LEAD,
+    OTHER_ASK_MARGIN,
+    OTHER_ASK_STANDOUT,
+    other_ask_sentences,
+)
 from fieldkit.router.retrieval import PassageIndex
 from fieldkit.services import Services
 from fieldkit.store.models import model_fingerprint
@@ -54,23 +59,31 @@ def test_the_sentences_a_second_record_answers_apart():
     assert other_ask_sentences(rows[:1], 0, 1, []) == []  # one sentence: one ask
 
 
-def test_two_asks_each_best_answered_by_its_own_record_are_answered_apart():
-    """Two sentences ending in "?", the first record best for one and the second for the
-    other, standing out by OTHER_ASK_STANDOUT: a second part, though its lead over the
-    first is under OTHER_ASK_LEAD."""
+def test_asks_that_divide_between_two_records_are_answered_apart():
+    """Two sentences ending in "?", the first record ahead for one and the second ahead
+    for the other by OTHER_ASK_MARGIN, standing out by OTHER_ASK_STANDOUT: a second part,
+    though its lead over the first is under OTHER_ASK_LEAD."""
     rows = np.tile(np.linspace(0.30, 0.36, 12), (3, 1))  # the others: an even spread
     rows[:, 0] = [0.60, 0.60, 0.45]  # the first record: best for the first ask
-    rows[:, 1] = [0.50, 0.40, 0.47]  # the second: best for the second, a little ahead
+    rows[:, 1] = [0.50, 0.40, 0.49]  # the second: ahead for the second ask
     asks = ["How should I bury them?", "And the scaly legs?"]
     z = (rows[2] - rows[2].mean()) / rows[2].std()
     assert z[1] >= OTHER_ASK_STANDOUT
-    assert z[1] - z[0] < OTHER_ASK_LEAD
+    assert OTHER_ASK_MARGIN <= z[1] - z[0] < OTHER_ASK_LEAD
     assert other_ask_sentences(rows, 0, 1, asks) == ["And the scaly legs?"]
     statements = ["I should bury them.", "The scaly legs."]  # no ask, no second part
     assert other_ask_sentences(rows, 0, 1, statements) == []
     third = rows.copy()
-    third[2, 5] = 0.50  # another record is best for the second ask: not these two
-    assert other_ask_sentences(third, 0, 1, asks) == []
+    third[2, 5] = 0.52  # another record is best for the second ask: still these two apart
+    assert other_ask_sentences(third, 0, 1, asks) == ["And the scaly legs?"]
+    close = rows.copy()
+    close[2, 1] = 0.46  # the second a hair ahead of the first: under the margin, one part
+    zc = (close[2] - close[2].mean()) / close[2].std()
+    assert 0 < zc[1] - zc[0] < OTHER_ASK_MARGIN
+    assert other_ask_sentences(close, 0, 1, asks) == []
+    first_everywhere = rows.copy()
+    first_everywhere[1, 1] = 0.65  # the second ahead for both asks: nothing divides them
+    assert other_ask_sentences(first_everywhere, 0, 1, asks) == []
 
 
 def test_two_results_make_one():
