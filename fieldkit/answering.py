@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fieldkit.prompts import PROMPT_PASSAGES, check_question, grounded_prompt, reading_prefix
 from fieldkit.router.notices import caution_message, gap_message, unlisted_answer
-from fieldkit.router.ranking import Reader
+from fieldkit.router.ranking import Reader, own_ask
 from fieldkit.router.retrieval import DEFAULT_K
 from fieldkit.store.notes import TitledText
 from fieldkit.support import Unsupported, states_numbers, support_check
@@ -351,7 +351,8 @@ def ground(
         message = gap_message(name, coverage.hits, missing, coverage.family)
         said = unlisted_answer(missing) if missing else None
         return Grounding(question, name, pid, GAP, bare, [], sources, message, said=said)
-    messages = grounded_messages(question, coverage.hits[:PROMPT_PASSAGES])
+    asked = own_ask(question, coverage.other_ask)  # a second part answers the rest
+    messages = grounded_messages(asked, coverage.hits[:PROMPT_PASSAGES])
     caution = (
         None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
     )

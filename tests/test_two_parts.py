@@ -27,6 +27,8 @@ from fieldkit.router.ranking import (
     OTHER_ASK_MARGIN,
     OTHER_ASK_STANDOUT,
     other_ask_sentences,
+    own_ask,
+    question_sentences,
 )
 from fieldkit.router.retrieval import PassageIndex
 from fieldkit.services import Services
@@ -84,6 +86,19 @@ def test_asks_that_divide_between_two_records_are_answered_apart():
     first_everywhere = rows.copy()
     first_everywhere[1, 1] = 0.65  # the second ahead for both asks: nothing divides them
     assert other_ask_sentences(first_everywhere, 0, 1, asks) == []
+
+
+def test_the_first_part_answers_what_the_second_does_not():
+    """The bug: asked the whole question, the first record's adapter recited the second
+    record (a fridge move answered with the wall-gap record, twice). The first part is
+    asked the sentences the second part does not answer."""
+    question = "We are moving the fridge. How do we carry it? How level must it be?"
+    assert own_ask(question, ["How level must it be?"]) == (
+        "We are moving the fridge. How do we carry it?"
+    )
+    assert own_ask(question, []) == question  # one part: the whole question
+    every = question_sentences(question)
+    assert own_ask(question, every) == question  # nothing left: the whole question
 
 
 def test_two_results_make_one():
@@ -160,6 +175,10 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
     assert "Scalex oil" in prompt
     assert OTHER_ASK in prompt
     assert "1.2 m" not in prompt
+    own = grounding.messages[0]["content"]  # the first part: the rest of the question
+    assert "1.2 m" in own
+    assert "dead birds" in own
+    assert "scaly leg" not in own
     assert got.text == two_parts(first.text, second.text)
     assert got.result.generation_tokens <= 8  # the parts share the answer's budget
     assert got.text.startswith(FIRST_PART)

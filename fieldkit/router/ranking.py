@@ -106,6 +106,15 @@ def other_ask_sentences(
     return [sentence for sentence, ahead in zip(sentences, lead, strict=True) if ahead > 0]
 
 
+def own_ask(question: str, other_ask: Sequence[str]) -> str:
+    """Return what the first part of a two-part answer answers: the question's sentences
+    the second part does not (`other_ask`), or the whole question when that leaves none.
+    Asked the whole question, the first record's adapter often recites the second record,
+    whose words the other ask shares (docs/BENCHMARKS.md, "The other ask")."""
+    own = [s for s in question_sentences(question) if s not in other_ask]
+    return " ".join(own) if own and other_ask else question
+
+
 def _asks_apart(z: np.ndarray, first: int, second: int, sentences: Sequence[str]) -> bool:
     """True when the sentences ending in "?" divide between `first` and `second`: two or
     more of them, `first` scoring above `second` for one, and `second` leading `first` by
