@@ -5,8 +5,9 @@ Three shapes of answer:
 - the notes settled it (`Grounding.said`): that text, and a result that counts no token;
 - one prompt: the engine's own stream;
 - a question that asks two things two records answer (`Grounding.also`, from
-  `ranking.other_ask_sentences`): the first record answers the question, then the second
-  answers the sentences it stands out for, each part marked with the source it comes from
+  `ranking.other_ask_sentences`): the first record answers the question's other sentences
+  (`ranking.own_ask`), then the second answers the sentences it stands out for, each part
+  marked with the source it comes from
   ("[1] ...", "[2] ..."), the second only if the first was not cancelled. The two share
   the answer's `max_tokens` (`part_options`): the first may use half, the second what is
   left. The last chunk carries one result for both (`joined`).
