@@ -267,11 +267,12 @@ def test_demo_short_sets(domain: str, name: str) -> None:
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
-@pytest.mark.parametrize(("name", "count"), [("twin", 6), ("duo", 5)])
-def test_demo_two_ask_sets(domain: str, name: str, count: int) -> None:
-    """The twin and duo sets: questions of natural length, each asking two things that two
-    records answer (`asks`, the same as `source`), two keywords from each record and none
-    given away by the question; none repeats a question of any other set."""
+@pytest.mark.parametrize(("name", "count", "asks"), [("twin", 6, 2), ("duo", 5, 2), ("trio", 3, 3)])
+def test_demo_many_ask_sets(domain: str, name: str, count: int, asks: int) -> None:
+    """The twin, duo and trio sets: questions of natural length, each asking two (or
+    three) things that as many records answer (`asks`, the same as `source`), two keywords
+    from each record and none given away by the question; none repeats a question of any
+    other set."""
     outputs = {row["instruction"]: row["output"] for row in demo_train(domain)}
     rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
     assert len(rows) == count
@@ -279,14 +280,12 @@ def test_demo_two_ask_sets(domain: str, name: str, count: int) -> None:
         assert set(row) == {"question", "domain", "expected_keywords", "source", "asks"}, row
         assert row["domain"] == domain, row
         assert row["source"] == row["asks"], row
-        first, second = row["asks"]
-        assert first != second, row
-        assert first in outputs, row
-        assert second in outputs, row
-        assert 3 <= len(row["question"].split()) <= 60, row
+        assert len(set(row["asks"])) == len(row["asks"]) == asks, row
+        assert all(ask in outputs for ask in row["asks"]), row
+        assert 3 <= len(row["question"].split()) <= 65, row
         keywords = [k.lower() for k in row["expected_keywords"]]
-        assert len(keywords) == 4, row
-        for keyword, ask in zip(keywords, (first, first, second, second), strict=True):
+        assert len(keywords) == 2 * asks, row
+        for keyword, ask in zip(keywords, [a for a in row["asks"] for _ in (0, 1)], strict=True):
             assert keyword in outputs[ask].lower(), (keyword, ask)
             assert keyword not in row["question"].lower(), (keyword, row["question"])
     others = [
