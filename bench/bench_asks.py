@@ -21,7 +21,8 @@ the two records asked about. For single questions, two parts is a false split.
 
 The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
 the `twin` and `duo` sets: questions of natural length written to ask two things two
-records answer (`asks`).
+records answer (`asks`); and for `trio` (three asks, three records), how often the answer
+comes in three parts and its parts read all three records.
 
 And on the single questions of every in-domain demo set, long and short, whether the
 second passage changes what they are shown (`shown_recall` of the two passages, and how
@@ -134,6 +135,18 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
     } | {order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()}
 
 
+def three_asks(index, packet: dict[str, str], questions: list[dict]) -> dict:
+    """Return, for questions of three asks (`asks`: three records), how often the answer
+    comes in three parts, and how often its parts read all three records."""
+    parts, all_read = [], []
+    for row in questions:
+        cover = index.coverage(packet[row["domain"]], row["question"])
+        read = {h.title for h in cover.hits[: 1 + len(cover.other_asks)]}
+        parts.append(float(len(cover.other_asks) == 2))
+        all_read.append(float(read >= set(row["asks"])))
+    return {"n": len(questions), "three_parts": share(parts), "three_records_read": share(all_read)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-domain", type=int, default=60)
@@ -153,6 +166,7 @@ def main() -> None:
         for name in ("twin", "duo"):
             rows = [dict(r, a=[r["asks"][0]], b=[r["asks"][1]]) for r in set_rows((name,))]
             results[name] = both_shown(index, packet, rows)
+        results["trio"] = three_asks(index, packet, set_rows(("trio",)))
         singles: dict = {}
         for label, names in (("long", LONG), ("short", SHORT)):
             rows = set_rows(names)

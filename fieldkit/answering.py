@@ -108,15 +108,16 @@ class Grounding(_Notice):
     gap: str | None = None  # the sentence a gap answer starts with
     caution: str | None = None  # the sentence said first when the passages may not fit
     said: str | None = None  # the whole answer, when nothing is to be generated (`stream`)
-    other_ask: str | None = None  # the sentences the second source answers apart
+    other_asks: tuple[str, ...] = ()  # what each source after the first answers apart
 
     @property
-    def also(self) -> list[dict[str, str]] | None:
-        """The prompt of a second part (`other_ask` and the second source), which
-        fieldkit.generating answers after the first; None for an answer in one part."""
-        if self.other_ask is None:
-            return None
-        return grounded_messages(self.other_ask, self.sources[1:2])
+    def also(self) -> list[list[dict[str, str]]]:
+        """The prompts of the parts after the first (each of `other_asks` with its source),
+        which fieldkit.generating answers after the first; [] for an answer in one part."""
+        return [
+            grounded_messages(ask, self.sources[n : n + 1])
+            for n, ask in enumerate(self.other_asks, 1)
+        ]
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Answer(_Notice):
     result: GenerationResult | None = None
     caution: str | None = None
     generated: bool = True  # False: the notes settled it and no model wrote it (`stream`)
-    other_ask: str | None = None  # what the second part ([2]) answers, in the asker's words
+    other_asks: tuple[str, ...] = ()  # what each part after [1] answers, in the asker's words
 
     @property
     def shown_text(self) -> str:
@@ -187,7 +188,8 @@ class Answer(_Notice):
             "unsupported": [u.to_dict() for u in self.unsupported],
             "follows_unread": self.follows_unread,
             "generated": self.generated,
-            "other_ask": self.other_ask,
+            "other_ask": self.other_asks[0] if self.other_asks else None,
+            "other_asks": list(self.other_asks),
         }
         if self.result is not None:
             r = self.result
@@ -340,8 +342,8 @@ def ground(
     if index is None or not index.has_notes(pid):
         return Grounding(question, name, pid, ADAPTER_ONLY, bare)
     coverage = index.coverage(pid, question, k, reader)
-    other = " ".join(coverage.other_ask) or None
-    read = PROMPT_PASSAGES + (other is not None)
+    other = tuple(" ".join(sentences) for sentences in coverage.other_asks)
+    read = PROMPT_PASSAGES + len(other)
     sources = [
         Source(name, pid, h.passage_id, h.score, h.text, h.title, read=i < read)
         for i, h in enumerate(coverage.hits)
@@ -351,13 +353,13 @@ def ground(
         message = gap_message(name, coverage.hits, missing, coverage.family)
         said = unlisted_answer(missing) if missing else None
         return Grounding(question, name, pid, GAP, bare, [], sources, message, said=said)
-    asked = own_ask(question, coverage.other_ask)  # a second part answers the rest
+    asked = own_ask(question, [s for ask in coverage.other_asks for s in ask])  # [1]: the rest
     messages = grounded_messages(asked, coverage.hits[:PROMPT_PASSAGES])
     caution = (
         None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
     )
     return Grounding(
-        question, name, pid, NOTES, messages, sources, caution=caution, other_ask=other
+        question, name, pid, NOTES, messages, sources, caution=caution, other_asks=other
     )
 
 
@@ -385,7 +387,7 @@ def finish(
         result=result,
         caution=grounding.caution,
         generated=grounding.said is None,
-        other_ask=grounding.other_ask,
+        other_asks=grounding.other_asks,
     )
 
 

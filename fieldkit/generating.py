@@ -4,13 +4,13 @@ the Ask screen and the agent (`stream`, `astream`).
 Three shapes of answer:
 - the notes settled it (`Grounding.said`): that text, and a result that counts no token;
 - one prompt: the engine's own stream;
-- a question that asks two things two records answer (`Grounding.also`, from
-  `ranking.other_ask_sentences`): the first record answers the question's other sentences
-  (`ranking.own_ask`), then the second answers the sentences it stands out for, each part
-  marked with the source it comes from
-  ("[1] ...", "[2] ..."), the second only if the first was not cancelled. The two share
-  the answer's `max_tokens` (`part_options`): the first may use half, the second what is
-  left. The last chunk carries one result for both (`joined`).
+- a question that asks two or three things as many records answer (`Grounding.also`,
+  from `ranking.other_asks`): the first record answers the question's other sentences
+  (`ranking.own_ask`), then each next record the sentences it stands out for, each part
+  marked with the source it comes from ("[1] ...", "[2] ...", "[3] ..."), a part only if
+  the one before was not cancelled. The parts share the answer's `max_tokens`
+  (`part_options`): each may use an even share of what the parts before it left. The
+  last chunk carries one result for them all (`joined`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     from fieldkit.engine.generation import GenerationChunk, GenerationResult
 
 FIRST_PART = "[1] "
-SECOND_PART = "\n\n[2] "
 
 
-def two_parts(first: str, second: str) -> str:
-    """Return the text of a two-part answer from its parts' texts."""
-    return f"{FIRST_PART}{first}{SECOND_PART}{second}"
+def mark(n: int) -> str:
+    """Return the mark that starts the answer's `n`th part ("[1] ", "\n\n[2] ", ...)."""
+    return FIRST_PART if n == 1 else f"\n\n[{n}] "
+
+
+def in_parts(*texts: str) -> str:
+    """Return the text of an answer in parts from its parts' texts."""
+    return "".join(mark(n) + text for n, text in enumerate(texts, 1))
 
 
 def stream(
@@ -39,7 +43,7 @@ def stream(
     """Return the answer's chunks for the grounding (see the module's three shapes)."""
     if grounding.said is not None:
         return iter(_said(grounding.said))
-    if grounding.other_ask is None:
+    if not grounding.other_asks:
         return engine.generate(grounding.messages, adapter, **options)
     return _two(engine, grounding, adapter, options)
 
@@ -51,7 +55,7 @@ async def astream(
     if grounding.said is not None:
         for chunk in _said(grounding.said):
             yield chunk
-    elif grounding.other_ask is None:
+    elif not grounding.other_asks:
         async for chunk in engine.astream(grounding.messages, adapter, **options):
             yield chunk
     else:
@@ -79,16 +83,17 @@ def _two(
 def _parts(
     grounding: Grounding, options: dict[str, Any], results: list[GenerationResult]
 ) -> Iterator[tuple[GenerationChunk, list[dict[str, str]], dict[str, Any]]]:
-    """Yield, for each part to generate, the chunk of its mark ("[1] ", then "[2] "), its
+    """Yield, for each part to generate, the chunk of its mark ("[1] ", "[2] ", ...), its
     prompt and its options (`part_options`), while the caller's `results` (one a part
     generated) leave room for it."""
     from fieldkit.engine.generation import GenerationChunk
 
-    for mark, messages in ((FIRST_PART, grounding.messages), (SECOND_PART, grounding.also)):
-        part = part_options(options, results)
-        if part is None or messages is None:
+    prompts = [grounding.messages, *grounding.also]
+    for n, messages in enumerate(prompts, 1):
+        part = part_options(options, results, len(prompts))
+        if part is None:
             return
-        yield GenerationChunk(mark), messages, part
+        yield GenerationChunk(mark(n)), messages, part
 
 
 def _shown(chunk: GenerationChunk, results: list[GenerationResult]) -> bool:
@@ -105,30 +110,33 @@ def _last(results: list[GenerationResult]) -> GenerationChunk:
     return GenerationChunk("", joined(results))
 
 
-def part_options(options: dict[str, Any], done: list[GenerationResult]) -> dict[str, Any] | None:
-    """Return the generation options of an answer's next part, or None when no part is to
-    follow: the first may use half the answer's `max_tokens` (rounded up), the second what
-    the first left; none follows a cancelled part or a spent budget."""
+def part_options(
+    options: dict[str, Any], done: list[GenerationResult], parts: int = 2
+) -> dict[str, Any] | None:
+    """Return the generation options of the next of an answer's `parts`, or None when no
+    part is to follow: each may use an even share, rounded up, of what the answer's
+    `max_tokens` has left after the parts `done` (the first of two half, the second what
+    the first left); none follows a cancelled part or a spent budget."""
     from fieldkit.engine.generation import Job
 
     budget = int(options.get("max_tokens", Job.max_tokens))  # the engine's own default
-    if not done:
-        return {**options, "max_tokens": (budget + 1) // 2}
     left = budget - sum(r.generation_tokens for r in done)
-    if done[-1].finish_reason == "cancelled" or left < 1 or len(done) > 1:
+    cancelled = bool(done) and done[-1].finish_reason == "cancelled"
+    if cancelled or left < 1 or len(done) >= parts:
         return None
-    return {**options, "max_tokens": left}
+    share = -(-left // (parts - len(done)))  # rounded up
+    return {**options, "max_tokens": share}
 
 
 def joined(results: list[GenerationResult]) -> GenerationResult:
     """Return one result for the parts of an answer: their texts marked as parts (a lone
     part, cancelled before the second, keeps its mark), tokens and counts summed, rates
     over the summed time; its finish reason "cancelled" or "length" when any part's was
-    (a first part cut at its half of the budget is a cut answer), else the last part's."""
-    first, last = results[0], results[-1]
+    (a first part cut at its share of the budget is a cut answer), else the last part's."""
+    last = results[-1]
     reasons = [r.finish_reason for r in results]
     reason = next((x for x in ("cancelled", "length") if x in reasons), last.finish_reason)
-    text = two_parts(first.text, last.text) if len(results) > 1 else FIRST_PART + first.text
+    text = in_parts(*(r.text for r in results))
 
     def rate(count: str, tps: str) -> float:
         seconds = sum(getattr(r, count) / getattr(r, tps) for r in results if getattr(r, tps))

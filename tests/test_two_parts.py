@@ -1,5 +1,5 @@
-"""A question that asks two things two records answer: answered in two parts, one per record
-(fieldkit.router.ranking.other_ask_sentences, fieldkit.generating)."""
+"""A question that asks two (or three) things as many records answer: answered in as many
+parts, one per record (fieldkit.router.ranking.other_asks, fieldkit.generating)."""
 
 from __future__ import annotations
 
@@ -13,20 +13,12 @@ from fieldkit.answering import NOTES, Parts, answer, engine_reader, ground
 from fieldkit.assets import assets_dir
 from fieldkit.engine.engine import Engine
 from fieldkit.engine.generation import GenerationResult
-from fieldkit.generating import (
-    FIRST_PART,
-    SECOND_PART,
-    astream,
-    joined,
-    part_options,
-    stream,
-    two_parts,
-)
+from fieldkit.generating import FIRST_PART, astream, in_parts, joined, mark, part_options, stream
 from fieldkit.router.ranking import (
     OTHER_ASK_LEAD,
     OTHER_ASK_MARGIN,
     OTHER_ASK_STANDOUT,
-    other_ask_sentences,
+    other_asks,
     own_ask,
     question_sentences,
 )
@@ -52,13 +44,13 @@ def test_the_sentences_a_second_record_answers_apart():
     rows[:, 0] = [0.70, 0.80, 0.75, 0.31]  # the first record: the first two sentences
     rows[:, 1] = [0.50, 0.31, 0.30, 0.80]  # the second: the third sentence alone
     sentences = ["Hens died.", "I must dispose of them.", "Then the scaly legs."]  # no "?"
-    assert other_ask_sentences(rows, 0, 1, sentences) == ["Then the scaly legs."]
+    assert other_asks(rows, [0, 1], sentences) == [["Then the scaly legs."]]
     near = rows.copy()
     near[3, 1] = 0.325  # standing out by less than the lead: no second part
     z = (near[3] - near[3].mean()) / near[3].std()
     assert z[1] - z[0] < OTHER_ASK_LEAD
-    assert other_ask_sentences(near, 0, 1, sentences) == []
-    assert other_ask_sentences(rows[:1], 0, 1, []) == []  # one sentence: one ask
+    assert other_asks(near, [0, 1], sentences) == []
+    assert other_asks(rows[:1], [0, 1], []) == []  # one sentence: one ask
 
 
 def test_asks_that_divide_between_two_records_are_answered_apart():
@@ -72,20 +64,38 @@ def test_asks_that_divide_between_two_records_are_answered_apart():
     z = (rows[2] - rows[2].mean()) / rows[2].std()
     assert z[1] >= OTHER_ASK_STANDOUT
     assert OTHER_ASK_MARGIN <= z[1] - z[0] < OTHER_ASK_LEAD
-    assert other_ask_sentences(rows, 0, 1, asks) == ["And the scaly legs?"]
+    assert other_asks(rows, [0, 1], asks) == [["And the scaly legs?"]]
     statements = ["I should bury them.", "The scaly legs."]  # no ask, no second part
-    assert other_ask_sentences(rows, 0, 1, statements) == []
+    assert other_asks(rows, [0, 1], statements) == []
     third = rows.copy()
     third[2, 5] = 0.52  # another record is best for the second ask: still these two apart
-    assert other_ask_sentences(third, 0, 1, asks) == ["And the scaly legs?"]
+    assert other_asks(third, [0, 1], asks) == [["And the scaly legs?"]]
     close = rows.copy()
     close[2, 1] = 0.46  # the second a hair ahead of the first: under the margin, one part
     zc = (close[2] - close[2].mean()) / close[2].std()
     assert 0 < zc[1] - zc[0] < OTHER_ASK_MARGIN
-    assert other_ask_sentences(close, 0, 1, asks) == []
+    assert other_asks(close, [0, 1], asks) == []
     first_everywhere = rows.copy()
     first_everywhere[1, 1] = 0.65  # the second ahead for both asks: nothing divides them
-    assert other_ask_sentences(first_everywhere, 0, 1, asks) == []
+    assert other_asks(first_everywhere, [0, 1], asks) == []
+
+
+def test_three_asks_of_three_records_are_answered_in_three_parts():
+    """Three sentences ending in "?", each best answered by its own record: three parts,
+    each sentence answered by the record best for it; no more than MOST_PARTS; and a third
+    record that would take every sentence of the second is not added."""
+    rows = np.tile(np.linspace(0.30, 0.36, 12), (4, 1))  # the others: an even spread
+    rows[:, 0] = [0.60, 0.70, 0.40, 0.40]  # the first record: the first ask
+    rows[:, 1] = [0.50, 0.40, 0.70, 0.40]  # the second: the second ask
+    rows[:, 2] = [0.50, 0.40, 0.40, 0.70]  # the third: the third ask
+    asks = ["What is it?", "How do I treat it?", "And the visitors?"]
+    assert other_asks(rows, [0, 1, 2], asks) == [["How do I treat it?"], ["And the visitors?"]]
+    assert other_asks(rows, [0, 1, 2], asks, most=2) == [["How do I treat it?"]]
+    assert other_asks(rows, [0, 1], asks) == [["How do I treat it?"]]  # two passages found
+    steals = rows.copy()
+    steals[2, 2] = 0.75  # the third ahead of the second for its ask too: the second empty
+    assert other_asks(steals, [0, 1, 2], asks) == [["How do I treat it?"]]
+    assert own_ask(" ".join(asks), ["How do I treat it?", "And the visitors?"]) == "What is it?"
 
 
 def test_the_first_part_answers_what_the_second_does_not():
@@ -105,7 +115,7 @@ def test_two_results_make_one():
     first = GenerationResult("A.", (1, 2), "k", 10, 2, 100.0, 20.0, 0.5, "stop")
     second = GenerationResult("B.", (3,), "k", 30, 1, 100.0, 10.0, 0.25, "length")
     both = joined([first, second])
-    assert both.text == "[1] A.\n\n[2] B." == two_parts("A.", "B.")
+    assert both.text == "[1] A.\n\n[2] B." == in_parts("A.", "B.")
     assert (both.tokens, both.prompt_tokens, both.generation_tokens) == ((1, 2, 3), 40, 3)
     assert both.prompt_tps == pytest.approx(40 / (0.1 + 0.3))
     assert both.generation_tps == pytest.approx(3 / (0.1 + 0.1))
@@ -133,6 +143,10 @@ def test_the_parts_share_the_answers_token_budget():
     assert part_options(options, [done(2, "cancelled")]) is None
     assert part_options(options, [done(2), done(2)]) is None
     assert part_options({}, [])["max_tokens"] == 128  # half the engine's default
+    assert part_options(options, [], 3)["max_tokens"] == 3  # a third each for three parts
+    assert part_options(options, [done(1)], 3)["max_tokens"] == 4  # half of what is left
+    assert part_options(options, [done(1), done(4)], 3)["max_tokens"] == 4  # the rest
+    assert part_options(options, [done(1), done(1), done(1)], 3) is None
 
 
 @pytest.fixture
@@ -153,7 +167,7 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
     library, index = poultry
     record = library.get("poultry")
     single = ground(ONE_ASK, record, index)
-    assert (single.also, single.other_ask) == (None, None)
+    assert (single.also, single.other_asks) == ([], ())
     assert [s.read for s in single.sources] == [True, False]
     adapter = library.load_adapter(record)
     with Engine(tiny_model_dir) as engine:
@@ -162,7 +176,7 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
                      max_tokens=8)  # fmt: skip
         first = engine.answer(grounding.messages, adapter, max_tokens=4, clean=True)  # half
         left = 8 - first.generation_tokens  # the second part: what the first left
-        second = engine.answer(grounding.also, adapter, max_tokens=left, clean=True)
+        second = engine.answer(grounding.also[0], adapter, max_tokens=left, clean=True)
         chunks = list(stream(engine, grounding, adapter, max_tokens=8, clean=True))
     assert grounding.grounding == NOTES
     assert [s.title for s in grounding.sources] == [
@@ -170,8 +184,8 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
         "How do you treat scaly leg mites?",
     ]
     assert [s.read for s in grounding.sources] == [True, True]
-    assert grounding.other_ask == OTHER_ASK
-    prompt = grounding.also[0]["content"]
+    assert grounding.other_asks == (OTHER_ASK,)
+    prompt = grounding.also[0][0]["content"]
     assert "Scalex oil" in prompt
     assert OTHER_ASK in prompt
     assert "1.2 m" not in prompt
@@ -179,13 +193,14 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
     assert "1.2 m" in own
     assert "dead birds" in own
     assert "scaly leg" not in own
-    assert got.text == two_parts(first.text, second.text)
+    assert got.text == in_parts(first.text, second.text)
     assert got.result.generation_tokens <= 8  # the parts share the answer's budget
     assert got.text.startswith(FIRST_PART)
-    assert SECOND_PART in got.text
+    assert mark(2) in got.text
     assert "".join(c.text for c in chunks) == chunks[-1].result.text == got.text
     assert got.unsupported == support_check(got.text, [s.full_text for s in got.sources])
     assert got.to_dict()["other_ask"] == OTHER_ASK
+    assert got.to_dict()["other_asks"] == [OTHER_ASK]
 
 
 async def test_the_agent_streams_both_parts_and_a_cancel_ends_after_the_first(
@@ -204,5 +219,5 @@ async def test_the_agent_streams_both_parts_and_a_cancel_ends_after_the_first(
     assert "".join(c.text for c in chunks) == chunks[-1].result.text
     assert chunks[-1].result.text == synced[-1].result.text
     assert stopped[-1].result.finish_reason == "cancelled"
-    assert SECOND_PART not in "".join(c.text for c in stopped)
+    assert mark(2) not in "".join(c.text for c in stopped)
     assert stopped[-1].result.text.startswith(FIRST_PART)

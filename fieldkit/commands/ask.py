@@ -107,7 +107,7 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         said = NONE_SUPPORTED if nearest or result.sources else CHECK_IT  # no "them" to name
         caution = f" ({said})" if none else ""
         lines.append(f"unsupported by {checked}: {marks}{caution}")
-        read = [(n, s) for n, s in enumerate(result.sources, 1) if s.read]  # both: two parts
+        read = [(n, s) for n, s in enumerate(result.sources, 1) if s.read]  # each part's record
         for n, source in read:  # its line above was cut; a terminal cannot unfold it
             whole = " ".join(source.full_text.split())
             lines.append(f"[{n}] whole, to check the answer against: {whole}")

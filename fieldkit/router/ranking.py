@@ -56,74 +56,86 @@ def read_first(
     return np.concatenate([head[np.argsort(-fused, kind="stable")], order[READ_K:]])
 
 
-# The other ask: a long question often asks two things with two records. The second
-# passage shown is the one that stands out where the first does not (other_ask_second);
-# ranked plainly, it was a neighbour of the first. On long two-record questions (pairs of
-# the long demo questions, same domain) both records were shown for 59% ranked plainly,
-# 83% so (docs/BENCHMARKS.md, "The other ask").
-def other_ask_second(order: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Return `order` with the passage second that best answers what the first leaves
-    (see the comment above): its whole-question z-score plus FUSE times how far it stands out
-    beyond the first for each sentence, summed over the sentences where it does."""
+# The other ask: a long question often asks two things with two records (or three with
+# three). The second passage shown is the one that stands out where the first does not,
+# and a third the one that stands out where neither does (other_ask_next); ranked plainly,
+# the second was a neighbour of the first. On long two-record questions (pairs of the long
+# demo questions, same domain) both records were shown for 59% ranked plainly, 83% so
+# (docs/BENCHMARKS.md, "The other ask").
+def other_ask_next(order: np.ndarray, rows: np.ndarray, taken: int = 1) -> np.ndarray:
+    """Return `order` with the passage at position `taken` the one that best answers what
+    the `taken` passages before it leave (see the comment above): its whole-question
+    z-score plus FUSE times how far it stands out beyond the best of them for each
+    sentence, summed over the sentences where it does."""
     z = zscores(rows)
-    first = int(order[0])
-    gain = z[0] + FUSE * np.maximum(z[1:] - z[1:, first, None], 0.0).sum(axis=0)
-    gain[first] = -np.inf
-    second = int(np.argmax(gain))
-    rest = order[(order != first) & (order != second)]
-    return np.concatenate([[first, second], rest]).astype(order.dtype)
+    head = order[:taken]
+    beyond = z[1:] - z[1:, head].max(axis=1, keepdims=True)
+    gain = z[0] + FUSE * np.maximum(beyond, 0.0).sum(axis=0)
+    gain[head] = -np.inf
+    chosen = int(np.argmax(gain))
+    rest = order[taken:]
+    return np.concatenate([head, [chosen], rest[rest != chosen]]).astype(order.dtype)
 
 
-# A second answer: a sentence of the question asks what the first record does not answer,
-# and the second passage answers it apart (the sentences where it stands out beyond the
-# first: other_ask_sentences). Either the second passage stands out beyond the first by
-# OTHER_ASK_LEAD standard deviations or more for some sentence, or the asks divide between
-# the two (_asks_apart): of the question's sentences that end in "?" (two or more), the
-# first passage scores above the second for one, and the second leads the first by
-# OTHER_ASK_MARGIN and stands out by OTHER_ASK_STANDOUT for another. The lead is the lowest
-# (of 0.5-3.5) that splits at most 5% of the single-record long demo questions (3.7% of
-# 328). The asks' margin and standout are the lowest (of 0.5-2.5 and 0-2.0) that split
-# no more of those than the rules before them (4.6%, one question more); on pairs of
+# More parts: a sentence of the question asks what the passages before do not answer, and
+# the next passage answers it apart (other_asks). Either that passage stands out beyond
+# the best of those before it by OTHER_ASK_LEAD standard deviations or more for some
+# sentence, or the asks divide (_asks_apart): of the question's sentences that end in "?"
+# (two or more), a passage before it scores above it for one, and it leads them by
+# OTHER_ASK_MARGIN and stands out by OTHER_ASK_STANDOUT for another. Each sentence is
+# answered by the part whose passage is best for it; at most MOST_PARTS parts. The lead is
+# the lowest (of 0.5-3.5) that splits at most 5% of the single-record long demo questions
+# (3.7% of 328). The asks' margin and standout are the lowest (of 0.5-2.5 and 0-2.0) that
+# split no more of those than the rules before them (4.6%, one question more); on pairs of
 # questions asked together, long ones then split 81% and short ones 85%, against 75% and
 # 71% before (docs/BENCHMARKS.md, "The other ask").
 OTHER_ASK_LEAD = 3.0
 OTHER_ASK_STANDOUT = 1.5
 OTHER_ASK_MARGIN = 0.5
+MOST_PARTS = 3
 
 
-def other_ask_sentences(
-    rows: np.ndarray, first: int, second: int, sentences: Sequence[str]
-) -> list[str]:
-    """Return the question's `sentences` that the passage `second` answers and `first` does
-    not (see OTHER_ASK_LEAD): those where it stands out beyond `first`, when the question
-    asks two things; [] otherwise, or for a question of one sentence."""
+def other_asks(
+    rows: np.ndarray, order: Sequence[int], sentences: Sequence[str], most: int = MOST_PARTS
+) -> list[list[str]]:
+    """Return, for each part of the answer after the first, the question's `sentences` it
+    answers from the passage at that position of `order` (see OTHER_ASK_LEAD); [] for an
+    answer in one part, and for a question of one sentence. A passage is not added when
+    the sentences it would take leave a part before it with none."""
     if len(rows) < 2 or len(rows) - 1 != len(sentences):
         return []
     z = zscores(rows)[1:]
-    lead = z[:, second] - z[:, first]
-    if float(lead.max()) < OTHER_ASK_LEAD and not _asks_apart(z, first, second, sentences):
-        return []
-    return [sentence for sentence, ahead in zip(sentences, lead, strict=True) if ahead > 0]
+    owner = np.zeros(len(sentences), np.int64)  # the part that answers each sentence
+    parts = 1
+    while parts < min(most, len(order)):
+        passage = int(order[parts])
+        lead = z[:, passage] - z[:, list(order[:parts])].max(axis=1)
+        if float(lead.max()) < OTHER_ASK_LEAD and not _asks_apart(lead, z[:, passage], sentences):
+            break
+        taken = np.where(lead > 0, parts, owner)
+        if len(set(taken.tolist()) - {0}) < parts:  # a part before it would answer nothing
+            break
+        owner, parts = taken, parts + 1
+    return [[s for s, o in zip(sentences, owner, strict=True) if o == p] for p in range(1, parts)]
 
 
 def own_ask(question: str, other_ask: Sequence[str]) -> str:
-    """Return what the first part of a two-part answer answers: the question's sentences
-    the second part does not (`other_ask`), or the whole question when that leaves none.
+    """Return what the first part of an answer in parts answers: the question's sentences
+    the other parts do not (`other_ask`), or the whole question when that leaves none.
     Asked the whole question, the first record's adapter often recites the second record,
     whose words the other ask shares (docs/BENCHMARKS.md, "The other ask")."""
     own = [s for s in question_sentences(question) if s not in other_ask]
     return " ".join(own) if own and other_ask else question
 
 
-def _asks_apart(z: np.ndarray, first: int, second: int, sentences: Sequence[str]) -> bool:
-    """True when the sentences ending in "?" divide between `first` and `second`: two or
-    more of them, `first` scoring above `second` for one, and `second` leading `first` by
-    OTHER_ASK_MARGIN and standing out by OTHER_ASK_STANDOUT for another (z: the sentences'
-    z-scores, one row each)."""
+def _asks_apart(lead: np.ndarray, standout: np.ndarray, sentences: Sequence[str]) -> bool:
+    """True when the sentences ending in "?" divide between a passage and those before it:
+    two or more of them, one of those before scoring above it for one (`lead` below 0:
+    its z-score minus the best of theirs, per sentence), and it leading them by
+    OTHER_ASK_MARGIN and standing out by OTHER_ASK_STANDOUT (its z-score) for another."""
     asks = [i for i, sentence in enumerate(sentences) if sentence.rstrip().endswith("?")]
-    lead = z[asks, second] - z[asks, first]
-    seconds = (lead >= OTHER_ASK_MARGIN) & (z[asks, second] >= OTHER_ASK_STANDOUT)
-    return len(asks) > 1 and bool((lead < 0).any()) and bool(seconds.any())
+    ahead = (lead[asks] >= OTHER_ASK_MARGIN) & (standout[asks] >= OTHER_ASK_STANDOUT)
+    return len(asks) > 1 and bool((lead[asks] < 0).any()) and bool(ahead.any())
 
 
 def cover_score(rows: np.ndarray) -> float:

@@ -22,10 +22,11 @@ from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.ranking import (
     MIN_SPREAD_PASSAGES,
+    MOST_PARTS,
     Reader,
     cover_score,
-    other_ask_second,
-    other_ask_sentences,
+    other_ask_next,
+    other_asks,
     question_sentences,
     rank_scores,
     read_first,
@@ -122,9 +123,14 @@ class Coverage:
     # codes: a question about such a code is not covered (see `coverage`).
     missing_codes: tuple[str, ...] = ()
     family: tuple[str, ...] = ()
-    # The sentences of the question the second passage answers apart, when it asks two
-    # things (ranking.other_ask_sentences); () otherwise.
-    other_ask: tuple[str, ...] = ()
+    # For each passage after the first that answers part of the question apart, the
+    # sentences it answers (ranking.other_asks); () for a question of one ask.
+    other_asks: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def other_ask(self) -> tuple[str, ...]:
+        """The sentences the second passage answers apart; () for a question of one ask."""
+        return self.other_asks[0] if self.other_asks else ()
 
     @property
     def best(self) -> float:
@@ -248,14 +254,17 @@ class PassageIndex:
         naming a code the notes never name, of a family they do name (E09, when they name
         E07 and E21), is not covered whatever its score: the notes list that family's codes
         and this is not one of them, and the nearest passage is another code's record."""
-        hits, rows, order = self._search(packet_id, question, k, reader)
+        found, rows, order = self._search(packet_id, question, max(k, MOST_PARTS), reader)
+        hits = found[:k]
         upper, lower = self.thresholds(packet_id)
         if not hits:
             return Coverage(False, [], 0.0, upper, sure=False)
         unknown = self.unknown_codes(packet_id, question)
         if not unknown and self._shares_a_code(packet_id, question, rows):
-            other = self._other_ask(question, order, rows)
-            return Coverage(True, hits, float(rows[0].max()), upper, by_code=True, other_ask=other)
+            other = self._other_asks(question, order, rows)
+            hits = found[: max(k, 1 + len(other))]
+            best = float(rows[0].max())
+            return Coverage(True, hits, best, upper, by_code=True, other_asks=other)
         missing = tuple(c for c in unknown if self.family_of(packet_id, [c]))
         codes = {"unknown_codes": unknown, "missing_codes": missing}
         codes["family"] = self.family_of(packet_id, missing)
@@ -267,8 +276,9 @@ class PassageIndex:
         score = cover_score(rows)
         covered = score >= min(lower, upper) and not missing
         sure = covered and score >= upper and not unknown
-        other = self._other_ask(question, order, rows) if covered else ()
-        return Coverage(covered, hits, score, upper, sure=sure, other_ask=other, **codes)
+        other = self._other_asks(question, order, rows) if covered else ()
+        hits = found[: max(k, 1 + len(other))]  # every passage an answer's parts read
+        return Coverage(covered, hits, score, upper, sure=sure, other_asks=other, **codes)
 
     def thresholds(self, packet_id: str) -> tuple[float, float]:
         """Return the (upper, lower) cover thresholds for the packet's notes: `phrased`
@@ -300,13 +310,15 @@ class PassageIndex:
         return tuple(same_family(codes, self._named_codes(packet_id)))
 
     @staticmethod
-    def _other_ask(question: str, order: np.ndarray, rows: np.ndarray) -> tuple[str, ...]:
-        """The sentences the second hit answers apart (ranking.other_ask_sentences), in a
+    def _other_asks(
+        question: str, order: np.ndarray, rows: np.ndarray
+    ) -> tuple[tuple[str, ...], ...]:
+        """The sentences each hit after the first answers apart (ranking.other_asks), in a
         packet with a spread to stand out from; `order`: the hits' passage indices."""
         if len(order) < 2 or rows.shape[1] < MIN_SPREAD_PASSAGES:
             return ()
-        first, second = int(order[0]), int(order[1])
-        return tuple(other_ask_sentences(rows, first, second, question_sentences(question)))
+        asks = other_asks(rows, order, question_sentences(question))
+        return tuple(tuple(sentences) for sentences in asks)
 
     def _known_codes(self, packet_id: str) -> set[str]:
         """Every token of the packet's passages, as codes are compared (words.plain_tokens)."""
@@ -375,7 +387,8 @@ class PassageIndex:
         if reader is not None and not named and n > 1:
             top = read_first(question, top, zscores(ranking[None])[0], passages, reader)
         if len(named) < 2 and len(rows) > 1 and n >= MIN_SPREAD_PASSAGES:
-            top = other_ask_second(top, rows)
+            for taken in range(1, min(MOST_PARTS, n)):  # the second, then the third
+                top = other_ask_next(top, rows, taken)
         top = top[:k]
         shown = shown_scores(rows)
         hits = [

@@ -41,7 +41,7 @@ def notes_answers(
     nothing. Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
     from fieldkit.answering import NOTES, engine_reader, ground
-    from fieldkit.generating import two_parts
+    from fieldkit.generating import in_parts
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import Router
     from fieldkit.training.evaluate import Answer
@@ -65,20 +65,20 @@ def notes_answers(
     hits = sum(routes[q.question] == q.domain for q in questions)
     run.routing.setdefault(name, {"correct": hits, "questions": len(questions), "routes": routes})
     prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
-    also = {id(g): g.also[-1]["content"] for _, _, _, g in plans if g.also}
+    also = {id(g): [m[-1]["content"] for m in g.also] for _, _, _, g in plans}
     run.prefetch(
         [(adapter, prompt[id(g)]) for _, _, adapter, g in plans]
-        + [(adapter, also[id(g)]) for _, _, adapter, g in plans if id(g) in also]
+        + [(adapter, more) for _, _, adapter, g in plans for more in also[id(g)]]
     )
     answers = []
     for system, q, adapter, g in plans:
         key = run.answer_key(adapter, prompt[id(g)])
         seconds = run.seconds.get(key)
         text = run.cache[key]
-        if id(g) in also:  # two parts, as fieldkit.generating.stream answers them
-            second = run.answer_key(adapter, also[id(g)])
-            text = two_parts(text, run.cache[second])
-            seconds = (seconds or 0.0) + (run.seconds.get(second) or 0.0)
+        if also[id(g)]:  # in parts, as fieldkit.generating.stream answers them
+            more = [run.answer_key(adapter, content) for content in also[id(g)]]
+            text = in_parts(text, *(run.cache[key] for key in more))
+            seconds = (seconds or 0.0) + sum(run.seconds.get(key) or 0.0 for key in more)
         text = g.with_notice(text)
         cited = g.sources if g.grounding == NOTES else []
         answers.append(

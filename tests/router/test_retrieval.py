@@ -15,7 +15,7 @@ from fieldkit.router.ranking import (
     READ_LEAD,
     READ_WEIGHT,
     cover_score,
-    other_ask_second,
+    other_ask_next,
     rank_scores,
     read_first,
     shown_scores,
@@ -343,7 +343,7 @@ def test_the_second_passage_answers_what_the_first_leaves():
     rows[:, 2] = [0.50, 0.36, 0.72]  # the other ask's record
     order = np.argsort(-rank_scores(rows), kind="stable")
     assert list(order[:2]) == [0, 1]  # ranked plainly, the neighbour comes second
-    again = other_ask_second(order, rows)
+    again = other_ask_next(order, rows)
     assert list(again[:3]) == [0, 2, 1]
     assert sorted(again) == list(range(12))
 
