@@ -7,17 +7,19 @@ its training records as notes, their phrasings included). A two-record question 
 questions of the long demo sets (`LONG`) of one domain, with different source records,
 asked as one: the first's text, then the second's. Each goes to its own packet (no router,
 no reading: this measures the ranking within a packet). What a person is shown is the two
-passages ranked first (`ask` shows two). For each question, and the same with the plain
-ranking (`ranking.rank_scores` alone, the order before `ranking.other_ask_second`):
+passages ranked first (`ask` shows two; three for an answer in three parts). For each
+question, and the same with the plain ranking (`ranking.rank_scores` alone, the order
+before `ranking.other_ask_next`):
 
 - `both`: both records are among the two shown;
 - `first`: the first's record is;
 - `second`: the second's record is;
 - `shown_recall`: the keyword recall of the two passages for both questions' keywords.
 
-`two_parts`: how often the answer comes in two parts (`Coverage.other_ask`: the second
-passage answers some sentences apart), and `two_parts_both_records`: in two parts from
-the two records asked about. For single questions, two parts is a false split.
+`two_parts`: how often the answer comes in parts, two or three (`Coverage.other_ask`: the
+second passage answers some sentences apart); `two_parts_both_records`: in parts, the
+first two from the two records asked about; `three_parts`: in three. For single
+questions, parts are a false split.
 
 The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
 the `twin` and `duo` sets: questions of natural length written to ask two things two
@@ -110,12 +112,13 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
     and the keyword recall of the two passages shown."""
     cells: dict = {k: {"both": [], "first": [], "second": [], "shown_recall": []}
                    for k in ("shipped", "plain")}  # fmt: skip
-    split, split_right = [], []
+    split, split_right, three = [], [], []
     for mix in questions:
         pairs = shown(index, packet[mix["domain"]], mix["question"])
         cover = index.coverage(packet[mix["domain"]], mix["question"])
         titles = [h.title for h in cover.hits]
         split.append(float(bool(cover.other_ask)))
+        three.append(float(len(cover.other_asks) == 2))
         right = len(titles) > 1 and titles[0] in mix["a"] + mix["b"]
         right = right and titles[1] in mix["a"] + mix["b"] and titles[0] != titles[1]
         split_right.append(float(bool(cover.other_ask) and right))
@@ -132,6 +135,7 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
         "n": len(questions),
         "two_parts": share(split),
         "two_parts_both_records": share(split_right),
+        "three_parts": share(three),
     } | {order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()}
 
 
@@ -171,11 +175,12 @@ def main() -> None:
         for label, names in (("long", LONG), ("short", SHORT)):
             rows = set_rows(names)
             for order in ("shipped", "plain"):
-                recall, own_second, split = [], [], []
+                recall, own_second, split, three = [], [], [], []
                 for row in rows:
                     if order == "shipped":
                         cover = index.coverage(packet[row["domain"]], row["question"])
                         split.append(float(bool(cover.other_ask)))
+                        three.append(float(len(cover.other_asks) == 2))
                     passages = shown(index, packet[row["domain"]], row["question"])
                     two = passages[0] if order == "shipped" else passages[1]
                     text = "\n".join(p.full_text for p in two)
@@ -186,6 +191,7 @@ def main() -> None:
                 }  # fmt: skip
                 if split:
                     singles[f"{label} {order}"]["two_parts"] = share(split)
+                    singles[f"{label} {order}"]["three_parts"] = share(three)
         results["single_questions"] = singles
         library.close()
     results["seconds"] = round(time.perf_counter() - started, 1)
