@@ -249,6 +249,7 @@ class Answer(_Notice):
                 "sources": [Source(**s) for s in given["sources"]],
                 "nearest": [Source(**s) for s in given["nearest"]],
                 "unsupported": [Unsupported(**u) for u in given["unsupported"]],
+                "other_asks": tuple(given.get("other_asks", ())),
             }
         )
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fieldkit.answering import NOTES, Parts, answer, engine_reader, ground
+from fieldkit.answering import NOTES, Answer, Parts, answer, engine_reader, ground
 from fieldkit.assets import assets_dir
 from fieldkit.engine.engine import Engine
 from fieldkit.engine.generation import GenerationResult
@@ -201,6 +201,7 @@ def test_a_question_of_two_asks_is_answered_in_two_parts(poultry, tiny_model_dir
     assert got.unsupported == support_check(got.text, [s.full_text for s in got.sources])
     assert got.to_dict()["other_ask"] == OTHER_ASK
     assert got.to_dict()["other_asks"] == [OTHER_ASK]
+    assert Answer.from_dict(got.to_dict()).other_asks == (OTHER_ASK,)  # an agent's reply
 
 
 async def test_the_agent_streams_both_parts_and_a_cancel_ends_after_the_first(
