@@ -16,10 +16,10 @@ before `ranking.other_ask_next`):
 - `second`: the second's record is;
 - `shown_recall`: the keyword recall of the two passages for both questions' keywords.
 
-`two_parts`: how often the answer comes in parts, two or three (`Coverage.other_ask`: the
-second passage answers some sentences apart); `two_parts_both_records`: in parts, the
-first two from the two records asked about; `three_parts`: in three. For single
-questions, parts are a false split.
+`two_parts`: how often the answer comes in parts, two or three (`Coverage.other_asks`:
+the passages after the first answer some sentences apart); `two_parts_both_records`: in
+parts, the first two from the two records asked about; `three_parts`: in three. For
+single questions, parts are a false split.
 
 The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
 the `twin` and `duo` sets: questions of natural length written to ask two things two
@@ -117,11 +117,11 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
         pairs = shown(index, packet[mix["domain"]], mix["question"])
         cover = index.coverage(packet[mix["domain"]], mix["question"])
         titles = [h.title for h in cover.hits]
-        split.append(float(bool(cover.other_ask)))
+        split.append(float(bool(cover.other_asks)))
         three.append(float(len(cover.other_asks) == 2))
         right = len(titles) > 1 and titles[0] in mix["a"] + mix["b"]
         right = right and titles[1] in mix["a"] + mix["b"] and titles[0] != titles[1]
-        split_right.append(float(bool(cover.other_ask) and right))
+        split_right.append(float(bool(cover.other_asks) and right))
         for order, passages in zip(("shipped", "plain"), pairs, strict=True):
             titles = {p.title for p in passages}
             first, second = bool(titles & set(mix["a"])), bool(titles & set(mix["b"]))
@@ -179,7 +179,7 @@ def main() -> None:
                 for row in rows:
                     if order == "shipped":
                         cover = index.coverage(packet[row["domain"]], row["question"])
-                        split.append(float(bool(cover.other_ask)))
+                        split.append(float(bool(cover.other_asks)))
                         three.append(float(len(cover.other_asks) == 2))
                     passages = shown(index, packet[row["domain"]], row["question"])
                     two = passages[0] if order == "shipped" else passages[1]

@@ -45,7 +45,7 @@ def stream(
         return iter(_said(grounding.said))
     if not grounding.other_asks:
         return engine.generate(grounding.messages, adapter, **options)
-    return _two(engine, grounding, adapter, options)
+    return _in_parts(engine, grounding, adapter, options)
 
 
 async def astream(
@@ -68,7 +68,7 @@ async def astream(
         yield _last(results)
 
 
-def _two(
+def _in_parts(
     engine: Engine, grounding: Grounding, adapter: Any, options: dict[str, Any]
 ) -> Iterator[GenerationChunk]:
     results: list[GenerationResult] = []

@@ -59,7 +59,7 @@ def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
     out = []
     for m in _NUMBER.finditer(text):
         if text[m.start(2) - 1 : m.start(2)] == "[" and text[m.end(2) : m.end(2) + 1] == "]":
-            continue  # "[2]": a source's number (an answer in two parts marks its parts so)
+            continue  # "[2]": a source's number (an answer in parts marks its parts so)
         raw_unit = m.group(3) or m.group(4) or ""
         # "a" after a number is the article ("1 a day"); amperes are written "A"
         unit = None if raw_unit == "a" else _UNITS.get(raw_unit.lower())

@@ -242,6 +242,17 @@ def test_demo_later_sets(domain: str, name: str) -> None:
     assert_heldout_disjoint(rows, others)
 
 
+def other_sets_questions(domain: str, name: str) -> list[str]:
+    """Return the questions of every demo set of the domain but `name`."""
+    return [
+        row["question"]
+        for path in sorted((DEMO / domain).glob("*.jsonl"))
+        if path.stem != name
+        for row in read_jsonl(path)
+        if "question" in row
+    ]
+
+
 SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
 
 
@@ -256,13 +267,7 @@ def test_demo_short_sets(domain: str, name: str) -> None:
     assert all(4 <= len(row["question"].split()) <= 14 for row in rows)
     sources = [row["source"] for row in rows]
     assert len(set(sources)) == len(sources)
-    others = [
-        row["question"]
-        for path in sorted((DEMO / domain).glob("*.jsonl"))
-        if path.stem != name
-        for row in read_jsonl(path)
-        if "question" in row
-    ]
+    others = other_sets_questions(domain, name)
     assert_heldout_disjoint(rows, others)
 
 
@@ -288,13 +293,7 @@ def test_demo_many_ask_sets(domain: str, name: str, count: int, asks: int) -> No
         for keyword, ask in zip(keywords, [a for a in row["asks"] for _ in (0, 1)], strict=True):
             assert keyword in outputs[ask].lower(), (keyword, ask)
             assert keyword not in row["question"].lower(), (keyword, row["question"])
-    others = [
-        row["question"]
-        for path in sorted((DEMO / domain).glob("*.jsonl"))
-        if path.stem != name
-        for row in read_jsonl(path)
-        if "question" in row
-    ]
+    others = other_sets_questions(domain, name)
     assert_heldout_disjoint(rows, others + list(outputs))
 
 

@@ -128,11 +128,6 @@ class Coverage:
     other_asks: tuple[tuple[str, ...], ...] = ()
 
     @property
-    def other_ask(self) -> tuple[str, ...]:
-        """The sentences the second passage answers apart; () for a question of one ask."""
-        return self.other_asks[0] if self.other_asks else ()
-
-    @property
     def best(self) -> float:
         """The nearest passage's cosine (0 without notes)."""
         return self.hits[0].score if self.hits else 0.0
@@ -261,8 +256,7 @@ class PassageIndex:
             return Coverage(False, [], 0.0, upper, sure=False)
         unknown = self.unknown_codes(packet_id, question)
         if not unknown and self._shares_a_code(packet_id, question, rows):
-            other = self._other_asks(question, order, rows)
-            hits = found[: max(k, 1 + len(other))]
+            hits, other = self._in_parts(question, found, order, rows, k)
             best = float(rows[0].max())
             return Coverage(True, hits, best, upper, by_code=True, other_asks=other)
         missing = tuple(c for c in unknown if self.family_of(packet_id, [c]))
@@ -276,8 +270,9 @@ class PassageIndex:
         score = cover_score(rows)
         covered = score >= min(lower, upper) and not missing
         sure = covered and score >= upper and not unknown
-        other = self._other_asks(question, order, rows) if covered else ()
-        hits = found[: max(k, 1 + len(other))]  # every passage an answer's parts read
+        other: tuple[tuple[str, ...], ...] = ()
+        if covered:
+            hits, other = self._in_parts(question, found, order, rows, k)
         return Coverage(covered, hits, score, upper, sure=sure, other_asks=other, **codes)
 
     def thresholds(self, packet_id: str) -> tuple[float, float]:
@@ -310,15 +305,17 @@ class PassageIndex:
         return tuple(same_family(codes, self._named_codes(packet_id)))
 
     @staticmethod
-    def _other_asks(
-        question: str, order: np.ndarray, rows: np.ndarray
-    ) -> tuple[tuple[str, ...], ...]:
-        """The sentences each hit after the first answers apart (ranking.other_asks), in a
-        packet with a spread to stand out from; `order`: the hits' passage indices."""
+    def _in_parts(
+        question: str, found: list[Hit], order: np.ndarray, rows: np.ndarray, k: int
+    ) -> tuple[list[Hit], tuple[tuple[str, ...], ...]]:
+        """Return the hits a covered question is shown (the `k` first, and every passage an
+        answer's parts read) and the sentences each hit after the first answers apart
+        (ranking.other_asks), in a packet with a spread to stand out from; `order`: the
+        found hits' passage indices."""
         if len(order) < 2 or rows.shape[1] < MIN_SPREAD_PASSAGES:
-            return ()
-        asks = other_asks(rows, order, question_sentences(question))
-        return tuple(tuple(sentences) for sentences in asks)
+            return found[:k], ()
+        asks = tuple(tuple(s) for s in other_asks(rows, order, question_sentences(question)))
+        return found[: max(k, 1 + len(asks))], asks
 
     def _known_codes(self, packet_id: str) -> set[str]:
         """Every token of the packet's passages, as codes are compared (words.plain_tokens)."""

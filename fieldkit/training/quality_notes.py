@@ -77,8 +77,8 @@ def notes_answers(
         text = run.cache[key]
         if also[id(g)]:  # in parts, as fieldkit.generating.stream answers them
             more = [run.answer_key(adapter, content) for content in also[id(g)]]
-            text = in_parts(text, *(run.cache[key] for key in more))
-            seconds = (seconds or 0.0) + sum(run.seconds.get(key) or 0.0 for key in more)
+            text = in_parts(text, *(run.cache[part] for part in more))
+            seconds = (seconds or 0.0) + sum(run.seconds.get(part) or 0.0 for part in more)
         text = g.with_notice(text)
         cited = g.sources if g.grounding == NOTES else []
         answers.append(

@@ -159,7 +159,7 @@ class SourceView:
     label: str
     title: str | None
     text: str
-    read: bool = True  # given to the model (both, for an answer in two parts)
+    read: bool = True  # given to the model (each part's, for an answer in parts)
 
 
 @dataclass
