@@ -37,7 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from fieldkit.answering import NOTES, ground, grounded_messages  # noqa: E402
+from fieldkit.answering import ground  # noqa: E402
+from fieldkit.answers import NOTES, grounded_messages  # noqa: E402
 from fieldkit.services import Services  # noqa: E402
 from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall  # noqa: E402
 

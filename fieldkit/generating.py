@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fieldkit.answering import Grounding
+    from fieldkit.answers import Grounding
     from fieldkit.engine.engine import Engine
     from fieldkit.engine.generation import GenerationChunk, GenerationResult
 

@@ -9,19 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fieldkit.answering import (
-    ADAPTER_ONLY,
-    BASE,
-    BASE_CAUTION,
-    GAP,
-    NOTES,
-    PROMPT_PASSAGES,
-    Parts,
-    answer,
-    finish,
-    ground,
-    grounded_messages,
-)
+from fieldkit.answering import BASE_CAUTION, PROMPT_PASSAGES, Parts, answer, finish, ground
+from fieldkit.answers import ADAPTER_ONLY, BASE, GAP, NOTES, grounded_messages
 from fieldkit.cli import main
 from fieldkit.engine.engine import Engine
 from fieldkit.errors import FieldkitError
@@ -364,7 +353,7 @@ def test_an_answer_from_passages_that_may_not_fit_says_so_first(
 
 
 def test_an_answer_the_router_left_to_the_base_model_says_why():
-    from fieldkit.answering import Answer, Grounding, Source
+    from fieldkit.answers import Answer, Grounding, Source
     from fieldkit.commands.ask import answer_footer
     from fieldkit.router.router import Candidate, RouteDecision
 
@@ -467,7 +456,7 @@ def test_an_answer_is_called_wholly_unsupported_only_when_all_its_numbers_are() 
 
 
 def test_a_source_line_fits_the_terminal_it_is_printed_on():
-    from fieldkit.answering import Answer, Source
+    from fieldkit.answers import Answer, Source
     from fieldkit.commands.ask import SOURCE_CHARS, answer_footer
 
     long = Source("poultry", "p", "r34", 0.55, "A laying hen drinks about 250 mL. " * 12, "Water?")
@@ -483,7 +472,7 @@ def test_an_answer_with_marks_prints_the_record_it_read_whole():
     """A terminal cuts each source to one line, and `ask` cannot unfold it as the Ask
     screen does: when the answer states a number its record does not, the record it read
     follows whole, to check the answer against."""
-    from fieldkit.answering import Answer, Source
+    from fieldkit.answers import Answer, Source
     from fieldkit.commands.ask import answer_footer
 
     text = "Give 5 mL of vegetable oil by syringe, massage for 5 minutes. " * 4

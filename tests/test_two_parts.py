@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fieldkit.answering import NOTES, Answer, Parts, answer, engine_reader, ground
+from fieldkit.answering import Parts, answer, engine_reader, ground
+from fieldkit.answers import NOTES, Answer
 from fieldkit.assets import assets_dir
 from fieldkit.engine.engine import Engine
 from fieldkit.engine.generation import GenerationResult

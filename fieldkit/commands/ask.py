@@ -16,7 +16,7 @@ from fieldkit.commands import given_question
 from fieldkit.commands.complete import packet_names
 
 if TYPE_CHECKING:
-    from fieldkit.answering import Answer, Grounding, Source
+    from fieldkit.answers import Answer, Grounding, Source
     from fieldkit.router.router import RouteDecision
     from fieldkit.services import Services
 
@@ -71,7 +71,7 @@ def answer_footer(
 
 
 def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) -> list[str]:
-    from fieldkit.answering import ADAPTER_ONLY, BASE, GAP
+    from fieldkit.answers import ADAPTER_ONLY, BASE, GAP
     from fieldkit.support import (
         CHECK_IT,
         NONE_SUPPORTED,

@@ -113,7 +113,7 @@ def ask_through_agent(
     object (the agent sends `Answer.to_dict()`). Raises FieldkitError with the agent's
     sentence on a refusal.
     """
-    from fieldkit.answering import Answer
+    from fieldkit.answers import Answer
     from fieldkit.commands.ask import print_answer_end
     from fieldkit.server.client import find_agent
 

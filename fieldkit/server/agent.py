@@ -24,7 +24,7 @@ from fieldkit.server.chat import AUTO, BASE, ChatRequest, Limits, RequestError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from fieldkit.answering import Answer, Grounding
+    from fieldkit.answers import Answer, Grounding
     from fieldkit.engine.engine import GenerationResult
     from fieldkit.router.embedder import Embedder
     from fieldkit.router.retrieval import PassageIndex

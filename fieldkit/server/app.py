@@ -30,7 +30,7 @@ from fieldkit.server import chat, client
 from fieldkit.server.chat import BASE, RequestError
 
 if TYPE_CHECKING:
-    from fieldkit.answering import Answer
+    from fieldkit.answers import Answer
     from fieldkit.server.agent import Agent, Plan
     from fieldkit.server.radio import RadioHolder
 

@@ -40,7 +40,8 @@ def notes_answers(
     the notes do not cover a question the answer starts with the gap sentence and cites
     nothing. Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
-    from fieldkit.answering import NOTES, engine_reader, ground
+    from fieldkit.answering import engine_reader, ground
+    from fieldkit.answers import NOTES
     from fieldkit.generating import in_parts
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import Router

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fieldkit.answering import grounded_messages
+from fieldkit.answers import grounded_messages
 from fieldkit.cli import main
 from fieldkit.home import Home
 from fieldkit.prompts import PROMPT_PASSAGES
