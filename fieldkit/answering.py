@@ -28,7 +28,12 @@ from fieldkit.answers import (
     grounded_messages,
 )
 from fieldkit.prompts import PROMPT_PASSAGES, check_question, reading_prefix
-from fieldkit.router.notices import caution_message, gap_message, unlisted_answer
+from fieldkit.router.notices import (
+    caution_message,
+    gap_message,
+    picked_message,
+    unlisted_answer,
+)
 from fieldkit.router.ranking import Reader, own_ask
 from fieldkit.router.retrieval import DEFAULT_K
 from fieldkit.support import support_check
@@ -109,13 +114,17 @@ def ground(
     k: int = DEFAULT_K,
     abstained: bool = False,
     reader: Reader | None = None,
+    passage: str | None = None,
 ) -> Grounding:
     """Decide what the answer is made from: the packet's top passage (see PROMPT_PASSAGES)
     when the passages found cover the question (saying first that they may not, in the
     cautious middle), else the packet's adapter alone (saying first that the notes have
     nothing), else the base model (saying first that it answers alone when the router
     `abstained`: BASE_CAUTION). With a `reader`, the passages ranked first are reordered as
-    it reads them (READ_K). Returns the Grounding with the prompt to generate from."""
+    it reads them (READ_K). A `passage` id names the record a person picked to answer from
+    (see `picked`). Returns the Grounding with the prompt to generate from."""
+    if passage is not None:
+        return picked(question, record, index, passage)
     bare = [{"role": "user", "content": question}]
     if record is None:
         caution = BASE_CAUTION if abstained else None
@@ -145,6 +154,32 @@ def ground(
     )
 
 
+def picked(
+    question: str, record: Any | None, index: PassageIndex | None, passage: str
+) -> Grounding:
+    """Return the Grounding of an answer from the record a person picked, whatever the notes
+    judge of it (a gap answer's nearest record, which they may know to be theirs): it alone
+    is in the prompt and is the source, and the answer says first whose pick it was.
+    Raises LibraryError, in one sentence, when there is no such record to pick."""
+    from fieldkit.errors import LibraryError
+    from fieldkit.formats import shown_text
+
+    if record is None:
+        raise LibraryError("A record was picked, but no packet: name the packet it is from.")
+    name, pid = record.name, record.packet_id
+    hit = index.hit(pid, question, passage) if index is not None else None
+    if hit is None:
+        has = index is not None and index.has_notes(pid)
+        what = f"no record {shown_text(passage)!r}" if has else "no notes"
+        raise LibraryError(f"The {name} packet has {what} to answer from.")
+    source = Source(name, pid, hit.passage_id, hit.score, hit.text, hit.title)
+    messages = grounded_messages(question, [hit])
+    caution = picked_message(name, hit.passage_id, hit)
+    return Grounding(
+        question, name, pid, NOTES, messages, [source], caution=caution, picked=passage
+    )
+
+
 def finish(
     grounding: Grounding,
     text: str,
@@ -170,6 +205,7 @@ def finish(
         caution=grounding.caution,
         generated=grounding.said is None,
         other_asks=grounding.other_asks,
+        picked=grounding.picked,
     )
 
 
@@ -182,6 +218,7 @@ def answer(
     use_adapter: bool = True,
     use_notes: bool = True,
     k: int = DEFAULT_K,
+    passage: str | None = None,
     max_tokens: int = 256,
     clean: bool = True,
     on_ground: Callable[[Grounding, RouteDecision | None], None] | None = None,
@@ -192,11 +229,13 @@ def answer(
 
     `use_adapter=False` keeps the packet's notes but answers with the base model (the
     "retrieval only" line of a benchmark); `use_notes=False` answers as before notes.
-    The passages ranked first are weighed by the base model (engine_reader).
+    The passages ranked first are weighed by the base model (engine_reader). `passage`
+    answers from the record of that id a person picked (see `picked`).
     `on_ground` hears the route and the grounding before generation starts (to show the
     route, or a gap sentence, first); `on_text` receives the answer as it streams.
     Raises FieldkitError subclasses for an empty or too long question (check_question), a
-    missing model, an unknown packet, or a packet made for another base model.
+    missing model, an unknown packet or picked record, or a packet made for another base
+    model.
     """
     from fieldkit.errors import FieldkitError
     from fieldkit.generating import stream
@@ -205,7 +244,10 @@ def answer(
     record, decision = parts.pick_packet(question, packet, base)
     index = parts.passages if use_notes else None
     reader = engine_reader(parts.engine)
-    grounding = ground(question, record, index, k=k, abstained=decision is not None, reader=reader)
+    abstained = decision is not None
+    grounding = ground(
+        question, record, index, k=k, abstained=abstained, reader=reader, passage=passage
+    )
     adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
     if on_ground is not None:
         on_ground(grounding, decision)

@@ -92,6 +92,7 @@ class Grounding(_Notice):
     caution: str | None = None  # the sentence said first when the passages may not fit
     said: str | None = None  # the whole answer, when nothing is to be generated (`stream`)
     other_asks: tuple[str, ...] = ()  # what each source after the first answers apart
+    picked: str | None = None  # the passage id a person picked to answer from
 
     @property
     def also(self) -> list[list[dict[str, str]]]:
@@ -121,6 +122,7 @@ class Answer(_Notice):
     caution: str | None = None
     generated: bool = True  # False: the notes settled it and no model wrote it (`stream`)
     other_asks: tuple[str, ...] = ()  # what each part after [1] answers, in the asker's words
+    picked: str | None = None  # the passage id a person picked to answer from
 
     @property
     def shown_text(self) -> str:
@@ -173,6 +175,7 @@ class Answer(_Notice):
             "generated": self.generated,
             "other_ask": self.other_asks[0] if self.other_asks else None,
             "other_asks": list(self.other_asks),
+            "picked": self.picked,
         }
         if self.result is not None:
             r = self.result

@@ -398,6 +398,7 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     assert answer_footer(gap) == [
         "(from the adapter only: no note covers this question)",
         "nearest record, not used: pumps r3 (0.41): Keep latrines 30 m away.",  # its fact
+        "(to answer from it anyway: fieldkit ask --adapter pumps --passage r3 QUESTION)",
         "every number in the answer is in the nearest record; that checks the numbers, not "
         "that it answers the question",
     ]

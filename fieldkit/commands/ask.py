@@ -94,6 +94,10 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
                 "nearest record, not used: ", source, width, columns, fact_only=True
             )
             lines.append(line)
+            lines.append(
+                f"(to answer from it anyway: fieldkit ask --adapter {source.packet} "
+                f"--passage {source.passage_id} QUESTION)"
+            )
     for n, source in enumerate(result.sources, 1):
         lines.append(_source_line(f"[{n}] ", source, width, columns))
     nearest = bool(result.nearest_shown)  # the support check ran against it
@@ -144,6 +148,12 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
 )
 @click.option("--base", is_flag=True, help="Answer with the base model alone.")
 @click.option("--no-notes", is_flag=True, help="Leave the packet's notes out of the prompt.")
+@click.option(
+    "--passage",
+    metavar="ID",
+    help="Answer from this record of the packet's notes, as picked by you (a gap answer's "
+    "nearest record, say), whatever the notes judge of it.",
+)
 @click.option("--raw", is_flag=True, help="No clean decoding (repeats and cut sentences kept).")
 @click.option(
     "--max-tokens",
@@ -165,6 +175,7 @@ def ask_command(
     adapter_name: str | None,
     base: bool,
     no_notes: bool,
+    passage: str | None,
     raw: bool,
     max_tokens: int,
     as_json: bool,
@@ -178,6 +189,10 @@ def ask_command(
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
+    if passage is not None and (base or no_notes):
+        raise click.UsageError(
+            "--passage answers from a packet's notes: not with --base or --no-notes."
+        )
     question = given_question(words)
     check_question(question)  # before an agent or a model is asked
     if len(question) > LONG_QUESTION:  # minutes of reading on a small CPU, and no word
@@ -190,7 +205,7 @@ def ask_command(
 
     if use_agent(no_server) and ask_through_agent(
         services, question, adapter_name, base, max_tokens, as_json, notes=not no_notes,
-        clean=not raw,
+        clean=not raw, passage=passage,
     ):  # fmt: skip
         return
     services.require_model()
@@ -210,6 +225,7 @@ def ask_command(
         packet=adapter_name,
         base=base,
         use_notes=not no_notes,
+        passage=passage,
         max_tokens=max_tokens,
         clean=not raw,
         on_ground=grounded if stream else None,

@@ -105,6 +105,7 @@ def ask_through_agent(
     *,
     notes: bool = True,
     clean: bool = True,
+    passage: str | None = None,
 ) -> bool:
     """Answer through a running agent of this home; return False when none runs.
 
@@ -124,7 +125,7 @@ def ask_through_agent(
         "model": adapter_name or ("base" if base else "auto"),
         "messages": [{"role": "user", "content": question}],
         "max_tokens": max_tokens,
-        "fieldkit": {"notes": notes, "clean": clean},
+        "fieldkit": {"notes": notes, "clean": clean} | ({"passage": passage} if passage else {}),
     }
     extras: dict[str, Any] = {}
     for event in client.stream_chat(payload):  # the content starts with any gap or caution

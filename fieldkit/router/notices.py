@@ -68,6 +68,12 @@ def caution_message(
     )
 
 
+def picked_message(packet_name: str, passage_id: str, hit: TitledText) -> str:
+    """Return the sentence an answer starts with when a person picked its record (a gap
+    answer's nearest, say): the notes did not choose it, so it names whose choice it was."""
+    return f"Answered from the record you picked, {packet_name} {passage_id}: {_label(hit)}"
+
+
 def _and(items: Sequence[str], most: int = 0) -> str:
     """'E07', 'E07 and E12', 'E07, E12 and E15' (and 'and N more' past `most`)."""
     shown = list(items[:most] if most else items)

@@ -240,6 +240,16 @@ class PassageIndex:
         """Return the packet's `k` passages nearest the question, best first ([] without notes)."""
         return self._search(packet_id, question, k)[0]
 
+    def hit(self, packet_id: str, question: str, passage_id: str) -> Hit | None:
+        """Return the packet's passage `passage_id` as a hit for the question, at the score
+        a search would show it with; None when the notes hold no passage of that id."""
+        passages = self.passages(packet_id)
+        at = next((i for i, p in enumerate(passages) if p.passage_id == passage_id), None)
+        if at is None:
+            return None
+        score = float(shown_scores(self.scores(packet_id, question))[at])
+        return Hit(passage_id, score, passages[at].text, passages[at].title)
+
     def coverage(
         self, packet_id: str, question: str, k: int = DEFAULT_K, reader: Reader | None = None
     ) -> Coverage:

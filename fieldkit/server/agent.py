@@ -289,9 +289,13 @@ class Agent:
         # until that answer ends. The passages then keep the embedder's order.
         engine = self.services.engine
         reader = None if engine.generating else engine_reader(engine)
-        grounding = ground(
-            request.question, record, index, abstained=decision is not None, reader=reader
-        )
+        try:
+            grounding = ground(
+                request.question, record, index, abstained=decision is not None,
+                reader=reader, passage=request.passage,
+            )  # fmt: skip
+        except LibraryError as exc:  # a picked passage its packet's notes do not hold
+            raise RequestError(404, str(exc), param="fieldkit", code="passage_not_found") from None
         messages = [dict(m) for m in request.messages]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[last_user : last_user + 1] = grounding.messages

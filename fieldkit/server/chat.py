@@ -66,6 +66,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     notes: bool = True  # ground the question in the packet's notes (as `fieldkit ask`)
     clean: bool = True  # clean decoding (as `fieldkit ask`; false = `ask --raw`)
+    passage: str | None = None  # the record a person picked to answer from (`ask --passage`)
 
     @property
     def question(self) -> str:
@@ -219,10 +220,15 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
         raise _bad("n must be 1: this server returns one choice.", "n")
     _unsupported(data)
     options = data.get("fieldkit") or {}
-    if not isinstance(options, dict) or not all(
-        k in ("notes", "clean") and isinstance(v, bool) for k, v in options.items()
-    ):
-        raise _bad('fieldkit takes {"notes": true|false, "clean": true|false}.', "fieldkit")
+    if not isinstance(options, dict) or not all(_option(k, v) for k, v in options.items()):
+        raise _bad(
+            'fieldkit takes {"notes": true|false, "clean": true|false, "passage": "ID"}.',
+            "fieldkit",
+        )
+    if "passage" in options and not options.get("notes", True):
+        raise _bad(
+            "A picked passage is one of the packet's notes: not with notes false.", "fieldkit"
+        )
     return ChatRequest(
         model=model,
         messages=_messages(data.get("messages"), limits),
@@ -232,7 +238,18 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
         stop=stops,
         notes=options.get("notes", True),
         clean=options.get("clean", True),
+        passage=options.get("passage"),
     )
+
+
+PASSAGE_ID_CHARS = 200  # a picked passage's id is at most this long
+
+
+def _option(key: str, value: Any) -> bool:
+    """Whether one entry of a request's `fieldkit` options is one it takes."""
+    if key == "passage":
+        return isinstance(value, str) and 0 < len(value) <= PASSAGE_ID_CHARS
+    return key in ("notes", "clean") and isinstance(value, bool)
 
 
 def completion_id() -> str:

@@ -160,6 +160,11 @@ class SourceView:
     title: str | None
     text: str
     read: bool = True  # given to the model (each part's, for an answer in parts)
+    # whose record it is, and its id: a gap's nearest record can be picked to answer from
+    # (the Ask screen's Ctrl+N)
+    packet: str = ""
+    packet_id: str = ""
+    passage_id: str = ""
 
 
 @dataclass

@@ -189,7 +189,7 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         assert "nearest record, not used: wells r" in folded
         folded_body = folded.split("not used: ")[1].split(") ", 1)[1].split("\n")[0]
         assert any(n.text.startswith(folded_body.removesuffix("...")) for n in WELL_NOTES)
-        assert folded.endswith("(Ctrl+E: the whole record)")
+        assert folded.endswith("(Ctrl+E: the whole record, Ctrl+N: answer from it)")
         await pilot.press("ctrl+e")
         await pilot.pause()
         whole = str(gap.query_one(".sources", Static).render())

@@ -17,7 +17,7 @@ from fieldkit.errors import FieldkitError
 from fieldkit.tui.backend import TuiBackend
 from fieldkit.tui.screens.base import ModeScreen, keys_footer
 from fieldkit.tui.screens.dialogs import PickDialog
-from fieldkit.tui.views import AnswerChunk, RouteView
+from fieldkit.tui.views import AnswerChunk, RouteView, SourceView
 from fieldkit.tui.widgets.exchange import Exchange
 from fieldkit.tui.widgets.question_box import QuestionBox
 from fieldkit.tui.widgets.status_line import StatusLine
@@ -45,6 +45,8 @@ class AskScreen(ModeScreen):
         # priority: the question box has focus after asking, and its own ctrl+e (cursor
         # to the end) would take the key; it keeps the key while no answer has sources
         Binding("ctrl+e", "sources", "Sources", priority=True),
+        # in the footer only after an answer that showed the nearest record, not used
+        Binding("ctrl+n", "use_nearest", "Use nearest", priority=True),
         # every key typed here goes into the box, q too (the app's own ctrl+q quits)
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -68,6 +70,8 @@ class AskScreen(ModeScreen):
         self.override_name = ""  # the name of the packet picked by hand
         self.routed = False  # a route was shown: the router has loaded
         self.cancel = threading.Event()
+        # the last answer's question and the nearest record it showed, not used (a gap)
+        self.nearest: tuple[str, SourceView] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Ask")
@@ -92,6 +96,8 @@ class AskScreen(ModeScreen):
             return any(exchange.has_sources for exchange in self.query(Exchange))
         if action == "stop":
             return self.answering
+        if action == "use_nearest":
+            return self.nearest is not None and not self.answering
         return True
 
     def check_consume_key(self, key: str, character: str | None) -> bool:
@@ -130,23 +136,46 @@ class AskScreen(ModeScreen):
             return
         self.query_one("#question", QuestionBox).remember(question)
         event.input.clear()
+        exchange = self._new_exchange(question)
+        self.run_question(exchange, question, self.override, self.cancel)
+
+    def _new_exchange(self, question: str) -> Exchange:
+        """Stop any answer being written, and add an exchange for `question` to the history."""
         self.cancel.set()
         self.cancel = threading.Event()
+        self.nearest = None
         exchange = Exchange(question, first=not self.routed)
         history = self.query_one("#history", VerticalScroll)
         history.mount(exchange)
         history.scroll_end(animate=False)
-        self.run_question(exchange, question, self.override, self.cancel)
+        return exchange
+
+    def action_use_nearest(self) -> None:
+        """Answer the last question again, from the nearest record its answer showed and the
+        notes did not use: the asker may know it is theirs where the notes could not tell."""
+        if self.nearest is None:
+            return
+        question, source = self.nearest
+        exchange = self._new_exchange(question)
+        self.run_question(
+            exchange, question, source.packet_id, self.cancel, source.passage_id, source.packet
+        )
 
     @work(thread=True, exit_on_error=False, group="ask", description="Answering")
     def run_question(
-        self, exchange: Exchange, question: str, override: str, cancel: threading.Event
+        self,
+        exchange: Exchange,
+        question: str,
+        override: str,
+        cancel: threading.Event,
+        passage: str | None = None,
+        name: str = "",
     ) -> None:
         route, dropped = None, ""
         if override != AUTO:
             try:
                 route = self.backend.manual_route(
-                    None if override == BASE else override, self.override_name
+                    None if override == BASE else override, name or self.override_name
                 )
             except FieldkitError as exc:  # removed or blocked since it was picked
                 dropped = f"{exc} The router picks instead (Ctrl+O to pick again)."
@@ -162,7 +191,7 @@ class AskScreen(ModeScreen):
         try:
             abstained = route.packet_id is None and not route.manual
             for chunk in self.backend.answer(
-                question, route.packet_id, cancel, abstained=abstained
+                question, route.packet_id, cancel, abstained=abstained, passage=passage
             ):
                 if chunk.notice:
                     self.post_message(self.Delta(exchange, AnswerChunk(notice=chunk.notice)))
@@ -203,7 +232,9 @@ class AskScreen(ModeScreen):
                     follows_unread=chunk.follows_unread,
                     checked=chunk.generated,
                 )
-                self.refresh_bindings()  # Ctrl+E may apply now
+                if chunk.nearest and chunk.nearest[0].passage_id:
+                    self.nearest = (message.exchange.question, chunk.nearest[0])
+                self.refresh_bindings()  # Ctrl+E, and Ctrl+N, may apply now
             stopped = ", stopped" if chunk.stopped else ""
             if not chunk.generated:  # the notes settled it: no model wrote a token
                 message.exchange.finish("[nothing generated]")

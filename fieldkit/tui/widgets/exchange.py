@@ -85,7 +85,7 @@ def nearest_text(note: str, nearest: SourceView, expanded: bool, width: int = 76
     head = f"nearest record, not used: {nearest.label} "
     _passage_line(out, head, nearest, expanded, width, fact_only=True)
     if not expanded:
-        out.append("\n(Ctrl+E: the whole record)", style="italic")
+        out.append("\n(Ctrl+E: the whole record, Ctrl+N: answer from it)", style="italic")
     return out
 
 
