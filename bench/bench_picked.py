@@ -1,0 +1,107 @@
+"""What an asker gets by picking the nearest record a gap answer shows (`ask --passage`,
+Ctrl+N on the Ask screen), when that record is theirs.
+
+    .venv/bin/python bench/bench_picked.py [--home H] [--sets a,b] [--max-tokens N] [--json OUT]
+
+The home is one built by `fieldkit demo` (the shipped packets with their notes and
+adapters, the base model). Each question of the given demo sets is routed and grounded as
+`ask` grounds it (the base model reading the passages ranked first). For every question
+answered "nothing on this" (a gap answer) whose nearest record shown is its own source
+record, both answers are generated, as `ask` writes them: the gap answer (the adapter
+alone, what the asker reads first) and the answer from the picked record. Both are scored
+on the question's keywords (recall and all-facts, with 95% bootstrap intervals), as
+generated and as shown (the answer plus the record it cites; for the gap answer, the
+nearest record shown under it, which it does not cite). Questions whose nearest record is
+another are counted, not answered: picking a record that is not theirs is the asker's
+mistake to make, and this measures what the key gives one who reads the record first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_route import read_jsonl  # noqa: E402
+
+SHORT_SETS = "terse,brisk,hasty,rushed,hurried,dashed,brief,quick,curt"
+
+
+def measure(home: Path, sets: list[str], max_tokens: int) -> dict:
+    from fieldkit.answering import answer, engine_reader, ground
+    from fieldkit.answers import GAP
+    from fieldkit.services import Services
+    from fieldkit.training.evaluate import all_facts, bootstrap_ci, keyword_recall
+
+    services = Services.build(home)
+    reader = engine_reader(services.engine)
+    out: dict = {}
+    for name in sets:
+        started = time.perf_counter()
+        rows = [r for p in sorted((REPO / "assets/demo").glob(f"*/{name}.jsonl"))
+                for r in read_jsonl(p)]  # fmt: skip
+        cell: dict = {"questions": len(rows), "gap_answers": 0, "nearest_own": 0}
+        scores: dict[str, list[float]] = {}
+        for row in rows:
+            question, keywords = row["question"], row["expected_keywords"]
+            record, decision = services.pick_packet(question)
+            grounding = ground(question, record, services.passages, reader=reader,
+                               abstained=decision is not None)  # fmt: skip
+            if grounding.grounding != GAP or not grounding.nearest_shown:
+                continue
+            cell["gap_answers"] += 1
+            nearest = grounding.nearest_shown[0]
+            source = row.get("source", [])
+            if nearest.title not in (source if isinstance(source, list) else [source]):
+                continue
+            cell["nearest_own"] += 1
+            gap = answer(services, question, max_tokens=max_tokens)
+            picked = answer(
+                services, question, packet=record.name, passage=nearest.passage_id,
+                max_tokens=max_tokens,
+            )  # fmt: skip
+            shown = {
+                "gap answer": gap.text,
+                "gap answer with the nearest record shown": f"{gap.text}\n{nearest.full_text}",
+                "picked": picked.text,
+                "picked, shown with its record": "\n".join(
+                    [picked.text, *(s.full_text for s in picked.sources)]
+                ),
+            }
+            for key, text in shown.items():
+                scores.setdefault(f"{key}: recall", []).append(keyword_recall(text, keywords))
+                scores.setdefault(f"{key}: all-facts", []).append(all_facts(text, keywords))
+        for key, values in scores.items():
+            low, high = bootstrap_ci(values)
+            cell[key] = [round(100 * sum(values) / len(values), 1), round(100 * low, 1),
+                         round(100 * high, 1)]  # fmt: skip
+        cell["seconds"] = round(time.perf_counter() - started, 1)
+        out[name] = cell
+        print(name, json.dumps(cell), file=sys.stderr)
+    services.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=REPO / "bench/out/home")
+    parser.add_argument("--sets", default=SHORT_SETS)
+    parser.add_argument("--max-tokens", type=int, default=80)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    result = measure(args.home, [s for s in args.sets.split(",") if s], args.max_tokens)
+    result["loadavg_1min"] = os.getloadavg()[0]
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
