@@ -81,7 +81,8 @@ def test_ask_passage_answers_from_the_record_the_gap_answer_named(noted_home, ti
     unknown = runner.invoke(main, [*base, OFFSIDE, "--adapter", "pumps", "--passage", "r9"])
     assert unknown.exit_code == 1
     assert unknown.output == "fieldkit: The pumps packet has no record 'r9' to answer from.\n"
-    for flag in ("--base", "--no-notes"):
-        refused = runner.invoke(main, [*base, OFFSIDE, flag, "--passage", "r3"])
+    # an id names a record of one packet: r3 may be another record in the packet routed to
+    for flags in (["--base"], ["--adapter", "pumps", "--no-notes"], []):
+        refused = runner.invoke(main, [*base, OFFSIDE, *flags, "--passage", "r3"])
         assert refused.exit_code == 2
-        assert "--passage answers from a packet's notes" in refused.output
+        assert "--passage names a record of one packet's notes" in refused.output

@@ -189,9 +189,10 @@ def ask_command(
 
     if adapter_name and base:
         raise click.UsageError("Give --adapter NAME or --base, not both.")
-    if passage is not None and (base or no_notes):
+    if passage is not None and (adapter_name is None or no_notes):
         raise click.UsageError(
-            "--passage answers from a packet's notes: not with --base or --no-notes."
+            "--passage names a record of one packet's notes: give --adapter NAME with it, "
+            "not --base or --no-notes."
         )
     question = given_question(words)
     check_question(question)  # before an agent or a model is asked

@@ -225,9 +225,11 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
             'fieldkit takes {"notes": true|false, "clean": true|false, "passage": "ID"}.',
             "fieldkit",
         )
-    if "passage" in options and not options.get("notes", True):
+    if "passage" in options and (model in (AUTO, BASE) or not options.get("notes", True)):
         raise _bad(
-            "A picked passage is one of the packet's notes: not with notes false.", "fieldkit"
+            "A picked passage is one of a packet's notes: name that packet as the model, "
+            "and leave notes on.",
+            "fieldkit",
         )
     return ChatRequest(
         model=model,

@@ -25,13 +25,15 @@ def test_the_agent_answers_from_a_picked_record(running: RunningAgent, tiny_mode
     assert unknown.exit_code == 1
     assert unknown.output == "fieldkit: The pumps packet has no record 'r9' to answer from.\n"
     question = [{"role": "user", "content": OFFSIDE}]
-    for options, status in (
-        ({"passage": "r3", "notes": False}, 400),
-        ({"passage": 3}, 400),
-        ({"passage": ""}, 400),
-        ({"passage": "r9"}, 404),
+    for model, options, status in (
+        ("pumps", {"passage": "r3", "notes": False}, 400),
+        ("pumps", {"passage": 3}, 400),
+        ("pumps", {"passage": ""}, 400),
+        ("auto", {"passage": "r3"}, 400),  # which packet's r3?
+        ("base", {"passage": "r3"}, 400),
+        ("pumps", {"passage": "r9"}, 404),
     ):
-        body = {"model": "pumps", "messages": question, "max_tokens": 2, "fieldkit": options}
+        body = {"model": model, "messages": question, "max_tokens": 2, "fieldkit": options}
         got, reply, _ = request(running, "POST", "/v1/chat/completions", body, **JSON)
         assert got == status, reply
         assert reply["error"]["param"] == "fieldkit"
