@@ -42,6 +42,8 @@ def measure(home: Path, sets: list[str], max_tokens: int) -> dict:
     services = Services.build(home)
     reader = engine_reader(services.engine)
     out: dict = {}
+    pooled: dict = {"questions": 0, "gap_answers": 0, "nearest_own": 0}
+    pooled_scores: dict[str, list[float]] = {}
     for name in sets:
         started = time.perf_counter()
         rows = [r for p in sorted((REPO / "assets/demo").glob(f"*/{name}.jsonl"))
@@ -77,14 +79,26 @@ def measure(home: Path, sets: list[str], max_tokens: int) -> dict:
             for key, text in shown.items():
                 scores.setdefault(f"{key}: recall", []).append(keyword_recall(text, keywords))
                 scores.setdefault(f"{key}: all-facts", []).append(all_facts(text, keywords))
-        for key, values in scores.items():
-            low, high = bootstrap_ci(values)
-            cell[key] = [round(100 * sum(values) / len(values), 1), round(100 * low, 1),
-                         round(100 * high, 1)]  # fmt: skip
+        cell |= _means(scores, bootstrap_ci)
         cell["seconds"] = round(time.perf_counter() - started, 1)
         out[name] = cell
         print(name, json.dumps(cell), file=sys.stderr)
+        for key in pooled:
+            pooled[key] += cell[key]
+        for key, values in scores.items():
+            pooled_scores.setdefault(key, []).extend(values)
     services.close()
+    out["pooled"] = pooled | _means(pooled_scores, bootstrap_ci)
+    return out
+
+
+def _means(scores: dict[str, list[float]], bootstrap_ci) -> dict:  # noqa: ANN001
+    """Per key, [mean, low, high] in percent (95% bootstrap interval)."""
+    out = {}
+    for key, values in scores.items():
+        low, high = bootstrap_ci(values)
+        mean = sum(values) / len(values)
+        out[key] = [round(100 * mean, 1), round(100 * low, 1), round(100 * high, 1)]
     return out
 
 

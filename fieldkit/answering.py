@@ -147,7 +147,9 @@ def ground(
     asked = own_ask(question, [s for ask in coverage.other_asks for s in ask])  # [1]: the rest
     messages = grounded_messages(asked, coverage.hits[:PROMPT_PASSAGES])
     caution = (
-        None if coverage.sure else caution_message(name, coverage.hits, coverage.unknown_codes)
+        None
+        if coverage.sure
+        else caution_message(name, coverage.hits, coverage.unknown_codes, coverage.unstated)
     )
     return Grounding(
         question, name, pid, NOTES, messages, sources, caution=caution, other_asks=other

@@ -75,6 +75,11 @@ def _mentions(text: str) -> list[tuple[str, str | None, int, int]]:
     return out
 
 
+def units_stated(text: str) -> set[str]:
+    """Return the units of the numbers the text states ("c" for °C, "kg", "%": _UNITS)."""
+    return {unit for _, unit, _, _ in _mentions(text) if unit}
+
+
 def support_check(answer: str, passages: Sequence[str]) -> list[Unsupported]:
     """Return each number (with its unit) and each code in the answer that no passage
     states, in the order they appear.

@@ -51,11 +51,20 @@ def unlisted_answer(missing: Sequence[str]) -> str:
 
 
 def caution_message(
-    packet_name: str, hits: Sequence[TitledText], unknown_codes: Sequence[str] = ()
+    packet_name: str,
+    hits: Sequence[TitledText],
+    unknown_codes: Sequence[str] = (),
+    unstated: Sequence[str] = (),
 ) -> str:
     """Return the sentence an answer starts with when its passages may not cover the
     question (the cautious middle: see retrieval.DEFAULT_MIN_PARTIAL), naming any code in
-    the question that the notes never mention."""
+    the question that the notes never mention, or else the kinds of quantity it asks for
+    that their closest record states none of (fieldkit.router.kinds)."""
+    if unstated and not unknown_codes:
+        return (
+            f"The {packet_name} notes' closest record states no {_and(unstated, or_=True)}; "
+            f"check the answer against it: {_label(hits[0])}"
+        )
     if unknown_codes:
         named = ", ".join(unknown_codes)
         return (
@@ -74,13 +83,15 @@ def picked_message(packet_name: str, passage_id: str, hit: TitledText) -> str:
     return f"Answered from the record you picked, {packet_name} {passage_id}: {_label(hit)}"
 
 
-def _and(items: Sequence[str], most: int = 0) -> str:
-    """'E07', 'E07 and E12', 'E07, E12 and E15' (and 'and N more' past `most`)."""
+def _and(items: Sequence[str], most: int = 0, or_: bool = False) -> str:
+    """'E07', 'E07 and E12', 'E07, E12 and E15' (and 'and N more' past `most`); with `or_`,
+    'weight or price'."""
     shown = list(items[:most] if most else items)
     rest = len(items) - len(shown)
     if rest:
         return f"{', '.join(shown)} and {rest} more"
-    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+    word = "or" if or_ else "and"
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} {word} {shown[-1]}"
 
 
 def _label(hit: TitledText) -> str:

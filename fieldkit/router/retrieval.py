@@ -20,6 +20,7 @@ import numpy as np
 
 from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
+from fieldkit.router.kinds import unstated_kinds
 from fieldkit.router.ranking import (
     MIN_SPREAD_PASSAGES,
     MOST_PARTS,
@@ -123,6 +124,9 @@ class Coverage:
     # codes: a question about such a code is not covered (see `coverage`).
     missing_codes: tuple[str, ...] = ()
     family: tuple[str, ...] = ()
+    # The kinds of quantity the question asks for that the first passage states none of
+    # (fieldkit.router.kinds): such a question is covered at most in the cautious middle.
+    unstated: tuple[str, ...] = ()
     # For each passage after the first that answers part of the question apart, the
     # sentences it answers (ranking.other_asks); () for a question of one ask.
     other_asks: tuple[tuple[str, ...], ...] = ()
@@ -275,15 +279,22 @@ class PassageIndex:
         if rows.shape[1] < MIN_SPREAD_PASSAGES or not float(rows[0].std()):
             best = float(rows.max())
             covered = best >= self.min_cosine and not missing
-            sure = covered and not unknown
-            return Coverage(covered, hits, best, self.min_cosine, sure=sure, **codes)
+            unstated = unstated_kinds(question, [hits[0].full_text]) if covered else ()
+            sure = covered and not unknown and not unstated
+            return Coverage(
+                covered, hits, best, self.min_cosine, sure=sure, unstated=unstated, **codes
+            )
         score = cover_score(rows)
         covered = score >= min(lower, upper) and not missing
-        sure = covered and score >= upper and not unknown
         other: tuple[tuple[str, ...], ...] = ()
         if covered:
             hits, other = self._in_parts(question, found, order, rows, k)
-        return Coverage(covered, hits, score, upper, sure=sure, other_asks=other, **codes)
+        read = [h.full_text for h in hits[: 1 + len(other)]]  # a part's record each
+        unstated = unstated_kinds(question, read) if covered else ()
+        sure = covered and score >= upper and not unknown and not unstated
+        return Coverage(
+            covered, hits, score, upper, sure=sure, other_asks=other, unstated=unstated, **codes
+        )
 
     def thresholds(self, packet_id: str) -> tuple[float, float]:
         """Return the (upper, lower) cover thresholds for the packet's notes: `phrased`
