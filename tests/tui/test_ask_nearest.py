@@ -39,3 +39,24 @@ async def test_ctrl_n_answers_again_from_the_nearest_record_shown(wells) -> None
         assert sources.startswith(f"[1] wells {nearest} (")
         assert "picked by hand" in route_line(again)
         assert "ctrl+n" not in footer_keys(app)  # that answer showed no record it left out
+
+
+async def test_a_nearest_record_whose_packet_went_is_not_answered_by_another(
+    wells,  # noqa: F811
+) -> None:
+    """Removed between the gap answer and Ctrl+N: the router must not pick some other
+    packet, whose record of the same id is another record."""
+    from tests.tui.helpers import notices
+
+    app = make_app(wells, start_mode="ask")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pick(pilot, "wells")
+        await ask(pilot, OFFSIDE)
+        wells.library.remove("wells")
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        again = app.screen.query(Exchange).last()
+        assert again.answer == ""
+        assert str(again.query_one(".stats", Static).render()) == "[no answer: see the notice]"
+        assert "The packet 'wells' is no longer in the library." in notices(pilot)

@@ -178,6 +178,9 @@ class AskScreen(ModeScreen):
                     None if override == BASE else override, name or self.override_name
                 )
             except FieldkitError as exc:  # removed or blocked since it was picked
+                if passage is not None:  # a record of that packet: no other packet answers
+                    self.app.call_from_thread(exchange.finish, "[no answer: see the notice]")
+                    raise
                 dropped = f"{exc} The router picks instead (Ctrl+O to pick again)."
                 self.app.call_from_thread(self.drop_pick, override)
         if route is None:
