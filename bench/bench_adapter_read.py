@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cover import auc_ci  # noqa: E402
-from bench_route import read_jsonl  # noqa: E402
+from bench_route import demo_rows  # noqa: E402
 
 TOP = 5
 
@@ -91,8 +91,7 @@ def measure(home: Path, sets: list[str], out) -> list[dict]:
     rows = []
     for name in sets:
         started = time.perf_counter()
-        questions = [r for p in sorted((REPO / "assets/demo").glob(f"*/{name}.jsonl"))
-                     for r in read_jsonl(p)]  # fmt: skip
+        questions = demo_rows(name)
         for q in questions:
             record = packets[q["domain"]]
             cover = index.coverage(record.packet_id, q["question"], TOP, reader)

@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
+from bench_route import MemoEmbedder, demo_rows, notes_library  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import rank_scores  # noqa: E402
@@ -65,8 +65,7 @@ def sources(row: dict) -> list[str]:
 
 
 def set_rows(names: tuple[str, ...]) -> list[dict]:
-    demo = REPO / "assets/demo"
-    return [r for n in names for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)]
+    return [r for n in names for r in demo_rows(n)]
 
 
 def two_asks(per_domain: int, seed: int, names: tuple[str, ...] = LONG) -> list[dict]:

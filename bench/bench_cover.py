@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
+from bench_route import MemoEmbedder, demo_rows, notes_library, read_jsonl  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import cover_score, rank_scores, zscores  # noqa: E402
@@ -115,7 +115,7 @@ def measure(embedder, tmp: Path) -> dict:  # noqa: ANN001 - a bench_route.MemoEm
     groups = {"short": SHORT, "short gaps": SHORT_GAPS, "long": LONG, "long gaps": LONG_GAPS}
     for group, names in groups.items():
         for name in names:
-            questions = [r for p in sorted(demo.glob(f"*/{name}.jsonl")) for r in read_jsonl(p)]
+            questions = demo_rows(name)
             decisions = router.route_many([r["question"] for r in questions])
             for row, decision in zip(questions, decisions, strict=True):
                 if decision.packet_id is None:

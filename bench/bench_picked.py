@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import read_jsonl  # noqa: E402
+from bench_route import demo_rows  # noqa: E402
 
 SHORT_SETS = "terse,brisk,hasty,rushed,hurried,dashed,brief,quick,curt"
 
@@ -46,8 +46,7 @@ def measure(home: Path, sets: list[str], max_tokens: int) -> dict:
     pooled_scores: dict[str, list[float]] = {}
     for name in sets:
         started = time.perf_counter()
-        rows = [r for p in sorted((REPO / "assets/demo").glob(f"*/{name}.jsonl"))
-                for r in read_jsonl(p)]  # fmt: skip
+        rows = demo_rows(name)
         cell: dict = {"questions": len(rows), "gap_answers": 0, "nearest_own": 0}
         scores: dict[str, list[float]] = {}
         for row in rows:

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cover import auc_ci  # noqa: E402
-from bench_route import MemoEmbedder, notes_library, read_jsonl  # noqa: E402
+from bench_route import MemoEmbedder, demo_rows, notes_library  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import (  # noqa: E402
@@ -65,8 +65,7 @@ def measure(engine, embedder, sets: list[str], gaps: list[str], tmp: Path, out) 
     rows = []
     for name in [*sets, *gaps]:
         started = time.perf_counter()
-        questions = [r for p in sorted((REPO / "assets/demo").glob(f"*/{name}.jsonl"))
-                     for r in read_jsonl(p)]  # fmt: skip
+        questions = demo_rows(name)
         for q in questions:
             pid = packets[q["domain"]]
             scores = index.scores(pid, q["question"])

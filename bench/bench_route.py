@@ -229,6 +229,14 @@ def question_sets(reference: Path | None) -> dict[str, list[tuple[str, str]]]:
     return sets
 
 
+def demo_rows(name: str) -> list[dict]:
+    """Return the rows of the demo question set `name` (assets/demo/<domain>/<name>.jsonl),
+    every domain's, in domain order."""
+    return [
+        r for p in sorted((REPO / "assets/demo").glob(f"*/{name}.jsonl")) for r in read_jsonl(p)
+    ]
+
+
 def question_rows(path: Path) -> list[dict]:
     """Return a question file's rows: jsonl as it is, a .txt file one {"question"} a line."""
     if path.suffix == ".jsonl":
@@ -525,10 +533,7 @@ def cover_curve(reference: Path | None, embedder, tmp: Path, phrasings: bool = T
     """The coverage check's trade, threshold by threshold, on the library `citations` uses:
     citation precision on the demo sets whose questions a record covers, against the share
     of gap questions refused (abstained on, or not covered). Returns {threshold: {set: share}}."""
-    demo = REPO / "assets/demo"
-    sets = {
-        n: [r for p in sorted(demo.glob(f"*/{n}.jsonl")) for r in read_jsonl(p)] for n in DEMO_SETS
-    }
+    sets = {n: demo_rows(n) for n in DEMO_SETS}
     library, router, index = notes_library(reference, embedder, tmp / "cover-curve", phrasings)
     seen: dict[str, list[tuple[float, bool]]] = {}  # per set: (cover score, top passage right)
     for name, rows in sets.items():

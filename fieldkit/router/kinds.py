@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from fieldkit.router.ranking import asks_in, question_sentences
 from fieldkit.support import units_stated
 
 _LENGTH = frozenset({"mm", "cm", "m", "km"})
@@ -59,13 +60,13 @@ KINDS: dict[str, tuple[re.Pattern[str], frozenset[str] | None]] = {
 _PRICE = re.compile(r"\b(?:ksh|kes|tsh|ugx|usd|shillings?|dollars?|price|costs?)\b|\$", re.I)
 # a duration said in words ("for the first week", "overnight") states one too
 _TIME_WORDS = re.compile(r"\b(?:days?|weeks?|months?|years?|hours?|minutes?|overnight)\b", re.I)
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 
 
 def asked_kinds(question: str) -> tuple[str, ...]:
-    """Return the kinds of quantity the question's asking sentences ask for, in KINDS order."""
-    sentences = [s for s in _SENTENCE.split(question.strip()) if s]
-    asking = [s for s in sentences if s.rstrip().endswith("?")] or sentences[-1:]
+    """Return the kinds of quantity the question's asking sentences ask for, in KINDS order
+    (its sentences as ranking splits them, those that end in "?", else the last)."""
+    sentences = question_sentences(question) or [question]
+    asking = [sentences[i] for i in asks_in(sentences)] or sentences[-1:]
     text = " ".join(asking).lower()
     return tuple(kind for kind, (asks, _) in KINDS.items() if asks.search(text))
 

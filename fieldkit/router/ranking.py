@@ -133,7 +133,7 @@ def _asks_apart(lead: np.ndarray, standout: np.ndarray, sentences: Sequence[str]
     two or more of them, one of those before scoring above it for one (`lead` below 0:
     its z-score minus the best of theirs, per sentence), and it leading them by
     OTHER_ASK_MARGIN and standing out by OTHER_ASK_STANDOUT (its z-score) for another."""
-    asks = [i for i, sentence in enumerate(sentences) if sentence.rstrip().endswith("?")]
+    asks = asks_in(sentences)
     ahead = (lead[asks] >= OTHER_ASK_MARGIN) & (standout[asks] >= OTHER_ASK_STANDOUT)
     return len(asks) > 1 and bool((lead[asks] < 0).any()) and bool(ahead.any())
 
@@ -167,6 +167,11 @@ def zscores(rows: np.ndarray) -> np.ndarray:
     """Return how far each passage stands out from the packet's others, per text (row)."""
     spread = np.maximum(rows.std(axis=1, keepdims=True), 1e-9)
     return (rows - rows.mean(axis=1, keepdims=True)) / spread
+
+
+def asks_in(sentences: Sequence[str]) -> list[int]:
+    """Return the indices of the sentences that ask (end in "?")."""
+    return [i for i, sentence in enumerate(sentences) if sentence.rstrip().endswith("?")]
 
 
 def question_sentences(question: str) -> list[str]:
