@@ -23,7 +23,9 @@ single questions, parts are a false split.
 
 The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
 the `twin` and `duo` sets: questions of natural length written to ask two things two
-records answer (`asks`); and for `trio` (three asks, three records), how often the answer
+records answer (`asks`), and the `joined` set's questions that ask two things in one
+sentence ("... and how long ...?"; those one record answers: `joined, one record`, how
+often their record comes first and how often the answer is split, a false split); and for `trio` (three asks, three records), how often the answer
 comes in three parts and its parts read all three records.
 
 And on the single questions of every in-domain demo set, long and short, whether the
@@ -138,6 +140,18 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
     } | {order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()}
 
 
+def one_record(index, packet: dict[str, str], questions: list[dict]) -> dict:
+    """Return, for the questions of two asks one record answers (no `asks`), how often
+    their record is cited first and how often the answer is split in parts (a false split)."""
+    rows = [r for r in questions if "asks" not in r]
+    own, split = [], []
+    for row in rows:
+        cover = index.coverage(packet[row["domain"]], row["question"])
+        own.append(float(bool(cover.hits) and cover.hits[0].title in sources(row)))
+        split.append(float(bool(cover.other_asks)))
+    return {"n": len(rows), "own_first": share(own), "two_parts": share(split)}
+
+
 def three_asks(index, packet: dict[str, str], questions: list[dict]) -> dict:
     """Return, for questions of three asks (`asks`: three records), how often the answer
     comes in three parts, and how often its parts read all three records."""
@@ -166,9 +180,11 @@ def main() -> None:
         mixes = two_asks(args.per_domain, args.seed)
         results["two_asks"] = both_shown(index, packet, mixes)
         results["two_short_asks"] = both_shown(index, packet, two_asks(60, 1, SHORT))
-        for name in ("twin", "duo"):
-            rows = [dict(r, a=[r["asks"][0]], b=[r["asks"][1]]) for r in set_rows((name,))]
+        for name in ("twin", "duo", "joined"):
+            rows = [r for r in set_rows((name,)) if "asks" in r]
+            rows = [dict(r, a=[r["asks"][0]], b=[r["asks"][1]]) for r in rows]
             results[name] = both_shown(index, packet, rows)
+        results["joined, one record"] = one_record(index, packet, set_rows(("joined",)))
         results["trio"] = three_asks(index, packet, set_rows(("trio",)))
         singles: dict = {}
         for label, names in (("long", LONG), ("short", SHORT)):

@@ -298,6 +298,34 @@ def test_demo_many_ask_sets(domain: str, name: str, count: int, asks: int) -> No
 
 
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
+def test_demo_joined_set(domain: str) -> None:
+    """The joined set: 8 questions a domain, each one sentence (after an optional sentence
+    of context) that asks two things joined by "and" with no comma before it; 6 on two
+    records (`asks`, two keywords from each), 2 on one record that answers both (three or
+    four keywords from it); none repeats a question of any other set."""
+    outputs = {row["instruction"]: row["output"] for row in demo_train(domain)}
+    rows = read_jsonl(DEMO / domain / "joined.jsonl")
+    assert len(rows) == 8
+    assert sum("asks" in row for row in rows) == 6
+    for row in rows:
+        asking = re.split(r"(?<=[.!?])\s+", row["question"])[-1]
+        assert asking.endswith("?") and " and " in asking and ", and" not in asking, row
+        assert row["question"].count("?") == 1, row
+        assert 12 <= len(row["question"].split()) <= 35, row
+        if "asks" in row:
+            assert row["source"] == row["asks"] and len(set(row["asks"])) == 2, row
+            keyed = [a for a in row["asks"] for _ in (0, 1)]
+        else:
+            keyed = [row["source"]] * len(row["expected_keywords"])
+            assert 3 <= len(keyed) <= 4, row
+        assert len(row["expected_keywords"]) == len(keyed), row
+        for keyword, source in zip(row["expected_keywords"], keyed, strict=True):
+            assert keyword in outputs[source], (keyword, source)
+    others = other_sets_questions(domain, "joined")
+    assert_heldout_disjoint(rows, others + list(outputs))
+
+
+@pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_gap_sets(domain: str) -> None:
     """Gap questions: in the domain, asking what no record answers; none repeats a
     training question or another set's question."""

@@ -37,6 +37,60 @@ OTHER_ASK = "Also what do I dip the legs of birds with scaly leg mites in?"
 ONE_ASK = "How should dead birds be disposed of, and how deep is the pit?"
 
 
+@pytest.mark.parametrize(
+    ("question", "sentences"),
+    [
+        (  # two asks in one sentence: each its own, the first given its "?"
+            "How do I pack them for the ride and how long can they stay in the carrier?",
+            ["How do I pack them for the ride?", "how long can they stay in the carrier?"],
+        ),
+        (  # "and" before an auxiliary and its subject starts an ask too
+            "We bought Hermabags. How do we seal them and can we use them again next year?",
+            ["We bought Hermabags.", "How do we seal them?", "can we use them again next year?"],
+        ),
+        (  # a statement's "and" splits nothing: the sentence does not ask
+            "I fed them and how they grew surprised me. What should I do now?",
+            ["I fed them and how they grew surprised me.", "What should I do now?"],
+        ),
+        (  # "and" before no question word: one ask
+            "What should I feed and water the chicks with?",
+            [],
+        ),
+        (  # a clause that does not open as a question is not made one
+            "My hens are coughing and what should I do about it?",
+            ["My hens are coughing", "what should I do about it?"],
+        ),
+        (  # ", and" splits as before; the clause before it is left as it is
+            "How full do I fill the bag, and how long before the insects die?",
+            ["How full do I fill the bag", "how long before the insects die?"],
+        ),
+    ],
+)
+def test_two_asks_joined_by_and_are_two_sentences(question, sentences):
+    assert question_sentences(question) == sentences
+
+
+def test_two_asks_in_one_sentence_are_answered_in_two_parts(poultry):
+    """The bug: asked in one sentence joined by "and", two asks of two records were one
+    sentence to the ranking, and the answer read the first record alone."""
+    library, index = poultry
+    record = library.get("poultry")
+    question = (
+        "Our chicks arrive on Monday, so how many can I keep per square metre on the "
+        "deep litter and when do they get the bursal fever vaccine?"
+    )
+    grounding = ground(question, record, index)
+    asks = {
+        "How much floor space do Kivu Gold broilers need in a deep-litter house?":
+            "how many can I keep per square metre on the deep litter?",
+        "When should chicks be vaccinated against bursal fever?":
+            "when do they get the bursal fever vaccine?",
+    }  # fmt: skip
+    assert {s.title for s in grounding.sources[:2]} == set(asks)
+    assert grounding.other_asks == (asks[grounding.sources[1].title],)
+    assert [s.read for s in grounding.sources[:2]] == [True, True]
+
+
 def test_the_sentences_a_second_record_answers_apart():
     """The second passage answers apart the sentences where it stands out beyond the first,
     once it does so by OTHER_ASK_LEAD for one of them."""
