@@ -309,11 +309,14 @@ def test_demo_joined_set(domain: str) -> None:
     assert sum("asks" in row for row in rows) == 6
     for row in rows:
         asking = re.split(r"(?<=[.!?])\s+", row["question"])[-1]
-        assert asking.endswith("?") and " and " in asking and ", and" not in asking, row
+        assert asking.endswith("?"), row
+        assert " and " in asking, row
+        assert ", and" not in asking, row
         assert row["question"].count("?") == 1, row
         assert 12 <= len(row["question"].split()) <= 35, row
         if "asks" in row:
-            assert row["source"] == row["asks"] and len(set(row["asks"])) == 2, row
+            assert row["source"] == row["asks"], row
+            assert len(set(row["asks"])) == 2, row
             keyed = [a for a in row["asks"] for _ in (0, 1)]
         else:
             keyed = [row["source"]] * len(row["expected_keywords"])

@@ -14,7 +14,17 @@ from fieldkit.store.usable import usable_problem
 from fieldkit.tui.views import AnswerChunk, RouteView, SourceView
 
 if TYPE_CHECKING:
+    from fieldkit.answers import Source
     from fieldkit.services import Services
+
+
+def source_view(source: Source, read: bool = True) -> SourceView:
+    """Return an answers.Source as the Ask screen shows it, with whose record it is (a
+    person may pick it to answer from: Ctrl+N)."""
+    return SourceView(
+        source.label, source.title, source.text, read,
+        source.packet, source.packet_id, source.passage_id,
+    )  # fmt: skip
 
 
 class AskBackend:
@@ -152,11 +162,9 @@ class AskBackend:
                 tokens=result.generation_tokens,
                 stopped=result.finish_reason == "cancelled",
                 note=done.note,
-                sources=[SourceView(s.label, s.title, s.text, s.read) for s in done.sources],
-                nearest=[
-                    SourceView(s.label, s.title, s.text, True, s.packet, s.packet_id, s.passage_id)
-                    for s in done.nearest_shown
-                ],
+                sources=[source_view(s, s.read) for s in done.sources],
+                nearest=[source_view(s) for s in done.nearest_shown],
+                picked=done.picked,
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
                 follows_unread=done.follows_unread,

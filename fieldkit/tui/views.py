@@ -160,8 +160,8 @@ class SourceView:
     title: str | None
     text: str
     read: bool = True  # given to the model (each part's, for an answer in parts)
-    # whose record it is, and its id: a gap's nearest record can be picked to answer from
-    # (the Ask screen's Ctrl+N)
+    # whose record it is, and its id: a record an answer showed can be picked to answer
+    # from (the Ask screen's Ctrl+N)
     packet: str = ""
     packet_id: str = ""
     passage_id: str = ""
@@ -186,6 +186,7 @@ class AnswerChunk:
     final: str | None = None  # the whole answer text, once done
     follows_unread: str | None = None  # Answer.follows_unread
     generated: bool = True  # Answer.generated: False when the notes settled it
+    picked: str | None = None  # Answer.picked: the record a person picked to answer from
 
 
 @dataclass

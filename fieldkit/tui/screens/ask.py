@@ -45,8 +45,9 @@ class AskScreen(ModeScreen):
         # priority: the question box has focus after asking, and its own ctrl+e (cursor
         # to the end) would take the key; it keeps the key while no answer has sources
         Binding("ctrl+e", "sources", "Sources", priority=True),
-        # in the footer only after an answer that showed the nearest record, not used
-        Binding("ctrl+n", "use_nearest", "Use nearest", priority=True),
+        # in the footer only after an answer that showed records to pick from: a gap's
+        # nearest record, not used, or the records an answer cites
+        Binding("ctrl+n", "use_record", "Use record", priority=True),
         # every key typed here goes into the box, q too (the app's own ctrl+q quits)
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -70,8 +71,9 @@ class AskScreen(ModeScreen):
         self.override_name = ""  # the name of the packet picked by hand
         self.routed = False  # a route was shown: the router has loaded
         self.cancel = threading.Event()
-        # the last answer's question and the nearest record it showed, not used (a gap)
-        self.nearest: tuple[str, SourceView] | None = None
+        # the last answer's question and the records it showed that a person may pick to
+        # answer from (see `pickable`)
+        self.records: tuple[str, list[SourceView]] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusLine("Ask")
@@ -96,8 +98,8 @@ class AskScreen(ModeScreen):
             return any(exchange.has_sources for exchange in self.query(Exchange))
         if action == "stop":
             return self.answering
-        if action == "use_nearest":
-            return self.nearest is not None and not self.answering
+        if action == "use_record":
+            return self.records is not None and not self.answering
         return True
 
     def check_consume_key(self, key: str, character: str | None) -> bool:
@@ -143,19 +145,32 @@ class AskScreen(ModeScreen):
         """Stop any answer being written, and add an exchange for `question` to the history."""
         self.cancel.set()
         self.cancel = threading.Event()
-        self.nearest = None
+        self.records = None
         exchange = Exchange(question, first=not self.routed)
         history = self.query_one("#history", VerticalScroll)
         history.mount(exchange)
         history.scroll_end(animate=False)
         return exchange
 
-    def action_use_nearest(self) -> None:
-        """Answer the last question again, from the nearest record its answer showed and the
-        notes did not use: the asker may know it is theirs where the notes could not tell."""
-        if self.nearest is None:
+    @work(exit_on_error=False, group="ask-pick", description="Picking a record")
+    async def action_use_record(self) -> None:
+        """Answer the last question again from one record its answer showed: the nearest
+        record of a gap answer, which the notes did not use, or one the answer cites (its
+        second, when the first is not the asker's). The asker may know which is theirs
+        where the notes could not tell. One record is answered from at once; of several,
+        the asker picks one."""
+        if self.records is None:
             return
-        question, source = self.nearest
+        question, records = self.records
+        source: SourceView | None = records[0]
+        if len(records) > 1:
+            choices = [(str(n), pick_label(n, r)) for n, r in enumerate(records)]
+            picked = await self.app.push_screen_wait(
+                PickDialog("Answer again from the record:", choices)
+            )
+            source = None if picked is None else records[int(picked)]
+        if source is None or self.records is None or self.records[0] != question:
+            return  # escaped, or another question was asked meanwhile
         exchange = self._new_exchange(question)
         self.run_question(
             exchange, question, source.packet_id, self.cancel, source.passage_id, source.packet
@@ -235,8 +250,9 @@ class AskScreen(ModeScreen):
                     follows_unread=chunk.follows_unread,
                     checked=chunk.generated,
                 )
-                if chunk.nearest and chunk.nearest[0].passage_id:
-                    self.nearest = (message.exchange.question, chunk.nearest[0])
+                records = pickable(chunk)
+                if records:
+                    self.records = (message.exchange.question, records)
                 self.refresh_bindings()  # Ctrl+E, and Ctrl+N, may apply now
             stopped = ", stopped" if chunk.stopped else ""
             if not chunk.generated:  # the notes settled it: no model wrote a token
@@ -319,3 +335,19 @@ class AskScreen(ModeScreen):
             self.override = picked
             self.override_name = good[picked].name if picked in good else ""
             self.query_one("#route-mode", Static).update(self._route_mode_text())
+
+
+def pickable(chunk: AnswerChunk) -> list[SourceView]:
+    """Return the records a finished answer showed that a person may pick to answer from:
+    a gap answer's nearest record, else the records it cites; none for an answer from a
+    record already picked, nor for records without an id."""
+    if chunk.picked:
+        return []
+    return [r for r in chunk.nearest or chunk.sources if r.passage_id and r.packet_id]
+
+
+def pick_label(n: int, record: SourceView) -> str:
+    """Return a record as the pick dialog lists it: '[1] poultry r23: its title'."""
+    title = record.title or record.text
+    head = f"[{n + 1}] {record.packet} {record.passage_id}: "
+    return head + (title if len(head) + len(title) <= 58 else title[: 57 - len(head)] + "…")

@@ -25,8 +25,9 @@ Offline knowledge packets: small expert adapters for the model on this laptop.
 - **F4 Ask**: type a question, press Enter. The route shows before the answer.
   `Ctrl+O` picks a packet or the base model by hand, `Escape` stops the answer,
   `Ctrl+E` shows an answer's sources in full, `Ctrl+L` clears the history,
-  `Up` and `Down` bring back the questions asked. When the notes had nothing on
-  a question, `Ctrl+N` answers it again from the nearest record they showed.
+  `Up` and `Down` bring back the questions asked. `Ctrl+N` answers a question
+  again from a record its answer showed: the nearest one when the notes had
+  nothing on it, or one it cites (pick which).
 
 Only `ok verified` packets are good. `!! UNVERIFIED` (signature or weights failed),
 `!! FOREIGN BASE` (made for another base model), `!! BLOCKED` (author blocked) and
