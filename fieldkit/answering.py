@@ -32,11 +32,12 @@ from fieldkit.router.notices import (
     caution_message,
     gap_message,
     picked_message,
+    recited_message,
     unlisted_answer,
 )
 from fieldkit.router.ranking import Reader, own_ask
 from fieldkit.router.retrieval import DEFAULT_K
-from fieldkit.support import support_check
+from fieldkit.support import recited, support_check
 
 if TYPE_CHECKING:
     from fieldkit.engine.engine import Engine, GenerationResult
@@ -151,9 +152,11 @@ def ground(
         if coverage.sure
         else caution_message(name, coverage.hits, coverage.unknown_codes, coverage.unstated)
     )
+    notes = tuple(index.passages(pid))
     return Grounding(
-        question, name, pid, NOTES, messages, sources, caution=caution, other_asks=other
-    )
+        question, name, pid, NOTES, messages, sources, caution=caution, other_asks=other,
+        notes=notes,
+    )  # fmt: skip
 
 
 def picked(
@@ -177,9 +180,11 @@ def picked(
     source = Source(name, pid, hit.passage_id, hit.score, hit.text, hit.title)
     messages = grounded_messages(question, [hit])
     caution = picked_message(name, hit.passage_id, hit)
+    notes = tuple(index.passages(pid)) if index is not None else ()
     return Grounding(
-        question, name, pid, NOTES, messages, [source], caution=caution, picked=passage
-    )
+        question, name, pid, NOTES, messages, [source], caution=caution, picked=passage,
+        notes=notes,
+    )  # fmt: skip
 
 
 def finish(
@@ -208,7 +213,25 @@ def finish(
         generated=grounding.said is None,
         other_asks=grounding.other_asks,
         picked=grounding.picked,
+        recites=None if grounding.said else recites(grounding, text),
     )
+
+
+def recites(grounding: Grounding, text: str) -> str | None:
+    """Return the sentence said after an answer from the notes whose part writes out
+    another record of the packet than the source it was given (support.recited); None
+    when every part follows its own. Records shown beside it are follows_unread's."""
+    from fieldkit.generating import parts_of
+
+    read = [s for s in grounding.sources if s.read]
+    shown = {s.passage_id for s in grounding.sources}
+    others = [p for p in grounding.notes if p.passage_id not in shown]
+    for n, (part, source) in enumerate(zip(parts_of(text, len(read)), read, strict=False), 1):
+        at = recited(part, source.full_text, [p.full_text for p in others])
+        if at is not None:
+            name = grounding.packet or ""
+            return recited_message(name, n, len(read), others[at].passage_id, others[at])
+    return None
 
 
 def answer(

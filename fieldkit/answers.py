@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fieldkit.prompts import grounded_prompt
-from fieldkit.store.notes import TitledText
+from fieldkit.store.notes import Passage, TitledText
 from fieldkit.support import Unsupported, states_numbers, support_check
 
 if TYPE_CHECKING:
@@ -93,6 +93,9 @@ class Grounding(_Notice):
     said: str | None = None  # the whole answer, when nothing is to be generated (`stream`)
     other_asks: tuple[str, ...] = ()  # what each source after the first answers apart
     picked: str | None = None  # the passage id a person picked to answer from
+    # the packet's passages, for an answer from its notes: what it may write out instead of
+    # its sources (support.recited)
+    notes: tuple[Passage, ...] = ()
 
     @property
     def also(self) -> list[list[dict[str, str]]]:
@@ -123,6 +126,9 @@ class Answer(_Notice):
     generated: bool = True  # False: the notes settled it and no model wrote it (`stream`)
     other_asks: tuple[str, ...] = ()  # what each part after [1] answers, in the asker's words
     picked: str | None = None  # the passage id a person picked to answer from
+    # said after an answer that writes out another record of the packet than its source
+    # (support.recited, notices.recited_message)
+    recites: str | None = None
 
     @property
     def shown_text(self) -> str:
@@ -145,6 +151,12 @@ class Answer(_Notice):
                     f"[1]: check that [{n}] answers the question"
                 )
         return None
+
+    @property
+    def warnings(self) -> list[str]:
+        """The sentences said after the answer when its source may not back it
+        (follows_unread, recites)."""
+        return [said for said in (self.follows_unread, self.recites) if said]
 
     @property
     def note(self) -> str:
@@ -176,6 +188,7 @@ class Answer(_Notice):
             "other_ask": self.other_asks[0] if self.other_asks else None,
             "other_asks": list(self.other_asks),
             "picked": self.picked,
+            "recites": self.recites,
         }
         if self.result is not None:
             r = self.result

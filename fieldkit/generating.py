@@ -37,6 +37,20 @@ def in_parts(*texts: str) -> str:
     return "".join(mark(n) + text for n, text in enumerate(texts, 1))
 
 
+def parts_of(text: str, count: int) -> list[str]:
+    """Return the parts' texts of an answer written in up to `count` parts (in_parts'
+    inverse; fewer when it stopped before the last); [text] for an answer in one."""
+    if count < 2 or not text.startswith(FIRST_PART):
+        return [text]
+    out, rest = [], text[len(FIRST_PART) :]
+    for n in range(2, count + 1):
+        head, found, rest = rest.partition(mark(n))
+        out.append(head)
+        if not found:
+            return out
+    return [*out, rest]
+
+
 def stream(
     engine: Engine, grounding: Grounding, adapter: Any, **options: Any
 ) -> Iterator[GenerationChunk]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fieldkit.router.words import named_codes, plain_code, plain_tokens
+from fieldkit.router.words import named_codes, plain_code, plain_tokens, words_of
 
 
 @dataclass(frozen=True)
@@ -149,3 +149,37 @@ def shown_marks(answer: str, spans: Sequence[tuple[int, int]]) -> list[str]:
             shown.append(answer[start:end])
         last_end = end
     return shown
+
+
+# An answer that writes out another record: a packet's adapter has learnt its records by
+# heart, and given one record it sometimes writes out another, word for word ("Remove all
+# litter, scrub with detergent..." for a question on feeders). When another record of the
+# packet holds at least RECITED_SHARE of the answer's words and RECITED_LEAD more of them
+# than the record it was given, the answer says so. It finds 38 of the 550 answers the
+# demo benchmarks cached; of the 19 whose question is known, the question's own record was
+# the one given for 17, and they recall 13% of their facts, the others 88% (RECITED_SHARE
+# and RECITED_LEAD of 0.4-0.7 and 0.1-0.4 find 32-41 of them; docs/BENCHMARKS.md, "An
+# answer that writes out another record").
+RECITED_SHARE = 0.5
+RECITED_LEAD = 0.3
+RECITED_MIN_WORDS = 4
+
+
+def recited(
+    answer: str,
+    given: str,
+    others: Sequence[str],
+    share: float = RECITED_SHARE,
+    lead: float = RECITED_LEAD,
+) -> int | None:
+    """Return the index in `others` of the record `answer` writes out instead of the record
+    it was `given` (see RECITED_SHARE), or None when it follows that record or none."""
+    words = words_of(answer)
+    if len(words) < RECITED_MIN_WORDS or not others:
+        return None
+    shares = [len(words & words_of(text)) / len(words) for text in others]
+    best = max(range(len(others)), key=shares.__getitem__)
+    own = len(words & words_of(given)) / len(words)
+    if shares[best] >= share and shares[best] - own >= lead:
+        return best
+    return None

@@ -119,8 +119,7 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         lines.append(numbers_found("a source"))
     elif nearest and result.generated and states_numbers(result.text):
         lines.append(numbers_found("the nearest record"))
-    if follows := result.follows_unread:  # worked out from the sources each time it is read
-        lines.append(follows)
+    lines += result.warnings  # its sources may not back it: follows_unread, recites
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision
         if decision is None:  # picked by hand

@@ -83,6 +83,19 @@ def picked_message(packet_name: str, passage_id: str, hit: TitledText) -> str:
     return f"Answered from the record you picked, {packet_name} {passage_id}: {_label(hit)}"
 
 
+def recited_message(
+    packet_name: str, part: int, parts: int, passage_id: str, hit: TitledText
+) -> str:
+    """Return the sentence after an answer (or its `part` of `parts`) that writes out
+    another record of the packet than the one it was given (support.recited)."""
+    which = "The answer" if parts == 1 else f"[{part}]"
+    given = "the record found for this question" if parts == 1 else "the record it was given"
+    return (
+        f"{which} writes out another {packet_name} record, {passage_id} ({_label(hit)}), "
+        f"not [{part}], {given}: check it against [{part}]."
+    )
+
+
 def _and(items: Sequence[str], most: int = 0, or_: bool = False) -> str:
     """'E07', 'E07 and E12', 'E07, E12 and E15' (and 'and N more' past `most`); with `or_`,
     'weight or price'."""
