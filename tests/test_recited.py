@@ -88,8 +88,8 @@ def test_each_part_is_checked_against_its_own_record():
     text = in_parts("Give them 16 hours of light a day.", RECITAL)
     assert parts_of(text, 2) == ["Give them 16 hours of light a day.", RECITAL]
     assert finish(both, text).recites == (
-        "[2] writes out another poultry record, r12 (How should the poultry house be cleaned "
-        "between batches?), not [2], the record it was given: check it against [2]."
+        "Part [2] writes out another poultry record, r12 (How should the poultry house be "
+        "cleaned between batches?), not the record it was given: check it against source [2]."
     )
     assert (
         finish(both, in_parts("Give them 16 hours of light.", "One feeder per 25.")).recites is None

@@ -88,11 +88,15 @@ def recited_message(
 ) -> str:
     """Return the sentence after an answer (or its `part` of `parts`) that writes out
     another record of the packet than the one it was given (support.recited)."""
-    which = "The answer" if parts == 1 else f"[{part}]"
-    given = "the record found for this question" if parts == 1 else "the record it was given"
+    other = f"another {packet_name} record, {passage_id} ({_label(hit)})"
+    if parts == 1:
+        return (
+            f"The answer writes out {other}, not [1], the record found for this question: "
+            "check it against [1]."
+        )
     return (
-        f"{which} writes out another {packet_name} record, {passage_id} ({_label(hit)}), "
-        f"not [{part}], {given}: check it against [{part}]."
+        f"Part [{part}] writes out {other}, not the record it was given: check it against "
+        f"source [{part}]."
     )
 
 

@@ -42,6 +42,7 @@ async def test_ctrl_n_answers_again_from_the_nearest_record_shown(wells) -> None
 async def test_ctrl_n_answers_again_from_a_record_the_answer_cites(wells) -> None:  # noqa: F811
     """A covered answer cites two records; the asker knows the second is theirs: Ctrl+N
     lists both, and the one picked answers, said first and cited alone."""
+    from fieldkit.tui.screens.ask import PICK_WIDTH
     from fieldkit.tui.screens.dialogs import PickDialog
 
     app = make_app(wells, start_mode="ask")
@@ -60,6 +61,7 @@ async def test_ctrl_n_answers_again_from_a_record_the_answer_cites(wells) -> Non
         listed = [str(options.get_option_at_index(i).prompt) for i in range(2)]
         assert listed[0].startswith(f"[1] wells {covered.sources[0].passage_id}: ")
         assert listed[1].startswith(f"[2] wells {second.passage_id}: ")
+        assert all(len(line) <= PICK_WIDTH for line in listed)  # one line each at 80x24
         await pilot.press("escape")  # nothing picked: nothing asked
         await settle(pilot)
         assert len(app.screen.query(Exchange)) == 1

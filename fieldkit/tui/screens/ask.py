@@ -24,6 +24,7 @@ from fieldkit.tui.widgets.status_line import StatusLine
 
 AUTO = "auto"
 BASE = "base"
+PICK_WIDTH = 50  # a record's line in the pick dialog: one line of its list at 80x24
 
 
 class AskScreen(ModeScreen):
@@ -350,4 +351,5 @@ def pick_label(n: int, record: SourceView) -> str:
     """Return a record as the pick dialog lists it: '[1] poultry r23: its title'."""
     title = record.title or record.text
     head = f"[{n + 1}] {record.packet} {record.passage_id}: "
-    return head + (title if len(head) + len(title) <= 58 else title[: 57 - len(head)] + "…")
+    room = PICK_WIDTH - len(head)
+    return head + (title if len(title) <= room else title[: room - 1] + "…")
