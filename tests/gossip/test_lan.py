@@ -126,6 +126,17 @@ async def test_an_announced_listener_is_found_with_its_fields_and_leaves() -> No
         assert browser.peers == []
 
 
+async def found_ids(own_id: str | None, expected: int, tries: int = 3) -> list[str]:
+    """The device ids `discover` finds on loopback, over up to `tries` windows of 2 s until
+    `expected` are found: a loaded machine may answer a query after its window closed."""
+    ids: set[str] = set()
+    for _ in range(tries):
+        ids |= {p.device_id for p in await discover(2.0, own_id=own_id, interfaces=LOOPBACK)}
+        if len(ids) >= expected:
+            break
+    return sorted(ids)
+
+
 async def test_own_announcement_is_ignored() -> None:
     advertisers = [
         LanAdvertiser(ALICE, "alice", 7744, host="127.0.0.1"),
@@ -133,10 +144,8 @@ async def test_own_announcement_is_ignored() -> None:
     ]
     await asyncio.gather(*(a.start() for a in advertisers))
     try:
-        peers = await discover(2.0, own_id=ALICE, interfaces=LOOPBACK)
-        assert [p.device_id for p in peers] == [BOB]
-        both = await discover(2.0, own_id=None, interfaces=LOOPBACK)
-        assert sorted(p.device_id for p in both) == [ALICE, BOB]
+        assert await found_ids(own_id=ALICE, expected=1) == [BOB]
+        assert await found_ids(own_id=None, expected=2) == [ALICE, BOB]
     finally:
         await asyncio.gather(*(a.stop() for a in advertisers))
 
