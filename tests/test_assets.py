@@ -220,6 +220,7 @@ LATER_SETS["fresh"] = (*LATER_SETS["unseen"], "unseen", "gaps_fresh")
 LATER_SETS["late"] = (*LATER_SETS["fresh"], "fresh", "gaps_late")
 LATER_SETS["later"] = (*LATER_SETS["late"], "late", "gaps_rushed", "gaps_hurried", "gaps_brief")
 LATER_SETS["shift"] = (*LATER_SETS["later"], "later", "gaps_later")
+LATER_SETS["dusk"] = (*LATER_SETS["shift"], "shift", "twin", "duo", "trio", "joined")
 LATER_COUNTS = {"shift": 8}  # the others: 12
 
 
