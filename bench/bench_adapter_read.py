@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cover import auc_ci  # noqa: E402
-from bench_route import demo_rows  # noqa: E402
+from bench_route import add_rows_option, demo_rows, keep_row, pace, saved_rows, sources  # noqa: E402
 
 TOP = 5
 
@@ -97,22 +97,17 @@ def measure(home: Path, sets: list[str], out) -> list[dict]:
             cover = index.coverage(record.packet_id, q["question"], TOP, reader)
             texts = [h.text for h in cover.hits]
             adapter = library.load_adapter(record)
-            source = q.get("source", [])
-            sources = source if isinstance(source, list) else [source]
             row = {
                 "set": name,
                 "gap": "expected_keywords" not in q,
-                "own": [h.title in sources for h in cover.hits],
+                "own": [h.title in sources(q) for h in cover.hits],
                 "covered": cover.covered,
                 "cover": cover.score,
                 "adapter": token_logprobs(engine, adapter, q["question"], texts),
                 "base": token_logprobs(engine, None, q["question"], texts),
             }
-            rows.append(row)
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-        seconds = (time.perf_counter() - started) / max(len(questions), 1)
-        print(f"{name}: {len(questions)} questions, {seconds:.2f} s each", file=sys.stderr)
+            keep_row(rows, out, row)
+        pace(name, len(questions), started)
     services.close()
     return rows
 
@@ -163,19 +158,13 @@ def main() -> None:
     parser.add_argument(
         "--sets", default="curt,hasty,dashed,gaps_curt,gaps_rushed,gaps_hurried,gaps_brief"
     )
-    parser.add_argument(
-        "--rows",
-        type=Path,
-        default=None,
-        help="write each question's row here; if the file exists, summarise it, measuring nothing",
-    )
+    add_rows_option(parser)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     measured: dict = {}
-    if args.rows is not None and args.rows.is_file():
-        rows = [json.loads(line) for line in args.rows.read_text().splitlines()]
-    else:
+    rows = saved_rows(args.rows)
+    if rows is None:
         rows_out = args.rows.open("w") if args.rows else open(os.devnull, "w")  # noqa: SIM115
         started = time.perf_counter()
         with rows_out:

@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import MemoEmbedder, demo_rows, notes_library  # noqa: E402
+from bench_route import MemoEmbedder, demo_rows, notes_library, sources  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import rank_scores  # noqa: E402
@@ -59,11 +59,6 @@ from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E40
 
 LONG = ("natural", "field", "site", "unseen", "fresh", "late", "shift")
 SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
-
-
-def sources(row: dict) -> list[str]:
-    source = row["source"]
-    return source if isinstance(source, list) else [source]
 
 
 def set_rows(names: tuple[str, ...]) -> list[dict]:

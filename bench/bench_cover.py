@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import MemoEmbedder, demo_rows, notes_library, read_jsonl  # noqa: E402
+from bench_route import MemoEmbedder, demo_rows, notes_library, read_jsonl, sources  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import cover_score, rank_scores, zscores  # noqa: E402
@@ -123,8 +123,7 @@ def measure(embedder, tmp: Path) -> dict:  # noqa: ANN001 - a bench_route.MemoEm
                 rows = index.scores(decision.packet_id, row["question"])
                 if "gaps" not in group:  # in-domain: only where its own record ranks first
                     top = index.passages(decision.packet_id)[int(rank_scores(rows).argmax())]
-                    source = row.get("source", [])
-                    if top.title not in (source if isinstance(source, list) else [source]):
+                    if top.title not in sources(row):
                         continue
                 seen[group].append(parts(rows))
     library.close()

@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import demo_rows  # noqa: E402
+from bench_route import demo_rows, sources  # noqa: E402
 
 SHORT_SETS = "terse,brisk,hasty,rushed,hurried,dashed,brief,quick,curt"
 
@@ -58,8 +58,7 @@ def measure(home: Path, sets: list[str], max_tokens: int) -> dict:
                 continue
             cell["gap_answers"] += 1
             nearest = grounding.nearest_shown[0]
-            source = row.get("source", [])
-            if nearest.title not in (source if isinstance(source, list) else [source]):
+            if nearest.title not in sources(row):
                 continue
             cell["nearest_own"] += 1
             gap = answer(services, question, max_tokens=max_tokens)

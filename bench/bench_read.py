@@ -37,7 +37,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cover import auc_ci  # noqa: E402
-from bench_route import MemoEmbedder, demo_rows, notes_library  # noqa: E402
+from bench_route import (  # noqa: E402
+    MemoEmbedder,
+    add_rows_option,
+    demo_rows,
+    keep_row,
+    notes_library,
+    pace,
+    saved_rows,
+    sources,
+)
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import (  # noqa: E402
@@ -72,12 +81,10 @@ def measure(engine, embedder, sets: list[str], gaps: list[str], tmp: Path, out) 
             ranking = rank_scores(scores)
             order = np.argsort(-ranking, kind="stable")[:READ_K]
             passages = index.passages(pid)
-            source = q.get("source", [])
-            sources = source if isinstance(source, list) else [source]
             row = {
                 "set": name,
                 "gap": bool(q.get("gap")),
-                "own": [passages[i].title in sources for i in order],
+                "own": [passages[i].title in sources(q) for i in order],
                 "z": zscores(ranking[None])[0][order].tolist(),
                 "read": np.asarray(
                     reader(q["question"], [passages[i].full_text for i in order])
@@ -85,11 +92,8 @@ def measure(engine, embedder, sets: list[str], gaps: list[str], tmp: Path, out) 
                 "cue": float(engine.mean_logprobs([CUE], q["question"])[0]),
                 "cover": cover_score(scores),
             }
-            rows.append(row)
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-        seconds = (time.perf_counter() - started) / max(len(questions), 1)
-        print(f"{name}: {len(questions)} questions, {seconds:.2f} s each", file=sys.stderr)
+            keep_row(rows, out, row)
+        pace(name, len(questions), started)
     library.close()
     return rows
 
@@ -150,12 +154,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="mlx-lm model folder")
     parser.add_argument("--sets", default="brisk,hasty,rushed,terse")
     parser.add_argument("--gaps", default="gaps_rushed,gaps_hurried,gaps_brief")
-    parser.add_argument(
-        "--rows",
-        type=Path,
-        default=None,
-        help="write each question's row here; if the file exists, summarise it, measuring nothing",
-    )
+    add_rows_option(parser)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--whole-output",
@@ -168,9 +167,8 @@ def main() -> None:
     sets = [s for s in args.sets.split(",") if s]
     gaps = [s for s in args.gaps.split(",") if s]
     measured: dict = {}
-    if args.rows is not None and args.rows.is_file():  # summarise rows measured before
-        rows = [json.loads(line) for line in args.rows.read_text().splitlines()]
-    else:
+    rows = saved_rows(args.rows)  # summarise rows measured before
+    if rows is None:
         from fieldkit.engine.engine import Engine
 
         if args.whole_output:

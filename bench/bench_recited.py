@@ -22,6 +22,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_route import sources  # noqa: E402
 
 from fieldkit.support import recited  # noqa: E402
 from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E402
@@ -77,11 +80,8 @@ def measure(answers: Path) -> dict:
             continue  # a part's prompt: asked some sentences of a question
         recall[key].append(keyword_recall(row["text"], question["expected_keywords"]))
         if at is not None:
-            source = question.get("source") or []
-            source = source if isinstance(source, list) else [source]
-            own = (
-                "given" if given in source else "written out" if others[at] in source else "neither"
-            )
+            mine = sources(question)
+            own = "given" if given in mine else ("written out" if others[at] in mine else "neither")
             counts[f"written out, own record: {own}"] += 1
     out: dict = dict(counts)
     out["written out, by share and lead"] = {

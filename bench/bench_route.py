@@ -237,6 +237,45 @@ def demo_rows(name: str) -> list[dict]:
     ]
 
 
+def sources(row: dict) -> list[str]:
+    """Return the titles of a question row's source records ([] for a gap question): one
+    title, or a list of them for a question that asks several things."""
+    source = row.get("source") or []
+    return source if isinstance(source, list) else [source]
+
+
+def keep_row(rows: list[dict], out, row: dict) -> None:  # noqa: ANN001 - a text file
+    """Add a measured row to `rows` and write it to `out` at once (a long run keeps its
+    rows when stopped)."""
+    rows.append(row)
+    out.write(json.dumps(row) + "\n")
+    out.flush()
+
+
+def add_rows_option(parser: argparse.ArgumentParser) -> None:
+    """Add `--rows FILE`: each question's row is written there as it is measured, and a
+    file that exists is summarised instead, measuring nothing."""
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        default=None,
+        help="write each question's row here; if the file exists, summarise it, measuring nothing",
+    )
+
+
+def saved_rows(path: Path | None) -> list[dict] | None:
+    """Return the rows a `--rows` file holds, or None when there is none to summarise."""
+    if path is None or not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def pace(name: str, count: int, started: float) -> None:
+    """Say on stderr how long each of a set's `count` questions took since `started`."""
+    seconds = (time.perf_counter() - started) / max(count, 1)
+    print(f"{name}: {count} questions, {seconds:.2f} s each", file=sys.stderr)
+
+
 def question_rows(path: Path) -> list[dict]:
     """Return a question file's rows: jsonl as it is, a .txt file one {"question"} a line."""
     if path.suffix == ".jsonl":
@@ -436,9 +475,7 @@ def covers(router: Router, index, rows: list[dict], reader=None) -> list:
             out.append((None, False))
             continue
         cover = index.coverage(decision.packet_id, row["question"], reader=reader)
-        source = row.get("source", [])
-        sources = source if isinstance(source, list) else [source]
-        out.append((cover, bool(cover.hits) and cover.hits[0].title in sources))
+        out.append((cover, bool(cover.hits) and cover.hits[0].title in sources(row)))
     return out
 
 

@@ -172,18 +172,16 @@ def picked(
     if record is None:
         raise LibraryError("A record was picked, but no packet: name the packet it is from.")
     name, pid = record.name, record.packet_id
-    hit = index.hit(pid, question, passage) if index is not None else None
-    if hit is None:
+    if index is None or (hit := index.hit(pid, question, passage)) is None:
         has = index is not None and index.has_notes(pid)
         what = f"no record {shown_text(passage)!r}" if has else "no notes"
         raise LibraryError(f"The {name} packet has {what} to answer from.")
     source = Source(name, pid, hit.passage_id, hit.score, hit.text, hit.title)
     messages = grounded_messages(question, [hit])
     caution = picked_message(name, hit.passage_id, hit)
-    notes = tuple(index.passages(pid)) if index is not None else ()
     return Grounding(
         question, name, pid, NOTES, messages, [source], caution=caution, picked=passage,
-        notes=notes,
+        notes=tuple(index.passages(pid)),
     )  # fmt: skip
 
 

@@ -155,10 +155,10 @@ def shown_marks(answer: str, spans: Sequence[tuple[int, int]]) -> list[str]:
 # heart, and given one record it sometimes writes out another, word for word ("Remove all
 # litter, scrub with detergent..." for a question on feeders). When another record of the
 # packet holds at least RECITED_SHARE of the answer's words and RECITED_LEAD more of them
-# than the record it was given, the answer says so. It finds 38 of the 550 answers the
-# demo benchmarks cached; of the 19 whose question is known, the question's own record was
-# the one given for 17, and they recall 13% of their facts, the others 88% (RECITED_SHARE
-# and RECITED_LEAD of 0.4-0.7 and 0.1-0.4 find 32-41 of them; docs/BENCHMARKS.md, "An
+# than the record it was given, the answer says so. It finds 42 of the 706 answers the
+# demo benchmarks cached; of the 23 whose question is known, the question's own record was
+# the one given for 21, and they recall 11% of their facts, the others 85% (RECITED_SHARE
+# and RECITED_LEAD of 0.4-0.7 and 0.1-0.4 find 35-46 of them; docs/BENCHMARKS.md, "An
 # answer that writes out another record").
 RECITED_SHARE = 0.5
 RECITED_LEAD = 0.3

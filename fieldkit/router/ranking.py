@@ -185,8 +185,13 @@ def zscores(rows: np.ndarray) -> np.ndarray:
 
 
 def asks_in(sentences: Sequence[str]) -> list[int]:
-    """Return the indices of the sentences that ask (end in "?")."""
-    return [i for i, sentence in enumerate(sentences) if sentence.rstrip().endswith("?")]
+    """Return the indices of the sentences that ask (`_asks`)."""
+    return [i for i, sentence in enumerate(sentences) if _asks(sentence)]
+
+
+def _asks(sentence: str) -> bool:
+    """Whether a sentence asks: it ends in "?"."""
+    return sentence.rstrip().endswith("?")
 
 
 def question_sentences(question: str) -> list[str]:
@@ -195,7 +200,7 @@ def question_sentences(question: str) -> list[str]:
     sentence that asks, where "and" starts a second ask (see _JOINED_ASK)."""
     parts: list[str] = []
     for sentence in _SENTENCE.split(question.strip()):
-        asks = sentence.rstrip().endswith("?")
+        asks = _asks(sentence)
         for clause in _CLAUSE.split(sentence):
             joined = _JOINED_ASK.split(clause) if asks else [clause]
             parts += [_as_ask(c) for c in joined[:-1]] + joined[-1:]

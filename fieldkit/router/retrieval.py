@@ -124,8 +124,9 @@ class Coverage:
     # codes: a question about such a code is not covered (see `coverage`).
     missing_codes: tuple[str, ...] = ()
     family: tuple[str, ...] = ()
-    # The kinds of quantity the question asks for that the first passage states none of
-    # (fieldkit.router.kinds): such a question is covered at most in the cautious middle.
+    # The kinds of quantity the question asks for that no passage its answer reads (the
+    # first, and one a part) states any of (fieldkit.router.kinds): such a question is
+    # covered at most in the cautious middle.
     unstated: tuple[str, ...] = ()
     # For each passage after the first that answers part of the question apart, the
     # sentences it answers (ranking.other_asks); () for a question of one ask.

@@ -167,6 +167,6 @@ class AskBackend:
                 picked=done.picked,
                 unsupported=[(u.start, u.end) for u in done.unsupported],
                 final=done.text,
-                follows_unread="\n".join(done.warnings) or None,
+                warnings="\n".join(done.warnings) or None,
                 generated=done.generated,
             )

@@ -184,7 +184,7 @@ class AnswerChunk:
     unsupported: list[tuple[int, int]] = field(default_factory=list)  # spans of `final`
     nearest: list[SourceView] = field(default_factory=list)  # a gap's nearest passage, unused
     final: str | None = None  # the whole answer text, once done
-    follows_unread: str | None = None  # Answer.warnings, one a line (follows_unread, recites)
+    warnings: str | None = None  # Answer.warnings, one a line (follows_unread, recites)
     generated: bool = True  # Answer.generated: False when the notes settled it
     picked: str | None = None  # Answer.picked: the record a person picked to answer from
 

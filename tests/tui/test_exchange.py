@@ -25,7 +25,7 @@ async def test_an_answer_drawn_from_a_passage_not_read_says_so_under_its_marks()
     async with app.run_test(size=(80, 24)) as pilot:
         exchange = app.query_one(Exchange)
         final = "Leave them out 35-45 minutes."
-        exchange.set_grounding(final, [read, unread], [], "notes", follows_unread=follows)
+        exchange.set_grounding(final, [read, unread], [], "notes", warnings=follows)
         await pilot.pause()
         lines = str(exchange.query_one(".support", Static).render()).splitlines()
         assert " ".join(lines).startswith(numbers_found("a source")[:40])

@@ -248,7 +248,7 @@ class AskScreen(ModeScreen):
                     chunk.note,
                     chunk.nearest,
                     stopped=chunk.stopped,
-                    follows_unread=chunk.follows_unread,
+                    warnings=chunk.warnings,
                     checked=chunk.generated,
                 )
                 records = pickable(chunk)

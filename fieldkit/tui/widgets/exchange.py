@@ -193,12 +193,12 @@ class Exchange(Vertical):
         note: str,
         nearest: list[SourceView] | None = None,
         stopped: bool = False,
-        follows_unread: str | None = None,
+        warnings: str | None = None,
         checked: bool = True,
     ) -> None:
         """Show the whole answer with its marks, its sources (or where it came from, and
         for a gap answer the nearest record, not used); an answer `stopped` by hand says
-        it is incomplete; `follows_unread` (Answer.follows_unread) follows the marks; an
+        it is incomplete; `warnings` (Answer.warnings: follows_unread, recites) follow the marks; an
         answer no model wrote (not `checked`: Answer.generated) has no support line."""
         self.answer, self.note = final, note
         self.sources, self.nearest = list(sources), list(nearest or [])
@@ -210,8 +210,8 @@ class Exchange(Vertical):
             if checked
             else Text("")
         )
-        if follows_unread:
-            support = Text.assemble(support, "\n" if support.plain else "", follows_unread)
+        if warnings:
+            support = Text.assemble(support, "\n" if support.plain else "", warnings)
         self._show(".support", support)
 
     @property
