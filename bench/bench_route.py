@@ -187,9 +187,9 @@ LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
-    "hasty", "rushed", "hurried", "dashed", "brief", "later", "quick", "curt", "shift", "gaps",
-    "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late", "gaps_rushed", "gaps_hurried",
-    "gaps_brief", "gaps_later", "gaps_curt",
+    "hasty", "rushed", "hurried", "dashed", "brief", "later", "quick", "curt", "shift", "sharp",
+    "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late", "gaps_rushed",
+    "gaps_hurried", "gaps_brief", "gaps_later", "gaps_curt", "gaps_sharp",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),

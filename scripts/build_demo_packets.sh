@@ -25,8 +25,13 @@
 # It is trained with the notes recipe, `train --grounded` (a share of the questions also
 # asked with two records in the prompt, as answers with notes are asked); DEMO_GROUNDED=0
 # trains on bare questions only, as the packets before it were.
-# exemplars.txt holds every training question, then every phrasing of paraphrases.jsonl,
-# as `train --paraphrases` picks them (fieldkit.training.dataset.pick_exemplars).
+# paraphrases.jsonl gives each record three phrasings in the records' words, then up to
+# five in the users' voice (terse, typed on a phone, describing what is seen). All of them
+# augment training and key the record's passage in the notes. exemplars.txt holds every
+# training question, then the first three phrasings of each record, as `train
+# --paraphrases` picks them from those three (fieldkit.training.dataset.pick_exemplars):
+# as router exemplars the users'-voice phrasings drew everyday questions in
+# (docs/BENCHMARKS.md, "Phrasings in the users' voice").
 # To change only a packet's exemplars, no training: `fieldkit --home FRESH library import
 # assets/packets/NAME.fkpkt --exemplars assets/demo/<domain>/exemplars.txt` (signed again
 # by that home, same weights and notes), then `library export` as below.
