@@ -49,8 +49,9 @@ DEFAULT_K = 2
 # A passage's score for a question: the best cosine of the question with the passage's
 # title and text together, its title alone, or its text alone (a long question in a
 # user's words can resemble any of them), plus LEXICAL times the share of the question's
-# words (weighted by their rarity among the packet's passages) that the passage holds: names
-# and codes that a small embedder blurs. Passages are ranked by how far each stands out
+# words (weighted by their rarity among the packet's passages) that the passage holds in its
+# title, text or other phrasings: names and codes that a small embedder blurs, and the
+# words users type for what they see. Passages are ranked by how far each stands out
 # from the packet's others (its z-score among them) for the whole question, plus FUSE times
 # the sum of its z-scores for each of the question's sentences: a long question asks
 # several things, and the record that answers it stands out for most of them, while a
@@ -84,8 +85,8 @@ DEFAULT_MIN_PARTIAL = 0.80
 # record); there short questions are cited right far more often than before, and gap
 # questions are refused about as often (docs/BENCHMARKS.md, "Every phrasing as a key of
 # its passage" and "Phrasings in the users' voice").
-PHRASED_MIN_COVER = 0.95
-PHRASED_MIN_PARTIAL = 0.87
+PHRASED_MIN_COVER = 0.96
+PHRASED_MIN_PARTIAL = 0.88
 # A packet with fewer than MIN_SPREAD_PASSAGES passages gives no spread to stand out
 # from: there the score alone decides, at the threshold that separated the same questions
 # best by cosine alone.
@@ -420,7 +421,8 @@ class PassageIndex:
 
     def _words(self, packet_id: str) -> WordIndex:
         if packet_id not in self._word_index:
-            texts = [p.full_text for p in self.passages(packet_id)]
+            # a passage's words are its title's, its text's and its other phrasings'
+            texts = [" ".join((p.full_text, *p.asked)) for p in self.passages(packet_id)]
             self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
 

@@ -21,7 +21,7 @@ from fieldkit.router.ranking import (
     shown_scores,
     zscores,
 )
-from fieldkit.router.retrieval import PassageIndex
+from fieldkit.router.retrieval import LEXICAL, PassageIndex
 from fieldkit.router.words import code_family, same_family
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
@@ -434,6 +434,8 @@ def test_a_passages_phrasings_are_matched_too_and_bring_their_own_thresholds(
         without = index.scores(plain.packet_id, asked)[0, 5]
         with_them = index.scores(phrased.packet_id, asked)[0, 5]
         assert without < 0.8 < 0.99 < with_them  # its own phrasing: a cosine of 1
+        # and every word of the question is the passage's, its phrasings' words counted
+        assert with_them == pytest.approx(1.0 + LEXICAL, abs=1e-3)
         assert index.thresholds(plain.packet_id) == (index.min_score, index.min_partial)
         assert index.thresholds(phrased.packet_id) == (0.95, 0.85)
         assert index.search(phrased.packet_id, asked, k=1)[0].passage_id == "r6"
