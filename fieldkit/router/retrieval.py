@@ -36,6 +36,7 @@ from fieldkit.router.ranking import (
 )
 from fieldkit.router.words import (
     WordIndex,
+    lacked,
     lone_letter_codes,
     named_codes,
     plain_code,
@@ -364,8 +365,11 @@ class PassageIndex:
     def _naming_a_code(self, packet_id: str, question: str, in_title: bool = False) -> list[int]:
         """Return the indices of the passages that name a rare code of the question (one
         that at most CODE_MAX_PASSAGES passages name), or with `in_title` those whose title
-        names it: the record about E07, not one that mentions it in passing."""
-        codes = {c.lower() for c in _CODE.findall(question)}
+        names it: the record about E07, not one that mentions it in passing. A code the
+        asker says they lack ("we have no GC-3") names none (words.lacked)."""
+        codes = {
+            m.group().lower() for m in _CODE.finditer(question) if not lacked(question, m.start())
+        }
         if not codes:
             return []
         passages = self.passages(packet_id)

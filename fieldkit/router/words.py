@@ -33,6 +33,13 @@ _NAMED_CODE = re.compile(r"(?<![\w-])(?:[A-Z]|[A-Za-z]{2,4})-?\d{1,4}[A-Za-z]?(?
 _CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
 _LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
+# A code the asker says they lack ("has no GC-3", "without the GC-3", "we don't have a
+# GC-3") is not what they ask about: they ask what to do without it.
+_LACKING = re.compile(
+    r"\b(?:no|without|lacks?|lacking|(?:do|does|did)n'?t\s+have|ha(?:s|ve)n'?t\s+got)\s+"
+    r"(?:(?:a|an|the|any|my|our|their|his|her)\s+)?$",
+    re.I,
+)
 
 
 def words_of(text: str) -> set[str]:
@@ -59,6 +66,11 @@ def lone_letter_codes(text: str) -> list[str]:
     code is typed on a phone; a caller counts them as codes only where the notes name codes
     of that letter (E07, E12). One digit (b4, m3) is too often a word or a unit to count."""
     return _LONE_LETTER.findall(text)
+
+
+def lacked(text: str, start: int) -> bool:
+    """Whether the word at `start` of `text` is one the asker says they lack (_LACKING)."""
+    return bool(_LACKING.search(text[:start]))
 
 
 def plain_code(token: str) -> str:

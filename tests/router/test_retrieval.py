@@ -195,6 +195,33 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
         library.close()
 
 
+def test_a_code_the_asker_lacks_neither_covers_nor_moves_its_record_first(
+    home, make_packet, minilm
+):
+    """The bug: "farmer has no gc-3, can table salt tell if maize is dry" put the GC-3
+    record first, covered by its code, for a farmer who has no GC-3."""
+    notes = [
+        Passage("gc3", "Fill the GC-3 cup with maize, press the lid and read the moisture.",
+                "How is the GC-3 meter used?"),
+        Passage("salt", "Shake grain with dry salt in a jar: salt that sticks means the grain "
+                "is too damp to store.", "How is the salt jar test done?"),
+        *[Passage(f"n{i}", f"Routine store check number {i}.") for i in range(10)],
+    ]  # fmt: skip
+    record = make_packet(home, name="grain", notes=notes)
+    library = Library.open(home)
+    try:
+        index = PassageIndex(library, minilm, min_score=9.0, min_partial=9.0, min_cosine=9.0)
+        for lacking in ("We have no GC-3 here, is the maize dry?", "without a gc-3, maize dry?"):
+            coverage = index.coverage(record.packet_id, lacking)
+            assert not coverage.by_code, lacking
+            assert not coverage.covered, lacking
+        having = index.coverage(record.packet_id, "Our GC-3 reads odd, is the maize dry?")
+        assert having.by_code
+        assert having.hits[0].passage_id == "gc3"
+    finally:
+        library.close()
+
+
 def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, make_packet, minilm):
     """The bug: a long question about a pump clicking on and off that also says the screen
     shows E07 cited the passages about the clicking, not the E07 record."""

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fieldkit.router.words import WordIndex, words_of
+from fieldkit.router.words import WordIndex, lacked, words_of
 
 TEXTS = [
     "Fumigate the sealed store with Fumitab tablets for seven days.",
@@ -57,3 +57,20 @@ def test_best_per_group() -> None:
     best = index.best_per_group(question, np.array([0, 2]))
     assert best.tolist() == pytest.approx([per_text[:2].max(), per_text[2:].max()])
     assert WordIndex([]).overlap(question).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("text", "lacking"),
+    [
+        ("farmer has no gc-3, can table salt tell", True),
+        ("we don't have a GC-3 meter", True),
+        ("without the GC-3 how do we check", True),
+        ("we haven't got any GC-3", True),
+        ("our GC-3 reads 14%", False),
+        ("no reading on the GC-3", False),  # "no" before another word, not the code
+        ("snow GC-3", False),  # "no" inside a word
+    ],
+)
+def test_a_code_the_asker_lacks(text: str, lacking: bool) -> None:
+    start = text.lower().index("gc-3")
+    assert lacked(text, start) is lacking
