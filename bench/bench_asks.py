@@ -58,18 +58,7 @@ from fieldkit.router.ranking import rank_scores  # noqa: E402
 from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E402
 
 LONG = ("natural", "field", "site", "unseen", "fresh", "late", "shift")
-SHORT = (
-    "terse",
-    "brisk",
-    "hasty",
-    "rushed",
-    "hurried",
-    "dashed",
-    "brief",
-    "quick",
-    "curt",
-    "sharp",
-)
+SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
 
 
 def set_rows(names: tuple[str, ...]) -> list[dict]:
