@@ -51,14 +51,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import MemoEmbedder, demo_rows, notes_library, sources  # noqa: E402
+from bench_route import SHORT_SETS, MemoEmbedder, demo_rows, notes_library, sources  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.ranking import rank_scores  # noqa: E402
 from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E402
 
 LONG = ("natural", "field", "site", "unseen", "fresh", "late", "shift")
-SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
+SHORT = SHORT_SETS
 
 
 def set_rows(names: tuple[str, ...]) -> list[dict]:

@@ -184,6 +184,8 @@ def make_library(
 
 # The long demo sets in the users' voice, whose citations are also pooled.
 LONG_SETS = ("natural", "field", "site", "unseen", "fresh", "late")
+# The nine short demo sets, as typed on a phone in a hurry, written before `sharp`.
+SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
 # The demo question sets (assets/demo/<domain>/<name>.jsonl): in-domain, then gaps.
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",

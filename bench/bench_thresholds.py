@@ -25,16 +25,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_route import REPO, MemoEmbedder, covers, demo_rows, notes_library
+from bench_route import (
+    DEMO_SETS,
+    REPO,
+    SHORT_SETS,
+    MemoEmbedder,
+    covers,
+    demo_rows,
+    notes_library,
+)
 
 from fieldkit.router.embedder import MiniLMEmbedder
 
-SHORT = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
-LONG = ("natural", "field", "site", "unseen", "fresh", "late", "later", "shift")
-GAPS = (
-    "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late", "gaps_rushed",
-    "gaps_hurried", "gaps_brief", "gaps_later", "gaps_curt",
-)  # fmt: skip
+WRITTEN_AFTER = ("sharp", "gaps_sharp")  # written after the choice: they score it
+SHORT = SHORT_SETS
+GAPS = tuple(n for n in DEMO_SETS if n.startswith("gaps") and n not in WRITTEN_AFTER)
+LONG = tuple(n for n in DEMO_SETS if n not in (*SHORT, *GAPS, *WRITTEN_AFTER, "heldout"))
 SHORT_GAPS = ("gaps", "gaps_rushed", "gaps_hurried", "gaps_brief", "gaps_curt")
 PAIRS = "0.93,0.85;0.94,0.86;0.95,0.87;0.96,0.88"
 

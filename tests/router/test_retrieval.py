@@ -52,6 +52,12 @@ GAPS = [
 ]
 
 
+def routine(text: str) -> list[Passage]:
+    """Ten routine passages, n0-n9 (`text` with their number), that give a packet the spread
+    its passages stand out from (MIN_SPREAD_PASSAGES)."""
+    return [Passage(f"n{i}", text.format(i)) for i in range(10)]
+
+
 def reader_never_called(question: str, texts) -> np.ndarray:
     raise AssertionError("the passages were read")
 
@@ -174,10 +180,7 @@ def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, m
     notes = [
         Passage("e07", "E07 means the dry-run sensor tripped: the borehole ran dry.", "Code E07?"),
         Passage("e12", "E12 means the motor overheated; let it cool for 30 minutes.", "Code E12?"),
-        *[
-            Passage(f"n{i}", f"Routine check number {i} of the AV-750 controller.")
-            for i in range(10)
-        ],
+        *routine("Routine check number {} of the AV-750 controller."),
     ]
     record = make_packet(home, name="pumps", notes=notes)
     library = Library.open(home)
@@ -205,7 +208,7 @@ def test_a_code_the_asker_lacks_neither_covers_nor_moves_its_record_first(
                 "How is the GC-3 meter used?"),
         Passage("salt", "Shake grain with dry salt in a jar: salt that sticks means the grain "
                 "is too damp to store.", "How is the salt jar test done?"),
-        *[Passage(f"n{i}", f"Routine store check number {i}.") for i in range(10)],
+        *routine("Routine store check number {}."),
     ]  # fmt: skip
     record = make_packet(home, name="grain", notes=notes)
     library = Library.open(home)
@@ -231,8 +234,7 @@ def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, mak
                 "has a failing pressure switch; replace the switch.", "Pump clicking on and off?"),
         Passage("tap", "When nothing comes out of the tap, check the valve and the pipe "
                 "from the tank to the tap.", "No water at the tap?"),
-        *[Passage(f"n{i}", f"Routine check number {i} of the AV-750 controller.")
-          for i in range(10)],
+        *routine("Routine check number {} of the AV-750 controller."),
     ]  # fmt: skip
     record = make_packet(home, name="pumps", notes=notes)
     library = Library.open(home)
@@ -263,7 +265,7 @@ def test_a_code_a_passage_names_only_in_passing_does_not_move_it_first(home, mak
                 "How do you map soil differences across a field?"),
         Passage("salt", "Flush the salts below the roots with 100 mm of water; check the "
                 "result with the EM38 meter.", "How do you manage soil salinity?"),
-        *[Passage(f"n{i}", f"Routine soil check number {i}.") for i in range(10)],
+        *routine("Routine soil check number {}."),
     ]  # fmt: skip
     record = make_packet(home, name="soils", notes=notes)
     library = Library.open(home)
@@ -283,7 +285,7 @@ def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, 
     notes = [
         Passage("e07", "E07 on the AV-750 means the dry-run sensor tripped.", "Code E07?"),
         Passage("e12", "E12 on the AV-750 means the motor overheated.", "Code E12?"),
-        *[Passage(f"n{i}", f"Routine check number {i} of the pump.") for i in range(10)],
+        *routine("Routine check number {} of the pump."),
     ]
     record = make_packet(home, name="pumps", notes=notes)
     library = Library.open(home)
