@@ -194,11 +194,11 @@ def check_demo_set(domain: str, name: str, count: int) -> list[dict]:
     rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
     assert len(rows) == count
     check_heldout_rows(rows, domain, outputs)
-    exemplars = read_lines(DEMO / domain / "exemplars.txt")
+    # the exemplars are training questions and phrasings (test_demo_exemplars)
     phrasings = [
         q for row in read_jsonl(DEMO / domain / "paraphrases.jsonl") for q in row["questions"]
     ]
-    assert_heldout_disjoint(rows, list(outputs) + exemplars + phrasings)
+    assert_heldout_disjoint(rows, list(outputs) + phrasings)
     return rows
 
 
@@ -263,8 +263,9 @@ def other_sets_questions(domain: str, name: str) -> list[str]:
     ]
 
 
-SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt")
-SHORT_SETS += ("sharp",)
+SHORT_SETS = (
+    "terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt", "sharp",
+)  # fmt: skip
 # sharp's writer repeated five questions of earlier sets nearly word for word; they were
 # taken out before it was scored
 SHORT_COUNTS = {("sharp", "poultry"): 10, ("sharp", "solar_pumps"): 9}
