@@ -13,7 +13,7 @@ questions refused (abstained on, or not covered) over all gap sets and over the 
 gap sets, and the share left not covered surely, of `gaps` and over all gap sets.
 Citations and refusals depend on the lower threshold alone, what is left not sure on the
 upper alone, so a diagonal of pairs shows both. The sets written after a choice
-(`sharp`, `gaps_sharp`) are left out: they score it.
+(`sharp`, `thumbs` and their gap sets) are left out: they score it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from bench_route import (
 
 from fieldkit.router.embedder import MiniLMEmbedder
 
-WRITTEN_AFTER = ("sharp", "gaps_sharp")  # written after the choice: they score it
+# written after the choice: they score it
+WRITTEN_AFTER = ("sharp", "gaps_sharp", "thumbs", "gaps_thumbs")
 SHORT = SHORT_SETS
 GAPS = tuple(n for n in DEMO_SETS if n.startswith("gaps") and n not in WRITTEN_AFTER)
 LONG = tuple(n for n in DEMO_SETS if n not in (*SHORT, *GAPS, *WRITTEN_AFTER, "heldout"))

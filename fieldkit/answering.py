@@ -37,6 +37,7 @@ from fieldkit.router.notices import (
 )
 from fieldkit.router.ranking import Reader, own_ask
 from fieldkit.router.retrieval import DEFAULT_K
+from fieldkit.router.shorthand import written_out
 from fieldkit.support import recited, support_check
 
 if TYPE_CHECKING:
@@ -126,7 +127,8 @@ def ground(
     (see `picked`). Returns the Grounding with the prompt to generate from."""
     if passage is not None:
         return picked(question, record, index, passage)
-    bare = [{"role": "user", "content": question}]
+    as_read = written_out(question)  # the model reads it as the router and retrieval do
+    bare = [{"role": "user", "content": as_read}]
     if record is None:
         caution = BASE_CAUTION if abstained else None
         return Grounding(question, None, None, BASE, bare, caution=caution)
@@ -145,7 +147,7 @@ def ground(
         message = gap_message(name, coverage.hits, missing, coverage.family)
         said = unlisted_answer(missing) if missing else None
         return Grounding(question, name, pid, GAP, bare, [], sources, message, said=said)
-    asked = own_ask(question, [s for ask in coverage.other_asks for s in ask])  # [1]: the rest
+    asked = own_ask(as_read, [s for ask in coverage.other_asks for s in ask])  # [1]: the rest
     messages = grounded_messages(asked, coverage.hits[:PROMPT_PASSAGES])
     caution = (
         None
@@ -177,7 +179,7 @@ def picked(
         what = f"no record {shown_text(passage)!r}" if has else "no notes"
         raise LibraryError(f"The {name} packet has {what} to answer from.")
     source = Source(name, pid, hit.passage_id, hit.score, hit.text, hit.title)
-    messages = grounded_messages(question, [hit])
+    messages = grounded_messages(written_out(question), [hit])
     caution = picked_message(name, hit.passage_id, hit)
     return Grounding(
         question, name, pid, NOTES, messages, [source], caution=caution, picked=passage,

@@ -124,7 +124,9 @@ class Answer(_Notice):
     result: GenerationResult | None = None
     caution: str | None = None
     generated: bool = True  # False: the notes settled it and no model wrote it (`stream`)
-    other_asks: tuple[str, ...] = ()  # what each part after [1] answers, in the asker's words
+    # what each part after [1] answers, in the asker's words (shorthand written out:
+    # fieldkit.router.shorthand)
+    other_asks: tuple[str, ...] = ()
     picked: str | None = None  # the passage id a person picked to answer from
     # said after an answer that writes out another record of the packet than its source
     # (support.recited, notices.recited_message)

@@ -265,21 +265,25 @@ def other_sets_questions(domain: str, name: str) -> list[str]:
 
 SHORT_SETS = (
     "terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt", "sharp",
+    "thumbs",
 )  # fmt: skip
-# sharp's writer repeated five questions of earlier sets nearly word for word; they were
-# taken out before it was scored
+# sharp's and thumbs' writers repeated questions of earlier sets or phrasings nearly word
+# for word (five and ten); they were taken out before the sets were scored
 SHORT_COUNTS = {("sharp", "poultry"): 10, ("sharp", "solar_pumps"): 9}
+SHORT_COUNTS |= {("thumbs", "cold_chain"): 9, ("thumbs", "grain_storage"): 10}
+SHORT_COUNTS |= {("thumbs", "poultry"): 11, ("thumbs", "solar_pumps"): 8}
+MOST_WORDS = {"thumbs": 16}  # written as 5-16 words; the others as 4-14
 
 
 @pytest.mark.parametrize("name", SHORT_SETS)
 @pytest.mark.parametrize("domain", DEMO_DOMAINS)
 def test_demo_short_sets(domain: str, name: str) -> None:
-    """The short sets (SHORT_SETS): 12 questions per domain of 4-14 words, as typed on a
-    phone in a hurry, each on its own record, written blind after the router was tuned by
-    someone who never saw it; none repeats a question of any other set of its domain, the
+    """The short sets (SHORT_SETS): 12 questions per domain of 4-14 words (MOST_WORDS),
+    as typed on a phone in a hurry, each on its own record, written blind after the router
+    was tuned by someone who never saw it; none repeats a question of any other set of its domain, the
     other short sets included."""
     rows = check_demo_set(domain, name, SHORT_COUNTS.get((name, domain), 12))
-    assert all(4 <= len(row["question"].split()) <= 14 for row in rows)
+    assert all(4 <= len(row["question"].split()) <= MOST_WORDS.get(name, 14) for row in rows)
     sources = [row["source"] for row in rows]
     assert len(set(sources)) == len(sources)
     others = other_sets_questions(domain, name)
@@ -352,6 +356,7 @@ def test_demo_gap_sets(domain: str) -> None:
     gap_sets = (("gaps", 8), ("gaps_natural", 5), ("gaps_unseen", 6), ("gaps_fresh", 6))
     later = (("gaps_late", 6), ("gaps_rushed", 6), ("gaps_hurried", 6), ("gaps_brief", 6))
     later += (("gaps_later", 8), ("gaps_curt", 6), ("gaps_sharp", 6))  # gaps_later: 4 long
+    later += (("gaps_thumbs", 5 if domain == "cold_chain" else 6),)  # one near-repeat out
     for name, count in (*gap_sets, *later):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count

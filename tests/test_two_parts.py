@@ -91,6 +91,26 @@ def test_two_asks_in_one_sentence_are_answered_in_two_parts(poultry):
     assert [s.read for s in grounding.sources[:2]] == [True, True]
 
 
+def test_two_asks_typed_in_shorthand_are_answered_in_two_parts(poultry):
+    """Typed with "n" for "and", the two asks above split as written out, and the first
+    part asks its own sentence alone: the model reads the question as the ranking did
+    (fieldkit.router.shorthand), not the typed one, which no sentence of it matches."""
+    library, index = poultry
+    record = library.get("poultry")
+    question = (  # the question above, as typed on a phone
+        "Our chicks arrive on Monday, so how many can I keep per square metre on the "
+        "deep litter n when do they get the bursal fever vax?"
+    )
+    grounding = ground(question, record, index)
+    assert len(grounding.other_asks) == 1
+    first = grounding.messages[-1]["content"].split("Question:")[-1]  # the first part's ask
+    assert grounding.other_asks[0] not in first
+    assert "deep litter" not in first
+    assert "vaccine" in first
+    assert "vax" not in first
+    assert grounding.question == question  # shown as typed
+
+
 def test_the_sentences_a_second_record_answers_apart():
     """The second passage answers apart the sentences where it stands out beyond the first,
     once it does so by OTHER_ASK_LEAD for one of them."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from fieldkit.assets import assets_dir
 from fieldkit.router.grid import similarities
+from fieldkit.router.shorthand import written_out
 from fieldkit.router.words import plain_tokens
 
 if TYPE_CHECKING:
@@ -97,8 +98,11 @@ def everyday_questions(extra: Path | None = None) -> list[str]:
 
 
 def cache_key(texts: Sequence[str]) -> str:
-    """Return the key the list's vectors are cached under (changes with the list)."""
-    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
+    """Return the key the list's vectors are cached under: it changes with the list, and
+    with how its texting shorthand is written out (each question is embedded as
+    `shorthand.written_out` reads it, as the router reads the asker's)."""
+    read = "\n".join(written_out(t) for t in texts)
+    digest = hashlib.sha256(read.encode("utf-8")).hexdigest()[:16]
     return KEY_PREFIX + digest
 
 
@@ -123,7 +127,7 @@ def write_shipped_vectors(embedder: Embedder, path: Path | None = None) -> Path:
     """Embed the shipped list with `embedder` and write VECTORS_FILE (or `path`)."""
     texts = everyday_questions()
     path = path or assets_dir().joinpath(*VECTORS_FILE)
-    vectors = embedder.embed(texts).astype(np.float16)
+    vectors = embedder.embed([written_out(t) for t in texts]).astype(np.float16)
     with path.open("wb") as out:
         np.savez_compressed(out, key=cache_key(texts), embedder=embedder.id, vectors=vectors)
     return path
@@ -149,7 +153,8 @@ class Everyday:
         if vectors is None or len(vectors) != len(texts):
             ready = shipped_vectors(texts, embedder.id, embedder.dim)
             rest = texts[len(ready) :]
-            vectors = np.concatenate([ready, embedder.embed(rest)]) if rest else ready
+            read = [written_out(t) for t in rest]
+            vectors = np.concatenate([ready, embedder.embed(read)]) if rest else ready
             cache.put(key, embedder.id, vectors)
         return cls(texts, vectors)
 

@@ -34,6 +34,7 @@ from fieldkit.router.ranking import (
     shown_scores,
     zscores,
 )
+from fieldkit.router.shorthand import written_out
 from fieldkit.router.words import (
     WordIndex,
     lacked,
@@ -73,7 +74,9 @@ DEFAULT_K = 2
 # STANDOUT, FUSE and MIN_SPREAD_PASSAGES live with the ranking math (fieldkit.router.ranking).
 LEXICAL = 0.1
 PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
-ASKED_KEY = "+asked"  # the cache key of the passages' other phrasings (Passage.asked)
+# the cache key of the passages' other phrasings (Passage.asked), as they are read: with
+# their texting shorthand written out (fieldkit.router.shorthand), as questions are
+ASKED_KEY = "+asked-written"
 DEFAULT_MIN_COVER = 0.91
 DEFAULT_MIN_PARTIAL = 0.80
 # Notes whose passages list other phrasings of their question (Passage.asked) score higher,
@@ -204,7 +207,7 @@ class PassageIndex:
             return np.zeros((0, self.embedder.dim), np.float32)
         whole = [p.full_text for p in passages]
         parts = [p.title or p.text for p in passages] + [p.text for p in passages]
-        asked = [q for p in passages for q in p.asked]
+        asked = [written_out(q) for p in passages for q in p.asked]  # as questions are read
         embedded = 0
         blocks = []
         for suffix, texts in (("", whole), (PARTS_KEY, parts), (ASKED_KEY, asked)):
@@ -246,8 +249,10 @@ class PassageIndex:
         return self.cache.prune(keep)
 
     def search(self, packet_id: str, question: str, k: int = DEFAULT_K) -> list[Hit]:
-        """Return the packet's `k` passages nearest the question, best first ([] without notes)."""
-        return self._search(packet_id, question, k)[0]
+        """Return the packet's `k` passages nearest the question, best first ([] without notes).
+        Every method here reads the question with its texting shorthand written out
+        (fieldkit.router.shorthand)."""
+        return self._search(packet_id, written_out(question), k)[0]
 
     def hit(self, packet_id: str, question: str, passage_id: str) -> Hit | None:
         """Return the packet's passage `passage_id` as a hit for the question, at the score
@@ -256,7 +261,7 @@ class PassageIndex:
         at = next((i for i, p in enumerate(passages) if p.passage_id == passage_id), None)
         if at is None:
             return None
-        score = float(shown_scores(self.scores(packet_id, question))[at])
+        score = float(shown_scores(self.scores(packet_id, question))[at])  # written out there
         return Hit(passage_id, score, passages[at].text, passages[at].title)
 
     def coverage(
@@ -268,6 +273,7 @@ class PassageIndex:
         naming a code the notes never name, of a family they do name (E09, when they name
         E07 and E21), is not covered whatever its score: the notes list that family's codes
         and this is not one of them, and the nearest passage is another code's record."""
+        question = written_out(question)
         found, rows, order = self._search(packet_id, question, max(k, MOST_PARTS), reader)
         hits = found[:k]
         upper, lower = self.thresholds(packet_id)
@@ -311,7 +317,7 @@ class PassageIndex:
     def scores(self, packet_id: str, question: str) -> np.ndarray:
         """Return the (texts, passages) scores `coverage` decides on: row 0 the whole
         question, then each of its sentences; one column per passage, in notes order."""
-        return self._search(packet_id, question, 1)[1]
+        return self._search(packet_id, written_out(question), 1)[1]
 
     def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
         """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed
@@ -320,6 +326,7 @@ class PassageIndex:
         (TL30 is TL-30). Such a question asks about something the notes do not know: no
         passage covers it surely, and none covers it by a code it shares."""
         known = self._known_codes(packet_id)
+        question = written_out(question)
         codes = [m.group() for m in named_codes(question)]
         typed = lone_letter_codes(question)
         codes += [c for c in typed if self.family_of(packet_id, [c])]
@@ -426,7 +433,8 @@ class PassageIndex:
     def _words(self, packet_id: str) -> WordIndex:
         if packet_id not in self._word_index:
             # a passage's words are its title's, its text's and its other phrasings'
-            texts = [" ".join((p.full_text, *p.asked)) for p in self.passages(packet_id)]
+            passages = self.passages(packet_id)
+            texts = [" ".join((p.full_text, *map(written_out, p.asked))) for p in passages]
             self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
 

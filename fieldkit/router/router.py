@@ -39,6 +39,7 @@ from fieldkit.router.everyday import (
     everyday_questions,
 )
 from fieldkit.router.grid import ExemplarGrid
+from fieldkit.router.shorthand import written_out
 from fieldkit.store.usable import usable_packets, usable_problem
 from fieldkit.store.vectors import VectorCache
 
@@ -260,9 +261,11 @@ class Router:
         return self.route_many([question])[0]
 
     def route_many(self, questions: Sequence[str]) -> list[RouteDecision]:
-        """Return one decision per question, in order, embedding them in one batch."""
+        """Return one decision per question, in order, embedding them in one batch; each
+        read with its texting shorthand written out (fieldkit.router.shorthand)."""
         if not questions:
             return []
+        questions = [written_out(q) for q in questions]
         index = self._ensure_index()
         load = getattr(self.embedder, "load", None)
         if index.packets and callable(load):
