@@ -4,7 +4,9 @@ A technician typing on a phone writes "n" for "and", "thru", "b4", "tmrw", "what
 embedder reads "n" as nothing and "thru" as a stranger; the shared-words score counts
 "thru" as a word no passage holds; the rule that splits a question at its second ask
 (fieldkit.router.ranking) sees no "and". The router and retrieval read the question as
-written out (`written_out`); the person and the model see it as typed.
+written out (`written_out`), and so do they the texts in the users' voice they compare it
+with (the passages' phrasings, the everyday questions); the model is given it written out
+too (fieldkit.answering.ground); the person sees it as typed.
 
 Only tokens standing alone, typed in lower case (or a word of letters with a capital
 first, "Dont"), are written out: "B4" or "R" in capitals is more likely a code, a grade or
