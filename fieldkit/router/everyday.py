@@ -75,7 +75,9 @@ KEY_PREFIX = "everyday:"  # the cache key's prefix (never a packet id: those are
 def everyday_questions(extra: Path | None = None) -> list[str]:
     """Return the shipped everyday questions ([] when that file is missing or unreadable:
     the router then routes as it did before the list), then those of `extra` (a home's
-    own list, one question a line; ignored when missing). Raises RouterError when `extra`
+    own list, one question a line; ignored when missing), each as the router reads a
+    question: with its texting shorthand written out (shorthand.written_out), so they are
+    embedded, cached and shipped (VECTORS_FILE) so too. Raises RouterError when `extra`
     exists but cannot be read."""
     try:
         text = assets_dir().joinpath(*EVERYDAY_FILE).read_text(encoding="utf-8")
@@ -94,15 +96,12 @@ def everyday_questions(extra: Path | None = None) -> list[str]:
                 "fix the file (one question a line) or remove it."
             ) from None
     lines = [*text.splitlines(), *own.splitlines()]
-    return list(dict.fromkeys(line.strip() for line in lines if line.strip()))
+    return list(dict.fromkeys(written_out(line.strip()) for line in lines if line.strip()))
 
 
 def cache_key(texts: Sequence[str]) -> str:
-    """Return the key the list's vectors are cached under: it changes with the list, and
-    with how its texting shorthand is written out (each question is embedded as
-    `shorthand.written_out` reads it, as the router reads the asker's)."""
-    read = "\n".join(written_out(t) for t in texts)
-    digest = hashlib.sha256(read.encode("utf-8")).hexdigest()[:16]
+    """Return the key the list's vectors are cached under (changes with the list)."""
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
     return KEY_PREFIX + digest
 
 
@@ -127,7 +126,7 @@ def write_shipped_vectors(embedder: Embedder, path: Path | None = None) -> Path:
     """Embed the shipped list with `embedder` and write VECTORS_FILE (or `path`)."""
     texts = everyday_questions()
     path = path or assets_dir().joinpath(*VECTORS_FILE)
-    vectors = embedder.embed([written_out(t) for t in texts]).astype(np.float16)
+    vectors = embedder.embed(texts).astype(np.float16)
     with path.open("wb") as out:
         np.savez_compressed(out, key=cache_key(texts), embedder=embedder.id, vectors=vectors)
     return path
@@ -153,8 +152,7 @@ class Everyday:
         if vectors is None or len(vectors) != len(texts):
             ready = shipped_vectors(texts, embedder.id, embedder.dim)
             rest = texts[len(ready) :]
-            read = [written_out(t) for t in rest]
-            vectors = np.concatenate([ready, embedder.embed(read)]) if rest else ready
+            vectors = np.concatenate([ready, embedder.embed(rest)]) if rest else ready
             cache.put(key, embedder.id, vectors)
         return cls(texts, vectors)
 

@@ -74,9 +74,7 @@ DEFAULT_K = 2
 # STANDOUT, FUSE and MIN_SPREAD_PASSAGES live with the ranking math (fieldkit.router.ranking).
 LEXICAL = 0.1
 PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
-# the cache key of the passages' other phrasings (Passage.asked), as they are read: with
-# their texting shorthand written out (fieldkit.router.shorthand), as questions are
-ASKED_KEY = "+asked-written"
+ASKED_KEY = "+asked-written"  # the cache key of the passages' other phrasings, as read: _asked
 DEFAULT_MIN_COVER = 0.91
 DEFAULT_MIN_PARTIAL = 0.80
 # Notes whose passages list other phrasings of their question (Passage.asked) score higher,
@@ -207,7 +205,7 @@ class PassageIndex:
             return np.zeros((0, self.embedder.dim), np.float32)
         whole = [p.full_text for p in passages]
         parts = [p.title or p.text for p in passages] + [p.text for p in passages]
-        asked = [written_out(q) for p in passages for q in p.asked]  # as questions are read
+        asked = [q for p in passages for q in _asked(p)]
         embedded = 0
         blocks = []
         for suffix, texts in (("", whole), (PARTS_KEY, parts), (ASKED_KEY, asked)):
@@ -434,9 +432,14 @@ class PassageIndex:
         if packet_id not in self._word_index:
             # a passage's words are its title's, its text's and its other phrasings'
             passages = self.passages(packet_id)
-            texts = [" ".join((p.full_text, *map(written_out, p.asked))) for p in passages]
+            texts = [" ".join((p.full_text, *_asked(p))) for p in passages]
             self._word_index[packet_id] = WordIndex(texts)
         return self._word_index[packet_id]
+
+
+def _asked(passage: Passage) -> list[str]:
+    """A passage's other phrasings, read as a question is (router.shorthand.written_out)."""
+    return [written_out(q) for q in passage.asked]
 
 
 def _find(library: Any, packet_id: str) -> Any:

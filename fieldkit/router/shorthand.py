@@ -98,12 +98,8 @@ SHORTHAND: dict[str, str] = {
     "vaxx": "vaccine",
 }
 _ONE_LETTER = frozenset(k for k in SHORTHAND if len(k) == 1 and k.isalpha())
-_TOKEN = re.compile(
-    r"(?<![\w/&'-])("
-    + "|".join(sorted(map(re.escape, SHORTHAND), key=len, reverse=True))
-    + r")(?![\w/&'-])",
-    re.I,
-)
+# a token standing alone: letters and digits, and "/" and "&" as in "w/o" and "&"
+_TOKEN = re.compile(r"(?<![\w/&'-])[A-Za-z0-9/&]+(?![\w/&'-])")
 _AFTER_A_NUMBER = re.compile(r"\d\s*$")
 
 
@@ -112,8 +108,10 @@ def written_out(question: str) -> str:
     "before"); a question without any is returned as it is."""
 
     def expand(match: re.Match[str]) -> str:
-        token = match.group(1)
+        token = match.group()
         lower = token.lower()
+        if lower not in SHORTHAND:
+            return token
         if token != lower and not (token[1:] == lower[1:] and token[1:].isalpha()):
             return token  # "B4", "R", "TEMP": a code, a grade, a heading
         if lower in _ONE_LETTER and _AFTER_A_NUMBER.search(question[: match.start()]):

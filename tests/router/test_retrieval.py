@@ -154,17 +154,16 @@ def test_coverage_says_when_no_passage_covers_the_question(noted, minilm):
     )
 
 
-def test_a_packet_without_notes_has_nothing_to_search(home, make_packet, counting_embedder):
+def test_a_packet_without_notes_has_nothing_to_search(
+    home, make_packet, counting_embedder, open_library
+):
     record = make_packet(home, name="plain")
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, counting_embedder)
-        assert not index.has_notes(record.packet_id)
-        assert index.search(record.packet_id, "anything?") == []
-        assert not index.coverage(record.packet_id, "anything?").covered
-        assert counting_embedder.texts == []  # nothing embedded at all
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, counting_embedder)
+    assert not index.has_notes(record.packet_id)
+    assert index.search(record.packet_id, "anything?") == []
+    assert not index.coverage(record.packet_id, "anything?").covered
+    assert counting_embedder.texts == []  # nothing embedded at all
 
 
 def test_removed_packets_leave_the_cache(noted, minilm):
@@ -176,30 +175,29 @@ def test_removed_packets_leave_the_cache(noted, minilm):
     assert library.db["passage_embeddings"].count == 0
 
 
-def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(home, make_packet, minilm):
+def test_a_rare_code_shared_with_the_nearest_passage_covers_the_question(
+    home, make_packet, minilm, open_library
+):
     notes = [
         Passage("e07", "E07 means the dry-run sensor tripped: the borehole ran dry.", "Code E07?"),
         Passage("e12", "E12 means the motor overheated; let it cool for 30 minutes.", "Code E12?"),
         *routine("Routine check number {} of the AV-750 controller."),
     ]
     record = make_packet(home, name="pumps", notes=notes)
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm, min_score=9.0, min_partial=9.0, min_cosine=9.0)
-        coverage = index.coverage(record.packet_id, "My screen says E07, what now?")
-        assert coverage.covered
-        assert coverage.by_code
-        assert coverage.hits[0].passage_id == "e07"
-        # a code that many passages name (a model number) proves nothing
-        model = index.coverage(record.packet_id, "Is the AV-750 any good?")
-        assert not model.covered
-        assert not model.by_code
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm, min_score=9.0, min_partial=9.0, min_cosine=9.0)
+    coverage = index.coverage(record.packet_id, "My screen says E07, what now?")
+    assert coverage.covered
+    assert coverage.by_code
+    assert coverage.hits[0].passage_id == "e07"
+    # a code that many passages name (a model number) proves nothing
+    model = index.coverage(record.packet_id, "Is the AV-750 any good?")
+    assert not model.covered
+    assert not model.by_code
 
 
 def test_a_code_the_asker_lacks_neither_covers_nor_moves_its_record_first(
-    home, make_packet, minilm
+    home, make_packet, minilm, open_library
 ):
     """The bug: "farmer has no gc-3, can table salt tell if maize is dry" put the GC-3
     record first, covered by its code, for a farmer who has no GC-3."""
@@ -211,21 +209,20 @@ def test_a_code_the_asker_lacks_neither_covers_nor_moves_its_record_first(
         *routine("Routine store check number {}."),
     ]  # fmt: skip
     record = make_packet(home, name="grain", notes=notes)
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm, min_score=9.0, min_partial=9.0, min_cosine=9.0)
-        for lacking in ("We have no GC-3 here, is the maize dry?", "without a gc-3, maize dry?"):
-            coverage = index.coverage(record.packet_id, lacking)
-            assert not coverage.by_code, lacking
-            assert not coverage.covered, lacking
-        having = index.coverage(record.packet_id, "Our GC-3 reads odd, is the maize dry?")
-        assert having.by_code
-        assert having.hits[0].passage_id == "gc3"
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm, min_score=9.0, min_partial=9.0, min_cosine=9.0)
+    for lacking in ("We have no GC-3 here, is the maize dry?", "without a gc-3, maize dry?"):
+        coverage = index.coverage(record.packet_id, lacking)
+        assert not coverage.by_code, lacking
+        assert not coverage.covered, lacking
+    having = index.coverage(record.packet_id, "Our GC-3 reads odd, is the maize dry?")
+    assert having.by_code
+    assert having.hits[0].passage_id == "gc3"
 
 
-def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, make_packet, minilm):
+def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(
+    home, make_packet, minilm, open_library
+):
     """The bug: a long question about a pump clicking on and off that also says the screen
     shows E07 cited the passages about the clicking, not the E07 record."""
     notes = [
@@ -237,26 +234,25 @@ def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(home, mak
         *routine("Routine check number {} of the AV-750 controller."),
     ]  # fmt: skip
     record = make_packet(home, name="pumps", notes=notes)
-    library = Library.open(home)
+    library = open_library(home)
     question = (
         "Yesterday the solar pump at the school borehole was clicking on and off every couple "
         "of minutes, and nothing comes out of the tap. Today the screen on the controller says "
         "E07. What do I do now?"
     )
-    try:
-        index = PassageIndex(library, minilm)
-        rows = index.scores(record.packet_id, question)
-        assert int(np.argmax(rank_scores(rows))) != 0  # by its words, another passage is nearer
-        assert index.search(record.packet_id, question, 2)[0].passage_id == "e07"
-        unread = index.coverage(record.packet_id, question, reader=reader_never_called)
-        assert unread.hits[0].passage_id == "e07"  # a record named by its code is not read
-        # the coverage check still judges the passage nearest by its words
-        assert not index.coverage(record.packet_id, question).by_code
-    finally:
-        library.close()
+    index = PassageIndex(library, minilm)
+    rows = index.scores(record.packet_id, question)
+    assert int(np.argmax(rank_scores(rows))) != 0  # by its words, another passage is nearer
+    assert index.search(record.packet_id, question, 2)[0].passage_id == "e07"
+    unread = index.coverage(record.packet_id, question, reader=reader_never_called)
+    assert unread.hits[0].passage_id == "e07"  # a record named by its code is not read
+    # the coverage check still judges the passage nearest by its words
+    assert not index.coverage(record.packet_id, question).by_code
 
 
-def test_a_code_a_passage_names_only_in_passing_does_not_move_it_first(home, make_packet, minilm):
+def test_a_code_a_passage_names_only_in_passing_does_not_move_it_first(
+    home, make_packet, minilm, open_library
+):
     """Only a record about the code (its title names it) moves first: the salinity record
     that mentions the EM38 meter in passing is not the answer to running an EM38 survey."""
     notes = [
@@ -268,16 +264,15 @@ def test_a_code_a_passage_names_only_in_passing_does_not_move_it_first(home, mak
         *routine("Routine soil check number {}."),
     ]  # fmt: skip
     record = make_packet(home, name="soils", notes=notes)
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm)
-        question = "How is an EM38 survey run to map soil differences across a field?"
-        assert index.search(record.packet_id, question, 1)[0].passage_id == "map"
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm)
+    question = "How is an EM38 survey run to map soil differences across a field?"
+    assert index.search(record.packet_id, question, 1)[0].passage_id == "map"
 
 
-def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, minilm):
+def test_a_code_the_notes_never_name_is_never_covered_surely(
+    home, make_packet, minilm, open_library
+):
     """A question naming a code no passage names asks about something the notes do not
     know: never covered by a code it shares (AV-750) nor surely. Of a family the notes
     list (E09, where they name E07 and E12), it is not covered at all, and the gap's notice
@@ -288,41 +283,38 @@ def test_a_code_the_notes_never_name_is_never_covered_surely(home, make_packet, 
         *routine("Routine check number {} of the pump."),
     ]
     record = make_packet(home, name="pumps", notes=notes)
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm, min_score=0.0, min_partial=0.0, min_cosine=0.0)
-        question = "My AV-750 shows E09 and a blinking light, what does it mean?"
-        assert index.unknown_codes(record.packet_id, question) == ("E09",)
-        assert index.unknown_codes(record.packet_id, "Is it e-07 or E07? b4 12V 2nd") == ()
-        # typed on a phone: a known code in lower case is known, an unknown one is not
-        assert index.unknown_codes(record.packet_id, "my av750 shows e07") == ()
-        assert index.unknown_codes(record.packet_id, "can i fit an av900 instead") == ("av900",)
-        # one lower-case letter and digits: a code only of a letter the notes' codes have
-        assert index.unknown_codes(record.packet_id, "pump showing e09 b4 m3 x12") == ("e09",)
-        assert not index.coverage(record.packet_id, "aquavolt showing e09 what is it").covered
-        gap = index.coverage(record.packet_id, question)
-        assert not gap.covered  # every threshold is 0 here: the family decides
-        assert (gap.unknown_codes, gap.missing_codes, gap.family) == (
-            ("E09",),
-            ("E09",),
-            ("E07", "E12"),
-        )
-        message = gap_message("pumps", gap.hits, gap.missing_codes, gap.family)
-        assert message.startswith(
-            "The pumps packet has nothing on E09: its notes name E07 and E12; nearest: "
-        )
-        other = index.coverage(record.packet_id, "The PX-3 valve by the AV-750 drips, what now?")
-        assert other.covered  # the passages are still used
-        assert not other.sure
-        assert not other.by_code
-        assert (other.unknown_codes, other.missing_codes) == (("PX-3",), ())
-        message = caution_message("pumps", other.hits, other.unknown_codes)
-        assert message.startswith("The pumps notes never mention PX-3; ")
-        known = index.coverage(record.packet_id, "My AV-750 shows E07, what now?")
-        assert known.by_code
-        assert known.sure
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm, min_score=0.0, min_partial=0.0, min_cosine=0.0)
+    question = "My AV-750 shows E09 and a blinking light, what does it mean?"
+    assert index.unknown_codes(record.packet_id, question) == ("E09",)
+    assert index.unknown_codes(record.packet_id, "Is it e-07 or E07? b4 12V 2nd") == ()
+    # typed on a phone: a known code in lower case is known, an unknown one is not
+    assert index.unknown_codes(record.packet_id, "my av750 shows e07") == ()
+    assert index.unknown_codes(record.packet_id, "can i fit an av900 instead") == ("av900",)
+    # one lower-case letter and digits: a code only of a letter the notes' codes have
+    assert index.unknown_codes(record.packet_id, "pump showing e09 b4 m3 x12") == ("e09",)
+    assert not index.coverage(record.packet_id, "aquavolt showing e09 what is it").covered
+    gap = index.coverage(record.packet_id, question)
+    assert not gap.covered  # every threshold is 0 here: the family decides
+    assert (gap.unknown_codes, gap.missing_codes, gap.family) == (
+        ("E09",),
+        ("E09",),
+        ("E07", "E12"),
+    )
+    message = gap_message("pumps", gap.hits, gap.missing_codes, gap.family)
+    assert message.startswith(
+        "The pumps packet has nothing on E09: its notes name E07 and E12; nearest: "
+    )
+    other = index.coverage(record.packet_id, "The PX-3 valve by the AV-750 drips, what now?")
+    assert other.covered  # the passages are still used
+    assert not other.sure
+    assert not other.by_code
+    assert (other.unknown_codes, other.missing_codes) == (("PX-3",), ())
+    message = caution_message("pumps", other.hits, other.unknown_codes)
+    assert message.startswith("The pumps notes never mention PX-3; ")
+    known = index.coverage(record.packet_id, "My AV-750 shows E07, what now?")
+    assert known.by_code
+    assert known.sure
 
 
 def test_codes_of_one_family_share_their_letters():
@@ -377,12 +369,12 @@ def test_the_second_passage_answers_what_the_first_leaves():
     assert sorted(again) == list(range(12))
 
 
-def test_a_question_of_two_asks_is_shown_both_records(home, make_packet, minilm):
+def test_a_question_of_two_asks_is_shown_both_records(home, make_packet, minilm, open_library):
     """The bug: asked about a layer ration and coccidiosis at once, the poultry notes showed
     the ration record and a record on soft-shelled eggs, nothing on coccidiosis."""
     notes = domain_notes(assets_dir() / "demo", "poultry")
     record = make_packet(home, name="poultry", notes=notes)
-    library = Library.open(home)
+    library = open_library(home)
     question = (
         "I feed my 200 Sasina Red layers by eye and the egg numbers have dropped. How much "
         "feed should each hen get a day, how much protein and calcium should it contain, and "
@@ -392,15 +384,12 @@ def test_a_question_of_two_asks_is_shown_both_records(home, make_packet, minilm)
     )
     ration = "What daily ration do Sasina Red layers need?"
     coccidiosis = "How do you prevent coccidiosis in free-range chicks?"
-    try:
-        index = PassageIndex(library, minilm)
-        rows = index.scores(record.packet_id, question)
-        plain = [notes[i].title for i in np.argsort(-rank_scores(rows), kind="stable")[:2]]
-        assert coccidiosis not in plain
-        shown = [h.title for h in index.search(record.packet_id, question, 2)]
-        assert sorted(shown) == sorted([ration, coccidiosis])
-    finally:
-        library.close()
+    index = PassageIndex(library, minilm)
+    rows = index.scores(record.packet_id, question)
+    plain = [notes[i].title for i in np.argsort(-rank_scores(rows), kind="stable")[:2]]
+    assert coccidiosis not in plain
+    shown = [h.title for h in index.search(record.packet_id, question, 2)]
+    assert sorted(shown) == sorted([ration, coccidiosis])
 
 
 MORE_NOTES = [
@@ -418,36 +407,33 @@ MORE_NOTES = [
 ]  # fmt: skip
 
 
-def test_coverage_has_a_cautious_middle(home, make_packet, minilm):
+def test_coverage_has_a_cautious_middle(home, make_packet, minilm, open_library):
     """Between the two thresholds the passages are used (covered) but not sure; below the
     lower one, not covered; above the upper one, sure."""
     record = make_packet(home, name="poultry", notes=MORE_NOTES)
-    library = Library.open(home)
-    try:
-        question = "My chicks are a week old, how warm should the brooder be and for how long?"
-        score = PassageIndex(library, minilm).coverage(record.packet_id, question).score
-        cases = {  # (lower, upper): (covered, sure)
-            (score - 0.02, score - 0.01): (True, True),
-            (score - 0.01, score + 0.01): (True, False),
-            (score + 0.01, score + 0.02): (False, False),
-        }
-        for (lower, upper), expected in cases.items():
-            index = PassageIndex(library, minilm, min_score=upper, min_partial=lower)
-            coverage = index.coverage(record.packet_id, question)
-            assert (coverage.covered, coverage.sure) == expected, (lower, upper)
-            assert coverage.hits[0].passage_id == "r7"
-        rows = index.scores(record.packet_id, question)  # what the decision is made on
-        assert rows.shape == (1, len(MORE_NOTES))  # one sentence: the whole question alone
-        assert cover_score(rows) == pytest.approx(score)
-        message = caution_message("poultry", coverage.hits)
-        assert message.startswith("The poultry notes may not answer this; ")
-        assert message.endswith("closest record: What brooding temperature do chicks need?")
-    finally:
-        library.close()
+    library = open_library(home)
+    question = "My chicks are a week old, how warm should the brooder be and for how long?"
+    score = PassageIndex(library, minilm).coverage(record.packet_id, question).score
+    cases = {  # (lower, upper): (covered, sure)
+        (score - 0.02, score - 0.01): (True, True),
+        (score - 0.01, score + 0.01): (True, False),
+        (score + 0.01, score + 0.02): (False, False),
+    }
+    for (lower, upper), expected in cases.items():
+        index = PassageIndex(library, minilm, min_score=upper, min_partial=lower)
+        coverage = index.coverage(record.packet_id, question)
+        assert (coverage.covered, coverage.sure) == expected, (lower, upper)
+        assert coverage.hits[0].passage_id == "r7"
+    rows = index.scores(record.packet_id, question)  # what the decision is made on
+    assert rows.shape == (1, len(MORE_NOTES))  # one sentence: the whole question alone
+    assert cover_score(rows) == pytest.approx(score)
+    message = caution_message("poultry", coverage.hits)
+    assert message.startswith("The poultry notes may not answer this; ")
+    assert message.endswith("closest record: What brooding temperature do chicks need?")
 
 
 def test_a_passages_phrasings_are_matched_too_and_bring_their_own_thresholds(
-    home, make_packet, minilm
+    home, make_packet, minilm, open_library
 ):
     asked = "what do i do when the hen stops laying and sits on eggs all day"
     broody = Passage(
@@ -457,16 +443,13 @@ def test_a_passages_phrasings_are_matched_too_and_bring_their_own_thresholds(
     )
     plain = make_packet(home, name="plain", notes=[*NOTES, broody])
     phrased = make_packet(home, name="phrased", notes=[*NOTES, replace(broody, asked=(asked,))])
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm, phrased=(0.95, 0.85))
-        without = index.scores(plain.packet_id, asked)[0, 5]
-        with_them = index.scores(phrased.packet_id, asked)[0, 5]
-        assert without < 0.8 < 0.99 < with_them  # its own phrasing: a cosine of 1
-        # and every word of the question is the passage's, its phrasings' words counted
-        assert with_them == pytest.approx(1.0 + LEXICAL, abs=1e-3)
-        assert index.thresholds(plain.packet_id) == (index.min_score, index.min_partial)
-        assert index.thresholds(phrased.packet_id) == (0.95, 0.85)
-        assert index.search(phrased.packet_id, asked, k=1)[0].passage_id == "r6"
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm, phrased=(0.95, 0.85))
+    without = index.scores(plain.packet_id, asked)[0, 5]
+    with_them = index.scores(phrased.packet_id, asked)[0, 5]
+    assert without < 0.8 < 0.99 < with_them  # its own phrasing: a cosine of 1
+    # and every word of the question is the passage's, its phrasings' words counted
+    assert with_them == pytest.approx(1.0 + LEXICAL, abs=1e-3)
+    assert index.thresholds(plain.packet_id) == (index.min_score, index.min_partial)
+    assert index.thresholds(phrased.packet_id) == (0.95, 0.85)
+    assert index.search(phrased.packet_id, asked, k=1)[0].passage_id == "r6"

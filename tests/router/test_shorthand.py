@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from fieldkit.home import Home
+from fieldkit.router.everyday import everyday_questions
 from fieldkit.router.retrieval import LEXICAL, PassageIndex
 from fieldkit.router.router import Router
 from fieldkit.router.shorthand import SHORTHAND, written_out
-from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
 from tests.fixtures.packets import TEST_BASE_FINGERPRINT
 
@@ -53,7 +53,7 @@ def test_writing_out_is_idempotent_and_no_expansion_is_itself_shorthand() -> Non
 
 
 def test_router_and_retrieval_read_shorthand_as_written_out(
-    home: Home, make_packet, minilm
+    home: Home, make_packet, minilm, open_library
 ) -> None:
     """The router and the passage index score a question typed in shorthand exactly as the
     same question written out (the embedder alone reads "n" and "thru" as noise)."""
@@ -68,21 +68,20 @@ def test_router_and_retrieval_read_shorthand_as_written_out(
         "why does the pump click thru the day n what does E07 mean?",
         "why does the pump click through the day and what does E07 mean?",
     )
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm)
-        assert (index.scores(record.packet_id, typed) == index.scores(record.packet_id, read)).all()
-        assert index.scores(record.packet_id, typed).shape[0] == 3  # split at its "and"
-        assert index.scores(record.packet_id, typed.replace(" n ", " ")).shape[0] == 1
-        assert index.coverage(record.packet_id, typed) == index.coverage(record.packet_id, read)
-        router = Router(library, minilm, TEST_BASE_FINGERPRINT)
-        shorthand, written = router.route_many([typed, read])
-        assert (shorthand.route, shorthand.score) == (written.route, written.score)
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm)
+    assert (index.scores(record.packet_id, typed) == index.scores(record.packet_id, read)).all()
+    assert index.scores(record.packet_id, typed).shape[0] == 3  # split at its "and"
+    assert index.scores(record.packet_id, typed.replace(" n ", " ")).shape[0] == 1
+    assert index.coverage(record.packet_id, typed) == index.coverage(record.packet_id, read)
+    router = Router(library, minilm, TEST_BASE_FINGERPRINT)
+    shorthand, written = router.route_many([typed, read])
+    assert (shorthand.route, shorthand.score) == (written.route, written.score)
 
 
-def test_a_phrasing_in_shorthand_is_read_written_out(home: Home, make_packet, minilm) -> None:
+def test_a_phrasing_in_shorthand_is_read_written_out(
+    home: Home, make_packet, minilm, open_library
+) -> None:
     """A passage's other phrasings are in the users' voice, shorthand and all: they are
     read as the asker's question is, so the same words typed either way meet exactly."""
     notes = [
@@ -91,12 +90,19 @@ def test_a_phrasing_in_shorthand_is_read_written_out(home: Home, make_packet, mi
         *(Passage(f"r{i}", f"Routine pump check number {i}.", f"Check {i}?") for i in range(8)),
     ]  # fmt: skip
     record = make_packet(home, name="pumps", notes=notes)
-    library = Library.open(home)
-    try:
-        index = PassageIndex(library, minilm)
-        for typed in ("pump clicks on n off all day", "pump clicks on and off all day"):
-            rows = index.scores(record.packet_id, typed)
-            cosine = rows[0, 0] - LEXICAL * index._words(record.packet_id).overlap(typed)[0]
-            assert cosine == pytest.approx(1.0, abs=1e-4), typed
-    finally:
-        library.close()
+    library = open_library(home)
+    index = PassageIndex(library, minilm)
+    for typed in ("pump clicks on n off all day", "pump clicks on and off all day"):
+        rows = index.scores(record.packet_id, typed)
+        cosine = rows[0, 0] - LEXICAL * index._words(record.packet_id).overlap(typed)[0]
+        assert cosine == pytest.approx(1.0, abs=1e-4), typed
+
+
+def test_the_everyday_questions_are_read_written_out(tmp_path) -> None:
+    """The shipped list and a home's own are the router's questions too: written out where
+    they are read, so they are embedded, cached and shipped as the router reads them."""
+    own = tmp_path / "everyday.txt"
+    own.write_text("easy stew recipe pls\n", encoding="utf-8")
+    questions = everyday_questions(own)
+    assert questions[-1] == "easy stew recipe please"
+    assert all(written_out(q) == q for q in questions)
