@@ -75,6 +75,7 @@ DEFAULT_K = 2
 LEXICAL = 0.1
 PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
 ASKED_KEY = "+asked-written"  # the cache key of the passages' other phrasings, as read: _asked
+REPLACED_KEYS = {ASKED_KEY: ("+asked",)}  # earlier keys of the same texts, read as typed
 DEFAULT_MIN_COVER = 0.91
 DEFAULT_MIN_PARTIAL = 0.80
 # Notes whose passages list other phrasings of their question (Passage.asked) score higher,
@@ -214,7 +215,8 @@ class PassageIndex:
             cached = self.cache.get_many([packet_id], self.embedder.id + suffix).get(packet_id)
             if cached is None or len(cached) != len(texts):
                 cached = self.embedder.embed(texts)
-                self.cache.put(packet_id, self.embedder.id + suffix, cached)
+                stale = [self.embedder.id + old for old in REPLACED_KEYS.get(suffix, ())]
+                self.cache.put(packet_id, self.embedder.id + suffix, cached, replaces=stale)
                 embedded = 1
             blocks.append(cached)
         self.embedded_packets += embedded

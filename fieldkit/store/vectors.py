@@ -42,10 +42,18 @@ class VectorCache:
                 found[packet_id] = np.frombuffer(blob, dtype=np.float32).reshape(count, dim)
         return found
 
-    def put(self, packet_id: str, embedder_id: str, vectors: np.ndarray) -> None:
-        """Store (replace) one packet's vectors."""
+    def put(
+        self, packet_id: str, embedder_id: str, vectors: np.ndarray, replaces: Iterable[str] = ()
+    ) -> None:
+        """Store (replace) one packet's vectors, and drop its rows under the keys they
+        `replaces` (an earlier reading of the same texts, which nothing reads any more)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.db.atomic():
+            for old in replaces:
+                self.db.execute(
+                    f"delete from {self.table} where packet_id = ? and embedder_id = ?",
+                    [packet_id, old],
+                )
             self.db[self.table].upsert(
                 {
                     "packet_id": packet_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fieldkit.home import Home
@@ -96,6 +97,22 @@ def test_a_phrasing_in_shorthand_is_read_written_out(
         rows = index.scores(record.packet_id, typed)
         cosine = rows[0, 0] - LEXICAL * index._words(record.packet_id).overlap(typed)[0]
         assert cosine == pytest.approx(1.0, abs=1e-4), typed
+
+
+def test_the_phrasings_read_as_typed_leave_the_cache(
+    home: Home, make_packet, counting_embedder, open_library
+) -> None:
+    """A home made before phrasings were written out holds their vectors as typed, under
+    the earlier key: written again under the new key, the old row goes with it."""
+    notes = [Passage("click", "Replace the pressure switch.", "Why?", asked=("clicks n off",))]
+    record = make_packet(home, name="pumps", notes=notes)
+    library = open_library(home)
+    stale = counting_embedder.id + "+asked"
+    library.vectors("passage_embeddings").put(record.packet_id, stale, np.ones((1, 8)))
+    PassageIndex(library, counting_embedder).search(record.packet_id, "pump?")
+    keys = {r["embedder_id"] for r in library.db["passage_embeddings"].rows}
+    assert counting_embedder.id + "+asked-written" in keys
+    assert stale not in keys
 
 
 def test_the_everyday_questions_are_read_written_out(tmp_path) -> None:
