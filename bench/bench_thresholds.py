@@ -38,7 +38,7 @@ from bench_route import (
 from fieldkit.router.embedder import MiniLMEmbedder
 
 # written after the choice: they score it
-WRITTEN_AFTER = ("sharp", "gaps_sharp", "thumbs", "gaps_thumbs")
+WRITTEN_AFTER = ("sharp", "gaps_sharp", "thumbs", "gaps_thumbs", "noon")
 SHORT = SHORT_SETS
 GAPS = tuple(n for n in DEMO_SETS if n.startswith("gaps") and n not in WRITTEN_AFTER)
 LONG = tuple(n for n in DEMO_SETS if n not in (*SHORT, *GAPS, *WRITTEN_AFTER, "heldout"))

@@ -223,6 +223,11 @@ def test_demo_field(domain: str) -> None:
     assert not {row["source"] for row in rows} & asked
 
 
+# the short sets (test_demo_short_sets); the newest long set repeats none of them either
+SHORT_SETS = (
+    "terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt", "sharp",
+    "thumbs",
+)  # fmt: skip
 LATER_SETS = {"site": ("heldout", "natural", "field", "gaps", "gaps_natural")}
 LATER_SETS["unseen"] = (*LATER_SETS["site"], "site", "gaps_unseen")
 LATER_SETS["fresh"] = (*LATER_SETS["unseen"], "unseen", "gaps_fresh")
@@ -230,6 +235,7 @@ LATER_SETS["late"] = (*LATER_SETS["fresh"], "fresh", "gaps_late")
 LATER_SETS["later"] = (*LATER_SETS["late"], "late", "gaps_rushed", "gaps_hurried", "gaps_brief")
 LATER_SETS["shift"] = (*LATER_SETS["later"], "later", "gaps_later")
 LATER_SETS["dusk"] = (*LATER_SETS["shift"], "shift", "twin", "duo", "trio", "joined")
+LATER_SETS["noon"] = (*LATER_SETS["dusk"], "dusk", *SHORT_SETS)
 LATER_COUNTS = {"shift": 8}  # the others: 12
 
 
@@ -263,10 +269,6 @@ def other_sets_questions(domain: str, name: str) -> list[str]:
     ]
 
 
-SHORT_SETS = (
-    "terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt", "sharp",
-    "thumbs",
-)  # fmt: skip
 # sharp's and thumbs' writers repeated questions of earlier sets or phrasings nearly word
 # for word (five and ten); they were taken out before the sets were scored
 SHORT_COUNTS = {("sharp", "poultry"): 10, ("sharp", "solar_pumps"): 9}
