@@ -32,6 +32,10 @@
 # --paraphrases` picks them from those three (fieldkit.training.dataset.pick_exemplars):
 # as router exemplars the users'-voice phrasings drew everyday questions in
 # (docs/BENCHMARKS.md, "Phrasings in the users' voice").
+# The shipped poultry packet was trained so, on every phrasing; the other three shipped
+# packets were trained before the users'-voice phrasings existed, on the three in the
+# records' words, and trained again on all of them gained nothing in 30 minutes
+# (docs/BENCHMARKS.md, "The four demo packets retrained on every phrasing").
 # To change only a packet's exemplars, no training: `fieldkit --home FRESH library import
 # assets/packets/NAME.fkpkt --exemplars assets/demo/<domain>/exemplars.txt` (signed again
 # by that home, same weights and notes), then `library export` as below.
