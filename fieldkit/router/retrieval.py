@@ -1,11 +1,10 @@
 """Retrieval over packet notes: the passages of one packet nearest a question.
 
-A packet's note passages (title and text together) are embedded once with the router's
-embedder and cached in the library database beside the exemplar vectors (table
-`passage_embeddings`, keyed by packet id and embedder id). A search is one matrix-vector
-product over the packet's passages. `coverage` adds the calibrated decision whether any
-passage covers the question at all, so an answer can say the packet has nothing on it
-instead of passing a neighbouring passage off as the answer.
+A packet's note passages are embedded once with the router's embedder and cached in the
+library database (table `passage_embeddings`, keyed by packet id and embedder id). A
+search is one matrix-vector product over them. `coverage` adds the calibrated decision
+whether any passage covers the question, so an answer can say the packet has nothing on
+it instead of passing a neighbouring passage off as the answer.
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ DEFAULT_K = 2
 LEXICAL = 0.1
 PARTS_KEY = "+parts"  # the cache key of the titles' and texts' own vectors
 ASKED_KEY = "+asked-written"  # the cache key of the passages' other phrasings, as read: _asked
-REPLACED_KEYS = {ASKED_KEY: ("+asked",)}  # earlier keys of the same texts, read as typed
+ASKED_AS_TYPED = "+asked"  # their earlier key, read as typed: dropped when written again
 DEFAULT_MIN_COVER = 0.91
 DEFAULT_MIN_PARTIAL = 0.80
 # Notes whose passages list other phrasings of their question (Passage.asked) score higher,
@@ -215,7 +214,7 @@ class PassageIndex:
             cached = self.cache.get_many([packet_id], self.embedder.id + suffix).get(packet_id)
             if cached is None or len(cached) != len(texts):
                 cached = self.embedder.embed(texts)
-                stale = [self.embedder.id + old for old in REPLACED_KEYS.get(suffix, ())]
+                stale = [self.embedder.id + ASKED_AS_TYPED] if suffix == ASKED_KEY else []
                 self.cache.put(packet_id, self.embedder.id + suffix, cached, replaces=stale)
                 embedded = 1
             blocks.append(cached)
@@ -250,8 +249,7 @@ class PassageIndex:
 
     def search(self, packet_id: str, question: str, k: int = DEFAULT_K) -> list[Hit]:
         """Return the packet's `k` passages nearest the question, best first ([] without notes).
-        Every method here reads the question with its texting shorthand written out
-        (fieldkit.router.shorthand)."""
+        Every method here reads the question with its shorthand written out (`written_out`)."""
         return self._search(packet_id, written_out(question), k)[0]
 
     def hit(self, packet_id: str, question: str, passage_id: str) -> Hit | None:
