@@ -282,8 +282,8 @@ MOST_WORDS = {"thumbs": 16}  # written as 5-16 words; the others as 4-14
 def test_demo_short_sets(domain: str, name: str) -> None:
     """The short sets (SHORT_SETS): 12 questions per domain of 4-14 words (MOST_WORDS),
     as typed on a phone in a hurry, each on its own record, written blind after the router
-    was tuned by someone who never saw it; none repeats a question of any other set of its domain, the
-    other short sets included."""
+    was tuned by someone who never saw it; none repeats a question of any other set of its
+    domain, the other short sets included."""
     rows = check_demo_set(domain, name, SHORT_COUNTS.get((name, domain), 12))
     assert all(4 <= len(row["question"].split()) <= MOST_WORDS.get(name, 14) for row in rows)
     sources = [row["source"] for row in rows]
