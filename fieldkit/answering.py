@@ -31,6 +31,7 @@ from fieldkit.prompts import PROMPT_PASSAGES, check_question, reading_prefix
 from fieldkit.router.notices import (
     caution_message,
     gap_message,
+    nearest_as_written,
     picked_message,
     recited_message,
     unlisted_answer,
@@ -120,11 +121,13 @@ def ground(
 ) -> Grounding:
     """Decide what the answer is made from: the packet's top passage (see PROMPT_PASSAGES)
     when the passages found cover the question (saying first that they may not, in the
-    cautious middle), else the packet's adapter alone (saying first that the notes have
-    nothing), else the base model (saying first that it answers alone when the router
-    `abstained`: BASE_CAUTION). With a `reader`, the passages ranked first are reordered as
-    it reads them (READ_K). A `passage` id names the record a person picked to answer from
-    (see `picked`). Returns the Grounding with the prompt to generate from."""
+    cautious middle), else their nearest record as written, nothing generated (saying first
+    that the notes have nothing on it: notices.nearest_as_written), else the packet's
+    adapter alone (a packet without notes), else the base model (saying first that it
+    answers alone when the router `abstained`: BASE_CAUTION). With a `reader`, the passages
+    ranked first are reordered as it reads them (READ_K). A `passage` id names the record a
+    person picked to answer from (see `picked`). Returns the Grounding with the prompt to
+    generate from."""
     if passage is not None:
         return picked(question, record, index, passage)
     as_read = written_out(question)  # the model reads it as the router and retrieval do
@@ -145,7 +148,7 @@ def ground(
     if not coverage.covered:
         missing = coverage.missing_codes
         message = gap_message(name, coverage.hits, missing, coverage.family)
-        said = unlisted_answer(missing) if missing else None
+        said = unlisted_answer(missing) if missing else nearest_as_written(coverage.hits)
         return Grounding(question, name, pid, GAP, bare, [], sources, message, said=said)
     asked = own_ask(as_read, [s for ask in coverage.other_asks for s in ask])  # [1]: the rest
     messages = grounded_messages(asked, coverage.hits[:PROMPT_PASSAGES])
@@ -194,9 +197,8 @@ def finish(
     result: GenerationResult | None = None,
 ) -> Answer:
     """Return the Answer for generated `text`, with its support marks (checked against
-    its sources, or for a gap answer the nearest passage shown: NEAREST_SHOWN)."""
-    checked = grounding.sources or grounding.nearest_shown
-    passages = [s.full_text for s in checked]
+    its sources; an answer with none, or not generated, has no marks)."""
+    passages = [s.full_text for s in grounding.sources]
     return Answer(
         question=grounding.question,
         text=text,
@@ -273,7 +275,8 @@ def answer(
     grounding = ground(
         question, record, index, k=k, abstained=abstained, reader=reader, passage=passage
     )
-    adapter = parts.checked_adapter(record) if record is not None and use_adapter else None
+    writes = record is not None and use_adapter and grounding.said is None  # said: no weights
+    adapter = parts.checked_adapter(record) if writes else None
     if on_ground is not None:
         on_ground(grounding, decision)
     result = None

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 
 # How the answer was made (Answer.grounding).
 NOTES = "notes"  # the packet's passages were in the prompt, its adapter applied
-GAP = "gap"  # the packet has notes, none covers the question: said first, adapter only
+GAP = "gap"  # the packet has notes, none covers the question: said first, then the nearest
+# record as written (Answer.as_written), or the adapter's guess when the notes hold none
 ADAPTER_ONLY = "adapter-only"  # the packet carries no notes
 BASE = "base"  # no packet: the base model alone
-# A gap answer shows this many of the passages nearest the question (marked as not used),
-# and its support check runs against them: what it was checked against is on screen.
+# A gap answer shows this many of the passages nearest the question: the first as its
+# text (Answer.as_written), or marked as not used under a code the notes do not list.
 NEAREST_SHOWN = 1
 
 
@@ -68,8 +69,8 @@ class _Notice:
 
     @property
     def nearest_shown(self) -> list[Source]:
-        """A gap answer's nearest passages that are shown under it, marked as not used, and
-        that its support check runs against (NEAREST_SHOWN); [] for any other answer."""
+        """A gap answer's nearest passages that are shown with it (NEAREST_SHOWN); [] for
+        any other answer."""
         return self.nearest[:NEAREST_SHOWN] if self.grounding == GAP else []
 
     def with_notice(self, text: str) -> str:
@@ -161,8 +162,17 @@ class Answer(_Notice):
         return [said for said in (self.follows_unread, self.recites) if said]
 
     @property
+    def as_written(self) -> bool:
+        """Whether the answer is a gap's nearest record as written (nothing generated:
+        notices.nearest_as_written)."""
+        shown = self.nearest_shown
+        return not self.generated and bool(shown) and self.text == shown[0].text
+
+    @property
     def note(self) -> str:
         """A short label of where the answer came from."""
+        if self.as_written:
+            return "nothing generated: the nearest record as written"
         if not self.generated:
             return "nothing generated: the notes hold no record of it"
         if self.grounding == NOTES:
@@ -187,6 +197,7 @@ class Answer(_Notice):
             "unsupported": [u.to_dict() for u in self.unsupported],
             "follows_unread": self.follows_unread,
             "generated": self.generated,
+            "as_written": self.as_written,
             "other_ask": self.other_asks[0] if self.other_asks else None,
             "other_asks": list(self.other_asks),
             "picked": self.picked,

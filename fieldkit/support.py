@@ -111,14 +111,13 @@ CHECK_IT = "check it before acting on it"  # said when no number is in the sourc
 NONE_SUPPORTED = f"no number of the answer is in them: {CHECK_IT}"
 
 
-def numbers_found(where: str) -> str:
-    """Return the line under an answer whose every number is in `where` ("a source", "the
-    nearest record"): what that checks, and what it does not (read as a check that the
-    answer is right, it vouched for answers drawn from the wrong record)."""
-    return (
-        f"every number in the answer is in {where}; that checks the numbers, not that it "
-        "answers the question"
-    )
+# The line under an answer whose every number is in a source: what that checks, and what
+# it does not (read as a check that the answer is right, it vouched for answers drawn from
+# the wrong record).
+NUMBERS_FOUND = (
+    "every number in the answer is in a source; that checks the numbers, not that it answers "
+    "the question"
+)
 
 
 def states_numbers(answer: str) -> bool:

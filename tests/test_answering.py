@@ -119,6 +119,7 @@ def test_grounding_follows_the_notes(noted_home, minilm, tiny_model_dir):
         assert gap.grounding == GAP
         assert gap.sources == []
         assert gap.gap.startswith("The pumps packet has nothing on this; nearest: ")
+        assert gap.said == gap.nearest[0].text  # that record, as written, is the answer
         assert gap.messages == [
             {"role": "user", "content": "What is the offside rule in football?"}
         ]
@@ -158,6 +159,11 @@ def test_the_pipeline_answers_with_sources_and_marks(noted_home, minilm, tiny_mo
         bare = engine.answer(question, library.load_adapter(library.get("plain")), max_tokens=6,
                              clean=True)  # fmt: skip
         assert plain.text == bare.text  # a packet without notes answers as before
+        offside = answer(parts, "What is the offside rule in football?", packet="pumps")
+        assert (offside.grounding, offside.generated, offside.as_written) == (GAP, False, True)
+        assert (offside.text, offside.unsupported) == (offside.nearest[0].text, [])
+        assert offside.result is not None
+        assert offside.result.generation_tokens == 0
         data = got.to_dict()
         assert data["sources"][0]["passage_id"] == "r1"
         assert isinstance(data["unsupported"], list)
@@ -392,15 +398,25 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     cut = GenerationResult("Withhold for 9 days.", (5, 6), "k", 12, 30, 80.0, 20.0, 0.4, "length")
     sent = Answer.from_dict(replace(bare, result=cut).to_dict()).result
     assert sent == replace(cut, tokens=(), adapter="")
-    # a gap answer shows the record the notes found nearest, marked as not used
+    # a gap answer is the record the notes found nearest, as written: nothing is generated
     near_record = Source("pumps", "p", "r3", 0.41, "Keep latrines 30 m away.", "Latrines?")
-    gap = Answer("q", "Keep them 30 m away.", "pumps", "p", GAP, [], [], nearest=[near_record])
+    gap = Answer(
+        "q", near_record.text, "pumps", "p", GAP, [], [], nearest=[near_record], generated=False
+    )
+    assert gap.as_written
     assert answer_footer(gap) == [
-        "(from the adapter only: no note covers this question)",
-        "nearest record, not used: pumps r3 (0.41): Keep latrines 30 m away.",  # its fact
+        "(nothing generated: the nearest record as written)",
+        "nearest record, as written above: pumps r3 (0.41)",  # its text is the answer
         "(to answer from it anyway: fieldkit ask --adapter pumps --passage r3 QUESTION)",
-        "every number in the answer is in the nearest record; that checks the numbers, not "
-        "that it answers the question",
+    ]
+    assert gap.to_dict()["as_written"] is True
+    assert Answer.from_dict(gap.to_dict()).as_written
+    # a code the notes do not list: that sentence is the answer, the record shown unused
+    unlisted = replace(gap, text="No answer is generated: the packet holds no record of E09.")
+    assert not unlisted.as_written
+    assert answer_footer(unlisted)[:2] == [
+        "(nothing generated: the notes hold no record of it)",
+        "nearest record, not used: pumps r3 (0.41): Keep latrines 30 m away.",  # its fact
     ]
     # an answer whose numbers are those of a passage shown but not given to the model
     unread = Source("pumps", "p", "r7", 0.38, "Prime with 2 litres.", "Priming?", read=False)
@@ -418,19 +434,14 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     # an answer with no number is not vouched for ("every number ... is in a source")
     plain = Answer("q", "Keep them apart.", "pumps", "p", NOTES, [near_record], [])
     assert answer_footer(plain) == ["[1] pumps r3 (0.41): Latrines? Keep latrines 30 m away."]
-    # its numbers are checked against that record, the one on screen
-    grounding = Grounding("q", "pumps", "p", GAP, [], [], [near_record], "nothing on this")
-    done = finish(grounding, "Keep them 30 m away, or 50 m downhill.")
-    assert [u.text for u in done.unsupported] == ["50 m"]
-    assert done.sources == []
-    assert done.nearest == [near_record]
-    assert answer_footer(done)[-1] == "unsupported by the nearest record: 50 m"
     # an answer none of whose numbers is in its sources most likely answers another question
+    grounding = Grounding("q", "pumps", "p", NOTES, [], [near_record])
     wrong = finish(grounding, "Vaccinate at day 14 and again at day 24.")
-    assert answer_footer(wrong)[-1] == (
-        "unsupported by the nearest record: 14, 24 (no number of the answer is in them: "
-        "check it before acting on it)"
-    )
+    assert answer_footer(wrong)[1:] == [
+        "unsupported by the sources: 14, 24 (no number of the answer is in them: "
+        "check it before acting on it)",
+        "[1] whole, to check the answer against: Latrines? Keep latrines 30 m away.",
+    ]
     # the packet that came nearest can still be asked by name
     near = RouteDecision(None, None, 0.45, 0.1, [Candidate("grain", "g", 0.45)], 3.0, "no fit")
     crib = Answer("rats in the crib", "Get a cat.", None, None, BASE, [], [], near)

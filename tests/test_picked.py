@@ -68,7 +68,10 @@ def test_ask_passage_answers_from_the_record_the_gap_answer_named(noted_home, ti
     base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "ask", "--no-server"]
     gap = runner.invoke(main, [*base, OFFSIDE, "--adapter", "pumps", "--max-tokens", "4"])
     assert gap.exit_code == 0, gap.output
-    nearest = gap.output.split("nearest record, not used: pumps ")[1].split(" ")[0]
+    nearest = gap.output.split("nearest record, as written above: pumps ")[1].split(" ")[0]
+    record = next(p for p in PUMP_NOTES if p.passage_id == nearest)
+    said, where = gap.output.splitlines()[1:3]  # under the gap sentence: the record, as written
+    assert (said, where) == (record.text, "(nothing generated: the nearest record as written)")
     hint = f"(to answer from it anyway: fieldkit ask --adapter pumps --passage {nearest} QUESTION)"
     assert hint in gap.output.splitlines()
     again = runner.invoke(

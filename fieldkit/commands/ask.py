@@ -75,8 +75,8 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
     from fieldkit.support import (
         CHECK_IT,
         NONE_SUPPORTED,
+        NUMBERS_FOUND,
         none_supported,
-        numbers_found,
         shown_marks,
         states_numbers,
     )
@@ -90,25 +90,23 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         said = "from the adapter only: no note covers this question"
         lines.append(f"({said if result.generated else result.note})")
         for source in result.nearest_shown:  # the gap sentence above names its title
-            line = _source_line(
-                "nearest record, not used: ", source, width, columns, fact_only=True
-            )
-            lines.append(line)
+            if result.as_written:  # its text is the answer above
+                lines.append(f"nearest record, as written above: {source.label}")
+            else:
+                head = "nearest record, not used: "
+                lines.append(_source_line(head, source, width, columns, fact_only=True))
             lines.append(
                 f"(to answer from it anyway: fieldkit ask --adapter {source.packet} "
                 f"--passage {source.passage_id} QUESTION)"
             )
     for n, source in enumerate(result.sources, 1):
         lines.append(_source_line(f"[{n}] ", source, width, columns))
-    nearest = bool(result.nearest_shown)  # the support check ran against it
     if result.unsupported:
         spans = [(u.start, u.end) for u in result.unsupported]
         marks = ", ".join(shown_marks(result.text, spans))
-        checked = (
-            "the nearest record" if nearest else "the sources" if result.sources else "any source"
-        )
+        checked = "the sources" if result.sources else "any source"
         none = none_supported(result.text, len(result.unsupported))
-        said = NONE_SUPPORTED if nearest or result.sources else CHECK_IT  # no "them" to name
+        said = NONE_SUPPORTED if result.sources else CHECK_IT  # no "them" to name
         caution = f" ({said})" if none else ""
         lines.append(f"unsupported by {checked}: {marks}{caution}")
         read = [(n, s) for n, s in enumerate(result.sources, 1) if s.read]  # each part's record
@@ -116,9 +114,7 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
             whole = " ".join(source.full_text.split())
             lines.append(f"[{n}] whole, to check the answer against: {whole}")
     elif result.sources and states_numbers(result.text):
-        lines.append(numbers_found("a source"))
-    elif nearest and result.generated and states_numbers(result.text):
-        lines.append(numbers_found("the nearest record"))
+        lines.append(NUMBERS_FOUND)
     lines += result.warnings  # its sources may not back it: follows_unread, recites
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision

@@ -10,10 +10,16 @@ from collections.abc import Sequence
 
 from fieldkit.store.notes import TitledText
 
-# The second sentence of a gap answer's notice: the generated text under it reads as
-# confidently as a grounded answer does, so the notice says what it is (not "a guess with
-# no record behind it": the adapter often writes out the nearest record, which may be right).
+# The second sentence of a gap answer's notice when the notes hold no passage at all: the
+# generated text under it reads as confidently as a grounded answer does, so the notice says
+# what it is.
 GUESS = "Below is the adapter's answer, which no record was found close enough to vouch for."
+# ... and when they hold a nearest record: that record, as written, is the answer's text and
+# nothing is generated (`nearest_as_written`). On a question the notes do not cover, the
+# adapter wrote out some record of its notes or made one up; the nearest record is one a
+# person can judge, and is the asker's own more often than the adapter's text held its facts
+# (docs/BENCHMARKS.md, "A gap answer: the nearest record as written").
+AS_WRITTEN = "Below is that record as written; it may not answer this question."
 NAMED_SHOWN = 6  # at most this many of the notes' codes are named in a gap's notice
 
 
@@ -24,19 +30,27 @@ def gap_message(
     family: Sequence[str] = (),
 ) -> str:
     """Return what an answer starts with when no passage covers the question: that the
-    packet has nothing on it, its nearest record, and that the text below is a guess. On
-    `missing` codes, whose `family` the notes name, it names them, and no guess follows
-    (see `unlisted_answer`)."""
+    packet has nothing on it, its nearest record, and that the text below is that record as
+    written (`nearest_as_written`; with no nearest record, the adapter's guess). On
+    `missing` codes, whose `family` the notes name, it names them, and no text of a record
+    follows (see `unlisted_answer`)."""
     if missing:
         subject = f"nothing on {_and(missing)}: its notes name {_and(family, NAMED_SHOWN)}"
     else:
         subject = "nothing on this"
-    guess = "" if missing else f" {GUESS}"
     if not nearest:
-        return f"The {packet_name} packet has {subject}.{guess}"
+        return f"The {packet_name} packet has {subject}.{'' if missing else f' {GUESS}'}"
     label = _label(nearest[0])
     stop = "" if label.endswith((".", "?", "!")) else "."
-    return f"The {packet_name} packet has {subject}; nearest: {label}{stop}{guess}"
+    below = "" if missing else f" {AS_WRITTEN}"
+    return f"The {packet_name} packet has {subject}; nearest: {label}{stop}{below}"
+
+
+def nearest_as_written(nearest: Sequence[TitledText]) -> str | None:
+    """Return the whole text of a gap answer whose notes hold a nearest record: that
+    record's text as written (its question is in the notice above it: `gap_message`), so
+    nothing is generated; None when there is none (the adapter answers, under GUESS)."""
+    return nearest[0].text if nearest else None
 
 
 def unlisted_answer(missing: Sequence[str]) -> str:

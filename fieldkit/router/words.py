@@ -78,6 +78,14 @@ def plain_code(token: str) -> str:
     return token.replace("-", "").lower()
 
 
+def known_code(code: str, known: set[str]) -> bool:
+    """Whether a code of a question is among `known` (plain_tokens of the notes), as
+    written or as the plural of one (two HB-90s are HB-90 bags; the notes name HB-90)."""
+    plain = plain_code(code)
+    plural = len(code) > 2 and code[-1] == "s" and code[-2].isdigit()
+    return plain in known or (plural and plain[:-1] in known)
+
+
 def code_family(code: str) -> str | None:
     """Return the letters a code's number follows, as compared (E09 and E21: "e"; TL-30
     and tl50: "tl"), or None for a token that is not a code of that shape."""

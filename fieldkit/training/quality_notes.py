@@ -38,7 +38,9 @@ def notes_answers(
     built): the routed packet's passages with the merged adapter (for a favouring merge,
     the one favouring the routed packet; the base model when the router abstains). Where
     the notes do not cover a question the answer starts with the gap sentence and cites
-    nothing. Routing accuracy goes to `run.routing[name]` when no other method set it.
+    nothing; where the notes settle it (`Grounding.said`: the nearest record as written, a
+    code they do not list) that text is the answer, as `ask` gives it, and nothing is
+    generated. Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
     from fieldkit.answering import engine_reader, ground
     from fieldkit.answers import NOTES
@@ -65,18 +67,21 @@ def notes_answers(
             plans.append((system, q, adapter, grounding))
     hits = sum(routes[q.question] == q.domain for q in questions)
     run.routing.setdefault(name, {"correct": hits, "questions": len(questions), "routes": routes})
-    prompt = {id(g): g.messages[-1]["content"] for _, _, _, g in plans}
-    also = {id(g): [m[-1]["content"] for m in g.also] for _, _, _, g in plans}
+    written = [(a, g) for _, _, a, g in plans if g.said is None]  # the rest: nothing to write
+    prompt = {id(g): g.messages[-1]["content"] for _, g in written}
+    also = {id(g): [m[-1]["content"] for m in g.also] for _, g in written}
     run.prefetch(
-        [(adapter, prompt[id(g)]) for _, _, adapter, g in plans]
-        + [(adapter, more) for _, _, adapter, g in plans for more in also[id(g)]]
+        [(adapter, prompt[id(g)]) for adapter, g in written]
+        + [(adapter, more) for adapter, g in written for more in also[id(g)]]
     )
     answers = []
     for system, q, adapter, g in plans:
-        key = run.answer_key(adapter, prompt[id(g)])
-        seconds = run.seconds.get(key)
-        text = run.cache[key]
-        if also[id(g)]:  # in parts, as fieldkit.generating.stream answers them
+        if g.said is not None:
+            text, seconds = g.said, 0.0
+        else:
+            key = run.answer_key(adapter, prompt[id(g)])
+            text, seconds = run.cache[key], run.seconds.get(key)
+        if also.get(id(g)):  # in parts, as fieldkit.generating.stream answers them
             more = [run.answer_key(adapter, content) for content in also[id(g)]]
             text = in_parts(text, *(run.cache[part] for part in more))
             seconds = (seconds or 0.0) + sum(run.seconds.get(part) or 0.0 for part in more)

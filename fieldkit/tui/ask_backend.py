@@ -169,4 +169,5 @@ class AskBackend:
                 final=done.text,
                 warnings="\n".join(done.warnings) or None,
                 generated=done.generated,
+                as_written=done.as_written,
             )

@@ -186,6 +186,7 @@ class AnswerChunk:
     final: str | None = None  # the whole answer text, once done
     warnings: str | None = None  # Answer.warnings, one a line (follows_unread, recites)
     generated: bool = True  # Answer.generated: False when the notes settled it
+    as_written: bool = False  # Answer.as_written: the text is the gap's nearest record
     picked: str | None = None  # Answer.picked: the record a person picked to answer from
 
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from fieldkit.assets import assets_dir
-from fieldkit.router.notices import GUESS, caution_message, gap_message, unlisted_answer
+from fieldkit.router.notices import (
+    AS_WRITTEN,
+    caution_message,
+    gap_message,
+    nearest_as_written,
+    unlisted_answer,
+)
 from fieldkit.router.ranking import (
     MIN_SPREAD_PASSAGES,
     READ_K,
@@ -147,7 +153,9 @@ def test_coverage_says_when_no_passage_covers_the_question(noted, minilm):
     nearest = index.search(record.packet_id, GAPS[0], k=1)
     message = gap_message("poultry", nearest)
     assert message.startswith("The poultry packet has nothing on this; nearest: ")
-    assert message.endswith(f"{nearest[0].title} {GUESS}")
+    assert message.endswith(f"{nearest[0].title} {AS_WRITTEN}")
+    assert nearest_as_written(nearest) == nearest[0].text  # the answer under it, as written
+    assert nearest_as_written([]) is None  # no record to show: the adapter answers
     assert gap_message("poultry", []) == (
         "The poultry packet has nothing on this. Below is the adapter's answer, which no "
         "record was found close enough to vouch for."
@@ -291,6 +299,9 @@ def test_a_code_the_notes_never_name_is_never_covered_surely(
     # typed on a phone: a known code in lower case is known, an unknown one is not
     assert index.unknown_codes(record.packet_id, "my av750 shows e07") == ()
     assert index.unknown_codes(record.packet_id, "can i fit an av900 instead") == ("av900",)
+    # a plural is the code it counts: two AV-750s are two AV-750 controllers
+    assert index.unknown_codes(record.packet_id, "we have two AV-750s, both show E07") == ()
+    assert index.unknown_codes(record.packet_id, "we have two AV-900s") == ("AV-900s",)
     # one lower-case letter and digits: a code only of a letter the notes' codes have
     assert index.unknown_codes(record.packet_id, "pump showing e09 b4 m3 x12") == ("e09",)
     assert not index.coverage(record.packet_id, "aquavolt showing e09 what is it").covered

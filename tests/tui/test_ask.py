@@ -8,8 +8,9 @@ import time
 import pytest
 from textual.widgets import Input, OptionList, Static
 
+from fieldkit.router.notices import AS_WRITTEN
 from fieldkit.store.notes import Passage
-from fieldkit.support import numbers_found, states_numbers
+from fieldkit.support import NUMBERS_FOUND, states_numbers
 from fieldkit.tui.app import make_app
 from fieldkit.tui.screens.dialogs import PickDialog
 from fieldkit.tui.views import RouteView
@@ -170,7 +171,7 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         assert "[2]" not in sources  # folded: the first passage only
         support = str(exchange.query_one(".support", Static).render())
         if states_numbers(exchange.answer):
-            assert "unsupported" in support or numbers_found("a source") in support
+            assert "unsupported" in support or NUMBERS_FOUND in support
         else:  # nothing to vouch for
             assert support == ""
         assert isinstance(app.focused, Input)  # Ctrl+E works from the question box
@@ -183,22 +184,20 @@ async def test_answers_show_their_source_and_support_marks(wells) -> None:
         gap = app.screen.query(Exchange).last()
         said = str(gap.query_one(".notice", Static).render())
         assert said.startswith("The wells packet has nothing on this; nearest: ")
-        folded = str(gap.query_one(".sources", Static).render())
-        assert "from the adapter only" in folded
-        # the record the notes found nearest can be read, marked as not used
-        assert "nearest record, not used: wells r" in folded
-        folded_body = folded.split("not used: ")[1].split(") ", 1)[1].split("\n")[0]
-        assert any(n.text.startswith(folded_body.removesuffix("...")) for n in WELL_NOTES)
-        assert folded.endswith("(Ctrl+E: the whole record, Ctrl+N: answer from it)")
-        await pilot.press("ctrl+e")
-        await pilot.pause()
-        whole = str(gap.query_one(".sources", Static).render())
-        assert "Ctrl+E" not in whole
-        support = str(gap.query_one(".support", Static).render())  # checked against it
-        assert "nearest record" in support
-        assert whole.split("not used: ")[1].split(") ", 1)[1] in {
-            f"{n.title}: {n.text}" for n in WELL_NOTES
-        }
+        assert said.endswith(AS_WRITTEN)
+        # the record the notes found nearest is the answer, as written: nothing generated
+        nearest = next(n for n in WELL_NOTES if said.split("nearest: ")[1].startswith(n.title))
+        assert gap.answer == nearest.text
+        where = str(gap.query_one(".sources", Static).render())
+        assert where.splitlines() == [
+            "(nothing generated: the nearest record as written)",
+            f"nearest record, as written above: wells {nearest.passage_id} "
+            f"({where.split('(')[2].split(')')[0]})",
+            "(Ctrl+N: have the packet answer from it)",
+        ]
+        assert not gap.has_sources  # Ctrl+E has nothing more of it to show
+        assert str(gap.query_one(".support", Static).render()) == ""  # no model wrote it
+        assert str(gap.query_one(".stats", Static).render()) == "[nothing generated]"
         # a code the notes never name: answered from the nearest passage, cited, with the
         # caution shown above the answer
         await ask(pilot, "How much bleach do I need to disinfect the new well BH-7?")

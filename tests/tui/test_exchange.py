@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
-from fieldkit.support import numbers_found
+from fieldkit.support import NUMBERS_FOUND
 from fieldkit.tui.views import SourceView
 from fieldkit.tui.widgets.exchange import Exchange
 
@@ -28,7 +28,7 @@ async def test_an_answer_drawn_from_a_passage_not_read_says_so_under_its_marks()
         exchange.set_grounding(final, [read, unread], [], "notes", warnings=follows)
         await pilot.pause()
         lines = str(exchange.query_one(".support", Static).render()).splitlines()
-        assert " ".join(lines).startswith(numbers_found("a source")[:40])
+        assert " ".join(lines).startswith(NUMBERS_FOUND[:40])
         assert follows.split(":")[0] in " ".join(lines)
         exchange.set_grounding(final, [read, unread], [], "notes")  # without: as before
         await pilot.pause()

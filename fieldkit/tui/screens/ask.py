@@ -250,6 +250,7 @@ class AskScreen(ModeScreen):
                     stopped=chunk.stopped,
                     warnings=chunk.warnings,
                     checked=chunk.generated,
+                    as_written=chunk.as_written,
                 )
                 records = pickable(chunk)
                 if records:

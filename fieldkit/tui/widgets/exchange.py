@@ -11,8 +11,8 @@ from textual.widgets import Static
 
 from fieldkit.support import (
     CHECK_IT,
+    NUMBERS_FOUND,
     none_supported,
-    numbers_found,
     shown_marks,
     states_numbers,
 )
@@ -77,11 +77,18 @@ def sources_text(sources: list[SourceView], expanded: bool, width: int = 76) -> 
     return out
 
 
-def nearest_text(note: str, nearest: SourceView, expanded: bool, width: int = 76) -> Text:
+def nearest_text(
+    note: str, nearest: SourceView, expanded: bool, width: int = 76, as_written: bool = False
+) -> Text:
     """Return where a gap answer came from, then the passage nearest the question, which
     the notes did not find close enough to use: cut to one line (its fact: the gap sentence
-    above names its title), or whole when expanded."""
+    above names its title), or whole when expanded; only its label when it is the answer's
+    text (`as_written`: Answer.as_written)."""
     out = Text(f"({note})\n", style="italic")
+    if as_written:
+        out.append(f"nearest record, as written above: {nearest.label}", style="bold")
+        out.append("\n(Ctrl+N: have the packet answer from it)", style="italic")
+        return out
     head = f"nearest record, not used: {nearest.label} "
     _passage_line(out, head, nearest, expanded, width, fact_only=True)
     if not expanded:
@@ -110,26 +117,23 @@ def support_text(
     final: str,
     spans: list[tuple[int, int]],
     has_sources: bool,
-    nearest: bool = False,
     stopped: bool = False,
 ) -> Text:
-    """Return the line that says which numbers no source states (for a gap answer,
-    `nearest`: which the nearest record shown does not state); an answer `stopped` by
+    """Return the line that says which numbers no source states; an answer `stopped` by
     hand says first that it is incomplete, and is never called wholly supported."""
-    where = "the nearest record" if nearest and not has_sources else None
     head = (f"{STOPPED}; ", "bold") if stopped else ""
     if spans:
         marks = ", ".join(shown_marks(final, spans))
-        said = f"not in {where}" if where else "in no source"
+        said = "in no source"
         if none_supported(final, len(spans)):
             said = f"{said}: {CHECK_IT}"
         return Text.assemble(head, ("unsupported: ", "bold"), f"{marks} ({said})")
     if stopped:
-        vouched = (has_sources or where) and states_numbers(final)
-        so_far = f": the numbers so far are in {where or 'a source'}" if vouched else ""
+        vouched = has_sources and states_numbers(final)
+        so_far = ": the numbers so far are in a source" if vouched else ""
         return Text.assemble((STOPPED, "bold"), so_far)
-    if (has_sources or where) and states_numbers(final):
-        return Text(numbers_found(where or "a source"))
+    if has_sources and states_numbers(final):
+        return Text(NUMBERS_FOUND)
     return Text("")
 
 
@@ -155,6 +159,7 @@ class Exchange(Vertical):
         self.answer = ""
         self.sources: list[SourceView] = []
         self.nearest: list[SourceView] = []  # a gap answer's nearest passage, not used
+        self.as_written = False  # the answer's text is that passage (Answer.as_written)
         self.note = ""
         self.expanded = False
 
@@ -195,29 +200,29 @@ class Exchange(Vertical):
         stopped: bool = False,
         warnings: str | None = None,
         checked: bool = True,
+        as_written: bool = False,
     ) -> None:
         """Show the whole answer with its marks, its sources (or where it came from, and
-        for a gap answer the nearest record, not used); an answer `stopped` by hand says
-        it is incomplete; `warnings` (Answer.warnings: follows_unread, recites) follow the marks; an
-        answer no model wrote (not `checked`: Answer.generated) has no support line."""
+        for a gap answer the nearest record: not used, or `as_written` as the answer's text);
+        an answer `stopped` by hand says it is incomplete; `warnings` (Answer.warnings:
+        follows_unread, recites) follow the marks; an answer no model wrote (not `checked`:
+        Answer.generated) has no support line."""
         self.answer, self.note = final, note
         self.sources, self.nearest = list(sources), list(nearest or [])
+        self.as_written = as_written
         marks = uncut(final, unsupported, stopped)
         self.query_one(".answer", Static).update(marked_answer(final, marks))
         self._show_sources()
-        support = (
-            support_text(final, marks, bool(sources), bool(self.nearest), stopped)
-            if checked
-            else Text("")
-        )
+        support = support_text(final, marks, bool(sources), stopped) if checked else Text("")
         if warnings:
             support = Text.assemble(support, "\n" if support.plain else "", warnings)
         self._show(".support", support)
 
     @property
     def has_sources(self) -> bool:
-        """Whether Ctrl+E has anything to expand: source passages or a nearest record."""
-        return bool(self.sources or self.nearest)
+        """Whether Ctrl+E has anything to expand: source passages or a nearest record (not
+        one whose text is the answer's: `as_written`)."""
+        return bool(self.sources or (self.nearest and not self.as_written))
 
     def toggle_sources(self) -> bool:
         """Expand or fold the source passages (or a gap's nearest record), bringing them
@@ -235,7 +240,8 @@ class Exchange(Vertical):
             self._show(".sources", sources_text(self.sources, self.expanded, width))
         elif self.nearest:
             note, nearest = self.note, self.nearest[0]
-            self._show(".sources", nearest_text(note, nearest, self.expanded, width))
+            shown = nearest_text(note, nearest, self.expanded, width, self.as_written)
+            self._show(".sources", shown)
         elif self.note:
             self._show(".sources", Text(f"({self.note})", style="italic"))
 
