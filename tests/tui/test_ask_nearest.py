@@ -21,7 +21,7 @@ async def test_ctrl_n_answers_again_from_the_nearest_record_shown(wells) -> None
         await pick(pilot, "wells")
         gap = await ask(pilot, OFFSIDE)
         folded = str(gap.query_one(".sources", Static).render())
-        nearest = folded.split("not used: ")[1].split(" ")[1]  # 'wells r3 (0.12)': r3
+        nearest = folded.split("as written above: ")[1].split(" ")[1]  # "wells r3 (0.12)": r3
         assert footer_keys(app)["ctrl+n"] == "Use record"
         await pilot.press("ctrl+n")
         await settle(pilot)
