@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -24,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from score_packet import compare  # noqa: E402
 
+from fieldkit.router.notices import GAP_OPENING  # noqa: E402
 from fieldkit.training.evaluate import all_facts  # noqa: E402
-
-GAP_SAID = re.compile(r"The \S+ packet has nothing on ")
 
 
 def answers(paths: list[Path], system: str, by: str, sets: list[str] | None) -> dict[tuple, dict]:
@@ -64,8 +62,8 @@ def main() -> None:
     old = answers(args.before, args.system, args.by, sets)
     new = answers(args.after, args.system, args.by, sets)
     shared = [key for key in new if key in old]
-    if args.gaps:  # the gap sentence opens the answer (fieldkit.router.notices.gap_message)
-        shared = [key for key in shared if GAP_SAID.match(new[key]["answer"])]
+    if args.gaps:  # the gap sentence opens the answer (notices.gap_message)
+        shared = [key for key in shared if GAP_OPENING.match(new[key]["answer"])]
     print(json.dumps(compare([new[k] for k in shared], [old[k] for k in shared]), indent=1))
 
 

@@ -206,16 +206,16 @@ def finish(
         packet_id=grounding.packet_id,
         grounding=grounding.grounding,
         sources=grounding.sources,
-        unsupported=[] if grounding.said else support_check(text, passages),  # ours: no marks
+        unsupported=support_check(text, passages) if grounding.writes else [],  # ours: no marks
         decision=decision,
         gap=grounding.gap,
         nearest=grounding.nearest,
         result=result,
         caution=grounding.caution,
-        generated=grounding.said is None,
+        generated=grounding.writes,
         other_asks=grounding.other_asks,
         picked=grounding.picked,
-        recites=None if grounding.said else recites(grounding, text),
+        recites=recites(grounding, text) if grounding.writes else None,
     )
 
 
@@ -275,7 +275,7 @@ def answer(
     grounding = ground(
         question, record, index, k=k, abstained=abstained, reader=reader, passage=passage
     )
-    writes = record is not None and use_adapter and grounding.said is None  # said: no weights
+    writes = record is not None and use_adapter and grounding.writes
     adapter = parts.checked_adapter(record) if writes else None
     if on_ground is not None:
         on_ground(grounding, decision)

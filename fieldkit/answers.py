@@ -99,6 +99,12 @@ class Grounding(_Notice):
     notes: tuple[Passage, ...] = ()
 
     @property
+    def writes(self) -> bool:
+        """Whether a model writes the answer (with the packet's weights); False when the
+        notes settled it (`said`): nothing to generate, no weights to load."""
+        return self.said is None
+
+    @property
     def also(self) -> list[list[dict[str, str]]]:
         """The prompts of the parts after the first (each of `other_asks` with its source),
         which fieldkit.generating answers after the first; [] for an answer in one part."""

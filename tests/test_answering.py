@@ -434,6 +434,11 @@ def test_an_answer_the_router_left_to_the_base_model_says_why():
     # an answer with no number is not vouched for ("every number ... is in a source")
     plain = Answer("q", "Keep them apart.", "pumps", "p", NOTES, [near_record], [])
     assert answer_footer(plain) == ["[1] pumps r3 (0.41): Latrines? Keep latrines 30 m away."]
+    # a code's plural is the code the source names (two HB-90s are HB-90 bags)
+    assert support_check("Fill two HB-90s.", ["Fill the HB-90 liner."]) == []
+    assert [u.text for u in support_check("Fill two HB-91s.", ["Fill the HB-90 liner."])] == [
+        "HB-91s"
+    ]
     # an answer none of whose numbers is in its sources most likely answers another question
     grounding = Grounding("q", "pumps", "p", NOTES, [], [near_record])
     wrong = finish(grounding, "Vaccinate at day 14 and again at day 24.")

@@ -6,6 +6,7 @@ Ask screen, the agent and an HTTP client.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from fieldkit.store.notes import TitledText
@@ -17,10 +18,12 @@ GUESS = "Below is the adapter's answer, which no record was found close enough t
 # ... and when they hold a nearest record: that record, as written, is the answer's text and
 # nothing is generated (`nearest_as_written`). On a question the notes do not cover, the
 # adapter wrote out some record of its notes or made one up; the nearest record is one a
-# person can judge, and is the asker's own more often than the adapter's text held its facts
-# (docs/BENCHMARKS.md, "A gap answer: the nearest record as written").
+# person can judge, and on covered questions the check refused it held the facts asked far
+# more often than the adapter's text did (docs/BENCHMARKS.md, "A gap answer: the nearest
+# record as written").
 AS_WRITTEN = "Below is that record as written; it may not answer this question."
 NAMED_SHOWN = 6  # at most this many of the notes' codes are named in a gap's notice
+GAP_OPENING = re.compile(r"The .+? packet has nothing on ")  # how every gap_message starts
 
 
 def gap_message(

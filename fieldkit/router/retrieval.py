@@ -36,10 +36,10 @@ from fieldkit.router.ranking import (
 from fieldkit.router.shorthand import written_out
 from fieldkit.router.words import (
     WordIndex,
-    known_code,
     lacked,
     lone_letter_codes,
     named_codes,
+    plain_code,
     plain_tokens,
     same_family,
 )
@@ -328,7 +328,7 @@ class PassageIndex:
         codes = [m.group() for m in named_codes(question)]
         typed = lone_letter_codes(question)
         codes += [c for c in typed if self.family_of(packet_id, [c])]
-        return tuple(dict.fromkeys(c for c in codes if not known_code(c, known)))
+        return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in known))
 
     def family_of(self, packet_id: str, codes: Sequence[str]) -> tuple[str, ...]:
         """Return the codes the packet's notes name in the family of any of `codes`

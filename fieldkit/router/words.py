@@ -31,6 +31,7 @@ _SUFFIXES = ("ing", "ed", "es", "s")
 # tokens that start with a digit ("12v", "2nd") are too often words or units to count.
 _NAMED_CODE = re.compile(r"(?<![\w-])(?:[A-Z]|[A-Za-z]{2,4})-?\d{1,4}[A-Za-z]?(?![\w-])")
 _CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
+_PLURAL = re.compile(r"(?<=\d)s$")  # a code's plural: HB-90s (not E07S, a code of its own)
 _LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
 # A code the asker says they lack ("has no GC-3", "without the GC-3", "we don't have a
@@ -74,16 +75,9 @@ def lacked(text: str, start: int) -> bool:
 
 
 def plain_code(token: str) -> str:
-    """Return a code as it is compared: lower case, without hyphens (TL30 is TL-30)."""
-    return token.replace("-", "").lower()
-
-
-def known_code(code: str, known: set[str]) -> bool:
-    """Whether a code of a question is among `known` (plain_tokens of the notes), as
-    written or as the plural of one (two HB-90s are HB-90 bags; the notes name HB-90)."""
-    plain = plain_code(code)
-    plural = len(code) > 2 and code[-1] == "s" and code[-2].isdigit()
-    return plain in known or (plural and plain[:-1] in known)
+    """Return a code as it is compared: lower case, without hyphens (TL30 is TL-30), and
+    without a plural's "s" (two HB-90s are two HB-90 bags)."""
+    return _PLURAL.sub("", token).replace("-", "").lower()
 
 
 def code_family(code: str) -> str | None:

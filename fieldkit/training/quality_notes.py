@@ -67,7 +67,7 @@ def notes_answers(
             plans.append((system, q, adapter, grounding))
     hits = sum(routes[q.question] == q.domain for q in questions)
     run.routing.setdefault(name, {"correct": hits, "questions": len(questions), "routes": routes})
-    written = [(a, g) for _, _, a, g in plans if g.said is None]  # the rest: nothing to write
+    written = [(a, g) for _, _, a, g in plans if g.writes]  # the rest: nothing to write
     prompt = {id(g): g.messages[-1]["content"] for _, g in written}
     also = {id(g): [m[-1]["content"] for m in g.also] for _, g in written}
     run.prefetch(
@@ -76,8 +76,8 @@ def notes_answers(
     )
     answers = []
     for system, q, adapter, g in plans:
-        if g.said is not None:
-            text, seconds = g.said, 0.0
+        if not g.writes:
+            text, seconds = g.said or "", 0.0
         else:
             key = run.answer_key(adapter, prompt[id(g)])
             text, seconds = run.cache[key], run.seconds.get(key)

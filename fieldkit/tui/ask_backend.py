@@ -140,7 +140,7 @@ class AskBackend:
         if grounding.notice:
             yield AnswerChunk(notice=grounding.notice)
         adapter = None
-        if packet_id and grounding.said is None:  # no weights to read for an answer not written
+        if packet_id and grounding.writes:  # no weights to read for an answer not written
             adapter = self._on_library_thread(lambda lib: lib.load_adapter(lib.get(packet_id)))
         for chunk in stream(
             self.services.engine,

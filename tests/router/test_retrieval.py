@@ -10,6 +10,7 @@ import pytest
 from fieldkit.assets import assets_dir
 from fieldkit.router.notices import (
     AS_WRITTEN,
+    GAP_OPENING,
     caution_message,
     gap_message,
     nearest_as_written,
@@ -154,6 +155,7 @@ def test_coverage_says_when_no_passage_covers_the_question(noted, minilm):
     message = gap_message("poultry", nearest)
     assert message.startswith("The poultry packet has nothing on this; nearest: ")
     assert message.endswith(f"{nearest[0].title} {AS_WRITTEN}")
+    assert GAP_OPENING.match(message)  # how benchmarks tell a gap answer
     assert nearest_as_written(nearest) == nearest[0].text  # the answer under it, as written
     assert nearest_as_written([]) is None  # no record to show: the adapter answers
     assert gap_message("poultry", []) == (
