@@ -9,6 +9,11 @@ notes (the prompt names the record). Each is checked against the other records o
 packet, as `ask` checks an answer. Where the prompt's question is a demo set's question,
 its keyword recall says whether the answer holds its facts, and the record given is
 compared with the question's own record.
+
+The rule that acts on it (`fieldkit.generating.Opening`) decides on the answer's opening
+alone (`support.opening`), while the answer streams: an answer whose opening writes out
+another record is given as its own record instead. The figures under "opening" count what
+that rule finds, and the recall of those answers as written and as given instead.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_route import sources  # noqa: E402
 
-from fieldkit.support import recited  # noqa: E402
+from fieldkit.support import opening, recited  # noqa: E402
 from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E402
 
 DOMAINS = ("cold_chain", "grain_storage", "poultry", "solar_pumps")
@@ -62,6 +67,8 @@ def measure(answers: Path) -> dict:
     counts: Counter[str] = Counter()
     recall: dict[str, list[float]] = {"written out": [], "the others": []}
     checked: list[tuple[str, str, list[str]]] = []  # for other thresholds
+    opened: dict[str, list[float]] = {"as written": [], "given instead": [], "all, as written": [],
+                                      "all, with the rule": []}  # fmt: skip
     for line in answers.read_text().splitlines():
         row = json.loads(line)
         found = _PROMPT.search(row["question"])
@@ -75,10 +82,21 @@ def measure(answers: Path) -> dict:
         counts["answers"] += 1
         key = "written out" if at is not None else "the others"
         counts[key] += 1
+        begun = recited(opening(row["text"], done=True), text, [known[t][1] for t in others])
+        counts["opening writes out another"] += begun is not None
+        counts["opening writes out another, and so does the whole"] += None not in (begun, at)
         question = asked.get(found.group(3).strip())
         if question is None:
             continue  # a part's prompt: asked some sentences of a question
-        recall[key].append(keyword_recall(row["text"], question["expected_keywords"]))
+        keywords = question["expected_keywords"]
+        recall[key].append(keyword_recall(row["text"], keywords))
+        written = keyword_recall(row["text"], keywords)
+        given_text = keyword_recall(text.split("\n", 1)[1], keywords)  # the record's text
+        opened["all, as written"].append(written)
+        opened["all, with the rule"].append(written if begun is None else given_text)
+        if begun is not None:
+            opened["as written"].append(written)
+            opened["given instead"].append(given_text)
         if at is not None:
             mine = sources(question)
             own = "given" if given in mine else ("written out" if others[at] in mine else "neither")
@@ -92,11 +110,21 @@ def measure(answers: Path) -> dict:
         for lead in (0.1, 0.2, 0.3, 0.4)
     }
     for key, values in recall.items():
-        low, high = bootstrap_ci(values) if values else (0.0, 0.0)
-        mean = sum(values) / len(values) if values else 0.0
-        out[f"recall, {key}"] = {"n": len(values), "mean": round(100 * mean, 1),
-                                 "ci": [round(100 * low, 1), round(100 * high, 1)]}  # fmt: skip
+        out[f"recall, {key}"] = _mean_ci(values)
+    for key, values in opened.items():
+        out[f"opening: recall, {key}"] = _mean_ci(values)
+    before, after = opened["all, as written"], opened["all, with the rule"]
+    out["opening: recall gained, paired [95% CI]"] = _mean_ci(
+        [b - a for a, b in zip(before, after, strict=True)]
+    )
     return out
+
+
+def _mean_ci(values: list[float]) -> dict:
+    low, high = bootstrap_ci(values) if values else (0.0, 0.0)
+    mean = sum(values) / len(values) if values else 0.0
+    return {"n": len(values), "mean": round(100 * mean, 1),
+            "ci": [round(100 * low, 1), round(100 * high, 1)]}  # fmt: skip
 
 
 def main() -> None:

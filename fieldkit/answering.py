@@ -35,6 +35,7 @@ from fieldkit.router.notices import (
     picked_message,
     recited_message,
     unlisted_answer,
+    written_instead_message,
 )
 from fieldkit.router.ranking import Reader, own_ask
 from fieldkit.router.retrieval import DEFAULT_K
@@ -197,8 +198,14 @@ def finish(
     result: GenerationResult | None = None,
 ) -> Answer:
     """Return the Answer for generated `text`, with its support marks (checked against
-    its sources; an answer with none, or not generated, has no marks)."""
+    its sources; an answer with none, or not generated, has no marks). An answer each of
+    whose parts is its record as written (WrittenResult.recited) was not generated."""
+    from fieldkit.generating import parts_of
+
     passages = [s.full_text for s in grounding.sources]
+    instead: tuple[tuple[int, str], ...] = getattr(result, "recited", ())
+    read = sum(s.read for s in grounding.sources)
+    written = grounding.writes and len(instead) < len(parts_of(text, read))
     return Answer(
         question=grounding.question,
         text=text,
@@ -212,22 +219,28 @@ def finish(
         nearest=grounding.nearest,
         result=result,
         caution=grounding.caution,
-        generated=grounding.writes,
+        generated=written,
         other_asks=grounding.other_asks,
         picked=grounding.picked,
-        recites=recites(grounding, text) if grounding.writes else None,
+        recites=recites(grounding, text, instead) if grounding.writes else None,
+        written_instead=tuple(n for n, _ in instead),
     )
 
 
-def recites(grounding: Grounding, text: str) -> str | None:
-    """Return the sentence said after an answer from the notes whose part writes out
-    another record of the packet than the source it was given (support.recited); None
-    when every part follows its own. Records shown beside it are follows_unread's."""
+def recites(grounding: Grounding, text: str, instead: Sequence[tuple[int, str]] = ()) -> str | None:
+    """Return the sentence said after an answer from the notes whose part began to write
+    out another record of the packet than the source it was given, and is that source as
+    written instead (`instead`: WrittenResult.recited); else whose part writes one out
+    later in its text (support.recited); None when every part follows its own. Records
+    shown beside it are follows_unread's."""
     from fieldkit.generating import parts_of
 
     read = [s for s in grounding.sources if s.read]
-    shown = {s.passage_id for s in grounding.sources}
-    others = [p for p in grounding.notes if p.passage_id not in shown]
+    others = grounding.unshown_notes
+    by_id = {p.passage_id: p for p in others}
+    for n, pid in instead:
+        name = grounding.packet or ""
+        return written_instead_message(name, n, len(read), pid, by_id[pid])
     for n, (part, source) in enumerate(zip(parts_of(text, len(read)), read, strict=False), 1):
         at = recited(part, source.full_text, [p.full_text for p in others])
         if at is not None:

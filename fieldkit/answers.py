@@ -105,6 +105,13 @@ class Grounding(_Notice):
         return self.said is None
 
     @property
+    def unshown_notes(self) -> list[Passage]:
+        """The packet's records that are not among the answer's sources: those it may
+        write out instead of its own (support.recited)."""
+        shown = {s.passage_id for s in self.sources}
+        return [p for p in self.notes if p.passage_id not in shown]
+
+    @property
     def also(self) -> list[list[dict[str, str]]]:
         """The prompts of the parts after the first (each of `other_asks` with its source),
         which fieldkit.generating answers after the first; [] for an answer in one part."""
@@ -136,8 +143,12 @@ class Answer(_Notice):
     other_asks: tuple[str, ...] = ()
     picked: str | None = None  # the passage id a person picked to answer from
     # said after an answer that writes out another record of the packet than its source
-    # (support.recited, notices.recited_message)
+    # (support.recited, notices.recited_message), or that began to and is its record as
+    # written instead (notices.written_instead_message)
     recites: str | None = None
+    # the parts (1, 2, ...) given as their own record as written, because each began to
+    # write out another record (fieldkit.generating.Opening)
+    written_instead: tuple[int, ...] = ()
 
     @property
     def shown_text(self) -> str:
@@ -179,6 +190,8 @@ class Answer(_Notice):
         """A short label of where the answer came from."""
         if self.as_written:
             return "nothing generated: the nearest record as written"
+        if self.written_instead and not self.generated:
+            return "nothing generated: the record found, as written"
         if not self.generated:
             return "nothing generated: the notes hold no record of it"
         if self.grounding == NOTES:
@@ -208,6 +221,7 @@ class Answer(_Notice):
             "other_asks": list(self.other_asks),
             "picked": self.picked,
             "recites": self.recites,
+            "written_instead": list(self.written_instead),
         }
         if self.result is not None:
             r = self.result
@@ -268,6 +282,7 @@ class Answer(_Notice):
                 "nearest": [Source(**s) for s in given["nearest"]],
                 "unsupported": [Unsupported(**u) for u in given["unsupported"]],
                 "other_asks": tuple(given.get("other_asks", ())),
+                "written_instead": tuple(given.get("written_instead", ())),
             }
         )
 

@@ -15,14 +15,17 @@ Three shapes of answer:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from fieldkit.engine.generation import GenerationChunk, GenerationResult, Job
+from fieldkit.support import opening, recited
+
 if TYPE_CHECKING:
-    from fieldkit.answers import Grounding
+    from fieldkit.answers import Grounding, Source
     from fieldkit.engine.engine import Engine
-    from fieldkit.engine.generation import GenerationChunk, GenerationResult
+    from fieldkit.store.notes import Passage
 
 FIRST_PART = "[1] "
 
@@ -51,15 +54,89 @@ def parts_of(text: str, count: int) -> list[str]:
     return [*out, rest]
 
 
+@dataclass(frozen=True)
+class WrittenResult(GenerationResult):
+    """The result of an answer some of whose parts are their own records as written,
+    because each began to write out another record (`Opening`)."""
+
+    recited: tuple[tuple[int, str], ...] = ()  # (part, the passage id it began to write out)
+
+
+class Opening:
+    """Holds a part's text back until its opening is written (`support.opening`), then
+    lets it through; or, when the opening writes out another record of the packet than
+    the part's `own` source (`support.recited`), sets `other` to that record and shows
+    nothing more: the part is then `own` as written."""
+
+    def __init__(self, own: Source, others: Sequence[Passage]) -> None:
+        self.own, self.others = own, others
+        self.held = ""
+        self.decided = False
+        self.other: Passage | None = None
+
+    def feed(self, text: str, done: bool = False) -> str:
+        """Return what may be shown of the part after `text` ("" while it is held)."""
+        if self.decided:
+            return "" if self.other else text
+        self.held += text
+        start = opening(self.held, done)
+        if start is None:
+            return ""
+        self.decided = True
+        at = recited(start, self.own.full_text, [p.full_text for p in self.others])
+        if at is not None:
+            self.other = self.others[at]
+            return ""
+        return self.held
+
+    def result(self, base: GenerationResult | None) -> WrittenResult:
+        """Return the part's result once `other` is set: its text is its record as written
+        (the counts are those of `base`, the generation's own, when it ended by itself)."""
+        assert self.other is not None
+        base = base or GenerationResult("", (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
+        kept = {f.name: getattr(base, f.name) for f in fields(GenerationResult)}
+        kept |= {"text": self.own.text, "finish_reason": "stop"}
+        return WrittenResult(**kept, recited=((1, self.other.passage_id),))
+
+
+def openings(grounding: Grounding) -> list[Opening]:
+    """Return an Opening for each part the grounding's answer is written in (one a source
+    the model reads), each checked against the packet's records not shown beside it; []
+    when there is none to check against (no notes, or nothing but the sources)."""
+    read = [s for s in grounding.sources if s.read]
+    others = grounding.unshown_notes
+    return [Opening(source, others) for source in read] if others else []
+
+
+def as_streamed(grounding: Grounding, text: str) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """Return an answer's whole text as a clean `stream` shows it (each part that began to
+    write out another record given as its own record), and those parts (see
+    WrittenResult.recited): for a caller that holds the generated text already (the
+    quality harness)."""
+    checks = openings(grounding)
+    if not checks:
+        return text, ()
+    parts, recites = parts_of(text, len(checks)), []
+    for n, (check, part) in enumerate(zip(checks, parts, strict=False), 1):
+        check.feed(part, done=True)
+        if check.other is not None:
+            parts[n - 1] = check.own.text
+            recites.append((n, check.other.passage_id))
+    whole = in_parts(*parts) if len(checks) > 1 and text.startswith(FIRST_PART) else parts[0]
+    return whole, tuple(recites)
+
+
 def stream(
     engine: Engine, grounding: Grounding, adapter: Any, **options: Any
 ) -> Iterator[GenerationChunk]:
     """Return the answer's chunks for the grounding (see the module's three shapes)."""
     if grounding.said is not None:
         return iter(_said(grounding.said))
+    checks = openings(grounding) if options.get("clean") else []
     if not grounding.other_asks:
-        return engine.generate(grounding.messages, adapter, **options)
-    return _in_parts(engine, grounding, adapter, options)
+        chunks = engine.generate(grounding.messages, adapter, **options)
+        return _opened(chunks, checks[0]) if checks else chunks
+    return _in_parts(engine, grounding, adapter, options, checks)
 
 
 async def astream(
@@ -69,26 +146,78 @@ async def astream(
     if grounding.said is not None:
         for chunk in _said(grounding.said):
             yield chunk
-    elif not grounding.other_asks:
-        async for chunk in engine.astream(grounding.messages, adapter, **options):
+        return
+    checks = openings(grounding) if options.get("clean") else []
+    if not grounding.other_asks:
+        chunks = engine.astream(grounding.messages, adapter, **options)
+        async for chunk in _aopened(chunks, checks[0] if checks else None):
             yield chunk
-    else:
-        results: list[GenerationResult] = []
-        for mark, messages, part in _parts(grounding, options, results):
-            yield mark
-            async for chunk in engine.astream(messages, adapter, **part):
-                if _shown(chunk, results):
-                    yield chunk
-        yield _last(results)
+        return
+    results: list[GenerationResult] = []
+    for n, (mark, messages, part) in enumerate(_parts(grounding, options, results)):
+        yield mark
+        chunks = engine.astream(messages, adapter, **part)
+        async for chunk in _aopened(chunks, checks[n] if n < len(checks) else None):
+            if _shown(chunk, results):
+                yield chunk
+    yield _last(results)
+
+
+def _opened(chunks: Iterator[GenerationChunk], check: Opening | None) -> Iterator[GenerationChunk]:
+    """Pass a part's chunks on through its Opening check (`check` None: as they come)."""
+    if check is None:
+        yield from chunks
+        return
+    for chunk in chunks:
+        shown = check.feed(chunk.text, chunk.done)
+        if check.other is not None:
+            getattr(chunks, "close", lambda: None)()  # leaving the engine's stream cancels it
+            yield from _written(check, chunk.result)
+            return
+        yield from _split(shown, chunk.result)
+
+
+async def _aopened(
+    chunks: AsyncIterator[GenerationChunk], check: Opening | None
+) -> AsyncIterator[GenerationChunk]:
+    """`_opened` for asyncio code."""
+    async for chunk in chunks:
+        if check is None:
+            yield chunk
+            continue
+        shown = check.feed(chunk.text, chunk.done)
+        if check.other is not None:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
+            for part in _written(check, chunk.result):
+                yield part
+            return
+        for part in _split(shown, chunk.result):
+            yield part
+
+
+def _written(check: Opening, result: GenerationResult | None) -> list[GenerationChunk]:
+    return [GenerationChunk(check.own.text), GenerationChunk("", check.result(result))]
+
+
+def _split(text: str, result: GenerationResult | None) -> list[GenerationChunk]:
+    """The chunks that show `text`, then carry `result` (if any) with no text of its own."""
+    return [GenerationChunk(t, r) for t, r in ((text, None), ("", result)) if t or r]
 
 
 def _in_parts(
-    engine: Engine, grounding: Grounding, adapter: Any, options: dict[str, Any]
+    engine: Engine,
+    grounding: Grounding,
+    adapter: Any,
+    options: dict[str, Any],
+    checks: Sequence[Opening],
 ) -> Iterator[GenerationChunk]:
     results: list[GenerationResult] = []
-    for mark, messages, part in _parts(grounding, options, results):
+    for n, (mark, messages, part) in enumerate(_parts(grounding, options, results)):
         yield mark
-        for chunk in engine.generate(messages, adapter, **part):
+        chunks = engine.generate(messages, adapter, **part)
+        for chunk in _opened(chunks, checks[n] if n < len(checks) else None):
             if _shown(chunk, results):
                 yield chunk
     yield _last(results)
@@ -100,8 +229,6 @@ def _parts(
     """Yield, for each part to generate, the chunk of its mark ("[1] ", "[2] ", ...), its
     prompt and its options (`part_options`), while the caller's `results` (one a part
     generated) leave room for it."""
-    from fieldkit.engine.generation import GenerationChunk
-
     prompts = [grounding.messages, *grounding.also]
     for n, messages in enumerate(prompts, 1):
         part = part_options(options, results, len(prompts))
@@ -119,8 +246,6 @@ def _shown(chunk: GenerationChunk, results: list[GenerationResult]) -> bool:
 
 
 def _last(results: list[GenerationResult]) -> GenerationChunk:
-    from fieldkit.engine.generation import GenerationChunk
-
     return GenerationChunk("", joined(results))
 
 
@@ -131,8 +256,6 @@ def part_options(
     part is to follow: each may use an even share, rounded up, of what the answer's
     `max_tokens` has left after the parts `done` (the first of two half, the second what
     the first left); none follows a cancelled part or a spent budget."""
-    from fieldkit.engine.generation import Job
-
     budget = int(options.get("max_tokens", Job.max_tokens))  # the engine's own default
     left = budget - sum(r.generation_tokens for r in done)
     cancelled = bool(done) and done[-1].finish_reason == "cancelled"
@@ -146,7 +269,8 @@ def joined(results: list[GenerationResult]) -> GenerationResult:
     """Return one result for the parts of an answer: their texts marked as parts (a lone
     part, cancelled before the second, keeps its mark), tokens and counts summed, rates
     over the summed time; its finish reason "cancelled" or "length" when any part's was
-    (a first part cut at its share of the budget is a cut answer), else the last part's."""
+    (a first part cut at its share of the budget is a cut answer), else the last part's;
+    a WrittenResult when any part is its record as written, numbered as the parts are."""
     last = results[-1]
     reasons = [r.finish_reason for r in results]
     reason = next((x for x in ("cancelled", "length") if x in reasons), last.finish_reason)
@@ -156,6 +280,12 @@ def joined(results: list[GenerationResult]) -> GenerationResult:
         seconds = sum(getattr(r, count) / getattr(r, tps) for r in results if getattr(r, tps))
         return sum(getattr(r, count) for r in results) / seconds if seconds else 0.0
 
+    recited = tuple(
+        (n, pid) for n, r in enumerate(results, 1) for _, pid in getattr(r, "recited", ())
+    )
+    if recited:
+        kept = {f.name: getattr(last, f.name) for f in fields(GenerationResult)}
+        last = WrittenResult(**kept, recited=recited)
     return replace(
         last,
         text=text,
@@ -170,7 +300,5 @@ def joined(results: list[GenerationResult]) -> GenerationResult:
 
 
 def _said(text: str) -> list[GenerationChunk]:
-    from fieldkit.engine.generation import GenerationChunk, GenerationResult
-
     done = GenerationResult(text, (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
     return [GenerationChunk(text), GenerationChunk("", done)]

@@ -117,6 +117,24 @@ def recited_message(
     )
 
 
+def written_instead_message(
+    packet_name: str, part: int, parts: int, passage_id: str, hit: TitledText
+) -> str:
+    """Return the sentence after an answer (or its `part` of `parts`) whose opening wrote
+    out another record of the packet than the one it was given, and which is therefore
+    that record as written, with nothing generated (fieldkit.generating.Opening)."""
+    other = f"another {packet_name} record, {passage_id} ({_label(hit)})"
+    if parts == 1:
+        return (
+            f"Nothing generated: the adapter began to write out {other}, not [1], the "
+            "record found for this question; the answer is [1] as written."
+        )
+    return (
+        f"Part [{part}] is source [{part}] as written: the adapter began to write out "
+        f"{other} instead."
+    )
+
+
 def _and(items: Sequence[str], most: int = 0, or_: bool = False) -> str:
     """'E07', 'E07 and E12', 'E07, E12 and E15' (and 'and N more' past `most`); with `or_`,
     'weight or price'."""

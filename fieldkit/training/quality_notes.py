@@ -40,11 +40,12 @@ def notes_answers(
     the notes do not cover a question the answer starts with the gap sentence and cites
     nothing; where the notes settle it (`Grounding.said`: the nearest record as written, a
     code they do not list) that text is the answer, as `ask` gives it, and nothing is
-    generated. Routing accuracy goes to `run.routing[name]` when no other method set it.
+    generated; a part whose opening writes out another record is its own record as
+    written, as `ask` streams it (`generating.as_streamed`). Routing accuracy goes to `run.routing[name]` when no other method set it.
     """
     from fieldkit.answering import engine_reader, ground
     from fieldkit.answers import NOTES
-    from fieldkit.generating import in_parts
+    from fieldkit.generating import as_streamed, in_parts
     from fieldkit.router.retrieval import PassageIndex
     from fieldkit.router.router import Router
     from fieldkit.training.evaluate import Answer
@@ -85,6 +86,8 @@ def notes_answers(
             more = [run.answer_key(adapter, content) for content in also[id(g)]]
             text = in_parts(text, *(run.cache[part] for part in more))
             seconds = (seconds or 0.0) + sum(run.seconds.get(part) or 0.0 for part in more)
+        if g.writes:
+            text = as_streamed(g, text)[0]
         text = g.with_notice(text)
         cited = g.sources if g.grounding == NOTES else []
         answers.append(
