@@ -22,7 +22,7 @@ from fieldkit.generating import (
     joined,
     openings,
 )
-from fieldkit.support import opening
+from fieldkit.support import NUMBERS_FOUND, opening
 from tests.test_recited import CLEANING, FEEDERS, LIGHT, RECITAL, grounding, source
 
 DONE = GenerationResult("", (1, 2, 3), "k", 9, 3, 90.0, 30.0, 1.5, "stop")
@@ -140,6 +140,7 @@ def test_the_answer_is_its_record_as_written_and_says_why():
     assert done.note == "nothing generated: the record found, as written"
     assert done.unsupported == []
     assert answer_footer(done)[-1] == said
+    assert NUMBERS_FOUND not in answer_footer(done)  # a record as written vouches for nothing
     back = Answer.from_dict(done.to_dict())  # an agent's reply
     assert (back.written_instead, back.recites, back.generated) == ((1,), said, False)
     plain = finish(g, OWN_ANSWER, result=DONE)

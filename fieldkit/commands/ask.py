@@ -113,8 +113,8 @@ def _origin(result: Answer, width: int, notes_off: bool, columns: int | None) ->
         for n, source in read:  # its line above was cut; a terminal cannot unfold it
             whole = " ".join(source.full_text.split())
             lines.append(f"[{n}] whole, to check the answer against: {whole}")
-    elif result.sources and states_numbers(result.text):
-        lines.append(NUMBERS_FOUND)
+    elif result.sources and result.generated and states_numbers(result.text):
+        lines.append(NUMBERS_FOUND)  # of a record given as written, it says nothing
     lines += result.warnings  # its sources may not back it: follows_unread, recites
     if result.grounding == BASE:  # asked with --base, or no packet fits the question
         decision = result.decision
