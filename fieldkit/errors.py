@@ -25,6 +25,10 @@ class LibraryError(FieldkitError):
     """The local library cannot do what was asked (unknown name, duplicate, ...)."""
 
 
+class DamagedEntryError(LibraryError):
+    """A row of the library database holds values the library never wrote."""
+
+
 class PacketRemoved(LibraryError):  # noqa: N818 (an event, not a fault)
     """The packet was removed from the library (by another process) since it was read."""
 

@@ -69,7 +69,7 @@ class Services:
             if self._model_choice is None:  # read once, on a connection of the caller's own:
                 library = self.open_library()  # a worker thread (the TUI loads the model
                 try:  # in one) must not make `library` belong to it
-                    chosen = library.get_setting(MODEL_SETTING)
+                    chosen = library.get_setting(MODEL_SETTING, kind=str)
                 finally:
                     library.close()
                 self._model_choice = chosen or DEFAULT_MODEL_DIRNAME

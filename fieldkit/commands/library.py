@@ -404,7 +404,7 @@ def reissue_command(
 def remove_command(name: str) -> None:
     """Remove a packet from the library."""
     record = services().library.remove(name)
-    click.echo(f"Removed {record.name!r}.")
+    click.echo(f"Removed {record.name if record else name!r}.")
 
 
 def _fit(text: str, width: int) -> str:

@@ -359,6 +359,7 @@ def install_model(
         else:
             _convert_hf(source, built, dtype, progress)
         _check_projections(built)
+        _check_chat_template(built)
     return target
 
 
@@ -380,6 +381,30 @@ def _convert_hf(source: Path, out: Path, dtype: str | None, progress: Progress) 
             convert(str(source), str(out), dtype=dtype)
     except (ValueError, OSError, KeyError) as exc:
         raise ModelError(f"mlx-lm cannot convert {source}: {_reason(exc)}.") from exc
+
+
+def _check_chat_template(model_dir: Path) -> None:
+    """Raise ModelError when the folder's chat template (chat_template.jinja, or
+    tokenizer_config.json's) does not parse: every answer would fail on it."""
+    from jinja2 import TemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    texts = []
+    if (model_dir / "chat_template.jinja").is_file():
+        texts.append((model_dir / "chat_template.jinja").read_text(errors="replace"))
+    with contextlib.suppress(OSError, ValueError):
+        given = json.loads((model_dir / "tokenizer_config.json").read_text()).get("chat_template")
+        if isinstance(given, str):
+            texts.append(given)
+        elif isinstance(given, list):  # named templates: [{"name": ..., "template": ...}]
+            texts += [t["template"] for t in given if isinstance(t, dict) and "template" in t]
+    env = ImmutableSandboxedEnvironment(extensions=[loopcontrols])
+    for text in texts:
+        try:
+            env.parse(text)
+        except TemplateError as exc:
+            raise ModelError(f"The model's chat template does not parse: {exc}.") from exc
 
 
 def _check_projections(model_dir: Path) -> None:

@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import numpy as np  # noqa: E402
+from jinja2 import TemplateError  # noqa: E402
 from mlx.utils import tree_unflatten  # noqa: E402
 from mlx_lm.generate import generate_step  # noqa: E402
 from mlx_lm.sample_utils import make_sampler  # noqa: E402
@@ -181,9 +182,12 @@ class TokenStats:
 def encode_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
     """Apply the tokenizer's chat template (with the assistant prompt) and tokenize."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=False
-        )
+        try:
+            text = tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+        except TemplateError as exc:  # a chat template that does not parse or run
+            raise ModelError(f"The model's chat template cannot be used: {exc}.") from exc
     else:
         text = "\n".join(m["content"] for m in messages) + "\n"
     bos = tokenizer.bos_token
@@ -197,12 +201,18 @@ class MlxRuntime:
     def __init__(self, model_dir: Path, profile: AdapterConfig) -> None:
         try:
             self.model, self.tokenizer = mlx_lm_load(str(model_dir))
-        except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-            raise ModelError(f"mlx-lm cannot load the model in {model_dir}: {exc}.") from exc
+        except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError) as exc:
+            # RuntimeError: mlx's own, for weights it cannot read (a file cut short)
+            reason = str(exc).rstrip(".?! ")
+            raise ModelError(f"mlx-lm cannot load the model in {model_dir}: {reason}.") from exc
         self.resident = ResidentLoRA(self.model)
         self.install_ms = self.resident.install(profile)
         self.model.eval()
-        self.eos_ids = set(self.tokenizer.eos_token_ids)
+        # Every special token ends the answer: the model that writes <|endoftext|> or a new
+        # turn's <|im_start|> (when it lost the thread of a prompt too long for it) is done,
+        # and the token's text is no answer.
+        special = getattr(self.tokenizer, "all_special_ids", None) or []
+        self.eos_ids = set(self.tokenizer.eos_token_ids) | set(special)
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Apply the model's chat template (with the assistant prompt) and tokenize."""

@@ -266,6 +266,9 @@ _SCHEMAS: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
 }
 
 
+SHOWN_CODE = 40  # characters of an unknown message type said in the error
+
+
 def decode_message(raw: list[Any], wire_size: int, max_inventory: int) -> Message | RawChunk:
     """Return the message for a decoded frame; raise ProtocolError if it is malformed.
 
@@ -274,7 +277,9 @@ def decode_message(raw: list[Any], wire_size: int, max_inventory: int) -> Messag
     code = raw[0]
     schema = _SCHEMAS.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
     if schema is None:
-        raise ProtocolError(f"The peer sent an unknown message type {code!r}.")
+        shown = repr(code)  # the peer's own value: at most SHOWN_CODE characters of it
+        shown = shown if len(shown) <= SHOWN_CODE else shown[: SHOWN_CODE - 3] + "..."
+        raise ProtocolError(f"The peer sent an unknown message type {shown}.")
     cls, checks = schema
     values = raw[1:]
     name = cls.__name__

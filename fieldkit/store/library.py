@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from sqlite_utils import Database
 
-from fieldkit.errors import LibraryError, PacketError, PacketRemoved
+from fieldkit.errors import DamagedEntryError, LibraryError, PacketError, PacketRemoved
 from fieldkit.formats import as_clause
 from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
@@ -309,15 +309,32 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
                 self._log("listener_failed", packet_id=pid, error=str(exc))
         return record
 
-    def remove(self, name_or_id: str) -> PacketRecord:
-        """Remove a packet and, if no other packet shares them, its weights; return it."""
+    def remove(self, name_or_id: str) -> PacketRecord | None:
+        """Remove a packet and, if no other packet shares them, its weights; return it
+        (None for a packet whose entry was damaged: `_remove_damaged`)."""
         with self.write_lock():
-            record = self.get(name_or_id)
+            try:
+                record = self.get(name_or_id)
+            except DamagedEntryError:  # its entry goes; what its row names of it is all there is
+                return self._remove_damaged(name_or_id)
             self.db["packets"].delete(record.packet_id)
             self.db["removed_packets"].upsert(removed_row(record), pk="packet_id")
             self._log("packet_removed", name=record.name, packet_id=record.packet_id)
             self._drop_blob_if_unused(record.sha256)
         return record
+
+    def _remove_damaged(self, name_or_id: str) -> None:
+        """Remove a packet whose entry is damaged (see `remove`), by its name or id column,
+        with its weights unless another packet shares them; no record of its removal is
+        kept, so a copy of it is welcome again."""
+        rows = list(self.db["packets"].rows_where("name = ? or packet_id = ?", [name_or_id] * 2))
+        if len(rows) != 1:
+            raise LibraryError(f"Name the damaged packet by its exact name: {name_or_id!r}.")
+        row = rows[0]
+        self.db["packets"].delete(row["packet_id"])
+        self._log("packet_removed", name=str(row["name"]), packet_id=row["packet_id"])
+        if isinstance(row.get("sha256"), str):
+            self._drop_blob_if_unused(row["sha256"])
 
     def verify(self, name_or_id: str) -> tuple[PacketRecord, str | None]:
         """Re-check a packet's signature and weights; return (record, problem or None).

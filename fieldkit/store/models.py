@@ -165,7 +165,21 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(header, dict) or not isinstance(metadata, dict | None):
         raise bad
+    need = 8 + length + max((_end(v) for k, v in header.items() if k != "__metadata__"), default=0)
+    if need > file_size:  # a copy cut short: mlx would fail to load it, with a traceback
+        raise ModelError(
+            f"{path.name} is cut short: its weights need {need:,} bytes and the file holds "
+            f"{file_size:,}. Copy it again."
+        )
     return header
+
+
+def _end(entry: Any) -> int:
+    """Return where a safetensors header entry's data ends (0 for an entry without any)."""
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if isinstance(offsets, list) and len(offsets) == 2 and isinstance(offsets[1], int):
+        return offsets[1]
+    return 0
 
 
 def _safetensors_dtype(path: Path) -> str:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from fieldkit.errors import DamagedEntryError
 from fieldkit.store.adapter import AdapterConfig
 
 
@@ -83,7 +84,22 @@ def packet_row(
 
 
 def packet_record(row: dict[str, Any]) -> PacketRecord:
-    """Return the record of a `packets` row."""
+    """Return the record of a `packets` row. Raises DamagedEntryError, naming the packet, for
+    a row whose values are not what the library wrote (edited or damaged on disk)."""
+    try:
+        record = _packet_record(row)
+        if not isinstance(record.size, int) or not isinstance(record.manifest, dict):
+            raise TypeError("size or manifest")
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        name = str(row.get("name") or row.get("packet_id") or "?")[:80]
+        raise DamagedEntryError(
+            f"The library's entry for packet {name!r} is damaged ({type(exc).__name__}): "
+            f"remove it with `fieldkit library remove {name}`, then import a copy."
+        ) from exc
+    return record
+
+
+def _packet_record(row: dict[str, Any]) -> PacketRecord:
     return PacketRecord(
         packet_id=row["packet_id"],
         name=row["name"],
@@ -108,11 +124,14 @@ def packet_record(row: dict[str, Any]) -> PacketRecord:
 
 def peer_record(row: dict[str, Any]) -> PeerRecord:
     """Return the record of a `peers` row."""
-    key = row.get("public_key")
+    try:  # a damaged key is no key: the peer proves its key again at the next contact
+        public_key = bytes.fromhex(row.get("public_key") or "") or None
+    except (TypeError, ValueError):
+        public_key = None
     return PeerRecord(
         peer_id=row["peer_id"],
         name=row.get("name") or "",
-        public_key=bytes.fromhex(key) if key else None,
+        public_key=public_key,
         trust=row.get("trust") or "pending",
         address=row.get("address") or "",
         first_seen=row.get("first_seen"),

@@ -21,9 +21,15 @@ class SettingsStore:
 
     db: Database
 
-    def get_setting(self, key: str, default: Any = None) -> Any:
+    def get_setting(self, key: str, default: Any = None, kind: type | None = None) -> Any:
+        """Return the setting's value, or `default` when it is unset, or damaged: not JSON,
+        or not of `kind` when one is given (a value set again replaces it)."""
         rows = list(self.db["settings"].rows_where("key = ?", [key]))
-        return json.loads(rows[0]["value"]) if rows else default
+        try:
+            value = json.loads(rows[0]["value"]) if rows else default
+        except (TypeError, ValueError):
+            return default
+        return default if kind is not None and not isinstance(value, kind) else value
 
     def set_setting(self, key: str, value: Any) -> None:
         self.db["settings"].upsert({"key": key, "value": json.dumps(value)}, pk="key")

@@ -39,7 +39,10 @@ class VectorCache:
                 [embedder_id, *chunk],
             ).fetchall()
             for packet_id, count, dim, blob in rows:
-                found[packet_id] = np.frombuffer(blob, dtype=np.float32).reshape(count, dim)
+                try:
+                    found[packet_id] = np.frombuffer(blob, np.float32).reshape(count, dim)
+                except (TypeError, ValueError):  # a damaged row: embedded again, and replaced
+                    continue
         return found
 
     def put(

@@ -46,14 +46,18 @@ class ReferenceModel:
     def generate(
         self, messages: Sequence[dict[str, str]], max_tokens: int = 32, with_logits: bool = False
     ) -> ReferenceRun:
-        """Generate greedily with mlx-lm's own `stream_generate`."""
+        """Generate greedily with mlx-lm's own `stream_generate`, ended as fieldkit's
+        engine ends an answer: at its end-of-turn token, or at any other special token."""
         from mlx_lm.generate import stream_generate
 
         prompt = encode_chat(self.tokenizer, messages)
+        special = set(getattr(self.tokenizer, "all_special_ids", None) or ())
         tokens: list[int] = []
         text = ""
         tps = 0.0
         for response in stream_generate(self.model, self.tokenizer, prompt, max_tokens=max_tokens):
+            if response.finish_reason is None and int(response.token) in special:
+                break
             text += response.text
             tps = response.generation_tps
             # The closing "length" response carries the last token; a "stop" one carries EOS.

@@ -373,3 +373,14 @@ def test_a_quantized_model_swaps_like_a_fresh_load(
     want = [reference(quantized_model_dir, ad, max_tokens=10).tokens for ad in (a, b, None)]
     assert [list(t) for t in got] == want
     assert len(set(got)) == 3
+
+
+def test_every_special_token_ends_an_answer(tiny_model_dir: Path) -> None:
+    """The bug: asked a question too long for it, the model wrote <|endoftext|>, which is
+    not its end-of-turn token, and that token's text was the answer."""
+    from fieldkit.engine.mlx_backend import MlxRuntime
+
+    runtime = MlxRuntime(tiny_model_dir, AdapterConfig())
+    special = set(runtime.tokenizer.all_special_ids)
+    assert special - set(runtime.tokenizer.eos_token_ids)  # some beyond its end of turn
+    assert special <= runtime.eos_ids

@@ -334,3 +334,51 @@ def test_the_cli_says_one_line_for_a_random_bytes_model(command: list[str], tmp_
     assert "Traceback" not in result.output
     assert "fieldkit: model.safetensors is not a readable safetensors file." in result.output
     assert leftovers(tmp_path / "home" / "models") == []
+
+
+def _copy_model(source: Path, folder: Path, weights: bytes | None = None) -> Path:
+    """A copy of a model folder; `weights` replaces its model.safetensors."""
+    folder.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            (folder / path.name).write_bytes(path.read_bytes())
+    if weights is not None:
+        (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_weights_cut_short_are_refused_at_install_and_by_ask(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The bug: a model folder whose weights were cut short installed (exit 0), and `ask`
+    then died in mlx with a traceback."""
+    whole = (tiny_model_dir / "model.safetensors").read_bytes()
+    folder = _copy_model(tiny_model_dir, tmp_path / "cut", whole[: len(whole) // 2])
+    with pytest.raises(ModelError, match=r"model.safetensors is cut short: its weights need"):
+        install_model(folder, tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+    for command in (["model", "info"], ["ask", "What?", "--base", "--max-tokens", "2"]):
+        args = ["--home", str(tmp_path / "home"), "--model", str(folder), *command]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        assert (
+            f"fieldkit: model.safetensors is cut short: its weights need {len(whole):,} bytes"
+            in result.output
+        )
+
+
+def test_a_chat_template_that_does_not_parse_is_refused_at_install_and_by_ask(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    folder = _copy_model(tiny_model_dir, tmp_path / "badtemplate")
+    (folder / "chat_template.jinja").write_text("{% for x in %}{{ oops")
+    with pytest.raises(ModelError, match="The model's chat template does not parse: "):
+        install_model(folder, tmp_path / "models")
+    assert leftovers(tmp_path / "models") == []
+    args = ["--home", str(tmp_path / "home"), "--model", str(folder)]
+    result = CliRunner().invoke(main, [*args, "ask", "What?", "--base", "--max-tokens", "2"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "fieldkit: The model's chat template cannot be used: " in result.output
+    assert one_sentence(result.output.strip().removeprefix("fieldkit: "))

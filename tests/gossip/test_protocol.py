@@ -316,7 +316,10 @@ def test_end_of_stream_midway_is_an_unclean_close(ids):
 
 def test_unknown_message_type_is_refused(ids):
     _, ib = ids
-    with pytest.raises(ProtocolError, match="unknown message type"):
+    with pytest.raises(ProtocolError, match="unknown message type 99[.]"):
         feed_frames(core_for(ib), encode_frame([99, 1]))
+    with pytest.raises(ProtocolError) as caught:  # a peer's huge value is not all said
+        feed_frames(core_for(ib), encode_frame(["x" * 500_000]))
+    assert str(caught.value) == f"The peer sent an unknown message type '{'x' * 36}...."
     with pytest.raises(ProtocolError, match="not a message"):
         feed_frames(core_for(ib), HEADER.pack(1) + msgpack.packb(3))

@@ -7,21 +7,10 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from safetensors.numpy import save_file
 
 from fieldkit.cli import main
-
-
-@pytest.fixture
-def cli(tiny_model_dir):
-    runner = CliRunner()
-
-    def invoke(home: Path, *args: str):
-        return runner.invoke(main, ["--home", str(home), "--model", str(tiny_model_dir), *args])
-
-    return invoke
 
 
 def _exemplars(tmp_path: Path) -> Path:
