@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from fieldkit.errors import PacketError
+from fieldkit.errors import LibraryError, PacketError
 
 MIB = 1024 * 1024
 
@@ -102,3 +102,18 @@ def inside(folder: Path, file_name: str) -> Path:
     if Path(file_name).name != file_name or not path.resolve().is_relative_to(folder.resolve()):
         raise PacketError(f"The file name {file_name[:80]!r} would leave {folder}.")
     return path
+
+
+def refuse_an_emptied_database(db_path: Path, blobs_dir: Path) -> None:
+    """Raise LibraryError when the database file is empty but packet weights are stored
+    beside it: SQLite would take the empty file as a new library and every packet would
+    silently vanish from view (a truncated or replaced file, not a fresh home)."""
+    if not db_path.is_file() or db_path.stat().st_size:
+        return
+    stored = sum(1 for p in blobs_dir.rglob("*") if p.is_file())
+    if stored:
+        raise LibraryError(
+            f"The library database {db_path} is empty, yet {stored} packet weight files are "
+            "stored beside it: restore the database from a backup, or move it away to start "
+            "a new library (the packets then need importing again)."
+        )

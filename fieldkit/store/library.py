@@ -28,6 +28,7 @@ from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.authoring import AuthoringStore
 from fieldkit.store.blobs import BlobStore, fsync_file
+from fieldkit.store.files import refuse_an_emptied_database
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
 from fieldkit.store.packet import packet_id, read_packet_file, verify_manifest, verify_weights
@@ -66,7 +67,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         Raises LibraryError when the database cannot be opened or written.
         """
         home.ensure()
-        _refuse_an_emptied_database(home)
+        refuse_an_emptied_database(Path(home.db_path), Path(home.blobs_dir))
         try:
             db = Database(home.db_path)
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
@@ -333,7 +334,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         row = rows[0]
         self.db["packets"].delete(row["packet_id"])
         self._log("packet_removed", name=str(row["name"]), packet_id=row["packet_id"])
-        if isinstance(row.get("sha256"), str):
+        if re.fullmatch(r"[0-9a-f]{64}", str(row.get("sha256"))):  # a blob's name, no path
             self._drop_blob_if_unused(row["sha256"])
 
     def verify(self, name_or_id: str) -> tuple[PacketRecord, str | None]:
@@ -441,19 +442,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
-
-
-def _refuse_an_emptied_database(home: Home) -> None:
-    """Raise LibraryError when the database file is empty but packet weights are stored
-    beside it: SQLite would take the empty file as a new library and every packet would
-    silently vanish from view (a truncated or replaced file, not a fresh home)."""
-    path = Path(home.db_path)
-    if not path.is_file() or path.stat().st_size:
-        return
-    stored = sum(1 for p in Path(home.blobs_dir).rglob("*") if p.is_file())
-    if stored:
-        raise LibraryError(
-            f"The library database {path} is empty, yet {stored} packet weight files are "
-            "stored beside it: restore the database from a backup, or move it away to start "
-            "a new library (the packets then need importing again)."
-        )
