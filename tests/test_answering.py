@@ -528,8 +528,11 @@ def test_a_long_question_says_first_that_reading_it_takes_a_while(noted_home, ti
     base = ["--home", str(noted_home.root), "--model", str(tiny_model_dir), "ask", "--no-server"]
     question = "My hens stopped laying and drink less. " * (LONG_QUESTION // 38 + 1)
     result = CliRunner().invoke(main, [*base, "-", "--base", "--max-tokens", "2"], input=question)
-    assert result.exit_code == 0, result.output
     assert f"Reading a question of {len(question.strip()):,} characters" in result.stderr
+    # the tiny model reads 2,048 tokens at once, fewer than this question takes: refused
+    assert result.exit_code == 1, result.output
+    assert "the model reads at most 2,048 at once: ask in fewer words." in result.stderr
+    assert "Traceback" not in result.output
     short = CliRunner().invoke(main, [*base, "Why?", "--base", "--max-tokens", "2"])
     assert "Reading a question" not in short.stderr
 

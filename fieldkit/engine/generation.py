@@ -91,6 +91,12 @@ def run_job(runtime: MlxRuntime, job: Job, swap_ms: float) -> None:
     Exceptions propagate to the caller (the engine hands them to the job's reader).
     """
     prompt = runtime.encode_chat(job.messages)
+    room = runtime.context - len(prompt) if runtime.context else job.max_tokens
+    if room < 1:  # past what it was trained to read, a model writes noise
+        raise FieldkitError(
+            f"The prompt comes to {len(prompt):,} tokens, and the model reads at most "
+            f"{runtime.context:,} at once: ask in fewer words."
+        )
     scanner = StopScanner(job.stop)
     cleaner = CleanText() if job.clean else None
     parts: list[str] = []
@@ -108,7 +114,7 @@ def run_job(runtime: MlxRuntime, job: Job, swap_ms: float) -> None:
 
     stats = runtime.generate(
         prompt,
-        max_tokens=job.max_tokens,
+        max_tokens=min(job.max_tokens, room),  # the answer, too, within what it reads
         temperature=job.temperature,
         emit=emit,
         cancelled=job.cancelled,

@@ -213,6 +213,8 @@ class MlxRuntime:
         # and the token's text is no answer.
         special = getattr(self.tokenizer, "all_special_ids", None) or []
         self.eos_ids = set(self.tokenizer.eos_token_ids) | set(special)
+        # the most tokens the model reads at once (0: its config does not say)
+        self.context = int(getattr(self.model.args, "max_position_embeddings", 0) or 0)
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Apply the model's chat template (with the assistant prompt) and tokenize."""

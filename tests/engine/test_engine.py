@@ -384,3 +384,17 @@ def test_every_special_token_ends_an_answer(tiny_model_dir: Path) -> None:
     special = set(runtime.tokenizer.all_special_ids)
     assert special - set(runtime.tokenizer.eos_token_ids)  # some beyond its end of turn
     assert special <= runtime.eos_ids
+
+
+def test_a_prompt_past_the_model_s_context_is_refused_and_an_answer_kept_within_it(
+    engine: Engine,
+) -> None:
+    """The bug: a question just under the 32,000-character limit, longer than the model
+    reads, was answered with noise."""
+    long = [{"role": "user", "content": "pump filter " * 3000}]
+    with pytest.raises(FieldkitError, match=r"the model reads at most 2,048 at once"):
+        engine.answer(long, None, max_tokens=8)
+    near = [{"role": "user", "content": "pump filter " * 1000}]
+    result = engine.answer(near, None, max_tokens=2000)
+    assert result.prompt_tokens < 2048
+    assert result.prompt_tokens + result.generation_tokens <= 2048
