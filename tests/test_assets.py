@@ -226,7 +226,7 @@ def test_demo_field(domain: str) -> None:
 # the short sets (test_demo_short_sets); the newest long set repeats none of them either
 SHORT_SETS = (
     "terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief", "quick", "curt", "sharp",
-    "thumbs",
+    "thumbs", "snap",
 )  # fmt: skip
 LATER_SETS = {"site": ("heldout", "natural", "field", "gaps", "gaps_natural")}
 LATER_SETS["unseen"] = (*LATER_SETS["site"], "site", "gaps_unseen")
@@ -235,7 +235,8 @@ LATER_SETS["late"] = (*LATER_SETS["fresh"], "fresh", "gaps_late")
 LATER_SETS["later"] = (*LATER_SETS["late"], "late", "gaps_rushed", "gaps_hurried", "gaps_brief")
 LATER_SETS["shift"] = (*LATER_SETS["later"], "later", "gaps_later")
 LATER_SETS["dusk"] = (*LATER_SETS["shift"], "shift", "twin", "duo", "trio", "joined")
-LATER_SETS["noon"] = (*LATER_SETS["dusk"], "dusk", *SHORT_SETS)
+LATER_SETS["noon"] = (*LATER_SETS["dusk"], "dusk", *SHORT_SETS[:-1])
+LATER_SETS["eve"] = (*LATER_SETS["noon"], "noon", "snap")  # written blind with snap
 LATER_COUNTS = {"shift": 8}  # the others: 12
 
 
@@ -359,6 +360,7 @@ def test_demo_gap_sets(domain: str) -> None:
     later = (("gaps_late", 6), ("gaps_rushed", 6), ("gaps_hurried", 6), ("gaps_brief", 6))
     later += (("gaps_later", 8), ("gaps_curt", 6), ("gaps_sharp", 6))  # gaps_later: 4 long
     later += (("gaps_thumbs", 5 if domain == "cold_chain" else 6),)  # one near-repeat out
+    later += (("gaps_snap", 6),)
     for name, count in (*gap_sets, *later):
         rows = read_jsonl(DEMO / domain / f"{name}.jsonl")
         assert len(rows) == count
