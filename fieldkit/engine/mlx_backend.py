@@ -203,7 +203,7 @@ class MlxRuntime:
             self.model, self.tokenizer = mlx_lm_load(str(model_dir))
         except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError) as exc:
             # RuntimeError: mlx's own, for weights it cannot read (a file cut short)
-            reason = str(exc).rstrip(".?! ")
+            reason = (str(exc).strip().splitlines() or [""])[0].rstrip(".?!: ")  # its gist
             raise ModelError(f"mlx-lm cannot load the model in {model_dir}: {reason}.") from exc
         self.resident = ResidentLoRA(self.model)
         self.install_ms = self.resident.install(profile)

@@ -382,3 +382,20 @@ def test_a_chat_template_that_does_not_parse_is_refused_at_install_and_by_ask(
     assert "Traceback" not in result.output
     assert "fieldkit: The model's chat template cannot be used: " in result.output
     assert one_sentence(result.output.strip().removeprefix("fieldkit: "))
+
+
+def test_a_config_that_does_not_fit_the_weights_is_said_in_one_line(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The bug: mlx-lm's list of every missing tensor ran over nine lines."""
+    folder = _copy_model(tiny_model_dir, tmp_path / "badconfig")
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (folder / "config.json").write_text(json.dumps(config))
+    args = ["--home", str(tmp_path / "home"), "--model", str(folder)]
+    result = CliRunner().invoke(main, [*args, "ask", "What?", "--base", "--max-tokens", "2"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    said = result.stderr.strip()
+    assert said.startswith(f"fieldkit: mlx-lm cannot load the model in {folder}: Missing ")
+    assert said.count("\n") == 0
