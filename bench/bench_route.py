@@ -190,9 +190,9 @@ SHORT_SETS = ("terse", "brisk", "hasty", "rushed", "hurried", "dashed", "brief",
 DEMO_SETS = (
     "heldout", "natural", "field", "site", "unseen", "fresh", "late", "terse", "brisk",
     "hasty", "rushed", "hurried", "dashed", "brief", "later", "quick", "curt", "shift", "sharp",
-    "thumbs", "noon", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh", "gaps_late",
-    "gaps_rushed", "gaps_hurried", "gaps_brief", "gaps_later", "gaps_curt", "gaps_sharp",
-    "gaps_thumbs",
+    "thumbs", "noon", "snap", "eve", "gaps", "gaps_natural", "gaps_unseen", "gaps_fresh",
+    "gaps_late", "gaps_rushed", "gaps_hurried", "gaps_brief", "gaps_later", "gaps_curt",
+    "gaps_sharp", "gaps_thumbs", "gaps_snap",
 )  # fmt: skip
 OOD_FILES = (
     ("out-of-domain", "out_of_domain.txt"),
