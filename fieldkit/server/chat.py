@@ -100,13 +100,17 @@ def _is_unicode(value: Any) -> bool:
     return True
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_body(raw: bytes, limits: Limits) -> dict[str, Any]:
     """Return the JSON object in `raw`; RequestError 413 if too large, 400 if not an object
     (or nested too deep to parse, or holding text that is not valid Unicode)."""
     if len(raw) > limits.max_body_bytes:
         raise RequestError(413, f"The request body is over {limits.max_body_bytes} bytes.")
-    try:
-        data = json.loads(raw)
+    try:  # NaN and Infinity are not JSON, though Python's parser takes them
+        data = json.loads(raw, parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _bad("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
@@ -216,6 +220,8 @@ def parse_request(data: dict[str, Any], limits: Limits) -> ChatRequest:
         stops = tuple(stop)
     else:
         raise _bad("stop must be a string or a list of at most 4 strings.", "stop")
+    if "" in stops:  # it would stop every answer before its first word
+        raise _bad("stop strings must not be empty.", "stop")
     if data.get("n") not in (None, 1):
         raise _bad("n must be 1: this server returns one choice.", "n")
     _unsupported(data)

@@ -273,8 +273,16 @@ NOT_UNICODE = "The request holds text that is not valid Unicode."
             b'{"messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
             "The request body is not valid JSON.",
         ),
+        (  # Python's parser takes NaN and Infinity; JSON has neither
+            b'{"messages":[{"role":"user","content":"grain"}],"top_p":Infinity}',
+            "The request body is not valid JSON.",
+        ),
+        (
+            b'{"messages":[{"role":"user","content":"grain"}],"stop":[""]}',
+            "stop strings must not be empty.",
+        ),
     ],
-    ids=["lone-surrogate", "in-stop", "in-a-key", "deep-nesting"],
+    ids=["lone-surrogate", "in-stop", "in-a-key", "deep-nesting", "infinity", "empty-stop"],
 )
 @pytest.mark.parametrize("stream", [False, True])
 def test_bodies_json_takes_but_text_cannot_hold_are_400(
