@@ -145,6 +145,8 @@ def environment_error(exc: OSError | sqlite3.Error) -> str:
     """Return one sentence for an error the operating system or SQLite raised."""
     if isinstance(exc, OSError):
         where = f" ({str(exc.filename)[:120]})" if exc.filename else ""
+        if exc.filename2:  # a move: either end may be what was refused
+            where = f" (moving {str(exc.filename)[:120]} to {str(exc.filename2)[:120]})"
         return f"The system refused: {exc.strerror or exc}{where}."
     return f"The library database refused: {exc}."
 

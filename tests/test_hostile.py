@@ -530,3 +530,16 @@ def test_once_without_listen_is_a_usage_error(make_home) -> None:
         result = CliRunner().invoke(main, ["--home", str(home.root), *argv])
         assert result.exit_code == 2, result.output
         assert "--once goes with --listen." in result.output
+
+
+def test_a_refused_move_names_both_ends() -> None:
+    """The bug: a folder where a packet's weights go was reported as the temporary file
+    being moved there, which no longer exists."""
+    from fieldkit.cli import environment_error
+
+    refused = OSError(21, "Is a directory", "/home/blobs/09/.tmp-1-09", None, "/home/blobs/09/09")
+    assert environment_error(refused) == (
+        "The system refused: Is a directory (moving /home/blobs/09/.tmp-1-09 to /home/blobs/09/09)."
+    )
+    plain = OSError(13, "Permission denied", "/home/library.db")
+    assert environment_error(plain) == "The system refused: Permission denied (/home/library.db)."
