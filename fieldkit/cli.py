@@ -148,6 +148,10 @@ def environment_error(exc: OSError | sqlite3.Error) -> str:
         if exc.filename2:  # a move: either end may be what was refused
             where = f" (moving {str(exc.filename)[:120]} to {str(exc.filename2)[:120]})"
         return f"The system refused: {exc.strerror or exc}{where}."
+    if "readonly" in str(exc):  # a write to a library opened read-only (Library._read_only)
+        from fieldkit.store.files import READ_ONLY_HOME
+
+        return READ_ONLY_HOME
     return f"The library database refused: {exc}."
 
 

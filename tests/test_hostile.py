@@ -320,31 +320,93 @@ def _read_only_mounts() -> bool:
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _read_only_mounts(), reason="needs root and unshare for a read-only mount")
-def test_a_read_only_home_is_named_as_such_and_left_as_it_was(tmp_path) -> None:
+def _on_a_read_only_medium(home: Path, tmp_path: Path, *commands: list[str]) -> list:
+    """Run each fieldkit command (`--home` the medium first) with `home` bind-mounted
+    read-only as the medium, in a mount namespace of its own; return their results."""
     import shlex
     import subprocess
 
     from tests.fixtures.processes import ENV
 
-    home = Home(tmp_path / "home")
-    Library.open(home.ensure(), identity=Identity.load_or_create(home)).close()
-    before = sorted((p.name, p.stat().st_size) for p in home.root.rglob("*"))
     mount = tmp_path / "medium"
-    mount.mkdir()
-    command = " ".join(shlex.quote(a) for a in (*FIELDKIT, "--home", str(mount), "library", "list"))
-    script = (
-        f"mount --bind {shlex.quote(str(home.root))} {shlex.quote(str(mount))} && "
-        f"mount -o remount,ro,bind {shlex.quote(str(mount))} && {command}"
-    )
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=ENV
-    )
-    assert result.returncode == 1, result.stderr
-    assert "cannot write to it (a read-only medium" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1
+    mount.mkdir(exist_ok=True)
+    results = []
+    for command in commands:
+        line = " ".join(shlex.quote(a) for a in (*FIELDKIT, "--home", str(mount), *command))
+        script = (
+            f"mount --bind {shlex.quote(str(home))} {shlex.quote(str(mount))} && "
+            f"mount -o remount,ro,bind {shlex.quote(str(mount))} && {line}"
+        )
+        run = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=ENV
+        )
+        results.append(run)
+    return results
+
+
+@pytest.mark.skipif(not _read_only_mounts(), reason="needs root and unshare for a read-only mount")
+def test_a_read_only_home_is_read_and_left_as_it_was(tmp_path) -> None:
+    """The bug: a home on a read-only medium (a stick handed round) was refused whole, even
+    to list its packets; a command that would change it is refused in one sentence."""
+    from fieldkit.store.files import READ_ONLY_HOME
+
+    home = Home(tmp_path / "home")
+    library = Library.open(home.ensure(), identity=Identity.load_or_create(home))
+    library.add_local(
+        random_adapter(seed=1), name="pumps", domain="pumps", description="Test packet.",
+        exemplars=exemplars_for("pumps"), base_model_id="tiny",
+        base_fingerprint=TEST_BASE_FINGERPRINT,
+    )  # fmt: skip
+    library.close()
+    before = sorted((p.name, p.stat().st_size) for p in home.root.rglob("*"))
+    listed, shown, removed = _on_a_read_only_medium(
+        home.root, tmp_path, ["library", "list", "--json"], ["library", "show", "pumps"],
+        ["library", "remove", "pumps"],
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["pumps"]
+    assert shown.returncode == 0, shown.stderr
+    assert removed.returncode == 1, removed.stdout
+    assert removed.stderr.strip() == f"fieldkit: {READ_ONLY_HOME}"
+    for run in (listed, shown, removed):
+        assert "Traceback" not in run.stderr
     assert sorted((p.name, p.stat().st_size) for p in home.root.rglob("*")) == before
+
+
+@pytest.mark.skipif(not _read_only_mounts(), reason="needs root and unshare for a read-only mount")
+def test_a_read_only_home_routes_and_answers(tmp_path, tiny_model_dir, make_adapter) -> None:
+    from fieldkit.store.models import model_fingerprint
+
+    home = Home(tmp_path / "home")
+    library = Library.open(home.ensure(), identity=Identity.load_or_create(home))
+    library.add_local(
+        make_adapter(1), name="pumps", domain="pumps", description="Test packet.",
+        exemplars=exemplars_for("pumps"), base_model_id="tiny",
+        base_fingerprint=model_fingerprint(tiny_model_dir),
+    )  # fmt: skip
+    library.close()
+    before = sorted((p.name, p.stat().st_size) for p in home.root.rglob("*"))
+    model = ["--model", str(tiny_model_dir)]
+    routed, answered = _on_a_read_only_medium(
+        home.root, tmp_path, [*model, "route", "--json", exemplars_for("pumps")[0]],
+        [*model, "ask", "--no-server", "--adapter", "pumps", "--max-tokens", "2", "Why?"],
+    )  # fmt: skip
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout)["route"] == "pumps"
+    assert answered.returncode == 0, answered.stderr
+    assert "(from the adapter only: pumps carries no notes)" in answered.stdout
+    assert sorted((p.name, p.stat().st_size) for p in home.root.rglob("*")) == before
+
+
+@pytest.mark.skipif(not _read_only_mounts(), reason="needs root and unshare for a read-only mount")
+def test_a_read_only_folder_with_no_library_is_named_as_such(tmp_path) -> None:
+    home = Home(tmp_path / "home").ensure()
+    Identity.load_or_create(home)  # a device, with no library yet
+    (listed,) = _on_a_read_only_medium(home.root, tmp_path, ["library", "list"])
+    assert listed.returncode == 1, listed.stderr
+    assert "cannot write to it (a read-only medium" in listed.stderr
+    assert "Traceback" not in listed.stderr
+    assert listed.stderr.count("\n") == 1
 
 
 def test_an_empty_home_or_model_is_refused_not_read_as_the_default(tmp_path) -> None:

@@ -117,3 +117,36 @@ def refuse_an_emptied_database(db_path: Path, blobs_dir: Path) -> None:
             "stored beside it: restore the database from a backup, or move it away to start "
             "a new library (the packets then need importing again)."
         )
+
+
+# Said when a command would change a home this user can only read (a read-only medium, or
+# another user's folder): reading it (listing, routing, answering) works.
+READ_ONLY_HOME = (
+    "This home is read-only here: fieldkit can list its packets and answer from them, not "
+    "change it; give --home a folder this user can write to do that."
+)
+
+
+def read_only_database(db_path: Path) -> Any:
+    """Return the sqlite-utils Database of a library this user can only read, so that a
+    write is refused by SQLite itself: immutable (no lock, nothing written beside it) when
+    no write-ahead log holds commits the file lacks, else read-only through that log (its
+    index must be there already). Raises LibraryError when it cannot be read."""
+    import sqlite3
+    from urllib.parse import quote
+
+    from sqlite_utils import Database
+
+    wal = db_path.with_name(db_path.name + "-wal")
+    logged = wal.is_file() and wal.stat().st_size > 0  # immutable would not read the log
+    uri = f"file:{quote(str(db_path.resolve()))}?mode=ro{'' if logged else '&immutable=1'}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn.execute("select count(*) from sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise LibraryError(
+            f"The library at {db_path} cannot be read ({exc}): this user cannot write to "
+            "it (a read-only medium or another user's folder); give --home a folder this "
+            "user can write."
+        ) from None
+    return Database(conn)

@@ -28,7 +28,7 @@ from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.authoring import AuthoringStore
 from fieldkit.store.blobs import BlobStore, fsync_file
-from fieldkit.store.files import refuse_an_emptied_database
+from fieldkit.store.files import READ_ONLY_HOME, read_only_database, refuse_an_emptied_database
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
 from fieldkit.store.packet import packet_id, read_packet_file, verify_manifest, verify_weights
@@ -54,6 +54,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         self.db = db
         self.identity = identity
         self.blobs = BlobStore(home.blobs_dir)
+        self.read_only = False  # opened where this user cannot write (see `_read_only`)
         self._listeners: list[Callable[[PacketRecord], None]] = []
 
     def add_listener(self, listener: Callable[[PacketRecord], None]) -> None:
@@ -62,12 +63,16 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
 
     @classmethod
     def open(cls, home: Home, identity: Identity | None = None) -> Library:
-        """Open (creating or migrating) the home's library and return it.
-
-        Raises LibraryError when the database cannot be opened or written.
-        """
+        """Open (creating or migrating) the home's library and return it, or, where this
+        user cannot write, open it to read; LibraryError when neither can be done."""
         home.ensure()
         refuse_an_emptied_database(Path(home.db_path), Path(home.blobs_dir))
+        if not home.writable() and Path(home.db_path).is_file():  # see READ_ONLY_HOME
+            lib = cls(home, read_only_database(Path(home.db_path)), identity)
+            lib.read_only = True  # no write: caches go unwritten, events unlogged
+            if migrations.pending(lib.db):
+                raise LibraryError(f"{READ_ONLY_HOME} (Its library needs a newer layout first.)")
+            return lib
         try:
             db = Database(home.db_path)
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
@@ -99,6 +104,8 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         Waits up to BUSY_SECONDS for other writers; LibraryError if it cannot get the lock.
         Nested use joins the outer transaction.
         """
+        if self.read_only:
+            raise LibraryError(READ_ONLY_HOME)
         conn = self.db.conn
         if conn.in_transaction:
             yield
@@ -160,7 +167,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
 
     def vectors(self, table: str) -> VectorCache:
         """Return the cache of embedding vectors in `table` (see store/vectors.py)."""
-        return VectorCache(self.db, table)
+        return VectorCache(self.db, table, keep=not self.read_only)
 
     def change_token(self) -> tuple[int, int]:
         """A cheap value that changes whenever any connection writes the library."""
@@ -325,9 +332,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         return record
 
     def _remove_damaged(self, name_or_id: str) -> None:
-        """Remove a packet whose entry is damaged (see `remove`), by its name or id column,
-        with its weights unless another packet shares them; no record of its removal is
-        kept, so a copy of it is welcome again."""
+        """`remove` for a damaged entry, keeping no record of it: a copy is welcome again."""
         rows = list(self.db["packets"].rows_where("name = ? or packet_id = ?", [name_or_id] * 2))
         if len(rows) != 1:
             raise LibraryError(f"Name the damaged packet by its exact name: {name_or_id!r}.")

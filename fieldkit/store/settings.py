@@ -48,6 +48,8 @@ class SettingsStore:
         return [{"ts": r["ts"], "kind": r["kind"], **json.loads(r["data"])} for r in rows]
 
     def _log(self, kind: str, **data: Any) -> None:
+        if getattr(self, "read_only", False):  # a home this user can only read
+            return
         row_id = (
             self.db["events"]
             .insert({"ts": time.time(), "kind": kind, "data": json.dumps(data)})

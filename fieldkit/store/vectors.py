@@ -20,11 +20,12 @@ TABLES = ("exemplar_embeddings", "passage_embeddings")
 class VectorCache:
     """The vectors of one kind of text, for every packet and embedder."""
 
-    def __init__(self, db: Database, table: str) -> None:
+    def __init__(self, db: Database, table: str, keep: bool = True) -> None:
         if table not in TABLES:
             raise ValueError(f"No vector table {table!r}.")
         self.db = db
         self.table = table
+        self.keep = keep  # False: a library opened read-only, where `put` stores nothing
 
     def get_many(self, packet_ids: Iterable[str], embedder_id: str) -> dict[str, np.ndarray]:
         """Return {packet_id: (count, dim) float32} for the ids that are cached."""
@@ -50,6 +51,8 @@ class VectorCache:
     ) -> None:
         """Store (replace) one packet's vectors, and drop its rows under the keys they
         `replaces` (an earlier reading of the same texts, which nothing reads any more)."""
+        if not self.keep:
+            return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self.db.atomic():
             for old in replaces:
@@ -70,6 +73,8 @@ class VectorCache:
 
     def prune(self, keep: Iterable[str]) -> int:
         """Delete rows of packets no longer in the library; return how many went."""
+        if not self.keep:
+            return 0
         keep_ids = set(keep)
         rows = self.db.execute(f"select distinct packet_id from {self.table}").fetchall()
         gone = [r[0] for r in rows if r[0] not in keep_ids]
