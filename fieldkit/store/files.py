@@ -42,6 +42,15 @@ def read_bounded(path: Path, limit: int, what: str = "file", limit_text: str = "
     return data
 
 
+def read_whole(path: Path) -> bytes:
+    """Return the bytes of the file at `path`; PacketError, in one sentence, if it cannot
+    be read."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc
+
+
 def read_text_bounded(
     path: Path, limit: int = 64 * MIB, what: str = "file", limit_text: str = ""
 ) -> str:

@@ -28,7 +28,12 @@ from fieldkit.home import Home
 from fieldkit.store.adapter import Adapter
 from fieldkit.store.authoring import AuthoringStore
 from fieldkit.store.blobs import BlobStore, fsync_file
-from fieldkit.store.files import READ_ONLY_HOME, read_only_database, refuse_an_emptied_database
+from fieldkit.store.files import (
+    READ_ONLY_HOME,
+    read_only_database,
+    read_whole,
+    refuse_an_emptied_database,
+)
 from fieldkit.store.identity import Identity
 from fieldkit.store.migrations import migrations
 from fieldkit.store.packet import packet_id, read_packet_file, verify_manifest, verify_weights
@@ -54,7 +59,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         self.db = db
         self.identity = identity
         self.blobs = BlobStore(home.blobs_dir)
-        self.read_only = False  # opened where this user cannot write (see `_read_only`)
+        self.read_only = False  # opened where this user cannot write (see `open`)
         self._listeners: list[Callable[[PacketRecord], None]] = []
 
     def add_listener(self, listener: Callable[[PacketRecord], None]) -> None:
@@ -71,6 +76,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
             lib = cls(home, read_only_database(Path(home.db_path)), identity)
             lib.read_only = True  # no write: caches go unwritten, events unlogged
             if migrations.pending(lib.db):
+                lib.close()
                 raise LibraryError(f"{READ_ONLY_HOME} (Its library needs a newer layout first.)")
             return lib
         try:
@@ -271,7 +277,7 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         existing = self.find(pid)
         if existing is not None:
             return existing
-        data = weights if isinstance(weights, bytes) else _read(weights)
+        data = weights if isinstance(weights, bytes) else read_whole(weights)
         move = weights if received and isinstance(weights, Path) else None
         synced = False
         if move is None:
@@ -440,10 +446,3 @@ class Library(AuthoringStore, PeerStore, TransferStore, SettingsStore):
         """Remove a blob no row refers to; call inside write_lock()."""
         if self.db["packets"].count_where("sha256 = ?", [sha256]) == 0:
             self.blobs.remove(sha256)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PacketError(f"{path} cannot be read ({exc.strerror}).") from exc

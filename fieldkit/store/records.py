@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fieldkit.errors import DamagedEntryError
+from fieldkit.formats import shown_text
 from fieldkit.store.adapter import AdapterConfig
 
 
@@ -91,7 +92,7 @@ def packet_record(row: dict[str, Any]) -> PacketRecord:
         if not isinstance(record.size, int) or not isinstance(record.manifest, dict):
             raise TypeError("size or manifest")
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        name = str(row.get("name") or row.get("packet_id") or "?")[:80]
+        name = shown_text(str(row.get("name") or row.get("packet_id") or "?")[:80])
         raise DamagedEntryError(
             f"The library's entry for packet {name!r} is damaged ({type(exc).__name__}): "
             f"remove it with `fieldkit library remove {name}`, then import a copy."
