@@ -237,10 +237,10 @@ def recites(grounding: Grounding, text: str, instead: Sequence[tuple[int, str]] 
 
     read = [s for s in grounding.sources if s.read]
     others = grounding.unshown_notes
-    by_id = {p.passage_id: p for p in others}
-    for n, pid in instead:
-        name = grounding.packet or ""
-        return written_instead_message(name, n, len(read), pid, by_id[pid])
+    if instead:  # the first part given as its record instead
+        n, pid = instead[0]
+        other = next(p for p in others if p.passage_id == pid)
+        return written_instead_message(grounding.packet or "", n, len(read), pid, other)
     for n, (part, source) in enumerate(zip(parts_of(text, len(read)), read, strict=False), 1):
         at = recited(part, source.full_text, [p.full_text for p in others])
         if at is not None:

@@ -26,6 +26,11 @@ def shown_text(text: str) -> str:
 
 DEVICE_NAME_CHARS = 64
 
+# Where a sentence of an answer ends: a stop, "!" or "?" (and any closing quote or bracket)
+# before a space, or a line's end. Clean decoding shows an answer a sentence at a time by
+# it (fieldkit.engine.clean), and an answer's opening is read by it (support.opening).
+SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s)|\n")
+
 
 def as_clause(sentence: str) -> str:
     """Return a sentence as it reads after a colon inside another: its first letter lower

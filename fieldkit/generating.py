@@ -93,10 +93,8 @@ class Opening:
         """Return the part's result once `other` is set: its text is its record as written
         (the counts are those of `base`, the generation's own, when it ended by itself)."""
         assert self.other is not None
-        base = base or GenerationResult("", (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
-        kept = {f.name: getattr(base, f.name) for f in fields(GenerationResult)}
-        kept |= {"text": self.own.text, "finish_reason": "stop"}
-        return WrittenResult(**kept, recited=((1, self.other.passage_id),))
+        done = replace(base or _NOTHING, text=self.own.text, finish_reason="stop")
+        return _recited(done, ((1, self.other.passage_id),))
 
 
 def openings(grounding: Grounding) -> list[Opening]:
@@ -165,16 +163,13 @@ async def astream(
 
 def _opened(chunks: Iterator[GenerationChunk], check: Opening | None) -> Iterator[GenerationChunk]:
     """Pass a part's chunks on through its Opening check (`check` None: as they come)."""
-    if check is None:
-        yield from chunks
-        return
     for chunk in chunks:
-        shown = check.feed(chunk.text, chunk.done)
-        if check.other is not None:
-            getattr(chunks, "close", lambda: None)()  # leaving the engine's stream cancels it
-            yield from _written(check, chunk.result)
+        out, stop = _through(check, chunk)
+        if stop:  # leaving the engine's stream cancels the generation
+            getattr(chunks, "close", lambda: None)()
+        yield from out
+        if stop:
             return
-        yield from _split(shown, chunk.result)
 
 
 async def _aopened(
@@ -182,28 +177,28 @@ async def _aopened(
 ) -> AsyncIterator[GenerationChunk]:
     """`_opened` for asyncio code."""
     async for chunk in chunks:
-        if check is None:
-            yield chunk
-            continue
-        shown = check.feed(chunk.text, chunk.done)
-        if check.other is not None:
-            close = getattr(chunks, "aclose", None)
-            if close is not None:
-                await close()
-            for part in _written(check, chunk.result):
-                yield part
+        out, stop = _through(check, chunk)
+        close = getattr(chunks, "aclose", None)
+        if stop and close is not None:
+            await close()
+        for piece in out:
+            yield piece
+        if stop:
             return
-        for part in _split(shown, chunk.result):
-            yield part
 
 
-def _written(check: Opening, result: GenerationResult | None) -> list[GenerationChunk]:
-    return [GenerationChunk(check.own.text), GenerationChunk("", check.result(result))]
-
-
-def _split(text: str, result: GenerationResult | None) -> list[GenerationChunk]:
-    """The chunks that show `text`, then carry `result` (if any) with no text of its own."""
-    return [GenerationChunk(t, r) for t, r in ((text, None), ("", result)) if t or r]
+def _through(check: Opening | None, chunk: GenerationChunk) -> tuple[list[GenerationChunk], bool]:
+    """Return what a part's `chunk` becomes through its Opening check (held back, or let
+    through with its result, if any, in a chunk of its own), and whether the generation is
+    to be left: once the opening writes out another record, the part is its own record as
+    written, with its result."""
+    if check is None:
+        return [chunk], False
+    shown = check.feed(chunk.text, chunk.done)
+    if check.other is not None:
+        result = check.result(chunk.result)
+        return [GenerationChunk(check.own.text), GenerationChunk("", result)], True
+    return [GenerationChunk(t, r) for t, r in ((shown, None), ("", chunk.result)) if t or r], False
 
 
 def _in_parts(
@@ -284,8 +279,7 @@ def joined(results: list[GenerationResult]) -> GenerationResult:
         (n, pid) for n, r in enumerate(results, 1) for _, pid in getattr(r, "recited", ())
     )
     if recited:
-        kept = {f.name: getattr(last, f.name) for f in fields(GenerationResult)}
-        last = WrittenResult(**kept, recited=recited)
+        last = _recited(last, recited)
     return replace(
         last,
         text=text,
@@ -299,6 +293,15 @@ def joined(results: list[GenerationResult]) -> GenerationResult:
     )
 
 
+# The result of an answer no model wrote: no token, no time.
+_NOTHING = GenerationResult("", (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
+
+
+def _recited(result: GenerationResult, recited: tuple[tuple[int, str], ...]) -> WrittenResult:
+    """Return `result` as a WrittenResult whose parts `recited` are their records."""
+    kept = {f.name: getattr(result, f.name) for f in fields(GenerationResult)}
+    return WrittenResult(**kept, recited=recited)
+
+
 def _said(text: str) -> list[GenerationChunk]:
-    done = GenerationResult(text, (), None, 0, 0, 0.0, 0.0, 0.0, "stop")
-    return [GenerationChunk(text), GenerationChunk("", done)]
+    return [GenerationChunk(text), GenerationChunk("", replace(_NOTHING, text=text))]

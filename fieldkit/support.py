@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fieldkit.formats import SENTENCE_END
 from fieldkit.router.words import named_codes, plain_code, plain_tokens, words_of
 
 
@@ -184,18 +185,15 @@ def recited(
     return None
 
 
-# A sentence's end, for `opening`: a stop, "!" or "?" before a space, or a line's end.
-_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
-
-
 def opening(text: str, done: bool = False) -> str | None:
     """Return the answer's opening: its first sentences, up to the first end after which
     they hold RECITED_MIN_WORDS words (`recited` decides on fewer none). While the answer is
     being written (`done` False), None until that end is written; once it is done, all of
     it when it never gets there. An adapter that is to write out another record than its
-    own begins it in its opening (docs/BENCHMARKS.md, "An answer that writes out another
-    record, given as its record instead")."""
-    for end in _SENTENCE_END.finditer(text):
+    own begins it in its opening (docs/BENCHMARKS.md, "An answer that begins another record
+    is given as its own record"). Sentences end as clean decoding shows them
+    (formats.SENTENCE_END)."""
+    for end in SENTENCE_END.finditer(text):
         if len(words_of(text[: end.end()])) >= RECITED_MIN_WORDS:
             return text[: end.end()]
     return text if done else None

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 
+from fieldkit.formats import SENTENCE_END
+
 REPEAT_WORDS = 8  # a run of this many words written twice is a repeat
 # A stutter inside one word: a unit of 1-4 characters written 16 times in a row
 # ("vvvvvvvv...", "abababab..."), which no run of words catches (the word never ends).
 _STUTTER = re.compile(r"(\S{1,4}?)\1{15,}")
-_END = re.compile(r"[.!?](?:[\"')\]]*)(?=\s)|\n")
 _WORD = re.compile(r"[\w%°.,:/-]+")
 # A list item's number ("3." or "3)") at the start of a line: not a sentence of its own,
 # so it is held back with the item's text (never shown alone, dangling at the end).
@@ -68,7 +69,7 @@ class CleanText:
             return head
         out = ""
         start = 0
-        while (m := _END.search(self.pending, start)) is not None:
+        while (m := SENTENCE_END.search(self.pending, start)) is not None:
             if _MARKER.fullmatch(self.pending[: m.end()]):
                 start = m.end()  # "3.": wait for the item's text
                 continue

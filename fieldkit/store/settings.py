@@ -20,6 +20,7 @@ class SettingsStore:
     """The `settings` and `events` tables (mixed into Library)."""
 
     db: Database
+    read_only: bool  # Library's: opened where this user cannot write (no event is logged)
 
     def get_setting(self, key: str, default: Any = None, kind: type | None = None) -> Any:
         """Return the setting's value, or `default` when it is unset, or damaged: not JSON,
@@ -48,7 +49,7 @@ class SettingsStore:
         return [{"ts": r["ts"], "kind": r["kind"], **json.loads(r["data"])} for r in rows]
 
     def _log(self, kind: str, **data: Any) -> None:
-        if getattr(self, "read_only", False):  # a home this user can only read
+        if self.read_only:
             return
         row_id = (
             self.db["events"]

@@ -41,7 +41,8 @@ def notes_answers(
     nothing; where the notes settle it (`Grounding.said`: the nearest record as written, a
     code they do not list) that text is the answer, as `ask` gives it, and nothing is
     generated; a part whose opening writes out another record is its own record as
-    written, as `ask` streams it (`generating.as_streamed`). Routing accuracy goes to `run.routing[name]` when no other method set it.
+    written, as `ask` streams it (`generating.as_streamed`). Routing accuracy goes to
+    `run.routing[name]` when no other method set it.
     """
     from fieldkit.answering import engine_reader, ground
     from fieldkit.answers import NOTES

@@ -398,3 +398,5 @@ def test_a_prompt_past_the_model_s_context_is_refused_and_an_answer_kept_within_
     result = engine.answer(near, None, max_tokens=2000)
     assert result.prompt_tokens < 2048
     assert result.prompt_tokens + result.generation_tokens <= 2048
+    assert result.prompt_tokens + result.generation_tokens == 2048  # cut there, not earlier
+    assert result.finish_reason == "length"
