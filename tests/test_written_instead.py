@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from fieldkit.answering import finish
 from fieldkit.answers import Answer
-from fieldkit.commands.ask import answer_footer
+from fieldkit.commands.ask import answer_footer, speed_line
 from fieldkit.engine.generation import GenerationChunk, GenerationResult
 from fieldkit.generating import (
     Opening,
@@ -143,8 +143,11 @@ def test_the_answer_is_its_record_as_written_and_says_why():
     assert NUMBERS_FOUND not in answer_footer(done)  # a record as written vouches for nothing
     back = Answer.from_dict(done.to_dict())  # an agent's reply
     assert (back.written_instead, back.recites, back.generated) == ((1,), said, False)
+    # the swap and speed of a generation stopped at its opening are not the answer's
+    assert speed_line(done) == "[poultry · nothing generated]"
     plain = finish(g, OWN_ANSWER, result=DONE)
     assert (plain.generated, plain.written_instead, plain.recites) == (True, (), None)
+    assert speed_line(plain, by="agent") == "[poultry · swap 1.5 ms · 30.0 tok/s · agent]"
 
 
 def test_a_part_given_as_written_is_numbered_as_the_parts_are():
@@ -154,6 +157,7 @@ def test_a_part_given_as_written_is_numbered_as_the_parts_are():
     done = finish(both, whole.text, result=whole)
     assert done.text == in_parts("Give them 16 hours of light.", FEEDERS.text)
     assert done.generated  # the first part is the model's
+    assert "tok/s" in speed_line(done)
     assert done.written_instead == (2,)
     assert done.recites.startswith("Part [2] is source [2] as written: the adapter began")
 

@@ -244,10 +244,22 @@ def print_answer_end(
     footer = answer_footer(result, notes_off=notes_off, cut_at=cut_at, columns=terminal_columns())
     for line in footer:
         click.echo(line)
-    if sys.stderr.isatty() and r is not None:
-        where = f" · {by}" if by else ""
-        click.echo(
-            f"[{result.packet or 'base model'} · swap {r.swap_ms:.1f} ms · "
-            f"{r.generation_tps:.1f} tok/s{where}]",
-            err=True,
-        )
+    line = speed_line(result, by)
+    if sys.stderr.isatty() and line:
+        click.echo(line, err=True)
+
+
+def speed_line(result: Answer, by: str | None = None) -> str | None:
+    """The bracketed line after an answer: its packet, then its swap time and speed, or
+    that nothing was generated (a record as written: the swap and speed of a generation
+    stopped at its opening, or never begun, say nothing); None without an engine result."""
+    r = result.result
+    if r is None:
+        return None
+    where = f" · {by}" if by else ""
+    said = (
+        f"swap {r.swap_ms:.1f} ms · {r.generation_tps:.1f} tok/s"
+        if result.generated
+        else "nothing generated"
+    )
+    return f"[{result.packet or 'base model'} · {said}{where}]"

@@ -85,7 +85,7 @@ def demo_questions() -> list[str]:
 def ask_questions(services: Services, questions: list[str], max_tokens: int) -> None:
     """Route and answer each question, streaming the answer, then its sources and marks."""
     from fieldkit.answering import answer
-    from fieldkit.commands.ask import answer_footer
+    from fieldkit.commands.ask import answer_footer, speed_line
 
     def show(text: str) -> None:  # an answer's own lines stay under "A: "
         click.echo(text.replace("\n", "\n   "), nl=False)
@@ -104,12 +104,9 @@ def ask_questions(services: Services, questions: list[str], max_tokens: int) -> 
         click.echo()
         for line in answer_footer(result):
             click.echo(f"   {line}")
-        r = result.result
-        if r is not None:
-            click.echo(
-                f"   [{result.packet or 'base model'} · swap {r.swap_ms:.1f} ms · "
-                f"{r.generation_tps:.1f} tok/s]"
-            )
+        line = speed_line(result)
+        if line:
+            click.echo(f"   {line}")
 
 
 @click.command("demo")
