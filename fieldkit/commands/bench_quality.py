@@ -121,6 +121,12 @@ from fieldkit.training.quality_notes import notes_answers, notes_packet
     show_default=True,
     help="Score every specialist on every domain (--no-cross: only what oracle and router need).",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Score each answer as the model generated it, not as `ask` shows it (clean "
+    "decoding: no run-on repeat, no half sentence at the token budget).",
+)
 def quality(
     data_dir: Path,
     question_files: tuple[Path, ...],
@@ -145,6 +151,7 @@ def quality(
     bare: bool,
     notes_only: bool,
     cross: bool,
+    raw: bool,
 ) -> None:
     """Train or reuse one specialist per domain, then score base, specialists, merges, routed, oracle."""
     from fieldkit.training.dataset import read_jsonl
@@ -176,7 +183,7 @@ def quality(
         raise FieldkitError("--no-bare leaves only the notes systems: leave out --no-notes.")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine)
+    run = QualityRun(svc, out_dir, base_id, fingerprint, max_tokens, progress=ProgressLine, raw=raw)
     train_args = {
         "iters": iters,
         "rank": rank,
@@ -237,6 +244,7 @@ def quality(
         else f"packets from {reuse_home}",
         "density": density,
         "max_tokens": max_tokens,
+        "answers": "as generated" if raw else "as shown (clean decoding)",
         "minutes_total": round((time.perf_counter() - started) / 60, 1),
         "training": run.training,
         "routing": run.routing,

@@ -21,6 +21,7 @@ _WORD = re.compile(r"[\w%°.,:/-]+")
 # A list item's number ("3." or "3)") at the start of a line: not a sentence of its own,
 # so it is held back with the item's text (never shown alone, dangling at the end).
 _MARKER = re.compile(r"\s*\d{1,3}[.)]")
+_PIECE = re.compile(r"\s*\S+")  # a word and the space before it
 
 
 def _item_text(sentence: str) -> str:
@@ -122,3 +123,12 @@ class CleanText:
             self._pending_grams.add(gram)
             self._next += 1
         return None
+
+
+def cleaned(text: str, natural: bool) -> str:
+    """Return a whole generated `text` as clean decoding shows it: fed a word at a time,
+    as the engine feeds it tokens, then finished (`natural`: the model ended it, not
+    the token budget). For answers generated in a batch (the quality harness)."""
+    cleaner = CleanText()
+    shown = "".join(cleaner.feed(piece) for piece in _PIECE.findall(text))
+    return (shown + cleaner.finish(natural)).strip()

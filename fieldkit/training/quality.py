@@ -98,6 +98,7 @@ class QualityRun:
         max_tokens: int,
         log: Callable[..., None] = _stderr,
         progress: Callable[[], Any] = lambda: _Quiet(),
+        raw: bool = False,
     ) -> None:
         from fieldkit.home import Home
         from fieldkit.store.identity import Identity
@@ -105,6 +106,7 @@ class QualityRun:
 
         self.svc, self.out, self.base_id, self.fingerprint = svc, out_dir, base_id, fingerprint
         self.max_tokens = max_tokens
+        self.raw = raw  # score the text as generated, not as clean decoding shows it
         self.log = log
         self.progress = progress  # makes a training progress display: call(p), close()
         svc._closers.append(claim_folder(out_dir).close)  # one run per folder at a time
@@ -119,15 +121,25 @@ class QualityRun:
         self.merge_info: dict[str, Any] = {}  # cost in seconds and recipe of each
         self.favoured: dict[str, dict[str, str]] = {}  # merge -> domain -> its adapter
         self.cache_path = out_dir / "answers.jsonl"
+        # an answer as `ask` shows it (see shown); the file keeps the text as generated
         self.cache: dict[tuple[str, str, int], str] = {}
         self.seconds: dict[tuple[str, str, int], float] = {}  # batched generation s/answer
         if self.cache_path.is_file():
             for line in self.cache_path.read_text().splitlines():
                 row = json.loads(line)
                 key = (row["adapter"], row["question"], row["max_tokens"])
-                self.cache[key] = row["text"]
+                self.cache[key] = self.shown(row["text"], row.get("ended"))
                 if "seconds" in row:
                     self.seconds[key] = row["seconds"]
+
+    def shown(self, text: str, ended: bool | None) -> str:
+        """Return a generated answer as clean decoding shows it (no run-on repeat, no half
+        sentence where the token budget cut it off), or as generated with `raw`. `ended`:
+        the model ended it (None, an answer cached before that was kept: taken as ended,
+        so only a repeat is cut)."""
+        from fieldkit.engine.clean import cleaned
+
+        return text if self.raw else cleaned(text, natural=ended is not False)
 
     def specialist(
         self,
@@ -276,7 +288,7 @@ class QualityRun:
 
     def prefetch(self, pairs: list[tuple[str, str]]) -> None:
         """Generate every (system, question) answer not cached yet, one batch per system."""
-        from fieldkit.training.train import generate_batch
+        from fieldkit.training.train import generate_ended
 
         todo: dict[str, list[str]] = {}
         for system, question in pairs:
@@ -288,15 +300,16 @@ class QualityRun:
             self.log(f"{system}: answering {len(questions)} questions")
             adapter = self.adapters.get(system)
             started = time.perf_counter()
-            texts = generate_batch(self.svc.model_dir, adapter, questions, self.max_tokens)
+            texts = generate_ended(self.svc.model_dir, adapter, questions, self.max_tokens)
             each = (time.perf_counter() - started) / len(questions)
             with self.cache_path.open("a") as fh:
-                for question, text in zip(questions, texts, strict=True):
+                for question, (text, ended) in zip(questions, texts, strict=True):
                     key = self.answer_key(system, question)
-                    self.cache[key] = text
+                    self.cache[key] = self.shown(text, ended)
                     self.seconds[key] = each
                     row = {"adapter": key[0], "question": question, "max_tokens": key[2]}
-                    row |= {"system": system, "text": text, "seconds": round(each, 3)}
+                    row |= {"system": system, "text": text, "ended": ended}
+                    row |= {"seconds": round(each, 3)}
                     fh.write(json.dumps(row) + "\n")
 
     def answer_all(

@@ -300,7 +300,20 @@ def generate_batch(
     max_tokens: int = 128,
     batch_size: int = 32,
 ) -> list[str]:
-    """Return greedy answers to many questions at once (mlx-lm's batch_generate).
+    """Return greedy answers to many questions at once: `generate_ended`'s texts."""
+    ended = generate_ended(model_dir, adapter, questions, max_tokens, batch_size)
+    return [text for text, _ in ended]
+
+
+def generate_ended(
+    model_dir: Path,
+    adapter: Adapter | None,
+    questions: Sequence[str],
+    max_tokens: int = 128,
+    batch_size: int = 32,
+) -> list[tuple[str, bool]]:
+    """Return greedy answers to many questions at once (mlx-lm's batch_generate), each
+    with whether the model ended it (True) rather than the token budget.
 
     For evaluation: one question at a time runs at a few tokens/s on a shared CPU, a batch
     of 32 shares every weight read. The prompt is the chat template with the question as
@@ -332,6 +345,13 @@ def generate_batch(
         for q in questions
     ]
     result = batch_generate(
-        model, tokenizer, prompts, max_tokens=max_tokens, completion_batch_size=batch_size
+        model,
+        tokenizer,
+        prompts,
+        max_tokens=max_tokens,
+        completion_batch_size=batch_size,
+        return_token_ids=True,
     )
-    return [text.strip() for text in result.texts]
+    # a stop token ends an answer unwritten: fewer tokens than the budget, the model ended it
+    ids = result.token_ids or [[]] * len(result.texts)
+    return [(t.strip(), len(i) < max_tokens) for t, i in zip(result.texts, ids, strict=True)]

@@ -101,3 +101,22 @@ def test_numbers_inside_sentences_are_not_list_numbers():
     shown, clean = stream(text)
     assert shown == text
     assert not clean.repeated
+
+
+def test_a_batch_answer_cleaned_is_what_the_engine_shows(tiny_model_dir: Path):
+    """The quality harness generates in batches, then cleans each answer whole
+    (QualityRun.shown): it must score what `ask` shows, cut where `ask` cuts."""
+    from fieldkit.engine.clean import cleaned
+    from fieldkit.training.train import generate_ended
+
+    questions = ["What does the pump need?", "Where is the well?"]
+    batched = generate_ended(tiny_model_dir, None, questions, max_tokens=24)
+    with Engine(tiny_model_dir) as engine:
+        for question, (text, ended) in zip(questions, batched, strict=True):
+            raw = engine.answer(question, max_tokens=24)
+            shown = engine.answer(question, max_tokens=24, clean=True)
+            assert (text, ended) == (raw.text.strip(), raw.finish_reason == "stop")
+            assert cleaned(text, natural=ended) == shown.text.strip()
+    assert cleaned("Dry it to 12%. Bag it. Bag it. Then", natural=False) == "Dry it to 12%. Bag it."
+    assert cleaned("Dry it to 12%. Then bag", natural=False) == "Dry it to 12%."
+    assert cleaned("Dry it to 12%. Then bag", natural=True) == "Dry it to 12%. Then bag"

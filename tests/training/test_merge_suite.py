@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from fieldkit.cli import main
+from fieldkit.engine.clean import cleaned
 from fieldkit.errors import FieldkitError
 from fieldkit.router.notices import AS_WRITTEN
 from fieldkit.training.merge_suite import SUITE, build_suite, choose
@@ -82,6 +83,21 @@ def test_bench_quality_scores_the_whole_suite(
             assert text[(f"{name} routed", question)] == expected
             checked += 1
     assert checked >= 2
+    # each answer is scored as `ask` shows it, cleaned; --raw scores it as generated
+    assert report["meta"]["answers"] == "as shown (clean decoding)"
+    out = tmp_path / "out"
+    rows = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    generated = {r["question"]: r for r in rows if r["system"] == "base"}
+    assert len(generated) == 2
+    for question, row in generated.items():
+        assert text[("base", question)] == cleaned(row["text"], natural=row["ended"])
+    raw = CliRunner().invoke(main, [*args, "--raw", "--merges", "ties"])  # from the cache
+    assert raw.exit_code == 0, raw.output
+    report = json.loads((out / "quality.json").read_text())
+    assert report["meta"]["answers"] == "as generated"
+    for a in report["sets"]["heldout"]["answers"]:
+        if a["system"] == "base":
+            assert a["answer"] == generated[a["question"]]["text"]
     bad = CliRunner().invoke(main, [*args, "--merges", "ties,soup"])
     assert bad.exit_code == 1
     assert "No merge recipe named 'soup'" in bad.output
