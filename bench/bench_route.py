@@ -38,8 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from fieldkit.home import Home  # noqa: E402
-from fieldkit.router.embedder import MiniLMEmbedder, normalise  # noqa: E402
+from fieldkit.router.embedder import Embedder, MiniLMEmbedder, normalise  # noqa: E402
 from fieldkit.router.everyday import EVERYDAY_LEAD, Divide, everyday_questions  # noqa: E402
+from fieldkit.router.minilm import NumpyMiniLM  # noqa: E402
 from fieldkit.router.router import Router  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig  # noqa: E402
 from fieldkit.store.identity import Identity  # noqa: E402
@@ -114,7 +115,7 @@ def combine(name: str, *sets: DataSet) -> DataSet:
 class MemoEmbedder:
     """The real embedder, remembering vectors so each text is embedded once per run."""
 
-    def __init__(self, inner: MiniLMEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner, self.id, self.memo = inner, inner.id, {}
 
     @property
@@ -893,7 +894,7 @@ def latency(questions: list[str], embedder, tmp: Path, counts=(100, 1000)) -> di
             "loadavg_1min": os.getloadavg()[0],
         }
         library.close()
-        out[n]["cold"] = cold_start(tmp / f"lat-{n}", questions[0], embedder.quantize)
+        out[n]["cold"] = cold_start(tmp / f"lat-{n}", questions[0], embedder_code(embedder))
     return out
 
 
@@ -906,7 +907,8 @@ from fieldkit.store.library import Library
 lib = Library.open(Home(Path({root!r})))
 t1 = time.perf_counter()
 from fieldkit.router.embedder import MiniLMEmbedder
-router = Router(lib, MiniLMEmbedder(quantize={int8!r}), base_fingerprint={base!r}).warm()
+from fieldkit.router.minilm import NumpyMiniLM
+router = Router(lib, {make}, base_fingerprint={base!r}).warm()
 t2 = time.perf_counter()
 router.route({q!r})
 t3 = time.perf_counter()
@@ -914,9 +916,16 @@ print(t1 - t0, t2 - t1, (t3 - t2) * 1000)
 """
 
 
-def cold_start(root: Path, question: str, int8: bool) -> dict:
+def embedder_code(embedder: Embedder) -> str:
+    """The expression that makes the same embedder in a fresh process."""
+    if isinstance(embedder, NumpyMiniLM):
+        return "NumpyMiniLM()"
+    return f"MiniLMEmbedder(quantize={embedder.quantize!r})"
+
+
+def cold_start(root: Path, question: str, make: str) -> dict:
     """Time a fresh process: imports, embedder load + index from cache, first question."""
-    code = COLD.format(root=str(root), base=BASE, q=question, int8=int8)
+    code = COLD.format(root=str(root), base=BASE, q=question, make=make)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -969,6 +978,11 @@ def main() -> None:
         "--int8", action="store_true", help="MiniLM with dynamic int8 Linear layers"
     )
     parser.add_argument(
+        "--torch",
+        action="store_true",
+        help="MiniLM in torch (sentence-transformers), not fieldkit's NumPy copy of it",
+    )
+    parser.add_argument(
         "--no-phrasings",
         action="store_true",
         help="packets whose exemplars are their training questions alone and whose note "
@@ -993,7 +1007,11 @@ def main() -> None:
     if args.model is None:
         args.model = Home.resolve(args.home).models_dir / "smollm2-135m-instruct"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    embedder = MemoEmbedder(MiniLMEmbedder(quantize=args.int8, model_dir=args.embedder_dir).load())
+    if args.int8 or args.torch:  # the torch model (its int8 variant needs it)
+        inner = MiniLMEmbedder(quantize=args.int8, model_dir=args.embedder_dir)
+    else:  # what fieldkit routes with: the same vectors, in NumPy
+        inner = NumpyMiniLM(model_dir=args.embedder_dir)
+    embedder = MemoEmbedder(inner.load())
     datasets = [load_demo(not args.no_phrasings)]
     if args.reference.is_dir() and args.heldout.is_file():
         reference = load_reference(args.reference.resolve(), args.heldout, not args.no_phrasings)

