@@ -208,11 +208,7 @@ class MlxRuntime:
         self.resident = ResidentLoRA(self.model)
         self.install_ms = self.resident.install(profile)
         self.model.eval()
-        # Every special token ends the answer: the model that writes <|endoftext|> or a new
-        # turn's <|im_start|> (when it lost the thread of a prompt too long for it) is done,
-        # and the token's text is no answer.
-        special = getattr(self.tokenizer, "all_special_ids", None) or []
-        self.eos_ids = set(self.tokenizer.eos_token_ids) | set(special)
+        self.eos_ids = stop_ids(self.tokenizer)
         # the most tokens the model reads at once (0: its config does not say)
         self.context = int(getattr(self.model.args, "max_position_embeddings", 0) or 0)
 
@@ -355,3 +351,11 @@ def write_mlx_adapter(adapter: Adapter, folder: Path) -> Path:
     mx.save_safetensors(str(folder / "adapters.safetensors"), arrays)
     (folder / "adapter_config.json").write_text(json.dumps(adapter.config.to_mlx_dict()))
     return folder
+
+
+def stop_ids(tokenizer: Any) -> set[int]:
+    """The tokens that end an answer: the tokenizer's EOS tokens and every special token.
+    The model that writes <|endoftext|> or a new turn's <|im_start|> (when it lost the
+    thread of a prompt too long for it) is done, and the token's text is no answer."""
+    special = getattr(tokenizer, "all_special_ids", None) or []
+    return set(tokenizer.eos_token_ids) | set(special)

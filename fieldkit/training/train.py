@@ -338,6 +338,9 @@ def generate_ended(
         weights = [(k, mx.array(v.astype(np.float32))) for k, v in adapter.tensors.items()]
         model.load_weights(weights, strict=False)
     model.eval()
+    from fieldkit.engine.mlx_backend import stop_ids
+
+    tokenizer.eos_token_ids = stop_ids(tokenizer)  # the engine's stops: batch_generate reads them
     prompts = [
         tokenizer.apply_chat_template(
             [{"role": "user", "content": q}], add_generation_prompt=True, return_dict=False
