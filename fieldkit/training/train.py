@@ -356,5 +356,5 @@ def generate_ended(
         return_token_ids=True,
     )
     # a stop token ends an answer unwritten: fewer tokens than the budget, the model ended it
-    ids = result.token_ids or [[]] * len(result.texts)
+    ids = result.token_ids
     return [(t.strip(), len(i) < max_tokens) for t, i in zip(result.texts, ids, strict=True)]

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from fieldkit.engine.clean import CleanText
+from fieldkit.engine.clean import CleanText, fed
 from fieldkit.engine.engine import Engine
 
 
 def stream(text: str, natural: bool = True) -> tuple[str, CleanText]:
     """Feed `text` word by word as a model would; return what a person sees."""
-    clean = CleanText()
-    shown = ""
-    for piece in re.findall(r"\S+\s*", text):
-        shown += clean.feed(piece)
-        if clean.stopped:
-            break
-    return shown + clean.finish(natural and not clean.stopped), clean
+    return fed(text, natural)
 
 
 def test_a_repeated_sentence_stops_the_answer():
