@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_route import run_fresh  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.minilm import NumpyMiniLM  # noqa: E402
@@ -68,13 +70,8 @@ def child(code: str) -> tuple[float, float]:
         "\nimport re, pathlib\n"
         "print(re.search(r'VmHWM:\\s+(\\d+)', pathlib.Path('/proc/self/status').read_text())[1])\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - start
-    if done.returncode:
-        raise SystemExit(f"the child process failed: {done.stderr[-2000:]}")
-    return wall, int(done.stdout.split()[-1]) / 1024  # kB
+    wall, out = run_fresh(code)
+    return wall, int(out.split()[-1]) / 1024  # kB
 
 
 def main() -> None:

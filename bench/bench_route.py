@@ -923,16 +923,22 @@ def embedder_code(embedder: Embedder) -> str:
     return f"MiniLMEmbedder(quantize={embedder.quantize!r})"
 
 
-def cold_start(root: Path, question: str, make: str) -> dict:
-    """Time a fresh process: imports, embedder load + index from cache, first question."""
-    code = COLD.format(root=str(root), base=BASE, q=question, make=make)
+def run_fresh(code: str) -> tuple[float, str]:
+    """Run Python `code` in a fresh process, offline; return its wall seconds and stdout
+    (SystemExit, with its error, if it fails)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if res.returncode:
-        raise SystemExit(f"cold start failed: {res.stderr[-2000:]}")
-    imp, load, first = (float(x) for x in res.stdout.split()[-3:])
+        raise SystemExit(f"a fresh process failed: {res.stderr[-2000:]}")
+    return wall, res.stdout
+
+
+def cold_start(root: Path, question: str, make: str) -> dict:
+    """Time a fresh process: imports, embedder load + index from cache, first question."""
+    wall, out = run_fresh(COLD.format(root=str(root), base=BASE, q=question, make=make))
+    imp, load, first = (float(x) for x in out.split()[-3:])
     return {"process_s": wall, "import_s": imp, "load_s": load, "first_route_ms": first}
 
 
