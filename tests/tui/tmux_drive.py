@@ -12,6 +12,7 @@ Exits non-zero with the last screen when a step does not show what it should.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -63,28 +64,39 @@ class Tmux:
                 raise DriveError(f"Waited {limit_s:.0f} s for {what}; the screen was:\n{text}")
             time.sleep(0.2)
 
-    def press_until(
-        self,
-        what: str,
-        key: str,
-        check: Callable[[str], bool],
-        unmoved: Callable[[str], bool],
-        limit_s: float = 60.0,
-    ) -> str:
-        """Press `key` until `check(screen)` holds; press again only while `unmoved(screen)`
-        says the last press was not taken (a key sent while the app was still settling its
-        focus on a loaded machine), so a slow screen never gets a second press."""
+    def cursor_to(self, name: str, order: list[str], limit_s: float = 60.0) -> str:
+        """Move the library's cursor to packet `name` (rows in `order`) with Up and Down;
+        return the screen once the detail pane shows it. Every press is chosen from the
+        screen as it is, so a press the app took late (a loaded machine) is corrected by
+        the next one instead of sending the cursor past the row."""
         deadline = time.monotonic() + limit_s
         while True:
-            self.keys(key)
-            try:
-                return self.wait_for(what, check, min(5.0, max(0.1, deadline - time.monotonic())))
-            except DriveError:
-                if time.monotonic() > deadline or not unmoved(self.screen()):
-                    raise
+            text = self.screen()
+            shown = detail_name(text)
+            if shown == name:
+                return text
+            if time.monotonic() > deadline:
+                raise DriveError(f"Waited {limit_s:.0f} s for the cursor on {name}:\n{text}")
+            if shown not in order:
+                time.sleep(0.2)
+                continue
+            self.keys("Down" if order.index(shown) < order.index(name) else "Up")
+            with contextlib.suppress(DriveError):  # not taken yet: the next look decides
+                self.wait_for("the cursor to move", lambda s, was=shown: detail_name(s) != was, 5)
 
     def kill(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+def detail_name(screen: str) -> str:
+    """Return the packet name the library's detail pane shows (the first word under the
+    rule that divides it from the table), or "" when there is none."""
+    lines = screen.splitlines()
+    for at, line in enumerate(lines[:-1]):
+        if line.startswith("\u2500" * 20):
+            words = lines[at + 1].split()
+            return words[0] if words else ""
+    return ""
 
 
 def row(screen: str, name: str) -> str:
@@ -149,12 +161,7 @@ def drive(home: Path, model: Path | None, export_dir: Path, show: bool = False) 
             "the states",
             lambda s: "ok verified" in row(s, "pumps") and "UNVERIFIED" in row(s, "solar"),
         )
-        tmux.press_until(
-            "the cursor on solar",
-            "Down",
-            lambda s: "NOT VERIFIED" in s,
-            unmoved=lambda s: "\n pumps  ok verified" in s,  # the detail still shows pumps
-        )
+        tmux.cursor_to("solar", ["pumps", "solar", "vaccines"])
         step("solar's detail", lambda s: "NOT VERIFIED" in s)
         tmux.keys("v")
         step("solar verified", lambda s: "ok verified" in row(s, "solar"))
