@@ -121,16 +121,23 @@ class QualityRun:
         self.merge_info: dict[str, Any] = {}  # cost in seconds and recipe of each
         self.favoured: dict[str, dict[str, str]] = {}  # merge -> domain -> its adapter
         self.cache_path = out_dir / "answers.jsonl"
-        # an answer as `ask` shows it (see shown); the file keeps the text as generated
-        self.cache: dict[tuple[str, str, int], str] = {}
+        # an answer as generated, and whether the model ended it (see shown)
+        self.cache: dict[tuple[str, str, int], tuple[str, bool | None]] = {}
+        self._shown: dict[tuple[str, str, int], str] = {}  # cleaned once, when first read
         self.seconds: dict[tuple[str, str, int], float] = {}  # batched generation s/answer
         if self.cache_path.is_file():
             for line in self.cache_path.read_text().splitlines():
                 row = json.loads(line)
                 key = (row["adapter"], row["question"], row["max_tokens"])
-                self.cache[key] = self.shown(row["text"], row.get("ended"))
+                self.cache[key] = (row["text"], row.get("ended"))
                 if "seconds" in row:
                     self.seconds[key] = row["seconds"]
+
+    def answer(self, key: tuple[str, str, int]) -> str:
+        """Return the cached answer of `key` (answer_key) as the harness scores it (shown)."""
+        if key not in self._shown:
+            self._shown[key] = self.shown(*self.cache[key])
+        return self._shown[key]
 
     def shown(self, text: str, ended: bool | None) -> str:
         """Return a generated answer as clean decoding shows it (no run-on repeat, no half
@@ -305,7 +312,7 @@ class QualityRun:
             with self.cache_path.open("a") as fh:
                 for question, (text, ended) in zip(questions, texts, strict=True):
                     key = self.answer_key(system, question)
-                    self.cache[key] = self.shown(text, ended)
+                    self.cache[key] = (text, ended)
                     self.seconds[key] = each
                     row = {"adapter": key[0], "question": question, "max_tokens": key[2]}
                     row |= {"system": system, "text": text, "ended": ended}
@@ -348,18 +355,18 @@ class QualityRun:
         hits = 0
         for q in questions:
             texts = {
-                s: self.cache[self.answer_key(self.merge_system(s, q.domain), q.question)]
+                s: self.answer(self.answer_key(self.merge_system(s, q.domain), q.question))
                 for s in systems
             }
             routed = routes[q.question]
             hits += routed == q.domain
-            texts["routed"] = self.cache[
+            texts["routed"] = self.answer(
                 self.answer_key(f"spec:{routed}" if routed else "base", q.question)
-            ]
-            texts["oracle"] = self.cache[self.answer_key(f"spec:{q.domain}", q.question)]
+            )
+            texts["oracle"] = self.answer(self.answer_key(f"spec:{q.domain}", q.question))
             for system, merge in chosen.items():
                 adapter = self.routed_merge(merge, routed)
-                texts[system] = self.cache[self.answer_key(adapter, q.question)]
+                texts[system] = self.answer(self.answer_key(adapter, q.question))
             answers += [Answer(s, q, t) for s, t in texts.items()]
         self.routing[name] = {"correct": hits, "questions": len(questions), "routes": routes}
         order = [*systems, *chosen, "routed", "oracle"]

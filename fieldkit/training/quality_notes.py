@@ -82,10 +82,10 @@ def notes_answers(
             text, seconds = g.said or "", 0.0
         else:
             key = run.answer_key(adapter, prompt[id(g)])
-            text, seconds = run.cache[key], run.seconds.get(key)
+            text, seconds = run.answer(key), run.seconds.get(key)
         if also.get(id(g)):  # in parts, as fieldkit.generating.stream answers them
             more = [run.answer_key(adapter, content) for content in also[id(g)]]
-            text = in_parts(text, *(run.cache[part] for part in more))
+            text = in_parts(text, *(run.answer(part) for part in more))
             seconds = (seconds or 0.0) + sum(run.seconds.get(part) or 0.0 for part in more)
         if g.writes:
             text = as_streamed(g, text)[0]
