@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import run_fresh  # noqa: E402
+from bench_route import report, run_fresh  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.minilm import NumpyMiniLM  # noqa: E402
@@ -111,10 +111,7 @@ def main() -> None:
             result[f"cold_route_peak_mb_{name}"] = round(max(m for _, m in runs))
             imports = [child(IMPORTS[name])[0] for _ in range(3)]
             result[f"import_s_{name}"] = round(statistics.median(imports), 2)
-    result["loadavg_1min"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    report(result, args.json)
 
 
 if __name__ == "__main__":

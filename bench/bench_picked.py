@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import demo_rows, sources  # noqa: E402
+from bench_route import demo_rows, report, sources  # noqa: E402
 
 SHORT_SETS = "terse,brisk,hasty,rushed,hurried,dashed,brief,quick,curt"
 
@@ -109,10 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result = measure(args.home, [s for s in args.sets.split(",") if s], args.max_tokens)
-    result["loadavg_1min"] = os.getloadavg()[0]
-    print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    report(result, args.json)
 
 
 if __name__ == "__main__":

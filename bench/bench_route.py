@@ -923,6 +923,15 @@ def embedder_code(embedder: Embedder) -> str:
     return f"MiniLMEmbedder(quantize={embedder.quantize!r})"
 
 
+def report(result: dict, path: Path | None) -> None:
+    """Stamp `result` with the machine's load (1-minute average), print it as JSON, and
+    write it to `path` too when one is given."""
+    result["loadavg_1min"] = os.getloadavg()[0]
+    print(json.dumps(result, indent=1))
+    if path:
+        path.write_text(json.dumps(result, indent=1))
+
+
 def run_fresh(code: str) -> tuple[float, str]:
     """Run Python `code` in a fresh process, offline; return its wall seconds and stdout
     (SystemExit, with its error, if it fails)."""
