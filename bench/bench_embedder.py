@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import report, run_fresh  # noqa: E402
+from bench_route import embedder_code, report, run_fresh  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.minilm import NumpyMiniLM  # noqa: E402
@@ -48,7 +48,6 @@ IMPORTS = {
     "from tokenizers import Tokenizer",
     "torch": "import torch; from sentence_transformers import SentenceTransformer",
 }
-MAKE = {"numpy": "NumpyMiniLM()", "torch": "MiniLMEmbedder()"}
 
 
 def texts() -> list[str]:
@@ -104,8 +103,8 @@ def main() -> None:
             rounds[name].append(round(statistics.median(times), 2))
     result["one_question_p50_ms"] = rounds
     if args.home:  # cold starts are measured in the processes of their own, one at a time
-        for name in embedders:
-            code = COLD.format(home=args.home, make=MAKE[name], question=QUESTION)
+        for name, embedder in embedders.items():
+            code = COLD.format(home=args.home, make=embedder_code(embedder), question=QUESTION)
             runs = [child(code) for _ in range(3)]
             result[f"cold_route_s_{name}"] = round(statistics.median(w for w, _ in runs), 2)
             result[f"cold_route_peak_mb_{name}"] = round(max(m for _, m in runs))

