@@ -51,3 +51,10 @@ class RouterError(FieldkitError):
 
 class TransportError(FieldkitError):
     """A link (TCP, BLE) failed: refused, cut, or timed out."""
+
+
+def gist(exc: BaseException) -> str:
+    """Return the first line of an exception's message, to end one sentence with (its
+    type's name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip().rstrip(".?!: ") if lines else type(exc).__name__

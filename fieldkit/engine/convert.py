@@ -2,7 +2,7 @@
 
 Steps: read the GGUF with mlx (dequantizing Q4/Q8 blocks), rename llama.cpp tensors to
 Hugging Face llama names, undo llama.cpp's q/k row permutation (so standard RoPE applies),
-write config.json, build the tokenizer from the GGUF with transformers (no download),
+write config.json, build the tokenizer from the GGUF (engine.gguf_tokenizer; no download),
 then let mlx-lm's own `convert` write the float32 folder. The result appears atomically:
 everything is built in a temporary folder next to the target and renamed at the end.
 mlx is imported inside the functions, after OpenBLAS is preloaded.
@@ -29,7 +29,8 @@ from fieldkit.engine.gguf_check import (
     check_gguf,
     check_llama_tensors,
 )
-from fieldkit.errors import ModelError
+from fieldkit.engine.gguf_tokenizer import write_tokenizer
+from fieldkit.errors import ModelError, gist
 from fieldkit.store.blobs import process_alive
 from fieldkit.store.models import (
     model_fingerprint,
@@ -163,8 +164,10 @@ def gguf_config(metadata: dict[str, Any], has_lm_head: bool) -> dict[str, Any]:
     }
 
 
-def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return (HF-named fp32 mx arrays, config dict) from a llama GGUF file."""
+def read_gguf_weights(
+    gguf_path: Path,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Return (HF-named fp32 mx arrays, config dict, the file's metadata) from a llama GGUF."""
     from fieldkit.engine.blas import preload_openblas
 
     preload_openblas()
@@ -206,25 +209,7 @@ def read_gguf_weights(gguf_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             array = unpermute_rows(array, config["num_key_value_heads"])
         weights[f"model.layers.{layer}.{LAYER_NAMES[kind]}.weight"] = array
     mx.eval(list(weights.values()))
-    return weights, config
-
-
-def write_tokenizer(gguf_path: Path, out_dir: Path) -> None:
-    """Build the tokenizer from the GGUF's metadata with transformers and save it."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    except IndexError as exc:  # transformers looks each special token's id up in the list
-        raise ModelError(
-            f"The tokenizer in {gguf_path.name} names a special token its token list lacks."
-        ) from exc
-    except (ValueError, OSError, KeyError) as exc:
-        raise ModelError(
-            f"The tokenizer in {gguf_path.name} cannot be read: {_reason(exc)}."
-        ) from exc
-    tokenizer.save_pretrained(str(out_dir))
+    return weights, config, metadata
 
 
 def convert_gguf(gguf_path: Path, target: Path, progress: Progress = lambda _: None) -> Path:
@@ -245,26 +230,20 @@ def convert_gguf(gguf_path: Path, target: Path, progress: Progress = lambda _: N
         hf_dir = mlx_dir.parent / "hf"
         hf_dir.mkdir()
         progress(f"reading {gguf_path.name}")
-        weights, config = read_gguf_weights(gguf_path)
+        weights, config, metadata = read_gguf_weights(gguf_path)
         progress(f"writing {len(weights)} float32 tensors")
         mx.save_safetensors(str(hf_dir / "model.safetensors"), weights, metadata={"format": "pt"})
         (hf_dir / "config.json").write_text(json.dumps(config, indent=2))
         del weights
         progress("building the tokenizer from the GGUF")
-        write_tokenizer(gguf_path, hf_dir)
+        write_tokenizer(gguf_path, metadata, hf_dir)
         progress("converting with mlx-lm (float32)")
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 convert(str(hf_dir), str(mlx_dir), dtype="float32")
         except ValueError as exc:  # mlx-lm refused the weights: a misfit the checks missed
-            raise ModelError(f"mlx-lm cannot convert {gguf_path.name}: {_reason(exc)}.") from exc
+            raise ModelError(f"mlx-lm cannot convert {gguf_path.name}: {gist(exc)}.") from exc
     return target
-
-
-def _reason(exc: Exception) -> str:
-    """Return the first line of an exception's message, to end one sentence with."""
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip().rstrip(":. ") if lines else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -380,7 +359,7 @@ def _convert_hf(source: Path, out: Path, dtype: str | None, progress: Progress) 
         with contextlib.redirect_stdout(io.StringIO()):
             convert(str(source), str(out), dtype=dtype)
     except (ValueError, OSError, KeyError) as exc:
-        raise ModelError(f"mlx-lm cannot convert {source}: {_reason(exc)}.") from exc
+        raise ModelError(f"mlx-lm cannot convert {source}: {gist(exc)}.") from exc
 
 
 def _check_chat_template(model_dir: Path) -> None:

@@ -28,7 +28,7 @@ from mlx_lm.generate import generate_step  # noqa: E402
 from mlx_lm.sample_utils import make_sampler  # noqa: E402
 from mlx_lm.utils import load as mlx_lm_load  # noqa: E402
 
-from fieldkit.errors import ModelError  # noqa: E402
+from fieldkit.errors import ModelError, gist  # noqa: E402
 from fieldkit.store.adapter import Adapter, AdapterConfig, validate_tensors  # noqa: E402
 
 Slot = tuple[int, str]  # (layer index, projection key)
@@ -203,8 +203,7 @@ class MlxRuntime:
             self.model, self.tokenizer = mlx_lm_load(str(model_dir))
         except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError) as exc:
             # RuntimeError: mlx's own, for weights it cannot read (a file cut short)
-            reason = (str(exc).strip().splitlines() or [""])[0].rstrip(".?!: ")  # its gist
-            raise ModelError(f"mlx-lm cannot load the model in {model_dir}: {reason}.") from exc
+            raise ModelError(f"mlx-lm cannot load the model in {model_dir}: {gist(exc)}.") from exc
         self.resident = ResidentLoRA(self.model)
         self.install_ms = self.resident.install(profile)
         self.model.eval()

