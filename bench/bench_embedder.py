@@ -44,8 +44,7 @@ router = services.make_router(services.library, {make})
 print(router.route({question!r}).packet_id)
 """
 IMPORTS = {
-    "numpy": "from safetensors.numpy import load_file; from scipy.special import erf; "
-    "from tokenizers import Tokenizer",
+    "numpy": "from safetensors.numpy import load_file; from tokenizers import Tokenizer",
     "torch": "import torch; from sentence_transformers import SentenceTransformer",
 }
 

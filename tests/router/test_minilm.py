@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from fieldkit.errors import RouterError
 from fieldkit.router.embedder import Embedder, MiniLMEmbedder, default_embedder
-from fieldkit.router.minilm import BATCH, MAX_TOKENS, NumpyMiniLM
+from fieldkit.router.minilm import BATCH, MAX_TOKENS, NumpyMiniLM, gelu
 
 TEXTS = [
     "fl220 display shows HI-1, what now",
@@ -41,6 +42,19 @@ def test_vectors_are_the_torch_models(numpy_minilm: NumpyMiniLM, minilm: MiniLME
     assert numpy_minilm.id == minilm.id
     assert numpy_minilm.embed([]).shape == (0, 384)
     assert len(numpy_minilm._tokenizer.encode(TEXTS[5]).ids) == MAX_TOKENS
+
+
+def test_gelu_is_the_exact_one() -> None:
+    """x * Phi(x), held to Python's erf in float64 at every scale, in both tails."""
+    x = np.concatenate([np.linspace(-12, 12, 40_001), [-40, -1e-30, 0, 1e-30, 40]])
+    x = x.astype(np.float32)
+    want = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x.astype(np.float64)])
+    got = gelu(x)
+    assert got.dtype == np.float32
+    error = np.abs(got - want)
+    assert np.all(error <= 4e-7 + 3e-6 * np.abs(want))
+    tail = (x < -5) & (x > -12)  # where float32's 1 + erf(x) cancels: still relative
+    assert np.all(error[tail] <= 5e-5 * np.abs(want[tail]))  # (the exponent's rounding)
 
 
 def test_it_is_the_default_and_an_embedder() -> None:
