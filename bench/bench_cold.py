@@ -29,7 +29,8 @@ from bench_route import report  # noqa: E402
 QUESTION = "How long do Sasina Red layers keep laying well?"
 PROBE = (
     "import importlib.util as u, sysconfig; "
-    "print(u.find_spec('torch') is not None, sysconfig.get_paths()['purelib'])"
+    "print(u.find_spec('torch') is not None, sysconfig.get_paths()['purelib'], "
+    "u.find_spec('fieldkit').origin)"
 )
 RUN = "import sys; from fieldkit.cli import run; sys.argv[0] = 'fieldkit'; run()"
 
@@ -53,15 +54,17 @@ def size_mb(folder: Path) -> float:
 
 
 def measure(python: str, home: str, runs: int, max_tokens: int) -> dict:
-    probe = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True)
-    has_torch, site = probe.stdout.split()
+    probe = subprocess.run([python, "-P", "-c", PROBE], capture_output=True, text=True, check=True)
+    has_torch, site, code = probe.stdout.split()
     out: dict = {"torch_installed": has_torch == "True", "site_packages_mb": size_mb(Path(site))}
+    out["fieldkit"] = code
     commands = {
         "ask": ["ask", QUESTION, "--max-tokens", str(max_tokens), "--no-server"],
         "route": ["route", QUESTION],
     }
     for name, args in commands.items():
-        argv = [python, "-c", RUN, "--home", home, *args]
+        # -P: the environment's own fieldkit, not the one in the current folder
+        argv = [python, "-P", "-c", RUN, "--home", home, *args]
         timed(argv)  # warm: its files in the page cache, as on every run but a machine's first
         results = [timed(argv) for _ in range(runs)]
         out[f"{name}_s"] = round(statistics.median(w for w, _ in results), 2)
