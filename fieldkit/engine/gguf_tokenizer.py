@@ -68,7 +68,7 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
     from tokenizers.models import BPE
 
     tokens = list(metadata.get("tokenizer.ggml.tokens") or [])
-    merges = [tuple(m.split(" ", 1)) for m in metadata.get("tokenizer.ggml.merges") or []]
+    merges = [tuple(str(m).split(" ")) for m in metadata.get("tokenizer.ggml.merges") or []]
     types = metadata.get("tokenizer.ggml.token_type")
     types = [int(t) for t in (types.tolist() if hasattr(types, "tolist") else types or [])]
     if not tokens or len(types) not in (0, len(tokens)):
@@ -79,6 +79,12 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
         t if set(t) <= alphabet else "".join(spelling[b] for b in t.encode()): i
         for i, t in enumerate(tokens)
     }
+    bad = next((m for m in merges if len(m) != 2 or not set(m) <= vocab.keys()), None)
+    if bad is not None:  # tokenizers would refuse it with a traceback of its own
+        raise ModelError(
+            f"The tokenizer in {name} has a merge its token list cannot make "
+            f"({' '.join(bad)[:40]!r})."
+        )
     bpe = BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
               end_of_word_suffix="", fuse_unk=False)  # fmt: skip
     tokenizer = Tokenizer(bpe)

@@ -56,13 +56,14 @@ def write_tiny_gguf(
     drop: tuple[str, ...] = (),
     replace: dict[str, np.ndarray] | None = None,
     pre: str = "default",
+    merges: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Write the tiny model as a llama GGUF; return the weights it should convert back to.
 
     To write a misfit: `metadata` overrides TINY_CONFIG's values (and bos_token_id) in the
     metadata only, the tensors keep the tiny model's shapes; `drop` leaves out the
     llama.cpp tensors it names; `replace` writes other arrays under those names; `pre` is
-    the pre-tokenizer the file names.
+    the pre-tokenizer the file names; `merges` replace the tokenizer's merges.
     """
     import gguf
 
@@ -72,7 +73,8 @@ def write_tiny_gguf(
     tok_cfg = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
     vocab = sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])
     specials = {t["content"]: t["id"] for t in tok["added_tokens"]}
-    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    if merges is None:
+        merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
 
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_context_length(cfg["max_position_embeddings"])
@@ -202,6 +204,18 @@ def test_the_tokenizer_is_the_one_transformers_builds(
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         mine, other = tmp_path / "ours-again" / name, tmp_path / "theirs-again" / name
         assert mine.read_bytes() == other.read_bytes(), name
+
+
+@pytest.mark.parametrize("merge", ["Ġ", "Ġ t h", "Ġ \u2603"])
+def test_a_merge_the_tokens_cannot_make_is_refused(
+    tiny_model_dir: Path, tmp_path: Path, merge: str
+) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf, tiny_model_dir, merges=["Ġ t", merge])
+    with pytest.raises(ModelError, match="has a merge its token list cannot make") as refused:
+        convert_gguf(gguf, tmp_path / "models" / "tiny")
+    assert str(refused.value).endswith(f"({merge!r}).")  # the bad one, not "Ġ t"
+    assert not (tmp_path / "models" / "tiny").exists()
 
 
 def test_converted_model_answers_like_the_original(converted, tiny_model_dir: Path) -> None:
