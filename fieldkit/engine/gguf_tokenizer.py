@@ -42,6 +42,8 @@ def write_tokenizer(gguf_path: Path, metadata: Mapping[str, Any], out_dir: Path)
     token list, a transformers failure, or torch missing where transformers needs it)."""
     model = metadata.get("tokenizer.ggml.model")
     pre = metadata.get("tokenizer.ggml.pre", "default")
+    if not model or not metadata.get("tokenizer.ggml.tokens"):
+        raise ModelError(f"{gguf_path.name} carries no tokenizer (no token list in its metadata).")
     if model == "gpt2" and pre in PLAIN_PRE:
         _write_byte_level(gguf_path.name, metadata, out_dir)
     else:

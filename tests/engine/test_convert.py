@@ -63,7 +63,8 @@ def write_tiny_gguf(
     To write a misfit: `metadata` overrides TINY_CONFIG's values (and bos_token_id) in the
     metadata only, the tensors keep the tiny model's shapes; `drop` leaves out the
     llama.cpp tensors it names; `replace` writes other arrays under those names; `pre` is
-    the pre-tokenizer the file names; `merges` replace the tokenizer's merges.
+    the pre-tokenizer the file names ("": no tokenizer at all); `merges` replace the
+    tokenizer's merges.
     """
     import gguf
 
@@ -87,14 +88,15 @@ def write_tiny_gguf(
     writer.add_rope_freq_base(cfg["rope_theta"])
     writer.add_rope_dimension_count(cfg["head_dim"])
     writer.add_vocab_size(cfg["vocab_size"])
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list([t for t, _ in vocab])
-    writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])
-    writer.add_token_merges(merges)
-    writer.add_bos_token_id((metadata or {}).get("bos_token_id", specials["<|endoftext|>"]))
-    writer.add_eos_token_id(specials["<|im_end|>"])
-    writer.add_chat_template(tok_cfg["chat_template"])
+    if pre:  # else a file with no tokenizer in it
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre)
+        writer.add_token_list([t for t, _ in vocab])
+        writer.add_token_types([3 if t in specials else 1 for t, _ in vocab])
+        writer.add_token_merges(merges)
+        writer.add_bos_token_id((metadata or {}).get("bos_token_id", specials["<|endoftext|>"]))
+        writer.add_eos_token_id(specials["<|im_end|>"])
+        writer.add_chat_template(tok_cfg["chat_template"])
     expected: dict[str, np.ndarray] = {}
     for name, array in weights.items():
         target = gguf_name(name)
@@ -204,6 +206,14 @@ def test_the_tokenizer_is_the_one_transformers_builds(
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         mine, other = tmp_path / "ours-again" / name, tmp_path / "theirs-again" / name
         assert mine.read_bytes() == other.read_bytes(), name
+
+
+def test_a_gguf_without_a_tokenizer_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf, tiny_model_dir, pre="")
+    with pytest.raises(ModelError, match=r"^tiny.gguf carries no tokenizer \(no token list"):
+        convert_gguf(gguf, tmp_path / "models" / "tiny")
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
 
 @pytest.mark.parametrize("merge", ["Ġ", "Ġ t h", "Ġ \u2603"])
