@@ -73,8 +73,10 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
     merges = [tuple(str(m).split(" ")) for m in metadata.get("tokenizer.ggml.merges") or []]
     types = metadata.get("tokenizer.ggml.token_type")
     types = [int(t) for t in (types.tolist() if hasattr(types, "tolist") else types or [])]
-    if not tokens or len(types) not in (0, len(tokens)):
-        raise ModelError(f"The tokenizer in {name} has no token list, or types that do not fit it.")
+    if len(types) not in (0, len(tokens)):
+        raise ModelError(
+            f"The tokenizer in {name} gives {len(types)} token types for {len(tokens)} tokens."
+        )
     spelling = _byte_alphabet()
     alphabet = set(spelling.values())
     vocab = {
