@@ -36,6 +36,7 @@ QUESTION = "fl220 display shows HI-1, what now"
 EDGES = ["", "a", "tank " * 400]
 COLD = """
 import sys
+from pathlib import Path
 from fieldkit.services import Services
 from fieldkit.router.embedder import MiniLMEmbedder
 from fieldkit.router.minilm import NumpyMiniLM

@@ -917,10 +917,13 @@ print(t1 - t0, t2 - t1, (t3 - t2) * 1000)
 
 
 def embedder_code(embedder: Embedder) -> str:
-    """The expression that makes the same embedder in a fresh process."""
+    """The expression that makes the same embedder in a fresh process (from the same
+    model folder; the fresh process imports Path)."""
+    folder = embedder.model_dir
+    where = "None" if folder is None else f"Path({str(Path(folder).resolve())!r})"
     if isinstance(embedder, NumpyMiniLM):
-        return "NumpyMiniLM()"
-    return f"MiniLMEmbedder(quantize={embedder.quantize!r})"
+        return f"NumpyMiniLM(model_dir={where})"
+    return f"MiniLMEmbedder(quantize={embedder.quantize!r}, model_dir={where})"
 
 
 def report(result: dict, path: Path | None) -> None:
