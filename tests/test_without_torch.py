@@ -48,6 +48,8 @@ def test_a_gguf_is_converted_and_questions_answered_without_torch(
     assert "Traceback" not in refused.stderr
     assert "(gpt2, llama-bpe) needs torch, which this install leaves out" in refused.stderr
     assert sorted(p.name for p in (noted_home.root / "models").iterdir()) == ["tiny-gguf"]
+    folder = fieldkit("model", "install", str(tiny_model_dir), "--name", "tiny-hf")
+    assert folder.returncode == 0, folder.stderr  # what that refusal offers works here
     model = ("--model", str(tiny_model_dir))
     question = "How often should I clean the intake filter?"
     routed = fieldkit(*model, "route", question, "--json")
