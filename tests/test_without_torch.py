@@ -8,8 +8,11 @@ see them installed (tests.fixtures.processes.without_dev_only).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
+
+from safetensors.numpy import load_file, save_file
 
 from tests.engine.test_convert import write_tiny_gguf
 from tests.fixtures.processes import REPO, without_dev_only
@@ -48,8 +51,13 @@ def test_a_gguf_is_converted_and_questions_answered_without_torch(
     assert "Traceback" not in refused.stderr
     assert "(gpt2, llama-bpe) needs torch, which this install leaves out" in refused.stderr
     assert sorted(p.name for p in (noted_home.root / "models").iterdir()) == ["tiny-gguf"]
-    folder = fieldkit("model", "install", str(tiny_model_dir), "--name", "tiny-hf")
-    assert folder.returncode == 0, folder.stderr  # what that refusal offers works here
+    hf = tmp_path / "hf-model"  # what that refusal offers: a Hugging Face folder
+    shutil.copytree(tiny_model_dir, hf)
+    weights = hf / "model.safetensors"
+    save_file(load_file(weights), str(weights), metadata={"format": "pt"})  # not mlx-lm's
+    folder = fieldkit("model", "install", str(hf), "--name", "tiny-hf")
+    assert folder.returncode == 0, folder.stderr
+    assert "converting hf-model with mlx-lm" in folder.stderr
     model = ("--model", str(tiny_model_dir))
     question = "How often should I clean the intake filter?"
     routed = fieldkit(*model, "route", question, "--json")
