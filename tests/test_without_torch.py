@@ -42,14 +42,14 @@ def test_a_gguf_is_converted_and_questions_answered_without_torch(
     installed = fieldkit("model", "install", str(gguf), "--name", "tiny-gguf")
     assert installed.returncode == 0, installed.stderr
     assert (noted_home.root / "models" / "tiny-gguf" / "tokenizer.json").is_file()
-    bpe = tmp_path / "tiny-llama-bpe.gguf"  # a vocabulary transformers must read: needs torch
-    write_tiny_gguf(bpe, tiny_model_dir, pre="llama-bpe")
+    bpe = tmp_path / "tiny-qwen2.gguf"  # a vocabulary transformers must read: needs torch
+    write_tiny_gguf(bpe, tiny_model_dir, pre="qwen2")
     refused = fieldkit("model", "install", str(bpe))
     assert refused.returncode == 1
     *_, said = refused.stderr.splitlines()  # after the steps done, one sentence
     assert said.startswith("fieldkit: "), refused.stderr
     assert "Traceback" not in refused.stderr
-    assert "(gpt2, llama-bpe) needs torch, which this install leaves out" in refused.stderr
+    assert "(gpt2, qwen2) needs torch, which this install leaves out" in refused.stderr
     assert sorted(p.name for p in (noted_home.root / "models").iterdir()) == ["tiny-gguf"]
     hf = tmp_path / "hf-model"  # what that refusal offers: a Hugging Face folder
     shutil.copytree(tiny_model_dir, hf)

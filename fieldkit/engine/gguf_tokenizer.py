@@ -26,6 +26,13 @@ from fieldkit.errors import ModelError, gist
 # Pre-tokenizer names whose text is split by the GPT-2 pattern (transformers maps no other
 # pattern to them); "smollm" is the embedded default's.
 PLAIN_PRE = frozenset({"default", "gpt2", "gpt-2", "smollm"})
+# Llama 3's split (tiktoken's cl100k pattern: up to three digits a piece, a letter run with
+# one leading mark), under the names llama.cpp gives it.
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+SPLIT_PRE = {"llama3": _LLAMA3_SPLIT, "llama-v3": _LLAMA3_SPLIT, "llama-bpe": _LLAMA3_SPLIT}
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp's token types
 SPECIAL_IDS = {
     "bos_token": "bos",
@@ -44,7 +51,7 @@ def write_tokenizer(gguf_path: Path, metadata: Mapping[str, Any], out_dir: Path)
     pre = metadata.get("tokenizer.ggml.pre", "default")
     if not model or not metadata.get("tokenizer.ggml.tokens"):
         raise ModelError(f"{gguf_path.name} carries no tokenizer (no token list in its metadata).")
-    if model == "gpt2" and pre in PLAIN_PRE:
+    if model == "gpt2" and (pre in PLAIN_PRE or pre in SPLIT_PRE):
         _write_byte_level(gguf_path.name, metadata, out_dir)
     else:
         _write_with_transformers(gguf_path, out_dir, f"{model}, {pre}")
@@ -66,7 +73,7 @@ def _byte_alphabet() -> dict[int, str]:
 
 
 def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> None:
-    from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 
     tokens = list(metadata.get("tokenizer.ggml.tokens") or [])
@@ -92,7 +99,15 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
     bpe = BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
               end_of_word_suffix="", fuse_unk=False)  # fmt: skip
     tokenizer = Tokenizer(bpe)
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    split = SPLIT_PRE.get(str(metadata.get("tokenizer.ggml.pre")))
+    tokenizer.pre_tokenizer = (
+        pre_tokenizers.ByteLevel(add_prefix_space=False)
+        if split is None
+        else pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(split), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+    )  # fmt: skip
     tokenizer.decoder = decoders.ByteLevel()
     kinds = list(zip(tokens, types, strict=False))
     tokenizer.add_special_tokens(  # a control token outside the byte alphabet is mislabelled

@@ -169,32 +169,33 @@ def test_conversion_writes_config_and_tokenizer(converted, tiny_model_dir: Path)
     assert restored.eos_token == "<|im_end|>"
 
 
-@pytest.mark.parametrize("pre", ["default", "llama-bpe"])
+@pytest.mark.parametrize("pre", ["default", "llama-bpe", "qwen2"])
 def test_the_tokenizer_is_the_one_transformers_builds(
     tiny_model_dir: Path, tmp_path: Path, pre: str
 ) -> None:
-    """The byte-level vocabulary built with `tokenizers` alone (pre "default") and the one
-    transformers builds from the same GGUF give the same folder once transformers writes
-    them (mlx-lm's convert does); another pre-tokenizer is transformers' to build."""
+    """The byte-level vocabulary built with `tokenizers` alone (pre "default", or Llama 3's
+    split) and the one transformers builds from the same GGUF give the same folder once
+    transformers writes them (mlx-lm's convert does); another pre-tokenizer ("qwen2") is
+    transformers' to build."""
     from transformers import AutoTokenizer
 
     from fieldkit.engine.convert import read_gguf_weights
-    from fieldkit.engine.gguf_tokenizer import PLAIN_PRE, write_tokenizer
+    from fieldkit.engine.gguf_tokenizer import PLAIN_PRE, SPLIT_PRE, write_tokenizer
     from fieldkit.engine.gguf_tokenizer import _write_with_transformers as by_transformers
 
     gguf = tmp_path / "tiny.gguf"
     write_tiny_gguf(gguf, tiny_model_dir, pre=pre)
     _, _, metadata = read_gguf_weights(gguf)
     write_tokenizer(gguf, metadata, tmp_path / "ours")
-    assert (
-        "chat_template" in json.loads((tmp_path / "ours" / "tokenizer_config.json").read_text())
-    ) == (pre in PLAIN_PRE)
+    ours_config = json.loads((tmp_path / "ours" / "tokenizer_config.json").read_text())
+    assert ("chat_template" in ours_config) == (pre in PLAIN_PRE or pre in SPLIT_PRE)  # built here
     by_transformers(gguf, tmp_path / "theirs", "gpt2")
     ours, theirs = (AutoTokenizer.from_pretrained(str(tmp_path / n)) for n in ("ours", "theirs"))
     texts = [
         "The pump needs 115 g of feed at 16.5%, near Paris!",
         "  two\n\nlines <|im_end|> ü 🐔",
         "",
+        "I'm sure WE'LL see 1234567 birds in 2026...\r\n\n  end  ",  # digits, marks, runs
     ]
     assert [ours.encode(t) for t in texts] == [theirs.encode(t) for t in texts]
     messages = [{"role": "user", "content": "Hi"}]
