@@ -28,6 +28,7 @@ from fieldkit.engine.gguf_check import (
     LAYER_NAMES,
     check_gguf,
     check_llama_tensors,
+    metadata_value,
 )
 from fieldkit.engine.gguf_tokenizer import write_tokenizer
 from fieldkit.errors import ModelError, gist
@@ -76,13 +77,11 @@ def is_installed(model_dir: Path) -> bool:
 
 
 def _meta(metadata: dict[str, Any], key: str, default: Any = None) -> Any:
-    value = metadata.get(key, default)
+    value = metadata_value(metadata, key)
+    if value is None:
+        value = default
     if value is None:
         raise ModelError(f"The GGUF lacks the field {key}.")
-    if hasattr(value, "item"):  # mlx gives numbers as arrays
-        if value.size != 1:
-            raise ModelError(f"The GGUF's field {key} holds {value.size} values, not one.")
-        value = value.item()
     return value
 
 

@@ -135,6 +135,18 @@ class _Reader:
         return name
 
 
+def metadata_value(metadata: Mapping[str, Any], key: str) -> Any:
+    """Return one field of the metadata mlx read from a GGUF, None when it is absent: a
+    number as a Python number (mlx gives numbers as arrays), anything else as it is.
+    Raises ModelError for a field that holds several numbers where one is meant."""
+    value = metadata.get(key)
+    if hasattr(value, "item"):
+        if value.size != 1:
+            raise ModelError(f"The GGUF's field {key} holds {value.size} values, not one.")
+        value = value.item()
+    return value
+
+
 def check_gguf(path: Path) -> list[TensorInfo]:
     """Return the tensors of the GGUF file at `path` once its whole structure is checked;
     raise ModelError (one sentence) if mlx could not read it safely."""

@@ -4,8 +4,8 @@ A GGUF has no tokenizer.json: it lists the tokens, their types, the merges and t
 token ids as metadata. transformers 5 reads those through a module that imports torch, and
 the install `scripts/demo.sh` makes has no torch (it serves the tests and benchmarks only).
 So a byte-level BPE vocabulary (`tokenizer.ggml.model` "gpt2") that splits text the GPT-2
-way (`tokenizer.ggml.pre` in PLAIN_PRE: the embedded SmolLM2) is built here with
-`tokenizers` alone, as transformers builds it: each token spelled in the byte alphabet, the
+way (`tokenizer.ggml.pre` in PLAIN_PRE: the embedded SmolLM2) or Llama 3's (SPLIT_PRE) is
+built here with `tokenizers` alone, as transformers builds it: each token spelled in the byte alphabet, the
 file's merges, its control tokens as special added tokens and its user-defined ones as
 plain added tokens. mlx-lm's convert then loads the folder with transformers and writes it
 again, so the model folder holds the files transformers writes (the suite checks that both
@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fieldkit.engine.gguf_check import metadata_value
 from fieldkit.errors import ModelError, gist
 
 # Pre-tokenizer names whose text is split by the GPT-2 pattern (transformers maps no other
@@ -48,18 +49,14 @@ def write_tokenizer(gguf_path: Path, metadata: Mapping[str, Any], out_dir: Path)
     Raises ModelError for a vocabulary that cannot be read (a special token id past the
     token list, a transformers failure, or torch missing where transformers needs it)."""
     model = metadata.get("tokenizer.ggml.model")
-    pre = metadata.get("tokenizer.ggml.pre", "default")
-    if not model or not metadata.get("tokenizer.ggml.tokens"):
+    pre = str(metadata.get("tokenizer.ggml.pre", "default"))
+    tokens = metadata.get("tokenizer.ggml.tokens")
+    if not isinstance(model, str) or not isinstance(tokens, list) or not tokens:
         raise ModelError(f"{gguf_path.name} carries no tokenizer (no token list in its metadata).")
     if model == "gpt2" and (pre in PLAIN_PRE or pre in SPLIT_PRE):
-        _write_byte_level(gguf_path.name, metadata, out_dir)
+        _write_byte_level(gguf_path.name, metadata, out_dir, SPLIT_PRE.get(pre))
     else:
         _write_with_transformers(gguf_path, out_dir, f"{model}, {pre}")
-
-
-def _number(metadata: Mapping[str, Any], key: str) -> Any:
-    value = metadata.get(key)
-    return value.item() if hasattr(value, "item") else value  # mlx gives numbers as arrays
 
 
 def _byte_alphabet() -> dict[int, str]:
@@ -72,18 +69,25 @@ def _byte_alphabet() -> dict[int, str]:
     return spelling
 
 
-def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> None:
+def _write_byte_level(
+    name: str, metadata: Mapping[str, Any], out_dir: Path, split: str | None
+) -> None:
+    """Build the vocabulary with `tokenizers`: text split by `split` (a regular expression)
+    then spelled in bytes, or split the GPT-2 way when it is None."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 
-    tokens = list(metadata.get("tokenizer.ggml.tokens") or [])
-    merges = [tuple(str(m).split(" ")) for m in metadata.get("tokenizer.ggml.merges") or []]
-    types = metadata.get("tokenizer.ggml.token_type")
-    types = [int(t) for t in (types.tolist() if hasattr(types, "tolist") else types or [])]
-    if len(types) not in (0, len(tokens)):
-        raise ModelError(
-            f"The tokenizer in {name} gives {len(types)} token types for {len(tokens)} tokens."
-        )
+    tokens = [str(t) for t in metadata["tokenizer.ggml.tokens"]]  # a list: write_tokenizer
+    listed = metadata.get("tokenizer.ggml.merges")
+    merges = [tuple(str(m).split(" ")) for m in listed] if isinstance(listed, list) else []
+    types = metadata.get("tokenizer.ggml.token_type")  # a number each, or none at all
+    types = types.tolist() if hasattr(types, "tolist") else [] if types is None else types
+    if (
+        not isinstance(types, list)
+        or len(types) not in (0, len(tokens))
+        or not all(isinstance(t, int) for t in types)
+    ):
+        raise ModelError(f"The tokenizer in {name} has token types that do not fit its tokens.")
     spelling = _byte_alphabet()
     alphabet = set(spelling.values())
     vocab = {
@@ -99,7 +103,6 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
     bpe = BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
               end_of_word_suffix="", fuse_unk=False)  # fmt: skip
     tokenizer = Tokenizer(bpe)
-    split = SPLIT_PRE.get(str(metadata.get("tokenizer.ggml.pre")))
     tokenizer.pre_tokenizer = (
         pre_tokenizers.ByteLevel(add_prefix_space=False)
         if split is None
@@ -120,7 +123,7 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
     )  # fmt: skip
     config: dict[str, Any] = {"tokenizer_class": "TokenizersBackend"}
     for field, key in SPECIAL_IDS.items():
-        index = _number(metadata, f"tokenizer.ggml.{key}_token_id")
+        index = metadata_value(metadata, f"tokenizer.ggml.{key}_token_id")
         if index is None:  # stated as none, as transformers does
             config[field] = None
         elif not isinstance(index, int) or not 0 <= index < len(tokens):
@@ -128,7 +131,7 @@ def _write_byte_level(name: str, metadata: Mapping[str, Any], out_dir: Path) -> 
         else:
             config[field] = tokens[index]
     for flag in ("add_bos_token", "add_eos_token"):
-        value = _number(metadata, f"tokenizer.ggml.{flag}")
+        value = metadata_value(metadata, f"tokenizer.ggml.{flag}")
         if value is not None:
             config[flag] = bool(value)
     template = metadata.get("tokenizer.chat_template")

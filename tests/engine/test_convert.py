@@ -217,6 +217,32 @@ def test_a_gguf_without_a_tokenizer_is_refused(tiny_model_dir: Path, tmp_path: P
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("tokenizer.ggml.bos_token_id", [0, 1], "field tokenizer.ggml.bos_token_id holds 2 values"),
+        ("tokenizer.ggml.token_type", 1, "has token types that do not fit its tokens"),
+        ("tokenizer.ggml.token_type", [1, 1], "has token types that do not fit its tokens"),
+        ("tokenizer.ggml.tokens", [1, 2], "carries no tokenizer"),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_refused(
+    tiny_model_dir: Path, tmp_path: Path, field: str, value: object, said: str
+) -> None:
+    """Fields as mlx reads them (numbers as arrays) where the file holds the wrong kind."""
+    import mlx.core as mx
+
+    from fieldkit.engine.convert import read_gguf_weights
+    from fieldkit.engine.gguf_tokenizer import write_tokenizer
+
+    gguf = tmp_path / "tiny.gguf"
+    write_tiny_gguf(gguf, tiny_model_dir)
+    _, _, metadata = read_gguf_weights(gguf)
+    with pytest.raises(ModelError, match=said):
+        write_tokenizer(gguf, {**metadata, field: mx.array(value)}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("merge", ["Ġ", "Ġ t h", "Ġ \u2603"])
 def test_a_merge_the_tokens_cannot_make_is_refused(
     tiny_model_dir: Path, tmp_path: Path, merge: str
