@@ -7,8 +7,9 @@ Each PY is the python of a virtual environment that has fieldkit installed (its 
 checkout's, as scripts/setup.sh installs it). Per environment: whether torch is installed,
 the size of its site-packages, and, in fresh processes run one after another, the wall time
 and peak memory of `fieldkit --home H ask Q --max-tokens N --no-server` and of
-`fieldkit --home H route Q` (the median and the largest of --runs each; the first run of
-each is dropped when its files were not yet in the page cache, see `warm`).
+`fieldkit --home H route Q` (the median and the largest of --runs each, after one run
+that is not counted: it brings the files into the page cache, as on every run but a
+machine's first).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,17 +40,18 @@ RUN = "import sys; from fieldkit.cli import run; sys.argv[0] = 'fieldkit'; run()
 def timed(argv: list[str]) -> tuple[float, float]:
     """Run argv to its end; return (wall seconds, its peak resident memory in MB)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(argv[:4])} ... failed: {proc.stderr.read().decode()[-800:]}")
+    with tempfile.TemporaryFile() as said:  # a pipe nobody reads would fill and stall it
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=said, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status):
+            said.seek(0)
+            raise SystemExit(f"{' '.join(argv[:4])} ... failed: {said.read().decode()[-800:]}")
     return wall, usage.ru_maxrss / 1024  # kB on Linux
 
 
-def size_mb(folder: Path) -> float:
+def size_mb(folder: Path) -> int:
     total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
     return round(total / 1e6)
 
@@ -65,7 +68,7 @@ def measure(python: str, home: str, runs: int, max_tokens: int) -> dict:
     for name, args in commands.items():
         # -P: the environment's own fieldkit, not the one in the current folder
         argv = [python, "-P", "-c", RUN, "--home", home, *args]
-        timed(argv)  # warm: its files in the page cache, as on every run but a machine's first
+        timed(argv)  # not counted (see the module's docstring)
         results = [timed(argv) for _ in range(runs)]
         out[f"{name}_s"] = round(statistics.median(w for w, _ in results), 2)
         out[f"{name}_s_runs"] = [round(w, 2) for w, _ in results]
