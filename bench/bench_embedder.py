@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import embedder_code, report, run_fresh  # noqa: E402
+from bench_route import demo_texts, embedder_code, report, run_fresh  # noqa: E402
 
 from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
 from fieldkit.router.minilm import NumpyMiniLM  # noqa: E402
@@ -51,11 +50,7 @@ IMPORTS = {
 
 
 def texts() -> list[str]:
-    out: list[str] = []
-    for path in sorted((REPO / "assets/demo").glob("*/*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            out += [row[k] for k in ("question", "instruction", "output") if row.get(k)]
+    out = demo_texts()
     ood = REPO / "bench/data/out_of_domain.txt"
     out += [line.strip() for line in ood.read_text().splitlines() if line.strip()]
     return out + EDGES

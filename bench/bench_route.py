@@ -241,6 +241,13 @@ def demo_rows(name: str) -> list[dict]:
     ]
 
 
+def demo_texts() -> list[str]:
+    """Every question, instruction and answer text of the demo's files (assets/demo/*/
+    *.jsonl), file by file: what an embedder or a tokenizer is held to across the demo."""
+    rows = [r for p in sorted((REPO / "assets/demo").glob("*/*.jsonl")) for r in read_jsonl(p)]
+    return [row[k] for row in rows for k in ("question", "instruction", "output") if row.get(k)]
+
+
 def sources(row: dict) -> list[str]:
     """Return the titles of a question row's source records ([] for a gap question): one
     title, or a list of them for a question that asks several things."""

@@ -17,7 +17,6 @@ Run in the dev environment (it has transformers with torch, and scipy):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -31,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_route import report  # noqa: E402
+from bench_route import demo_texts, report  # noqa: E402
 
 from fieldkit.engine.convert import find_default_gguf, read_gguf_weights  # noqa: E402
 from fieldkit.engine.gguf_tokenizer import _write_with_transformers, write_tokenizer  # noqa: E402
@@ -39,15 +38,6 @@ from fieldkit.router.minilm import gelu  # noqa: E402
 
 EDGES = ["", "  two  spaces\n\nnewlines\t 115 g 16.5% −20°C", "<|im_start|>user\nhi<|im_end|>"]
 EDGES += ["émoji 🐔 ünïcode", "I'm sure WE'LL see 1234567 birds in 2026...\r\n"]
-
-
-def demo_texts() -> list[str]:
-    out: list[str] = []
-    for path in sorted((REPO / "assets/demo").glob("*/*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            out += [row[k] for k in ("question", "instruction", "output") if row.get(k)]
-    return out + EDGES
 
 
 def tokenizer(gguf: Path) -> dict:
@@ -63,7 +53,7 @@ def tokenizer(gguf: Path) -> dict:
         _write_with_transformers(gguf, theirs, "for comparison")
         theirs_s = time.perf_counter() - start
         a, b = AutoTokenizer.from_pretrained(str(ours)), AutoTokenizer.from_pretrained(str(theirs))
-        texts = demo_texts()
+        texts = demo_texts() + EDGES
         ids_a, ids_b = [a.encode(t) for t in texts], [b.encode(t) for t in texts]
         a.save_pretrained(str(ours / "again")), b.save_pretrained(str(theirs / "again"))
         files = sorted(p.name for p in (ours / "again").iterdir())
