@@ -65,6 +65,13 @@ class AskScreen(ModeScreen):
             self.exchange = exchange
             self.chunk = chunk
 
+    class Failed(Message):
+        """The answer failed (a notice says why); posted after Routed, so shown after it."""
+
+        def __init__(self, exchange: Exchange) -> None:
+            super().__init__()
+            self.exchange = exchange
+
     def __init__(self, backend: TuiBackend) -> None:
         super().__init__()
         self.backend = backend
@@ -195,7 +202,7 @@ class AskScreen(ModeScreen):
                 )
             except FieldkitError as exc:  # removed or blocked since it was picked
                 if passage is not None:  # a record of that packet: no other packet answers
-                    self.app.call_from_thread(exchange.finish, "[no answer: see the notice]")
+                    self.post_message(self.Failed(exchange))
                     raise
                 dropped = f"{exc} The router picks instead (Ctrl+O to pick again)."
                 self.app.call_from_thread(self.drop_pick, override)
@@ -219,7 +226,7 @@ class AskScreen(ModeScreen):
                 if chunk.done:
                     last = chunk
         except Exception:
-            self.app.call_from_thread(exchange.finish, "[no answer: see the notice]")
+            self.post_message(self.Failed(exchange))
             raise
         self.post_message(self.Delta(exchange, last))
 
@@ -233,6 +240,10 @@ class AskScreen(ModeScreen):
     def show_route(self, message: Routed) -> None:
         self.routed = True
         message.exchange.set_route(message.route)
+
+    @on(Failed)
+    def show_failure(self, message: Failed) -> None:
+        message.exchange.finish("[no answer: see the notice]")
 
     @on(Delta)
     def show_delta(self, message: Delta) -> None:
