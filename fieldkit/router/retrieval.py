@@ -9,7 +9,6 @@ it instead of passing a neighbouring passage off as the answer.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fieldkit.router.codes import NoteCodes
 from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.kinds import unstated_kinds
@@ -34,15 +34,7 @@ from fieldkit.router.ranking import (
     zscores,
 )
 from fieldkit.router.shorthand import written_out
-from fieldkit.router.words import (
-    WordIndex,
-    lacked,
-    lone_letter_codes,
-    named_codes,
-    plain_code,
-    plain_tokens,
-    same_family,
-)
+from fieldkit.router.words import WordIndex
 from fieldkit.store.notes import Passage, TitledText, has_phrasings, notes_of
 from fieldkit.store.vectors import VectorCache
 
@@ -93,11 +85,6 @@ PHRASED_MIN_PARTIAL = 0.88
 # from: there the score alone decides, at the threshold that separated the same questions
 # best by cosine alone.
 COSINE_MIN_COVER = 0.55
-# A code of letters and digits (a fault code, a model number) that the question and its
-# nearest passage share, and that at most this many of the packet's passages name, covers
-# the question whatever the cosine: "E07" on the screen is the E07 record.
-CODE_MAX_PASSAGES = 2
-_CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -122,7 +109,7 @@ class Coverage:
     hits: list[Hit] = field(default_factory=list)
     score: float = 0.0  # the cover score (see STANDOUT), compared with min_score
     min_score: float = DEFAULT_MIN_COVER
-    by_code: bool = False  # covered by a rare code the question shares (see CODE_MAX_PASSAGES)
+    by_code: bool = False  # covered by a rare code it shares (codes.CODE_MAX_PASSAGES)
     sure: bool = True  # False in the cautious middle (see DEFAULT_MIN_PARTIAL)
     unknown_codes: tuple[str, ...] = ()  # codes in the question no passage names
     # Those of them whose family the notes name (E09, when they name E07 and E21), and those
@@ -167,8 +154,7 @@ class PassageIndex:
         self._passages: dict[str, list[Passage]] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._word_index: dict[str, WordIndex] = {}
-        self._codes: dict[str, set[str]] = {}  # per packet: words.plain_tokens
-        self._named: dict[str, list[str]] = {}  # per packet: the codes its passages name
+        self._codes: dict[str, NoteCodes] = {}  # per packet: the codes its notes name
         self._askers: dict[str, np.ndarray] = {}  # per packet: each phrasing's passage
         self.embedded_packets = 0  # how many packets this index had to embed (not cached)
 
@@ -232,8 +218,7 @@ class PassageIndex:
         model reads the passages: READ_K)."""
         self._ensure(packet_id)
         self._words(packet_id)
-        self._known_codes(packet_id)
-        self._named_codes(packet_id)
+        self._codes_of(packet_id)
 
     def prune(self) -> int:
         """Drop cached vectors of packets no longer in the library; return how many went."""
@@ -243,7 +228,6 @@ class PassageIndex:
             self._passages.pop(gone, None)
             self._word_index.pop(gone, None)
             self._codes.pop(gone, None)
-            self._named.pop(gone, None)
             self._askers.pop(gone, None)
         return self.cache.prune(keep)
 
@@ -318,22 +302,14 @@ class PassageIndex:
         return self._search(packet_id, written_out(question), 1)[1]
 
     def unknown_codes(self, packet_id: str, question: str) -> tuple[str, ...]:
-        """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed
-        in lower case after one letter, e09, when the notes name codes of that letter:
-        `words.lone_letter_codes`) that no passage names, whatever their case and hyphen
-        (TL30 is TL-30). Such a question asks about something the notes do not know: no
-        passage covers it surely, and none covers it by a code it shares."""
-        known = self._known_codes(packet_id)
-        question = written_out(question)
-        codes = [m.group() for m in named_codes(question)]
-        typed = lone_letter_codes(question)
-        codes += [c for c in typed if self.family_of(packet_id, [c])]
-        return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in known))
+        """Return the codes in the question that the notes never name (NoteCodes.unknown):
+        no passage covers it surely, and none covers it by a code it shares."""
+        return self._codes_of(packet_id).unknown(written_out(question))
 
     def family_of(self, packet_id: str, codes: Sequence[str]) -> tuple[str, ...]:
-        """Return the codes the packet's notes name in the family of any of `codes`
-        (words.same_family: E07 and E21 for E09), each once, in notes order."""
-        return tuple(same_family(codes, self._named_codes(packet_id)))
+        """Return the codes the notes name in the family of any of `codes` (E07 and E21
+        for E09: NoteCodes.family_of)."""
+        return self._codes_of(packet_id).family_of(codes)
 
     @staticmethod
     def _in_parts(
@@ -348,46 +324,17 @@ class PassageIndex:
         asks = tuple(tuple(s) for s in other_asks(rows, order, question_sentences(question)))
         return found[: max(k, 1 + len(asks))], asks
 
-    def _known_codes(self, packet_id: str) -> set[str]:
-        """Every token of the packet's passages, as codes are compared (words.plain_tokens)."""
+    def _codes_of(self, packet_id: str) -> NoteCodes:
         if packet_id not in self._codes:
-            self._codes[packet_id] = plain_tokens(p.full_text for p in self.passages(packet_id))
+            self._codes[packet_id] = NoteCodes(self.passages(packet_id))
         return self._codes[packet_id]
 
-    def _named_codes(self, packet_id: str) -> list[str]:
-        """The codes the packet's passages name (words.named_codes), in notes order."""
-        if packet_id not in self._named:
-            texts = (p.full_text for p in self.passages(packet_id))
-            self._named[packet_id] = [m.group() for t in texts for m in named_codes(t)]
-        return self._named[packet_id]
-
     def _shares_a_code(self, packet_id: str, question: str, rows: np.ndarray) -> bool:
-        """True when a rare code in the question (see CODE_MAX_PASSAGES) names the passage
-        nearest it by its scores `rows` alone (before those naming a code move first)."""
+        """True when a rare code in the question (see codes.CODE_MAX_PASSAGES) names the
+        passage nearest it by its scores `rows` alone (before those naming a code move
+        first)."""
         nearest = int(np.argmax(rank_scores(rows)))
-        return nearest in self._naming_a_code(packet_id, question)
-
-    def _naming_a_code(self, packet_id: str, question: str, in_title: bool = False) -> list[int]:
-        """Return the indices of the passages that name a rare code of the question (one
-        that at most CODE_MAX_PASSAGES passages name), or with `in_title` those whose title
-        names it: the record about E07, not one that mentions it in passing. A code the
-        asker says they lack ("we have no GC-3") names none (words.lacked)."""
-        codes = {
-            m.group().lower() for m in _CODE.finditer(question) if not lacked(question, m.start())
-        }
-        if not codes:
-            return []
-        passages = self.passages(packet_id)
-        texts = [p.full_text.lower() for p in passages]
-        titles = [(p.title or "").lower() for p in passages]
-        found: list[int] = []
-        for code in codes:
-            pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
-            naming = [i for i, text in enumerate(texts) if pattern.search(text)]
-            if len(naming) <= CODE_MAX_PASSAGES:
-                chosen = [i for i in naming if pattern.search(titles[i])] if in_title else naming
-                found.extend(i for i in chosen if i not in found)
-        return found
+        return nearest in self._codes_of(packet_id).naming(question)
 
     def _search(
         self, packet_id: str, question: str, k: int, reader: Reader | None = None
@@ -409,8 +356,12 @@ class PassageIndex:
             np.maximum.at(cosines, (rows, askers[None, :]), sims[:, 3 * n :])
         words = self._words(packet_id)
         rows = cosines + LEXICAL * np.stack([words.overlap(t) for t in texts])
+        codes = self._codes_of(packet_id)
+        lacking = codes.naming(question, in_title=True, lacking=True)
+        if lacking:  # a record about a device the asker has not got does not answer them
+            rows[:, lacking] = rows.min(axis=1, keepdims=True)
         ranking = rank_scores(rows)
-        named = self._naming_a_code(packet_id, question, in_title=True)
+        named = codes.naming(question, in_title=True)
         if named:  # the records about a rare code of the question come first
             ranking = ranking + np.isin(np.arange(n), named) * (np.ptp(ranking) + 1.0)
         passages = self.passages(packet_id)

@@ -35,10 +35,18 @@ _PLURAL = re.compile(r"(?<=\d)s$")  # a code's plural: HB-90s (not E07S, a code 
 _LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
 # A code the asker says they lack ("has no GC-3", "without the GC-3", "we don't have a
-# GC-3") is not what they ask about: they ask what to do without it.
+# GC-3", and so as shorthand is written out: "we do not have a GC-3") is not what they ask
+# about: they ask what to do without it.
 _LACKING = re.compile(
-    r"\b(?:no|without|lacks?|lacking|(?:do|does|did)n'?t\s+have|ha(?:s|ve)n'?t\s+got)\s+"
-    r"(?:(?:a|an|the|any|my|our|their|his|her)\s+)?$",
+    r"\b(?:no|without|lacks?|lacking|(?:do|does|did)(?:n'?t|\s+not)\s+have"
+    r"|ha(?:s|ve)(?:n'?t|\s+not)\s+got)\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+)?$",
+    re.I,
+)
+# ...unless a word after the code says what of it is missing: "no GC-3 reading", "no TL-30
+# signal" (the asker has the device; it shows nothing).
+_PRESENT_AFTER = re.compile(
+    r"[\s-]*(?:reading|readings|reads|display|screen|light|lights|signal|power|response"
+    r"|result|results|number|numbers|value|values|figure|figures|data|alarm|beep)\b",
     re.I,
 )
 
@@ -62,16 +70,21 @@ def named_codes(text: str) -> list[re.Match[str]]:
     return list(_NAMED_CODE.finditer(text))
 
 
-def lone_letter_codes(text: str) -> list[str]:
+def lone_letter_codes(text: str) -> list[re.Match[str]]:
     """Return the tokens of one lower-case letter and two to four digits (e09, p-10), as a
-    code is typed on a phone; a caller counts them as codes only where the notes name codes
-    of that letter (E07, E12). One digit (b4, m3) is too often a word or a unit to count."""
-    return _LONE_LETTER.findall(text)
+    code is typed on a phone, with their places; a caller counts them as codes only where
+    the notes name codes of that letter (E07, E12). One digit (b4, m3) is too often a word
+    or a unit to count."""
+    return list(_LONE_LETTER.finditer(text))
 
 
 def lacked(text: str, start: int) -> bool:
-    """Whether the word at `start` of `text` is one the asker says they lack (_LACKING)."""
-    return bool(_LACKING.search(text[:start]))
+    """Whether the code at `start` of `text` is one the asker says they lack (_LACKING),
+    not one whose reading or signal is missing (_PRESENT_AFTER)."""
+    if not _LACKING.search(text[:start]):
+        return False
+    code = _CODE_TOKEN.match(text, start)
+    return not (code and _PRESENT_AFTER.match(text, code.end()))
 
 
 def plain_code(token: str) -> str:

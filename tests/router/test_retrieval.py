@@ -28,7 +28,7 @@ from fieldkit.router.ranking import (
     shown_scores,
     zscores,
 )
-from fieldkit.router.retrieval import LEXICAL, PassageIndex
+from fieldkit.router.retrieval import DEFAULT_K, LEXICAL, PassageIndex
 from fieldkit.router.words import code_family, same_family
 from fieldkit.store.library import Library
 from fieldkit.store.notes import Passage
@@ -228,6 +228,35 @@ def test_a_code_the_asker_lacks_neither_covers_nor_moves_its_record_first(
     having = index.coverage(record.packet_id, "Our GC-3 reads odd, is the maize dry?")
     assert having.by_code
     assert having.hits[0].passage_id == "gc3"
+    blank = index.coverage(record.packet_id, "no GC-3 reading on the screen, is the maize dry?")
+    assert blank.by_code, "the GC-3 is there: its reading is what is missing"
+    assert blank.hits[0].passage_id == "gc3"
+
+
+def test_the_record_about_a_device_the_asker_lacks_is_not_read(
+    home, make_packet, minilm, open_library
+):
+    """The bug: "we dont have a GC-3, how to check grain dryness" put the GC-3 record
+    first (its shorthand written out, "do not have" was not read as lacking), and a record
+    about a device the asker has not got stayed first on its cosine."""
+    notes = [
+        Passage("gc3", "Fill the GC-3 cup with grain, press the grain key and read the "
+                "moisture after 8 seconds.", "How do you check grain dryness with the GC-3?"),
+        Passage("salt", "Shake grain with dry salt in a jar: salt that sticks means the grain "
+                "is too damp to store.", "How is the salt jar test done?"),
+        *routine("Routine store check number {}."),
+    ]  # fmt: skip
+    record = make_packet(home, name="grain", notes=notes)
+    index = PassageIndex(open_library(home), minilm)
+    asked = "how do we check grain dryness with the GC-3?"
+    assert index.search(record.packet_id, asked)[0].passage_id == "gc3"
+    for lacking in ("we dont have a GC-3, how to check grain dryness",
+                    "without the GC-3 how do we check grain dryness?"):  # fmt: skip
+        hits = index.search(record.packet_id, lacking, k=len(notes))
+        assert hits[0].passage_id == "salt", lacking
+        assert "gc3" not in [h.passage_id for h in hits[:DEFAULT_K]], lacking
+    assert index.unknown_codes(record.packet_id, "we have no GC-5, is salt enough?") == ()
+    assert index.unknown_codes(record.packet_id, "our GC-5 reads 14%") == ("GC-5",)
 
 
 def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(

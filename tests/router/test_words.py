@@ -66,7 +66,12 @@ def test_best_per_group() -> None:
         ("we don't have a GC-3 meter", True),
         ("without the GC-3 how do we check", True),
         ("we haven't got any GC-3", True),
+        ("we dont have a GC-3 meter".replace("dont", "do not"), True),  # as written out
+        ("she does not have the GC-3", True),
+        ("we have not got a GC-3", True),
         ("our GC-3 reads 14%", False),
+        ("no GC-3 reading on the screen", False),  # the GC-3 is there; its reading is not
+        ("there is no GC-3 signal", False),
         ("no reading on the GC-3", False),  # "no" before another word, not the code
         ("snow GC-3", False),  # "no" inside a word
     ],

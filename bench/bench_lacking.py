@@ -1,0 +1,102 @@
+"""A device the asker says they have not got: is its record still read first?
+
+    .venv/bin/python bench/bench_lacking.py [--json OUT]
+
+"we dont have a GC-3, how to check grain dryness" asks what to do without the GC-3; the
+GC-3 record does not answer it. The questions below were written after the rule
+(fieldkit.router.codes.NoteCodes.naming with `lacking`) to check it, not blind: each names
+a device one or two records are about, says the asker lacks it (LACKING, with the record
+that answers them instead), or says the device is there and shows nothing (PRESENT: its
+own record must stay first). The library is the one `bench_route.py --only citations`
+builds; each question goes to its domain's packet. Counted: how often the first passage
+is the expected record, and how often the lacked device's record is among the two shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_route import MemoEmbedder, notes_library  # noqa: E402
+
+from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
+
+GC3 = "How do you measure grain moisture with the GrainCheck GC-3?"
+SALT = "How do you do the salt jar test for grain dryness?"
+KC4 = "How do you pack vaccines in the KC-4 carrier?"
+PK60 = "How do I maintain the wick of the Paraflame PK-60 kerosene fridge?"
+# (domain, question, the record that answers it, the record about the device it lacks)
+LACKING = [
+    ("grain_storage", "we dont have a GC-3, how to check grain dryness", SALT, GC3),
+    ("grain_storage", "Our co-op has no GC-3 meter yet. How can the farmers check at home "
+     "that their maize is dry enough to bag?", SALT, GC3),
+    ("grain_storage", "without the GC-3 how do i know if the sorghum is dry", SALT, GC3),
+    ("grain_storage", "The GC-3 was stolen from the store last week and we are receiving "
+     "maize from members. Is there another way to test grain dryness?", SALT, GC3),
+    ("grain_storage", "we do not have a GC-3 at the collection point, how do we test "
+     "moisture", SALT, GC3),
+    ("grain_storage", "farmer hasnt got a gc-3, quick dryness test?", SALT, GC3),
+]  # fmt: skip
+# (domain, question, its own record): the device is there; its reading or display is not
+PRESENT = [
+    ("grain_storage", "no GC-3 reading after 8 seconds, what am i doing wrong", GC3),
+    ("grain_storage", "There is no GC-3 display when I press the grain key. How is the "
+     "meter used?", GC3),
+    ("cold_chain", "no KC-4 result yet, how do i pack the vials in it", KC4),
+    ("cold_chain", "PK-60 flame smoky and yellow, how to fix the wick", PK60),
+]  # fmt: skip
+
+
+def measure(tmp: Path) -> dict:
+    embedder = MemoEmbedder(MiniLMEmbedder().load())
+    library, _, index = notes_library(None, embedder, tmp)
+    packets = {r.name.replace("-", "_"): r.packet_id for r in library.list_packets()}
+    titles = {pid: {p.passage_id: p.title for p in index.passages(pid)} for pid in packets.values()}
+
+    def shown(domain: str, question: str) -> list[str]:
+        pid = packets[domain]
+        return [titles[pid][h.passage_id] for h in index.coverage(pid, question).hits[:2]]
+
+    lacking = []
+    for domain, question, answer, lacked in LACKING:
+        hits = shown(domain, question)
+        lacking.append({"question": question, "first": hits[0] if hits else None,
+                        "right": bool(hits) and hits[0] == answer, "lacked shown": lacked in hits})  # fmt: skip
+    present = []
+    for domain, question, own in PRESENT:
+        hits = shown(domain, question)
+        present.append({"question": question, "first": hits[0] if hits else None,
+                        "right": bool(hits) and hits[0] == own})  # fmt: skip
+    library.close()
+    return {
+        "lacking: first passage the expected record": sum(r["right"] for r in lacking),
+        "lacking: the lacked device's record shown": sum(r["lacked shown"] for r in lacking),
+        "lacking: questions": len(lacking),
+        "present: first passage its own record": sum(r["right"] for r in present),
+        "present: questions": len(present),
+        "rows": lacking + present,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        results = measure(Path(tmp))
+    print(json.dumps(results, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The codes one packet's notes name (fault codes, model numbers), and a question's codes
+against them: which the notes never name, which records are about one the question names,
+and which are about one the asker says they lack.
+
+"E07 on the screen" is the E07 record, whatever the cosine; "E09" when the notes list E07
+and E21 is a code the notes do not know; "we have no GC-3" asks what to do without the
+GC-3, so the GC-3 record neither covers the question nor answers it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from fieldkit.router.words import (
+    lacked,
+    lone_letter_codes,
+    named_codes,
+    plain_code,
+    plain_tokens,
+    same_family,
+)
+from fieldkit.store.notes import Passage
+
+# A code of letters and digits (a fault code, a model number) that the question and its
+# nearest passage share, and that at most this many of the packet's passages name, covers
+# the question whatever the cosine: "E07" on the screen is the E07 record.
+CODE_MAX_PASSAGES = 2
+_CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
+
+
+class NoteCodes:
+    """The codes of one packet's passages, read once."""
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        self.passages = list(passages)
+        self.tokens = plain_tokens(p.full_text for p in self.passages)  # as codes compare
+        self.named = [m.group() for p in self.passages for m in named_codes(p.full_text)]
+
+    def unknown(self, question: str) -> tuple[str, ...]:
+        """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed in
+        lower case after one letter, e09, when the notes name codes of that letter:
+        `words.lone_letter_codes`) that no passage names, whatever their case and hyphen
+        (TL30 is TL-30), less those the asker says they lack (`words.lacked`). Such a
+        question asks about something the notes do not know."""
+        found = named_codes(question)
+        found += [m for m in lone_letter_codes(question) if self.family_of([m.group()])]
+        codes = [m.group() for m in found if not lacked(question, m.start())]
+        return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in self.tokens))
+
+    def family_of(self, codes: Sequence[str]) -> tuple[str, ...]:
+        """Return the codes the notes name in the family of any of `codes`
+        (words.same_family: E07 and E21 for E09), each once, in notes order."""
+        return tuple(same_family(codes, self.named))
+
+    def naming(self, question: str, in_title: bool = False, lacking: bool = False) -> list[int]:
+        """Return the indices of the passages that name a rare code of the question (one
+        that at most CODE_MAX_PASSAGES passages name), or with `in_title` those whose
+        title names it: the record about E07, not one that mentions it in passing. A code
+        the asker says they lack ("we have no GC-3") names none; with `lacking`, only such
+        codes are looked up: the records about a device the asker does not have."""
+        codes = {
+            m.group().lower()
+            for m in _CODE.finditer(question)
+            if lacked(question, m.start()) is lacking
+        }
+        if not codes:
+            return []
+        texts = [p.full_text.lower() for p in self.passages]
+        titles = [(p.title or "").lower() for p in self.passages]
+        found: list[int] = []
+        for code in codes:
+            pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
+            naming = [i for i, text in enumerate(texts) if pattern.search(text)]
+            if len(naming) <= CODE_MAX_PASSAGES:
+                chosen = [i for i in naming if pattern.search(titles[i])] if in_title else naming
+                found.extend(i for i in chosen if i not in found)
+        return found
