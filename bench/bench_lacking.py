@@ -44,6 +44,13 @@ LACKING = [
     ("grain_storage", "we do not have a GC-3 at the collection point, how do we test "
      "moisture", SALT, GC3),
     ("grain_storage", "farmer hasnt got a gc-3, quick dryness test?", SALT, GC3),
+    # written after the phrasings of a device gone (stolen, lost, missing, instead of)
+    ("grain_storage", "someone stole the co-op GC-3, how else do we check maize is dry "
+     "before bagging?", SALT, GC3),
+    ("grain_storage", "what can farmers use instead of the GC-3 to test dryness at home",
+     SALT, GC3),
+    ("grain_storage", "GC-3 missing from the store, quick way to test sorghum dryness?",
+     SALT, GC3),
 ]  # fmt: skip
 # (domain, question, its own record): the device is there; its reading or display is not
 PRESENT = [
@@ -52,6 +59,8 @@ PRESENT = [
      "meter used?", GC3),
     ("cold_chain", "no KC-4 result yet, how do i pack the vials in it", KC4),
     ("cold_chain", "PK-60 flame smoky and yellow, how to fix the wick", PK60),
+    ("grain_storage", "our GC-3 lost its calibration, how do we check it against the "
+     "district meter", GC3),
 ]  # fmt: skip
 
 

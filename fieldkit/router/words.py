@@ -35,11 +35,18 @@ _PLURAL = re.compile(r"(?<=\d)s$")  # a code's plural: HB-90s (not E07S, a code 
 _LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
 # A code the asker says they lack ("has no GC-3", "without the GC-3", "we don't have a
-# GC-3", and so as shorthand is written out: "we do not have a GC-3") is not what they ask
-# about: they ask what to do without it.
+# GC-3", and so as shorthand is written out: "we do not have a GC-3"; "instead of the
+# GC-3"; "we lost our GC-3", "the GC-3 was stolen") is not what they ask about: they ask
+# what to do without it. A broken one is not lacked: its own record may be the answer.
 _LACKING = re.compile(
-    r"\b(?:no|without|lacks?|lacking|(?:do|does|did)(?:n'?t|\s+not)\s+have"
-    r"|ha(?:s|ve)(?:n'?t|\s+not)\s+got)\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+)?$",
+    r"\b(?:no|without|lacks?|lacking|lost|stole|instead\s+of|other\s+than"
+    r"|(?:do|does|did)(?:n'?t|\s+not)\s+have|ha(?:s|ve)(?:n'?t|\s+not)\s+got)"
+    r"\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+)?(?:[\w-]+\s+)?$",  # "the co-op GC-3"
+    re.I,
+)
+_GONE_AFTER = re.compile(
+    r"\s+(?:(?:is|was|were|got|has\s+been|have\s+been)\s+(?:stolen|lost|missing)"
+    r"|stolen|missing)\b",  # not "the GC-3 lost its calibration"
     re.I,
 )
 # ...unless a word after the code says what of it is missing: "no GC-3 reading", "no TL-30
@@ -79,12 +86,13 @@ def lone_letter_codes(text: str) -> list[re.Match[str]]:
 
 
 def lacked(text: str, start: int) -> bool:
-    """Whether the code at `start` of `text` is one the asker says they lack (_LACKING),
-    not one whose reading or signal is missing (_PRESENT_AFTER)."""
-    if not _LACKING.search(text[:start]):
-        return False
+    """Whether the code at `start` of `text` is one the asker says they lack (_LACKING,
+    _GONE_AFTER), not one whose reading or signal is missing (_PRESENT_AFTER)."""
     code = _CODE_TOKEN.match(text, start)
-    return not (code and _PRESENT_AFTER.match(text, code.end()))
+    end = code.end() if code else start
+    if _GONE_AFTER.match(text, end):
+        return True
+    return bool(_LACKING.search(text[:start])) and not _PRESENT_AFTER.match(text, end)
 
 
 def plain_code(token: str) -> str:

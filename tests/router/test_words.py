@@ -72,6 +72,16 @@ def test_best_per_group() -> None:
         ("our GC-3 reads 14%", False),
         ("no GC-3 reading on the screen", False),  # the GC-3 is there; its reading is not
         ("there is no GC-3 signal", False),
+        ("we lost our GC-3 at the market", True),
+        ("someone stole the GC-3", True),
+        ("someone stole the co-op GC-3", True),  # one word between
+        ("no idea what the GC-3 shows", False),
+        ("the GC-3 was stolen last week, another way?", True),
+        ("GC-3 missing from the store", True),
+        ("what can we use instead of the GC-3", True),
+        ("our GC-3 is broken, how to fix it", False),  # its own record may answer that
+        ("we lost the GC-3 reading when it switched off", False),
+        ("the GC-3 lost its calibration", False),
         ("no reading on the GC-3", False),  # "no" before another word, not the code
         ("snow GC-3", False),  # "no" inside a word
     ],
