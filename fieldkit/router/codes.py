@@ -33,9 +33,10 @@ class NoteCodes:
     """The codes of one packet's passages, read once."""
 
     def __init__(self, passages: Sequence[Passage]) -> None:
-        self.passages = list(passages)
-        self.tokens = plain_tokens(p.full_text for p in self.passages)  # as codes compare
-        self.named = [m.group() for p in self.passages for m in named_codes(p.full_text)]
+        self.tokens = plain_tokens(p.full_text for p in passages)  # as codes compare
+        self.named = [m.group() for p in passages for m in named_codes(p.full_text)]
+        self.texts = [p.full_text.lower() for p in passages]
+        self.titles = [(p.title or "").lower() for p in passages]
 
     def unknown(self, question: str) -> tuple[str, ...]:
         """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed in
@@ -66,13 +67,13 @@ class NoteCodes:
         }
         if not codes:
             return []
-        texts = [p.full_text.lower() for p in self.passages]
-        titles = [(p.title or "").lower() for p in self.passages]
         found: list[int] = []
         for code in codes:
             pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
-            naming = [i for i, text in enumerate(texts) if pattern.search(text)]
+            naming = [i for i, text in enumerate(self.texts) if pattern.search(text)]
             if len(naming) <= CODE_MAX_PASSAGES:
-                chosen = [i for i in naming if pattern.search(titles[i])] if in_title else naming
+                chosen = (
+                    [i for i in naming if pattern.search(self.titles[i])] if in_title else naming
+                )
                 found.extend(i for i in chosen if i not in found)
         return found
