@@ -33,6 +33,9 @@ GC3 = "How do you measure grain moisture with the GrainCheck GC-3?"
 SALT = "How do you do the salt jar test for grain dryness?"
 KC4 = "How do you pack vaccines in the KC-4 carrier?"
 PK60 = "How do I maintain the wick of the Paraflame PK-60 kerosene fridge?"
+E07 = "What does fault code E07 mean on an AquaVolt AV-750 pump controller?"
+E12 = "What does fault code E12 mean on the AquaVolt controller?"
+E21 = "What does fault code E21 mean?"
 # (domain, question, the record that answers it, the record about the device it lacks)
 LACKING = [
     ("grain_storage", "we dont have a GC-3, how to check grain dryness", SALT, GC3),
@@ -51,6 +54,10 @@ LACKING = [
      SALT, GC3),
     ("grain_storage", "GC-3 missing from the store, quick way to test sorghum dryness?",
      SALT, GC3),
+    # written after "not E07": a code the asker says the screen does not show
+    ("solar_pumps", "not E07 this time, the screen says E12, what now", E12, E07),
+    ("solar_pumps", "it isnt E21 any more, now the controller shows E12, what does it mean",
+     E12, E21),
 ]  # fmt: skip
 # (domain, question, its own record): the device is there; its reading or display is not
 PRESENT = [

@@ -36,12 +36,15 @@ _LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
 # A code the asker says they lack ("has no GC-3", "without the GC-3", "we don't have a
 # GC-3", and so as shorthand is written out: "we do not have a GC-3"; "instead of the
-# GC-3"; "we lost our GC-3", "the GC-3 was stolen") is not what they ask about: they ask
-# what to do without it. A broken one is not lacked: its own record may be the answer.
+# GC-3"; "we lost our GC-3", "the GC-3 was stolen"), or says it is not ("not E07 this
+# time, the screen says E12"), is not what they ask about: they ask what to do without
+# it. A broken one is not lacked: its own record may be the answer. One word may stand
+# between ("the co-op GC-3"), not a verb's -ing ("without resetting E07").
 _LACKING = re.compile(
-    r"\b(?:no|without|lacks?|lacking|lost|stole|instead\s+of|other\s+than"
+    r"(?:\b(?:no|without|lacks?|lacking|lost|stole|instead\s+of|other\s+than"
     r"|(?:do|does|did)(?:n'?t|\s+not)\s+have|ha(?:s|ve)(?:n'?t|\s+not)\s+got)"
-    r"\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+)?(?:[\w-]+\s+)?$",  # "the co-op GC-3"
+    r"\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+)?(?:(?![\w-]*ing\s)[\w-]+\s+)?"
+    r"|\bnot\s+(?:(?:a|an|the)\s+)?)$",
     re.I,
 )
 _GONE_AFTER = re.compile(

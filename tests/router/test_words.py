@@ -76,6 +76,9 @@ def test_best_per_group() -> None:
         ("someone stole the GC-3", True),
         ("someone stole the co-op GC-3", True),  # one word between
         ("no idea what the GC-3 shows", False),
+        ("not GC-3 this time, the screen says something else", True),
+        ("why does it not clear GC-3", False),  # "not" before a verb
+        ("can i clear it without resetting GC-3", False),
         ("the GC-3 was stolen last week, another way?", True),
         ("GC-3 missing from the store", True),
         ("what can we use instead of the GC-3", True),
