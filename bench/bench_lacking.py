@@ -5,9 +5,10 @@
 "we dont have a GC-3, how to check grain dryness" asks what to do without the GC-3; the
 GC-3 record does not answer it. The questions below were written after the rule
 (fieldkit.router.codes.NoteCodes.naming with `lacking`) to check it, not blind: each names
-a device one or two records are about, says the asker lacks it (LACKING, with the record
-that answers them instead), or says the device is there and shows nothing (PRESENT: its
-own record must stay first). The library is the one `bench_route.py --only citations`
+a device or fault code one or two records are about, and says the asker lacks it or that
+the screen no longer shows it (LACKING, with the record that answers them instead), or
+that the device is there and shows nothing or has a fault (PRESENT: its own record must
+stay first). The library is the one `bench_route.py --only citations`
 builds; each question goes to its domain's packet. Counted: how often the first passage
 is the expected record, and how often the lacked device's record is among the two shown.
 """
