@@ -38,12 +38,13 @@ _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then it
 # GC-3", and so as shorthand is written out: "we do not have a GC-3"; "instead of the
 # GC-3"; "we lost our GC-3", "the GC-3 was stolen"), or says it is not ("not E07 this
 # time, the screen says E12"), is not what they ask about: they ask what to do without
-# it. A broken one is not lacked: its own record may be the answer. One word may stand
-# between ("the co-op GC-3"), not a verb's -ing ("without resetting E07").
+# it. A broken one is not lacked: its own record may be the answer. After an article or
+# a possessive one word may stand between ("the co-op GC-3"), not a verb's -ing; with
+# none, no word may ("no water, E12 on the screen" lacks water, not E12).
 _LACKING = re.compile(
     r"(?:\b(?:no|without|lacks?|lacking|lost|stole|instead\s+of|other\s+than"
     r"|(?:do|does|did)(?:n'?t|\s+not)\s+have|ha(?:s|ve)(?:n'?t|\s+not)\s+got)"
-    r"\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+)?(?:(?![\w-]*ing\s)[\w-]+\s+)?"
+    r"\s+(?:(?:a|an|the|any|my|our|their|his|her)\s+(?:(?![\w-]*ing\s)[\w-]+\s+)?)?"
     r"|\bnot\s+(?:(?:a|an|the)\s+)?)$",
     re.I,
 )

@@ -79,6 +79,10 @@ def test_best_per_group() -> None:
         ("not GC-3 this time, the screen says something else", True),
         ("why does it not clear GC-3", False),  # "not" before a verb
         ("can i clear it without resetting GC-3", False),
+        ("without resetting the GC-3", False),
+        ("pump running but no water GC-3 on the display", False),  # no water, not no GC-3
+        ("we lost power GC-3 came up", False),
+        ("we lost our old GC-3", True),
         ("the GC-3 was stolen last week, another way?", True),
         ("GC-3 missing from the store", True),
         ("what can we use instead of the GC-3", True),
