@@ -27,6 +27,11 @@ from fieldkit.store.notes import Passage
 # the question whatever the cosine: "E07" on the screen is the E07 record.
 CODE_MAX_PASSAGES = 2
 _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
+_RUN = re.compile(r"[\w-]+")  # a code is named where a whole run of these spells it
+
+
+def _runs(text: str) -> frozenset[str]:
+    return frozenset(_RUN.findall(text.lower()))
 
 
 class NoteCodes:
@@ -35,8 +40,8 @@ class NoteCodes:
     def __init__(self, passages: Sequence[Passage]) -> None:
         self.tokens = plain_tokens(p.full_text for p in passages)  # as codes compare
         self.named = [m.group() for p in passages for m in named_codes(p.full_text)]
-        self.texts = [p.full_text.lower() for p in passages]
-        self.titles = [(p.title or "").lower() for p in passages]
+        self.texts = [_runs(p.full_text) for p in passages]  # what each passage names
+        self.titles = [_runs(p.title or "") for p in passages]
 
     def unknown(self, question: str) -> tuple[str, ...]:
         """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed in
@@ -69,11 +74,8 @@ class NoteCodes:
             return []
         found: list[int] = []
         for code in codes:
-            pattern = re.compile(rf"(?<![\w-]){re.escape(code)}(?![\w-])")
-            naming = [i for i, text in enumerate(self.texts) if pattern.search(text)]
+            naming = [i for i, runs in enumerate(self.texts) if code in runs]
             if len(naming) <= CODE_MAX_PASSAGES:
-                chosen = (
-                    [i for i in naming if pattern.search(self.titles[i])] if in_title else naming
-                )
+                chosen = [i for i in naming if code in self.titles[i]] if in_title else naming
                 found.extend(i for i in chosen if i not in found)
         return found
