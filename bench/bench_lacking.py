@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_route import MemoEmbedder, notes_library  # noqa: E402
 
-from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
+from fieldkit.router.embedder import default_embedder  # noqa: E402
 
 GC3 = "How do you measure grain moisture with the GrainCheck GC-3?"
 SALT = "How do you do the salt jar test for grain dryness?"
@@ -73,25 +74,21 @@ PRESENT = [
 
 
 def measure(tmp: Path) -> dict:
-    embedder = MemoEmbedder(MiniLMEmbedder().load())
+    started = time.perf_counter()
+    embedder = MemoEmbedder(default_embedder().load())  # what fieldkit runs: NumPy MiniLM
     library, _, index = notes_library(None, embedder, tmp)
     packets = {r.name.replace("-", "_"): r.packet_id for r in library.list_packets()}
     titles = {pid: {p.passage_id: p.title for p in index.passages(pid)} for pid in packets.values()}
 
-    def shown(domain: str, question: str) -> list[str]:
+    def row(domain: str, question: str, expected: str, lacked: str | None = None) -> dict:
         pid = packets[domain]
-        return [titles[pid][h.passage_id] for h in index.coverage(pid, question).hits[:2]]
+        hits = [titles[pid][h.passage_id] for h in index.coverage(pid, question).hits[:2]]
+        out = {"question": question, "first": hits[0] if hits else None,
+               "right": bool(hits) and hits[0] == expected}  # fmt: skip
+        return out if lacked is None else out | {"lacked shown": lacked in hits}
 
-    lacking = []
-    for domain, question, answer, lacked in LACKING:
-        hits = shown(domain, question)
-        lacking.append({"question": question, "first": hits[0] if hits else None,
-                        "right": bool(hits) and hits[0] == answer, "lacked shown": lacked in hits})  # fmt: skip
-    present = []
-    for domain, question, own in PRESENT:
-        hits = shown(domain, question)
-        present.append({"question": question, "first": hits[0] if hits else None,
-                        "right": bool(hits) and hits[0] == own})  # fmt: skip
+    lacking = [row(*case) for case in LACKING]
+    present = [row(*case) for case in PRESENT]
     library.close()
     return {
         "lacking: first passage the expected record": sum(r["right"] for r in lacking),
@@ -99,6 +96,8 @@ def measure(tmp: Path) -> dict:
         "lacking: questions": len(lacking),
         "present: first passage its own record": sum(r["right"] for r in present),
         "present: questions": len(present),
+        "seconds": round(time.perf_counter() - started, 1),
+        "loadavg_1min": round(os.getloadavg()[0], 2),
         "rows": lacking + present,
     }
 
