@@ -18,7 +18,9 @@ before `ranking.other_ask_next`):
 
 `two_parts`: how often the answer comes in parts, two or three (`Coverage.other_asks`:
 the passages after the first answer some sentences apart); `two_parts_both_records`: in
-parts, the first two from the two records asked about; `three_parts`: in three. For
+parts, the first two from the two records asked about; `three_parts`: in three;
+`parts_read_both`: in parts, the parts read both records; `in_order`: of those, how often
+the part from the record asked about first comes first (`ranking.in_asked_order`). For
 single questions, parts are a false split.
 
 The same for pairs of short questions (`two_short_asks`: 60 a domain, seed 1) and for
@@ -26,7 +28,8 @@ the `twin` and `duo` sets: questions of natural length written to ask two things
 records answer (`asks`), and the `joined` set's questions that ask two things in one
 sentence ("... and how long ...?"; those one record answers: `joined, one record`, how
 often their record comes first and how often the answer is split, a false split); and for `trio` (three asks, three records), how often the answer
-comes in three parts and its parts read all three records.
+comes in three parts and its parts read all three records (`in_order`: of those, how
+often in the order they are asked).
 
 And on the single questions of every in-domain demo set, long and short, whether the
 second passage changes what they are shown (`shown_recall` of the two passages, and how
@@ -53,7 +56,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_route import SHORT_SETS, MemoEmbedder, demo_rows, notes_library, sources  # noqa: E402
 
-from fieldkit.router.embedder import MiniLMEmbedder  # noqa: E402
+from fieldkit.router.embedder import default_embedder  # noqa: E402
 from fieldkit.router.ranking import rank_scores  # noqa: E402
 from fieldkit.training.evaluate import bootstrap_ci, keyword_recall  # noqa: E402
 
@@ -108,7 +111,7 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
     and the keyword recall of the two passages shown."""
     cells: dict = {k: {"both": [], "first": [], "second": [], "shown_recall": []}
                    for k in ("shipped", "plain")}  # fmt: skip
-    split, split_right, three = [], [], []
+    split, split_right, three, read_both, in_order = [], [], [], [], []
     for mix in questions:
         pairs = shown(index, packet[mix["domain"]], mix["question"])
         cover = index.coverage(packet[mix["domain"]], mix["question"])
@@ -118,6 +121,13 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
         right = len(titles) > 1 and titles[0] in mix["a"] + mix["b"]
         right = right and titles[1] in mix["a"] + mix["b"] and titles[0] != titles[1]
         split_right.append(float(bool(cover.other_asks) and right))
+        parts = titles[: 1 + len(cover.other_asks)]  # the records the parts read
+        at_a = next((i for i, t in enumerate(parts) if t in mix["a"]), None)
+        at_b = next((i for i, t in enumerate(parts) if t in mix["b"]), None)
+        both = bool(cover.other_asks) and None not in (at_a, at_b) and at_a != at_b
+        read_both.append(float(both))
+        if both:  # the parts read both records: the first asked, answered first?
+            in_order.append(float(at_a < at_b))
         for order, passages in zip(("shipped", "plain"), pairs, strict=True):
             titles = {p.title for p in passages}
             first, second = bool(titles & set(mix["a"])), bool(titles & set(mix["b"]))
@@ -132,6 +142,8 @@ def both_shown(index, packet: dict[str, str], questions: list[dict]) -> dict:
         "two_parts": share(split),
         "two_parts_both_records": share(split_right),
         "three_parts": share(three),
+        "parts_read_both": share(read_both),
+        "in_order": share(in_order) | {"n": len(in_order)} if in_order else None,
     } | {order: {k: share(v) for k, v in cell.items()} for order, cell in cells.items()}
 
 
@@ -150,13 +162,18 @@ def one_record(index, packet: dict[str, str], questions: list[dict]) -> dict:
 def three_asks(index, packet: dict[str, str], questions: list[dict]) -> dict:
     """Return, for questions of three asks (`asks`: three records), how often the answer
     comes in three parts, and how often its parts read all three records."""
-    parts, all_read = [], []
+    parts, all_read, in_order = [], [], []
     for row in questions:
         cover = index.coverage(packet[row["domain"]], row["question"])
-        read = {h.title for h in cover.hits[: 1 + len(cover.other_asks)]}
+        read = [h.title for h in cover.hits[: 1 + len(cover.other_asks)]]
         parts.append(float(len(cover.other_asks) == 2))
-        all_read.append(float(read >= set(row["asks"])))
-    return {"n": len(questions), "three_parts": share(parts), "three_records_read": share(all_read)}
+        all_read.append(float(set(read) >= set(row["asks"])))
+        if len(read) == 3 and set(read) == set(row["asks"]):
+            in_order.append(float(read == list(row["asks"])))
+    return {
+        "n": len(questions), "three_parts": share(parts), "three_records_read": share(all_read),
+        "in_order": share(in_order) | {"n": len(in_order)} if in_order else None,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -166,7 +183,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    embedder = MemoEmbedder(MiniLMEmbedder().load())
+    embedder = MemoEmbedder(default_embedder())
     started = time.perf_counter()
     results: dict = {"command": " ".join(sys.argv[1:]), "loadavg_1min_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:

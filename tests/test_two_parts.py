@@ -19,6 +19,7 @@ from fieldkit.router.ranking import (
     OTHER_ASK_LEAD,
     OTHER_ASK_MARGIN,
     OTHER_ASK_STANDOUT,
+    in_asked_order,
     other_asks,
     own_ask,
     question_sentences,
@@ -184,6 +185,43 @@ def test_the_first_part_answers_what_the_second_does_not():
     assert own_ask(question, []) == question  # one part: the whole question
     every = question_sentences(question)
     assert own_ask(question, every) == question  # nothing left: the whole question
+
+
+def test_the_parts_follow_the_order_of_the_asks():
+    """The parts of an answer come in the order of the first sentence each answers: a
+    record the whole question ranks first, but which answers its last ask, answers last."""
+    asks = ["What is it?", "How do I treat it?", "And the visitors?"]
+    assert in_asked_order([["How do I treat it?"]], asks[:2]) == ([0, 1], [["How do I treat it?"]])
+    moved = ["Three hens died, how do I get rid of them?", "And the scaly legs?"]
+    assert in_asked_order([moved[:1]], moved) == ([1, 0], [moved[1:]])
+    told = ["We lost three hens.", "How do I get rid of them?", "Also the scaly legs?"]
+    order, after = in_asked_order([told[:2]], told)  # the first part: the scaly legs
+    assert (order, after) == ([1, 0], [told[2:]])
+    assert own_ask(" ".join(told), after[0]) == "We lost three hens. How do I get rid of them?"
+    kept = in_asked_order([told[1:2]], told)  # what the asker tells is the first part's
+    assert kept == ([0, 1], [told[1:2]])
+    three = in_asked_order([[asks[0]], [asks[2]]], asks)  # the first part: the second ask
+    assert three == ([1, 0, 2], [[asks[1]], [asks[2]]])
+    later = in_asked_order([asks[2:], asks[1:2]], asks)  # the first stays, the others swap
+    assert later == ([0, 2, 1], [asks[1:2], asks[2:]])
+    every = [asks[:1], asks[1:]]  # the other parts take every sentence: the first stays
+    assert in_asked_order(every, asks) == ([0, 1, 2], every)
+    assert in_asked_order([], asks) == ([0], [])
+
+
+def test_an_answer_in_parts_answers_the_first_ask_first(poultry):
+    """The bug: asked how to get rid of dead birds and then about scaly legs, the answer
+    read the scaly-leg record first, since it ranks first for the whole question."""
+    library, index = poultry
+    question = (
+        "Three of my hens died overnight, how should I get rid of the dead birds? "
+        "Also what do I dip the legs of birds with scaly leg mites in?"
+    )
+    grounding = ground(question, library.get("poultry"), index)
+    titles = [s.title for s in grounding.sources[:2]]
+    assert titles == ["How should dead birds be disposed of?", "How do you treat scaly leg mites?"]
+    assert grounding.other_asks == (OTHER_ASK,)
+    assert "dead birds" in grounding.messages[-1]["content"].split("Question:")[-1]
 
 
 def test_two_results_make_one():

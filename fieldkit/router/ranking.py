@@ -134,6 +134,27 @@ def other_asks(
     return [[s for s, o in zip(sentences, owner, strict=True) if o == p] for p in range(1, parts)]
 
 
+def in_asked_order(
+    asks: Sequence[Sequence[str]], sentences: Sequence[str]
+) -> tuple[list[int], list[list[str]]]:
+    """Return the parts of an answer in the order the question asks them: the parts'
+    positions in that order (0 the first part, which answers the sentences `asks` leave),
+    and the sentences each part after the new first answers (`asks` for them). A part's
+    place is the first sentence it answers, what the asker tells before asking included:
+    the record that stands out for "Three hens died overnight, how do I get rid of them?"
+    answers before the one for "Also, the scaly legs?", though the second ranks first
+    for the whole question. When the other parts take every sentence, the first part
+    answers the whole question and stays first."""
+    claimed = {s for ask in asks for s in ask}
+    rest = [s for s in sentences if s not in claimed]
+    if not asks or not rest:
+        return list(range(len(asks) + 1)), [list(a) for a in asks]
+    parts = [rest, *asks]
+    first = [min(i for i, s in enumerate(sentences) if s in part) for part in parts]
+    order = sorted(range(len(parts)), key=first.__getitem__)
+    return order, [list(parts[p]) for p in order[1:]]
+
+
 def own_ask(question: str, other_ask: Sequence[str]) -> str:
     """Return what the first part of an answer in parts answers: the question's sentences
     the other parts do not (`other_ask`), or the whole question when that leaves none.

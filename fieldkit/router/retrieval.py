@@ -25,6 +25,7 @@ from fieldkit.router.ranking import (
     MOST_PARTS,
     Reader,
     cover_score,
+    in_asked_order,
     other_ask_next,
     other_asks,
     question_sentences,
@@ -317,12 +318,15 @@ class PassageIndex:
     ) -> tuple[list[Hit], tuple[tuple[str, ...], ...]]:
         """Return the hits a covered question is shown (the `k` first, and every passage an
         answer's parts read) and the sentences each hit after the first answers apart
-        (ranking.other_asks), in a packet with a spread to stand out from; `order`: the
-        found hits' passage indices."""
+        (ranking.other_asks), the parts in the order the question asks them
+        (ranking.in_asked_order), in a packet with a spread to stand out from; `order`:
+        the found hits' passage indices."""
         if len(order) < 2 or rows.shape[1] < MIN_SPREAD_PASSAGES:
             return found[:k], ()
-        asks = tuple(tuple(s) for s in other_asks(rows, order, question_sentences(question)))
-        return found[: max(k, 1 + len(asks))], asks
+        sentences = question_sentences(question)
+        places, asks = in_asked_order(other_asks(rows, order, sentences), sentences)
+        found = [found[i] for i in places] + found[len(places) :]  # as the question asks
+        return found[: max(k, 1 + len(asks))], tuple(tuple(s) for s in asks)
 
     def _codes_of(self, packet_id: str) -> NoteCodes:
         if packet_id not in self._codes:
