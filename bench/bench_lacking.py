@@ -38,6 +38,15 @@ PK60 = "How do I maintain the wick of the Paraflame PK-60 kerosene fridge?"
 E07 = "What does fault code E07 mean on an AquaVolt AV-750 pump controller?"
 E12 = "What does fault code E12 mean on the AquaVolt controller?"
 E21 = "What does fault code E21 mean?"
+SG1 = "How long can grain stay in a SiloGuard SG-1 metal silo?"
+SG1_SIZE = "What is the capacity of the SiloGuard SG-1?"
+SG1_FUMIGATED = "How is the SiloGuard silo fumigated?"
+WOVEN = "How long does shelled maize keep in ordinary woven polypropylene bags?"
+FUMITAB = "How is grain fumigated with Fumitab tablets?"
+RATS = "How do you protect stored grain from rats?"
+TL30 = "How do you set up the ThermoLog TL-30 data logger?"
+TL30_BATTERY = "How do you check the battery of the ThermoLog TL-30?"
+RECORDED = "How often must the fridge temperature be recorded?"
 # (domain, question, the record that answers it, the record about the device it lacks)
 LACKING = [
     ("grain_storage", "we dont have a GC-3, how to check grain dryness", SALT, GC3),
@@ -60,6 +69,16 @@ LACKING = [
     ("solar_pumps", "not E07 this time, the screen says E12, what now", E12, E07),
     ("solar_pumps", "it isnt E21 any more, now the controller shows E12, what does it mean",
      E12, E21),
+    # written after a device named by many records (SG-1: four) or by its maker's name
+    # alone (SiloGuard, ThermoLog: words.device_names)
+    ("grain_storage", "we have no SG-1 silo, only HB-90 bags, how long can the maize keep",
+     WOVEN, SG1),
+    ("grain_storage", "we dont have the SiloGuard, how do we fumigate the store", FUMITAB,
+     SG1_FUMIGATED),
+    ("grain_storage", "Our co-op has no SiloGuard silos, just a bag store. How do we keep "
+     "the rats out of the grain?", RATS, SG1_SIZE),
+    ("cold_chain", "we dont have a ThermoLog at this clinic, how often do we write down "
+     "the fridge temperature", RECORDED, TL30),
 ]  # fmt: skip
 # (domain, question, its own record): the device is there; its reading or display is not
 PRESENT = [
@@ -70,6 +89,9 @@ PRESENT = [
     ("cold_chain", "PK-60 flame smoky and yellow, how to fix the wick", PK60),
     ("grain_storage", "our GC-3 lost its calibration, how do we check it against the "
      "district meter", GC3),
+    ("grain_storage", "the SiloGuard is new, how do we fumigate it", SG1_FUMIGATED),
+    ("cold_chain", "no ThermoLog reading since monday, how do i check its battery",
+     TL30_BATTERY),
 ]  # fmt: skip
 
 
@@ -82,9 +104,11 @@ def measure(tmp: Path) -> dict:
 
     def row(domain: str, question: str, expected: str, lacked: str | None = None) -> dict:
         pid = packets[domain]
-        hits = [titles[pid][h.passage_id] for h in index.coverage(pid, question).hits[:2]]
+        cover = index.coverage(pid, question)
+        hits = [titles[pid][h.passage_id] for h in cover.hits[:2]]
         out = {"question": question, "first": hits[0] if hits else None,
-               "right": bool(hits) and hits[0] == expected}  # fmt: skip
+               "right": bool(hits) and hits[0] == expected,
+               "cited": bool(hits) and hits[0] == expected and cover.covered}  # fmt: skip
         return out if lacked is None else out | {"lacked shown": lacked in hits}
 
     lacking = [row(*case) for case in LACKING]
@@ -92,9 +116,11 @@ def measure(tmp: Path) -> dict:
     library.close()
     return {
         "lacking: first passage the expected record": sum(r["right"] for r in lacking),
+        "lacking: cited (covered, the expected record first)": sum(r["cited"] for r in lacking),
         "lacking: the lacked device's record shown": sum(r["lacked shown"] for r in lacking),
         "lacking: questions": len(lacking),
         "present: first passage its own record": sum(r["right"] for r in present),
+        "present: cited": sum(r["cited"] for r in present),
         "present: questions": len(present),
         "seconds": round(time.perf_counter() - started, 1),
         "loadavg_1min": round(os.getloadavg()[0], 2),

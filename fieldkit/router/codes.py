@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from fieldkit.router.words import (
+    device_names,
     lacked,
     lone_letter_codes,
     named_codes,
@@ -28,6 +29,7 @@ from fieldkit.store.notes import Passage
 CODE_MAX_PASSAGES = 2
 _CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[A-Za-z0-9][\w-]*[A-Za-z0-9]")
 _RUN = re.compile(r"[\w-]+")  # a code is named where a whole run of these spells it
+_RUN_OR_GAP = re.compile(r"[\w-]+|[^\w-]+")
 
 
 def _runs(text: str) -> frozenset[str]:
@@ -42,6 +44,7 @@ class NoteCodes:
         self.named = [m.group() for p in passages for m in named_codes(p.full_text)]
         self.texts = [_runs(p.full_text) for p in passages]  # what each passage names
         self.titles = [_runs(p.title or "") for p in passages]
+        self.names = device_names([p.full_text for p in passages])
 
     def unknown(self, question: str) -> tuple[str, ...]:
         """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed in
@@ -59,23 +62,56 @@ class NoteCodes:
         (words.same_family: E07 and E21 for E09), each once, in notes order."""
         return tuple(same_family(codes, self.named))
 
-    def naming(self, question: str, in_title: bool = False, lacking: bool = False) -> list[int]:
+    def naming(self, question: str, in_title: bool = False) -> list[int]:
         """Return the indices of the passages that name a rare code of the question (one
         that at most CODE_MAX_PASSAGES passages name), or with `in_title` those whose
         title names it: the record about E07, not one that mentions it in passing. A code
-        the asker says they lack ("we have no GC-3") names none; with `lacking`, only such
-        codes are looked up: the records about a device the asker does not have."""
-        codes = {
-            m.group().lower()
-            for m in _CODE.finditer(question)
-            if lacked(question, m.start()) is lacking
-        }
-        if not codes:
-            return []
+        the asker says they lack ("we have no GC-3") names none (see `lacked`)."""
+        codes = {m.group().lower() for m in _CODE.finditer(question)}
+        codes -= self.lacked(question)
+        return self._titled(codes, in_title, rare=True)
+
+    def about(self, codes: set[str]) -> list[int]:
+        """Return the indices of the passages whose title names any of `codes` (lower-cased
+        codes and device names: `lacked`), however many passages name it: with the codes
+        the asker lacks, the records about a device they do not have."""
+        return self._titled(codes, in_title=True, rare=False)
+
+    def lacked(self, question: str) -> set[str]:
+        """Return the codes and device names (words.device_names: SiloGuard) of the
+        question, lower-cased, that the asker says they lack at every mention
+        (words.lacked: "we have no SG-1", "we do not have the SiloGuard")."""
+        said: dict[str, bool] = {}
+        for m in _CODE.finditer(question):
+            code = m.group().lower()
+            said[code] = said.get(code, True) and lacked(question, m.start())
+        for m in _RUN.finditer(question):
+            name = _spelt(m.group(), self.names)
+            if name is not None:
+                said[name] = said.get(name, True) and lacked(question, m.start())
+        return {code for code, gone in said.items() if gone}
+
+    def _titled(self, codes: set[str], in_title: bool, rare: bool) -> list[int]:
         found: list[int] = []
         for code in codes:
             naming = [i for i, runs in enumerate(self.texts) if code in runs]
-            if len(naming) <= CODE_MAX_PASSAGES:
+            if not rare or len(naming) <= CODE_MAX_PASSAGES:
                 chosen = [i for i in naming if code in self.titles[i]] if in_title else naming
                 found.extend(i for i in chosen if i not in found)
         return found
+
+
+def without(text: str, names: set[str]) -> str:
+    """Return `text` without the runs that spell any of `names` (lower-cased codes and
+    device names, as NoteCodes.lacked returns them)."""
+    kept = [m.group() for m in _RUN_OR_GAP.finditer(text) if _spelt(m.group(), names) is None]
+    return " ".join("".join(kept).split())
+
+
+def _spelt(run: str, names: set[str]) -> str | None:
+    """Return the one of `names` a run of the question spells, or its plural does (two
+    Hermabags are two Hermabag bags); None when it spells none."""
+    run = run.lower()
+    if run in names:
+        return run
+    return run[:-1] if run.endswith("s") and run[:-1] in names else None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fieldkit.router.codes import NoteCodes
+from fieldkit.router.codes import NoteCodes, without
 from fieldkit.router.decision import LibraryLike
 from fieldkit.router.embedder import Embedder, default_embedder
 from fieldkit.router.kinds import unstated_kinds
@@ -350,6 +350,10 @@ class PassageIndex:
         if not len(vectors) or k < 1:
             return [], np.zeros((1, 0), np.float32), np.zeros(0, np.int64)
         texts = [question, *question_sentences(question)]
+        codes = self._codes_of(packet_id)
+        gone = codes.lacked(question)
+        if gone:  # what the asker lacks is not what they ask about: read without it
+            texts = [without(t, gone) for t in texts]
         queries = self.embedder.embed(texts)
         n = len(self.passages(packet_id))
         sims = np.einsum("nd,qd->qn", vectors, queries)
@@ -360,10 +364,8 @@ class PassageIndex:
             np.maximum.at(cosines, (rows, askers[None, :]), sims[:, 3 * n :])
         words = self._words(packet_id)
         rows = cosines + LEXICAL * np.stack([words.overlap(t) for t in texts])
-        codes = self._codes_of(packet_id)
-        lacking = codes.naming(question, in_title=True, lacking=True)
-        if lacking:  # a record about a device the asker has not got does not answer them
-            rows[:, lacking] = rows.min(axis=1, keepdims=True)
+        if gone:  # a record about a device the asker has not got does not answer them
+            rows[:, codes.about(gone)] = rows.min(axis=1, keepdims=True)
         ranking = rank_scores(rows)
         named = codes.naming(question, in_title=True)
         if named:  # the records about a rare code of the question come first

@@ -34,6 +34,8 @@ _CODE_TOKEN = re.compile(r"[A-Za-z0-9][\w-]*")
 _PLURAL = re.compile(r"(?<=\d)s$")  # a code's plural: HB-90s (not E07S, a code of its own)
 _LONE_LETTER = re.compile(r"(?<![\w-])[a-z]-?\d{2,4}(?![\w-])")
 _FAMILY = re.compile(r"([a-z]+)\d+[a-z]?")  # a plain code: its letters, then its number
+_WORD = re.compile(r"(?<![\w-])[A-Za-z]+(?![\w-])")  # a word of letters alone
+_BEFORE_CODE = re.compile(rf"(?<![\w-])([A-Z][A-Za-z]+) (?={_NAMED_CODE.pattern})")
 # A code the asker says they lack ("has no GC-3", "without the GC-3", "we don't have a
 # GC-3", and so as shorthand is written out: "we do not have a GC-3"; "instead of the
 # GC-3"; "we lost our GC-3", "the GC-3 was stolen"), or says it is not ("not E07 this
@@ -97,6 +99,22 @@ def lacked(text: str, start: int) -> bool:
     if _GONE_AFTER.match(text, end):
         return True
     return bool(_LACKING.search(text[:start])) and not _PRESENT_AFTER.match(text, end)
+
+
+def device_names(texts: Sequence[str]) -> set[str]:
+    """Return the names the texts give devices, lower-cased: a word they write only with
+    a capital that stands right before a code at least once (the SiloGuard of "SiloGuard
+    SG-1", the Frostline of "Frostline FL-220"). A capitalised word alone may name a
+    disease or a pest ("no Bluecap toxin" is what the asker hopes to find), so it does not
+    count."""
+    lower = {m.group() for text in texts for m in _WORD.finditer(text) if m.group().islower()}
+    names = set()
+    for text in texts:
+        for match in _BEFORE_CODE.finditer(text):
+            word = match.group(1)
+            if word.lower() not in lower and word.lower() not in _STOP and len(word) >= 4:
+                names.add(word.lower())
+    return names
 
 
 def plain_code(token: str) -> str:

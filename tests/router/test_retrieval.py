@@ -259,6 +259,45 @@ def test_the_record_about_a_device_the_asker_lacks_is_not_read(
     assert index.unknown_codes(record.packet_id, "our GC-5 reads 14%") == ("GC-5",)
 
 
+def test_a_device_many_records_name_or_its_makers_name_alone_is_lacked_too(
+    home, make_packet, minilm, open_library
+):
+    """The bugs: "we have no SG-1 silo" put an SG-1 record first, since only a code that
+    at most two records name was read as lacked, and four name the SG-1; "we dont have the
+    SiloGuard" named no code at all, and the SiloGuard's own fumigation record answered."""
+    notes = [
+        Passage("sg1", "Well-dried grain keeps in a sealed SiloGuard SG-1 for up to 3 years.",
+                "How long can grain stay in a SiloGuard SG-1 silo?"),
+        Passage("size", "The SG-1 holds 1,000 kg of shelled maize and stands 1.8 m tall.",
+                "What is the capacity of the SiloGuard SG-1?"),
+        Passage("fumigated", "For the SG-1 a licensed fumigator places 1 Fumitab tablet per "
+                "300 kg on the grain and seals the inlet.", "How is the SiloGuard silo fumigated?"),
+        Passage("rats", "Fit metal rat guards on every leg of a crib; the SG-1 is rat-proof "
+                "with its cap closed.", "How do you protect stored grain from rats?"),
+        Passage("bags", "Maize in woven bags keeps about 3 months, in hermetic bags over 12 "
+                "months.", "How long does maize keep in woven bags?"),
+        Passage("fumitab", "Only a licensed fumigator applies Fumitab, 3 tablets per tonne "
+                "under a gas-tight sheet for 7 days.", "How is grain fumigated with Fumitab?"),
+        *routine("Routine store check number {}."),
+    ]  # fmt: skip
+    record = make_packet(home, name="grain", notes=notes)
+    index = PassageIndex(open_library(home), minilm)
+
+    def shown(question: str) -> list[str]:
+        return [h.passage_id for h in index.search(record.packet_id, question)]
+
+    assert shown("how long can maize keep in the SG-1 silo")[0] == "sg1"
+    kept = shown("we have no SG-1 silo, only bags, how long can the maize keep")
+    assert kept[0] == "bags"
+    assert not {"sg1", "size"} & set(kept)
+    for lacking in ("we dont have the SiloGuard, how do we fumigate the grain",
+                    "we have no siloguards, how do we fumigate"):  # fmt: skip
+        assert shown(lacking)[0] == "fumitab", lacking
+    assert shown("the SiloGuard is new, how do we fumigate it")[0] == "fumigated"
+    # lacked at one mention, asked about at the next: the asker wants to know of it
+    assert shown("we have no SG-1 yet, how much maize does an SG-1 hold?")[0] == "size"
+
+
 def test_the_passage_naming_a_rare_code_of_a_long_question_ranks_first(
     home, make_packet, minilm, open_library
 ):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from fieldkit.router.words import WordIndex, lacked, words_of
+from fieldkit.router.words import WordIndex, device_names, lacked, words_of
 
 TEXTS = [
     "Fumigate the sealed store with Fumitab tablets for seven days.",
@@ -96,3 +96,14 @@ def test_best_per_group() -> None:
 def test_a_code_the_asker_lacks(text: str, lacking: bool) -> None:
     start = text.lower().index("gc-3")
     assert lacked(text, start) is lacking
+
+
+def test_a_device_is_named_by_a_capitalised_word_before_its_code() -> None:
+    texts = [
+        "Well-dried grain keeps in a sealed SiloGuard SG-1 for years.",
+        "Fill the Hermabag HB-90 liner. Bluecap toxin shows as blue mould.",
+        "Press Start on the ThermoLog TL-30. Start it again after 3 days.",
+        "Ring the Hotline CCH-3 number; the hotline answers day and night.",
+        "Wait 90 seconds. Then E07 clears.",  # a sentence's first word
+    ]
+    assert device_names(texts) == {"siloguard", "hermabag", "thermolog"}
