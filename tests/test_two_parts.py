@@ -202,6 +202,8 @@ def test_the_parts_follow_the_order_of_the_asks():
     assert kept == ([0, 1], [told[1:2]])
     three = in_asked_order([[asks[0]], [asks[2]]], asks)  # the first part: the second ask
     assert three == ([1, 0, 2], [[asks[1]], [asks[2]]])
+    weevils = ["My store has had weevils.", "How much Kilnox per bag?", "When can we eat it?"]
+    assert in_asked_order([weevils[:1]], weevils) == ([0, 1], [weevils[:1]])  # told, no ask
     later = in_asked_order([asks[2:], asks[1:2]], asks)  # the first stays, the others swap
     assert later == ([0, 2, 1], [asks[1:2], asks[2:]])
     every = [asks[:1], asks[1:]]  # the other parts take every sentence: the first stays

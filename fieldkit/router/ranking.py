@@ -46,6 +46,7 @@ _ASKING_VERB = (
 )
 _JOINED_ASK = re.compile(rf"\s+and\s+(?=(?:{_QUESTION_WORD}|{_ASKING_VERB}))", re.I)
 _OPENS_AN_ASK = re.compile(rf"(?:{_QUESTION_WORD}|{_ASKING_VERB})", re.I)
+_LEAD = re.compile(r"^(?:(?:and|also|so|but|then|plus|or|like)\b[\s,]*)+", re.I)
 
 
 def read_first(
@@ -143,15 +144,23 @@ def in_asked_order(
     place is the first sentence it answers, what the asker tells before asking included:
     the record that stands out for "Three hens died overnight, how do I get rid of them?"
     answers before the one for "Also, the scaly legs?", though the second ranks first
-    for the whole question. When the other parts take every sentence, the first part
-    answers the whole question and stays first."""
+    for the whole question. A part after the first that answers no sentence that asks
+    (`_an_ask`), only what the asker tells, comes after those that do: a neighbouring
+    record that stands out for "My store has had weevils two years in a row" does not
+    answer before the Kilnox record the question asks about. When the other parts take
+    every sentence, the first part answers the whole question and stays first."""
     claimed = {s for ask in asks for s in ask}
     rest = [s for s in sentences if s not in claimed]
     if not asks or not rest:
         return list(range(len(asks) + 1)), [list(a) for a in asks]
     parts = [rest, *asks]
-    first = [min(i for i, s in enumerate(sentences) if s in part) for part in parts]
-    order = sorted(range(len(parts)), key=first.__getitem__)
+
+    def place(part: int) -> tuple[bool, int]:
+        at = [i for i, s in enumerate(sentences) if s in parts[part]]
+        told = part > 0 and not any(_an_ask(sentences[i]) for i in at)
+        return told, at[0]
+
+    order = sorted(range(len(parts)), key=place)
     return order, [list(parts[p]) for p in order[1:]]
 
 
@@ -208,6 +217,13 @@ def zscores(rows: np.ndarray) -> np.ndarray:
 def asks_in(sentences: Sequence[str]) -> list[int]:
     """Return the indices of the sentences that ask (`_asks`)."""
     return [i for i, sentence in enumerate(sentences) if _asks(sentence)]
+
+
+def _an_ask(sentence: str) -> bool:
+    """Whether a sentence asks (`_asks`), or opens as a question does: a long ask split at
+    ", and" leaves its first clauses without their "?" ("How far may we tilt it, what must
+    we do first"), and "Also", "and" or "so" may lead it."""
+    return _asks(sentence) or bool(_OPENS_AN_ASK.match(_LEAD.sub("", sentence.lstrip())))
 
 
 def _asks(sentence: str) -> bool:
