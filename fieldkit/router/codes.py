@@ -1,10 +1,10 @@
-"""The codes one packet's notes name (fault codes, model numbers), and a question's codes
-against them: which the notes never name, which records are about one the question names,
-and which are about one the asker says they lack.
+"""The codes one packet's notes name (fault codes, model numbers) and the names they give
+devices, and a question's codes against them: which the notes never name, which records
+are about one the question names, and which are about one the asker says they lack.
 
 "E07 on the screen" is the E07 record, whatever the cosine; "E09" when the notes list E07
-and E21 is a code the notes do not know; "we have no GC-3" asks what to do without the
-GC-3, so the GC-3 record neither covers the question nor answers it.
+and E21 is a code the notes do not know; "we have no GC-3" (or "no SiloGuard") asks what
+to do without it, so its records neither cover the question nor answer it.
 """
 
 from __future__ import annotations

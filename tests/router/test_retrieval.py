@@ -65,6 +65,19 @@ def routine(text: str) -> list[Passage]:
     return [Passage(f"n{i}", text.format(i)) for i in range(10)]
 
 
+@pytest.fixture
+def store(home, make_packet, minilm, open_library):
+    """Return a maker of a grain-store packet: (its record, a PassageIndex) for notes of
+    the given passages and ten routine ones (`routine`)."""
+
+    def make(passages: list[Passage]):
+        notes = [*passages, *routine("Routine store check number {}.")]
+        record = make_packet(home, name="grain", notes=notes)
+        return record, PassageIndex(open_library(home), minilm)
+
+    return make
+
+
 def reader_never_called(question: str, texts) -> np.ndarray:
     raise AssertionError("the passages were read")
 
@@ -233,9 +246,7 @@ def test_a_code_the_asker_lacks_neither_covers_nor_moves_its_record_first(
     assert blank.hits[0].passage_id == "gc3"
 
 
-def test_the_record_about_a_device_the_asker_lacks_is_not_read(
-    home, make_packet, minilm, open_library
-):
+def test_the_record_about_a_device_the_asker_lacks_is_not_read(store):
     """The bug: "we dont have a GC-3, how to check grain dryness" put the GC-3 record
     first (its shorthand written out, "do not have" was not read as lacking), and a record
     about a device the asker has not got stayed first on its cosine."""
@@ -244,24 +255,20 @@ def test_the_record_about_a_device_the_asker_lacks_is_not_read(
                 "moisture after 8 seconds.", "How do you check grain dryness with the GC-3?"),
         Passage("salt", "Shake grain with dry salt in a jar: salt that sticks means the grain "
                 "is too damp to store.", "How is the salt jar test done?"),
-        *routine("Routine store check number {}."),
     ]  # fmt: skip
-    record = make_packet(home, name="grain", notes=notes)
-    index = PassageIndex(open_library(home), minilm)
+    record, index = store(notes)
     asked = "how do we check grain dryness with the GC-3?"
     assert index.search(record.packet_id, asked)[0].passage_id == "gc3"
     for lacking in ("we dont have a GC-3, how to check grain dryness",
                     "without the GC-3 how do we check grain dryness?"):  # fmt: skip
-        hits = index.search(record.packet_id, lacking, k=len(notes))
+        hits = index.search(record.packet_id, lacking, k=DEFAULT_K)
         assert hits[0].passage_id == "salt", lacking
         assert "gc3" not in [h.passage_id for h in hits[:DEFAULT_K]], lacking
     assert index.unknown_codes(record.packet_id, "we have no GC-5, is salt enough?") == ()
     assert index.unknown_codes(record.packet_id, "our GC-5 reads 14%") == ("GC-5",)
 
 
-def test_a_device_many_records_name_or_its_makers_name_alone_is_lacked_too(
-    home, make_packet, minilm, open_library
-):
+def test_a_device_many_records_name_or_its_makers_name_alone_is_lacked_too(store):
     """The bugs: "we have no SG-1 silo" put an SG-1 record first, since only a code that
     at most two records name was read as lacked, and four name the SG-1; "we dont have the
     SiloGuard" named no code at all, and the SiloGuard's own fumigation record answered."""
@@ -278,10 +285,8 @@ def test_a_device_many_records_name_or_its_makers_name_alone_is_lacked_too(
                 "months.", "How long does maize keep in woven bags?"),
         Passage("fumitab", "Only a licensed fumigator applies Fumitab, 3 tablets per tonne "
                 "under a gas-tight sheet for 7 days.", "How is grain fumigated with Fumitab?"),
-        *routine("Routine store check number {}."),
     ]  # fmt: skip
-    record = make_packet(home, name="grain", notes=notes)
-    index = PassageIndex(open_library(home), minilm)
+    record, index = store(notes)
 
     def shown(question: str) -> list[str]:
         return [h.passage_id for h in index.search(record.packet_id, question)]
