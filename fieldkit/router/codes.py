@@ -20,6 +20,7 @@ from fieldkit.router.words import (
     plain_code,
     plain_tokens,
     same_family,
+    singular_code,
 )
 from fieldkit.store.notes import Passage
 
@@ -50,11 +51,12 @@ class NoteCodes:
         """Return the codes in the question (`words.named_codes`: E09, GC-3; and typed in
         lower case after one letter, e09, when the notes name codes of that letter:
         `words.lone_letter_codes`) that no passage names, whatever their case and hyphen
-        (TL30 is TL-30), less those the asker says they lack (`words.lacked`). Such a
-        question asks about something the notes do not know."""
+        (TL30 is TL-30), less those the asker says they lack (`lacked`). Such a question
+        asks about something the notes do not know."""
         found = named_codes(question)
         found += [m for m in lone_letter_codes(question) if self.family_of([m.group()])]
-        codes = [m.group() for m in found if not lacked(question, m.start())]
+        gone = self.lacked(question)
+        codes = [m.group() for m in found if singular_code(m.group()) not in gone]
         return tuple(dict.fromkeys(c for c in codes if plain_code(c) not in self.tokens))
 
     def family_of(self, codes: Sequence[str]) -> tuple[str, ...]:
@@ -67,7 +69,7 @@ class NoteCodes:
         that at most CODE_MAX_PASSAGES passages name), or with `in_title` those whose
         title names it: the record about E07, not one that mentions it in passing. A code
         the asker says they lack ("we have no GC-3") names none (see `lacked`)."""
-        codes = {m.group().lower() for m in _CODE.finditer(question)}
+        codes = {singular_code(m.group()) for m in _CODE.finditer(question)}
         codes -= self.lacked(question)
         return self._titled(codes, in_title, rare=True)
 
@@ -83,7 +85,7 @@ class NoteCodes:
         (words.lacked: "we have no SG-1", "we do not have the SiloGuard")."""
         said: dict[str, bool] = {}
         for m in _CODE.finditer(question):
-            code = m.group().lower()
+            code = singular_code(m.group())
             said[code] = said.get(code, True) and lacked(question, m.start())
         for m in _RUN.finditer(question):
             name = _spelt(m.group(), self.names)

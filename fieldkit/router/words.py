@@ -117,10 +117,15 @@ def device_names(texts: Sequence[str]) -> set[str]:
     return names
 
 
+def singular_code(token: str) -> str:
+    """Return a code as a text's word runs spell it: lower case, without a plural's "s"
+    (two HB-90s are two HB-90 bags; E07S stays a code of its own)."""
+    return _PLURAL.sub("", token).lower()
+
+
 def plain_code(token: str) -> str:
-    """Return a code as it is compared: lower case, without hyphens (TL30 is TL-30), and
-    without a plural's "s" (two HB-90s are two HB-90 bags)."""
-    return _PLURAL.sub("", token).replace("-", "").lower()
+    """Return a code as it is compared: `singular_code`, without hyphens (TL30 is TL-30)."""
+    return singular_code(token).replace("-", "")
 
 
 def code_family(code: str) -> str | None:

@@ -292,9 +292,11 @@ def test_a_device_many_records_name_or_its_makers_name_alone_is_lacked_too(store
         return [h.passage_id for h in index.search(record.packet_id, question)]
 
     assert shown("how long can maize keep in the SG-1 silo")[0] == "sg1"
-    kept = shown("we have no SG-1 silo, only bags, how long can the maize keep")
-    assert kept[0] == "bags"
-    assert not {"sg1", "size"} & set(kept)
+    for lacking in ("we have no SG-1 silo, only bags, how long can the maize keep",
+                    "we have no SG-1s, only bags, how long can the maize keep"):  # fmt: skip
+        kept = shown(lacking)
+        assert kept[0] == "bags", lacking
+        assert not {"sg1", "size"} & set(kept), lacking
     for lacking in ("we dont have the SiloGuard, how do we fumigate the grain",
                     "we have no siloguards, how do we fumigate"):  # fmt: skip
         assert shown(lacking)[0] == "fumitab", lacking
